@@ -1,0 +1,127 @@
+//! Privacy-preserving fingerprints of prompts and outputs.
+//!
+//! Waste detection needs to know that two prompts are near-identical or that an output is
+//! filler, not what they say. A 64-bit SimHash of the normalised text's word shingles keeps
+//! the first (near-identical texts differ in few bits, and the text cannot be recovered); the
+//! deflate ratio of the output keeps the second (filler compresses extremely well).
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// What is kept of a call's text when its content is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub prompt_simhash: Option<u64>,
+    pub completion_simhash: Option<u64>,
+    /// Deflated size of the completion as a permille of its size (lower = more repetitive).
+    pub completion_compress_permille: Option<u32>,
+    pub prompt_chars: Option<u64>,
+    pub completion_chars: Option<u64>,
+}
+
+impl Fingerprints {
+    pub fn of(prompt: Option<&str>, completion: Option<&str>) -> Fingerprints {
+        Fingerprints {
+            prompt_simhash: prompt.map(simhash),
+            completion_simhash: completion.map(simhash),
+            completion_compress_permille: completion.map(compress_permille),
+            prompt_chars: prompt.map(|p| p.chars().count() as u64),
+            completion_chars: completion.map(|c| c.chars().count() as u64),
+        }
+    }
+}
+
+/// Lowercased words of letters and digits, with every run of digits replaced by `0`, so that
+/// "attempt 41" and "attempt 42" normalise alike.
+pub fn normalised_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|word| {
+            let mut out = String::with_capacity(word.len());
+            let mut in_digits = false;
+            for c in word.chars().flat_map(char::to_lowercase) {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push('0');
+                    }
+                    in_digits = true;
+                } else {
+                    out.push(c);
+                    in_digits = false;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// 64-bit SimHash over word unigrams and bigrams of the normalised text.
+pub fn simhash(text: &str) -> u64 {
+    let words = normalised_words(text);
+    let mut weights = [0i64; 64];
+    let mut add = |hash: u64| {
+        for (bit, weight) in weights.iter_mut().enumerate() {
+            *weight += if hash >> bit & 1 == 1 { 1 } else { -1 };
+        }
+    };
+    for word in &words {
+        add(xxh3_64(word.as_bytes()));
+    }
+    for pair in words.windows(2) {
+        add(xxh3_64(format!("{} {}", pair[0], pair[1]).as_bytes()));
+    }
+    weights
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w > 0)
+        .fold(0u64, |acc, (bit, _)| acc | 1 << bit)
+}
+
+/// How many of the 64 bits two SimHashes share (64 = identical fingerprints).
+pub fn simhash_similarity(a: u64, b: u64) -> u32 {
+    64 - (a ^ b).count_ones()
+}
+
+/// Deflated size as a permille of the original size (1000 for empty text).
+pub fn compress_permille(text: &str) -> u32 {
+    if text.is_empty() {
+        return 1000;
+    }
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed = encoder
+        .write_all(text.as_bytes())
+        .and_then(|()| encoder.finish())
+        .map(|bytes| bytes.len())
+        .unwrap_or(text.len());
+    ((compressed as u64 * 1000) / text.len() as u64).min(1000) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_identical_prompts_share_most_bits() {
+        let a = simhash("Please refactor the payment module, attempt 41, and report back.");
+        let b = simhash("please refactor the payment module attempt 42 and report back");
+        let unrelated = simhash("Write a haiku about autumn leaves falling on a quiet pond.");
+        assert_eq!(a, b, "case, punctuation and numbers are normalised away");
+        assert!(simhash_similarity(a, unrelated) < 54);
+    }
+
+    #[test]
+    fn filler_compresses_far_better_than_prose() {
+        let filler = "lorem ipsum ".repeat(400);
+        let prose = "The quick brown fox jumps over the lazy dog while seven wizards quietly \
+                     judge boxing matches; meanwhile, a sphinx of black quartz reviews my vow.";
+        assert!(compress_permille(&filler) < 50);
+        assert!(compress_permille(prose) > 500);
+    }
+
+    #[test]
+    fn no_text_no_fingerprint() {
+        assert_eq!(Fingerprints::of(None, None), Fingerprints::default());
+    }
+}

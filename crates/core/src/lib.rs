@@ -1,0 +1,16 @@
+//! Goodhart's core: domain types and pure decisions.
+//!
+//! Usage events, the price table and exact cost arithmetic, fingerprints, and the planning of
+//! reports over rollups. Nothing in this crate performs IO, reads the clock or needs an async
+//! runtime (CI checks its dependency tree); callers gather inputs, call these functions and act
+//! on the results.
+
+pub mod fingerprint;
+pub mod money;
+pub mod pricing;
+pub mod report;
+pub mod time;
+pub mod usage;
+
+pub use money::{Nanos, PicoPerToken};
+pub use time::Micros;

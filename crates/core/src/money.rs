@@ -1,0 +1,178 @@
+//! Money as integers: costs in nano-dollars, prices in pico-dollars per token.
+//!
+//! Prices are quoted per million tokens with up to six decimals (e.g. $0.01875/Mtok), so one
+//! pico-dollar per token (= one micro-dollar per million tokens) represents every real price
+//! exactly. A single event's cost is computed exactly in pico-dollars and rounded once per
+//! token kind to nano-dollars, the unit stored and summed: an `i64` of nano-dollars holds
+//! $9.2 billion, enough for any aggregate, and the rounding error is below a nano-dollar per
+//! token kind per event.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A price in pico-dollars (10⁻¹² USD) per token, i.e. micro-dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PicoPerToken(pub u64);
+
+/// An amount of money in nano-dollars (10⁻⁹ USD). Signed so that corrections can be negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Nanos(pub i64);
+
+/// Why a decimal amount could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("expected a non-negative decimal such as \"3.75\", got {0:?}")]
+    Malformed(String),
+    #[error("{0:?} has more than {1} decimal places")]
+    TooPrecise(String, u32),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a non-negative decimal string into an integer scaled by 10^`scale`, exactly.
+pub fn parse_scaled_decimal(text: &str, scale: u32) -> Result<u64, DecimalError> {
+    let malformed = || DecimalError::Malformed(text.to_owned());
+    let trimmed = text.trim();
+    let (whole, fraction) = match trimmed.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (trimmed, ""),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err(malformed());
+    }
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > scale as usize {
+        return Err(DecimalError::TooPrecise(text.to_owned(), scale));
+    }
+    let too_large = || DecimalError::TooLarge(text.to_owned());
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
+    let mut frac_value: u64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| malformed())? };
+    for _ in fraction.len()..scale as usize {
+        frac_value *= 10;
+    }
+    whole
+        .checked_mul(10u64.pow(scale))
+        .and_then(|w| w.checked_add(frac_value))
+        .ok_or_else(too_large)
+}
+
+impl PicoPerToken {
+    /// Reads a price in USD per million tokens ("3.75" → 3 750 000 pico-dollars per token).
+    pub fn from_usd_per_mtok(text: &str) -> Result<Self, DecimalError> {
+        parse_scaled_decimal(text, 6).map(PicoPerToken)
+    }
+
+    /// The price as USD per million tokens, without trailing zeros.
+    pub fn usd_per_mtok(self) -> String {
+        format_scaled(i128::from(self.0), 6)
+    }
+}
+
+impl Nanos {
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// Rounds an exact amount in pico-dollars to the nearest nano-dollar (halves away from zero).
+    pub fn from_picos_rounded(picos: u128) -> Nanos {
+        let nanos = (picos + 500) / 1000;
+        Nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    /// Reads a USD amount with at most nine decimals ("12.5" → 12 500 000 000 nano-dollars).
+    pub fn from_usd(text: &str) -> Result<Nanos, DecimalError> {
+        let value = parse_scaled_decimal(text, 9)?;
+        i64::try_from(value).map(Nanos).map_err(|_| DecimalError::TooLarge(text.to_owned()))
+    }
+
+    pub fn saturating_add(self, other: Nanos) -> Nanos {
+        Nanos(self.0.saturating_add(other.0))
+    }
+
+    /// The exact decimal USD value, e.g. "0.097387250" → "0.09738725".
+    pub fn usd_string(self) -> String {
+        format_scaled(i128::from(self.0), 9)
+    }
+}
+
+impl std::iter::Sum for Nanos {
+    fn sum<I: Iterator<Item = Nanos>>(iter: I) -> Nanos {
+        iter.fold(Nanos::ZERO, Nanos::saturating_add)
+    }
+}
+
+impl fmt::Display for Nanos {
+    /// Dollars with two decimals for people ("$1234.57"); use [`Nanos::usd_string`] for exact values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cents = (i128::from(self.0) + if self.0 >= 0 { 5_000_000 } else { -5_000_000 }) / 10_000_000;
+        let sign = if cents < 0 { "-" } else { "" };
+        write!(f, "{sign}${}.{:02}", cents.abs() / 100, cents.abs() % 100)
+    }
+}
+
+/// Formats `value / 10^scale` as a plain decimal without trailing zeros.
+fn format_scaled(value: i128, scale: u32) -> String {
+    let divisor = 10i128.pow(scale);
+    let sign = if value < 0 { "-" } else { "" };
+    let whole = value.abs() / divisor;
+    let fraction = value.abs() % divisor;
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{fraction:0width$}", width = scale as usize);
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn prices_parse_exactly() {
+        assert_eq!(PicoPerToken::from_usd_per_mtok("3.75").unwrap(), PicoPerToken(3_750_000));
+        assert_eq!(PicoPerToken::from_usd_per_mtok("0.01875").unwrap(), PicoPerToken(18_750));
+        assert_eq!(PicoPerToken::from_usd_per_mtok("15").unwrap(), PicoPerToken(15_000_000));
+        assert_eq!(PicoPerToken::from_usd_per_mtok(".5").unwrap(), PicoPerToken(500_000));
+        assert_eq!(PicoPerToken::from_usd_per_mtok("0.30").unwrap().usd_per_mtok(), "0.3");
+    }
+
+    #[test]
+    fn bad_decimals_are_named() {
+        for bad in ["", ".", "-1", "1e3", "abc", "1.2.3", " "] {
+            assert!(matches!(PicoPerToken::from_usd_per_mtok(bad), Err(DecimalError::Malformed(_))), "{bad}");
+        }
+        assert!(matches!(
+            PicoPerToken::from_usd_per_mtok("0.0000001"),
+            Err(DecimalError::TooPrecise(_, 6))
+        ));
+        assert!(matches!(
+            PicoPerToken::from_usd_per_mtok("99999999999999999999"),
+            Err(DecimalError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn nanos_display_and_exact_strings() {
+        assert_eq!(Nanos(97_387_250).usd_string(), "0.09738725");
+        assert_eq!(Nanos(1_234_567_000_000).to_string(), "$1234.57");
+        assert_eq!(Nanos(-5_000_000).to_string(), "-$0.01");
+        assert_eq!(Nanos(0).usd_string(), "0");
+        assert_eq!(Nanos::from_usd("12.5").unwrap(), Nanos(12_500_000_000));
+    }
+
+    proptest! {
+        #[test]
+        fn usd_strings_round_trip(n in 0i64..i64::MAX) {
+            prop_assert_eq!(Nanos::from_usd(&Nanos(n).usd_string()).unwrap(), Nanos(n));
+        }
+
+        #[test]
+        fn price_strings_round_trip(p in 0u64..10_000_000_000_000) {
+            let price = PicoPerToken(p);
+            prop_assert_eq!(PicoPerToken::from_usd_per_mtok(&price.usd_per_mtok()).unwrap(), price);
+        }
+    }
+}
