@@ -60,8 +60,12 @@ pub struct RawRates {
 #[serde(deny_unknown_fields)]
 pub struct RawLongContext {
     pub threshold_tokens: u64,
-    #[serde(flatten)]
-    pub rates: RawRates,
+    pub input: RawDecimal,
+    pub output: RawDecimal,
+    pub cache_read: Option<RawDecimal>,
+    pub cache_write_5m: Option<RawDecimal>,
+    pub cache_write_1h: Option<RawDecimal>,
+    pub reasoning: Option<RawDecimal>,
 }
 
 /// One model's entry as written in the table or in a config override.
@@ -298,7 +302,18 @@ fn validate_model(raw: &RawModelPrice, key: &str) -> Result<ModelPrice, PriceErr
             }
             Some(LongContext {
                 threshold_tokens: tier.threshold_tokens,
-                rates: validate_rates(&tier.rates, &error, "long_context.")?,
+                rates: validate_rates(
+                    &RawRates {
+                        input: tier.input.clone(),
+                        output: tier.output.clone(),
+                        cache_read: tier.cache_read.clone(),
+                        cache_write_5m: tier.cache_write_5m.clone(),
+                        cache_write_1h: tier.cache_write_1h.clone(),
+                        reasoning: tier.reasoning.clone(),
+                    },
+                    &error,
+                    "long_context.",
+                )?,
             })
         }
     };

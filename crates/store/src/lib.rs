@@ -1,1 +1,190 @@
-//! placeholder
+//! Goodhart's persistence.
+//!
+//! Per-domain traits ([`UsageStore`], [`SettingsStore`]) implemented by two sibling backends:
+//! [`sqlite`] (the embedded default: one file, WAL) and [`postgres`] (for several instances).
+//! Both apply timestamped SQL migrations at open and keep hourly and daily rollups in the same
+//! transaction as the events, so reports never see one without the other. One conformance
+//! suite (`tests/conformance.rs`) runs against both.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use goodhart_core::Micros;
+use goodhart_core::pricing::{CostBreakdown, PriceTable};
+use goodhart_core::report::{Dimension, SummaryRow};
+use goodhart_core::usage::UsageEvent;
+
+mod migrations;
+pub mod postgres;
+mod rollup;
+pub mod sqlite;
+mod summary;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// A usage event with its price (or none: the model had no price and the event is unpriced).
+#[derive(Debug, Clone)]
+pub struct PricedEvent {
+    pub event: UsageEvent,
+    pub cost: Option<CostBreakdown>,
+}
+
+/// What a batch insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InsertOutcome {
+    /// New events stored.
+    pub inserted: u64,
+    /// Events whose id was already stored (or repeated within the batch): not counted again.
+    pub duplicates: u64,
+}
+
+/// A usage summary request: `[from, to)`, grouped by the given dimensions in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryQuery {
+    pub from: Micros,
+    pub to: Micros,
+    pub group_by: Vec<Dimension>,
+}
+
+/// Which events a reprice pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepriceScope {
+    /// Only events that had no price.
+    Unpriced,
+    /// Every event: after a price correction.
+    All,
+}
+
+/// What a reprice pass changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RepriceOutcome {
+    pub examined: u64,
+    /// Events whose cost changed (including newly priced ones).
+    pub repriced: u64,
+    /// Events still without a price.
+    pub still_unpriced: u64,
+}
+
+/// A model seen in usage without a price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpricedModel {
+    pub provider: Option<String>,
+    pub model: String,
+    pub events: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    #[error("migration {version} failed: {reason}")]
+    Migration { version: &'static str, reason: String },
+    #[error("database worker stopped: {0}")]
+    Worker(String),
+}
+
+/// Usage events and their rollups.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Stores the events whose ids are new — all of them or none — with `price_version`,
+    /// creating users, teams, projects and agents on first sight and updating the rollups.
+    async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError>;
+
+    /// Totals per group over `[from, to)`, most expensive first.
+    async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError>;
+
+    /// Models that have unpriced events, with how many.
+    async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError>;
+
+    /// Prices events again with `prices`, updating the rollups to match.
+    async fn reprice(&self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError>;
+
+    /// How many events are stored.
+    async fn event_count(&self) -> Result<u64, StoreError>;
+}
+
+/// Small named values such as the admin token's hash.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets `key` unless it already has a value; returns whether this call set it.
+    async fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+}
+
+/// Everything Goodhart stores, behind one handle.
+pub trait Store: UsageStore + SettingsStore {
+    /// `sqlite` or `postgres`, for logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens (creating and migrating as needed) the database at `url`: `sqlite://PATH`,
+/// `sqlite:PATH`, a bare path ending in `.db`, or `postgres://…` / `postgresql://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .or_else(|| url.ends_with(".db").then_some(url))
+        .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+    if path.is_empty() {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open(path.as_ref()).await?))
+}
+
+/// The current time for `created_at`/`received_at` columns (the store is IO; core never reads the clock).
+fn now() -> Micros {
+    Micros::from_timestamp(jiff::Timestamp::now())
+}
+
+/// Adds a signed delta to a rollup row (`placeholder` is `?` for SQLite, `$` for PostgreSQL).
+fn summary_upsert_sql(table: &str, placeholder: &str) -> String {
+    let columns = [
+        "bucket",
+        "user_id",
+        "team_id",
+        "project_id",
+        "agent_id",
+        "provider",
+        "model",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "reasoning_tokens",
+        "cost_nanos",
+        "unpriced_requests",
+        "estimated_requests",
+    ];
+    let values: Vec<String> = (1..=columns.len()).map(|i| format!("{placeholder}{i}")).collect();
+    let updates: Vec<String> = columns[7..].iter().map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (bucket, user_id, team_id, project_id, agent_id, provider, model) \
+         DO UPDATE SET {}",
+        columns.join(", "),
+        values.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Models with unpriced events (same SQL on both backends).
+const UNPRICED_MODELS_SQL: &str = "SELECT provider, model, CAST(COUNT(*) AS BIGINT) FROM usage_events \
+    WHERE cost_nanos IS NULL GROUP BY provider, model ORDER BY 3 DESC, 2";
+
+/// Events read per reprice transaction.
+const REPRICE_CHUNK: i64 = 5_000;
+
+/// The columns a reprice pass reads (same SQL on both backends; callers add the filter).
+const SELECT_REPRICE: &str = "SELECT seq, ts, user_id, team_id, project_id, agent_id, provider, model, \
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, \
+    cost_nanos FROM usage_events";

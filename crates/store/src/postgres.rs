@@ -1,0 +1,503 @@
+//! The PostgreSQL backend, for several Goodhart instances sharing one database.
+//!
+//! Batches are loaded with binary `COPY` into a per-connection staging table and moved into
+//! `usage_events` with `ON CONFLICT DO NOTHING RETURNING`, which tells exactly which ids were
+//! new even when two instances ingest the same events at once. Rollup deltas are upserted in
+//! key order with `unnest`, so concurrent writers never deadlock on them.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::pin_mut;
+use goodhart_core::Micros;
+use goodhart_core::pricing::PriceTable;
+use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
+use goodhart_core::usage::TokenCounts;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Transaction};
+
+use crate::migrations;
+use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, token_columns};
+use crate::summary::{self, KeyPart, RawRow};
+use crate::{
+    InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
+    UnpricedModel, UsageStore,
+};
+
+const POOL_SIZE: usize = 16;
+/// Serialises migrations between instances starting at once (an arbitrary constant key).
+const MIGRATION_LOCK_KEY: i64 = 0x0600_d4a7;
+
+pub struct PostgresStore {
+    pool: Pool,
+    names: Mutex<NameCache>,
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` and brings the schema up to date. Use the `options` URL parameter
+    /// (e.g. `?options=-csearch_path%3Dgoodhart`) to place the tables in another schema.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = PostgresStore { pool, names: Mutex::new(NameCache::default()) };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+        tx.batch_execute(migrations::CREATE_LEDGER).await?;
+        for migration in migrations::POSTGRES {
+            let applied = tx
+                .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[&migration.version])
+                .await?;
+            if applied.is_some() {
+                continue;
+            }
+            tx.batch_execute(migration.sql).await.map_err(|e| StoreError::Migration {
+                version: migration.version,
+                reason: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&migration.version, &crate::now().0],
+            )
+            .await?;
+            tracing::info!(version = migration.version, "applied PostgreSQL migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn cached_names(&self) -> std::sync::MutexGuard<'_, NameCache> {
+        self.names.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Ids for every name of `kind` in `names`, creating the missing ones inside `tx`.
+    /// New ids go to `fresh` and reach the shared cache only after the commit.
+    async fn name_ids(
+        &self,
+        tx: &Transaction<'_>,
+        kind: NameKind,
+        names: impl IntoIterator<Item = &str>,
+        fresh: &mut Vec<(NameKind, String, i64)>,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut ids = HashMap::new();
+        let mut missing: Vec<String> = Vec::new();
+        {
+            let cache = self.cached_names();
+            for name in names {
+                match cache.get(kind, name) {
+                    Some(id) => {
+                        ids.insert(name.to_owned(), id);
+                    }
+                    None if !missing.iter().any(|m| m == name) => missing.push(name.to_owned()),
+                    None => {}
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        missing.sort();
+        let (table, column) = (kind.table(), kind.column());
+        if kind == NameKind::PriceVersion {
+            tx.execute(
+                &format!("INSERT INTO {table} ({column}) SELECT unnest($1::text[]) ON CONFLICT ({column}) DO NOTHING"),
+                &[&missing],
+            )
+            .await?;
+        } else {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} ({column}, created_at) SELECT unnest($1::text[]), $2 \
+                     ON CONFLICT ({column}) DO NOTHING"
+                ),
+                &[&missing, &crate::now().0],
+            )
+            .await?;
+        }
+        for row in tx.query(&format!("SELECT id, {column} FROM {table} WHERE {column} = ANY($1)"), &[&missing]).await? {
+            let (id, name): (i64, String) = (row.get(0), row.get(1));
+            fresh.push((kind, name.clone(), id));
+            ids.insert(name, id);
+        }
+        Ok(ids)
+    }
+
+    async fn insert_batch(&self, tx: &Transaction<'_>, events: &[PricedEvent], version: &str, fresh: &mut Vec<(NameKind, String, i64)>) -> Result<InsertOutcome, StoreError> {
+        let version_id = self.name_ids(tx, NameKind::PriceVersion, [version], fresh).await?[version];
+        let attr = |f: fn(&PricedEvent) -> Option<&str>| events.iter().filter_map(f);
+        let users = self.name_ids(tx, NameKind::User, attr(|e| Some(e.event.attribution.user.as_str())), fresh).await?;
+        let teams = self.name_ids(tx, NameKind::Team, attr(|e| e.event.attribution.team.as_deref()), fresh).await?;
+        let projects = self.name_ids(tx, NameKind::Project, attr(|e| e.event.attribution.project.as_deref()), fresh).await?;
+        let agents = self.name_ids(tx, NameKind::Agent, attr(|e| e.event.attribution.agent.as_deref()), fresh).await?;
+        let id_of = |map: &HashMap<String, i64>, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
+        let dims: Vec<DimIds> = events
+            .iter()
+            .map(|p| {
+                let a = &p.event.attribution;
+                DimIds {
+                    user: users[a.user.as_str()],
+                    team: id_of(&teams, a.team.as_ref()),
+                    project: id_of(&projects, a.project.as_ref()),
+                    agent: id_of(&agents, a.agent.as_ref()),
+                }
+            })
+            .collect();
+
+        tx.batch_execute(STAGE_TABLE).await?;
+        let sink = tx.copy_in(&format!("COPY usage_stage (ord, {EVENT_COLUMNS}) FROM STDIN BINARY")).await?;
+        let writer = BinaryCopyInWriter::new(sink, &STAGE_TYPES);
+        pin_mut!(writer);
+        let received_at = crate::now().0;
+        for (ord, (priced, dims)) in events.iter().zip(&dims).enumerate() {
+            let e = &priced.event;
+            let tokens = token_columns(&e.tokens);
+            let fp = &e.fingerprints;
+            let values: [&(dyn ToSql + Sync); 29] = [
+                &(ord as i64),
+                &e.id,
+                &e.timestamp.0,
+                &dims.user,
+                &dims.team,
+                &dims.project,
+                &dims.agent,
+                &e.attribution.task,
+                &e.attribution.session,
+                &e.provider.as_deref().unwrap_or(""),
+                &e.model,
+                &tokens[0],
+                &tokens[1],
+                &tokens[2],
+                &tokens[3],
+                &tokens[4],
+                &tokens[5],
+                &priced.cost.map(|c| c.total().0),
+                &i64::from(priced.cost.is_some_and(|c| c.long_context)),
+                &version_id,
+                &e.source.as_str(),
+                &i64::from(e.estimated),
+                &e.finish_reason,
+                &fp.prompt_simhash.map(|h| h as i64),
+                &fp.completion_simhash.map(|h| h as i64),
+                &fp.completion_compress_permille.map(i64::from),
+                &fp.prompt_chars.map(|n| n as i64),
+                &fp.completion_chars.map(|n| n as i64),
+                &received_at,
+            ];
+            writer.as_mut().write(&values).await?;
+        }
+        writer.finish().await?;
+
+        let inserted = tx
+            .query(
+                &format!(
+                    "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage ORDER BY ord \
+                     ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
+                ),
+                &[],
+            )
+            .await?;
+        let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+        for (i, p) in events.iter().enumerate() {
+            first_index.entry(p.event.id.as_str()).or_insert(i);
+        }
+        let mut rollups = Rollups::default();
+        for row in &inserted {
+            let (seq, event_id): (i64, &str) = (row.get(0), row.get(1));
+            let i = first_index[event_id];
+            let (priced, dims) = (&events[i], dims[i]);
+            let e = &priced.event;
+            if let Some(content) = &e.content {
+                tx.execute(
+                    "INSERT INTO usage_content (seq, prompt, completion) VALUES ($1, $2, $3)",
+                    &[&seq, &content.prompt, &content.completion],
+                )
+                .await?;
+            }
+            let cost = priced.cost.map(|c| c.total().0);
+            let delta = RollupDelta::of_event(&e.tokens, cost, e.estimated);
+            rollups.add(e.timestamp, dims, e.provider.as_deref().unwrap_or(""), &e.model, &delta);
+        }
+        apply_rollups(tx, &rollups).await?;
+        let inserted = inserted.len() as u64;
+        Ok(InsertOutcome { inserted, duplicates: events.len() as u64 - inserted })
+    }
+}
+
+const EVENT_COLUMNS: &str = "event_id, ts, user_id, team_id, project_id, agent_id, task, session, provider, model, \
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, \
+    cost_nanos, long_context, price_version_id, source, estimated, finish_reason, prompt_simhash, completion_simhash, \
+    completion_compress_permille, prompt_chars, completion_chars, received_at";
+
+const STAGE_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS usage_stage (ord BIGINT, event_id TEXT, ts BIGINT, \
+    user_id BIGINT, team_id BIGINT, project_id BIGINT, agent_id BIGINT, task TEXT, session TEXT, provider TEXT, \
+    model TEXT, input_tokens BIGINT, output_tokens BIGINT, cache_read_tokens BIGINT, cache_write_5m_tokens BIGINT, \
+    cache_write_1h_tokens BIGINT, reasoning_tokens BIGINT, cost_nanos BIGINT, long_context BIGINT, \
+    price_version_id BIGINT, source TEXT, estimated BIGINT, finish_reason TEXT, prompt_simhash BIGINT, \
+    completion_simhash BIGINT, completion_compress_permille BIGINT, prompt_chars BIGINT, completion_chars BIGINT, \
+    received_at BIGINT) ON COMMIT DELETE ROWS";
+
+const STAGE_TYPES: [Type; 29] = [
+    Type::INT8, // ord
+    Type::TEXT, // event_id
+    Type::INT8, // ts
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8, // attribution ids
+    Type::TEXT, // task
+    Type::TEXT, // session
+    Type::TEXT, // provider
+    Type::TEXT, // model
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8, // tokens
+    Type::INT8, // cost_nanos
+    Type::INT8, // long_context
+    Type::INT8, // price_version_id
+    Type::TEXT, // source
+    Type::INT8, // estimated
+    Type::TEXT, // finish_reason
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8, // fingerprints
+    Type::INT8, // received_at
+];
+
+async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
+    for (table, rows) in [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut ints: Vec<Vec<i64>> = vec![Vec::with_capacity(rows.len()); 15];
+        let mut providers = Vec::with_capacity(rows.len());
+        let mut models = Vec::with_capacity(rows.len());
+        for (key, d) in rows {
+            let values = [
+                key.bucket,
+                key.dims.user,
+                key.dims.team,
+                key.dims.project,
+                key.dims.agent,
+                d.requests,
+                d.tokens[0],
+                d.tokens[1],
+                d.tokens[2],
+                d.tokens[3],
+                d.tokens[4],
+                d.tokens[5],
+                d.cost_nanos,
+                d.unpriced_requests,
+                d.estimated_requests,
+            ];
+            for (column, value) in ints.iter_mut().zip(values) {
+                column.push(value);
+            }
+            providers.push(key.provider.as_str());
+            models.push(key.model.as_str());
+        }
+        let upsert = crate::summary_upsert_sql(table, "$").replace(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], \
+             $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
+             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])",
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = ints[..5].iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        params.push(&providers);
+        params.push(&models);
+        params.extend(ints[5..].iter().map(|c| c as &(dyn ToSql + Sync)));
+        tx.execute(&upsert, &params).await?;
+    }
+    Ok(())
+}
+
+fn reprice_row(row: &tokio_postgres::Row) -> RepriceRow {
+    let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+    RepriceRow {
+        seq: row.get(0),
+        ts: Micros(row.get(1)),
+        dims: DimIds { user: row.get(2), team: row.get(3), project: row.get(4), agent: row.get(5) },
+        provider: row.get(6),
+        model: row.get(7),
+        tokens: TokenCounts {
+            input: count(8),
+            output: count(9),
+            cache_read: count(10),
+            cache_write_5m: count(11),
+            cache_write_1h: count(12),
+            reasoning: count(13),
+        },
+        cost: row.get(14),
+    }
+}
+
+#[async_trait]
+impl UsageStore for PostgresStore {
+    async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut fresh = Vec::new();
+        let outcome = self.insert_batch(&tx, &events, price_version, &mut fresh).await?;
+        tx.commit().await?;
+        let mut cache = self.cached_names();
+        for (kind, name, id) in fresh {
+            cache.insert(kind, &name, id);
+        }
+        Ok(outcome)
+    }
+
+    async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
+        let mut client = self.pool.get().await?;
+        // One repeatable-read snapshot so every segment sees the same data.
+        let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
+        let mut rows = Vec::new();
+        for segment in plan_segments(query.from, query.to) {
+            let sql = summary::segment_sql(segment.granularity, &query.group_by);
+            let stmt = tx.prepare_cached(&sql).await?;
+            for row in tx.query(&stmt, &[&segment.from.0, &segment.to.0]).await? {
+                let key = query
+                    .group_by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, dim)| match dim {
+                        Dimension::Day => KeyPart::Day(row.get(i)),
+                        _ => KeyPart::Text(row.get(i)),
+                    })
+                    .collect();
+                let mut sums = [0i64; 10];
+                for (j, slot) in sums.iter_mut().enumerate() {
+                    *slot = row.get(query.group_by.len() + j);
+                }
+                rows.push(RawRow { key, sums });
+            }
+        }
+        tx.commit().await?;
+        Ok(summary::merge(rows))
+    }
+
+    async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query(crate::UNPRICED_MODELS_SQL, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let provider: String = r.get(0);
+                UnpricedModel {
+                    provider: (!provider.is_empty()).then_some(provider),
+                    model: r.get(1),
+                    events: r.get::<_, i64>(2) as u64,
+                }
+            })
+            .collect())
+    }
+
+    async fn reprice(&self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
+        let mut outcome = RepriceOutcome::default();
+        let mut after_seq = 0i64;
+        let filter = match scope {
+            RepriceScope::Unpriced => "AND cost_nanos IS NULL",
+            RepriceScope::All => "",
+        };
+        let select = format!("{} WHERE seq > $1 {filter} ORDER BY seq LIMIT $2 FOR UPDATE", crate::SELECT_REPRICE);
+        loop {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let mut fresh = Vec::new();
+            let version = prices.version();
+            let version_id = self.name_ids(&tx, NameKind::PriceVersion, [version], &mut fresh).await?[version];
+            let rows: Vec<RepriceRow> =
+                tx.query(&select, &[&after_seq, &crate::REPRICE_CHUNK]).await?.iter().map(reprice_row).collect();
+            let Some(last) = rows.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after_seq = last.seq;
+            let (mut seqs, mut costs, mut long) = (Vec::new(), Vec::new(), Vec::new());
+            let mut rollups = Rollups::default();
+            for row in &rows {
+                outcome.examined += 1;
+                let cost = prices.cost_of(row.provider_opt(), &row.model, &row.tokens);
+                let after = cost.map(|c| c.total().0);
+                if after.is_none() {
+                    outcome.still_unpriced += 1;
+                }
+                if after == row.cost {
+                    continue;
+                }
+                outcome.repriced += 1;
+                seqs.push(row.seq);
+                costs.push(after);
+                long.push(i64::from(cost.is_some_and(|c| c.long_context)));
+                rollups.add(row.ts, row.dims, &row.provider, &row.model, &RollupDelta::of_reprice(row.cost, after));
+            }
+            if !seqs.is_empty() {
+                tx.execute(
+                    "UPDATE usage_events e SET cost_nanos = v.cost, long_context = v.long_context, price_version_id = $4 \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(seq, cost, long_context) WHERE e.seq = v.seq",
+                    &[&seqs, &costs, &long, &version_id],
+                )
+                .await?;
+            }
+            apply_rollups(&tx, &rollups).await?;
+            tx.commit().await?;
+            let mut cache = self.cached_names();
+            for (kind, name, id) in fresh {
+                cache.insert(kind, &name, id);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one("SELECT COUNT(*) FROM usage_events", &[]).await?.get::<_, i64>(0) as u64)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for PostgresStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_opt("SELECT value FROM settings WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))
+    }
+
+    async fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let changed = client
+            .execute("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", &[&key, &value])
+            .await?;
+        Ok(changed == 1)
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,165 @@
+//! Rollup deltas shared by both backends: how stored events change the hourly and daily
+//! totals. Keys are kept sorted so that concurrent writers upsert rows in the same order
+//! (no deadlocks on PostgreSQL).
+
+use std::collections::{BTreeMap, HashMap};
+
+use goodhart_core::Micros;
+use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
+use goodhart_core::usage::TokenCounts;
+
+/// Stored ids of an event's attribution; 0 means "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct DimIds {
+    pub user: i64,
+    pub team: i64,
+    pub project: i64,
+    pub agent: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub bucket: i64,
+    pub dims: DimIds,
+    pub provider: String,
+    pub model: String,
+}
+
+/// A signed change to one rollup row (signed: repricing can lower a cost or an unpriced count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RollupDelta {
+    pub requests: i64,
+    pub tokens: [i64; 6],
+    pub cost_nanos: i64,
+    pub unpriced_requests: i64,
+    pub estimated_requests: i64,
+}
+
+impl RollupDelta {
+    /// The contribution of one newly stored event.
+    pub fn of_event(tokens: &TokenCounts, cost_nanos: Option<i64>, estimated: bool) -> RollupDelta {
+        RollupDelta {
+            requests: 1,
+            tokens: token_columns(tokens),
+            cost_nanos: cost_nanos.unwrap_or(0),
+            unpriced_requests: i64::from(cost_nanos.is_none()),
+            estimated_requests: i64::from(estimated),
+        }
+    }
+
+    /// The change when an event's cost goes from `before` to `after`.
+    pub fn of_reprice(before: Option<i64>, after: Option<i64>) -> RollupDelta {
+        RollupDelta {
+            cost_nanos: after.unwrap_or(0) - before.unwrap_or(0),
+            unpriced_requests: i64::from(after.is_none()) - i64::from(before.is_none()),
+            ..RollupDelta::default()
+        }
+    }
+
+    fn add(&mut self, other: &RollupDelta) {
+        self.requests += other.requests;
+        for (mine, theirs) in self.tokens.iter_mut().zip(other.tokens) {
+            *mine += theirs;
+        }
+        self.cost_nanos += other.cost_nanos;
+        self.unpriced_requests += other.unpriced_requests;
+        self.estimated_requests += other.estimated_requests;
+    }
+}
+
+/// Token counts in the column order of the events and rollup tables.
+pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
+    [
+        tokens.input,
+        tokens.output,
+        tokens.cache_read,
+        tokens.cache_write_5m,
+        tokens.cache_write_1h,
+        tokens.reasoning,
+    ]
+    .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Pending changes to `usage_hourly` and `usage_daily`.
+#[derive(Debug, Default)]
+pub struct Rollups {
+    pub hourly: BTreeMap<RollupKey, RollupDelta>,
+    pub daily: BTreeMap<RollupKey, RollupDelta>,
+}
+
+impl Rollups {
+    pub fn add(&mut self, ts: Micros, dims: DimIds, provider: &str, model: &str, delta: &RollupDelta) {
+        for (map, unit) in [(&mut self.hourly, MICROS_PER_HOUR), (&mut self.daily, MICROS_PER_DAY)] {
+            let key = RollupKey { bucket: ts.floor_to(unit).0, dims, provider: provider.to_owned(), model: model.to_owned() };
+            map.entry(key).or_default().add(delta);
+        }
+    }
+}
+
+/// The kinds of names events are attributed to, each with its own table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NameKind {
+    User,
+    Team,
+    Project,
+    Agent,
+    PriceVersion,
+}
+
+impl NameKind {
+    pub fn table(self) -> &'static str {
+        match self {
+            NameKind::User => "users",
+            NameKind::Team => "teams",
+            NameKind::Project => "projects",
+            NameKind::Agent => "agents",
+            NameKind::PriceVersion => "price_versions",
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            NameKind::PriceVersion => "version",
+            _ => "name",
+        }
+    }
+}
+
+/// Ids of names already stored, so a batch looks each name up at most once.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    ids: HashMap<NameKind, HashMap<String, i64>>,
+}
+
+impl NameCache {
+    pub fn get(&self, kind: NameKind, name: &str) -> Option<i64> {
+        self.ids.get(&kind)?.get(name).copied()
+    }
+
+    pub fn insert(&mut self, kind: NameKind, name: &str, id: i64) {
+        self.ids.entry(kind).or_default().insert(name.to_owned(), id);
+    }
+
+    /// Forgets everything (after a rolled-back transaction whose new ids may not exist).
+    pub fn clear(&mut self) {
+        self.ids.clear();
+    }
+}
+
+/// An event as a reprice pass reads it.
+#[derive(Debug, Clone)]
+pub struct RepriceRow {
+    pub seq: i64,
+    pub ts: Micros,
+    pub dims: DimIds,
+    pub provider: String,
+    pub model: String,
+    pub tokens: TokenCounts,
+    pub cost: Option<i64>,
+}
+
+impl RepriceRow {
+    pub fn provider_opt(&self) -> Option<&str> {
+        (!self.provider.is_empty()).then_some(self.provider.as_str())
+    }
+}

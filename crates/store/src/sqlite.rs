@@ -1,0 +1,439 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway) behind a mutex, and a
+//! small pool of reader connections that WAL lets run beside it. Every call runs on tokio's
+//! blocking pool so the async runtime never waits on disk. `synchronous = NORMAL` in WAL mode
+//! survives a crash of the process; a power loss may lose the last commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use goodhart_core::Micros;
+use goodhart_core::pricing::PriceTable;
+use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
+use goodhart_core::usage::TokenCounts;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::migrations::{self, Migration};
+use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, token_columns};
+use crate::summary::{self, KeyPart, RawRow};
+use crate::{
+    InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
+    UnpricedModel, UsageStore,
+};
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+struct Writer {
+    conn: Connection,
+    names: NameCache,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back
+    // on drop), so a poisoned lock is still safe to use.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "busy_timeout", 10_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), StoreError> {
+    conn.execute(migrations::CREATE_LEDGER, [])?;
+    for migration in list {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let applied: Option<String> = tx
+            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [migration.version], |r| r.get(0))
+            .optional()?;
+        if applied.is_none() {
+            tx.execute_batch(migration.sql).map_err(|e| StoreError::Migration {
+                version: migration.version,
+                reason: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![migration.version, crate::now().0],
+            )?;
+            tracing::info!(version = migration.version, "applied SQLite migration");
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = connect(&path)?;
+            apply_migrations(&mut conn, migrations::SQLITE)?;
+            Ok(SqliteStore {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(Writer { conn, names: NameCache::default() }),
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = lock(&inner.writer);
+            let result = job(&mut writer);
+            if result.is_err() {
+                writer.names.clear();
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = lock(&inner.readers).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&inner.path)?,
+            };
+            let result = job(&conn);
+            let mut readers = lock(&inner.readers);
+            if readers.len() < READERS {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+impl Writer {
+    fn name_id(names: &mut NameCache, tx: &Transaction<'_>, kind: NameKind, name: Option<&str>) -> Result<i64, StoreError> {
+        let Some(name) = name else { return Ok(0) };
+        if let Some(id) = names.get(kind, name) {
+            return Ok(id);
+        }
+        let (table, column) = (kind.table(), kind.column());
+        let existing: Option<i64> = tx
+            .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None if kind == NameKind::PriceVersion => {
+                tx.execute(&format!("INSERT INTO {table} ({column}) VALUES (?1)"), [name])?;
+                tx.last_insert_rowid()
+            }
+            None => {
+                tx.execute(&format!("INSERT INTO {table} ({column}, created_at) VALUES (?1, ?2)"), params![name, crate::now().0])?;
+                tx.last_insert_rowid()
+            }
+        };
+        names.insert(kind, name, id);
+        Ok(id)
+    }
+
+    fn insert_usage(&mut self, events: &[PricedEvent], price_version: &str) -> Result<InsertOutcome, StoreError> {
+        let Writer { conn, names } = self;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(price_version))?;
+        let received_at = crate::now().0;
+        let mut outcome = InsertOutcome::default();
+        let mut rollups = Rollups::default();
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for priced in events {
+                let e = &priced.event;
+                let a = &e.attribution;
+                let dims = DimIds {
+                    user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
+                    team: Self::name_id(names, &tx, NameKind::Team, a.team.as_deref())?,
+                    project: Self::name_id(names, &tx, NameKind::Project, a.project.as_deref())?,
+                    agent: Self::name_id(names, &tx, NameKind::Agent, a.agent.as_deref())?,
+                };
+                let tokens = token_columns(&e.tokens);
+                let cost = priced.cost.map(|c| c.total().0);
+                let fp = &e.fingerprints;
+                let provider = e.provider.as_deref().unwrap_or("");
+                let changed = insert.execute(params![
+                    e.id,
+                    e.timestamp.0,
+                    dims.user,
+                    dims.team,
+                    dims.project,
+                    dims.agent,
+                    a.task,
+                    a.session,
+                    provider,
+                    e.model,
+                    tokens[0],
+                    tokens[1],
+                    tokens[2],
+                    tokens[3],
+                    tokens[4],
+                    tokens[5],
+                    cost,
+                    priced.cost.is_some_and(|c| c.long_context),
+                    version_id,
+                    e.source.as_str(),
+                    e.estimated,
+                    e.finish_reason,
+                    fp.prompt_simhash.map(|h| h as i64),
+                    fp.completion_simhash.map(|h| h as i64),
+                    fp.completion_compress_permille,
+                    fp.prompt_chars.map(|n| n as i64),
+                    fp.completion_chars.map(|n| n as i64),
+                    received_at,
+                ])?;
+                if changed == 0 {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                outcome.inserted += 1;
+                if let Some(content) = &e.content {
+                    tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
+                        .execute(params![tx.last_insert_rowid(), content.prompt, content.completion])?;
+                }
+                rollups.add(e.timestamp, dims, provider, &e.model, &RollupDelta::of_event(&e.tokens, cost, e.estimated));
+            }
+        }
+        apply_rollups(&tx, &rollups)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn reprice(&mut self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
+        let Writer { conn, names } = self;
+        let mut outcome = RepriceOutcome::default();
+        let mut after_seq = 0i64;
+        loop {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(prices.version()))?;
+            let filter = match scope {
+                RepriceScope::Unpriced => "AND cost_nanos IS NULL",
+                RepriceScope::All => "",
+            };
+            let rows: Vec<RepriceRow> = tx
+                .prepare_cached(&format!("{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2", crate::SELECT_REPRICE))?
+                .query_map(params![after_seq, crate::REPRICE_CHUNK], read_reprice_row)?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = rows.last() else { break };
+            after_seq = last.seq;
+            let mut rollups = Rollups::default();
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE usage_events SET cost_nanos = ?1, long_context = ?2, price_version_id = ?3 WHERE seq = ?4",
+                )?;
+                for row in &rows {
+                    outcome.examined += 1;
+                    let cost = prices.cost_of(row.provider_opt(), &row.model, &row.tokens);
+                    let after = cost.map(|c| c.total().0);
+                    if after.is_none() {
+                        outcome.still_unpriced += 1;
+                    }
+                    if after == row.cost {
+                        continue;
+                    }
+                    outcome.repriced += 1;
+                    update.execute(params![after, cost.is_some_and(|c| c.long_context), version_id, row.seq])?;
+                    rollups.add(row.ts, row.dims, &row.provider, &row.model, &RollupDelta::of_reprice(row.cost, after));
+                }
+            }
+            apply_rollups(&tx, &rollups)?;
+            tx.commit()?;
+        }
+        Ok(outcome)
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO usage_events (event_id, ts, user_id, team_id, project_id, agent_id, task, session, \
+    provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+    reasoning_tokens, cost_nanos, long_context, price_version_id, source, estimated, finish_reason, prompt_simhash, \
+    completion_simhash, completion_compress_permille, prompt_chars, completion_chars, received_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+    ?24, ?25, ?26, ?27, ?28) ON CONFLICT (event_id) DO NOTHING";
+
+fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
+    let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
+    Ok(RepriceRow {
+        seq: r.get(0)?,
+        ts: Micros(r.get(1)?),
+        dims: DimIds { user: r.get(2)?, team: r.get(3)?, project: r.get(4)?, agent: r.get(5)? },
+        provider: r.get(6)?,
+        model: r.get(7)?,
+        tokens: TokenCounts {
+            input: count(8)?,
+            output: count(9)?,
+            cache_read: count(10)?,
+            cache_write_5m: count(11)?,
+            cache_write_1h: count(12)?,
+            reasoning: count(13)?,
+        },
+        cost: r.get(14)?,
+    })
+}
+
+fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
+    for (table, rows) in [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily)] {
+        let mut upsert = tx.prepare_cached(&crate::summary_upsert_sql(table, "?"))?;
+        for (key, d) in rows {
+            upsert.execute(params![
+                key.bucket,
+                key.dims.user,
+                key.dims.team,
+                key.dims.project,
+                key.dims.agent,
+                key.provider,
+                key.model,
+                d.requests,
+                d.tokens[0],
+                d.tokens[1],
+                d.tokens[2],
+                d.tokens[3],
+                d.tokens[4],
+                d.tokens[5],
+                d.cost_nanos,
+                d.unpriced_requests,
+                d.estimated_requests,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn read_summary_rows(conn: &Connection, sql: &str, from: i64, to: i64, group_by: &[Dimension]) -> Result<Vec<RawRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![from, to], |r| {
+        let mut key = Vec::with_capacity(group_by.len());
+        for (i, dim) in group_by.iter().enumerate() {
+            key.push(match dim {
+                Dimension::Day => KeyPart::Day(r.get(i)?),
+                _ => KeyPart::Text(r.get(i)?),
+            });
+        }
+        let mut sums = [0i64; 10];
+        for (j, slot) in sums.iter_mut().enumerate() {
+            *slot = r.get(group_by.len() + j)?;
+        }
+        Ok(RawRow { key, sums })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
+        let version = price_version.to_owned();
+        self.write(move |w| w.insert_usage(&events, &version)).await
+    }
+
+    async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            // One read transaction so every segment sees the same snapshot.
+            conn.execute_batch("BEGIN DEFERRED")?;
+            let mut rows = Vec::new();
+            let mut result = Ok(());
+            for segment in plan_segments(query.from, query.to) {
+                let sql = summary::segment_sql(segment.granularity, &query.group_by);
+                match read_summary_rows(conn, &sql, segment.from.0, segment.to.0, &query.group_by) {
+                    Ok(mut part) => rows.append(&mut part),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+            result.map(|()| summary::merge(rows))
+        })
+        .await
+    }
+
+    async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(crate::UNPRICED_MODELS_SQL)?;
+            let rows = stmt.query_map([], |r| {
+                let provider: String = r.get(0)?;
+                Ok(UnpricedModel {
+                    provider: (!provider.is_empty()).then_some(provider),
+                    model: r.get(1)?,
+                    events: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn reprice(&self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
+        let prices = prices.clone();
+        self.write(move |w| w.reprice(&prices, scope)).await
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get::<_, i64>(0))? as u64))
+            .await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
+    async fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |w| {
+            let changed = w.conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

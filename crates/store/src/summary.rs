@@ -1,0 +1,114 @@
+//! The SQL of a usage summary, shared by both backends, and the merge of its segments.
+
+use std::collections::HashMap;
+
+use goodhart_core::Micros;
+use goodhart_core::Nanos;
+use goodhart_core::report::{Dimension, Granularity, SummaryRow, UsageTotals};
+use goodhart_core::time::MICROS_PER_DAY;
+use goodhart_core::usage::TokenCounts;
+
+/// One grouped row as read from SQL: key parts (the day as its bucket start) and sums.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub key: Vec<KeyPart>,
+    pub sums: [i64; 10],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyPart {
+    Text(Option<String>),
+    Day(i64),
+}
+
+/// The SQL answering one segment; parameters are `$1` (from) and `$2` (to, exclusive).
+/// Columns: one per dimension (day as BIGINT, the others as TEXT), then ten sums: requests,
+/// six token kinds, cost, unpriced requests, estimated requests.
+pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
+    let (table, time_column) = match granularity {
+        Granularity::Raw => ("usage_events", "ts"),
+        Granularity::Hour => ("usage_hourly", "bucket"),
+        Granularity::Day => ("usage_daily", "bucket"),
+    };
+    let mut columns = Vec::new();
+    let mut joins = String::new();
+    for dim in group_by {
+        let mut join = |table: &str, alias: &str, column: &str| {
+            joins.push_str(&format!(" LEFT JOIN {table} {alias} ON {alias}.id = t.{column}"));
+            format!("{alias}.name")
+        };
+        columns.push(match dim {
+            Dimension::User => join("users", "u", "user_id"),
+            Dimension::Team => join("teams", "tm", "team_id"),
+            Dimension::Project => join("projects", "p", "project_id"),
+            Dimension::Agent => join("agents", "a", "agent_id"),
+            Dimension::Model => "t.model".to_owned(),
+            Dimension::Provider => "NULLIF(t.provider, '')".to_owned(),
+            Dimension::Day => format!("CAST((t.{time_column} / {MICROS_PER_DAY}) * {MICROS_PER_DAY} AS BIGINT)"),
+        });
+    }
+    let sum = |expr: &str| format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)");
+    let tokens = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens"];
+    let mut sums = vec![if granularity == Granularity::Raw { "CAST(COUNT(*) AS BIGINT)".to_owned() } else { sum("t.requests") }];
+    sums.extend(tokens.iter().map(|c| sum(&format!("t.{c}"))));
+    if granularity == Granularity::Raw {
+        sums.push(sum("t.cost_nanos"));
+        sums.push(sum("CASE WHEN t.cost_nanos IS NULL THEN 1 ELSE 0 END"));
+        sums.push(sum("t.estimated"));
+    } else {
+        sums.extend(["t.cost_nanos", "t.unpriced_requests", "t.estimated_requests"].map(sum));
+    }
+    columns.extend(sums);
+    let mut sql = format!(
+        "SELECT {} FROM {table} t{joins} WHERE t.{time_column} >= $1 AND t.{time_column} < $2",
+        columns.join(", ")
+    );
+    if !group_by.is_empty() {
+        let positions: Vec<String> = (1..=group_by.len()).map(|i| i.to_string()).collect();
+        sql.push_str(&format!(" GROUP BY {}", positions.join(", ")));
+    }
+    sql
+}
+
+/// Merges the rows of every segment into the summary, most expensive first.
+pub fn merge(rows: impl IntoIterator<Item = RawRow>) -> Vec<SummaryRow> {
+    let mut groups: HashMap<Vec<KeyPart>, UsageTotals> = HashMap::new();
+    for row in rows {
+        let s = row.sums.map(|v| u64::try_from(v).unwrap_or(0));
+        if s[0] == 0 {
+            continue;
+        }
+        let totals = UsageTotals {
+            requests: s[0],
+            tokens: TokenCounts {
+                input: s[1],
+                output: s[2],
+                cache_read: s[3],
+                cache_write_5m: s[4],
+                cache_write_1h: s[5],
+                reasoning: s[6],
+            },
+            cost: Nanos(row.sums[7]),
+            unpriced_requests: s[8],
+            estimated_requests: s[9],
+        };
+        groups.entry(row.key).or_default().add(&totals);
+    }
+    let mut summary: Vec<SummaryRow> = groups
+        .into_iter()
+        .map(|(key, totals)| SummaryRow {
+            key: key
+                .into_iter()
+                .map(|part| match part {
+                    KeyPart::Text(text) => text,
+                    KeyPart::Day(bucket) => Some(Micros(bucket).utc_day()),
+                })
+                .collect(),
+            totals,
+        })
+        .collect();
+    summary.sort_by(|a, b| {
+        b.totals.cost.cmp(&a.totals.cost).then(b.totals.requests.cmp(&a.totals.requests)).then(a.key.cmp(&b.key))
+    });
+    summary
+}

@@ -1,0 +1,318 @@
+//! The store conformance suite: every case runs against SQLite and against the real
+//! PostgreSQL server (a fresh schema per case, dropped afterwards).
+
+use std::sync::Arc;
+
+use goodhart_core::Micros;
+use goodhart_core::fingerprint::Fingerprints;
+use goodhart_core::pricing::PriceTable;
+use goodhart_core::report::{Dimension, UsageTotals};
+use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
+use goodhart_core::usage::{Attribution, Source, TokenCounts, UsageEvent};
+use goodhart_store::testing::TestDatabase;
+use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PRICES: &str = r#"
+version = "conformance.1"
+[[model]]
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+input = "3"
+output = "15"
+cache_read = "0.3"
+[[model]]
+provider = "openai"
+model = "gpt-4o-mini"
+input = "0.15"
+output = "0.6"
+"#;
+
+fn prices() -> PriceTable {
+    PriceTable::parse(PRICES).unwrap()
+}
+
+fn event(id: &str, ts: Micros, user: &str, team: Option<&str>, model: &str, input: u64, output: u64) -> UsageEvent {
+    UsageEvent {
+        id: id.to_owned(),
+        timestamp: ts,
+        attribution: Attribution {
+            user: user.to_owned(),
+            team: team.map(str::to_owned),
+            ..Attribution::default()
+        },
+        provider: None,
+        model: model.to_owned(),
+        tokens: TokenCounts { input, output, ..TokenCounts::default() },
+        finish_reason: Some("stop".into()),
+        fingerprints: Fingerprints::default(),
+        content: None,
+        source: Source::Api,
+        estimated: false,
+    }
+}
+
+fn priced(table: &PriceTable, events: Vec<UsageEvent>) -> Vec<PricedEvent> {
+    events
+        .into_iter()
+        .map(|event| {
+            let cost = table.cost_of(event.provider.as_deref(), &event.model, &event.tokens);
+            PricedEvent { event, cost }
+        })
+        .collect()
+}
+
+fn at(text: &str) -> Micros {
+    parse_rfc3339(text).unwrap()
+}
+
+fn all_time() -> (Micros, Micros) {
+    (Micros(0), at("2100-01-01T00:00:00Z"))
+}
+
+async fn summary(store: &Arc<dyn Store>, from: Micros, to: Micros, group_by: &[Dimension]) -> Vec<(Vec<Option<String>>, UsageTotals)> {
+    let query = SummaryQuery { from, to, group_by: group_by.to_vec() };
+    store.usage_summary(&query).await.unwrap().into_iter().map(|r| (r.key, r.totals)).collect()
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed case.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                let db = goodhart_store::testing::TestDatabase::sqlite();
+                super::$case(&db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                let db = goodhart_store::testing::TestDatabase::postgres().await;
+                super::$case(&db).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    duplicates_are_counted_once,
+    summary_groups_and_totals,
+    rollups_agree_with_raw_events_on_any_window,
+    unpriced_events_are_flagged_and_repriced,
+    reprice_all_applies_corrections,
+    idempotent_whatever_the_batching,
+    settings_are_set_once,
+    reopening_keeps_data_and_schema,
+);
+
+async fn duplicates_are_counted_once(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    let batch = vec![
+        event("a", t, "alice", Some("payments"), "gpt-4o-mini", 100, 10),
+        event("b", t, "bob", None, "gpt-4o-mini", 200, 20),
+        event("a", t, "alice", Some("payments"), "gpt-4o-mini", 100, 10),
+    ];
+    let first = store.insert_usage(priced(&table, batch.clone()), table.version()).await.unwrap();
+    assert_eq!((first.inserted, first.duplicates), (2, 1), "a repeat within one batch is a duplicate");
+    let again = store.insert_usage(priced(&table, batch), table.version()).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 3), "a re-sent batch adds nothing");
+    assert_eq!(store.event_count().await.unwrap(), 2);
+    let (from, to) = all_time();
+    let rows = summary(&store, from, to, &[]).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1.requests, 2);
+    assert_eq!(rows[0].1.tokens.input, 300);
+}
+
+async fn summary_groups_and_totals(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let events = vec![
+        event("1", at("2026-11-02T09:00:00Z"), "alice", Some("payments"), "claude-sonnet-4-5", 1_000_000, 0),
+        event("2", at("2026-11-02T23:59:59Z"), "alice", Some("payments"), "gpt-4o-mini", 1_000_000, 1_000_000),
+        event("3", at("2026-11-03T00:00:00Z"), "bob", None, "claude-sonnet-4-5", 0, 1_000_000),
+    ];
+    store.insert_usage(priced(&table, events), table.version()).await.unwrap();
+    let (from, to) = all_time();
+
+    let by_user = summary(&store, from, to, &[Dimension::User]).await;
+    assert_eq!(by_user[0].0, vec![Some("bob".into())], "most expensive first: $15 before $3.75");
+    assert_eq!(by_user[0].1.cost.usd_string(), "15");
+    assert_eq!(by_user[1].1.cost.usd_string(), "3.75");
+    assert_eq!(by_user[1].1.requests, 2);
+
+    let by_team = summary(&store, from, to, &[Dimension::Team]).await;
+    let keys: Vec<_> = by_team.iter().map(|(k, _)| k[0].clone()).collect();
+    assert_eq!(keys, vec![None, Some("payments".into())], "events without a team group under null");
+
+    let by_day_model = summary(&store, from, to, &[Dimension::Day, Dimension::Model]).await;
+    let mut keys: Vec<_> = by_day_model.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            vec![Some("2026-11-02".into()), Some("claude-sonnet-4-5".into())],
+            vec![Some("2026-11-02".into()), Some("gpt-4o-mini".into())],
+            vec![Some("2026-11-03".into()), Some("claude-sonnet-4-5".into())],
+        ]
+    );
+
+    let window = summary(&store, at("2026-11-02T10:00:00Z"), at("2026-11-03T00:00:00Z"), &[]).await;
+    assert_eq!(window[0].1.requests, 1, "the window is half-open and excludes 09:00 and the next midnight");
+    assert!(summary(&store, at("2027-01-01T00:00:00Z"), at("2027-02-01T00:00:00Z"), &[]).await.is_empty());
+}
+
+/// Random events over a few days, then random windows: the rollup-backed summary must equal a
+/// sum computed directly from the events.
+async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let mut rng = StdRng::seed_from_u64(7);
+    let start = at("2026-10-30T00:00:00Z").0;
+    let users = ["alice", "bob", "carol"];
+    let models = ["claude-sonnet-4-5", "gpt-4o-mini", "unknown-model"];
+    let events: Vec<UsageEvent> = (0..2_000)
+        .map(|i| {
+            let ts = Micros(start + rng.random_range(0..4 * MICROS_PER_DAY));
+            let user = users[rng.random_range(0..users.len())];
+            let model = models[rng.random_range(0..models.len())];
+            let team = (user != "carol").then_some("core");
+            event(&format!("e{i}"), ts, user, team, model, rng.random_range(0..50_000), rng.random_range(0..5_000))
+        })
+        .collect();
+    for chunk in priced(&table, events.clone()).chunks(500) {
+        store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
+    }
+    for _ in 0..25 {
+        let from = Micros(start + rng.random_range(-MICROS_PER_DAY..4 * MICROS_PER_DAY));
+        let to = Micros(from.0 + rng.random_range(0..3 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR));
+        let rows = summary(&store, from, to, &[Dimension::User]).await;
+        for user in users {
+            let mut expected = UsageTotals::default();
+            for e in events.iter().filter(|e| e.attribution.user == user && e.timestamp >= from && e.timestamp < to) {
+                let cost = table.cost_of(None, &e.model, &e.tokens);
+                expected.add(&UsageTotals {
+                    requests: 1,
+                    tokens: e.tokens,
+                    cost: cost.map(|c| c.total()).unwrap_or_default(),
+                    unpriced_requests: u64::from(cost.is_none()),
+                    estimated_requests: 0,
+                });
+            }
+            let got = rows.iter().find(|(k, _)| k[0].as_deref() == Some(user)).map(|(_, t)| *t).unwrap_or_default();
+            assert_eq!(got, expected, "user {user}, window {} .. {}", from.rfc3339(), to.rfc3339());
+        }
+    }
+}
+
+async fn unpriced_events_are_flagged_and_repriced(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    let events = vec![
+        event("1", t, "alice", None, "mystery-model", 1_000_000, 0),
+        event("2", t, "alice", None, "mystery-model", 1_000_000, 0),
+        event("3", t, "alice", None, "gpt-4o-mini", 1_000_000, 0),
+    ];
+    store.insert_usage(priced(&table, events), table.version()).await.unwrap();
+    let (from, to) = all_time();
+    let before = summary(&store, from, to, &[]).await[0].1;
+    assert_eq!(before.unpriced_requests, 2);
+    assert_eq!(before.cost.usd_string(), "0.15", "unpriced events add no cost, but are counted");
+    let unpriced = store.unpriced_models().await.unwrap();
+    assert_eq!(unpriced.len(), 1);
+    assert_eq!((unpriced[0].model.as_str(), unpriced[0].events), ("mystery-model", 2));
+
+    let nothing_new = store.reprice(&table, RepriceScope::Unpriced).await.unwrap();
+    assert_eq!((nothing_new.examined, nothing_new.repriced, nothing_new.still_unpriced), (2, 0, 2));
+
+    let extended = PriceTable::parse(&format!(
+        "{PRICES}\n[[model]]\nprovider = \"internal\"\nmodel = \"mystery-model\"\ninput = \"2\"\noutput = \"4\"\n"
+    ))
+    .unwrap();
+    let outcome = store.reprice(&extended, RepriceScope::Unpriced).await.unwrap();
+    assert_eq!((outcome.examined, outcome.repriced, outcome.still_unpriced), (2, 2, 0));
+    let after = summary(&store, from, to, &[]).await[0].1;
+    assert_eq!(after.unpriced_requests, 0);
+    assert_eq!(after.cost.usd_string(), "4.15");
+    assert!(store.unpriced_models().await.unwrap().is_empty());
+    // Raw edges and rollups must agree after repricing.
+    let ragged = summary(&store, at("2026-11-02T09:14:00Z"), at("2026-11-02T09:15:00Z"), &[]).await[0].1;
+    assert_eq!(ragged, after);
+}
+
+async fn reprice_all_applies_corrections(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    store
+        .insert_usage(priced(&table, vec![event("1", t, "alice", None, "gpt-4o-mini", 1_000_000, 0)]), table.version())
+        .await
+        .unwrap();
+    let corrected = PriceTable::parse(&PRICES.replace("\"0.15\"", "\"0.25\"")).unwrap();
+    let outcome = store.reprice(&corrected, RepriceScope::All).await.unwrap();
+    assert_eq!(outcome.repriced, 1);
+    let (from, to) = all_time();
+    assert_eq!(summary(&store, from, to, &[]).await[0].1.cost.usd_string(), "0.25");
+    assert_eq!(store.reprice(&corrected, RepriceScope::All).await.unwrap().repriced, 0, "a second pass changes nothing");
+}
+
+/// The same events in any order, split into any batches and partly repeated, store the same totals.
+async fn idempotent_whatever_the_batching(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let mut rng = StdRng::seed_from_u64(11);
+    let events: Vec<UsageEvent> = (0..300)
+        .map(|i| {
+            let ts = Micros(at("2026-11-01T00:00:00Z").0 + rng.random_range(0..2 * MICROS_PER_DAY));
+            event(&format!("id-{i}"), ts, ["a", "b"][i % 2], None, "gpt-4o-mini", rng.random_range(0..9_000), 7)
+        })
+        .collect();
+    let mut sent = events.clone();
+    sent.extend(events.iter().take(120).cloned());
+    for i in (1..sent.len()).rev() {
+        sent.swap(i, rng.random_range(0..=i));
+    }
+    let mut inserted = 0;
+    let mut rest = &sent[..];
+    while !rest.is_empty() {
+        let n = rng.random_range(1..=rest.len().min(90));
+        inserted += store.insert_usage(priced(&table, rest[..n].to_vec()), table.version()).await.unwrap().inserted;
+        rest = &rest[n..];
+    }
+    assert_eq!(inserted, 300);
+    let (from, to) = all_time();
+    let total = summary(&store, from, to, &[]).await[0].1;
+    assert_eq!(total.requests, 300);
+    assert_eq!(total.tokens.input, events.iter().map(|e| e.tokens.input).sum::<u64>());
+}
+
+async fn settings_are_set_once(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    assert_eq!(store.setting("admin_token_sha256").await.unwrap(), None);
+    assert!(store.set_setting_if_absent("admin_token_sha256", "first").await.unwrap());
+    assert!(!store.set_setting_if_absent("admin_token_sha256", "second").await.unwrap());
+    assert_eq!(store.setting("admin_token_sha256").await.unwrap().as_deref(), Some("first"));
+}
+
+async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
+    let table = prices();
+    {
+        let store = db.open().await.unwrap();
+        store
+            .insert_usage(priced(&table, vec![event("x", at("2026-11-02T09:00:00Z"), "alice", None, "gpt-4o-mini", 1, 1)]), table.version())
+            .await
+            .unwrap();
+    }
+    let store = db.open().await.unwrap();
+    assert_eq!(store.event_count().await.unwrap(), 1);
+    let outcome = store
+        .insert_usage(priced(&table, vec![event("x", at("2026-11-02T09:00:00Z"), "alice", None, "gpt-4o-mini", 1, 1)]), table.version())
+        .await
+        .unwrap();
+    assert_eq!(outcome.duplicates, 1);
+}
