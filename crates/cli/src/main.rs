@@ -1,1 +1,99 @@
-fn main(){}
+//! `goodhart`: see, cap and judge AI spend honestly. This binary parses arguments and calls the
+//! library crates; it holds no logic of its own.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "goodhart", version, about = "See, cap and judge AI spend honestly.")]
+struct Cli {
+    /// TOML configuration file (unknown keys are errors).
+    #[arg(long, global = true, env = "GOODHART_CONFIG")]
+    config: Option<PathBuf>,
+    /// sqlite://PATH (default sqlite://goodhart.db) or postgres://…
+    #[arg(long, global = true, env = "GOODHART_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingestion API, reports and health on one port.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8787].
+        #[arg(long, env = "GOODHART_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Usage and cost grouped by user, team, project, agent, model, provider or day.
+    Report {
+        /// Comma-separated dimensions, e.g. `team,model` or `user,day`.
+        #[arg(long, default_value = "user")]
+        group_by: String,
+        /// Start: RFC 3339 timestamp, date (2026-11-02) or span back from now (7d) [default: 30 days before --to].
+        #[arg(long, conflicts_with = "since")]
+        from: Option<String>,
+        /// End, exclusive [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// Shorthand for --from with a span, e.g. `--since 7d`.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The price table in use (shipped table plus configured overrides).
+    Prices {
+        #[command(subcommand)]
+        action: Option<PricesAction>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesAction {
+    /// Price stored events again: unpriced ones by default, every one with --all.
+    Reprice {
+        /// Also re-price events that already have a price (after a price correction).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Models seen in usage that have no price.
+    Unpriced {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,goodhart=info,goodhart_server=info,goodhart_store=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -49,8 +49,16 @@ pub fn parse_scaled_decimal(text: &str, scale: u32) -> Result<u64, DecimalError>
         return Err(DecimalError::TooPrecise(text.to_owned(), scale));
     }
     let too_large = || DecimalError::TooLarge(text.to_owned());
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
-    let mut frac_value: u64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| malformed())? };
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_large())?
+    };
+    let mut frac_value: u64 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| malformed())?
+    };
     for _ in fraction.len()..scale as usize {
         frac_value *= 10;
     }
@@ -84,11 +92,32 @@ impl Nanos {
     /// Reads a USD amount with at most nine decimals ("12.5" → 12 500 000 000 nano-dollars).
     pub fn from_usd(text: &str) -> Result<Nanos, DecimalError> {
         let value = parse_scaled_decimal(text, 9)?;
-        i64::try_from(value).map(Nanos).map_err(|_| DecimalError::TooLarge(text.to_owned()))
+        i64::try_from(value)
+            .map(Nanos)
+            .map_err(|_| DecimalError::TooLarge(text.to_owned()))
     }
 
     pub fn saturating_add(self, other: Nanos) -> Nanos {
         Nanos(self.0.saturating_add(other.0))
+    }
+
+    /// Dollars rounded to `decimals` places (at most 9), e.g. `$0.0113`.
+    pub fn usd_rounded(self, decimals: u32) -> String {
+        let decimals = decimals.min(9);
+        let unit = 10i128.pow(9 - decimals);
+        let value = i128::from(self.0);
+        let rounded = (value + if value >= 0 { unit / 2 } else { -unit / 2 }) / unit;
+        let sign = if rounded < 0 { "-" } else { "" };
+        let scale = 10i128.pow(decimals);
+        if decimals == 0 {
+            return format!("{sign}${}", rounded.abs());
+        }
+        format!(
+            "{sign}${}.{:0width$}",
+            rounded.abs() / scale,
+            rounded.abs() % scale,
+            width = decimals as usize
+        )
     }
 
     /// The exact decimal USD value, e.g. "0.097387250" → "0.09738725".
@@ -106,9 +135,7 @@ impl std::iter::Sum for Nanos {
 impl fmt::Display for Nanos {
     /// Dollars with two decimals for people ("$1234.57"); use [`Nanos::usd_string`] for exact values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cents = (i128::from(self.0) + if self.0 >= 0 { 5_000_000 } else { -5_000_000 }) / 10_000_000;
-        let sign = if cents < 0 { "-" } else { "" };
-        write!(f, "{sign}${}.{:02}", cents.abs() / 100, cents.abs() % 100)
+        f.write_str(&self.usd_rounded(2))
     }
 }
 
@@ -132,8 +159,14 @@ mod tests {
 
     #[test]
     fn prices_parse_exactly() {
-        assert_eq!(PicoPerToken::from_usd_per_mtok("3.75").unwrap(), PicoPerToken(3_750_000));
-        assert_eq!(PicoPerToken::from_usd_per_mtok("0.01875").unwrap(), PicoPerToken(18_750));
+        assert_eq!(
+            PicoPerToken::from_usd_per_mtok("3.75").unwrap(),
+            PicoPerToken(3_750_000)
+        );
+        assert_eq!(
+            PicoPerToken::from_usd_per_mtok("0.01875").unwrap(),
+            PicoPerToken(18_750)
+        );
         assert_eq!(PicoPerToken::from_usd_per_mtok("15").unwrap(), PicoPerToken(15_000_000));
         assert_eq!(PicoPerToken::from_usd_per_mtok(".5").unwrap(), PicoPerToken(500_000));
         assert_eq!(PicoPerToken::from_usd_per_mtok("0.30").unwrap().usd_per_mtok(), "0.3");
@@ -142,7 +175,10 @@ mod tests {
     #[test]
     fn bad_decimals_are_named() {
         for bad in ["", ".", "-1", "1e3", "abc", "1.2.3", " "] {
-            assert!(matches!(PicoPerToken::from_usd_per_mtok(bad), Err(DecimalError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(PicoPerToken::from_usd_per_mtok(bad), Err(DecimalError::Malformed(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(
             PicoPerToken::from_usd_per_mtok("0.0000001"),
@@ -161,6 +197,9 @@ mod tests {
         assert_eq!(Nanos(-5_000_000).to_string(), "-$0.01");
         assert_eq!(Nanos(0).usd_string(), "0");
         assert_eq!(Nanos::from_usd("12.5").unwrap(), Nanos(12_500_000_000));
+        assert_eq!(Nanos(11_250_000).usd_rounded(4), "$0.0113");
+        assert_eq!(Nanos(-11_250_000).usd_rounded(2), "-$0.01");
+        assert_eq!(Nanos(2_500_000_000).usd_rounded(0), "$3");
     }
 
     proptest! {

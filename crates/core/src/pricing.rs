@@ -145,9 +145,16 @@ pub struct CostBreakdown {
 
 impl CostBreakdown {
     pub fn total(&self) -> Nanos {
-        [self.input, self.output, self.cache_read, self.cache_write_5m, self.cache_write_1h, self.reasoning]
-            .into_iter()
-            .sum()
+        [
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.reasoning,
+        ]
+        .into_iter()
+        .sum()
     }
 }
 
@@ -190,9 +197,16 @@ impl PriceTable {
             reason: e.to_string(),
         })?;
         if raw.version.trim().is_empty() {
-            return Err(PriceError { key: "version".into(), reason: "must not be empty".into() });
+            return Err(PriceError {
+                key: "version".into(),
+                reason: "must not be empty".into(),
+            });
         }
-        let mut table = PriceTable { version: raw.version, models: Vec::new(), by_name: HashMap::new() };
+        let mut table = PriceTable {
+            version: raw.version,
+            models: Vec::new(),
+            by_name: HashMap::new(),
+        };
         for (index, model) in raw.models.iter().enumerate() {
             table.upsert(validate_model(model, &format!("model[{index}]"))?, false)?;
         }
@@ -273,7 +287,10 @@ impl PriceTable {
 }
 
 fn validate_model(raw: &RawModelPrice, key: &str) -> Result<ModelPrice, PriceError> {
-    let error = |field: &str, reason: String| PriceError { key: format!("{key}.{field}"), reason };
+    let error = |field: &str, reason: String| PriceError {
+        key: format!("{key}.{field}"),
+        reason,
+    };
     if raw.provider.trim().is_empty() {
         return Err(error("provider", "must not be empty".into()));
     }
@@ -281,7 +298,10 @@ fn validate_model(raw: &RawModelPrice, key: &str) -> Result<ModelPrice, PriceErr
         return Err(error("model", "must not be empty".into()));
     }
     let key = format!("{key} ({}/{})", raw.provider, raw.model);
-    let error = |field: &str, reason: String| PriceError { key: format!("{key}.{field}"), reason };
+    let error = |field: &str, reason: String| PriceError {
+        key: format!("{key}.{field}"),
+        reason,
+    };
     let rates = validate_rates(
         &RawRates {
             input: raw.input.clone(),
@@ -332,7 +352,11 @@ fn validate_rates(
     error: &dyn Fn(&str, String) -> PriceError,
     prefix: &str,
 ) -> Result<Rates, PriceError> {
-    let read = |field: &str, value: &RawDecimal| value.to_price().map_err(|reason| error(&format!("{prefix}{field}"), reason));
+    let read = |field: &str, value: &RawDecimal| {
+        value
+            .to_price()
+            .map_err(|reason| error(&format!("{prefix}{field}"), reason))
+    };
     let optional = |field: &str, value: &Option<RawDecimal>, default: PicoPerToken| match value {
         Some(v) => read(field, v),
         None => Ok(default),
@@ -466,8 +490,16 @@ mod tests {
     #[test]
     fn claude_code_cost_matches_what_claude_code_computed() {
         // ../shared/fixtures/claude-code/claude_code.stdout.json: total_cost_usd 0.09738725
-        let tokens = TokenCounts { input: 19448, output: 5, cache_read: 7, cache_write_5m: 3, ..Default::default() };
-        let cost = table().cost_of(Some("anthropic"), "claude-opus-4-8[1m]", &tokens).unwrap();
+        let tokens = TokenCounts {
+            input: 19448,
+            output: 5,
+            cache_read: 7,
+            cache_write_5m: 3,
+            ..Default::default()
+        };
+        let cost = table()
+            .cost_of(Some("anthropic"), "claude-opus-4-8[1m]", &tokens)
+            .unwrap();
         assert_eq!(cost.total().usd_string(), "0.09738725");
     }
 
@@ -485,7 +517,12 @@ mod tests {
     fn long_context_tier_applies_to_the_whole_request_above_the_threshold() {
         let t = table();
         let price = t.resolve(None, "claude-sonnet-4-5").unwrap();
-        let at = TokenCounts { input: 150_000, cache_read: 50_000, output: 1_000, ..Default::default() };
+        let at = TokenCounts {
+            input: 150_000,
+            cache_read: 50_000,
+            output: 1_000,
+            ..Default::default()
+        };
         let above = TokenCounts { input: 150_001, ..at };
         let normal = cost(price, &at);
         let long = cost(price, &above);
@@ -510,7 +547,11 @@ mod tests {
             "claude-sonnet-4-5-latest",
             "claude-sonnet-4-5[1m]",
         ] {
-            assert_eq!(t.resolve(None, name).map(|m| m.model.as_str()), Some("claude-sonnet-4-5"), "{name}");
+            assert_eq!(
+                t.resolve(None, name).map(|m| m.model.as_str()),
+                Some("claude-sonnet-4-5"),
+                "{name}"
+            );
         }
         assert_eq!(t.resolve(None, "gpt-4o-mini-2024-07-18").unwrap().model, "gpt-4o-mini");
         assert!(t.resolve(None, "gpt-4o").is_none(), "a prefix is not a match");
@@ -519,11 +560,16 @@ mod tests {
 
     #[test]
     fn invalid_entries_name_their_key() {
-        let err = PriceTable::parse("version = \"v\"\n[[model]]\nprovider = \"x\"\nmodel = \"m\"\ninput = \"abc\"\noutput = \"1\"\n").unwrap_err();
+        let err = PriceTable::parse(
+            "version = \"v\"\n[[model]]\nprovider = \"x\"\nmodel = \"m\"\ninput = \"abc\"\noutput = \"1\"\n",
+        )
+        .unwrap_err();
         assert_eq!(err.key, "model[0] (x/m).input");
         let err = PriceTable::parse("version = \"v\"\n[[model]]\nprovider = \"x\"\nmodel = \"m\"\ninput = \"1\"\noutput = \"1\"\ncached = \"1\"\n").unwrap_err();
         assert!(err.reason.contains("unknown field `cached`"), "{err}");
-        let twice = format!("{TABLE}\n[[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput = \"1\"\noutput = \"1\"\n");
+        let twice = format!(
+            "{TABLE}\n[[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput = \"1\"\noutput = \"1\"\n"
+        );
         assert_eq!(PriceTable::parse(&twice).unwrap_err().reason, "is listed twice");
     }
 
@@ -536,23 +582,34 @@ mod tests {
         .unwrap();
         let t = table().with_overrides(&raw.models).unwrap();
         assert!(t.version().starts_with("test.1+local."));
-        assert_eq!(t.resolve(None, "gpt-4o-mini").unwrap().rates.input, PicoPerToken(1_000_000));
+        assert_eq!(
+            t.resolve(None, "gpt-4o-mini").unwrap().rates.input,
+            PicoPerToken(1_000_000)
+        );
         assert!(t.resolve(Some("internal"), "llama-local").is_some());
         assert_eq!(table().with_overrides(&[]).unwrap().version(), "test.1");
     }
 
     fn any_tokens() -> impl Strategy<Value = TokenCounts> {
         let count = 0u64..=crate::usage::MAX_TOKENS_PER_EVENT;
-        (count.clone(), count.clone(), count.clone(), count.clone(), count.clone(), count).prop_map(
-            |(input, output, cache_read, cache_write_5m, cache_write_1h, reasoning)| TokenCounts {
-                input,
-                output,
-                cache_read,
-                cache_write_5m,
-                cache_write_1h,
-                reasoning,
-            },
+        (
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count,
         )
+            .prop_map(
+                |(input, output, cache_read, cache_write_5m, cache_write_1h, reasoning)| TokenCounts {
+                    input,
+                    output,
+                    cache_read,
+                    cache_write_5m,
+                    cache_write_1h,
+                    reasoning,
+                },
+            )
     }
 
     proptest! {

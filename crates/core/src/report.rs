@@ -52,13 +52,10 @@ impl Dimension {
 pub fn parse_group_by(text: &str) -> Result<Vec<Dimension>, String> {
     let mut dims = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let dim = Dimension::ALL
-            .into_iter()
-            .find(|d| d.name() == item)
-            .ok_or_else(|| {
-                let names: Vec<_> = Dimension::ALL.iter().map(|d| d.name()).collect();
-                format!("unknown dimension {item:?}; expected some of {}", names.join(","))
-            })?;
+        let dim = Dimension::ALL.into_iter().find(|d| d.name() == item).ok_or_else(|| {
+            let names: Vec<_> = Dimension::ALL.iter().map(|d| d.name()).collect();
+            format!("unknown dimension {item:?}; expected some of {}", names.join(","))
+        })?;
         if !dims.contains(&dim) {
             dims.push(dim);
         }
@@ -146,7 +143,10 @@ mod tests {
 
     #[test]
     fn group_by_is_parsed_strictly() {
-        assert_eq!(parse_group_by("user, model,day,user").unwrap(), vec![Dimension::User, Dimension::Model, Dimension::Day]);
+        assert_eq!(
+            parse_group_by("user, model,day,user").unwrap(),
+            vec![Dimension::User, Dimension::Model, Dimension::Day]
+        );
         assert_eq!(parse_group_by("").unwrap(), vec![]);
         assert!(parse_group_by("user,colour").unwrap_err().contains("\"colour\""));
     }
@@ -154,7 +154,14 @@ mod tests {
     #[test]
     fn a_window_of_whole_days_reads_only_daily_rollups() {
         let plan = plan_segments(Micros(0), Micros(3 * MICROS_PER_DAY));
-        assert_eq!(plan, vec![Segment { granularity: Granularity::Day, from: Micros(0), to: Micros(3 * MICROS_PER_DAY) }]);
+        assert_eq!(
+            plan,
+            vec![Segment {
+                granularity: Granularity::Day,
+                from: Micros(0),
+                to: Micros(3 * MICROS_PER_DAY)
+            }]
+        );
     }
 
     #[test]
@@ -162,7 +169,16 @@ mod tests {
         let from = Micros(MICROS_PER_DAY - MICROS_PER_HOUR - 5);
         let to = Micros(2 * MICROS_PER_DAY + MICROS_PER_HOUR + 7);
         let kinds: Vec<_> = plan_segments(from, to).iter().map(|s| s.granularity).collect();
-        assert_eq!(kinds, [Granularity::Raw, Granularity::Hour, Granularity::Day, Granularity::Hour, Granularity::Raw]);
+        assert_eq!(
+            kinds,
+            [
+                Granularity::Raw,
+                Granularity::Hour,
+                Granularity::Day,
+                Granularity::Hour,
+                Granularity::Raw
+            ]
+        );
     }
 
     proptest! {

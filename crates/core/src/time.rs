@@ -37,7 +37,11 @@ impl Micros {
 
     pub fn ceil_to(self, unit: i64) -> Micros {
         let floor = self.floor_to(unit);
-        if floor == self { floor } else { Micros(floor.0.saturating_add(unit)) }
+        if floor == self {
+            floor
+        } else {
+            Micros(floor.0.saturating_add(unit))
+        }
     }
 }
 
@@ -100,8 +104,14 @@ mod tests {
     #[test]
     fn bounds_accept_dates_and_spans() {
         let now = parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
-        assert_eq!(parse_bound("7d", now).unwrap(), parse_rfc3339("2026-11-16T12:00:00Z").unwrap());
-        assert_eq!(parse_bound("2026-11-02", now).unwrap(), parse_rfc3339("2026-11-02T00:00:00Z").unwrap());
+        assert_eq!(
+            parse_bound("7d", now).unwrap(),
+            parse_rfc3339("2026-11-16T12:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_bound("2026-11-02", now).unwrap(),
+            parse_rfc3339("2026-11-02T00:00:00Z").unwrap()
+        );
         assert!(parse_bound("last week", now).unwrap_err().contains("span such as 7d"));
     }
 
@@ -111,6 +121,9 @@ mod tests {
         assert_eq!(t.floor_to(MICROS_PER_DAY), Micros(MICROS_PER_DAY));
         assert_eq!(t.ceil_to(MICROS_PER_DAY), Micros(2 * MICROS_PER_DAY));
         assert_eq!(Micros(-1).floor_to(MICROS_PER_HOUR), Micros(-MICROS_PER_HOUR));
-        assert_eq!(Micros(MICROS_PER_HOUR).ceil_to(MICROS_PER_HOUR), Micros(MICROS_PER_HOUR));
+        assert_eq!(
+            Micros(MICROS_PER_HOUR).ceil_to(MICROS_PER_HOUR),
+            Micros(MICROS_PER_HOUR)
+        );
     }
 }

@@ -161,7 +161,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        FieldError { field, reason: reason.into() }
+        FieldError {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -177,8 +180,7 @@ impl UsageEventInput {
     /// Checks every field and builds the domain event. Text is fingerprinted, then dropped unless
     /// the policy keeps content.
     pub fn validate(self, policy: IngestPolicy) -> Result<UsageEvent, FieldError> {
-        let timestamp = time::parse_rfc3339(&self.timestamp)
-            .map_err(|reason| FieldError::new("timestamp", reason))?;
+        let timestamp = time::parse_rfc3339(&self.timestamp).map_err(|reason| FieldError::new("timestamp", reason))?;
         let attribution = Attribution {
             user: required_label("user", self.user)?,
             team: optional_label("team", self.team)?,
@@ -199,8 +201,10 @@ impl UsageEventInput {
             reasoning: token_count("reasoning_tokens", self.reasoning_tokens)?,
         };
         let fingerprints = Fingerprints::of(self.prompt.as_deref(), self.completion.as_deref());
-        let content = (policy.store_content && (self.prompt.is_some() || self.completion.is_some()))
-            .then(|| Content { prompt: self.prompt, completion: self.completion });
+        let content = (policy.store_content && (self.prompt.is_some() || self.completion.is_some())).then(|| Content {
+            prompt: self.prompt,
+            completion: self.completion,
+        });
         let id = match self.id {
             Some(id) => required_label("id", id)?,
             None => derived_id(timestamp, &attribution, provider.as_deref(), &model, &tokens),
@@ -267,12 +271,19 @@ fn required_label(field: &'static str, value: String) -> Result<String, FieldErr
         return Err(FieldError::new(field, "must not be empty"));
     }
     if trimmed.chars().count() > MAX_LABEL_CHARS {
-        return Err(FieldError::new(field, format!("is longer than {MAX_LABEL_CHARS} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("is longer than {MAX_LABEL_CHARS} characters"),
+        ));
     }
     if trimmed.chars().any(char::is_control) {
         return Err(FieldError::new(field, "contains control characters"));
     }
-    Ok(if trimmed.len() == value.len() { value } else { trimmed.to_owned() })
+    Ok(if trimmed.len() == value.len() {
+        value
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<String>, FieldError> {
@@ -285,7 +296,10 @@ fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<S
 
 fn token_count(field: &'static str, value: u64) -> Result<u64, FieldError> {
     if value > MAX_TOKENS_PER_EVENT {
-        return Err(FieldError::new(field, format!("{value} exceeds the limit of {MAX_TOKENS_PER_EVENT} tokens per event")));
+        return Err(FieldError::new(
+            field,
+            format!("{value} exceeds the limit of {MAX_TOKENS_PER_EVENT} tokens per event"),
+        ));
     }
     Ok(value)
 }
@@ -294,7 +308,10 @@ fn token_count(field: &'static str, value: u64) -> Result<u64, FieldError> {
 mod tests {
     use super::*;
 
-    const POLICY: IngestPolicy = IngestPolicy { store_content: false, source: Source::Api };
+    const POLICY: IngestPolicy = IngestPolicy {
+        store_content: false,
+        source: Source::Api,
+    };
 
     fn parse(json: &str) -> Result<UsageEvent, String> {
         let input: UsageEventInput = serde_json::from_str(json).map_err(|e| e.to_string())?;
@@ -321,18 +338,22 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_values_are_named() {
-        let base = r#""timestamp": "2026-11-02T09:14:03Z", "user": "a", "model": "m", "input_tokens": 1, "output_tokens": 1"#;
+        let base =
+            r#""timestamp": "2026-11-02T09:14:03Z", "user": "a", "model": "m", "input_tokens": 1, "output_tokens": 1"#;
         let unknown = parse(&format!("{{{base}, \"tokens\": 3}}")).unwrap_err();
         assert!(unknown.contains("unknown field `tokens`"), "{unknown}");
         let negative = parse(&format!("{{{base}, \"cache_read_tokens\": -3}}")).unwrap_err();
         assert!(negative.contains("invalid value"), "{negative}");
-        let bad_time = parse(r#"{"timestamp": "yesterday", "user": "a", "model": "m", "input_tokens": 1, "output_tokens": 1}"#).unwrap_err();
+        let bad_time =
+            parse(r#"{"timestamp": "yesterday", "user": "a", "model": "m", "input_tokens": 1, "output_tokens": 1}"#)
+                .unwrap_err();
         assert!(bad_time.starts_with("timestamp:"), "{bad_time}");
         let empty_user = parse(r#"{"timestamp": "2026-11-02T09:14:03Z", "user": " ", "model": "m", "input_tokens": 1, "output_tokens": 1}"#).unwrap_err();
         assert_eq!(empty_user, "user: must not be empty");
         let huge = parse(&format!("{{{base}, \"reasoning_tokens\": 20000000000}}")).unwrap_err();
         assert!(huge.starts_with("reasoning_tokens:"), "{huge}");
-        let missing = parse(r#"{"timestamp": "2026-11-02T09:14:03Z", "user": "a", "model": "m", "input_tokens": 1}"#).unwrap_err();
+        let missing = parse(r#"{"timestamp": "2026-11-02T09:14:03Z", "user": "a", "model": "m", "input_tokens": 1}"#)
+            .unwrap_err();
         assert!(missing.contains("missing field `output_tokens`"), "{missing}");
     }
 
@@ -350,7 +371,12 @@ mod tests {
     fn content_is_kept_only_when_asked() {
         let json = r#"{"timestamp": "2026-11-02T09:14:03Z", "user": "a", "model": "m", "input_tokens": 1, "output_tokens": 2, "prompt": "hi"}"#;
         let input: UsageEventInput = serde_json::from_str(json).unwrap();
-        let kept = input.validate(IngestPolicy { store_content: true, source: Source::Api }).unwrap();
+        let kept = input
+            .validate(IngestPolicy {
+                store_content: true,
+                source: Source::Api,
+            })
+            .unwrap();
         assert_eq!(kept.content.unwrap().prompt.as_deref(), Some("hi"));
     }
 }

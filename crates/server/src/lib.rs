@@ -1,1 +1,13 @@
-//! placeholder
+//! Goodhart's HTTP surface other than the proxy: usage ingestion, reports, health, and the
+//! wiring of configuration, store and core into one server.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod reports;
+pub mod router;
+pub mod serve;
+pub mod state;
+
+pub use router::app;

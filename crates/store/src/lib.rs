@@ -36,6 +36,8 @@ pub struct InsertOutcome {
     pub inserted: u64,
     /// Events whose id was already stored (or repeated within the batch): not counted again.
     pub duplicates: u64,
+    /// New events whose model had no price (stored and flagged, priced by a later reprice).
+    pub unpriced: u64,
 }
 
 /// A usage summary request: `[from, to)`, grouped by the given dimensions in order.
@@ -167,7 +169,10 @@ fn summary_upsert_sql(table: &str, placeholder: &str) -> String {
         "estimated_requests",
     ];
     let values: Vec<String> = (1..=columns.len()).map(|i| format!("{placeholder}{i}")).collect();
-    let updates: Vec<String> = columns[7..].iter().map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect();
+    let updates: Vec<String> = columns[7..]
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
     format!(
         "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (bucket, user_id, team_id, project_id, agent_id, provider, model) \
          DO UPDATE SET {}",

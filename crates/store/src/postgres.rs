@@ -48,12 +48,21 @@ impl PostgresStore {
     /// (e.g. `?options=-csearch_path%3Dgoodhart`) to place the tables in another schema.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let config = tokio_postgres::Config::from_str(url)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = PostgresStore { pool, names: Mutex::new(NameCache::default()) };
+        let store = PostgresStore {
+            pool,
+            names: Mutex::new(NameCache::default()),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -61,19 +70,25 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
         tx.batch_execute(migrations::CREATE_LEDGER).await?;
         for migration in migrations::POSTGRES {
             let applied = tx
-                .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[&migration.version])
+                .query_opt(
+                    "SELECT version FROM schema_migrations WHERE version = $1",
+                    &[&migration.version],
+                )
                 .await?;
             if applied.is_some() {
                 continue;
             }
-            tx.batch_execute(migration.sql).await.map_err(|e| StoreError::Migration {
-                version: migration.version,
-                reason: e.to_string(),
-            })?;
+            tx.batch_execute(migration.sql)
+                .await
+                .map_err(|e| StoreError::Migration {
+                    version: migration.version,
+                    reason: e.to_string(),
+                })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                 &[&migration.version, &crate::now().0],
@@ -133,7 +148,13 @@ impl PostgresStore {
             )
             .await?;
         }
-        for row in tx.query(&format!("SELECT id, {column} FROM {table} WHERE {column} = ANY($1)"), &[&missing]).await? {
+        for row in tx
+            .query(
+                &format!("SELECT id, {column} FROM {table} WHERE {column} = ANY($1)"),
+                &[&missing],
+            )
+            .await?
+        {
             let (id, name): (i64, String) = (row.get(0), row.get(1));
             fresh.push((kind, name.clone(), id));
             ids.insert(name, id);
@@ -141,13 +162,42 @@ impl PostgresStore {
         Ok(ids)
     }
 
-    async fn insert_batch(&self, tx: &Transaction<'_>, events: &[PricedEvent], version: &str, fresh: &mut Vec<(NameKind, String, i64)>) -> Result<InsertOutcome, StoreError> {
+    async fn insert_batch(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[PricedEvent],
+        version: &str,
+        fresh: &mut Vec<(NameKind, String, i64)>,
+    ) -> Result<InsertOutcome, StoreError> {
         let version_id = self.name_ids(tx, NameKind::PriceVersion, [version], fresh).await?[version];
         let attr = |f: fn(&PricedEvent) -> Option<&str>| events.iter().filter_map(f);
-        let users = self.name_ids(tx, NameKind::User, attr(|e| Some(e.event.attribution.user.as_str())), fresh).await?;
-        let teams = self.name_ids(tx, NameKind::Team, attr(|e| e.event.attribution.team.as_deref()), fresh).await?;
-        let projects = self.name_ids(tx, NameKind::Project, attr(|e| e.event.attribution.project.as_deref()), fresh).await?;
-        let agents = self.name_ids(tx, NameKind::Agent, attr(|e| e.event.attribution.agent.as_deref()), fresh).await?;
+        let users = self
+            .name_ids(
+                tx,
+                NameKind::User,
+                attr(|e| Some(e.event.attribution.user.as_str())),
+                fresh,
+            )
+            .await?;
+        let teams = self
+            .name_ids(tx, NameKind::Team, attr(|e| e.event.attribution.team.as_deref()), fresh)
+            .await?;
+        let projects = self
+            .name_ids(
+                tx,
+                NameKind::Project,
+                attr(|e| e.event.attribution.project.as_deref()),
+                fresh,
+            )
+            .await?;
+        let agents = self
+            .name_ids(
+                tx,
+                NameKind::Agent,
+                attr(|e| e.event.attribution.agent.as_deref()),
+                fresh,
+            )
+            .await?;
         let id_of = |map: &HashMap<String, i64>, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
         let dims: Vec<DimIds> = events
             .iter()
@@ -163,7 +213,9 @@ impl PostgresStore {
             .collect();
 
         tx.batch_execute(STAGE_TABLE).await?;
-        let sink = tx.copy_in(&format!("COPY usage_stage (ord, {EVENT_COLUMNS}) FROM STDIN BINARY")).await?;
+        let sink = tx
+            .copy_in(&format!("COPY usage_stage (ord, {EVENT_COLUMNS}) FROM STDIN BINARY"))
+            .await?;
         let writer = BinaryCopyInWriter::new(sink, &STAGE_TYPES);
         pin_mut!(writer);
         let received_at = crate::now().0;
@@ -220,6 +272,7 @@ impl PostgresStore {
             first_index.entry(p.event.id.as_str()).or_insert(i);
         }
         let mut rollups = Rollups::default();
+        let mut unpriced = 0;
         for row in &inserted {
             let (seq, event_id): (i64, &str) = (row.get(0), row.get(1));
             let i = first_index[event_id];
@@ -233,12 +286,17 @@ impl PostgresStore {
                 .await?;
             }
             let cost = priced.cost.map(|c| c.total().0);
+            unpriced += u64::from(cost.is_none());
             let delta = RollupDelta::of_event(&e.tokens, cost, e.estimated);
             rollups.add(e.timestamp, dims, e.provider.as_deref().unwrap_or(""), &e.model, &delta);
         }
         apply_rollups(tx, &rollups).await?;
         let inserted = inserted.len() as u64;
-        Ok(InsertOutcome { inserted, duplicates: events.len() as u64 - inserted })
+        Ok(InsertOutcome {
+            inserted,
+            duplicates: events.len() as u64 - inserted,
+            unpriced,
+        })
     }
 }
 
@@ -339,7 +397,12 @@ fn reprice_row(row: &tokio_postgres::Row) -> RepriceRow {
     RepriceRow {
         seq: row.get(0),
         ts: Micros(row.get(1)),
-        dims: DimIds { user: row.get(2), team: row.get(3), project: row.get(4), agent: row.get(5) },
+        dims: DimIds {
+            user: row.get(2),
+            team: row.get(3),
+            project: row.get(4),
+            agent: row.get(5),
+        },
         provider: row.get(6),
         model: row.get(7),
         tokens: TokenCounts {
@@ -375,7 +438,12 @@ impl UsageStore for PostgresStore {
     async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
         let mut client = self.pool.get().await?;
         // One repeatable-read snapshot so every segment sees the same data.
-        let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
         let mut rows = Vec::new();
         for segment in plan_segments(query.from, query.to) {
             let sql = summary::segment_sql(segment.granularity, &query.group_by);
@@ -424,15 +492,24 @@ impl UsageStore for PostgresStore {
             RepriceScope::Unpriced => "AND cost_nanos IS NULL",
             RepriceScope::All => "",
         };
-        let select = format!("{} WHERE seq > $1 {filter} ORDER BY seq LIMIT $2 FOR UPDATE", crate::SELECT_REPRICE);
+        let select = format!(
+            "{} WHERE seq > $1 {filter} ORDER BY seq LIMIT $2 FOR UPDATE",
+            crate::SELECT_REPRICE
+        );
         loop {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             let mut fresh = Vec::new();
             let version = prices.version();
-            let version_id = self.name_ids(&tx, NameKind::PriceVersion, [version], &mut fresh).await?[version];
-            let rows: Vec<RepriceRow> =
-                tx.query(&select, &[&after_seq, &crate::REPRICE_CHUNK]).await?.iter().map(reprice_row).collect();
+            let version_id = self
+                .name_ids(&tx, NameKind::PriceVersion, [version], &mut fresh)
+                .await?[version];
+            let rows: Vec<RepriceRow> = tx
+                .query(&select, &[&after_seq, &crate::REPRICE_CHUNK])
+                .await?
+                .iter()
+                .map(reprice_row)
+                .collect();
             let Some(last) = rows.last() else {
                 tx.commit().await?;
                 break;
@@ -454,7 +531,13 @@ impl UsageStore for PostgresStore {
                 seqs.push(row.seq);
                 costs.push(after);
                 long.push(i64::from(cost.is_some_and(|c| c.long_context)));
-                rollups.add(row.ts, row.dims, &row.provider, &row.model, &RollupDelta::of_reprice(row.cost, after));
+                rollups.add(
+                    row.ts,
+                    row.dims,
+                    &row.provider,
+                    &row.model,
+                    &RollupDelta::of_reprice(row.cost, after),
+                );
             }
             if !seqs.is_empty() {
                 tx.execute(
@@ -476,7 +559,10 @@ impl UsageStore for PostgresStore {
 
     async fn event_count(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        Ok(client.query_one("SELECT COUNT(*) FROM usage_events", &[]).await?.get::<_, i64>(0) as u64)
+        Ok(client
+            .query_one("SELECT COUNT(*) FROM usage_events", &[])
+            .await?
+            .get::<_, i64>(0) as u64)
     }
 }
 
@@ -484,13 +570,19 @@ impl UsageStore for PostgresStore {
 impl SettingsStore for PostgresStore {
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let client = self.pool.get().await?;
-        Ok(client.query_opt("SELECT value FROM settings WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))
+        Ok(client
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?
+            .map(|r| r.get(0)))
     }
 
     async fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         let changed = client
-            .execute("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", &[&key, &value])
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
             .await?;
         Ok(changed == 1)
     }

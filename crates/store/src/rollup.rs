@@ -90,7 +90,12 @@ pub struct Rollups {
 impl Rollups {
     pub fn add(&mut self, ts: Micros, dims: DimIds, provider: &str, model: &str, delta: &RollupDelta) {
         for (map, unit) in [(&mut self.hourly, MICROS_PER_HOUR), (&mut self.daily, MICROS_PER_DAY)] {
-            let key = RollupKey { bucket: ts.floor_to(unit).0, dims, provider: provider.to_owned(), model: model.to_owned() };
+            let key = RollupKey {
+                bucket: ts.floor_to(unit).0,
+                dims,
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            };
             map.entry(key).or_default().add(delta);
         }
     }

@@ -62,7 +62,11 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
     for migration in list {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let applied: Option<String> = tx
-            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [migration.version], |r| r.get(0))
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [migration.version],
+                |r| r.get(0),
+            )
             .optional()?;
         if applied.is_none() {
             tx.execute_batch(migration.sql).map_err(|e| StoreError::Migration {
@@ -90,7 +94,10 @@ impl SqliteStore {
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     path,
-                    writer: Mutex::new(Writer { conn, names: NameCache::default() }),
+                    writer: Mutex::new(Writer {
+                        conn,
+                        names: NameCache::default(),
+                    }),
                     readers: Mutex::new(Vec::new()),
                 }),
             })
@@ -140,7 +147,12 @@ impl SqliteStore {
 }
 
 impl Writer {
-    fn name_id(names: &mut NameCache, tx: &Transaction<'_>, kind: NameKind, name: Option<&str>) -> Result<i64, StoreError> {
+    fn name_id(
+        names: &mut NameCache,
+        tx: &Transaction<'_>,
+        kind: NameKind,
+        name: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let Some(name) = name else { return Ok(0) };
         if let Some(id) = names.get(kind, name) {
             return Ok(id);
@@ -157,7 +169,10 @@ impl Writer {
                 tx.last_insert_rowid()
             }
             None => {
-                tx.execute(&format!("INSERT INTO {table} ({column}, created_at) VALUES (?1, ?2)"), params![name, crate::now().0])?;
+                tx.execute(
+                    &format!("INSERT INTO {table} ({column}, created_at) VALUES (?1, ?2)"),
+                    params![name, crate::now().0],
+                )?;
                 tx.last_insert_rowid()
             }
         };
@@ -222,11 +237,18 @@ impl Writer {
                     continue;
                 }
                 outcome.inserted += 1;
+                outcome.unpriced += u64::from(cost.is_none());
                 if let Some(content) = &e.content {
                     tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
                         .execute(params![tx.last_insert_rowid(), content.prompt, content.completion])?;
                 }
-                rollups.add(e.timestamp, dims, provider, &e.model, &RollupDelta::of_event(&e.tokens, cost, e.estimated));
+                rollups.add(
+                    e.timestamp,
+                    dims,
+                    provider,
+                    &e.model,
+                    &RollupDelta::of_event(&e.tokens, cost, e.estimated),
+                );
             }
         }
         apply_rollups(&tx, &rollups)?;
@@ -246,7 +268,10 @@ impl Writer {
                 RepriceScope::All => "",
             };
             let rows: Vec<RepriceRow> = tx
-                .prepare_cached(&format!("{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2", crate::SELECT_REPRICE))?
+                .prepare_cached(&format!(
+                    "{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2",
+                    crate::SELECT_REPRICE
+                ))?
                 .query_map(params![after_seq, crate::REPRICE_CHUNK], read_reprice_row)?
                 .collect::<Result<_, _>>()?;
             let Some(last) = rows.last() else { break };
@@ -267,8 +292,19 @@ impl Writer {
                         continue;
                     }
                     outcome.repriced += 1;
-                    update.execute(params![after, cost.is_some_and(|c| c.long_context), version_id, row.seq])?;
-                    rollups.add(row.ts, row.dims, &row.provider, &row.model, &RollupDelta::of_reprice(row.cost, after));
+                    update.execute(params![
+                        after,
+                        cost.is_some_and(|c| c.long_context),
+                        version_id,
+                        row.seq
+                    ])?;
+                    rollups.add(
+                        row.ts,
+                        row.dims,
+                        &row.provider,
+                        &row.model,
+                        &RollupDelta::of_reprice(row.cost, after),
+                    );
                 }
             }
             apply_rollups(&tx, &rollups)?;
@@ -290,7 +326,12 @@ fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
     Ok(RepriceRow {
         seq: r.get(0)?,
         ts: Micros(r.get(1)?),
-        dims: DimIds { user: r.get(2)?, team: r.get(3)?, project: r.get(4)?, agent: r.get(5)? },
+        dims: DimIds {
+            user: r.get(2)?,
+            team: r.get(3)?,
+            project: r.get(4)?,
+            agent: r.get(5)?,
+        },
         provider: r.get(6)?,
         model: r.get(7)?,
         tokens: TokenCounts {
@@ -333,7 +374,13 @@ fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreErr
     Ok(())
 }
 
-fn read_summary_rows(conn: &Connection, sql: &str, from: i64, to: i64, group_by: &[Dimension]) -> Result<Vec<RawRow>, StoreError> {
+fn read_summary_rows(
+    conn: &Connection,
+    sql: &str,
+    from: i64,
+    to: i64,
+    group_by: &[Dimension],
+) -> Result<Vec<RawRow>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params![from, to], |r| {
         let mut key = Vec::with_capacity(group_by.len());
@@ -414,7 +461,9 @@ impl SettingsStore for SqliteStore {
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
         self.read(move |conn| {
-            Ok(conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
         })
         .await
     }

@@ -48,8 +48,19 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
         });
     }
     let sum = |expr: &str| format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)");
-    let tokens = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens"];
-    let mut sums = vec![if granularity == Granularity::Raw { "CAST(COUNT(*) AS BIGINT)".to_owned() } else { sum("t.requests") }];
+    let tokens = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "reasoning_tokens",
+    ];
+    let mut sums = vec![if granularity == Granularity::Raw {
+        "CAST(COUNT(*) AS BIGINT)".to_owned()
+    } else {
+        sum("t.requests")
+    }];
     sums.extend(tokens.iter().map(|c| sum(&format!("t.{c}"))));
     if granularity == Granularity::Raw {
         sums.push(sum("t.cost_nanos"));
@@ -108,7 +119,11 @@ pub fn merge(rows: impl IntoIterator<Item = RawRow>) -> Vec<SummaryRow> {
         })
         .collect();
     summary.sort_by(|a, b| {
-        b.totals.cost.cmp(&a.totals.cost).then(b.totals.requests.cmp(&a.totals.requests)).then(a.key.cmp(&b.key))
+        b.totals
+            .cost
+            .cmp(&a.totals.cost)
+            .then(b.totals.requests.cmp(&a.totals.requests))
+            .then(a.key.cmp(&b.key))
     });
     summary
 }

@@ -28,20 +28,33 @@ impl TestDatabase {
     pub fn sqlite() -> TestDatabase {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("goodhart.db").display());
-        TestDatabase { url, cleanup: Cleanup::Sqlite(dir) }
+        TestDatabase {
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
     }
 
     /// Creates a uniquely named schema; the URL makes it the connection's search path.
     pub async fn postgres() -> TestDatabase {
-        let schema = format!("goodhart_test_{}_{:08x}", std::process::id(), rand::rng().random::<u32>());
+        let schema = format!(
+            "goodhart_test_{}_{:08x}",
+            std::process::id(),
+            rand::rng().random::<u32>()
+        );
         let (client, connection) = tokio_postgres::connect(&postgres_base_url(), tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {} is required for these tests: {e}", postgres_base_url()));
         tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create test schema");
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create test schema");
         let separator = if postgres_base_url().contains('?') { '&' } else { '?' };
         let url = format!("{}{separator}options=-csearch_path%3D{schema}", postgres_base_url());
-        TestDatabase { url, cleanup: Cleanup::Postgres { schema } }
+        TestDatabase {
+            url,
+            cleanup: Cleanup::Postgres { schema },
+        }
     }
 
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
@@ -51,14 +64,21 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Cleanup::Postgres { schema } = &self.cleanup else { return };
+        let Cleanup::Postgres { schema } = &self.cleanup else {
+            return;
+        };
         // A bounded lock wait: a leaked open transaction must not hang the test run.
         let statement = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
         // Drop may run inside a runtime, which cannot block on another: use a thread of its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&postgres_base_url(), tokio_postgres::NoTls).await.ok()?;
+                let (client, connection) = tokio_postgres::connect(&postgres_base_url(), tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
                 tokio::spawn(connection);
                 client.batch_execute(&statement).await.ok()
             })

@@ -44,7 +44,11 @@ fn event(id: &str, ts: Micros, user: &str, team: Option<&str>, model: &str, inpu
         },
         provider: None,
         model: model.to_owned(),
-        tokens: TokenCounts { input, output, ..TokenCounts::default() },
+        tokens: TokenCounts {
+            input,
+            output,
+            ..TokenCounts::default()
+        },
         finish_reason: Some("stop".into()),
         fingerprints: Fingerprints::default(),
         content: None,
@@ -71,9 +75,24 @@ fn all_time() -> (Micros, Micros) {
     (Micros(0), at("2100-01-01T00:00:00Z"))
 }
 
-async fn summary(store: &Arc<dyn Store>, from: Micros, to: Micros, group_by: &[Dimension]) -> Vec<(Vec<Option<String>>, UsageTotals)> {
-    let query = SummaryQuery { from, to, group_by: group_by.to_vec() };
-    store.usage_summary(&query).await.unwrap().into_iter().map(|r| (r.key, r.totals)).collect()
+async fn summary(
+    store: &Arc<dyn Store>,
+    from: Micros,
+    to: Micros,
+    group_by: &[Dimension],
+) -> Vec<(Vec<Option<String>>, UsageTotals)> {
+    let query = SummaryQuery {
+        from,
+        to,
+        group_by: group_by.to_vec(),
+    };
+    store
+        .usage_summary(&query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.totals))
+        .collect()
 }
 
 /// Generates one `#[tokio::test]` per backend for each listed case.
@@ -116,10 +135,24 @@ async fn duplicates_are_counted_once(db: &TestDatabase) {
         event("b", t, "bob", None, "gpt-4o-mini", 200, 20),
         event("a", t, "alice", Some("payments"), "gpt-4o-mini", 100, 10),
     ];
-    let first = store.insert_usage(priced(&table, batch.clone()), table.version()).await.unwrap();
-    assert_eq!((first.inserted, first.duplicates), (2, 1), "a repeat within one batch is a duplicate");
-    let again = store.insert_usage(priced(&table, batch), table.version()).await.unwrap();
-    assert_eq!((again.inserted, again.duplicates), (0, 3), "a re-sent batch adds nothing");
+    let first = store
+        .insert_usage(priced(&table, batch.clone()), table.version())
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.inserted, first.duplicates),
+        (2, 1),
+        "a repeat within one batch is a duplicate"
+    );
+    let again = store
+        .insert_usage(priced(&table, batch), table.version())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.inserted, again.duplicates),
+        (0, 3),
+        "a re-sent batch adds nothing"
+    );
     assert_eq!(store.event_count().await.unwrap(), 2);
     let (from, to) = all_time();
     let rows = summary(&store, from, to, &[]).await;
@@ -132,22 +165,57 @@ async fn summary_groups_and_totals(db: &TestDatabase) {
     let store = db.open().await.unwrap();
     let table = prices();
     let events = vec![
-        event("1", at("2026-11-02T09:00:00Z"), "alice", Some("payments"), "claude-sonnet-4-5", 1_000_000, 0),
-        event("2", at("2026-11-02T23:59:59Z"), "alice", Some("payments"), "gpt-4o-mini", 1_000_000, 1_000_000),
-        event("3", at("2026-11-03T00:00:00Z"), "bob", None, "claude-sonnet-4-5", 0, 1_000_000),
+        event(
+            "1",
+            at("2026-11-02T09:00:00Z"),
+            "alice",
+            Some("payments"),
+            "claude-sonnet-4-5",
+            1_000_000,
+            0,
+        ),
+        event(
+            "2",
+            at("2026-11-02T23:59:59Z"),
+            "alice",
+            Some("payments"),
+            "gpt-4o-mini",
+            1_000_000,
+            1_000_000,
+        ),
+        event(
+            "3",
+            at("2026-11-03T00:00:00Z"),
+            "bob",
+            None,
+            "claude-sonnet-4-5",
+            0,
+            1_000_000,
+        ),
     ];
-    store.insert_usage(priced(&table, events), table.version()).await.unwrap();
+    store
+        .insert_usage(priced(&table, events), table.version())
+        .await
+        .unwrap();
     let (from, to) = all_time();
 
     let by_user = summary(&store, from, to, &[Dimension::User]).await;
-    assert_eq!(by_user[0].0, vec![Some("bob".into())], "most expensive first: $15 before $3.75");
+    assert_eq!(
+        by_user[0].0,
+        vec![Some("bob".into())],
+        "most expensive first: $15 before $3.75"
+    );
     assert_eq!(by_user[0].1.cost.usd_string(), "15");
     assert_eq!(by_user[1].1.cost.usd_string(), "3.75");
     assert_eq!(by_user[1].1.requests, 2);
 
     let by_team = summary(&store, from, to, &[Dimension::Team]).await;
     let keys: Vec<_> = by_team.iter().map(|(k, _)| k[0].clone()).collect();
-    assert_eq!(keys, vec![None, Some("payments".into())], "events without a team group under null");
+    assert_eq!(
+        keys,
+        vec![None, Some("payments".into())],
+        "events without a team group under null"
+    );
 
     let by_day_model = summary(&store, from, to, &[Dimension::Day, Dimension::Model]).await;
     let mut keys: Vec<_> = by_day_model.iter().map(|(k, _)| k.clone()).collect();
@@ -162,8 +230,15 @@ async fn summary_groups_and_totals(db: &TestDatabase) {
     );
 
     let window = summary(&store, at("2026-11-02T10:00:00Z"), at("2026-11-03T00:00:00Z"), &[]).await;
-    assert_eq!(window[0].1.requests, 1, "the window is half-open and excludes 09:00 and the next midnight");
-    assert!(summary(&store, at("2027-01-01T00:00:00Z"), at("2027-02-01T00:00:00Z"), &[]).await.is_empty());
+    assert_eq!(
+        window[0].1.requests, 1,
+        "the window is half-open and excludes 09:00 and the next midnight"
+    );
+    assert!(
+        summary(&store, at("2027-01-01T00:00:00Z"), at("2027-02-01T00:00:00Z"), &[])
+            .await
+            .is_empty()
+    );
 }
 
 /// Random events over a few days, then random windows: the rollup-backed summary must equal a
@@ -181,7 +256,15 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
             let user = users[rng.random_range(0..users.len())];
             let model = models[rng.random_range(0..models.len())];
             let team = (user != "carol").then_some("core");
-            event(&format!("e{i}"), ts, user, team, model, rng.random_range(0..50_000), rng.random_range(0..5_000))
+            event(
+                &format!("e{i}"),
+                ts,
+                user,
+                team,
+                model,
+                rng.random_range(0..50_000),
+                rng.random_range(0..5_000),
+            )
         })
         .collect();
     for chunk in priced(&table, events.clone()).chunks(500) {
@@ -193,7 +276,10 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
         let rows = summary(&store, from, to, &[Dimension::User]).await;
         for user in users {
             let mut expected = UsageTotals::default();
-            for e in events.iter().filter(|e| e.attribution.user == user && e.timestamp >= from && e.timestamp < to) {
+            for e in events
+                .iter()
+                .filter(|e| e.attribution.user == user && e.timestamp >= from && e.timestamp < to)
+            {
                 let cost = table.cost_of(None, &e.model, &e.tokens);
                 expected.add(&UsageTotals {
                     requests: 1,
@@ -203,8 +289,18 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
                     estimated_requests: 0,
                 });
             }
-            let got = rows.iter().find(|(k, _)| k[0].as_deref() == Some(user)).map(|(_, t)| *t).unwrap_or_default();
-            assert_eq!(got, expected, "user {user}, window {} .. {}", from.rfc3339(), to.rfc3339());
+            let got = rows
+                .iter()
+                .find(|(k, _)| k[0].as_deref() == Some(user))
+                .map(|(_, t)| *t)
+                .unwrap_or_default();
+            assert_eq!(
+                got,
+                expected,
+                "user {user}, window {} .. {}",
+                from.rfc3339(),
+                to.rfc3339()
+            );
         }
     }
 }
@@ -218,17 +314,27 @@ async fn unpriced_events_are_flagged_and_repriced(db: &TestDatabase) {
         event("2", t, "alice", None, "mystery-model", 1_000_000, 0),
         event("3", t, "alice", None, "gpt-4o-mini", 1_000_000, 0),
     ];
-    store.insert_usage(priced(&table, events), table.version()).await.unwrap();
+    store
+        .insert_usage(priced(&table, events), table.version())
+        .await
+        .unwrap();
     let (from, to) = all_time();
     let before = summary(&store, from, to, &[]).await[0].1;
     assert_eq!(before.unpriced_requests, 2);
-    assert_eq!(before.cost.usd_string(), "0.15", "unpriced events add no cost, but are counted");
+    assert_eq!(
+        before.cost.usd_string(),
+        "0.15",
+        "unpriced events add no cost, but are counted"
+    );
     let unpriced = store.unpriced_models().await.unwrap();
     assert_eq!(unpriced.len(), 1);
     assert_eq!((unpriced[0].model.as_str(), unpriced[0].events), ("mystery-model", 2));
 
     let nothing_new = store.reprice(&table, RepriceScope::Unpriced).await.unwrap();
-    assert_eq!((nothing_new.examined, nothing_new.repriced, nothing_new.still_unpriced), (2, 0, 2));
+    assert_eq!(
+        (nothing_new.examined, nothing_new.repriced, nothing_new.still_unpriced),
+        (2, 0, 2)
+    );
 
     let extended = PriceTable::parse(&format!(
         "{PRICES}\n[[model]]\nprovider = \"internal\"\nmodel = \"mystery-model\"\ninput = \"2\"\noutput = \"4\"\n"
@@ -250,7 +356,10 @@ async fn reprice_all_applies_corrections(db: &TestDatabase) {
     let table = prices();
     let t = at("2026-11-02T09:14:03Z");
     store
-        .insert_usage(priced(&table, vec![event("1", t, "alice", None, "gpt-4o-mini", 1_000_000, 0)]), table.version())
+        .insert_usage(
+            priced(&table, vec![event("1", t, "alice", None, "gpt-4o-mini", 1_000_000, 0)]),
+            table.version(),
+        )
         .await
         .unwrap();
     let corrected = PriceTable::parse(&PRICES.replace("\"0.15\"", "\"0.25\"")).unwrap();
@@ -258,7 +367,11 @@ async fn reprice_all_applies_corrections(db: &TestDatabase) {
     assert_eq!(outcome.repriced, 1);
     let (from, to) = all_time();
     assert_eq!(summary(&store, from, to, &[]).await[0].1.cost.usd_string(), "0.25");
-    assert_eq!(store.reprice(&corrected, RepriceScope::All).await.unwrap().repriced, 0, "a second pass changes nothing");
+    assert_eq!(
+        store.reprice(&corrected, RepriceScope::All).await.unwrap().repriced,
+        0,
+        "a second pass changes nothing"
+    );
 }
 
 /// The same events in any order, split into any batches and partly repeated, store the same totals.
@@ -269,7 +382,15 @@ async fn idempotent_whatever_the_batching(db: &TestDatabase) {
     let events: Vec<UsageEvent> = (0..300)
         .map(|i| {
             let ts = Micros(at("2026-11-01T00:00:00Z").0 + rng.random_range(0..2 * MICROS_PER_DAY));
-            event(&format!("id-{i}"), ts, ["a", "b"][i % 2], None, "gpt-4o-mini", rng.random_range(0..9_000), 7)
+            event(
+                &format!("id-{i}"),
+                ts,
+                ["a", "b"][i % 2],
+                None,
+                "gpt-4o-mini",
+                rng.random_range(0..9_000),
+                7,
+            )
         })
         .collect();
     let mut sent = events.clone();
@@ -281,7 +402,11 @@ async fn idempotent_whatever_the_batching(db: &TestDatabase) {
     let mut rest = &sent[..];
     while !rest.is_empty() {
         let n = rng.random_range(1..=rest.len().min(90));
-        inserted += store.insert_usage(priced(&table, rest[..n].to_vec()), table.version()).await.unwrap().inserted;
+        inserted += store
+            .insert_usage(priced(&table, rest[..n].to_vec()), table.version())
+            .await
+            .unwrap()
+            .inserted;
         rest = &rest[n..];
     }
     assert_eq!(inserted, 300);
@@ -294,9 +419,22 @@ async fn idempotent_whatever_the_batching(db: &TestDatabase) {
 async fn settings_are_set_once(db: &TestDatabase) {
     let store = db.open().await.unwrap();
     assert_eq!(store.setting("admin_token_sha256").await.unwrap(), None);
-    assert!(store.set_setting_if_absent("admin_token_sha256", "first").await.unwrap());
-    assert!(!store.set_setting_if_absent("admin_token_sha256", "second").await.unwrap());
-    assert_eq!(store.setting("admin_token_sha256").await.unwrap().as_deref(), Some("first"));
+    assert!(
+        store
+            .set_setting_if_absent("admin_token_sha256", "first")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_setting_if_absent("admin_token_sha256", "second")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.setting("admin_token_sha256").await.unwrap().as_deref(),
+        Some("first")
+    );
 }
 
 async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
@@ -304,14 +442,42 @@ async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
     {
         let store = db.open().await.unwrap();
         store
-            .insert_usage(priced(&table, vec![event("x", at("2026-11-02T09:00:00Z"), "alice", None, "gpt-4o-mini", 1, 1)]), table.version())
+            .insert_usage(
+                priced(
+                    &table,
+                    vec![event(
+                        "x",
+                        at("2026-11-02T09:00:00Z"),
+                        "alice",
+                        None,
+                        "gpt-4o-mini",
+                        1,
+                        1,
+                    )],
+                ),
+                table.version(),
+            )
             .await
             .unwrap();
     }
     let store = db.open().await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 1);
     let outcome = store
-        .insert_usage(priced(&table, vec![event("x", at("2026-11-02T09:00:00Z"), "alice", None, "gpt-4o-mini", 1, 1)]), table.version())
+        .insert_usage(
+            priced(
+                &table,
+                vec![event(
+                    "x",
+                    at("2026-11-02T09:00:00Z"),
+                    "alice",
+                    None,
+                    "gpt-4o-mini",
+                    1,
+                    1,
+                )],
+            ),
+            table.version(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.duplicates, 1);

@@ -1,0 +1,299 @@
+//! What each subcommand does, in terms of the library crates.
+
+use std::io::Write;
+
+use anyhow::Context;
+use goodhart_core::Micros;
+use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document, summary_query};
+use goodhart_store::RepriceScope;
+
+use crate::output::{self, Format, Tabular, grouped};
+use crate::{Cli, Command, PricesAction};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let config = Config::resolve(
+        file,
+        Overrides {
+            listen,
+            database_url: cli.database_url.clone(),
+        },
+    )?;
+    match cli.command {
+        Command::Serve { .. } => serve(&config).await,
+        Command::Report {
+            group_by,
+            from,
+            to,
+            since,
+            format,
+        } => {
+            let params = SummaryParams {
+                from: from.or(since),
+                to,
+                group_by: Some(group_by),
+            };
+            report(&config, &params, format).await
+        }
+        Command::Prices { action: None, format } => list_prices(&config, format),
+        Command::Prices {
+            action: Some(PricesAction::Reprice { all }),
+            ..
+        } => reprice(&config, all).await,
+        Command::Prices {
+            action: Some(PricesAction::Unpriced { format }),
+            ..
+        } => unpriced(&config, format).await,
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let admin_env = std::env::var("GOODHART_ADMIN_TOKEN").ok();
+    let (state, generated) = goodhart_server::serve::prepare(config, admin_env.as_deref()).await?;
+    let listener = goodhart_server::serve::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    if let Some(token) = generated {
+        writeln!(
+            out,
+            "Generated an admin token. It is shown only this once and stored only as a hash:\n\n    {token}\n"
+        )?;
+        writeln!(
+            out,
+            "Use it as `Authorization: Bearer <token>`, or set GOODHART_ADMIN_TOKEN to choose your own."
+        )?;
+    }
+    writeln!(
+        out,
+        "Goodhart listening on http://{addr} (database: {}, prices: {})",
+        state.store.backend(),
+        config.prices.version()
+    )?;
+    drop(out);
+    let app = goodhart_server::app(state, config.request_timeout);
+    goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyhow::Result<()> {
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let query =
+        summary_query(params, Micros::from_timestamp(jiff::Timestamp::now())).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows = store.usage_summary(&query).await?;
+    let document = summary_document(&query, &rows);
+    let table = summary_table(&document, format == Format::Table);
+    output::print(format, &document, &table, &mut std::io::stdout().lock())
+}
+
+/// The summary as rows of cells: pretty for people, exact for CSV.
+fn summary_table(document: &SummaryDocument, pretty: bool) -> Tabular {
+    let mut header: Vec<String> = document.group_by.iter().map(|d| d.name().to_owned()).collect();
+    let totals = if pretty {
+        [
+            "requests",
+            "input",
+            "output",
+            "cache_read",
+            "cache_write",
+            "cache_write_1h",
+            "reasoning",
+            "cost",
+            "unpriced",
+            "estimated",
+        ]
+    } else {
+        [
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "unpriced_requests",
+            "estimated_requests",
+        ]
+    };
+    header.extend(totals.iter().map(|s| s.to_string()));
+    let count = |n: u64| if pretty { grouped(n) } else { n.to_string() };
+    let mut rows: Vec<Vec<String>> = document
+        .rows
+        .iter()
+        .map(|row| {
+            let t = &row.totals.0;
+            let mut cells: Vec<String> = row
+                .key
+                .iter()
+                .map(|(_, v)| {
+                    v.clone()
+                        .unwrap_or_else(|| if pretty { "(none)".into() } else { String::new() })
+                })
+                .collect();
+            cells.extend([
+                count(t.requests),
+                count(t.tokens.input),
+                count(t.tokens.output),
+                count(t.tokens.cache_read),
+                count(t.tokens.cache_write_5m),
+                count(t.tokens.cache_write_1h),
+                count(t.tokens.reasoning),
+                if pretty {
+                    t.cost.usd_rounded(4)
+                } else {
+                    t.cost.usd_string()
+                },
+                count(t.unpriced_requests),
+                count(t.estimated_requests),
+            ]);
+            cells
+        })
+        .collect();
+    if pretty && !rows.is_empty() {
+        let t = &document.totals.0;
+        let mut cells = vec![String::new(); document.group_by.len()];
+        if let Some(first) = cells.first_mut() {
+            *first = "TOTAL".into();
+        }
+        cells.extend(
+            [
+                t.requests,
+                t.tokens.input,
+                t.tokens.output,
+                t.tokens.cache_read,
+                t.tokens.cache_write_5m,
+                t.tokens.cache_write_1h,
+                t.tokens.reasoning,
+            ]
+            .map(grouped),
+        );
+        cells.extend([
+            t.cost.usd_rounded(4),
+            grouped(t.unpriced_requests),
+            grouped(t.estimated_requests),
+        ]);
+        rows.push(cells);
+    }
+    Tabular { header, rows }
+}
+
+fn list_prices(config: &Config, format: Format) -> anyhow::Result<()> {
+    let prices = &config.prices;
+    let header = [
+        "provider",
+        "model",
+        "input",
+        "output",
+        "cache_read",
+        "cache_write_5m",
+        "cache_write_1h",
+        "reasoning",
+        "long_context_above",
+        "aliases",
+    ];
+    let rows: Vec<Vec<String>> = prices
+        .models()
+        .iter()
+        .map(|m| {
+            let r = &m.rates;
+            vec![
+                m.provider.clone(),
+                m.model.clone(),
+                r.input.usd_per_mtok(),
+                r.output.usd_per_mtok(),
+                r.cache_read.usd_per_mtok(),
+                r.cache_write_5m.usd_per_mtok(),
+                r.cache_write_1h.usd_per_mtok(),
+                r.reasoning.usd_per_mtok(),
+                m.long_context
+                    .map(|t| t.threshold_tokens.to_string())
+                    .unwrap_or_default(),
+                m.aliases.join(" "),
+            ]
+        })
+        .collect();
+    let json = serde_json::json!({
+        "version": prices.version(),
+        "unit": "USD per million tokens",
+        "models": prices.models().iter().map(|m| serde_json::json!({
+            "provider": m.provider, "model": m.model, "aliases": m.aliases,
+            "input": m.rates.input.usd_per_mtok(), "output": m.rates.output.usd_per_mtok(),
+            "cache_read": m.rates.cache_read.usd_per_mtok(), "cache_write_5m": m.rates.cache_write_5m.usd_per_mtok(),
+            "cache_write_1h": m.rates.cache_write_1h.usd_per_mtok(), "reasoning": m.rates.reasoning.usd_per_mtok(),
+            "long_context": m.long_context.map(|t| serde_json::json!({
+                "threshold_tokens": t.threshold_tokens, "input": t.rates.input.usd_per_mtok(), "output": t.rates.output.usd_per_mtok(),
+                "cache_read": t.rates.cache_read.usd_per_mtok(), "cache_write_5m": t.rates.cache_write_5m.usd_per_mtok(),
+                "cache_write_1h": t.rates.cache_write_1h.usd_per_mtok(), "reasoning": t.rates.reasoning.usd_per_mtok(),
+            })),
+            "source": m.source,
+        })).collect::<Vec<_>>(),
+    });
+    let mut out = std::io::stdout().lock();
+    if format == Format::Table {
+        writeln!(out, "Price table {} (USD per million tokens)\n", prices.version())?;
+    }
+    output::print(
+        format,
+        &json,
+        &Tabular {
+            header: header.map(String::from).to_vec(),
+            rows,
+        },
+        &mut out,
+    )
+}
+
+async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let scope = if all { RepriceScope::All } else { RepriceScope::Unpriced };
+    let outcome = store.reprice(&config.prices, scope).await?;
+    println!(
+        "Examined {} events with price table {}: {} repriced, {} still without a price.",
+        outcome.examined,
+        config.prices.version(),
+        outcome.repriced,
+        outcome.still_unpriced
+    );
+    if outcome.still_unpriced > 0 {
+        println!("See them with `goodhart prices unpriced`; add prices under [[prices.model]] in the config file.");
+    }
+    Ok(())
+}
+
+async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let models = store.unpriced_models().await?;
+    let rows = models
+        .iter()
+        .map(|m| {
+            vec![
+                m.provider.clone().unwrap_or_default(),
+                m.model.clone(),
+                m.events.to_string(),
+            ]
+        })
+        .collect();
+    let json: Vec<_> = models
+        .iter()
+        .map(|m| serde_json::json!({ "provider": m.provider, "model": m.model, "events": m.events }))
+        .collect();
+    let table = Tabular {
+        header: vec!["provider".into(), "model".into(), "events".into()],
+        rows,
+    };
+    output::print(format, &json, &table, &mut std::io::stdout().lock())
+}

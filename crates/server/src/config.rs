@@ -1,0 +1,209 @@
+//! Configuration: one validated runtime type built from defaults, an optional TOML file,
+//! environment variables and command-line flags, in increasing precedence.
+//!
+//! The file is read strictly: an unknown key or a bad value is an error naming the key. The CLI
+//! (clap) already merges flags over environment variables; this module merges that over the file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use goodhart_core::pricing::{PriceTable, RawModelPrice};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `host:port` to listen on.
+    pub listen: Option<String>,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Keep prompt and completion text (off by default: only fingerprints are kept).
+    pub store_content: Option<bool>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub prices: RawPrices,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body, compressed or decompressed.
+    pub max_body_bytes: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrices {
+    /// Extra or replacement `[[prices.model]]` entries, same keys as `prices/prices.toml`.
+    #[serde(default)]
+    pub model: Vec<RawModelPrice>,
+}
+
+/// Values from flags or the environment, which win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub store_content: bool,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub prices: Arc<PriceTable>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl RawConfig {
+    /// Reads a TOML file strictly, naming the offending key on error.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(&path.display().to_string(), e.to_string()))?;
+        RawConfig::from_toml(&text).map_err(|e| ConfigError {
+            key: format!("{}: {}", path.display(), e.key),
+            ..e
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| invalid("(file)", e.to_string()))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(
+                if key == "." { "(file)" } else { &key },
+                e.into_inner().message().to_owned(),
+            )
+        })
+    }
+}
+
+impl Config {
+    /// Merges defaults < file < overrides and validates every value once.
+    pub fn resolve(file: RawConfig, overrides: Overrides) -> Result<Config, ConfigError> {
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text
+            .parse()
+            .map_err(|e| invalid("listen", format!("{listen_text:?} is not host:port ({e})")))?;
+        let database_url = overrides
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if database_url.trim().is_empty() {
+            return Err(invalid("database_url", "must not be empty"));
+        }
+        let max_body_bytes = file.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=1 << 30).contains(&max_body_bytes) {
+            return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        let timeout = file.limits.request_timeout_secs.unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS);
+        if !(1..=3600).contains(&timeout) {
+            return Err(invalid("limits.request_timeout_secs", "must be between 1 and 3600"));
+        }
+        let prices = PriceTable::builtin()
+            .with_overrides(&file.prices.model)
+            .map_err(|e| invalid(&format!("prices: {}", e.key), e.reason))?;
+        Ok(Config {
+            listen,
+            database_url,
+            store_content: file.store_content.unwrap_or(false),
+            max_body_bytes: max_body_bytes as usize,
+            request_timeout: Duration::from_secs(timeout),
+            prices: Arc::new(prices),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_config_starts_with_defaults() {
+        let config = Config::resolve(RawConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert!(!config.store_content);
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let file = RawConfig::from_toml("listen = \"127.0.0.1:1\"\ndatabase_url = \"sqlite://a.db\"").unwrap();
+        let config = Config::resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                database_url: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 2);
+        assert_eq!(config.database_url, "sqlite://a.db");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let unknown = RawConfig::from_toml("[limits]\nmax_body = 3").unwrap_err();
+        assert_eq!(unknown.key, "limits.max_body");
+        assert!(unknown.reason.contains("unknown field `max_body`"), "{unknown}");
+        let wrong_type = RawConfig::from_toml("store_content = \"yes\"").unwrap_err();
+        assert_eq!(wrong_type.key, "store_content");
+        let small = Config::resolve(
+            RawConfig::from_toml("[limits]\nmax_body_bytes = 10").unwrap(),
+            Overrides::default(),
+        );
+        assert_eq!(small.unwrap_err().key, "limits.max_body_bytes");
+        let listen = Config::resolve(
+            RawConfig::default(),
+            Overrides {
+                listen: Some("nowhere".into()),
+                database_url: None,
+            },
+        );
+        assert_eq!(listen.unwrap_err().key, "listen");
+        let price =
+            RawConfig::from_toml("[[prices.model]]\nprovider = \"x\"\nmodel = \"m\"\ninput = \"a\"\noutput = \"1\"")
+                .unwrap();
+        let err = Config::resolve(price, Overrides::default()).unwrap_err();
+        assert!(err.key.contains("prices.model[0]"), "{err}");
+    }
+
+    #[test]
+    fn price_overrides_reach_the_table() {
+        let file = RawConfig::from_toml(
+            "[[prices.model]]\nprovider = \"internal\"\nmodel = \"llama-local\"\ninput = 0.1\noutput = 0.2",
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        assert!(config.prices.resolve(None, "llama-local").is_some());
+        assert!(config.prices.version().contains("+local."));
+    }
+}

@@ -1,0 +1,155 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every error has a stable snake_case `code` (part of the public API: the table is
+//! snapshot-tested), an HTTP status and a message; ingestion errors also name the line and the
+//! field. Building an error has no side effects; the response middleware logs server errors.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid admin token: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{message}")]
+    InvalidEvent {
+        line: usize,
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{message}")]
+    InvalidQuery { parameter: &'static str, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unsupported Content-Encoding {0:?}: send identity or gzip")]
+    UnsupportedEncoding(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("storage failure: {0}")]
+    Store(#[from] goodhart_store::StoreError),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::InvalidEvent { .. } => "invalid_event",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Store(_) => "storage_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidEvent { .. } | ApiError::InvalidQuery { .. } | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (line, field, parameter) = match &self {
+            ApiError::InvalidEvent { line, field, .. } => (Some(*line), field.as_deref(), None),
+            ApiError::InvalidQuery { parameter, .. } => (None, None, Some(*parameter)),
+            _ => (None, None, None),
+        };
+        let message = match &self {
+            // Storage details (paths, SQL) stay in the server log.
+            ApiError::Store(_) => "the database is unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message,
+                line,
+                field,
+                parameter,
+            },
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Store(e) = self {
+            response.extensions_mut().insert(LoggedError(e.to_string()));
+        }
+        response
+    }
+}
+
+/// A server-side error's detail, carried to the logging middleware.
+#[derive(Clone, Debug)]
+pub struct LoggedError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The code table is part of the public API: changing it breaks clients.
+    #[test]
+    fn error_code_table() {
+        let table: Vec<(u16, &str)> = [
+            ApiError::Unauthorized,
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::InvalidEvent {
+                line: 1,
+                field: None,
+                message: String::new(),
+            },
+            ApiError::InvalidQuery {
+                parameter: "from",
+                message: String::new(),
+            },
+            ApiError::BadRequest(String::new()),
+            ApiError::UnsupportedEncoding(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::Store(goodhart_store::StoreError::Worker(String::new())),
+        ]
+        .iter()
+        .map(|e| (e.status().as_u16(), e.code()))
+        .collect();
+        assert_eq!(
+            table,
+            [
+                (401, "unauthorized"),
+                (413, "payload_too_large"),
+                (400, "invalid_event"),
+                (400, "invalid_query"),
+                (400, "bad_request"),
+                (415, "unsupported_encoding"),
+                (404, "not_found"),
+                (503, "storage_unavailable"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Read endpoints over stored usage: `GET /api/v1/usage/summary`. The CLI's `report` command
+//! builds the same query and the same JSON document, so both always agree.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use goodhart_core::Micros;
+use goodhart_core::report::{Dimension, SummaryRow, UsageTotals, parse_group_by};
+use goodhart_core::time::{MICROS_PER_DAY, parse_bound};
+use goodhart_store::SummaryQuery;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The window a report covers when none is given.
+pub const DEFAULT_WINDOW_MICROS: i64 = 30 * MICROS_PER_DAY;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub group_by: Option<String>,
+}
+
+/// Builds a summary query from report parameters; `now` anchors spans such as `7d`.
+pub fn summary_query(params: &SummaryParams, now: Micros) -> Result<SummaryQuery, ApiError> {
+    let bound = |parameter: &'static str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| parse_bound(t, now).map_err(|message| ApiError::InvalidQuery { parameter, message }))
+            .transpose()
+    };
+    let to = bound("to", &params.to)?.unwrap_or(now);
+    let from = bound("from", &params.from)?.unwrap_or(Micros(to.0 - DEFAULT_WINDOW_MICROS));
+    if from > to {
+        return Err(ApiError::InvalidQuery {
+            parameter: "from",
+            message: "`from` is after `to`".into(),
+        });
+    }
+    let group_by =
+        parse_group_by(params.group_by.as_deref().unwrap_or("")).map_err(|message| ApiError::InvalidQuery {
+            parameter: "group_by",
+            message,
+        })?;
+    Ok(SummaryQuery { from, to, group_by })
+}
+
+/// The public JSON of a usage summary.
+#[derive(Debug, Serialize)]
+pub struct SummaryDocument {
+    pub from: String,
+    pub to: String,
+    pub group_by: Vec<Dimension>,
+    pub rows: Vec<SummaryRowJson>,
+    pub totals: TotalsJson,
+}
+
+/// One row: a field per grouped dimension (in the requested order), then the totals.
+#[derive(Debug)]
+pub struct SummaryRowJson {
+    pub key: Vec<(&'static str, Option<String>)>,
+    pub totals: TotalsJson,
+}
+
+impl Serialize for SummaryRowJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in &self.key {
+            map.serialize_entry(name, value)?;
+        }
+        self.totals.serialize_fields(&mut map)?;
+        map.end()
+    }
+}
+
+/// Totals with money as an exact JSON number (never through a float).
+#[derive(Debug)]
+pub struct TotalsJson(pub UsageTotals);
+
+impl TotalsJson {
+    fn serialize_fields<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        let (totals, t) = (&self.0, &self.0.tokens);
+        map.serialize_entry("requests", &totals.requests)?;
+        map.serialize_entry("input_tokens", &t.input)?;
+        map.serialize_entry("output_tokens", &t.output)?;
+        map.serialize_entry("cache_read_tokens", &t.cache_read)?;
+        map.serialize_entry("cache_write_tokens", &t.cache_write_5m)?;
+        map.serialize_entry("cache_write_1h_tokens", &t.cache_write_1h)?;
+        map.serialize_entry("reasoning_tokens", &t.reasoning)?;
+        map.serialize_entry("total_tokens", &t.total())?;
+        map.serialize_entry("cost_usd", &usd_number(totals.cost))?;
+        map.serialize_entry("unpriced_requests", &totals.unpriced_requests)?;
+        map.serialize_entry("estimated_requests", &totals.estimated_requests)
+    }
+}
+
+impl Serialize for TotalsJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        self.serialize_fields(&mut map)?;
+        map.end()
+    }
+}
+
+/// A money amount as an exact JSON number.
+pub fn usd_number(nanos: goodhart_core::Nanos) -> Box<RawValue> {
+    RawValue::from_string(nanos.usd_string()).expect("a plain decimal is a JSON number")
+}
+
+pub fn summary_document(query: &SummaryQuery, rows: &[SummaryRow]) -> SummaryDocument {
+    let mut overall = UsageTotals::default();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            overall.add(&row.totals);
+            SummaryRowJson {
+                key: query
+                    .group_by
+                    .iter()
+                    .map(|d| d.name())
+                    .zip(row.key.iter().cloned())
+                    .collect(),
+                totals: TotalsJson(row.totals),
+            }
+        })
+        .collect();
+    SummaryDocument {
+        from: query.from.rfc3339(),
+        to: query.to.rfc3339(),
+        group_by: query.group_by.clone(),
+        rows,
+        totals: TotalsJson(overall),
+    }
+}
+
+pub async fn get_summary(
+    State(state): State<AppState>,
+    params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SummaryDocument>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let query = summary_query(&params, Micros::from_timestamp(jiff::Timestamp::now()))?;
+    let rows = state.store.usage_summary(&query).await?;
+    Ok(Json(summary_document(&query, &rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_money_in_json() {
+        let totals = TotalsJson(UsageTotals {
+            cost: goodhart_core::Nanos(97_387_250),
+            ..Default::default()
+        });
+        let json = serde_json::to_string(&totals).unwrap();
+        assert!(json.contains("\"cost_usd\":0.09738725,"), "{json}");
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let now = Micros(100 * MICROS_PER_DAY);
+        let q = summary_query(&SummaryParams::default(), now).unwrap();
+        assert_eq!((q.from, q.to), (Micros(70 * MICROS_PER_DAY), now));
+        let bad = summary_query(
+            &SummaryParams {
+                group_by: Some("user,size".into()),
+                ..Default::default()
+            },
+            now,
+        );
+        assert!(matches!(
+            bad,
+            Err(ApiError::InvalidQuery {
+                parameter: "group_by",
+                ..
+            })
+        ));
+        let reversed = SummaryParams {
+            from: Some("1d".into()),
+            to: Some("2d".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            summary_query(&reversed, now),
+            Err(ApiError::InvalidQuery { parameter: "from", .. })
+        ));
+    }
+}

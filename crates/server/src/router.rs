@@ -1,0 +1,53 @@
+//! The HTTP application: one function builds the router, adds auth, limits, timeouts and
+//! tracing. Authentication is default-deny: only the routes in `public` skip the admin check.
+
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, LoggedError};
+use crate::state::AppState;
+use crate::{auth, ingest, reports};
+
+pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
+    let public = Router::new().route("/healthz", get(healthz));
+    let admin = Router::new()
+        .route("/api/v1/usage", post(ingest::post_usage))
+        .route("/api/v1/usage/summary", get(reports::get_summary))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    public
+        .merge(admin)
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_server_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    Json(
+        serde_json::json!({ "status": "ok", "database": state.store.backend(), "price_version": state.prices.version() }),
+    )
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Logs server-side failures once, here, with their detail (never request bodies or headers).
+async fn log_server_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(LoggedError(detail)) = response.extensions().get::<LoggedError>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), error = %detail, "request failed");
+    }
+    response
+}

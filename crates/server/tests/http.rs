@@ -1,0 +1,322 @@
+//! The server over real HTTP on a random loopback port: authentication, ingestion contract
+//! (duplicates, line-and-field errors, limits, gzip) and the summary endpoint.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_store::testing::TestDatabase;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+const ADMIN: &str = "test-admin-token";
+const BODY_LIMIT: usize = 64 * 1024;
+
+struct TestServer {
+    addr: SocketAddr,
+    _db: TestDatabase,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(db: TestDatabase) -> TestServer {
+    let file = RawConfig::from_toml(&format!("[limits]\nmax_body_bytes = {BODY_LIMIT}")).unwrap();
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(db.url.clone()),
+    };
+    let config = Config::resolve(file, overrides).unwrap();
+    let (state, generated) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
+    assert!(
+        generated.is_none(),
+        "an admin token from the environment is never replaced"
+    );
+    let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = goodhart_server::app(state, config.request_timeout);
+    tokio::spawn(goodhart_server::serve::run(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        _db: db,
+        _stop: stop,
+    }
+}
+
+struct Reply {
+    status: u16,
+    json: Value,
+}
+
+impl TestServer {
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = client
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, json }
+    }
+
+    async fn ingest(&self, content_type: &str, body: impl Into<Bytes>) -> Reply {
+        let auth = format!("Bearer {ADMIN}");
+        self.send(
+            "POST",
+            "/api/v1/usage",
+            &[("authorization", &auth), ("content-type", content_type)],
+            body,
+        )
+        .await
+    }
+
+    async fn summary(&self, query: &str) -> Reply {
+        let auth = format!("Bearer {ADMIN}");
+        self.send(
+            "GET",
+            &format!("/api/v1/usage/summary?{query}"),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await
+    }
+}
+
+fn event(id: &str, user: &str, input: u64) -> String {
+    format!(
+        r#"{{"id": "{id}", "timestamp": "2026-11-02T09:14:03Z", "user": "{user}", "team": "payments", "model": "claude-sonnet-4-5", "input_tokens": {input}, "output_tokens": 100}}"#
+    )
+}
+
+fn ndjson(events: &[String]) -> String {
+    events.join("\n") + "\n"
+}
+
+const WINDOW: &str = "from=2026-11-01&to=2026-11-03";
+
+#[tokio::test]
+async fn healthz_is_public_and_everything_else_needs_the_admin_token() {
+    let server = start(TestDatabase::sqlite()).await;
+    assert_eq!(server.send("GET", "/healthz", &[], Bytes::new()).await.status, 200);
+    let body = ndjson(&[event("a", "alice", 1)]);
+    let missing = server.send("POST", "/api/v1/usage", &[], body.clone()).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.json["error"]["code"], "unauthorized");
+    let wrong = server
+        .send(
+            "POST",
+            "/api/v1/usage",
+            &[("authorization", "Bearer nope")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let summary = server
+        .send(
+            "GET",
+            "/api/v1/usage/summary",
+            &[("authorization", "Bearer nope")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(summary.status, 401);
+    let by_api_key = server
+        .send("POST", "/api/v1/usage", &[("x-api-key", ADMIN)], body)
+        .await;
+    assert_eq!(by_api_key.status, 200, "{:?}", by_api_key.json);
+    let unknown = server.send("GET", "/api/v1/nothing", &[], Bytes::new()).await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn resent_events_are_counted_once() {
+    let server = start(TestDatabase::sqlite()).await;
+    let batch = ndjson(&[
+        event("a", "alice", 1000),
+        event("b", "bob", 2000),
+        event("a", "alice", 1000),
+    ]);
+    let first = server.ingest("application/x-ndjson", batch.clone()).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        (first.json["accepted"].as_u64(), first.json["duplicates"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let again = server.ingest("application/x-ndjson", batch).await;
+    assert_eq!(
+        (again.json["accepted"].as_u64(), again.json["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let summary = server.summary(WINDOW).await;
+    assert_eq!(summary.json["totals"]["requests"], 2);
+    assert_eq!(summary.json["totals"]["input_tokens"], 3000);
+    // claude-sonnet-4-5 at $3/$15 per Mtok: 3000 input + 200 output tokens = $0.012.
+    assert_eq!(summary.json["totals"]["cost_usd"].to_string(), "0.012");
+}
+
+#[tokio::test]
+async fn one_bad_event_rejects_the_request_naming_line_and_field_and_stores_nothing() {
+    let server = start(TestDatabase::sqlite()).await;
+    let bad = event("c", "carol", 5).replace("\"input_tokens\": 5", "\"input_tokens\": -5");
+    let array = format!(
+        "[\n  {},\n  {},\n  {}\n]",
+        event("a", "alice", 1),
+        event("b", "bob", 2),
+        bad
+    );
+    let reply = server.ingest("application/json", array).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json["error"]["code"], "invalid_event");
+    assert_eq!(reply.json["error"]["line"], 4);
+    assert_eq!(reply.json["error"]["field"], "input_tokens");
+
+    let unknown = format!(
+        "{}\n{}",
+        event("a", "alice", 1),
+        event("b", "bob", 2).replace("\"team\"", "\"squad\"")
+    );
+    let reply = server.ingest("application/x-ndjson", unknown).await;
+    assert_eq!((reply.status, reply.json["error"]["line"].as_u64()), (400, Some(2)));
+    assert_eq!(reply.json["error"]["field"], "squad");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `squad`")
+    );
+
+    let summary = server.summary(WINDOW).await;
+    assert_eq!(
+        summary.json["totals"]["requests"], 0,
+        "nothing of a rejected request is stored"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_compressed_or_not() {
+    let server = start(TestDatabase::sqlite()).await;
+    let big: Vec<String> = (0..1000).map(|i| event(&format!("e{i}"), "alice", i)).collect();
+    let body = ndjson(&big);
+    assert!(body.len() > BODY_LIMIT);
+    let reply = server.ingest("application/x-ndjson", body.clone()).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json["error"]["code"], "payload_too_large");
+
+    // Compressed it fits the limit on the wire, but not once inflated: still 413.
+    let gz = gzip(body.as_bytes());
+    assert!(gz.len() < BODY_LIMIT);
+    let auth = format!("Bearer {ADMIN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-ndjson"),
+        ("content-encoding", "gzip"),
+    ];
+    let reply = server.send("POST", "/api/v1/usage", &headers, gz).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(server.summary(WINDOW).await.json["totals"]["requests"], 0);
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted_and_other_encodings_refused() {
+    let server = start(TestDatabase::sqlite()).await;
+    let body = ndjson(&[event("a", "alice", 1), event("b", "bob", 2)]);
+    let auth = format!("Bearer {ADMIN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-ndjson"),
+        ("content-encoding", "gzip"),
+    ];
+    let reply = server
+        .send("POST", "/api/v1/usage", &headers, gzip(body.as_bytes()))
+        .await;
+    assert_eq!((reply.status, reply.json["accepted"].as_u64()), (200, Some(2)));
+    let brotli = [("authorization", auth.as_str()), ("content-encoding", "br")];
+    assert_eq!(server.send("POST", "/api/v1/usage", &brotli, body).await.status, 415);
+    let corrupt = server
+        .send(
+            "POST",
+            "/api/v1/usage",
+            &headers,
+            Bytes::from_static(b"\x1f\x8bnot gzip"),
+        )
+        .await;
+    assert_eq!(corrupt.status, 400);
+}
+
+#[tokio::test]
+async fn unknown_models_are_stored_unpriced_and_reported() {
+    let server = start(TestDatabase::sqlite()).await;
+    let body = ndjson(&[event("a", "alice", 1).replace("claude-sonnet-4-5", "brand-new-model")]);
+    let reply = server.ingest("application/x-ndjson", body).await;
+    assert_eq!(reply.json["unpriced"], 1);
+    let summary = server.summary(&format!("{WINDOW}&group_by=model")).await;
+    assert_eq!(summary.json["rows"][0]["model"], "brand-new-model");
+    assert_eq!(summary.json["rows"][0]["unpriced_requests"], 1);
+}
+
+#[tokio::test]
+async fn summary_groups_and_rejects_bad_parameters() {
+    let server = start(TestDatabase::sqlite()).await;
+    let body = ndjson(&[event("a", "alice", 1000), event("b", "bob", 1), event("c", "alice", 1)]);
+    server.ingest("application/x-ndjson", body).await;
+    let summary = server.summary(&format!("{WINDOW}&group_by=user,day")).await;
+    assert_eq!(summary.status, 200);
+    let rows = summary.json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0]["user"].as_str(),
+            rows[0]["day"].as_str(),
+            rows[0]["requests"].as_u64()
+        ),
+        (Some("alice"), Some("2026-11-02"), Some(2))
+    );
+    let bad = server.summary("group_by=user,colour").await;
+    assert_eq!(
+        (bad.status, bad.json["error"]["parameter"].as_str()),
+        (400, Some("group_by"))
+    );
+    let bad_time = server.summary("from=last%20tuesday").await;
+    assert_eq!(
+        (bad_time.status, bad_time.json["error"]["parameter"].as_str()),
+        (400, Some("from"))
+    );
+    let unknown_param = server.summary("colour=red").await;
+    assert_eq!(unknown_param.status, 400);
+}
+
+#[tokio::test]
+async fn ingestion_and_summary_work_on_postgres() {
+    let server = start(TestDatabase::postgres().await).await;
+    let batch = ndjson(&[
+        event("a", "alice", 1000),
+        event("b", "bob", 2000),
+        event("a", "alice", 1000),
+    ]);
+    let reply = server.ingest("application/x-ndjson", batch).await;
+    assert_eq!(
+        (reply.json["accepted"].as_u64(), reply.json["duplicates"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let summary = server.summary(&format!("{WINDOW}&group_by=team")).await;
+    assert_eq!(summary.json["rows"][0]["team"], "payments");
+    assert_eq!(summary.json["rows"][0]["requests"], 2);
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    Bytes::from(encoder.finish().unwrap())
+}
