@@ -47,7 +47,7 @@ fn write_aligned(table: &Tabular, out: &mut dyn Write) -> std::io::Result<()> {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..table.header.len()).map(width).collect();
-    let numeric = |cell: &str| cell.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '-') && cell.len() > 0;
+    let numeric = |cell: &str| cell.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '-');
     let line = |cells: &[String], out: &mut dyn Write| -> std::io::Result<()> {
         let padded: Vec<String> = cells
             .iter()
@@ -79,7 +79,7 @@ pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -1,6 +1,8 @@
 //! Cost of pricing one event: name resolution plus exact arithmetic (on every ingested event).
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::usage::TokenCounts;
 

@@ -386,10 +386,10 @@ pub fn name_candidates(model: &str) -> Vec<String> {
     push(&lower);
 
     let mut name = lower.as_str();
-    if let Some(open) = name.rfind('[') {
-        if name.ends_with(']') {
-            name = &name[..open]; // Claude Code's context-window marker, e.g. "[1m]"
-        }
+    if let Some(open) = name.rfind('[')
+        && name.ends_with(']')
+    {
+        name = &name[..open]; // Claude Code's context-window marker, e.g. "[1m]"
     }
     if let Some((_, rest)) = name.rsplit_once('/') {
         name = rest; // "anthropic/claude-…", "models/gemini-…", "openai/gpt-…"

@@ -59,14 +59,14 @@ pub fn parse_bound(text: &str, now: Micros) -> Result<Micros, String> {
     if let Some(span) = parse_span(text) {
         return Ok(Micros(now.0.saturating_sub(span)));
     }
-    if let Ok(date) = text.parse::<jiff::civil::Date>() {
-        if text.len() == 10 {
-            let ts = date
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .map_err(|e| format!("{text:?}: {e}"))?
-                .timestamp();
-            return Ok(Micros::from_timestamp(ts));
-        }
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && text.len() == 10
+    {
+        let ts = date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(|e| format!("{text:?}: {e}"))?
+            .timestamp();
+        return Ok(Micros::from_timestamp(ts));
     }
     parse_rfc3339(text).map_err(|_| {
         format!("expected an RFC 3339 timestamp, a date such as 2026-11-02, or a span such as 7d, got {text:?}")

@@ -201,10 +201,11 @@ impl UsageEventInput {
             reasoning: token_count("reasoning_tokens", self.reasoning_tokens)?,
         };
         let fingerprints = Fingerprints::of(self.prompt.as_deref(), self.completion.as_deref());
-        let content = (policy.store_content && (self.prompt.is_some() || self.completion.is_some())).then(|| Content {
-            prompt: self.prompt,
-            completion: self.completion,
-        });
+        let content =
+            (policy.store_content && (self.prompt.is_some() || self.completion.is_some())).then_some(Content {
+                prompt: self.prompt,
+                completion: self.completion,
+            });
         let id = match self.id {
             Some(id) => required_label("id", id)?,
             None => derived_id(timestamp, &attribution, provider.as_deref(), &model, &tokens),

@@ -1,1 +1,190 @@
-fn main() {}
+//! Ingestion throughput over HTTP and summary latency, on SQLite and PostgreSQL.
+//!
+//! `cargo bench -p goodhart-server --bench ingest -- [--backend sqlite|postgres|both]
+//!  [--events N] [--batch N] [--connections N] [--summary-sizes 1000000,10000000]`
+//!
+//! The server runs in this process on its own 2-thread runtime, bound to a random loopback
+//! port; the load generator is a 1-thread runtime posting pre-generated NDJSON bodies over
+//! keep-alive connections. Summary latency is measured over HTTP after loading each size.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use goodhart_core::Micros;
+use goodhart_core::time::MICROS_PER_DAY;
+use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_sim::{OrgShape, UsageGenerator};
+use goodhart_store::testing::TestDatabase;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+const ADMIN: &str = "bench-admin-token";
+const HISTORY_DAYS: u32 = 60;
+
+struct Options {
+    backends: Vec<String>,
+    events: usize,
+    batch: usize,
+    connections: usize,
+    summary_sizes: Vec<usize>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        backends: vec!["sqlite".into(), "postgres".into()],
+        events: 2_000_000,
+        batch: 5_000,
+        connections: 4,
+        summary_sizes: vec![1_000_000, 10_000_000],
+    };
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--backend" => o.backends = if value == "both" { o.backends } else { vec![value] },
+            "--events" => o.events = value.parse().expect("--events N"),
+            "--batch" => o.batch = value.parse().expect("--batch N"),
+            "--connections" => o.connections = value.parse().expect("--connections N"),
+            "--summary-sizes" => {
+                o.summary_sizes = value.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("sizes")).collect()
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn main() {
+    let o = options();
+    for backend in &o.backends {
+        let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let db = match backend.as_str() {
+            "sqlite" => TestDatabase::sqlite(),
+            "postgres" => server_rt.block_on(TestDatabase::postgres()),
+            other => panic!("unknown backend {other}"),
+        };
+        let addr = server_rt.block_on(start(&db));
+        println!("== {backend}");
+
+        let now = Micros::from_timestamp(jiff::Timestamp::now());
+        let start = Micros(now.0 - i64::from(HISTORY_DAYS) * MICROS_PER_DAY);
+        let mut generator = UsageGenerator::new(42, OrgShape::default(), start, HISTORY_DAYS);
+        let mut loaded = 0usize;
+
+        // Throughput: a fresh database, `events` new events.
+        let batches = bodies(&mut generator, o.events, o.batch);
+        let elapsed = client_rt.block_on(post_all(addr, &batches, o.connections));
+        loaded += o.events;
+        let rate = o.events as f64 / elapsed.as_secs_f64();
+        println!(
+            "ingest: {} events in batches of {} over {} connections: {:.2} s, {:.0} events/s",
+            o.events,
+            o.batch,
+            o.connections,
+            elapsed.as_secs_f64(),
+            rate
+        );
+        drop(batches);
+
+        for &size in &o.summary_sizes {
+            while loaded < size {
+                let chunk = (size - loaded).min(500_000);
+                let bodies = bodies(&mut generator, chunk, o.batch);
+                client_rt.block_on(post_all(addr, &bodies, o.connections));
+                loaded += chunk;
+            }
+            println!("summary latency with {loaded} stored events (20 runs each; p50 / max):");
+            for query in [
+                "group_by=".to_owned(),
+                "group_by=team".to_owned(),
+                "group_by=user".to_owned(),
+                "group_by=team,model".to_owned(),
+                "group_by=model,day".to_owned(),
+                "from=7d&group_by=user".to_owned(),
+                format!("from={}&group_by=team", Micros(now.0 - 59 * MICROS_PER_DAY - 7 * 3_600_000_000 - 1_234_567).rfc3339()),
+            ] {
+                let (p50, max) = client_rt.block_on(summary_latency(addr, &query, 20));
+                println!("  {query:<60} {:>8.1} ms {:>8.1} ms", p50.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
+            }
+        }
+        drop(server_rt);
+        drop(db);
+    }
+}
+
+async fn start(db: &TestDatabase) -> SocketAddr {
+    let overrides = Overrides { listen: Some("127.0.0.1:0".into()), database_url: Some(db.url.clone()) };
+    let file = RawConfig::from_toml("[limits]\nmax_body_bytes = 268435456").unwrap();
+    let config = Config::resolve(file, overrides).unwrap();
+    let (state, _) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
+    let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = goodhart_server::app(state, config.request_timeout);
+    tokio::spawn(goodhart_server::serve::run(listener, app, std::future::pending()));
+    addr
+}
+
+fn bodies(generator: &mut UsageGenerator, events: usize, batch: usize) -> Vec<Bytes> {
+    (0..events.div_ceil(batch))
+        .map(|i| Bytes::from(generator.ndjson(batch.min(events - i * batch))))
+        .collect()
+}
+
+async fn post_all(addr: SocketAddr, bodies: &[Bytes], connections: usize) -> Duration {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let bodies = Arc::new(bodies.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let request = hyper::Request::post(format!("http://{addr}/api/v1/usage"))
+                        .header("authorization", format!("Bearer {ADMIN}"))
+                        .header("content-type", "application/x-ndjson")
+                        .body(Full::new(body.clone()))
+                        .unwrap();
+                    let response = client.request(request).await.expect("request");
+                    let status = response.status();
+                    let reply = response.into_body().collect().await.unwrap().to_bytes();
+                    assert!(status.is_success(), "ingest failed: {status} {}", String::from_utf8_lossy(&reply));
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("load generator task");
+    }
+    started.elapsed()
+}
+
+async fn summary_latency(addr: SocketAddr, query: &str, runs: usize) -> (Duration, Duration) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let request = hyper::Request::get(format!("http://{addr}/api/v1/usage/summary?{query}"))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let started = Instant::now();
+        let response = client.request(request).await.expect("request");
+        assert!(response.status().is_success());
+        response.into_body().collect().await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (times[runs / 2], times[runs - 1])
+}

@@ -350,7 +350,7 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), St
         if rows.is_empty() {
             continue;
         }
-        let mut ints: Vec<Vec<i64>> = vec![Vec::with_capacity(rows.len()); 15];
+        let mut ints: Vec<Vec<i64>> = (0..15).map(|_| Vec::with_capacity(rows.len())).collect();
         let mut providers = Vec::with_capacity(rows.len());
         let mut models = Vec::with_capacity(rows.len());
         for (key, d) in rows {
