@@ -78,7 +78,8 @@ fn main() {
 
         let now = Micros::from_timestamp(jiff::Timestamp::now());
         let start = Micros(now.0 - i64::from(HISTORY_DAYS) * MICROS_PER_DAY);
-        let mut generator = UsageGenerator::new(42, OrgShape::default(), start, HISTORY_DAYS);
+        let total = o.summary_sizes.iter().copied().max().unwrap_or(0).max(o.events) as u64;
+        let mut generator = UsageGenerator::new(42, OrgShape::default(), start, HISTORY_DAYS, total);
         let mut loaded = 0usize;
 
         // Throughput: a fresh database, `events` new events.

@@ -30,11 +30,13 @@ pub struct OrgShape {
 
 impl Default for OrgShape {
     fn default() -> Self {
-        OrgShape { users: 200, teams: 20, projects: 40, agents: 10 }
+        OrgShape { users: 200, teams: 20, projects: 40, agents: 60 }
     }
 }
 
-/// Deterministic usage events over `[start, start + days)`.
+/// Deterministic usage events over `[start, start + days)`, in time order (as live traffic and
+/// log backfills arrive). Each user has a home team, two projects and a favourite model, as
+/// people do, so rollups see realistic cardinality.
 pub struct UsageGenerator {
     rng: StdRng,
     seed: u64,
@@ -43,10 +45,13 @@ pub struct UsageGenerator {
     span_micros: i64,
     next_id: u64,
     model_weight_total: u32,
+    /// Expected number of events over the span, to advance time evenly; grows if exceeded.
+    expected_events: u64,
 }
 
 impl UsageGenerator {
-    pub fn new(seed: u64, shape: OrgShape, start: Micros, days: u32) -> UsageGenerator {
+    /// `expected_events` spreads that many events evenly over the span; more wrap around to its start.
+    pub fn new(seed: u64, shape: OrgShape, start: Micros, days: u32, expected_events: u64) -> UsageGenerator {
         UsageGenerator {
             rng: StdRng::seed_from_u64(seed),
             seed,
@@ -55,6 +60,7 @@ impl UsageGenerator {
             span_micros: i64::from(days.max(1)) * MICROS_PER_DAY,
             next_id: 0,
             model_weight_total: MODELS.iter().map(|m| m.2).sum(),
+            expected_events: expected_events.max(1),
         }
     }
 
@@ -75,11 +81,19 @@ impl UsageGenerator {
         self.next_id += 1;
         let user = self.rng.random_range(0..self.shape.users);
         let team = user % self.shape.teams.max(1);
-        let project = self.rng.random_range(0..self.shape.projects.max(1));
-        let ts = Micros(self.start.0 + self.rng.random_range(0..self.span_micros));
-        let (provider, model) = self.model();
+        let project = (user * 7 + usize::from(self.rng.random_bool(0.3))) % self.shape.projects.max(1);
+        let position = (id % self.expected_events) as i128;
+        let jitter = self.rng.random_range(0..60_000_000);
+        let offset = (position * i128::from(self.span_micros) / i128::from(self.expected_events)) as i64 + jitter;
+        let ts = Micros(self.start.0 + offset.min(self.span_micros - 1));
+        let (provider, model) = if self.rng.random_bool(0.8) {
+            let favourite = MODELS[user % MODELS.len()];
+            (favourite.0, favourite.1)
+        } else {
+            self.model()
+        };
         let agent = if self.shape.agents > 0 && self.rng.random_bool(0.3) {
-            format!(r#", "agent": "agent-{}""#, self.rng.random_range(0..self.shape.agents))
+            format!(r#", "agent": "agent-{}""#, user % self.shape.agents)
         } else {
             String::new()
         };
@@ -113,7 +127,7 @@ mod tests {
     #[test]
     fn generated_events_pass_validation_and_are_deterministic() {
         let start = Micros(1_790_000_000_000_000);
-        let mut generator = UsageGenerator::new(3, OrgShape::default(), start, 30);
+        let mut generator = UsageGenerator::new(3, OrgShape::default(), start, 30, 500);
         let body = generator.ndjson(500);
         let policy = IngestPolicy { store_content: false, source: Source::Api };
         for line in body.lines() {
@@ -121,6 +135,6 @@ mod tests {
             let event = input.validate(policy).unwrap();
             assert!(event.timestamp >= start && event.timestamp.0 < start.0 + 30 * MICROS_PER_DAY);
         }
-        assert_eq!(UsageGenerator::new(3, OrgShape::default(), start, 30).ndjson(500), body);
+        assert_eq!(UsageGenerator::new(3, OrgShape::default(), start, 30, 500).ndjson(500), body);
     }
 }

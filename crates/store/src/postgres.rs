@@ -14,15 +14,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
-use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
+use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::TokenCounts;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Transaction};
 
 use crate::migrations;
-use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, token_columns};
-use crate::summary::{self, KeyPart, RawRow};
+use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, rollup_tables, token_columns};
+use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
     InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
     UnpricedModel, UsageStore,
@@ -346,7 +346,7 @@ const STAGE_TYPES: [Type; 29] = [
 ];
 
 async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
-    for (table, rows) in [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily)] {
+    for (table, rows) in rollup_tables(rollups) {
         if rows.is_empty() {
             continue;
         }
@@ -453,9 +453,10 @@ impl UsageStore for PostgresStore {
                     .group_by
                     .iter()
                     .enumerate()
-                    .map(|(i, dim)| match dim {
-                        Dimension::Day => KeyPart::Day(row.get(i)),
-                        _ => KeyPart::Text(row.get(i)),
+                    .map(|(i, dim)| match summary::key_kind(*dim) {
+                        KeyKind::Id => KeyPart::Id(row.get(i)),
+                        KeyKind::Text => KeyPart::Text(row.get(i)),
+                        KeyKind::Day => KeyPart::Day(row.get(i)),
                     })
                     .collect();
                 let mut sums = [0i64; 10];
@@ -465,8 +466,15 @@ impl UsageStore for PostgresStore {
                 rows.push(RawRow { key, sums });
             }
         }
+        let mut names = Names::new();
+        for dim in &query.group_by {
+            if let Some(table) = summary::name_table(*dim) {
+                let found = tx.query(&format!("SELECT id, name FROM {table}"), &[]).await?;
+                names.insert(*dim, found.iter().map(|r| (r.get(0), r.get(1))).collect());
+            }
+        }
         tx.commit().await?;
-        Ok(summary::merge(rows))
+        Ok(summary::merge(rows, &query.group_by, &names))
     }
 
     async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {

@@ -85,11 +85,23 @@ pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
 pub struct Rollups {
     pub hourly: BTreeMap<RollupKey, RollupDelta>,
     pub daily: BTreeMap<RollupKey, RollupDelta>,
+    /// Daily totals without project and agent (see `usage_daily_lean`).
+    pub daily_lean: BTreeMap<RollupKey, RollupDelta>,
+}
+
+/// Each rollup table and the map of pending changes for it.
+pub fn rollup_tables(rollups: &Rollups) -> [(&'static str, &BTreeMap<RollupKey, RollupDelta>); 3] {
+    [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily), ("usage_daily_lean", &rollups.daily_lean)]
 }
 
 impl Rollups {
     pub fn add(&mut self, ts: Micros, dims: DimIds, provider: &str, model: &str, delta: &RollupDelta) {
-        for (map, unit) in [(&mut self.hourly, MICROS_PER_HOUR), (&mut self.daily, MICROS_PER_DAY)] {
+        let lean = DimIds { project: 0, agent: 0, ..dims };
+        for (map, unit, dims) in [
+            (&mut self.hourly, MICROS_PER_HOUR, dims),
+            (&mut self.daily, MICROS_PER_DAY, dims),
+            (&mut self.daily_lean, MICROS_PER_DAY, lean),
+        ] {
             let key = RollupKey {
                 bucket: ts.floor_to(unit).0,
                 dims,

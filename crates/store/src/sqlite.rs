@@ -16,8 +16,8 @@ use goodhart_core::usage::TokenCounts;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::migrations::{self, Migration};
-use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, token_columns};
-use crate::summary::{self, KeyPart, RawRow};
+use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, rollup_tables, token_columns};
+use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
     InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
     UnpricedModel, UsageStore,
@@ -347,7 +347,7 @@ fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
 }
 
 fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
-    for (table, rows) in [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily)] {
+    for (table, rows) in rollup_tables(rollups) {
         let mut upsert = tx.prepare_cached(&crate::summary_upsert_sql(table, "?"))?;
         for (key, d) in rows {
             upsert.execute(params![
@@ -385,9 +385,10 @@ fn read_summary_rows(
     let rows = stmt.query_map(params![from, to], |r| {
         let mut key = Vec::with_capacity(group_by.len());
         for (i, dim) in group_by.iter().enumerate() {
-            key.push(match dim {
-                Dimension::Day => KeyPart::Day(r.get(i)?),
-                _ => KeyPart::Text(r.get(i)?),
+            key.push(match summary::key_kind(*dim) {
+                KeyKind::Id => KeyPart::Id(r.get(i)?),
+                KeyKind::Text => KeyPart::Text(r.get(i)?),
+                KeyKind::Day => KeyPart::Day(r.get(i)?),
             });
         }
         let mut sums = [0i64; 10];
@@ -397,6 +398,18 @@ fn read_summary_rows(
         Ok(RawRow { key, sums })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn read_names(conn: &Connection, group_by: &[Dimension]) -> Result<Names, StoreError> {
+    let mut names = Names::new();
+    for dim in group_by {
+        if let Some(table) = summary::name_table(*dim) {
+            let mut stmt = conn.prepare_cached(&format!("SELECT id, name FROM {table}"))?;
+            let map = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            names.insert(*dim, map);
+        }
+    }
+    Ok(names)
 }
 
 #[async_trait]
@@ -423,8 +436,9 @@ impl UsageStore for SqliteStore {
                     }
                 }
             }
+            let names = result.and_then(|()| read_names(conn, &query.group_by));
             conn.execute_batch("COMMIT")?;
-            result.map(|()| summary::merge(rows))
+            names.map(|names| summary::merge(rows, &query.group_by, &names))
         })
         .await
     }

@@ -17,9 +17,41 @@ pub struct RawRow {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyPart {
+    /// A user, team, project or agent id (0 = none), named after grouping.
+    Id(i64),
     Text(Option<String>),
     Day(i64),
 }
+
+/// How each dimension's key column is read.
+pub fn key_kind(dim: Dimension) -> KeyKind {
+    match dim {
+        Dimension::User | Dimension::Team | Dimension::Project | Dimension::Agent => KeyKind::Id,
+        Dimension::Model | Dimension::Provider => KeyKind::Text,
+        Dimension::Day => KeyKind::Day,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Id,
+    Text,
+    Day,
+}
+
+/// The table naming a dimension's ids, for dimensions grouped by id.
+pub fn name_table(dim: Dimension) -> Option<&'static str> {
+    match dim {
+        Dimension::User => Some("users"),
+        Dimension::Team => Some("teams"),
+        Dimension::Project => Some("projects"),
+        Dimension::Agent => Some("agents"),
+        _ => None,
+    }
+}
+
+/// Names by id for each grouped dimension that is grouped by id (loaded by the backend).
+pub type Names = HashMap<Dimension, HashMap<i64, String>>;
 
 /// The SQL answering one segment; parameters are `$1` (from) and `$2` (to, exclusive).
 /// Columns: one per dimension (day as BIGINT, the others as TEXT), then ten sums: requests,
@@ -28,25 +60,25 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
     let (table, time_column) = match granularity {
         Granularity::Raw => ("usage_events", "ts"),
         Granularity::Hour => ("usage_hourly", "bucket"),
-        Granularity::Day => ("usage_daily", "bucket"),
+        Granularity::Day if group_by.iter().any(|d| matches!(d, Dimension::Project | Dimension::Agent)) => {
+            ("usage_daily", "bucket")
+        }
+        Granularity::Day => ("usage_daily_lean", "bucket"),
     };
-    let mut columns = Vec::new();
-    let mut joins = String::new();
-    for dim in group_by {
-        let mut join = |table: &str, alias: &str, column: &str| {
-            joins.push_str(&format!(" LEFT JOIN {table} {alias} ON {alias}.id = t.{column}"));
-            format!("{alias}.name")
-        };
-        columns.push(match dim {
-            Dimension::User => join("users", "u", "user_id"),
-            Dimension::Team => join("teams", "tm", "team_id"),
-            Dimension::Project => join("projects", "p", "project_id"),
-            Dimension::Agent => join("agents", "a", "agent_id"),
+    // Grouping by integer ids and naming the groups afterwards is several times faster than
+    // joining the name tables on every rollup row.
+    let mut columns: Vec<String> = group_by
+        .iter()
+        .map(|dim| match dim {
+            Dimension::User => "t.user_id".to_owned(),
+            Dimension::Team => "t.team_id".to_owned(),
+            Dimension::Project => "t.project_id".to_owned(),
+            Dimension::Agent => "t.agent_id".to_owned(),
             Dimension::Model => "t.model".to_owned(),
             Dimension::Provider => "NULLIF(t.provider, '')".to_owned(),
             Dimension::Day => format!("CAST((t.{time_column} / {MICROS_PER_DAY}) * {MICROS_PER_DAY} AS BIGINT)"),
-        });
-    }
+        })
+        .collect();
     let sum = |expr: &str| format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)");
     let tokens = [
         "input_tokens",
@@ -71,7 +103,7 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
     }
     columns.extend(sums);
     let mut sql = format!(
-        "SELECT {} FROM {table} t{joins} WHERE t.{time_column} >= $1 AND t.{time_column} < $2",
+        "SELECT {} FROM {table} t WHERE t.{time_column} >= $1 AND t.{time_column} < $2",
         columns.join(", ")
     );
     if !group_by.is_empty() {
@@ -82,7 +114,7 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
 }
 
 /// Merges the rows of every segment into the summary, most expensive first.
-pub fn merge(rows: impl IntoIterator<Item = RawRow>) -> Vec<SummaryRow> {
+pub fn merge(rows: impl IntoIterator<Item = RawRow>, group_by: &[Dimension], names: &Names) -> Vec<SummaryRow> {
     let mut groups: HashMap<Vec<KeyPart>, UsageTotals> = HashMap::new();
     for row in rows {
         let s = row.sums.map(|v| u64::try_from(v).unwrap_or(0));
@@ -110,7 +142,10 @@ pub fn merge(rows: impl IntoIterator<Item = RawRow>) -> Vec<SummaryRow> {
         .map(|(key, totals)| SummaryRow {
             key: key
                 .into_iter()
-                .map(|part| match part {
+                .zip(group_by)
+                .map(|(part, dim)| match part {
+                    KeyPart::Id(0) => None,
+                    KeyPart::Id(id) => Some(names.get(dim).and_then(|n| n.get(&id)).cloned().unwrap_or_else(|| format!("#{id}"))),
                     KeyPart::Text(text) => text,
                     KeyPart::Day(bucket) => Some(Micros(bucket).utc_day()),
                 })

@@ -84,3 +84,26 @@ CREATE TABLE usage_daily (
     estimated_requests BIGINT NOT NULL,
     PRIMARY KEY (bucket, user_id, team_id, project_id, agent_id, provider, model)
 );
+
+-- The daily rollup without project and agent (their ids are always 0): most reports do not
+-- group by them, and this table is an order of magnitude smaller.
+CREATE TABLE usage_daily_lean (
+    bucket BIGINT NOT NULL,
+    user_id BIGINT NOT NULL,
+    team_id BIGINT NOT NULL,
+    project_id BIGINT NOT NULL,
+    agent_id BIGINT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cache_read_tokens BIGINT NOT NULL,
+    cache_write_5m_tokens BIGINT NOT NULL,
+    cache_write_1h_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    cost_nanos BIGINT NOT NULL,
+    unpriced_requests BIGINT NOT NULL,
+    estimated_requests BIGINT NOT NULL,
+    PRIMARY KEY (bucket, user_id, team_id, project_id, agent_id, provider, model)
+);
