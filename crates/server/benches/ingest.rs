@@ -51,7 +51,11 @@ fn options() -> Options {
             "--batch" => o.batch = value.parse().expect("--batch N"),
             "--connections" => o.connections = value.parse().expect("--connections N"),
             "--summary-sizes" => {
-                o.summary_sizes = value.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("sizes")).collect()
+                o.summary_sizes = value
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().expect("sizes"))
+                    .collect()
             }
             _ => {
                 i += 1;
@@ -66,8 +70,15 @@ fn options() -> Options {
 fn main() {
     let o = options();
     for backend in &o.backends {
-        let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let db = match backend.as_str() {
             "sqlite" => TestDatabase::sqlite(),
             "postgres" => server_rt.block_on(TestDatabase::postgres()),
@@ -78,7 +89,16 @@ fn main() {
 
         let now = Micros::from_timestamp(jiff::Timestamp::now());
         let start = Micros(now.0 - i64::from(HISTORY_DAYS) * MICROS_PER_DAY);
-        let total = o.summary_sizes.iter().copied().max().unwrap_or(0).max(o.events) as u64;
+        // Spread over the history as 10M events would be: 170k events a day, the density of
+        // 200 people working with agents.
+        let total = o
+            .summary_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(o.events)
+            .max(10_000_000) as u64;
         let mut generator = UsageGenerator::new(42, OrgShape::default(), start, HISTORY_DAYS, total);
         let mut loaded = 0usize;
 
@@ -112,10 +132,17 @@ fn main() {
                 "group_by=team,model".to_owned(),
                 "group_by=model,day".to_owned(),
                 "from=7d&group_by=user".to_owned(),
-                format!("from={}&group_by=team", Micros(now.0 - 59 * MICROS_PER_DAY - 7 * 3_600_000_000 - 1_234_567).rfc3339()),
+                format!(
+                    "from={}&group_by=team",
+                    Micros(now.0 - 59 * MICROS_PER_DAY - 7 * 3_600_000_000 - 1_234_567).rfc3339()
+                ),
             ] {
                 let (p50, max) = client_rt.block_on(summary_latency(addr, &query, 20));
-                println!("  {query:<60} {:>8.1} ms {:>8.1} ms", p50.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
+                println!(
+                    "  {query:<60} {:>8.1} ms {:>8.1} ms",
+                    p50.as_secs_f64() * 1e3,
+                    max.as_secs_f64() * 1e3
+                );
             }
         }
         drop(server_rt);
@@ -124,7 +151,10 @@ fn main() {
 }
 
 async fn start(db: &TestDatabase) -> SocketAddr {
-    let overrides = Overrides { listen: Some("127.0.0.1:0".into()), database_url: Some(db.url.clone()) };
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(db.url.clone()),
+    };
     let file = RawConfig::from_toml("[limits]\nmax_body_bytes = 268435456").unwrap();
     let config = Config::resolve(file, overrides).unwrap();
     let (state, _) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
@@ -161,7 +191,11 @@ async fn post_all(addr: SocketAddr, bodies: &[Bytes], connections: usize) -> Dur
                     let response = client.request(request).await.expect("request");
                     let status = response.status();
                     let reply = response.into_body().collect().await.unwrap().to_bytes();
-                    assert!(status.is_success(), "ingest failed: {status} {}", String::from_utf8_lossy(&reply));
+                    assert!(
+                        status.is_success(),
+                        "ingest failed: {status} {}",
+                        String::from_utf8_lossy(&reply)
+                    );
                 }
             })
         })

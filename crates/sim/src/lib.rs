@@ -30,7 +30,12 @@ pub struct OrgShape {
 
 impl Default for OrgShape {
     fn default() -> Self {
-        OrgShape { users: 200, teams: 20, projects: 40, agents: 60 }
+        OrgShape {
+            users: 200,
+            teams: 20,
+            projects: 40,
+            agents: 60,
+        }
     }
 }
 
@@ -99,8 +104,16 @@ impl UsageGenerator {
         };
         let input: u32 = self.rng.random_range(50..20_000);
         let output: u32 = self.rng.random_range(10..4_000);
-        let cache_read: u32 = if self.rng.random_bool(0.6) { self.rng.random_range(1_000..150_000) } else { 0 };
-        let cache_write: u32 = if self.rng.random_bool(0.2) { self.rng.random_range(100..20_000) } else { 0 };
+        let cache_read: u32 = if self.rng.random_bool(0.6) {
+            self.rng.random_range(1_000..150_000)
+        } else {
+            0
+        };
+        let cache_write: u32 = if self.rng.random_bool(0.2) {
+            self.rng.random_range(100..20_000)
+        } else {
+            0
+        };
         format!(
             r#"{{"id": "sim-{seed}-{id}", "timestamp": "{ts}", "user": "user-{user:04}", "team": "team-{team:02}", "project": "project-{project:02}"{agent}, "provider": "{provider}", "model": "{model}", "input_tokens": {input}, "output_tokens": {output}, "cache_read_tokens": {cache_read}, "cache_write_tokens": {cache_write}, "finish_reason": "stop"}}"#,
             seed = self.seed,
@@ -129,12 +142,18 @@ mod tests {
         let start = Micros(1_790_000_000_000_000);
         let mut generator = UsageGenerator::new(3, OrgShape::default(), start, 30, 500);
         let body = generator.ndjson(500);
-        let policy = IngestPolicy { store_content: false, source: Source::Api };
+        let policy = IngestPolicy {
+            store_content: false,
+            source: Source::Api,
+        };
         for line in body.lines() {
             let input: UsageEventInput = serde_json::from_str(line).unwrap();
             let event = input.validate(policy).unwrap();
             assert!(event.timestamp >= start && event.timestamp.0 < start.0 + 30 * MICROS_PER_DAY);
         }
-        assert_eq!(UsageGenerator::new(3, OrgShape::default(), start, 30, 500).ndjson(500), body);
+        assert_eq!(
+            UsageGenerator::new(3, OrgShape::default(), start, 30, 500).ndjson(500),
+            body
+        );
     }
 }

@@ -345,7 +345,7 @@ const STAGE_TYPES: [Type; 29] = [
     Type::INT8, // received_at
 ];
 
-async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
+async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
     for (table, rows) in rollup_tables(rollups) {
         if rows.is_empty() {
             continue;
@@ -374,8 +374,8 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), St
             for (column, value) in ints.iter_mut().zip(values) {
                 column.push(value);
             }
-            providers.push(key.provider.as_str());
-            models.push(key.model.as_str());
+            providers.push(key.provider);
+            models.push(key.model);
         }
         let upsert = crate::summary_upsert_sql(table, "$").replace(
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",

@@ -17,12 +17,14 @@ pub struct DimIds {
     pub agent: i64,
 }
 
+/// A rollup row's key. Names are borrowed from the events being stored, so building the
+/// deltas of a batch allocates nothing per event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RollupKey {
+pub struct RollupKey<'a> {
     pub bucket: i64,
     pub dims: DimIds,
-    pub provider: String,
-    pub model: String,
+    pub provider: &'a str,
+    pub model: &'a str,
 }
 
 /// A signed change to one rollup row (signed: repricing can lower a cost or an unpriced count).
@@ -82,21 +84,31 @@ pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
 
 /// Pending changes to `usage_hourly` and `usage_daily`.
 #[derive(Debug, Default)]
-pub struct Rollups {
-    pub hourly: BTreeMap<RollupKey, RollupDelta>,
-    pub daily: BTreeMap<RollupKey, RollupDelta>,
+pub struct Rollups<'a> {
+    pub hourly: BTreeMap<RollupKey<'a>, RollupDelta>,
+    pub daily: BTreeMap<RollupKey<'a>, RollupDelta>,
     /// Daily totals without project and agent (see `usage_daily_lean`).
-    pub daily_lean: BTreeMap<RollupKey, RollupDelta>,
+    pub daily_lean: BTreeMap<RollupKey<'a>, RollupDelta>,
 }
 
 /// Each rollup table and the map of pending changes for it.
-pub fn rollup_tables(rollups: &Rollups) -> [(&'static str, &BTreeMap<RollupKey, RollupDelta>); 3] {
-    [("usage_hourly", &rollups.hourly), ("usage_daily", &rollups.daily), ("usage_daily_lean", &rollups.daily_lean)]
+pub fn rollup_tables<'r, 'a>(
+    rollups: &'r Rollups<'a>,
+) -> [(&'static str, &'r BTreeMap<RollupKey<'a>, RollupDelta>); 3] {
+    [
+        ("usage_hourly", &rollups.hourly),
+        ("usage_daily", &rollups.daily),
+        ("usage_daily_lean", &rollups.daily_lean),
+    ]
 }
 
-impl Rollups {
-    pub fn add(&mut self, ts: Micros, dims: DimIds, provider: &str, model: &str, delta: &RollupDelta) {
-        let lean = DimIds { project: 0, agent: 0, ..dims };
+impl<'a> Rollups<'a> {
+    pub fn add(&mut self, ts: Micros, dims: DimIds, provider: &'a str, model: &'a str, delta: &RollupDelta) {
+        let lean = DimIds {
+            project: 0,
+            agent: 0,
+            ..dims
+        };
         for (map, unit, dims) in [
             (&mut self.hourly, MICROS_PER_HOUR, dims),
             (&mut self.daily, MICROS_PER_DAY, dims),
@@ -105,8 +117,8 @@ impl Rollups {
             let key = RollupKey {
                 bucket: ts.floor_to(unit).0,
                 dims,
-                provider: provider.to_owned(),
-                model: model.to_owned(),
+                provider,
+                model,
             };
             map.entry(key).or_default().add(delta);
         }

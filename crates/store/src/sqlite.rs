@@ -53,6 +53,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "busy_timeout", 10_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -346,7 +347,7 @@ fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
     })
 }
 
-fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups) -> Result<(), StoreError> {
+fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
     for (table, rows) in rollup_tables(rollups) {
         let mut upsert = tx.prepare_cached(&crate::summary_upsert_sql(table, "?"))?;
         for (key, d) in rows {
@@ -405,7 +406,9 @@ fn read_names(conn: &Connection, group_by: &[Dimension]) -> Result<Names, StoreE
     for dim in group_by {
         if let Some(table) = summary::name_table(*dim) {
             let mut stmt = conn.prepare_cached(&format!("SELECT id, name FROM {table}"))?;
-            let map = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let map = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
             names.insert(*dim, map);
         }
     }

@@ -60,7 +60,11 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
     let (table, time_column) = match granularity {
         Granularity::Raw => ("usage_events", "ts"),
         Granularity::Hour => ("usage_hourly", "bucket"),
-        Granularity::Day if group_by.iter().any(|d| matches!(d, Dimension::Project | Dimension::Agent)) => {
+        Granularity::Day
+            if group_by
+                .iter()
+                .any(|d| matches!(d, Dimension::Project | Dimension::Agent)) =>
+        {
             ("usage_daily", "bucket")
         }
         Granularity::Day => ("usage_daily_lean", "bucket"),
@@ -145,7 +149,13 @@ pub fn merge(rows: impl IntoIterator<Item = RawRow>, group_by: &[Dimension], nam
                 .zip(group_by)
                 .map(|(part, dim)| match part {
                     KeyPart::Id(0) => None,
-                    KeyPart::Id(id) => Some(names.get(dim).and_then(|n| n.get(&id)).cloned().unwrap_or_else(|| format!("#{id}"))),
+                    KeyPart::Id(id) => Some(
+                        names
+                            .get(dim)
+                            .and_then(|n| n.get(&id))
+                            .cloned()
+                            .unwrap_or_else(|| format!("#{id}")),
+                    ),
                     KeyPart::Text(text) => text,
                     KeyPart::Day(bucket) => Some(Micros(bucket).utc_day()),
                 })
