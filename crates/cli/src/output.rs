@@ -47,13 +47,17 @@ fn write_aligned(table: &Tabular, out: &mut dyn Write) -> std::io::Result<()> {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..table.header.len()).map(width).collect();
-    let numeric = |cell: &str| cell.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '-');
+    let numeric_cell = |cell: &str| cell.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '-');
+    // A column is right-aligned, header included, when every cell in it is a number.
+    let numeric: Vec<bool> = (0..table.header.len())
+        .map(|i| !table.rows.is_empty() && table.rows.iter().all(|r| r[i].is_empty() || numeric_cell(&r[i])))
+        .collect();
     let line = |cells: &[String], out: &mut dyn Write| -> std::io::Result<()> {
         let padded: Vec<String> = cells
             .iter()
-            .zip(&widths)
-            .map(|(cell, w)| {
-                if numeric(cell) {
+            .zip(widths.iter().zip(&numeric))
+            .map(|(cell, (w, right))| {
+                if *right {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")

@@ -36,7 +36,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         backends: vec!["sqlite".into(), "postgres".into()],
-        events: 2_000_000,
+        events: 1_000_000,
         batch: 5_000,
         connections: 4,
         summary_sizes: vec![1_000_000, 10_000_000],
@@ -89,23 +89,15 @@ fn main() {
 
         let now = Micros::from_timestamp(jiff::Timestamp::now());
         let start = Micros(now.0 - i64::from(HISTORY_DAYS) * MICROS_PER_DAY);
-        // Spread over the history as 10M events would be: 170k events a day, the density of
-        // 200 people working with agents.
-        let total = o
-            .summary_sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(o.events)
-            .max(10_000_000) as u64;
-        let mut generator = UsageGenerator::new(42, OrgShape::default(), start, HISTORY_DAYS, total);
-        let mut loaded = 0usize;
+        // Every load spreads its events evenly over the whole history, in time order.
+        let generator = |seed: u64, events: usize| {
+            UsageGenerator::new(seed, OrgShape::default(), start, HISTORY_DAYS, events as u64)
+        };
 
         // Throughput: a fresh database, `events` new events.
-        let batches = bodies(&mut generator, o.events, o.batch);
+        let batches = bodies(&mut generator(42, o.events), o.events, o.batch);
         let elapsed = client_rt.block_on(post_all(addr, &batches, o.connections));
-        loaded += o.events;
+        let mut loaded = o.events;
         let rate = o.events as f64 / elapsed.as_secs_f64();
         println!(
             "ingest: {} events in batches of {} over {} connections: {:.2} s, {:.0} events/s",
@@ -117,29 +109,32 @@ fn main() {
         );
         drop(batches);
 
-        for &size in &o.summary_sizes {
-            while loaded < size {
-                let chunk = (size - loaded).min(500_000);
-                let bodies = bodies(&mut generator, chunk, o.batch);
-                client_rt.block_on(post_all(addr, &bodies, o.connections));
-                loaded += chunk;
+        for (step, &size) in o.summary_sizes.iter().enumerate() {
+            if loaded < size {
+                let mut more = generator(43 + step as u64, size - loaded);
+                while loaded < size {
+                    let chunk = (size - loaded).min(500_000);
+                    let batches = bodies(&mut more, chunk, o.batch);
+                    client_rt.block_on(post_all(addr, &batches, o.connections));
+                    loaded += chunk;
+                }
             }
-            println!("summary latency with {loaded} stored events (20 runs each; p50 / max):");
-            for query in [
-                "group_by=".to_owned(),
-                "group_by=team".to_owned(),
-                "group_by=user".to_owned(),
-                "group_by=team,model".to_owned(),
-                "group_by=model,day".to_owned(),
-                "from=7d&group_by=user".to_owned(),
-                format!(
-                    "from={}&group_by=team",
-                    Micros(now.0 - 59 * MICROS_PER_DAY - 7 * 3_600_000_000 - 1_234_567).rfc3339()
-                ),
+            println!("summary latency with {loaded} stored events over {HISTORY_DAYS} days (20 runs each; p50 / max):");
+            let all = format!("from={}", start.rfc3339());
+            for (label, query) in [
+                ("all history, one total", format!("{all}&group_by=")),
+                ("all history by team", format!("{all}&group_by=team")),
+                ("all history by user", format!("{all}&group_by=user")),
+                ("all history by team,model", format!("{all}&group_by=team,model")),
+                ("all history by model,day", format!("{all}&group_by=model,day")),
+                ("all history by project", format!("{all}&group_by=project")),
+                ("last 30 days (default) by user", "group_by=user".to_owned()),
+                ("last 7 days by team", "from=7d&group_by=team".to_owned()),
+                ("last 7 days by agent", "from=7d&group_by=agent".to_owned()),
             ] {
                 let (p50, max) = client_rt.block_on(summary_latency(addr, &query, 20));
                 println!(
-                    "  {query:<60} {:>8.1} ms {:>8.1} ms",
+                    "  {label:<34} {:>8.1} ms {:>8.1} ms",
                     p50.as_secs_f64() * 1e3,
                     max.as_secs_f64() * 1e3
                 );

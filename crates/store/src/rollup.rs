@@ -85,6 +85,9 @@ pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
 /// Pending changes to `usage_hourly` and `usage_daily`.
 #[derive(Debug, Default)]
 pub struct Rollups<'a> {
+    /// Hourly totals without project and agent: at hour resolution those two multiply the
+    /// rows almost up to the number of events, so reports that need them read raw events for
+    /// the (at most two) partial days at a window's edges instead.
     pub hourly: BTreeMap<RollupKey<'a>, RollupDelta>,
     pub daily: BTreeMap<RollupKey<'a>, RollupDelta>,
     /// Daily totals without project and agent (see `usage_daily_lean`).
@@ -110,7 +113,7 @@ impl<'a> Rollups<'a> {
             ..dims
         };
         for (map, unit, dims) in [
-            (&mut self.hourly, MICROS_PER_HOUR, dims),
+            (&mut self.hourly, MICROS_PER_HOUR, lean),
             (&mut self.daily, MICROS_PER_DAY, dims),
             (&mut self.daily_lean, MICROS_PER_DAY, lean),
         ] {

@@ -256,7 +256,7 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
             let user = users[rng.random_range(0..users.len())];
             let model = models[rng.random_range(0..models.len())];
             let team = (user != "carol").then_some("core");
-            event(
+            let mut e = event(
                 &format!("e{i}"),
                 ts,
                 user,
@@ -264,44 +264,49 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
                 model,
                 rng.random_range(0..50_000),
                 rng.random_range(0..5_000),
-            )
+            );
+            e.attribution.project = rng
+                .random_bool(0.7)
+                .then(|| ["web", "api"][rng.random_range(0..2)].to_owned());
+            e.attribution.agent = rng.random_bool(0.5).then(|| "bot".to_owned());
+            e
         })
         .collect();
     for chunk in priced(&table, events.clone()).chunks(500) {
         store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
     }
-    for _ in 0..25 {
+    type KeyOf = fn(&UsageEvent) -> Option<String>;
+    let dimensions: [(Dimension, KeyOf); 4] = [
+        (Dimension::User, |e| Some(e.attribution.user.clone())),
+        (Dimension::Project, |e| e.attribution.project.clone()),
+        (Dimension::Agent, |e| e.attribution.agent.clone()),
+        (Dimension::Model, |e| Some(e.model.clone())),
+    ];
+    for round in 0..25 {
         let from = Micros(start + rng.random_range(-MICROS_PER_DAY..4 * MICROS_PER_DAY));
         let to = Micros(from.0 + rng.random_range(0..3 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR));
-        let rows = summary(&store, from, to, &[Dimension::User]).await;
-        for user in users {
-            let mut expected = UsageTotals::default();
-            for e in events
-                .iter()
-                .filter(|e| e.attribution.user == user && e.timestamp >= from && e.timestamp < to)
-            {
-                let cost = table.cost_of(None, &e.model, &e.tokens);
-                expected.add(&UsageTotals {
-                    requests: 1,
-                    tokens: e.tokens,
-                    cost: cost.map(|c| c.total()).unwrap_or_default(),
-                    unpriced_requests: u64::from(cost.is_none()),
-                    estimated_requests: 0,
-                });
-            }
-            let got = rows
-                .iter()
-                .find(|(k, _)| k[0].as_deref() == Some(user))
-                .map(|(_, t)| *t)
-                .unwrap_or_default();
-            assert_eq!(
-                got,
-                expected,
-                "user {user}, window {} .. {}",
-                from.rfc3339(),
-                to.rfc3339()
-            );
+        let (dim, key_of) = dimensions[round % dimensions.len()];
+        let rows = summary(&store, from, to, &[dim]).await;
+        let mut expected: std::collections::HashMap<Option<String>, UsageTotals> = Default::default();
+        for e in events.iter().filter(|e| e.timestamp >= from && e.timestamp < to) {
+            let cost = table.cost_of(None, &e.model, &e.tokens);
+            expected.entry(key_of(e)).or_default().add(&UsageTotals {
+                requests: 1,
+                tokens: e.tokens,
+                cost: cost.map(|c| c.total()).unwrap_or_default(),
+                unpriced_requests: u64::from(cost.is_none()),
+                estimated_requests: 0,
+            });
         }
+        let got: std::collections::HashMap<Option<String>, UsageTotals> =
+            rows.into_iter().map(|(mut k, t)| (k.remove(0), t)).collect();
+        assert_eq!(
+            got,
+            expected,
+            "by {dim:?}, window {} .. {}",
+            from.rfc3339(),
+            to.rfc3339()
+        );
     }
 }
 

@@ -43,6 +43,7 @@ CREATE INDEX usage_events_unpriced ON usage_events (seq) WHERE cost_nanos IS NUL
 
 CREATE TABLE usage_content (seq BIGINT PRIMARY KEY, prompt TEXT, completion TEXT);
 
+-- Hourly rollup without project and agent (their ids are always 0).
 CREATE TABLE usage_hourly (
     bucket BIGINT NOT NULL,
     user_id BIGINT NOT NULL,

@@ -1,0 +1,190 @@
+//! The `goodhart` binary end to end: first start prints an admin token once, ingestion over
+//! HTTP, `report` reading the same database, and a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_goodhart");
+
+struct Served {
+    child: Child,
+    addr: String,
+    token: Option<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `goodhart serve` on a random port and reads its banner.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is owned by `Served`, whose Drop kills and waits for it"
+)]
+fn serve(dir: &std::path::Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("GOODHART_ADMIN_TOKEN")
+        .env_remove("GOODHART_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start goodhart serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no banner within 30 s");
+        let line = lines.next().expect("banner line").expect("stdout");
+        if let Some(t) = line.trim().strip_prefix("gh_admin_") {
+            token = Some(format!("gh_admin_{t}"));
+        }
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            return Served { child, addr, token };
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (the test must not depend on the code under test's client).
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn terminate(served: Served) {
+    let mut served = served;
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            assert!(status.success(), "SIGTERM must end the server cleanly, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_ingest_report_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path());
+    let token = first
+        .token
+        .clone()
+        .expect("the first start prints a generated admin token");
+    assert!(
+        dir.path().join("goodhart.db").exists(),
+        "SQLite file in the working directory by default"
+    );
+
+    let event = r#"{"id": "e1", "timestamp": "2026-11-02T09:14:03Z", "user": "alice", "team": "payments", "model": "gpt-4o-mini", "input_tokens": 1000000, "output_tokens": 0}"#;
+    let (status, body) = http(&first.addr, "POST", "/api/v1/usage", &token, event);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(&first.addr, "POST", "/api/v1/usage", "wrong", event);
+    assert_eq!(status, 401);
+    terminate(first);
+
+    let second = serve(dir.path());
+    assert!(second.token.is_none(), "the token is printed only on the first start");
+    let (status, body) = http(&second.addr, "POST", "/api/v1/usage", &token, event);
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""duplicates":1"#), "{body}");
+    terminate(second);
+
+    let report = Command::new(BIN)
+        .args([
+            "report",
+            "--group-by",
+            "team",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-03",
+            "--format",
+            "json",
+        ])
+        .current_dir(dir.path())
+        .env_remove("GOODHART_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(json["rows"][0]["team"], "payments");
+    assert_eq!(json["rows"][0]["requests"], 1);
+    // gpt-4o-mini input is $0.15 per million tokens.
+    assert_eq!(json["rows"][0]["cost_usd"].to_string(), "0.15");
+
+    let csv = Command::new(BIN)
+        .args([
+            "report",
+            "--group-by",
+            "user",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-03",
+            "--format",
+            "csv",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.starts_with("user,requests,input_tokens,"), "{csv}");
+    assert!(csv.contains("\nalice,1,1000000,0,0,0,0,0,0.15,0,0\n"), "{csv}");
+}
+
+#[test]
+fn bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("goodhart.toml");
+    std::fs::write(&config, "[limits]\nmax_body = 10\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "prices"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("limits.max_body") && stderr.contains("unknown field"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn prices_lists_the_shipped_table() {
+    let output = Command::new(BIN).args(["prices", "--format", "json"]).output().unwrap();
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let models = json["models"].as_array().unwrap();
+    let sonnet = models
+        .iter()
+        .find(|m| m["model"] == "claude-sonnet-4-5")
+        .expect("claude-sonnet-4-5 is listed");
+    assert_eq!(sonnet["input"], "3");
+    assert!(json["version"].as_str().unwrap().starts_with("2026-"));
+}
