@@ -84,7 +84,9 @@ fn main() {
             "postgres" => server_rt.block_on(TestDatabase::postgres()),
             other => panic!("unknown backend {other}"),
         };
-        let addr = server_rt.block_on(start(&db));
+        // GOODHART_BENCH_DATABASE_URL keeps the data afterwards (to inspect query plans).
+        let url = std::env::var("GOODHART_BENCH_DATABASE_URL").unwrap_or_else(|_| db.url.clone());
+        let addr = server_rt.block_on(start(&url));
         println!("== {backend}");
 
         let now = Micros::from_timestamp(jiff::Timestamp::now());
@@ -119,6 +121,10 @@ fn main() {
                     loaded += chunk;
                 }
             }
+            if backend == "postgres" {
+                // Measure the steady state autovacuum reaches within minutes of a bulk load.
+                server_rt.block_on(vacuum_analyze(&url));
+            }
             println!("summary latency with {loaded} stored events over {HISTORY_DAYS} days (20 runs each; p50 / max):");
             let all = format!("from={}", start.rfc3339());
             for (label, query) in [
@@ -145,10 +151,10 @@ fn main() {
     }
 }
 
-async fn start(db: &TestDatabase) -> SocketAddr {
+async fn start(url: &str) -> SocketAddr {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
-        database_url: Some(db.url.clone()),
+        database_url: Some(url.to_owned()),
     };
     let file = RawConfig::from_toml("[limits]\nmax_body_bytes = 268435456").unwrap();
     let config = Config::resolve(file, overrides).unwrap();
@@ -217,4 +223,15 @@ async fn summary_latency(addr: SocketAddr, query: &str, runs: usize) -> (Duratio
     }
     times.sort();
     (times[runs / 2], times[runs - 1])
+}
+
+async fn vacuum_analyze(url: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute("VACUUM ANALYZE usage_events, usage_hourly, usage_daily, usage_daily_lean")
+        .await
+        .expect("vacuum");
 }

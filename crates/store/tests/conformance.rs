@@ -487,3 +487,63 @@ async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
         .unwrap();
     assert_eq!(outcome.duplicates, 1);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::{ProptestConfig, any, prop, proptest};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// However events are re-sent — repeated, reordered, split into any batches — the stored
+        /// totals equal those of the distinct events, and every event is accepted exactly once.
+        #[test]
+        fn ingestion_is_idempotent(
+            tokens in prop::collection::vec((0u64..100_000, 0u64..10_000, 0i64..3 * MICROS_PER_DAY), 1..60),
+            resend in prop::collection::vec(any::<prop::sample::Index>(), 0..60),
+            order_seed in any::<u64>(),
+            cuts in prop::collection::vec(1usize..20, 1..30),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let db = TestDatabase::sqlite();
+                let store = db.open().await.unwrap();
+                let table = prices();
+                let base = at("2026-11-01T00:00:00Z").0;
+                let events: Vec<UsageEvent> = tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (input, output, offset))| {
+                        event(&format!("p{i}"), Micros(base + offset), ["a", "b", "c"][i % 3], None, "gpt-4o-mini", *input, *output)
+                    })
+                    .collect();
+                let mut sent = events.clone();
+                sent.extend(resend.iter().map(|ix| events[ix.index(events.len())].clone()));
+                let mut rng = StdRng::seed_from_u64(order_seed);
+                for i in (1..sent.len()).rev() {
+                    sent.swap(i, rng.random_range(0..=i));
+                }
+                let (mut accepted, mut duplicates, mut rest, mut cut) = (0, 0, &sent[..], cuts.iter().cycle());
+                while !rest.is_empty() {
+                    let n = (*cut.next().unwrap()).min(rest.len());
+                    let outcome = store.insert_usage(priced(&table, rest[..n].to_vec()), table.version()).await.unwrap();
+                    accepted += outcome.inserted;
+                    duplicates += outcome.duplicates;
+                    rest = &rest[n..];
+                }
+                assert_eq!(accepted, events.len() as u64);
+                assert_eq!(duplicates, resend.len() as u64);
+                let (from, to) = all_time();
+                let rows = summary(&store, from, to, &[Dimension::User]).await;
+                for user in ["a", "b", "c"] {
+                    let mine: Vec<&UsageEvent> = events.iter().filter(|e| e.attribution.user == user).collect();
+                    let got = rows.iter().find(|(k, _)| k[0].as_deref() == Some(user)).map(|(_, t)| *t).unwrap_or_default();
+                    assert_eq!(got.requests, mine.len() as u64);
+                    assert_eq!(got.tokens.input, mine.iter().map(|e| e.tokens.input).sum::<u64>());
+                    let cost: i64 = mine.iter().map(|e| table.cost_of(None, &e.model, &e.tokens).unwrap().total().0).sum();
+                    assert_eq!(got.cost.0, cost);
+                }
+            });
+        }
+    }
+}

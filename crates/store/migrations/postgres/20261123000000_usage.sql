@@ -63,7 +63,10 @@ CREATE TABLE usage_hourly (
     unpriced_requests BIGINT NOT NULL,
     estimated_requests BIGINT NOT NULL,
     PRIMARY KEY (bucket, user_id, team_id, project_id, agent_id, provider, model)
-);
+)
+-- Rollup rows are updated in place by every batch: leave room for HOT updates and vacuum
+-- them eagerly, or dead versions pile up and slow every report.
+WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
 
 CREATE TABLE usage_daily (
     bucket BIGINT NOT NULL,
@@ -84,7 +87,10 @@ CREATE TABLE usage_daily (
     unpriced_requests BIGINT NOT NULL,
     estimated_requests BIGINT NOT NULL,
     PRIMARY KEY (bucket, user_id, team_id, project_id, agent_id, provider, model)
-);
+)
+-- Rollup rows are updated in place by every batch: leave room for HOT updates and vacuum
+-- them eagerly, or dead versions pile up and slow every report.
+WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
 
 -- The daily rollup without project and agent (their ids are always 0): most reports do not
 -- group by them, and this table is an order of magnitude smaller.
@@ -107,4 +113,7 @@ CREATE TABLE usage_daily_lean (
     unpriced_requests BIGINT NOT NULL,
     estimated_requests BIGINT NOT NULL,
     PRIMARY KEY (bucket, user_id, team_id, project_id, agent_id, provider, model)
-);
+)
+-- Rollup rows are updated in place by every batch: leave room for HOT updates and vacuum
+-- them eagerly, or dead versions pile up and slow every report.
+WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
