@@ -138,6 +138,15 @@ mod tests {
         .iter()
         .map(|e| (e.status().as_u16(), e.code()))
         .collect();
+        let documented: serde_json::Value = serde_json::from_str(crate::router::OPENAPI_JSON).unwrap();
+        let documented_codes =
+            &documented["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
+        let codes: Vec<&str> = table.iter().map(|(_, code)| *code).collect();
+        assert_eq!(
+            documented_codes,
+            &serde_json::json!(codes),
+            "the OpenAPI document lists every error code"
+        );
         assert_eq!(
             table,
             [

@@ -15,7 +15,9 @@ use crate::state::AppState;
 use crate::{auth, ingest, reports};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
-    let public = Router::new().route("/healthz", get(healthz));
+    let public = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi));
     let admin = Router::new()
         .route("/api/v1/usage", post(ingest::post_usage))
         .route("/api/v1/usage/summary", get(reports::get_summary))
@@ -36,6 +38,14 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
     Json(
         serde_json::json!({ "status": "ok", "database": state.store.backend(), "price_version": state.prices.version() }),
     )
+}
+
+/// The OpenAPI document of every route (`crates/server/openapi.json`; a test keeps it in step
+/// with the router).
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }
 
 async fn not_found(uri: Uri) -> ApiError {

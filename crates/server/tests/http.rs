@@ -320,3 +320,23 @@ fn gzip(data: &[u8]) -> Bytes {
     encoder.write_all(data).unwrap();
     Bytes::from(encoder.finish().unwrap())
 }
+
+#[tokio::test]
+async fn every_documented_route_exists_and_protected_ones_need_the_token() {
+    let server = start(TestDatabase::sqlite()).await;
+    let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
+    assert_eq!(reply.status, 200);
+    let paths = reply.json["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 4);
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            let public = operation["security"].as_array().is_some_and(|s| s.is_empty());
+            let status = server
+                .send(&method.to_uppercase(), path, &[], Bytes::new())
+                .await
+                .status;
+            let expected = if public { 200 } else { 401 };
+            assert_eq!(status, expected, "{method} {path}");
+        }
+    }
+}
