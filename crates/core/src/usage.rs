@@ -43,6 +43,19 @@ impl TokenCounts {
             .saturating_add(self.reasoning)
     }
 
+    /// The counts in the order of the public fields: input, output, cache read, 5-minute cache
+    /// write, 1-hour cache write, reasoning.
+    pub fn as_array(&self) -> [u64; 6] {
+        [
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.reasoning,
+        ]
+    }
+
     pub fn add(&mut self, other: &TokenCounts) {
         self.input = self.input.saturating_add(other.input);
         self.output = self.output.saturating_add(other.output);
@@ -253,14 +266,7 @@ pub fn derived_id(
     ] {
         field(label.unwrap_or("\u{0}").as_bytes());
     }
-    for count in [
-        tokens.input,
-        tokens.output,
-        tokens.cache_read,
-        tokens.cache_write_5m,
-        tokens.cache_write_1h,
-        tokens.reasoning,
-    ] {
+    for count in tokens.as_array() {
         field(&count.to_le_bytes());
     }
     format!("auto:{}", hex::encode(&hasher.finalize()[..16]))

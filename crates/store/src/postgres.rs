@@ -21,7 +21,9 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Transaction};
 
 use crate::migrations;
-use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, rollup_tables, token_columns};
+use crate::rollup::{
+    DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+};
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
     InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
@@ -523,30 +525,10 @@ impl UsageStore for PostgresStore {
                 break;
             };
             after_seq = last.seq;
-            let (mut seqs, mut costs, mut long) = (Vec::new(), Vec::new(), Vec::new());
-            let mut rollups = Rollups::default();
-            for row in &rows {
-                outcome.examined += 1;
-                let cost = prices.cost_of(row.provider_opt(), &row.model, &row.tokens);
-                let after = cost.map(|c| c.total().0);
-                if after.is_none() {
-                    outcome.still_unpriced += 1;
-                }
-                if after == row.cost {
-                    continue;
-                }
-                outcome.repriced += 1;
-                seqs.push(row.seq);
-                costs.push(after);
-                long.push(i64::from(cost.is_some_and(|c| c.long_context)));
-                rollups.add(
-                    row.ts,
-                    row.dims,
-                    &row.provider,
-                    &row.model,
-                    &RollupDelta::of_reprice(row.cost, after),
-                );
-            }
+            let (changes, rollups) = plan_reprice(&rows, prices, &mut outcome);
+            let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+            let costs: Vec<Option<i64>> = changes.iter().map(|c| c.cost_nanos).collect();
+            let long: Vec<i64> = changes.iter().map(|c| i64::from(c.long_context)).collect();
             if !seqs.is_empty() {
                 tx.execute(
                     "UPDATE usage_events e SET cost_nanos = v.cost, long_context = v.long_context, price_version_id = $4 \

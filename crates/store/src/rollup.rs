@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use goodhart_core::Micros;
+use goodhart_core::pricing::PriceTable;
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
 use goodhart_core::usage::TokenCounts;
 
@@ -71,15 +72,7 @@ impl RollupDelta {
 
 /// Token counts in the column order of the events and rollup tables.
 pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
-    [
-        tokens.input,
-        tokens.output,
-        tokens.cache_read,
-        tokens.cache_write_5m,
-        tokens.cache_write_1h,
-        tokens.reasoning,
-    ]
-    .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+    tokens.as_array().map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// Pending changes to `usage_hourly` and `usage_daily`.
@@ -194,4 +187,46 @@ impl RepriceRow {
     pub fn provider_opt(&self) -> Option<&str> {
         (!self.provider.is_empty()).then_some(self.provider.as_str())
     }
+}
+
+/// A new price for one stored event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceChange {
+    pub seq: i64,
+    pub cost_nanos: Option<i64>,
+    pub long_context: bool,
+}
+
+/// Prices `rows` with `prices`: the events whose cost changes, and the rollup deltas that keep
+/// the rollups equal to the events. Counts go into `outcome`.
+pub fn plan_reprice<'a>(
+    rows: &'a [RepriceRow],
+    prices: &PriceTable,
+    outcome: &mut crate::RepriceOutcome,
+) -> (Vec<PriceChange>, Rollups<'a>) {
+    let mut changes = Vec::new();
+    let mut rollups = Rollups::default();
+    for row in rows {
+        outcome.examined += 1;
+        let cost = prices.cost_of(row.provider_opt(), &row.model, &row.tokens);
+        let after = cost.map(|c| c.total().0);
+        outcome.still_unpriced += u64::from(after.is_none());
+        if after == row.cost {
+            continue;
+        }
+        outcome.repriced += 1;
+        changes.push(PriceChange {
+            seq: row.seq,
+            cost_nanos: after,
+            long_context: cost.is_some_and(|c| c.long_context),
+        });
+        rollups.add(
+            row.ts,
+            row.dims,
+            &row.provider,
+            &row.model,
+            &RollupDelta::of_reprice(row.cost, after),
+        );
+    }
+    (changes, rollups)
 }

@@ -16,7 +16,9 @@ use goodhart_core::usage::TokenCounts;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::migrations::{self, Migration};
-use crate::rollup::{DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, rollup_tables, token_columns};
+use crate::rollup::{
+    DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+};
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
     InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
@@ -277,35 +279,13 @@ impl Writer {
                 .collect::<Result<_, _>>()?;
             let Some(last) = rows.last() else { break };
             after_seq = last.seq;
-            let mut rollups = Rollups::default();
+            let (changes, rollups) = plan_reprice(&rows, prices, &mut outcome);
             {
                 let mut update = tx.prepare_cached(
                     "UPDATE usage_events SET cost_nanos = ?1, long_context = ?2, price_version_id = ?3 WHERE seq = ?4",
                 )?;
-                for row in &rows {
-                    outcome.examined += 1;
-                    let cost = prices.cost_of(row.provider_opt(), &row.model, &row.tokens);
-                    let after = cost.map(|c| c.total().0);
-                    if after.is_none() {
-                        outcome.still_unpriced += 1;
-                    }
-                    if after == row.cost {
-                        continue;
-                    }
-                    outcome.repriced += 1;
-                    update.execute(params![
-                        after,
-                        cost.is_some_and(|c| c.long_context),
-                        version_id,
-                        row.seq
-                    ])?;
-                    rollups.add(
-                        row.ts,
-                        row.dims,
-                        &row.provider,
-                        &row.model,
-                        &RollupDelta::of_reprice(row.cost, after),
-                    );
+                for change in &changes {
+                    update.execute(params![change.cost_nanos, change.long_context, version_id, change.seq])?;
                 }
             }
             apply_rollups(&tx, &rollups)?;
