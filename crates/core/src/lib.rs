@@ -8,7 +8,9 @@
 pub mod fingerprint;
 pub mod money;
 pub mod pricing;
+pub mod providers;
 pub mod report;
+pub mod sse;
 pub mod time;
 pub mod usage;
 

@@ -1,0 +1,396 @@
+//! What providers report about a call, in their own wire formats, turned into Goodhart's
+//! non-overlapping token counts.
+//!
+//! OpenAI counts cached input inside `prompt_tokens`/`input_tokens` and reasoning inside
+//! `completion_tokens`/`output_tokens`; Anthropic reports uncached input, cache reads and cache
+//! writes separately (and, in newer versions, the 5-minute and 1-hour writes apart). Both are
+//! converted so that no token is counted under two kinds.
+
+use serde_json::Value;
+
+use crate::sse::SseEvent;
+use crate::usage::TokenCounts;
+
+/// The wire protocol of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireProtocol {
+    /// OpenAI `POST /v1/chat/completions` (and `/v1/embeddings`, whose usage has the same shape).
+    OpenAiChat,
+    /// OpenAI `POST /v1/responses`.
+    OpenAiResponses,
+    /// Anthropic `POST /v1/messages`.
+    Anthropic,
+}
+
+/// Usage and metadata a provider reported for one call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReportedUsage {
+    pub tokens: TokenCounts,
+    pub model: Option<String>,
+    pub finish_reason: Option<String>,
+}
+
+fn count(value: &Value, path: &[&str]) -> u64 {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn text(value: &Value, path: &[&str]) -> Option<String> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// An OpenAI `usage` object (chat completions, embeddings or responses).
+pub fn openai_tokens(usage: &Value) -> TokenCounts {
+    let prompt = count(usage, &["prompt_tokens"]).max(count(usage, &["input_tokens"]));
+    let cached = count(usage, &["prompt_tokens_details", "cached_tokens"])
+        .max(count(usage, &["input_tokens_details", "cached_tokens"]));
+    let completion = count(usage, &["completion_tokens"]).max(count(usage, &["output_tokens"]));
+    let reasoning = count(usage, &["completion_tokens_details", "reasoning_tokens"])
+        .max(count(usage, &["output_tokens_details", "reasoning_tokens"]));
+    TokenCounts {
+        input: prompt.saturating_sub(cached),
+        cache_read: cached.min(prompt),
+        output: completion.saturating_sub(reasoning),
+        reasoning: reasoning.min(completion),
+        ..TokenCounts::default()
+    }
+}
+
+/// An Anthropic `usage` object.
+pub fn anthropic_tokens(usage: &Value) -> TokenCounts {
+    let writes = count(usage, &["cache_creation_input_tokens"]);
+    let five_minutes = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]);
+    let one_hour = count(usage, &["cache_creation", "ephemeral_1h_input_tokens"]);
+    // Without the breakdown every write is a 5-minute write (the default TTL).
+    let (cache_write_5m, cache_write_1h) = if five_minutes + one_hour > 0 {
+        (five_minutes, one_hour)
+    } else {
+        (writes, 0)
+    };
+    TokenCounts {
+        input: count(usage, &["input_tokens"]),
+        output: count(usage, &["output_tokens"]),
+        cache_read: count(usage, &["cache_read_input_tokens"]),
+        cache_write_5m,
+        cache_write_1h,
+        reasoning: 0,
+    }
+}
+
+/// The usage in a complete (non-streamed) response body, if it reports any.
+pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedUsage> {
+    let usage = body.get("usage").filter(|u| u.is_object())?;
+    Some(match protocol {
+        WireProtocol::OpenAiChat => ReportedUsage {
+            tokens: openai_tokens(usage),
+            model: text(body, &["model"]),
+            finish_reason: body
+                .get("choices")
+                .and_then(|c| c.get(0))
+                .and_then(|c| c.get("finish_reason"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        WireProtocol::OpenAiResponses => ReportedUsage {
+            tokens: openai_tokens(usage),
+            model: text(body, &["model"]),
+            finish_reason: text(body, &["incomplete_details", "reason"]).or_else(|| text(body, &["status"])),
+        },
+        WireProtocol::Anthropic => ReportedUsage {
+            tokens: anthropic_tokens(usage),
+            model: text(body, &["model"]),
+            finish_reason: text(body, &["stop_reason"]),
+        },
+    })
+}
+
+/// Collects usage from the events of a streamed response, whatever their order and chunking.
+#[derive(Debug)]
+pub struct StreamTap {
+    protocol: WireProtocol,
+    usage: Option<Value>,
+    model: Option<String>,
+    finish_reason: Option<String>,
+}
+
+impl StreamTap {
+    pub fn new(protocol: WireProtocol) -> StreamTap {
+        StreamTap {
+            protocol,
+            usage: None,
+            model: None,
+            finish_reason: None,
+        }
+    }
+
+    /// Whether an event can carry anything the tap needs. Most events of a stream are text
+    /// deltas; skipping them without parsing their JSON keeps metering cheap.
+    fn may_matter(&self, event: &SseEvent) -> bool {
+        let named = |names: &[&str]| event.event.as_deref().is_none_or(|name| names.contains(&name));
+        match self.protocol {
+            WireProtocol::Anthropic => named(&["message_start", "message_delta"]),
+            WireProtocol::OpenAiResponses => named(&["response.completed", "response.incomplete", "response.failed"]),
+            WireProtocol::OpenAiChat => {
+                let data = event.data.as_str();
+                self.model.is_none()
+                    || data.contains("\"usage\":{")
+                    || data.contains("\"usage\": {")
+                    || data.contains("\"finish_reason\":\"")
+                    || data.contains("\"finish_reason\": \"")
+            }
+        }
+    }
+
+    /// Looks at one SSE event; events that are not JSON (e.g. `[DONE]`) are ignored.
+    pub fn observe(&mut self, event: &SseEvent) {
+        if !self.may_matter(event) {
+            return;
+        }
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+            return;
+        };
+        match self.protocol {
+            WireProtocol::OpenAiChat => {
+                self.model = self.model.take().or_else(|| text(&data, &["model"]));
+                if let Some(reason) = data
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .and_then(|choices| choices.iter().find_map(|c| c.get("finish_reason")?.as_str()))
+                {
+                    self.finish_reason = Some(reason.to_owned());
+                }
+                if let Some(usage) = data.get("usage").filter(|u| u.is_object()) {
+                    self.usage = Some(usage.clone());
+                }
+            }
+            WireProtocol::OpenAiResponses => {
+                let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
+                if matches!(kind, "response.completed" | "response.incomplete" | "response.failed") {
+                    let response = data.get("response").cloned().unwrap_or_default();
+                    self.model = text(&response, &["model"]).or(self.model.take());
+                    self.finish_reason =
+                        text(&response, &["incomplete_details", "reason"]).or_else(|| text(&response, &["status"]));
+                    self.usage = response.get("usage").filter(|u| u.is_object()).cloned();
+                }
+            }
+            WireProtocol::Anthropic => match data.get("type").and_then(Value::as_str).unwrap_or_default() {
+                "message_start" => {
+                    self.model = text(&data, &["message", "model"]);
+                    self.usage = data.get("message").and_then(|m| m.get("usage")).cloned();
+                }
+                "message_delta" => {
+                    if let Some(reason) = text(&data, &["delta", "stop_reason"]) {
+                        self.finish_reason = Some(reason);
+                    }
+                    // Delta usage is cumulative and may repeat or update any field.
+                    if let Some(Value::Object(delta)) = data.get("usage") {
+                        let merged = self.usage.get_or_insert_with(|| Value::Object(Default::default()));
+                        if let Value::Object(fields) = merged {
+                            for (key, value) in delta {
+                                if !value.is_null() {
+                                    fields.insert(key.clone(), value.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// The usage the stream reported, or `None` if it ended before reporting any.
+    pub fn finish(self) -> Option<ReportedUsage> {
+        let usage = self.usage?;
+        let tokens = match self.protocol {
+            WireProtocol::Anthropic => anthropic_tokens(&usage),
+            _ => openai_tokens(&usage),
+        };
+        Some(ReportedUsage {
+            tokens,
+            model: self.model,
+            finish_reason: self.finish_reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::SseParser;
+    use serde_json::json;
+
+    /// Streams in the providers' shapes (as the official SDKs receive them).
+    const OPENAI_CHAT_STREAM: &str = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":1200,\"completion_tokens\":300,\"total_tokens\":1500,\"prompt_tokens_details\":{\"cached_tokens\":1000},\"completion_tokens_details\":{\"reasoning_tokens\":100}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    const ANTHROPIC_STREAM: &str = concat!(
+        "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":19,\"cache_creation_input_tokens\":300,\"cache_read_input_tokens\":8000,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":200},\"output_tokens\":1}}}\r\n\r\n",
+        "event: content_block_start\r\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\r\n\r\n",
+        "event: ping\r\ndata: {\"type\": \"ping\"}\r\n\r\n",
+        "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\r\n\r\n",
+        "event: content_block_stop\r\ndata: {\"type\":\"content_block_stop\",\"index\":0}\r\n\r\n",
+        "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":42}}\r\n\r\n",
+        "event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n",
+    );
+
+    const RESPONSES_STREAM: &str = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"model\":\"gpt-5\",\"usage\":null}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"model\":\"gpt-5-2025-08-07\",\"usage\":{\"input_tokens\":500,\"input_tokens_details\":{\"cached_tokens\":200},\"output_tokens\":90,\"output_tokens_details\":{\"reasoning_tokens\":64},\"total_tokens\":590}}}\n\n",
+    );
+
+    fn tap(protocol: WireProtocol, chunks: &[&[u8]]) -> Option<ReportedUsage> {
+        let (mut parser, mut tap, mut events) = (SseParser::new(), StreamTap::new(protocol), Vec::new());
+        for chunk in chunks {
+            parser.push(chunk, &mut events);
+        }
+        parser.finish(&mut events);
+        events.iter().for_each(|e| tap.observe(e));
+        tap.finish()
+    }
+
+    fn expected(protocol: WireProtocol) -> ReportedUsage {
+        match protocol {
+            WireProtocol::OpenAiChat => ReportedUsage {
+                tokens: TokenCounts {
+                    input: 200,
+                    cache_read: 1000,
+                    output: 200,
+                    reasoning: 100,
+                    ..Default::default()
+                },
+                model: Some("gpt-4o-mini-2024-07-18".into()),
+                finish_reason: Some("length".into()),
+            },
+            WireProtocol::Anthropic => ReportedUsage {
+                tokens: TokenCounts {
+                    input: 19,
+                    output: 42,
+                    cache_read: 8000,
+                    cache_write_5m: 100,
+                    cache_write_1h: 200,
+                    reasoning: 0,
+                },
+                model: Some("claude-sonnet-4-5-20250929".into()),
+                finish_reason: Some("end_turn".into()),
+            },
+            WireProtocol::OpenAiResponses => ReportedUsage {
+                tokens: TokenCounts {
+                    input: 300,
+                    cache_read: 200,
+                    output: 26,
+                    reasoning: 64,
+                    ..Default::default()
+                },
+                model: Some("gpt-5-2025-08-07".into()),
+                finish_reason: Some("completed".into()),
+            },
+        }
+    }
+
+    /// Every stream, split at every byte boundary, reports the same usage.
+    #[test]
+    fn streams_split_at_every_byte_report_the_same_usage() {
+        for (protocol, stream) in [
+            (WireProtocol::OpenAiChat, OPENAI_CHAT_STREAM),
+            (WireProtocol::Anthropic, ANTHROPIC_STREAM),
+            (WireProtocol::OpenAiResponses, RESPONSES_STREAM),
+        ] {
+            let bytes = stream.as_bytes();
+            assert_eq!(tap(protocol, &[bytes]), Some(expected(protocol)), "{protocol:?} whole");
+            for cut in 0..=bytes.len() {
+                assert_eq!(
+                    tap(protocol, &[&bytes[..cut], &bytes[cut..]]),
+                    Some(expected(protocol)),
+                    "{protocol:?} cut at {cut}"
+                );
+            }
+            let one_byte_chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(
+                tap(protocol, &one_byte_chunks),
+                Some(expected(protocol)),
+                "{protocol:?} byte by byte"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_before_usage_reports_none() {
+        let cut = OPENAI_CHAT_STREAM.find("\"choices\":[],").unwrap();
+        assert_eq!(
+            tap(WireProtocol::OpenAiChat, &[&OPENAI_CHAT_STREAM.as_bytes()[..cut]]),
+            None
+        );
+        let cut = ANTHROPIC_STREAM.find("event: message_start").unwrap() + 5;
+        assert_eq!(
+            tap(WireProtocol::Anthropic, &[&ANTHROPIC_STREAM.as_bytes()[..cut]]),
+            None
+        );
+    }
+
+    #[test]
+    fn bodies_convert_to_non_overlapping_kinds() {
+        let chat = json!({"model": "gpt-4o-mini", "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 60}}});
+        let reported = usage_from_body(WireProtocol::OpenAiChat, &chat).unwrap();
+        assert_eq!(
+            reported.tokens,
+            TokenCounts {
+                input: 40,
+                cache_read: 60,
+                output: 20,
+                ..Default::default()
+            }
+        );
+        assert_eq!(reported.finish_reason.as_deref(), Some("stop"));
+
+        let embeddings = json!({"model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}});
+        assert_eq!(
+            usage_from_body(WireProtocol::OpenAiChat, &embeddings)
+                .unwrap()
+                .tokens
+                .input,
+            8
+        );
+
+        // The Claude Code fixture's usage: no breakdown of cache writes means 5-minute writes.
+        let message = json!({"model": "claude-opus-4-8", "stop_reason": "end_turn",
+            "usage": {"input_tokens": 19448, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 7, "output_tokens": 5}});
+        let tokens = usage_from_body(WireProtocol::Anthropic, &message).unwrap().tokens;
+        assert_eq!(
+            tokens,
+            TokenCounts {
+                input: 19448,
+                output: 5,
+                cache_read: 7,
+                cache_write_5m: 3,
+                ..Default::default()
+            }
+        );
+
+        assert_eq!(
+            usage_from_body(WireProtocol::Anthropic, &json!({"type": "error"})),
+            None
+        );
+    }
+
+    #[test]
+    fn inconsistent_counts_never_underflow() {
+        let odd = json!({"prompt_tokens": 5, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": 9}, "completion_tokens_details": {"reasoning_tokens": 4}});
+        let tokens = openai_tokens(&odd);
+        assert_eq!(tokens.input + tokens.cache_read, 5);
+        assert_eq!(tokens.output + tokens.reasoning, 1);
+    }
+}
