@@ -84,7 +84,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open(&config.database_url)
+    let store = goodhart_store::open_existing(&config.database_url)
         .await
         .context("opening the database")?;
     let query =
@@ -254,7 +254,7 @@ fn list_prices(config: &Config, format: Format) -> anyhow::Result<()> {
 }
 
 async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
-    let store = goodhart_store::open(&config.database_url)
+    let store = goodhart_store::open_existing(&config.database_url)
         .await
         .context("opening the database")?;
     let scope = if all { RepriceScope::All } else { RepriceScope::Unpriced };
@@ -273,7 +273,7 @@ async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
 }
 
 async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open(&config.database_url)
+    let store = goodhart_store::open_existing(&config.database_url)
         .await
         .context("opening the database")?;
     let models = store.unpriced_models().await?;

@@ -188,3 +188,17 @@ fn prices_lists_the_shipped_table() {
     assert_eq!(sonnet["input"], "3");
     assert!(json["version"].as_str().unwrap().starts_with("2026-"));
 }
+
+#[test]
+fn report_without_a_database_says_so_instead_of_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["report"])
+        .current_dir(dir.path())
+        .env_remove("GOODHART_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no database at goodhart.db"));
+    assert!(!dir.path().join("goodhart.db").exists());
+}

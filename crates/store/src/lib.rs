@@ -79,6 +79,8 @@ pub struct UnpricedModel {
 pub enum StoreError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    #[error("no database at {0}: run `goodhart serve` here first, or pass --database-url")]
+    Missing(String),
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
@@ -128,18 +130,35 @@ pub trait Store: UsageStore + SettingsStore {
 /// Opens (creating and migrating as needed) the database at `url`: `sqlite://PATH`,
 /// `sqlite:PATH`, a bare path ending in `.db`, or `postgres://…` / `postgresql://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match sqlite_path(url)? {
+        None => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
+        Some(path) => Ok(Arc::new(sqlite::SqliteStore::open(path.as_ref()).await?)),
+    }
+}
+
+/// Like [`open`], but a SQLite file must already exist: read-only commands run in the wrong
+/// directory should say so, not create an empty database and report nothing.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = sqlite_path(url)?
+        && !std::path::Path::new(path).exists()
+    {
+        return Err(StoreError::Missing(path.to_owned()));
+    }
+    open(url).await
+}
+
+/// The file of a SQLite URL, or `None` for PostgreSQL.
+fn sqlite_path(url: &str) -> Result<Option<&str>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+        return Ok(None);
     }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .or_else(|| url.ends_with(".db").then_some(url))
+        .filter(|path| !path.is_empty())
         .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
-    if path.is_empty() {
-        return Err(StoreError::UnsupportedUrl(url.to_owned()));
-    }
-    Ok(Arc::new(sqlite::SqliteStore::open(path.as_ref()).await?))
+    Ok(Some(path))
 }
 
 /// The current time for `created_at`/`received_at` columns (the store is IO; core never reads the clock).
