@@ -177,16 +177,11 @@ fn summary_upsert_sql(table: &str, placeholder: &str) -> String {
         "provider",
         "model",
         "requests",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "reasoning_tokens",
-        "cost_nanos",
-        "unpriced_requests",
-        "estimated_requests",
-    ];
+    ]
+    .into_iter()
+    .chain(rollup::TOKEN_COLUMNS)
+    .chain(["cost_nanos", "unpriced_requests", "estimated_requests"])
+    .collect::<Vec<_>>();
     let values: Vec<String> = (1..=columns.len()).map(|i| format!("{placeholder}{i}")).collect();
     let updates: Vec<String> = columns[7..]
         .iter()

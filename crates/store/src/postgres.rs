@@ -356,23 +356,7 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
         let mut providers = Vec::with_capacity(rows.len());
         let mut models = Vec::with_capacity(rows.len());
         for (key, d) in rows {
-            let values = [
-                key.bucket,
-                key.dims.user,
-                key.dims.team,
-                key.dims.project,
-                key.dims.agent,
-                d.requests,
-                d.tokens[0],
-                d.tokens[1],
-                d.tokens[2],
-                d.tokens[3],
-                d.tokens[4],
-                d.tokens[5],
-                d.cost_nanos,
-                d.unpriced_requests,
-                d.estimated_requests,
-            ];
+            let values = key.ids().into_iter().chain(d.values());
             for (column, value) in ints.iter_mut().zip(values) {
                 column.push(value);
             }

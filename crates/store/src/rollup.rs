@@ -28,6 +28,29 @@ pub struct RollupKey<'a> {
     pub model: &'a str,
 }
 
+impl RollupKey<'_> {
+    /// The integer key columns, in table order: bucket, user, team, project, agent.
+    pub fn ids(&self) -> [i64; 5] {
+        [
+            self.bucket,
+            self.dims.user,
+            self.dims.team,
+            self.dims.project,
+            self.dims.agent,
+        ]
+    }
+}
+
+/// Token columns, in the order of [`TokenCounts::as_array`], in every usage table.
+pub const TOKEN_COLUMNS: [&str; 6] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+];
+
 /// A signed change to one rollup row (signed: repricing can lower a cost or an unpriced count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RollupDelta {
@@ -57,6 +80,24 @@ impl RollupDelta {
             unpriced_requests: i64::from(after.is_none()) - i64::from(before.is_none()),
             ..RollupDelta::default()
         }
+    }
+
+    /// The value columns, in table order: requests, the six token kinds, cost, unpriced and
+    /// estimated requests.
+    pub fn values(&self) -> [i64; 10] {
+        let t = self.tokens;
+        [
+            self.requests,
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            self.cost_nanos,
+            self.unpriced_requests,
+            self.estimated_requests,
+        ]
     }
 
     fn add(&mut self, other: &RollupDelta) {

@@ -331,25 +331,11 @@ fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), Stor
     for (table, rows) in rollup_tables(rollups) {
         let mut upsert = tx.prepare_cached(&crate::summary_upsert_sql(table, "?"))?;
         for (key, d) in rows {
-            upsert.execute(params![
-                key.bucket,
-                key.dims.user,
-                key.dims.team,
-                key.dims.project,
-                key.dims.agent,
-                key.provider,
-                key.model,
-                d.requests,
-                d.tokens[0],
-                d.tokens[1],
-                d.tokens[2],
-                d.tokens[3],
-                d.tokens[4],
-                d.tokens[5],
-                d.cost_nanos,
-                d.unpriced_requests,
-                d.estimated_requests,
-            ])?;
+            let (ids, values) = (key.ids(), d.values());
+            let mut row: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+            row.extend([&key.provider as &dyn rusqlite::ToSql, &key.model]);
+            row.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+            upsert.execute(row.as_slice())?;
         }
     }
     Ok(())

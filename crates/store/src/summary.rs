@@ -86,14 +86,7 @@ pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
         })
         .collect();
     let sum = |expr: &str| format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)");
-    let tokens = [
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "reasoning_tokens",
-    ];
+    let tokens = crate::rollup::TOKEN_COLUMNS;
     let mut sums = vec![if granularity == Granularity::Raw {
         "CAST(COUNT(*) AS BIGINT)".to_owned()
     } else {
