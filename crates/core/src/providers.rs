@@ -181,7 +181,11 @@ impl StreamTap {
             WireProtocol::Anthropic => match data.get("type").and_then(Value::as_str).unwrap_or_default() {
                 "message_start" => {
                     self.model = text(&data, &["message", "model"]);
-                    self.usage = data.get("message").and_then(|m| m.get("usage")).cloned();
+                    self.usage = data
+                        .get("message")
+                        .and_then(|m| m.get("usage"))
+                        .filter(|u| u.is_object())
+                        .cloned();
                 }
                 "message_delta" => {
                     if let Some(reason) = text(&data, &["delta", "stop_reason"]) {
@@ -206,7 +210,7 @@ impl StreamTap {
 
     /// The usage the stream reported, or `None` if it ended before reporting any.
     pub fn finish(self) -> Option<ReportedUsage> {
-        let usage = self.usage?;
+        let usage = self.usage.filter(Value::is_object)?;
         let tokens = match self.protocol {
             WireProtocol::Anthropic => anthropic_tokens(&usage),
             _ => openai_tokens(&usage),
@@ -337,6 +341,15 @@ mod tests {
             tap(WireProtocol::Anthropic, &[&ANTHROPIC_STREAM.as_bytes()[..cut]]),
             None
         );
+    }
+
+    /// Regression: a `message_start` with `"usage": null` was reported as zero tokens, which
+    /// would have recorded a free call instead of estimating it.
+    #[test]
+    fn null_usage_is_no_usage() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":null}}\n\n\
+                      event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+        assert_eq!(tap(WireProtocol::Anthropic, &[stream.as_bytes()]), None);
     }
 
     #[test]

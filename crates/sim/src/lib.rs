@@ -1,8 +1,11 @@
-//! Goodhart's simulators: synthetic but realistic usage for tests, benchmarks and the demo.
+//! Goodhart's simulators: synthetic but realistic usage for tests, benchmarks and the demo,
+//! and a mock LLM provider ([`mock_provider`]) speaking both wire protocols.
 //!
 //! [`UsageGenerator`] writes usage events in the public ingestion format (`POST /api/v1/usage`)
 //! for an organisation of users in teams, working on projects with a mix of models, over a span
 //! of days. It is deterministic for a seed.
+
+pub mod mock_provider;
 
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;

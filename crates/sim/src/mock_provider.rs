@@ -1,0 +1,517 @@
+//! A mock LLM provider that speaks OpenAI's and Anthropic's wire protocols.
+//!
+//! It answers the routes real clients call — chat completions, responses, embeddings, models,
+//! messages and count_tokens — with the providers' body shapes and SSE event sequences,
+//! including usage blocks, cache tokens and finish/stop reasons, so the gateway, the demo and
+//! the benchmarks meter exactly what a real provider would report. Faults are chosen by a
+//! substring of the model name:
+//!
+//! | in the model name | behaviour |
+//! | --- | --- |
+//! | `slow` | 1 s before the first byte, 50 ms between stream events |
+//! | `error-before` | an error status and body before anything is streamed (500 / 529 overloaded) |
+//! | `rate-limited` | 429 with `retry-after: 1` |
+//! | `error-mid` | a stream that starts, then ends with an in-band error event and no usage |
+//! | `no-usage` | a response without any usage |
+//! | `long` | a 4,000-word reply |
+//! | `reason` | OpenAI-style reasoning tokens (64) counted inside the completion tokens |
+//!
+//! Token counts are deterministic: prompt tokens are the request's text characters / 4; the
+//! reply is a fixed sentence padded with filler words, one token per word, cut at the
+//! request's `max_tokens`. Requests marked with Anthropic `cache_control` read three quarters
+//! of their prompt from cache; OpenAI prompts of 1,024 tokens or more have their first
+//! multiple of 128 tokens cached.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+const GREETING: &str = "Hello from the mock LLM.";
+const DEFAULT_REPLY_WORDS: u64 = 16;
+const LONG_REPLY_WORDS: u64 = 4_000;
+const REASONING_TOKENS: u64 = 64;
+
+/// The provider's routes (with and without the `/v1` prefix, as some clients omit it).
+pub fn router() -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(chat_completions))
+        .route("/responses", post(responses))
+        .route("/embeddings", post(embeddings))
+        .route("/models", get(models))
+        .route("/messages", post(messages))
+        .route("/messages/count_tokens", post(count_tokens));
+    Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .route("/health", get(|| async { "ok" }))
+}
+
+/// Serves the mock on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router()).await
+}
+
+/// Binds a loopback port and serves the mock in the background.
+pub async fn spawn() -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener));
+    Ok(addr)
+}
+
+/// What the model name asks the mock to do.
+#[derive(Debug, Clone, Copy, Default)]
+struct Faults {
+    slow: bool,
+    error_before: bool,
+    rate_limited: bool,
+    error_mid: bool,
+    no_usage: bool,
+    long: bool,
+    reasoning: bool,
+}
+
+impl Faults {
+    fn of(model: &str) -> Faults {
+        Faults {
+            slow: model.contains("slow"),
+            error_before: model.contains("error-before"),
+            rate_limited: model.contains("rate-limited"),
+            error_mid: model.contains("error-mid"),
+            no_usage: model.contains("no-usage"),
+            long: model.contains("long"),
+            reasoning: model.contains("reason"),
+        }
+    }
+}
+
+/// The parts of a request the mock looks at.
+struct Ask {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<u64>,
+    prompt_tokens: u64,
+    cache_marked: bool,
+    faults: Faults,
+}
+
+fn text_chars(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.chars().count() as u64,
+        Value::Array(items) => items.iter().map(text_chars).sum(),
+        Value::Object(fields) => fields
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "content" | "text" | "input" | "system" | "messages" | "instructions"
+                )
+            })
+            .map(|(_, v)| text_chars(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+fn ask(body: &Value) -> Ask {
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
+    let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+    Ask {
+        faults: Faults::of(&model),
+        model,
+        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        max_tokens,
+        prompt_tokens: text_chars(body).div_ceil(4).max(1),
+        cache_marked: body.to_string().contains("cache_control"),
+    }
+}
+
+/// The reply's words, and whether `max_tokens` cut it.
+fn reply(ask: &Ask) -> (Vec<String>, bool) {
+    let wanted = if ask.faults.long {
+        LONG_REPLY_WORDS
+    } else {
+        DEFAULT_REPLY_WORDS
+    };
+    let mut words: Vec<String> = GREETING.split(' ').map(str::to_owned).collect();
+    let filler = ["lorem", "ipsum", "dolor", "sit", "amet"];
+    while (words.len() as u64) < wanted {
+        words.push(filler[words.len() % filler.len()].to_owned());
+    }
+    let limit = ask.max_tokens.unwrap_or(u64::MAX);
+    let truncated = (words.len() as u64) > limit;
+    words.truncate(limit.min(words.len() as u64) as usize);
+    (words, truncated)
+}
+
+fn request_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::random::<u64>())
+}
+
+/// A streamed body from SSE frames, paced when the request asked to be slow.
+fn sse(frames: Vec<String>, slow: bool, request_id_header: (&'static str, String)) -> Response {
+    let stream = futures_util::stream::unfold(frames.into_iter(), move |mut rest| async move {
+        let frame = rest.next()?;
+        if slow {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some((Ok::<Bytes, Infallible>(Bytes::from(frame)), rest))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(&request_id_header.1) {
+        headers.insert(request_id_header.0, value);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Value, request_id_header: (&'static str, String)) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&request_id_header.1) {
+        response.headers_mut().insert(request_id_header.0, value);
+    }
+    response
+}
+
+fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let mut response = json_response(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
+        ("x-request-id", request_id("req_")),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let mut response = json_response(
+        status,
+        json!({"type": "error", "error": {"type": kind, "message": message}}),
+        ("request-id", request_id("req_")),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn read_json(body: Bytes) -> Result<Value, String> {
+    serde_json::from_slice(&body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+/// OpenAI usage: prompt tokens include cached ones, completion tokens include reasoning.
+fn openai_usage(ask: &Ask, output_words: u64, responses_api: bool) -> Value {
+    let cached = if ask.prompt_tokens >= 1024 {
+        ask.prompt_tokens / 128 * 128
+    } else {
+        0
+    };
+    let reasoning = if ask.faults.reasoning { REASONING_TOKENS } else { 0 };
+    let completion = output_words + reasoning;
+    if responses_api {
+        json!({"input_tokens": ask.prompt_tokens, "input_tokens_details": {"cached_tokens": cached},
+               "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+               "total_tokens": ask.prompt_tokens + completion})
+    } else {
+        json!({"prompt_tokens": ask.prompt_tokens, "completion_tokens": completion,
+               "total_tokens": ask.prompt_tokens + completion,
+               "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
+                                             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+    }
+}
+
+/// Whether the request must fail before any byte of a response, and how.
+async fn early_fault(ask: &Ask, anthropic: bool) -> Option<Response> {
+    if ask.faults.slow {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let error = if anthropic { anthropic_error } else { openai_error };
+    if ask.faults.rate_limited {
+        return Some(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "mock: rate limited",
+        ));
+    }
+    if ask.faults.error_before {
+        return Some(if anthropic {
+            anthropic_error(
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "overloaded_error",
+                "mock: overloaded",
+            )
+        } else {
+            openai_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "mock: upstream failure",
+            )
+        });
+    }
+    None
+}
+
+async fn chat_completions(body: Bytes) -> Response {
+    let body = match read_json(body).await {
+        Ok(body) => body,
+        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    };
+    let ask = ask(&body);
+    if let Some(response) = early_fault(&ask, false).await {
+        return response;
+    }
+    let (words, truncated) = reply(&ask);
+    let finish = if truncated { "length" } else { "stop" };
+    let id = request_id("chatcmpl-");
+    let header = ("x-request-id", request_id("req_"));
+    let usage = (!ask.faults.no_usage).then(|| openai_usage(&ask, words.len() as u64, false));
+    if !ask.stream {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": id, "object": "chat.completion", "created": 1_790_000_000, "model": ask.model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": words.join(" "), "refusal": null},
+                                "logprobs": null, "finish_reason": finish}],
+                   "usage": usage, "system_fingerprint": "fp_mock"}),
+            header,
+        );
+    }
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": 1_790_000_000, "model": ask.model,
+                           "system_fingerprint": "fp_mock", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if ask.include_usage {
+            c["usage"] = Value::Null; // as OpenAI does: every chunk but the last has a null usage
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut frames = vec![chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        Value::Null,
+    )];
+    for (i, word) in words.iter().enumerate() {
+        if ask.faults.error_mid && i == words.len() / 2 {
+            frames.push(format!("data: {}\n\n", json!({"error": {"message": "mock: stream interrupted", "type": "server_error", "code": "server_error"}})));
+            return sse(frames, ask.faults.slow, header);
+        }
+        let text = if i == 0 { word.clone() } else { format!(" {word}") };
+        frames.push(chunk(json!({"content": text}), Value::Null));
+    }
+    frames.push(chunk(json!({}), json!(finish)));
+    if ask.include_usage
+        && let Some(usage) = usage
+    {
+        frames.push(format!(
+            "data: {}\n\n",
+            json!({"id": id, "object": "chat.completion.chunk", "created": 1_790_000_000, "model": ask.model,
+                   "system_fingerprint": "fp_mock", "choices": [], "usage": usage})
+        ));
+    }
+    frames.push("data: [DONE]\n\n".to_owned());
+    sse(frames, ask.faults.slow, header)
+}
+
+async fn responses(body: Bytes) -> Response {
+    let body = match read_json(body).await {
+        Ok(body) => body,
+        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    };
+    let ask = ask(&body);
+    if let Some(response) = early_fault(&ask, false).await {
+        return response;
+    }
+    let (words, truncated) = reply(&ask);
+    let id = request_id("resp_");
+    let header = ("x-request-id", request_id("req_"));
+    let text = words.join(" ");
+    let usage = (!ask.faults.no_usage).then(|| openai_usage(&ask, words.len() as u64, true));
+    let (status, incomplete) = if truncated {
+        ("incomplete", json!({"reason": "max_output_tokens"}))
+    } else {
+        ("completed", Value::Null)
+    };
+    let response = json!({"id": id, "object": "response", "created_at": 1_790_000_000, "status": status,
+        "incomplete_details": incomplete, "model": ask.model,
+        "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+        "usage": usage});
+    if !ask.stream {
+        return json_response(StatusCode::OK, response, header);
+    }
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut frames = vec![event(
+        "response.created",
+        json!({"type": "response.created", "sequence_number": 0,
+               "response": {"id": id, "object": "response", "status": "in_progress", "model": ask.model, "output": [], "usage": null}}),
+    )];
+    for (i, word) in words.iter().enumerate() {
+        if ask.faults.error_mid && i == words.len() / 2 {
+            frames.push(event(
+                "error",
+                json!({"type": "error", "code": "server_error", "message": "mock: stream interrupted"}),
+            ));
+            return sse(frames, ask.faults.slow, header);
+        }
+        let delta = if i == 0 { word.clone() } else { format!(" {word}") };
+        frames.push(event(
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
+        ));
+    }
+    let done = if truncated {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    frames.push(event(done, json!({"type": done, "response": response})));
+    sse(frames, ask.faults.slow, header)
+}
+
+async fn embeddings(body: Bytes) -> Response {
+    let body = match read_json(body).await {
+        Ok(body) => body,
+        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    };
+    let ask = ask(&body);
+    if let Some(response) = early_fault(&ask, false).await {
+        return response;
+    }
+    let inputs = match body.get("input") {
+        Some(Value::Array(items)) => items.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, -0.2, 0.3, 0.0, 0.5, -0.6, 0.7, 0.05]}))
+        .collect();
+    let usage =
+        (!ask.faults.no_usage).then(|| json!({"prompt_tokens": ask.prompt_tokens, "total_tokens": ask.prompt_tokens}));
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data, "model": ask.model, "usage": usage}),
+        ("x-request-id", request_id("req_")),
+    )
+}
+
+async fn models() -> Response {
+    let names = ["mock-gpt", "mock-claude", "gpt-4o-mini", "claude-sonnet-4-5"];
+    let data: Vec<Value> = names
+        .iter()
+        .map(|m| {
+            json!({"id": m, "object": "model", "created": 1_790_000_000, "owned_by": "goodhart-mock",
+                        "type": "model", "display_name": m, "created_at": "2026-01-01T00:00:00Z"})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data, "has_more": false, "first_id": names[0], "last_id": names[names.len() - 1]}),
+        ("x-request-id", request_id("req_")),
+    )
+}
+
+/// Anthropic usage: input excludes cache reads and writes, which are reported apart.
+fn anthropic_usage(ask: &Ask, output: u64) -> Value {
+    let cache_read = if ask.cache_marked { ask.prompt_tokens * 3 / 4 } else { 0 };
+    json!({"input_tokens": ask.prompt_tokens - cache_read, "cache_creation_input_tokens": 0,
+           "cache_read_input_tokens": cache_read,
+           "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+           "output_tokens": output, "service_tier": "standard"})
+}
+
+async fn messages(body: Bytes) -> Response {
+    let body = match read_json(body).await {
+        Ok(body) => body,
+        Err(e) => return anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    };
+    let ask = ask(&body);
+    if let Some(response) = early_fault(&ask, true).await {
+        return response;
+    }
+    let (words, truncated) = reply(&ask);
+    let stop = if truncated { "max_tokens" } else { "end_turn" };
+    let id = request_id("msg_");
+    let header = ("request-id", request_id("req_"));
+    let output = words.len() as u64;
+    if !ask.stream {
+        let mut message = json!({"id": id, "type": "message", "role": "assistant", "model": ask.model,
+            "content": [{"type": "text", "text": words.join(" ")}], "stop_reason": stop, "stop_sequence": null,
+            "usage": anthropic_usage(&ask, output)});
+        if ask.faults.no_usage {
+            message.as_object_mut().map(|m| m.remove("usage"));
+        }
+        return json_response(StatusCode::OK, message, header);
+    }
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut start_usage = anthropic_usage(&ask, 1);
+    if ask.faults.no_usage {
+        start_usage = Value::Null;
+    }
+    let mut frames = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": ask.model,
+                   "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    for (i, word) in words.iter().enumerate() {
+        if ask.faults.error_mid && i == words.len() / 2 {
+            frames.push(event(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock: stream interrupted"}}),
+            ));
+            return sse(frames, ask.faults.slow, header);
+        }
+        let text = if i == 0 { word.clone() } else { format!(" {word}") };
+        frames.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+        ));
+    }
+    frames.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}});
+    if !ask.faults.no_usage {
+        delta["usage"] = json!({"output_tokens": output});
+    }
+    frames.push(event("message_delta", delta));
+    frames.push(event("message_stop", json!({"type": "message_stop"})));
+    sse(frames, ask.faults.slow, header)
+}
+
+async fn count_tokens(body: Bytes) -> Response {
+    match read_json(body).await {
+        Ok(body) => json_response(
+            StatusCode::OK,
+            json!({"input_tokens": ask(&body).prompt_tokens}),
+            ("request-id", request_id("req_")),
+        ),
+        Err(e) => anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    }
+}
