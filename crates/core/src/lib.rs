@@ -6,6 +6,7 @@
 //! on the results.
 
 pub mod fingerprint;
+pub mod keys;
 pub mod money;
 pub mod pricing;
 pub mod providers;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
+use goodhart_core::keys::VirtualKey;
 use goodhart_core::pricing::{CostBreakdown, PriceTable};
 use goodhart_core::report::{Dimension, SummaryRow};
 use goodhart_core::usage::UsageEvent;
@@ -113,6 +114,22 @@ pub trait UsageStore: Send + Sync {
     async fn event_count(&self) -> Result<u64, StoreError>;
 }
 
+/// Virtual keys, stored by the SHA-256 of their secret.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key; its id and hash must be new.
+    async fn create_key(&self, key: &VirtualKey, key_hash: &str) -> Result<(), StoreError>;
+    /// Every key, newest first.
+    async fn keys(&self) -> Result<Vec<VirtualKey>, StoreError>;
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError>;
+    /// Revokes a key that is not revoked yet; returns whether it did.
+    async fn revoke_key(&self, id: &str, at: Micros) -> Result<bool, StoreError>;
+    /// Rotation in one transaction: stores `new` and revokes `old_id`, pointing it at `new`.
+    /// Returns false (and stores nothing) when `old_id` does not exist or is already revoked.
+    async fn replace_key(&self, old_id: &str, new: &VirtualKey, new_hash: &str, at: Micros)
+    -> Result<bool, StoreError>;
+}
+
 /// Small named values such as the admin token's hash.
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
@@ -122,7 +139,7 @@ pub trait SettingsStore: Send + Sync {
 }
 
 /// Everything Goodhart stores, behind one handle.
-pub trait Store: UsageStore + SettingsStore {
+pub trait Store: UsageStore + SettingsStore + KeyStore {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
 }
@@ -207,3 +224,13 @@ const REPRICE_CHUNK: i64 = 5_000;
 const SELECT_REPRICE: &str = "SELECT seq, ts, user_id, team_id, project_id, agent_id, provider, model, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, \
     cost_nanos FROM usage_events";
+
+/// Key queries, the same SQL on both backends (`$n` placeholders bind by position in SQLite too).
+mod key_sql {
+    pub const COLUMNS: &str =
+        "id, name, user_name, team, project, agent, created_at, expires_at, revoked_at, replaced_by";
+    pub const INSERT: &str = "INSERT INTO virtual_keys (id, key_hash, name, user_name, team, project, agent, \
+        created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    pub const REVOKE: &str =
+        "UPDATE virtual_keys SET revoked_at = $1, replaced_by = $2 WHERE id = $3 AND revoked_at IS NULL";
+}

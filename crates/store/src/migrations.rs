@@ -6,15 +6,27 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: "20261123000000_usage",
-    sql: include_str!("../migrations/sqlite/20261123000000_usage.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: "20261123000000_usage",
+        sql: include_str!("../migrations/sqlite/20261123000000_usage.sql"),
+    },
+    Migration {
+        version: "20261123010000_keys",
+        sql: include_str!("../migrations/sqlite/20261123010000_keys.sql"),
+    },
+];
 
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: "20261123000000_usage",
-    sql: include_str!("../migrations/postgres/20261123000000_usage.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: "20261123000000_usage",
+        sql: include_str!("../migrations/postgres/20261123000000_usage.sql"),
+    },
+    Migration {
+        version: "20261123010000_keys",
+        sql: include_str!("../migrations/postgres/20261123010000_keys.sql"),
+    },
+];
 
 /// The table that records applied migrations (same SQL on both backends).
 pub const CREATE_LEDGER: &str =

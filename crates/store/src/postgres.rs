@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
+use goodhart_core::keys::{KeyScope, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::TokenCounts;
@@ -26,8 +27,8 @@ use crate::rollup::{
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
-    InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
-    UnpricedModel, UsageStore,
+    InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
+    UnpricedModel, UsageStore, key_sql,
 };
 
 const POOL_SIZE: usize = 16;
@@ -565,5 +566,95 @@ impl SettingsStore for PostgresStore {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+}
+
+fn read_key(r: &tokio_postgres::Row) -> VirtualKey {
+    VirtualKey {
+        id: r.get(0),
+        name: r.get(1),
+        scope: KeyScope {
+            user: r.get(2),
+            team: r.get(3),
+            project: r.get(4),
+            agent: r.get(5),
+        },
+        created_at: Micros(r.get(6)),
+        expires_at: r.get::<_, Option<i64>>(7).map(Micros),
+        revoked_at: r.get::<_, Option<i64>>(8).map(Micros),
+        replaced_by: r.get(9),
+    }
+}
+
+async fn insert_key(
+    client: &impl deadpool_postgres::GenericClient,
+    key: &VirtualKey,
+    key_hash: &str,
+) -> Result<(), StoreError> {
+    let s = &key.scope;
+    client
+        .execute(
+            key_sql::INSERT,
+            &[
+                &key.id,
+                &key_hash,
+                &key.name,
+                &s.user,
+                &s.team,
+                &s.project,
+                &s.agent,
+                &key.created_at.0,
+                &key.expires_at.map(|m| m.0),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn create_key(&self, key: &VirtualKey, key_hash: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        insert_key(&tx, key, key_hash).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn keys(&self) -> Result<Vec<VirtualKey>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {} FROM virtual_keys ORDER BY created_at DESC, id",
+            key_sql::COLUMNS
+        );
+        Ok(client.query(&sql, &[]).await?.iter().map(read_key).collect())
+    }
+
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", key_sql::COLUMNS);
+        Ok(client.query_opt(&sql, &[&key_hash]).await?.as_ref().map(read_key))
+    }
+
+    async fn revoke_key(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(key_sql::REVOKE, &[&at.0, &None::<String>, &id]).await? == 1)
+    }
+
+    async fn replace_key(
+        &self,
+        old_id: &str,
+        new: &VirtualKey,
+        new_hash: &str,
+        at: Micros,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if tx.execute(key_sql::REVOKE, &[&at.0, &new.id, &old_id]).await? != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_key(&tx, new, new_hash).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

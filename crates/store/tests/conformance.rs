@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use goodhart_core::Micros;
 use goodhart_core::fingerprint::Fingerprints;
+use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
@@ -124,6 +125,7 @@ conformance!(
     idempotent_whatever_the_batching,
     settings_are_set_once,
     reopening_keeps_data_and_schema,
+    keys_are_found_by_hash_revoked_and_rotated,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -486,6 +488,73 @@ async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
         .await
         .unwrap();
     assert_eq!(outcome.duplicates, 1);
+}
+
+async fn keys_are_found_by_hash_revoked_and_rotated(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let make = |seed: u8, created: Micros| {
+        let (id, secret) = new_secret([seed; 6], [seed; 32]);
+        let key = VirtualKey {
+            id,
+            name: Some("ci bot".into()),
+            scope: KeyScope {
+                user: "alice".into(),
+                team: Some("payments".into()),
+                project: None,
+                agent: Some("bot".into()),
+            },
+            created_at: created,
+            expires_at: Some(Micros(created.0 + 30 * MICROS_PER_DAY)),
+            revoked_at: None,
+            replaced_by: None,
+        };
+        (key, secret)
+    };
+    let (first, secret) = make(1, t0);
+    store.create_key(&first, &hash_secret(&secret)).await.unwrap();
+    assert_eq!(
+        store.key_by_hash(&hash_secret(&secret)).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.key_by_hash(&hash_secret("gk-unknown")).await.unwrap(), None);
+    assert!(
+        store.create_key(&first, &hash_secret(&secret)).await.is_err(),
+        "ids and hashes are unique"
+    );
+
+    let (second, second_secret) = make(2, Micros(t0.0 + 1));
+    assert!(
+        store
+            .replace_key(&first.id, &second, &hash_secret(&second_secret), Micros(t0.0 + 1))
+            .await
+            .unwrap()
+    );
+    let old = store.key_by_hash(&hash_secret(&secret)).await.unwrap().unwrap();
+    assert_eq!(old.status(Micros(t0.0 + 2)), KeyStatus::Revoked);
+    assert_eq!(old.replaced_by.as_deref(), Some(second.id.as_str()));
+    let (third, third_secret) = make(3, Micros(t0.0 + 2));
+    assert!(
+        !store
+            .replace_key(&first.id, &third, &hash_secret(&third_secret), Micros(t0.0 + 2))
+            .await
+            .unwrap(),
+        "a revoked key cannot be rotated again"
+    );
+    assert_eq!(
+        store.key_by_hash(&hash_secret(&third_secret)).await.unwrap(),
+        None,
+        "nothing stored on refusal"
+    );
+
+    assert!(store.revoke_key(&second.id, Micros(t0.0 + 3)).await.unwrap());
+    assert!(
+        !store.revoke_key(&second.id, Micros(t0.0 + 4)).await.unwrap(),
+        "revoking twice changes nothing"
+    );
+    assert!(!store.revoke_key("nope", Micros(t0.0 + 4)).await.unwrap());
+    let ids: Vec<String> = store.keys().await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, vec![second.id.clone(), first.id.clone()], "newest first");
 }
 
 mod properties {
