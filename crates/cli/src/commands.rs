@@ -5,11 +5,12 @@ use std::io::Write;
 use anyhow::Context;
 use goodhart_core::Micros;
 use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_server::keys::{KeyView, NewKey};
 use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document, summary_query};
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{Cli, Command, PricesAction};
+use crate::{Cli, Command, KeysAction, PricesAction};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             report(&config, &params, format).await
         }
+        Command::Keys { action } => keys(&config, action).await,
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
             action: Some(PricesAction::Reprice { all }),
@@ -295,5 +297,107 @@ async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
         header: vec!["provider".into(), "model".into(), "events".into()],
         rows,
     };
+    output::print(format, &json, &table, &mut std::io::stdout().lock())
+}
+
+async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let api = |e: goodhart_server::error::ApiError| anyhow::anyhow!("{e}");
+    let (views, format, secret_shown) = match action {
+        KeysAction::Create {
+            user,
+            team,
+            project,
+            agent,
+            name,
+            expires,
+            format,
+        } => {
+            let request = NewKey {
+                user,
+                team,
+                project,
+                agent,
+                name,
+                expires_in: expires,
+            };
+            let (key, secret) = goodhart_server::keys::create(store.as_ref(), request, now)
+                .await
+                .map_err(api)?;
+            (vec![KeyView::of(&key, Some(secret), now)], format, true)
+        }
+        KeysAction::List { format } => {
+            let keys = store.keys().await?;
+            (keys.iter().map(|k| KeyView::of(k, None, now)).collect(), format, false)
+        }
+        KeysAction::Revoke { id } => {
+            let key = goodhart_server::keys::revoke(store.as_ref(), &id, now)
+                .await
+                .map_err(api)?;
+            println!("Revoked key {} ({}).", key.id, key.scope.user);
+            return Ok(());
+        }
+        KeysAction::Rotate { id, format } => {
+            let (key, secret) = goodhart_server::keys::rotate(store.as_ref(), &id, now)
+                .await
+                .map_err(api)?;
+            (vec![KeyView::of(&key, Some(secret), now)], format, true)
+        }
+    };
+    if secret_shown && format == Format::Table {
+        let view = &views[0];
+        println!(
+            "Created key {} for {}. Its secret is shown only now; store it:\n",
+            view.id, view.user
+        );
+        println!("    {}\n", view.key.as_deref().unwrap_or_default());
+        println!("Clients send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.");
+        return Ok(());
+    }
+    let mut header = vec![
+        "id",
+        "name",
+        "user",
+        "team",
+        "project",
+        "agent",
+        "status",
+        "created_at",
+        "expires_at",
+    ];
+    header.push("replaced_by");
+    if secret_shown {
+        header.insert(1, "key"); // CSV output of a new key must not lose the only copy of its secret
+    }
+    let rows = views
+        .iter()
+        .map(|v| {
+            let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+            let mut cells = vec![
+                v.id.clone(),
+                opt(&v.name),
+                v.user.clone(),
+                opt(&v.team),
+                opt(&v.project),
+                opt(&v.agent),
+                v.status.to_owned(),
+                v.created_at.clone(),
+                opt(&v.expires_at),
+                opt(&v.replaced_by),
+            ];
+            if secret_shown {
+                cells.insert(1, opt(&v.key));
+            }
+            cells
+        })
+        .collect();
+    let table = Tabular {
+        header: header.into_iter().map(String::from).collect(),
+        rows,
+    };
+    let json = serde_json::json!({ "keys": views });
     output::print(format, &json, &table, &mut std::io::stdout().lock())
 }

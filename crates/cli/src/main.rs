@@ -49,10 +49,51 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Virtual keys: create (the secret is shown once), list, revoke, rotate.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// The price table in use (shipped table plus configured overrides).
     Prices {
         #[command(subcommand)]
         action: Option<PricesAction>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key for a user (and optionally team, project, agent); prints the secret once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// A label for people, e.g. "ci runner".
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime such as 30d, 12h or 2w [default: no expiry].
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every key with its status (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke a key by its id: clients using it are refused from now on.
+    Revoke { id: String },
+    /// Replace a key by a new one with the same scope and lifetime; the old one is revoked.
+    Rotate {
+        id: String,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

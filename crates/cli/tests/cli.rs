@@ -202,3 +202,63 @@ fn report_without_a_database_says_so_instead_of_creating_one() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no database at goodhart.db"));
     assert!(!dir.path().join("goodhart.db").exists());
 }
+
+#[test]
+fn keys_create_list_rotate_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("GOODHART_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let created = run(&[
+        "keys",
+        "create",
+        "--user",
+        "alice",
+        "--team",
+        "payments",
+        "--expires",
+        "30d",
+    ]);
+    let secret = created
+        .split_whitespace()
+        .find(|w| w.starts_with("gk-"))
+        .expect("the secret is printed once")
+        .to_owned();
+    let listed: serde_json::Value = serde_json::from_str(&run(&["keys", "list", "--format", "json"])).unwrap();
+    let id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(&format!("gk-{id}-")));
+    assert_eq!(listed["keys"][0]["status"], "active");
+    assert!(!listed.to_string().contains(&secret), "listing never shows secrets");
+
+    let rotated = run(&["keys", "rotate", &id, "--format", "csv"]);
+    assert!(rotated.lines().next().unwrap().starts_with("id,key,"), "{rotated}");
+    assert!(rotated.contains(",gk-"), "CSV keeps the new secret: {rotated}");
+    let listed: serde_json::Value = serde_json::from_str(&run(&["keys", "list", "--format", "json"])).unwrap();
+    let statuses: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["active", "revoked"]);
+    let new_id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
+    assert!(run(&["keys", "revoke", &new_id]).contains("Revoked"));
+    let again = Command::new(BIN)
+        .args(["keys", "revoke", &new_id])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
+}

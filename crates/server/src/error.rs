@@ -25,6 +25,10 @@ pub enum ApiError {
     InvalidQuery { parameter: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
+    #[error("{message}")]
+    InvalidField { field: &'static str, message: String },
+    #[error("{0}")]
+    Conflict(String),
     #[error("unsupported Content-Encoding {0:?}: send identity or gzip")]
     UnsupportedEncoding(String),
     #[error("no route for {0}")]
@@ -58,6 +62,8 @@ impl ApiError {
             ApiError::InvalidEvent { .. } => "invalid_event",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::NotFound(_) => "not_found",
             ApiError::Store(_) => "storage_unavailable",
@@ -68,9 +74,11 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::InvalidEvent { .. } | ApiError::InvalidQuery { .. } | ApiError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidEvent { .. }
+            | ApiError::InvalidQuery { .. }
+            | ApiError::BadRequest(_)
+            | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,6 +91,7 @@ impl IntoResponse for ApiError {
         let (line, field, parameter) = match &self {
             ApiError::InvalidEvent { line, field, .. } => (Some(*line), field.as_deref(), None),
             ApiError::InvalidQuery { parameter, .. } => (None, None, Some(*parameter)),
+            ApiError::InvalidField { field, .. } => (None, Some(*field), None),
             _ => (None, None, None),
         };
         let message = match &self {
@@ -131,6 +140,11 @@ mod tests {
                 message: String::new(),
             },
             ApiError::BadRequest(String::new()),
+            ApiError::InvalidField {
+                field: "user",
+                message: String::new(),
+            },
+            ApiError::Conflict(String::new()),
             ApiError::UnsupportedEncoding(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::Store(goodhart_store::StoreError::Worker(String::new())),
@@ -155,6 +169,8 @@ mod tests {
                 (400, "invalid_event"),
                 (400, "invalid_query"),
                 (400, "bad_request"),
+                (400, "invalid_field"),
+                (409, "conflict"),
                 (415, "unsupported_encoding"),
                 (404, "not_found"),
                 (503, "storage_unavailable"),

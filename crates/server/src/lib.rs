@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod keys;
 pub mod reports;
 pub mod router;
 pub mod serve;

@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{auth, ingest, reports};
+use crate::{auth, ingest, keys, reports};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -21,6 +21,9 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let admin = Router::new()
         .route("/api/v1/usage", post(ingest::post_usage))
         .route("/api/v1/usage/summary", get(reports::get_summary))
+        .route("/api/v1/keys", get(keys::list_keys).post(keys::post_key))
+        .route("/api/v1/keys/{id}/revoke", post(keys::revoke_key))
+        .route("/api/v1/keys/{id}/rotate", post(keys::rotate_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     public
         .merge(admin)

@@ -327,16 +327,95 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
     let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     let paths = reply.json["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 4);
+    assert_eq!(paths.len(), 7);
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());
+            let path = path.replace("{id}", "0123456789ab");
             let status = server
-                .send(&method.to_uppercase(), path, &[], Bytes::new())
+                .send(&method.to_uppercase(), &path, &[], Bytes::new())
                 .await
                 .status;
             let expected = if public { 200 } else { 401 };
             assert_eq!(status, expected, "{method} {path}");
         }
     }
+}
+
+#[tokio::test]
+async fn keys_are_created_once_listed_without_secrets_rotated_and_revoked() {
+    let server = start(TestDatabase::sqlite()).await;
+    let auth = format!("Bearer {ADMIN}");
+    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let created = server
+        .send(
+            "POST",
+            "/api/v1/keys",
+            &json,
+            r#"{"user": "alice", "team": "payments", "agent": "bot", "expires_in": "30d"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let secret = created.json["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(&format!("gk-{id}-")));
+    assert_eq!(created.json["status"], "active");
+    assert!(created.json["expires_at"].is_string());
+
+    let listed = server.send("GET", "/api/v1/keys", &json, Bytes::new()).await;
+    assert_eq!(listed.json["keys"][0]["id"], id.as_str());
+    assert!(listed.json["keys"][0].get("key").is_none(), "secrets are never listed");
+    assert!(!listed.json.to_string().contains(&secret));
+
+    let rotated = server
+        .send("POST", &format!("/api/v1/keys/{id}/rotate"), &json, Bytes::new())
+        .await;
+    assert_eq!(rotated.status, 201);
+    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    assert_eq!(
+        (rotated.json["user"].as_str(), rotated.json["agent"].as_str()),
+        (Some("alice"), Some("bot"))
+    );
+    let again = server
+        .send("POST", &format!("/api/v1/keys/{id}/rotate"), &json, Bytes::new())
+        .await;
+    assert_eq!(
+        (again.status, again.json["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+
+    let revoked = server
+        .send("POST", &format!("/api/v1/keys/{new_id}/revoke"), &json, Bytes::new())
+        .await;
+    assert_eq!(
+        (revoked.status, revoked.json["status"].as_str()),
+        (200, Some("revoked"))
+    );
+    let missing = server
+        .send("POST", "/api/v1/keys/ffffffffffff/revoke", &json, Bytes::new())
+        .await;
+    assert_eq!(missing.status, 404);
+
+    let no_user = server
+        .send("POST", "/api/v1/keys", &json, r#"{"team": "payments"}"#)
+        .await;
+    assert_eq!(no_user.status, 400);
+    let bad_expiry = server
+        .send(
+            "POST",
+            "/api/v1/keys",
+            &json,
+            r#"{"user": "bob", "expires_in": "soon"}"#,
+        )
+        .await;
+    assert_eq!(
+        (bad_expiry.status, bad_expiry.json["error"]["field"].as_str()),
+        (400, Some("expires_in"))
+    );
+    let unknown = server
+        .send("POST", "/api/v1/keys", &json, r#"{"user": "bob", "budget": 5}"#)
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.json["error"]["message"].as_str().unwrap().contains("budget"));
 }

@@ -1,0 +1,195 @@
+//! Virtual key administration: create (the secret is returned once), list, revoke, rotate.
+//! The admin API and the CLI (`goodhart keys …`) both call these functions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use goodhart_core::Micros;
+use goodhart_core::keys::{KeyScope, VirtualKey, hash_secret, new_secret};
+use goodhart_core::time::parse_span;
+use goodhart_core::usage::MAX_LABEL_CHARS;
+use goodhart_store::Store;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `POST /api/v1/keys`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub user: String,
+    pub team: Option<String>,
+    pub project: Option<String>,
+    pub agent: Option<String>,
+    pub name: Option<String>,
+    /// A span such as `30d` or `12h`; no expiry when absent.
+    pub expires_in: Option<String>,
+}
+
+/// A key as the API shows it; `key` (the secret) only in the response that creates it.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub name: Option<String>,
+    pub user: String,
+    pub team: Option<String>,
+    pub project: Option<String>,
+    pub agent: Option<String>,
+    pub status: &'static str,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub replaced_by: Option<String>,
+}
+
+impl KeyView {
+    pub fn of(key: &VirtualKey, secret: Option<String>, now: Micros) -> KeyView {
+        KeyView {
+            id: key.id.clone(),
+            key: secret,
+            name: key.name.clone(),
+            user: key.scope.user.clone(),
+            team: key.scope.team.clone(),
+            project: key.scope.project.clone(),
+            agent: key.scope.agent.clone(),
+            status: key.status(now).as_str(),
+            created_at: key.created_at.rfc3339(),
+            expires_at: key.expires_at.map(Micros::rfc3339),
+            revoked_at: key.revoked_at.map(Micros::rfc3339),
+            replaced_by: key.replaced_by.clone(),
+        }
+    }
+}
+
+fn label(field: &'static str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::InvalidField { field, message };
+    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None if required => Err(invalid(format!("`{field}` is required"))),
+        None => Ok(None),
+        Some(v) if v.chars().count() > MAX_LABEL_CHARS => Err(invalid(format!(
+            "`{field}` is longer than {MAX_LABEL_CHARS} characters"
+        ))),
+        Some(v) if v.chars().any(char::is_control) => Err(invalid(format!("`{field}` contains control characters"))),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// A new key with a fresh secret for `scope`, created at `now`.
+fn mint(scope: KeyScope, name: Option<String>, expires_at: Option<Micros>, now: Micros) -> (VirtualKey, String) {
+    let (id, secret) = new_secret(rand::rng().random(), rand::rng().random());
+    let key = VirtualKey {
+        id,
+        name,
+        scope,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        replaced_by: None,
+    };
+    (key, secret)
+}
+
+/// Validates a request and stores a new key; returns it with its secret (shown once).
+pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(VirtualKey, String), ApiError> {
+    let scope = KeyScope {
+        user: label("user", Some(request.user), true)?.unwrap_or_default(),
+        team: label("team", request.team, false)?,
+        project: label("project", request.project, false)?,
+        agent: label("agent", request.agent, false)?,
+    };
+    let name = label("name", request.name, false)?;
+    let expires_at = match request.expires_in.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(span) => match parse_span(span) {
+            Some(micros) if micros > 0 => Some(Micros(now.0.saturating_add(micros))),
+            _ => {
+                return Err(ApiError::InvalidField {
+                    field: "expires_in",
+                    message: format!("expected a positive span such as 30d, 12h or 2w, got {span:?}"),
+                });
+            }
+        },
+    };
+    let (key, secret) = mint(scope, name, expires_at, now);
+    store.create_key(&key, &hash_secret(&secret)).await?;
+    Ok((key, secret))
+}
+
+/// Replaces an active key by a new one with the same scope, name and lifetime.
+pub async fn rotate(store: &dyn Store, id: &str, now: Micros) -> Result<(VirtualKey, String), ApiError> {
+    let old = find(store, id).await?;
+    let lifetime = old.expires_at.map(|at| at.0 - old.created_at.0);
+    let (key, secret) = mint(
+        old.scope.clone(),
+        old.name.clone(),
+        lifetime.map(|l| Micros(now.0 + l)),
+        now,
+    );
+    if !store.replace_key(id, &key, &hash_secret(&secret), now).await? {
+        return Err(ApiError::Conflict(format!("key {id} is already revoked")));
+    }
+    Ok((key, secret))
+}
+
+/// Revokes a key; revoking a revoked key is a conflict, an unknown one is not found.
+pub async fn revoke(store: &dyn Store, id: &str, now: Micros) -> Result<VirtualKey, ApiError> {
+    find(store, id).await?;
+    if !store.revoke_key(id, now).await? {
+        return Err(ApiError::Conflict(format!("key {id} is already revoked")));
+    }
+    find(store, id).await
+}
+
+async fn find(store: &dyn Store, id: &str) -> Result<VirtualKey, ApiError> {
+    store
+        .keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("key {id}")))
+}
+
+fn now() -> Micros {
+    Micros::from_timestamp(jiff::Timestamp::now())
+}
+
+pub async fn post_key(
+    State(state): State<AppState>,
+    request: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let Json(request) = request.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let now = now();
+    let (key, secret) = create(state.store.as_ref(), request, now).await?;
+    Ok((StatusCode::CREATED, Json(KeyView::of(&key, Some(secret), now))))
+}
+
+pub async fn list_keys(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = now();
+    let keys: Vec<KeyView> = state
+        .store
+        .keys()
+        .await?
+        .iter()
+        .map(|k| KeyView::of(k, None, now))
+        .collect();
+    Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
+    let now = now();
+    let key = revoke(state.store.as_ref(), &id, now).await?;
+    Ok(Json(KeyView::of(&key, None, now)))
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let now = now();
+    let (key, secret) = rotate(state.store.as_ref(), &id, now).await?;
+    Ok((StatusCode::CREATED, Json(KeyView::of(&key, Some(secret), now))))
+}
