@@ -367,8 +367,8 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         "status",
         "created_at",
         "expires_at",
+        "replaced_by",
     ];
-    header.push("replaced_by");
     if secret_shown {
         header.insert(1, "key"); // CSV output of a new key must not lose the only copy of its secret
     }
