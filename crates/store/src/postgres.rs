@@ -38,7 +38,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x0600_d4a7;
 pub struct PostgresStore {
     pool: Pool,
     names: Mutex<NameCache>,
+    /// Ingest transactions of one instance that may run at once. Batches of recent events
+    /// upsert the same rollup rows, so more concurrent writers only wait on each other's row
+    /// locks (2 measured best on 2 cores: BENCHMARKS.md).
+    ingest_slots: tokio::sync::Semaphore,
 }
+
+const CONCURRENT_INGESTS: usize = 2;
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
@@ -65,6 +71,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             names: Mutex::new(NameCache::default()),
+            ingest_slots: tokio::sync::Semaphore::new(CONCURRENT_INGESTS),
         };
         store.migrate().await?;
         Ok(store)
@@ -410,6 +417,11 @@ impl UsageStore for PostgresStore {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
         }
+        let _slot = self
+            .ingest_slots
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut fresh = Vec::new();
