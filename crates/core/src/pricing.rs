@@ -131,7 +131,7 @@ pub struct PriceError {
 }
 
 /// The cost of one call, by token kind; the parts always sum to [`CostBreakdown::total`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CostBreakdown {
     pub input: Nanos,
     pub output: Nanos,

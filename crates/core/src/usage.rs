@@ -109,14 +109,14 @@ impl Source {
 }
 
 /// Prompt and completion text, kept only when content storage is switched on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Content {
     pub prompt: Option<String>,
     pub completion: Option<String>,
 }
 
 /// A validated usage event, ready to be priced and stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {
     /// The idempotency key: the client's id, or one derived from the event's content.
     pub id: String,

@@ -18,6 +18,7 @@ use goodhart_core::usage::UsageEvent;
 mod migrations;
 pub mod postgres;
 mod rollup;
+pub mod spool;
 pub mod sqlite;
 mod summary;
 #[cfg(feature = "testing")]

@@ -1,0 +1,257 @@
+//! A durable, append-only spool of priced usage events.
+//!
+//! The gateway appends each call's usage here (and fsyncs) before the response completes, and a
+//! flusher moves sealed segments into the store, deleting a segment only after its events are
+//! committed. A crash at any point loses nothing: segments left on disk are replayed at start,
+//! and replaying events the store already has is harmless because inserts are idempotent by
+//! event id — so every call is counted exactly once.
+//!
+//! A segment is a sequence of records `[u32 length][u32 CRC-32][JSON]` (little-endian). A
+//! record cut short by a crash (a torn tail) is ignored: its call had not been acknowledged. A
+//! record whose checksum fails is corruption: the segment is kept, renamed `*.corrupt`, for a
+//! person to inspect, and never deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use goodhart_core::pricing::CostBreakdown;
+use goodhart_core::usage::UsageEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::{PricedEvent, Store, StoreError};
+
+/// Seal the active segment once it holds this many bytes.
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// A record longer than this cannot be genuine (it would be a corrupt length field).
+const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
+
+/// One spooled call: the event, its cost and the price-table version that priced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledEvent {
+    pub event: UsageEvent,
+    pub cost: Option<CostBreakdown>,
+    pub price_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("spool: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The writer side: one active segment, appended to and synced.
+pub struct Spool {
+    dir: PathBuf,
+    active: File,
+    active_path: PathBuf,
+    active_seq: u64,
+    active_bytes: u64,
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("segment-{seq:020}.log"))
+}
+
+fn segment_seq(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("segment-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+impl Spool {
+    /// Opens the spool in `dir` (created if needed). Segments already there — from a previous
+    /// run — are sealed and wait for [`flush`]; appends go to a new segment.
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let next = segments(dir)?.last().and_then(|p| segment_seq(p)).map_or(0, |s| s + 1);
+        let active_path = segment_path(dir, next);
+        let active = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&active_path)
+            .map_err(io_error(&active_path))?;
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            active,
+            active_path,
+            active_seq: next,
+            active_bytes: 0,
+        })
+    }
+
+    /// Appends records and waits until they are on disk. Seals the segment when it is full.
+    pub fn append(&mut self, records: &[SpooledEvent]) -> Result<(), SpoolError> {
+        let mut buffer = Vec::with_capacity(records.len() * 512);
+        for record in records {
+            let json = serde_json::to_vec(record).map_err(|e| SpoolError::Io {
+                path: self.active_path.clone(),
+                source: io::Error::other(e),
+            })?;
+            let mut crc = flate2::Crc::new();
+            crc.update(&json);
+            buffer.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(&crc.sum().to_le_bytes());
+            buffer.extend_from_slice(&json);
+        }
+        self.active.write_all(&buffer).map_err(io_error(&self.active_path))?;
+        self.active.sync_data().map_err(io_error(&self.active_path))?;
+        self.active_bytes += buffer.len() as u64;
+        if self.active_bytes >= SEGMENT_BYTES {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (if it holds anything) so it can be flushed.
+    pub fn seal(&mut self) -> Result<(), SpoolError> {
+        if self.active_bytes == 0 {
+            return Ok(());
+        }
+        let next = self.active_seq + 1;
+        let path = segment_path(&self.dir, next);
+        self.active = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        (self.active_path, self.active_seq, self.active_bytes) = (path, next, 0);
+        Ok(())
+    }
+
+    /// Sealed segments, oldest first.
+    pub fn sealed(&self) -> Result<Vec<PathBuf>, SpoolError> {
+        Ok(segments(&self.dir)?
+            .into_iter()
+            .filter(|p| *p != self.active_path)
+            .collect())
+    }
+
+    /// Bytes waiting in the spool (for the spool-depth metric).
+    pub fn depth_bytes(&self) -> Result<u64, SpoolError> {
+        let sealed: u64 = self
+            .sealed()?
+            .iter()
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(sealed + self.active_bytes)
+    }
+}
+
+fn segments(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(io_error(dir))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| segment_seq(p).is_some())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// What a segment holds.
+#[derive(Debug, Default)]
+pub struct SegmentContents {
+    pub records: Vec<SpooledEvent>,
+    /// The last record was cut short (a crash while writing it): it was never acknowledged.
+    pub torn_tail: bool,
+    /// Bytes from the first record that failed its checksum or could not be decoded.
+    pub corrupt_bytes: u64,
+}
+
+/// Reads every complete record of a segment.
+pub fn read_segment(path: &Path) -> Result<SegmentContents, SpoolError> {
+    let bytes = fs::read(path).map_err(io_error(path))?;
+    let mut contents = SegmentContents::default();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 8) else {
+            contents.torn_tail = true;
+            break;
+        };
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len > MAX_RECORD_BYTES {
+            contents.corrupt_bytes = (bytes.len() - at) as u64;
+            break;
+        }
+        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
+            contents.torn_tail = true;
+            break;
+        };
+        let mut check = flate2::Crc::new();
+        check.update(payload);
+        let decoded = (check.sum() == crc)
+            .then(|| serde_json::from_slice::<SpooledEvent>(payload).ok())
+            .flatten();
+        match decoded {
+            Some(record) => contents.records.push(record),
+            None => {
+                contents.corrupt_bytes = (bytes.len() - at) as u64;
+                break;
+            }
+        }
+        at += 8 + len as usize;
+    }
+    Ok(contents)
+}
+
+/// What a flush did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushOutcome {
+    pub segments: u64,
+    pub inserted: u64,
+    /// Events the store already had (a replay after a crash between commit and delete).
+    pub duplicates: u64,
+    /// Segments kept aside as `*.corrupt`.
+    pub corrupt_segments: u64,
+}
+
+/// Moves every sealed segment into the store, oldest first, deleting each once committed.
+/// Stops at the first store error, leaving that segment and later ones for the next flush.
+pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutcome, SpoolError> {
+    let mut outcome = FlushOutcome::default();
+    for path in sealed {
+        let contents = read_segment(&path)?;
+        // Events are stored per price-table version (the store records it per batch).
+        let mut by_version: Vec<(String, Vec<PricedEvent>)> = Vec::new();
+        for record in contents.records {
+            let priced = PricedEvent {
+                event: record.event,
+                cost: record.cost,
+            };
+            match by_version.iter_mut().find(|(v, _)| *v == record.price_version) {
+                Some((_, events)) => events.push(priced),
+                None => by_version.push((record.price_version, vec![priced])),
+            }
+        }
+        for (version, events) in by_version {
+            let inserted = store.insert_usage(events, &version).await?;
+            outcome.inserted += inserted.inserted;
+            outcome.duplicates += inserted.duplicates;
+        }
+        if contents.corrupt_bytes > 0 {
+            let kept = path.with_extension("corrupt");
+            tracing::error!(segment = %path.display(), corrupt_bytes = contents.corrupt_bytes, kept = %kept.display(),
+                "spool segment is corrupt after its readable records; kept for inspection");
+            fs::rename(&path, &kept).map_err(io_error(&path))?;
+            outcome.corrupt_segments += 1;
+        } else {
+            fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+        outcome.segments += 1;
+    }
+    Ok(outcome)
+}
