@@ -217,8 +217,21 @@ fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
     response
 }
 
-async fn read_json(body: Bytes) -> Result<Value, String> {
-    serde_json::from_slice(&body).map_err(|e| format!("invalid JSON body: {e}"))
+/// Reads the request and applies the faults that strike before any byte of a response.
+async fn begin(body: &Bytes, anthropic: bool) -> Result<(Value, Ask), Response> {
+    let body: Value = serde_json::from_slice(body).map_err(|e| {
+        let message = format!("invalid JSON body: {e}");
+        if anthropic {
+            anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
+        } else {
+            openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
+        }
+    })?;
+    let ask = ask(&body);
+    match early_fault(&ask, anthropic).await {
+        Some(response) => Err(response),
+        None => Ok((body, ask)),
+    }
 }
 
 /// OpenAI usage: prompt tokens include cached ones, completion tokens include reasoning.
@@ -275,14 +288,10 @@ async fn early_fault(ask: &Ask, anthropic: bool) -> Option<Response> {
 }
 
 async fn chat_completions(body: Bytes) -> Response {
-    let body = match read_json(body).await {
-        Ok(body) => body,
-        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    let (_, ask) = match begin(&body, false).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let ask = ask(&body);
-    if let Some(response) = early_fault(&ask, false).await {
-        return response;
-    }
     let (words, truncated) = reply(&ask);
     let finish = if truncated { "length" } else { "stop" };
     let id = request_id("chatcmpl-");
@@ -333,14 +342,10 @@ async fn chat_completions(body: Bytes) -> Response {
 }
 
 async fn responses(body: Bytes) -> Response {
-    let body = match read_json(body).await {
-        Ok(body) => body,
-        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    let (_, ask) = match begin(&body, false).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let ask = ask(&body);
-    if let Some(response) = early_fault(&ask, false).await {
-        return response;
-    }
     let (words, truncated) = reply(&ask);
     let id = request_id("resp_");
     let header = ("x-request-id", request_id("req_"));
@@ -389,14 +394,10 @@ async fn responses(body: Bytes) -> Response {
 }
 
 async fn embeddings(body: Bytes) -> Response {
-    let body = match read_json(body).await {
-        Ok(body) => body,
-        Err(e) => return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    let (body, ask) = match begin(&body, false).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let ask = ask(&body);
-    if let Some(response) = early_fault(&ask, false).await {
-        return response;
-    }
     let inputs = match body.get("input") {
         Some(Value::Array(items)) => items.len(),
         _ => 1,
@@ -439,14 +440,10 @@ fn anthropic_usage(ask: &Ask, output: u64) -> Value {
 }
 
 async fn messages(body: Bytes) -> Response {
-    let body = match read_json(body).await {
-        Ok(body) => body,
-        Err(e) => return anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    let (_, ask) = match begin(&body, true).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let ask = ask(&body);
-    if let Some(response) = early_fault(&ask, true).await {
-        return response;
-    }
     let (words, truncated) = reply(&ask);
     let stop = if truncated { "max_tokens" } else { "end_turn" };
     let id = request_id("msg_");
@@ -506,12 +503,12 @@ async fn messages(body: Bytes) -> Response {
 }
 
 async fn count_tokens(body: Bytes) -> Response {
-    match read_json(body).await {
-        Ok(body) => json_response(
+    match begin(&body, true).await {
+        Ok((_, ask)) => json_response(
             StatusCode::OK,
-            json!({"input_tokens": ask(&body).prompt_tokens}),
+            json!({"input_tokens": ask.prompt_tokens}),
             ("request-id", request_id("req_")),
         ),
-        Err(e) => anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+        Err(response) => response,
     }
 }
