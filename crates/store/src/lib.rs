@@ -184,9 +184,18 @@ fn now() -> Micros {
     Micros::from_timestamp(jiff::Timestamp::now())
 }
 
-/// Adds a signed delta to a rollup row (`placeholder` is `?` for SQLite, `$` for PostgreSQL).
-fn summary_upsert_sql(table: &str, placeholder: &str) -> String {
-    let columns = [
+/// How a backend feeds rows to the rollup upsert.
+#[derive(Clone, Copy)]
+enum RollupRows {
+    /// One row of `?1 … ?17` parameters (SQLite).
+    Values,
+    /// Seventeen arrays unnested into rows (PostgreSQL: one statement per batch).
+    Unnest,
+}
+
+/// Adds signed deltas to rollup rows: inserts missing rows, adds to existing ones.
+fn rollup_upsert_sql(table: &str, rows: RollupRows) -> String {
+    let columns: Vec<&str> = [
         "bucket",
         "user_id",
         "team_id",
@@ -199,17 +208,39 @@ fn summary_upsert_sql(table: &str, placeholder: &str) -> String {
     .into_iter()
     .chain(rollup::TOKEN_COLUMNS)
     .chain(["cost_nanos", "unpriced_requests", "estimated_requests"])
-    .collect::<Vec<_>>();
-    let values: Vec<String> = (1..=columns.len()).map(|i| format!("{placeholder}{i}")).collect();
+    .collect();
+    let source = match rows {
+        RollupRows::Values => {
+            let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            format!("VALUES ({})", params.join(", "))
+        }
+        RollupRows::Unnest => {
+            let arrays: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "${}::{}[]",
+                        i + 1,
+                        if matches!(*c, "provider" | "model") {
+                            "text"
+                        } else {
+                            "bigint"
+                        }
+                    )
+                })
+                .collect();
+            format!("SELECT * FROM unnest({})", arrays.join(", "))
+        }
+    };
     let updates: Vec<String> = columns[7..]
         .iter()
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (bucket, user_id, team_id, project_id, agent_id, provider, model) \
+        "INSERT INTO {table} ({}) {source} ON CONFLICT (bucket, user_id, team_id, project_id, agent_id, provider, model) \
          DO UPDATE SET {}",
         columns.join(", "),
-        values.join(", "),
         updates.join(", ")
     )
 }

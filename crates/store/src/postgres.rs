@@ -371,12 +371,7 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
             providers.push(key.provider);
             models.push(key.model);
         }
-        let upsert = crate::summary_upsert_sql(table, "$").replace(
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], \
-             $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
-             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])",
-        );
+        let upsert = crate::rollup_upsert_sql(table, crate::RollupRows::Unnest);
         let mut params: Vec<&(dyn ToSql + Sync)> = ints[..5].iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         params.push(&providers);
         params.push(&models);

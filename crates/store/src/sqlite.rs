@@ -335,7 +335,7 @@ fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
 
 fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
     for (table, rows) in rollup_tables(rollups) {
-        let mut upsert = tx.prepare_cached(&crate::summary_upsert_sql(table, "?"))?;
+        let mut upsert = tx.prepare_cached(&crate::rollup_upsert_sql(table, crate::RollupRows::Values))?;
         for (key, d) in rows {
             let (ids, values) = (key.ids(), d.values());
             let mut row: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|v| v as &dyn rusqlite::ToSql).collect();

@@ -446,47 +446,27 @@ async fn settings_are_set_once(db: &TestDatabase) {
 
 async fn reopening_keeps_data_and_schema(db: &TestDatabase) {
     let table = prices();
+    let batch = || {
+        priced(
+            &table,
+            vec![event(
+                "x",
+                at("2026-11-02T09:00:00Z"),
+                "alice",
+                None,
+                "gpt-4o-mini",
+                1,
+                1,
+            )],
+        )
+    };
     {
         let store = db.open().await.unwrap();
-        store
-            .insert_usage(
-                priced(
-                    &table,
-                    vec![event(
-                        "x",
-                        at("2026-11-02T09:00:00Z"),
-                        "alice",
-                        None,
-                        "gpt-4o-mini",
-                        1,
-                        1,
-                    )],
-                ),
-                table.version(),
-            )
-            .await
-            .unwrap();
+        store.insert_usage(batch(), table.version()).await.unwrap();
     }
     let store = db.open().await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 1);
-    let outcome = store
-        .insert_usage(
-            priced(
-                &table,
-                vec![event(
-                    "x",
-                    at("2026-11-02T09:00:00Z"),
-                    "alice",
-                    None,
-                    "gpt-4o-mini",
-                    1,
-                    1,
-                )],
-            ),
-            table.version(),
-        )
-        .await
-        .unwrap();
+    let outcome = store.insert_usage(batch(), table.version()).await.unwrap();
     assert_eq!(outcome.duplicates, 1);
 }
 
