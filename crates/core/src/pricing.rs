@@ -239,14 +239,20 @@ impl PriceTable {
     /// Finds the price of `model`, using `provider` only to choose between entries of the same
     /// name. Returns `None` for an unknown model: it must then be stored unpriced, never as $0.
     pub fn resolve(&self, provider: Option<&str>, model: &str) -> Option<&ModelPrice> {
-        name_candidates(model).into_iter().find_map(|name| {
-            let entries = self.by_name.get(&name)?;
+        let pick = |entries: &Vec<usize>| {
             let chosen = entries
                 .iter()
                 .find(|&&i| provider.is_some_and(|p| self.models[i].provider.eq_ignore_ascii_case(p)))
                 .or_else(|| entries.first())?;
             Some(&self.models[*chosen])
-        })
+        };
+        // Most events name a model exactly as listed: look that up without allocating.
+        if let Some(entries) = self.by_name.get(model) {
+            return pick(entries);
+        }
+        name_candidates(model)
+            .into_iter()
+            .find_map(|name| pick(self.by_name.get(&name)?))
     }
 
     /// The cost of a call, or `None` when the model has no price.
