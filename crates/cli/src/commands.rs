@@ -79,9 +79,33 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         state.store.backend(),
         config.prices.version()
     )?;
+    let gateway = state.gateway.clone();
+    let gateway_config = gateway.config();
+    writeln!(
+        out,
+        "Gateway: OpenAI base URL http://{addr}/v1, Anthropic base URL http://{addr} (authenticate with a key from `goodhart keys create`)"
+    )?;
+    for provider in &gateway_config.providers {
+        writeln!(
+            out,
+            "  {} protocol -> {} ({})",
+            provider.protocol.as_str(),
+            provider.name,
+            provider.base_url
+        )?;
+    }
+    if gateway_config.mock {
+        writeln!(
+            out,
+            "No provider key set for some protocols: their calls go to the built-in mock provider (realistic usage, no cost).\n\
+             Set OPENAI_API_KEY / ANTHROPIC_API_KEY, or configure [[providers]], to use real providers."
+        )?;
+    }
     drop(out);
     let app = goodhart_server::app(state, config.request_timeout);
-    goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await?;
+    let served = goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await;
+    gateway.shutdown().await;
+    served?;
     Ok(())
 }
 

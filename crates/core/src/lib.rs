@@ -5,12 +5,14 @@
 //! runtime (CI checks its dependency tree); callers gather inputs, call these functions and act
 //! on the results.
 
+pub mod attribution;
 pub mod fingerprint;
 pub mod keys;
 pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod report;
+pub mod requests;
 pub mod sse;
 pub mod time;
 pub mod usage;

@@ -109,6 +109,10 @@ pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedU
     })
 }
 
+/// The most output text a tap keeps (for fingerprints and estimates); the rest is counted
+/// in characters only.
+pub const MAX_COLLECTED_TEXT_BYTES: usize = 1 << 20;
+
 /// Collects usage from the events of a streamed response, whatever their order and chunking.
 #[derive(Debug)]
 pub struct StreamTap {
@@ -116,6 +120,11 @@ pub struct StreamTap {
     usage: Option<Value>,
     model: Option<String>,
     finish_reason: Option<String>,
+    response_id: Option<String>,
+    /// The output text so far, when the tap was asked to collect it.
+    output: Option<String>,
+    /// The stream's terminal event arrived (`[DONE]`, `message_stop`, `response.completed`…).
+    ended: bool,
 }
 
 impl StreamTap {
@@ -125,6 +134,43 @@ impl StreamTap {
             usage: None,
             model: None,
             finish_reason: None,
+            response_id: None,
+            output: None,
+            ended: false,
+        }
+    }
+
+    /// A tap that also collects the output text (up to [`MAX_COLLECTED_TEXT_BYTES`]).
+    pub fn collecting_text(protocol: WireProtocol) -> StreamTap {
+        StreamTap {
+            output: Some(String::new()),
+            ..StreamTap::new(protocol)
+        }
+    }
+
+    /// The output text collected so far (empty unless the tap collects text).
+    pub fn output_text(&self) -> &str {
+        self.output.as_deref().unwrap_or_default()
+    }
+
+    /// The provider's id of the response, once seen.
+    pub fn response_id(&self) -> Option<&str> {
+        self.response_id.as_deref()
+    }
+
+    /// Whether the stream's terminal event has arrived.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    fn collect(&mut self, text: Option<&str>) {
+        if let (Some(out), Some(text)) = (self.output.as_mut(), text) {
+            let room = MAX_COLLECTED_TEXT_BYTES.saturating_sub(out.len());
+            let mut cut = text.len().min(room);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&text[..cut]);
         }
     }
 
@@ -132,9 +178,26 @@ impl StreamTap {
     /// deltas; skipping them without parsing their JSON keeps metering cheap.
     fn may_matter(&self, event: &SseEvent) -> bool {
         let named = |names: &[&str]| event.event.as_deref().is_none_or(|name| names.contains(&name));
+        let text = self.output.is_some();
         match self.protocol {
-            WireProtocol::Anthropic => named(&["message_start", "message_delta"]),
-            WireProtocol::OpenAiResponses => named(&["response.completed", "response.incomplete", "response.failed"]),
+            WireProtocol::Anthropic => {
+                named(&["message_start", "message_delta", "message_stop"]) || (text && named(&["content_block_delta"]))
+            }
+            WireProtocol::OpenAiResponses => {
+                named(&[
+                    "response.completed",
+                    "response.incomplete",
+                    "response.failed",
+                    "response.created",
+                ]) || (text
+                    && named(&[
+                        "response.output_text.delta",
+                        "response.function_call_arguments.delta",
+                        "response.reasoning_summary_text.delta",
+                    ]))
+            }
+            WireProtocol::OpenAiChat if event.data == "[DONE]" => true,
+            WireProtocol::OpenAiChat if text => true,
             WireProtocol::OpenAiChat => {
                 let data = event.data.as_str();
                 self.model.is_none()
@@ -151,12 +214,31 @@ impl StreamTap {
         if !self.may_matter(event) {
             return;
         }
+        if self.protocol == WireProtocol::OpenAiChat && event.data == "[DONE]" {
+            self.ended = true;
+            return;
+        }
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
         match self.protocol {
             WireProtocol::OpenAiChat => {
                 self.model = self.model.take().or_else(|| text(&data, &["model"]));
+                self.response_id = self.response_id.take().or_else(|| text(&data, &["id"]));
+                if self.output.is_some()
+                    && let Some(choices) = data.get("choices").and_then(Value::as_array)
+                {
+                    for delta in choices.iter().filter_map(|c| c.get("delta")) {
+                        self.collect(delta.get("content").and_then(Value::as_str));
+                        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                            self.collect(
+                                call.get("function")
+                                    .and_then(|f| f.get("arguments"))
+                                    .and_then(Value::as_str),
+                            );
+                        }
+                    }
+                }
                 if let Some(reason) = data
                     .get("choices")
                     .and_then(Value::as_array)
@@ -170,8 +252,15 @@ impl StreamTap {
             }
             WireProtocol::OpenAiResponses => {
                 let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
-                if matches!(kind, "response.completed" | "response.incomplete" | "response.failed") {
+                if kind.ends_with(".delta") {
+                    self.collect(data.get("delta").and_then(Value::as_str));
+                } else if kind == "response.created" {
+                    self.response_id = text(&data, &["response", "id"]);
+                    self.model = text(&data, &["response", "model"]);
+                } else if matches!(kind, "response.completed" | "response.incomplete" | "response.failed") {
+                    self.ended = true;
                     let response = data.get("response").cloned().unwrap_or_default();
+                    self.response_id = text(&response, &["id"]).or(self.response_id.take());
                     self.model = text(&response, &["model"]).or(self.model.take());
                     self.finish_reason =
                         text(&response, &["incomplete_details", "reason"]).or_else(|| text(&response, &["status"]));
@@ -179,8 +268,17 @@ impl StreamTap {
                 }
             }
             WireProtocol::Anthropic => match data.get("type").and_then(Value::as_str).unwrap_or_default() {
+                "content_block_delta" => {
+                    let delta = data.get("delta");
+                    let piece = ["text", "partial_json", "thinking"]
+                        .iter()
+                        .find_map(|field| delta.and_then(|d| d.get(field)).and_then(Value::as_str));
+                    self.collect(piece);
+                }
+                "message_stop" => self.ended = true,
                 "message_start" => {
                     self.model = text(&data, &["message", "model"]);
+                    self.response_id = text(&data, &["message", "id"]);
                     self.usage = data
                         .get("message")
                         .and_then(|m| m.get("usage"))

@@ -131,6 +131,33 @@ pub struct UsageEvent {
     pub source: Source,
     /// Token counts are an estimate (e.g. a stream cut off before the provider reported usage).
     pub estimated: bool,
+    /// How the gateway saw the call (absent for usage that did not pass the gateway).
+    #[serde(default)]
+    pub call: Option<CallMeta>,
+}
+
+/// What the gateway observed about one proxied call, besides its usage.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CallMeta {
+    /// The virtual key the client authenticated with.
+    pub key_id: String,
+    /// `chat_completions`, `responses`, `embeddings` or `messages`.
+    pub endpoint: String,
+    /// The HTTP status the provider answered with.
+    pub status: u16,
+    pub stream: bool,
+    /// From the request arriving to the response's last byte.
+    pub latency_micros: u64,
+    /// From the request arriving to the first byte of the provider's response body.
+    pub ttft_micros: Option<u64>,
+    /// The `max_tokens` (or `max_output_tokens`, `max_completion_tokens`) the request asked for.
+    pub max_tokens: Option<u64>,
+    /// The provider's request id (`request-id` / `x-request-id`), returned to the client too.
+    pub upstream_request_id: Option<String>,
+    /// The provider's id of the response (`chatcmpl-…`, `resp_…`, `msg_…`).
+    pub response_id: Option<String>,
+    /// The client went away before the response ended.
+    pub client_disconnected: bool,
 }
 
 /// One usage event as clients send it to `POST /api/v1/usage` (the public contract).
@@ -235,6 +262,7 @@ impl UsageEventInput {
             content,
             source: policy.source,
             estimated: false,
+            call: None,
         })
     }
 }
@@ -293,7 +321,7 @@ fn required_label(field: &'static str, value: String) -> Result<String, FieldErr
     })
 }
 
-fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<String>, FieldError> {
+pub(crate) fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<String>, FieldError> {
     match value {
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => required_label(field, v).map(Some),

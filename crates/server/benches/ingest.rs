@@ -156,7 +156,11 @@ async fn start(url: &str) -> SocketAddr {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(url.to_owned()),
     };
-    let file = RawConfig::from_toml("[limits]\nmax_body_bytes = 268435456").unwrap();
+    let spool = std::env::temp_dir().join(format!("goodhart-bench-spool-{}", std::process::id()));
+    let file = RawConfig::from_toml(&format!(
+        "[limits]\nmax_body_bytes = 268435456\n[gateway]\nspool_dir = {spool:?}"
+    ))
+    .unwrap();
     let config = Config::resolve(file, overrides).unwrap();
     let (state, _) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();

@@ -5,11 +5,12 @@
 //! (clap) already merges flags over environment variables; this module merges that over the file.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use goodhart_core::pricing::{PriceTable, RawModelPrice};
+use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -31,6 +32,12 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub prices: RawPrices,
+    #[serde(default)]
+    pub gateway: RawGateway,
+    /// The LLM providers the gateway forwards to (none: real APIs for the keys set in
+    /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`, the built-in mock for the others).
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +72,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub prices: Arc<PriceTable>,
+    /// Providers before the defaults for unset ones are filled in (see [`GatewayConfig::with_default_providers`]).
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,14 +140,33 @@ impl Config {
         let prices = PriceTable::builtin()
             .with_overrides(&file.prices.model)
             .map_err(|e| invalid(&format!("prices: {}", e.key), e.reason))?;
+        let mut raw_gateway = file.gateway;
+        if raw_gateway.spool_dir.is_none() {
+            raw_gateway.spool_dir = Some(default_spool_dir(&database_url));
+        }
+        let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, |var| std::env::var(var).ok())
+            .map_err(|e| invalid(&e.key, e.reason))?;
+        let store_content = file.store_content.unwrap_or(false);
+        gateway.max_body_bytes = max_body_bytes as usize;
+        gateway.store_content = store_content;
         Ok(Config {
             listen,
             database_url,
-            store_content: file.store_content.unwrap_or(false),
+            gateway,
+            store_content,
             max_body_bytes: max_body_bytes as usize,
             request_timeout: Duration::from_secs(timeout),
             prices: Arc::new(prices),
         })
+    }
+}
+
+/// The spool lives next to an SQLite database (`goodhart.db` → `goodhart.db-spool/`), else in
+/// `goodhart-spool/` in the working directory.
+fn default_spool_dir(database_url: &str) -> PathBuf {
+    match goodhart_store::sqlite_path(database_url) {
+        Ok(Some(path)) if path != ":memory:" => PathBuf::from(format!("{path}-spool")),
+        _ => PathBuf::from(goodhart_gateway::config::DEFAULT_SPOOL_DIR),
     }
 }
 

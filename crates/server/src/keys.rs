@@ -182,6 +182,7 @@ pub async fn list_keys(State(state): State<AppState>) -> Result<Json<serde_json:
 pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
     let now = now();
     let key = revoke(state.store.as_ref(), &id, now).await?;
+    state.gateway.invalidate_keys();
     Ok(Json(KeyView::of(&key, None, now)))
 }
 
@@ -191,5 +192,6 @@ pub async fn rotate_key(
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     let now = now();
     let (key, secret) = rotate(state.store.as_ref(), &id, now).await?;
+    state.gateway.invalidate_keys();
     Ok((StatusCode::CREATED, Json(KeyView::of(&key, Some(secret), now))))
 }

@@ -2,9 +2,11 @@
 //! SIGTERM/SIGINT stop accepting and let in-flight requests finish (bounded by a deadline).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use goodhart_gateway::Gateway;
 use goodhart_store::Store;
 use tokio::net::TcpListener;
 
@@ -26,6 +28,8 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("usage spool: {0}")]
+    Spool(#[from] goodhart_store::spool::SpoolError),
     #[error(
         "the stored admin token hash is corrupt; delete the `{ADMIN_TOKEN_SETTING}` setting to generate a new token"
     )]
@@ -64,16 +68,33 @@ pub async fn settle_admin_token(
     Ok((stored(hash)?, None))
 }
 
-/// Opens the store and builds the shared state. Returns a newly generated admin token, if any.
+/// Opens the store, settles the admin token and starts the gateway — with the built-in mock
+/// provider on a loopback port for the protocols no provider serves. Returns a newly generated
+/// admin token, if any.
 pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(AppState, Option<String>), ServeError> {
     let store = goodhart_store::open(&config.database_url).await?;
     let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
+    let env = |var: &str| std::env::var(var).ok();
+    let mut gateway_config = config.gateway.clone();
+    if gateway_config.providers.is_empty() {
+        let needs_mock = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+            .iter()
+            .any(|var| env(var).is_none_or(|v| v.trim().is_empty()));
+        let mock_base = if needs_mock {
+            format!("http://{}", goodhart_sim::mock_provider::spawn().await?)
+        } else {
+            String::new()
+        };
+        gateway_config = gateway_config.with_default_providers(env, &mock_base);
+    }
+    let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices))?;
     let state = AppState {
         store,
         prices: config.prices.clone(),
         admin_token_hash,
         store_content: config.store_content,
         max_body_bytes: config.max_body_bytes,
+        gateway,
     };
     Ok((state, generated))
 }

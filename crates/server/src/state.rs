@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use goodhart_core::pricing::PriceTable;
+use goodhart_gateway::Gateway;
 use goodhart_store::Store;
 
 use crate::auth::TokenHash;
@@ -14,4 +15,5 @@ pub struct AppState {
     pub admin_token_hash: TokenHash,
     pub store_content: bool,
     pub max_body_bytes: usize,
+    pub gateway: Gateway,
 }

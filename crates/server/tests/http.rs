@@ -22,7 +22,11 @@ struct TestServer {
 }
 
 async fn start(db: TestDatabase) -> TestServer {
-    let file = RawConfig::from_toml(&format!("[limits]\nmax_body_bytes = {BODY_LIMIT}")).unwrap();
+    let file = RawConfig::from_toml(&format!(
+        "[limits]\nmax_body_bytes = {BODY_LIMIT}\n[gateway]\nspool_dir = {:?}",
+        db.dir().join("spool")
+    ))
+    .unwrap();
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(db.url.clone()),

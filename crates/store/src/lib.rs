@@ -166,7 +166,7 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 }
 
 /// The file of a SQLite URL, or `None` for PostgreSQL.
-fn sqlite_path(url: &str) -> Result<Option<&str>, StoreError> {
+pub fn sqlite_path(url: &str) -> Result<Option<&str>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(None);
     }
@@ -179,9 +179,13 @@ fn sqlite_path(url: &str) -> Result<Option<&str>, StoreError> {
     Ok(Some(path))
 }
 
-/// The current time for `created_at`/`received_at` columns (the store is IO; core never reads the clock).
-fn now() -> Micros {
+/// The wall-clock time, as stored (the store is IO; core never reads the clock).
+pub fn now_micros() -> Micros {
     Micros::from_timestamp(jiff::Timestamp::now())
+}
+
+fn now() -> Micros {
+    now_micros()
 }
 
 /// How a backend feeds rows to the rollup upsert.

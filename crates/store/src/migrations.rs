@@ -15,6 +15,10 @@ pub const SQLITE: &[Migration] = &[
         version: "20261123010000_keys",
         sql: include_str!("../migrations/sqlite/20261123010000_keys.sql"),
     },
+    Migration {
+        version: "20261123020000_gateway_calls",
+        sql: include_str!("../migrations/sqlite/20261123020000_gateway_calls.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -25,6 +29,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: "20261123010000_keys",
         sql: include_str!("../migrations/postgres/20261123010000_keys.sql"),
+    },
+    Migration {
+        version: "20261123020000_gateway_calls",
+        sql: include_str!("../migrations/postgres/20261123020000_gateway_calls.sql"),
     },
 ];
 

@@ -16,7 +16,7 @@ use goodhart_core::Micros;
 use goodhart_core::keys::{KeyScope, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
-use goodhart_core::usage::TokenCounts;
+use goodhart_core::usage::{CallMeta, TokenCounts};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Transaction};
@@ -283,6 +283,7 @@ impl PostgresStore {
         }
         let mut rollups = Rollups::default();
         let mut unpriced = 0;
+        let mut calls = CallColumns::default();
         for row in &inserted {
             let (seq, event_id): (i64, &str) = (row.get(0), row.get(1));
             let i = first_index[event_id];
@@ -295,18 +296,81 @@ impl PostgresStore {
                 )
                 .await?;
             }
+            if let Some(call) = &e.call {
+                calls.push(seq, call);
+            }
             let cost = priced.cost.map(|c| c.total().0);
             unpriced += u64::from(cost.is_none());
             let delta = RollupDelta::of_event(&e.tokens, cost, e.estimated);
             rollups.add(e.timestamp, dims, e.provider.as_deref().unwrap_or(""), &e.model, &delta);
         }
         apply_rollups(tx, &rollups).await?;
+        calls.insert(tx).await?;
         let inserted = inserted.len() as u64;
         Ok(InsertOutcome {
             inserted,
             duplicates: events.len() as u64 - inserted,
             unpriced,
         })
+    }
+}
+
+/// Gateway call rows of one batch, column by column, for one `unnest` insert.
+#[derive(Default)]
+struct CallColumns<'a> {
+    seq: Vec<i64>,
+    key_id: Vec<&'a str>,
+    endpoint: Vec<&'a str>,
+    status: Vec<i64>,
+    stream: Vec<i64>,
+    latency_micros: Vec<i64>,
+    ttft_micros: Vec<Option<i64>>,
+    max_tokens: Vec<Option<i64>>,
+    upstream_request_id: Vec<Option<&'a str>>,
+    response_id: Vec<Option<&'a str>>,
+    client_disconnected: Vec<i64>,
+}
+
+impl<'a> CallColumns<'a> {
+    fn push(&mut self, seq: i64, call: &'a CallMeta) {
+        self.seq.push(seq);
+        self.key_id.push(&call.key_id);
+        self.endpoint.push(&call.endpoint);
+        self.status.push(i64::from(call.status));
+        self.stream.push(i64::from(call.stream));
+        self.latency_micros.push(call.latency_micros as i64);
+        self.ttft_micros.push(call.ttft_micros.map(|t| t as i64));
+        self.max_tokens.push(call.max_tokens.map(|t| t as i64));
+        self.upstream_request_id.push(call.upstream_request_id.as_deref());
+        self.response_id.push(call.response_id.as_deref());
+        self.client_disconnected.push(i64::from(call.client_disconnected));
+    }
+
+    async fn insert(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.seq.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, ttft_micros, \
+             max_tokens, upstream_request_id, response_id, client_disconnected) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
+             $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[])",
+            &[
+                &self.seq,
+                &self.key_id,
+                &self.endpoint,
+                &self.status,
+                &self.stream,
+                &self.latency_micros,
+                &self.ttft_micros,
+                &self.max_tokens,
+                &self.upstream_request_id,
+                &self.response_id,
+                &self.client_disconnected,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -92,7 +92,9 @@ impl Spool {
         })
     }
 
-    /// Appends records and waits until they are on disk. Seals the segment when it is full.
+    /// Appends records with one `write`: from then on they survive the process being killed
+    /// (they are in the kernel's page cache); [`Spool::sync`] makes them survive a power loss
+    /// too. Seals the segment when it is full.
     pub fn append(&mut self, records: &[SpooledEvent]) -> Result<(), SpoolError> {
         let mut buffer = Vec::with_capacity(records.len() * 512);
         for record in records {
@@ -107,12 +109,22 @@ impl Spool {
             buffer.extend_from_slice(&json);
         }
         self.active.write_all(&buffer).map_err(io_error(&self.active_path))?;
-        self.active.sync_data().map_err(io_error(&self.active_path))?;
         self.active_bytes += buffer.len() as u64;
         if self.active_bytes >= SEGMENT_BYTES {
             self.seal()?;
         }
         Ok(())
+    }
+
+    /// Waits until everything appended to the active segment is on disk.
+    pub fn sync(&self) -> Result<(), SpoolError> {
+        self.active.sync_data().map_err(io_error(&self.active_path))
+    }
+
+    /// A second handle on the active segment, so a caller can sync it without holding the
+    /// spool (appends go on meanwhile).
+    pub fn active_handle(&self) -> Result<File, SpoolError> {
+        self.active.try_clone().map_err(io_error(&self.active_path))
     }
 
     /// Closes the active segment (if it holds anything) so it can be flushed.

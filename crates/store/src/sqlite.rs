@@ -247,9 +247,25 @@ impl Writer {
                 }
                 outcome.inserted += 1;
                 outcome.unpriced += u64::from(cost.is_none());
+                let seq = tx.last_insert_rowid();
                 if let Some(content) = &e.content {
                     tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
-                        .execute(params![tx.last_insert_rowid(), content.prompt, content.completion])?;
+                        .execute(params![seq, content.prompt, content.completion])?;
+                }
+                if let Some(call) = &e.call {
+                    tx.prepare_cached(INSERT_CALL)?.execute(params![
+                        seq,
+                        call.key_id,
+                        call.endpoint,
+                        call.status,
+                        call.stream,
+                        call.latency_micros as i64,
+                        call.ttft_micros.map(|t| t as i64),
+                        call.max_tokens.map(|t| t as i64),
+                        call.upstream_request_id,
+                        call.response_id,
+                        call.client_disconnected,
+                    ])?;
                 }
                 rollups.add(
                     e.timestamp,
@@ -307,6 +323,10 @@ const INSERT_EVENT: &str = "INSERT INTO usage_events (event_id, ts, user_id, tea
     completion_simhash, completion_compress_permille, prompt_chars, completion_chars, received_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
     ?24, ?25, ?26, ?27, ?28) ON CONFLICT (event_id) DO NOTHING";
+
+const INSERT_CALL: &str = "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, \
+    ttft_micros, max_tokens, upstream_request_id, response_id, client_disconnected) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
     let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);

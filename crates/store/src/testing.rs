@@ -13,14 +13,16 @@ pub fn postgres_base_url() -> String {
     std::env::var("GOODHART_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A database that exists for one test.
+/// A database that exists for one test, with a scratch directory for the test's other files
+/// (e.g. the gateway's spool).
 pub struct TestDatabase {
     pub url: String,
+    dir: tempfile::TempDir,
     cleanup: Cleanup,
 }
 
 enum Cleanup {
-    Sqlite(#[expect(dead_code, reason = "held only so the directory lives as long as the database")] tempfile::TempDir),
+    Sqlite,
     Postgres { schema: String },
 }
 
@@ -30,7 +32,8 @@ impl TestDatabase {
         let url = format!("sqlite://{}", dir.path().join("goodhart.db").display());
         TestDatabase {
             url,
-            cleanup: Cleanup::Sqlite(dir),
+            dir,
+            cleanup: Cleanup::Sqlite,
         }
     }
 
@@ -53,8 +56,14 @@ impl TestDatabase {
         let url = format!("{}{separator}options=-csearch_path%3D{schema}", postgres_base_url());
         TestDatabase {
             url,
+            dir: tempfile::tempdir().expect("create a temporary directory"),
             cleanup: Cleanup::Postgres { schema },
         }
+    }
+
+    /// A directory that lives as long as the database.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {

@@ -55,6 +55,7 @@ fn event(id: &str, ts: Micros, user: &str, team: Option<&str>, model: &str, inpu
         content: None,
         source: Source::Api,
         estimated: false,
+        call: None,
     }
 }
 

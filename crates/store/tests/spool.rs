@@ -5,7 +5,7 @@ use goodhart_core::Micros;
 use goodhart_core::Nanos;
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::pricing::CostBreakdown;
-use goodhart_core::usage::{Attribution, Source, TokenCounts, UsageEvent};
+use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
 use goodhart_store::spool::{Spool, SpooledEvent, flush, read_segment};
 use goodhart_store::testing::TestDatabase;
 
@@ -34,6 +34,18 @@ fn record(i: u64) -> SpooledEvent {
             content: None,
             source: Source::Gateway,
             estimated: i.is_multiple_of(7),
+            call: Some(CallMeta {
+                key_id: "k1".into(),
+                endpoint: "messages".into(),
+                status: 200,
+                stream: true,
+                latency_micros: 1_000 + i,
+                ttft_micros: Some(500),
+                max_tokens: Some(1024),
+                upstream_request_id: Some(format!("req_{i}")),
+                response_id: Some(format!("msg_{i}")),
+                client_disconnected: false,
+            }),
         },
         cost: Some(CostBreakdown {
             input: Nanos(300 * (100 + i as i64)),

@@ -1,0 +1,267 @@
+//! What the gateway reads from a client's request and a provider's complete response body:
+//! the model, streaming, the output cap asked for, and the text that fingerprints and token
+//! estimates are made from.
+
+use serde_json::Value;
+
+use crate::providers::WireProtocol;
+
+/// The provider endpoints the gateway meters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Responses,
+    Embeddings,
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Responses => "responses",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+        }
+    }
+
+    /// The shape of this endpoint's responses and usage.
+    pub fn protocol(self) -> WireProtocol {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Embeddings => WireProtocol::OpenAiChat,
+            Endpoint::Responses => WireProtocol::OpenAiResponses,
+            Endpoint::Messages | Endpoint::CountTokens => WireProtocol::Anthropic,
+        }
+    }
+
+    /// Whether the endpoint belongs to Anthropic's API (errors then take Anthropic's shape).
+    pub fn is_anthropic(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
+
+    /// The path under the provider's base URL (OpenAI bases end in `/v1`, Anthropic's do not).
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Responses => "/responses",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+}
+
+/// What a request body says about the call it asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever is set.
+    pub max_tokens: Option<u64>,
+    /// OpenAI chat: the client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// `metadata.user_id` (Claude Code encodes its session there).
+    pub metadata_user_id: Option<String>,
+}
+
+pub fn request_facts(body: &Value) -> RequestFacts {
+    let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|field| body.get(field).and_then(Value::as_u64));
+    RequestFacts {
+        model: body.get("model").and_then(Value::as_str).map(str::to_owned),
+        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        max_tokens,
+        include_usage: body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        metadata_user_id: body
+            .get("metadata")
+            .and_then(|m| m.get("user_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
+}
+
+/// The text of a request: all of it (for token estimates) and the newest turn (for the
+/// prompt fingerprint — a conversation's shared prefix would make every turn of a long,
+/// productive session look like a repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptText {
+    pub full: String,
+    pub last_turn: String,
+}
+
+pub fn prompt_text(endpoint: Endpoint, body: &Value) -> PromptText {
+    let mut prompt = PromptText::default();
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => {
+            if let Some(system) = body.get("system") {
+                push_text(&mut prompt.full, system);
+            }
+            let messages = body.get("messages").and_then(Value::as_array);
+            for message in messages.into_iter().flatten() {
+                if let Some(content) = message.get("content") {
+                    push_text(&mut prompt.full, content);
+                }
+            }
+            let last_user = messages.and_then(|m| {
+                m.iter()
+                    .rev()
+                    .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            });
+            if let Some(content) = last_user.and_then(|m| m.get("content")) {
+                push_text(&mut prompt.last_turn, content);
+            }
+        }
+        Endpoint::Responses => {
+            if let Some(instructions) = body.get("instructions") {
+                push_text(&mut prompt.full, instructions);
+            }
+            match body.get("input") {
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        push_text(&mut prompt.full, item.get("content").unwrap_or(item));
+                    }
+                    if let Some(last) = items.last() {
+                        push_text(&mut prompt.last_turn, last.get("content").unwrap_or(last));
+                    }
+                }
+                Some(input) => {
+                    push_text(&mut prompt.full, input);
+                    push_text(&mut prompt.last_turn, input);
+                }
+                None => {}
+            }
+        }
+        Endpoint::Embeddings => {
+            if let Some(input) = body.get("input") {
+                push_text(&mut prompt.full, input);
+                push_text(&mut prompt.last_turn, input);
+            }
+        }
+    }
+    prompt
+}
+
+/// Appends the text of a content value: a string, an array of strings or of content blocks
+/// (`{"type":"text","text":…}`, `input_text`, `tool_result` with nested content…).
+fn push_text(out: &mut String, value: &Value) {
+    match value {
+        Value::String(text) => {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(text);
+        }
+        Value::Array(items) => items.iter().for_each(|item| push_text(out, item)),
+        Value::Object(block) => {
+            for field in ["text", "content", "input", "arguments", "output"] {
+                if let Some(inner) = block.get(field) {
+                    push_text(out, inner);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The output text of a complete (non-streamed) response.
+pub fn output_text(endpoint: Endpoint, body: &Value) -> String {
+    let mut out = String::new();
+    match endpoint {
+        Endpoint::ChatCompletions => {
+            for choice in body.get("choices").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(message) = choice.get("message") {
+                    if let Some(content) = message.get("content") {
+                        push_text(&mut out, content);
+                    }
+                    let calls = message.get("tool_calls").and_then(Value::as_array);
+                    for function in calls.into_iter().flatten().filter_map(|c| c.get("function")) {
+                        push_text(&mut out, function);
+                    }
+                }
+            }
+        }
+        Endpoint::Responses => {
+            for item in body.get("output").and_then(Value::as_array).into_iter().flatten() {
+                push_text(&mut out, item);
+            }
+        }
+        Endpoint::Messages => {
+            if let Some(content) = body.get("content") {
+                push_text(&mut out, content);
+            }
+        }
+        Endpoint::Embeddings | Endpoint::CountTokens => {}
+    }
+    out
+}
+
+/// The provider's id of a complete response (`chatcmpl-…`, `resp_…`, `msg_…`).
+pub fn response_id(body: &Value) -> Option<String> {
+    body.get("id").and_then(Value::as_str).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn facts_read_every_spelling_of_the_output_cap() {
+        let chat = json!({"model": "gpt-4o", "stream": true, "max_completion_tokens": 300,
+            "stream_options": {"include_usage": true}});
+        let facts = request_facts(&chat);
+        assert_eq!(facts.model.as_deref(), Some("gpt-4o"));
+        assert!(facts.stream && facts.include_usage);
+        assert_eq!(facts.max_tokens, Some(300));
+        assert_eq!(request_facts(&json!({"max_output_tokens": 9})).max_tokens, Some(9));
+        let claude = json!({"model": "claude-sonnet-4-5", "max_tokens": 32000,
+            "metadata": {"user_id": "{\"session_id\":\"s1\"}"}});
+        let facts = request_facts(&claude);
+        assert_eq!(facts.max_tokens, Some(32000));
+        assert!(!facts.stream && !facts.include_usage);
+        assert_eq!(facts.metadata_user_id.as_deref(), Some("{\"session_id\":\"s1\"}"));
+    }
+
+    #[test]
+    fn prompt_text_keeps_the_newest_turn_apart() {
+        let body = json!({"system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {"role": "user", "content": "fix the bug"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Done."}]},
+            {"role": "user", "content": [{"type": "tool_result", "content": [{"type": "text", "text": "ok"}]},
+                                         {"type": "text", "text": "now add a test"}]}
+        ]});
+        let prompt = prompt_text(Endpoint::Messages, &body);
+        assert_eq!(
+            prompt.full,
+            "You are Claude Code.\nfix the bug\nDone.\nok\nnow add a test"
+        );
+        assert_eq!(prompt.last_turn, "ok\nnow add a test");
+        let responses = json!({"instructions": "be brief", "input": "hello"});
+        let prompt = prompt_text(Endpoint::Responses, &responses);
+        assert_eq!(
+            (prompt.full.as_str(), prompt.last_turn.as_str()),
+            ("be brief\nhello", "hello")
+        );
+        let embeddings = json!({"input": ["a", "b"]});
+        assert_eq!(prompt_text(Endpoint::Embeddings, &embeddings).full, "a\nb");
+    }
+
+    #[test]
+    fn output_text_of_each_response_shape() {
+        let chat = json!({"choices": [{"message": {"content": "Hi there"}}]});
+        assert_eq!(output_text(Endpoint::ChatCompletions, &chat), "Hi there");
+        let responses = json!({"output": [{"type": "message", "content": [{"type": "output_text", "text": "Hey"}]}]});
+        assert_eq!(output_text(Endpoint::Responses, &responses), "Hey");
+        let messages = json!({"id": "msg_1", "content": [{"type": "text", "text": "Hello"}]});
+        assert_eq!(output_text(Endpoint::Messages, &messages), "Hello");
+        assert_eq!(response_id(&messages).as_deref(), Some("msg_1"));
+    }
+}

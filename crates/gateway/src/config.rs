@@ -1,0 +1,434 @@
+//! Providers and routing: which upstream serves which model, over which wire protocol, with
+//! which key.
+//!
+//! A model is routed, among the providers speaking the endpoint's protocol, by the first rule
+//! that matches: an alias in a provider's `model_map` (renamed on the way up), a name in its
+//! `models`, the longest of its `prefixes`, and finally the provider marked `default` (a
+//! provider without any model rule is a default). Providers' API keys are read from the
+//! environment variable each one names; they are held in [`ApiKey`], whose `Debug` never shows
+//! them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use goodhart_core::requests::Endpoint;
+use serde::Deserialize;
+
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
+pub const DEFAULT_SPOOL_SYNC_MS: u64 = 10;
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 250;
+pub const DEFAULT_SPOOL_DIR: &str = "goodhart-spool";
+
+/// `[gateway]` as written in the configuration file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Where the usage spool lives (default `goodhart-spool` in the working directory).
+    pub spool_dir: Option<PathBuf>,
+    /// How often appended usage is synced to disk; 0 syncs every call before it completes.
+    pub spool_sync_ms: Option<u64>,
+    /// How often spooled usage is moved into the database.
+    pub flush_interval_ms: Option<u64>,
+    /// The longest a call may wait for the provider's response headers, and between two
+    /// chunks of a stream.
+    pub upstream_timeout_secs: Option<u64>,
+}
+
+/// One `[[providers]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    pub protocol: Protocol,
+    /// e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`.
+    pub base_url: String,
+    /// The environment variable holding the provider's API key.
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Client-facing alias → the provider's model name.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenAI's API: chat completions, responses, embeddings, models.
+    Openai,
+    /// Anthropic's API: messages, count_tokens.
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn of(endpoint: Endpoint) -> Protocol {
+        if endpoint.is_anthropic() {
+            Protocol::Anthropic
+        } else {
+            Protocol::Openai
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Openai => "openai",
+            Protocol::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// A provider's API key; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: String) -> ApiKey {
+        ApiKey(key)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<ApiKey>,
+    pub models: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub model_map: BTreeMap<String, String>,
+    pub default: bool,
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub providers: Vec<Provider>,
+    /// The providers are the built-in mock (no real provider was configured).
+    pub mock: bool,
+    pub spool_dir: PathBuf,
+    pub spool_sync: Duration,
+    pub flush_interval: Duration,
+    pub upstream_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub store_content: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {key}: {reason}")]
+pub struct GatewayConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> GatewayConfigError {
+    GatewayConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Where a model goes.
+#[derive(Debug)]
+pub struct Route<'a> {
+    pub provider: &'a Provider,
+    /// The model name to send upstream (differs from the client's for aliases).
+    pub upstream_model: &'a str,
+}
+
+impl GatewayConfig {
+    /// Validates `[gateway]` and `[[providers]]`, reading each provider's key from `env`.
+    pub fn resolve(
+        raw: RawGateway,
+        providers: Vec<RawProvider>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<GatewayConfig, GatewayConfigError> {
+        let mut resolved = Vec::with_capacity(providers.len());
+        for (i, p) in providers.into_iter().enumerate() {
+            let key = |field: &str| format!("providers[{i}].{field}");
+            if p.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            let base_url = p.base_url.trim_end_matches('/').to_owned();
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+                || base_url.parse::<hyper::Uri>().is_err()
+            {
+                return Err(invalid(
+                    key("base_url"),
+                    format!("{:?} is not an http(s) URL", p.base_url),
+                ));
+            }
+            let api_key = match &p.api_key_env {
+                Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+                    Some(value) => Some(ApiKey::new(value.trim().to_owned())),
+                    None => {
+                        return Err(invalid(
+                            key("api_key_env"),
+                            format!("environment variable {var} is not set"),
+                        ));
+                    }
+                },
+                None => None,
+            };
+            let has_rules = !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty());
+            resolved.push(Provider {
+                name: p.name.trim().to_owned(),
+                protocol: p.protocol,
+                base_url,
+                api_key,
+                models: p.models,
+                prefixes: p.prefixes,
+                model_map: p.model_map,
+                default: p.default || !has_rules,
+            });
+        }
+        let positive = |field: &str, value: Option<u64>, default: u64, max: u64| match value.unwrap_or(default) {
+            v if v <= max => Ok(v),
+            _ => Err(invalid(format!("gateway.{field}"), format!("must be at most {max}"))),
+        };
+        let upstream_timeout = positive(
+            "upstream_timeout_secs",
+            raw.upstream_timeout_secs,
+            DEFAULT_UPSTREAM_TIMEOUT_SECS,
+            86_400,
+        )?;
+        if upstream_timeout == 0 {
+            return Err(invalid("gateway.upstream_timeout_secs", "must be at least 1"));
+        }
+        let flush = positive(
+            "flush_interval_ms",
+            raw.flush_interval_ms,
+            DEFAULT_FLUSH_INTERVAL_MS,
+            60_000,
+        )?
+        .max(1);
+        Ok(GatewayConfig {
+            providers: resolved,
+            mock: false,
+            spool_dir: raw.spool_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR)),
+            spool_sync: Duration::from_millis(positive(
+                "spool_sync_ms",
+                raw.spool_sync_ms,
+                DEFAULT_SPOOL_SYNC_MS,
+                10_000,
+            )?),
+            flush_interval: Duration::from_millis(flush),
+            upstream_timeout: Duration::from_secs(upstream_timeout),
+            max_body_bytes: 32 * 1024 * 1024,
+            store_content: false,
+        })
+    }
+
+    /// When no provider is configured: the real OpenAI and Anthropic APIs for whichever of
+    /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` is set, and the built-in mock (listening at
+    /// `mock_base`) for the protocols without a key.
+    pub fn with_default_providers(mut self, env: impl Fn(&str) -> Option<String>, mock_base: &str) -> GatewayConfig {
+        if !self.providers.is_empty() {
+            return self;
+        }
+        let real = [
+            (
+                Protocol::Openai,
+                "openai",
+                "https://api.openai.com/v1",
+                "OPENAI_API_KEY",
+            ),
+            (
+                Protocol::Anthropic,
+                "anthropic",
+                "https://api.anthropic.com",
+                "ANTHROPIC_API_KEY",
+            ),
+        ];
+        for (protocol, name, base, var) in real {
+            let key = env(var).filter(|k| !k.trim().is_empty());
+            let (name, base_url, api_key) = match key {
+                Some(key) => (name, base.to_owned(), Some(ApiKey::new(key.trim().to_owned()))),
+                None => {
+                    self.mock = true;
+                    let suffix = if protocol == Protocol::Openai { "/v1" } else { "" };
+                    ("mock", format!("{}{suffix}", mock_base.trim_end_matches('/')), None)
+                }
+            };
+            self.providers.push(Provider {
+                name: name.to_owned(),
+                protocol,
+                base_url,
+                api_key,
+                models: Vec::new(),
+                prefixes: Vec::new(),
+                model_map: BTreeMap::new(),
+                default: true,
+            });
+        }
+        self
+    }
+
+    /// The provider that serves `model` over `protocol`, if any.
+    pub fn route<'a>(&'a self, protocol: Protocol, model: &'a str) -> Option<Route<'a>> {
+        let speaking = || self.providers.iter().filter(move |p| p.protocol == protocol);
+        if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
+            return Some(Route {
+                provider,
+                upstream_model: upstream,
+            });
+        }
+        let direct = |provider| Route {
+            provider,
+            upstream_model: model,
+        };
+        if let Some(provider) = speaking().find(|p| p.models.iter().any(|m| m == model)) {
+            return Some(direct(provider));
+        }
+        let by_prefix = speaking()
+            .flat_map(|p| p.prefixes.iter().map(move |prefix| (p, prefix)))
+            .filter(|(_, prefix)| model.starts_with(prefix.as_str()))
+            .max_by_key(|(_, prefix)| prefix.len());
+        if let Some((provider, _)) = by_prefix {
+            return Some(direct(provider));
+        }
+        speaking().find(|p| p.default).map(direct)
+    }
+
+    /// The provider that answers model listings for `protocol`: its default one.
+    pub fn listing_provider(&self, protocol: Protocol) -> Option<&Provider> {
+        let mut speaking = self.providers.iter().filter(|p| p.protocol == protocol);
+        speaking.clone().find(|p| p.default).or_else(|| speaking.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str, protocol: Protocol) -> RawProvider {
+        RawProvider {
+            name: name.into(),
+            protocol,
+            base_url: format!("https://{name}.example/v1"),
+            api_key_env: None,
+            models: Vec::new(),
+            prefixes: Vec::new(),
+            model_map: BTreeMap::new(),
+            default: false,
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn routing_rules_apply_in_order() {
+        let mut openai = provider("openai", Protocol::Openai);
+        openai.prefixes = vec!["gpt-".into(), "o".into()];
+        let mut azure = provider("azure", Protocol::Openai);
+        azure.prefixes = vec!["gpt-4o".into()];
+        azure.model_map.insert("fast".into(), "gpt-4o-mini-deploy".into());
+        let mut local = provider("local", Protocol::Openai);
+        local.models = vec!["llama-3".into()];
+        local.default = true;
+        let mut anthropic = provider("anthropic", Protocol::Anthropic);
+        anthropic.prefixes = vec!["claude-".into()];
+        let config =
+            GatewayConfig::resolve(RawGateway::default(), vec![openai, azure, local, anthropic], no_env).unwrap();
+        let route = |protocol, model| {
+            config
+                .route(protocol, model)
+                .map(|r| (r.provider.name.clone(), r.upstream_model.to_owned()))
+        };
+        assert_eq!(
+            route(Protocol::Openai, "fast"),
+            Some(("azure".into(), "gpt-4o-mini-deploy".into()))
+        );
+        assert_eq!(
+            route(Protocol::Openai, "gpt-4o-mini"),
+            Some(("azure".into(), "gpt-4o-mini".into()))
+        );
+        assert_eq!(
+            route(Protocol::Openai, "gpt-5"),
+            Some(("openai".into(), "gpt-5".into()))
+        );
+        assert_eq!(
+            route(Protocol::Openai, "llama-3"),
+            Some(("local".into(), "llama-3".into()))
+        );
+        assert_eq!(
+            route(Protocol::Openai, "mistral"),
+            Some(("local".into(), "mistral".into()))
+        );
+        assert_eq!(
+            route(Protocol::Anthropic, "claude-sonnet-4-5"),
+            Some(("anthropic".into(), "claude-sonnet-4-5".into()))
+        );
+        // Anthropic's only provider has rules and is not a default: other models have no route.
+        assert_eq!(route(Protocol::Anthropic, "gpt-5"), None);
+    }
+
+    #[test]
+    fn keys_come_from_the_environment_and_never_print() {
+        let mut p = provider("openai", Protocol::Openai);
+        p.api_key_env = Some("MY_OPENAI_KEY".into());
+        let env = |var: &str| (var == "MY_OPENAI_KEY").then(|| "sk-secret".to_owned());
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![p.clone()], env).unwrap();
+        assert_eq!(config.providers[0].api_key.as_ref().unwrap().expose(), "sk-secret");
+        assert!(!format!("{config:?}").contains("sk-secret"));
+        let missing = GatewayConfig::resolve(RawGateway::default(), vec![p], no_env).unwrap_err();
+        assert_eq!(missing.key, "providers[0].api_key_env");
+        assert!(missing.reason.contains("MY_OPENAI_KEY"), "{missing}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut p = provider("x", Protocol::Openai);
+        p.base_url = "ftp://nowhere".into();
+        let err = GatewayConfig::resolve(RawGateway::default(), vec![p], no_env).unwrap_err();
+        assert_eq!(err.key, "providers[0].base_url");
+        let raw = RawGateway {
+            upstream_timeout_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            GatewayConfig::resolve(raw, vec![], no_env).unwrap_err().key,
+            "gateway.upstream_timeout_secs"
+        );
+    }
+
+    #[test]
+    fn without_providers_real_keys_win_and_the_mock_fills_in() {
+        let base = GatewayConfig::resolve(RawGateway::default(), vec![], no_env).unwrap();
+        let mocked = base.clone().with_default_providers(no_env, "http://127.0.0.1:9");
+        assert!(mocked.mock);
+        assert_eq!(
+            mocked.route(Protocol::Openai, "gpt-4o").unwrap().provider.base_url,
+            "http://127.0.0.1:9/v1"
+        );
+        assert_eq!(
+            mocked.route(Protocol::Anthropic, "claude-x").unwrap().provider.base_url,
+            "http://127.0.0.1:9"
+        );
+        let env = |var: &str| (var == "ANTHROPIC_API_KEY").then(|| "sk-ant".to_owned());
+        let mixed = base.with_default_providers(env, "http://127.0.0.1:9");
+        assert_eq!(
+            mixed.route(Protocol::Anthropic, "claude-x").unwrap().provider.name,
+            "anthropic"
+        );
+        assert_eq!(mixed.route(Protocol::Openai, "gpt-4o").unwrap().provider.name, "mock");
+    }
+}

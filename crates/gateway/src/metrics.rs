@@ -1,0 +1,120 @@
+//! The gateway's own Prometheus metrics (`GET /metrics`, text exposition format).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub endpoint: &'static str,
+    pub provider: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Calls answered by a provider, by endpoint, provider and status.
+    pub calls: Family<CallLabels, Counter>,
+    /// Calls the gateway refused or could not complete, by kind.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// From sending the request upstream to the provider's response headers.
+    pub upstream_latency: Family<EndpointLabels, Histogram>,
+    pub open_streams: Gauge,
+    pub estimated: Counter,
+    pub spooled: Counter,
+    pub spool_errors: Counter,
+    pub flushed: Counter,
+    pub spool_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("goodhart_gateway");
+        let calls = Family::<CallLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let upstream_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
+        });
+        let (open_streams, spool_depth) = (Gauge::default(), Gauge::default());
+        let (estimated, spooled, spool_errors, flushed) = (
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+        );
+        registry.register("calls", "Calls answered by a provider", calls.clone());
+        registry.register("errors", "Calls refused or failed by the gateway", errors.clone());
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from forwarding a call to the provider's response headers",
+            upstream_latency.clone(),
+        );
+        registry.register("open_streams", "Streamed responses in flight", open_streams.clone());
+        registry.register(
+            "estimated_usage",
+            "Calls whose usage had to be estimated",
+            estimated.clone(),
+        );
+        registry.register(
+            "spooled_records",
+            "Usage records appended to the spool",
+            spooled.clone(),
+        );
+        registry.register(
+            "spool_errors",
+            "Usage records that could not be spooled",
+            spool_errors.clone(),
+        );
+        registry.register(
+            "flushed_records",
+            "Spooled usage records stored in the database",
+            flushed.clone(),
+        );
+        registry.register(
+            "spool_depth_bytes",
+            "Bytes of usage waiting in the spool",
+            spool_depth.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            errors,
+            upstream_latency,
+            open_streams,
+            estimated,
+            spooled,
+            spool_errors,
+            flushed,
+            spool_depth,
+        }
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

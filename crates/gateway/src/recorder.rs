@@ -1,0 +1,163 @@
+//! Recording usage without losing any: every call's record is appended to the durable spool
+//! (one `write`, which survives the process being killed) before its response completes; a
+//! syncer makes appends survive a power loss within `spool_sync_ms` (or at once when that is
+//! 0); a flusher moves sealed segments into the store every `flush_interval`. Segments left
+//! by a previous run — killed or not — are flushed at start, and inserts are idempotent by
+//! event id, so every call is stored exactly once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use goodhart_store::Store;
+use goodhart_store::spool::{self, Spool, SpoolError, SpooledEvent};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+
+pub struct Recorder {
+    spool: Mutex<Spool>,
+    /// Something was appended since the last sync.
+    dirty: AtomicBool,
+    sync_every_call: bool,
+    /// The last append failed: new calls are refused until one succeeds again.
+    failing: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    pub fn new(spool: Spool, sync_every_call: bool, metrics: Arc<Metrics>) -> Recorder {
+        Recorder {
+            spool: Mutex::new(spool),
+            dirty: AtomicBool::new(false),
+            sync_every_call,
+            failing: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    fn spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one call's record. Called from response bodies (also when they are dropped),
+    /// so it is synchronous: a `write` of a few hundred bytes into the page cache.
+    pub fn append(&self, record: SpooledEvent) {
+        let mut spool = self.spool();
+        let result = spool
+            .append(std::slice::from_ref(&record))
+            .and_then(|()| if self.sync_every_call { spool.sync() } else { Ok(()) });
+        drop(spool);
+        match result {
+            Ok(()) => {
+                self.dirty.store(true, Ordering::Release);
+                self.failing.store(false, Ordering::Relaxed);
+                self.metrics.spooled.inc();
+            }
+            Err(e) => {
+                self.failing.store(true, Ordering::Relaxed);
+                self.metrics.spool_errors.inc();
+                tracing::error!(event = %record.event.id, user = %record.event.attribution.user, model = %record.event.model,
+                    input = record.event.tokens.input, output = record.event.tokens.output,
+                    "usage could not be spooled: {e}");
+            }
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn depth_bytes(&self) -> u64 {
+        self.spool().depth_bytes().unwrap_or(0)
+    }
+
+    /// Syncs the active segment if anything was appended (without holding the spool, so
+    /// appends are never held up by the disk).
+    async fn sync(&self) {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let handle = self.spool().active_handle();
+        let synced = match handle {
+            Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(SpoolError::Io { source, .. }) => Err(source),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        if let Err(e) = synced {
+            self.dirty.store(true, Ordering::Release);
+            tracing::warn!("spool sync failed: {e}");
+        }
+    }
+
+    /// Seals the active segment and moves every sealed one into the store.
+    pub async fn flush(&self, store: &dyn Store) -> Result<spool::FlushOutcome, SpoolError> {
+        let sealed = {
+            let mut spool = self.spool();
+            spool.seal()?;
+            spool.sealed()?
+        };
+        if sealed.is_empty() {
+            return Ok(spool::FlushOutcome::default());
+        }
+        let outcome = spool::flush(sealed, store).await?;
+        self.metrics.flushed.inc_by(outcome.inserted);
+        Ok(outcome)
+    }
+
+    /// Runs the syncer and the flusher until `cancel`, then flushes once more.
+    pub fn start(
+        self: &Arc<Self>,
+        store: Arc<dyn Store>,
+        sync_interval: Duration,
+        flush_interval: Duration,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) {
+        if !sync_interval.is_zero() {
+            let (recorder, cancel) = (Arc::clone(self), cancel.clone());
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(sync_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => recorder.sync().await,
+                        () = cancel.cancelled() => break,
+                    }
+                }
+                recorder.sync().await;
+            });
+        }
+        let recorder = Arc::clone(self);
+        tracker.spawn(async move {
+            let mut backoff = flush_interval;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = cancel.cancelled() => break,
+                }
+                match recorder.flush(store.as_ref()).await {
+                    Ok(outcome) => {
+                        backoff = flush_interval;
+                        if outcome.duplicates > 0 {
+                            tracing::info!(
+                                duplicates = outcome.duplicates,
+                                "replayed spooled usage the store already had"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        tracing::warn!(retry_in = ?backoff, "usage flush failed, will retry (nothing is lost): {e}");
+                    }
+                }
+            }
+            if let Err(e) = recorder.flush(store.as_ref()).await {
+                tracing::warn!("final usage flush failed; the spool is replayed at the next start: {e}");
+            }
+        });
+    }
+}
