@@ -23,6 +23,8 @@ pub struct Recorder {
     sync_every_call: bool,
     /// The last append failed: new calls are refused until one succeeds again.
     failing: AtomicBool,
+    /// One flush at a time (the background flusher and on-demand flushes).
+    flushing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -33,6 +35,7 @@ impl Recorder {
             dirty: AtomicBool::new(false),
             sync_every_call,
             failing: AtomicBool::new(false),
+            flushing: tokio::sync::Mutex::new(()),
             metrics,
         }
     }
@@ -95,6 +98,7 @@ impl Recorder {
 
     /// Seals the active segment and moves every sealed one into the store.
     pub async fn flush(&self, store: &dyn Store) -> Result<spool::FlushOutcome, SpoolError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let sealed = {
             let mut spool = self.spool();
             spool.seal()?;

@@ -2,79 +2,24 @@
 //! (duplicates, line-and-field errors, limits, gzip) and the summary endpoint.
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
-use goodhart_server::config::{Config, Overrides, RawConfig};
 use goodhart_store::testing::TestDatabase;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
 
-const ADMIN: &str = "test-admin-token";
+mod common;
+use common::{ADMIN, Reply, TestServer, start_with};
+
 const BODY_LIMIT: usize = 64 * 1024;
 
-struct TestServer {
-    addr: SocketAddr,
-    _db: TestDatabase,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 async fn start(db: TestDatabase) -> TestServer {
-    let file = RawConfig::from_toml(&format!(
-        "[limits]\nmax_body_bytes = {BODY_LIMIT}\n[gateway]\nspool_dir = {:?}",
-        db.dir().join("spool")
-    ))
-    .unwrap();
-    let overrides = Overrides {
-        listen: Some("127.0.0.1:0".into()),
-        database_url: Some(db.url.clone()),
-    };
-    let config = Config::resolve(file, overrides).unwrap();
-    let (state, generated) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
-    assert!(
-        generated.is_none(),
-        "an admin token from the environment is never replaced"
-    );
-    let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = goodhart_server::app(state, config.request_timeout);
-    tokio::spawn(goodhart_server::serve::run(listener, app, async move {
-        let _ = stopped.await;
-    }));
-    TestServer {
-        addr,
-        _db: db,
-        _stop: stop,
-    }
+    start_with(db, &format!("[limits]\nmax_body_bytes = {BODY_LIMIT}")).await
 }
 
-struct Reply {
-    status: u16,
-    json: Value,
+trait Ingest {
+    async fn ingest(&self, content_type: &str, body: impl Into<Bytes>) -> Reply;
 }
 
-impl TestServer {
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = client
-            .request(request.body(Full::new(body.into())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, json }
-    }
-
+impl Ingest for TestServer {
     async fn ingest(&self, content_type: &str, body: impl Into<Bytes>) -> Reply {
         let auth = format!("Bearer {ADMIN}");
         self.send(
@@ -82,17 +27,6 @@ impl TestServer {
             "/api/v1/usage",
             &[("authorization", &auth), ("content-type", content_type)],
             body,
-        )
-        .await
-    }
-
-    async fn summary(&self, query: &str) -> Reply {
-        let auth = format!("Bearer {ADMIN}");
-        self.send(
-            "GET",
-            &format!("/api/v1/usage/summary?{query}"),
-            &[("authorization", &auth)],
-            Bytes::new(),
         )
         .await
     }

@@ -1,0 +1,135 @@
+//! A real server on a random loopback port, and a small HTTP client for it.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_store::testing::TestDatabase;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub db: TestDatabase,
+    pub gateway: goodhart_gateway::Gateway,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+/// Starts a server on `db` with extra TOML configuration (the spool goes in the database's
+/// scratch directory). Unless the configuration names providers, both protocols go to a
+/// built-in mock provider of the test's own, whatever keys the environment holds.
+pub async fn start_with(db: TestDatabase, extra_config: &str) -> TestServer {
+    start_configured(db, extra_config, |_| {}).await
+}
+
+/// Like [`start_with`], with a last say over the resolved configuration.
+pub async fn start_configured(db: TestDatabase, extra_config: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let providers = if extra_config.contains("[[providers]]") {
+        String::new()
+    } else {
+        let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+        format!(
+            "[[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n"
+        )
+    };
+    let file = RawConfig::from_toml(&format!(
+        "{extra_config}\n{providers}[gateway]\nspool_dir = {:?}\nflush_interval_ms = 50",
+        db.dir().join("spool")
+    ))
+    .unwrap();
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(db.url.clone()),
+    };
+    let mut config = Config::resolve(file, overrides).unwrap();
+    adjust(&mut config);
+    let (state, generated) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
+    assert!(
+        generated.is_none(),
+        "an admin token from the environment is never replaced"
+    );
+    let gateway = state.gateway.clone();
+    let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = goodhart_server::app(state, config.request_timeout);
+    tokio::spawn(goodhart_server::serve::run(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        db,
+        gateway,
+        _stop: stop,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = client
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            json,
+        }
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Reply {
+        let auth = format!("Bearer {ADMIN}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        self.send(method, path, &headers, body).await
+    }
+
+    pub async fn summary(&self, query: &str) -> Reply {
+        self.admin("GET", &format!("/api/v1/usage/summary?{query}"), Bytes::new())
+            .await
+    }
+
+    /// Creates a virtual key from a JSON body; returns (id, secret).
+    pub async fn create_key(&self, body: &str) -> (String, String) {
+        let reply = self.admin("POST", "/api/v1/keys", body.to_owned()).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        (
+            reply.json["id"].as_str().unwrap().to_owned(),
+            reply.json["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Flushes the gateway's spool into the store so reports see every finished call.
+    pub async fn flush(&self) {
+        self.gateway.flush().await.unwrap();
+    }
+}

@@ -1,0 +1,592 @@
+//! The gateway over real HTTP against the mock provider: what clients see, what is recorded,
+//! every fault of the mock, authentication and attribution, header hygiene, disconnects.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use goodhart_gateway::config::ApiKey;
+use goodhart_store::testing::TestDatabase;
+use serde_json::{Value, json};
+
+mod common;
+use common::{Reply, TestServer, start_configured, start_with};
+
+async fn start() -> TestServer {
+    start_with(TestDatabase::sqlite(), "").await
+}
+
+async fn key(server: &TestServer) -> String {
+    server.create_key(r#"{"user": "alice", "team": "payments"}"#).await.1
+}
+
+async fn chat(server: &TestServer, key: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+    let auth = format!("Bearer {key}");
+    let mut all = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    server
+        .send("POST", "/v1/chat/completions", &all, body.to_string())
+        .await
+}
+
+async fn messages(server: &TestServer, key: &str, body: Value) -> Reply {
+    let headers = [
+        ("x-api-key", key),
+        ("anthropic-version", "2023-06-01"),
+        ("content-type", "application/json"),
+    ];
+    server
+        .send("POST", "/v1/messages?beta=true", &headers, body.to_string())
+        .await
+}
+
+/// Every recorded event, summed, per model: (requests, input, output, cache read, reasoning,
+/// estimated, cost in nano-dollars).
+async fn recorded(server: &TestServer) -> Vec<(String, [u64; 6], i64)> {
+    server.flush().await;
+    let reply = server
+        .summary("from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&group_by=model")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let n = |f: &str| row[f].as_u64().unwrap_or_else(|| panic!("{f} in {row}"));
+            // The exact decimal, read through a float only to compare at nano-dollar precision.
+            let cost = (row["cost_usd"].as_f64().unwrap() * 1e9).round() as i64;
+            (
+                row["model"].as_str().unwrap().to_owned(),
+                [
+                    n("requests"),
+                    n("input_tokens"),
+                    n("output_tokens"),
+                    n("cache_read_tokens"),
+                    n("reasoning_tokens"),
+                    n("estimated_requests"),
+                ],
+                cost,
+            )
+        })
+        .collect()
+}
+
+/// Rows of the `gateway_calls` table: (status, stream, client_disconnected, upstream request id).
+fn calls(server: &TestServer) -> Vec<(i64, bool, bool, Option<String>)> {
+    let path = server.db.url.strip_prefix("sqlite://").unwrap();
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut statement = db
+        .prepare("SELECT status, stream, client_disconnected, upstream_request_id FROM gateway_calls ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_plain_chat_call_passes_through_and_is_recorded_exactly() {
+    let server = start().await;
+    let key = key(&server).await;
+    let reply = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(6000)}]}),
+        &[("x-goodhart-project", "checkout"), ("x-goodhart-task", "PAY-1")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let usage = &reply.json["usage"];
+    assert!(
+        reply.headers.contains_key("x-request-id"),
+        "the provider's request id reaches the client"
+    );
+    assert!(reply.headers["x-goodhart-call-id"].to_str().unwrap().starts_with("gw-"));
+    let (prompt, cached, completion) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
+    assert!(cached > 0, "a 1,000-token prompt reads from the mock's cache");
+    let rows = recorded(&server).await;
+    let (model, counts, cost) = &rows[0];
+    assert_eq!(model, "gpt-4o-mini");
+    assert_eq!(counts, &[1, prompt - cached, completion, cached, 0, 0]);
+    let prices = goodhart_core::pricing::PriceTable::builtin();
+    let tokens = goodhart_core::usage::TokenCounts {
+        input: prompt - cached,
+        output: completion,
+        cache_read: cached,
+        ..Default::default()
+    };
+    assert_eq!(*cost, prices.cost_of(None, "gpt-4o-mini", &tokens).unwrap().total().0);
+    let by_project = server
+        .summary("from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&group_by=user,team,project")
+        .await;
+    let row = &by_project.json["rows"][0];
+    assert_eq!(
+        (row["user"].as_str(), row["team"].as_str(), row["project"].as_str()),
+        (Some("alice"), Some("payments"), Some("checkout"))
+    );
+}
+
+#[tokio::test]
+async fn streams_hide_the_usage_chunk_the_gateway_asked_for_and_show_the_one_the_client_asked_for() {
+    let server = start().await;
+    let key = key(&server).await;
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+    let plain = chat(&server, &key, body.clone(), &[]).await;
+    assert_eq!(plain.status, 200);
+    let chunks = sse_data(&plain.text);
+    assert!(
+        chunks.iter().all(|c| !c["usage"].is_object()),
+        "no usage chunk: {}",
+        plain.text
+    );
+    assert!(plain.text.trim_end().ends_with("data: [DONE]"));
+    let mut asked = body;
+    asked["stream_options"] = json!({"include_usage": true});
+    let with_usage = chat(&server, &key, asked, &[]).await;
+    let usage_chunks: Vec<_> = sse_data(&with_usage.text)
+        .into_iter()
+        .filter(|c| c["usage"].is_object())
+        .collect();
+    assert_eq!(usage_chunks.len(), 1, "{}", with_usage.text);
+    let completion = usage_chunks[0]["usage"]["completion_tokens"].as_u64().unwrap();
+    let rows = recorded(&server).await;
+    assert_eq!(rows[0].1[0], 2, "both streams recorded");
+    assert_eq!(
+        rows[0].1[2],
+        2 * completion,
+        "both streams' output recorded, neither estimated"
+    );
+    assert_eq!(rows[0].1[5], 0);
+}
+
+#[tokio::test]
+async fn anthropic_streams_record_cache_reads_and_writes() {
+    let server = start().await;
+    let key = key(&server).await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "stream": true,
+        "system": [{"type": "text", "text": "s".repeat(8000), "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}]});
+    let reply = messages(&server, &key, body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.headers.contains_key("request-id"));
+    let events = sse_data(&reply.text);
+    let start = events.iter().find(|e| e["type"] == "message_start").unwrap();
+    let delta = events.iter().find(|e| e["type"] == "message_delta").unwrap();
+    let usage = &start["message"]["usage"];
+    let rows = recorded(&server).await;
+    let (model, counts, _) = &rows[0];
+    assert_eq!(model, "claude-sonnet-4-5");
+    assert_eq!(counts[1], usage["input_tokens"].as_u64().unwrap());
+    assert_eq!(counts[2], delta["usage"]["output_tokens"].as_u64().unwrap());
+    assert_eq!(counts[3], usage["cache_read_input_tokens"].as_u64().unwrap());
+    assert!(counts[3] > 0);
+}
+
+#[tokio::test]
+async fn responses_embeddings_and_models_work_with_usage_recorded() {
+    let server = start().await;
+    let key = key(&server).await;
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let plain = server
+        .send(
+            "POST",
+            "/v1/responses",
+            &headers,
+            json!({"model": "gpt-5-reason", "input": "hi"}).to_string(),
+        )
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    let streamed = server
+        .send(
+            "POST",
+            "/v1/responses",
+            &headers,
+            json!({"model": "gpt-5-reason", "input": "hi", "stream": true}).to_string(),
+        )
+        .await;
+    let completed = sse_data(&streamed.text)
+        .into_iter()
+        .find(|e| e["type"] == "response.completed")
+        .unwrap();
+    let embedded = server
+        .send(
+            "POST",
+            "/v1/embeddings",
+            &headers,
+            json!({"model": "text-embedding-3-small", "input": ["a b c", "d"]}).to_string(),
+        )
+        .await;
+    assert_eq!(embedded.status, 200, "{}", embedded.text);
+    let models = server.send("GET", "/v1/models", &headers, Bytes::new()).await;
+    assert_eq!(models.status, 200);
+    assert!(models.json["data"].is_array());
+    let rows = recorded(&server).await;
+    let responses = rows.iter().find(|r| r.0.starts_with("gpt-5")).unwrap();
+    let reasoning = plain.json["usage"]["output_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(reasoning > 0);
+    assert_eq!(responses.1[0], 2);
+    assert_eq!(
+        responses.1[4],
+        reasoning
+            + completed["response"]["usage"]["output_tokens_details"]["reasoning_tokens"]
+                .as_u64()
+                .unwrap()
+    );
+    let embeddings = rows.iter().find(|r| r.0 == "text-embedding-3-small").unwrap();
+    assert_eq!(
+        embeddings.1[1],
+        embedded.json["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_unchanged_and_are_recorded_with_their_status() {
+    let server = start().await;
+    let key = key(&server).await;
+    let failed = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-error-before", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(failed.status, 500);
+    assert!(failed.json["error"]["message"].is_string(), "{}", failed.text);
+    let overloaded = messages(
+        &server,
+        &key,
+        json!({"model": "claude-error-before", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(overloaded.status, 529);
+    assert_eq!(overloaded.json["error"]["type"], "overloaded_error");
+    let limited = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-rate-limited", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.headers["retry-after"], "1");
+    let rows = recorded(&server).await;
+    assert_eq!(rows.iter().map(|r| r.1[0]).sum::<u64>(), 3);
+    assert!(
+        rows.iter().all(|r| r.1[1..5] == [0, 0, 0, 0] && r.2 == 0),
+        "errors consumed nothing: {rows:?}"
+    );
+    let statuses: Vec<i64> = calls(&server).iter().map(|c| c.0).collect();
+    assert_eq!(statuses, vec![500, 529, 429]);
+}
+
+#[tokio::test]
+async fn missing_usage_is_estimated_with_a_real_tokenizer_and_marked() {
+    let server = start().await;
+    let key = key(&server).await;
+    let prompt = "Please summarise the following paragraph about distributed systems.";
+    for stream in [false, true] {
+        let reply = chat(
+            &server,
+            &key,
+            json!({"model": "gpt-4o-no-usage", "stream": stream, "messages": [{"role": "user", "content": prompt}]}),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let broken = messages(&server, &key, json!({"model": "claude-error-mid", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": prompt}]})).await;
+    assert_eq!(broken.status, 200);
+    assert!(broken.text.contains("event: error"), "{}", broken.text);
+    let rows = recorded(&server).await;
+    let no_usage = rows.iter().find(|r| r.0 == "gpt-4o-no-usage").unwrap();
+    let prompt_tokens = goodhart_gateway::estimate::count_tokens(prompt);
+    let reply_tokens = goodhart_gateway::estimate::count_tokens(
+        "Hello from the mock LLM. lorem ipsum dolor sit amet lorem ipsum dolor sit amet lorem",
+    );
+    assert_eq!(no_usage.1, [2, 2 * prompt_tokens, 2 * reply_tokens, 0, 0, 2]);
+    let mid = rows.iter().find(|r| r.0 == "claude-error-mid").unwrap();
+    assert_eq!(mid.1[5], 1, "a stream that broke is estimated");
+    assert!(mid.1[1] > 0 && mid.1[2] > 0, "{mid:?}");
+}
+
+#[tokio::test]
+async fn slow_and_long_responses_are_metered() {
+    let server = start().await;
+    let key = key(&server).await;
+    let long = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o-long", "stream": true, "messages": [{"role": "user", "content": "go"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(long.status, 200);
+    let slow = messages(
+        &server,
+        &key,
+        json!({"model": "claude-slow", "max_tokens": 5, "messages": [{"role": "user", "content": "go"}]}),
+    )
+    .await;
+    assert_eq!(slow.status, 200);
+    let rows = recorded(&server).await;
+    assert_eq!(rows.iter().find(|r| r.0 == "gpt-4o-long").unwrap().1[2], 4_000);
+    assert_eq!(rows.iter().find(|r| r.0 == "claude-slow").unwrap().1[2], 5);
+}
+
+#[tokio::test]
+async fn bad_keys_get_401_in_the_clients_protocol_and_scope_is_enforced() {
+    let server = start().await;
+    let body = json!({"model": "gpt-4o-mini", "messages": []});
+    let none = server.send("POST", "/v1/chat/completions", &[], body.to_string()).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json["error"]["code"], "invalid_api_key");
+    let unknown = messages(
+        &server,
+        "gk-000000000000-0000000000000000000000000000000000000000000000000000000000000000",
+        json!({}),
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.json["error"]["type"], "authentication_error");
+    let (id, secret) = server.create_key(r#"{"user": "bob", "project": "checkout"}"#).await;
+    let outside = chat(&server, &secret, body.clone(), &[("x-goodhart-project", "billing")]).await;
+    assert_eq!(outside.status, 403, "{}", outside.text);
+    assert!(
+        outside.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limited to project `checkout`")
+    );
+    assert_eq!(
+        server
+            .admin("POST", &format!("/api/v1/keys/{id}/revoke"), Bytes::new())
+            .await
+            .status,
+        200
+    );
+    let revoked = chat(&server, &secret, body.clone(), &[]).await;
+    assert_eq!(revoked.status, 401);
+    assert!(revoked.text.contains("revoked"), "{}", revoked.text);
+    let (expired_id, expired) = goodhart_core::keys::new_secret([7; 6], [9; 32]);
+    let already_expired = goodhart_core::keys::VirtualKey {
+        id: expired_id,
+        name: None,
+        scope: goodhart_core::keys::KeyScope {
+            user: "carol".into(),
+            ..Default::default()
+        },
+        created_at: goodhart_core::Micros(0),
+        expires_at: Some(goodhart_core::Micros(1)),
+        revoked_at: None,
+        replaced_by: None,
+    };
+    let store = server.db.open().await.unwrap();
+    let hash = goodhart_core::keys::hash_secret(&expired);
+    store.create_key(&already_expired, &hash).await.unwrap();
+    let reply = chat(&server, &expired, body, &[]).await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    assert!(reply.text.contains("expired"), "{}", reply.text);
+    assert!(recorded(&server).await.is_empty(), "refused calls are not usage");
+}
+
+/// An upstream that records what it receives and answers like OpenAI (slowly streaming when
+/// asked, counting the chunks it managed to send).
+#[derive(Clone, Default)]
+struct Echo {
+    headers: Arc<Mutex<Vec<HeaderMap>>>,
+    chunks_sent: Arc<Mutex<u32>>,
+}
+
+async fn spawn_echo() -> (std::net::SocketAddr, Echo) {
+    let echo = Echo::default();
+    let state = echo.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                state.headers.lock().unwrap().push(headers);
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                if request["stream"] == true {
+                    let sent = Arc::clone(&state.chunks_sent);
+                    let chunks = futures_util::stream::unfold(0u32, move |i| {
+                        let sent = Arc::clone(&sent);
+                        async move {
+                            if i == 200 {
+                                return None;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            *sent.lock().unwrap() += 1;
+                            let chunk = format!(
+                                "data: {{\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}}}}]}}\n\n"
+                            );
+                            Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), i + 1))
+                        }
+                    });
+                    return axum::response::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Body::from_stream(chunks))
+                        .unwrap();
+                }
+                axum::response::Response::builder()
+                    .header("content-type", "application/json")
+                    .header("x-request-id", "req_echo")
+                    .header("openai-processing-ms", "7")
+                    .body(Body::from(
+                        json!({"id": "chatcmpl-1", "model": "gpt-4o", "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": 2}})
+                        .to_string(),
+                    ))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, echo)
+}
+
+async fn start_echo() -> (TestServer, Echo) {
+    let (addr, echo) = spawn_echo().await;
+    let config = format!("[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
+    let server = start_configured(TestDatabase::sqlite(), &config, |config| {
+        config.gateway.providers[0].api_key = Some(ApiKey::new("sk-upstream-secret".into()));
+    })
+    .await;
+    (server, echo)
+}
+
+#[tokio::test]
+async fn credentials_and_goodhart_headers_never_reach_the_provider_but_client_headers_do() {
+    let (server, echo) = start_echo().await;
+    let key = key(&server).await;
+    let reply = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        &[
+            ("x-goodhart-agent", "bot"),
+            ("openai-organization", "org-1"),
+            ("x-api-key", &key),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["x-request-id"], "req_echo");
+    assert_eq!(reply.headers["openai-processing-ms"], "7");
+    assert!(!reply.text.contains("sk-upstream-secret"));
+    let seen = echo.headers.lock().unwrap()[0].clone();
+    assert_eq!(seen["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(seen["openai-organization"], "org-1");
+    assert!(seen.get("x-api-key").is_none());
+    assert!(
+        seen.keys().all(|name| !name.as_str().starts_with("x-goodhart-")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.values().all(|v| !v.to_str().unwrap_or("").contains(&key)),
+        "the client's key leaked upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_stops_the_upstream_and_is_billed_an_estimate() {
+    let (server, echo) = start_echo().await;
+    let key = key(&server).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let request = hyper::Request::post(format!("{}/v1/chat/completions", server.url()))
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "count"}]}).to_string(),
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let mut body = response.into_body();
+    use http_body_util::BodyExt;
+    let mut received = 0;
+    while received < 5 {
+        if let Some(Ok(frame)) = body.frame().await
+            && frame.is_data()
+        {
+            received += 1;
+        }
+    }
+    drop(body);
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_after_drop = *echo.chunks_sent.lock().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_later = *echo.chunks_sent.lock().unwrap();
+    assert!(
+        sent_later < 200,
+        "the upstream stream was stopped ({sent_later} of 200 chunks sent)"
+    );
+    assert!(
+        sent_later <= sent_after_drop + 1,
+        "the upstream kept generating: {sent_after_drop} -> {sent_later}"
+    );
+    let rows = recorded(&server).await;
+    let (_, counts, _) = &rows[0];
+    assert_eq!(counts[5], 1, "estimated");
+    assert!(counts[1] > 0 && counts[2] >= 5, "{counts:?}");
+    let call = &calls(&server)[0];
+    assert!(call.1 && call.2, "recorded as a disconnected stream: {call:?}");
+}
+
+#[tokio::test]
+async fn metrics_count_calls_errors_and_the_spool() {
+    let server = start().await;
+    let key = key(&server).await;
+    chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    server.send("POST", "/v1/chat/completions", &[], "{}").await;
+    let metrics = server.send("GET", "/metrics", &[], Bytes::new()).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text;
+    assert!(
+        text.contains(r#"goodhart_gateway_calls_total{endpoint="chat_completions",provider="mock",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"goodhart_gateway_errors_total{kind="unauthorized"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("goodhart_gateway_spooled_records_total 1"), "{text}");
+    assert!(
+        text.contains("goodhart_gateway_upstream_latency_seconds_count"),
+        "{text}"
+    );
+    assert!(text.contains("goodhart_gateway_spool_depth_bytes"), "{text}");
+}
+
+#[tokio::test]
+async fn clients_probing_the_base_url_get_an_answer() {
+    let server = start().await;
+    assert_eq!(server.send("HEAD", "/", &[], Bytes::new()).await.status, 200);
+    assert_eq!(server.send("GET", "/", &[], Bytes::new()).await.status, 200);
+}
