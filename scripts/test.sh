@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this after fmt and clippy).
 # Needs the local PostgreSQL on 127.0.0.1:5432 (GOODHART_TEST_POSTGRES_URL overrides it);
-# starts the machine's cluster if it is installed but stopped.
+# starts the machine's cluster if it is installed but stopped. Installs the real clients the
+# gateway is tested with (cached under .cache/clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,8 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
     fi
 fi
+
+# The real clients (OpenAI and Anthropic Python SDKs, Claude Code) the gateway tests drive.
+bash scripts/setup-clients.sh
 
 cargo test --workspace --locked

@@ -364,12 +364,35 @@ async fn responses(body: Bytes) -> Response {
     if !ask.stream {
         return json_response(StatusCode::OK, response, header);
     }
-    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut frames = vec![event(
-        "response.created",
-        json!({"type": "response.created", "sequence_number": 0,
-               "response": {"id": id, "object": "response", "status": "in_progress", "model": ask.model, "output": [], "usage": null}}),
-    )];
+    // Every event carries its position, as OpenAI's do.
+    let mut sequence = 0u64;
+    let mut event = |name: &str, mut data: Value| {
+        data["sequence_number"] = sequence.into();
+        sequence += 1;
+        format!("event: {name}\ndata: {data}\n\n")
+    };
+    let in_progress = json!({"id": id, "object": "response", "status": "in_progress", "model": ask.model, "output": [], "usage": null});
+    let item =
+        json!({"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []});
+    let part = json!({"type": "output_text", "text": "", "annotations": []});
+    let mut frames = vec![
+        event(
+            "response.created",
+            json!({"type": "response.created", "response": in_progress}),
+        ),
+        event(
+            "response.in_progress",
+            json!({"type": "response.in_progress", "response": in_progress}),
+        ),
+        event(
+            "response.output_item.added",
+            json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        ),
+        event(
+            "response.content_part.added",
+            json!({"type": "response.content_part.added", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": part}),
+        ),
+    ];
     for (i, word) in words.iter().enumerate() {
         if ask.faults.error_mid && i == words.len() / 2 {
             frames.push(event(
@@ -384,6 +407,19 @@ async fn responses(body: Bytes) -> Response {
             json!({"type": "response.output_text.delta", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
         ));
     }
+    let done_part = json!({"type": "output_text", "text": text, "annotations": []});
+    frames.push(event(
+        "response.output_text.done",
+        json!({"type": "response.output_text.done", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "text": text}),
+    ));
+    frames.push(event(
+        "response.content_part.done",
+        json!({"type": "response.content_part.done", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": done_part}),
+    ));
+    frames.push(event(
+        "response.output_item.done",
+        json!({"type": "response.output_item.done", "output_index": 0, "item": response["output"][0]}),
+    ));
     let done = if truncated {
         "response.incomplete"
     } else {
