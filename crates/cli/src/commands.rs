@@ -1,5 +1,6 @@
 //! What each subcommand does, in terms of the library crates.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context;
@@ -62,7 +63,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     let (state, generated) = goodhart_server::serve::prepare(config, admin_env.as_deref()).await?;
     let listener = goodhart_server::serve::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let mut out = std::io::stdout().lock();
+    // One write for the whole banner: a reader that stops after the first lines must not
+    // make later lines fail on a closed pipe.
+    let mut out = String::new();
     if let Some(token) = generated {
         writeln!(
             out,
@@ -101,7 +104,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
              Set OPENAI_API_KEY / ANTHROPIC_API_KEY, or configure [[providers]], to use real providers."
         )?;
     }
-    drop(out);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    drop(stdout);
     let app = goodhart_server::app(state, config.request_timeout);
     let served = goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await;
     gateway.shutdown().await;

@@ -1,77 +1,11 @@
 //! The `goodhart` binary end to end: first start prints an admin token once, ingestion over
 //! HTTP, `report` reading the same database, and a clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_goodhart");
-
-struct Served {
-    child: Child,
-    addr: String,
-    token: Option<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // A failed assertion must not leave a server running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `goodhart serve` on a random port and reads its banner.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is owned by `Served`, whose Drop kills and waits for it"
-)]
-fn serve(dir: &std::path::Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("GOODHART_ADMIN_TOKEN")
-        .env_remove("GOODHART_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start goodhart serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut token = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "no banner within 30 s");
-        let line = lines.next().expect("banner line").expect("stdout");
-        if let Some(t) = line.trim().strip_prefix("gh_admin_") {
-            token = Some(format!("gh_admin_{t}"));
-        }
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            return Served { child, addr, token };
-        }
-    }
-}
-
-/// A minimal HTTP/1.1 exchange (the test must not depend on the code under test's client).
-fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+mod common;
+use common::{BIN, Served, http, serve};
 
 fn terminate(served: Served) {
     let mut served = served;
