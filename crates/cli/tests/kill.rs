@@ -67,7 +67,7 @@ fn sigkill_mid_load_loses_nothing_and_counts_nothing_twice() {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let stream = (worker + i) % 2 == 0;
+                    let stream = (worker + i).is_multiple_of(2);
                     let body = format!(
                         r#"{{"model": "gpt-4o-mini", "stream": {stream}, "messages": [{{"role": "user", "content": "call {worker}-{i}"}}]}}"#
                     );
