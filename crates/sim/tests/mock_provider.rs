@@ -229,3 +229,59 @@ async fn embeddings_models_and_count_tokens() {
     let body: Value = serde_json::from_slice(&bad.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error");
 }
+
+/// What a collecting tap makes of a stream fed in the given pieces.
+fn tap_in_pieces(protocol: WireProtocol, pieces: &[&[u8]]) -> (Option<ReportedUsage>, String, Option<String>, bool) {
+    let (mut parser, mut tap, mut events) = (SseParser::new(), StreamTap::collecting_text(protocol), Vec::new());
+    for piece in pieces {
+        parser.push(piece, &mut events);
+        events.drain(..).for_each(|e| tap.observe(&e));
+    }
+    parser.finish(&mut events);
+    events.drain(..).for_each(|e| tap.observe(&e));
+    let (text, id, ended) = (
+        tap.output_text().to_owned(),
+        tap.response_id().map(str::to_owned),
+        tap.ended(),
+    );
+    (tap.finish(), text, id, ended)
+}
+
+#[tokio::test]
+async fn every_stream_split_at_every_byte_boundary_taps_the_same() {
+    let addr = mock_provider::spawn().await.unwrap();
+    let mut streams = Vec::new();
+    for model in ["gpt-4o-mini", "gpt-5-reason", "gpt-4o-no-usage", "gpt-4o-error-mid"] {
+        streams.push((
+            WireProtocol::OpenAiChat,
+            post(addr, "/v1/chat/completions", chat(model, true)).await,
+        ));
+        let responses = json!({"model": model, "stream": true, "input": "say hi", "max_output_tokens": 12});
+        streams.push((
+            WireProtocol::OpenAiResponses,
+            post(addr, "/v1/responses", responses).await,
+        ));
+    }
+    for model in ["claude-sonnet-4-5", "claude-no-usage", "claude-error-mid"] {
+        streams.push((
+            WireProtocol::Anthropic,
+            post(addr, "/v1/messages", message(model, true)).await,
+        ));
+    }
+    for (protocol, reply) in &streams {
+        assert_eq!(reply.status, 200);
+        let body = reply.body.as_ref();
+        let whole = tap_in_pieces(*protocol, &[body]);
+        assert!(!whole.1.is_empty(), "{protocol:?}: the output text is collected");
+        for cut in 0..=body.len() {
+            let split = tap_in_pieces(*protocol, &[&body[..cut], &body[cut..]]);
+            assert_eq!(split, whole, "{protocol:?} split at byte {cut}");
+        }
+        let bytewise: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(
+            tap_in_pieces(*protocol, &bytewise),
+            whole,
+            "{protocol:?} one byte at a time"
+        );
+    }
+}
