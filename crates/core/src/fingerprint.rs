@@ -5,8 +5,6 @@
 //! the first (near-identical texts differ in few bits, and the text cannot be recovered); the
 //! deflate ratio of the output keeps the second (filler compresses extremely well).
 
-use std::io::Write;
-
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -89,13 +87,23 @@ pub fn compress_permille(text: &str) -> u32 {
     if text.is_empty() {
         return 1000;
     }
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    let compressed = encoder
-        .write_all(text.as_bytes())
-        .and_then(|()| encoder.finish())
-        .map(|bytes| bytes.len())
-        .unwrap_or(text.len());
-    ((compressed as u64 * 1000) / text.len() as u64).min(1000) as u32
+    // A compressor's tables are large: reuse one per thread instead of zeroing new ones for
+    // every call (the gateway fingerprints every response).
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<(flate2::Compress, Vec<u8>)> =
+            std::cell::RefCell::new((flate2::Compress::new(flate2::Compression::fast(), false), Vec::new()));
+    }
+    let input = text.as_bytes();
+    let compressed = COMPRESSOR.with_borrow_mut(|(compressor, output)| {
+        compressor.reset();
+        output.clear();
+        output.reserve(input.len() + input.len() / 8 + 64);
+        match compressor.compress_vec(input, output, flate2::FlushCompress::Finish) {
+            Ok(flate2::Status::StreamEnd) => output.len(),
+            _ => input.len(),
+        }
+    });
+    ((compressed as u64 * 1000) / input.len() as u64).min(1000) as u32
 }
 
 #[cfg(test)]

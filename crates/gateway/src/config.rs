@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_SPOOL_SYNC_MS: u64 = 10;
-pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 250;
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_SPOOL_DIR: &str = "goodhart-spool";
 
 /// `[gateway]` as written in the configuration file.

@@ -25,19 +25,20 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/v1/keys/{id}/revoke", post(keys::revoke_key))
         .route("/api/v1/keys/{id}/rotate", post(keys::rotate_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
-    // The gateway's routes keep their own upstream timeouts: LLM calls outlive API requests.
+    // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
+    // and their own metrics instead of per-request trace spans on the hot path.
     let gateway = state.gateway.router();
     public
         .merge(admin)
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_server_errors))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
         .merge(gateway)
-        .fallback(not_found)
-        .layer(middleware::from_fn(log_server_errors))
-        .layer(TraceLayer::new_for_http())
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Gateway latency overhead and memory, measured like its peers (see ../shared/bench/README.md):
+# the same mock upstream and open-loop load (oha --latency-correction) straight to the mock
+# ("direct") and through `goodhart serve` with metering, the spool and SQLite on; the
+# difference is what the gateway adds. oha and the mock are pinned to CPU 0, the gateway to
+# CPU 1. Also samples the gateway's RSS idle and with OPEN_STREAMS streams held open.
+#
+# Usage: bench/gateway.sh   (env: RATES=500,1000,2000 DURATION=15 WARMUP=3 CONNS=64
+#        BODIES="chat.json chat-stream.json" OPEN_STREAMS=1000 BENCH_DIR=../shared/bench)
+# Results: bench/results/gateway-<time>/ (JSON per run, summary.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
+RATES=${RATES:-500,1000,2000}
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-64}
+BODIES=${BODIES:-chat.json chat-stream.json}
+OPEN_STREAMS=${OPEN_STREAMS:-1000}
+MOCK_PORT=${MOCK_PORT:-18091}
+SLOW_MOCK_PORT=${SLOW_MOCK_PORT:-18092}
+GATEWAY_PORT=${GATEWAY_PORT:-18787}
+OUT=${OUT:-$ROOT/bench/results/gateway-$(date -u +%Y%m%d-%H%M%S)}
+OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
+MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
+ADMIN=bench-admin-token
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+wait_http() { for _ in $(seq 1 100); do curl -fsS -o /dev/null -m 1 "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+
+[ -x "$MOCK" ] || (cd "$BENCH_DIR/mock-upstream" && cargo build --release)
+[ -x "$OHA" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/oha-target" cargo install oha --locked --root "$BENCH_DIR/.cache/cargo-root"
+cargo build --release -p goodhart
+GOODHART=$ROOT/target/release/goodhart
+
+taskset -c 0 "$MOCK" --addr "127.0.0.1:$MOCK_PORT" --threads 1 >"$OUT/mock.log" 2>&1 &
+MOCK_PID=$!; PIDS+=("$MOCK_PID")
+taskset -c 0 "$MOCK" --addr "127.0.0.1:$SLOW_MOCK_PORT" --threads 1 --chunk-delay-ms 1000 >"$OUT/slow-mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/health"
+wait_http "http://127.0.0.1:$SLOW_MOCK_PORT/health"
+
+cat >"$WORK/goodhart.toml" <<TOML
+database_url = "sqlite://$WORK/goodhart.db"
+[limits]
+max_body_bytes = 1048576
+[[providers]]
+name = "mock"
+protocol = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+models = ["mock-gpt"]
+[[providers]]
+name = "slow-mock"
+protocol = "openai"
+base_url = "http://127.0.0.1:$SLOW_MOCK_PORT/v1"
+models = ["slow-gpt"]
+[providers.model_map]
+slow-gpt = "mock-gpt"
+[[prices.model]]
+provider = "mock"
+model = "mock-gpt"
+input = 0.15
+output = 0.60
+TOML
+RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN taskset -c 1 "$GOODHART" --config "$WORK/goodhart.toml" serve \
+    --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
+GW_PID=$!; PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
+KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
+    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+curl -fsS "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions" -H "Authorization: Bearer $KEY" \
+    -d @"$BENCH_DIR/loadgen/chat.json" >/dev/null
+sleep 1
+IDLE_RSS=$(rss_kib "$GW_PID")
+log "gateway pid $GW_PID, idle RSS $((IDLE_RSS / 1024)) MiB"
+
+for body in $BODIES; do
+    for target in direct goodhart; do
+        if [ "$target" = direct ]; then
+            url="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"; extra=(--cpu-pid "$MOCK_PID")
+        else
+            url="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"; extra=(--auth "$KEY" --cpu-pid "$GW_PID")
+        fi
+        log "$target, body $body, rates $RATES"
+        python3 "$BENCH_DIR/loadtest.py" --oha "$OHA" --loadgen-cpus 0 --name "$target" --url "$url" \
+            --body "$BENCH_DIR/loadgen/$body" --rates "$RATES" --duration "$DURATION" --warmup "$WARMUP" \
+            --connections "$CONNS" --out "$OUT/$target--${body%.json}.json" "${extra[@]}"
+    done
+done
+LOADED_RSS=$(rss_kib "$GW_PID")
+
+# Streams held open: the slow mock sends one event a second, so every stream stays open.
+python3 - "$GATEWAY_PORT" "$KEY" "$OPEN_STREAMS" "$GW_PID" >"$OUT/open-streams.txt" <<'PY'
+import socket, sys, time
+port, key, n, pid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+body = b'{"model":"slow-gpt","stream":true,"messages":[{"role":"user","content":"hold the line"}],"max_tokens":32}'
+head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+conns = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(head + body); conns.append(s)
+time.sleep(3)
+opened = 0
+for s in conns:
+    s.settimeout(5)
+    try:
+        opened += s.recv(65536).startswith(b"HTTP/1.1 200")
+    except OSError:
+        pass
+rss = int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")))
+print(f"{opened} of {n} streams open, gateway RSS {rss // 1024} MiB")
+for s in conns:
+    s.close()
+PY
+{
+    echo "# Goodhart gateway vs direct, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "rates $RATES rps, ${DURATION}s each after ${WARMUP}s warm-up, $CONNS connections, oha --latency-correction;"
+    echo "oha + mock on CPU 0, goodhart on CPU 1; metering, spool and SQLite on."
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r)"
+    echo
+    echo "RSS: idle $((IDLE_RSS / 1024)) MiB; after the runs $((LOADED_RSS / 1024)) MiB; $(cat "$OUT/open-streams.txt")"
+    for body in $BODIES; do
+        echo; echo "## body: $body"; echo
+        python3 "$BENCH_DIR/compare.py" "$OUT/direct--${body%.json}.json" "$OUT/goodhart--${body%.json}.json"
+    done
+} | tee "$OUT/summary.md"
+log "results in $OUT"
