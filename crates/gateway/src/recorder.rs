@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use goodhart_store::Store;
 use goodhart_store::spool::{self, Spool, SpoolError, SpooledEvent};
@@ -16,13 +16,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 
+/// How long calls are refused after the spool failed to take a record.
+const REFUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 pub struct Recorder {
     spool: Mutex<Spool>,
     /// Something was appended since the last sync.
     dirty: AtomicBool,
     sync_every_call: bool,
-    /// The last append failed: new calls are refused until one succeeds again.
-    failing: AtomicBool,
+    /// When an append last failed: new calls are refused for [`REFUSE_AFTER_FAILURE`], then
+    /// let through again (their appends are the retry).
+    failed_at: Mutex<Option<Instant>>,
     /// One flush at a time (the background flusher and on-demand flushes).
     flushing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -34,7 +38,7 @@ impl Recorder {
             spool: Mutex::new(spool),
             dirty: AtomicBool::new(false),
             sync_every_call,
-            failing: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
             flushing: tokio::sync::Mutex::new(()),
             metrics,
         }
@@ -55,11 +59,10 @@ impl Recorder {
         match result {
             Ok(()) => {
                 self.dirty.store(true, Ordering::Release);
-                self.failing.store(false, Ordering::Relaxed);
                 self.metrics.spooled.inc();
             }
             Err(e) => {
-                self.failing.store(true, Ordering::Relaxed);
+                *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                 self.metrics.spool_errors.inc();
                 tracing::error!(event = %record.event.id, user = %record.event.attribution.user, model = %record.event.model,
                     input = record.event.tokens.input, output = record.event.tokens.output,
@@ -68,8 +71,10 @@ impl Recorder {
         }
     }
 
+    /// The spool failed to take a record within the last [`REFUSE_AFTER_FAILURE`].
     pub fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        failed_at.is_some_and(|at| at.elapsed() < REFUSE_AFTER_FAILURE)
     }
 
     pub fn depth_bytes(&self) -> u64 {

@@ -51,6 +51,8 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 
 /// The writer side: one active segment, appended to and synced.
 pub struct Spool {
+    /// Held (locked) for as long as the spool is open: one process per spool directory.
+    _lock: File,
     dir: PathBuf,
     active: File,
     active_path: PathBuf,
@@ -76,6 +78,17 @@ impl Spool {
     /// run — are sealed and wait for [`flush`]; appends go to a new segment.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        lock.try_lock().map_err(|_| SpoolError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::other("in use by another running goodhart; give each instance its own spool directory"),
+        })?;
         let next = segments(dir)?.last().and_then(|p| segment_seq(p)).map_or(0, |s| s + 1);
         let active_path = segment_path(dir, next);
         let active = OpenOptions::new()
@@ -84,6 +97,7 @@ impl Spool {
             .open(&active_path)
             .map_err(io_error(&active_path))?;
         Ok(Spool {
+            _lock: lock,
             dir: dir.to_path_buf(),
             active,
             active_path,

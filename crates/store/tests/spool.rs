@@ -152,3 +152,14 @@ async fn corruption_keeps_the_segment_aside_and_stores_what_precedes_it() {
     );
     assert!(spool.sealed().unwrap().is_empty());
 }
+
+#[test]
+fn one_spool_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Spool::open(dir.path()).unwrap();
+    let second = Spool::open(dir.path());
+    let message = second.err().expect("a second opener is refused").to_string();
+    assert!(message.contains("in use by another running goodhart"), "{message}");
+    drop(first);
+    assert!(Spool::open(dir.path()).is_ok(), "the lock goes with the spool");
+}
