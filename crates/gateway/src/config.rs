@@ -176,6 +176,12 @@ impl GatewayConfig {
             }
             let api_key = match &p.api_key_env {
                 Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+                    Some(value) if hyper::header::HeaderValue::from_str(value.trim()).is_err() => {
+                        return Err(invalid(
+                            key("api_key_env"),
+                            format!("environment variable {var} holds characters a header cannot carry"),
+                        ));
+                    }
                     Some(value) => Some(ApiKey::new(value.trim().to_owned())),
                     None => {
                         return Err(invalid(

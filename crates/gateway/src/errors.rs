@@ -18,6 +18,8 @@ pub enum GatewayError {
     NoRoute(String),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     #[error("the provider could not be reached: {0}")]
     UpstreamUnavailable(String),
     #[error("the provider did not answer within {0} s")]
@@ -34,6 +36,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,6 +51,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
             GatewayError::NoRoute(_) => ("invalid_request_error", "model_not_found"),
             GatewayError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large"),
+            GatewayError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
             GatewayError::SpoolUnavailable => ("api_error", "service_unavailable"),
         }
@@ -61,6 +65,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => "invalid_request_error",
             GatewayError::NoRoute(_) => "not_found_error",
             GatewayError::PayloadTooLarge(_) => "request_too_large",
+            GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
             GatewayError::SpoolUnavailable => "overloaded_error",
         }

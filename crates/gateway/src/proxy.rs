@@ -23,6 +23,8 @@ use crate::meter::{CallContext, CallOutcome, MeteredStream};
 
 /// The most of a non-streamed response body the gateway reads (to find its usage).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// How long a client may take to send its request body.
+const REQUEST_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Request headers that never go upstream: hop-by-hop ones, the client's credential (the
 /// provider's key replaces it), Goodhart's own, and `accept-encoding` (the usage tap reads
@@ -105,9 +107,15 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         return Err(("spool", GatewayError::SpoolUnavailable));
     }
     let limit = inner.config.max_body_bytes;
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(("payload_too_large", GatewayError::PayloadTooLarge(limit))),
+    let bytes = match tokio::time::timeout(REQUEST_BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Err(("payload_too_large", GatewayError::PayloadTooLarge(limit))),
+        Err(_) => {
+            return Err((
+                "request_timeout",
+                GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs()),
+            ));
+        }
     };
     let mut json: Value = serde_json::from_slice(&bytes).map_err(|e| {
         (

@@ -590,3 +590,53 @@ async fn clients_probing_the_base_url_get_an_answer() {
     assert_eq!(server.send("HEAD", "/", &[], Bytes::new()).await.status, 200);
     assert_eq!(server.send("GET", "/", &[], Bytes::new()).await.status, 200);
 }
+
+#[tokio::test]
+async fn bad_requests_get_precise_errors_in_the_clients_shape_and_record_nothing() {
+    let server = start_with(TestDatabase::sqlite(), "[limits]\nmax_body_bytes = 2048").await;
+    let key = key(&server).await;
+    let big = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(4096)}]});
+    let too_large = chat(&server, &key, big, &[]).await;
+    assert_eq!(too_large.status, 413, "{}", too_large.text);
+    assert!(
+        too_large.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2048 bytes")
+    );
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str())];
+    let broken = server
+        .send("POST", "/v1/chat/completions", &headers, "{\"model\": ")
+        .await;
+    assert_eq!(broken.status, 400);
+    assert!(
+        broken.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{}",
+        broken.text
+    );
+    let no_model = server
+        .send(
+            "POST",
+            "/v1/messages",
+            &[("x-api-key", key.as_str())],
+            "{\"max_tokens\": 5}",
+        )
+        .await;
+    assert_eq!(no_model.status, 400);
+    assert_eq!(no_model.json["error"]["type"], "invalid_request_error");
+    assert!(no_model.text.contains("`model` is required"), "{}", no_model.text);
+    let bad_label = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o-mini", "messages": []}),
+        &[("x-goodhart-task", &"t".repeat(300))],
+    )
+    .await;
+    assert_eq!(bad_label.status, 400);
+    assert!(bad_label.text.contains("x-goodhart-task"), "{}", bad_label.text);
+    assert!(recorded(&server).await.is_empty());
+}
