@@ -6,6 +6,7 @@
 //! on the results.
 
 pub mod attribution;
+pub mod budgets;
 pub mod fingerprint;
 pub mod keys;
 pub mod money;
