@@ -33,6 +33,43 @@ pub enum BudgetScope {
 }
 
 impl BudgetScope {
+    /// The scope's kind as stored and shown: `key`, `user`, `team`, `project`, `agent`, `org`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BudgetScope::Key(_) => "key",
+            BudgetScope::User(_) => "user",
+            BudgetScope::Team(_) => "team",
+            BudgetScope::Project(_) => "project",
+            BudgetScope::Agent(_) => "agent",
+            BudgetScope::Org => "org",
+        }
+    }
+
+    /// The key id or name the scope is about (`None` for the organisation).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            BudgetScope::Key(n)
+            | BudgetScope::User(n)
+            | BudgetScope::Team(n)
+            | BudgetScope::Project(n)
+            | BudgetScope::Agent(n) => Some(n),
+            BudgetScope::Org => None,
+        }
+    }
+
+    /// The scope from its stored kind and name.
+    pub fn from_parts(kind: &str, name: Option<String>) -> Option<BudgetScope> {
+        Some(match (kind, name) {
+            ("org", None) => BudgetScope::Org,
+            ("key", Some(n)) => BudgetScope::Key(n),
+            ("user", Some(n)) => BudgetScope::User(n),
+            ("team", Some(n)) => BudgetScope::Team(n),
+            ("project", Some(n)) => BudgetScope::Project(n),
+            ("agent", Some(n)) => BudgetScope::Agent(n),
+            _ => return None,
+        })
+    }
+
     /// Whether a call made with key `key_id` and attributed as `who` counts against this scope.
     pub fn applies(&self, key_id: &str, who: &Attribution) -> bool {
         match self {
@@ -55,6 +92,66 @@ pub enum Period {
     Month,
     /// Never resets.
     Total,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Total => "total",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Period> {
+        [Period::Day, Period::Week, Period::Month, Period::Total]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+}
+
+/// What happens when a budget is exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Alerts only (a soft budget).
+    Alert,
+    /// Refuses calls that could overrun it (a hard cap).
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Block => "block",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        [Action::Alert, Action::Block].into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// The alert thresholds used when a budget names none (percent of the limit).
+pub const DEFAULT_THRESHOLDS: [u32; 3] = [50, 80, 100];
+
+/// A budget as defined by an admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub id: String,
+    pub scope: BudgetScope,
+    pub period: Period,
+    pub limit: Nanos,
+    /// An optional second limit in tokens (every kind counted).
+    pub token_limit: Option<u64>,
+    pub action: Action,
+    /// Percent of the limit at which an alert is raised, ascending.
+    pub thresholds: Vec<u32>,
+    /// The IANA time zone whose calendar the period follows (e.g. `Europe/Paris`).
+    pub timezone: String,
+    pub created_at: Micros,
 }
 
 /// The half-open window `[start, end)` a period covers at some instant; `end` is `None` for

@@ -19,6 +19,10 @@ pub const SQLITE: &[Migration] = &[
         version: "20261123020000_gateway_calls",
         sql: include_str!("../migrations/sqlite/20261123020000_gateway_calls.sql"),
     },
+    Migration {
+        version: "20261123030000_budgets",
+        sql: include_str!("../migrations/sqlite/20261123030000_budgets.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -33,6 +37,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: "20261123020000_gateway_calls",
         sql: include_str!("../migrations/postgres/20261123020000_gateway_calls.sql"),
+    },
+    Migration {
+        version: "20261123030000_budgets",
+        sql: include_str!("../migrations/postgres/20261123030000_budgets.sql"),
     },
 ];
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
+use goodhart_core::budgets::{Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
@@ -27,8 +28,8 @@ use crate::rollup::{
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
-    InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
-    UnpricedModel, UsageStore, key_sql,
+    BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend, Store,
+    StoreError, SummaryQuery, UnpricedModel, UsageStore, budget_sql, key_sql,
 };
 
 const POOL_SIZE: usize = 16;
@@ -680,6 +681,77 @@ async fn insert_key(
         )
         .await?;
     Ok(())
+}
+
+#[async_trait]
+impl BudgetStore for PostgresStore {
+    async fn create_budget(&self, b: &Budget) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                budget_sql::INSERT,
+                &[
+                    &b.id,
+                    &b.scope.kind(),
+                    &b.scope.name(),
+                    &b.period.as_str(),
+                    &b.limit.0,
+                    &b.token_limit.map(|t| t as i64),
+                    &b.action.as_str(),
+                    &budget_sql::thresholds(&b.thresholds),
+                    &b.timezone,
+                    &b.created_at.0,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn budgets(&self) -> Result<Vec<Budget>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!("SELECT {} FROM budgets {}", budget_sql::COLUMNS, budget_sql::LIVE);
+        client
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                budget_sql::Row {
+                    id: r.get(0),
+                    scope_kind: r.get(1),
+                    scope_name: r.get(2),
+                    period: r.get(3),
+                    limit_nanos: r.get(4),
+                    limit_tokens: r.get(5),
+                    action: r.get(6),
+                    thresholds: r.get(7),
+                    timezone: r.get(8),
+                    created_at: r.get(9),
+                }
+                .into_budget()
+            })
+            .collect()
+    }
+
+    async fn delete_budget(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(budget_sql::DELETE, &[&at.0, &id]).await? == 1)
+    }
+
+    async fn spend(&self, scope: &BudgetScope, from: Micros, to: Micros) -> Result<Spend, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = budget_sql::spend(scope.kind());
+        let name = scope.name().unwrap_or_default();
+        let row = if sql.contains("$3") {
+            client.query_one(&sql, &[&from.0, &to.0, &name]).await?
+        } else {
+            client.query_one(&sql, &[&from.0, &to.0]).await?
+        };
+        Ok(Spend {
+            cost: goodhart_core::Nanos(row.get(0)),
+            tokens: row.get::<_, i64>(1).max(0) as u64,
+            requests: row.get::<_, i64>(2).max(0) as u64,
+        })
+    }
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
+use goodhart_core::budgets::{Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
@@ -22,8 +23,8 @@ use crate::rollup::{
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
-    InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Store, StoreError, SummaryQuery,
-    UnpricedModel, UsageStore, key_sql,
+    BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend, Store,
+    StoreError, SummaryQuery, UnpricedModel, UsageStore, budget_sql, key_sql,
 };
 
 const READERS: usize = 4;
@@ -527,6 +528,83 @@ fn insert_key(conn: &Connection, key: &VirtualKey, key_hash: &str) -> Result<(),
         key.expires_at.map(|m| m.0),
     ])?;
     Ok(())
+}
+
+#[async_trait]
+impl BudgetStore for SqliteStore {
+    async fn create_budget(&self, budget: &Budget) -> Result<(), StoreError> {
+        let b = budget.clone();
+        self.write(move |w| {
+            w.conn.prepare_cached(budget_sql::INSERT)?.execute(params![
+                b.id,
+                b.scope.kind(),
+                b.scope.name(),
+                b.period.as_str(),
+                b.limit.0,
+                b.token_limit.map(|t| t as i64),
+                b.action.as_str(),
+                budget_sql::thresholds(&b.thresholds),
+                b.timezone,
+                b.created_at.0,
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn budgets(&self) -> Result<Vec<Budget>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {} FROM budgets {}", budget_sql::COLUMNS, budget_sql::LIVE);
+            let rows: Vec<budget_sql::Row> = conn
+                .prepare_cached(&sql)?
+                .query_map([], |r| {
+                    Ok(budget_sql::Row {
+                        id: r.get(0)?,
+                        scope_kind: r.get(1)?,
+                        scope_name: r.get(2)?,
+                        period: r.get(3)?,
+                        limit_nanos: r.get(4)?,
+                        limit_tokens: r.get(5)?,
+                        action: r.get(6)?,
+                        thresholds: r.get(7)?,
+                        timezone: r.get(8)?,
+                        created_at: r.get(9)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter().map(budget_sql::Row::into_budget).collect()
+        })
+        .await
+    }
+
+    async fn delete_budget(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| Ok(w.conn.execute(budget_sql::DELETE, params![at.0, id])? == 1))
+            .await
+    }
+
+    async fn spend(&self, scope: &BudgetScope, from: Micros, to: Micros) -> Result<Spend, StoreError> {
+        let (sql, name) = (
+            budget_sql::spend(scope.kind()),
+            scope.name().unwrap_or_default().to_owned(),
+        );
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let read =
+                |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
+            let (cost, tokens, requests) = if sql.contains("$3") {
+                statement.query_row(params![from.0, to.0, name], read)?
+            } else {
+                statement.query_row(params![from.0, to.0], read)?
+            };
+            Ok(Spend {
+                cost: goodhart_core::Nanos(cost),
+                tokens: tokens.max(0) as u64,
+                requests: requests.max(0) as u64,
+            })
+        })
+        .await
+    }
 }
 
 #[async_trait]

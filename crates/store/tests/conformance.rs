@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use goodhart_core::Micros;
+use goodhart_core::budgets::{Action, Budget, BudgetScope, Period};
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
-use goodhart_core::usage::{Attribution, Source, TokenCounts, UsageEvent};
+use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
 use rand::rngs::StdRng;
@@ -127,6 +128,7 @@ conformance!(
     settings_are_set_once,
     reopening_keeps_data_and_schema,
     keys_are_found_by_hash_revoked_and_rotated,
+    budgets_are_kept_listed_deleted_and_measured_per_scope,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -596,4 +598,102 @@ mod properties {
             });
         }
     }
+}
+
+async fn budgets_are_kept_listed_deleted_and_measured_per_scope(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let budget = |id: &str, scope: BudgetScope, created: &str| Budget {
+        id: id.into(),
+        scope,
+        period: Period::Month,
+        limit: goodhart_core::Nanos(500_000_000_000),
+        token_limit: Some(1_000_000),
+        action: Action::Block,
+        thresholds: vec![50, 80, 100],
+        timezone: "Europe/Paris".into(),
+        created_at: at(created),
+    };
+    let team = budget("b1", BudgetScope::Team("payments".into()), "2026-11-01T00:00:00Z");
+    let org = Budget {
+        token_limit: None,
+        action: Action::Alert,
+        ..budget("b2", BudgetScope::Org, "2026-11-02T00:00:00Z")
+    };
+    store.create_budget(&team).await.unwrap();
+    store.create_budget(&org).await.unwrap();
+    assert_eq!(store.budgets().await.unwrap(), vec![team.clone(), org.clone()]);
+    assert!(store.delete_budget("b2", at("2026-11-03T00:00:00Z")).await.unwrap());
+    assert!(
+        !store.delete_budget("b2", at("2026-11-03T00:00:00Z")).await.unwrap(),
+        "deleted once"
+    );
+    assert_eq!(store.budgets().await.unwrap(), vec![team]);
+
+    let table = prices();
+    let mut via_key = event(
+        "g1",
+        at("2026-11-10T10:00:00Z"),
+        "alice",
+        Some("payments"),
+        "gpt-4o-mini",
+        1_000_000,
+        0,
+    );
+    via_key.call = Some(CallMeta {
+        key_id: "k1".into(),
+        status: 200,
+        ..Default::default()
+    });
+    via_key.attribution.agent = Some("bot".into());
+    let events = vec![
+        via_key,
+        event(
+            "a1",
+            at("2026-11-10T11:00:00Z"),
+            "alice",
+            Some("payments"),
+            "claude-sonnet-4-5",
+            1_000_000,
+            0,
+        ),
+        event(
+            "a2",
+            at("2026-11-11T11:00:00Z"),
+            "bob",
+            Some("search"),
+            "claude-sonnet-4-5",
+            0,
+            100_000,
+        ),
+        event(
+            "a3",
+            at("2026-12-01T00:00:00Z"),
+            "alice",
+            Some("payments"),
+            "claude-sonnet-4-5",
+            1_000_000,
+            0,
+        ),
+    ];
+    store
+        .insert_usage(priced(&table, events), table.version())
+        .await
+        .unwrap();
+    let (from, to) = (at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"));
+    let spend = |scope: BudgetScope| {
+        let store = Arc::clone(&store);
+        async move { store.spend(&scope, from, to).await.unwrap() }
+    };
+    let dollars = |d: f64| goodhart_core::Nanos((d * 1e9) as i64);
+    let team = spend(BudgetScope::Team("payments".into())).await;
+    assert_eq!((team.cost, team.tokens, team.requests), (dollars(3.15), 2_000_000, 2));
+    assert_eq!(spend(BudgetScope::Key("k1".into())).await.cost, dollars(0.15));
+    assert_eq!(spend(BudgetScope::Agent("bot".into())).await.requests, 1);
+    assert_eq!(spend(BudgetScope::User("bob".into())).await.cost, dollars(1.5));
+    assert_eq!(
+        spend(BudgetScope::Org).await.requests,
+        3,
+        "the December call is outside the window"
+    );
+    assert_eq!(spend(BudgetScope::Project("nowhere".into())).await.requests, 0);
 }
