@@ -2,6 +2,7 @@
 //! wiring of configuration, store and core into one server.
 
 pub mod auth;
+pub mod budgets;
 pub mod config;
 pub mod error;
 pub mod ingest;

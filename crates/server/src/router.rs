@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{auth, ingest, keys, reports};
+use crate::{auth, budgets, ingest, keys, reports};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -24,6 +24,11 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/v1/keys", get(keys::list_keys).post(keys::post_key))
         .route("/api/v1/keys/{id}/revoke", post(keys::revoke_key))
         .route("/api/v1/keys/{id}/rotate", post(keys::rotate_key))
+        .route("/api/v1/budgets", get(budgets::list_budgets).post(budgets::post_budget))
+        .route(
+            "/api/v1/budgets/{id}",
+            get(budgets::get_budget).delete(budgets::delete_budget),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.

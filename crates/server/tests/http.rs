@@ -265,7 +265,7 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
     let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     let paths = reply.json["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15);
+    assert_eq!(paths.len(), 17);
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());
@@ -356,4 +356,67 @@ async fn keys_are_created_once_listed_without_secrets_rotated_and_revoked() {
         .await;
     assert_eq!(unknown.status, 400);
     assert!(unknown.json["error"]["message"].as_str().unwrap().contains("budget"));
+}
+
+#[tokio::test]
+async fn budgets_are_created_listed_with_their_window_and_deleted() {
+    let server = start(TestDatabase::sqlite()).await;
+    let now = goodhart_core::Micros::from_timestamp(jiff::Timestamp::now()).rfc3339();
+    let event = format!(
+        r#"{{"id": "b1", "timestamp": "{now}", "user": "alice", "team": "payments", "model": "claude-sonnet-4-5", "input_tokens": 100000, "output_tokens": 0}}"#
+    );
+    assert_eq!(server.ingest("application/x-ndjson", event).await.status, 200);
+    let created = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            r#"{"scope": "team", "name": "payments", "period": "month", "limit_usd": "500", "action": "block", "timezone": "Europe/Paris"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let budget = &created.json;
+    assert_eq!(budget["scope"], "team");
+    assert_eq!(budget["limit_usd"].to_string(), "500");
+    assert_eq!(
+        budget["spent_usd"].to_string(),
+        "0.3",
+        "100k Sonnet input tokens at $3/Mtok"
+    );
+    assert_eq!(budget["requests"], 1);
+    assert!(budget["forecast_usd"].as_f64().unwrap() >= 0.3);
+    assert!(budget["resets_at"].as_str().unwrap() > budget["window_start"].as_str().unwrap());
+    let id = budget["id"].as_str().unwrap();
+    let listed = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    assert_eq!(listed.json["budgets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        server
+            .admin("GET", &format!("/api/v1/budgets/{id}"), Bytes::new())
+            .await
+            .json["id"],
+        id
+    );
+    let bad = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            r#"{"scope": "team", "period": "month", "limit_usd": "5"}"#,
+        )
+        .await;
+    assert_eq!((bad.status, bad.json["error"]["field"].as_str()), (400, Some("name")));
+    assert_eq!(
+        server
+            .admin("DELETE", &format!("/api/v1/budgets/{id}"), Bytes::new())
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        server
+            .admin("DELETE", &format!("/api/v1/budgets/{id}"), Bytes::new())
+            .await
+            .status,
+        404
+    );
+    let listed = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    assert!(listed.json["budgets"].as_array().unwrap().is_empty());
 }

@@ -1,0 +1,265 @@
+//! Budget administration: create, list with their current window's spend and forecast, show,
+//! delete. Enforcement on the request path lives in the gateway.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use goodhart_core::Micros;
+use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period};
+use goodhart_core::money::Nanos;
+use goodhart_store::Store;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::reports::usd_number;
+use crate::state::AppState;
+
+/// `POST /api/v1/budgets`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBudget {
+    /// `key`, `user`, `team`, `project`, `agent` or `org`.
+    pub scope: String,
+    /// The key id or name the scope is about (absent for `org`).
+    pub name: Option<String>,
+    /// `day`, `week`, `month` or `total`.
+    pub period: String,
+    /// The limit in USD, as a decimal string or number (`"500"`, `12.5`).
+    pub limit_usd: serde_json::Value,
+    pub limit_tokens: Option<u64>,
+    /// `alert` (default) or `block`.
+    pub action: Option<String>,
+    /// Percent of the limit at which alerts fire (default 50, 80, 100).
+    pub thresholds: Option<Vec<u32>>,
+    /// IANA time zone of the period's calendar (default UTC).
+    pub timezone: Option<String>,
+}
+
+/// A budget with where its current window stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetView {
+    pub id: String,
+    pub scope: &'static str,
+    pub name: Option<String>,
+    pub period: &'static str,
+    pub action: &'static str,
+    pub limit_usd: Box<RawValue>,
+    pub limit_tokens: Option<u64>,
+    pub thresholds: Vec<u32>,
+    pub timezone: String,
+    pub window_start: Option<String>,
+    pub resets_at: Option<String>,
+    pub spent_usd: Box<RawValue>,
+    pub spent_tokens: u64,
+    pub requests: u64,
+    /// Projected spend at the end of the window (absent for `total` budgets).
+    pub forecast_usd: Option<Box<RawValue>>,
+    pub created_at: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Validates a request into a budget (not yet stored).
+pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
+    let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let scope_kind = request.scope.trim().to_ascii_lowercase();
+    let scope = match (scope_kind.as_str(), name) {
+        ("org", Some(_)) => return Err(invalid("name", "an `org` budget takes no name")),
+        (kind, name) => BudgetScope::from_parts(kind, name).ok_or_else(|| {
+            if ["key", "user", "team", "project", "agent"].contains(&kind) {
+                invalid("name", format!("a `{kind}` budget needs the {kind}'s name"))
+            } else {
+                invalid(
+                    "scope",
+                    format!("expected key, user, team, project, agent or org, got {kind:?}"),
+                )
+            }
+        })?,
+    };
+    let period = Period::parse(request.period.trim()).ok_or_else(|| {
+        invalid(
+            "period",
+            format!("expected day, week, month or total, got {:?}", request.period),
+        )
+    })?;
+    let limit_text = match &request.limit_usd {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(invalid("limit_usd", format!("expected a decimal amount, got {other}"))),
+    };
+    let limit = Nanos::from_usd(&limit_text).map_err(|e| invalid("limit_usd", format!("{limit_text:?}: {e}")))?;
+    if limit.0 <= 0 {
+        return Err(invalid("limit_usd", "must be more than zero"));
+    }
+    let action = match request.action.as_deref().map(str::trim) {
+        None | Some("") => Action::Alert,
+        Some(text) => {
+            Action::parse(text).ok_or_else(|| invalid("action", format!("expected alert or block, got {text:?}")))?
+        }
+    };
+    let mut thresholds = request.thresholds.unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
+    if thresholds.iter().any(|&t| t == 0 || t > 1_000) {
+        return Err(invalid("thresholds", "each threshold is a percent between 1 and 1000"));
+    }
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    let timezone = request
+        .timezone
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "UTC".into());
+    jiff::tz::TimeZone::get(&timezone).map_err(|e| invalid("timezone", format!("{timezone:?}: {e}")))?;
+    Ok(Budget {
+        id: hex::encode(rand::rng().random::<[u8; 6]>()),
+        scope,
+        period,
+        limit,
+        token_limit: request.limit_tokens,
+        action,
+        thresholds,
+        timezone,
+        created_at: now,
+    })
+}
+
+/// The budget with its current window's spend and forecast.
+pub async fn view(store: &dyn Store, budget: &Budget, now: Micros) -> Result<BudgetView, ApiError> {
+    let zone = jiff::tz::TimeZone::get(&budget.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let window = budgets::window(budget.period, &zone, now);
+    let spend = store
+        .spend(&budget.scope, window.start, window.end.unwrap_or(Micros(i64::MAX)))
+        .await?;
+    let finite_start = (window.start != Micros(i64::MIN)).then_some(window.start);
+    Ok(BudgetView {
+        id: budget.id.clone(),
+        scope: budget.scope.kind(),
+        name: budget.scope.name().map(str::to_owned),
+        period: budget.period.as_str(),
+        action: budget.action.as_str(),
+        limit_usd: usd_number(budget.limit),
+        limit_tokens: budget.token_limit,
+        thresholds: budget.thresholds.clone(),
+        timezone: budget.timezone.clone(),
+        window_start: finite_start.map(Micros::rfc3339),
+        resets_at: window.end.map(Micros::rfc3339),
+        spent_usd: usd_number(spend.cost),
+        spent_tokens: spend.tokens,
+        requests: spend.requests,
+        forecast_usd: budgets::forecast(spend.cost, window, now).map(usd_number),
+        created_at: budget.created_at.rfc3339(),
+    })
+}
+
+pub async fn find(store: &dyn Store, id: &str) -> Result<Budget, ApiError> {
+    store
+        .budgets()
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("budget {id}")))
+}
+
+fn now() -> Micros {
+    Micros::from_timestamp(jiff::Timestamp::now())
+}
+
+pub async fn post_budget(
+    State(state): State<AppState>,
+    request: Result<Json<NewBudget>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<BudgetView>), ApiError> {
+    let Json(request) = request.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let now = now();
+    let budget = validate(request, now)?;
+    state.store.create_budget(&budget).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(state.store.as_ref(), &budget, now).await?),
+    ))
+}
+
+pub async fn list_budgets(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = now();
+    let mut views = Vec::new();
+    for budget in state.store.budgets().await? {
+        views.push(view(state.store.as_ref(), &budget, now).await?);
+    }
+    Ok(Json(serde_json::json!({ "budgets": views })))
+}
+
+pub async fn get_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<BudgetView>, ApiError> {
+    let budget = find(state.store.as_ref(), &id).await?;
+    Ok(Json(view(state.store.as_ref(), &budget, now()).await?))
+}
+
+pub async fn delete_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if state.store.delete_budget(&id, now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("budget {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> NewBudget {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn requests_validate_into_budgets_or_name_the_field() {
+        let now = Micros(0);
+        let ok = validate(
+            request(serde_json::json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": "500", "action": "block", "timezone": "Europe/Paris"})),
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.scope, BudgetScope::Team("payments".into()));
+        assert_eq!(
+            (ok.limit, ok.action, ok.thresholds.clone()),
+            (Nanos(500_000_000_000), Action::Block, vec![50, 80, 100])
+        );
+        let number = validate(
+            request(serde_json::json!({"scope": "org", "period": "day", "limit_usd": 12.5})),
+            now,
+        )
+        .unwrap();
+        assert_eq!((number.limit, number.action), (Nanos(12_500_000_000), Action::Alert));
+        let field = |json: serde_json::Value| match validate(request(json), now) {
+            Err(ApiError::InvalidField { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        assert_eq!(
+            field(serde_json::json!({"scope": "team", "period": "month", "limit_usd": "5"})),
+            "name"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scope": "galaxy", "name": "x", "period": "month", "limit_usd": "5"})),
+            "scope"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scope": "org", "period": "year", "limit_usd": "5"})),
+            "period"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scope": "org", "period": "day", "limit_usd": "-5"})),
+            "limit_usd"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scope": "org", "period": "day", "limit_usd": "5", "timezone": "Mars/Olympus"})),
+            "timezone"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scope": "org", "period": "day", "limit_usd": "5", "thresholds": [0]})),
+            "thresholds"
+        );
+    }
+}
