@@ -11,7 +11,7 @@ use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document,
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{Cli, Command, KeysAction, PricesAction};
+use crate::{BudgetsAction, Cli, Command, KeysAction, PricesAction};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&config, &params, format).await
         }
         Command::Keys { action } => keys(&config, action).await,
+        Command::Budgets { action } => budgets(&config, action).await,
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
             action: Some(PricesAction::Reprice { all }),
@@ -335,7 +336,6 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let api = |e: goodhart_server::error::ApiError| anyhow::anyhow!("{e}");
     let (views, format, secret_shown) = match action {
         KeysAction::Create {
             user,
@@ -356,7 +356,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             };
             let (key, secret) = goodhart_server::keys::create(store.as_ref(), request, now)
                 .await
-                .map_err(api)?;
+                .map_err(api_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
         KeysAction::List { format } => {
@@ -366,14 +366,14 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         KeysAction::Revoke { id } => {
             let key = goodhart_server::keys::revoke(store.as_ref(), &id, now)
                 .await
-                .map_err(api)?;
+                .map_err(api_error)?;
             println!("Revoked key {} ({}).", key.id, key.scope.user);
             return Ok(());
         }
         KeysAction::Rotate { id, format } => {
             let (key, secret) = goodhart_server::keys::rotate(store.as_ref(), &id, now)
                 .await
-                .map_err(api)?;
+                .map_err(api_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
     };
@@ -430,4 +430,139 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     };
     let json = serde_json::json!({ "keys": views });
     output::print(format, &json, &table, &mut std::io::stdout().lock())
+}
+
+async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
+    use goodhart_server::budgets::{BudgetView, NewBudget};
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let (views, format): (Vec<BudgetView>, Format) = match action {
+        BudgetsAction::Create {
+            key,
+            user,
+            team,
+            project,
+            agent,
+            org,
+            daily,
+            weekly,
+            monthly,
+            total,
+            tokens,
+            block,
+            thresholds,
+            timezone,
+            format,
+        } => {
+            let named = [
+                ("key", key),
+                ("user", user),
+                ("team", team),
+                ("project", project),
+                ("agent", agent),
+            ]
+            .into_iter()
+            .find_map(|(kind, name)| name.map(|n| (kind, Some(n))));
+            // clap's group makes `--org` and a named scope exclusive, and one of them required.
+            let (scope, name) = match named {
+                Some(named) if !org => named,
+                _ => ("org", None),
+            };
+            let (period, limit) = [("day", daily), ("week", weekly), ("month", monthly), ("total", total)]
+                .into_iter()
+                .find_map(|(period, limit)| limit.map(|l| (period, l)))
+                .context("a limit is required (--daily, --weekly, --monthly or --total)")?;
+            let request = NewBudget {
+                scope: scope.into(),
+                name,
+                period: period.into(),
+                limit_usd: serde_json::Value::String(limit),
+                limit_tokens: tokens,
+                action: Some(if block { "block" } else { "alert" }.into()),
+                thresholds,
+                timezone: Some(timezone),
+            };
+            let budget = goodhart_server::budgets::validate(request, now).map_err(api_error)?;
+            store.create_budget(&budget).await?;
+            let view = goodhart_server::budgets::view(store.as_ref(), &budget, now)
+                .await
+                .map_err(api_error)?;
+            (vec![view], format)
+        }
+        BudgetsAction::List { format } => {
+            let mut views = Vec::new();
+            for budget in store.budgets().await? {
+                views.push(
+                    goodhart_server::budgets::view(store.as_ref(), &budget, now)
+                        .await
+                        .map_err(api_error)?,
+                );
+            }
+            (views, format)
+        }
+        BudgetsAction::Show { id, format } => {
+            let budget = goodhart_server::budgets::find(store.as_ref(), &id)
+                .await
+                .map_err(api_error)?;
+            let view = goodhart_server::budgets::view(store.as_ref(), &budget, now)
+                .await
+                .map_err(api_error)?;
+            (vec![view], format)
+        }
+        BudgetsAction::Delete { id } => {
+            if !store.delete_budget(&id, now).await? {
+                anyhow::bail!("no budget {id}");
+            }
+            println!("Deleted budget {id}.");
+            return Ok(());
+        }
+    };
+    let header = [
+        "id",
+        "scope",
+        "name",
+        "period",
+        "action",
+        "limit",
+        "spent",
+        "forecast",
+        "requests",
+        "resets_at",
+        "timezone",
+    ];
+    let usd = |raw: &serde_json::value::RawValue| format!("${}", raw.get());
+    let rows = views
+        .iter()
+        .map(|v| {
+            vec![
+                v.id.clone(),
+                v.scope.to_owned(),
+                v.name.clone().unwrap_or_default(),
+                v.period.to_owned(),
+                v.action.to_owned(),
+                usd(&v.limit_usd),
+                usd(&v.spent_usd),
+                v.forecast_usd.as_deref().map(usd).unwrap_or_default(),
+                v.requests.to_string(),
+                v.resets_at.clone().unwrap_or_else(|| "never".into()),
+                v.timezone.clone(),
+            ]
+        })
+        .collect();
+    let table = Tabular {
+        header: header.into_iter().map(String::from).collect(),
+        rows,
+    };
+    let json = serde_json::json!({ "budgets": views });
+    output::print(format, &json, &table, &mut std::io::stdout().lock())
+}
+
+/// An API error as the command line shows it: with the field it is about, if any.
+fn api_error(error: goodhart_server::error::ApiError) -> anyhow::Error {
+    match error {
+        goodhart_server::error::ApiError::InvalidField { field, message } => anyhow::anyhow!("{field}: {message}"),
+        other => anyhow::anyhow!("{other}"),
+    }
 }

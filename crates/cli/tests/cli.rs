@@ -196,3 +196,54 @@ fn keys_create_list_rotate_revoke() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
 }
+
+#[test]
+fn budgets_are_created_listed_and_deleted_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("GOODHART_DATABASE_URL")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (
+            output.status.success(),
+            text,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "budgets",
+        "create",
+        "--team",
+        "payments",
+        "--monthly",
+        "500",
+        "--block",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let budget = &created["budgets"][0];
+    assert_eq!(
+        (budget["scope"].as_str(), budget["name"].as_str()),
+        (Some("team"), Some("payments"))
+    );
+    assert_eq!(
+        (budget["period"].as_str(), budget["action"].as_str()),
+        (Some("month"), Some("block"))
+    );
+    let id = budget["id"].as_str().unwrap().to_owned();
+    let (ok, table, _) = run(&["budgets", "list"]);
+    assert!(ok && table.contains("payments") && table.contains("$500"), "{table}");
+    let (ok, _, err) = run(&["budgets", "create", "--org", "--team", "x", "--daily", "5"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, _, err) = run(&["budgets", "create", "--org", "--daily", "five"]);
+    assert!(!ok && err.contains("limit_usd"), "{err}");
+    assert!(run(&["budgets", "delete", &id]).0);
+    let (ok, _, err) = run(&["budgets", "delete", &id]);
+    assert!(!ok && err.contains("no budget"), "{err}");
+}
