@@ -11,7 +11,7 @@ use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document,
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{BudgetsAction, Cli, Command, KeysAction, PricesAction};
+use crate::{BudgetsAction, Cli, Command, CreateBudget, KeysAction, PricesAction};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -439,23 +439,24 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
         .context("opening the database")?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (views, format): (Vec<BudgetView>, Format) = match action {
-        BudgetsAction::Create {
-            key,
-            user,
-            team,
-            project,
-            agent,
-            org,
-            daily,
-            weekly,
-            monthly,
-            total,
-            tokens,
-            block,
-            thresholds,
-            timezone,
-            format,
-        } => {
+        BudgetsAction::Create(create) => {
+            let CreateBudget {
+                key,
+                user,
+                team,
+                project,
+                agent,
+                org,
+                daily,
+                weekly,
+                monthly,
+                total,
+                tokens,
+                block,
+                thresholds,
+                timezone,
+                format,
+            } = *create;
             let named = [
                 ("key", key),
                 ("user", user),

@@ -107,50 +107,7 @@ enum KeysAction {
 #[derive(Debug, Subcommand)]
 enum BudgetsAction {
     /// Create a budget, e.g. `budgets create --team payments --monthly 500 --block`.
-    #[command(group(clap::ArgGroup::new("scope").required(true).args(["key", "user", "team", "project", "agent", "org"])))]
-    #[command(group(clap::ArgGroup::new("limit").required(true).args(["daily", "weekly", "monthly", "total"])))]
-    Create {
-        /// A virtual key's id.
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long)]
-        team: Option<String>,
-        #[arg(long)]
-        project: Option<String>,
-        #[arg(long)]
-        agent: Option<String>,
-        /// The whole organisation.
-        #[arg(long)]
-        org: bool,
-        /// USD per calendar day.
-        #[arg(long)]
-        daily: Option<String>,
-        /// USD per ISO week (Monday to Monday).
-        #[arg(long)]
-        weekly: Option<String>,
-        /// USD per calendar month.
-        #[arg(long)]
-        monthly: Option<String>,
-        /// USD in all, never resetting.
-        #[arg(long)]
-        total: Option<String>,
-        /// Also limit tokens (every kind counted) in the same period.
-        #[arg(long)]
-        tokens: Option<u64>,
-        /// Refuse calls that could overrun it (a hard cap) instead of only alerting.
-        #[arg(long)]
-        block: bool,
-        /// Alert thresholds in percent of the limit [default: 50,80,100].
-        #[arg(long, value_delimiter = ',')]
-        thresholds: Option<Vec<u32>>,
-        /// IANA time zone whose calendar the period follows.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
+    Create(Box<CreateBudget>),
     /// Every budget with its current window: spent, forecast, limit, reset time.
     List {
         #[arg(long, value_enum, default_value = "table")]
@@ -164,6 +121,52 @@ enum BudgetsAction {
     },
     /// Delete a budget: it stops applying (its history is kept).
     Delete { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["key", "user", "team", "project", "agent", "org"])))]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["daily", "weekly", "monthly", "total"])))]
+struct CreateBudget {
+    /// A virtual key's id.
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    agent: Option<String>,
+    /// The whole organisation.
+    #[arg(long)]
+    org: bool,
+    /// USD per calendar day.
+    #[arg(long)]
+    daily: Option<String>,
+    /// USD per ISO week (Monday to Monday).
+    #[arg(long)]
+    weekly: Option<String>,
+    /// USD per calendar month.
+    #[arg(long)]
+    monthly: Option<String>,
+    /// USD in all, never resetting.
+    #[arg(long)]
+    total: Option<String>,
+    /// Also limit tokens (every kind counted) in the same period.
+    #[arg(long)]
+    tokens: Option<u64>,
+    /// Refuse calls that could overrun it (a hard cap) instead of only alerting.
+    #[arg(long)]
+    block: bool,
+    /// Alert thresholds in percent of the limit [default: 50,80,100].
+    #[arg(long, value_delimiter = ',')]
+    thresholds: Option<Vec<u32>>,
+    /// IANA time zone whose calendar the period follows.
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
