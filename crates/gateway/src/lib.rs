@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod estimate;
+pub mod guard;
 pub mod meter;
 pub mod metrics;
 mod proxy;
