@@ -487,7 +487,7 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
             };
             let budget = goodhart_server::budgets::validate(request, now).map_err(api_error)?;
             store.create_budget(&budget).await?;
-            let view = goodhart_server::budgets::view(store.as_ref(), &budget, now)
+            let view = goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
                 .await
                 .map_err(api_error)?;
             (vec![view], format)
@@ -496,7 +496,7 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
             let mut views = Vec::new();
             for budget in store.budgets().await? {
                 views.push(
-                    goodhart_server::budgets::view(store.as_ref(), &budget, now)
+                    goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
                         .await
                         .map_err(api_error)?,
                 );
@@ -507,7 +507,7 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
             let budget = goodhart_server::budgets::find(store.as_ref(), &id)
                 .await
                 .map_err(api_error)?;
-            let view = goodhart_server::budgets::view(store.as_ref(), &budget, now)
+            let view = goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
                 .await
                 .map_err(api_error)?;
             (vec![view], format)

@@ -55,6 +55,7 @@ fn context(recorder: &Arc<Recorder>, metrics: &Arc<Metrics>, prices: &Arc<PriceT
         prices: Arc::clone(prices),
         recorder: Arc::clone(recorder),
         metrics: Arc::clone(metrics),
+        reservation: None,
     }
 }
 

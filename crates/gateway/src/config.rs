@@ -20,6 +20,7 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_SPOOL_SYNC_MS: u64 = 10;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_SPOOL_DIR: &str = "goodhart-spool";
+pub const DEFAULT_MAX_TOKENS: u64 = 4_096;
 
 /// `[gateway]` as written in the configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -34,6 +35,8 @@ pub struct RawGateway {
     /// The longest a call may wait for the provider's response headers, and between two
     /// chunks of a stream.
     pub upstream_timeout_secs: Option<u64>,
+    /// Output tokens reserved against budgets for a call that names no `max_tokens`.
+    pub default_max_tokens: Option<u64>,
 }
 
 /// One `[[providers]]` entry as written.
@@ -128,6 +131,9 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     pub max_body_bytes: usize,
     pub store_content: bool,
+    /// The output a call is assumed to produce, for its budget reservation, when it names no
+    /// `max_tokens`.
+    pub default_max_tokens: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +244,12 @@ impl GatewayConfig {
             upstream_timeout: Duration::from_secs(upstream_timeout),
             max_body_bytes: 32 * 1024 * 1024,
             store_content: false,
+            default_max_tokens: positive(
+                "default_max_tokens",
+                raw.default_max_tokens,
+                DEFAULT_MAX_TOKENS,
+                10_000_000,
+            )?,
         })
     }
 

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::guard::Refusal;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("{0}")]
@@ -26,6 +28,31 @@ pub enum GatewayError {
     UpstreamTimeout(u64),
     #[error("usage cannot be recorded right now (spool failing); refusing calls rather than losing their usage")]
     SpoolUnavailable,
+    #[error("{}", budget_message(.0))]
+    BudgetExceeded(Box<Refusal>),
+}
+
+fn budget_message(refusal: &Refusal) -> String {
+    let resets = refusal.resets_at.map_or_else(
+        || "it does not reset".to_owned(),
+        |at| format!("it resets at {}", at.rfc3339()),
+    );
+    if refusal.unpriced {
+        return format!(
+            "budget {} ({}) is a hard cap and this model has no price, so the call's cost cannot be bounded; \
+             add a price for it ([[prices.model]]) to use it under this budget",
+            refusal.budget_id, refusal.scope
+        );
+    }
+    let what = if refusal.tokens { "token limit" } else { "limit" };
+    format!(
+        "budget {} ({}) would be exceeded: {what} {}, spent {}, reserved by calls in flight {}; {resets}",
+        refusal.budget_id,
+        refusal.scope,
+        refusal.limit.usd_rounded(2),
+        refusal.spent.usd_rounded(4),
+        refusal.reserved.usd_rounded(4),
+    )
 }
 
 impl GatewayError {
@@ -40,6 +67,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -54,6 +82,7 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
             GatewayError::SpoolUnavailable => ("api_error", "service_unavailable"),
+            GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
         }
     }
 
@@ -68,23 +97,39 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
             GatewayError::SpoolUnavailable => "overloaded_error",
+            GatewayError::BudgetExceeded(_) => "rate_limit_error",
         }
     }
 
     /// The error as the client's protocol shapes it.
     pub fn respond(&self, anthropic: bool) -> Response {
         let message = self.to_string();
-        let body = if anthropic {
+        let mut body = if anthropic {
             json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
         } else {
             let (kind, code) = self.openai_kind();
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
         };
+        if let GatewayError::BudgetExceeded(refusal) = self {
+            body["error"]["budget"] = json!({
+                "id": refusal.budget_id,
+                "scope": refusal.scope,
+                "limit_usd": refusal.limit.usd_string(),
+                "spent_usd": refusal.spent.usd_string(),
+                "reserved_usd": refusal.reserved.usd_string(),
+                "resets_at": refusal.resets_at.map(goodhart_core::Micros::rfc3339),
+            });
+        }
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, GatewayError::SpoolUnavailable) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = match self {
+            GatewayError::SpoolUnavailable => Some(1),
+            GatewayError::BudgetExceeded(refusal) => refusal
+                .resets_at
+                .map(|at| (at.0 - goodhart_store::now_micros().0).div_euclid(1_000_000).max(1)),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
     }
@@ -111,5 +156,42 @@ mod tests {
         let anthropic = body_of(error.respond(true)).await;
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
+    }
+
+    #[tokio::test]
+    async fn budget_refusals_name_the_budget_in_both_protocols() {
+        let refusal = GatewayError::BudgetExceeded(Box::new(Refusal {
+            budget_id: "3f9c0e12a7b4".into(),
+            scope: "team payments".into(),
+            limit: goodhart_core::Nanos(500_000_000_000),
+            spent: goodhart_core::Nanos(499_900_000_000),
+            reserved: goodhart_core::Nanos(250_000_000),
+            resets_at: Some(goodhart_core::Micros(4_102_444_800_000_000)),
+            tokens: false,
+            unpriced: false,
+        }));
+        let message = "budget 3f9c0e12a7b4 (team payments) would be exceeded: limit $500.00, spent $499.9000, \
+                       reserved by calls in flight $0.2500; it resets at 2100-01-01T00:00:00Z";
+        let budget = serde_json::json!({"id": "3f9c0e12a7b4", "scope": "team payments", "limit_usd": "500",
+            "spent_usd": "499.9", "reserved_usd": "0.25", "resets_at": "2100-01-01T00:00:00Z"});
+        let openai = refusal.respond(false);
+        assert_eq!(openai.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            openai.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(
+            body_of(openai).await,
+            serde_json::json!({"error": {"message": message, "type": "insufficient_quota", "param": null,
+                "code": "budget_exceeded", "budget": budget}})
+        );
+        assert_eq!(
+            body_of(refusal.respond(true)).await,
+            serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message, "budget": budget}})
+        );
     }
 }

@@ -49,12 +49,21 @@ struct Inner {
     prices: Arc<PriceTable>,
     recorder: Arc<Recorder>,
     metrics: Arc<Metrics>,
+    guard: Arc<guard::BudgetGuard>,
 }
 
+/// How often budgets are re-read and their spend re-seeded from the store (to see budgets
+/// changed elsewhere and usage that arrived by other paths).
+const BUDGET_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Gateway {
-    /// Opens the spool (segments left by a previous run are flushed first) and starts the
-    /// recorder's background work, which runs until [`Gateway::shutdown`].
-    pub fn start(config: GatewayConfig, store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Result<Gateway, SpoolError> {
+    /// Opens the spool, flushes what a previous run left in it, loads the budgets, and starts
+    /// the background work (recorder, budget reloads), which runs until [`Gateway::shutdown`].
+    pub async fn start(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        prices: Arc<PriceTable>,
+    ) -> Result<Gateway, SpoolError> {
         let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
         let metrics = Arc::new(Metrics::new());
         let spool = Spool::open(&config.spool_dir)?;
@@ -70,8 +79,9 @@ impl Gateway {
             &tracker,
             cancel.clone(),
         );
-        Ok(Gateway {
+        let gateway = Gateway {
             inner: Arc::new(Inner {
+                guard: guard::BudgetGuard::new(),
                 tracker,
                 cancel,
                 client: upstream::client(),
@@ -82,7 +92,44 @@ impl Gateway {
                 recorder,
                 metrics,
             }),
-        })
+        };
+        gateway.reload_budgets().await?;
+        let reloader = gateway.clone();
+        gateway.inner.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut last = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = reloader.inner.cancel.cancelled() => break,
+                }
+                let due = last.elapsed() >= BUDGET_RELOAD_INTERVAL
+                    || reloader.inner.guard.needs_reload(goodhart_store::now_micros());
+                if due {
+                    last = tokio::time::Instant::now();
+                    if let Err(e) = reloader.reload_budgets().await {
+                        tracing::warn!("budgets could not be reloaded (the last ones stay in force): {e}");
+                    }
+                }
+            }
+        });
+        Ok(gateway)
+    }
+
+    /// Re-reads the budgets and re-seeds their spend from the store, after moving spooled
+    /// usage into it (call after budgets are created or deleted).
+    pub async fn reload_budgets(&self) -> Result<(), SpoolError> {
+        self.flush().await?;
+        self.inner
+            .guard
+            .reload(self.inner.store.as_ref(), goodhart_store::now_micros())
+            .await?;
+        Ok(())
+    }
+
+    /// Each loaded budget's id, spent and reserved amounts in its current window.
+    pub fn budget_standing(&self) -> Vec<(String, goodhart_core::Nanos, goodhart_core::Nanos)> {
+        self.inner.guard.standing()
     }
 
     pub fn config(&self) -> &GatewayConfig {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use goodhart_core::Micros;
 use goodhart_core::fingerprint::Fingerprints;
+use goodhart_core::money::Nanos;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::providers::{ReportedUsage, StreamTap};
 use goodhart_core::requests::{self, Endpoint};
@@ -28,6 +29,7 @@ use serde_json::Value;
 use tokio::time::Sleep;
 
 use crate::estimate::count_tokens;
+use crate::guard::Reservation;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 
@@ -50,6 +52,9 @@ pub struct CallContext {
     pub prices: Arc<PriceTable>,
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
+    /// The call's hold on its budgets, settled with the real cost when it is recorded (and
+    /// released if the call ends without a record).
+    pub reservation: Option<Reservation>,
 }
 
 /// What the response told us.
@@ -67,8 +72,8 @@ pub struct CallOutcome {
 }
 
 impl CallContext {
-    /// Prices the call and appends its record to the spool.
-    pub fn record(&self, outcome: CallOutcome) {
+    /// Prices the call, appends its record to the spool and settles its budget reservation.
+    pub fn record(mut self, outcome: CallOutcome) {
         let prompt = requests::prompt_text(self.endpoint, &self.request);
         let success = (200..300).contains(&outcome.status);
         let (tokens, estimated) = match &outcome.reported {
@@ -132,6 +137,20 @@ impl CallContext {
                 client_disconnected: outcome.client_disconnected,
             }),
         };
+        if let Some(reservation) = self.reservation.take() {
+            let spent = cost.map_or(Nanos::ZERO, |c| c.total());
+            let crossed = reservation.settle(
+                &self.key_id,
+                &event.attribution,
+                event.timestamp,
+                spent,
+                event.tokens.total(),
+            );
+            for (budget, thresholds) in crossed {
+                tracing::info!(budget = %budget.id, scope = budget.scope.kind(), name = budget.scope.name().unwrap_or(""),
+                    ?thresholds, "budget threshold crossed");
+            }
+        }
         self.recorder.append(SpooledEvent {
             event,
             cost,

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use goodhart_core::attribution::{self, AttributionError, RequestLabels};
+use goodhart_core::budgets;
 use goodhart_core::providers::usage_from_body;
 use goodhart_core::requests::{self, Endpoint};
 use http_body_util::{BodyExt, Full, Limited};
@@ -181,8 +182,29 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         bytes
     };
 
+    let reservation = if endpoint == Endpoint::CountTokens {
+        None
+    } else {
+        let max_output = match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => facts.max_tokens.unwrap_or(inner.config.default_max_tokens),
+        };
+        // The body's bytes bound its characters: a conservative input estimate without
+        // tokenizing on the hot path.
+        let input = budgets::estimate_input_tokens(upstream_body.len() as u64);
+        let worst = inner
+            .prices
+            .resolve(Some(&provider.name), &upstream_model)
+            .map(|price| budgets::worst_case_cost(price, input, max_output));
+        let admitted = inner
+            .guard
+            .admit(&key.id, &attribution, worst, input.saturating_add(max_output));
+        Some(admitted.map_err(|refusal| ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))))?)
+    };
+
     let upstream_request = upstream_request(provider, endpoint, &parts.uri, headers, upstream_body)?;
     let call = CallContext {
+        reservation,
         event_id: new_call_id(),
         key_id: key.id.clone(),
         attribution,

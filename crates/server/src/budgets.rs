@@ -52,6 +52,8 @@ pub struct BudgetView {
     pub window_start: Option<String>,
     pub resets_at: Option<String>,
     pub spent_usd: Box<RawValue>,
+    /// Worst cases of calls in flight through this server's gateway (absent outside a server).
+    pub reserved_usd: Option<Box<RawValue>>,
     pub spent_tokens: u64,
     pub requests: u64,
     /// Projected spend at the end of the window (absent for `total` budgets).
@@ -129,8 +131,14 @@ pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
     })
 }
 
-/// The budget with its current window's spend and forecast.
-pub async fn view(store: &dyn Store, budget: &Budget, now: Micros) -> Result<BudgetView, ApiError> {
+/// The budget with its current window's spend and forecast (and what calls in flight have
+/// reserved, when known).
+pub async fn view(
+    store: &dyn Store,
+    budget: &Budget,
+    reserved: Option<Nanos>,
+    now: Micros,
+) -> Result<BudgetView, ApiError> {
     let zone = jiff::tz::TimeZone::get(&budget.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
     let window = budgets::window(budget.period, &zone, now);
     let spend = store
@@ -150,6 +158,7 @@ pub async fn view(store: &dyn Store, budget: &Budget, now: Micros) -> Result<Bud
         window_start: finite_start.map(Micros::rfc3339),
         resets_at: window.end.map(Micros::rfc3339),
         spent_usd: usd_number(spend.cost),
+        reserved_usd: reserved.map(usd_number),
         spent_tokens: spend.tokens,
         requests: spend.requests,
         forecast_usd: budgets::forecast(spend.cost, window, now).map(usd_number),
@@ -166,6 +175,23 @@ pub async fn find(store: &dyn Store, id: &str) -> Result<Budget, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("budget {id}")))
 }
 
+/// What calls in flight hold on a budget in this server's gateway.
+fn reserved_of(state: &AppState, id: &str) -> Nanos {
+    state
+        .gateway
+        .budget_standing()
+        .into_iter()
+        .find(|(budget, _, _)| budget == id)
+        .map_or(Nanos::ZERO, |(_, _, reserved)| reserved)
+}
+
+/// Puts a budget change in force on the gateway now (it would otherwise within a minute).
+async fn reload(state: &AppState) {
+    if let Err(e) = state.gateway.reload_budgets().await {
+        tracing::warn!("budgets changed but the gateway could not reload them yet: {e}");
+    }
+}
+
 fn now() -> Micros {
     Micros::from_timestamp(jiff::Timestamp::now())
 }
@@ -178,28 +204,30 @@ pub async fn post_budget(
     let now = now();
     let budget = validate(request, now)?;
     state.store.create_budget(&budget).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(view(state.store.as_ref(), &budget, now).await?),
-    ))
+    reload(&state).await;
+    let created = view(state.store.as_ref(), &budget, Some(Nanos::ZERO), now).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 pub async fn list_budgets(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = now();
     let mut views = Vec::new();
     for budget in state.store.budgets().await? {
-        views.push(view(state.store.as_ref(), &budget, now).await?);
+        let reserved = reserved_of(&state, &budget.id);
+        views.push(view(state.store.as_ref(), &budget, Some(reserved), now).await?);
     }
     Ok(Json(serde_json::json!({ "budgets": views })))
 }
 
 pub async fn get_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<BudgetView>, ApiError> {
     let budget = find(state.store.as_ref(), &id).await?;
-    Ok(Json(view(state.store.as_ref(), &budget, now()).await?))
+    let reserved = reserved_of(&state, &budget.id);
+    Ok(Json(view(state.store.as_ref(), &budget, Some(reserved), now()).await?))
 }
 
 pub async fn delete_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if state.store.delete_budget(&id, now()).await? {
+        reload(&state).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("budget {id}")))

@@ -87,7 +87,7 @@ pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(
         };
         gateway_config = gateway_config.with_default_providers(env, &mock_base);
     }
-    let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices))?;
+    let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices)).await?;
     let state = AppState {
         store,
         prices: config.prices.clone(),

@@ -640,3 +640,128 @@ async fn bad_requests_get_precise_errors_in_the_clients_shape_and_record_nothing
     assert!(bad_label.text.contains("x-goodhart-task"), "{}", bad_label.text);
     assert!(recorded(&server).await.is_empty());
 }
+
+const SLOW_PRICED: &str =
+    "[[prices.model]]\nprovider = \"mock\"\nmodel = \"slow-mini\"\ninput = \"0.15\"\noutput = \"0.60\"\n";
+
+/// The worst case the gateway reserves for `body` (the same arithmetic, from the public parts).
+fn worst_case(body: &str, max_tokens: u64) -> i64 {
+    let prices = goodhart_core::pricing::PriceTable::parse(&format!(
+        "version = \"t\"\n[[model]]\n{}",
+        SLOW_PRICED.trim_start_matches("[[prices.model]]\n")
+    ))
+    .unwrap();
+    let price = prices.resolve(None, "slow-mini").unwrap();
+    let input = goodhart_core::budgets::estimate_input_tokens(body.len() as u64);
+    goodhart_core::budgets::worst_case_cost(price, input, max_tokens).0
+}
+
+#[tokio::test]
+async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_concurrent_calls() {
+    let server = start_with(TestDatabase::sqlite(), SLOW_PRICED).await;
+    let key = key(&server).await;
+    let body =
+        json!({"model": "slow-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let worst = worst_case(&body, 100);
+    let limit = goodhart_core::Nanos(50 * worst);
+    let created = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": limit.usd_string(), "action": "block"}).to_string(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // The slow mock holds every call for a second, so all 200 are in flight together.
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let (url, key, body) = (server.url(), key.clone(), body.clone());
+            tokio::spawn(async move {
+                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<Bytes>>();
+                let request = hyper::Request::post(format!("{url}/v1/chat/completions"))
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(http_body_util::Full::new(Bytes::from(body)))
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").is_some();
+                use http_body_util::BodyExt;
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                (
+                    status,
+                    retry_after,
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    let admitted = replies.iter().filter(|r| r.0 == 200).count();
+    assert_eq!(admitted, 50, "exactly the calls whose worst case fits");
+    let refused: Vec<_> = replies.iter().filter(|r| r.0 == 429).collect();
+    assert_eq!(refused.len(), 150);
+    let refusal = &refused[0].2["error"];
+    assert!(refused.iter().all(|r| r.1), "every refusal says when to retry");
+    assert_eq!(refusal["code"], "budget_exceeded");
+    assert_eq!(refusal["budget"]["scope"], "team payments");
+    assert!(refusal["message"].as_str().unwrap().contains("resets at"), "{refusal}");
+    let rows = recorded(&server).await;
+    let spent: i64 = rows.iter().map(|r| r.2).sum();
+    assert!(spent <= limit.0, "spent {spent} ≤ limit {}", limit.0);
+    assert_eq!(rows[0].1[0], 50, "refused calls are not usage");
+    // Nothing is left reserved, and the real costs were below the worst cases: room again.
+    let listed = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    assert_eq!(listed.json["budgets"][0]["reserved_usd"].to_string(), "0");
+    let again = chat(&server, &key, serde_json::from_str(&body).unwrap(), &[]).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_releases_its_reservation() {
+    let server = start_with(TestDatabase::sqlite(), SLOW_PRICED).await;
+    let key = key(&server).await;
+    let created = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            r#"{"scope": "org", "period": "day", "limit_usd": "1", "action": "block"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let request = hyper::Request::post(format!("{}/v1/chat/completions", server.url()))
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({"model": "slow-mini", "stream": true, "max_tokens": 1000, "messages": [{"role": "user", "content": "go"}]}).to_string(),
+        )))
+        .unwrap();
+    let pending = tokio::spawn(async move { client.request(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reserved = |listed: &Reply| listed.json["budgets"][0]["reserved_usd"].as_f64().unwrap();
+    let during = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    assert!(
+        reserved(&during) > 0.0,
+        "the call in flight holds its worst case: {}",
+        during.text
+    );
+    pending.abort(); // the client goes away before the provider answers
+    let _ = pending.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+        if reserved(&after) == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reservation was never released: {}",
+            after.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
