@@ -344,6 +344,8 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             agent,
             name,
             expires,
+            rpm,
+            tpm,
             format,
         } => {
             let request = NewKey {
@@ -353,6 +355,8 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 agent,
                 name,
                 expires_in: expires,
+                requests_per_minute: rpm,
+                tokens_per_minute: tpm,
             };
             let (key, secret) = goodhart_server::keys::create(store.as_ref(), request, now)
                 .await

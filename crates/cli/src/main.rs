@@ -86,6 +86,12 @@ enum KeysAction {
         /// Lifetime such as 30d, 12h or 2w [default: no expiry].
         #[arg(long)]
         expires: Option<String>,
+        /// Calls allowed per minute [default: unlimited].
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens allowed per minute [default: unlimited].
+        #[arg(long)]
+        tpm: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

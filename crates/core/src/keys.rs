@@ -20,6 +20,14 @@ pub struct KeyScope {
     pub agent: Option<String>,
 }
 
+/// Per-key rate limits (absent: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RateLimits {
+    pub requests_per_minute: Option<u64>,
+    /// Tokens of every kind; a call is charged its worst case up front and refunded the rest.
+    pub tokens_per_minute: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VirtualKey {
     pub id: String,
@@ -30,6 +38,7 @@ pub struct VirtualKey {
     pub revoked_at: Option<Micros>,
     /// The key that replaced this one when it was rotated.
     pub replaced_by: Option<String>,
+    pub limits: RateLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +109,7 @@ mod tests {
             expires_at: expires.map(Micros),
             revoked_at: revoked.map(Micros),
             replaced_by: None,
+            limits: RateLimits::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::guard::Refusal;
+use crate::ratelimit::RateRefusal;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -30,6 +31,8 @@ pub enum GatewayError {
     SpoolUnavailable,
     #[error("{}", budget_message(.0))]
     BudgetExceeded(Box<Refusal>),
+    #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.what)]
+    RateLimited(RateRefusal),
 }
 
 fn budget_message(refusal: &Refusal) -> String {
@@ -67,7 +70,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -83,6 +86,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
             GatewayError::SpoolUnavailable => ("api_error", "service_unavailable"),
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
+            GatewayError::RateLimited(r) => (r.what, "rate_limit_exceeded"),
         }
     }
 
@@ -97,7 +101,7 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
             GatewayError::SpoolUnavailable => "overloaded_error",
-            GatewayError::BudgetExceeded(_) => "rate_limit_error",
+            GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => "rate_limit_error",
         }
     }
 
@@ -126,6 +130,7 @@ impl GatewayError {
             GatewayError::BudgetExceeded(refusal) => refusal
                 .resets_at
                 .map(|at| (at.0 - goodhart_store::now_micros().0).div_euclid(1_000_000).max(1)),
+            GatewayError::RateLimited(refusal) => refusal.retry_after.map(|micros| (micros + 999_999) / 1_000_000),
             _ => None,
         };
         if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {

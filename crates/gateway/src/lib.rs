@@ -25,6 +25,7 @@ pub mod guard;
 pub mod meter;
 pub mod metrics;
 mod proxy;
+pub mod ratelimit;
 pub mod recorder;
 pub mod upstream;
 
@@ -50,6 +51,7 @@ struct Inner {
     recorder: Arc<Recorder>,
     metrics: Arc<Metrics>,
     guard: Arc<guard::BudgetGuard>,
+    rates: Arc<ratelimit::RateLimiter>,
 }
 
 /// How often budgets are re-read and their spend re-seeded from the store (to see budgets
@@ -82,6 +84,7 @@ impl Gateway {
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 guard: guard::BudgetGuard::new(),
+                rates: ratelimit::RateLimiter::new(),
                 tracker,
                 cancel,
                 client: upstream::client(),

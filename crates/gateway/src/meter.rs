@@ -31,6 +31,7 @@ use tokio::time::Sleep;
 use crate::estimate::count_tokens;
 use crate::guard::Reservation;
 use crate::metrics::Metrics;
+use crate::ratelimit::TokenGrant;
 use crate::recorder::Recorder;
 
 /// Everything known about a call before its response arrives.
@@ -55,6 +56,8 @@ pub struct CallContext {
     /// The call's hold on its budgets, settled with the real cost when it is recorded (and
     /// released if the call ends without a record).
     pub reservation: Option<Reservation>,
+    /// Tokens taken from the key's per-minute allowance, trued up when the call is recorded.
+    pub token_grant: Option<TokenGrant>,
 }
 
 /// What the response told us.
@@ -137,6 +140,9 @@ impl CallContext {
                 client_disconnected: outcome.client_disconnected,
             }),
         };
+        if let Some(grant) = self.token_grant.take() {
+            grant.settle(event.tokens.total(), goodhart_store::now_micros());
+        }
         if let Some(reservation) = self.reservation.take() {
             let spent = cost.map_or(Nanos::ZERO, |c| c.total());
             let crossed = reservation.settle(

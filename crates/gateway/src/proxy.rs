@@ -182,8 +182,8 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         bytes
     };
 
-    let reservation = if endpoint == Endpoint::CountTokens {
-        None
+    let (reservation, token_grant) = if endpoint == Endpoint::CountTokens {
+        (None, None)
     } else {
         let max_output = match endpoint {
             Endpoint::Embeddings => 0,
@@ -192,6 +192,10 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         // The body's bytes bound its characters: a conservative input estimate without
         // tokenizing on the hot path.
         let input = budgets::estimate_input_tokens(upstream_body.len() as u64);
+        let token_grant = inner
+            .rates
+            .check(&key, input.saturating_add(max_output), started_at)
+            .map_err(|refusal| ("rate_limited", GatewayError::RateLimited(refusal)))?;
         let worst = inner
             .prices
             .resolve(Some(&provider.name), &upstream_model)
@@ -199,12 +203,15 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         let admitted = inner
             .guard
             .admit(&key.id, &attribution, worst, input.saturating_add(max_output));
-        Some(admitted.map_err(|refusal| ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))))?)
+        let reservation =
+            admitted.map_err(|refusal| ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))))?;
+        (Some(reservation), token_grant)
     };
 
     let upstream_request = upstream_request(provider, endpoint, &parts.uri, headers, upstream_body)?;
     let call = CallContext {
         reservation,
+        token_grant,
         event_id: new_call_id(),
         key_id: key.id.clone(),
         attribution,

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use goodhart_core::Micros;
-use goodhart_core::keys::{KeyScope, VirtualKey, hash_secret, new_secret};
+use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey, hash_secret, new_secret};
 use goodhart_core::time::parse_span;
 use goodhart_core::usage::MAX_LABEL_CHARS;
 use goodhart_store::Store;
@@ -26,6 +26,10 @@ pub struct NewKey {
     pub name: Option<String>,
     /// A span such as `30d` or `12h`; no expiry when absent.
     pub expires_in: Option<String>,
+    /// Calls allowed per minute (absent: unlimited).
+    pub requests_per_minute: Option<u64>,
+    /// Tokens of every kind allowed per minute (absent: unlimited).
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// A key as the API shows it; `key` (the secret) only in the response that creates it.
@@ -44,6 +48,8 @@ pub struct KeyView {
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub replaced_by: Option<String>,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 impl KeyView {
@@ -61,6 +67,8 @@ impl KeyView {
             expires_at: key.expires_at.map(Micros::rfc3339),
             revoked_at: key.revoked_at.map(Micros::rfc3339),
             replaced_by: key.replaced_by.clone(),
+            requests_per_minute: key.limits.requests_per_minute,
+            tokens_per_minute: key.limits.tokens_per_minute,
         }
     }
 }
@@ -79,7 +87,13 @@ fn label(field: &'static str, value: Option<String>, required: bool) -> Result<O
 }
 
 /// A new key with a fresh secret for `scope`, created at `now`.
-fn mint(scope: KeyScope, name: Option<String>, expires_at: Option<Micros>, now: Micros) -> (VirtualKey, String) {
+fn mint(
+    scope: KeyScope,
+    name: Option<String>,
+    expires_at: Option<Micros>,
+    limits: RateLimits,
+    now: Micros,
+) -> (VirtualKey, String) {
     let (id, secret) = new_secret(rand::rng().random(), rand::rng().random());
     let key = VirtualKey {
         id,
@@ -89,6 +103,7 @@ fn mint(scope: KeyScope, name: Option<String>, expires_at: Option<Micros>, now: 
         expires_at,
         revoked_at: None,
         replaced_by: None,
+        limits,
     };
     (key, secret)
 }
@@ -114,7 +129,22 @@ pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(
             }
         },
     };
-    let (key, secret) = mint(scope, name, expires_at, now);
+    for (field, limit) in [
+        ("requests_per_minute", request.requests_per_minute),
+        ("tokens_per_minute", request.tokens_per_minute),
+    ] {
+        if limit == Some(0) {
+            return Err(ApiError::InvalidField {
+                field,
+                message: format!("`{field}` must be at least 1 (leave it out for no limit)"),
+            });
+        }
+    }
+    let limits = RateLimits {
+        requests_per_minute: request.requests_per_minute,
+        tokens_per_minute: request.tokens_per_minute,
+    };
+    let (key, secret) = mint(scope, name, expires_at, limits, now);
     store.create_key(&key, &hash_secret(&secret)).await?;
     Ok((key, secret))
 }
@@ -127,6 +157,7 @@ pub async fn rotate(store: &dyn Store, id: &str, now: Micros) -> Result<(Virtual
         old.scope.clone(),
         old.name.clone(),
         lifetime.map(|l| Micros(now.0 + l)),
+        old.limits,
         now,
     );
     if !store.replace_key(id, &key, &hash_secret(&secret), now).await? {

@@ -397,6 +397,7 @@ async fn bad_keys_get_401_in_the_clients_protocol_and_scope_is_enforced() {
         expires_at: Some(goodhart_core::Micros(1)),
         revoked_at: None,
         replaced_by: None,
+        limits: Default::default(),
     };
     let store = server.db.open().await.unwrap();
     let hash = goodhart_core::keys::hash_secret(&expired);
@@ -764,4 +765,50 @@ async fn a_client_that_goes_away_releases_its_reservation() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn per_key_rate_limits_refuse_in_the_clients_protocol_with_retry_after() {
+    let server = start().await;
+    let (_, limited) = server
+        .create_key(r#"{"user": "alice", "requests_per_minute": 2, "tokens_per_minute": 100000}"#)
+        .await;
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..2 {
+        assert_eq!(chat(&server, &limited, body.clone(), &[]).await.status, 200);
+    }
+    let refused = chat(&server, &limited, body, &[]).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.json["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(refused.json["error"]["type"], "requests");
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    let anthropic = messages(
+        &server,
+        &limited,
+        json!({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(anthropic.status, 429);
+    assert_eq!(anthropic.json["error"]["type"], "rate_limit_error");
+    assert!(
+        anthropic.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 requests per minute")
+    );
+    let (_, tokens) = server.create_key(r#"{"user": "bob", "tokens_per_minute": 5000}"#).await;
+    let big = json!({"model": "gpt-4o-mini", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        chat(&server, &tokens, big.clone(), &[]).await.status,
+        200,
+        "4,000 worst-case tokens fit, 16 are used"
+    );
+    assert_eq!(
+        chat(&server, &tokens, big, &[]).await.status,
+        200,
+        "the unused tokens came back"
+    );
+    let listed = server.admin("GET", "/api/v1/keys", Bytes::new()).await;
+    assert!(listed.text.contains(r#""requests_per_minute":2"#), "{}", listed.text);
 }

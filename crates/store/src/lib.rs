@@ -286,10 +286,11 @@ const SELECT_REPRICE: &str = "SELECT seq, ts, user_id, team_id, project_id, agen
 
 /// Key queries, the same SQL on both backends (`$n` placeholders bind by position in SQLite too).
 mod key_sql {
-    pub const COLUMNS: &str =
-        "id, name, user_name, team, project, agent, created_at, expires_at, revoked_at, replaced_by";
+    pub const COLUMNS: &str = "id, name, user_name, team, project, agent, created_at, expires_at, revoked_at, \
+        replaced_by, requests_per_minute, tokens_per_minute";
     pub const INSERT: &str = "INSERT INTO virtual_keys (id, key_hash, name, user_name, team, project, agent, \
-        created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        created_at, expires_at, requests_per_minute, tokens_per_minute) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     pub const REVOKE: &str =
         "UPDATE virtual_keys SET revoked_at = $1, replaced_by = $2 WHERE id = $3 AND revoked_at IS NULL";
 }

@@ -23,6 +23,10 @@ pub const SQLITE: &[Migration] = &[
         version: "20261123030000_budgets",
         sql: include_str!("../migrations/sqlite/20261123030000_budgets.sql"),
     },
+    Migration {
+        version: "20261123040000_key_rate_limits",
+        sql: include_str!("../migrations/sqlite/20261123040000_key_rate_limits.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -41,6 +45,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: "20261123030000_budgets",
         sql: include_str!("../migrations/postgres/20261123030000_budgets.sql"),
+    },
+    Migration {
+        version: "20261123040000_key_rate_limits",
+        sql: include_str!("../migrations/postgres/20261123040000_key_rate_limits.sql"),
     },
 ];
 

@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
 use goodhart_core::budgets::{Budget, BudgetScope};
-use goodhart_core::keys::{KeyScope, VirtualKey};
+use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::{CallMeta, TokenCounts};
@@ -655,6 +655,10 @@ fn read_key(r: &tokio_postgres::Row) -> VirtualKey {
         expires_at: r.get::<_, Option<i64>>(7).map(Micros),
         revoked_at: r.get::<_, Option<i64>>(8).map(Micros),
         replaced_by: r.get(9),
+        limits: RateLimits {
+            requests_per_minute: r.get::<_, Option<i64>>(10).map(|n| n.max(0) as u64),
+            tokens_per_minute: r.get::<_, Option<i64>>(11).map(|n| n.max(0) as u64),
+        },
     }
 }
 
@@ -677,6 +681,8 @@ async fn insert_key(
                 &s.agent,
                 &key.created_at.0,
                 &key.expires_at.map(|m| m.0),
+                &key.limits.requests_per_minute.map(|n| n as i64),
+                &key.limits.tokens_per_minute.map(|n| n as i64),
             ],
         )
         .await?;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::budgets::{Budget, BudgetScope};
-use goodhart_core::keys::{KeyScope, VirtualKey};
+use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
 use goodhart_core::usage::TokenCounts;
@@ -511,6 +511,10 @@ fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<VirtualKey> {
         expires_at: r.get::<_, Option<i64>>(7)?.map(Micros),
         revoked_at: r.get::<_, Option<i64>>(8)?.map(Micros),
         replaced_by: r.get(9)?,
+        limits: RateLimits {
+            requests_per_minute: r.get::<_, Option<i64>>(10)?.map(|n| n.max(0) as u64),
+            tokens_per_minute: r.get::<_, Option<i64>>(11)?.map(|n| n.max(0) as u64),
+        },
     })
 }
 
@@ -526,6 +530,8 @@ fn insert_key(conn: &Connection, key: &VirtualKey, key_hash: &str) -> Result<(),
         s.agent,
         key.created_at.0,
         key.expires_at.map(|m| m.0),
+        key.limits.requests_per_minute.map(|n| n as i64),
+        key.limits.tokens_per_minute.map(|n| n as i64),
     ])?;
     Ok(())
 }

@@ -491,6 +491,10 @@ async fn keys_are_found_by_hash_revoked_and_rotated(db: &TestDatabase) {
             expires_at: Some(Micros(created.0 + 30 * MICROS_PER_DAY)),
             revoked_at: None,
             replaced_by: None,
+            limits: goodhart_core::keys::RateLimits {
+                requests_per_minute: Some(60),
+                tokens_per_minute: None,
+            },
         };
         (key, secret)
     };
