@@ -154,6 +154,111 @@ pub struct Budget {
     pub created_at: Micros,
 }
 
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A budget's spend crossed one of its thresholds.
+    Threshold,
+    /// A scope's recent spend rate is far above its own baseline.
+    Runaway,
+    /// A budget's projected period-end spend is above its limit.
+    Forecast,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Threshold => "threshold",
+            AlertKind::Runaway => "runaway",
+            AlertKind::Forecast => "forecast",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertKind> {
+        [AlertKind::Threshold, AlertKind::Runaway, AlertKind::Forecast]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// One alert. Its id says what it is about, so the same event raised twice (by two
+/// instances, or after a restart) is one alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub kind: AlertKind,
+    pub budget_id: String,
+    /// e.g. `team payments`.
+    pub scope: String,
+    pub message: String,
+    pub created_at: Micros,
+}
+
+impl Alert {
+    /// A threshold alert: once per budget, window and threshold.
+    pub fn threshold(budget: &Budget, window: Window, percent: u32, spent: Nanos, now: Micros) -> Alert {
+        Alert {
+            id: format!("threshold:{}:{}:{percent}", budget.id, window.start.0),
+            kind: AlertKind::Threshold,
+            budget_id: budget.id.clone(),
+            scope: scope_label(&budget.scope),
+            message: format!(
+                "{} reached {percent} % of its {} {} budget: {} of {}",
+                scope_label(&budget.scope),
+                budget.period.as_str(),
+                budget.action.as_str(),
+                spent.usd_rounded(2),
+                budget.limit.usd_rounded(2),
+            ),
+            created_at: now,
+        }
+    }
+
+    /// A forecast alert: once per budget and window.
+    pub fn forecast(budget: &Budget, window: Window, projected: Nanos, now: Micros) -> Alert {
+        Alert {
+            id: format!("forecast:{}:{}", budget.id, window.start.0),
+            kind: AlertKind::Forecast,
+            budget_id: budget.id.clone(),
+            scope: scope_label(&budget.scope),
+            message: format!(
+                "{} is on course to spend {} this {}, over its {} budget",
+                scope_label(&budget.scope),
+                projected.usd_rounded(2),
+                budget.period.as_str(),
+                budget.limit.usd_rounded(2),
+            ),
+            created_at: now,
+        }
+    }
+
+    /// A runaway alert: at most once per budget and hour.
+    pub fn runaway(budget: &Budget, recent_per_hour: Nanos, baseline_per_hour: Nanos, now: Micros) -> Alert {
+        Alert {
+            id: format!("runaway:{}:{}", budget.id, now.floor_to(crate::time::MICROS_PER_HOUR).0),
+            kind: AlertKind::Runaway,
+            budget_id: budget.id.clone(),
+            scope: scope_label(&budget.scope),
+            message: format!(
+                "{} is spending {}/hour, against a usual {}/hour",
+                scope_label(&budget.scope),
+                recent_per_hour.usd_rounded(2),
+                baseline_per_hour.usd_rounded(2),
+            ),
+            created_at: now,
+        }
+    }
+}
+
+/// How a scope is named to people: `team payments`, `organisation`.
+pub fn scope_label(scope: &BudgetScope) -> String {
+    match scope.name() {
+        Some(name) => format!("{} {name}", scope.kind()),
+        None => "organisation".into(),
+    }
+}
+
 /// The half-open window `[start, end)` a period covers at some instant; `end` is `None` for
 /// [`Period::Total`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -131,10 +131,7 @@ impl BudgetGuard {
             .collect();
         let refusal = |live: &Live, overrun: Option<Overrun>| Refusal {
             budget_id: live.budget.id.clone(),
-            scope: match live.budget.scope.name() {
-                Some(name) => format!("{} {name}", live.budget.scope.kind()),
-                None => "organisation".into(),
-            },
+            scope: budgets::scope_label(&live.budget.scope),
             limit: live.budget.limit,
             spent: live.usage.spent,
             reserved: live.usage.reserved,

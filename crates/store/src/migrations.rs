@@ -27,6 +27,10 @@ pub const SQLITE: &[Migration] = &[
         version: "20261123040000_key_rate_limits",
         sql: include_str!("../migrations/sqlite/20261123040000_key_rate_limits.sql"),
     },
+    Migration {
+        version: "20261123050000_alerts",
+        sql: include_str!("../migrations/sqlite/20261123050000_alerts.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -49,6 +53,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: "20261123040000_key_rate_limits",
         sql: include_str!("../migrations/postgres/20261123040000_key_rate_limits.sql"),
+    },
+    Migration {
+        version: "20261123050000_alerts",
+        sql: include_str!("../migrations/postgres/20261123050000_alerts.sql"),
     },
 ];
 

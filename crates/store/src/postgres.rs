@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
-use goodhart_core::budgets::{Budget, BudgetScope};
+use goodhart_core::budgets::{Alert, Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
@@ -28,8 +28,8 @@ use crate::rollup::{
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
-    BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend, Store,
-    StoreError, SummaryQuery, UnpricedModel, UsageStore, budget_sql, key_sql,
+    AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
+    Store, StoreError, StoredAlert, SummaryQuery, UnpricedModel, UsageStore, alert_sql, budget_sql, key_sql,
 };
 
 const POOL_SIZE: usize = 16;
@@ -687,6 +687,58 @@ async fn insert_key(
         )
         .await?;
     Ok(())
+}
+
+#[async_trait]
+impl AlertStore for PostgresStore {
+    async fn insert_alert(&self, a: &Alert) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let inserted = client
+            .execute(
+                alert_sql::INSERT,
+                &[
+                    &a.id,
+                    &a.kind.as_str(),
+                    &a.budget_id,
+                    &a.scope,
+                    &a.message,
+                    &a.created_at.0,
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn alerts(&self, from: Micros, to: Micros) -> Result<Vec<StoredAlert>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(alert_sql::SELECT, &[&from.0, &to.0])
+            .await?
+            .iter()
+            .map(|r| {
+                alert_sql::Row {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    budget_id: r.get(2),
+                    scope: r.get(3),
+                    message: r.get(4),
+                    created_at: r.get(5),
+                    delivered_at: r.get(6),
+                    attempts: r.get(7),
+                    last_error: r.get(8),
+                }
+                .into_alert()
+            })
+            .collect()
+    }
+
+    async fn alert_attempt(&self, id: &str, delivered: Option<Micros>, error: Option<&str>) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(alert_sql::ATTEMPT, &[&delivered.map(|d| d.0), &error, &id])
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
-use goodhart_core::budgets::{Budget, BudgetScope};
+use goodhart_core::budgets::{Alert, Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
@@ -23,8 +23,8 @@ use crate::rollup::{
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::{
-    BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend, Store,
-    StoreError, SummaryQuery, UnpricedModel, UsageStore, budget_sql, key_sql,
+    AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
+    Store, StoreError, StoredAlert, SummaryQuery, UnpricedModel, UsageStore, alert_sql, budget_sql, key_sql,
 };
 
 const READERS: usize = 4;
@@ -534,6 +534,58 @@ fn insert_key(conn: &Connection, key: &VirtualKey, key_hash: &str) -> Result<(),
         key.limits.tokens_per_minute.map(|n| n as i64),
     ])?;
     Ok(())
+}
+
+#[async_trait]
+impl AlertStore for SqliteStore {
+    async fn insert_alert(&self, alert: &Alert) -> Result<bool, StoreError> {
+        let a = alert.clone();
+        self.write(move |w| {
+            let inserted = w.conn.prepare_cached(alert_sql::INSERT)?.execute(params![
+                a.id,
+                a.kind.as_str(),
+                a.budget_id,
+                a.scope,
+                a.message,
+                a.created_at.0,
+            ])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn alerts(&self, from: Micros, to: Micros) -> Result<Vec<StoredAlert>, StoreError> {
+        self.read(move |conn| {
+            let rows: Vec<alert_sql::Row> = conn
+                .prepare_cached(alert_sql::SELECT)?
+                .query_map(params![from.0, to.0], |r| {
+                    Ok(alert_sql::Row {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        budget_id: r.get(2)?,
+                        scope: r.get(3)?,
+                        message: r.get(4)?,
+                        created_at: r.get(5)?,
+                        delivered_at: r.get(6)?,
+                        attempts: r.get(7)?,
+                        last_error: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter().map(alert_sql::Row::into_alert).collect()
+        })
+        .await
+    }
+
+    async fn alert_attempt(&self, id: &str, delivered: Option<Micros>, error: Option<&str>) -> Result<(), StoreError> {
+        let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        self.write(move |w| {
+            w.conn
+                .execute(alert_sql::ATTEMPT, params![delivered.map(|d| d.0), error, id])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use goodhart_core::Micros;
-use goodhart_core::budgets::{Action, Budget, BudgetScope, Period};
+use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period};
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::pricing::PriceTable;
@@ -129,6 +129,7 @@ conformance!(
     reopening_keeps_data_and_schema,
     keys_are_found_by_hash_revoked_and_rotated,
     budgets_are_kept_listed_deleted_and_measured_per_scope,
+    alerts_are_stored_once_and_their_deliveries_tracked,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -700,4 +701,55 @@ async fn budgets_are_kept_listed_deleted_and_measured_per_scope(db: &TestDatabas
         "the December call is outside the window"
     );
     assert_eq!(spend(BudgetScope::Project("nowhere".into())).await.requests, 0);
+}
+
+async fn alerts_are_stored_once_and_their_deliveries_tracked(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let alert = |id: &str, created: &str| Alert {
+        id: id.into(),
+        kind: AlertKind::Threshold,
+        budget_id: "b1".into(),
+        scope: "team payments".into(),
+        message: "team payments reached 80 %".into(),
+        created_at: at(created),
+    };
+    assert!(
+        store
+            .insert_alert(&alert("threshold:b1:0:80", "2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_alert(&alert("threshold:b1:0:80", "2026-11-10T10:05:00Z"))
+            .await
+            .unwrap(),
+        "raised twice, stored once"
+    );
+    assert!(
+        store
+            .insert_alert(&alert("threshold:b1:0:100", "2026-11-10T11:00:00Z"))
+            .await
+            .unwrap()
+    );
+    store
+        .alert_attempt("threshold:b1:0:80", None, Some("HTTP 500"))
+        .await
+        .unwrap();
+    store
+        .alert_attempt("threshold:b1:0:80", Some(at("2026-11-10T10:00:03Z")), None)
+        .await
+        .unwrap();
+    let listed = store
+        .alerts(at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].alert.id, "threshold:b1:0:100", "newest first");
+    let first = &listed[1];
+    assert_eq!(
+        (first.attempts, first.delivered_at, first.last_error.as_deref()),
+        (2, Some(at("2026-11-10T10:00:03Z")), None)
+    );
+    assert_eq!(first.alert, alert("threshold:b1:0:80", "2026-11-10T10:00:00Z"));
 }
