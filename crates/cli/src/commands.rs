@@ -47,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Budgets { action } => budgets(&config, action).await,
+        Command::Alerts { from, to, format } => alerts(&config, from, to, format).await,
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
             action: Some(PricesAction::Reprice { all }),
@@ -570,4 +571,47 @@ fn api_error(error: goodhart_server::error::ApiError) -> anyhow::Error {
         goodhart_server::error::ApiError::InvalidField { field, message } => anyhow::anyhow!("{field}: {message}"),
         other => anyhow::anyhow!("{other}"),
     }
+}
+
+async fn alerts(config: &Config, from: Option<String>, to: Option<String>, format: Format) -> anyhow::Result<()> {
+    let store = goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let bound = |name: &str, text: Option<String>, default: Micros| -> anyhow::Result<Micros> {
+        match text {
+            None => Ok(default),
+            Some(text) => goodhart_core::time::parse_bound(&text, now).map_err(|e| anyhow::anyhow!("--{name}: {e}")),
+        }
+    };
+    let to = bound("to", to, now)?;
+    let from = bound("from", from, Micros(to.0 - 30 * goodhart_core::time::MICROS_PER_DAY))?;
+    let alerts = store.alerts(from, to).await?;
+    let rows = alerts
+        .iter()
+        .map(|s| {
+            vec![
+                s.alert.created_at.rfc3339(),
+                s.alert.kind.as_str().to_owned(),
+                s.alert.scope.clone(),
+                s.alert.message.clone(),
+                s.delivered_at.map_or_else(|| "no".to_owned(), |_| "yes".to_owned()),
+                s.attempts.to_string(),
+            ]
+        })
+        .collect();
+    let table = Tabular {
+        header: ["created_at", "kind", "scope", "message", "delivered", "attempts"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        rows,
+    };
+    let json: Vec<serde_json::Value> = alerts.iter().map(goodhart_server::budgets::alert_json).collect();
+    output::print(
+        format,
+        &serde_json::json!({ "alerts": json }),
+        &table,
+        &mut std::io::stdout().lock(),
+    )
 }

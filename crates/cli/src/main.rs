@@ -59,6 +59,17 @@ enum Command {
         #[command(subcommand)]
         action: BudgetsAction,
     },
+    /// Alerts raised (budget thresholds, runaway spend, forecast breaches), newest first.
+    Alerts {
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// The price table in use (shipped table plus configured overrides).
     Prices {
         #[command(subcommand)]

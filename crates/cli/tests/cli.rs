@@ -243,6 +243,14 @@ fn budgets_are_created_listed_and_deleted_from_the_command_line() {
     assert!(!ok && err.contains("cannot be used with"), "{err}");
     let (ok, _, err) = run(&["budgets", "create", "--org", "--daily", "five"]);
     assert!(!ok && err.contains("limit_usd"), "{err}");
+    let (ok, _, err) = run(&["alerts", "--since-typo"]);
+    assert!(!ok && err.contains("--since-typo"), "{err}");
+    let (ok, alerts_json, err) = run(&["alerts", "--from", "7d", "--format", "json"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&alerts_json).unwrap()["alerts"],
+        serde_json::json!([])
+    );
     assert!(run(&["budgets", "delete", &id]).0);
     let (ok, _, err) = run(&["budgets", "delete", &id]);
     assert!(!ok && err.contains("no budget"), "{err}");

@@ -56,6 +56,7 @@ fn context(recorder: &Arc<Recorder>, metrics: &Arc<Metrics>, prices: &Arc<PriceT
         recorder: Arc::clone(recorder),
         metrics: Arc::clone(metrics),
         reservation: None,
+        alerter: goodhart_gateway::alerts::Alerter::disconnected(),
         token_grant: None,
     }
 }

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use goodhart_core::Micros;
-use goodhart_core::budgets::{self, Action, Budget, Limits, Overrun, Usage, Window};
+use goodhart_core::budgets::{self, Action, Alert, Budget, Limits, Overrun, Usage, Window};
 use goodhart_core::money::Nanos;
 use goodhart_core::usage::Attribution;
 use goodhart_store::{Store, StoreError};
@@ -189,7 +189,7 @@ impl BudgetGuard {
         at: Micros,
         cost: Nanos,
         tokens: u64,
-    ) -> Vec<(Budget, Vec<u32>)> {
+    ) -> Vec<Alert> {
         let mut crossed = Vec::new();
         for live in ledger.live.iter_mut().filter(|l| l.budget.scope.applies(key_id, who)) {
             let in_window = at >= live.window.start && live.window.end.is_none_or(|end| at < end);
@@ -201,11 +201,26 @@ impl BudgetGuard {
             live.usage.spent_tokens = live.usage.spent_tokens.saturating_add(tokens);
             let thresholds =
                 budgets::crossed_thresholds(before, live.usage.spent, live.budget.limit, &live.budget.thresholds);
-            if !thresholds.is_empty() {
-                crossed.push((live.budget.clone(), thresholds));
+            for percent in thresholds {
+                crossed.push(Alert::threshold(
+                    &live.budget,
+                    live.window,
+                    percent,
+                    live.usage.spent,
+                    at,
+                ));
             }
         }
         crossed
+    }
+
+    /// Each loaded budget with its window and what it has spent in it.
+    pub fn snapshot(&self) -> Vec<(Budget, Window, Nanos)> {
+        self.ledger()
+            .live
+            .iter()
+            .map(|l| (l.budget.clone(), l.window, l.usage.spent))
+            .collect()
     }
 
     /// What each budget stands at now: (budget id, spent, reserved).
@@ -220,15 +235,8 @@ impl BudgetGuard {
 
 impl Reservation {
     /// Replaces the reservation by the call's real cost (recorded at `at`), on every budget it
-    /// counts against. Returns the alert thresholds this crossed.
-    pub fn settle(
-        mut self,
-        key_id: &str,
-        who: &Attribution,
-        at: Micros,
-        cost: Nanos,
-        tokens: u64,
-    ) -> Vec<(Budget, Vec<u32>)> {
+    /// counts against. Returns the threshold alerts this raised.
+    pub fn settle(mut self, key_id: &str, who: &Attribution, at: Micros, cost: Nanos, tokens: u64) -> Vec<Alert> {
         self.settled = true;
         let mut ledger = self.guard.ledger();
         self.release_in(&mut ledger);
@@ -342,8 +350,9 @@ mod tests {
         assert_eq!((refused.budget_id.as_str(), refused.reserved), ("cap", Nanos(9_000)));
         assert_eq!(refused.scope, "user alice");
         let crossed = reservation.settle("k", &alice(), goodhart_store::now_micros(), Nanos(6_000), 100);
-        let ids: Vec<(&str, &[u32])> = crossed.iter().map(|(b, t)| (b.id.as_str(), t.as_slice())).collect();
-        assert_eq!(ids, vec![("cap", &[50][..]), ("soft", &[50][..])]);
+        let ids: Vec<&str> = crossed.iter().map(|a| a.id.split(':').nth(1).unwrap()).collect();
+        assert_eq!(ids, vec!["cap", "soft"]);
+        assert!(crossed.iter().all(|a| a.id.ends_with(":50")), "{crossed:?}");
         let standing = guard.standing();
         assert_eq!(standing[0], ("cap".into(), Nanos(6_000), Nanos::ZERO));
         assert!(

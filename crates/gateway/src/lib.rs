@@ -17,6 +17,7 @@ use goodhart_store::spool::{Spool, SpoolError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod errors;
@@ -52,6 +53,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     guard: Arc<guard::BudgetGuard>,
     rates: Arc<ratelimit::RateLimiter>,
+    alerter: alerts::Alerter,
 }
 
 /// How often budgets are re-read and their spend re-seeded from the store (to see budgets
@@ -81,13 +83,25 @@ impl Gateway {
             &tracker,
             cancel.clone(),
         );
+        let guard = guard::BudgetGuard::new();
+        let client = upstream::client();
+        let alerter = alerts::Alerter::start(
+            Arc::clone(&store),
+            client.clone(),
+            config.webhooks.clone(),
+            config.runaway,
+            Arc::clone(&guard),
+            &tracker,
+            cancel.clone(),
+        );
         let gateway = Gateway {
             inner: Arc::new(Inner {
-                guard: guard::BudgetGuard::new(),
+                guard,
+                alerter,
                 rates: ratelimit::RateLimiter::new(),
                 tracker,
                 cancel,
-                client: upstream::client(),
+                client,
                 keys: auth::KeyCache::new(Arc::clone(&store)),
                 store,
                 config,

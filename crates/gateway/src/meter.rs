@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::time::Sleep;
 
+use crate::alerts::Alerter;
 use crate::estimate::count_tokens;
 use crate::guard::Reservation;
 use crate::metrics::Metrics;
@@ -56,6 +57,7 @@ pub struct CallContext {
     /// The call's hold on its budgets, settled with the real cost when it is recorded (and
     /// released if the call ends without a record).
     pub reservation: Option<Reservation>,
+    pub alerter: Alerter,
     /// Tokens taken from the key's per-minute allowance, trued up when the call is recorded.
     pub token_grant: Option<TokenGrant>,
 }
@@ -152,10 +154,7 @@ impl CallContext {
                 spent,
                 event.tokens.total(),
             );
-            for (budget, thresholds) in crossed {
-                tracing::info!(budget = %budget.id, scope = budget.scope.kind(), name = budget.scope.name().unwrap_or(""),
-                    ?thresholds, "budget threshold crossed");
-            }
+            crossed.into_iter().for_each(|alert| self.alerter.raise(alert));
         }
         self.recorder.append(SpooledEvent {
             event,

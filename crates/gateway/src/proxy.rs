@@ -210,6 +210,7 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
 
     let upstream_request = upstream_request(provider, endpoint, &parts.uri, headers, upstream_body)?;
     let call = CallContext {
+        alerter: inner.alerter.clone(),
         reservation,
         token_grant,
         event_id: new_call_id(),

@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`, the built-in mock for the others).
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    /// Alert webhooks and the runaway rule.
+    #[serde(default)]
+    pub alerts: goodhart_gateway::alerts::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +148,7 @@ impl Config {
             raw_gateway.spool_dir = Some(default_spool_dir(&database_url));
         }
         let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, |var| std::env::var(var).ok())
+            .and_then(|g| g.with_alerts(file.alerts))
             .map_err(|e| invalid(&e.key, e.reason))?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;

@@ -812,3 +812,78 @@ async fn per_key_rate_limits_refuse_in_the_clients_protocol_with_retry_after() {
     let listed = server.admin("GET", "/api/v1/keys", Bytes::new()).await;
     assert!(listed.text.contains(r#""requests_per_minute":2"#), "{}", listed.text);
 }
+
+#[tokio::test]
+async fn threshold_alerts_reach_webhooks_once_despite_failures_and_are_listed() {
+    // A receiver that fails its first two deliveries, then accepts.
+    let received: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let seen = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: Bytes| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut seen = seen.lock().unwrap();
+                let status = if seen.len() < 2 { 500 } else { 200 };
+                seen.push((status, serde_json::from_slice(&body).unwrap()));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = format!("[[alerts.webhooks]]\nurl = \"http://{hook}/hook\"\n");
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let key = key(&server).await;
+    // A budget a single small call takes past 50 %: one threshold alert.
+    let created = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            r#"{"scope": "user", "name": "alice", "period": "month", "limit_usd": "0.00001", "thresholds": [50]}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    for _ in 0..3 {
+        let reply = chat(
+            &server,
+            &key,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "an alert-only budget never refuses");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;
+        let alerts = listed.json["alerts"].as_array().unwrap().clone();
+        if alerts.len() == 1 && alerts[0]["delivered_at"].is_string() {
+            assert_eq!(alerts[0]["kind"], "threshold");
+            assert_eq!(alerts[0]["delivery_attempts"], 3, "two failures, then delivered");
+            assert!(
+                alerts[0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("user alice reached 50 %"),
+                "{}",
+                listed.text
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered: {}", listed.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received.iter().all(|(_, body)| body["id"] == received[0].1["id"]),
+        "one alert, retried: {received:?}"
+    );
+    assert_eq!(
+        received.iter().filter(|(status, _)| *status == 200).count(),
+        1,
+        "delivered once"
+    );
+}
