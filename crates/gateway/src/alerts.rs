@@ -143,9 +143,16 @@ impl Alerter {
     ) -> Alerter {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Alert>();
         let webhooks = Arc::new(webhooks);
-        let (delivery_store, delivery_tracker) = (Arc::clone(&store), tracker.clone());
+        let (delivery_store, delivery_tracker, delivery_cancel) = (Arc::clone(&store), tracker.clone(), cancel.clone());
         tracker.spawn(async move {
-            while let Some(alert) = receiver.recv().await {
+            loop {
+                let alert = tokio::select! {
+                    alert = receiver.recv() => match alert {
+                        Some(alert) => alert,
+                        None => break,
+                    },
+                    () = delivery_cancel.cancelled() => break,
+                };
                 match delivery_store.insert_alert(&alert).await {
                     Ok(false) => continue, // raised before: stored and delivered once
                     Ok(true) => tracing::warn!(alert = %alert.id, "{}", alert.message),
@@ -155,7 +162,9 @@ impl Alerter {
                     }
                 }
                 let (store, client, webhooks) = (Arc::clone(&delivery_store), client.clone(), Arc::clone(&webhooks));
-                delivery_tracker.spawn(async move { deliver(store.as_ref(), &client, &webhooks, &alert).await });
+                let cancel = delivery_cancel.clone();
+                delivery_tracker
+                    .spawn(async move { deliver(store.as_ref(), &client, &webhooks, &alert, &cancel).await });
             }
         });
         let alerter = Alerter { sender };
@@ -189,7 +198,15 @@ impl Alerter {
     }
 }
 
-async fn deliver(store: &dyn Store, client: &UpstreamClient, webhooks: &[Webhook], alert: &Alert) {
+/// Posts `alert` to every webhook until each has taken it, retrying with backoff; a shutdown
+/// stops the retries (the alert stays stored, undelivered, with its last error).
+async fn deliver(
+    store: &dyn Store,
+    client: &UpstreamClient,
+    webhooks: &[Webhook],
+    alert: &Alert,
+    cancel: &CancellationToken,
+) {
     if webhooks.is_empty() {
         return;
     }
@@ -216,7 +233,10 @@ async fn deliver(store: &dyn Store, client: &UpstreamClient, webhooks: &[Webhook
             return;
         }
         pending = failed;
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = cancel.cancelled() => return,
+        }
         pause *= 2;
     }
 }
