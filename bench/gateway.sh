@@ -6,7 +6,9 @@
 # CPU 1. Also samples the gateway's RSS idle and with OPEN_STREAMS streams held open.
 #
 # Usage: bench/gateway.sh   (env: RATES=500,1000,2000 DURATION=15 WARMUP=3 CONNS=64
-#        BODIES="chat.json chat-stream.json" OPEN_STREAMS=1000 BENCH_DIR=../shared/bench)
+#        BODIES="chat.json chat-stream.json" OPEN_STREAMS=1000 BENCH_DIR=../shared/bench
+#        BUDGETS=0: with 5, five hard-capped budgets apply to every call (key, user, team,
+#        org twice), with limits far above what the run spends)
 # Results: bench/results/gateway-<time>/ (JSON per run, summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-64}
 BODIES=${BODIES:-chat.json chat-stream.json}
 OPEN_STREAMS=${OPEN_STREAMS:-1000}
+BUDGETS=${BUDGETS:-0}
 MOCK_PORT=${MOCK_PORT:-18091}
 SLOW_MOCK_PORT=${SLOW_MOCK_PORT:-18092}
 GATEWAY_PORT=${GATEWAY_PORT:-18787}
@@ -80,6 +83,17 @@ wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
 KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+if [ "$BUDGETS" -gt 0 ]; then
+    KEY_ID=$(echo "$KEY" | cut -d- -f2)
+    for scope in "key $KEY_ID" "user bench" "team perf" "org" "org"; do
+        set -- $scope
+        name=${2:+\"name\": \"$2\",}
+        curl -fsS -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/api/v1/budgets" -H "Authorization: Bearer $ADMIN" \
+            -H 'content-type: application/json' \
+            -d "{\"scope\": \"$1\", $name \"period\": \"month\", \"limit_usd\": \"1000000\", \"action\": \"block\"}"
+    done
+    log "$BUDGETS budgets apply to every call"
+fi
 curl -fsS "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions" -H "Authorization: Bearer $KEY" \
     -d @"$BENCH_DIR/loadgen/chat.json" >/dev/null
 sleep 1
@@ -128,7 +142,7 @@ PY
     echo "# Goodhart gateway vs direct, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "rates $RATES rps, ${DURATION}s each after ${WARMUP}s warm-up, $CONNS connections, oha --latency-correction;"
-    echo "oha + mock on CPU 0, goodhart on CPU 1; metering, spool and SQLite on."
+    echo "oha + mock on CPU 0, goodhart on CPU 1; metering, spool and SQLite on; $BUDGETS hard-capped budgets per call."
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r)"
     echo
     echo "RSS: idle $((IDLE_RSS / 1024)) MiB; after the runs $((LOADED_RSS / 1024)) MiB; $(cat "$OUT/open-streams.txt")"
