@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BIN, Served, http, serve};
+use common::{BIN, Served, goodhart, http, serve};
 
 fn terminate(served: Served) {
     let mut served = served;
@@ -141,12 +141,7 @@ fn report_without_a_database_says_so_instead_of_creating_one() {
 fn keys_create_list_rotate_revoke() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let output = Command::new(BIN)
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("GOODHART_DATABASE_URL")
-            .output()
-            .unwrap();
+        let output = goodhart(dir.path(), args);
         assert!(
             output.status.success(),
             "{args:?}: {}",
@@ -201,12 +196,7 @@ fn keys_create_list_rotate_revoke() {
 fn budgets_are_created_listed_and_deleted_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let output = Command::new(BIN)
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("GOODHART_DATABASE_URL")
-            .output()
-            .unwrap();
+        let output = goodhart(dir.path(), args);
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         (
             output.status.success(),

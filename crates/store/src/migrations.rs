@@ -6,59 +6,29 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: "20261123000000_usage",
-        sql: include_str!("../migrations/sqlite/20261123000000_usage.sql"),
-    },
-    Migration {
-        version: "20261123010000_keys",
-        sql: include_str!("../migrations/sqlite/20261123010000_keys.sql"),
-    },
-    Migration {
-        version: "20261123020000_gateway_calls",
-        sql: include_str!("../migrations/sqlite/20261123020000_gateway_calls.sql"),
-    },
-    Migration {
-        version: "20261123030000_budgets",
-        sql: include_str!("../migrations/sqlite/20261123030000_budgets.sql"),
-    },
-    Migration {
-        version: "20261123040000_key_rate_limits",
-        sql: include_str!("../migrations/sqlite/20261123040000_key_rate_limits.sql"),
-    },
-    Migration {
-        version: "20261123050000_alerts",
-        sql: include_str!("../migrations/sqlite/20261123050000_alerts.sql"),
-    },
-];
+/// Both backends' migration lists, from one list of names: each backend has a file of that
+/// name under `migrations/<backend>/`.
+macro_rules! migrations {
+    ($($name:literal),* $(,)?) => {
+        pub const SQLITE: &[Migration] = &[$(Migration {
+            version: $name,
+            sql: include_str!(concat!("../migrations/sqlite/", $name, ".sql")),
+        }),*];
+        pub const POSTGRES: &[Migration] = &[$(Migration {
+            version: $name,
+            sql: include_str!(concat!("../migrations/postgres/", $name, ".sql")),
+        }),*];
+    };
+}
 
-pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: "20261123000000_usage",
-        sql: include_str!("../migrations/postgres/20261123000000_usage.sql"),
-    },
-    Migration {
-        version: "20261123010000_keys",
-        sql: include_str!("../migrations/postgres/20261123010000_keys.sql"),
-    },
-    Migration {
-        version: "20261123020000_gateway_calls",
-        sql: include_str!("../migrations/postgres/20261123020000_gateway_calls.sql"),
-    },
-    Migration {
-        version: "20261123030000_budgets",
-        sql: include_str!("../migrations/postgres/20261123030000_budgets.sql"),
-    },
-    Migration {
-        version: "20261123040000_key_rate_limits",
-        sql: include_str!("../migrations/postgres/20261123040000_key_rate_limits.sql"),
-    },
-    Migration {
-        version: "20261123050000_alerts",
-        sql: include_str!("../migrations/postgres/20261123050000_alerts.sql"),
-    },
-];
+migrations!(
+    "20261123000000_usage",
+    "20261123010000_keys",
+    "20261123020000_gateway_calls",
+    "20261123030000_budgets",
+    "20261123040000_key_rate_limits",
+    "20261123050000_alerts",
+);
 
 /// The table that records applied migrations (same SQL on both backends).
 pub const CREATE_LEDGER: &str =

@@ -63,6 +63,17 @@ pub fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
     }
 }
 
+/// Runs `goodhart ARGS` in `dir` against the database there (never one named by the
+/// environment).
+pub fn goodhart(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GOODHART_DATABASE_URL")
+        .output()
+        .expect("run goodhart")
+}
+
 /// A minimal HTTP/1.1 exchange (the test must not depend on the code under test's client).
 pub fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     let response = exchange(
