@@ -607,7 +607,7 @@ async fn alerts(config: &Config, from: Option<String>, to: Option<String>, forma
             .collect(),
         rows,
     };
-    let json: Vec<serde_json::Value> = alerts.iter().map(goodhart_server::budgets::alert_json).collect();
+    let json: Vec<serde_json::Value> = alerts.iter().map(goodhart_server::alerts::alert_json).collect();
     output::print(
         format,
         &serde_json::json!({ "alerts": json }),

@@ -196,58 +196,54 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// A threshold alert: once per budget, window and threshold.
-    pub fn threshold(budget: &Budget, window: Window, percent: u32, spent: Nanos, now: Micros) -> Alert {
+    fn about(budget: &Budget, kind: AlertKind, id: String, message: String, now: Micros) -> Alert {
         Alert {
-            id: format!("threshold:{}:{}:{percent}", budget.id, window.start.0),
-            kind: AlertKind::Threshold,
+            id,
+            kind,
             budget_id: budget.id.clone(),
             scope: scope_label(&budget.scope),
-            message: format!(
-                "{} reached {percent} % of its {} {} budget: {} of {}",
-                scope_label(&budget.scope),
-                budget.period.as_str(),
-                budget.action.as_str(),
-                spent.usd_rounded(2),
-                budget.limit.usd_rounded(2),
-            ),
+            message,
             created_at: now,
         }
+    }
+
+    /// A threshold alert: once per budget, window and threshold.
+    pub fn threshold(budget: &Budget, window: Window, percent: u32, spent: Nanos, now: Micros) -> Alert {
+        let message = format!(
+            "{} reached {percent} % of its {} {} budget: {} of {}",
+            scope_label(&budget.scope),
+            budget.period.as_str(),
+            budget.action.as_str(),
+            spent.usd_rounded(2),
+            budget.limit.usd_rounded(2),
+        );
+        let id = format!("threshold:{}:{}:{percent}", budget.id, window.start.0);
+        Alert::about(budget, AlertKind::Threshold, id, message, now)
     }
 
     /// A forecast alert: once per budget and window.
     pub fn forecast(budget: &Budget, window: Window, projected: Nanos, now: Micros) -> Alert {
-        Alert {
-            id: format!("forecast:{}:{}", budget.id, window.start.0),
-            kind: AlertKind::Forecast,
-            budget_id: budget.id.clone(),
-            scope: scope_label(&budget.scope),
-            message: format!(
-                "{} is on course to spend {} this {}, over its {} budget",
-                scope_label(&budget.scope),
-                projected.usd_rounded(2),
-                budget.period.as_str(),
-                budget.limit.usd_rounded(2),
-            ),
-            created_at: now,
-        }
+        let message = format!(
+            "{} is on course to spend {} this {}, over its {} budget",
+            scope_label(&budget.scope),
+            projected.usd_rounded(2),
+            budget.period.as_str(),
+            budget.limit.usd_rounded(2),
+        );
+        let id = format!("forecast:{}:{}", budget.id, window.start.0);
+        Alert::about(budget, AlertKind::Forecast, id, message, now)
     }
 
     /// A runaway alert: at most once per budget and hour.
     pub fn runaway(budget: &Budget, recent_per_hour: Nanos, baseline_per_hour: Nanos, now: Micros) -> Alert {
-        Alert {
-            id: format!("runaway:{}:{}", budget.id, now.floor_to(crate::time::MICROS_PER_HOUR).0),
-            kind: AlertKind::Runaway,
-            budget_id: budget.id.clone(),
-            scope: scope_label(&budget.scope),
-            message: format!(
-                "{} is spending {}/hour, against a usual {}/hour",
-                scope_label(&budget.scope),
-                recent_per_hour.usd_rounded(2),
-                baseline_per_hour.usd_rounded(2),
-            ),
-            created_at: now,
-        }
+        let message = format!(
+            "{} is spending {}/hour, against a usual {}/hour",
+            scope_label(&budget.scope),
+            recent_per_hour.usd_rounded(2),
+            baseline_per_hour.usd_rounded(2),
+        );
+        let id = format!("runaway:{}:{}", budget.id, now.floor_to(crate::time::MICROS_PER_HOUR).0);
+        Alert::about(budget, AlertKind::Runaway, id, message, now)
     }
 }
 

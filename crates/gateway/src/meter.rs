@@ -253,7 +253,7 @@ impl MeteredStream {
         let mut tap = self.tap.take().expect("the tap lives as long as the call");
         let mut rest = Vec::new();
         self.parser.finish(&mut rest);
-        rest.iter().for_each(|event| tap.observe(&event.clone()));
+        rest.iter().for_each(|event| tap.observe(event));
         let complete = complete && tap.ended();
         let output_text = tap.output_text().to_owned();
         let response_id = tap.response_id().map(str::to_owned);

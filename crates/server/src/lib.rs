@@ -1,6 +1,7 @@
 //! Goodhart's HTTP surface other than the proxy: usage ingestion, reports, health, and the
 //! wiring of configuration, store and core into one server.
 
+pub mod alerts;
 pub mod auth;
 pub mod budgets;
 pub mod config;

@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{auth, budgets, ingest, keys, reports};
+use crate::{alerts, auth, budgets, ingest, keys, reports};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -29,7 +29,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
             "/api/v1/budgets/{id}",
             get(budgets::get_budget).delete(budgets::delete_budget),
         )
-        .route("/api/v1/alerts", get(budgets::list_alerts))
+        .route("/api/v1/alerts", get(alerts::list_alerts))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.
