@@ -383,6 +383,63 @@ pub fn admit(budgets: &[(Limits, Usage)], cost: Nanos, tokens: u64) -> Result<()
     Ok(())
 }
 
+/// An amount of a budget: dollars and tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Amount {
+    pub cost: Nanos,
+    pub tokens: u64,
+}
+
+impl Amount {
+    pub fn saturating_add(self, other: Amount) -> Amount {
+        Amount {
+            cost: self.cost.saturating_add(other.cost),
+            tokens: self.tokens.saturating_add(other.tokens),
+        }
+    }
+
+    /// `self - other`, each part floored at zero.
+    pub fn saturating_sub(self, other: Amount) -> Amount {
+        Amount {
+            cost: Nanos(self.cost.0.saturating_sub(other.cost.0).max(0)),
+            tokens: self.tokens.saturating_sub(other.tokens),
+        }
+    }
+}
+
+/// The slice of a blocking budget a gateway instance borrows from the pool all instances
+/// share, when it has none left: a twentieth (5 %) of each limit, so a handful of refills
+/// covers a busy window and an instance never sits on much that others could use.
+pub fn lease_size(limits: &Limits) -> Amount {
+    Amount {
+        cost: Nanos((limits.usd.0 / 20).max(1)),
+        tokens: limits.tokens.map_or(0, |t| (t / 20).max(1)),
+    }
+}
+
+/// What a budget's shared pool lends an instance that asks for `want` and cannot admit its
+/// call with less than `need`, when `taken` is already committed (spend and other leases):
+/// `want` (at least `need`) where it fits, else all that is left if that covers `need`, else
+/// nothing. Without a token limit no tokens are lent (none are counted).
+pub fn grant_lease(limits: &Limits, taken: Amount, want: Amount, need: Amount) -> Option<Amount> {
+    let room_usd = limits.usd.0.saturating_sub(taken.cost.0).max(0);
+    if need.cost.0 > room_usd {
+        return None;
+    }
+    let cost = Nanos(want.cost.0.max(need.cost.0).min(room_usd));
+    let tokens = match limits.tokens {
+        None => 0,
+        Some(limit) => {
+            let room = limit.saturating_sub(taken.tokens);
+            if need.tokens > room {
+                return None;
+            }
+            want.tokens.max(need.tokens).min(room)
+        }
+    };
+    Some(Amount { cost, tokens })
+}
+
 /// The alert thresholds (percent of the limit) that spend crossed going from `before` to
 /// `after`, lowest first.
 pub fn crossed_thresholds(before: Nanos, after: Nanos, limit: Nanos, thresholds: &[u32]) -> Vec<u32> {
@@ -472,6 +529,32 @@ impl TokenBucket {
         Err(Some(i64::try_from(wait + 1).unwrap_or(i64::MAX)))
     }
 
+    /// A bucket as stored: its level in millionths of a unit, as of `updated`.
+    pub fn from_stored(capacity: u64, per_minute: u64, level_millionths: u128, updated: Micros) -> TokenBucket {
+        TokenBucket {
+            capacity,
+            per_minute,
+            level_millionths: level_millionths.min(u128::from(capacity) * 1_000_000),
+            updated,
+        }
+    }
+
+    /// The level in millionths of a unit and when it was last brought up to date.
+    pub fn stored(&self) -> (u128, Micros) {
+        (self.level_millionths, self.updated)
+    }
+
+    /// Takes as much as it holds up to `want` (at least `need`), or, holding less than `need`,
+    /// nothing, saying how long until it would hold `need`.
+    pub fn take_up_to(&mut self, want: u64, need: u64, now: Micros) -> Result<u64, Option<i64>> {
+        let available = self.available(now);
+        if available < need {
+            return self.try_take(need, now).map(|()| need);
+        }
+        let taken = want.max(need).min(available);
+        self.try_take(taken, now).map(|()| taken)
+    }
+
     /// Puts back units taken for a call that turned out to use fewer.
     pub fn give_back(&mut self, amount: u64, now: Micros) {
         self.refill(now);
@@ -559,6 +642,54 @@ mod tests {
             let budgets = [(Limits { usd: Nanos(limit), tokens: None }, Usage { spent: Nanos(spent), reserved: Nanos(reserved), ..Default::default() })];
             let admitted = admit(&budgets, Nanos(cost), 0).is_ok();
             prop_assert_eq!(admitted, spent + reserved + cost <= limit);
+        }
+
+        #[test]
+        fn pools_never_lend_past_the_limit_and_lend_what_is_needed_when_it_is_there(
+            limit in 0i64..1_000_000, taken in 0i64..1_200_000, want in 0i64..100_000, need in 0i64..100_000,
+            token_limit in proptest::option::of(0u64..10_000), taken_tokens in 0u64..12_000, need_tokens in 0u64..1_000,
+        ) {
+            let limits = Limits { usd: Nanos(limit), tokens: token_limit };
+            let taken = Amount { cost: Nanos(taken), tokens: taken_tokens };
+            let need = Amount { cost: Nanos(need), tokens: if token_limit.is_some() { need_tokens } else { 0 } };
+            let want = Amount { cost: Nanos(want), tokens: lease_size(&limits).tokens };
+            let fits = taken.cost.0 + need.cost.0 <= limit
+                && token_limit.is_none_or(|t| taken_tokens + need.tokens <= t);
+            match grant_lease(&limits, taken, want, need) {
+                None => prop_assert!(!fits),
+                Some(granted) => {
+                    prop_assert!(fits);
+                    prop_assert!(granted.cost >= need.cost && granted.tokens >= need.tokens);
+                    // Whatever was committed before, lending never takes the total past the limit
+                    // (a pool already over it lends nothing more).
+                    prop_assert!(taken.cost.0 + granted.cost.0 <= limit.max(taken.cost.0 + need.cost.0));
+                    prop_assert!(granted.cost.0 == 0 || taken.cost.0 + granted.cost.0 <= limit);
+                    if let Some(t) = token_limit {
+                        prop_assert!(granted.tokens == 0 || taken_tokens + granted.tokens <= t);
+                    } else {
+                        prop_assert_eq!(granted.tokens, 0);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn taking_up_to_a_want_never_takes_more_than_the_bucket_holds(
+            capacity in 1u64..10_000, level in 0u64..10_000, want in 0u64..20_000, need in 0u64..20_000,
+        ) {
+            let stored = u128::from(level.min(capacity)) * 1_000_000;
+            let mut bucket = TokenBucket::from_stored(capacity, 60, stored, Micros(0));
+            let held = level.min(capacity);
+            match bucket.take_up_to(want, need, Micros(0)) {
+                Ok(taken) => {
+                    prop_assert!(taken >= need && taken <= held && (taken >= want.min(held)));
+                    prop_assert_eq!(bucket.available(Micros(0)), held - taken);
+                }
+                Err(_) => {
+                    prop_assert!(need > held);
+                    prop_assert_eq!(bucket.available(Micros(0)), held, "a refusal takes nothing");
+                }
+            }
         }
 
         #[test]

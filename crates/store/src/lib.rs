@@ -16,6 +16,7 @@ use goodhart_core::pricing::{CostBreakdown, PriceTable};
 use goodhart_core::report::{Dimension, SummaryRow};
 use goodhart_core::usage::UsageEvent;
 
+pub mod leases;
 mod migrations;
 pub mod postgres;
 mod rollup;
@@ -183,7 +184,7 @@ pub trait SettingsStore: Send + Sync {
 }
 
 /// Everything Goodhart stores, behind one handle.
-pub trait Store: UsageStore + SettingsStore + KeyStore + BudgetStore + AlertStore {
+pub trait Store: UsageStore + SettingsStore + KeyStore + BudgetStore + AlertStore + leases::LeaseStore {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
 }
@@ -329,8 +330,17 @@ mod budget_sql {
     pub const LIVE: &str = "WHERE deleted_at IS NULL ORDER BY created_at, id";
     pub const DELETE: &str = "UPDATE budgets SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
 
+    /// Which usage a spend query counts, by where it came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Sources {
+        All,
+        Gateway,
+        /// Everything that did not pass through the gateway (ingest API, imports, telemetry).
+        Others,
+    }
+
     /// The spend query for a scope kind: `$1`/`$2` the window, `$3` the scope's name or key id.
-    pub fn spend(kind: &str) -> String {
+    pub fn spend(kind: &str, sources: Sources) -> String {
         let filter = match kind {
             "key" => "AND seq IN (SELECT seq FROM gateway_calls WHERE key_id = $3)",
             "user" => "AND user_id = (SELECT id FROM users WHERE name = $3)",
@@ -339,10 +349,15 @@ mod budget_sql {
             "agent" => "AND agent_id = (SELECT id FROM agents WHERE name = $3)",
             _ => "",
         };
+        let source = match sources {
+            Sources::All => "",
+            Sources::Gateway => " AND source = 'gateway'",
+            Sources::Others => " AND source <> 'gateway'",
+        };
         format!(
             "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT), CAST(COALESCE(SUM(input_tokens + output_tokens \
              + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens + reasoning_tokens), 0) AS BIGINT), \
-             COUNT(*) FROM usage_events WHERE ts >= $1 AND ts < $2 {filter}"
+             COUNT(*) FROM usage_events WHERE ts >= $1 AND ts < $2 {filter}{source}"
         )
     }
 

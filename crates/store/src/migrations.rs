@@ -28,6 +28,7 @@ migrations!(
     "20261123030000_budgets",
     "20261123040000_key_rate_limits",
     "20261123050000_alerts",
+    "20261124000000_leases",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

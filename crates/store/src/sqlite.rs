@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
-use goodhart_core::budgets::{Alert, Budget, BudgetScope};
+use goodhart_core::Nanos;
+use goodhart_core::budgets::{self, Alert, Amount, Budget, BudgetScope, TokenBucket};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
 use goodhart_core::usage::TokenCounts;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::budget_sql::Sources;
+use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations::{self, Migration};
 use crate::rollup::{
     DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
@@ -642,24 +645,167 @@ impl BudgetStore for SqliteStore {
     }
 
     async fn spend(&self, scope: &BudgetScope, from: Micros, to: Micros) -> Result<Spend, StoreError> {
-        let (sql, name) = (
-            budget_sql::spend(scope.kind()),
-            scope.name().unwrap_or_default().to_owned(),
-        );
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&sql)?;
-            let read =
-                |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
-            let (cost, tokens, requests) = if sql.contains("$3") {
-                statement.query_row(params![from.0, to.0, name], read)?
-            } else {
-                statement.query_row(params![from.0, to.0], read)?
+        let scope = scope.clone();
+        self.read(move |conn| spend_on(conn, &scope, from, to, Sources::All))
+            .await
+    }
+}
+
+/// What `scope` spent in `[from, to)` from `sources`.
+fn spend_on(
+    conn: &Connection,
+    scope: &BudgetScope,
+    from: Micros,
+    to: Micros,
+    sources: Sources,
+) -> Result<Spend, StoreError> {
+    let sql = budget_sql::spend(scope.kind(), sources);
+    let mut statement = conn.prepare_cached(&sql)?;
+    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
+    let (cost, tokens, requests) = if sql.contains("$3") {
+        statement.query_row(params![from.0, to.0, scope.name().unwrap_or_default()], read)?
+    } else {
+        statement.query_row(params![from.0, to.0], read)?
+    };
+    Ok(Spend {
+        cost: Nanos(cost),
+        tokens: tokens.max(0) as u64,
+        requests: requests.max(0) as u64,
+    })
+}
+
+fn read_amount(r: &rusqlite::Row<'_>) -> rusqlite::Result<Amount> {
+    Ok(Amount {
+        cost: Nanos(r.get(0)?),
+        tokens: r.get::<_, i64>(1)?.max(0) as u64,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn lease_budget(&self, request: &LeaseRequest<'_>) -> Result<Option<Amount>, StoreError> {
+        let (budget, window, instance) = (request.budget.clone(), request.window, request.instance.to_owned());
+        let (want, need, now) = (request.want, request.need, request.now);
+        self.write(move |w| {
+            let tx = w
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (id, start, end) = (&budget.id, window.start.0, leases::window_end(&window));
+            let until = Micros(end.unwrap_or(i64::MAX));
+            let pool = tx
+                .query_row(leases::SELECT_POOL, params![id, start], read_amount)
+                .optional()?;
+            let base = match pool {
+                Some(base) => base,
+                None => {
+                    let base = leases::amount(spend_on(&tx, &budget.scope, window.start, until, Sources::Gateway)?);
+                    let old = now.0.saturating_sub(leases::POOL_RETENTION_MICROS);
+                    tx.execute(leases::DELETE_OLD_LEASES, params![old])?;
+                    tx.execute(leases::DELETE_OLD_POOLS, params![old])?;
+                    tx.execute(
+                        leases::OPEN_POOL,
+                        params![id, start, end, base.cost.0, base.tokens as i64, now.0],
+                    )?;
+                    base
+                }
             };
-            Ok(Spend {
-                cost: goodhart_core::Nanos(cost),
-                tokens: tokens.max(0) as u64,
-                requests: requests.max(0) as u64,
-            })
+            let leased = tx.query_row(leases::LEASED, params![id, start], read_amount)?;
+            let others = leases::amount(spend_on(&tx, &budget.scope, window.start, until, Sources::Others)?);
+            let taken = base.saturating_add(leased).saturating_add(others);
+            let granted = budgets::grant_lease(&leases::limits(&budget), taken, want, need);
+            if let Some(g) = granted {
+                tx.execute(
+                    leases::GRANT,
+                    params![id, start, instance, g.cost.0, g.tokens as i64, now.0],
+                )?;
+            }
+            tx.commit()?;
+            Ok(granted)
+        })
+        .await
+    }
+
+    async fn return_lease(
+        &self,
+        budget_id: &str,
+        window_start: Micros,
+        instance: &str,
+        unused: Amount,
+    ) -> Result<(), StoreError> {
+        let (budget_id, instance) = (budget_id.to_owned(), instance.to_owned());
+        self.write(move |w| {
+            w.conn.execute(
+                leases::GIVE_BACK,
+                params![
+                    unused.cost.0,
+                    unused.tokens as i64,
+                    crate::now().0,
+                    budget_id,
+                    window_start.0,
+                    instance
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &RateBucket<'_>,
+        want: u64,
+        need: u64,
+        now: Micros,
+    ) -> Result<Result<u64, Option<i64>>, StoreError> {
+        self.update_bucket(bucket, now, move |b| b.take_up_to(want, need, now))
+            .await
+    }
+
+    async fn return_rate(&self, bucket: &RateBucket<'_>, unused: u64, now: Micros) -> Result<(), StoreError> {
+        self.update_bucket(bucket, now, move |b| {
+            b.give_back(unused, now);
+            Ok::<_, ()>(())
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+impl SqliteStore {
+    /// Runs `change` on a key's shared bucket in one write transaction and saves the result.
+    async fn update_bucket<T: Send + 'static, E: Send + 'static>(
+        &self,
+        bucket: &RateBucket<'_>,
+        now: Micros,
+        change: impl FnOnce(&mut TokenBucket) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, StoreError> {
+        let (key, kind, capacity, per_minute) = (
+            bucket.key_id.to_owned(),
+            bucket.kind,
+            bucket.capacity,
+            bucket.per_minute,
+        );
+        self.write(move |w| {
+            let bucket = RateBucket {
+                key_id: &key,
+                kind,
+                capacity,
+                per_minute,
+            };
+            let tx = w
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let stored = tx
+                .query_row(leases::SELECT_BUCKET, params![key, kind], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let mut state = leases::load_bucket(&bucket, stored, now);
+            let outcome = change(&mut state);
+            let (level, updated) = leases::stored_bucket(&state);
+            tx.execute(leases::SAVE_BUCKET, params![key, kind, level, updated])?;
+            tx.commit()?;
+            Ok(outcome)
         })
         .await
     }

@@ -4,13 +4,16 @@
 use std::sync::Arc;
 
 use goodhart_core::Micros;
+use goodhart_core::Nanos;
 use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period};
+use goodhart_core::budgets::{Amount, window};
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
+use goodhart_store::leases::{LeaseRequest, RateBucket};
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
 use rand::rngs::StdRng;
@@ -130,6 +133,9 @@ conformance!(
     keys_are_found_by_hash_revoked_and_rotated,
     budgets_are_kept_listed_deleted_and_measured_per_scope,
     alerts_are_stored_once_and_their_deliveries_tracked,
+    budget_pools_lend_only_what_the_limit_leaves,
+    concurrent_leases_never_lend_past_the_limit,
+    rate_buckets_are_shared_and_refill,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -752,4 +758,167 @@ async fn alerts_are_stored_once_and_their_deliveries_tracked(db: &TestDatabase) 
         (2, Some(at("2026-11-10T10:00:03Z")), None)
     );
     assert_eq!(first.alert, alert("threshold:b1:0:80", "2026-11-10T10:00:00Z"));
+}
+
+fn dollars(cents: i64) -> Amount {
+    Amount {
+        cost: Nanos(cents * 10_000_000),
+        tokens: 0,
+    }
+}
+
+fn capped(id: &str, limit_cents: i64) -> Budget {
+    Budget {
+        id: id.into(),
+        scope: BudgetScope::Team("payments".into()),
+        period: Period::Month,
+        limit: Nanos(limit_cents * 10_000_000),
+        token_limit: None,
+        action: Action::Block,
+        thresholds: vec![100],
+        timezone: "UTC".into(),
+        created_at: at("2026-11-01T00:00:00Z"),
+    }
+}
+
+async fn lease(store: &Arc<dyn Store>, budget: &Budget, instance: &str, want: i64, need: i64) -> Option<i64> {
+    let now = at("2026-11-15T12:00:00Z");
+    let request = LeaseRequest {
+        budget,
+        window: window(budget.period, &jiff::tz::TimeZone::UTC, now),
+        instance,
+        want: dollars(want),
+        need: dollars(need),
+        now,
+    };
+    let granted = store.lease_budget(&request).await.unwrap();
+    granted.map(|g| g.cost.0 / 10_000_000)
+}
+
+async fn budget_pools_lend_only_what_the_limit_leaves(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let costs_cents = |id: &str, day: &str, cents: u64, source: Source| {
+        // gpt-4o-mini input: 15 cents per million tokens.
+        let mut e = event(
+            id,
+            at(day),
+            "alice",
+            Some("payments"),
+            "gpt-4o-mini",
+            cents * 1_000_000 / 15,
+            0,
+        );
+        e.source = source;
+        e
+    };
+    let before = vec![
+        costs_cents("gw", "2026-11-02T10:00:00Z", 150, Source::Gateway),
+        costs_cents("api", "2026-11-03T10:00:00Z", 300, Source::Api),
+        costs_cents("last-month", "2026-10-31T10:00:00Z", 900, Source::Api),
+    ];
+    store
+        .insert_usage(priced(&table, before), table.version())
+        .await
+        .unwrap();
+    let budget = capped("cap", 1_000);
+    // $10 limit, $1.50 of gateway and $3 of other spend already in the window: $5.50 left.
+    assert_eq!(lease(&store, &budget, "a", 50, 10).await, Some(50));
+    assert_eq!(
+        lease(&store, &budget, "b", 1_000, 100).await,
+        Some(500),
+        "what is left, not what was wanted"
+    );
+    assert_eq!(lease(&store, &budget, "a", 50, 1).await, None, "nothing left");
+    store
+        .return_lease("cap", at("2026-11-01T00:00:00Z"), "b", dollars(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        lease(&store, &budget, "a", 50, 10).await,
+        Some(50),
+        "given back, lent again"
+    );
+    // Gateway spend recorded after the pool opened is already counted by the leases that
+    // admitted it; other sources' spend is read at every lease.
+    let after = vec![
+        costs_cents("gw-later", "2026-11-04T10:00:00Z", 100, Source::Gateway),
+        costs_cents("api-later", "2026-11-04T11:00:00Z", 100, Source::Api),
+    ];
+    store
+        .insert_usage(priced(&table, after), table.version())
+        .await
+        .unwrap();
+    assert_eq!(lease(&store, &budget, "c", 1_000, 1).await, Some(50));
+    assert_eq!(lease(&store, &budget, "c", 1_000, 1).await, None);
+    let tokens = Budget {
+        token_limit: Some(1_000),
+        ..capped("tokens", 1_000_000)
+    };
+    let now = at("2026-11-15T12:00:00Z");
+    let ask = |need_tokens: u64| LeaseRequest {
+        budget: &tokens,
+        window: window(tokens.period, &jiff::tz::TimeZone::UTC, now),
+        instance: "a",
+        want: Amount {
+            cost: Nanos(1),
+            tokens: 100,
+        },
+        need: Amount {
+            cost: Nanos(1),
+            tokens: need_tokens,
+        },
+        now,
+    };
+    // 1_100 gateway-and-other tokens are already above the token limit: nothing to lend.
+    assert_eq!(store.lease_budget(&ask(1)).await.unwrap(), None);
+}
+
+async fn concurrent_leases_never_lend_past_the_limit(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let budget = capped("cap", 1_000);
+    let asks: Vec<_> = (0..40)
+        .map(|i| {
+            let (store, budget) = (Arc::clone(&store), budget.clone());
+            tokio::spawn(async move { lease(&store, &budget, &format!("instance-{}", i % 4), 100, 100).await })
+        })
+        .collect();
+    let mut lent = 0;
+    for ask in asks {
+        lent += ask.await.unwrap().unwrap_or(0);
+    }
+    assert_eq!(
+        lent, 1_000,
+        "ten $1 slices of a $10 pool, whichever instances asked first"
+    );
+}
+
+async fn rate_buckets_are_shared_and_refill(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let bucket = RateBucket {
+        key_id: "k1",
+        kind: "requests",
+        capacity: 10,
+        per_minute: 10,
+    };
+    let t0 = at("2026-11-15T12:00:00Z");
+    let take = |want, need, now| {
+        let store = Arc::clone(&store);
+        async move { store.take_rate(&bucket, want, need, now).await.unwrap() }
+    };
+    assert_eq!(take(4, 1, t0).await, Ok(4));
+    assert_eq!(take(4, 1, t0).await, Ok(4));
+    assert_eq!(take(4, 1, t0).await, Ok(2), "what is left");
+    assert_eq!(take(4, 1, t0).await, Err(Some(6_000_001)), "one unit refills every 6 s");
+    store.return_rate(&bucket, 3, t0).await.unwrap();
+    assert_eq!(take(5, 1, t0).await, Ok(3));
+    let later = Micros(t0.0 + 600_000_000);
+    assert_eq!(take(50, 1, later).await, Ok(10), "refilled to capacity, not beyond");
+    let other = RateBucket { key_id: "k2", ..bucket };
+    assert_eq!(
+        store.take_rate(&other, 10, 1, t0).await.unwrap(),
+        Ok(10),
+        "buckets are per key"
+    );
+    assert_eq!(take(1, 11, later).await, Err(None), "more than the capacity never fits");
 }

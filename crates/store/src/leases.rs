@@ -1,0 +1,137 @@
+//! Enforcement shared by several gateway instances on one database: budget pools lent out in
+//! slices, and per-key rate buckets (tables from the `leases` migration).
+//!
+//! A blocking budget's current window is a pool. An instance admits calls only within the
+//! slices it has borrowed from the pool, so however many instances there are, what they admit
+//! together stays within what the pool lent — and the pool lends only what the limit leaves
+//! after the spend it knows: the gateway spend stored when the pool opened, every slice lent
+//! since, and the spend of other sources (ingest API, imports) read at each lease. A rate
+//! bucket works the same way: instances take batches of it and spend them locally.
+
+use async_trait::async_trait;
+use goodhart_core::Micros;
+use goodhart_core::budgets::{Amount, Budget, Limits, TokenBucket, Window};
+
+use crate::{Spend, StoreError};
+
+/// An instance asking a budget's pool for a slice of its current window.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseRequest<'a> {
+    pub budget: &'a Budget,
+    pub window: Window,
+    /// The asking instance (its leases are kept apart from the others').
+    pub instance: &'a str,
+    /// What it would like to hold ([`goodhart_core::budgets::lease_size`]).
+    pub want: Amount,
+    /// What it must get to admit the call it is holding.
+    pub need: Amount,
+    pub now: Micros,
+}
+
+/// A key's rate bucket, as every instance sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RateBucket<'a> {
+    pub key_id: &'a str,
+    /// `requests` or `tokens`.
+    pub kind: &'static str,
+    pub capacity: u64,
+    pub per_minute: u64,
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Lends the instance a slice of the budget's window: `want` where the limit leaves room,
+    /// else what is left if that covers `need`, else nothing (`None`). Atomic across instances.
+    async fn lease_budget(&self, request: &LeaseRequest<'_>) -> Result<Option<Amount>, StoreError>;
+
+    /// Gives back an unused part of what the instance borrowed from a budget's window.
+    async fn return_lease(
+        &self,
+        budget_id: &str,
+        window_start: Micros,
+        instance: &str,
+        unused: Amount,
+    ) -> Result<(), StoreError>;
+
+    /// Takes up to `want` units (at least `need`) from the shared bucket, or says how many
+    /// microseconds until `need` will be there (`None`: never, it exceeds the capacity).
+    async fn take_rate(
+        &self,
+        bucket: &RateBucket<'_>,
+        want: u64,
+        need: u64,
+        now: Micros,
+    ) -> Result<Result<u64, Option<i64>>, StoreError>;
+
+    /// Puts units taken but not used back into the shared bucket (up to its capacity).
+    async fn return_rate(&self, bucket: &RateBucket<'_>, unused: u64, now: Micros) -> Result<(), StoreError>;
+}
+
+/// Pools of windows that ended this long ago are deleted when another pool opens.
+pub(crate) const POOL_RETENTION_MICROS: i64 = 7 * 24 * 3_600 * 1_000_000;
+
+pub(crate) const SELECT_POOL: &str =
+    "SELECT base_nanos, base_tokens FROM budget_pools WHERE budget_id = $1 AND window_start = $2";
+pub(crate) const OPEN_POOL: &str = "INSERT INTO budget_pools (budget_id, window_start, window_end, base_nanos, \
+    base_tokens, opened_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (budget_id, window_start) DO NOTHING";
+pub(crate) const DELETE_OLD_LEASES: &str = "DELETE FROM budget_leases WHERE EXISTS (SELECT 1 FROM budget_pools p \
+    WHERE p.budget_id = budget_leases.budget_id AND p.window_start = budget_leases.window_start \
+    AND p.window_end < $1)";
+pub(crate) const DELETE_OLD_POOLS: &str = "DELETE FROM budget_pools WHERE window_end < $1";
+pub(crate) const LEASED: &str = "SELECT CAST(COALESCE(SUM(granted_nanos), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(granted_tokens), 0) AS BIGINT) FROM budget_leases WHERE budget_id = $1 AND window_start = $2";
+pub(crate) const GRANT: &str = "INSERT INTO budget_leases (budget_id, window_start, instance_id, granted_nanos, \
+    granted_tokens, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (budget_id, window_start, instance_id) \
+    DO UPDATE SET granted_nanos = budget_leases.granted_nanos + excluded.granted_nanos, \
+    granted_tokens = budget_leases.granted_tokens + excluded.granted_tokens, updated_at = excluded.updated_at";
+/// Parameters number in order of first use: SQLite binds `$n` by first appearance.
+pub(crate) const GIVE_BACK: &str = "UPDATE budget_leases SET \
+    granted_nanos = CASE WHEN granted_nanos > $1 THEN granted_nanos - $1 ELSE 0 END, \
+    granted_tokens = CASE WHEN granted_tokens > $2 THEN granted_tokens - $2 ELSE 0 END, updated_at = $3 \
+    WHERE budget_id = $4 AND window_start = $5 AND instance_id = $6";
+
+pub(crate) const SELECT_BUCKET: &str =
+    "SELECT level_millionths, updated_at FROM rate_buckets WHERE key_id = $1 AND kind = $2";
+pub(crate) const SAVE_BUCKET: &str = "INSERT INTO rate_buckets (key_id, kind, level_millionths, updated_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, kind) DO UPDATE SET level_millionths = excluded.level_millionths, \
+    updated_at = excluded.updated_at";
+
+/// A budget's limits, as its pool applies them.
+pub(crate) fn limits(budget: &Budget) -> Limits {
+    Limits {
+        usd: budget.limit,
+        tokens: budget.token_limit,
+    }
+}
+
+pub(crate) fn amount(spend: Spend) -> Amount {
+    Amount {
+        cost: spend.cost,
+        tokens: spend.tokens,
+    }
+}
+
+/// The end of a window as stored (`None` for budgets without an end).
+pub(crate) fn window_end(window: &Window) -> Option<i64> {
+    window.end.map(|end| end.0)
+}
+
+/// A stored bucket (or a full one, never stored yet), brought up to `now`. Instances' clocks
+/// differ a little: a bucket last updated "in the future" is simply not refilled yet.
+pub(crate) fn load_bucket(bucket: &RateBucket<'_>, stored: Option<(i64, i64)>, now: Micros) -> TokenBucket {
+    match stored {
+        None => TokenBucket::full(bucket.capacity, bucket.per_minute, now),
+        Some((level, updated)) => TokenBucket::from_stored(
+            bucket.capacity,
+            bucket.per_minute,
+            u128::try_from(level).unwrap_or(0),
+            Micros(updated.min(now.0)),
+        ),
+    }
+}
+
+/// A bucket's level and update time, as stored.
+pub(crate) fn stored_bucket(bucket: &TokenBucket) -> (i64, i64) {
+    let (level, updated) = bucket.stored();
+    (i64::try_from(level).unwrap_or(i64::MAX), updated.0)
+}
