@@ -29,6 +29,11 @@ pub enum GatewayError {
     UpstreamTimeout(u64),
     #[error("usage cannot be recorded right now (spool failing); refusing calls rather than losing their usage")]
     SpoolUnavailable,
+    #[error(
+        "budgets and rate limits cannot be checked right now (database: {0}); refusing calls rather than \
+         letting them past a limit"
+    )]
+    LimitsUnavailable(String),
     #[error("{}", budget_message(.0))]
     BudgetExceeded(Box<Refusal>),
     #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.what)]
@@ -69,7 +74,7 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -84,7 +89,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large"),
             GatewayError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
-            GatewayError::SpoolUnavailable => ("api_error", "service_unavailable"),
+            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => ("api_error", "service_unavailable"),
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited(r) => (r.what, "rate_limit_exceeded"),
         }
@@ -100,7 +105,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => "request_too_large",
             GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
-            GatewayError::SpoolUnavailable => "overloaded_error",
+            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => "overloaded_error",
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => "rate_limit_error",
         }
     }
@@ -126,7 +131,7 @@ impl GatewayError {
         }
         let mut response = (self.status(), axum::Json(body)).into_response();
         let retry_after = match self {
-            GatewayError::SpoolUnavailable => Some(1),
+            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => Some(1),
             GatewayError::BudgetExceeded(refusal) => refusal
                 .resets_at
                 .map(|at| (at.0 - goodhart_store::now_micros().0).div_euclid(1_000_000).max(1)),

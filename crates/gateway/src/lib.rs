@@ -56,9 +56,13 @@ struct Inner {
     alerter: alerts::Alerter,
 }
 
-/// How often budgets are re-read and their spend re-seeded from the store (to see budgets
-/// changed elsewhere and usage that arrived by other paths).
+/// How often budgets are re-read and their spend re-seeded from the store (to see usage
+/// that arrived by other paths).
 const BUDGET_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often the list of budgets is compared with the store's, so that a budget created or
+/// deleted through another instance is enforced here within this delay.
+const BUDGET_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Gateway {
     /// Opens the spool, flushes what a previous run left in it, loads the budgets, and starts
@@ -83,7 +87,8 @@ impl Gateway {
             &tracker,
             cancel.clone(),
         );
-        let guard = guard::BudgetGuard::new();
+        let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
+        let guard = guard::BudgetGuard::new(Arc::clone(&store), instance);
         let client = upstream::client();
         let alerter = alerts::Alerter::start(
             Arc::clone(&store),
@@ -98,7 +103,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 guard,
                 alerter,
-                rates: ratelimit::RateLimiter::new(),
+                rates: ratelimit::RateLimiter::new(Arc::clone(&store)),
                 tracker,
                 cancel,
                 client,
@@ -114,14 +119,23 @@ impl Gateway {
         let reloader = gateway.clone();
         gateway.inner.tracker.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            let mut last = tokio::time::Instant::now();
+            let (mut last, mut last_check) = (tokio::time::Instant::now(), tokio::time::Instant::now());
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = reloader.inner.cancel.cancelled() => break,
                 }
-                let due = last.elapsed() >= BUDGET_RELOAD_INTERVAL
-                    || reloader.inner.guard.needs_reload(goodhart_store::now_micros());
+                let now = goodhart_store::now_micros();
+                reloader.inner.guard.return_idle(now, None).await;
+                reloader.inner.rates.return_idle(now, None).await;
+                let mut due = last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.guard.needs_reload(now);
+                if !due && last_check.elapsed() >= BUDGET_CHECK_INTERVAL {
+                    last_check = tokio::time::Instant::now();
+                    due = reloader.inner.guard.definitions_changed().await.unwrap_or_else(|e| {
+                        tracing::warn!("budgets could not be checked for changes: {e}");
+                        false
+                    });
+                }
                 if due {
                     last = tokio::time::Instant::now();
                     if let Err(e) = reloader.reload_budgets().await {
@@ -137,10 +151,7 @@ impl Gateway {
     /// usage into it (call after budgets are created or deleted).
     pub async fn reload_budgets(&self) -> Result<(), SpoolError> {
         self.flush().await?;
-        self.inner
-            .guard
-            .reload(self.inner.store.as_ref(), goodhart_store::now_micros())
-            .await?;
+        self.inner.guard.reload(goodhart_store::now_micros()).await?;
         Ok(())
     }
 
@@ -169,6 +180,10 @@ impl Gateway {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        // What this instance borrowed and did not use goes back to the shared pools.
+        let now = goodhart_store::now_micros();
+        self.inner.guard.return_idle(now, Some(0)).await;
+        self.inner.rates.return_idle(now, Some(0)).await;
     }
 
     /// The Prometheus text exposition of the gateway's metrics.

@@ -143,7 +143,7 @@ impl CallContext {
             }),
         };
         if let Some(grant) = self.token_grant.take() {
-            grant.settle(event.tokens.total(), goodhart_store::now_micros());
+            grant.settle(event.tokens.total());
         }
         if let Some(reservation) = self.reservation.take() {
             let spent = cost.map_or(Nanos::ZERO, |c| c.total());

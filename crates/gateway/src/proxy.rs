@@ -20,7 +20,9 @@ use crate::Gateway;
 use crate::auth;
 use crate::config::{Protocol, Provider};
 use crate::errors::GatewayError;
+use crate::guard::Denied;
 use crate::meter::{CallContext, CallOutcome, MeteredStream};
+use crate::ratelimit::RateDenied;
 
 /// The most of a non-streamed response body the gateway reads (to find its usage).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -195,16 +197,29 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         let token_grant = inner
             .rates
             .check(&key, input.saturating_add(max_output), started_at)
-            .map_err(|refusal| ("rate_limited", GatewayError::RateLimited(refusal)))?;
+            .await
+            .map_err(|denied| match denied {
+                RateDenied::Refused(refusal) => ("rate_limited", GatewayError::RateLimited(refusal)),
+                RateDenied::Store(e) => limits_unavailable(e),
+            })?;
         let worst = inner
             .prices
             .resolve(Some(&provider.name), &upstream_model)
             .map(|price| budgets::worst_case_cost(price, input, max_output));
         let admitted = inner
             .guard
-            .admit(&key.id, &attribution, worst, input.saturating_add(max_output));
-        let reservation =
-            admitted.map_err(|refusal| ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))))?;
+            .admit(
+                &key.id,
+                &attribution,
+                worst,
+                input.saturating_add(max_output),
+                started_at,
+            )
+            .await;
+        let reservation = admitted.map_err(|denied| match denied {
+            Denied::Refused(refusal) => ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))),
+            Denied::Store(e) => limits_unavailable(e),
+        })?;
         (Some(reservation), token_grant)
     };
 
@@ -383,6 +398,11 @@ fn provider_auth(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
 }
 
 /// A new call's id: the idempotency key of its usage record.
+fn limits_unavailable(e: goodhart_store::StoreError) -> (&'static str, GatewayError) {
+    tracing::error!("shared budgets and rate limits unreachable: {e}");
+    ("limits_unavailable", GatewayError::LimitsUnavailable(e.to_string()))
+}
+
 fn new_call_id() -> String {
     format!("gw-{:032x}", rand::random::<u128>())
 }

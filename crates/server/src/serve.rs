@@ -99,10 +99,23 @@ pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(
     Ok((state, generated))
 }
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default
+/// of 128 drops the SYNs of a burst of agents opening connections at once, which the clients
+/// only retry a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Serves `app` until `shutdown` resolves, then drains in-flight requests for at most

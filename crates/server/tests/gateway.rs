@@ -12,7 +12,7 @@ use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Reply, TestServer, start_configured, start_with};
+use common::{Reply, TestServer, start_configured, start_peer, start_with};
 
 async fn start() -> TestServer {
     start_with(TestDatabase::sqlite(), "").await
@@ -657,14 +657,9 @@ fn worst_case(body: &str, max_tokens: u64) -> i64 {
     goodhart_core::budgets::worst_case_cost(price, input, max_tokens).0
 }
 
-#[tokio::test]
-async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_concurrent_calls() {
-    let server = start_with(TestDatabase::sqlite(), SLOW_PRICED).await;
-    let key = key(&server).await;
-    let body =
-        json!({"model": "slow-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}).to_string();
-    let worst = worst_case(&body, 100);
-    let limit = goodhart_core::Nanos(50 * worst);
+/// A hard cap on team payments that fits exactly 50 calls of `body`.
+async fn cap_fitting_50(server: &TestServer, body: &str) -> goodhart_core::Nanos {
+    let limit = goodhart_core::Nanos(50 * worst_case(body, 100));
     let created = server
         .admin(
             "POST",
@@ -673,10 +668,15 @@ async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_con
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
-    // The slow mock holds every call for a second, so all 200 are in flight together.
-    let calls: Vec<_> = (0..200)
-        .map(|_| {
-            let (url, key, body) = (server.url(), key.clone(), body.clone());
+    limit
+}
+
+/// Sends `calls` chat calls at once, spread over the instances; returns each one's status,
+/// whether it said when to retry, and its body.
+async fn burst(servers: &[&TestServer], key: &str, body: &str, calls: usize) -> Vec<(u16, bool, Value)> {
+    let tasks: Vec<_> = (0..calls)
+        .map(|i| {
+            let (url, key, body) = (servers[i % servers.len()].url(), key.to_owned(), body.to_owned());
             tokio::spawn(async move {
                 let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build_http::<http_body_util::Full<Bytes>>();
@@ -698,9 +698,24 @@ async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_con
         })
         .collect();
     let mut replies = Vec::new();
-    for call in calls {
-        replies.push(call.await.unwrap());
+    for task in tasks {
+        replies.push(task.await.unwrap());
     }
+    replies
+}
+
+fn capped_body() -> String {
+    json!({"model": "slow-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
+#[tokio::test]
+async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_concurrent_calls() {
+    let server = start_with(TestDatabase::sqlite(), SLOW_PRICED).await;
+    let key = key(&server).await;
+    let body = capped_body();
+    let limit = cap_fitting_50(&server, &body).await;
+    // The slow mock holds every call for a second, so all 200 are in flight together.
+    let replies = burst(&[&server], &key, &body, 200).await;
     let admitted = replies.iter().filter(|r| r.0 == 200).count();
     assert_eq!(admitted, 50, "exactly the calls whose worst case fits");
     let refused: Vec<_> = replies.iter().filter(|r| r.0 == 429).collect();
@@ -719,6 +734,59 @@ async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_con
     assert_eq!(listed.json["budgets"][0]["reserved_usd"].to_string(), "0");
     let again = chat(&server, &key, serde_json::from_str(&body).unwrap(), &[]).await;
     assert_eq!(again.status, 200, "{}", again.text);
+}
+
+#[tokio::test]
+async fn two_instances_on_postgres_hold_one_hard_cap_under_200_concurrent_calls() {
+    let first = start_with(TestDatabase::postgres().await, SLOW_PRICED).await;
+    let second = start_peer(&first, "second", SLOW_PRICED).await;
+    let key = key(&first).await;
+    let body = capped_body();
+    let limit = cap_fitting_50(&first, &body).await;
+    // The budget was created through the first instance: the second picks it up by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while second.gateway.budget_standing().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second instance never saw the budget"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replies = burst(&[&first, &second], &key, &body, 200).await;
+    let admitted = replies.iter().filter(|r| r.0 == 200).count();
+    // Never more than one instance would admit alone; a slice's remainder smaller than one
+    // call may sit unused with each instance.
+    assert!((48..=50).contains(&admitted), "{admitted} admitted");
+    assert!(
+        replies.iter().all(|r| r.0 == 200 || r.0 == 429),
+        "only admissions and refusals"
+    );
+    second.flush().await;
+    let rows = recorded(&first).await;
+    assert_eq!(rows[0].1[0], admitted as u64, "both instances' calls are recorded");
+    let spent: i64 = rows.iter().map(|r| r.2).sum();
+    assert!(spent <= limit.0, "spent {spent} ≤ limit {}", limit.0);
+    // Calls that end give their room back to whichever instance asks next.
+    second.gateway.shutdown().await;
+    let again = chat(&first, &key, serde_json::from_str(&body).unwrap(), &[]).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}
+
+#[tokio::test]
+async fn rate_limits_are_global_across_instances() {
+    let first = start_with(TestDatabase::postgres().await, "").await;
+    let second = start_peer(&first, "second", "").await;
+    let (_, limited) = first
+        .create_key(r#"{"user": "alice", "requests_per_minute": 10}"#)
+        .await;
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let server = if i % 2 == 0 { &first } else { &second };
+        statuses.push(chat(server, &limited, body.clone(), &[]).await.status);
+    }
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(admitted, 10, "ten a minute in all, not ten per instance: {statuses:?}");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use goodhart_server::config::{Config, Overrides, RawConfig};
@@ -16,7 +17,8 @@ pub const ADMIN: &str = "test-admin-token";
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub db: TestDatabase,
+    /// Shared with the other instances started by [`start_peer`].
+    pub db: Arc<TestDatabase>,
     pub gateway: goodhart_gateway::Gateway,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -37,6 +39,21 @@ pub async fn start_with(db: TestDatabase, extra_config: &str) -> TestServer {
 
 /// Like [`start_with`], with a last say over the resolved configuration.
 pub async fn start_configured(db: TestDatabase, extra_config: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    launch(Arc::new(db), "spool", extra_config, adjust).await
+}
+
+/// Another instance on `server`'s database, with a spool of its own: what a second
+/// `goodhart serve` on the same PostgreSQL database is.
+pub async fn start_peer(server: &TestServer, name: &str, extra_config: &str) -> TestServer {
+    launch(Arc::clone(&server.db), &format!("spool-{name}"), extra_config, |_| {}).await
+}
+
+async fn launch(
+    db: Arc<TestDatabase>,
+    spool: &str,
+    extra_config: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
     let providers = if extra_config.contains("[[providers]]") {
         String::new()
     } else {
@@ -48,7 +65,7 @@ pub async fn start_configured(db: TestDatabase, extra_config: &str, adjust: impl
     };
     let file = RawConfig::from_toml(&format!(
         "{extra_config}\n{providers}[gateway]\nspool_dir = {:?}\nflush_interval_ms = 50",
-        db.dir().join("spool")
+        db.dir().join(spool)
     ))
     .unwrap();
     let overrides = Overrides {
