@@ -10,6 +10,7 @@ pub mod budgets;
 pub mod fingerprint;
 pub mod keys;
 pub mod money;
+pub mod outcomes;
 pub mod pricing;
 pub mod providers;
 pub mod report;
