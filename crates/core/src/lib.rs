@@ -18,6 +18,7 @@ pub mod requests;
 pub mod sse;
 pub mod time;
 pub mod usage;
+pub mod value;
 
 pub use money::{Nanos, PicoPerToken};
 pub use time::Micros;

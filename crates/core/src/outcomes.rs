@@ -11,8 +11,9 @@
 //!   quarter, under [`ValueRules::small_lines`] a half;
 //! - a **successful production deployment** of a commit not deployed before credits the
 //!   verified pull requests merged into its repository since the previous production
-//!   deployment; **re-deploying** a commit already deployed earns nothing; a deployment that
-//!   ships no known pull request earns its creator a tiny change's share;
+//!   deployment; **re-deploying** a commit already deployed earns nothing, and neither does a
+//!   deployment that ships no verified pull request (distinct but empty commits would
+//!   otherwise be a way to mint value);
 //! - a pull request that is **reverted** (a merged revert naming it) loses all its credit, and
 //!   the revert earns nothing;
 //! - **self-reported** outcomes (API) earn their kind's weight times [`ValueRules::reported_discount`],
@@ -208,6 +209,8 @@ pub enum Note {
     SmallChange,
     /// A commit that was already deployed: earns nothing.
     Redeploy,
+    /// A deployment that shipped no verified pull request: earns nothing.
+    NothingShipped,
     /// Self-reported through the API: discounted.
     SelfReported,
     /// Self-reported beyond the weekly cap: earns nothing more.
@@ -338,8 +341,8 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                         at: d.at,
                         kind: OutcomeKind::Deployment,
                         credited: d.credited.clone(),
-                        value: scaled(rules.deployment, 250),
-                        notes: vec![Note::Verified, Note::SmallChange],
+                        value: 0,
+                        notes: vec![Note::NothingShipped],
                         reference: reference.clone(),
                         pull_request: None,
                     });
