@@ -126,6 +126,17 @@ pub struct Reported {
     pub credited: Credited,
 }
 
+/// Agent and task named by a pushed commit's trailers (`Co-authored-by:` an agent,
+/// `Goodhart-Task:`), for the pull request or deployment of that commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitLink {
+    pub repo: String,
+    pub sha: String,
+    pub at: Micros,
+    pub agent: Option<String>,
+    pub task: Option<String>,
+}
+
 /// One fact about delivered work, under an id unique to it (a repeat is the same fact).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fact", rename_all = "snake_case")]
@@ -134,6 +145,7 @@ pub enum Fact {
     Approval(Approval),
     Deployment(Deployment),
     Reported(Reported),
+    CommitLink(CommitLink),
 }
 
 impl Fact {
@@ -144,6 +156,7 @@ impl Fact {
             Fact::Approval(a) => a.at,
             Fact::Deployment(d) => d.at,
             Fact::Reported(r) => r.at,
+            Fact::CommitLink(c) => c.at,
         }
     }
 
@@ -153,6 +166,7 @@ impl Fact {
             Fact::Approval(_) => "approval",
             Fact::Deployment(_) => "deployment",
             Fact::Reported(_) => "reported",
+            Fact::CommitLink(_) => "commit_link",
         }
     }
 }
@@ -262,8 +276,12 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
 
     let mut approvals: HashMap<(&str, u64), Vec<&Approval>> = HashMap::new();
     let mut reverted: HashSet<(&str, u64)> = HashSet::new();
+    let mut links: HashMap<(&str, &str), &CommitLink> = HashMap::new();
     for (_, fact) in &facts {
         match fact {
+            Fact::CommitLink(link) => {
+                links.insert((link.repo.as_str(), link.sha.as_str()), link);
+            }
             Fact::Approval(a) => approvals.entry((a.repo.as_str(), a.number)).or_default().push(a),
             Fact::PullRequest(pr) => {
                 if let Some(original) = pr.reverts {
@@ -281,14 +299,23 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
 
     let mut out = Vec::new();
     // Per repository: merged pull requests not yet shipped, and the commits deployed.
-    let mut unshipped: HashMap<&str, Vec<&PullRequest>> = HashMap::new();
+    let mut unshipped: HashMap<&str, Vec<(&PullRequest, Credited)>> = HashMap::new();
     let mut deployed: HashSet<(&str, &str)> = HashSet::new();
     let mut reported_this_week: HashMap<(&str, i64), Milli> = HashMap::new();
     for (id, fact) in facts {
         match fact {
-            Fact::Approval(_) => {}
+            Fact::Approval(_) | Fact::CommitLink(_) => {}
             Fact::PullRequest(pr) => {
                 let reference = format!("{}#{}", pr.repo, pr.number);
+                let mut credited = pr.credited.clone();
+                if let Some(link) = pr
+                    .merge_sha
+                    .as_deref()
+                    .and_then(|sha| links.get(&(pr.repo.as_str(), sha)))
+                {
+                    credited.agent = credited.agent.or_else(|| link.agent.clone());
+                    credited.task = credited.task.or_else(|| link.task.clone());
+                }
                 let (factor, small) = size_factor(rules, pr.changed_lines);
                 let mut notes = Vec::new();
                 let value = if pr.reverts.is_some() {
@@ -305,14 +332,17 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                     if small {
                         notes.push(Note::SmallChange);
                     }
-                    unshipped.entry(pr.repo.as_str()).or_default().push(pr);
+                    unshipped
+                        .entry(pr.repo.as_str())
+                        .or_default()
+                        .push((pr, credited.clone()));
                     scaled(rules.merge, factor)
                 };
                 out.push(Credit {
                     fact_id: id.clone(),
                     at: pr.merged_at,
                     kind: OutcomeKind::PrMerged,
-                    credited: pr.credited.clone(),
+                    credited,
                     value,
                     notes,
                     reference,
@@ -347,7 +377,7 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                         pull_request: None,
                     });
                 }
-                for pr in shipped {
+                for (pr, credited) in shipped {
                     let (factor, small) = size_factor(rules, pr.changed_lines);
                     let mut notes = vec![Note::Verified];
                     if small {
@@ -357,7 +387,7 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                         fact_id: id.clone(),
                         at: d.at,
                         kind: OutcomeKind::Deployment,
-                        credited: pr.credited.clone(),
+                        credited,
                         value: scaled(rules.deployment, factor),
                         notes,
                         reference: format!("{reference} ships #{}", pr.number),
@@ -546,6 +576,33 @@ mod tests {
             2_000 + 500,
             "capped at 2 in the first week"
         );
+    }
+
+    #[test]
+    fn commit_trailers_name_the_agent_and_task_of_the_work_they_merge() {
+        let facts = vec![
+            (
+                "push:sha1".to_owned(),
+                Fact::CommitLink(CommitLink {
+                    repo: "acme/shop".into(),
+                    sha: "sha1".into(),
+                    at: at("2026-11-02T09:00:00Z"),
+                    agent: Some("claude".into()),
+                    task: Some("PAY-123".into()),
+                }),
+            ),
+            approval(1, "bob", "2026-11-02T10:00:00Z"),
+            pr(1, "alice", "2026-11-02T11:00:00Z", 120),
+            deploy("d1", "sha9", "2026-11-02T12:00:00Z"),
+        ];
+        let credits = credits(&facts, &ValueRules::default());
+        assert_eq!(credits.len(), 2);
+        for credit in credits {
+            assert_eq!(
+                (credit.credited.agent.as_deref(), credit.credited.task.as_deref()),
+                (Some("claude"), Some("PAY-123"))
+            );
+        }
     }
 
     #[test]
