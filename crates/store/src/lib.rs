@@ -18,6 +18,7 @@ use goodhart_core::usage::UsageEvent;
 
 pub mod leases;
 mod migrations;
+pub mod outcomes;
 pub mod postgres;
 mod rollup;
 pub mod spool;
@@ -184,7 +185,9 @@ pub trait SettingsStore: Send + Sync {
 }
 
 /// Everything Goodhart stores, behind one handle.
-pub trait Store: UsageStore + SettingsStore + KeyStore + BudgetStore + AlertStore + leases::LeaseStore {
+pub trait Store:
+    UsageStore + SettingsStore + KeyStore + BudgetStore + AlertStore + leases::LeaseStore + outcomes::OutcomeStore
+{
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
 }

@@ -29,6 +29,7 @@ migrations!(
     "20261123040000_key_rate_limits",
     "20261123050000_alerts",
     "20261124000000_leases",
+    "20261124010000_outcomes",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -17,6 +17,7 @@ use goodhart_core::Micros;
 use goodhart_core::Nanos;
 use goodhart_core::budgets::{self, Alert, Amount, Budget, BudgetScope, TokenBucket};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
+use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::{CallMeta, TokenCounts};
@@ -27,6 +28,7 @@ use tokio_postgres::{NoTls, Transaction};
 use crate::budget_sql::Sources;
 use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations;
+use crate::outcomes::{self, FactsOutcome, OutcomeStore};
 use crate::rollup::{
     DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
 };
@@ -914,6 +916,86 @@ impl LeaseStore for PostgresStore {
         })
         .await
         .map(|_| ())
+    }
+}
+
+async fn insert_facts_in(tx: &Transaction<'_>, facts: &[(String, Fact)]) -> Result<FactsOutcome, StoreError> {
+    let statement = tx.prepare(outcomes::INSERT_FACT).await?;
+    let mut outcome = FactsOutcome::default();
+    let now = crate::now().0;
+    for (id, fact) in facts {
+        let params: [&(dyn ToSql + Sync); 5] = [id, &fact.kind(), &fact.at().0, &outcomes::payload(fact), &now];
+        if tx.execute(&statement, &params).await? == 1 {
+            outcome.inserted += 1;
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+#[async_trait]
+impl OutcomeStore for PostgresStore {
+    async fn insert_facts(&self, facts: Vec<(String, Fact)>) -> Result<FactsOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let outcome = insert_facts_in(&tx, &facts).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn insert_delivery(
+        &self,
+        delivery: &str,
+        event: &str,
+        facts: Vec<(String, Fact)>,
+    ) -> Result<Option<FactsOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if tx
+            .execute(outcomes::INSERT_DELIVERY, &[&delivery, &event, &crate::now().0])
+            .await?
+            == 0
+        {
+            return Ok(None);
+        }
+        let outcome = insert_facts_in(&tx, &facts).await?;
+        tx.commit().await?;
+        Ok(Some(outcome))
+    }
+
+    async fn facts_before(&self, to: Micros) -> Result<Vec<(String, Fact)>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(outcomes::FACTS_BEFORE, &[&to.0])
+            .await?
+            .iter()
+            .map(|r| outcomes::parse(r.get(0), r.get::<_, &str>(1)))
+            .collect()
+    }
+
+    async fn github_user(&self, login: &str) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_opt(outcomes::GITHUB_USER, &[&login])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    async fn map_github_login(&self, login: &str, user: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.execute(outcomes::MAP_LOGIN, &[&login, &user]).await?;
+        Ok(())
+    }
+
+    async fn github_logins(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query(outcomes::LOGINS, &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
     }
 }
 

@@ -136,6 +136,7 @@ conformance!(
     budget_pools_lend_only_what_the_limit_leaves,
     concurrent_leases_never_lend_past_the_limit,
     rate_buckets_are_shared_and_refill,
+    outcome_facts_and_deliveries_are_stored_once,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -921,4 +922,74 @@ async fn rate_buckets_are_shared_and_refill(db: &TestDatabase) {
         "buckets are per key"
     );
     assert_eq!(take(1, 11, later).await, Err(None), "more than the capacity never fits");
+}
+
+async fn outcome_facts_and_deliveries_are_stored_once(db: &TestDatabase) {
+    use goodhart_core::outcomes::{Approval, Credited, Fact, OutcomeKind, Reported};
+    let store = db.open().await.unwrap();
+    let approval = |n: u64, when: &str| {
+        (
+            format!("gh:review:{n}"),
+            Fact::Approval(Approval {
+                repo: "acme/shop".into(),
+                number: n,
+                reviewer: "bob".into(),
+                at: at(when),
+            }),
+        )
+    };
+    let first = store
+        .insert_delivery("d-1", "pull_request_review", vec![approval(1, "2026-11-02T10:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(first.map(|o| o.inserted), Some(1));
+    let replay = store
+        .insert_delivery("d-1", "pull_request_review", vec![approval(2, "2026-11-02T10:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(
+        replay, None,
+        "a replayed delivery stores nothing, even with other content"
+    );
+    let reported = (
+        "api:r1".to_owned(),
+        Fact::Reported(Reported {
+            kind: OutcomeKind::TicketResolved,
+            at: at("2026-11-01T08:00:00Z"),
+            weight: 1_000,
+            reference: Some("PAY-1".into()),
+            credited: Credited {
+                user: "alice".into(),
+                ..Credited::default()
+            },
+        }),
+    );
+    let batch = store
+        .insert_facts(vec![
+            reported.clone(),
+            reported.clone(),
+            approval(1, "2026-11-02T10:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((batch.inserted, batch.duplicates), (1, 2));
+    let facts = store.facts_before(at("2026-11-03T00:00:00Z")).await.unwrap();
+    assert_eq!(
+        facts,
+        vec![reported, approval(1, "2026-11-02T10:00:00Z")],
+        "oldest first"
+    );
+    assert_eq!(store.facts_before(at("2026-11-02T00:00:00Z")).await.unwrap().len(), 1);
+
+    assert_eq!(store.github_user("octo-alice").await.unwrap(), None);
+    store.map_github_login("octo-alice", "alice").await.unwrap();
+    store.map_github_login("octo-alice", "alice.smith").await.unwrap();
+    assert_eq!(
+        store.github_user("octo-alice").await.unwrap().as_deref(),
+        Some("alice.smith")
+    );
+    assert_eq!(
+        store.github_logins().await.unwrap(),
+        vec![("octo-alice".to_owned(), "alice.smith".to_owned())]
+    );
 }
