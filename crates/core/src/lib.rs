@@ -8,6 +8,7 @@
 pub mod attribution;
 pub mod budgets;
 pub mod fingerprint;
+pub mod github;
 pub mod keys;
 pub mod money;
 pub mod outcomes;
