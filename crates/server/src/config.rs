@@ -13,6 +13,8 @@ use goodhart_core::pricing::{PriceTable, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
+use crate::outcomes::OutcomeSettings;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -41,6 +43,25 @@ pub struct RawConfig {
     /// Alert webhooks and the runaway rule.
     #[serde(default)]
     pub alerts: goodhart_gateway::alerts::RawAlerts,
+    /// GitHub webhooks and how outcomes are valued.
+    #[serde(default)]
+    pub outcomes: RawOutcomes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutcomes {
+    /// The secret GitHub signs deliveries with (else `GOODHART_GITHUB_WEBHOOK_SECRET`).
+    pub github_webhook_secret: Option<String>,
+    /// Environments whose successful deployments count (default `production`, `prod`).
+    pub production_environments: Option<Vec<String>>,
+    /// Teams with fewer active members are left out of team rankings (default 5).
+    pub min_team_members: Option<usize>,
+    /// The share of a self-reported outcome that counts (default 0.5).
+    pub self_reported_discount: Option<f64>,
+    /// Most value one person earns by self-reporting in a week, in normalised deployments
+    /// (default 2).
+    pub self_reported_cap_per_week: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +98,7 @@ pub struct Config {
     pub prices: Arc<PriceTable>,
     /// Providers before the defaults for unset ones are filled in (see [`GatewayConfig::with_default_providers`]).
     pub gateway: GatewayConfig,
+    pub outcomes: OutcomeSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,10 +172,12 @@ impl Config {
         let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, |var| std::env::var(var).ok())
             .and_then(|g| g.with_alerts(file.alerts))
             .map_err(|e| invalid(&e.key, e.reason))?;
+        let outcomes = resolve_outcomes(file.outcomes, |var| std::env::var(var).ok())?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
         Ok(Config {
+            outcomes,
             listen,
             database_url,
             gateway,
@@ -163,6 +187,39 @@ impl Config {
             prices: Arc::new(prices),
         })
     }
+}
+
+fn resolve_outcomes(raw: RawOutcomes, env: impl Fn(&str) -> Option<String>) -> Result<OutcomeSettings, ConfigError> {
+    let mut settings = OutcomeSettings {
+        github_secret: raw
+            .github_webhook_secret
+            .or_else(|| env("GOODHART_GITHUB_WEBHOOK_SECRET"))
+            .filter(|s| !s.is_empty()),
+        ..OutcomeSettings::default()
+    };
+    if let Some(environments) = raw.production_environments {
+        if environments.is_empty() || environments.iter().any(|e| e.trim().is_empty()) {
+            return Err(invalid("outcomes.production_environments", "must list non-empty names"));
+        }
+        settings.production_environments = environments;
+    }
+    if let Some(min) = raw.min_team_members {
+        settings.min_team_members = min;
+    }
+    let fraction = |key: &str, value: f64, max: f64| {
+        if (0.0..=max).contains(&value) {
+            Ok((value * 1_000.0).round() as u64)
+        } else {
+            Err(invalid(key, format!("must be between 0 and {max}")))
+        }
+    };
+    if let Some(discount) = raw.self_reported_discount {
+        settings.rules.reported_discount = fraction("outcomes.self_reported_discount", discount, 1.0)?;
+    }
+    if let Some(cap) = raw.self_reported_cap_per_week {
+        settings.rules.reported_cap_per_week = fraction("outcomes.self_reported_cap_per_week", cap, 1_000.0)?;
+    }
+    Ok(settings)
 }
 
 /// The spool lives next to an SQLite database (`goodhart.db` → `goodhart.db-spool/`), else in

@@ -33,6 +33,8 @@ pub enum ApiError {
     UnsupportedEncoding(String),
     #[error("no route for {0}")]
     NotFound(String),
+    #[error("{0}")]
+    BadSignature(String),
     #[error("storage failure: {0}")]
     Store(#[from] goodhart_store::StoreError),
 }
@@ -66,13 +68,14 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::NotFound(_) => "not_found",
+            ApiError::BadSignature(_) => "bad_signature",
             ApiError::Store(_) => "storage_unavailable",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidEvent { .. }
             | ApiError::InvalidQuery { .. }

@@ -69,7 +69,7 @@ pub async fn post_usage(
     }))
 }
 
-fn is_ndjson(headers: &HeaderMap, text: &str) -> bool {
+pub fn is_ndjson(headers: &HeaderMap, text: &str) -> bool {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -125,6 +125,25 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
 
 /// Parses and validates every event; the first failure names its line and field.
 pub fn parse_events(text: &str, ndjson: bool, policy: IngestPolicy, now: Micros) -> Result<Vec<UsageEvent>, ApiError> {
+    parse_items(text, ndjson, "events", |line, item| {
+        let input: UsageEventInput = deserialize_item(line, item)?;
+        let event = input.validate(policy).map_err(|e| ApiError::InvalidEvent {
+            line,
+            field: Some(e.field.to_owned()),
+            message: format!("line {line}: field `{}`: {}", e.field, e.reason),
+        })?;
+        check_timestamp(line, event.timestamp, now)?;
+        Ok(event)
+    })
+}
+
+/// Parses each item of a JSON array or NDJSON body with `parse`, which gets the item's line.
+pub fn parse_items<T>(
+    text: &str,
+    ndjson: bool,
+    what: &str,
+    parse: impl FnMut(usize, &str) -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
     let items: Vec<(usize, &str)> = if ndjson {
         text.split('\n')
             .enumerate()
@@ -135,19 +154,18 @@ pub fn parse_events(text: &str, ndjson: bool, policy: IngestPolicy, now: Micros)
         let values: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| ApiError::InvalidEvent {
             line: e.line(),
             field: None,
-            message: format!("line {}: the body is not a JSON array of events: {e}", e.line()),
+            message: format!("line {}: the body is not a JSON array of {what}: {e}", e.line()),
         })?;
         values.into_iter().map(|v| (line_of(text, v.get()), v.get())).collect()
     };
-    items
-        .into_iter()
-        .map(|(line, item)| parse_one(line, item, policy, now))
-        .collect()
+    let mut parse = parse;
+    items.into_iter().map(|(line, item)| parse(line, item)).collect()
 }
 
-fn parse_one(line: usize, item: &str, policy: IngestPolicy, now: Micros) -> Result<UsageEvent, ApiError> {
+/// Deserialises one item strictly, naming the field (and line) of any error.
+pub fn deserialize_item<T: serde::de::DeserializeOwned>(line: usize, item: &str) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_str(item);
-    let input: UsageEventInput = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != ".").then_some(path);
         let inner = e.into_inner();
@@ -158,23 +176,22 @@ fn parse_one(line: usize, item: &str, policy: IngestPolicy, now: Micros) -> Resu
             None => format!("line {line}: {inner}"),
         };
         ApiError::InvalidEvent { line, field, message }
-    })?;
-    let event = input.validate(policy).map_err(|e| ApiError::InvalidEvent {
-        line,
-        field: Some(e.field.to_owned()),
-        message: format!("line {line}: field `{}`: {}", e.field, e.reason),
-    })?;
-    if event.timestamp.0 < 0 || event.timestamp.0 > now.0 + MAX_FUTURE_SKEW_MICROS {
+    })
+}
+
+/// Refuses timestamps before 1970 or more than a day ahead.
+pub fn check_timestamp(line: usize, at: Micros, now: Micros) -> Result<(), ApiError> {
+    if at.0 < 0 || at.0 > now.0 + MAX_FUTURE_SKEW_MICROS {
         return Err(ApiError::InvalidEvent {
             line,
             field: Some("timestamp".into()),
             message: format!(
                 "line {line}: field `timestamp`: {} is before 1970 or more than a day in the future",
-                event.timestamp.rfc3339()
+                at.rfc3339()
             ),
         });
     }
-    Ok(event)
+    Ok(())
 }
 
 /// The 1-based line of `text` on which `slice` (a sub-slice of it) starts.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod keys;
+pub mod outcomes;
 pub mod reports;
 pub mod router;
 pub mod serve;

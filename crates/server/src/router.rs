@@ -12,12 +12,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{alerts, auth, budgets, ingest, keys, reports};
+use crate::{alerts, auth, budgets, ingest, keys, outcomes, reports};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+        // Authenticated by its HMAC signature, not the admin token.
+        .route("/hooks/github", post(outcomes::post_github));
     let admin = Router::new()
         .route("/api/v1/usage", post(ingest::post_usage))
         .route("/api/v1/usage/summary", get(reports::get_summary))
@@ -30,6 +32,12 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
             get(budgets::get_budget).delete(budgets::delete_budget),
         )
         .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route("/api/v1/outcomes", post(outcomes::post_outcomes))
+        .route("/api/v1/leaderboard", get(outcomes::get_leaderboard))
+        .route(
+            "/api/v1/github/logins",
+            get(outcomes::list_logins).post(outcomes::post_login),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.

@@ -95,6 +95,7 @@ pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(
         store_content: config.store_content,
         max_body_bytes: config.max_body_bytes,
         gateway,
+        outcomes: std::sync::Arc::new(config.outcomes.clone()),
     };
     Ok((state, generated))
 }

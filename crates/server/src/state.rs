@@ -16,4 +16,5 @@ pub struct AppState {
     pub store_content: bool,
     pub max_body_bytes: usize,
     pub gateway: Gateway,
+    pub outcomes: Arc<crate::outcomes::OutcomeSettings>,
 }
