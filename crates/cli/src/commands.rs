@@ -11,7 +11,7 @@ use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document,
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{BudgetsAction, Cli, Command, CreateBudget, KeysAction, PricesAction};
+use crate::{BudgetsAction, Cli, Command, CreateBudget, GithubAction, KeysAction, PricesAction};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -48,6 +48,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { action } => keys(&config, action).await,
         Command::Budgets { action } => budgets(&config, action).await,
         Command::Alerts { from, to, format } => alerts(&config, from, to, format).await,
+        Command::Leaderboard {
+            from,
+            to,
+            by,
+            metric,
+            format,
+        } => {
+            let params = goodhart_server::outcomes::BoardParams {
+                from,
+                to,
+                by: Some(by),
+                metric: Some(metric),
+            };
+            leaderboard(&config, &params, format).await
+        }
+        Command::Github { action } => github(&config, action).await,
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
             action: Some(PricesAction::Reprice { all }),
@@ -614,4 +630,95 @@ async fn alerts(config: &Config, from: Option<String>, to: Option<String>, forma
         &table,
         &mut std::io::stdout().lock(),
     )
+}
+
+async fn leaderboard(
+    config: &Config,
+    params: &goodhart_server::outcomes::BoardParams,
+    format: Format,
+) -> anyhow::Result<()> {
+    let store = goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let query = goodhart_server::outcomes::board_query(params, now, config.outcomes.min_team_members)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let document = goodhart_server::outcomes::leaderboard(store.as_ref(), &config.outcomes.rules, &query)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows = document
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.rank.to_string(),
+                r.subject.clone(),
+                format!("{:.3}", r.value),
+                format!("{:.3}", r.efficiency),
+                format!("{:.3}", r.value_total),
+                r.person_weeks.to_string(),
+                r.cost.usd_rounded(2),
+                grouped(r.tokens),
+                r.outcomes.to_string(),
+                r.flags.join(" "),
+            ]
+        })
+        .collect();
+    let table = Tabular {
+        header: [
+            "rank",
+            "subject",
+            "value/pw",
+            "value/$",
+            "value",
+            "person_wks",
+            "cost",
+            "tokens",
+            "outcomes",
+            "flags",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        rows,
+    };
+    let mut out = std::io::stdout().lock();
+    if format == Format::Table {
+        writeln!(out, "{} — {} to {}", document.label, document.from, document.to)?;
+    }
+    output::print(format, &document, &table, &mut out)
+}
+
+async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    match action {
+        GithubAction::Map { login, user } => {
+            anyhow::ensure!(
+                !login.trim().is_empty() && !user.trim().is_empty(),
+                "login and user must not be empty"
+            );
+            store.map_github_login(&login, &user).await?;
+            println!("GitHub login {login} is credited to {user} from now on.");
+            Ok(())
+        }
+        GithubAction::Logins { format } => {
+            let logins = store.github_logins().await?;
+            let json: Vec<_> = logins
+                .iter()
+                .map(|(login, user)| serde_json::json!({"login": login, "user": user}))
+                .collect();
+            let table = Tabular {
+                header: vec!["login".into(), "user".into()],
+                rows: logins.iter().map(|(l, u)| vec![l.clone(), u.clone()]).collect(),
+            };
+            output::print(
+                format,
+                &serde_json::json!({ "logins": json }),
+                &table,
+                &mut std::io::stdout().lock(),
+            )
+        }
+    }
 }

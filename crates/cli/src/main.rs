@@ -70,6 +70,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Who delivers the most per person-week (or per dollar): verified outcomes, never volume.
+    Leaderboard {
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// user, team or agent.
+        #[arg(long, default_value = "user")]
+        by: String,
+        /// value (outcomes per person-week), efficiency (per dollar) or volume (tokens: the
+        /// consumption view, shown only for comparison).
+        #[arg(long, default_value = "value")]
+        metric: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// GitHub logins and the users they are credited to.
+    Github {
+        #[command(subcommand)]
+        action: GithubAction,
+    },
     /// The price table in use (shipped table plus configured overrides).
     Prices {
         #[command(subcommand)]
@@ -184,6 +207,17 @@ struct CreateBudget {
     timezone: String,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum GithubAction {
+    /// Credit a GitHub login's work to a user (by default a login is the user of that name).
+    Map { login: String, user: String },
+    /// Every mapped login.
+    Logins {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -245,3 +245,61 @@ fn budgets_are_created_listed_and_deleted_from_the_command_line() {
     let (ok, _, err) = run(&["budgets", "delete", &id]);
     assert!(!ok && err.contains("no budget"), "{err}");
 }
+
+#[test]
+fn leaderboard_ranks_outcomes_not_volume_and_labels_the_volume_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    let usage = r#"[
+        {"id": "u1", "timestamp": "2026-11-02T09:00:00Z", "user": "burner", "team": "payments", "model": "gpt-4o-mini", "input_tokens": 90000000, "output_tokens": 0},
+        {"id": "u2", "timestamp": "2026-11-02T09:00:00Z", "user": "shipper", "team": "payments", "model": "gpt-4o-mini", "input_tokens": 1000000, "output_tokens": 0}
+    ]"#;
+    assert_eq!(http(&served.addr, "POST", "/api/v1/usage", &token, usage).0, 200);
+    let outcome = r#"[{"id": "o1", "timestamp": "2026-11-02T12:00:00Z", "kind": "deployment", "user": "shipper"}]"#;
+    let (status, body) = http(&served.addr, "POST", "/api/v1/outcomes", &token, outcome);
+    assert_eq!(status, 200, "{body}");
+    terminate(served);
+
+    let board = |metric: &str, format: &str| {
+        let output = goodhart(
+            dir.path(),
+            &[
+                "leaderboard",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-08",
+                "--metric",
+                metric,
+                "--format",
+                format,
+            ],
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let value: serde_json::Value = serde_json::from_str(&board("value", "json")).unwrap();
+    assert_eq!(value["rows"][0]["subject"], "shipper");
+    assert_eq!(
+        value["rows"][0]["value"], 0.5,
+        "a self-reported deployment at half, one person-week"
+    );
+    let volume = board("volume", "table");
+    assert!(
+        volume.starts_with("volume: tokens consumed — this measures consumption, not value"),
+        "{volume}"
+    );
+    let first_row = volume.lines().nth(3).unwrap();
+    assert!(first_row.contains("burner"), "{volume}");
+    let csv = board("efficiency", "csv");
+    assert!(csv.starts_with("rank,subject,value/pw,value/$,"), "{csv}");
+
+    let mapped = goodhart(dir.path(), &["github", "map", "octo-shipper", "shipper"]);
+    assert!(mapped.status.success(), "{}", String::from_utf8_lossy(&mapped.stderr));
+    let logins = goodhart(dir.path(), &["github", "logins", "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8(logins.stdout).unwrap(),
+        "login,user\nocto-shipper,shipper\n"
+    );
+}

@@ -281,6 +281,9 @@ pub struct RowJson {
     /// Normalised deployments per dollar.
     pub efficiency: f64,
     pub cost_usd: String,
+    /// The same, for printing.
+    #[serde(skip)]
+    pub cost: goodhart_core::Nanos,
     pub tokens: u64,
     pub outcomes: u64,
     pub waste_usd: String,
@@ -301,6 +304,7 @@ impl From<Row> for RowJson {
             person_weeks: row.person_weeks,
             efficiency: units(row.efficiency),
             cost_usd: row.cost.usd_string(),
+            cost: row.cost,
             tokens: row.tokens,
             outcomes: row.outcomes,
             waste_usd: row.waste.usd_string(),
