@@ -351,20 +351,12 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
             }
             Fact::Deployment(d) => {
                 let reference = format!("{}@{}", d.repo, d.sha);
-                if !deployed.insert((d.repo.as_str(), d.sha.as_str())) {
-                    out.push(Credit {
-                        fact_id: id.clone(),
-                        at: d.at,
-                        kind: OutcomeKind::Deployment,
-                        credited: d.credited.clone(),
-                        value: 0,
-                        notes: vec![Note::Redeploy],
-                        reference,
-                        pull_request: None,
-                    });
-                    continue;
-                }
-                let shipped = unshipped.remove(d.repo.as_str()).unwrap_or_default();
+                let first = deployed.insert((d.repo.as_str(), d.sha.as_str()));
+                let shipped = if first {
+                    unshipped.remove(d.repo.as_str()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 if shipped.is_empty() {
                     out.push(Credit {
                         fact_id: id.clone(),
@@ -372,7 +364,7 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                         kind: OutcomeKind::Deployment,
                         credited: d.credited.clone(),
                         value: 0,
-                        notes: vec![Note::NothingShipped],
+                        notes: vec![if first { Note::NothingShipped } else { Note::Redeploy }],
                         reference: reference.clone(),
                         pull_request: None,
                     });

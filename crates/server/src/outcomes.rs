@@ -10,7 +10,6 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use goodhart_core::outcomes::{Credited, Fact, Milli, OutcomeKind, Reported, ValueRules, credits};
 use goodhart_core::report::Dimension;
-use goodhart_core::time::parse_bound;
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
 use goodhart_core::{Micros, github};
 use goodhart_store::SummaryQuery;
@@ -19,7 +18,6 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::ingest::{check_timestamp, deserialize_item, is_ndjson, parse_items, read_body};
-use crate::reports::DEFAULT_WINDOW_MICROS;
 use crate::state::AppState;
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
@@ -315,19 +313,7 @@ impl From<Row> for RowJson {
 
 /// Reads leaderboard parameters; `now` anchors spans such as `7d`.
 pub fn board_query(params: &BoardParams, now: Micros, min_team_members: usize) -> Result<BoardQuery, ApiError> {
-    let bound = |parameter: &'static str, text: &Option<String>| {
-        text.as_deref()
-            .map(|t| parse_bound(t, now).map_err(|message| ApiError::InvalidQuery { parameter, message }))
-            .transpose()
-    };
-    let to = bound("to", &params.to)?.unwrap_or(now);
-    let from = bound("from", &params.from)?.unwrap_or(Micros(to.0 - DEFAULT_WINDOW_MICROS));
-    if from > to {
-        return Err(ApiError::InvalidQuery {
-            parameter: "from",
-            message: "`from` is after `to`".into(),
-        });
-    }
+    let (from, to) = crate::reports::window(params.from.as_deref(), params.to.as_deref(), now)?;
     let by = By::parse(params.by.as_deref().unwrap_or("user")).ok_or(ApiError::InvalidQuery {
         parameter: "by",
         message: "must be user, team or agent".into(),

@@ -24,21 +24,27 @@ pub struct SummaryParams {
     pub group_by: Option<String>,
 }
 
-/// Builds a summary query from report parameters; `now` anchors spans such as `7d`.
-pub fn summary_query(params: &SummaryParams, now: Micros) -> Result<SummaryQuery, ApiError> {
-    let bound = |parameter: &'static str, text: &Option<String>| {
-        text.as_deref()
-            .map(|t| parse_bound(t, now).map_err(|message| ApiError::InvalidQuery { parameter, message }))
+/// A read window from `from`/`to` parameters (RFC 3339, dates, or spans back from `now` such
+/// as `7d`): `to` defaults to now, `from` to [`DEFAULT_WINDOW_MICROS`] before `to`.
+pub fn window(from: Option<&str>, to: Option<&str>, now: Micros) -> Result<(Micros, Micros), ApiError> {
+    let bound = |parameter: &'static str, text: Option<&str>| {
+        text.map(|t| parse_bound(t, now).map_err(|message| ApiError::InvalidQuery { parameter, message }))
             .transpose()
     };
-    let to = bound("to", &params.to)?.unwrap_or(now);
-    let from = bound("from", &params.from)?.unwrap_or(Micros(to.0 - DEFAULT_WINDOW_MICROS));
+    let to = bound("to", to)?.unwrap_or(now);
+    let from = bound("from", from)?.unwrap_or(Micros(to.0 - DEFAULT_WINDOW_MICROS));
     if from > to {
         return Err(ApiError::InvalidQuery {
             parameter: "from",
             message: "`from` is after `to`".into(),
         });
     }
+    Ok((from, to))
+}
+
+/// Builds a summary query from report parameters; `now` anchors spans such as `7d`.
+pub fn summary_query(params: &SummaryParams, now: Micros) -> Result<SummaryQuery, ApiError> {
+    let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
     let group_by =
         parse_group_by(params.group_by.as_deref().unwrap_or("")).map_err(|message| ApiError::InvalidQuery {
             parameter: "group_by",
