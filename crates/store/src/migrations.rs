@@ -6,30 +6,40 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Both backends' migration lists, from one list of names: each backend has a file of that
-/// name under `migrations/<backend>/`.
+/// Where a migration's SQL lives: `migrations/<backend>/` when the backends need different
+/// SQL (`each`), `migrations/shared/` when one file serves both (`shared`).
+macro_rules! migration_path {
+    (each, $backend:literal, $name:literal) => {
+        concat!("../migrations/", $backend, "/", $name, ".sql")
+    };
+    (shared, $backend:literal, $name:literal) => {
+        concat!("../migrations/shared/", $name, ".sql")
+    };
+}
+
+/// Both backends' migration lists, from one list of names.
 macro_rules! migrations {
-    ($($name:literal),* $(,)?) => {
+    ($($place:ident $name:literal),* $(,)?) => {
         pub const SQLITE: &[Migration] = &[$(Migration {
             version: $name,
-            sql: include_str!(concat!("../migrations/sqlite/", $name, ".sql")),
+            sql: include_str!(migration_path!($place, "sqlite", $name)),
         }),*];
         pub const POSTGRES: &[Migration] = &[$(Migration {
             version: $name,
-            sql: include_str!(concat!("../migrations/postgres/", $name, ".sql")),
+            sql: include_str!(migration_path!($place, "postgres", $name)),
         }),*];
     };
 }
 
 migrations!(
-    "20261123000000_usage",
-    "20261123010000_keys",
-    "20261123020000_gateway_calls",
-    "20261123030000_budgets",
-    "20261123040000_key_rate_limits",
-    "20261123050000_alerts",
-    "20261124000000_leases",
-    "20261124010000_outcomes",
+    each "20261123000000_usage",
+    shared "20261123010000_keys",
+    each "20261123020000_gateway_calls",
+    each "20261123030000_budgets",
+    each "20261123040000_key_rate_limits",
+    each "20261123050000_alerts",
+    shared "20261124000000_leases",
+    shared "20261124010000_outcomes",
 );
 
 /// The table that records applied migrations (same SQL on both backends).
