@@ -195,48 +195,33 @@ async fn unsigned_badly_signed_and_replayed_deliveries_change_nothing() {
 async fn self_merges_redeploys_and_reverts_earn_nothing() {
     let server = start_with(TestDatabase::sqlite(), CONFIG).await;
     // PR 1: approved only by its author. PR 2: approved by bob, deployed twice, then reverted.
-    deliver(
-        &server,
-        "pull_request_review",
-        "d-1",
-        &approved(1, "alice", 1, "2026-11-03T09:00:00Z"),
-    )
-    .await;
-    deliver(
-        &server,
-        "pull_request",
-        "d-2",
-        &merged(1, "alice", "sha-1", "2026-11-03T10:00:00Z", 300),
-    )
-    .await;
-    deliver(
-        &server,
-        "pull_request_review",
-        "d-3",
-        &approved(2, "bob", 2, "2026-11-03T09:00:00Z"),
-    )
-    .await;
-    deliver(
-        &server,
-        "pull_request",
-        "d-4",
-        &merged(2, "dave", "sha-2", "2026-11-03T10:30:00Z", 300),
-    )
-    .await;
-    deliver(
-        &server,
-        "deployment_status",
-        "d-5",
-        &deployed(1, "sha-2", "2026-11-03T12:00:00Z"),
-    )
-    .await;
-    deliver(
-        &server,
-        "deployment_status",
-        "d-6",
-        &deployed(2, "sha-2", "2026-11-04T12:00:00Z"),
-    )
-    .await;
+    let deliveries = [
+        (
+            "pull_request_review",
+            "d-1",
+            approved(1, "alice", 1, "2026-11-03T09:00:00Z"),
+        ),
+        (
+            "pull_request",
+            "d-2",
+            merged(1, "alice", "sha-1", "2026-11-03T10:00:00Z", 300),
+        ),
+        (
+            "pull_request_review",
+            "d-3",
+            approved(2, "bob", 2, "2026-11-03T09:00:00Z"),
+        ),
+        (
+            "pull_request",
+            "d-4",
+            merged(2, "dave", "sha-2", "2026-11-03T10:30:00Z", 300),
+        ),
+        ("deployment_status", "d-5", deployed(1, "sha-2", "2026-11-03T12:00:00Z")),
+        ("deployment_status", "d-6", deployed(2, "sha-2", "2026-11-04T12:00:00Z")),
+    ];
+    for (event, delivery, payload) in &deliveries {
+        deliver(&server, event, delivery, payload).await;
+    }
     let before = board(&server, "by=user").await;
     assert_eq!(row(&before, "dave")["value_total"], 1.0, "a re-deploy adds nothing");
     assert_eq!(row(&before, "alice")["value_total"], 0.0, "self-approved");
