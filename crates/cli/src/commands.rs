@@ -4,14 +4,16 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context;
-use goodhart_core::Micros;
+use goodhart_core::{Micros, Nanos};
 use goodhart_server::config::{Config, Overrides, RawConfig};
 use goodhart_server::keys::{KeyView, NewKey};
-use goodhart_server::reports::{SummaryDocument, SummaryParams, summary_document, summary_query};
+use goodhart_server::reports::{
+    RoiParams, SummaryDocument, SummaryParams, hours, roi_report, summary_document, summary_query,
+};
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{BudgetsAction, Cli, Command, CreateBudget, GithubAction, KeysAction, PricesAction};
+use crate::{BudgetsAction, Cli, Command, CreateBudget, GithubAction, KeysAction, PricesAction, ReportKind};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -32,6 +34,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => serve(&config).await,
         Command::Report {
+            kind: Some(ReportKind::Roi { from, to, format }),
+            ..
+        } => roi(&config, &RoiParams { from, to }, format).await,
+        Command::Report {
+            kind: None,
             group_by,
             from,
             to,
@@ -143,6 +150,72 @@ async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyh
     let document = summary_document(&query, &rows);
     let table = summary_table(&document, format == Format::Table);
     output::print(format, &document, &table, &mut std::io::stdout().lock())
+}
+
+async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Result<()> {
+    let store = goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let document = roi_report(store.as_ref(), &config.outcomes.rules, params, now)
+        .await
+        .map_err(api_error)?;
+    let money = |amount: Option<Nanos>| amount.map_or_else(|| "-".to_owned(), |a| a.usd_rounded(2));
+    let rows = std::iter::once(&document.report.org)
+        .chain(&document.report.teams)
+        .enumerate()
+        .map(|(i, row)| {
+            let name = match (i, &row.team) {
+                (0, _) => "ORGANISATION".to_owned(),
+                (_, Some(team)) => team.clone(),
+                (_, None) => "(no team)".to_owned(),
+            };
+            vec![
+                name,
+                row.people.to_string(),
+                row.cost.usd_rounded(2),
+                row.waste.usd_rounded(2),
+                row.verified.values().sum::<u64>().to_string(),
+                row.self_reported.values().sum::<u64>().to_string(),
+                format!("{:.3}", row.value as f64 / 1_000.0),
+                format!("{:.1}", hours(row.minutes_saved)),
+                money(row.cost_per_outcome()),
+                money(row.cost_per_normalised_deployment()),
+                money(row.cost_per_hour_saved()),
+            ]
+        })
+        .collect();
+    let table = Tabular {
+        header: [
+            "team",
+            "people",
+            "spend",
+            "waste",
+            "verified",
+            "self_reported",
+            "value",
+            "hours_saved",
+            "$/outcome",
+            "$/norm_deploy",
+            "$/hour_saved",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        rows,
+    };
+    let mut out = std::io::stdout().lock();
+    if format == Format::Table {
+        writeln!(out, "Return on AI spend — {} to {}", document.from, document.to)?;
+        if let Some(forecast) = document.report.forecast {
+            writeln!(
+                out,
+                "Spend forecast to the end of the window: {}",
+                forecast.usd_rounded(2)
+            )?;
+        }
+    }
+    output::print(format, &document, &table, &mut out)
 }
 
 /// The summary as rows of cells: pretty for people, exact for CSV.

@@ -32,8 +32,11 @@ enum Command {
         #[arg(long, env = "GOODHART_LISTEN")]
         listen: Option<String>,
     },
-    /// Usage and cost grouped by user, team, project, agent, model, provider or day.
+    /// Usage and cost grouped by user, team, project, agent, model, provider or day; or
+    /// `report roi`: spend against outcomes and hours saved, per team.
     Report {
+        #[command(subcommand)]
+        kind: Option<ReportKind>,
         /// Comma-separated dimensions, e.g. `team,model` or `user,day`.
         #[arg(long, default_value = "user")]
         group_by: String,
@@ -97,6 +100,22 @@ enum Command {
     Prices {
         #[command(subcommand)]
         action: Option<PricesAction>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportKind {
+    /// Return on AI spend per team and for the organisation: spend, verified and
+    /// self-reported outcomes, value, estimated hours saved, cost per outcome and per hour saved.
+    Roi {
+        /// Start: RFC 3339, a date, or a span back such as 30d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive [default: now]; a future end adds a spend forecast.
+        #[arg(long)]
+        to: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

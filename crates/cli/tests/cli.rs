@@ -295,6 +295,37 @@ fn leaderboard_ranks_outcomes_not_volume_and_labels_the_volume_view() {
     let csv = board("efficiency", "csv");
     assert!(csv.starts_with("rank,subject,value/pw,value/$,"), "{csv}");
 
+    let roi = goodhart(
+        dir.path(),
+        &["report", "roi", "--from", "2026-11-01", "--to", "2026-11-08"],
+    );
+    let roi = String::from_utf8(roi.stdout).unwrap();
+    let lines: Vec<&str> = roi.lines().collect();
+    assert!(lines[0].starts_with("Return on AI spend"), "{roi}");
+    // The organisation: 2 people, $13.65, one self-reported deployment at half its hour.
+    let org: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        org[..8],
+        ["ORGANISATION", "2", "$13.65", "$0.00", "0", "1", "0.500", "0.5"],
+        "{roi}"
+    );
+    assert!(lines[4].starts_with("payments"), "{roi}");
+    let json = goodhart(
+        dir.path(),
+        &[
+            "report",
+            "roi",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-08",
+            "--format",
+            "json",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["org"]["cost_per_hour_saved_usd"].to_string(), "27.3");
+
     let mapped = goodhart(dir.path(), &["github", "map", "octo-shipper", "shipper"]);
     assert!(mapped.status.success(), "{}", String::from_utf8_lossy(&mapped.stderr));
     let logins = goodhart(dir.path(), &["github", "logins", "--format", "csv"]);

@@ -16,6 +16,7 @@ pub mod pricing;
 pub mod providers;
 pub mod report;
 pub mod requests;
+pub mod roi;
 pub mod sse;
 pub mod time;
 pub mod usage;

@@ -180,8 +180,9 @@ pub struct ValueRules {
     pub deployment: Milli,
     pub tiny_lines: u64,
     pub small_lines: u64,
-    /// Per kind of self-reported outcome, before the discount.
-    pub reported: BTreeMap<OutcomeKind, Milli>,
+    /// Per kind: what one self-reported outcome earns before the discount, and the hours one
+    /// outcome is estimated to save (for the ROI report).
+    pub kinds: BTreeMap<OutcomeKind, KindRule>,
     /// The share of a self-reported outcome's value that counts, in thousandths.
     pub reported_discount: Milli,
     pub reported_cap_per_week: Milli,
@@ -194,16 +195,39 @@ impl Default for ValueRules {
             deployment: 500,
             tiny_lines: 10,
             small_lines: 50,
-            reported: BTreeMap::from([
-                (OutcomeKind::Deployment, 1_000),
-                (OutcomeKind::PrMerged, 500),
-                (OutcomeKind::TicketResolved, 500),
-                (OutcomeKind::Incident, 1_000),
-                (OutcomeKind::Custom, 250),
+            kinds: BTreeMap::from([
+                (OutcomeKind::Deployment, KindRule::new(1_000, 60)),
+                (OutcomeKind::PrMerged, KindRule::new(500, 180)),
+                (OutcomeKind::TicketResolved, KindRule::new(500, 120)),
+                (OutcomeKind::Incident, KindRule::new(1_000, 240)),
+                (OutcomeKind::Custom, KindRule::new(250, 60)),
             ]),
             reported_discount: 500,
             reported_cap_per_week: 2_000,
         }
+    }
+}
+
+impl ValueRules {
+    pub fn kind(&self, kind: OutcomeKind) -> KindRule {
+        self.kinds.get(&kind).copied().unwrap_or(KindRule::new(0, 0))
+    }
+}
+
+/// How one kind of outcome is valued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindRule {
+    /// What one self-reported outcome of the kind earns, before the discount. (GitHub-verified
+    /// merges and deployments are the unit itself: [`ValueRules::merge`] and
+    /// [`ValueRules::deployment`].)
+    pub weight: Milli,
+    /// Engineer-minutes one outcome of the kind is estimated to save.
+    pub minutes_saved: u64,
+}
+
+impl KindRule {
+    pub const fn new(weight: Milli, minutes_saved: u64) -> KindRule {
+        KindRule { weight, minutes_saved }
     }
 }
 
@@ -388,7 +412,7 @@ pub fn credits(facts: &[(String, Fact)], rules: &ValueRules) -> Vec<Credit> {
                 }
             }
             Fact::Reported(r) => {
-                let base = rules.reported.get(&r.kind).copied().unwrap_or(0);
+                let base = rules.kind(r.kind).weight;
                 let earned = scaled(scaled(base, r.weight), rules.reported_discount);
                 let used = reported_this_week
                     .entry((r.credited.user.as_str(), week_of(r.at)))

@@ -120,6 +120,34 @@ struct Tally {
     self_reported: u64,
 }
 
+/// Each person's home team — the team they spent most with — for records that name none.
+pub(crate) struct HomeTeams<'a>(HashMap<&'a str, BTreeMap<&'a str, Nanos>>);
+
+impl<'a> HomeTeams<'a> {
+    pub(crate) fn new(activity: impl Iterator<Item = &'a Activity>) -> HomeTeams<'a> {
+        let mut spend: HashMap<&str, BTreeMap<&str, Nanos>> = HashMap::new();
+        for a in activity {
+            if let Some(team) = &a.team {
+                let spent = spend.entry(&a.user).or_default().entry(team).or_default();
+                *spent = spent.saturating_add(a.cost);
+            }
+        }
+        HomeTeams(spend)
+    }
+
+    /// `named` if a record names a team, else `user`'s home team (ties to the first by name).
+    pub(crate) fn team_of(&self, user: &str, named: Option<&String>) -> Option<String> {
+        named.cloned().or_else(|| {
+            self.0.get(user).and_then(|teams| {
+                teams
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map(|(team, _)| (*team).to_owned())
+            })
+        })
+    }
+}
+
 /// The ranked board: rows for every subject with usage or outcomes in the window.
 /// `waste` gives spend flagged as waste per subject (counted in cost, earning nothing).
 pub fn board(
@@ -129,26 +157,11 @@ pub fn board(
     waste: &HashMap<String, Nanos>,
 ) -> Vec<Row> {
     let in_window = |at: Micros| at >= query.from && at < query.to;
-    // Each person's team, where a credit names none: the team they spent most with.
-    let mut team_spend: HashMap<&str, BTreeMap<&str, Nanos>> = HashMap::new();
-    for a in activity.iter().filter(|a| in_window(a.day)) {
-        if let Some(team) = &a.team {
-            let spent = team_spend.entry(&a.user).or_default().entry(team).or_default();
-            *spent = spent.saturating_add(a.cost);
-        }
-    }
-    let main_team = |user: &str| {
-        team_spend.get(user).and_then(|teams| {
-            teams
-                .iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                .map(|(team, _)| (*team).to_owned())
-        })
-    };
+    let home_teams = HomeTeams::new(activity.iter().filter(|a| in_window(a.day)));
     let subject_of = |user: &str, team: Option<&String>, agent: Option<&String>| -> Option<String> {
         match query.by {
             By::User => Some(user.to_owned()),
-            By::Team => team.cloned().or_else(|| main_team(user)),
+            By::Team => home_teams.team_of(user, team),
             By::Agent => agent.cloned(),
         }
     };

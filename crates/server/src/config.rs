@@ -4,11 +4,13 @@
 //! The file is read strictly: an unknown key or a bad value is an error naming the key. The CLI
 //! (clap) already merges flags over environment variables; this module merges that over the file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use goodhart_core::outcomes::{KindRule, OutcomeKind};
 use goodhart_core::pricing::{PriceTable, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
@@ -62,6 +64,19 @@ pub struct RawOutcomes {
     /// Most value one person earns by self-reporting in a week, in normalised deployments
     /// (default 2).
     pub self_reported_cap_per_week: Option<f64>,
+    /// Per kind of outcome (`deployment`, `pr_merged`, `ticket_resolved`, `incident`, `custom`).
+    #[serde(default)]
+    pub kinds: BTreeMap<String, RawOutcomeKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutcomeKind {
+    /// What one self-reported outcome of the kind earns, in normalised deployments, before the
+    /// self-report discount.
+    pub weight: Option<f64>,
+    /// Engineer-hours one outcome of the kind is estimated to save (for the ROI report).
+    pub hours_saved: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +234,27 @@ fn resolve_outcomes(raw: RawOutcomes, env: impl Fn(&str) -> Option<String>) -> R
     if let Some(cap) = raw.self_reported_cap_per_week {
         settings.rules.reported_cap_per_week = fraction("outcomes.self_reported_cap_per_week", cap, 1_000.0)?;
     }
+    for (name, raw) in raw.kinds {
+        let kind = OutcomeKind::parse(&name).ok_or_else(|| {
+            invalid(
+                &format!("outcomes.kinds.{name}"),
+                "is not a kind of outcome (deployment, pr_merged, ticket_resolved, incident, custom)",
+            )
+        })?;
+        let rule = settings.rules.kinds.entry(kind).or_insert(KindRule::new(0, 0));
+        if let Some(weight) = raw.weight {
+            rule.weight = fraction(&format!("outcomes.kinds.{name}.weight"), weight, 100.0)?;
+        }
+        if let Some(hours) = raw.hours_saved {
+            if !(0.0..=10_000.0).contains(&hours) {
+                return Err(invalid(
+                    &format!("outcomes.kinds.{name}.hours_saved"),
+                    "must be between 0 and 10000",
+                ));
+            }
+            rule.minutes_saved = (hours * 60.0).round() as u64;
+        }
+    }
     Ok(settings)
 }
 
@@ -294,5 +330,32 @@ mod tests {
         let config = Config::resolve(file, Overrides::default()).unwrap();
         assert!(config.prices.resolve(None, "llama-local").is_some());
         assert!(config.prices.version().contains("+local."));
+    }
+
+    #[test]
+    fn outcome_kinds_take_weights_and_hours() {
+        let resolve = |toml: &str| Config::resolve(RawConfig::from_toml(toml).unwrap(), Overrides::default());
+        let config = resolve(
+            "[outcomes]\nself_reported_discount = 0.25\n[outcomes.kinds.ticket_resolved]\nweight = 0.75\nhours_saved = 1.5\n[outcomes.kinds.incident]\nhours_saved = 0",
+        )
+        .unwrap();
+        let rules = &config.outcomes.rules;
+        assert_eq!(rules.reported_discount, 250);
+        assert_eq!(rules.kind(OutcomeKind::TicketResolved), KindRule::new(750, 90));
+        assert_eq!(
+            rules.kind(OutcomeKind::Incident),
+            KindRule::new(1_000, 0),
+            "the weight keeps its default"
+        );
+        assert_eq!(
+            resolve("[outcomes.kinds.bugfix]\nweight = 1").unwrap_err().key,
+            "outcomes.kinds.bugfix"
+        );
+        assert_eq!(
+            resolve("[outcomes.kinds.custom]\nhours_saved = -1").unwrap_err().key,
+            "outcomes.kinds.custom.hours_saved"
+        );
+        let unknown = RawConfig::from_toml("[outcomes.kinds.custom]\nhours = 1").unwrap_err();
+        assert_eq!(unknown.key, "outcomes.kinds.custom.hours");
     }
 }

@@ -1,6 +1,7 @@
 //! Outcomes in and value out: `POST /hooks/github` (signed GitHub deliveries),
 //! `POST /api/v1/outcomes` (self-reported outcomes), `GET/POST /api/v1/github/logins`
-//! (login ↔ user) and `GET /api/v1/leaderboard`.
+//! (login ↔ user) and `GET /api/v1/leaderboard`; the activity and credits the value reports
+//! are computed from.
 
 use std::collections::HashMap;
 
@@ -8,16 +9,18 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use goodhart_core::outcomes::{Credited, Fact, Milli, OutcomeKind, Reported, ValueRules, credits};
+use goodhart_core::outcomes::{Credit, Credited, Fact, Milli, OutcomeKind, Reported, ValueRules, credits};
 use goodhart_core::report::Dimension;
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
 use goodhart_core::{Micros, github};
 use goodhart_store::SummaryQuery;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::ingest::{check_timestamp, deserialize_item, is_ndjson, parse_items, read_body};
+use crate::reports::usd_number;
 use crate::state::AppState;
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
@@ -278,13 +281,13 @@ pub struct RowJson {
     pub person_weeks: u64,
     /// Normalised deployments per dollar.
     pub efficiency: f64,
-    pub cost_usd: String,
+    pub cost_usd: Box<RawValue>,
     /// The same, for printing.
     #[serde(skip)]
     pub cost: goodhart_core::Nanos,
     pub tokens: u64,
     pub outcomes: u64,
-    pub waste_usd: String,
+    pub waste_usd: Box<RawValue>,
     pub flags: Vec<&'static str>,
 }
 
@@ -301,11 +304,11 @@ impl From<Row> for RowJson {
             value_total: units(row.value_total),
             person_weeks: row.person_weeks,
             efficiency: units(row.efficiency),
-            cost_usd: row.cost.usd_string(),
+            cost_usd: usd_number(row.cost),
             cost: row.cost,
             tokens: row.tokens,
             outcomes: row.outcomes,
-            waste_usd: row.waste.usd_string(),
+            waste_usd: usd_number(row.waste),
             flags: row.flags,
         }
     }
@@ -331,20 +334,22 @@ pub fn board_query(params: &BoardParams, now: Micros, min_team_members: usize) -
     })
 }
 
-/// Builds the board for `query` from the store (the CLI calls this too).
-pub async fn leaderboard(
+/// Usage by person, team, agent and day in `[from, to)`, and every credit earned before `to`:
+/// what the leaderboard and the ROI report are computed from.
+pub async fn activity_and_credits(
     store: &dyn goodhart_store::Store,
     rules: &ValueRules,
-    query: &BoardQuery,
-) -> Result<BoardDocument, ApiError> {
-    let facts = store.facts_before(query.to).await?;
+    from: Micros,
+    to: Micros,
+) -> Result<(Vec<Activity>, Vec<Credit>), ApiError> {
+    let facts = store.facts_before(to).await?;
     let credits = credits(&facts, rules);
     let summary = SummaryQuery {
-        from: query.from,
-        to: query.to,
+        from,
+        to,
         group_by: vec![Dimension::User, Dimension::Team, Dimension::Agent, Dimension::Day],
     };
-    let activity: Vec<Activity> = store
+    let activity = store
         .usage_summary(&summary)
         .await?
         .into_iter()
@@ -362,6 +367,16 @@ pub async fn leaderboard(
             })
         })
         .collect();
+    Ok((activity, credits))
+}
+
+/// Builds the board for `query` from the store (the CLI calls this too).
+pub async fn leaderboard(
+    store: &dyn goodhart_store::Store,
+    rules: &ValueRules,
+    query: &BoardQuery,
+) -> Result<BoardDocument, ApiError> {
+    let (activity, credits) = activity_and_credits(store, rules, query.from, query.to).await?;
     let rows = board(query, &activity, &credits, &HashMap::new());
     Ok(BoardDocument {
         from: query.from.rfc3339(),

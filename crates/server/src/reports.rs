@@ -1,10 +1,15 @@
-//! Read endpoints over stored usage: `GET /api/v1/usage/summary`. The CLI's `report` command
-//! builds the same query and the same JSON document, so both always agree.
+//! Read endpoints over stored usage: `GET /api/v1/usage/summary` and `GET /api/v1/reports/roi`.
+//! The CLI's `report` command builds the same queries and the same JSON documents, so both
+//! always agree.
 
 use axum::Json;
 use axum::extract::{Query, State};
+use std::collections::{BTreeMap, HashMap};
+
 use goodhart_core::Micros;
+use goodhart_core::outcomes::{OutcomeKind, ValueRules};
 use goodhart_core::report::{Dimension, SummaryRow, UsageTotals, parse_group_by};
+use goodhart_core::roi::{Roi, RoiRow, roi};
 use goodhart_core::time::{MICROS_PER_DAY, parse_bound};
 use goodhart_store::SummaryQuery;
 use serde::{Deserialize, Serialize};
@@ -151,6 +156,115 @@ pub async fn get_summary(
     let query = summary_query(&params, Micros::from_timestamp(jiff::Timestamp::now()))?;
     let rows = state.store.usage_summary(&query).await?;
     Ok(Json(summary_document(&query, &rows)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoiParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The ROI report's JSON (`GET /api/v1/reports/roi`; `goodhart report roi` prints the same).
+#[derive(Debug, Serialize)]
+pub struct RoiDocument {
+    pub from: String,
+    pub to: String,
+    /// The organisation's spend projected to `to`, when the window has not ended.
+    pub forecast_usd: Option<Box<RawValue>>,
+    /// The estimates the hours come from, per kind of outcome.
+    pub hours_saved_per_outcome: BTreeMap<OutcomeKind, f64>,
+    pub org: RoiRowJson,
+    /// Teams by spend, largest first; people without a team have `"team": null`.
+    pub teams: Vec<RoiRowJson>,
+    /// The rows, for printing.
+    #[serde(skip)]
+    pub report: Roi,
+}
+
+/// One row of the ROI report, with money as exact JSON numbers.
+#[derive(Debug)]
+pub struct RoiRowJson {
+    pub row: RoiRow,
+    /// Whether the row is a team's (and so has a `team` field).
+    pub is_team: bool,
+}
+
+impl Serialize for RoiRowJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let row = &self.row;
+        let optional_usd = |amount: Option<goodhart_core::Nanos>| amount.map(usd_number);
+        let mut map = serializer.serialize_map(None)?;
+        if self.is_team {
+            map.serialize_entry("team", &row.team)?;
+        }
+        map.serialize_entry("people", &row.people)?;
+        map.serialize_entry("cost_usd", &usd_number(row.cost))?;
+        map.serialize_entry("waste_usd", &usd_number(row.waste))?;
+        map.serialize_entry("outcomes", &row.outcomes())?;
+        map.serialize_entry("verified_outcomes", &row.verified)?;
+        map.serialize_entry("self_reported_outcomes", &row.self_reported)?;
+        map.serialize_entry("value", &(row.value as f64 / 1_000.0))?;
+        map.serialize_entry("hours_saved", &hours(row.minutes_saved))?;
+        map.serialize_entry("cost_per_outcome_usd", &optional_usd(row.cost_per_outcome()))?;
+        map.serialize_entry(
+            "cost_per_normalised_deployment_usd",
+            &optional_usd(row.cost_per_normalised_deployment()),
+        )?;
+        map.serialize_entry("cost_per_hour_saved_usd", &optional_usd(row.cost_per_hour_saved()))?;
+        map.end()
+    }
+}
+
+/// Minutes as hours, to the nearest tenth.
+pub fn hours(minutes: u64) -> f64 {
+    ((minutes as f64) / 6.0).round() / 10.0
+}
+
+/// The ROI report for `[from, to)` from the store (the CLI calls this too).
+pub async fn roi_report(
+    store: &dyn goodhart_store::Store,
+    rules: &ValueRules,
+    params: &RoiParams,
+    now: Micros,
+) -> Result<RoiDocument, ApiError> {
+    let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
+    let (activity, credits) = crate::outcomes::activity_and_credits(store, rules, from, to).await?;
+    let report = roi(from, to, now, &activity, &credits, rules, &HashMap::new());
+    Ok(RoiDocument {
+        from: from.rfc3339(),
+        to: to.rfc3339(),
+        forecast_usd: report.forecast.map(usd_number),
+        hours_saved_per_outcome: OutcomeKind::ALL
+            .into_iter()
+            .map(|kind| (kind, hours(rules.kind(kind).minutes_saved)))
+            .collect(),
+        org: RoiRowJson {
+            row: report.org.clone(),
+            is_team: false,
+        },
+        teams: report
+            .teams
+            .iter()
+            .map(|row| RoiRowJson {
+                row: row.clone(),
+                is_team: true,
+            })
+            .collect(),
+        report,
+    })
+}
+
+pub async fn get_roi(
+    State(state): State<AppState>,
+    params: Result<Query<RoiParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RoiDocument>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let now = goodhart_store::now_micros();
+    Ok(Json(
+        roi_report(state.store.as_ref(), &state.outcomes.rules, &params, now).await?,
+    ))
 }
 
 #[cfg(test)]

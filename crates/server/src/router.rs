@@ -23,6 +23,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let admin = Router::new()
         .route("/api/v1/usage", post(ingest::post_usage))
         .route("/api/v1/usage/summary", get(reports::get_summary))
+        .route("/api/v1/reports/roi", get(reports::get_roi))
         .route("/api/v1/keys", get(keys::list_keys).post(keys::post_key))
         .route("/api/v1/keys/{id}/revoke", post(keys::revoke_key))
         .route("/api/v1/keys/{id}/rotate", post(keys::rotate_key))

@@ -324,3 +324,88 @@ async fn reported_outcomes_are_validated_deduplicated_discounted_and_capped() {
     let bad = server.admin("GET", "/api/v1/leaderboard?by=planet", "").await;
     assert_eq!((bad.status, bad.json["error"]["parameter"].as_str()), (400, Some("by")));
 }
+
+#[tokio::test]
+async fn the_roi_report_puts_spend_against_outcomes_and_hours_saved() {
+    let config = format!("{CONFIG}[outcomes.kinds.ticket_resolved]\nhours_saved = 3\n");
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let usage = [
+        json!({"id": "u-1", "timestamp": "2026-11-02T09:30:00Z", "user": "alice", "team": "payments",
+               "model": "claude-sonnet-4-5", "input_tokens": 0, "output_tokens": 200_000}),
+        json!({"id": "u-2", "timestamp": "2026-11-03T09:30:00Z", "user": "bob", "team": "search",
+               "model": "claude-sonnet-4-5", "input_tokens": 0, "output_tokens": 100_000}),
+    ];
+    let stored = server.admin("POST", "/api/v1/usage", json!(usage).to_string()).await;
+    assert_eq!(stored.status, 200, "{}", stored.text);
+    // alice's reviewed pull request reaches production; bob reports a resolved ticket.
+    deliver(
+        &server,
+        "pull_request_review",
+        "d-1",
+        &fixture("pull_request_review.submitted"),
+    )
+    .await;
+    deliver(&server, "pull_request", "d-2", &fixture("pull_request.closed")).await;
+    deliver(
+        &server,
+        "deployment_status",
+        "d-3",
+        &fixture("deployment_status.success"),
+    )
+    .await;
+    let ticket = json!([{"id": "t-1", "timestamp": "2026-11-03T10:00:00Z", "kind": "ticket_resolved", "user": "bob"}]);
+    assert_eq!(
+        server
+            .admin("POST", "/api/v1/outcomes", ticket.to_string())
+            .await
+            .status,
+        200
+    );
+
+    let reply = server
+        .admin(
+            "GET",
+            "/api/v1/reports/roi?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z",
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let roi = &reply.json;
+    let org = &roi["org"];
+    assert!(org.get("team").is_none(), "{org}");
+    assert_eq!(org["cost_usd"].to_string(), "4.5", "$3 and $1.50 of output");
+    assert_eq!(org["outcomes"], 3);
+    assert_eq!(org["verified_outcomes"], json!({"deployment": 1, "pr_merged": 1}));
+    assert_eq!(org["self_reported_outcomes"], json!({"ticket_resolved": 1}));
+    // 3 h for the merge, 1 h for the deployment, and half the ticket's configured 3 h.
+    assert_eq!(org["hours_saved"], 5.5);
+    assert_eq!(org["cost_per_outcome_usd"].to_string(), "1.5");
+    assert_eq!(org["cost_per_hour_saved_usd"].to_string(), "0.818181818");
+    assert_eq!(roi["hours_saved_per_outcome"]["ticket_resolved"], 3.0);
+
+    let teams = roi["teams"].as_array().unwrap();
+    assert_eq!(teams[0]["team"], "payments", "largest spend first: {teams:?}");
+    assert_eq!(
+        (teams[0]["value"].as_f64(), teams[0]["hours_saved"].as_f64()),
+        (Some(1.0), Some(4.0))
+    );
+    assert_eq!(teams[0]["cost_per_normalised_deployment_usd"].to_string(), "3");
+    assert_eq!(teams[1]["team"], "search");
+    assert_eq!(teams[1]["cost_usd"].to_string(), "1.5");
+    assert_eq!(teams[1]["value"], 0.25, "a ticket's ½ at the self-report discount (½)");
+
+    let open = server
+        .admin("GET", "/api/v1/reports/roi?from=1d&to=2099-01-01", "")
+        .await;
+    assert_eq!(open.status, 200, "{}", open.text);
+    assert!(open.json["forecast_usd"].is_number(), "an open window is forecast");
+    let bad = server
+        .admin("GET", "/api/v1/reports/roi?from=2026-12-01&to=2026-11-01", "")
+        .await;
+    assert_eq!(
+        (bad.status, bad.json["error"]["parameter"].as_str()),
+        (400, Some("from"))
+    );
+    let unknown = server.admin("GET", "/api/v1/reports/roi?team=payments", "").await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+}
