@@ -8,7 +8,7 @@
 //! - a merged pull request is **verified** only if someone other than its author approved it
 //!   before it merged; an unverified one earns nothing;
 //! - **tiny changes are down-weighted**: under [`ValueRules::tiny_lines`] changed lines a
-//!   quarter, under [`ValueRules::small_lines`] a half;
+//!   tenth, under [`ValueRules::small_lines`] a half;
 //! - a **successful production deployment** of a commit not deployed before credits the
 //!   verified pull requests merged into its repository since the previous production
 //!   deployment; **re-deploying** a commit already deployed earns nothing, and neither does a
@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::Micros;
-use crate::time::MICROS_PER_DAY;
+use crate::time::{MICROS_PER_DAY, parse_rfc3339};
+use crate::usage::FieldError;
 
 /// Value in thousandths of a normalised deployment (integers: sums are exact and ranking is
 /// deterministic).
@@ -171,6 +172,74 @@ impl Fact {
     }
 }
 
+/// One self-reported outcome, as `POST /api/v1/outcomes` takes it (the public contract).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeInput {
+    pub id: String,
+    pub timestamp: String,
+    pub kind: String,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// How many outcomes of its kind this one is worth (default 1, at most 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl OutcomeInput {
+    /// Checks every field and builds the fact, under the id `api:<id>`.
+    pub fn validate(self) -> Result<(String, Fact), FieldError> {
+        let nonempty = |field: &'static str, value: &str| {
+            if value.trim().is_empty() || value.len() > 200 {
+                Err(FieldError::new(field, "must be 1 to 200 characters"))
+            } else {
+                Ok(())
+            }
+        };
+        nonempty("id", &self.id)?;
+        nonempty("user", &self.user)?;
+        let at = parse_rfc3339(&self.timestamp).map_err(|e| FieldError::new("timestamp", e))?;
+        let kind = OutcomeKind::parse(&self.kind).ok_or_else(|| {
+            FieldError::new(
+                "kind",
+                "must be one of deployment, pr_merged, ticket_resolved, incident, custom",
+            )
+        })?;
+        let weight = self.weight.unwrap_or(1.0);
+        if !(weight > 0.0 && weight <= 100.0) {
+            return Err(FieldError::new("weight", "must be more than 0 and at most 100"));
+        }
+        // Weights are a reporter's rough multiplier: thousandths are plenty of precision.
+        let weight = (weight * 1_000.0).round() as Milli;
+        let credited = Credited {
+            user: self.user,
+            team: self.team,
+            project: self.project,
+            agent: self.agent,
+            task: self.task,
+        };
+        Ok((
+            format!("api:{}", self.id),
+            Fact::Reported(Reported {
+                kind,
+                at,
+                weight,
+                reference: self.reference,
+                credited,
+            }),
+        ))
+    }
+}
+
 /// The weights and limits of value (configurable; the defaults are documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueRules {
@@ -203,7 +272,7 @@ impl Default for ValueRules {
                 (OutcomeKind::Custom, KindRule::new(250, 60)),
             ]),
             reported_discount: 500,
-            reported_cap_per_week: 2_000,
+            reported_cap_per_week: 500,
         }
     }
 }
@@ -284,7 +353,7 @@ fn scaled(value: Milli, factor: Milli) -> Milli {
 /// The size factor of a change, in thousandths.
 fn size_factor(rules: &ValueRules, changed_lines: u64) -> (Milli, bool) {
     if changed_lines < rules.tiny_lines {
-        (250, true)
+        (100, true)
     } else if changed_lines < rules.small_lines {
         (500, true)
     } else {
@@ -542,7 +611,7 @@ mod tests {
         ];
         let credits = credits(&facts, &ValueRules::default());
         assert_eq!(value_of(&credits, "alice"), 0, "self-merged");
-        assert_eq!(value_of(&credits, "carol"), 250, "a quarter of merge and deployment");
+        assert_eq!(value_of(&credits, "carol"), 100, "a tenth of merge and deployment");
         assert_eq!(value_of(&credits, "dave"), 0, "approval came after the merge");
         let redeploy = credits.iter().find(|c| c.fact_id == "d2").unwrap();
         assert_eq!((redeploy.value, redeploy.notes.as_slice()), (0, &[Note::Redeploy][..]));
@@ -589,8 +658,8 @@ mod tests {
         assert_eq!(credits.len(), 11, "the repeated id counts once");
         assert_eq!(
             value_of(&credits, "alice"),
-            2_000 + 500,
-            "capped at 2 in the first week"
+            500 + 500,
+            "capped at ½ in the first week, ½ earned the next"
         );
     }
 

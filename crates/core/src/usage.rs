@@ -161,17 +161,24 @@ pub struct CallMeta {
 }
 
 /// One usage event as clients send it to `POST /api/v1/usage` (the public contract).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEventInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub timestamp: String,
     pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     pub model: String,
     pub input_tokens: u64,
@@ -186,8 +193,11 @@ pub struct UsageEventInput {
     pub cache_write_1h_tokens: u64,
     #[serde(default)]
     pub reasoning_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
 }
 

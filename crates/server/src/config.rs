@@ -62,7 +62,7 @@ pub struct RawOutcomes {
     /// The share of a self-reported outcome that counts (default 0.5).
     pub self_reported_discount: Option<f64>,
     /// Most value one person earns by self-reporting in a week, in normalised deployments
-    /// (default 2).
+    /// (default 0.5).
     pub self_reported_cap_per_week: Option<f64>,
     /// Per kind of outcome (`deployment`, `pr_merged`, `ticket_resolved`, `incident`, `custom`).
     #[serde(default)]

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use goodhart_core::outcomes::{Credit, Credited, Fact, Milli, OutcomeKind, Reported, ValueRules, credits};
+use goodhart_core::outcomes::{Credit, Fact, Milli, OutcomeInput, ValueRules, credits};
 use goodhart_core::report::Dimension;
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
 use goodhart_core::{Micros, github};
@@ -122,74 +122,14 @@ pub async fn post_github(
     }))
 }
 
-/// One self-reported outcome, as `POST /api/v1/outcomes` takes it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutcomeInput {
-    id: String,
-    timestamp: String,
-    kind: String,
-    user: String,
-    team: Option<String>,
-    project: Option<String>,
-    agent: Option<String>,
-    task: Option<String>,
-    /// How many outcomes of its kind this one is worth (default 1, at most 100).
-    weight: Option<f64>,
-    #[serde(rename = "ref")]
-    reference: Option<String>,
-}
-
-fn invalid(line: usize, field: &str, reason: &str) -> ApiError {
-    ApiError::InvalidEvent {
-        line,
-        field: Some(field.to_owned()),
-        message: format!("line {line}: field `{field}`: {reason}"),
-    }
-}
-
 fn outcome_fact(line: usize, input: OutcomeInput, now: Micros) -> Result<(String, Fact), ApiError> {
-    let nonempty = |field: &str, value: &str| {
-        if value.trim().is_empty() || value.len() > 200 {
-            Err(invalid(line, field, "must be 1 to 200 characters"))
-        } else {
-            Ok(())
-        }
-    };
-    nonempty("id", &input.id)?;
-    nonempty("user", &input.user)?;
-    let at = goodhart_core::time::parse_rfc3339(&input.timestamp).map_err(|e| invalid(line, "timestamp", &e))?;
-    check_timestamp(line, at, now)?;
-    let kind = OutcomeKind::parse(&input.kind).ok_or_else(|| {
-        invalid(
-            line,
-            "kind",
-            "must be one of deployment, pr_merged, ticket_resolved, incident, custom",
-        )
+    let (id, fact) = input.validate().map_err(|e| ApiError::InvalidEvent {
+        line,
+        field: Some(e.field.to_owned()),
+        message: format!("line {line}: field `{}`: {}", e.field, e.reason),
     })?;
-    let weight = input.weight.unwrap_or(1.0);
-    if !(weight > 0.0 && weight <= 100.0) {
-        return Err(invalid(line, "weight", "must be more than 0 and at most 100"));
-    }
-    // Weights are a reporter's rough multiplier: thousandths are plenty of precision.
-    let weight = (weight * 1_000.0).round() as Milli;
-    let credited = Credited {
-        user: input.user,
-        team: input.team,
-        project: input.project,
-        agent: input.agent,
-        task: input.task,
-    };
-    Ok((
-        format!("api:{}", input.id),
-        Fact::Reported(Reported {
-            kind,
-            at,
-            weight,
-            reference: input.reference,
-            credited,
-        }),
-    ))
+    check_timestamp(line, fact.at(), now)?;
+    Ok((id, fact))
 }
 
 #[derive(Debug, Serialize)]

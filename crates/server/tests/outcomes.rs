@@ -293,7 +293,7 @@ async fn reported_outcomes_are_validated_deduplicated_discounted_and_capped() {
     );
     let users = board(&server, "by=user").await;
     let alice = row(&users, "alice");
-    assert_eq!(alice["value_total"], 2.0, "0.25 + 25 claimed, capped at 2 a week");
+    assert_eq!(alice["value_total"], 0.5, "0.25 + 25 claimed, capped at ½ a week");
     assert!(alice["flags"].as_array().unwrap().contains(&json!("self_reported")));
     for (body, field) in [
         (

@@ -5,7 +5,9 @@
 //! for an organisation of users in teams, working on projects with a mix of models, over a span
 //! of days. It is deterministic for a seed.
 
+pub mod evaluate;
 pub mod mock_provider;
+pub mod org;
 
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;

@@ -1,0 +1,203 @@
+//! Scoring Goodhart's judgements against a simulated organisation's ground truth.
+//!
+//! The organisation's usage, GitHub deliveries and self-reported outcomes go through the same
+//! public parsers and pure functions the server uses (usage validation and pricing, GitHub
+//! payload reading, outcome validation, credits, the board), so what is scored is what a
+//! user would see.
+
+use std::collections::{BTreeMap, HashMap};
+
+use goodhart_core::Nanos;
+use goodhart_core::github::{self, Reading};
+use goodhart_core::outcomes::{Credit, Fact, ValueRules, credits};
+use goodhart_core::pricing::PriceTable;
+use goodhart_core::usage::{IngestPolicy, Source};
+use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
+
+use crate::org::{Org, Persona};
+
+/// What the boards are computed from.
+pub struct BoardInputs {
+    pub activity: Vec<Activity>,
+    pub credits: Vec<Credit>,
+}
+
+/// Reads the organisation's records as the server would.
+pub fn board_inputs(org: &Org, rules: &ValueRules) -> BoardInputs {
+    let prices = PriceTable::builtin();
+    let policy = IngestPolicy {
+        store_content: false,
+        source: Source::Api,
+    };
+    // (user, team, agent, day) → (cost, tokens), as the store's summary groups it.
+    type Key = (String, Option<String>, Option<String>, i64);
+    let mut by_day: BTreeMap<Key, (Nanos, u64)> = BTreeMap::new();
+    for input in &org.usage {
+        let event = input.clone().validate(policy).expect("simulated usage is valid");
+        let cost = prices
+            .cost_of(event.provider.as_deref(), &event.model, &event.tokens)
+            .expect("simulated models are priced")
+            .total();
+        let a = event.attribution;
+        let day = event.timestamp.floor_to(goodhart_core::time::MICROS_PER_DAY).0;
+        let entry = by_day.entry((a.user, a.team, a.agent, day)).or_default();
+        entry.0 = entry.0.saturating_add(cost);
+        entry.1 += event.tokens.total();
+    }
+    let activity = by_day
+        .into_iter()
+        .map(|((user, team, agent, day), (cost, tokens))| Activity {
+            user,
+            team,
+            agent,
+            day: goodhart_core::Micros(day),
+            cost,
+            tokens,
+        })
+        .collect();
+    let production = ["production".to_owned()];
+    let mut facts: Vec<(String, Fact)> = Vec::new();
+    for delivery in &org.deliveries {
+        match github::read(delivery.event, &delivery.payload, &production) {
+            Ok(Reading::Facts(read)) => facts.extend(read),
+            Ok(Reading::Ignored(why)) => panic!("a simulated delivery was ignored: {why}"),
+            Err(e) => panic!("a simulated delivery is unreadable: {e}"),
+        }
+    }
+    for outcome in &org.reported {
+        facts.push(outcome.clone().validate().expect("simulated outcomes are valid"));
+    }
+    BoardInputs {
+        activity,
+        credits: credits(&facts, rules),
+    }
+}
+
+/// How the value and volume boards fare against the truth on one organisation.
+#[derive(Debug, Clone)]
+pub struct ValueScore {
+    pub seed: u64,
+    pub people: usize,
+    /// Spearman rank correlation of the value board (value per person-week) with each
+    /// person's true value; and of the volume board (tokens) with it.
+    pub value_correlation: f64,
+    pub volume_correlation: f64,
+    /// Board ranks (1 = top) of each persona's people, worst-case order.
+    pub value_ranks: BTreeMap<Persona, Vec<usize>>,
+    pub volume_ranks: BTreeMap<Persona, Vec<usize>>,
+    /// Ranks by true value.
+    pub true_ranks: BTreeMap<Persona, Vec<usize>>,
+}
+
+fn ranks_by_persona(org: &Org, rows: &[Row]) -> BTreeMap<Persona, Vec<usize>> {
+    let mut ranks: BTreeMap<Persona, Vec<usize>> = BTreeMap::new();
+    for row in rows {
+        if let Some(person) = org.person(&row.subject) {
+            ranks.entry(person.persona).or_default().push(row.rank);
+        }
+    }
+    ranks
+}
+
+/// Scores the user boards of `[start, end of the simulation)` against the truth.
+pub fn score_value(org: &Org, rules: &ValueRules) -> ValueScore {
+    let inputs = board_inputs(org, rules);
+    let query = |metric| BoardQuery {
+        from: org.spec.start,
+        to: goodhart_core::Micros(
+            org.spec.start.0 + i64::from(org.spec.weeks) * 7 * goodhart_core::time::MICROS_PER_DAY,
+        ),
+        by: By::User,
+        metric,
+        min_team_members: 1,
+    };
+    let value = board(
+        &query(Metric::Value),
+        &inputs.activity,
+        &inputs.credits,
+        &HashMap::new(),
+    );
+    let volume = board(
+        &query(Metric::Volume),
+        &inputs.activity,
+        &inputs.credits,
+        &HashMap::new(),
+    );
+
+    let names: Vec<&String> = org.true_value.keys().collect();
+    let truth: Vec<f64> = names.iter().map(|n| org.true_value[*n]).collect();
+    let column = |rows: &[Row], metric: fn(&Row) -> f64| -> Vec<f64> {
+        names
+            .iter()
+            .map(|n| rows.iter().find(|r| &&r.subject == n).map_or(0.0, metric))
+            .collect()
+    };
+    let mut by_truth: Vec<(f64, &String)> = truth.iter().copied().zip(names.iter().copied()).collect();
+    by_truth.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut true_ranks: BTreeMap<Persona, Vec<usize>> = BTreeMap::new();
+    for (i, (_, name)) in by_truth.iter().enumerate() {
+        if let Some(person) = org.person(name) {
+            true_ranks.entry(person.persona).or_default().push(i + 1);
+        }
+    }
+    ValueScore {
+        seed: org.spec.seed,
+        people: org.people.len(),
+        value_correlation: spearman(&column(&value, |r| r.value as f64), &truth),
+        volume_correlation: spearman(&column(&volume, |r| r.tokens as f64), &truth),
+        value_ranks: ranks_by_persona(org, &value),
+        volume_ranks: ranks_by_persona(org, &volume),
+        true_ranks,
+    }
+}
+
+/// Ranks with ties given their average rank (1-based).
+fn fractional_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let average = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = average;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation (Pearson's over fractional ranks); 0 when either side is flat.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (fractional_ranks(a), fractional_ranks(b));
+    let n = ra.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_of_known_orders() {
+        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+        assert_eq!(fractional_ranks(&[5.0, 1.0, 5.0]), vec![2.5, 1.0, 2.5]);
+    }
+}
