@@ -185,8 +185,8 @@ async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Res
             ]
         })
         .collect();
-    let table = Tabular {
-        header: [
+    let table = Tabular::new(
+        &[
             "team",
             "people",
             "spend",
@@ -198,12 +198,9 @@ async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Res
             "$/outcome",
             "$/norm_deploy",
             "$/hour_saved",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
+        ],
         rows,
-    };
+    );
     let mut out = std::io::stdout().lock();
     if format == Format::Table {
         writeln!(out, "Return on AI spend — {} to {}", document.from, document.to)?;
@@ -365,15 +362,7 @@ fn list_prices(config: &Config, format: Format) -> anyhow::Result<()> {
     if format == Format::Table {
         writeln!(out, "Price table {} (USD per million tokens)\n", prices.version())?;
     }
-    output::print(
-        format,
-        &json,
-        &Tabular {
-            header: header.map(String::from).to_vec(),
-            rows,
-        },
-        &mut out,
-    )
+    output::print(format, &json, &Tabular::new(&header, rows), &mut out)
 }
 
 async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
@@ -518,10 +507,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             cells
         })
         .collect();
-    let table = Tabular {
-        header: header.into_iter().map(String::from).collect(),
-        rows,
-    };
+    let table = Tabular::new(&header, rows);
     let json = serde_json::json!({ "keys": views });
     output::print(format, &json, &table, &mut std::io::stdout().lock())
 }
@@ -646,10 +632,7 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let table = Tabular {
-        header: header.into_iter().map(String::from).collect(),
-        rows,
-    };
+    let table = Tabular::new(&header, rows);
     let json = serde_json::json!({ "budgets": views });
     output::print(format, &json, &table, &mut std::io::stdout().lock())
 }
@@ -689,13 +672,10 @@ async fn alerts(config: &Config, from: Option<String>, to: Option<String>, forma
             ]
         })
         .collect();
-    let table = Tabular {
-        header: ["created_at", "kind", "scope", "message", "delivered", "attempts"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+    let table = Tabular::new(
+        &["created_at", "kind", "scope", "message", "delivered", "attempts"],
         rows,
-    };
+    );
     let json: Vec<serde_json::Value> = alerts.iter().map(goodhart_server::alerts::alert_json).collect();
     output::print(
         format,
@@ -737,8 +717,8 @@ async fn leaderboard(
             ]
         })
         .collect();
-    let table = Tabular {
-        header: [
+    let table = Tabular::new(
+        &[
             "rank",
             "subject",
             "value/pw",
@@ -749,12 +729,9 @@ async fn leaderboard(
             "tokens",
             "outcomes",
             "flags",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
+        ],
         rows,
-    };
+    );
     let mut out = std::io::stdout().lock();
     if format == Format::Table {
         writeln!(out, "{} — {} to {}", document.label, document.from, document.to)?;

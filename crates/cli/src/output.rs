@@ -17,6 +17,15 @@ pub struct Tabular {
     pub rows: Vec<Vec<String>>,
 }
 
+impl Tabular {
+    pub fn new(header: &[&str], rows: Vec<Vec<String>>) -> Tabular {
+        Tabular {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows,
+        }
+    }
+}
+
 /// Writes `json` as pretty JSON, or `table` as aligned columns or CSV.
 pub fn print(format: Format, json: &impl serde::Serialize, table: &Tabular, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {

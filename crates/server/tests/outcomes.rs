@@ -89,26 +89,24 @@ fn row<'a>(reply: &'a Reply, subject: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{subject} is not on the board: {}", reply.text))
 }
 
+/// Delivers the fixtures' story: alice's pull request approved by bob, merged, and (with
+/// `deploy`) shipped to production by carol.
+async fn alices_reviewed_pull_request(server: &TestServer, deploy: bool) {
+    let review = fixture("pull_request_review.submitted");
+    deliver(server, "pull_request_review", "d-review", &review).await;
+    let merge = deliver(server, "pull_request", "d-merge", &fixture("pull_request.closed")).await;
+    assert_eq!(merge.json["stored"], 1);
+    if deploy {
+        deliver(server, "push", "d-push", &fixture("push")).await;
+        let status = fixture("deployment_status.success");
+        deliver(server, "deployment_status", "d-deploy", &status).await;
+    }
+}
+
 #[tokio::test]
 async fn a_reviewed_pull_request_that_reaches_production_is_one_normalised_deployment() {
     let server = start_with(TestDatabase::sqlite(), CONFIG).await;
-    deliver(
-        &server,
-        "pull_request_review",
-        "d-1",
-        &fixture("pull_request_review.submitted"),
-    )
-    .await;
-    let merge = deliver(&server, "pull_request", "d-2", &fixture("pull_request.closed")).await;
-    assert_eq!(merge.json["stored"], 1);
-    deliver(&server, "push", "d-3", &fixture("push")).await;
-    deliver(
-        &server,
-        "deployment_status",
-        "d-4",
-        &fixture("deployment_status.success"),
-    )
-    .await;
+    alices_reviewed_pull_request(&server, true).await;
 
     let users = board(&server, "by=user").await;
     let alice = row(&users, "alice");
@@ -263,14 +261,7 @@ async fn github_logins_map_to_users() {
         )
         .await;
     assert_eq!(mapped.status, 200, "{}", mapped.text);
-    deliver(
-        &server,
-        "pull_request_review",
-        "d-1",
-        &fixture("pull_request_review.submitted"),
-    )
-    .await;
-    deliver(&server, "pull_request", "d-2", &fixture("pull_request.closed")).await;
+    alices_reviewed_pull_request(&server, false).await;
     let users = board(&server, "by=user").await;
     assert_eq!(row(&users, "alice.smith")["value_total"], 0.5);
     let listed = server.admin("GET", "/api/v1/github/logins", "").await;
@@ -338,21 +329,7 @@ async fn the_roi_report_puts_spend_against_outcomes_and_hours_saved() {
     let stored = server.admin("POST", "/api/v1/usage", json!(usage).to_string()).await;
     assert_eq!(stored.status, 200, "{}", stored.text);
     // alice's reviewed pull request reaches production; bob reports a resolved ticket.
-    deliver(
-        &server,
-        "pull_request_review",
-        "d-1",
-        &fixture("pull_request_review.submitted"),
-    )
-    .await;
-    deliver(&server, "pull_request", "d-2", &fixture("pull_request.closed")).await;
-    deliver(
-        &server,
-        "deployment_status",
-        "d-3",
-        &fixture("deployment_status.success"),
-    )
-    .await;
+    alices_reviewed_pull_request(&server, true).await;
     let ticket = json!([{"id": "t-1", "timestamp": "2026-11-03T10:00:00Z", "kind": "ticket_resolved", "user": "bob"}]);
     assert_eq!(
         server
