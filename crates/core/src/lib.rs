@@ -21,6 +21,7 @@ pub mod sse;
 pub mod time;
 pub mod usage;
 pub mod value;
+pub mod waste;
 
 pub use money::{Nanos, PicoPerToken};
 pub use time::Micros;

@@ -5,14 +5,15 @@
 //! payload reading, outcome validation, credits, the board), so what is scored is what a
 //! user would see.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use goodhart_core::Nanos;
 use goodhart_core::github::{self, Reading};
-use goodhart_core::outcomes::{Credit, Fact, ValueRules, credits};
+use goodhart_core::outcomes::{Credit, Fact, Milli, ValueRules, credits};
 use goodhart_core::pricing::PriceTable;
-use goodhart_core::usage::{IngestPolicy, Source};
+use goodhart_core::usage::{IngestPolicy, Source, UsageEvent};
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
+use goodhart_core::waste::{Call, Detector, Finding, WasteRules, detect};
 
 use crate::org::{Org, Persona};
 
@@ -22,22 +23,32 @@ pub struct BoardInputs {
     pub credits: Vec<Credit>,
 }
 
-/// Reads the organisation's records as the server would.
-pub fn board_inputs(org: &Org, rules: &ValueRules) -> BoardInputs {
+/// The organisation's usage validated (and so fingerprinted) and priced as the server would.
+pub fn priced_usage(org: &Org) -> Vec<(UsageEvent, Nanos)> {
     let prices = PriceTable::builtin();
     let policy = IngestPolicy {
         store_content: false,
         source: Source::Api,
     };
+    org.usage
+        .iter()
+        .map(|input| {
+            let event = input.clone().validate(policy).expect("simulated usage is valid");
+            let cost = prices
+                .cost_of(event.provider.as_deref(), &event.model, &event.tokens)
+                .expect("simulated models are priced")
+                .total();
+            (event, cost)
+        })
+        .collect()
+}
+
+/// Reads the organisation's records as the server would.
+pub fn board_inputs(org: &Org, rules: &ValueRules) -> BoardInputs {
     // (user, team, agent, day) → (cost, tokens), as the store's summary groups it.
     type Key = (String, Option<String>, Option<String>, i64);
     let mut by_day: BTreeMap<Key, (Nanos, u64)> = BTreeMap::new();
-    for input in &org.usage {
-        let event = input.clone().validate(policy).expect("simulated usage is valid");
-        let cost = prices
-            .cost_of(event.provider.as_deref(), &event.model, &event.tokens)
-            .expect("simulated models are priced")
-            .total();
+    for (event, cost) in priced_usage(org) {
         let a = event.attribution;
         let day = event.timestamp.floor_to(goodhart_core::time::MICROS_PER_DAY).0;
         let entry = by_day.entry((a.user, a.team, a.agent, day)).or_default();
@@ -148,6 +159,123 @@ pub fn score_value(org: &Org, rules: &ValueRules) -> ValueScore {
         value_ranks: ranks_by_persona(org, &value),
         volume_ranks: ranks_by_persona(org, &volume),
         true_ranks,
+    }
+}
+
+/// Precision and recall of waste findings at the subject (person) level.
+#[derive(Debug, Clone, Default)]
+pub struct Detection {
+    pub flagged: usize,
+    pub true_positives: usize,
+    pub wasteful: usize,
+}
+
+impl Detection {
+    pub fn precision(&self) -> f64 {
+        if self.flagged == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / self.flagged as f64
+        }
+    }
+
+    pub fn recall(&self) -> f64 {
+        if self.wasteful == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / self.wasteful as f64
+        }
+    }
+}
+
+/// How waste detection fares against the truth on one organisation.
+#[derive(Debug, Clone)]
+pub struct WasteScore {
+    pub seed: u64,
+    pub people: usize,
+    pub calls: usize,
+    pub overall: Detection,
+    /// Per detector: the people with a finding that detector contributed to.
+    pub by_detector: BTreeMap<Detector, Detection>,
+    /// People flagged who are not wasteful, with their persona.
+    pub false_positives: Vec<(String, Persona)>,
+    /// Wasteful people not flagged.
+    pub missed: Vec<(String, Persona)>,
+    pub findings: Vec<Finding>,
+}
+
+/// What detection sees of each priced event.
+pub fn calls(usage: &[(UsageEvent, Nanos)]) -> Vec<Call> {
+    usage
+        .iter()
+        .map(|(event, cost)| Call {
+            at: event.timestamp,
+            user: event.attribution.user.clone(),
+            agent: event.attribution.agent.clone(),
+            session: event.attribution.session.clone(),
+            cost: *cost,
+            tokens: event.tokens.total(),
+            truncated: event.finish_reason.as_deref() == Some("length"),
+            prompt_simhash: event.fingerprints.prompt_simhash,
+            completion_simhash: event.fingerprints.completion_simhash,
+            completion_compress_permille: event.fingerprints.completion_compress_permille,
+        })
+        .collect()
+}
+
+/// Runs waste detection over the whole simulation and scores it against the personas.
+pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> WasteScore {
+    let inputs = board_inputs(org, value_rules);
+    let mut value_by_user: HashMap<String, Milli> = HashMap::new();
+    for credit in &inputs.credits {
+        *value_by_user.entry(credit.credited.user.clone()).or_default() += credit.value;
+    }
+    let calls = calls(&priced_usage(org));
+    let findings = detect(&calls, &value_by_user, rules);
+    let wasteful: BTreeSet<&str> = org
+        .people
+        .iter()
+        .filter(|p| p.persona.wasteful())
+        .map(|p| p.name.as_str())
+        .collect();
+    let tally = |flagged: BTreeSet<&str>| Detection {
+        flagged: flagged.len(),
+        true_positives: flagged.intersection(&wasteful).count(),
+        wasteful: wasteful.len(),
+    };
+    let flagged: BTreeSet<&str> = findings.iter().map(|f| f.user.as_str()).collect();
+    let mut by_detector = BTreeMap::new();
+    for detector in [
+        Detector::RepeatedPrompts,
+        Detector::FillerOutput,
+        Detector::AgentFanOut,
+        Detector::MetronomicCadence,
+        Detector::OffHours,
+        Detector::SpendWithoutOutcomes,
+    ] {
+        let with: BTreeSet<&str> = findings
+            .iter()
+            .filter(|f| f.signals.contains(&detector))
+            .map(|f| f.user.as_str())
+            .collect();
+        by_detector.insert(detector, tally(with));
+    }
+    let persona = |name: &str| org.person(name).map(|p| p.persona).expect("a simulated person");
+    WasteScore {
+        seed: org.spec.seed,
+        people: org.people.len(),
+        calls: calls.len(),
+        false_positives: flagged
+            .difference(&wasteful)
+            .map(|n| ((*n).to_owned(), persona(n)))
+            .collect(),
+        missed: wasteful
+            .difference(&flagged)
+            .map(|n| ((*n).to_owned(), persona(n)))
+            .collect(),
+        overall: tally(flagged.clone()),
+        by_detector,
+        findings,
     }
 }
 

@@ -34,6 +34,14 @@ pub enum Persona {
     /// Moderate AI use and little real work, dressed up: self-merged pull requests, tiny
     /// rubber-stamped ones, re-deploys, and a stream of self-reported tickets.
     OutcomeGamer,
+    /// A burner who hides: paraphrased prompts, jittered gaps, working hours only, outputs
+    /// not always cut off but repetitive.
+    EvasiveBurner,
+    /// Runs a farm of short-lived agents, each started from the same prompt; ships nothing.
+    AgentFarm,
+    /// Runs many short CI review agents from one prompt template — and ships a lot (the hard
+    /// negative for fan-out).
+    CiShipper,
 }
 
 impl Persona {
@@ -44,12 +52,15 @@ impl Persona {
             Persona::Light => "light",
             Persona::Burner => "burner",
             Persona::OutcomeGamer => "outcome_gamer",
+            Persona::EvasiveBurner => "evasive_burner",
+            Persona::AgentFarm => "agent_farm",
+            Persona::CiShipper => "ci_shipper",
         }
     }
 
     /// Whether this person's AI spend buys nothing (what waste detection should flag).
     pub fn wasteful(self) -> bool {
-        self == Persona::Burner
+        matches!(self, Persona::Burner | Persona::EvasiveBurner | Persona::AgentFarm)
     }
 
     fn profile(self) -> Profile {
@@ -65,6 +76,7 @@ impl Persona {
                 agent: None,
                 pull_requests_per_week: 3.0,
                 tickets_per_week: 0.5,
+                style: Style::HUMAN,
             },
             Persona::HeavyShipper => Profile {
                 sessions_per_day: (4, 7),
@@ -77,6 +89,10 @@ impl Persona {
                 agent: Some("claude-code"),
                 pull_requests_per_week: 6.0,
                 tickets_per_week: 0.5,
+                style: Style {
+                    night_sessions: 0.1,
+                    ..Style::HUMAN
+                },
             },
             Persona::Light => Profile {
                 sessions_per_day: (0, 1),
@@ -89,6 +105,7 @@ impl Persona {
                 agent: None,
                 pull_requests_per_week: 1.5,
                 tickets_per_week: 0.5,
+                style: Style::HUMAN,
             },
             Persona::Burner => Profile {
                 sessions_per_day: (2, 3),
@@ -101,6 +118,13 @@ impl Persona {
                 agent: Some("loop-agent"),
                 pull_requests_per_week: 0.3,
                 tickets_per_week: 0.0,
+                style: Style {
+                    prompts: Prompts::Template,
+                    outputs: Outputs::Truncated,
+                    night_sessions: 0.6,
+                    weekends: true,
+                    agent_per_session: false,
+                },
             },
             Persona::OutcomeGamer => Profile {
                 sessions_per_day: (2, 3),
@@ -113,9 +137,108 @@ impl Persona {
                 agent: None,
                 pull_requests_per_week: 0.75,
                 tickets_per_week: 0.0,
+                style: Style::HUMAN,
+            },
+            Persona::EvasiveBurner => Profile {
+                sessions_per_day: (2, 3),
+                calls_per_session: (120, 300),
+                gap_seconds: (20, 90),
+                input: (20_000, 50_000),
+                cache_read: (40_000, 100_000),
+                output: (2_000, 4_096),
+                models: &[("anthropic", "claude-sonnet-4-5")],
+                agent: None,
+                pull_requests_per_week: 0.3,
+                tickets_per_week: 0.0,
+                style: Style {
+                    prompts: Prompts::Paraphrased,
+                    outputs: Outputs::Repetitive,
+                    ..Style::HUMAN
+                },
+            },
+            Persona::AgentFarm => Profile {
+                sessions_per_day: (20, 40),
+                calls_per_session: (3, 12),
+                gap_seconds: (5, 20),
+                input: (5_000, 20_000),
+                cache_read: (0, 20_000),
+                output: (2_048, 2_048),
+                models: &[("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-5")],
+                agent: Some("farm-agent"),
+                pull_requests_per_week: 0.0,
+                tickets_per_week: 0.0,
+                style: Style {
+                    prompts: Prompts::Paraphrased,
+                    outputs: Outputs::Truncated,
+                    night_sessions: 0.5,
+                    weekends: true,
+                    agent_per_session: true,
+                },
+            },
+            Persona::CiShipper => Profile {
+                sessions_per_day: (20, 30),
+                calls_per_session: (2, 6),
+                gap_seconds: (5, 40),
+                input: (2_000, 10_000),
+                cache_read: (0, 10_000),
+                output: (300, 1_500),
+                models: &[("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-sonnet-4-5")],
+                agent: Some("ci-review"),
+                pull_requests_per_week: 5.0,
+                tickets_per_week: 0.0,
+                style: Style {
+                    prompts: Prompts::Templated,
+                    agent_per_session: true,
+                    ..Style::HUMAN
+                },
             },
         }
     }
+}
+
+/// What a person's prompts look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prompts {
+    /// A different request every time (the newest turn of real work).
+    Varied,
+    /// One prompt over and over, with a counter.
+    Template,
+    /// One prompt reworded each time (a quarter of its words swapped for synonyms).
+    Paraphrased,
+    /// A fixed instruction around varying material (a CI review of each diff).
+    Templated,
+}
+
+/// What a person's outputs look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outputs {
+    Prose,
+    /// Cut off at `max_tokens`, every time.
+    Truncated,
+    /// The same few sentences over and over; sometimes cut off.
+    Repetitive,
+}
+
+#[derive(Clone, Copy)]
+struct Style {
+    prompts: Prompts,
+    outputs: Outputs,
+    /// Share of sessions started in the evening and running into the night.
+    night_sessions: f64,
+    /// Works weekends as on weekdays.
+    weekends: bool,
+    /// Each session is a new agent (`<agent>-<n>`).
+    agent_per_session: bool,
+}
+
+impl Style {
+    const HUMAN: Style = Style {
+        prompts: Prompts::Varied,
+        outputs: Outputs::Prose,
+        night_sessions: 0.0,
+        weekends: false,
+        agent_per_session: false,
+    };
 }
 
 struct Profile {
@@ -129,6 +252,7 @@ struct Profile {
     agent: Option<&'static str>,
     pull_requests_per_week: f64,
     tickets_per_week: f64,
+    style: Style,
 }
 
 /// One simulated person (also their GitHub login).
@@ -152,6 +276,9 @@ pub struct OrgSpec {
     pub light: usize,
     pub burners: usize,
     pub outcome_gamers: usize,
+    pub evasive_burners: usize,
+    pub agent_farms: usize,
+    pub ci_shippers: usize,
 }
 
 impl Default for OrgSpec {
@@ -167,6 +294,26 @@ impl Default for OrgSpec {
             light: 8,
             burners: 4,
             outcome_gamers: 2,
+            evasive_burners: 0,
+            agent_farms: 0,
+            ci_shippers: 0,
+        }
+    }
+}
+
+impl OrgSpec {
+    /// The organisation waste detection is scored on: every kind of waste, evasive ones
+    /// included, next to the hard negatives (heavy users with overnight sessions, CI agents
+    /// that ship).
+    pub fn waste_evaluation(seed: u64) -> OrgSpec {
+        OrgSpec {
+            seed,
+            light: 6,
+            burners: 2,
+            evasive_burners: 3,
+            agent_farms: 2,
+            ci_shippers: 2,
+            ..OrgSpec::default()
         }
     }
 }
@@ -234,6 +381,15 @@ struct Simulation {
     merges: Vec<Merge>,
     next_number: Vec<u64>,
     next_id: u64,
+    /// Made-up words that prompts and outputs are written in.
+    vocabulary: Vec<String>,
+    /// Each person's habitual prompt, as word indices.
+    templates: Vec<Vec<usize>>,
+}
+
+/// The `variant`th synonym of word `word` (another word of the vocabulary, always the same).
+fn synonym(word: usize, variant: usize, words: usize) -> usize {
+    (word * 7 + variant * 131 + 17) % words
 }
 
 /// Simulates `spec`'s organisation.
@@ -246,6 +402,9 @@ pub fn simulate(spec: &OrgSpec) -> Org {
         (Persona::Light, spec.light),
         (Persona::Burner, spec.burners),
         (Persona::OutcomeGamer, spec.outcome_gamers),
+        (Persona::EvasiveBurner, spec.evasive_burners),
+        (Persona::AgentFarm, spec.agent_farms),
+        (Persona::CiShipper, spec.ci_shippers),
     ]
     .into_iter()
     .flat_map(|(persona, count)| std::iter::repeat_n(persona, count))
@@ -263,7 +422,7 @@ pub fn simulate(spec: &OrgSpec) -> Org {
             persona,
         })
         .collect();
-    let sim = Simulation {
+    let mut sim = Simulation {
         rng,
         spec: OrgSpec {
             teams,
@@ -277,7 +436,18 @@ pub fn simulate(spec: &OrgSpec) -> Org {
         merges: Vec::new(),
         next_number: vec![100; teams],
         next_id: 0,
+        vocabulary: Vec::new(),
+        templates: Vec::new(),
     };
+    sim.vocabulary = (0..2_000)
+        .map(|_| {
+            let length = sim.rng.random_range(3..10);
+            (0..length).map(|_| sim.rng.random_range(b'a'..=b'z') as char).collect()
+        })
+        .collect();
+    sim.templates = (0..sim.people.len())
+        .map(|_| (0..30).map(|_| sim.rng.random_range(0..2_000)).collect())
+        .collect();
     sim.run()
 }
 
@@ -371,46 +541,130 @@ impl Simulation {
     fn usage_on(&mut self, person: usize, day: u32) {
         let persona = self.people[person].persona;
         let profile = persona.profile();
+        let style = profile.style;
         let weekend = day % 7 >= 5;
-        if weekend && persona != Persona::Burner && !self.rng.random_bool(0.1) {
+        if weekend && !style.weekends && !self.rng.random_bool(0.1) {
             return;
         }
         let sessions = self
             .rng
             .random_range(profile.sessions_per_day.0..=profile.sessions_per_day.1);
         for _ in 0..sessions {
-            let mut at = if persona == Persona::Burner && self.rng.random_bool(0.6) {
-                // Unattended loops start in the evening and run through the night.
+            let mut at = if self.rng.random_bool(style.night_sessions) {
+                // Started in the evening, running into the night.
                 Micros(self.day(day).0 + 20 * MICROS_PER_HOUR + self.rng.random_range(0..4 * MICROS_PER_HOUR))
+            } else if style.weekends && persona == Persona::AgentFarm {
+                Micros(self.day(day).0 + self.rng.random_range(0..MICROS_PER_DAY))
             } else {
                 self.work_time(day)
             };
             let session = self.id("s");
+            let agent = match (profile.agent, style.agent_per_session) {
+                (Some(agent), true) => Some(format!("{agent}-{}", self.next_id)),
+                (agent, _) => agent.map(str::to_owned),
+            };
             let (provider, model) = profile.models[self.rng.random_range(0..profile.models.len())];
             let calls = self
                 .rng
                 .random_range(profile.calls_per_session.0..=profile.calls_per_session.1);
-            for _ in 0..calls {
+            for attempt in 0..calls {
                 let output = self.rng.random_range(profile.output.0..=profile.output.1);
+                let prompt = self.prompt(person, style.prompts, attempt);
+                let (completion, truncated) = self.completion(person, style.outputs);
                 let event = UsageEventInput {
                     id: Some(self.id("u")),
                     timestamp: at.rfc3339(),
                     user: self.people[person].name.clone(),
                     team: Some(self.people[person].team.clone()),
                     project: Some(format!("{}-app", self.people[person].team)),
-                    agent: profile.agent.map(str::to_owned),
+                    agent: agent.clone(),
                     session: Some(session.clone()),
                     provider: Some(provider.to_owned()),
                     model: model.to_owned(),
                     input_tokens: self.rng.random_range(profile.input.0..=profile.input.1),
                     output_tokens: output,
                     cache_read_tokens: self.rng.random_range(profile.cache_read.0..=profile.cache_read.1),
-                    finish_reason: Some(if persona == Persona::Burner { "length" } else { "stop" }.to_owned()),
+                    prompt: Some(prompt),
+                    completion: Some(completion),
+                    finish_reason: Some(if truncated { "length" } else { "stop" }.to_owned()),
                     ..UsageEventInput::default()
                 };
                 self.usage.push(event);
                 let gap = self.rng.random_range(profile.gap_seconds.0..=profile.gap_seconds.1);
                 at = Micros(at.0 + i64::from(gap) * MICROS_PER_SECOND + self.rng.random_range(0..MICROS_PER_SECOND));
+            }
+        }
+    }
+
+    fn words(&mut self, count: usize, out: &mut String) {
+        for _ in 0..count {
+            let word = &self.vocabulary[self.rng.random_range(0..self.vocabulary.len())];
+            out.push_str(word);
+            out.push(' ');
+        }
+    }
+
+    /// The newest turn of a prompt, in `style`.
+    fn prompt(&mut self, person: usize, style: Prompts, attempt: u32) -> String {
+        let mut text = String::with_capacity(256);
+        match style {
+            Prompts::Varied => {
+                let count = self.rng.random_range(12..30);
+                self.words(count, &mut text);
+            }
+            Prompts::Template => {
+                for &w in &self.templates[person] {
+                    text.push_str(&self.vocabulary[w]);
+                    text.push(' ');
+                }
+                text.push_str(&format!("attempt {attempt}"));
+            }
+            Prompts::Paraphrased => {
+                for i in 0..self.templates[person].len() {
+                    let w = self.templates[person][i];
+                    let word = if self.rng.random_bool(0.25) {
+                        synonym(w, self.rng.random_range(1..4), self.vocabulary.len())
+                    } else {
+                        w
+                    };
+                    text.push_str(&self.vocabulary[word]);
+                    text.push(' ');
+                }
+            }
+            Prompts::Templated => {
+                for i in 0..12 {
+                    let w = self.templates[person][i];
+                    text.push_str(&self.vocabulary[w]);
+                    text.push(' ');
+                }
+                let count = self.rng.random_range(12..20);
+                self.words(count, &mut text);
+            }
+        }
+        text
+    }
+
+    /// An output in `style`, and whether it was cut off at `max_tokens`.
+    fn completion(&mut self, person: usize, style: Outputs) -> (String, bool) {
+        let mut text = String::with_capacity(512);
+        match style {
+            Outputs::Prose | Outputs::Truncated => {
+                let count = self.rng.random_range(30..80);
+                self.words(count, &mut text);
+                (text, style == Outputs::Truncated)
+            }
+            Outputs::Repetitive => {
+                for _ in 0..self.rng.random_range(6..12) {
+                    let template = &self.templates[person];
+                    for &w in &template[template.len() - 10..] {
+                        text.push_str(&self.vocabulary[w]);
+                        text.push(' ');
+                    }
+                    let w = self.rng.random_range(0..self.vocabulary.len());
+                    text.push_str(&self.vocabulary[w]);
+                    text.push_str(". ");
+                }
+                (text, self.rng.random_bool(0.4))
             }
         }
     }

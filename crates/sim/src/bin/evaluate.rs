@@ -6,7 +6,10 @@
 //! puts the token burners, outcome gamers and heavy-but-productive users.
 
 use goodhart_core::outcomes::ValueRules;
-use goodhart_sim::evaluate::score_value;
+use std::time::Instant;
+
+use goodhart_core::waste::WasteRules;
+use goodhart_sim::evaluate::{WasteScore, score_value, score_waste};
 use goodhart_sim::org::{OrgSpec, Persona, simulate};
 
 fn ranks(ranks: Option<&Vec<usize>>) -> String {
@@ -21,8 +24,9 @@ fn main() {
     let seeds: u64 = args.next().map_or(5, |s| s.parse().expect("SEEDS is a number"));
     match what.as_str() {
         "value" => value(seeds),
+        "waste" => waste(seeds),
         other => {
-            eprintln!("unknown evaluation `{other}` (try: value)");
+            eprintln!("unknown evaluation `{other}` (try: value, waste)");
             std::process::exit(2);
         }
     }
@@ -62,4 +66,73 @@ fn value(seeds: u64) {
         value_sum / seeds as f64,
         volume_sum / seeds as f64
     );
+}
+
+fn waste(seeds: u64) {
+    let (value_rules, rules) = (ValueRules::default(), WasteRules::default());
+    let mut per_detector: Vec<(u64, WasteScore)> = Vec::new();
+    println!(
+        "| seed | people | wasteful | calls | flagged | precision | recall | detection time | false positives | missed |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for seed in 1..=seeds {
+        let org = simulate(&OrgSpec::waste_evaluation(seed));
+        let started = Instant::now();
+        let score = score_waste(&org, &value_rules, &rules);
+        let elapsed = started.elapsed();
+        let names = |list: &[(String, Persona)]| {
+            list.iter()
+                .map(|(name, persona)| format!("{name} ({})", persona.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| {seed} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} s (incl. parsing) | {} | {} |",
+            score.people,
+            score.overall.wasteful,
+            score.calls,
+            score.overall.flagged,
+            score.overall.precision(),
+            score.overall.recall(),
+            elapsed.as_secs_f64(),
+            names(&score.false_positives),
+            names(&score.missed),
+        );
+        per_detector.push((seed, score));
+    }
+    println!("\nPer detector (people with a finding the detector contributed to), by seed:\n");
+    println!("| detector | precision | recall |");
+    println!("| --- | --- | --- |");
+    if let Some((_, first)) = per_detector.first() {
+        for detector in first.by_detector.keys() {
+            let cells = |f: fn(&goodhart_sim::evaluate::Detection) -> f64| {
+                per_detector
+                    .iter()
+                    .map(|(_, s)| format!("{:.2}", f(&s.by_detector[detector])))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            println!(
+                "| {} | {} | {} |",
+                detector.as_str(),
+                cells(|d| d.precision()),
+                cells(|d| d.recall())
+            );
+        }
+    }
+    if std::env::var_os("SHOW_FINDINGS").is_some() {
+        for (_, score) in &per_detector {
+            for finding in score.findings.iter().take(20) {
+                println!(
+                    "{} {} {:?} {} ${}: {}",
+                    finding.user,
+                    finding.subject,
+                    finding.signals,
+                    finding.confidence,
+                    finding.wasted.usd_rounded(2),
+                    finding.evidence
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,514 @@
+//! Waste ("tokenmaxxing") detection: spend that buys nothing, found from fingerprints and
+//! metadata (never from stored prompt text), with evidence a manager can check in a minute.
+//!
+//! Calls are grouped into **runs** — one person's calls in one session (or agent) without a
+//! pause longer than [`WasteRules::run_gap`] — and each long run is checked for signals:
+//!
+//! - [`Detector::RepeatedPrompts`]: most prompts near-identical (SimHash within
+//!   [`WasteRules::similar_bits`], so paraphrases and counters do not escape);
+//! - [`Detector::FillerOutput`]: outputs that are filler — most cut off at `max_tokens`, or
+//!   highly compressible, or near-identical to each other;
+//! - [`Detector::MetronomicCadence`]: an hour or more at a steady rhythm with no human pause;
+//! - [`Detector::OffHours`]: an hour or more mostly at night (22:00–06:00 UTC) or at weekends;
+//!
+//! and, per person, [`Detector::AgentFanOut`] (many short-lived sessions or agents starting
+//! from the same prompt fingerprint) and [`Detector::SpendWithoutOutcomes`] (spend far above
+//! the median person's with no outcome credited in the window).
+//!
+//! **No single signal accuses anyone.** A run is waste when it shows a content signal
+//! (repeated prompts, filler, fan-out) and at least one more signal, or any three signals.
+//! Fan-out by someone whose work ships (CI agents, say) is not waste unless its outputs are
+//! filler. Behaviour alone — long sessions, night work, steady agent loops — never suffices:
+//! a productive engineer's overnight agent session before a release has varied prompts and
+//! real outputs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::Micros;
+use crate::fingerprint::simhash_similarity;
+use crate::money::Nanos;
+use crate::outcomes::Milli;
+use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
+
+/// One model call, as detection sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Call {
+    pub at: Micros,
+    pub user: String,
+    pub agent: Option<String>,
+    pub session: Option<String>,
+    pub cost: Nanos,
+    pub tokens: u64,
+    /// The output stopped at the length limit (`finish_reason` `length` / `max_tokens`).
+    pub truncated: bool,
+    pub prompt_simhash: Option<u64>,
+    pub completion_simhash: Option<u64>,
+    pub completion_compress_permille: Option<u32>,
+}
+
+/// What raised a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    RepeatedPrompts,
+    FillerOutput,
+    AgentFanOut,
+    MetronomicCadence,
+    OffHours,
+    SpendWithoutOutcomes,
+}
+
+impl Detector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::RepeatedPrompts => "repeated_prompts",
+            Detector::FillerOutput => "filler_output",
+            Detector::AgentFanOut => "agent_fan_out",
+            Detector::MetronomicCadence => "metronomic_cadence",
+            Detector::OffHours => "off_hours",
+            Detector::SpendWithoutOutcomes => "spend_without_outcomes",
+        }
+    }
+
+    /// Signals about what was asked and answered (the others are about behaviour).
+    fn is_content(self) -> bool {
+        matches!(
+            self,
+            Detector::RepeatedPrompts | Detector::FillerOutput | Detector::AgentFanOut
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    User,
+    Agent,
+    Key,
+    Session,
+}
+
+/// Spend found to buy nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable across detection passes: the detector, subject and UTC day.
+    pub id: String,
+    pub subject_kind: SubjectKind,
+    pub subject: String,
+    /// The person whose spend it is.
+    pub user: String,
+    /// The strongest signal; `signals` lists every one that fired.
+    pub detector: Detector,
+    pub signals: Vec<Detector>,
+    pub evidence: String,
+    pub from: Micros,
+    pub to: Micros,
+    pub calls: u64,
+    pub wasted_tokens: u64,
+    pub wasted: Nanos,
+    /// In thousandths.
+    pub confidence: u32,
+}
+
+/// Thresholds of the detectors (the defaults are documented in the README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasteRules {
+    /// A pause longer than this ends a run.
+    pub run_gap: i64,
+    /// Runs shorter than this are not judged on their own (fan-out looks at them together).
+    pub min_run_calls: usize,
+    /// Prompts whose SimHashes differ in at most this many of 64 bits are near-identical.
+    pub similar_bits: u32,
+    /// Share of a run's prompts in its largest near-identical group, in thousandths.
+    pub repeated_share: u32,
+    /// Share of outputs cut off at `max_tokens`, or near-identical, that makes them filler.
+    pub filler_share: u32,
+    /// Median compressed size (permille of the original) at or under which outputs are filler.
+    pub filler_compress_permille: u32,
+    /// A steady rhythm: gaps' standard deviation at most this share of their mean (permille).
+    pub cadence_variation: u32,
+    /// A human pause: any gap at least this long clears a run of metronomic cadence.
+    pub human_pause: i64,
+    /// Behavioural signals need runs at least this long.
+    pub min_signal_span: i64,
+    /// Share of a run's calls at night or at weekends, in thousandths.
+    pub off_hours_share: u32,
+    /// Short sessions starting from one prompt fingerprint that make a fan-out.
+    pub fan_out_sessions: usize,
+    /// Spend at least this many times the median person's, with no outcome, is a signal.
+    pub spend_multiple: u64,
+}
+
+impl Default for WasteRules {
+    fn default() -> WasteRules {
+        WasteRules {
+            run_gap: 30 * 60 * MICROS_PER_SECOND,
+            min_run_calls: 40,
+            similar_bits: 20,
+            repeated_share: 600,
+            filler_share: 800,
+            filler_compress_permille: 150,
+            cadence_variation: 150,
+            human_pause: 10 * 60 * MICROS_PER_SECOND,
+            min_signal_span: MICROS_PER_HOUR,
+            off_hours_share: 800,
+            fan_out_sessions: 8,
+            spend_multiple: 4,
+        }
+    }
+}
+
+/// Waste findings among `calls`; `value_by_user` is the value credited to each person in the
+/// same window (people absent from it delivered nothing).
+pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &WasteRules) -> Vec<Finding> {
+    let mut by_user: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
+    for call in calls {
+        by_user.entry(&call.user).or_default().push(call);
+    }
+    let spend_of = |calls: &[&Call]| calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost));
+    let mut spends: Vec<Nanos> = by_user.values().map(|c| spend_of(c)).collect();
+    spends.sort_unstable();
+    let median_spend = spends.get(spends.len() / 2).copied().unwrap_or(Nanos::ZERO);
+
+    let mut findings = Vec::new();
+    for (user, mut calls) in by_user {
+        calls.sort_by(|a, b| (&a.session, &a.agent, a.at).cmp(&(&b.session, &b.agent, b.at)));
+        let shipped = value_by_user.get(user).is_some_and(|v| *v > 0);
+        let spent = spend_of(&calls);
+        let idle_spender = !shipped
+            && spent > Nanos::ZERO
+            && spent.0 >= median_spend.0.saturating_mul(rules.spend_multiple as i64).max(1);
+        let spend_note = idle_spender.then(|| {
+            format!(
+                "{} spent in the window with no outcome credited (the median person spent {})",
+                spent.usd_rounded(2),
+                median_spend.usd_rounded(2)
+            )
+        });
+
+        let (long, short) = runs(&calls, rules);
+        for run in long {
+            let mut signals = run_signals(&run, rules);
+            if let Some(note) = &spend_note {
+                signals.push((Detector::SpendWithoutOutcomes, note.clone()));
+            }
+            if let Some(finding) = judge(user, &run, signals, shipped) {
+                findings.push(finding);
+            }
+        }
+        if let Some((fan_calls, note)) = fan_out(&short, rules) {
+            let mut signals = vec![(Detector::AgentFanOut, note)];
+            signals.extend(filler(&fan_calls, rules));
+            if let Some(note) = &spend_note {
+                signals.push((Detector::SpendWithoutOutcomes, note.clone()));
+            }
+            if shipped && signals.len() < 2 {
+                continue;
+            }
+            if let Some(finding) = judge(user, &fan_calls, signals, shipped) {
+                findings.push(finding);
+            }
+        }
+    }
+    merge_by_day(findings)
+}
+
+/// The runs of one person's calls (sorted by session, agent, time): long ones to judge on
+/// their own, and short ones.
+fn runs<'a>(calls: &[&'a Call], rules: &WasteRules) -> (Vec<Vec<&'a Call>>, Vec<Vec<&'a Call>>) {
+    let (mut long, mut short) = (Vec::new(), Vec::new());
+    let mut current: Vec<&Call> = Vec::new();
+    for call in calls {
+        let continues = current.last().is_some_and(|last| {
+            last.session == call.session && last.agent == call.agent && call.at.0 - last.at.0 <= rules.run_gap
+        });
+        if !continues && !current.is_empty() {
+            let run = std::mem::take(&mut current);
+            if run.len() >= rules.min_run_calls {
+                &mut long
+            } else {
+                &mut short
+            }
+            .push(run);
+        }
+        current.push(call);
+    }
+    if !current.is_empty() {
+        if current.len() >= rules.min_run_calls {
+            &mut long
+        } else {
+            &mut short
+        }
+        .push(current);
+    }
+    (long, short)
+}
+
+/// The size of the largest group of near-identical fingerprints (greedy, against up to 16
+/// group leaders), and how many fingerprints there were.
+fn largest_group(hashes: impl Iterator<Item = u64>, similar_bits: u32) -> (usize, usize) {
+    let mut leaders: Vec<(u64, usize)> = Vec::new();
+    let mut total = 0;
+    for hash in hashes {
+        total += 1;
+        let near = leaders
+            .iter()
+            .position(|(leader, _)| 64 - simhash_similarity(*leader, hash) <= similar_bits);
+        match near {
+            Some(i) => leaders[i].1 += 1,
+            None if leaders.len() < 16 => leaders.push((hash, 1)),
+            None => {}
+        }
+    }
+    (leaders.iter().map(|l| l.1).max().unwrap_or(0), total)
+}
+
+fn permille(part: usize, whole: usize) -> u32 {
+    (part * 1000).checked_div(whole).unwrap_or(0) as u32
+}
+
+fn clock(at: Micros) -> String {
+    let minutes = at.0.rem_euclid(MICROS_PER_DAY) / (60 * MICROS_PER_SECOND);
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// Outputs that are filler, and why.
+fn filler(calls: &[&Call], rules: &WasteRules) -> Option<(Detector, String)> {
+    let truncated = calls.iter().filter(|c| c.truncated).count();
+    if permille(truncated, calls.len()) >= rules.filler_share {
+        let what = if truncated == calls.len() {
+            "every output hit max_tokens".to_owned()
+        } else {
+            format!("{truncated} of {} outputs hit max_tokens", calls.len())
+        };
+        return Some((Detector::FillerOutput, what));
+    }
+    let mut ratios: Vec<u32> = calls.iter().filter_map(|c| c.completion_compress_permille).collect();
+    if ratios.len() * 2 >= calls.len() && !ratios.is_empty() {
+        ratios.sort_unstable();
+        let median = ratios[ratios.len() / 2];
+        if median <= rules.filler_compress_permille {
+            return Some((
+                Detector::FillerOutput,
+                format!(
+                    "outputs compress to {:.0}% of their size (repetitive filler)",
+                    f64::from(median) / 10.0
+                ),
+            ));
+        }
+    }
+    let (group, total) = largest_group(calls.iter().filter_map(|c| c.completion_simhash), 6);
+    (total * 2 >= calls.len() && permille(group, total) >= rules.filler_share).then(|| {
+        (
+            Detector::FillerOutput,
+            format!("{group} of {total} outputs near-identical"),
+        )
+    })
+}
+
+/// The signals one long run shows, each with its evidence.
+fn run_signals(run: &[&Call], rules: &WasteRules) -> Vec<(Detector, String)> {
+    let mut signals = Vec::new();
+    let (first, last) = (run[0].at, run[run.len() - 1].at);
+    let span = last.0 - first.0;
+    let (group, fingerprinted) = largest_group(run.iter().filter_map(|c| c.prompt_simhash), rules.similar_bits);
+    if fingerprinted * 2 >= run.len() && permille(group, fingerprinted) >= rules.repeated_share {
+        signals.push((
+            Detector::RepeatedPrompts,
+            format!("{group} of {fingerprinted} prompts near-identical"),
+        ));
+    }
+    signals.extend(filler(run, rules));
+    if span >= rules.min_signal_span {
+        let mut gaps: Vec<i64> = run.windows(2).map(|w| w[1].at.0 - w[0].at.0).collect();
+        gaps.sort_unstable();
+        let n = gaps.len() as f64;
+        let mean = gaps.iter().sum::<i64>() as f64 / n;
+        let deviation = (gaps.iter().map(|g| (*g as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let longest = gaps.last().copied().unwrap_or(0);
+        if longest < rules.human_pause && deviation <= mean * f64::from(rules.cadence_variation) / 1000.0 {
+            let median = gaps[gaps.len() / 2] as f64 / MICROS_PER_SECOND as f64;
+            signals.push((
+                Detector::MetronomicCadence,
+                format!(
+                    "median gap {median:.1} s ± {:.1} s, no pause over {} min",
+                    deviation / MICROS_PER_SECOND as f64,
+                    rules.human_pause / (60 * MICROS_PER_SECOND)
+                ),
+            ));
+        }
+        let off = run.iter().filter(|c| off_hours(c.at)).count();
+        if permille(off, run.len()) >= rules.off_hours_share {
+            signals.push((
+                Detector::OffHours,
+                format!(
+                    "{off} of {} calls at night (22:00–06:00 UTC) or at the weekend",
+                    run.len()
+                ),
+            ));
+        }
+    }
+    signals
+}
+
+fn off_hours(at: Micros) -> bool {
+    let day = at.0.div_euclid(MICROS_PER_DAY);
+    // 1970-01-01 was a Thursday: days 2 and 3 of each week (from Thursday) are the weekend.
+    let weekend = matches!(day.rem_euclid(7), 2 | 3);
+    let hour = at.0.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR;
+    weekend || !(6..22).contains(&hour)
+}
+
+/// Many short sessions or agents starting from one prompt fingerprint.
+fn fan_out<'a>(short: &[Vec<&'a Call>], rules: &WasteRules) -> Option<(Vec<&'a Call>, String)> {
+    let starts: Vec<(usize, u64)> = short
+        .iter()
+        .enumerate()
+        .filter(|(_, run)| run[0].session.is_some() || run[0].agent.is_some())
+        .filter_map(|(i, run)| run.iter().find_map(|c| c.prompt_simhash).map(|h| (i, h)))
+        .collect();
+    let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (i, hash) in starts {
+        match groups
+            .iter_mut()
+            .find(|(leader, _)| 64 - simhash_similarity(*leader, hash) <= rules.similar_bits)
+        {
+            Some((_, members)) => members.push(i),
+            None => groups.push((hash, vec![i])),
+        }
+    }
+    let (_, members) = groups.into_iter().max_by_key(|(_, m)| m.len())?;
+    if members.len() < rules.fan_out_sessions {
+        return None;
+    }
+    let labels: BTreeSet<&str> = members
+        .iter()
+        .filter_map(|&i| short[i][0].agent.as_deref().or(short[i][0].session.as_deref()))
+        .collect();
+    let calls: Vec<&Call> = members.iter().flat_map(|&i| short[i].iter().copied()).collect();
+    let note = format!(
+        "{} short-lived sessions ({} distinct agents or sessions, {} calls) starting from one prompt fingerprint",
+        members.len(),
+        labels.len(),
+        calls.len()
+    );
+    Some((calls, note))
+}
+
+/// Whether the signals make waste, and the finding if so.
+fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, shipped: bool) -> Option<Finding> {
+    signals.sort_by_key(|s| s.0);
+    signals.dedup_by_key(|s| s.0);
+    let content = signals.iter().any(|s| s.0.is_content());
+    if !(content && signals.len() >= 2 || signals.len() >= 3) {
+        return None;
+    }
+    let (first, last) = (calls.iter().map(|c| c.at).min()?, calls.iter().map(|c| c.at).max()?);
+    let (subject_kind, subject) = match calls[0].agent.as_deref() {
+        Some(agent) if signals[0].0 != Detector::AgentFanOut => (SubjectKind::Agent, agent.to_owned()),
+        _ => (SubjectKind::User, user.to_owned()),
+    };
+    let confidence = match signals.len() {
+        2 => 700,
+        3 => 850,
+        _ => 950,
+    } - if shipped { 100 } else { 0 };
+    let evidence = format!(
+        "{} calls between {} and {} ({}): {}",
+        calls.len(),
+        clock(first),
+        clock(last),
+        &first.rfc3339()[..10],
+        signals.iter().map(|s| s.1.as_str()).collect::<Vec<_>>().join("; ")
+    );
+    Some(Finding {
+        id: String::new(),
+        subject_kind,
+        subject,
+        user: user.to_owned(),
+        detector: signals[0].0,
+        signals: signals.iter().map(|s| s.0).collect(),
+        evidence,
+        from: first,
+        to: last,
+        calls: calls.len() as u64,
+        wasted_tokens: calls.iter().map(|c| c.tokens).sum(),
+        wasted: calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost)),
+        confidence,
+    })
+}
+
+/// One finding per subject, detector and UTC day (runs of the same day add up; the evidence
+/// is the costliest run's), under a stable id.
+fn merge_by_day(findings: Vec<Finding>) -> Vec<Finding> {
+    type Key = (SubjectKind, String, String, Detector, i64);
+    let mut merged: BTreeMap<Key, (Finding, Nanos, u64)> = BTreeMap::new();
+    for finding in findings {
+        let day = finding.from.0.div_euclid(MICROS_PER_DAY);
+        let key = (
+            finding.subject_kind,
+            finding.subject.clone(),
+            finding.user.clone(),
+            finding.detector,
+            day,
+        );
+        match merged.get_mut(&key) {
+            None => {
+                let (wasted, runs) = (finding.wasted, 1);
+                merged.insert(key, (finding, wasted, runs));
+            }
+            Some((kept, costliest, runs)) => {
+                *runs += 1;
+                if finding.wasted > *costliest {
+                    *costliest = finding.wasted;
+                    kept.evidence = finding.evidence;
+                }
+                let (from, to) = (kept.from.min(finding.from), kept.to.max(finding.to));
+                let calls = kept.calls + finding.calls;
+                let tokens = kept.wasted_tokens + finding.wasted_tokens;
+                let wasted = kept.wasted.saturating_add(finding.wasted);
+                let confidence = kept.confidence.max(finding.confidence);
+                let mut signals: BTreeSet<Detector> = kept.signals.iter().copied().collect();
+                signals.extend(finding.signals.iter().copied());
+                kept.from = from;
+                kept.to = to;
+                kept.calls = calls;
+                kept.wasted_tokens = tokens;
+                kept.wasted = wasted;
+                kept.confidence = confidence;
+                kept.signals = signals.into_iter().collect();
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|((kind, subject, user, detector, day), (mut finding, _, runs))| {
+            let date = Micros(day * MICROS_PER_DAY).rfc3339();
+            // Agents' names are shared (`claude-code`): an agent's finding is its user's.
+            let whose = if kind == SubjectKind::User {
+                subject
+            } else {
+                format!("{subject}@{user}")
+            };
+            finding.id = format!("{}:{}:{whose}:{}", detector.as_str(), kind_str(kind), &date[..10]);
+            if runs > 1 {
+                finding.evidence = format!(
+                    "{runs} runs that day, {} calls in all; the costliest: {}",
+                    finding.calls, finding.evidence
+                );
+            }
+            finding
+        })
+        .collect()
+}
+
+fn kind_str(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::User => "user",
+        SubjectKind::Agent => "agent",
+        SubjectKind::Key => "key",
+        SubjectKind::Session => "session",
+    }
+}
