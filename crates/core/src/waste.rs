@@ -399,6 +399,7 @@ fn fan_out<'a>(short: &[Vec<&'a Call>], rules: &WasteRules) -> Option<(Vec<&'a C
 
 /// Whether the signals make waste, and the finding if so.
 fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, shipped: bool) -> Option<Finding> {
+    let fan_out = signals.first().is_some_and(|s| s.0 == Detector::AgentFanOut);
     signals.sort_by_key(|s| s.0);
     signals.dedup_by_key(|s| s.0);
     let content = signals.iter().any(|s| s.0.is_content());
@@ -406,10 +407,12 @@ fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, ship
         return None;
     }
     let (first, last) = (calls.iter().map(|c| c.at).min()?, calls.iter().map(|c| c.at).max()?);
+    // A fan-out is its owner's (its agents are many and short-lived); a run is its agent's.
     let (subject_kind, subject) = match calls[0].agent.as_deref() {
-        Some(agent) if signals[0].0 != Detector::AgentFanOut => (SubjectKind::Agent, agent.to_owned()),
+        Some(agent) if !fan_out => (SubjectKind::Agent, agent.to_owned()),
         _ => (SubjectKind::User, user.to_owned()),
     };
+    let detector = if fan_out { Detector::AgentFanOut } else { signals[0].0 };
     let confidence = match signals.len() {
         2 => 700,
         3 => 850,
@@ -428,7 +431,7 @@ fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, ship
         subject_kind,
         subject,
         user: user.to_owned(),
-        detector: signals[0].0,
+        detector,
         signals: signals.iter().map(|s| s.0).collect(),
         evidence,
         from: first,
@@ -510,5 +513,308 @@ fn kind_str(kind: SubjectKind) -> &'static str {
         SubjectKind::Agent => "agent",
         SubjectKind::Key => "key",
         SubjectKind::Session => "session",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::{compress_permille, simhash};
+
+    /// Monday 2 November 2026, midnight UTC.
+    const MONDAY: i64 = 20_759 * MICROS_PER_DAY;
+    const WORDS: [&str; 24] = [
+        "refactor",
+        "the",
+        "payment",
+        "module",
+        "so",
+        "that",
+        "retries",
+        "are",
+        "idempotent",
+        "and",
+        "add",
+        "tests",
+        "for",
+        "the",
+        "timeout",
+        "path",
+        "then",
+        "update",
+        "docs",
+        "explain",
+        "why",
+        "ledger",
+        "entries",
+        "balance",
+    ];
+
+    fn varied(i: usize) -> String {
+        // A different request each time, as the newest turn of real work is.
+        (0..12)
+            .map(|k| WORDS[(i * 7 + k * k * 3 + i / 5) % WORDS.len()].to_owned() + &"x".repeat((i + k) % 5))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    struct Run {
+        user: &'static str,
+        agent: Option<&'static str>,
+        session: String,
+        start: i64,
+        calls: usize,
+        gap_secs: fn(usize) -> i64,
+        prompt: fn(usize) -> String,
+        output: fn(usize) -> String,
+        truncated: bool,
+    }
+
+    impl Run {
+        fn calls(&self) -> Vec<Call> {
+            let mut at = self.start;
+            (0..self.calls)
+                .map(|i| {
+                    let output = (self.output)(i);
+                    let call = Call {
+                        at: Micros(at),
+                        user: self.user.into(),
+                        agent: self.agent.map(Into::into),
+                        session: Some(self.session.clone()),
+                        cost: Nanos(50_000_000),
+                        tokens: 20_000,
+                        truncated: self.truncated,
+                        prompt_simhash: Some(simhash(&(self.prompt)(i))),
+                        completion_simhash: Some(simhash(&output)),
+                        completion_compress_permille: Some(compress_permille(&output)),
+                    };
+                    at += (self.gap_secs)(i) * MICROS_PER_SECOND;
+                    call
+                })
+                .collect()
+        }
+    }
+
+    fn prose(i: usize) -> String {
+        format!("{} {}", varied(i + 3), varied(i + 11))
+    }
+
+    fn night_loop(user: &'static str) -> Run {
+        Run {
+            user,
+            agent: Some("loop-agent"),
+            session: format!("{user}-loop"),
+            start: MONDAY + 22 * MICROS_PER_HOUR + 3 * 60 * MICROS_PER_SECOND,
+            calls: 412,
+            gap_secs: |_| 30,
+            prompt: |i| format!("Keep improving the answer, attempt {i}, be more thorough"),
+            output: prose,
+            truncated: true,
+        }
+    }
+
+    fn findings(calls: &[Call], shipped: &[&str]) -> Vec<Finding> {
+        let value = shipped.iter().map(|u| ((*u).to_owned(), 1_000)).collect();
+        detect(calls, &value, &WasteRules::default())
+    }
+
+    /// Daytime work by people who make the median spend what it is.
+    fn colleagues() -> Vec<Call> {
+        (0..6)
+            .flat_map(|n| {
+                Run {
+                    user: ["ann", "bob", "cat", "dan", "eve", "fin"][n],
+                    agent: None,
+                    session: format!("day-{n}"),
+                    start: MONDAY + 10 * MICROS_PER_HOUR,
+                    calls: 20,
+                    gap_secs: |i| 40 + (i as i64 * 37) % 200,
+                    prompt: varied,
+                    output: prose,
+                    truncated: false,
+                }
+                .calls()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_night_loop_of_one_prompt_is_waste_with_evidence_and_dollars() {
+        let mut calls = colleagues();
+        calls.extend(night_loop("zed").calls());
+        let found = findings(&calls, &["ann"]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(
+            (f.subject_kind, f.subject.as_str(), f.user.as_str()),
+            (SubjectKind::Agent, "loop-agent", "zed")
+        );
+        assert_eq!(
+            f.signals,
+            [
+                Detector::RepeatedPrompts,
+                Detector::FillerOutput,
+                Detector::MetronomicCadence,
+                Detector::OffHours,
+                Detector::SpendWithoutOutcomes
+            ]
+        );
+        assert_eq!(
+            (f.calls, f.wasted_tokens, f.wasted),
+            (412, 412 * 20_000, Nanos(412 * 50_000_000))
+        );
+        assert_eq!(f.confidence, 950);
+        assert_eq!(f.id, "repeated_prompts:agent:loop-agent@zed:2026-11-02");
+        for part in [
+            "412 calls between 22:03 and 01:28",
+            "412 of 412 prompts near-identical",
+            "every output hit max_tokens",
+            "median gap 30.0 s ± 0.0 s",
+        ] {
+            assert!(f.evidence.contains(part), "{part:?} not in {}", f.evidence);
+        }
+    }
+
+    #[test]
+    fn paraphrased_prompts_at_jittered_gaps_in_working_hours_do_not_escape() {
+        let run = Run {
+            user: "zed",
+            agent: None,
+            session: "s".into(),
+            start: MONDAY + 10 * MICROS_PER_HOUR,
+            calls: 150,
+            gap_secs: |i| 20 + (i as i64 * 53) % 70,
+            prompt: |i| {
+                // A quarter of the words swapped for synonyms, differently each time.
+                let swaps = [
+                    ("improve", "enhance"),
+                    ("answer", "response"),
+                    ("thorough", "detailed"),
+                    ("please", "kindly"),
+                ];
+                let mut text =
+                    "please improve the answer about ledger balances and make it more thorough and complete".to_owned();
+                for (k, (from, to)) in swaps.iter().enumerate() {
+                    if (i >> k) & 1 == 1 {
+                        text = text.replace(from, to);
+                    }
+                }
+                text
+            },
+            output: |i| format!("{} ", WORDS[i % 3]).repeat(10) + &"the ledger balances. ".repeat(12),
+            truncated: false,
+        };
+        let found = findings(&run.calls(), &[]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            found[0].signals[..2],
+            [Detector::RepeatedPrompts, Detector::FillerOutput]
+        );
+        assert!(!found[0].signals.contains(&Detector::MetronomicCadence));
+        assert!(!found[0].signals.contains(&Detector::OffHours));
+    }
+
+    #[test]
+    fn a_productive_overnight_agent_session_before_a_release_is_not_waste() {
+        let mut calls = colleagues();
+        calls.extend(
+            Run {
+                user: "kim",
+                agent: Some("claude-code"),
+                session: "release".into(),
+                start: MONDAY + 21 * MICROS_PER_HOUR,
+                calls: 300,
+                gap_secs: |i| 5 + (i as i64 * 41) % 90,
+                prompt: varied,
+                output: prose,
+                truncated: false,
+            }
+            .calls(),
+        );
+        for shipped in [&["kim"][..], &[]] {
+            let found = findings(&calls, shipped);
+            assert!(
+                found.is_empty(),
+                "off hours alone (and spend) accuse nobody: {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_weak_signal_alone_accuses_nobody() {
+        // Every output cut off at max_tokens, but varied prompts in the daytime by someone who ships.
+        let run = Run {
+            user: "lee",
+            agent: None,
+            session: "s".into(),
+            start: MONDAY + 9 * MICROS_PER_HOUR,
+            calls: 100,
+            gap_secs: |i| 30 + (i as i64 * 17) % 120,
+            prompt: varied,
+            output: prose,
+            truncated: true,
+        };
+        assert!(findings(&run.calls(), &["lee"]).is_empty());
+    }
+
+    fn short_agents(user: &'static str, truncated: bool) -> Vec<Call> {
+        (0..30)
+            .flat_map(|n| {
+                Run {
+                    user,
+                    agent: Some("ci-review"),
+                    session: format!("{user}-ci-{n}"),
+                    start: MONDAY + 9 * MICROS_PER_HOUR + n as i64 * 15 * 60 * MICROS_PER_SECOND,
+                    calls: 4,
+                    gap_secs: |_| 12,
+                    prompt: |i| format!("Review this diff for bugs and style problems, diff number {i}"),
+                    output: prose,
+                    truncated,
+                }
+                .calls()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_agents_from_one_prompt_are_waste_only_if_they_ship_nothing_or_write_filler() {
+        let mut calls = colleagues();
+        calls.extend(short_agents("ci", false));
+        assert!(findings(&calls, &["ci"]).is_empty(), "CI agents that ship");
+        let mut calls = colleagues();
+        calls.extend(short_agents("farm", true));
+        for shipped in [&["farm"][..], &[]] {
+            let found = findings(&calls, shipped);
+            assert_eq!(found.len(), 1, "{found:#?}");
+            assert_eq!(
+                (found[0].detector, found[0].subject_kind),
+                (Detector::AgentFanOut, SubjectKind::User)
+            );
+            assert_eq!(found[0].calls, 120);
+            assert!(
+                found[0].evidence.contains("30 short-lived sessions"),
+                "{}",
+                found[0].evidence
+            );
+        }
+    }
+
+    #[test]
+    fn runs_of_one_day_make_one_finding_under_a_stable_id() {
+        let mut calls = night_loop("zed").calls();
+        let mut second = night_loop("zed");
+        second.start -= 12 * MICROS_PER_HOUR;
+        second.session = "zed-again".into();
+        calls.extend(second.calls());
+        let found = findings(&calls, &[]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].calls, 824);
+        assert!(
+            found[0].evidence.starts_with("2 runs that day, 824 calls in all"),
+            "{}",
+            found[0].evidence
+        );
+        calls.reverse();
+        assert_eq!(findings(&calls, &[])[0].id, found[0].id, "input order does not matter");
     }
 }

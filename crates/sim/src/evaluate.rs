@@ -202,6 +202,8 @@ pub struct WasteScore {
     /// Wasteful people not flagged.
     pub missed: Vec<(String, Persona)>,
     pub findings: Vec<Finding>,
+    /// The detection pass alone (parsing and fingerprinting excluded).
+    pub detection_time: std::time::Duration,
 }
 
 /// What detection sees of each priced event.
@@ -231,7 +233,9 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
         *value_by_user.entry(credit.credited.user.clone()).or_default() += credit.value;
     }
     let calls = calls(&priced_usage(org));
+    let started = std::time::Instant::now();
     let findings = detect(&calls, &value_by_user, rules);
+    let detection_time = started.elapsed();
     let wasteful: BTreeSet<&str> = org
         .people
         .iter()
@@ -276,6 +280,7 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
         overall: tally(flagged.clone()),
         by_detector,
         findings,
+        detection_time,
     }
 }
 

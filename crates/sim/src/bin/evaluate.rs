@@ -6,8 +6,6 @@
 //! puts the token burners, outcome gamers and heavy-but-productive users.
 
 use goodhart_core::outcomes::ValueRules;
-use std::time::Instant;
-
 use goodhart_core::waste::WasteRules;
 use goodhart_sim::evaluate::{WasteScore, score_value, score_waste};
 use goodhart_sim::org::{OrgSpec, Persona, simulate};
@@ -77,9 +75,7 @@ fn waste(seeds: u64) {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for seed in 1..=seeds {
         let org = simulate(&OrgSpec::waste_evaluation(seed));
-        let started = Instant::now();
         let score = score_waste(&org, &value_rules, &rules);
-        let elapsed = started.elapsed();
         let names = |list: &[(String, Persona)]| {
             list.iter()
                 .map(|(name, persona)| format!("{name} ({})", persona.as_str()))
@@ -87,14 +83,14 @@ fn waste(seeds: u64) {
                 .join(", ")
         };
         println!(
-            "| {seed} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} s (incl. parsing) | {} | {} |",
+            "| {seed} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} ms | {} | {} |",
             score.people,
             score.overall.wasteful,
             score.calls,
             score.overall.flagged,
             score.overall.precision(),
             score.overall.recall(),
-            elapsed.as_secs_f64(),
+            score.detection_time.as_secs_f64() * 1e3,
             names(&score.false_positives),
             names(&score.missed),
         );
