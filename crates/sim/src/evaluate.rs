@@ -43,16 +43,18 @@ pub fn priced_usage(org: &Org) -> Vec<(UsageEvent, Nanos)> {
         .collect()
 }
 
-/// Reads the organisation's records as the server would.
-pub fn board_inputs(org: &Org, rules: &ValueRules) -> BoardInputs {
+/// Reads the organisation's records as the server would; `usage` is its [`priced_usage`].
+pub fn board_inputs(org: &Org, usage: &[(UsageEvent, Nanos)], rules: &ValueRules) -> BoardInputs {
     // (user, team, agent, day) → (cost, tokens), as the store's summary groups it.
     type Key = (String, Option<String>, Option<String>, i64);
     let mut by_day: BTreeMap<Key, (Nanos, u64)> = BTreeMap::new();
-    for (event, cost) in priced_usage(org) {
-        let a = event.attribution;
+    for (event, cost) in usage {
+        let a = &event.attribution;
         let day = event.timestamp.floor_to(goodhart_core::time::MICROS_PER_DAY).0;
-        let entry = by_day.entry((a.user, a.team, a.agent, day)).or_default();
-        entry.0 = entry.0.saturating_add(cost);
+        let entry = by_day
+            .entry((a.user.clone(), a.team.clone(), a.agent.clone(), day))
+            .or_default();
+        entry.0 = entry.0.saturating_add(*cost);
         entry.1 += event.tokens.total();
     }
     let activity = by_day
@@ -112,7 +114,7 @@ fn ranks_by_persona(org: &Org, rows: &[Row]) -> BTreeMap<Persona, Vec<usize>> {
 
 /// Scores the user boards of `[start, end of the simulation)` against the truth.
 pub fn score_value(org: &Org, rules: &ValueRules) -> ValueScore {
-    let inputs = board_inputs(org, rules);
+    let inputs = board_inputs(org, &priced_usage(org), rules);
     let query = |metric| BoardQuery {
         from: org.spec.start,
         to: goodhart_core::Micros(
@@ -227,12 +229,13 @@ pub fn calls(usage: &[(UsageEvent, Nanos)]) -> Vec<Call> {
 
 /// Runs waste detection over the whole simulation and scores it against the personas.
 pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> WasteScore {
-    let inputs = board_inputs(org, value_rules);
+    let usage = priced_usage(org);
+    let inputs = board_inputs(org, &usage, value_rules);
     let mut value_by_user: HashMap<String, Milli> = HashMap::new();
     for credit in &inputs.credits {
         *value_by_user.entry(credit.credited.user.clone()).or_default() += credit.value;
     }
-    let calls = calls(&priced_usage(org));
+    let calls = calls(&usage);
     let started = std::time::Instant::now();
     let findings = detect(&calls, &value_by_user, rules);
     let detection_time = started.elapsed();

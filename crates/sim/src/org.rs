@@ -922,17 +922,17 @@ fn repository(repo: usize) -> Value {
     })
 }
 
-impl Org {
-    /// The usage as an NDJSON body for `POST /api/v1/usage`.
-    pub fn usage_ndjson(&self, events: &[UsageEventInput]) -> String {
-        let mut body = String::with_capacity(events.len() * 360);
-        for event in events {
-            body.push_str(&serde_json::to_string(event).expect("usage serialises"));
-            body.push('\n');
-        }
-        body
+/// Usage events as an NDJSON body for `POST /api/v1/usage`.
+pub fn usage_ndjson(events: &[UsageEventInput]) -> String {
+    let mut body = String::with_capacity(events.len() * 360);
+    for event in events {
+        body.push_str(&serde_json::to_string(event).expect("usage serialises"));
+        body.push('\n');
     }
+    body
+}
 
+impl Org {
     pub fn person(&self, name: &str) -> Option<&Person> {
         self.people.iter().find(|p| p.name == name)
     }

@@ -2,8 +2,8 @@
 //! agrees with its ground truth where the volume board does not.
 
 use goodhart_core::outcomes::ValueRules;
-use goodhart_sim::evaluate::{board_inputs, score_value};
-use goodhart_sim::org::{OrgSpec, Persona, simulate};
+use goodhart_sim::evaluate::{board_inputs, priced_usage, score_value};
+use goodhart_sim::org::{OrgSpec, Persona, simulate, usage_ndjson};
 
 fn spec(seed: u64) -> OrgSpec {
     OrgSpec {
@@ -18,7 +18,7 @@ fn the_same_seed_gives_the_same_organisation() {
     let (a, b) = (simulate(&spec(7)), simulate(&spec(7)));
     assert_eq!(a.people, b.people);
     assert_eq!(a.deliveries, b.deliveries);
-    assert_eq!(a.usage_ndjson(&a.usage), b.usage_ndjson(&b.usage));
+    assert_eq!(usage_ndjson(&a.usage), usage_ndjson(&b.usage));
     assert_ne!(simulate(&spec(8)).people, a.people);
     assert!(
         a.usage.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
@@ -30,9 +30,9 @@ fn the_same_seed_gives_the_same_organisation() {
 fn every_record_reads_through_the_public_parsers() {
     let org = simulate(&spec(3));
     // `board_inputs` panics on anything the server would refuse or ignore.
-    let inputs = board_inputs(&org, &ValueRules::default());
+    let inputs = board_inputs(&org, &priced_usage(&org), &ValueRules::default());
     assert!(inputs.credits.iter().any(|c| c.value > 0));
-    for line in org.usage_ndjson(&org.usage[..50]).lines() {
+    for line in usage_ndjson(&org.usage[..50]).lines() {
         let _: goodhart_core::usage::UsageEventInput = serde_json::from_str(line).unwrap();
     }
     let events: std::collections::BTreeSet<&str> = org.deliveries.iter().map(|d| d.event).collect();
