@@ -203,7 +203,12 @@ async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Res
     );
     let mut out = std::io::stdout().lock();
     if format == Format::Table {
-        writeln!(out, "Return on AI spend — {} to {}", document.from, document.to)?;
+        writeln!(
+            out,
+            "Return on AI spend — {} to {}",
+            document.report.from.rfc3339(),
+            document.report.to.rfc3339()
+        )?;
         if let Some(forecast) = document.report.forecast {
             writeln!(
                 out,

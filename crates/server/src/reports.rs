@@ -165,32 +165,51 @@ pub struct RoiParams {
     pub to: Option<String>,
 }
 
-/// The ROI report's JSON (`GET /api/v1/reports/roi`; `goodhart report roi` prints the same).
-#[derive(Debug, Serialize)]
+/// The ROI report's JSON (`GET /api/v1/reports/roi`; `goodhart report roi` prints the same):
+/// `from`, `to`, `forecast_usd` (the organisation's spend projected to `to` while the window
+/// is open), `hours_saved_per_outcome` (the estimates the hours come from), `org`, and
+/// `teams` by spend, largest first (people without a team have `"team": null`).
+#[derive(Debug)]
 pub struct RoiDocument {
-    pub from: String,
-    pub to: String,
-    /// The organisation's spend projected to `to`, when the window has not ended.
-    pub forecast_usd: Option<Box<RawValue>>,
-    /// The estimates the hours come from, per kind of outcome.
     pub hours_saved_per_outcome: BTreeMap<OutcomeKind, f64>,
-    pub org: RoiRowJson,
-    /// Teams by spend, largest first; people without a team have `"team": null`.
-    pub teams: Vec<RoiRowJson>,
-    /// The rows, for printing.
-    #[serde(skip)]
     pub report: Roi,
+}
+
+impl Serialize for RoiDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let report = &self.report;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("from", &report.from.rfc3339())?;
+        map.serialize_entry("to", &report.to.rfc3339())?;
+        map.serialize_entry("forecast_usd", &report.forecast.map(usd_number))?;
+        map.serialize_entry("hours_saved_per_outcome", &self.hours_saved_per_outcome)?;
+        map.serialize_entry(
+            "org",
+            &RoiRowJson {
+                row: &report.org,
+                is_team: false,
+            },
+        )?;
+        let teams: Vec<RoiRowJson> = report
+            .teams
+            .iter()
+            .map(|row| RoiRowJson { row, is_team: true })
+            .collect();
+        map.serialize_entry("teams", &teams)?;
+        map.end()
+    }
 }
 
 /// One row of the ROI report, with money as exact JSON numbers.
 #[derive(Debug)]
-pub struct RoiRowJson {
-    pub row: RoiRow,
+pub struct RoiRowJson<'a> {
+    pub row: &'a RoiRow,
     /// Whether the row is a team's (and so has a `team` field).
     pub is_team: bool,
 }
 
-impl Serialize for RoiRowJson {
+impl Serialize for RoiRowJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let row = &self.row;
@@ -233,24 +252,9 @@ pub async fn roi_report(
     let (activity, credits) = crate::outcomes::activity_and_credits(store, rules, from, to).await?;
     let report = roi(from, to, now, &activity, &credits, rules, &HashMap::new());
     Ok(RoiDocument {
-        from: from.rfc3339(),
-        to: to.rfc3339(),
-        forecast_usd: report.forecast.map(usd_number),
         hours_saved_per_outcome: OutcomeKind::ALL
             .into_iter()
             .map(|kind| (kind, hours(rules.kind(kind).minutes_saved)))
-            .collect(),
-        org: RoiRowJson {
-            row: report.org.clone(),
-            is_team: false,
-        },
-        teams: report
-            .teams
-            .iter()
-            .map(|row| RoiRowJson {
-                row: row.clone(),
-                is_team: true,
-            })
             .collect(),
         report,
     })
