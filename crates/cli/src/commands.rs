@@ -13,7 +13,11 @@ use goodhart_server::reports::{
 use goodhart_store::RepriceScope;
 
 use crate::output::{self, Format, Tabular, grouped};
-use crate::{BudgetsAction, Cli, Command, CreateBudget, GithubAction, KeysAction, PricesAction, ReportKind};
+use goodhart_server::waste::FindingsParams;
+
+use crate::{
+    BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, KeysAction, PricesAction, ReportKind,
+};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
@@ -70,6 +74,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             leaderboard(&config, &params, format).await
         }
+        Command::Findings {
+            action: None,
+            from,
+            to,
+            status,
+            user,
+            format,
+        } => {
+            let params = FindingsParams { from, to, status, user };
+            findings(&config, &params, format).await
+        }
+        Command::Findings {
+            action: Some(action), ..
+        } => findings_action(&config, action).await,
         Command::Github { action } => github(&config, action).await,
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
@@ -107,7 +125,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         state.store.backend(),
         config.prices.version()
     )?;
-    let gateway = state.gateway.clone();
+    let (gateway, background) = (state.gateway.clone(), state.background.clone());
     let gateway_config = gateway.config();
     writeln!(
         out,
@@ -135,6 +153,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     drop(stdout);
     let app = goodhart_server::app(state, config.request_timeout);
     let served = goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await;
+    background.shutdown().await;
     gateway.shutdown().await;
     served?;
     Ok(())
@@ -646,6 +665,9 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
 fn api_error(error: goodhart_server::error::ApiError) -> anyhow::Error {
     match error {
         goodhart_server::error::ApiError::InvalidField { field, message } => anyhow::anyhow!("{field}: {message}"),
+        goodhart_server::error::ApiError::InvalidQuery { parameter, message } => {
+            anyhow::anyhow!("--{parameter}: {message}")
+        }
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -776,4 +798,100 @@ async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+async fn findings(config: &Config, params: &FindingsParams, format: Format) -> anyhow::Result<()> {
+    let store = goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let document = goodhart_server::waste::findings_document(store.as_ref(), params, now)
+        .await
+        .map_err(api_error)?;
+    let rows = document
+        .findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.clone(),
+                f.status.as_str().to_owned(),
+                f.from[..10].to_owned(),
+                match f.subject_kind {
+                    "user" => f.subject.clone(),
+                    _ => format!("{} {} ({})", f.subject_kind, f.subject, f.user),
+                },
+                f.detector.to_owned(),
+                f.calls.to_string(),
+                f.wasted.usd_rounded(2),
+                format!("{:.2}", f.confidence),
+                f.evidence.clone(),
+            ]
+        })
+        .collect();
+    let table = Tabular::new(
+        &[
+            "id",
+            "status",
+            "day",
+            "subject",
+            "detector",
+            "calls",
+            "wasted",
+            "confidence",
+            "evidence",
+        ],
+        rows,
+    );
+    output::print(format, &document, &table, &mut std::io::stdout().lock())
+}
+
+async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Result<()> {
+    let store = goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let (id, status, note) = match action {
+        FindingsAction::Detect { from, to, format } => {
+            let (from, to) =
+                goodhart_server::reports::window(from.as_deref(), to.as_deref(), now).map_err(api_error)?;
+            let report = goodhart_server::waste::run_pass(
+                store.as_ref(),
+                &config.outcomes.rules,
+                &config.waste.rules,
+                from,
+                to,
+                now,
+            )
+            .await
+            .map_err(api_error)?;
+            let table = Tabular::new(
+                &["from", "to", "calls", "findings", "new", "updated", "withdrawn", "ms"],
+                vec![vec![
+                    report.from.clone(),
+                    report.to.clone(),
+                    grouped(report.calls),
+                    report.findings.to_string(),
+                    report.new.to_string(),
+                    report.updated.to_string(),
+                    report.withdrawn.to_string(),
+                    report.elapsed_ms.to_string(),
+                ]],
+            );
+            return output::print(format, &report, &table, &mut std::io::stdout().lock());
+        }
+        FindingsAction::Confirm { id, note } => (id, goodhart_core::waste::FindingStatus::Confirmed, note),
+        FindingsAction::Dismiss { id, note } => (id, goodhart_core::waste::FindingStatus::Dismissed, note),
+    };
+    let finding = goodhart_server::waste::decide(store.as_ref(), &id, status, note.as_deref(), now)
+        .await
+        .map_err(api_error)?;
+    println!(
+        "{} {}: {} wasted {} ({})",
+        status.as_str(),
+        finding.id,
+        finding.subject,
+        finding.wasted.usd_rounded(2),
+        finding.detector
+    );
+    Ok(())
 }

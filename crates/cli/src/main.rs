@@ -91,6 +91,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Waste ("tokenmaxxing") findings with their evidence and dollars, most wasteful first;
+    /// `findings detect` runs detection now, `confirm`/`dismiss` record an admin's decision.
+    Findings {
+        #[command(subcommand)]
+        action: Option<FindingsAction>,
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// open, confirmed or dismissed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this person's findings.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// GitHub logins and the users they are credited to.
     Github {
         #[command(subcommand)]
@@ -118,6 +138,35 @@ enum ReportKind {
         to: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FindingsAction {
+    /// Run waste detection now over the whole days of a window and record its findings.
+    Detect {
+        /// Start [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Confirm a finding: the spend was waste.
+    Confirm {
+        id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Dismiss a finding: it stops counting as waste (later detection passes keep the decision).
+    Dismiss {
+        id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 

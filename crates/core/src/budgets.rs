@@ -164,6 +164,8 @@ pub enum AlertKind {
     Runaway,
     /// A budget's projected period-end spend is above its limit.
     Forecast,
+    /// A waste detection pass found new, high-confidence waste.
+    Waste,
 }
 
 impl AlertKind {
@@ -172,13 +174,19 @@ impl AlertKind {
             AlertKind::Threshold => "threshold",
             AlertKind::Runaway => "runaway",
             AlertKind::Forecast => "forecast",
+            AlertKind::Waste => "waste",
         }
     }
 
     pub fn parse(text: &str) -> Option<AlertKind> {
-        [AlertKind::Threshold, AlertKind::Runaway, AlertKind::Forecast]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            AlertKind::Threshold,
+            AlertKind::Runaway,
+            AlertKind::Forecast,
+            AlertKind::Waste,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
@@ -188,6 +196,7 @@ impl AlertKind {
 pub struct Alert {
     pub id: String,
     pub kind: AlertKind,
+    /// The budget it is about; empty for alerts about no budget (waste).
     pub budget_id: String,
     /// e.g. `team payments`.
     pub scope: String,
@@ -196,6 +205,11 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The budget the alert is about, if any.
+    pub fn budget(&self) -> Option<&str> {
+        Some(self.budget_id.as_str()).filter(|id| !id.is_empty())
+    }
+
     fn about(budget: &Budget, kind: AlertKind, id: String, message: String, now: Micros) -> Alert {
         Alert {
             id,

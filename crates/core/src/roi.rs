@@ -19,6 +19,7 @@ use crate::budgets::{Window, forecast};
 use crate::money::Nanos;
 use crate::outcomes::{Credit, Milli, Note, OutcomeKind, ValueRules};
 use crate::value::{Activity, HomeTeams};
+use crate::waste::Finding;
 
 /// One row of the report: a team (`team: None` for people without one) or the organisation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +130,8 @@ fn milli_minutes_saved(credit: &Credit, rules: &ValueRules, deployment_value: &H
 }
 
 /// The ROI of `[from, to)`: `activity` is usage by person and day, `credits` every credit
-/// (those outside the window are skipped), `waste` the spend flagged as waste per person.
+/// (those outside the window are skipped), `waste` the findings that count as waste (each in
+/// the window it started in).
 pub fn roi(
     from: Micros,
     to: Micros,
@@ -137,7 +139,7 @@ pub fn roi(
     activity: &[Activity],
     credits: &[Credit],
     rules: &ValueRules,
-    waste: &HashMap<String, Nanos>,
+    waste: &[Finding],
 ) -> Roi {
     let activity: Vec<&Activity> = activity.iter().filter(|a| a.day >= from && a.day < to).collect();
     let credits: Vec<&Credit> = credits
@@ -159,10 +161,10 @@ pub fn roi(
             tally.cost = tally.cost.saturating_add(a.cost);
         }
     }
-    for (user, wasted) in waste {
-        let team = home_teams.team_of(user, None);
+    for finding in waste.iter().filter(|f| f.from >= from && f.from < to) {
+        let team = home_teams.team_of(&finding.user, None);
         for tally in [&mut org, teams.entry(team).or_default()] {
-            tally.waste = tally.waste.saturating_add(*wasted);
+            tally.waste = tally.waste.saturating_add(finding.wasted);
         }
     }
     for c in credits {
@@ -272,7 +274,7 @@ mod tests {
         )
     }
 
-    fn report(facts: Vec<(String, Fact)>, activity: &[Activity], waste: &HashMap<String, Nanos>) -> Roi {
+    fn report(facts: Vec<(String, Fact)>, activity: &[Activity], waste: &[Finding]) -> Roi {
         let rules = ValueRules::default();
         roi(
             Micros(START),
@@ -309,7 +311,10 @@ mod tests {
         let roi = report(
             facts,
             &activity,
-            &HashMap::from([("dan".to_owned(), Nanos(50_000_000_000))]),
+            &[
+                Finding::sample("dan", None, at(5), Nanos(50_000_000_000)),
+                Finding::sample("dan", None, Micros(START - 1), Nanos(1_000_000_000)),
+            ],
         );
 
         let payments = &roi.teams[1];
@@ -354,7 +359,7 @@ mod tests {
         facts.retain(|(id, _)| !id.starts_with("review"));
         facts.push(deployed("deploy:1", "sha1", 2));
         facts.push(deployed("deploy:2", "sha1", 3));
-        let roi = report(facts, &[usage("ann", Some("payments"), 1, 10)], &HashMap::new());
+        let roi = report(facts, &[usage("ann", Some("payments"), 1, 10)], &[]);
         assert_eq!(roi.org.outcomes(), 0);
         assert_eq!(roi.org.minutes_saved, 0);
         assert_eq!(roi.org.cost_per_outcome(), None);
@@ -372,7 +377,7 @@ mod tests {
             &activity,
             &[],
             &rules,
-            &HashMap::new(),
+            &[],
         );
         assert_eq!(roi.forecast, Some(Nanos(280_000_000_000)));
         assert_eq!(roi.teams.len(), 1);
@@ -401,7 +406,7 @@ mod tests {
             }
             let activity: Vec<Activity> =
                 spend.into_iter().map(|(who, day, dollars)| usage(PEOPLE[who].0, PEOPLE[who].1, day, dollars)).collect();
-            let roi = report(facts.clone(), &activity, &HashMap::new());
+            let roi = report(facts.clone(), &activity, &[]);
             let sum = |f: fn(&RoiRow) -> u64| roi.teams.iter().map(f).sum::<u64>();
             proptest::prop_assert_eq!(roi.org.cost.0, roi.teams.iter().map(|t| t.cost.0).sum::<i64>());
             proptest::prop_assert_eq!(roi.org.value, sum(|t| t.value));
@@ -416,7 +421,7 @@ mod tests {
             // Repeating every fact changes nothing.
             let mut twice = facts.clone();
             twice.extend(facts);
-            proptest::prop_assert_eq!(report(twice, &activity, &HashMap::new()), roi);
+            proptest::prop_assert_eq!(report(twice, &activity, &[]), roi);
         }
     }
 }

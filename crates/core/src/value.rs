@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::Micros;
 use crate::money::Nanos;
 use crate::outcomes::{Credit, Milli, week_of};
+use crate::waste::{Finding, SubjectKind};
 
 /// What a board ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,13 +150,9 @@ impl<'a> HomeTeams<'a> {
 }
 
 /// The ranked board: rows for every subject with usage or outcomes in the window.
-/// `waste` gives spend flagged as waste per subject (counted in cost, earning nothing).
-pub fn board(
-    query: &BoardQuery,
-    activity: &[Activity],
-    credits: &[Credit],
-    waste: &HashMap<String, Nanos>,
-) -> Vec<Row> {
+/// `waste` is the findings that count as waste (their spend is in the cost and earns nothing);
+/// each counts in the window it started in.
+pub fn board(query: &BoardQuery, activity: &[Activity], credits: &[Credit], waste: &[Finding]) -> Vec<Row> {
     let in_window = |at: Micros| at >= query.from && at < query.to;
     let home_teams = HomeTeams::new(activity.iter().filter(|a| in_window(a.day)));
     let subject_of = |user: &str, team: Option<&String>, agent: Option<&String>| -> Option<String> {
@@ -204,6 +201,18 @@ pub fn board(
             tally.self_reported += 1;
         }
     }
+    let mut wasted: HashMap<String, Nanos> = HashMap::new();
+    for finding in waste.iter().filter(|f| in_window(f.from)) {
+        let subject = match query.by {
+            By::User => Some(finding.user.clone()),
+            By::Team => home_teams.team_of(&finding.user, None),
+            By::Agent => (finding.subject_kind == SubjectKind::Agent).then(|| finding.subject.clone()),
+        };
+        if let Some(subject) = subject {
+            let sum = wasted.entry(subject).or_default();
+            *sum = sum.saturating_add(finding.wasted);
+        }
+    }
     let mut rows: Vec<Row> = tallies
         .into_iter()
         .filter(|(_, t)| query.by != By::Team || t.members.len() >= query.min_team_members)
@@ -222,7 +231,7 @@ pub fn board(
                 flags.push("self_reported");
             }
             Row {
-                waste: waste.get(&subject).copied().unwrap_or(Nanos::ZERO),
+                waste: wasted.get(&subject).copied().unwrap_or(Nanos::ZERO),
                 subject,
                 rank: 0,
                 value: t.value / person_weeks,
@@ -373,8 +382,8 @@ mod tests {
             let mut more = activity.clone();
             more.push(Activity { user: USERS[who].into(), team: Some("payments".into()), agent: None, day: day(d), cost: Nanos(cost), tokens: 1_000_000 });
             for metric in [Metric::Value, Metric::Efficiency] {
-                let before = board(&query(By::User, metric), &activity, &credits, &HashMap::new());
-                let after = board(&query(By::User, metric), &more, &credits, &HashMap::new());
+                let before = board(&query(By::User, metric), &activity, &credits, &[]);
+                let after = board(&query(By::User, metric), &more, &credits, &[]);
                 let (b, a) = (before.iter().find(|r| r.subject == USERS[who]), after.iter().find(|r| r.subject == USERS[who]).unwrap());
                 if let Some(b) = b {
                     prop_assert!(a.rank >= b.rank, "{metric:?}: rank {} → {}", b.rank, a.rank);
@@ -393,8 +402,8 @@ mod tests {
             }
             let q = query(By::User, Metric::Value);
             prop_assert_eq!(
-                board(&q, &activity, &credits(&facts, &ValueRules::default()), &HashMap::new()),
-                board(&q, &activity, &credits(&replayed, &ValueRules::default()), &HashMap::new())
+                board(&q, &activity, &credits(&facts, &ValueRules::default()), &[]),
+                board(&q, &activity, &credits(&replayed, &ValueRules::default()), &[])
             );
         }
 
@@ -411,7 +420,7 @@ mod tests {
             for by in [By::User, By::Team] {
                 for metric in [Metric::Value, Metric::Efficiency] {
                     let q = query(by, metric);
-                    prop_assert_eq!(board(&q, &activity, &credits, &HashMap::new()), board(&q, &split, &credits, &HashMap::new()));
+                    prop_assert_eq!(board(&q, &activity, &credits, &[]), board(&q, &split, &credits, &[]));
                 }
             }
         }
@@ -422,7 +431,7 @@ mod tests {
         ) {
             let rules = ValueRules::default();
             let q = query(By::User, Metric::Value);
-            let honest = board(&q, &activity, &credits(&facts, &rules), &HashMap::new());
+            let honest = board(&q, &activity, &credits(&facts, &rules), &[]);
             let mut gamed = facts.clone();
             let mut weeks = BTreeSet::new();
             for (i, (d, lines)) in gaming.iter().enumerate() {
@@ -439,7 +448,7 @@ mod tests {
                 })));
                 weeks.insert(week_of(day(*d)));
             }
-            let after = board(&q, &activity, &credits(&gamed, &rules), &HashMap::new());
+            let after = board(&q, &activity, &credits(&gamed, &rules), &[]);
             let total = |rows: &[Row]| rows.iter().find(|r| r.subject == USERS[who]).map_or(0, |r| r.value_total);
             prop_assert!(total(&after) <= total(&honest) + rules.reported_cap_per_week * weeks.len() as u64);
             // Nor does anyone else gain by it (a fake early deployment may cost others theirs).
@@ -459,8 +468,8 @@ mod tests {
                     let q = query(by, metric);
                     let rules = ValueRules::default();
                     prop_assert_eq!(
-                        board(&q, &activity, &credits(&facts, &rules), &HashMap::new()),
-                        board(&q, &activity_rev, &credits(&facts_rev, &rules), &HashMap::new())
+                        board(&q, &activity, &credits(&facts, &rules), &[]),
+                        board(&q, &activity_rev, &credits(&facts_rev, &rules), &[])
                     );
                 }
             }
@@ -487,8 +496,8 @@ mod tests {
         facts.push(deploy_fact("d1", "sha1", 1));
         let credits = credits(&facts, &ValueRules::default());
         let activity = [burner, shipper];
-        let volume = board(&query(By::User, Metric::Volume), &activity, &credits, &HashMap::new());
-        let value = board(&query(By::User, Metric::Value), &activity, &credits, &HashMap::new());
+        let volume = board(&query(By::User, Metric::Volume), &activity, &credits, &[]);
+        let value = board(&query(By::User, Metric::Value), &activity, &credits, &[]);
         assert_eq!(rank_of(&volume, "bob"), Some(1));
         assert_eq!(rank_of(&value, "ann"), Some(1));
         assert_eq!(value[0].value, 1_000, "one shipped PR in one active week");
@@ -500,11 +509,46 @@ mod tests {
             },
             &activity,
             &credits,
-            &HashMap::new(),
+            &[],
         );
         assert!(
             teams.is_empty(),
             "a two-person team is not ranked against a minimum of five"
+        );
+    }
+
+    #[test]
+    fn waste_lands_on_the_person_their_team_and_the_agent_that_spent_it() {
+        let looping = Activity {
+            user: "bob".into(),
+            team: Some("payments".into()),
+            agent: Some("loop-agent".into()),
+            day: day(1),
+            cost: Nanos(90_000_000_000),
+            tokens: 9_000_000,
+        };
+        let findings = [
+            Finding::sample("bob", Some("loop-agent"), day(1), Nanos(60_000_000_000)),
+            Finding::sample("bob", None, day(2), Nanos(5_000_000_000)),
+            Finding::sample("bob", None, day(40), Nanos(7_000_000_000)),
+        ];
+        let waste_of = |by: By| {
+            let q = BoardQuery {
+                min_team_members: 1,
+                ..query(by, Metric::Value)
+            };
+            board(&q, std::slice::from_ref(&looping), &[], &findings)[0].waste
+        };
+        assert_eq!(
+            waste_of(By::User),
+            Nanos(65_000_000_000),
+            "outside the window: not counted"
+        );
+        assert_eq!(waste_of(By::Team), Nanos(65_000_000_000), "the person's home team");
+        assert_eq!(
+            waste_of(By::Agent),
+            Nanos(60_000_000_000),
+            "only the agent's own findings"
         );
     }
 }

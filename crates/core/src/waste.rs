@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::Micros;
+use crate::budgets::{Alert, AlertKind};
 use crate::fingerprint::simhash_similarity;
 use crate::money::Nanos;
 use crate::outcomes::Milli;
@@ -61,6 +62,19 @@ pub enum Detector {
 }
 
 impl Detector {
+    pub const ALL: [Detector; 6] = [
+        Detector::RepeatedPrompts,
+        Detector::FillerOutput,
+        Detector::AgentFanOut,
+        Detector::MetronomicCadence,
+        Detector::OffHours,
+        Detector::SpendWithoutOutcomes,
+    ];
+
+    pub fn parse(text: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Detector::RepeatedPrompts => "repeated_prompts",
@@ -90,6 +104,67 @@ pub enum SubjectKind {
     Session,
 }
 
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::User => "user",
+            SubjectKind::Agent => "agent",
+            SubjectKind::Key => "key",
+            SubjectKind::Session => "session",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SubjectKind> {
+        [
+            SubjectKind::User,
+            SubjectKind::Agent,
+            SubjectKind::Key,
+            SubjectKind::Session,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// Where an admin's review of a finding stands. A dismissed finding stops counting as waste;
+/// the decision survives later detection passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    Open,
+    Confirmed,
+    Dismissed,
+}
+
+impl FindingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Open => "open",
+            FindingStatus::Confirmed => "confirmed",
+            FindingStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FindingStatus> {
+        [FindingStatus::Open, FindingStatus::Confirmed, FindingStatus::Dismissed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    /// Whether a finding in this state counts as waste in the leaderboard and reports.
+    pub fn counts_as_waste(self) -> bool {
+        self != FindingStatus::Dismissed
+    }
+}
+
+/// The finish reasons that mean an output was cut off at its length limit (OpenAI Chat
+/// `length`, Anthropic `max_tokens`, OpenAI Responses `max_output_tokens`).
+pub const TRUNCATION_REASONS: [&str; 3] = ["length", "max_tokens", "max_output_tokens"];
+
+pub fn is_truncation(finish_reason: &str) -> bool {
+    TRUNCATION_REASONS.contains(&finish_reason)
+}
+
 /// Spend found to buy nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -110,6 +185,62 @@ pub struct Finding {
     pub wasted: Nanos,
     /// In thousandths.
     pub confidence: u32,
+}
+
+impl Finding {
+    /// Who the finding is about, for people: `agent loop-agent (bob)`, `user bob`.
+    pub fn subject_label(&self) -> String {
+        match self.subject_kind {
+            SubjectKind::User => format!("user {}", self.subject),
+            kind => format!("{} {} ({})", kind.as_str(), self.subject, self.user),
+        }
+    }
+
+    /// The alert a new finding raises (its id names the finding, so it is raised once).
+    pub fn alert(&self, now: Micros) -> Alert {
+        Alert {
+            id: format!("waste:{}", self.id),
+            kind: AlertKind::Waste,
+            budget_id: String::new(),
+            scope: self.subject_label(),
+            message: format!(
+                "{} wasted {} ({} tokens, {} % confidence, {}): {}",
+                self.subject_label(),
+                self.wasted.usd_rounded(2),
+                self.wasted_tokens,
+                self.confidence / 10,
+                self.detector.as_str(),
+                self.evidence
+            ),
+            created_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Finding {
+    /// A finding of `wasted` by `user` (through `agent`, if any) at `at`, for other modules' tests.
+    pub(crate) fn sample(user: &str, agent: Option<&str>, at: Micros, wasted: Nanos) -> Finding {
+        let (subject_kind, subject) = match agent {
+            Some(agent) => (SubjectKind::Agent, agent.to_owned()),
+            None => (SubjectKind::User, user.to_owned()),
+        };
+        Finding {
+            id: format!("repeated_prompts:{}:{subject}:{}", subject_kind.as_str(), at.0),
+            subject_kind,
+            subject,
+            user: user.to_owned(),
+            detector: Detector::RepeatedPrompts,
+            signals: vec![Detector::RepeatedPrompts, Detector::FillerOutput],
+            evidence: "sample".into(),
+            from: at,
+            to: at,
+            calls: 1,
+            wasted_tokens: 1,
+            wasted,
+            confidence: 850,
+        }
+    }
 }
 
 /// Thresholds of the detectors (the defaults are documented in the README).
@@ -495,7 +626,7 @@ fn merge_by_day(findings: Vec<Finding>) -> Vec<Finding> {
             } else {
                 format!("{subject}@{user}")
             };
-            finding.id = format!("{}:{}:{whose}:{}", detector.as_str(), kind_str(kind), &date[..10]);
+            finding.id = format!("{}:{}:{whose}:{}", detector.as_str(), kind.as_str(), &date[..10]);
             if runs > 1 {
                 finding.evidence = format!(
                     "{runs} runs that day, {} calls in all; the costliest: {}",
@@ -505,15 +636,6 @@ fn merge_by_day(findings: Vec<Finding>) -> Vec<Finding> {
             finding
         })
         .collect()
-}
-
-fn kind_str(kind: SubjectKind) -> &'static str {
-    match kind {
-        SubjectKind::User => "user",
-        SubjectKind::Agent => "agent",
-        SubjectKind::Key => "key",
-        SubjectKind::Session => "session",
-    }
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub fn payload(alert: &Alert, format: WebhookFormat) -> serde_json::Value {
         WebhookFormat::Json => serde_json::json!({
             "id": alert.id,
             "kind": alert.kind.as_str(),
-            "budget_id": alert.budget_id,
+            "budget_id": alert.budget(),
             "scope": alert.scope,
             "message": alert.message,
             "created_at": alert.created_at.rfc3339(),

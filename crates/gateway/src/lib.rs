@@ -164,6 +164,11 @@ impl Gateway {
         &self.inner.config
     }
 
+    /// Stores an alert raised elsewhere (waste detection) and delivers it to the webhooks.
+    pub fn raise_alert(&self, alert: goodhart_core::budgets::Alert) {
+        self.inner.alerter.raise(alert);
+    }
+
     /// Forgets cached key lookups (call after revoking or rotating a key).
     pub fn invalidate_keys(&self) {
         self.inner.keys.invalidate();

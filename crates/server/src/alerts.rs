@@ -42,7 +42,7 @@ pub struct AlertParams {
 pub fn alert_json(stored: &goodhart_store::StoredAlert) -> serde_json::Value {
     let a = &stored.alert;
     serde_json::json!({
-        "id": a.id, "kind": a.kind.as_str(), "budget_id": a.budget_id, "scope": a.scope,
+        "id": a.id, "kind": a.kind.as_str(), "budget_id": a.budget(), "scope": a.scope,
         "message": a.message, "created_at": a.created_at.rfc3339(),
         "delivered_at": stored.delivered_at.map(Micros::rfc3339),
         "delivery_attempts": stored.attempts, "last_error": stored.last_error,

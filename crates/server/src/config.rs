@@ -16,6 +16,7 @@ use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
 use crate::outcomes::OutcomeSettings;
+use crate::waste::WasteSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
@@ -48,6 +49,23 @@ pub struct RawConfig {
     /// GitHub webhooks and how outcomes are valued.
     #[serde(default)]
     pub outcomes: RawOutcomes,
+    /// Waste detection: its schedule and its alerts.
+    #[serde(default)]
+    pub waste: RawWaste,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaste {
+    /// Seconds between scheduled detection passes (default 300; 0 turns them off, leaving
+    /// on-demand passes).
+    pub detect_every_secs: Option<u64>,
+    /// Days the first pass after start covers (default 30).
+    pub backfill_days: Option<u32>,
+    /// Whether new findings raise alerts (default true).
+    pub alerts: Option<bool>,
+    /// The confidence from which a new finding raises an alert, 0 to 1 (default 0.85).
+    pub alert_min_confidence: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +132,7 @@ pub struct Config {
     /// Providers before the defaults for unset ones are filled in (see [`GatewayConfig::with_default_providers`]).
     pub gateway: GatewayConfig,
     pub outcomes: OutcomeSettings,
+    pub waste: WasteSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,11 +207,13 @@ impl Config {
             .and_then(|g| g.with_alerts(file.alerts))
             .map_err(|e| invalid(&e.key, e.reason))?;
         let outcomes = resolve_outcomes(file.outcomes, |var| std::env::var(var).ok())?;
+        let waste = resolve_waste(file.waste)?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
         Ok(Config {
             outcomes,
+            waste,
             listen,
             database_url,
             gateway,
@@ -254,6 +275,29 @@ fn resolve_outcomes(raw: RawOutcomes, env: impl Fn(&str) -> Option<String>) -> R
             }
             rule.minutes_saved = (hours * 60.0).round() as u64;
         }
+    }
+    Ok(settings)
+}
+
+fn resolve_waste(raw: RawWaste) -> Result<WasteSettings, ConfigError> {
+    let mut settings = WasteSettings::default();
+    if let Some(secs) = raw.detect_every_secs {
+        settings.detect_every = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    if let Some(days) = raw.backfill_days {
+        if !(1..=3_650).contains(&days) {
+            return Err(invalid("waste.backfill_days", "must be between 1 and 3650"));
+        }
+        settings.backfill_days = days;
+    }
+    if let Some(alerts) = raw.alerts {
+        settings.alerts = alerts;
+    }
+    if let Some(confidence) = raw.alert_min_confidence {
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(invalid("waste.alert_min_confidence", "must be between 0 and 1"));
+        }
+        settings.alert_min_confidence = (confidence * 1_000.0).round() as u32;
     }
     Ok(settings)
 }
@@ -357,5 +401,31 @@ mod tests {
         );
         let unknown = RawConfig::from_toml("[outcomes.kinds.custom]\nhours = 1").unwrap_err();
         assert_eq!(unknown.key, "outcomes.kinds.custom.hours");
+    }
+
+    #[test]
+    fn waste_detection_is_scheduled_by_default_and_configurable() {
+        let config = Config::resolve(RawConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.waste, WasteSettings::default());
+        assert_eq!(config.waste.detect_every, Some(Duration::from_secs(300)));
+        let resolve = |toml: &str| Config::resolve(RawConfig::from_toml(toml).unwrap(), Overrides::default());
+        let custom = resolve("[waste]\ndetect_every_secs = 0\nbackfill_days = 7\nalert_min_confidence = 0.95").unwrap();
+        assert_eq!(custom.waste.detect_every, None, "0 turns the schedule off");
+        assert_eq!(
+            (custom.waste.backfill_days, custom.waste.alert_min_confidence),
+            (7, 950)
+        );
+        assert_eq!(
+            resolve("[waste]\nalert_min_confidence = 85").unwrap_err().key,
+            "waste.alert_min_confidence"
+        );
+        assert_eq!(
+            resolve("[waste]\nbackfill_days = 0").unwrap_err().key,
+            "waste.backfill_days"
+        );
+        assert_eq!(
+            RawConfig::from_toml("[waste]\nevery = 5").unwrap_err().key,
+            "waste.every"
+        );
     }
 }

@@ -13,5 +13,6 @@ pub mod reports;
 pub mod router;
 pub mod serve;
 pub mod state;
+pub mod waste;
 
 pub use router::app;

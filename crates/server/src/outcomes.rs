@@ -3,8 +3,6 @@
 //! (login ↔ user) and `GET /api/v1/leaderboard`; the activity and credits the value reports
 //! are computed from.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -317,7 +315,8 @@ pub async fn leaderboard(
     query: &BoardQuery,
 ) -> Result<BoardDocument, ApiError> {
     let (activity, credits) = activity_and_credits(store, rules, query.from, query.to).await?;
-    let rows = board(query, &activity, &credits, &HashMap::new());
+    let waste = crate::waste::counted_waste(store, query.from, query.to).await?;
+    let rows = board(query, &activity, &credits, &waste);
     Ok(BoardDocument {
         from: query.from.rfc3339(),
         to: query.to.rfc3339(),

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use goodhart_core::Micros;
 use goodhart_core::outcomes::{OutcomeKind, ValueRules};
@@ -250,7 +250,8 @@ pub async fn roi_report(
 ) -> Result<RoiDocument, ApiError> {
     let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
     let (activity, credits) = crate::outcomes::activity_and_credits(store, rules, from, to).await?;
-    let report = roi(from, to, now, &activity, &credits, rules, &HashMap::new());
+    let waste = crate::waste::counted_waste(store, from, to).await?;
+    let report = roi(from, to, now, &activity, &credits, rules, &waste);
     Ok(RoiDocument {
         hours_saved_per_outcome: OutcomeKind::ALL
             .into_iter()

@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{alerts, auth, budgets, ingest, keys, outcomes, reports};
+use crate::{alerts, auth, budgets, ingest, keys, outcomes, reports, waste};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -35,6 +35,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/api/v1/alerts", get(alerts::list_alerts))
         .route("/api/v1/outcomes", post(outcomes::post_outcomes))
         .route("/api/v1/leaderboard", get(outcomes::get_leaderboard))
+        .route("/api/v1/findings", get(waste::get_findings))
+        .route("/api/v1/findings/detect", post(waste::post_detect))
+        .route("/api/v1/findings/{id}/confirm", post(waste::post_confirm))
+        .route("/api/v1/findings/{id}/dismiss", post(waste::post_dismiss))
         .route(
             "/api/v1/github/logins",
             get(outcomes::list_logins).post(outcomes::post_login),

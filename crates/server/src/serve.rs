@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{self, ADMIN_TOKEN_SETTING, TokenHash};
 use crate::config::Config;
-use crate::state::AppState;
+use crate::state::{AppState, Background};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -68,9 +68,9 @@ pub async fn settle_admin_token(
     Ok((stored(hash)?, None))
 }
 
-/// Opens the store, settles the admin token and starts the gateway — with the built-in mock
-/// provider on a loopback port for the protocols no provider serves. Returns a newly generated
-/// admin token, if any.
+/// Opens the store, settles the admin token, starts the gateway — with the built-in mock
+/// provider on a loopback port for the protocols no provider serves — and scheduled waste
+/// detection. Returns a newly generated admin token, if any.
 pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(AppState, Option<String>), ServeError> {
     let store = goodhart_store::open(&config.database_url).await?;
     let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
@@ -95,8 +95,12 @@ pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(
         store_content: config.store_content,
         max_body_bytes: config.max_body_bytes,
         gateway,
-        outcomes: std::sync::Arc::new(config.outcomes.clone()),
+        outcomes: Arc::new(config.outcomes.clone()),
+        waste: Arc::new(config.waste.clone()),
+        background: Background::default(),
     };
+    let background = state.background.clone();
+    crate::waste::spawn_detection(state.clone(), &background.tracker, background.cancel.clone());
     Ok((state, generated))
 }
 

@@ -265,7 +265,7 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
     let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     let paths = reply.json["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 23);
+    assert_eq!(paths.len(), 27);
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());

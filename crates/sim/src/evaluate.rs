@@ -124,18 +124,8 @@ pub fn score_value(org: &Org, rules: &ValueRules) -> ValueScore {
         metric,
         min_team_members: 1,
     };
-    let value = board(
-        &query(Metric::Value),
-        &inputs.activity,
-        &inputs.credits,
-        &HashMap::new(),
-    );
-    let volume = board(
-        &query(Metric::Volume),
-        &inputs.activity,
-        &inputs.credits,
-        &HashMap::new(),
-    );
+    let value = board(&query(Metric::Value), &inputs.activity, &inputs.credits, &[]);
+    let volume = board(&query(Metric::Volume), &inputs.activity, &inputs.credits, &[]);
 
     let names: Vec<&String> = org.true_value.keys().collect();
     let truth: Vec<f64> = names.iter().map(|n| org.true_value[*n]).collect();
@@ -219,7 +209,10 @@ pub fn calls(usage: &[(UsageEvent, Nanos)]) -> Vec<Call> {
             session: event.attribution.session.clone(),
             cost: *cost,
             tokens: event.tokens.total(),
-            truncated: event.finish_reason.as_deref() == Some("length"),
+            truncated: event
+                .finish_reason
+                .as_deref()
+                .is_some_and(goodhart_core::waste::is_truncation),
             prompt_simhash: event.fingerprints.prompt_simhash,
             completion_simhash: event.fingerprints.completion_simhash,
             completion_compress_permille: event.fingerprints.completion_compress_permille,

@@ -16,6 +16,7 @@ use goodhart_core::pricing::{CostBreakdown, PriceTable};
 use goodhart_core::report::{Dimension, SummaryRow};
 use goodhart_core::usage::UsageEvent;
 
+pub mod findings;
 pub mod leases;
 mod migrations;
 pub mod outcomes;
@@ -186,7 +187,14 @@ pub trait SettingsStore: Send + Sync {
 
 /// Everything Goodhart stores, behind one handle.
 pub trait Store:
-    UsageStore + SettingsStore + KeyStore + BudgetStore + AlertStore + leases::LeaseStore + outcomes::OutcomeStore
+    UsageStore
+    + SettingsStore
+    + KeyStore
+    + BudgetStore
+    + AlertStore
+    + leases::LeaseStore
+    + outcomes::OutcomeStore
+    + findings::FindingStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

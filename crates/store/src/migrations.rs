@@ -40,6 +40,7 @@ migrations!(
     each "20261123050000_alerts",
     shared "20261124000000_leases",
     shared "20261124010000_outcomes",
+    shared "20261124020000_findings",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

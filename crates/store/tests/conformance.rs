@@ -137,6 +137,8 @@ conformance!(
     concurrent_leases_never_lend_past_the_limit,
     rate_buckets_are_shared_and_refill,
     outcome_facts_and_deliveries_are_stored_once,
+    waste_calls_carry_what_detection_needs,
+    finding_passes_keep_decisions_and_withdraw_what_is_gone,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -992,4 +994,169 @@ async fn outcome_facts_and_deliveries_are_stored_once(db: &TestDatabase) {
         store.github_logins().await.unwrap(),
         vec![("octo-alice".to_owned(), "alice.smith".to_owned())]
     );
+}
+
+async fn waste_calls_carry_what_detection_needs(db: &TestDatabase) {
+    use goodhart_core::waste::Call;
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let mut looped = event(
+        "e1",
+        at("2026-11-02T23:00:00Z"),
+        "bob",
+        None,
+        "claude-sonnet-4-5",
+        1_000,
+        500,
+    );
+    looped.attribution.agent = Some("loop-agent".into());
+    looped.attribution.session = Some("s-1".into());
+    looped.finish_reason = Some("max_tokens".into());
+    looped.fingerprints = Fingerprints {
+        prompt_simhash: Some(u64::MAX - 7), // the top bit set: stored signed, read back whole
+        completion_simhash: Some(42),
+        completion_compress_permille: Some(95),
+        ..Fingerprints::default()
+    };
+    let mut unpriced = event("e2", at("2026-11-02T23:01:00Z"), "bob", None, "no-such-model", 10, 0);
+    unpriced.finish_reason = Some("length".into());
+    let outside = event("e3", at("2026-11-03T00:00:00Z"), "bob", None, "gpt-4o-mini", 10, 0);
+    store
+        .insert_usage(priced(&table, vec![looped, unpriced, outside]), "t")
+        .await
+        .unwrap();
+    let mut calls = store
+        .waste_calls(at("2026-11-02T00:00:00Z"), at("2026-11-03T00:00:00Z"))
+        .await
+        .unwrap();
+    calls.sort_by_key(|c| c.at);
+    assert_eq!(
+        calls,
+        vec![
+            Call {
+                at: at("2026-11-02T23:00:00Z"),
+                user: "bob".into(),
+                agent: Some("loop-agent".into()),
+                session: Some("s-1".into()),
+                cost: Nanos(10_500_000), // 1,000 × $3/M + 500 × $15/M
+                tokens: 1_500,
+                truncated: true,
+                prompt_simhash: Some(u64::MAX - 7),
+                completion_simhash: Some(42),
+                completion_compress_permille: Some(95),
+            },
+            Call {
+                at: at("2026-11-02T23:01:00Z"),
+                user: "bob".into(),
+                tokens: 10,
+                truncated: true,
+                ..Call::default()
+            },
+        ],
+        "the window's calls only; an unpriced call costs nothing yet"
+    );
+}
+
+async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDatabase) {
+    use goodhart_core::waste::{Detector, Finding, FindingStatus, SubjectKind};
+    let store = db.open().await.unwrap();
+    let finding = |id: &str, when: &str, cents: i64| Finding {
+        id: id.into(),
+        subject_kind: SubjectKind::Agent,
+        subject: "loop-agent".into(),
+        user: "bob".into(),
+        detector: Detector::RepeatedPrompts,
+        signals: vec![Detector::RepeatedPrompts, Detector::MetronomicCadence],
+        evidence: format!("{cents} cents of loops"),
+        from: at(when),
+        to: Micros(at(when).0 + MICROS_PER_HOUR),
+        calls: 400,
+        wasted_tokens: 1_000_000,
+        wasted: Nanos(cents * 10_000_000),
+        confidence: 850,
+    };
+    let (day1, day2, day3) = (
+        at("2026-11-02T00:00:00Z"),
+        at("2026-11-03T00:00:00Z"),
+        at("2026-11-04T00:00:00Z"),
+    );
+    let (a, b, c) = (
+        finding("a", "2026-11-02T01:00:00Z", 500),
+        finding("b", "2026-11-02T02:00:00Z", 300),
+        finding("c", "2026-11-02T03:00:00Z", 100),
+    );
+    let first = store
+        .record_findings(
+            day1,
+            day2,
+            vec![
+                a.clone(),
+                b.clone(),
+                c.clone(),
+                finding("late", "2026-11-03T01:00:00Z", 1),
+            ],
+            Micros(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first.new,
+        vec![a.clone(), b.clone(), c.clone()],
+        "outside the window: skipped"
+    );
+    let stored = store.findings(day1, day3).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|s| &s.finding).collect::<Vec<_>>(),
+        vec![&a, &b, &c],
+        "most wasteful first"
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|s| s.status == FindingStatus::Open && s.detected_at == Micros(1))
+    );
+
+    let dismissed = store
+        .decide_finding("b", FindingStatus::Dismissed, Some("release crunch"), Micros(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (dismissed.status, dismissed.decided_at, dismissed.note.as_deref()),
+        (FindingStatus::Dismissed, Some(Micros(5)), Some("release crunch"))
+    );
+    assert_eq!(
+        store
+            .decide_finding("nope", FindingStatus::Confirmed, None, Micros(5))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A later pass sees a grow, b again, and not c (nor b, were it undecided).
+    let grown = finding("a", "2026-11-02T01:00:00Z", 900);
+    let second = store
+        .record_findings(day1, day2, vec![grown.clone()], Micros(9))
+        .await
+        .unwrap();
+    assert_eq!((second.new.len(), second.updated, second.withdrawn), (0, 1, 1));
+    let stored = store.findings(day1, day3).await.unwrap();
+    let ids: Vec<(&str, FindingStatus)> = stored.iter().map(|s| (s.finding.id.as_str(), s.status)).collect();
+    assert_eq!(
+        ids,
+        vec![("a", FindingStatus::Open), ("b", FindingStatus::Dismissed)],
+        "the undecided finding no longer found is withdrawn; the decided one is kept"
+    );
+    assert_eq!(stored[0].finding, grown);
+    assert_eq!((stored[0].detected_at, stored[0].updated_at), (Micros(1), Micros(9)));
+    assert_eq!(stored[1].note.as_deref(), Some("release crunch"));
+
+    // The decision survives a pass that finds it again.
+    store
+        .record_findings(day1, day2, vec![grown, b], Micros(10))
+        .await
+        .unwrap();
+    let b = store.findings(day1, day2).await.unwrap().pop().unwrap();
+    assert_eq!((b.finding.id.as_str(), b.status), ("b", FindingStatus::Dismissed));
+    assert!(store.findings(day2, day3).await.unwrap().is_empty());
 }

@@ -1,0 +1,265 @@
+//! Waste findings end to end: usage in through the public API, detection on demand and on
+//! its schedule, the findings API, decisions, and waste in the leaderboard, ROI and alerts.
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestServer, start_with};
+use goodhart_store::testing::TestDatabase;
+use serde_json::{Value, json};
+
+const WORDS: [&str; 16] = [
+    "refactor",
+    "payment",
+    "retry",
+    "cache",
+    "schema",
+    "migration",
+    "latency",
+    "index",
+    "queue",
+    "webhook",
+    "timeout",
+    "parser",
+    "invoice",
+    "ledger",
+    "tenant",
+    "rollout",
+];
+
+/// Bob's agent asking the same thing every 30 s, its outputs cut off at `max_tokens`, from
+/// `start`: `calls` calls of 1,000 input and 200 output tokens ($0.006 each on Sonnet).
+fn loop_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
+    (0..calls)
+        .map(|i| {
+            json!({
+                "id": format!("loop-{}-{i}", start.as_second()),
+                "timestamp": (start + jiff::SignedDuration::from_secs(30 * i)).to_string(),
+                "user": "bob", "team": "payments", "agent": "loop-agent", "session": "loop-session",
+                "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
+                "prompt": format!("Run the full test suite again and report whether it passes (attempt {i})."),
+                "completion": "The test suite is running. The test suite is running. The test suite is running.",
+                "finish_reason": "max_tokens",
+            })
+        })
+        .collect()
+}
+
+/// Alice's working session: varied prompts and answers at human pauses, office hours.
+fn working_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
+    let mut seed: u64 = 7;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let mut at = start;
+    (0..calls)
+        .map(|i| {
+            at += jiff::SignedDuration::from_secs(40 + (next() % 400) as i64);
+            let words: Vec<&str> = (0..12).map(|_| WORDS[next() % WORDS.len()]).collect();
+            let answer: Vec<&str> = (0..40).map(|_| WORDS[next() % WORDS.len()]).collect();
+            json!({
+                "id": format!("work-{}-{i}", start.as_second()),
+                "timestamp": at.to_string(),
+                "user": "alice", "team": "payments", "agent": "claude-code", "session": "release",
+                "model": "claude-sonnet-4-5", "input_tokens": 3000, "output_tokens": 800,
+                "prompt": words.join(" "), "completion": answer.join(" "), "finish_reason": "end_turn",
+            })
+        })
+        .collect()
+}
+
+async fn ingest(server: &TestServer, events: &[Value]) {
+    let reply = server
+        .admin("POST", "/api/v1/usage", serde_json::to_string(events).unwrap())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+async fn findings(server: &TestServer, query: &str) -> Value {
+    let reply = server
+        .admin("GET", &format!("/api/v1/findings?{query}"), Bytes::new())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json
+}
+
+#[tokio::test]
+async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
+    let server = start_with(
+        TestDatabase::sqlite(),
+        "[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
+    )
+    .await;
+    let night: jiff::Timestamp = "2026-11-02T22:00:00Z".parse().unwrap();
+    let morning: jiff::Timestamp = "2026-11-02T09:00:00Z".parse().unwrap();
+    ingest(&server, &loop_calls(night, 130)).await;
+    ingest(&server, &working_calls(morning, 130)).await;
+
+    let pass = server
+        .admin(
+            "POST",
+            "/api/v1/findings/detect?from=2026-11-02T12:00:00Z&to=2026-11-02T13:00:00Z",
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(pass.status, 200, "{}", pass.text);
+    assert_eq!(pass.json["from"], "2026-11-02T00:00:00Z", "whole UTC days");
+    assert_eq!(pass.json["to"], "2026-11-03T00:00:00Z");
+    assert_eq!(
+        (pass.json["calls"].as_u64(), pass.json["new"].as_u64()),
+        (Some(260), Some(1))
+    );
+
+    let listed = findings(&server, "from=2026-11-01&to=2026-11-04").await;
+    let all = listed["findings"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "the productive session is not flagged: {listed:#}");
+    let finding = &all[0];
+    assert_eq!(finding["subject_kind"], "agent");
+    assert_eq!(finding["subject"], "loop-agent");
+    assert_eq!(finding["user"], "bob");
+    assert_eq!(finding["status"], "open");
+    assert_eq!(finding["detector"], "repeated_prompts");
+    assert_eq!(
+        finding["signals"],
+        json!(["repeated_prompts", "filler_output", "metronomic_cadence", "off_hours"])
+    );
+    assert_eq!(finding["calls"], 130);
+    assert_eq!(finding["wasted_tokens"], 130 * 1200);
+    assert_eq!(finding["wasted_usd"].to_string(), "0.78", "130 calls at $0.006, exact");
+    assert_eq!(finding["confidence"], 0.95);
+    let evidence = finding["evidence"].as_str().unwrap();
+    for part in [
+        "130 calls between 22:00 and 23:04",
+        "130 of 130 prompts near-identical",
+        "every output hit max_tokens",
+        "median gap 30.0 s ± 0.0 s",
+    ] {
+        assert!(evidence.contains(part), "{part:?} missing from {evidence:?}");
+    }
+    assert_eq!(listed["totals"]["wasted_usd"].to_string(), "0.78");
+
+    let waste_of_bob = |board: &Value| {
+        board["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"] == "bob")
+            .map(|r| r["waste_usd"].to_string())
+    };
+    let board = server
+        .admin(
+            "GET",
+            "/api/v1/leaderboard?from=2026-11-01&to=2026-11-08&by=user",
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(waste_of_bob(&board.json).as_deref(), Some("0.78"));
+    let roi = server
+        .admin("GET", "/api/v1/reports/roi?from=2026-11-01&to=2026-11-08", Bytes::new())
+        .await;
+    assert_eq!(roi.json["org"]["waste_usd"].to_string(), "0.78", "{}", roi.text);
+
+    let id = finding["id"].as_str().unwrap().to_owned();
+    let dismissed = server
+        .admin(
+            "POST",
+            &format!("/api/v1/findings/{id}/dismiss"),
+            r#"{"note": "load test we asked for"}"#,
+        )
+        .await;
+    assert_eq!(dismissed.status, 200, "{}", dismissed.text);
+    assert_eq!(dismissed.json["status"], "dismissed");
+    assert_eq!(dismissed.json["note"], "load test we asked for");
+    let board = server
+        .admin(
+            "GET",
+            "/api/v1/leaderboard?from=2026-11-01&to=2026-11-08&by=user",
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        waste_of_bob(&board.json).as_deref(),
+        Some("0"),
+        "a dismissed finding stops counting"
+    );
+
+    // A later pass finds it again and keeps the decision.
+    let again = server
+        .admin(
+            "POST",
+            "/api/v1/findings/detect?from=2026-11-02&to=2026-11-03",
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        (again.json["new"].as_u64(), again.json["updated"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let listed = findings(&server, "from=2026-11-01&to=2026-11-04&status=dismissed").await;
+    assert_eq!(listed["findings"][0]["note"], "load test we asked for");
+    assert_eq!(listed["totals"]["wasted_usd"].to_string(), "0");
+    assert_eq!(listed["totals"]["dismissed"], 1);
+
+    let confirmed = server
+        .admin("POST", &format!("/api/v1/findings/{id}/confirm"), Bytes::new())
+        .await;
+    assert_eq!(confirmed.json["status"], "confirmed", "a decision can be revised");
+
+    let unknown = server
+        .admin("POST", "/api/v1/findings/nope/confirm", Bytes::new())
+        .await;
+    assert_eq!(unknown.status, 404);
+    let bad_body = server
+        .admin("POST", &format!("/api/v1/findings/{id}/dismiss"), r#"{"reason": "x"}"#)
+        .await;
+    assert_eq!(bad_body.status, 400, "{}", bad_body.text);
+    assert!(bad_body.text.contains("reason"), "{}", bad_body.text);
+    let bad_status = server
+        .admin("GET", "/api/v1/findings?status=closed", Bytes::new())
+        .await;
+    assert_eq!(bad_status.status, 400);
+    assert_eq!(bad_status.json["error"]["parameter"], "status");
+
+    let alerts = server
+        .admin("GET", "/api/v1/alerts?from=2026-11-01", Bytes::new())
+        .await;
+    assert_eq!(
+        alerts.json["alerts"],
+        json!([]),
+        "a finding about weeks ago raises no alert"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_detection_finds_a_fresh_loop_and_raises_one_alert() {
+    let server = start_with(TestDatabase::sqlite(), "[waste]\ndetect_every_secs = 1\n").await;
+    let two_hours_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    ingest(&server, &loop_calls(two_hours_ago, 130)).await;
+    let mut alerts = Vec::new();
+    for _ in 0..100 {
+        let reply = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;
+        alerts = reply.json["alerts"].as_array().unwrap().clone();
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["kind"], "waste");
+    assert_eq!(alerts[0]["budget_id"], Value::Null);
+    assert_eq!(alerts[0]["scope"], "agent loop-agent (bob)");
+    let message = alerts[0]["message"].as_str().unwrap();
+    assert!(message.contains("wasted $0.78"), "{message}");
+    let listed = findings(&server, "from=2d").await;
+    assert_eq!(listed["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        alerts[0]["id"],
+        format!("waste:{}", listed["findings"][0]["id"].as_str().unwrap())
+    );
+
+    // Later passes find it again: no second alert.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let reply = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;
+    assert_eq!(reply.json["alerts"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,238 @@
+//! Waste detection's input and output: the calls of a window as detection sees them, and the
+//! findings of detection passes with the admin's decision on each (the `findings` migration).
+//!
+//! A pass over a window replaces that window's findings: findings seen again keep their
+//! decision and get the pass's numbers, new ones are added, and undecided ones the pass no
+//! longer finds (an outcome arrived, say) are withdrawn. Decided findings are never withdrawn.
+
+use async_trait::async_trait;
+use goodhart_core::waste::{Call, Detector, Finding, FindingStatus, SubjectKind, TRUNCATION_REASONS};
+use goodhart_core::{Micros, Nanos};
+
+use crate::StoreError;
+
+/// A stored finding and where its review stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFinding {
+    pub finding: Finding,
+    pub status: FindingStatus,
+    /// When a pass first found it.
+    pub detected_at: Micros,
+    /// When a pass last updated its numbers.
+    pub updated_at: Micros,
+    pub decided_at: Option<Micros>,
+    /// The admin's reason for the decision.
+    pub note: Option<String>,
+}
+
+/// What recording a detection pass changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// Findings not stored before (the ones an alert may be raised for).
+    pub new: Vec<Finding>,
+    /// Findings stored before, updated with this pass's numbers.
+    pub updated: u64,
+    /// Undecided findings of the window this pass no longer found: removed.
+    pub withdrawn: u64,
+}
+
+#[async_trait]
+pub trait FindingStore: Send + Sync {
+    /// Every usage event in `[from, to)` as a call detection can judge.
+    async fn waste_calls(&self, from: Micros, to: Micros) -> Result<Vec<Call>, StoreError>;
+
+    /// Records a detection pass over `[from, to)` (see the module docs), in one transaction.
+    /// Only findings that started in the window are the pass's: others are skipped.
+    async fn record_findings(
+        &self,
+        from: Micros,
+        to: Micros,
+        findings: Vec<Finding>,
+        now: Micros,
+    ) -> Result<PassOutcome, StoreError>;
+
+    /// Findings that started in `[from, to)`, most wasteful first.
+    async fn findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError>;
+
+    /// Records an admin's decision (`confirmed` or `dismissed`, with an optional reason);
+    /// `None` when there is no such finding.
+    async fn decide_finding(
+        &self,
+        id: &str,
+        status: FindingStatus,
+        note: Option<&str>,
+        at: Micros,
+    ) -> Result<Option<StoredFinding>, StoreError>;
+}
+
+/// The calls of a window (same SQL on both backends): `$1`/`$2` the window.
+pub(crate) fn calls_sql() -> String {
+    let truncation: Vec<String> = TRUNCATION_REASONS.iter().map(|r| format!("'{r}'")).collect();
+    format!(
+        "SELECT e.ts, COALESCE(u.name, ''), a.name, e.session, COALESCE(e.cost_nanos, 0), \
+         e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_5m_tokens \
+         + e.cache_write_1h_tokens + e.reasoning_tokens, \
+         CAST(CASE WHEN e.finish_reason IN ({}) THEN 1 ELSE 0 END AS BIGINT), \
+         e.prompt_simhash, e.completion_simhash, e.completion_compress_permille \
+         FROM usage_events e LEFT JOIN users u ON u.id = e.user_id LEFT JOIN agents a ON a.id = e.agent_id \
+         WHERE e.ts >= $1 AND e.ts < $2",
+        truncation.join(", ")
+    )
+}
+
+/// A row of [`calls_sql`], in its column order.
+pub(crate) struct CallRow {
+    pub at: i64,
+    pub user: String,
+    pub agent: Option<String>,
+    pub session: Option<String>,
+    pub cost: i64,
+    pub tokens: i64,
+    pub truncated: i64,
+    pub prompt_simhash: Option<i64>,
+    pub completion_simhash: Option<i64>,
+    pub completion_compress_permille: Option<i64>,
+}
+
+impl From<CallRow> for Call {
+    fn from(r: CallRow) -> Call {
+        Call {
+            at: Micros(r.at),
+            user: r.user,
+            agent: r.agent,
+            session: r.session,
+            cost: Nanos(r.cost),
+            tokens: u64::try_from(r.tokens).unwrap_or(0),
+            truncated: r.truncated != 0,
+            // Stored as the signed reinterpretation of the 64 bits.
+            prompt_simhash: r.prompt_simhash.map(|h| h as u64),
+            completion_simhash: r.completion_simhash.map(|h| h as u64),
+            completion_compress_permille: r.completion_compress_permille.and_then(|p| u32::try_from(p).ok()),
+        }
+    }
+}
+
+pub(crate) const UPSERT: &str = "INSERT INTO waste_findings (id, subject_kind, subject, user_name, detector, \
+    signals, evidence, from_ts, to_ts, calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+    ON CONFLICT (id) DO UPDATE SET subject_kind = excluded.subject_kind, subject = excluded.subject, \
+    user_name = excluded.user_name, detector = excluded.detector, signals = excluded.signals, \
+    evidence = excluded.evidence, from_ts = excluded.from_ts, to_ts = excluded.to_ts, calls = excluded.calls, \
+    wasted_tokens = excluded.wasted_tokens, wasted_nanos = excluded.wasted_nanos, \
+    confidence = excluded.confidence, updated_at = excluded.updated_at";
+pub(crate) const IN_WINDOW: &str = "SELECT id, status FROM waste_findings WHERE from_ts >= $1 AND from_ts < $2";
+pub(crate) const WITHDRAW: &str = "DELETE FROM waste_findings WHERE id = $1 AND status = 'open'";
+const COLUMNS: &str = "SELECT id, subject_kind, subject, user_name, detector, signals, evidence, from_ts, to_ts, \
+    calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, status, decided_at, note \
+    FROM waste_findings";
+pub(crate) fn select_window() -> String {
+    format!("{COLUMNS} WHERE from_ts >= $1 AND from_ts < $2 ORDER BY wasted_nanos DESC, id")
+}
+pub(crate) fn select_one() -> String {
+    format!("{COLUMNS} WHERE id = $1")
+}
+pub(crate) const DECIDE: &str = "UPDATE waste_findings SET status = $1, decided_at = $2, note = $3 WHERE id = $4";
+
+/// The parameters of [`UPSERT`] for a finding, in order ($14 is the pass's time).
+pub(crate) struct UpsertParams {
+    pub subject_kind: &'static str,
+    pub detector: &'static str,
+    pub signals: String,
+    pub numbers: [i64; 6],
+}
+
+impl UpsertParams {
+    /// `numbers`: from, to, calls, wasted tokens, wasted nanos, confidence.
+    pub fn of(finding: &Finding) -> UpsertParams {
+        let signals: Vec<&str> = finding.signals.iter().map(|d| d.as_str()).collect();
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        UpsertParams {
+            subject_kind: finding.subject_kind.as_str(),
+            detector: finding.detector.as_str(),
+            signals: signals.join(","),
+            numbers: [
+                finding.from.0,
+                finding.to.0,
+                clamp(finding.calls),
+                clamp(finding.wasted_tokens),
+                finding.wasted.0,
+                i64::from(finding.confidence),
+            ],
+        }
+    }
+}
+
+/// Which stored findings a pass withdraws, and how many of its findings are new: `existing`
+/// holds the window's stored `(id, status)`.
+pub(crate) fn reconcile(existing: &[(String, String)], findings: &[Finding]) -> (Vec<Finding>, u64, Vec<String>) {
+    let known: std::collections::HashSet<&str> = existing.iter().map(|(id, _)| id.as_str()).collect();
+    let found: std::collections::HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    let new: Vec<Finding> = findings
+        .iter()
+        .filter(|f| !known.contains(f.id.as_str()))
+        .cloned()
+        .collect();
+    let updated = (findings.len() - new.len()) as u64;
+    let withdrawn = existing
+        .iter()
+        .filter(|(id, status)| status == FindingStatus::Open.as_str() && !found.contains(id.as_str()))
+        .map(|(id, _)| id.clone())
+        .collect();
+    (new, updated, withdrawn)
+}
+
+/// A row of [`COLUMNS`], in its order.
+pub(crate) struct Row {
+    pub id: String,
+    pub subject_kind: String,
+    pub subject: String,
+    pub user: String,
+    pub detector: String,
+    pub signals: String,
+    pub evidence: String,
+    pub numbers: [i64; 8],
+    pub status: String,
+    pub decided_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+impl Row {
+    /// `numbers`: from, to, calls, wasted tokens, wasted nanos, confidence, detected, updated.
+    pub fn into_finding(self) -> Result<StoredFinding, StoreError> {
+        let corrupt = |what, value: &str| StoreError::Corrupt {
+            what,
+            value: value.to_owned(),
+        };
+        let signals = self
+            .signals
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| Detector::parse(s).ok_or_else(|| corrupt("finding signal", s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let [from, to, calls, tokens, wasted, confidence, detected_at, updated_at] = self.numbers;
+        let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(StoredFinding {
+            finding: Finding {
+                subject_kind: SubjectKind::parse(&self.subject_kind)
+                    .ok_or_else(|| corrupt("finding subject kind", &self.subject_kind))?,
+                detector: Detector::parse(&self.detector).ok_or_else(|| corrupt("finding detector", &self.detector))?,
+                id: self.id,
+                subject: self.subject,
+                user: self.user,
+                signals,
+                evidence: self.evidence,
+                from: Micros(from),
+                to: Micros(to),
+                calls: unsigned(calls),
+                wasted_tokens: unsigned(tokens),
+                wasted: Nanos(wasted),
+                confidence: u32::try_from(confidence).unwrap_or(0),
+            },
+            status: FindingStatus::parse(&self.status).ok_or_else(|| corrupt("finding status", &self.status))?,
+            detected_at: Micros(detected_at),
+            updated_at: Micros(updated_at),
+            decided_at: self.decided_at.map(Micros),
+            note: self.note,
+        })
+    }
+}
