@@ -334,3 +334,103 @@ fn leaderboard_ranks_outcomes_not_volume_and_labels_the_volume_view() {
         "login,user\nocto-shipper,shipper\n"
     );
 }
+
+#[test]
+fn findings_are_detected_listed_and_dismissed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    // An agent asking the same thing every 30 s for over an hour at night, outputs cut off.
+    let calls: Vec<serde_json::Value> = (0..130)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("loop-{i}"),
+                "timestamp": format!("2026-11-02T{:02}:{:02}:{:02}Z", 22 + i / 120, (i / 2) % 60, (i % 2) * 30),
+                "user": "bob", "agent": "loop-agent", "session": "s1",
+                "model": "gpt-4o-mini", "input_tokens": 10000, "output_tokens": 1000,
+                "prompt": format!("Check the deployment status again, attempt {i}"),
+                "completion": "Still checking. Still checking. Still checking.",
+                "finish_reason": "length",
+            })
+        })
+        .collect();
+    let (status, body) = http(
+        &served.addr,
+        "POST",
+        "/api/v1/usage",
+        &token,
+        &serde_json::to_string(&calls).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    terminate(served);
+
+    let run = |args: &[&str]| {
+        let output = goodhart(dir.path(), args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let pass = run(&[
+        "findings",
+        "detect",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-03",
+        "--format",
+        "json",
+    ]);
+    let pass: serde_json::Value = serde_json::from_str(&pass).unwrap();
+    assert_eq!(
+        (pass["calls"].as_u64(), pass["new"].as_u64()),
+        (Some(130), Some(1)),
+        "{pass}"
+    );
+
+    let table = run(&["findings", "--from", "2026-11-01", "--to", "2026-11-04"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("id "), "{table}");
+    assert!(lines[0].contains("evidence"), "{table}");
+    assert!(lines[2].contains("agent loop-agent (bob)"), "{table}");
+    // 130 × (10,000 × $0.15/M + 1,000 × $0.60/M) = $0.273.
+    assert!(lines[2].contains("$0.27"), "{table}");
+    let json = run(&[
+        "findings",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-04",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let id = json["findings"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(json["findings"][0]["wasted_usd"].to_string(), "0.273");
+
+    let dismissed = run(&["findings", "dismiss", &id, "--note", "a load test"]);
+    assert!(dismissed.starts_with(&format!("dismissed {id}")), "{dismissed}");
+    let csv = run(&[
+        "findings",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-04",
+        "--status",
+        "dismissed",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("{id},dismissed,2026-11-02,")),
+        "{csv}"
+    );
+
+    let unknown = goodhart(dir.path(), &["findings", "confirm", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("finding nope"));
+    let bad = goodhart(dir.path(), &["findings", "--status", "closed"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
+}
