@@ -939,4 +939,118 @@ mod tests {
         calls.reverse();
         assert_eq!(findings(&calls, &[])[0].id, found[0].id, "input order does not matter");
     }
+
+    /// The signals of one run, by detector.
+    fn signals_of(run: &Run) -> Vec<Detector> {
+        let calls = run.calls();
+        let refs: Vec<&Call> = calls.iter().collect();
+        run_signals(&refs, &WasteRules::default())
+            .into_iter()
+            .map(|s| s.0)
+            .collect()
+    }
+
+    fn daytime(prompt: fn(usize) -> String, output: fn(usize) -> String, truncated: bool) -> Run {
+        Run {
+            user: "lee",
+            agent: None,
+            session: "s".into(),
+            start: MONDAY + 9 * MICROS_PER_HOUR,
+            calls: 120,
+            gap_secs: |i| 20 + (i as i64 * 53) % 160,
+            prompt,
+            output,
+            truncated,
+        }
+    }
+
+    #[test]
+    fn each_content_signal_fires_on_its_pattern_and_not_on_real_work() {
+        let work = signals_of(&daytime(varied, prose, false));
+        assert!(work.is_empty(), "varied prompts, real answers: {work:?}");
+
+        let counter = signals_of(&daytime(
+            |i| format!("Summarise the incident report again, try {i}"),
+            prose,
+            false,
+        ));
+        assert_eq!(counter, [Detector::RepeatedPrompts], "a counter does not hide a repeat");
+
+        let cut = signals_of(&daytime(varied, prose, true));
+        assert_eq!(cut, [Detector::FillerOutput], "every output at max_tokens");
+        let repetitive = signals_of(&daytime(varied, |_| "All good, nothing to report. ".repeat(40), false));
+        assert_eq!(repetitive, [Detector::FillerOutput], "outputs that compress to nothing");
+        let same_answer = signals_of(&daytime(varied, |i| format!("Done, step {i}: {}", varied(1)), false));
+        assert_eq!(same_answer, [Detector::FillerOutput], "the same answer every time");
+    }
+
+    #[test]
+    fn cadence_needs_an_hour_of_steady_rhythm_without_a_human_pause() {
+        let steady = |gap_secs: fn(usize) -> i64, calls: usize| {
+            signals_of(&Run {
+                calls,
+                gap_secs,
+                ..daytime(varied, prose, false)
+            })
+        };
+        assert_eq!(steady(|_| 45, 120), [Detector::MetronomicCadence]);
+        assert_eq!(
+            steady(|i| 45 + (i % 3) as i64, 120),
+            [Detector::MetronomicCadence],
+            "a little jitter is still a machine"
+        );
+        assert!(steady(|_| 45, 60).is_empty(), "45 minutes is too short to judge");
+        assert!(
+            steady(|i| if i == 60 { 11 * 60 } else { 45 }, 120).is_empty(),
+            "one 11-minute pause is a person"
+        );
+        assert!(steady(|i| 10 + (i as i64 * 53) % 90, 120).is_empty(), "human gaps");
+    }
+
+    #[test]
+    fn off_hours_means_most_calls_at_night_or_at_the_weekend() {
+        let at = |start: i64| {
+            signals_of(&Run {
+                start,
+                ..daytime(varied, prose, false)
+            })
+        };
+        assert_eq!(at(MONDAY + 23 * MICROS_PER_HOUR), [Detector::OffHours], "Monday night");
+        assert_eq!(
+            at(MONDAY + 5 * MICROS_PER_DAY + 11 * MICROS_PER_HOUR),
+            [Detector::OffHours],
+            "Saturday late morning"
+        );
+        assert!(at(MONDAY + 10 * MICROS_PER_HOUR).is_empty(), "a weekday's office hours");
+        assert!(
+            at(MONDAY + 19 * MICROS_PER_HOUR).is_empty(),
+            "an evening that runs a little past 22:00"
+        );
+    }
+
+    #[test]
+    fn idle_spend_is_a_signal_only_without_outcomes_and_far_above_the_median() {
+        let mut calls = colleagues();
+        let mut loop_run = night_loop("zed");
+        loop_run.prompt = varied; // leaves filler, cadence, off hours: enough without the spend
+        calls.extend(loop_run.calls());
+        let signals = |shipped: &[&str]| findings(&calls, shipped)[0].signals.clone();
+        assert!(signals(&[]).contains(&Detector::SpendWithoutOutcomes));
+        assert!(
+            !signals(&["zed"]).contains(&Detector::SpendWithoutOutcomes),
+            "someone who shipped"
+        );
+        let cheap: Vec<Call> = calls
+            .iter()
+            .map(|c| Call {
+                cost: if c.user == "zed" { Nanos(500_000) } else { c.cost },
+                ..c.clone()
+            })
+            .collect();
+        let found = findings(&cheap, &[]);
+        assert!(
+            !found[0].signals.contains(&Detector::SpendWithoutOutcomes),
+            "spend below four times the median person's: {found:#?}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use goodhart_core::Nanos;
 use goodhart_core::github::{self, Reading};
 use goodhart_core::outcomes::{Credit, Fact, Milli, ValueRules, credits};
-use goodhart_core::pricing::PriceTable;
+use goodhart_core::pricing::{CostBreakdown, PriceTable};
 use goodhart_core::usage::{IngestPolicy, Source, UsageEvent};
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
 use goodhart_core::waste::{Call, Detector, Finding, WasteRules, detect};
@@ -25,22 +25,25 @@ pub struct BoardInputs {
 
 /// The organisation's usage validated (and so fingerprinted) and priced as the server would.
 pub fn priced_usage(org: &Org) -> Vec<(UsageEvent, Nanos)> {
+    validated_usage(org)
+        .map(|(event, cost)| (event, cost.total()))
+        .collect()
+}
+
+/// Each usage event validated and priced, with the price's breakdown (what the store keeps).
+pub fn validated_usage(org: &Org) -> impl Iterator<Item = (UsageEvent, CostBreakdown)> + '_ {
     let prices = PriceTable::builtin();
     let policy = IngestPolicy {
         store_content: false,
         source: Source::Api,
     };
-    org.usage
-        .iter()
-        .map(|input| {
-            let event = input.clone().validate(policy).expect("simulated usage is valid");
-            let cost = prices
-                .cost_of(event.provider.as_deref(), &event.model, &event.tokens)
-                .expect("simulated models are priced")
-                .total();
-            (event, cost)
-        })
-        .collect()
+    org.usage.iter().map(move |input| {
+        let event = input.clone().validate(policy).expect("simulated usage is valid");
+        let cost = prices
+            .cost_of(event.provider.as_deref(), &event.model, &event.tokens)
+            .expect("simulated models are priced");
+        (event, cost)
+    })
 }
 
 /// Reads the organisation's records as the server would; `usage` is its [`priced_usage`].
@@ -68,6 +71,14 @@ pub fn board_inputs(org: &Org, usage: &[(UsageEvent, Nanos)], rules: &ValueRules
             tokens,
         })
         .collect();
+    BoardInputs {
+        activity,
+        credits: credits(&facts(org), rules),
+    }
+}
+
+/// The organisation's GitHub deliveries and self-reported outcomes read as the server would.
+pub fn facts(org: &Org) -> Vec<(String, Fact)> {
     let production = ["production".to_owned()];
     let mut facts: Vec<(String, Fact)> = Vec::new();
     for delivery in &org.deliveries {
@@ -80,10 +91,7 @@ pub fn board_inputs(org: &Org, usage: &[(UsageEvent, Nanos)], rules: &ValueRules
     for outcome in &org.reported {
         facts.push(outcome.clone().validate().expect("simulated outcomes are valid"));
     }
-    BoardInputs {
-        activity,
-        credits: credits(&facts, rules),
-    }
+    facts
 }
 
 /// How the value and volume boards fare against the truth on one organisation.
@@ -232,6 +240,16 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
     let started = std::time::Instant::now();
     let findings = detect(&calls, &value_by_user, rules);
     let detection_time = started.elapsed();
+    score_findings(org, calls.len(), findings, detection_time)
+}
+
+/// Scores findings over the organisation's `calls` calls against the personas.
+pub fn score_findings(
+    org: &Org,
+    calls: usize,
+    findings: Vec<Finding>,
+    detection_time: std::time::Duration,
+) -> WasteScore {
     let wasteful: BTreeSet<&str> = org
         .people
         .iter()
@@ -245,14 +263,7 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
     };
     let flagged: BTreeSet<&str> = findings.iter().map(|f| f.user.as_str()).collect();
     let mut by_detector = BTreeMap::new();
-    for detector in [
-        Detector::RepeatedPrompts,
-        Detector::FillerOutput,
-        Detector::AgentFanOut,
-        Detector::MetronomicCadence,
-        Detector::OffHours,
-        Detector::SpendWithoutOutcomes,
-    ] {
+    for detector in Detector::ALL {
         let with: BTreeSet<&str> = findings
             .iter()
             .filter(|f| f.signals.contains(&detector))
@@ -264,7 +275,7 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
     WasteScore {
         seed: org.spec.seed,
         people: org.people.len(),
-        calls: calls.len(),
+        calls,
         false_positives: flagged
             .difference(&wasteful)
             .map(|n| ((*n).to_owned(), persona(n)))
