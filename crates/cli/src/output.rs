@@ -56,7 +56,13 @@ fn write_aligned(table: &Tabular, out: &mut dyn Write) -> std::io::Result<()> {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..table.header.len()).map(width).collect();
-    let numeric_cell = |cell: &str| cell.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '-');
+    // `1,234`, `$0.78`, `-2.5`, `80 %`, or `-` for none; not dates, ids or sentences.
+    let numeric_cell = |cell: &str| {
+        let number = cell.strip_prefix(['$', '-']).unwrap_or(cell);
+        let number = number.trim_end_matches('%').trim_end();
+        cell == "-"
+            || !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+    };
     // A column is right-aligned, header included, when every cell in it is a number.
     let numeric: Vec<bool> = (0..table.header.len())
         .map(|i| !table.rows.is_empty() && table.rows.iter().all(|r| r[i].is_empty() || numeric_cell(&r[i])))
@@ -123,6 +129,24 @@ mod tests {
         assert_eq!(
             String::from_utf8(csv_out).unwrap(),
             "user,cost\nalice,$1.00\nbo,$12.50\n"
+        );
+    }
+
+    #[test]
+    fn dates_and_sentences_starting_with_a_digit_stay_left_aligned() {
+        let table = Tabular::new(
+            &["day", "calls", "evidence"],
+            vec![
+                vec!["2026-11-02".into(), "130".into(), "130 calls at night".into()],
+                vec!["2026-11-03".into(), "-".into(), "9 calls".into()],
+            ],
+        );
+        let mut out = Vec::new();
+        print(Format::Table, &(), &table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "day         calls  evidence\n----------  -----  ------------------\n\
+             2026-11-02    130  130 calls at night\n2026-11-03      -  9 calls\n"
         );
     }
 }
