@@ -60,8 +60,7 @@ fn write_aligned(table: &Tabular, out: &mut dyn Write) -> std::io::Result<()> {
     let numeric_cell = |cell: &str| {
         let number = cell.strip_prefix(['$', '-']).unwrap_or(cell);
         let number = number.trim_end_matches('%').trim_end();
-        cell == "-"
-            || !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+        cell == "-" || !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
     };
     // A column is right-aligned, header included, when every cell in it is a number.
     let numeric: Vec<bool> = (0..table.header.len())

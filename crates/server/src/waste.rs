@@ -148,15 +148,7 @@ pub fn spawn_detection(state: AppState, tracker: &TaskTracker, cancel: Cancellat
             }
             let now = goodhart_store::now_micros();
             let from = Micros(now.0 - days_back * MICROS_PER_DAY);
-            let pass = run_pass(
-                state.store.as_ref(),
-                &state.outcomes.rules,
-                &state.waste.rules,
-                from,
-                now,
-                now,
-            );
-            match pass.await {
+            match pass_and_alert(&state, from, now, now).await {
                 Ok(report) => {
                     days_back = 1;
                     tracing::debug!(
@@ -167,14 +159,22 @@ pub fn spawn_detection(state: AppState, tracker: &TaskTracker, cancel: Cancellat
                         elapsed_ms = report.elapsed_ms,
                         "waste detection pass"
                     );
-                    for alert in alerts_for(&report.new_findings, &state.waste, now) {
-                        state.gateway.raise_alert(alert);
-                    }
                 }
                 Err(e) => tracing::warn!("waste detection failed: {e}"),
             }
         }
     });
+}
+
+/// A pass with the server's rules, its new findings' alerts raised through the gateway's
+/// alerter (stored once, posted to the webhooks).
+async fn pass_and_alert(state: &AppState, from: Micros, to: Micros, now: Micros) -> Result<PassReport, ApiError> {
+    let store = state.store.as_ref();
+    let report = run_pass(store, &state.outcomes.rules, &state.waste.rules, from, to, now).await?;
+    for alert in alerts_for(&report.new_findings, &state.waste, now) {
+        state.gateway.raise_alert(alert);
+    }
+    Ok(report)
 }
 
 /// A finding as the API and the CLI show it.
@@ -344,19 +344,7 @@ pub async fn post_detect(
 ) -> Result<Json<PassReport>, ApiError> {
     let now = goodhart_store::now_micros();
     let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
-    let report = run_pass(
-        state.store.as_ref(),
-        &state.outcomes.rules,
-        &state.waste.rules,
-        from,
-        to,
-        now,
-    )
-    .await?;
-    for alert in alerts_for(&report.new_findings, &state.waste, now) {
-        state.gateway.raise_alert(alert);
-    }
-    Ok(Json(report))
+    Ok(Json(pass_and_alert(&state, from, to, now).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
