@@ -37,6 +37,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     )?;
     match cli.command {
         Command::Serve { .. } => serve(&config).await,
+        // The demo brings its own configuration: its database, the mock provider, a secret.
+        Command::Demo {
+            seed,
+            weeks,
+            no_serve,
+            live_secs,
+            listen,
+            database,
+        } => {
+            let options = crate::demo::DemoOptions {
+                seed,
+                weeks,
+                serve: !no_serve,
+                listen,
+                database,
+                live: std::time::Duration::from_secs(live_secs),
+            };
+            crate::demo::run(options).await
+        }
         Command::Report {
             kind: Some(ReportKind::Roi { from, to, format }),
             ..

@@ -2,6 +2,7 @@
 //! library crates; it holds no logic of its own.
 
 mod commands;
+mod demo;
 mod output;
 
 use std::path::PathBuf;
@@ -31,6 +32,29 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8787].
         #[arg(long, env = "GOODHART_LISTEN")]
         listen: Option<String>,
+    },
+    /// The whole story in one command: a simulated organisation's history loaded through the
+    /// public API, a minute of live traffic through the gateway (a runaway agent trips a hard
+    /// cap), then the volume and value rankings side by side, waste findings and alerts.
+    Demo {
+        /// Which organisation to simulate.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Weeks of history.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=52))]
+        weeks: u32,
+        /// Exit after the summary instead of serving until Ctrl-C.
+        #[arg(long)]
+        no_serve: bool,
+        /// Seconds of live traffic.
+        #[arg(long, default_value_t = 60)]
+        live_secs: u64,
+        /// Address to listen on (a free port if it is taken).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: String,
+        /// The demo's own database file, recreated on every run.
+        #[arg(long, default_value = "goodhart-demo.db")]
+        database: PathBuf,
     },
     /// Usage and cost grouped by user, team, project, agent, model, provider or day; or
     /// `report roi`: spend against outcomes and hours saved, per team.
@@ -305,10 +329,14 @@ enum PricesAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo tells its own story; its server's logs would interleave with it.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "error",
+        _ => "warn,goodhart=info,goodhart_server=info,goodhart_store=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,goodhart=info,goodhart_server=info,goodhart_store=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();

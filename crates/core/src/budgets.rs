@@ -166,6 +166,8 @@ pub enum AlertKind {
     Forecast,
     /// A waste detection pass found new, high-confidence waste.
     Waste,
+    /// A blocking budget refused a call: its hard cap is reached.
+    Blocked,
 }
 
 impl AlertKind {
@@ -175,6 +177,7 @@ impl AlertKind {
             AlertKind::Runaway => "runaway",
             AlertKind::Forecast => "forecast",
             AlertKind::Waste => "waste",
+            AlertKind::Blocked => "blocked",
         }
     }
 
@@ -184,6 +187,7 @@ impl AlertKind {
             AlertKind::Runaway,
             AlertKind::Forecast,
             AlertKind::Waste,
+            AlertKind::Blocked,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -233,6 +237,29 @@ impl Alert {
         );
         let id = format!("threshold:{}:{}:{percent}", budget.id, window.start.0);
         Alert::about(budget, AlertKind::Threshold, id, message, now)
+    }
+
+    /// A hard-cap alert: the first refused call of a budget's window (once per window).
+    pub fn blocked(
+        budget_id: &str,
+        scope: &str,
+        window_start: Micros,
+        limit: Nanos,
+        resets_at: Option<Micros>,
+        now: Micros,
+    ) -> Alert {
+        let until = resets_at.map_or_else(|| "the budget is raised".to_owned(), Micros::rfc3339);
+        Alert {
+            id: format!("blocked:{budget_id}:{}", window_start.0),
+            kind: AlertKind::Blocked,
+            budget_id: budget_id.to_owned(),
+            scope: scope.to_owned(),
+            message: format!(
+                "{scope} hit its hard cap of {}: its calls are refused until {until}",
+                limit.usd_rounded(2)
+            ),
+            created_at: now,
+        }
     }
 
     /// A forecast alert: once per budget and window.

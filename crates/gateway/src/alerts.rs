@@ -145,6 +145,9 @@ impl Alerter {
         let webhooks = Arc::new(webhooks);
         let (delivery_store, delivery_tracker, delivery_cancel) = (Arc::clone(&store), tracker.clone(), cancel.clone());
         tracker.spawn(async move {
+            // Ids handled lately: an event raised on every refused call is stored once
+            // without a database round trip per call.
+            let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             loop {
                 let alert = tokio::select! {
                     alert = receiver.recv() => match alert {
@@ -153,6 +156,12 @@ impl Alerter {
                     },
                     () = delivery_cancel.cancelled() => break,
                 };
+                if seen.len() >= 10_000 {
+                    seen.clear();
+                }
+                if !seen.insert(alert.id.clone()) {
+                    continue;
+                }
                 match delivery_store.insert_alert(&alert).await {
                     Ok(false) => continue, // raised before: stored and delivered once
                     Ok(true) => tracing::warn!(alert = %alert.id, "{}", alert.message),

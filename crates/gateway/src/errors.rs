@@ -176,6 +176,7 @@ mod tests {
             limit: goodhart_core::Nanos(500_000_000_000),
             spent: goodhart_core::Nanos(499_900_000_000),
             reserved: goodhart_core::Nanos(250_000_000),
+            window_start: goodhart_core::Micros(0),
             resets_at: Some(goodhart_core::Micros(4_102_444_800_000_000)),
             tokens: false,
             unpriced: false,

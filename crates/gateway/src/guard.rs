@@ -110,6 +110,7 @@ pub struct Refusal {
     pub limit: Nanos,
     pub spent: Nanos,
     pub reserved: Nanos,
+    pub window_start: Micros,
     pub resets_at: Option<Micros>,
     pub tokens: bool,
     /// The model has no price, so its worst case cannot be bounded.
@@ -123,6 +124,7 @@ fn refusal(budget: &Budget, window: Window, usage: Usage, tokens: bool, unpriced
         limit: budget.limit,
         spent: usage.spent,
         reserved: usage.reserved,
+        window_start: window.start,
         resets_at: window.end,
         tokens,
         unpriced,

@@ -217,7 +217,17 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
             )
             .await;
         let reservation = admitted.map_err(|denied| match denied {
-            Denied::Refused(refusal) => ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal))),
+            Denied::Refused(refusal) => {
+                inner.alerter.raise(goodhart_core::budgets::Alert::blocked(
+                    &refusal.budget_id,
+                    &refusal.scope,
+                    refusal.window_start,
+                    refusal.limit,
+                    refusal.resets_at,
+                    started_at,
+                ));
+                ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal)))
+            }
             Denied::Store(e) => limits_unavailable(e),
         })?;
         (Some(reservation), token_grant)

@@ -43,6 +43,12 @@ impl Default for OutcomeSettings {
     }
 }
 
+/// The `X-Hub-Signature-256` value GitHub sends for `body` signed with `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    format!("sha256={}", hex::encode(ring::hmac::sign(&key, body).as_ref()))
+}
+
 /// Checks `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>` in constant time.
 pub fn verify_signature(secret: &str, body: &[u8], header: Option<&str>) -> Result<(), ApiError> {
     let header = header.ok_or_else(|| ApiError::BadSignature("X-Hub-Signature-256 is missing".into()))?;
@@ -344,8 +350,7 @@ mod tests {
     #[test]
     fn signatures_are_checked_against_the_raw_body() {
         let body = br#"{"zen":"Design for failure."}"#;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
-        let good = format!("sha256={}", hex::encode(ring::hmac::sign(&key, body).as_ref()));
+        let good = sign("s3cret", body);
         assert!(verify_signature("s3cret", body, Some(&good)).is_ok());
         assert!(verify_signature("other", body, Some(&good)).is_err());
         assert!(

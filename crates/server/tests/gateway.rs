@@ -734,6 +734,25 @@ async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_con
     assert_eq!(listed.json["budgets"][0]["reserved_usd"].to_string(), "0");
     let again = chat(&server, &key, serde_json::from_str(&body).unwrap(), &[]).await;
     assert_eq!(again.status, 200, "{}", again.text);
+    // 150 refusals, one alert that the cap was hit.
+    let mut blocked = Vec::new();
+    for _ in 0..50 {
+        let alerts = server.admin("GET", "/api/v1/alerts", Bytes::new()).await.json["alerts"].clone();
+        blocked = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "blocked")
+            .cloned()
+            .collect();
+        if !blocked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(blocked.len(), 1, "{blocked:#?}");
+    let message = blocked[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("team payments hit its hard cap of $"), "{message}");
 }
 
 #[tokio::test]
