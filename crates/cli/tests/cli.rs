@@ -434,3 +434,73 @@ fn findings_are_detected_listed_and_dismissed_from_the_command_line() {
     let bad = goodhart(dir.path(), &["findings", "--status", "closed"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--status"));
 }
+
+#[test]
+fn the_demo_tells_the_whole_story_and_exits_with_no_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = goodhart(
+        dir.path(),
+        &[
+            "demo",
+            "--no-serve",
+            "--weeks",
+            "2",
+            "--live-secs",
+            "15",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "demo.db",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("History loaded"), "{stdout}");
+    assert!(stdout.contains("hard cap hit after"), "{stdout}");
+    // "The first token burner is #X by tokens and #Y of N by value."
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("The first token burner is #"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (by_tokens, by_value, people) = (numbers[0], numbers[1], numbers[2]);
+    assert!(by_tokens <= 4, "burners top the token ranking: {line}");
+    assert!(
+        by_value * 4 > people * 3,
+        "and sit in the value board's last quarter: {line}"
+    );
+    assert!(stdout.contains("Waste findings: "), "{stdout}");
+    assert!(
+        stdout.contains("agent loop-agent"),
+        "burners' loops are found: {stdout}"
+    );
+
+    let alerts = goodhart(
+        dir.path(),
+        &[
+            "alerts",
+            "--database-url",
+            "sqlite://demo.db",
+            "--from",
+            "30d",
+            "--format",
+            "json",
+        ],
+    );
+    let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    let kinds: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"blocked"), "the cap raised an alert: {kinds:?}");
+    assert!(kinds.contains(&"threshold"), "{kinds:?}");
+}
