@@ -532,11 +532,10 @@ async fn summary(api: &Api, org: &Org, now: Micros, cap: &CapStory) -> anyhow::R
     let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
     say(&format!("\nAlerts: {}", alerts.len()));
     for a in alerts.iter().take(8) {
-        say(&format!(
-            "  [{}] {}",
-            a["kind"].as_str().unwrap_or(""),
-            a["message"].as_str().unwrap_or("")
-        ));
+        let message = a["message"].as_str().unwrap_or("");
+        let short: String = message.chars().take(150).collect();
+        let more = if short.len() < message.len() { "…" } else { "" };
+        say(&format!("  [{}] {short}{more}", a["kind"].as_str().unwrap_or("")));
     }
     if cap.seconds_to_cap.is_none() {
         say("(the runaway agent did not reach its cap in the time given: try a longer --live)");
