@@ -12,12 +12,15 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{alerts, auth, budgets, ingest, keys, outcomes, reports, waste};
+use crate::{alerts, auth, budgets, dashboard, ingest, keys, outcomes, reports, waste};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
+        .route("/dashboard/app.js", get(dashboard::app_js))
+        .route("/dashboard/app.css", get(dashboard::app_css))
+        .route("/dashboard/vendor/chart.umd.min.js", get(dashboard::chart_js))
         // Authenticated by its HMAC signature, not the admin token.
         .route("/hooks/github", post(outcomes::post_github));
     let admin = Router::new()
@@ -58,6 +61,7 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
         .merge(gateway)
+        .layer(middleware::from_fn(dashboard::index_for_browsers))
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

@@ -1,0 +1,384 @@
+// Goodhart's dashboard: a client of the JSON API (the same queries as the CLI), no build step.
+// Every piece of data reaches the page through textContent, never as markup.
+"use strict";
+
+const TOKEN_KEY = "goodhart.token";
+const page = document.getElementById("page");
+const charts = [];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: {
+      authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`,
+      "content-type": "application/json",
+      ...(options.headers || {}),
+    },
+  });
+  const body = await response.json().catch(() => null);
+  if (response.status === 401) {
+    signOut("Your token was refused: sign in again.");
+    throw new ApiError(401, "unauthorized");
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, body?.error?.message || `HTTP ${response.status}`);
+  }
+  return body;
+}
+
+const usd = (n) =>
+  `$${Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+const count = (n) => Number(n).toLocaleString("en-US");
+const day = (rfc3339) => (rfc3339 ? rfc3339.slice(0, 10) : "");
+
+function table(columns, rows, empty = "Nothing in this window.") {
+  if (rows.length === 0) return el("p", { class: "empty" }, empty);
+  return el(
+    "div",
+    { class: "scroll" },
+    el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, columns.map((c) => el("th", { class: c.num ? "num" : "" }, c.title)))),
+      el(
+        "tbody",
+        {},
+        rows.map((row) =>
+          el("tr", {}, columns.map((c) => el("td", { class: c.num ? "num" : "" }, c.cell(row))))
+        )
+      )
+    )
+  );
+}
+
+function card(label, value, testid) {
+  return el("div", { class: "card", "data-testid": testid }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
+}
+
+function chart(canvas, config) {
+  charts.push(new window.Chart(canvas, config));
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+async function overview() {
+  const [byDayTeam, byModel, budgets, findings] = await Promise.all([
+    api("/api/v1/usage/summary?from=30d&group_by=day,team"),
+    api("/api/v1/usage/summary?from=30d&group_by=model"),
+    api("/api/v1/budgets"),
+    api("/api/v1/findings?from=30d"),
+  ]);
+  const totals = byDayTeam.totals;
+  const days = [...new Set(byDayTeam.rows.map((r) => r.day))].sort();
+  const teams = [...new Set(byDayTeam.rows.map((r) => r.team ?? "(no team)"))].sort();
+  const spend = new Map(byDayTeam.rows.map((r) => [`${r.day}|${r.team ?? "(no team)"}`, Number(r.cost_usd)]));
+  const canvas = el("canvas", { "aria-label": "Spend per day by team", role: "img" });
+  page.replaceChildren(
+    el("h1", {}, "Overview — last 30 days"),
+    el(
+      "div",
+      { class: "cards" },
+      card("spend", usd(totals.cost_usd), "spend"),
+      card("requests", count(totals.requests), "requests"),
+      card("tokens", count(totals.total_tokens), "tokens"),
+      card("flagged as waste", usd(findings.totals.wasted_usd), "waste"),
+    ),
+    totals.unpriced_requests > 0 || totals.estimated_requests > 0
+      ? el(
+          "p",
+          { class: "notice", "data-testid": "callout" },
+          `${count(totals.unpriced_requests)} requests have no price yet (not counted as $0: add a price and reprice); `,
+          `${count(totals.estimated_requests)} requests have estimated token counts.`
+        )
+      : null,
+    el("div", { class: "panel" }, el("h2", {}, "Spend per day by team"), el("div", { class: "chart" }, canvas)),
+    el("h2", {}, "Budgets"),
+    table(
+      [
+        { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
+        { title: "period", cell: (b) => `${b.period} (${b.action})` },
+        { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
+        { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
+        { title: "forecast", num: true, cell: (b) => (b.forecast_usd == null ? "" : usd(b.forecast_usd)) },
+        { title: "limit", num: true, cell: (b) => usd(b.limit_usd) },
+        { title: "resets", cell: (b) => b.resets_at ?? "never" },
+      ],
+      budgets.budgets,
+      "No budgets."
+    ),
+    el("h2", {}, "Top models"),
+    table(
+      [
+        { title: "model", cell: (r) => r.model },
+        { title: "requests", num: true, cell: (r) => count(r.requests) },
+        { title: "tokens", num: true, cell: (r) => count(r.total_tokens) },
+        { title: "spend", num: true, cell: (r) => usd(r.cost_usd) },
+        { title: "unpriced", num: true, cell: (r) => count(r.unpriced_requests) },
+      ],
+      byModel.rows.slice(0, 10)
+    )
+  );
+  chart(canvas, {
+    type: "bar",
+    data: {
+      labels: days,
+      datasets: teams.map((team) => ({ label: team, data: days.map((d) => spend.get(`${d}|${team}`) ?? 0) })),
+    },
+    options: {
+      maintainAspectRatio: false,
+      animation: false,
+      scales: { x: { stacked: true }, y: { stacked: true, ticks: { callback: (v) => usd(v) } } },
+      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${usd(c.parsed.y)}` } } },
+    },
+  });
+}
+
+async function leaderboard(params) {
+  const by = params.get("by") || "user";
+  const metric = params.get("metric") || "value";
+  const from = params.get("from") || "30d";
+  const board = await api(`/api/v1/leaderboard?from=${encodeURIComponent(from)}&by=${by}&metric=${metric}`);
+  const link = (changes) => {
+    const next = new URLSearchParams({ by, metric, from, ...changes });
+    return `#/leaderboard?${next}`;
+  };
+  const choice = (name, values) =>
+    el(
+      "span",
+      {},
+      `${name}: `,
+      values.map((v) => {
+        const current = { by, metric, from }[name] === v;
+        return el("a", { href: link({ [name]: v }), class: current ? "active" : "", "data-testid": `${name}-${v}` }, v, " ");
+      })
+    );
+  page.replaceChildren(
+    el("h1", {}, "Leaderboard"),
+    el("div", { class: "controls" }, choice("by", ["user", "team", "agent"]), choice("metric", ["value", "efficiency", "volume"]), choice("from", ["7d", "30d", "90d"])),
+    el("p", { class: metric === "volume" ? "label-volume" : "", "data-testid": "board-label" }, board.label),
+    table(
+      [
+        { title: "#", num: true, cell: (r) => r.rank },
+        { title: by, cell: (r) => r.subject },
+        { title: "value / person-week", num: true, cell: (r) => Number(r.value).toFixed(2) },
+        { title: "value / $", num: true, cell: (r) => Number(r.efficiency).toFixed(3) },
+        { title: "outcomes", num: true, cell: (r) => count(r.outcomes) },
+        { title: "spend", num: true, cell: (r) => usd(r.cost_usd) },
+        { title: "waste", num: true, cell: (r) => usd(r.waste_usd) },
+        { title: "tokens", num: true, cell: (r) => count(r.tokens) },
+        { title: "flags", cell: (r) => r.flags.map((f) => el("span", { class: "flag" }, f)) },
+      ],
+      board.rows
+    )
+  );
+}
+
+async function findings(params) {
+  const status = params.get("status") || "";
+  const query = new URLSearchParams({ from: "30d" });
+  if (status) query.set("status", status);
+  const doc = await api(`/api/v1/findings?${query}`);
+  const decide = (finding, decision) => async () => {
+    const note = window.prompt(`Why ${decision === "confirm" ? "confirm" : "dismiss"} this finding? (optional)`) ?? "";
+    await api(`/api/v1/findings/${encodeURIComponent(finding.id)}/${decision}`, {
+      method: "POST",
+      body: JSON.stringify(note ? { note } : {}),
+    });
+    await render();
+  };
+  page.replaceChildren(
+    el("h1", {}, "Waste findings — last 30 days"),
+    el(
+      "div",
+      { class: "cards" },
+      card("findings", count(doc.totals.findings), "findings-count"),
+      card("open", count(doc.totals.open), "findings-open"),
+      card("wasted (not dismissed)", usd(doc.totals.wasted_usd), "findings-wasted")
+    ),
+    el(
+      "div",
+      { class: "controls" },
+      "show: ",
+      ["", "open", "confirmed", "dismissed"].map((s) =>
+        el("a", { href: s ? `#/findings?status=${s}` : "#/findings", class: s === status ? "active" : "" }, s || "all", " ")
+      )
+    ),
+    table(
+      [
+        { title: "day", cell: (f) => day(f.from) },
+        { title: "subject", cell: (f) => (f.subject_kind === "user" ? f.subject : `${f.subject_kind} ${f.subject} (${f.user})`) },
+        { title: "detector", cell: (f) => f.detector },
+        { title: "wasted", num: true, cell: (f) => usd(f.wasted_usd) },
+        { title: "confidence", num: true, cell: (f) => Number(f.confidence).toFixed(2) },
+        { title: "evidence", cell: (f) => f.evidence },
+        { title: "status", cell: (f) => el("span", { class: `status-${f.status}` }, f.status, f.note ? ` — ${f.note}` : "") },
+        {
+          title: "",
+          cell: (f) => [
+            el("button", { type: "button", onclick: decide(f, "confirm"), "data-testid": `confirm-${f.id}` }, "Confirm"),
+            " ",
+            el("button", { type: "button", onclick: decide(f, "dismiss"), "data-testid": `dismiss-${f.id}` }, "Dismiss"),
+          ],
+        },
+      ],
+      doc.findings,
+      "No findings in this window."
+    )
+  );
+}
+
+async function budgetsAndAlerts() {
+  const [budgets, alerts] = await Promise.all([api("/api/v1/budgets"), api("/api/v1/alerts")]);
+  page.replaceChildren(
+    el("h1", {}, "Budgets and alerts"),
+    table(
+      [
+        { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
+        { title: "period", cell: (b) => b.period },
+        { title: "action", cell: (b) => b.action },
+        { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
+        { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
+        { title: "forecast", num: true, cell: (b) => (b.forecast_usd == null ? "" : usd(b.forecast_usd)) },
+        { title: "limit", num: true, cell: (b) => usd(b.limit_usd) },
+        { title: "resets", cell: (b) => b.resets_at ?? "never" },
+      ],
+      budgets.budgets,
+      "No budgets."
+    ),
+    el("h2", {}, "Alerts — last 30 days"),
+    table(
+      [
+        { title: "when", cell: (a) => a.created_at },
+        { title: "kind", cell: (a) => a.kind },
+        { title: "scope", cell: (a) => a.scope },
+        { title: "message", cell: (a) => a.message },
+        { title: "delivered", cell: (a) => (a.delivered_at ? "yes" : "no") },
+      ],
+      alerts.alerts,
+      "No alerts."
+    )
+  );
+}
+
+async function keys() {
+  const list = await api("/api/v1/keys");
+  const form = el(
+    "form",
+    { class: "controls", "data-testid": "new-key" },
+    el("input", { name: "user", placeholder: "user", required: true }),
+    el("input", { name: "team", placeholder: "team" }),
+    el("input", { name: "agent", placeholder: "agent" }),
+    el("input", { name: "name", placeholder: "label" }),
+    el("button", { type: "submit", class: "primary" }, "Create key")
+  );
+  const created = el("div", { "data-testid": "created-key" });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
+    const key = await api("/api/v1/keys", { method: "POST", body: JSON.stringify(fields) });
+    await keys();
+    page.querySelector("[data-testid=created-key]").replaceChildren(
+      el("p", {}, `Key ${key.id} created. Its secret is shown only now:`),
+      el("p", { class: "secret" }, key.key)
+    );
+  });
+  const revoke = (key) => async () => {
+    if (!window.confirm(`Revoke key ${key.id}? Clients using it are refused from now on.`)) return;
+    await api(`/api/v1/keys/${encodeURIComponent(key.id)}/revoke`, { method: "POST" });
+    await keys();
+  };
+  page.replaceChildren(
+    el("h1", {}, "Virtual keys"),
+    form,
+    created,
+    table(
+      [
+        { title: "id", cell: (k) => k.id },
+        { title: "user", cell: (k) => k.user },
+        { title: "team", cell: (k) => k.team ?? "" },
+        { title: "agent", cell: (k) => k.agent ?? "" },
+        { title: "label", cell: (k) => k.name ?? "" },
+        { title: "status", cell: (k) => k.status },
+        {
+          title: "",
+          cell: (k) =>
+            k.status === "active"
+              ? el("button", { type: "button", onclick: revoke(k), "data-testid": `revoke-${k.id}` }, "Revoke")
+              : "",
+        },
+      ],
+      list.keys,
+      "No keys yet."
+    )
+  );
+}
+
+// ---- routing and sign-in ---------------------------------------------------------------------
+
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, keys };
+
+async function render() {
+  while (charts.length) charts.pop().destroy();
+  const [path, query] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
+  const show = routes[path] || overview;
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.getAttribute("href") === `#/${path}`);
+  }
+  page.replaceChildren(el("p", {}, "Loading…"));
+  try {
+    await show(new URLSearchParams(query || ""));
+  } catch (error) {
+    if (error.status !== 401) page.replaceChildren(el("p", { class: "error", role: "alert" }, error.message));
+  }
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(TOKEN_KEY);
+  document.getElementById("nav").hidden = true;
+  page.replaceChildren();
+  document.getElementById("sign-in").hidden = false;
+  document.getElementById("sign-in-error").textContent = message;
+}
+
+function signedIn() {
+  document.getElementById("sign-in").hidden = true;
+  document.getElementById("nav").hidden = false;
+  render();
+}
+
+document.getElementById("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = document.getElementById("token").value.trim();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  try {
+    await api("/api/v1/budgets");
+    signedIn();
+  } catch (error) {
+    if (error.status !== 401) signOut(error.message);
+  }
+});
+document.getElementById("sign-out").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", render);
+if (sessionStorage.getItem(TOKEN_KEY)) signedIn();
+else signOut();
