@@ -111,7 +111,7 @@ async function overview() {
           `${count(totals.unpriced_requests)} requests have no price yet (not counted as $0: add a price and reprice); `,
           `${count(totals.estimated_requests)} requests have estimated token counts.`
         )
-      : null,
+      : "",
     el("div", { class: "panel" }, el("h2", {}, "Spend per day by team"), el("div", { class: "chart" }, canvas)),
     el("h2", {}, "Budgets"),
     table(
