@@ -133,7 +133,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     gateway.flush().await.context("flushing the gateway's spool")?;
     summary(&api, &org, now, &cap).await?;
     say(&format!(
-        "\nServer: http://{addr}  (admin token: {token})\n  \
+        "\nDashboard: http://{addr}/  (sign in with the admin token: {token})\n  \
          OpenAI base URL http://{addr}/v1, Anthropic base URL http://{addr}; API http://{addr}/api/v1/…; \
          database {}",
         options.database.display()
