@@ -80,6 +80,23 @@ function chart(canvas, config) {
   charts.push(new window.Chart(canvas, config));
 }
 
+// Each budget's current window: spent, reserved by calls in flight, forecast, limit, reset.
+function budgetsTable(budgets) {
+  return table(
+    [
+      { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
+      { title: "period", cell: (b) => `${b.period} (${b.action})` },
+      { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
+      { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
+      { title: "forecast", num: true, cell: (b) => (b.forecast_usd == null ? "" : usd(b.forecast_usd)) },
+      { title: "limit", num: true, cell: (b) => usd(b.limit_usd) },
+      { title: "resets", cell: (b) => b.resets_at ?? "never" },
+    ],
+    budgets,
+    "No budgets."
+  );
+}
+
 // ---- pages ---------------------------------------------------------------------------------
 
 async function overview() {
@@ -114,19 +131,7 @@ async function overview() {
       : "",
     el("div", { class: "panel" }, el("h2", {}, "Spend per day by team"), el("div", { class: "chart" }, canvas)),
     el("h2", {}, "Budgets"),
-    table(
-      [
-        { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
-        { title: "period", cell: (b) => `${b.period} (${b.action})` },
-        { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
-        { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
-        { title: "forecast", num: true, cell: (b) => (b.forecast_usd == null ? "" : usd(b.forecast_usd)) },
-        { title: "limit", num: true, cell: (b) => usd(b.limit_usd) },
-        { title: "resets", cell: (b) => b.resets_at ?? "never" },
-      ],
-      budgets.budgets,
-      "No budgets."
-    ),
+    budgetsTable(budgets.budgets),
     el("h2", {}, "Top models"),
     table(
       [
@@ -252,20 +257,7 @@ async function budgetsAndAlerts() {
   const [budgets, alerts] = await Promise.all([api("/api/v1/budgets"), api("/api/v1/alerts")]);
   page.replaceChildren(
     el("h1", {}, "Budgets and alerts"),
-    table(
-      [
-        { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
-        { title: "period", cell: (b) => b.period },
-        { title: "action", cell: (b) => b.action },
-        { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
-        { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
-        { title: "forecast", num: true, cell: (b) => (b.forecast_usd == null ? "" : usd(b.forecast_usd)) },
-        { title: "limit", num: true, cell: (b) => usd(b.limit_usd) },
-        { title: "resets", cell: (b) => b.resets_at ?? "never" },
-      ],
-      budgets.budgets,
-      "No budgets."
-    ),
+    budgetsTable(budgets.budgets),
     el("h2", {}, "Alerts — last 30 days"),
     table(
       [
