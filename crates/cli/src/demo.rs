@@ -175,6 +175,7 @@ fn remove_database(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The public API, as the demo's clients use it.
+#[derive(Clone)]
 struct Api {
     client: UpstreamClient,
     base: String,
@@ -339,11 +340,7 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
     ));
     let deadline = tokio::time::Instant::now() + duration;
     let calls = Arc::new(AtomicU64::new(0));
-    let api = Arc::new(Api {
-        client: api.client.clone(),
-        base: api.base.clone(),
-        token: api.token.clone(),
-    });
+    let api = Arc::new(api.clone());
     let mut workers = Vec::new();
     for (i, key) in honest.into_iter().enumerate() {
         let (api, calls) = (Arc::clone(&api), Arc::clone(&calls));

@@ -76,6 +76,22 @@ async fn ingest(server: &TestServer, events: &[Value]) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
+/// The waste the week's user leaderboard shows for `user`.
+async fn board_waste(server: &TestServer, user: &str) -> Option<String> {
+    let board = server
+        .admin(
+            "GET",
+            "/api/v1/leaderboard?from=2026-11-01&to=2026-11-08&by=user",
+            Bytes::new(),
+        )
+        .await;
+    board.json["rows"]
+        .as_array()?
+        .iter()
+        .find(|r| r["subject"] == user)
+        .map(|r| r["waste_usd"].to_string())
+}
+
 async fn findings(server: &TestServer, query: &str) -> Value {
     let reply = server
         .admin("GET", &format!("/api/v1/findings?{query}"), Bytes::new())
@@ -139,22 +155,7 @@ async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
     }
     assert_eq!(listed["totals"]["wasted_usd"].to_string(), "0.78");
 
-    let waste_of_bob = |board: &Value| {
-        board["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["subject"] == "bob")
-            .map(|r| r["waste_usd"].to_string())
-    };
-    let board = server
-        .admin(
-            "GET",
-            "/api/v1/leaderboard?from=2026-11-01&to=2026-11-08&by=user",
-            Bytes::new(),
-        )
-        .await;
-    assert_eq!(waste_of_bob(&board.json).as_deref(), Some("0.78"));
+    assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("0.78"));
     let roi = server
         .admin("GET", "/api/v1/reports/roi?from=2026-11-01&to=2026-11-08", Bytes::new())
         .await;
@@ -171,15 +172,8 @@ async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
     assert_eq!(dismissed.status, 200, "{}", dismissed.text);
     assert_eq!(dismissed.json["status"], "dismissed");
     assert_eq!(dismissed.json["note"], "load test we asked for");
-    let board = server
-        .admin(
-            "GET",
-            "/api/v1/leaderboard?from=2026-11-01&to=2026-11-08&by=user",
-            Bytes::new(),
-        )
-        .await;
     assert_eq!(
-        waste_of_bob(&board.json).as_deref(),
+        board_waste(&server, "bob").await.as_deref(),
         Some("0"),
         "a dismissed finding stops counting"
     );
