@@ -17,6 +17,7 @@ use goodhart_server::waste::FindingsParams;
 
 use crate::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, KeysAction, PricesAction, ReportKind,
+    TokensAction,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&config, &params, format).await
         }
         Command::Keys { action } => keys(&config, action).await,
+        Command::Tokens { action } => tokens(&config, action).await,
         Command::Budgets { action } => budgets(&config, action).await,
         Command::Alerts { from, to, format } => alerts(&config, from, to, format).await,
         Command::Leaderboard {
@@ -195,7 +197,7 @@ async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Res
         .await
         .context("opening the database")?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let document = roi_report(store.as_ref(), &config.outcomes.rules, params, now)
+    let document = roi_report(store.as_ref(), &config.outcomes.rules, params, now, None)
         .await
         .map_err(api_error)?;
     let money = |amount: Option<Nanos>| amount.map_or_else(|| "-".to_owned(), |a| a.usd_rounded(2));
@@ -555,6 +557,71 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     output::print(format, &json, &table, &mut std::io::stdout().lock())
 }
 
+async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
+    use goodhart_server::viewers::{NewViewer, ViewerView, create_token, revoke_token};
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let (views, format) = match action {
+        TokensAction::Create { team, name, format } => {
+            let (token, secret) = create_token(store.as_ref(), NewViewer { name, team }, now)
+                .await
+                .map_err(api_error)?;
+            let view = ViewerView::of(&token, Some(secret));
+            if format == Format::Table {
+                let seen = view
+                    .team
+                    .as_deref()
+                    .map_or("every team".to_owned(), |t| format!("team {t}"));
+                println!(
+                    "Created viewer token {} (read-only, {seen}). Its secret is shown only now:\n",
+                    view.id
+                );
+                println!("    {}\n", view.token.as_deref().unwrap_or_default());
+                println!("Sign in to the dashboard with it, or send it as `Authorization: Bearer <token>`.");
+                return Ok(());
+            }
+            (vec![view], format)
+        }
+        TokensAction::List { format } => {
+            let tokens = store.viewers().await?;
+            (tokens.iter().map(|t| ViewerView::of(t, None)).collect(), format)
+        }
+        TokensAction::Revoke { id } => {
+            let token = revoke_token(store.as_ref(), &id, now).await.map_err(api_error)?;
+            println!("Revoked viewer token {}.", token.id);
+            return Ok(());
+        }
+    };
+    let secret_shown = views.iter().any(|v| v.token.is_some());
+    let mut header = vec!["id", "name", "team", "status", "created_at", "revoked_at"];
+    if secret_shown {
+        header.insert(1, "token"); // CSV output of a new token must not lose its only copy
+    }
+    let rows = views
+        .iter()
+        .map(|v| {
+            let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+            let mut cells = vec![
+                v.id.clone(),
+                opt(&v.name),
+                opt(&v.team),
+                v.status.to_owned(),
+                v.created_at.clone(),
+                opt(&v.revoked_at),
+            ];
+            if secret_shown {
+                cells.insert(1, opt(&v.token));
+            }
+            cells
+        })
+        .collect();
+    let table = Tabular::new(&header, rows);
+    let json = serde_json::json!({ "tokens": views });
+    output::print(format, &json, &table, &mut std::io::stdout().lock())
+}
+
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
     use goodhart_server::budgets::{BudgetView, NewBudget};
     let store = goodhart_store::open(&config.database_url)
@@ -742,7 +809,7 @@ async fn leaderboard(
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let query = goodhart_server::outcomes::board_query(params, now, config.outcomes.min_team_members)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let document = goodhart_server::outcomes::leaderboard(store.as_ref(), &config.outcomes.rules, &query)
+    let document = goodhart_server::outcomes::leaderboard(store.as_ref(), &config.outcomes.rules, &query, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rows = document
@@ -824,7 +891,7 @@ async fn findings(config: &Config, params: &FindingsParams, format: Format) -> a
         .await
         .context("opening the database")?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let document = goodhart_server::waste::findings_document(store.as_ref(), params, now)
+    let document = goodhart_server::waste::findings_document(store.as_ref(), params, now, None)
         .await
         .map_err(api_error)?;
     let rows = document

@@ -81,6 +81,12 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Viewer tokens: read-only sign-in for the dashboard and the read API, optionally limited
+    /// to one team (the secret is shown once).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
     /// Budgets: limits on spend per key, user, team, project, agent or the whole organisation.
     Budgets {
         #[command(subcommand)]
@@ -234,6 +240,28 @@ enum KeysAction {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensAction {
+    /// Create a read-only token; prints the secret once.
+    Create {
+        /// The one team it may see [default: every team].
+        #[arg(long)]
+        team: Option<String>,
+        /// Who it is for, e.g. "payments leads".
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every viewer token with its status (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke a token by its id: it opens nothing from now on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

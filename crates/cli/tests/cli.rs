@@ -193,6 +193,39 @@ fn keys_create_list_rotate_revoke() {
 }
 
 #[test]
+fn viewer_tokens_create_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = goodhart(dir.path(), args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let created = run(&["tokens", "create", "--team", "payments", "--name", "payments leads"]);
+    assert!(created.contains("team payments"), "{created}");
+    let secret = created
+        .split_whitespace()
+        .find(|w| w.starts_with("gh_view_"))
+        .expect("the secret is printed once")
+        .to_owned();
+    let csv = run(&["tokens", "create", "--format", "csv"]);
+    assert!(csv.starts_with("id,token,name,team,"), "CSV keeps the secret: {csv}");
+    let listed: serde_json::Value = serde_json::from_str(&run(&["tokens", "list", "--format", "json"])).unwrap();
+    let tokens = listed["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert!(!listed.to_string().contains(&secret), "listing never shows secrets");
+    let payments = tokens.iter().find(|t| t["team"] == "payments").unwrap();
+    let id = payments["id"].as_str().unwrap();
+    assert!(run(&["tokens", "revoke", id]).contains("Revoked"));
+    let again = goodhart(dir.path(), &["tokens", "revoke", id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
+}
+
+#[test]
 fn budgets_are_created_listed_and_deleted_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {

@@ -122,10 +122,10 @@ struct Tally {
 }
 
 /// Each person's home team — the team they spent most with — for records that name none.
-pub(crate) struct HomeTeams<'a>(HashMap<&'a str, BTreeMap<&'a str, Nanos>>);
+pub struct HomeTeams<'a>(HashMap<&'a str, BTreeMap<&'a str, Nanos>>);
 
 impl<'a> HomeTeams<'a> {
-    pub(crate) fn new(activity: impl Iterator<Item = &'a Activity>) -> HomeTeams<'a> {
+    pub fn new(activity: impl Iterator<Item = &'a Activity>) -> HomeTeams<'a> {
         let mut spend: HashMap<&str, BTreeMap<&str, Nanos>> = HashMap::new();
         for a in activity {
             if let Some(team) = &a.team {
@@ -137,7 +137,7 @@ impl<'a> HomeTeams<'a> {
     }
 
     /// `named` if a record names a team, else `user`'s home team (ties to the first by name).
-    pub(crate) fn team_of(&self, user: &str, named: Option<&String>) -> Option<String> {
+    pub fn team_of(&self, user: &str, named: Option<&String>) -> Option<String> {
         named.cloned().or_else(|| {
             self.0.get(user).and_then(|teams| {
                 teams

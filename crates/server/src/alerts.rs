@@ -1,10 +1,11 @@
 //! The alert feed: `GET /api/v1/alerts` and the shape the API and the CLI show alerts in.
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use goodhart_core::Micros;
 use serde::Deserialize;
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -12,6 +13,7 @@ use crate::state::AppState;
 /// newest first, with their delivery state.
 pub async fn list_alerts(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<AlertParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = Micros::from_timestamp(jiff::Timestamp::now());
@@ -27,7 +29,27 @@ pub async fn list_alerts(
         params.from.as_deref(),
         Micros(to.0 - 30 * goodhart_core::time::MICROS_PER_DAY),
     )?;
-    let alerts: Vec<serde_json::Value> = state.store.alerts(from, to).await?.iter().map(alert_json).collect();
+    let mut alerts = state.store.alerts(from, to).await?;
+    if let Some(view) = crate::scope::view_for(state.store.as_ref(), &access).await? {
+        let budgets = state
+            .store
+            .budgets()
+            .await?
+            .into_iter()
+            .map(|b| (b.id, b.scope))
+            .collect();
+        // A waste alert is raised within a day of its finding's last call.
+        let findings_from = Micros(from.0.saturating_sub(2 * goodhart_core::time::MICROS_PER_DAY));
+        let findings = state
+            .store
+            .findings(findings_from, to)
+            .await?
+            .into_iter()
+            .map(|s| (s.finding.id, s.finding.user))
+            .collect();
+        view.limit_alerts(&mut alerts, &budgets, &findings);
+    }
+    let alerts: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
     Ok(Json(serde_json::json!({ "alerts": alerts })))
 }
 

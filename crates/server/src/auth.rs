@@ -1,10 +1,13 @@
-//! Admin authentication: a bearer token whose SHA-256 is all the server keeps.
+//! Authentication of the API and the dashboard: the admin token, or a read-only viewer token.
 //!
-//! The token comes from `GOODHART_ADMIN_TOKEN`, or is generated on first start, printed once
-//! and stored only as a hash. Comparison is constant-time over the digests.
+//! The admin token comes from `GOODHART_ADMIN_TOKEN`, or is generated on first start, printed
+//! once and stored only as a hash; comparison is constant-time over the digests. Viewer tokens
+//! (`POST /api/v1/tokens`) are stored hashed too and may only read: a GET of a route in
+//! [`VIEWER_ROUTES`]. A viewer token limited to a team sees only that team's data; each read
+//! handler applies that through [`crate::scope`].
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::Rng;
@@ -45,13 +48,73 @@ fn constant_time_eq(a: &TokenHash, b: &TokenHash) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Lets a request through only with the admin token.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let presented = presented_token(request.headers()).map(hash_token);
-    match presented {
-        Some(hash) if constant_time_eq(&hash, &state.admin_token_hash) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+/// Who a request is from; handlers read it as an `Extension<Access>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Admin,
+    Viewer {
+        id: String,
+        name: Option<String>,
+        /// The one team it may see; every team when absent.
+        team: Option<String>,
+    },
+}
+
+impl Access {
+    /// The team the request is limited to, if any.
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            Access::Viewer { team, .. } => team.as_deref(),
+            Access::Admin => None,
+        }
     }
+}
+
+/// The routes a viewer token may GET: the read API the dashboard shows. Everything else is
+/// the admin's alone.
+pub const VIEWER_ROUTES: [&str; 9] = [
+    "/api/v1/me",
+    "/api/v1/usage/summary",
+    "/api/v1/reports/roi",
+    "/api/v1/leaderboard",
+    "/api/v1/findings",
+    "/api/v1/budgets",
+    "/api/v1/budgets/{id}",
+    "/api/v1/alerts",
+    "/api/v1/subjects/{by}/{name}",
+];
+
+/// Lets a request through with the admin token, or with a live viewer token when it reads a
+/// viewer route; records who it is from.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let hash = presented_token(request.headers())
+        .map(hash_token)
+        .ok_or(ApiError::Unauthorized)?;
+    let access = if constant_time_eq(&hash, &state.admin_token_hash) {
+        Access::Admin
+    } else {
+        let viewer = state.store.viewer_by_hash(&hex::encode(hash)).await?;
+        let viewer = viewer
+            .filter(|v| v.revoked_at.is_none())
+            .ok_or(ApiError::Unauthorized)?;
+        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        if request.method() != Method::GET || !route.is_some_and(|r| VIEWER_ROUTES.contains(&r)) {
+            return Err(ApiError::Forbidden(
+                "a viewer token may only read; this needs the admin token".into(),
+            ));
+        }
+        Access::Viewer {
+            id: viewer.id,
+            name: viewer.name,
+            team: viewer.team,
+        }
+    };
+    request.extensions_mut().insert(access);
+    Ok(next.run(request).await)
 }
 
 #[cfg(test)]

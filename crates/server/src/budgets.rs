@@ -1,9 +1,9 @@
 //! Budget administration: create, list with their current window's spend and forecast, show,
 //! delete. Enforcement on the request path lives in the gateway.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period};
 use goodhart_core::money::Nanos;
@@ -12,6 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::reports::usd_number;
 use crate::state::AppState;
@@ -209,18 +210,38 @@ pub async fn post_budget(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub async fn list_budgets(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The live budgets the request may see (a team viewer: those about its team).
+async fn visible_budgets(state: &AppState, access: &Access) -> Result<Vec<Budget>, ApiError> {
+    let mut budgets = state.store.budgets().await?;
+    if let Some(view) = crate::scope::view_for(state.store.as_ref(), access).await? {
+        budgets.retain(|b| view.sees_budget(&b.scope));
+    }
+    Ok(budgets)
+}
+
+pub async fn list_budgets(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let now = now();
     let mut views = Vec::new();
-    for budget in state.store.budgets().await? {
+    for budget in visible_budgets(&state, &access).await? {
         let reserved = reserved_of(&state, &budget.id);
         views.push(view(state.store.as_ref(), &budget, Some(reserved), now).await?);
     }
     Ok(Json(serde_json::json!({ "budgets": views })))
 }
 
-pub async fn get_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<BudgetView>, ApiError> {
-    let budget = find(state.store.as_ref(), &id).await?;
+pub async fn get_budget(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+) -> Result<Json<BudgetView>, ApiError> {
+    let budget = visible_budgets(&state, &access)
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("budget {id}")))?;
     let reserved = reserved_of(&state, &budget.id);
     Ok(Json(view(state.store.as_ref(), &budget, Some(reserved), now()).await?))
 }

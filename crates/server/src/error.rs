@@ -11,8 +11,10 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid admin token: send `Authorization: Bearer <token>`")]
+    #[error("missing or invalid token: send `Authorization: Bearer <admin or viewer token>`")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{message}")]
@@ -60,6 +62,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::InvalidEvent { .. } => "invalid_event",
             ApiError::InvalidQuery { .. } => "invalid_query",
@@ -76,6 +79,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidEvent { .. }
             | ApiError::InvalidQuery { .. }
@@ -132,6 +136,7 @@ mod tests {
     fn error_code_table() {
         let table: Vec<(u16, &str)> = [
             ApiError::Unauthorized,
+            ApiError::Forbidden(String::new()),
             ApiError::PayloadTooLarge { limit: 1 },
             ApiError::InvalidEvent {
                 line: 1,
@@ -168,6 +173,7 @@ mod tests {
             table,
             [
                 (401, "unauthorized"),
+                (403, "forbidden"),
                 (413, "payload_too_large"),
                 (400, "invalid_event"),
                 (400, "invalid_query"),

@@ -73,7 +73,7 @@ impl KeyView {
     }
 }
 
-fn label(field: &'static str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+pub(crate) fn label(field: &'static str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
     let invalid = |message: String| ApiError::InvalidField { field, message };
     match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         None if required => Err(invalid(format!("`{field}` is required"))),

@@ -12,8 +12,11 @@ pub mod keys;
 pub mod outcomes;
 pub mod reports;
 pub mod router;
+pub mod scope;
 pub mod serve;
 pub mod state;
+pub mod subjects;
+pub mod viewers;
 pub mod waste;
 
 pub use router::app;

@@ -3,10 +3,10 @@
 //! (login ↔ user) and `GET /api/v1/leaderboard`; the activity and credits the value reports
 //! are computed from.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use goodhart_core::outcomes::{Credit, Fact, Milli, OutcomeInput, ValueRules, credits};
 use goodhart_core::report::Dimension;
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::ingest::{check_timestamp, deserialize_item, is_ndjson, parse_items, read_body};
 use crate::reports::usd_number;
+use crate::scope::TeamView;
 use crate::state::AppState;
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
@@ -314,15 +316,39 @@ pub async fn activity_and_credits(
     Ok((activity, credits))
 }
 
-/// Builds the board for `query` from the store (the CLI calls this too).
+/// The board, with a team view only the rows of what the team sees, ranked among themselves
+/// (members' work for other teams stays in their own rows, not as rows of those teams).
+pub fn scoped_board(
+    query: &BoardQuery,
+    activity: &[Activity],
+    credits: &[Credit],
+    waste: &[goodhart_core::waste::Finding],
+    view: Option<&TeamView>,
+) -> Vec<Row> {
+    let mut rows = board(query, activity, credits, waste);
+    if let Some(view) = view {
+        rows.retain(|row| view.sees_subject(query.by, &row.subject));
+        for (rank, row) in rows.iter_mut().enumerate() {
+            row.rank = rank + 1;
+        }
+    }
+    rows
+}
+
+/// Builds the board for `query` from the store (the CLI calls this too); with a team view, the
+/// board of that team's people alone.
 pub async fn leaderboard(
     store: &dyn goodhart_store::Store,
     rules: &ValueRules,
     query: &BoardQuery,
+    view: Option<&TeamView>,
 ) -> Result<BoardDocument, ApiError> {
-    let (activity, credits) = activity_and_credits(store, rules, query.from, query.to).await?;
-    let waste = crate::waste::counted_waste(store, query.from, query.to).await?;
-    let rows = board(query, &activity, &credits, &waste);
+    let (mut activity, mut credits) = activity_and_credits(store, rules, query.from, query.to).await?;
+    let mut waste = crate::waste::counted_waste(store, query.from, query.to).await?;
+    if let Some(view) = view {
+        view.limit_inputs(&mut activity, &mut credits, &mut waste);
+    }
+    let rows = scoped_board(query, &activity, &credits, &waste, view);
     Ok(BoardDocument {
         from: query.from.rfc3339(),
         to: query.to.rfc3339(),
@@ -335,11 +361,14 @@ pub async fn leaderboard(
 
 pub async fn get_leaderboard(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<BoardParams>,
 ) -> Result<Json<BoardDocument>, ApiError> {
     let query = board_query(&params, goodhart_store::now_micros(), state.outcomes.min_team_members)?;
+    let view = crate::scope::view_for(state.store.as_ref(), &access).await?;
+    let rules = &state.outcomes.rules;
     Ok(Json(
-        leaderboard(state.store.as_ref(), &state.outcomes.rules, &query).await?,
+        leaderboard(state.store.as_ref(), rules, &query, view.as_ref()).await?,
     ))
 }
 

@@ -2,8 +2,8 @@
 //! The CLI's `report` command builds the same queries and the same JSON documents, so both
 //! always agree.
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use std::collections::BTreeMap;
 
 use goodhart_core::Micros;
@@ -15,7 +15,9 @@ use goodhart_store::SummaryQuery;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::auth::Access;
 use crate::error::ApiError;
+use crate::scope::{self, TeamView};
 use crate::state::AppState;
 
 /// The window a report covers when none is given.
@@ -150,11 +152,13 @@ pub fn summary_document(query: &SummaryQuery, rows: &[SummaryRow]) -> SummaryDoc
 
 pub async fn get_summary(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SummaryDocument>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let query = summary_query(&params, Micros::from_timestamp(jiff::Timestamp::now()))?;
-    let rows = state.store.usage_summary(&query).await?;
+    let view = scope::view_for(state.store.as_ref(), &access).await?;
+    let rows = scope::usage_summary(state.store.as_ref(), &query, view.as_ref()).await?;
     Ok(Json(summary_document(&query, &rows)))
 }
 
@@ -241,17 +245,27 @@ pub fn hours(minutes: u64) -> f64 {
     ((minutes as f64) / 6.0).round() / 10.0
 }
 
-/// The ROI report for `[from, to)` from the store (the CLI calls this too).
+/// The ROI report for `[from, to)` from the store (the CLI calls this too); with a team view,
+/// the report of that team's people alone.
 pub async fn roi_report(
     store: &dyn goodhart_store::Store,
     rules: &ValueRules,
     params: &RoiParams,
     now: Micros,
+    view: Option<&TeamView>,
 ) -> Result<RoiDocument, ApiError> {
     let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
-    let (activity, credits) = crate::outcomes::activity_and_credits(store, rules, from, to).await?;
-    let waste = crate::waste::counted_waste(store, from, to).await?;
-    let report = roi(from, to, now, &activity, &credits, rules, &waste);
+    let (mut activity, mut credits) = crate::outcomes::activity_and_credits(store, rules, from, to).await?;
+    let mut waste = crate::waste::counted_waste(store, from, to).await?;
+    if let Some(view) = view {
+        view.limit_inputs(&mut activity, &mut credits, &mut waste);
+    }
+    let mut report = roi(from, to, now, &activity, &credits, rules, &waste);
+    if let Some(view) = view {
+        report
+            .teams
+            .retain(|row| row.team.as_deref() == Some(view.team.as_str()));
+    }
     Ok(RoiDocument {
         hours_saved_per_outcome: OutcomeKind::ALL
             .into_iter()
@@ -263,12 +277,15 @@ pub async fn roi_report(
 
 pub async fn get_roi(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     params: Result<Query<RoiParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RoiDocument>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let now = goodhart_store::now_micros();
+    let view = scope::view_for(state.store.as_ref(), &access).await?;
+    let rules = &state.outcomes.rules;
     Ok(Json(
-        roi_report(state.store.as_ref(), &state.outcomes.rules, &params, now).await?,
+        roi_report(state.store.as_ref(), rules, &params, now, view.as_ref()).await?,
     ))
 }
 

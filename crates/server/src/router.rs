@@ -1,5 +1,6 @@
 //! The HTTP application: one function builds the router, adds auth, limits, timeouts and
-//! tracing. Authentication is default-deny: only the routes in `public` skip the admin check.
+//! tracing. Authentication is default-deny: only the routes in `public` skip the token check,
+//! and viewer tokens reach only the reads in [`auth::VIEWER_ROUTES`].
 
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
@@ -12,7 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{alerts, auth, budgets, dashboard, ingest, keys, outcomes, reports, waste};
+use crate::{alerts, auth, budgets, dashboard, ingest, keys, outcomes, reports, subjects, viewers, waste};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -46,7 +47,11 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
             "/api/v1/github/logins",
             get(outcomes::list_logins).post(outcomes::post_login),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        .route("/api/v1/me", get(viewers::me))
+        .route("/api/v1/tokens", get(viewers::list).post(viewers::create))
+        .route("/api/v1/tokens/{id}/revoke", post(viewers::revoke))
+        .route("/api/v1/subjects/{by}/{name}", get(subjects::get_subject))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.
     let gateway = state.gateway.router();

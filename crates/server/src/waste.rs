@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
@@ -26,8 +26,10 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::reports::{usd_number, window};
+use crate::scope::TeamView;
 use crate::state::AppState;
 
 /// How findings are produced and announced (the `[waste]` configuration section).
@@ -265,6 +267,7 @@ pub async fn findings_document(
     store: &dyn Store,
     params: &FindingsParams,
     now: Micros,
+    view: Option<&TeamView>,
 ) -> Result<FindingsDocument, ApiError> {
     let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
     let status = params
@@ -283,6 +286,7 @@ pub async fn findings_document(
         .iter()
         .filter(|s| status.is_none_or(|wanted| s.status == wanted))
         .filter(|s| params.user.as_deref().is_none_or(|user| s.finding.user == user))
+        .filter(|s| view.is_none_or(|view| view.sees_user(&s.finding.user)))
         .map(FindingJson::from)
         .collect();
     let mut totals = Totals::default();
@@ -323,9 +327,12 @@ pub async fn counted_waste(store: &dyn Store, from: Micros, to: Micros) -> Resul
 /// `GET /api/v1/findings?from=&to=&status=&user=`.
 pub async fn get_findings(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<FindingsParams>,
 ) -> Result<Json<FindingsDocument>, ApiError> {
-    let document = findings_document(state.store.as_ref(), &params, goodhart_store::now_micros()).await?;
+    let view = crate::scope::view_for(state.store.as_ref(), &access).await?;
+    let now = goodhart_store::now_micros();
+    let document = findings_document(state.store.as_ref(), &params, now, view.as_ref()).await?;
     Ok(Json(document))
 }
 

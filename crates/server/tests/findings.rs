@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestServer, start_with};
+use common::{TestServer, loop_calls, start_with};
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
@@ -26,24 +26,6 @@ const WORDS: [&str; 16] = [
     "tenant",
     "rollout",
 ];
-
-/// Bob's agent asking the same thing every 30 s, its outputs cut off at `max_tokens`, from
-/// `start`: `calls` calls of 1,000 input and 200 output tokens ($0.006 each on Sonnet).
-fn loop_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
-    (0..calls)
-        .map(|i| {
-            json!({
-                "id": format!("loop-{}-{i}", start.as_second()),
-                "timestamp": (start + jiff::SignedDuration::from_secs(30 * i)).to_string(),
-                "user": "bob", "team": "payments", "agent": "loop-agent", "session": "loop-session",
-                "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
-                "prompt": format!("Run the full test suite again and report whether it passes (attempt {i})."),
-                "completion": "The test suite is running. The test suite is running. The test suite is running.",
-                "finish_reason": "max_tokens",
-            })
-        })
-        .collect()
-}
 
 /// Alice's working session: varied prompts and answers at human pauses, office hours.
 fn working_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
@@ -109,7 +91,7 @@ async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
     .await;
     let night: jiff::Timestamp = "2026-11-02T22:00:00Z".parse().unwrap();
     let morning: jiff::Timestamp = "2026-11-02T09:00:00Z".parse().unwrap();
-    ingest(&server, &loop_calls(night, 130)).await;
+    ingest(&server, &loop_calls("bob", "payments", night, 130)).await;
     ingest(&server, &working_calls(morning, 130)).await;
 
     let pass = server
@@ -229,7 +211,7 @@ async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
 async fn scheduled_detection_finds_a_fresh_loop_and_raises_one_alert() {
     let server = start_with(TestDatabase::sqlite(), "[waste]\ndetect_every_secs = 1\n").await;
     let two_hours_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
-    ingest(&server, &loop_calls(two_hours_ago, 130)).await;
+    ingest(&server, &loop_calls("bob", "payments", two_hours_ago, 130)).await;
     let mut alerts = Vec::new();
     for _ in 0..100 {
         let reply = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;

@@ -265,7 +265,23 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
     let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     let paths = reply.json["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 27);
+    assert_eq!(paths.len(), 31);
+    let mut documented_for_viewers: Vec<&str> = paths
+        .iter()
+        .filter(|(_, operations)| {
+            operations["get"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("Viewer tokens may read"))
+        })
+        .map(|(path, _)| path.as_str())
+        .collect();
+    documented_for_viewers.sort_unstable();
+    let mut viewer_routes = goodhart_server::auth::VIEWER_ROUTES.to_vec();
+    viewer_routes.sort_unstable();
+    assert_eq!(
+        documented_for_viewers, viewer_routes,
+        "the document says what viewers may read"
+    );
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());

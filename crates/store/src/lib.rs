@@ -27,6 +27,7 @@ pub mod sqlite;
 mod summary;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod viewers;
 
 /// A usage event with its price (or none: the model had no price and the event is unpriced).
 #[derive(Debug, Clone)]
@@ -195,6 +196,7 @@ pub trait Store:
     + leases::LeaseStore
     + outcomes::OutcomeStore
     + findings::FindingStore
+    + viewers::ViewerStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

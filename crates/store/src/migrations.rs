@@ -41,6 +41,7 @@ migrations!(
     shared "20261124000000_leases",
     shared "20261124010000_outcomes",
     shared "20261124020000_findings",
+    shared "20261124030000_viewer_tokens",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -15,6 +15,7 @@ use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
 use goodhart_store::leases::{LeaseRequest, RateBucket};
 use goodhart_store::testing::TestDatabase;
+use goodhart_store::viewers::ViewerToken;
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -139,6 +140,7 @@ conformance!(
     outcome_facts_and_deliveries_are_stored_once,
     waste_calls_carry_what_detection_needs,
     finding_passes_keep_decisions_and_withdraw_what_is_gone,
+    viewer_tokens_are_found_by_hash_and_revoked,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -1159,4 +1161,47 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
     let b = store.findings(day1, day2).await.unwrap().pop().unwrap();
     assert_eq!((b.finding.id.as_str(), b.status), ("b", FindingStatus::Dismissed));
     assert!(store.findings(day2, day3).await.unwrap().is_empty());
+}
+
+async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let payments = ViewerToken {
+        id: "vt_1".into(),
+        name: Some("payments managers".into()),
+        team: Some("payments".into()),
+        created_at: t0,
+        revoked_at: None,
+    };
+    let everyone = ViewerToken {
+        id: "vt_2".into(),
+        name: None,
+        team: None,
+        created_at: Micros(t0.0 + 1),
+        revoked_at: None,
+    };
+    store.create_viewer(&payments, &hash_secret("secret-1")).await.unwrap();
+    store.create_viewer(&everyone, &hash_secret("secret-2")).await.unwrap();
+    assert!(
+        store.create_viewer(&payments, &hash_secret("secret-3")).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        store.viewer_by_hash(&hash_secret("secret-1")).await.unwrap(),
+        Some(payments.clone())
+    );
+    assert_eq!(store.viewer_by_hash(&hash_secret("nope")).await.unwrap(), None);
+    let listed: Vec<String> = store.viewers().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(listed, ["vt_2", "vt_1"], "newest first");
+
+    let revoked_at = Micros(t0.0 + 60);
+    assert!(store.revoke_viewer("vt_1", revoked_at).await.unwrap());
+    assert!(!store.revoke_viewer("vt_1", revoked_at).await.unwrap(), "once");
+    assert!(!store.revoke_viewer("vt_missing", revoked_at).await.unwrap());
+    let found = store.viewer_by_hash(&hash_secret("secret-1")).await.unwrap().unwrap();
+    assert_eq!(
+        found.revoked_at,
+        Some(revoked_at),
+        "a revoked token is still found, marked revoked"
+    );
 }

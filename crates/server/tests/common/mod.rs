@@ -124,10 +124,15 @@ impl TestServer {
         }
     }
 
-    pub async fn admin(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Reply {
-        let auth = format!("Bearer {ADMIN}");
+    /// A request with `token` (a viewer token, say) instead of the admin's.
+    pub async fn with_token(&self, token: &str, method: &str, path: &str, body: impl Into<Bytes>) -> Reply {
+        let auth = format!("Bearer {token}");
         let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
         self.send(method, path, &headers, body).await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.with_token(ADMIN, method, path, body).await
     }
 
     pub async fn summary(&self, query: &str) -> Reply {
@@ -149,4 +154,23 @@ impl TestServer {
     pub async fn flush(&self) {
         self.gateway.flush().await.unwrap();
     }
+}
+
+/// `user`'s agent `loop-agent` asking the same thing every 30 s, its outputs cut off at
+/// `max_tokens`, from `start`: `calls` calls of 1,000 input and 200 output tokens ($0.006 each
+/// on Sonnet) — a loop waste detection finds.
+pub fn loop_calls(user: &str, team: &str, start: jiff::Timestamp, calls: i64) -> Vec<Value> {
+    (0..calls)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("loop-{user}-{}-{i}", start.as_second()),
+                "timestamp": (start + jiff::SignedDuration::from_secs(30 * i)).to_string(),
+                "user": user, "team": team, "agent": "loop-agent", "session": "loop-session",
+                "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
+                "prompt": format!("Run the full test suite again and report whether it passes (attempt {i})."),
+                "completion": "The test suite is running. The test suite is running. The test suite is running.",
+                "finish_reason": "max_tokens",
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,255 @@
+//! What a viewer token limited to one team may see, applied by every read handler.
+//!
+//! A team's people are those whose home team (the team they spent most with over the last
+//! year) it is; its agents likewise. A team viewer sees usage attributed to the team, the
+//! team's people on the value board and in the ROI report (as if the organisation were just
+//! them), their findings, and the budgets and alerts about the team, its people, agents and
+//! keys. Anything else answers as if it did not exist.
+
+use std::collections::{HashMap, HashSet};
+
+use goodhart_core::Micros;
+use goodhart_core::budgets::BudgetScope;
+use goodhart_core::outcomes::Credit;
+use goodhart_core::report::{Dimension, SummaryRow};
+use goodhart_core::time::MICROS_PER_DAY;
+use goodhart_core::value::{Activity, By, HomeTeams};
+use goodhart_core::waste::Finding;
+use goodhart_store::{Store, StoredAlert, SummaryQuery};
+
+use crate::auth::Access;
+use crate::error::ApiError;
+
+/// Membership is judged over this long before now.
+pub const MEMBERSHIP_WINDOW_MICROS: i64 = 365 * MICROS_PER_DAY;
+
+/// One team's people, agents and keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamView {
+    pub team: String,
+    members: HashSet<String>,
+    agents: HashSet<String>,
+    keys: HashSet<String>,
+}
+
+impl TeamView {
+    pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<TeamView, ApiError> {
+        let from = Micros(now.0.saturating_sub(MEMBERSHIP_WINDOW_MICROS));
+        Ok(TeamView {
+            team: team.to_owned(),
+            members: homed_in(store, Dimension::User, team, from, now).await?,
+            agents: homed_in(store, Dimension::Agent, team, from, now).await?,
+            keys: store
+                .keys()
+                .await?
+                .into_iter()
+                .filter(|k| k.scope.team.as_deref() == Some(team))
+                .map(|k| k.id)
+                .collect(),
+        })
+    }
+
+    pub fn sees_user(&self, user: &str) -> bool {
+        self.members.contains(user)
+    }
+
+    pub fn sees_subject(&self, by: By, name: &str) -> bool {
+        match by {
+            By::User => self.members.contains(name),
+            By::Team => self.team == name,
+            By::Agent => self.agents.contains(name),
+        }
+    }
+
+    pub fn sees_budget(&self, scope: &BudgetScope) -> bool {
+        match scope {
+            BudgetScope::Key(id) => self.keys.contains(id),
+            BudgetScope::User(user) => self.members.contains(user),
+            BudgetScope::Team(team) => *team == self.team,
+            BudgetScope::Agent(agent) => self.agents.contains(agent),
+            BudgetScope::Project(_) | BudgetScope::Org => false,
+        }
+    }
+
+    /// Keeps what the value board and the ROI report are computed from to the team's people.
+    pub fn limit_inputs(&self, activity: &mut Vec<Activity>, credits: &mut Vec<Credit>, waste: &mut Vec<Finding>) {
+        activity.retain(|a| self.sees_user(&a.user));
+        credits.retain(|c| self.sees_user(&c.credited.user));
+        waste.retain(|f| self.sees_user(&f.user));
+    }
+
+    /// Keeps the alerts about what the team sees: budgets by their scope, waste by the
+    /// finding's person (`findings` maps finding ids to people).
+    pub fn limit_alerts(
+        &self,
+        alerts: &mut Vec<StoredAlert>,
+        budgets: &HashMap<String, BudgetScope>,
+        findings: &HashMap<String, String>,
+    ) {
+        alerts.retain(|stored| {
+            let alert = &stored.alert;
+            match alert.budget() {
+                Some(id) => budgets.get(id).is_some_and(|scope| self.sees_budget(scope)),
+                None => alert
+                    .id
+                    .strip_prefix("waste:")
+                    .and_then(|finding| findings.get(finding))
+                    .is_some_and(|user| self.sees_user(user)),
+            }
+        });
+    }
+}
+
+/// The subjects of `dimension` (people or agents) whose home team is `team` in `[from, to)`.
+async fn homed_in(
+    store: &dyn Store,
+    dimension: Dimension,
+    team: &str,
+    from: Micros,
+    to: Micros,
+) -> Result<HashSet<String>, ApiError> {
+    let query = SummaryQuery {
+        from,
+        to,
+        group_by: vec![dimension, Dimension::Team],
+    };
+    let spend: Vec<Activity> = store
+        .usage_summary(&query)
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            let mut key = row.key.into_iter();
+            Some(Activity {
+                user: key.next()??,
+                team: key.next()?,
+                agent: None,
+                day: from,
+                cost: row.totals.cost,
+                tokens: row.totals.tokens.total(),
+            })
+        })
+        .collect();
+    let homes = HomeTeams::new(spend.iter());
+    Ok(spend
+        .iter()
+        .filter(|a| homes.team_of(&a.user, None).as_deref() == Some(team))
+        .map(|a| a.user.clone())
+        .collect())
+}
+
+/// The team view a request is limited to: none for the admin and for viewers of every team.
+pub async fn view_for(store: &dyn Store, access: &Access) -> Result<Option<TeamView>, ApiError> {
+    match access.team() {
+        None => Ok(None),
+        Some(team) => Ok(Some(TeamView::of(store, team, goodhart_store::now_micros()).await?)),
+    }
+}
+
+/// A usage summary, limited to the usage attributed to the view's team.
+pub async fn usage_summary(
+    store: &dyn Store,
+    query: &SummaryQuery,
+    view: Option<&TeamView>,
+) -> Result<Vec<SummaryRow>, ApiError> {
+    let Some(view) = view else {
+        return Ok(store.usage_summary(query).await?);
+    };
+    let mut scoped = query.clone();
+    let team_at = match query.group_by.iter().position(|d| *d == Dimension::Team) {
+        Some(at) => at,
+        None => {
+            scoped.group_by.push(Dimension::Team);
+            scoped.group_by.len() - 1
+        }
+    };
+    let added = scoped.group_by.len() > query.group_by.len();
+    let mut rows = store.usage_summary(&scoped).await?;
+    rows.retain(|row| row.key[team_at].as_deref() == Some(view.team.as_str()));
+    if added {
+        // One team is left, so the rows stay distinct without its key.
+        for row in &mut rows {
+            row.key.truncate(team_at);
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goodhart_core::Nanos;
+
+    fn view() -> TeamView {
+        TeamView {
+            team: "payments".into(),
+            members: HashSet::from(["ana".to_owned()]),
+            agents: HashSet::from(["reviewer".to_owned()]),
+            keys: HashSet::from(["gk_1".to_owned()]),
+        }
+    }
+
+    #[test]
+    fn budgets_are_seen_by_what_they_are_about() {
+        let view = view();
+        assert!(view.sees_budget(&BudgetScope::Team("payments".into())));
+        assert!(view.sees_budget(&BudgetScope::User("ana".into())));
+        assert!(view.sees_budget(&BudgetScope::Agent("reviewer".into())));
+        assert!(view.sees_budget(&BudgetScope::Key("gk_1".into())));
+        assert!(!view.sees_budget(&BudgetScope::Team("search".into())));
+        assert!(!view.sees_budget(&BudgetScope::User("bo".into())));
+        assert!(
+            !view.sees_budget(&BudgetScope::Org),
+            "the organisation's total is not the team's"
+        );
+        assert!(!view.sees_budget(&BudgetScope::Project("checkout".into())));
+    }
+
+    #[test]
+    fn alerts_are_seen_by_their_budget_or_finding() {
+        use goodhart_core::budgets::{Alert, AlertKind};
+        let alert = |id: &str, kind: AlertKind, budget: &str| StoredAlert {
+            alert: Alert {
+                id: id.into(),
+                kind,
+                budget_id: budget.into(),
+                scope: String::new(),
+                message: String::new(),
+                created_at: Micros(0),
+            },
+            delivered_at: None,
+            attempts: 0,
+            last_error: None,
+        };
+        let mut alerts = vec![
+            alert("threshold:b1:0:80", AlertKind::Threshold, "b1"),
+            alert("blocked:b2:0", AlertKind::Blocked, "b2"),
+            alert("threshold:gone:0:80", AlertKind::Threshold, "gone"),
+            alert("waste:f1", AlertKind::Waste, ""),
+            alert("waste:f2", AlertKind::Waste, ""),
+        ];
+        let budgets = HashMap::from([
+            ("b1".to_owned(), BudgetScope::Team("payments".into())),
+            ("b2".to_owned(), BudgetScope::Org),
+        ]);
+        let findings = HashMap::from([("f1".to_owned(), "ana".to_owned()), ("f2".to_owned(), "bo".to_owned())]);
+        view().limit_alerts(&mut alerts, &budgets, &findings);
+        let kept: Vec<&str> = alerts.iter().map(|a| a.alert.id.as_str()).collect();
+        assert_eq!(kept, ["threshold:b1:0:80", "waste:f1"]);
+    }
+
+    #[test]
+    fn board_inputs_keep_only_the_teams_people() {
+        let activity = |user: &str| Activity {
+            user: user.into(),
+            team: Some("search".into()),
+            agent: None,
+            day: Micros(0),
+            cost: Nanos(1),
+            tokens: 1,
+        };
+        let mut usage = vec![activity("ana"), activity("bo")];
+        view().limit_inputs(&mut usage, &mut Vec::new(), &mut Vec::new());
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].user, "ana", "a member's work for another team is still hers");
+    }
+}

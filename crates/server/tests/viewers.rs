@@ -1,0 +1,305 @@
+//! Viewer tokens end to end: created by the admin, read-only everywhere, and a token limited to
+//! one team sees that team's usage, people, findings, budgets and alerts — nothing else.
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestServer, loop_calls, start_with};
+use goodhart_store::testing::TestDatabase;
+use serde_json::{Value, json};
+
+fn calls(user: &str, team: &str, count: i64, start: jiff::Timestamp) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            json!({
+                "id": format!("{user}-{i}"),
+                "timestamp": (start + jiff::SignedDuration::from_mins(7 * i)).to_string(),
+                "user": user, "team": team, "agent": "claude-code",
+                "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
+            })
+        })
+        .collect()
+}
+
+async fn create_viewer(server: &TestServer, body: Value) -> Value {
+    let reply = server.admin("POST", "/api/v1/tokens", body.to_string()).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json
+}
+
+async fn get(server: &TestServer, token: &str, path: &str) -> Value {
+    let reply = server.with_token(token, "GET", path, Bytes::new()).await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    reply.json
+}
+
+fn subjects(rows: &Value, field: &str) -> Vec<String> {
+    let mut names: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[field].as_str().unwrap_or("").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Three people in two teams, a loop in `search` that detection finds (and alerts about), and
+/// a budget per team and one for the organisation.
+async fn organisation() -> TestServer {
+    let server = start_with(
+        TestDatabase::sqlite(),
+        "[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
+    )
+    .await;
+    let day = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30);
+    let loop_start = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(3);
+    for events in [
+        calls("ana", "payments", 10, day),
+        calls("ben", "payments", 5, day),
+        loop_calls("cy", "search", loop_start, 130),
+    ] {
+        let reply = server
+            .admin("POST", "/api/v1/usage", serde_json::to_string(&events).unwrap())
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let pass = server.admin("POST", "/api/v1/findings/detect", Bytes::new()).await;
+    assert_eq!(pass.json["new"], 1, "{}", pass.text);
+    for (scope, name) in [("team", Some("payments")), ("team", Some("search")), ("org", None)] {
+        let body = json!({"scope": scope, "name": name, "period": "month", "limit_usd": "100"});
+        let reply = server.admin("POST", "/api/v1/budgets", body.to_string()).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+    // The waste alert is delivered in the background.
+    for _ in 0..100 {
+        if !get(&server, common::ADMIN, "/api/v1/alerts").await["alerts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server
+}
+
+#[tokio::test]
+async fn viewers_read_but_never_administer() {
+    let server = organisation().await;
+    let created = create_viewer(&server, json!({"name": "finance"})).await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("gh_view_"), "{created}");
+    assert_eq!(created["team"], Value::Null);
+
+    let me = get(&server, &token, "/api/v1/me").await;
+    assert_eq!(
+        me,
+        json!({"role": "viewer", "id": created["id"], "name": "finance", "team": null})
+    );
+    assert_eq!(
+        get(&server, common::ADMIN, "/api/v1/me").await,
+        json!({"role": "admin"})
+    );
+
+    for path in [
+        "/api/v1/usage/summary?group_by=team",
+        "/api/v1/reports/roi",
+        "/api/v1/leaderboard",
+        "/api/v1/findings",
+        "/api/v1/alerts",
+        "/api/v1/subjects/user/cy",
+    ] {
+        // The window's bounds default to "now", which moves between the two requests.
+        let without_window = |mut document: Value| {
+            document
+                .as_object_mut()
+                .unwrap()
+                .retain(|k, _| k != "from" && k != "to");
+            document
+        };
+        let as_viewer = without_window(get(&server, &token, path).await);
+        let as_admin = without_window(get(&server, common::ADMIN, path).await);
+        assert_eq!(
+            as_viewer, as_admin,
+            "a viewer of every team reads what the admin reads: {path}"
+        );
+    }
+
+    // Budgets' forecasts move with the clock: the same budgets, then.
+    let budget_ids = |document: Value| subjects(&document["budgets"], "id");
+    assert_eq!(
+        budget_ids(get(&server, &token, "/api/v1/budgets").await),
+        budget_ids(get(&server, common::ADMIN, "/api/v1/budgets").await)
+    );
+
+    let finding = get(&server, &token, "/api/v1/findings").await["findings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let budget = get(&server, &token, "/api/v1/budgets").await["budgets"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path, body) in [
+        ("GET", "/api/v1/keys".to_owned(), ""),
+        ("POST", "/api/v1/keys".to_owned(), r#"{"user": "mallory"}"#),
+        ("GET", "/api/v1/tokens".to_owned(), ""),
+        ("POST", "/api/v1/tokens".to_owned(), "{}"),
+        ("POST", format!("/api/v1/findings/{finding}/dismiss"), "{}"),
+        ("POST", "/api/v1/findings/detect".to_owned(), ""),
+        ("POST", "/api/v1/budgets".to_owned(), "{}"),
+        ("DELETE", format!("/api/v1/budgets/{budget}"), ""),
+        ("POST", "/api/v1/usage".to_owned(), "[]"),
+        ("POST", "/api/v1/outcomes".to_owned(), "[]"),
+        ("GET", "/api/v1/github/logins".to_owned(), ""),
+    ] {
+        let reply = server.with_token(&token, method, &path, body.to_owned()).await;
+        assert_eq!(reply.status, 403, "{method} {path}: {}", reply.text);
+        assert_eq!(reply.json["error"]["code"], "forbidden");
+    }
+    let findings = get(&server, common::ADMIN, "/api/v1/findings").await;
+    assert_eq!(
+        findings["findings"][0]["status"], "open",
+        "the refused dismissal changed nothing"
+    );
+
+    let listed = get(&server, common::ADMIN, "/api/v1/tokens").await;
+    assert_eq!(listed["tokens"][0]["id"], created["id"]);
+    assert!(listed["tokens"][0].get("token").is_none(), "the secret is shown once");
+
+    let id = created["id"].as_str().unwrap();
+    let revoked = server
+        .admin("POST", &format!("/api/v1/tokens/{id}/revoke"), Bytes::new())
+        .await;
+    assert_eq!(revoked.json["status"], "revoked", "{}", revoked.text);
+    let again = server
+        .admin("POST", &format!("/api/v1/tokens/{id}/revoke"), Bytes::new())
+        .await;
+    assert_eq!(again.status, 409);
+    let refused = server.with_token(&token, "GET", "/api/v1/me", Bytes::new()).await;
+    assert_eq!(refused.status, 401, "a revoked token opens nothing");
+    let wrong = server
+        .with_token("gh_view_not-a-token", "GET", "/api/v1/me", Bytes::new())
+        .await;
+    assert_eq!(wrong.status, 401);
+
+    let bad = server
+        .admin("POST", "/api/v1/tokens", r#"{"team": "payments", "role": "admin"}"#)
+        .await;
+    assert_eq!(bad.status, 400, "unknown fields are refused: {}", bad.text);
+}
+
+#[tokio::test]
+async fn a_team_viewer_sees_only_its_team() {
+    let server = organisation().await;
+    let payments = create_viewer(&server, json!({"name": "payments leads", "team": "payments"})).await;
+    let token = payments["token"].as_str().unwrap().to_owned();
+
+    let summary = get(&server, &token, "/api/v1/usage/summary?group_by=team").await;
+    assert_eq!(subjects(&summary["rows"], "team"), ["payments"]);
+    let by_user = get(&server, &token, "/api/v1/usage/summary?group_by=user").await;
+    assert_eq!(subjects(&by_user["rows"], "user"), ["ana", "ben"]);
+    assert!(by_user["rows"][0].get("team").is_none(), "only the asked-for keys");
+    assert_eq!(by_user["totals"]["requests"], 15);
+    let everything = get(&server, &token, "/api/v1/usage/summary").await;
+    assert_eq!(
+        everything["totals"]["requests"], 15,
+        "cy's 130 calls are not the team's"
+    );
+
+    let board = get(&server, &token, "/api/v1/leaderboard?by=user&metric=volume").await;
+    assert_eq!(subjects(&board["rows"], "subject"), ["ana", "ben"]);
+    assert_eq!(board["rows"][0]["rank"], 1);
+    let teams = get(&server, &token, "/api/v1/leaderboard?by=team").await;
+    assert_eq!(subjects(&teams["rows"], "subject"), ["payments"]);
+    let admin_teams = get(&server, common::ADMIN, "/api/v1/leaderboard?by=team").await;
+    assert_eq!(subjects(&admin_teams["rows"], "subject"), ["payments", "search"]);
+
+    let roi = get(&server, &token, "/api/v1/reports/roi").await;
+    assert_eq!(subjects(&roi["teams"], "team"), ["payments"]);
+    assert_eq!(roi["org"]["people"], 2, "the report covers the team's people only");
+    assert_eq!(roi["org"]["cost_usd"], roi["teams"][0]["cost_usd"]);
+    assert_eq!(roi["org"]["waste_usd"].to_string(), "0");
+
+    let findings = get(&server, &token, "/api/v1/findings").await;
+    assert_eq!(findings["findings"], json!([]), "cy's loop belongs to search");
+    assert_eq!(findings["totals"]["wasted_usd"].to_string(), "0");
+    let all_findings = get(&server, common::ADMIN, "/api/v1/findings").await;
+    assert_eq!(all_findings["findings"][0]["user"], "cy");
+
+    let budgets = get(&server, &token, "/api/v1/budgets").await;
+    assert_eq!(subjects(&budgets["budgets"], "name"), ["payments"]);
+    let all_budgets = get(&server, common::ADMIN, "/api/v1/budgets").await;
+    for budget in all_budgets["budgets"].as_array().unwrap() {
+        let path = format!("/api/v1/budgets/{}", budget["id"].as_str().unwrap());
+        let reply = server.with_token(&token, "GET", &path, Bytes::new()).await;
+        let expected = if budget["name"] == "payments" { 200 } else { 404 };
+        assert_eq!(reply.status, expected, "{budget}");
+    }
+
+    let alerts = get(&server, common::ADMIN, "/api/v1/alerts").await;
+    assert_eq!(
+        subjects(&alerts["alerts"], "kind"),
+        ["waste"],
+        "the loop raised an alert"
+    );
+    assert_eq!(get(&server, &token, "/api/v1/alerts").await["alerts"], json!([]));
+
+    for path in [
+        "/api/v1/subjects/user/cy",
+        "/api/v1/subjects/team/search",
+        "/api/v1/subjects/agent/loop-agent",
+        "/api/v1/subjects/planet/earth",
+    ] {
+        let reply = server.with_token(&token, "GET", path, Bytes::new()).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text);
+    }
+    let team = get(&server, &token, "/api/v1/subjects/team/payments").await;
+    assert_eq!(team["usage"]["requests"], 15);
+    assert_eq!(subjects(&team["related"], "name"), ["ana", "ben"]);
+
+    let search = create_viewer(&server, json!({"team": "search"})).await;
+    let search_token = search["token"].as_str().unwrap();
+    let findings = get(&server, search_token, "/api/v1/findings").await;
+    assert_eq!(
+        findings["findings"].as_array().unwrap().len(),
+        1,
+        "search sees its own loop"
+    );
+    let alerts = get(&server, search_token, "/api/v1/alerts").await;
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_subject_page_adds_up() {
+    let server = organisation().await;
+    let page = get(&server, common::ADMIN, "/api/v1/subjects/user/cy?from=7d").await;
+    assert_eq!(page["by"], "user");
+    assert_eq!(page["usage"]["requests"], 130);
+    assert_eq!(page["usage"]["cost_usd"].to_string(), "0.78", "130 calls at $0.006");
+    let days = page["daily"].as_array().unwrap();
+    assert!((7..=8).contains(&days.len()), "every day of the window: {}", days.len());
+    let daily_requests: u64 = days.iter().map(|d| d["requests"].as_u64().unwrap()).sum();
+    assert_eq!(daily_requests, 130);
+    assert_eq!(page["models"][0]["name"], "claude-sonnet-4-5");
+    assert_eq!(page["related_by"], "agent");
+    assert_eq!(subjects(&page["related"], "name"), ["loop-agent"]);
+    assert_eq!(page["board"]["subject"], "cy");
+    assert_eq!(page["board"]["waste_usd"].to_string(), "0.78");
+    assert_eq!(page["board_size"], 3);
+    assert_eq!(page["findings"][0]["user"], "cy");
+
+    let agent = get(&server, common::ADMIN, "/api/v1/subjects/agent/loop-agent?from=7d").await;
+    assert_eq!(agent["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(subjects(&agent["related"], "name"), ["cy"]);
+    let team = get(&server, common::ADMIN, "/api/v1/subjects/team/payments?from=7d").await;
+    assert_eq!(
+        team["findings"],
+        json!([]),
+        "the team page shows its people's findings only"
+    );
+    assert_eq!(team["board"]["subject"], "payments");
+    assert_eq!(team["board_size"], 2);
+}
