@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Installs the real clients the gateway is tested with, once, under .cache/clients (or
 # $GOODHART_CLIENTS_DIR): the official openai and anthropic Python SDKs in a virtualenv, and
-# Claude Code from npm. Versions are pinned so a test run means the same thing every time;
+# Claude Code from npm; and what the dashboard's browser tests drive: Selenium in the same
+# virtualenv and Debian's chromium and chromium-driver (never a browser Selenium downloads). Versions are pinned so a test run means the same thing every time;
 # re-running is a no-op when they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPENAI_SDK=openai==3.54.0
 ANTHROPIC_SDK=anthropic==2.12.0
+SELENIUM=selenium==4.51.0
 CLAUDE_CODE=@anthropic-ai/claude-code@2.1.197
 
 dir=${GOODHART_CLIENTS_DIR:-$PWD/.cache/clients}
 mkdir -p "$dir"
 
 installed=$("$dir/venv/bin/python" -c \
-    'import importlib.metadata as m; print(m.version("openai"), m.version("anthropic"))' 2>/dev/null || true)
-if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==}" ]; then
-    echo "installing $OPENAI_SDK $ANTHROPIC_SDK into $dir/venv" >&2
+    'import importlib.metadata as m; print(m.version("openai"), m.version("anthropic"), m.version("selenium"))' \
+    2>/dev/null || true)
+if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${SELENIUM#*==}" ]; then
+    echo "installing $OPENAI_SDK $ANTHROPIC_SDK $SELENIUM into $dir/venv" >&2
     python3 -m venv "$dir/venv"
-    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK"
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$SELENIUM"
+fi
+
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "installing Debian's chromium and chromium-driver" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 if [ "$("$dir/node_modules/.bin/claude" --version 2>/dev/null | awk '{print $1}')" != "${CLAUDE_CODE##*@}" ]; then

@@ -5,6 +5,9 @@
 const TOKEN_KEY = "goodhart.token";
 const page = document.getElementById("page");
 const charts = [];
+// Who signed in (`GET /api/v1/me`): the admin, or a viewer limited to `team` when it has one.
+let me = { role: "viewer" };
+const isAdmin = () => me.role === "admin";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -72,6 +75,13 @@ function table(columns, rows, empty = "Nothing in this window.") {
   );
 }
 
+// A link to a user's, team's or agent's page.
+function subjectLink(by, name, text = name) {
+  if (name === null || name === undefined) return text ?? "(none)";
+  const query = new URLSearchParams({ by, name });
+  return el("a", { href: `#/subject?${query}`, "data-testid": `subject-${by}-${name}` }, text);
+}
+
 function card(label, value, testid) {
   return el("div", { class: "card", "data-testid": testid }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
 }
@@ -84,7 +94,11 @@ function chart(canvas, config) {
 function budgetsTable(budgets) {
   return table(
     [
-      { title: "scope", cell: (b) => (b.name ? `${b.scope} ${b.name}` : b.scope) },
+      {
+        title: "scope",
+        cell: (b) =>
+          ["user", "team", "agent"].includes(b.scope) ? [`${b.scope} `, subjectLink(b.scope, b.name)] : b.name ? `${b.scope} ${b.name}` : b.scope,
+      },
       { title: "period", cell: (b) => `${b.period} (${b.action})` },
       { title: "spent", num: true, cell: (b) => usd(b.spent_usd) },
       { title: "reserved", num: true, cell: (b) => (b.reserved_usd == null ? "" : usd(b.reserved_usd)) },
@@ -185,7 +199,7 @@ async function leaderboard(params) {
     table(
       [
         { title: "#", num: true, cell: (r) => r.rank },
-        { title: by, cell: (r) => r.subject },
+        { title: by, cell: (r) => subjectLink(by, r.subject) },
         { title: "value / person-week", num: true, cell: (r) => Number(r.value).toFixed(2) },
         { title: "value / $", num: true, cell: (r) => Number(r.efficiency).toFixed(3) },
         { title: "outcomes", num: true, cell: (r) => count(r.outcomes) },
@@ -199,19 +213,49 @@ async function leaderboard(params) {
   );
 }
 
+// Findings with their evidence; the admin can confirm or dismiss each (with a note).
+function findingsTable(list, afterDecision) {
+  const decide = (finding, decision) => async () => {
+    const note = window.prompt(`Why ${decision} this finding? (optional)`) ?? "";
+    await api(`/api/v1/findings/${encodeURIComponent(finding.id)}/${decision}`, {
+      method: "POST",
+      body: JSON.stringify(note ? { note } : {}),
+    });
+    await afterDecision();
+  };
+  const columns = [
+    { title: "day", cell: (f) => day(f.from) },
+    {
+      title: "subject",
+      cell: (f) =>
+        f.subject_kind === "user"
+          ? subjectLink("user", f.subject)
+          : [`${f.subject_kind} `, subjectLink(f.subject_kind, f.subject), " (", subjectLink("user", f.user), ")"],
+    },
+    { title: "detector", cell: (f) => f.detector },
+    { title: "wasted", num: true, cell: (f) => usd(f.wasted_usd) },
+    { title: "confidence", num: true, cell: (f) => Number(f.confidence).toFixed(2) },
+    { title: "evidence", cell: (f) => f.evidence },
+    { title: "status", cell: (f) => el("span", { class: `status-${f.status}`, "data-testid": `status-${f.id}` }, f.status, f.note ? ` — ${f.note}` : "") },
+  ];
+  if (isAdmin()) {
+    columns.push({
+      title: "",
+      cell: (f) => [
+        el("button", { type: "button", onclick: decide(f, "confirm"), "data-testid": `confirm-${f.id}` }, "Confirm"),
+        " ",
+        el("button", { type: "button", onclick: decide(f, "dismiss"), "data-testid": `dismiss-${f.id}` }, "Dismiss"),
+      ],
+    });
+  }
+  return table(columns, list, "No findings in this window.");
+}
+
 async function findings(params) {
   const status = params.get("status") || "";
   const query = new URLSearchParams({ from: "30d" });
   if (status) query.set("status", status);
   const doc = await api(`/api/v1/findings?${query}`);
-  const decide = (finding, decision) => async () => {
-    const note = window.prompt(`Why ${decision === "confirm" ? "confirm" : "dismiss"} this finding? (optional)`) ?? "";
-    await api(`/api/v1/findings/${encodeURIComponent(finding.id)}/${decision}`, {
-      method: "POST",
-      body: JSON.stringify(note ? { note } : {}),
-    });
-    await render();
-  };
   page.replaceChildren(
     el("h1", {}, "Waste findings — last 30 days"),
     el(
@@ -229,28 +273,78 @@ async function findings(params) {
         el("a", { href: s ? `#/findings?status=${s}` : "#/findings", class: s === status ? "active" : "" }, s || "all", " ")
       )
     ),
+    findingsTable(doc.findings, render)
+  );
+}
+
+// One user's, team's or agent's page: spend and outcomes day by day, where the spend went,
+// its place on the value board, and its findings.
+async function subject(params) {
+  const by = params.get("by") || "user";
+  const name = params.get("name") || "";
+  const from = params.get("from") || "30d";
+  const doc = await api(`/api/v1/subjects/${encodeURIComponent(by)}/${encodeURIComponent(name)}?from=${encodeURIComponent(from)}`);
+  const row = doc.board;
+  const canvas = el("canvas", { "aria-label": `Spend and outcomes per day of ${by} ${name}`, role: "img" });
+  const windows = ["7d", "30d", "90d"].map((w) =>
+    el("a", { href: `#/subject?${new URLSearchParams({ by, name, from: w })}`, class: w === from ? "active" : "" }, w, " ")
+  );
+  const other = doc.related_by;
+  page.replaceChildren(
+    el("h1", {}, `${by} ${name}`),
+    el("div", { class: "controls" }, "window: ", windows),
+    el(
+      "div",
+      { class: "cards" },
+      card("spend", usd(doc.usage.cost_usd), "subject-spend"),
+      card("requests", count(doc.usage.requests), "subject-requests"),
+      card("outcomes", row ? count(row.outcomes) : "0", "subject-outcomes"),
+      card("value / person-week", row ? Number(row.value).toFixed(2) : "—", "subject-value"),
+      card("value rank", row ? `#${row.rank} of ${doc.board_size}` : "not ranked", "subject-rank"),
+      card("flagged as waste", row ? usd(row.waste_usd) : usd(0), "subject-waste")
+    ),
+    row && row.flags.length ? el("p", { class: "notice" }, "Look twice: ", row.flags.map((f) => el("span", { class: "flag" }, f))) : "",
+    el("div", { class: "panel" }, el("h2", {}, "Spend and outcomes per day"), el("div", { class: "chart" }, canvas)),
+    el("h2", {}, other === "agent" ? "Agents used" : "People"),
     table(
       [
-        { title: "day", cell: (f) => day(f.from) },
-        { title: "subject", cell: (f) => (f.subject_kind === "user" ? f.subject : `${f.subject_kind} ${f.subject} (${f.user})`) },
-        { title: "detector", cell: (f) => f.detector },
-        { title: "wasted", num: true, cell: (f) => usd(f.wasted_usd) },
-        { title: "confidence", num: true, cell: (f) => Number(f.confidence).toFixed(2) },
-        { title: "evidence", cell: (f) => f.evidence },
-        { title: "status", cell: (f) => el("span", { class: `status-${f.status}` }, f.status, f.note ? ` — ${f.note}` : "") },
-        {
-          title: "",
-          cell: (f) => [
-            el("button", { type: "button", onclick: decide(f, "confirm"), "data-testid": `confirm-${f.id}` }, "Confirm"),
-            " ",
-            el("button", { type: "button", onclick: decide(f, "dismiss"), "data-testid": `dismiss-${f.id}` }, "Dismiss"),
-          ],
-        },
+        { title: other, cell: (r) => subjectLink(other, r.name) },
+        { title: "requests", num: true, cell: (r) => count(r.requests) },
+        { title: "tokens", num: true, cell: (r) => count(r.total_tokens) },
+        { title: "spend", num: true, cell: (r) => usd(r.cost_usd) },
       ],
-      doc.findings,
-      "No findings in this window."
-    )
+      doc.related
+    ),
+    el("h2", {}, "Models"),
+    table(
+      [
+        { title: "model", cell: (r) => r.name },
+        { title: "requests", num: true, cell: (r) => count(r.requests) },
+        { title: "tokens", num: true, cell: (r) => count(r.total_tokens) },
+        { title: "spend", num: true, cell: (r) => usd(r.cost_usd) },
+      ],
+      doc.models
+    ),
+    el("h2", {}, "Waste findings"),
+    findingsTable(doc.findings, render)
   );
+  chart(canvas, {
+    data: {
+      labels: doc.daily.map((d) => d.day),
+      datasets: [
+        { type: "bar", label: "spend", data: doc.daily.map((d) => Number(d.cost_usd)), yAxisID: "y" },
+        { type: "line", label: "outcomes", data: doc.daily.map((d) => d.outcomes), yAxisID: "outcomes" },
+      ],
+    },
+    options: {
+      maintainAspectRatio: false,
+      animation: false,
+      scales: {
+        y: { position: "left", ticks: { callback: (v) => usd(v) } },
+        outcomes: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, ticks: { precision: 0 } },
+      },
+    },
+  });
 }
 
 async function budgetsAndAlerts() {
@@ -273,67 +367,114 @@ async function budgetsAndAlerts() {
   );
 }
 
-async function keys() {
-  const list = await api("/api/v1/keys");
-  const form = el(
-    "form",
-    { class: "controls", "data-testid": "new-key" },
-    el("input", { name: "user", placeholder: "user", required: true }),
-    el("input", { name: "team", placeholder: "team" }),
-    el("input", { name: "agent", placeholder: "agent" }),
-    el("input", { name: "name", placeholder: "label" }),
-    el("button", { type: "submit", class: "primary" }, "Create key")
-  );
-  const created = el("div", { "data-testid": "created-key" });
+// A create form: its fields become the JSON body; `shown` receives the created secret.
+function createForm(testid, inputs, label, create) {
+  const form = el("form", { class: "controls", "data-testid": testid }, inputs, el("button", { type: "submit", class: "primary" }, label));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const fields = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
-    const key = await api("/api/v1/keys", { method: "POST", body: JSON.stringify(fields) });
-    await keys();
-    page.querySelector("[data-testid=created-key]").replaceChildren(
-      el("p", {}, `Key ${key.id} created. Its secret is shown only now:`),
-      el("p", { class: "secret" }, key.key)
-    );
+    await create(fields);
   });
-  const revoke = (key) => async () => {
-    if (!window.confirm(`Revoke key ${key.id}? Clients using it are refused from now on.`)) return;
-    await api(`/api/v1/keys/${encodeURIComponent(key.id)}/revoke`, { method: "POST" });
+  return form;
+}
+
+function secretShown(testid, what, id, secret) {
+  return el(
+    "div",
+    { "data-testid": testid },
+    el("p", {}, `${what} ${id} created. Its secret is shown only now:`),
+    el("p", { class: "secret" }, secret)
+  );
+}
+
+// Virtual keys for clients of the gateway, and viewer tokens for people who only read.
+async function keys(created = {}) {
+  const [list, viewers] = await Promise.all([api("/api/v1/keys"), api("/api/v1/tokens")]);
+  const revoke = (what, path) => async () => {
+    if (!window.confirm(`Revoke ${what}? It is refused from now on.`)) return;
+    await api(path, { method: "POST" });
     await keys();
   };
+  const keyForm = createForm(
+    "new-key",
+    [
+      el("input", { name: "user", placeholder: "user", required: true }),
+      el("input", { name: "team", placeholder: "team" }),
+      el("input", { name: "agent", placeholder: "agent" }),
+      el("input", { name: "name", placeholder: "label" }),
+    ],
+    "Create key",
+    async (fields) => {
+      const key = await api("/api/v1/keys", { method: "POST", body: JSON.stringify(fields) });
+      await keys({ key: secretShown("created-key", "Key", key.id, key.key) });
+    }
+  );
+  const tokenForm = createForm(
+    "new-token",
+    [el("input", { name: "name", placeholder: "for whom" }), el("input", { name: "team", placeholder: "team (empty: every team)" })],
+    "Create viewer token",
+    async (fields) => {
+      const token = await api("/api/v1/tokens", { method: "POST", body: JSON.stringify(fields) });
+      await keys({ token: secretShown("created-token", "Viewer token", token.id, token.token) });
+    }
+  );
   page.replaceChildren(
     el("h1", {}, "Virtual keys"),
-    form,
-    created,
+    el("p", {}, "Clients of the gateway authenticate with these; every call is metered to the key's user, team and agent."),
+    keyForm,
+    created.key ?? "",
     table(
       [
         { title: "id", cell: (k) => k.id },
-        { title: "user", cell: (k) => k.user },
+        { title: "user", cell: (k) => subjectLink("user", k.user) },
         { title: "team", cell: (k) => k.team ?? "" },
         { title: "agent", cell: (k) => k.agent ?? "" },
         { title: "label", cell: (k) => k.name ?? "" },
-        { title: "status", cell: (k) => k.status },
+        { title: "status", cell: (k) => el("span", { "data-testid": `key-status-${k.id}` }, k.status) },
         {
           title: "",
           cell: (k) =>
             k.status === "active"
-              ? el("button", { type: "button", onclick: revoke(k), "data-testid": `revoke-${k.id}` }, "Revoke")
+              ? el("button", { type: "button", onclick: revoke(`key ${k.id}`, `/api/v1/keys/${encodeURIComponent(k.id)}/revoke`), "data-testid": `revoke-${k.id}` }, "Revoke")
               : "",
         },
       ],
       list.keys,
       "No keys yet."
+    ),
+    el("h2", {}, "Viewer tokens"),
+    el("p", {}, "Read-only sign-in for this dashboard and the read API; a token limited to a team sees only that team."),
+    tokenForm,
+    created.token ?? "",
+    table(
+      [
+        { title: "id", cell: (t) => t.id },
+        { title: "for", cell: (t) => t.name ?? "" },
+        { title: "team", cell: (t) => t.team ?? "every team" },
+        { title: "status", cell: (t) => el("span", { "data-testid": `token-status-${t.id}` }, t.status) },
+        {
+          title: "",
+          cell: (t) =>
+            t.status === "active"
+              ? el("button", { type: "button", onclick: revoke(`viewer token ${t.id}`, `/api/v1/tokens/${encodeURIComponent(t.id)}/revoke`), "data-testid": `revoke-${t.id}` }, "Revoke")
+              : "",
+        },
+      ],
+      viewers.tokens,
+      "No viewer tokens yet."
     )
   );
 }
 
 // ---- routing and sign-in ---------------------------------------------------------------------
 
-const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, keys };
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, keys: () => keys(), subject };
+const adminOnly = new Set(["keys"]);
 
 async function render() {
   while (charts.length) charts.pop().destroy();
   const [path, query] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
-  const show = routes[path] || overview;
+  const show = (!adminOnly.has(path) || isAdmin()) && routes[path] ? routes[path] : overview;
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${path}`);
   }
@@ -353,24 +494,29 @@ function signOut(message = "") {
   document.getElementById("sign-in-error").textContent = message;
 }
 
-function signedIn() {
+// Asks the server who the stored token is, then shows what that role may see.
+async function signIn() {
+  try {
+    me = await api("/api/v1/me");
+  } catch (error) {
+    if (error.status !== 401) signOut(error.message);
+    return;
+  }
   document.getElementById("sign-in").hidden = true;
   document.getElementById("nav").hidden = false;
+  for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !isAdmin();
+  document.getElementById("who").textContent = isAdmin()
+    ? "admin"
+    : `viewer${me.name ? ` (${me.name})` : ""} · ${me.team ? `team ${me.team}` : "every team"}`;
   render();
 }
 
-document.getElementById("sign-in").addEventListener("submit", async (event) => {
+document.getElementById("sign-in").addEventListener("submit", (event) => {
   event.preventDefault();
-  const token = document.getElementById("token").value.trim();
-  sessionStorage.setItem(TOKEN_KEY, token);
-  try {
-    await api("/api/v1/budgets");
-    signedIn();
-  } catch (error) {
-    if (error.status !== 401) signOut(error.message);
-  }
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+  signIn();
 });
 document.getElementById("sign-out").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", render);
-if (sessionStorage.getItem(TOKEN_KEY)) signedIn();
+if (sessionStorage.getItem(TOKEN_KEY)) signIn();
 else signOut();

@@ -1,0 +1,95 @@
+//! The dashboard in headless Chromium against `goodhart demo`: the Selenium suite in
+//! `tests/browser/dashboard_suite.py` signs in, visits every page, checks the numbers against
+//! the API, clicks confirm, dismiss and revoke, and reads as a team's viewer and on a phone.
+//! Debian's `chromium` and `chromium-driver` and Selenium are installed by
+//! `scripts/setup-clients.sh` (which `scripts/test.sh` runs); screenshots are left in
+//! `<target>/tmp/browser-artifacts`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+mod common;
+use common::{BIN, Served};
+
+fn required(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/setup-clients.sh` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn python() -> PathBuf {
+    let clients = std::env::var_os("GOODHART_CLIENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/clients"));
+    required(clients.join("venv/bin/python"))
+}
+
+/// Starts `goodhart demo` (serving after its story) and waits for its dashboard line.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is owned by `Served`, whose Drop kills and waits for it"
+)]
+fn demo(dir: &Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--weeks", "2", "--live-secs", "12", "--listen", "127.0.0.1:0"])
+        .args(["--database", "demo.db"])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start goodhart demo");
+    let stdout = child.stdout.take().unwrap();
+    let (found, dashboard) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // "Dashboard: http://ADDR/  (sign in with the admin token: TOKEN)"
+            if let Some(rest) = line.strip_prefix("Dashboard: http://") {
+                let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                let token = rest.rsplit("admin token: ").next().unwrap_or_default();
+                let _ = found.send((addr, token.trim_end_matches(')').to_owned()));
+            }
+        }
+    });
+    let (addr, token) = dashboard
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the demo printed its dashboard URL within 5 minutes");
+    Served {
+        child,
+        addr,
+        token: Some(token),
+    }
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    required(PathBuf::from("/usr/bin/chromium"));
+    required(PathBuf::from("/usr/bin/chromedriver"));
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let served = demo(dir.path());
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard_suite.py");
+    let output = Command::new(python)
+        .arg(suite)
+        .args([&format!("http://{}", served.addr), served.token.as_deref().unwrap()])
+        .arg(&artifacts)
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("run the browser suite");
+    assert!(
+        output.status.success(),
+        "browser suite failed (screenshots and the page in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,344 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven through chromedriver.
+
+Run by `crates/cli/tests/browser.rs` against `goodhart demo` (simulated organisation, live
+traffic): signs in, visits every page, checks what the page shows against the JSON API, clicks
+confirm, dismiss and revoke, signs in again with a team's viewer token, checks a phone-sized
+window, and saves a screenshot of each step in the artifacts directory.
+
+    python dashboard_suite.py URL ADMIN_TOKEN ARTIFACTS_DIR
+"""
+
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_SECS = 20
+
+URL, ADMIN, ARTIFACTS = sys.argv[1].rstrip("/"), sys.argv[2], Path(sys.argv[3])
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def api(path, token=ADMIN, method="GET", body=None):
+    request = urllib.request.Request(
+        URL + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def api_status(path, token):
+    try:
+        api(path, token)
+        return 200
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def usd(value):
+    """What the page shows for an amount: `$1,234.57`."""
+    return f"${float(value):,.2f}"
+
+
+def count(value):
+    return f"{int(value):,}"
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # Both paths are given, so Selenium never looks for (or downloads) a browser or driver.
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+class Suite:
+    def __init__(self, driver):
+        self.driver = driver
+        self.wait = WebDriverWait(driver, WAIT_SECS)
+        self.shots = 0
+
+    def shot(self, name):
+        self.shots += 1
+        self.driver.save_screenshot(str(ARTIFACTS / f"{self.shots:02d}-{name}.png"))
+
+    def visit(self, route):
+        self.driver.get(f"{URL}/#/{route}")
+
+    def testid(self, testid):
+        return self.wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, f"[data-testid='{testid}']")))
+
+    def card(self, testid):
+        return self.testid(testid).find_element(By.CLASS_NAME, "value").text
+
+    def heading(self, text):
+        self.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#page h1"), text))
+
+    def rows(self):
+        return self.driver.find_elements(By.CSS_SELECTOR, "#page table tbody tr")
+
+    def no_errors_logged(self, where):
+        severe = [e for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, f"{where}: console errors {severe}"
+
+    def sign_in(self, token):
+        self.driver.get(URL + "/")
+        self.driver.execute_script("sessionStorage.clear()")
+        self.driver.get(URL + "/")
+        field = self.wait.until(ec.visibility_of_element_located((By.ID, "token")))
+        field.clear()
+        field.send_keys(token)
+        self.driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+        self.wait.until(ec.visibility_of_element_located((By.ID, "nav")))
+
+    def accept_dialog(self, text=None):
+        dialog = self.wait.until(ec.alert_is_present())
+        if text is not None:
+            dialog.send_keys(text)
+        dialog.accept()
+
+
+def refused_token(suite):
+    suite.driver.get(URL + "/")
+    field = suite.wait.until(ec.visibility_of_element_located((By.ID, "token")))
+    field.send_keys("not-a-token")
+    suite.driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+    suite.wait.until(ec.text_to_be_present_in_element((By.ID, "sign-in-error"), "refused"))
+    suite.shot("sign-in-refused")
+    suite.driver.get_log("browser")  # the refused request's 401 is expected: drain it
+
+
+def overview(suite, token=ADMIN, name="overview"):
+    suite.visit("overview")
+    summary = api("/api/v1/usage/summary?from=30d", token)["totals"]
+    findings = api("/api/v1/findings?from=30d", token)["totals"]
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=spend] .value"), "$"))
+    assert suite.card("spend") == usd(summary["cost_usd"]), (suite.card("spend"), summary)
+    assert suite.card("requests") == count(summary["requests"])
+    assert suite.card("tokens") == count(summary["total_tokens"])
+    assert suite.card("waste") == usd(findings["wasted_usd"])
+    canvas = suite.driver.find_element(By.CSS_SELECTOR, "#page canvas")
+    assert canvas.size["width"] > 200 and canvas.size["height"] > 100, "the spend chart is drawn"
+    budgets = api("/api/v1/budgets", token)["budgets"]
+    budget_rows = suite.driver.find_elements(By.XPATH, "//h2[text()='Budgets']/following-sibling::*[1]//tbody/tr")
+    assert len(budget_rows) == len(budgets), (len(budget_rows), budgets)
+    suite.shot(name)
+    suite.no_errors_logged(name)
+    return summary
+
+
+def leaderboard(suite):
+    suite.visit("leaderboard")
+    board = api("/api/v1/leaderboard?from=30d&by=user&metric=value")
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=board-label]"), "value"))
+    rows = suite.rows()
+    assert len(rows) == len(board["rows"]), (len(rows), len(board["rows"]))
+    first = rows[0].find_elements(By.TAG_NAME, "td")
+    assert first[1].text == board["rows"][0]["subject"]
+    suite.shot("leaderboard-value")
+
+    suite.testid("metric-volume").click()
+    volume = api("/api/v1/leaderboard?from=30d&by=user&metric=volume")
+    label = suite.wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=board-label].label-volume")))
+    assert label.text == volume["label"] and "consumption, not value" in label.text, label.text
+    suite.wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#page tbody tr td:nth-child(2)")[0].text == volume["rows"][0]["subject"]
+    )
+    burner = volume["rows"][0]
+    value_rank = next(r["rank"] for r in board["rows"] if r["subject"] == burner["subject"])
+    assert value_rank > len(board["rows"]) // 2, f"the top token burner ranks #{value_rank} by value"
+    suite.shot("leaderboard-volume")
+
+    suite.testid("by-team").click()
+    teams = api("/api/v1/leaderboard?from=30d&by=team&metric=volume")
+    suite.wait.until(lambda d: len(suite.rows()) == max(len(teams["rows"]), 1))
+    suite.no_errors_logged("leaderboard")
+    return board, burner
+
+
+def subject_pages(suite, board, burner):
+    # From the leaderboard to the burner's page.
+    suite.visit("leaderboard?by=user&metric=volume&from=30d")
+    suite.testid(f"subject-user-{burner['subject']}").click()
+    suite.heading(f"user {burner['subject']}")
+    page = api(f"/api/v1/subjects/user/{urllib.parse.quote(burner['subject'])}?from=30d")
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=subject-spend] .value"), "$"))
+    assert suite.card("subject-spend") == usd(page["usage"]["cost_usd"])
+    assert suite.card("subject-requests") == count(page["usage"]["requests"])
+    assert suite.card("subject-rank") == f"#{page['board']['rank']} of {page['board_size']}"
+    assert suite.card("subject-waste") == usd(page["board"]["waste_usd"])
+    assert page["findings"], "the burner has findings"
+    suite.shot("user-page")
+
+    team = api("/api/v1/leaderboard?from=30d&by=team&metric=value")["rows"][0]["subject"]
+    agent = api("/api/v1/leaderboard?from=30d&by=agent&metric=value")["rows"][0]["subject"]
+    for by, name in (("team", team), ("agent", agent)):
+        suite.visit(f"subject?{urllib.parse.urlencode({'by': by, 'name': name})}")
+        suite.heading(f"{by} {name}")
+        page = api(f"/api/v1/subjects/{by}/{urllib.parse.quote(name)}?from=30d")
+        suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=subject-spend] .value"), "$"))
+        assert suite.card("subject-spend") == usd(page["usage"]["cost_usd"]), (by, name)
+        suite.shot(f"{by}-page")
+    suite.no_errors_logged("subject pages")
+    return team
+
+
+def findings(suite):
+    suite.visit("findings?status=open")
+    document = api("/api/v1/findings?from=30d&status=open")
+    listed = document["findings"]
+    assert len(listed) >= 2, "the demo's burners leave findings to decide"
+    suite.heading("Waste findings")
+    assert suite.card("findings-count") == count(document["totals"]["findings"])
+    suite.shot("findings")
+    dismissed, confirmed = listed[0]["id"], listed[1]["id"]
+
+    suite.testid(f"dismiss-{dismissed}").click()
+    suite.accept_dialog("load test we asked for")
+    suite.wait.until(lambda d: all(f["id"] != dismissed for f in api("/api/v1/findings?from=30d&status=open")["findings"]))
+    suite.testid(f"confirm-{confirmed}").click()
+    suite.accept_dialog("")
+    suite.wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"[data-testid='confirm-{confirmed}']")) == 0)
+
+    decided = {f["id"]: f for f in api("/api/v1/findings?from=30d")["findings"]}
+    assert decided[dismissed]["status"] == "dismissed" and decided[dismissed]["note"] == "load test we asked for"
+    assert decided[confirmed]["status"] == "confirmed"
+    suite.visit("findings?status=dismissed")
+    status = suite.testid(f"status-{dismissed}")
+    assert status.text.startswith("dismissed — load test we asked for"), status.text
+    suite.shot("findings-decided")
+    suite.no_errors_logged("findings")
+
+
+def budgets_and_alerts(suite):
+    suite.visit("budgets")
+    suite.heading("Budgets and alerts")
+    alerts = api("/api/v1/alerts")["alerts"]
+    assert any(a["kind"] == "blocked" for a in alerts), "the runaway agent hit its hard cap"
+    alert_rows = suite.driver.find_elements(By.XPATH, "//h2[starts-with(text(), 'Alerts')]/following-sibling::*[1]//tbody/tr")
+    assert len(alert_rows) == len(alerts), (len(alert_rows), len(alerts))
+    assert any(row.find_elements(By.TAG_NAME, "td")[1].text == "blocked" for row in alert_rows)
+    suite.shot("budgets-alerts")
+    suite.no_errors_logged("budgets")
+
+
+def keys_and_tokens(suite, team):
+    suite.visit("keys")
+    suite.heading("Virtual keys")
+    form = suite.testid("new-key")
+    form.find_element(By.NAME, "user").send_keys("browser-test")
+    form.find_element(By.NAME, "team").send_keys(team)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    secret = suite.testid("created-key").find_element(By.CLASS_NAME, "secret").text
+    assert secret.startswith("gk-"), secret
+    key = next(k for k in api("/api/v1/keys")["keys"] if k["user"] == "browser-test")
+    assert secret.startswith(f"gk-{key['id']}-")
+    suite.shot("key-created")
+
+    suite.testid(f"revoke-{key['id']}").click()
+    suite.accept_dialog()
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='key-status-{key['id']}']"), "revoked"))
+    assert next(k for k in api("/api/v1/keys")["keys"] if k["id"] == key["id"])["status"] == "revoked"
+
+    form = suite.testid("new-token")
+    form.find_element(By.NAME, "name").send_keys(f"{team} leads")
+    form.find_element(By.NAME, "team").send_keys(team)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    token = suite.testid("created-token").find_element(By.CLASS_NAME, "secret").text
+    assert token.startswith("gh_view_"), token
+    suite.shot("keys-and-tokens")
+    suite.no_errors_logged("keys")
+    return token
+
+
+def as_team_viewer(suite, token, team, admin_summary):
+    suite.sign_in(token)
+    who = suite.testid("who")
+    assert who.text == f"viewer ({team} leads) · team {team}", who.text
+    keys_link = suite.driver.find_element(By.CSS_SELECTOR, "nav a[href='#/keys']")
+    assert not keys_link.is_displayed(), "viewers have no keys page"
+
+    summary = overview(suite, token, "viewer-overview")
+    assert float(summary["cost_usd"]) < float(admin_summary["cost_usd"]), "one team spends less than all"
+    suite.visit("keys")
+    suite.heading("Overview")
+
+    suite.visit("leaderboard?by=user&metric=value&from=30d")
+    board = api("/api/v1/leaderboard?from=30d&by=user&metric=value", token)
+    everyone = api("/api/v1/leaderboard?from=30d&by=user&metric=value")
+    suite.wait.until(lambda d: len(suite.rows()) == len(board["rows"]))
+    assert 0 < len(board["rows"]) < len(everyone["rows"])
+    suite.shot("viewer-leaderboard")
+
+    suite.visit("findings")
+    suite.heading("Waste findings")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid^=confirm-], [data-testid^=dismiss-]"), (
+        "viewers cannot decide findings"
+    )
+
+    suite.no_errors_logged("viewer")
+    outsider = next(r["subject"] for r in everyone["rows"] if r["subject"] not in {b["subject"] for b in board["rows"]})
+    assert api_status(f"/api/v1/subjects/user/{urllib.parse.quote(outsider)}", token) == 404
+    suite.visit(f"subject?{urllib.parse.urlencode({'by': 'user', 'name': outsider})}")
+    error = suite.wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#page .error")))
+    assert outsider in error.text, error.text
+    assert api_status("/api/v1/keys", token) == 403
+    suite.shot("viewer-outsider-refused")
+    suite.driver.get_log("browser")  # the outsider's 404 is expected: drain it
+
+
+def phone(suite):
+    suite.sign_in(ADMIN)
+    suite.driver.set_window_size(390, 844)
+    for route, title in (("overview", "Overview"), ("leaderboard", "Leaderboard"), ("findings", "Waste findings")):
+        suite.visit(route)
+        suite.heading(title)
+        overflow = suite.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{route} scrolls sideways on a phone by {overflow}px (tables scroll in their box)"
+        suite.shot(f"phone-{route}")
+
+
+def main():
+    driver = browser()
+    suite = Suite(driver)
+    try:
+        refused_token(suite)
+        suite.sign_in(ADMIN)
+        assert suite.testid("who").text == "admin"
+        admin_summary = overview(suite)
+        board, burner = leaderboard(suite)
+        team = subject_pages(suite, board, burner)
+        findings(suite)
+        budgets_and_alerts(suite)
+        token = keys_and_tokens(suite, team)
+        as_team_viewer(suite, token, team, admin_summary)
+        phone(suite)
+    except (AssertionError, TimeoutException):
+        suite.shot("failure")
+        (ARTIFACTS / "failure.html").write_text(driver.page_source)
+        raise
+    finally:
+        driver.quit()
+    print(f"browser suite passed: {suite.shots} screenshots in {ARTIFACTS}")
+
+
+if __name__ == "__main__":
+    main()
