@@ -30,11 +30,8 @@ fn python() -> PathBuf {
     required(clients.join("venv/bin/python"))
 }
 
-/// Starts `goodhart demo` (serving after its story) and waits for its dashboard line.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is owned by `Served`, whose Drop kills and waits for it"
-)]
+/// Starts `goodhart demo` (serving after its story) and waits for its dashboard line; the
+/// returned `Served` kills it when dropped.
 fn demo(dir: &Path) -> Served {
     let mut child = Command::new(BIN)
         .args(["demo", "--weeks", "2", "--live-secs", "12", "--listen", "127.0.0.1:0"])
