@@ -515,7 +515,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         println!("Clients send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.");
         return Ok(());
     }
-    let mut header = vec![
+    let header = [
         "id",
         "name",
         "user",
@@ -527,14 +527,11 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         "expires_at",
         "replaced_by",
     ];
-    if secret_shown {
-        header.insert(1, "key"); // CSV output of a new key must not lose the only copy of its secret
-    }
     let rows = views
         .iter()
         .map(|v| {
             let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-            let mut cells = vec![
+            let cells = vec![
                 v.id.clone(),
                 opt(&v.name),
                 v.user.clone(),
@@ -546,15 +543,44 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 opt(&v.expires_at),
                 opt(&v.replaced_by),
             ];
-            if secret_shown {
-                cells.insert(1, opt(&v.key));
+            (cells, v.key.clone())
+        })
+        .collect();
+    let json = serde_json::json!({ "keys": views });
+    print_with_secrets(format, &header, ("key", rows), &json)
+}
+
+/// A credential's cells, and its secret when it has just been created.
+type CredentialRow = (Vec<String>, Option<String>);
+
+/// Prints credentials as a table, CSV or JSON; when any row carries its secret (just created),
+/// the secret is the second column, so CSV output does not lose the only copy of it.
+fn print_with_secrets(
+    format: Format,
+    header: &[&str],
+    (secret_title, rows): (&str, Vec<CredentialRow>),
+    json: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let shown = rows.iter().any(|(_, secret)| secret.is_some());
+    let mut header = header.to_vec();
+    if shown {
+        header.insert(1, secret_title);
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(mut cells, secret)| {
+            if shown {
+                cells.insert(1, secret.unwrap_or_default());
             }
             cells
         })
         .collect();
-    let table = Tabular::new(&header, rows);
-    let json = serde_json::json!({ "keys": views });
-    output::print(format, &json, &table, &mut std::io::stdout().lock())
+    output::print(
+        format,
+        json,
+        &Tabular::new(&header, rows),
+        &mut std::io::stdout().lock(),
+    )
 }
 
 async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
@@ -594,16 +620,12 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let secret_shown = views.iter().any(|v| v.token.is_some());
-    let mut header = vec!["id", "name", "team", "status", "created_at", "revoked_at"];
-    if secret_shown {
-        header.insert(1, "token"); // CSV output of a new token must not lose its only copy
-    }
+    let header = ["id", "name", "team", "status", "created_at", "revoked_at"];
     let rows = views
         .iter()
         .map(|v| {
             let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-            let mut cells = vec![
+            let cells = vec![
                 v.id.clone(),
                 opt(&v.name),
                 opt(&v.team),
@@ -611,15 +633,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                 v.created_at.clone(),
                 opt(&v.revoked_at),
             ];
-            if secret_shown {
-                cells.insert(1, opt(&v.token));
-            }
-            cells
+            (cells, v.token.clone())
         })
         .collect();
-    let table = Tabular::new(&header, rows);
     let json = serde_json::json!({ "tokens": views });
-    output::print(format, &json, &table, &mut std::io::stdout().lock())
+    print_with_secrets(format, &header, ("token", rows), &json)
 }
 
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BIN, Served, goodhart, http, serve};
+use common::{BIN, Served, goodhart, goodhart_ok, http, serve};
 
 fn terminate(served: Served) {
     let mut served = served;
@@ -140,15 +140,7 @@ fn report_without_a_database_says_so_instead_of_creating_one() {
 #[test]
 fn keys_create_list_rotate_revoke() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let output = goodhart(dir.path(), args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let run = |args: &[&str]| goodhart_ok(dir.path(), args);
     let created = run(&[
         "keys",
         "create",
@@ -195,15 +187,7 @@ fn keys_create_list_rotate_revoke() {
 #[test]
 fn viewer_tokens_create_list_revoke() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let output = goodhart(dir.path(), args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let run = |args: &[&str]| goodhart_ok(dir.path(), args);
     let created = run(&["tokens", "create", "--team", "payments", "--name", "payments leads"]);
     assert!(created.contains("team payments"), "{created}");
     let secret = created

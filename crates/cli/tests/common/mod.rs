@@ -74,6 +74,17 @@ pub fn goodhart(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("run goodhart")
 }
 
+/// Runs `goodhart ARGS` in `dir` and returns its output, asserting that it succeeded.
+pub fn goodhart_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = goodhart(dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// A minimal HTTP/1.1 exchange (the test must not depend on the code under test's client).
 pub fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     let response = exchange(
