@@ -132,10 +132,19 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let cap = live_traffic(&api, &org, options.live).await?;
     gateway.flush().await.context("flushing the gateway's spool")?;
     summary(&api, &org, now, &cap).await?;
+    let team = org.people.first().map(|p| p.team.clone()).unwrap_or_default();
+    let viewer = api
+        .post(
+            "/api/v1/tokens",
+            json!({"team": team, "name": format!("{team} leads (demo)")}).to_string(),
+        )
+        .await?;
     say(&format!(
         "\nDashboard: http://{addr}/  (sign in with the admin token: {token})\n  \
+         or read-only, limited to team {team}: {}\n  \
          OpenAI base URL http://{addr}/v1, Anthropic base URL http://{addr}; API http://{addr}/api/v1/…; \
          database {}",
+        viewer["token"].as_str().unwrap_or_default(),
         options.database.display()
     ));
     if options.serve {
@@ -535,7 +544,7 @@ async fn summary(api: &Api, org: &Org, now: Micros, cap: &CapStory) -> anyhow::R
         say(&format!("  [{}] {short}{more}", a["kind"].as_str().unwrap_or("")));
     }
     if cap.seconds_to_cap.is_none() {
-        say("(the runaway agent did not reach its cap in the time given: try a longer --live)");
+        say("(the runaway agent did not reach its cap in the time given: try a longer --live-secs)");
     }
     Ok(())
 }

@@ -478,6 +478,10 @@ fn the_demo_tells_the_whole_story_and_exits_with_no_serve() {
     );
     assert!(stdout.contains("History loaded"), "{stdout}");
     assert!(stdout.contains("hard cap hit after"), "{stdout}");
+    assert!(
+        stdout.contains("read-only, limited to team "),
+        "a team viewer token is printed: {stdout}"
+    );
     // "The first token burner is #X by tokens and #Y of N by value."
     let line = stdout
         .lines()
