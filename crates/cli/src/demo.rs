@@ -15,11 +15,11 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
-use goodhart_gateway::upstream::UpstreamClient;
 use goodhart_server::config::{Config, Overrides, RawConfig};
 use goodhart_sim::org::{Org, OrgSpec, Persona, simulate, usage_ndjson};
-use http_body_util::{BodyExt, Full};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client::{Api, bar};
 use serde_json::{Value, json};
 
 pub struct DemoOptions {
@@ -181,63 +181,6 @@ fn remove_database(path: &Path) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&spool).with_context(|| format!("removing {}", spool.display()))?;
     }
     Ok(())
-}
-
-/// The public API, as the demo's clients use it.
-#[derive(Clone)]
-struct Api {
-    client: UpstreamClient,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self.client.request(request.body(Full::new(body))?).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
-    }
-
-    async fn admin(&self, method: &str, path: &str, content_type: &str, body: Bytes) -> anyhow::Result<Value> {
-        let auth = format!("Bearer {}", self.token);
-        let headers = [("authorization", auth.as_str()), ("content-type", content_type)];
-        let (status, json) = self.send(method, path, &headers, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: HTTP {status}: {json}");
-        }
-        Ok(json)
-    }
-
-    async fn post(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Value> {
-        self.admin("POST", path, "application/json", body.into()).await
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.admin("GET", path, "application/json", Bytes::new()).await
-    }
-}
-
-fn bar(length: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(length).with_message(what.to_owned());
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<24} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {eta})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar
 }
 
 /// Usage through `POST /api/v1/usage`, GitHub events through signed `POST /hooks/github`,

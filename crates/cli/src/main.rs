@@ -1,6 +1,7 @@
 //! `goodhart`: see, cap and judge AI spend honestly. This binary parses arguments and calls the
 //! library crates; it holds no logic of its own.
 
+mod client;
 mod commands;
 mod demo;
 mod output;
