@@ -16,8 +16,8 @@ use crate::output::{self, Format, Tabular, grouped};
 use goodhart_server::waste::FindingsParams;
 
 use crate::{
-    BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, KeysAction, PricesAction, ReportKind,
-    TokensAction,
+    BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
+    ReportKind, TokensAction,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -78,6 +78,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
+        Command::Import {
+            source: ImportSource::ClaudeCode(args),
+        } => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let dir = match (args.dir, home) {
+                (Some(dir), _) => dir,
+                (None, Some(home)) => home.join(".claude/projects"),
+                (None, None) => anyhow::bail!("no directory given and HOME is not set"),
+            };
+            let user = args
+                .user
+                .or_else(|| std::env::var("USER").ok())
+                .context("no --user given and USER is not set")?;
+            let options = crate::import::ImportOptions {
+                dir,
+                user,
+                team: args.team,
+                project: args.project,
+                server: args.server.zip(args.token),
+            };
+            crate::import::claude_code(&config, options).await
+        }
         Command::Budgets { action } => budgets(&config, action).await,
         Command::Alerts { from, to, format } => alerts(&config, from, to, format).await,
         Command::Leaderboard {

@@ -4,12 +4,13 @@
 mod client;
 mod commands;
 mod demo;
+mod import;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::output::Format;
 
@@ -76,6 +77,12 @@ enum Command {
         since: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Usage that never passed the gateway, from coding agents' local logs (idempotent: run it
+    /// again and only what is new is added).
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
     },
     /// Virtual keys: create (the secret is shown once), list, revoke, rotate.
     Keys {
@@ -241,6 +248,34 @@ enum KeysAction {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// Claude Code's session and subagent logs: one API response counts once, however many
+    /// lines and files repeat it.
+    ClaudeCode(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The logs' directory [default: ~/.claude/projects].
+    dir: Option<PathBuf>,
+    /// Whose usage it is [default: $USER].
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    team: Option<String>,
+    /// [default: the last part of each session's working directory]
+    #[arg(long)]
+    project: Option<String>,
+    /// Send the usage to this Goodhart server (e.g. http://goodhart:8787) instead of the
+    /// local database.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// The server's admin token.
+    #[arg(long, env = "GOODHART_TOKEN", requires = "server")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,254 @@
+//! `goodhart import claude-code [DIR]`: usage that never passed the gateway, read from Claude
+//! Code's session logs (and its subagents') into the local database or a remote server.
+//!
+//! Every file is read line by line; a line that cannot be read is reported with its file and
+//! line and the import goes on. One API response counts once however many lines and files
+//! repeat it, and its event id is the response's own, so importing the same logs again adds
+//! nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use goodhart_core::agent_logs::{ClaudeResponse, Responses, parse_claude_line};
+use goodhart_core::usage::{IngestPolicy, Source, UsageEventInput};
+use goodhart_server::config::Config;
+use goodhart_store::{InsertOutcome, PricedEvent};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client::Api;
+
+/// Events per write (one transaction locally, one request to a server).
+const BATCH: usize = 5_000;
+/// Unreadable lines listed in the summary (all are counted).
+const LISTED_PROBLEMS: usize = 20;
+
+/// Who the imported usage is attributed to, and where it goes.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub dir: PathBuf,
+    pub user: String,
+    pub team: Option<String>,
+    /// Every event's project; by default the last part of its session's working directory.
+    pub project: Option<String>,
+    /// A server to send the usage to (with `token`) instead of the local database.
+    pub server: Option<(String, String)>,
+}
+
+/// A line that could not be read.
+#[derive(Debug)]
+struct Problem {
+    file: PathBuf,
+    line: usize,
+    reason: String,
+}
+
+/// Every `.jsonl` file below `dir`, in a stable order.
+fn log_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries = std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn progress(bytes: u64) -> ProgressBar {
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "reading logs [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Reads every log below the directory: the responses, and the lines that could not be read.
+fn read_logs(files: &[PathBuf]) -> anyhow::Result<(Responses, Vec<Problem>, u64)> {
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = progress(total);
+    let (mut responses, mut problems, mut lines) = (Responses::default(), Vec::new(), 0u64);
+    for file in files {
+        let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+        for (index, line) in reader.split(b'\n').enumerate() {
+            let line = line.with_context(|| format!("reading {}", file.display()))?;
+            bar.inc(line.len() as u64 + 1);
+            lines += 1;
+            let parsed = std::str::from_utf8(&line)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(parse_claude_line);
+            match parsed {
+                Ok(Some(response)) => responses.add(response),
+                Ok(None) => {}
+                Err(reason) => problems.push(Problem {
+                    file: file.clone(),
+                    line: index + 1,
+                    reason,
+                }),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((responses, problems, lines))
+}
+
+/// The usage event of a response, as the ingest API would take it.
+fn event_input(response: &ClaudeResponse, options: &ImportOptions) -> UsageEventInput {
+    let project = options.project.clone().or_else(|| {
+        response
+            .cwd
+            .as_deref()
+            .and_then(|cwd| Path::new(cwd).file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+    });
+    let t = &response.tokens;
+    UsageEventInput {
+        id: Some(response.event_id()),
+        timestamp: response.timestamp.rfc3339(),
+        user: options.user.clone(),
+        team: options.team.clone(),
+        project,
+        agent: Some("claude-code".into()),
+        task: None,
+        session: response.session.clone(),
+        provider: Some("anthropic".into()),
+        model: response.model.clone(),
+        input_tokens: t.input,
+        output_tokens: t.output,
+        cache_read_tokens: t.cache_read,
+        cache_write_tokens: t.cache_write_5m,
+        cache_write_1h_tokens: t.cache_write_1h,
+        reasoning_tokens: t.reasoning,
+        prompt: None,
+        completion: None,
+        finish_reason: response.stop_reason.clone(),
+    }
+}
+
+/// Writes the events where the options say, a batch at a time; returns what was stored.
+async fn write(
+    config: &Config,
+    options: &ImportOptions,
+    events: Vec<UsageEventInput>,
+) -> anyhow::Result<InsertOutcome> {
+    let mut total = InsertOutcome::default();
+    if let Some((server, token)) = &options.server {
+        let api = Api {
+            client: goodhart_gateway::upstream::client(),
+            base: server.trim_end_matches('/').to_owned(),
+            token: token.clone(),
+        };
+        for batch in events.chunks(BATCH) {
+            let mut body = String::new();
+            for event in batch {
+                body.push_str(&serde_json::to_string(event)?);
+                body.push('\n');
+            }
+            let reply = api
+                .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body))
+                .await?;
+            let count = |field: &str| reply[field].as_u64().unwrap_or(0);
+            total.inserted += count("accepted");
+            total.duplicates += count("duplicates");
+            total.unpriced += count("unpriced");
+        }
+        return Ok(total);
+    }
+    let store = goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let policy = IngestPolicy {
+        store_content: false,
+        source: Source::Import,
+    };
+    let mut events = events.into_iter();
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        for input in events.by_ref().take(BATCH) {
+            let id = input.id.clone().unwrap_or_default();
+            let event = input.validate(policy).with_context(|| format!("response {id}"))?;
+            let cost = config
+                .prices
+                .cost_of(event.provider.as_deref(), &event.model, &event.tokens);
+            batch.push(PricedEvent { event, cost });
+        }
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        let outcome = store.insert_usage(batch, config.prices.version()).await?;
+        total.inserted += outcome.inserted;
+        total.duplicates += outcome.duplicates;
+        total.unpriced += outcome.unpriced;
+    }
+}
+
+/// `goodhart import claude-code`.
+pub async fn claude_code(config: &Config, options: ImportOptions) -> anyhow::Result<()> {
+    if !options.dir.is_dir() {
+        bail!(
+            "no Claude Code logs at {}: pass the directory (default ~/.claude/projects)",
+            options.dir.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let files = log_files(&options.dir)?;
+    let (responses, problems, lines) = tokio::task::block_in_place(|| read_logs(&files))?;
+    let repeated = responses.repeated;
+    let responses = responses.into_sorted();
+    let mut tokens = 0u64;
+    let events: Vec<UsageEventInput> = responses
+        .iter()
+        .map(|r| {
+            tokens += r.tokens.total();
+            event_input(r, &options)
+        })
+        .collect();
+    let outcome = write(config, &options, events).await?;
+
+    let destination = options
+        .server
+        .as_ref()
+        .map_or_else(|| config.database_url.clone(), |(server, _)| server.clone());
+    println!(
+        "Read {} files ({lines} lines) in {:.1} s: {} API responses ({repeated} repeated lines counted once), {tokens} tokens.",
+        files.len(),
+        started.elapsed().as_secs_f64(),
+        responses.len(),
+    );
+    println!(
+        "Imported into {destination}: {} new, {} already there{}.",
+        outcome.inserted,
+        outcome.duplicates,
+        if outcome.unpriced > 0 {
+            format!(", {} with a model that has no price yet", outcome.unpriced)
+        } else {
+            String::new()
+        }
+    );
+    if !problems.is_empty() {
+        println!("{} lines could not be read (the rest was imported):", problems.len());
+        for problem in problems.iter().take(LISTED_PROBLEMS) {
+            println!("  {}:{}: {}", problem.file.display(), problem.line, problem.reason);
+        }
+        if problems.len() > LISTED_PROBLEMS {
+            println!("  … and {} more", problems.len() - LISTED_PROBLEMS);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `goodhart import claude-code` on real logs (`tests/fixtures/claude-code`, written by Claude
+//! Code 2.1.197 against a mock server; copied from the project's shared fixtures): one
+//! API response counts once, unreadable lines are reported by file and line without stopping
+//! the import, a second run adds nothing, and the cost equals what Claude Code itself reported.
+
+use std::path::{Path, PathBuf};
+
+mod common;
+use common::{goodhart, goodhart_ok, http, serve};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/claude-code")
+        .join(name)
+}
+
+/// A `~/.claude/projects`-shaped tree of the fixtures, with a subagent's log and two bad lines.
+fn projects(root: &Path) -> PathBuf {
+    let projects = root.join("projects");
+    let shop = projects.join("-home-dev-src-demo-claude");
+    std::fs::create_dir_all(shop.join("subagents")).unwrap();
+    for (name, to) in [
+        ("claude_code.session1.jsonl", shop.join("08fdce2f.jsonl")),
+        ("claude_code.session2.jsonl", shop.join("b9301331.jsonl")),
+        (
+            "claude_code.session3.jsonl",
+            shop.join("subagents/agent-74709db3.jsonl"),
+        ),
+        ("claude_code.session_multiblock.jsonl", projects.join("f845fe3b.jsonl")),
+    ] {
+        std::fs::copy(fixture(name), to).unwrap();
+    }
+    let mut damaged = std::fs::read_to_string(fixture("claude_code.session2.jsonl")).unwrap();
+    damaged.push_str("{\"type\": \"assistant\", \"message\": \n");
+    damaged.push_str(
+        r#"{"type":"assistant","timestamp":"2026-11-23T18:55:30Z","message":{"id":"m","model":"claude-opus-4-8","usage":{"input_tokens":"many"}}}"#,
+    );
+    damaged.push('\n');
+    std::fs::write(shop.join("b9301331.jsonl"), damaged).unwrap();
+    projects
+}
+
+fn totals(dir: &Path) -> serde_json::Value {
+    let report = goodhart_ok(dir, &["report", "--from", "2026-11-01", "--format", "json"]);
+    serde_json::from_str::<serde_json::Value>(&report).unwrap()["totals"].clone()
+}
+
+#[test]
+fn claude_code_logs_are_imported_once_with_problems_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = projects(dir.path());
+    let logs = logs.to_str().unwrap();
+    let first = goodhart_ok(
+        dir.path(),
+        &["import", "claude-code", logs, "--user", "ana", "--team", "payments"],
+    );
+    assert!(first.contains("Read 4 files"), "{first}");
+    assert!(
+        first.contains("6 API responses (1 repeated lines counted once)"),
+        "{first}"
+    );
+    assert!(first.contains("6 new, 0 already there"), "{first}");
+    assert!(first.contains("2 lines could not be read"), "{first}");
+    assert!(first.contains("b9301331.jsonl:10: not a JSON object"), "{first}");
+    assert!(
+        first.contains("b9301331.jsonl:11: assistant line: invalid type"),
+        "{first}"
+    );
+
+    let again = goodhart_ok(dir.path(), &["import", "claude-code", logs, "--user", "ana"]);
+    assert!(
+        again.contains("0 new, 6 already there"),
+        "a second run adds nothing: {again}"
+    );
+    assert_eq!(totals(dir.path())["requests"], 6);
+
+    let by_project = goodhart_ok(
+        dir.path(),
+        &[
+            "report",
+            "--from",
+            "2026-11-01",
+            "--group-by",
+            "project,team,user",
+            "--format",
+            "json",
+        ],
+    );
+    let by_project: serde_json::Value = serde_json::from_str(&by_project).unwrap();
+    let projects: Vec<(String, u64)> = by_project["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (r["team"].as_str(), r["user"].as_str()),
+                (Some("payments"), Some("ana"))
+            );
+            (
+                r["project"].as_str().unwrap().to_owned(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        projects,
+        [("demo-claude".to_owned(), 4), ("demo-claude_mb".to_owned(), 2)],
+        "the project is the session's working directory"
+    );
+}
+
+#[test]
+fn an_imported_session_costs_what_claude_code_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(fixture("claude_code.session1.jsonl"), logs.join("session.jsonl")).unwrap();
+    goodhart_ok(
+        dir.path(),
+        &["import", "claude-code", logs.to_str().unwrap(), "--user", "ana"],
+    );
+    let reported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("claude_code.stdout.json")).unwrap()).unwrap();
+    let totals = totals(dir.path());
+    assert_eq!(totals["requests"], 1);
+    assert_eq!(totals["input_tokens"], reported["usage"]["input_tokens"]);
+    assert_eq!(totals["output_tokens"], reported["usage"]["output_tokens"]);
+    assert_eq!(
+        totals["cost_usd"].to_string(),
+        reported["total_cost_usd"].to_string(),
+        "exactly Claude Code's own total_cost_usd"
+    );
+}
+
+#[test]
+fn claude_code_logs_can_go_to_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    let logs = projects(dir.path());
+    let server = format!("http://{}", served.addr);
+    let args = [
+        "import",
+        "claude-code",
+        logs.to_str().unwrap(),
+        "--user",
+        "ana",
+        "--server",
+        &server,
+        "--token",
+        &token,
+    ];
+    let first = goodhart_ok(dir.path(), &args);
+    assert!(first.contains(&format!("Imported into {server}: 6 new")), "{first}");
+    let again = goodhart_ok(dir.path(), &args);
+    assert!(again.contains("0 new, 6 already there"), "{again}");
+    let (status, body) = http(
+        &served.addr,
+        "GET",
+        "/api/v1/usage/summary?from=2026-11-01&group_by=agent",
+        &token,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""agent":"claude-code","requests":6"#), "{body}");
+
+    let refused = goodhart(
+        dir.path(),
+        &[
+            "import",
+            "claude-code",
+            logs.to_str().unwrap(),
+            "--user",
+            "ana",
+            "--server",
+            &server,
+            "--token",
+            "wrong",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let missing = goodhart(
+        dir.path(),
+        &["import", "claude-code", "/nonexistent/logs", "--user", "ana"],
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no Claude Code logs at /nonexistent/logs"));
+}
