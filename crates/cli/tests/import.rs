@@ -139,20 +139,28 @@ fn claude_code_logs_can_go_to_a_server() {
     let token = served.token.clone().unwrap();
     let logs = projects(dir.path());
     let server = format!("http://{}", served.addr);
-    let args = [
-        "import",
-        "claude-code",
-        logs.to_str().unwrap(),
-        "--user",
-        "ana",
-        "--server",
-        &server,
-        "--token",
-        &token,
-    ];
-    let first = goodhart_ok(dir.path(), &args);
+    let logs = logs.to_str().unwrap();
+    let import = |token: &str| {
+        let args = [
+            "import",
+            "claude-code",
+            logs,
+            "--user",
+            "ana",
+            "--server",
+            &server,
+            "--token",
+            token,
+        ];
+        goodhart(dir.path(), &args)
+    };
+    let stdout = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = stdout(import(&token));
     assert!(first.contains(&format!("Imported into {server}: 6 new")), "{first}");
-    let again = goodhart_ok(dir.path(), &args);
+    let again = stdout(import(&token));
     assert!(again.contains("0 new, 6 already there"), "{again}");
     let (status, body) = http(
         &served.addr,
@@ -164,20 +172,7 @@ fn claude_code_logs_can_go_to_a_server() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""agent":"claude-code","requests":6"#), "{body}");
 
-    let refused = goodhart(
-        dir.path(),
-        &[
-            "import",
-            "claude-code",
-            logs.to_str().unwrap(),
-            "--user",
-            "ana",
-            "--server",
-            &server,
-            "--token",
-            "wrong",
-        ],
-    );
+    let refused = import("wrong");
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("401"),
