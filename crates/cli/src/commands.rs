@@ -78,13 +78,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
-        Command::Import {
-            source: ImportSource::ClaudeCode(args),
-        } => {
+        Command::Import { source } => {
+            let (agent, args) = match source {
+                ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
+                ImportSource::Codex(args) => (crate::import::Agent::Codex, args),
+            };
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let dir = match (args.dir, home) {
                 (Some(dir), _) => dir,
-                (None, Some(home)) => home.join(".claude/projects"),
+                (None, Some(home)) => home.join(agent.default_dir()),
                 (None, None) => anyhow::bail!("no directory given and HOME is not set"),
             };
             let user = args
@@ -98,7 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 project: args.project,
                 server: args.server.zip(args.token),
             };
-            crate::import::claude_code(&config, options).await
+            crate::import::import(&config, agent, options).await
         }
         Command::Budgets { action } => budgets(&config, action).await,
         Command::Alerts { from, to, format } => alerts(&config, from, to, format).await,

@@ -1,17 +1,17 @@
-//! `goodhart import claude-code [DIR]`: usage that never passed the gateway, read from Claude
-//! Code's session logs (and its subagents') into the local database or a remote server.
+//! `goodhart import claude-code|codex [DIR]`: usage that never passed the gateway, read from
+//! coding agents' local logs (Claude Code's session and subagent logs, Codex's rollouts) into
+//! the local database or a remote server.
 //!
 //! Every file is read line by line; a line that cannot be read is reported with its file and
-//! line and the import goes on. One API response counts once however many lines and files
-//! repeat it, and its event id is the response's own, so importing the same logs again adds
-//! nothing.
+//! line and the import goes on. One call counts once however many lines and files repeat it,
+//! and its event id is the call's own, so importing the same logs again adds nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use goodhart_core::agent_logs::{ClaudeResponse, Responses, parse_claude_line};
+use goodhart_core::agent_logs::{Calls, ClaudeCodeLog, CodexLog, LogReader, LoggedCall};
 use goodhart_core::usage::{IngestPolicy, Source, UsageEventInput};
 use goodhart_server::config::Config;
 use goodhart_store::{InsertOutcome, PricedEvent};
@@ -23,6 +23,37 @@ use crate::client::Api;
 const BATCH: usize = 5_000;
 /// Unreadable lines listed in the summary (all are counted).
 const LISTED_PROBLEMS: usize = 20;
+
+/// Whose logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    ClaudeCode,
+    Codex,
+}
+
+impl Agent {
+    fn name(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "Claude Code",
+            Agent::Codex => "Codex",
+        }
+    }
+
+    /// Where the agent keeps its logs, under the home directory.
+    pub fn default_dir(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => ".claude/projects",
+            Agent::Codex => ".codex/sessions",
+        }
+    }
+
+    fn reader(self) -> Box<dyn LogReader> {
+        match self {
+            Agent::ClaudeCode => Box::new(ClaudeCodeLog),
+            Agent::Codex => Box::new(CodexLog::default()),
+        }
+    }
+}
 
 /// Who the imported usage is attributed to, and where it goes.
 #[derive(Debug, Clone)]
@@ -75,26 +106,28 @@ fn progress(bytes: u64) -> ProgressBar {
     bar
 }
 
-/// Reads every log below the directory: the responses, and the lines that could not be read.
-fn read_logs(files: &[PathBuf]) -> anyhow::Result<(Responses, Vec<Problem>, u64)> {
+/// Reads every log file: the calls, and the lines that could not be read.
+fn read_logs(agent: Agent, files: &[PathBuf]) -> anyhow::Result<(Calls, Vec<Problem>, u64)> {
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
     let bar = progress(total);
-    let (mut responses, mut problems, mut lines) = (Responses::default(), Vec::new(), 0u64);
+    let (mut calls, mut problems, mut lines) = (Calls::default(), Vec::new(), 0u64);
     for file in files {
-        let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-        for (index, line) in reader.split(b'\n').enumerate() {
+        let mut reader = agent.reader();
+        let lines_of_file =
+            BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+        for (index, line) in lines_of_file.split(b'\n').enumerate() {
             let line = line.with_context(|| format!("reading {}", file.display()))?;
             bar.inc(line.len() as u64 + 1);
             lines += 1;
             let parsed = std::str::from_utf8(&line)
                 .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(parse_claude_line);
+                .and_then(|line| reader.line(line));
             match parsed {
-                Ok(Some(response)) => responses.add(response),
+                Ok(Some(call)) => calls.add(call),
                 Ok(None) => {}
                 Err(reason) => problems.push(Problem {
                     file: file.clone(),
@@ -105,11 +138,11 @@ fn read_logs(files: &[PathBuf]) -> anyhow::Result<(Responses, Vec<Problem>, u64)
         }
     }
     bar.finish_and_clear();
-    Ok((responses, problems, lines))
+    Ok((calls, problems, lines))
 }
 
-/// The usage event of a response, as the ingest API would take it.
-fn event_input(response: &ClaudeResponse, options: &ImportOptions) -> UsageEventInput {
+/// The usage event of a call, as the ingest API would take it.
+fn event_input(response: &LoggedCall, options: &ImportOptions) -> UsageEventInput {
     let project = options.project.clone().or_else(|| {
         response
             .cwd
@@ -119,15 +152,15 @@ fn event_input(response: &ClaudeResponse, options: &ImportOptions) -> UsageEvent
     });
     let t = &response.tokens;
     UsageEventInput {
-        id: Some(response.event_id()),
+        id: Some(response.id.clone()),
         timestamp: response.timestamp.rfc3339(),
         user: options.user.clone(),
         team: options.team.clone(),
         project,
-        agent: Some("claude-code".into()),
+        agent: Some(response.agent.into()),
         task: None,
         session: response.session.clone(),
-        provider: Some("anthropic".into()),
+        provider: Some(response.provider.into()),
         model: response.model.clone(),
         input_tokens: t.input,
         output_tokens: t.output,
@@ -198,17 +231,19 @@ async fn write(
     }
 }
 
-/// `goodhart import claude-code`.
-pub async fn claude_code(config: &Config, options: ImportOptions) -> anyhow::Result<()> {
+/// `goodhart import claude-code|codex`.
+pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> anyhow::Result<()> {
     if !options.dir.is_dir() {
         bail!(
-            "no Claude Code logs at {}: pass the directory (default ~/.claude/projects)",
-            options.dir.display()
+            "no {} logs at {}: pass the directory (default ~/{})",
+            agent.name(),
+            options.dir.display(),
+            agent.default_dir()
         );
     }
     let started = std::time::Instant::now();
     let files = log_files(&options.dir)?;
-    let (responses, problems, lines) = tokio::task::block_in_place(|| read_logs(&files))?;
+    let (responses, problems, lines) = tokio::task::block_in_place(|| read_logs(agent, &files))?;
     let repeated = responses.repeated;
     let responses = responses.into_sorted();
     let mut tokens = 0u64;
@@ -226,7 +261,7 @@ pub async fn claude_code(config: &Config, options: ImportOptions) -> anyhow::Res
         .as_ref()
         .map_or_else(|| config.database_url.clone(), |(server, _)| server.clone());
     println!(
-        "Read {} files ({lines} lines) in {:.1} s: {} API responses ({repeated} repeated lines counted once), {tokens} tokens.",
+        "Read {} files ({lines} lines) in {:.1} s: {} model calls ({repeated} repeated lines counted once), {tokens} tokens.",
         files.len(),
         started.elapsed().as_secs_f64(),
         responses.len(),

@@ -252,14 +252,17 @@ enum KeysAction {
 
 #[derive(Debug, Subcommand)]
 enum ImportSource {
-    /// Claude Code's session and subagent logs: one API response counts once, however many
-    /// lines and files repeat it.
+    /// Claude Code's session and subagent logs [default: ~/.claude/projects]: one API response
+    /// counts once, however many lines and files repeat it.
     ClaudeCode(ImportArgs),
+    /// Codex's session rollouts [default: ~/.codex/sessions]: a call per `token_count` event;
+    /// forked and resumed sessions' replays of their parent count once.
+    Codex(ImportArgs),
 }
 
 #[derive(Debug, Args)]
 struct ImportArgs {
-    /// The logs' directory [default: ~/.claude/projects].
+    /// The logs' directory.
     dir: Option<PathBuf>,
     /// Whose usage it is [default: $USER].
     #[arg(long)]

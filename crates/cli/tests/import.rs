@@ -1,7 +1,8 @@
-//! `goodhart import claude-code` on real logs (`tests/fixtures/claude-code`, written by Claude
-//! Code 2.1.197 against a mock server; copied from the project's shared fixtures): one
-//! API response counts once, unreadable lines are reported by file and line without stopping
-//! the import, a second run adds nothing, and the cost equals what Claude Code itself reported.
+//! `goodhart import claude-code|codex` on real logs (`tests/fixtures/`, written by Claude Code
+//! 2.1.197 and Codex CLI 0.169.0 against a mock server; copied from the project's shared
+//! fixtures): one call counts once, unreadable lines are reported by file and line without
+//! stopping the import, a second run adds nothing, and the cost equals what Claude Code itself
+//! reported.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,14 @@ mod common;
 use common::{goodhart, goodhart_ok, http, serve};
 
 fn fixture(name: &str) -> PathBuf {
+    let folder = if name.starts_with("codex") {
+        "codex"
+    } else {
+        "claude-code"
+    };
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/claude-code")
+        .join("tests/fixtures")
+        .join(folder)
         .join(name)
 }
 
@@ -56,7 +63,7 @@ fn claude_code_logs_are_imported_once_with_problems_named() {
     );
     assert!(first.contains("Read 4 files"), "{first}");
     assert!(
-        first.contains("6 API responses (1 repeated lines counted once)"),
+        first.contains("6 model calls (1 repeated lines counted once)"),
         "{first}"
     );
     assert!(first.contains("6 new, 0 already there"), "{first}");
@@ -184,4 +191,63 @@ fn claude_code_logs_can_go_to_a_server() {
         &["import", "claude-code", "/nonexistent/logs", "--user", "ana"],
     );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no Claude Code logs at /nonexistent/logs"));
+}
+
+#[test]
+fn codex_rollouts_are_imported_with_forks_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = dir.path().join("sessions/2026/11/23");
+    std::fs::create_dir_all(&day).unwrap();
+    let rollout = std::fs::read_to_string(fixture("codex_rollout.jsonl")).unwrap();
+    std::fs::write(day.join("rollout-2026-11-23T18-55-25-01a209c3.jsonl"), &rollout).unwrap();
+    // A forked session: the parent's lines replayed under a new session id, then a call of its own.
+    let mut fork = rollout.replace(
+        "01a209c3-54a3-70b1-9b72-e354e4dce56a",
+        "01a209c4-0000-7000-8000-000000000001",
+    );
+    fork.push_str(concat!(
+        r#"{"timestamp":"2026-11-23T19:02:00.000Z","type":"event_msg","payload":{"type":"token_count","#,
+        r#""info":{"total_token_usage":{"input_tokens":12284,"cached_input_tokens":5000,"output_tokens":105,"#,
+        r#""reasoning_output_tokens":20,"total_tokens":12389},"last_token_usage":null},"rate_limits":null}}"#,
+        "\n"
+    ));
+    std::fs::write(day.join("rollout-2026-11-23T19-01-00-01a209c4.jsonl"), fork).unwrap();
+    let sessions = dir.path().join("sessions");
+    let out = goodhart_ok(
+        dir.path(),
+        &["import", "codex", sessions.to_str().unwrap(), "--user", "bo"],
+    );
+    assert!(out.contains("2 model calls (1 repeated lines counted once)"), "{out}");
+    assert!(out.contains("2 new, 0 already there"), "{out}");
+    assert!(!out.contains("could not be read"), "{out}");
+    let again = goodhart_ok(
+        dir.path(),
+        &["import", "codex", sessions.to_str().unwrap(), "--user", "bo"],
+    );
+    assert!(again.contains("0 new, 2 already there"), "{again}");
+
+    let report = goodhart_ok(
+        dir.path(),
+        &[
+            "report",
+            "--from",
+            "2026-11-01",
+            "--group-by",
+            "agent,model,project",
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(
+        (row["agent"].as_str(), row["model"].as_str(), row["project"].as_str()),
+        (Some("codex"), Some("gpt-5-codex"), Some("demo-codex"))
+    );
+    // 5,284 + 7,000 input of which 5,000 cached; 5 + 100 output of which 20 reasoning.
+    assert_eq!(row["input_tokens"], 5284 + 2000);
+    assert_eq!(row["cache_read_tokens"], 5000);
+    assert_eq!(row["output_tokens"], 5 + 80);
+    assert_eq!(row["reasoning_tokens"], 20);
+    assert_eq!(row["unpriced_requests"], 0, "gpt-5-codex is priced");
 }

@@ -1,48 +1,62 @@
 //! Coding agents' local logs, read into usage: Claude Code's session logs
-//! (`~/.claude/projects/<project>/<session>.jsonl`, subagents' logs beside them).
+//! (`~/.claude/projects/<project>/<session>.jsonl`, subagents' logs beside them) and Codex's
+//! rollouts (`~/.codex/sessions/**/rollout-*.jsonl`).
 //!
-//! Claude Code writes one line per content block of an API response, each repeating the
-//! message's id and usage, and older versions wrote placeholder counts on the first lines of
-//! a streamed message. One API response is one `(message id, request id)`; [`Responses`] keeps
-//! one record per response, the one with the most complete usage. Lines that are not API
-//! responses (prompts, tool results, attachments, queue operations) are skipped; a line that
-//! is not JSON, or an assistant line with a missing or mistyped field, is an error naming the
-//! field — the caller reports it with its file and line and goes on.
+//! A [`LogReader`] reads one file's lines in order and yields the model calls they record, each
+//! with an id of its own that does not depend on the file: [`Calls`] then keeps one record per
+//! call, the one with the most complete usage. Claude Code writes one line per content block of
+//! an API response, each repeating the message's id and usage (older versions wrote placeholder
+//! counts on the first lines); one response is one `(message id, request id)`. Codex writes a
+//! `token_count` event after each call, with the session's running total; a forked or resumed
+//! session's file replays its parent's lines, which keep their time and running total, so the
+//! pair identifies the call. Lines that record no call are skipped; a line that is not JSON, or
+//! a call's line with a missing or mistyped field, is an error naming the field — the caller
+//! reports it with its file and line and goes on.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use sha2::{Digest, Sha256};
+
 use crate::Micros;
+use crate::providers::{anthropic_counts, openai_counts};
 use crate::time::parse_rfc3339;
 use crate::usage::TokenCounts;
 
 /// The model Claude Code names on messages it made up itself (no API call, no usage).
 const SYNTHETIC_MODEL: &str = "<synthetic>";
 
-/// One API response as a Claude Code log line records it.
+/// One model call as an agent's log records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaudeResponse {
-    pub message_id: String,
-    pub request_id: Option<String>,
+pub struct LoggedCall {
+    /// The usage event id: the same whichever line or file the call was read from.
+    pub id: String,
     pub timestamp: Micros,
+    pub provider: &'static str,
+    pub agent: &'static str,
     pub model: String,
     pub tokens: TokenCounts,
     pub session: Option<String>,
     /// The working directory the session ran in.
     pub cwd: Option<String>,
-    /// Written by a subagent (a sidechain of the main conversation).
-    pub subagent: bool,
     pub stop_reason: Option<String>,
 }
 
-impl ClaudeResponse {
-    /// The usage event id of this response, the same whichever log line or file it came from.
-    pub fn event_id(&self) -> String {
-        match &self.request_id {
-            Some(request) => format!("claude-code:{}:{request}", self.message_id),
-            None => format!("claude-code:{}", self.message_id),
-        }
+/// Reads one log file's lines, in order.
+pub trait LogReader {
+    /// `Ok(Some)` for a line that records a model call, `Ok(None)` for any other line, `Err`
+    /// with the reason for a line that cannot be read.
+    fn line(&mut self, line: &str) -> Result<Option<LoggedCall>, String>;
+}
+
+/// Claude Code's session logs: every line stands alone.
+#[derive(Debug, Default)]
+pub struct ClaudeCodeLog;
+
+impl LogReader for ClaudeCodeLog {
+    fn line(&mut self, line: &str) -> Result<Option<LoggedCall>, String> {
+        parse_claude_line(line)
     }
 }
 
@@ -60,8 +74,6 @@ struct AssistantLine {
     request_id: Option<String>,
     session_id: Option<String>,
     cwd: Option<String>,
-    #[serde(default)]
-    is_sidechain: bool,
 }
 
 #[derive(Deserialize)]
@@ -93,9 +105,8 @@ struct CacheCreation {
     ephemeral_1h_input_tokens: u64,
 }
 
-/// Reads one log line: `Ok(Some)` for an API response, `Ok(None)` for any other line, `Err`
-/// with the reason for a line that cannot be read.
-pub fn parse_claude_line(line: &str) -> Result<Option<ClaudeResponse>, String> {
+/// Reads one Claude Code log line (see [`LogReader::line`]).
+pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(None);
@@ -110,56 +121,61 @@ pub fn parse_claude_line(line: &str) -> Result<Option<ClaudeResponse>, String> {
     }
     let timestamp = parse_rfc3339(&entry.timestamp).map_err(|e| format!("timestamp: {e}"))?;
     let usage = entry.message.usage;
-    // `cache_creation` splits the writes by lifetime; older lines only have the total.
-    let (cache_write_5m, cache_write_1h) = match usage.cache_creation {
-        Some(split) if split.ephemeral_5m_input_tokens + split.ephemeral_1h_input_tokens > 0 => {
-            (split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens)
-        }
-        _ => (usage.cache_creation_input_tokens, 0),
-    };
-    Ok(Some(ClaudeResponse {
-        message_id: entry.message.id,
-        request_id: entry.request_id,
-        timestamp,
-        model: entry.message.model,
-        tokens: TokenCounts {
-            input: usage.input_tokens,
-            output: usage.output_tokens,
-            cache_read: usage.cache_read_input_tokens,
-            cache_write_5m,
-            cache_write_1h,
-            reasoning: 0,
+    let split = usage.cache_creation.unwrap_or(CacheCreation {
+        ephemeral_5m_input_tokens: 0,
+        ephemeral_1h_input_tokens: 0,
+    });
+    let tokens = anthropic_counts(
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_input_tokens,
+        [
+            usage.cache_creation_input_tokens,
+            split.ephemeral_5m_input_tokens,
+            split.ephemeral_1h_input_tokens,
+        ],
+    );
+    let message = entry.message.id;
+    Ok(Some(LoggedCall {
+        id: match &entry.request_id {
+            Some(request) => format!("claude-code:{message}:{request}"),
+            None => format!("claude-code:{message}"),
         },
+        timestamp,
+        provider: "anthropic",
+        agent: "claude-code",
+        model: entry.message.model,
+        tokens,
         session: entry.session_id,
         cwd: entry.cwd,
-        subagent: entry.is_sidechain,
         stop_reason: entry.message.stop_reason,
     }))
 }
 
-/// API responses seen so far, one per response: a response written as several lines, or seen
-/// again in another file (a resumed session's copy), counts once, with its most complete usage.
+/// The calls seen so far, one per call: a call written as several lines, or seen again in
+/// another file (a resumed session's copy), counts once, with its most complete usage and the
+/// time it began.
 #[derive(Debug, Default)]
-pub struct Responses {
-    by_id: HashMap<String, ClaudeResponse>,
-    /// Lines that repeated a response already seen.
+pub struct Calls {
+    by_id: HashMap<String, LoggedCall>,
+    /// Lines that repeated a call already seen.
     pub repeated: u64,
 }
 
-impl Responses {
-    pub fn add(&mut self, response: ClaudeResponse) {
+impl Calls {
+    pub fn add(&mut self, response: LoggedCall) {
         use std::collections::hash_map::Entry;
-        match self.by_id.entry(response.event_id()) {
+        match self.by_id.entry(response.id.clone()) {
             Entry::Vacant(slot) => {
                 slot.insert(response);
             }
             Entry::Occupied(mut kept) => {
                 self.repeated += 1;
-                let completeness = |r: &ClaudeResponse| (r.tokens.output, r.tokens.total());
+                let completeness = |r: &LoggedCall| (r.tokens.output, r.tokens.total());
                 let kept = kept.get_mut();
                 if completeness(&response) > completeness(kept) {
                     let first_seen = kept.timestamp.min(response.timestamp);
-                    *kept = ClaudeResponse {
+                    *kept = LoggedCall {
                         timestamp: first_seen,
                         ..response
                     };
@@ -178,15 +194,141 @@ impl Responses {
         self.by_id.is_empty()
     }
 
-    /// Every response, oldest first (ties by id, so the order does not depend on the files').
-    pub fn into_sorted(self) -> Vec<ClaudeResponse> {
-        let mut responses: Vec<ClaudeResponse> = self.by_id.into_values().collect();
-        responses.sort_by(|a, b| {
-            a.timestamp
-                .cmp(&b.timestamp)
-                .then_with(|| a.message_id.cmp(&b.message_id))
-        });
-        responses
+    /// Every call, oldest first (ties by id, so the order does not depend on the files').
+    pub fn into_sorted(self) -> Vec<LoggedCall> {
+        let mut calls: Vec<LoggedCall> = self.by_id.into_values().collect();
+        calls.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.id.cmp(&b.id)));
+        calls
+    }
+}
+
+/// A Codex rollout: lines of `{"timestamp", "type", "payload"}`. The session's id and working
+/// directory come from `session_meta`, the model from the latest `turn_context`, each call's
+/// usage from a `token_count` event (`last_token_usage`, or the growth of the running total).
+#[derive(Debug, Default)]
+pub struct CodexLog {
+    session: Option<String>,
+    cwd: Option<String>,
+    model: Option<String>,
+    total: Option<CodexUsage>,
+}
+
+/// The model named when a rollout never says which (its calls are then unpriced, not guessed).
+pub const CODEX_UNKNOWN_MODEL: &str = "unknown";
+
+#[derive(Deserialize)]
+struct CodexLine {
+    timestamp: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    payload: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct CodexContext {
+    id: Option<String>,
+    cwd: Option<String>,
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenCountInfo {
+    total_token_usage: CodexUsage,
+    last_token_usage: Option<CodexUsage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+struct CodexUsage {
+    input_tokens: u64,
+    #[serde(default)]
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    #[serde(default)]
+    reasoning_output_tokens: u64,
+}
+
+impl CodexUsage {
+    const ZERO: CodexUsage = CodexUsage {
+        input_tokens: 0,
+        cached_input_tokens: 0,
+        output_tokens: 0,
+        reasoning_output_tokens: 0,
+    };
+
+    fn minus(self, earlier: CodexUsage) -> CodexUsage {
+        CodexUsage {
+            input_tokens: self.input_tokens.saturating_sub(earlier.input_tokens),
+            cached_input_tokens: self.cached_input_tokens.saturating_sub(earlier.cached_input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(earlier.output_tokens),
+            reasoning_output_tokens: self
+                .reasoning_output_tokens
+                .saturating_sub(earlier.reasoning_output_tokens),
+        }
+    }
+}
+
+impl LogReader for CodexLog {
+    fn line(&mut self, line: &str) -> Result<Option<LoggedCall>, String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(None);
+        }
+        let entry: CodexLine = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+        let payload = entry.payload.unwrap_or_default();
+        match entry.kind.as_deref() {
+            Some("session_meta") | Some("turn_context") => {
+                let context: CodexContext =
+                    serde_json::from_value(payload).map_err(|e| format!("{}: {e}", entry.kind.unwrap_or_default()))?;
+                self.session = context.id.or(self.session.take());
+                self.cwd = context.cwd.or(self.cwd.take());
+                self.model = context.model.or(self.model.take());
+                Ok(None)
+            }
+            Some("event_msg") if payload.get("type").and_then(|t| t.as_str()) == Some("token_count") => {
+                let Some(info) = payload.get("info").filter(|info| !info.is_null()) else {
+                    return Ok(None); // rate-limit news only
+                };
+                let info: TokenCountInfo =
+                    serde_json::from_value(info.clone()).map_err(|e| format!("token_count info: {e}"))?;
+                let timestamp = entry.timestamp.ok_or("token_count without a timestamp")?;
+                let at = parse_rfc3339(&timestamp).map_err(|e| format!("timestamp: {e}"))?;
+                let previous = self.total.replace(info.total_token_usage);
+                if previous == Some(info.total_token_usage) {
+                    return Ok(None); // the same total again: no new call
+                }
+                let usage = info
+                    .last_token_usage
+                    .unwrap_or_else(|| info.total_token_usage.minus(previous.unwrap_or(CodexUsage::ZERO)));
+                let t = info.total_token_usage;
+                let mut hasher = Sha256::new();
+                hasher.update(timestamp.as_bytes());
+                for count in [
+                    t.input_tokens,
+                    t.cached_input_tokens,
+                    t.output_tokens,
+                    t.reasoning_output_tokens,
+                ] {
+                    hasher.update(count.to_le_bytes());
+                }
+                Ok(Some(LoggedCall {
+                    id: format!("codex:{}", hex::encode(&hasher.finalize()[..16])),
+                    timestamp: at,
+                    provider: "openai",
+                    agent: "codex",
+                    model: self.model.clone().unwrap_or_else(|| CODEX_UNKNOWN_MODEL.to_owned()),
+                    tokens: openai_counts(
+                        usage.input_tokens,
+                        usage.cached_input_tokens,
+                        usage.output_tokens,
+                        usage.reasoning_output_tokens,
+                    ),
+                    session: self.session.clone(),
+                    cwd: self.cwd.clone(),
+                    stop_reason: None,
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -206,7 +348,7 @@ mod tests {
         let response = parse_claude_line(&assistant("msg_1", "req_1", "2026-11-23T18:55:21.186Z", 40))
             .unwrap()
             .unwrap();
-        assert_eq!(response.event_id(), "claude-code:msg_1:req_1");
+        assert_eq!(response.id, "claude-code:msg_1:req_1");
         assert_eq!(response.model, "claude-sonnet-4-5");
         assert_eq!(
             response.tokens,
@@ -253,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_response_written_as_several_lines_counts_once_with_its_final_usage() {
-        let mut responses = Responses::default();
+        let mut responses = Calls::default();
         for (at, output) in [
             ("2026-11-23T18:55:23.748Z", 1),
             ("2026-11-23T18:55:23.782Z", 8),
@@ -283,6 +425,116 @@ mod tests {
         );
     }
 
+    fn codex_count(at: &str, total: [u64; 4], last: Option<[u64; 4]>) -> String {
+        let usage = |[input, cached, output, reasoning]: [u64; 4]| {
+            format!(
+                r#"{{"input_tokens":{input},"cached_input_tokens":{cached},"cache_write_input_tokens":0,"output_tokens":{output},"reasoning_output_tokens":{reasoning},"total_tokens":{}}}"#,
+                input + output
+            )
+        };
+        let last = last.map_or("null".to_owned(), usage);
+        format!(
+            r#"{{"timestamp":"{at}","type":"event_msg","payload":{{"type":"token_count","info":{{"total_token_usage":{},"last_token_usage":{last},"model_context_window":258400}},"rate_limits":{{}}}}}}"#,
+            usage(total)
+        )
+    }
+
+    const CODEX_START: [&str; 3] = [
+        r#"{"timestamp":"2026-11-23T18:55:26.085Z","type":"session_meta","payload":{"id":"s-1","cwd":"/home/dev/src/demo-codex","cli_version":"0.169.0"}}"#,
+        r#"{"timestamp":"2026-11-23T18:55:26.169Z","type":"turn_context","payload":{"turn_id":"t1","cwd":"/home/dev/src/demo-codex","model":"gpt-5-codex"}}"#,
+        r#"{"timestamp":"2026-11-23T18:55:26.200Z","type":"event_msg","payload":{"type":"token_count","info":null,"rate_limits":{}}}"#,
+    ];
+
+    fn read(reader: &mut impl LogReader, lines: &[String]) -> Vec<LoggedCall> {
+        lines.iter().filter_map(|l| reader.line(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn codex_calls_come_from_token_counts_with_openai_conventions_undone() {
+        let mut lines: Vec<String> = CODEX_START.iter().map(|l| (*l).to_owned()).collect();
+        lines.push(codex_count(
+            "2026-11-23T18:55:26.352Z",
+            [5284, 0, 5, 0],
+            Some([5284, 0, 5, 0]),
+        ));
+        lines.push(codex_count(
+            "2026-11-23T18:55:26.360Z",
+            [5284, 0, 5, 0],
+            Some([5284, 0, 5, 0]),
+        ));
+        lines.push(codex_count("2026-11-23T18:56:00Z", [7284, 1500, 105, 40], None));
+        let calls = read(&mut CodexLog::default(), &lines);
+        assert_eq!(calls.len(), 2, "a repeated total is not a new call");
+        assert_eq!(calls[0].model, "gpt-5-codex");
+        assert_eq!((calls[0].provider, calls[0].agent), ("openai", "codex"));
+        assert_eq!(calls[0].session.as_deref(), Some("s-1"));
+        assert_eq!(calls[0].tokens.input, 5284);
+        assert_eq!(
+            calls[1].tokens,
+            TokenCounts {
+                input: 500,
+                cache_read: 1500,
+                output: 60,
+                reasoning: 40,
+                ..TokenCounts::default()
+            },
+            "without last_token_usage, the growth of the total; cached input and reasoning taken out"
+        );
+    }
+
+    #[test]
+    fn a_forked_codex_session_replays_its_parent_once() {
+        let mut parent: Vec<String> = CODEX_START.iter().map(|l| (*l).to_owned()).collect();
+        parent.push(codex_count(
+            "2026-11-23T18:55:30Z",
+            [1000, 0, 10, 0],
+            Some([1000, 0, 10, 0]),
+        ));
+        parent.push(codex_count(
+            "2026-11-23T18:56:30Z",
+            [2500, 900, 30, 0],
+            Some([1500, 900, 20, 0]),
+        ));
+        let mut fork = parent.clone();
+        fork[0] = fork[0].replace("s-1", "s-2");
+        fork.push(codex_count(
+            "2026-11-23T19:10:00Z",
+            [4000, 900, 50, 0],
+            Some([1500, 0, 20, 0]),
+        ));
+        let mut calls = Calls::default();
+        for file in [&parent, &fork] {
+            for call in read(&mut CodexLog::default(), file) {
+                calls.add(call);
+            }
+        }
+        assert_eq!((calls.len(), calls.repeated), (3, 2));
+        let output: u64 = calls.into_sorted().iter().map(|c| c.tokens.output).sum();
+        assert_eq!(output, 50, "the session's own total, not the parent's twice");
+    }
+
+    #[test]
+    fn codex_lines_that_cannot_be_read_say_why() {
+        let mut log = CodexLog::default();
+        assert!(
+            log.line("{\"timestamp\": ")
+                .unwrap_err()
+                .starts_with("not a JSON object")
+        );
+        let wrong = codex_count("2026-11-23T18:55:30Z", [1, 0, 1, 0], None)
+            .replace("\"output_tokens\":1", "\"output_tokens\":\"1\"");
+        assert!(log.line(&wrong).unwrap_err().starts_with("token_count info"));
+        let call = log
+            .line(&codex_count("2026-11-23T18:55:31Z", [2, 0, 2, 0], None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            call.model, CODEX_UNKNOWN_MODEL,
+            "no turn_context: unpriced, not guessed"
+        );
+        assert_eq!(log.line(r#"{"type":"response_item","payload":{}}"#), Ok(None));
+    }
+
     proptest! {
         #[test]
         fn the_kept_responses_do_not_depend_on_line_order(
@@ -297,7 +549,7 @@ mod tests {
                 })
                 .collect();
             let collect = |order: &[String]| {
-                let mut responses = Responses::default();
+                let mut responses = Calls::default();
                 for line in order {
                     responses.add(parse_claude_line(line).unwrap().unwrap());
                 }

@@ -52,30 +52,49 @@ pub fn openai_tokens(usage: &Value) -> TokenCounts {
     let completion = count(usage, &["completion_tokens"]).max(count(usage, &["output_tokens"]));
     let reasoning = count(usage, &["completion_tokens_details", "reasoning_tokens"])
         .max(count(usage, &["output_tokens_details", "reasoning_tokens"]));
+    openai_counts(prompt, cached, completion, reasoning)
+}
+
+/// OpenAI's counts — input that includes its cached part, output that includes its reasoning —
+/// as [`TokenCounts`], whose kinds never overlap.
+pub fn openai_counts(input: u64, cached: u64, output: u64, reasoning: u64) -> TokenCounts {
     TokenCounts {
-        input: prompt.saturating_sub(cached),
-        cache_read: cached.min(prompt),
-        output: completion.saturating_sub(reasoning),
-        reasoning: reasoning.min(completion),
+        input: input.saturating_sub(cached),
+        cache_read: cached.min(input),
+        output: output.saturating_sub(reasoning),
+        reasoning: reasoning.min(output),
         ..TokenCounts::default()
     }
 }
 
 /// An Anthropic `usage` object.
 pub fn anthropic_tokens(usage: &Value) -> TokenCounts {
-    let writes = count(usage, &["cache_creation_input_tokens"]);
-    let five_minutes = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]);
-    let one_hour = count(usage, &["cache_creation", "ephemeral_1h_input_tokens"]);
+    anthropic_counts(
+        count(usage, &["input_tokens"]),
+        count(usage, &["output_tokens"]),
+        count(usage, &["cache_read_input_tokens"]),
+        [
+            count(usage, &["cache_creation_input_tokens"]),
+            count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]),
+            count(usage, &["cache_creation", "ephemeral_1h_input_tokens"]),
+        ],
+    )
+}
+
+/// Anthropic's counts as [`TokenCounts`]; `cache_writes` is the total of cache writes, then the
+/// 5-minute and 1-hour writes of the `cache_creation` breakdown (zero when absent).
+pub fn anthropic_counts(input: u64, output: u64, cache_read: u64, cache_writes: [u64; 3]) -> TokenCounts {
+    let [total, five_minutes, one_hour] = cache_writes;
     // Without the breakdown every write is a 5-minute write (the default TTL).
     let (cache_write_5m, cache_write_1h) = if five_minutes + one_hour > 0 {
         (five_minutes, one_hour)
     } else {
-        (writes, 0)
+        (total, 0)
     };
     TokenCounts {
-        input: count(usage, &["input_tokens"]),
-        output: count(usage, &["output_tokens"]),
-        cache_read: count(usage, &["cache_read_input_tokens"]),
+        input,
+        output,
+        cache_read,
         cache_write_5m,
         cache_write_1h,
         reasoning: 0,
