@@ -12,23 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
-use common::{BIN, Served};
-
-fn required(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash scripts/setup-clients.sh` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-fn python() -> PathBuf {
-    let clients = std::env::var_os("GOODHART_CLIENTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/clients"));
-    required(clients.join("venv/bin/python"))
-}
+use common::{BIN, Served, client_tool, required};
 
 /// Starts `goodhart demo` (serving after its story) and waits for its dashboard line; the
 /// returned `Served` kills it when dropped.
@@ -69,7 +53,7 @@ fn demo(dir: &Path) -> Served {
 fn the_dashboard_works_in_a_real_browser() {
     required(PathBuf::from("/usr/bin/chromium"));
     required(PathBuf::from("/usr/bin/chromedriver"));
-    let python = python();
+    let python = client_tool("venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
     let served = demo(dir.path());
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");

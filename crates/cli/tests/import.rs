@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{goodhart, goodhart_ok, http, serve};
+use common::{client_tool, goodhart, goodhart_ok, http, serve};
 
 fn fixture(name: &str) -> PathBuf {
     let folder = if name.starts_with("codex") {
@@ -250,4 +250,70 @@ fn codex_rollouts_are_imported_with_forks_counted_once() {
     assert_eq!(row["output_tokens"], 5 + 80);
     assert_eq!(row["reasoning_tokens"], 20);
     assert_eq!(row["unpriced_requests"], 0, "gpt-5-codex is priced");
+}
+
+/// ccusage, the community's reference for Claude Code usage, on the same logs: the same tokens
+/// of every kind, day by day.
+#[test]
+fn claude_code_totals_equal_ccusage() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let logs = projects(&home.join(".claude"));
+    goodhart_ok(
+        dir.path(),
+        &["import", "claude-code", logs.to_str().unwrap(), "--user", "ana"],
+    );
+    let ccusage = std::process::Command::new(client_tool("node_modules/.bin/ccusage"))
+        .args(["daily", "--json", "--offline"])
+        .env("HOME", &home)
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(ccusage.status.success(), "{}", String::from_utf8_lossy(&ccusage.stderr));
+    let theirs: serde_json::Value = serde_json::from_slice(&ccusage.stdout).unwrap();
+    let ours = goodhart_ok(
+        dir.path(),
+        &[
+            "report",
+            "--from",
+            "2026-11-01",
+            "--group-by",
+            "day",
+            "--format",
+            "json",
+        ],
+    );
+    let ours: serde_json::Value = serde_json::from_str(&ours).unwrap();
+    let days = |rows: &serde_json::Value, fields: [&str; 6]| -> Vec<Vec<serde_json::Value>> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| fields.iter().map(|f| row[*f].clone()).collect())
+            .collect()
+    };
+    let theirs = days(
+        &theirs["daily"],
+        [
+            "date",
+            "inputTokens",
+            "outputTokens",
+            "cacheCreationTokens",
+            "cacheReadTokens",
+            "totalTokens",
+        ],
+    );
+    let ours = days(
+        &ours["rows"],
+        [
+            "day",
+            "input_tokens",
+            "output_tokens",
+            "cache_write_tokens",
+            "cache_read_tokens",
+            "total_tokens",
+        ],
+    );
+    assert!(!ours.is_empty());
+    assert_eq!(ours, theirs);
 }

@@ -120,3 +120,22 @@ pub fn exchange(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], 
     stream.read_to_string(&mut response)?;
     Ok(response)
 }
+
+/// `path`, which the test setup installs; a clear failure when it is not there.
+pub fn required(path: std::path::PathBuf) -> std::path::PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/setup-clients.sh` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A tool `scripts/setup-clients.sh` installs under `.cache/clients` (or `$GOODHART_CLIENTS_DIR`),
+/// e.g. `venv/bin/python` or `node_modules/.bin/ccusage`.
+pub fn client_tool(relative: &str) -> std::path::PathBuf {
+    let clients = std::env::var_os("GOODHART_CLIENTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/clients"));
+    required(clients.join(relative))
+}
