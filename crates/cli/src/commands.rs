@@ -20,6 +20,20 @@ use crate::{
     ReportKind, TokensAction,
 };
 
+/// The configured database, created and migrated if need be (for commands that write).
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn goodhart_store::Store>> {
+    goodhart_store::open(&config.database_url)
+        .await
+        .context("opening the database")
+}
+
+/// The configured database, which must exist (for commands that only read).
+pub(crate) async fn open_existing_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn goodhart_store::Store>> {
+    goodhart_store::open_existing(&config.database_url)
+        .await
+        .context("opening the database")
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
         Some(path) => RawConfig::from_file(path)?,
@@ -205,9 +219,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let query =
         summary_query(params, Micros::from_timestamp(jiff::Timestamp::now())).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rows = store.usage_summary(&query).await?;
@@ -217,9 +229,7 @@ async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyh
 }
 
 async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let document = roi_report(store.as_ref(), &config.outcomes.rules, params, now, None)
         .await
@@ -435,9 +445,7 @@ fn list_prices(config: &Config, format: Format) -> anyhow::Result<()> {
 }
 
 async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let scope = if all { RepriceScope::All } else { RepriceScope::Unpriced };
     let outcome = store.reprice(&config.prices, scope).await?;
     println!(
@@ -454,9 +462,7 @@ async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
 }
 
 async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let models = store.unpriced_models().await?;
     let rows = models
         .iter()
@@ -480,9 +486,7 @@ async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
 }
 
 async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
-    let store = goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (views, format, secret_shown) = match action {
         KeysAction::Create {
@@ -609,9 +613,7 @@ fn print_with_secrets(
 
 async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
     use goodhart_server::viewers::{NewViewer, ViewerView, create_token, revoke_token};
-    let store = goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (views, format) = match action {
         TokensAction::Create { team, name, format } => {
@@ -666,9 +668,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
 
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
     use goodhart_server::budgets::{BudgetView, NewBudget};
-    let store = goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (views, format): (Vec<BudgetView>, Format) = match action {
         BudgetsAction::Create(create) => {
@@ -801,9 +801,7 @@ fn api_error(error: goodhart_server::error::ApiError) -> anyhow::Error {
 }
 
 async fn alerts(config: &Config, from: Option<String>, to: Option<String>, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let bound = |name: &str, text: Option<String>, default: Micros| -> anyhow::Result<Micros> {
         match text {
@@ -845,9 +843,7 @@ async fn leaderboard(
     params: &goodhart_server::outcomes::BoardParams,
     format: Format,
 ) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let query = goodhart_server::outcomes::board_query(params, now, config.outcomes.min_team_members)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -895,9 +891,7 @@ async fn leaderboard(
 }
 
 async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
-    let store = goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_store(config).await?;
     match action {
         GithubAction::Map { login, user } => {
             anyhow::ensure!(
@@ -929,9 +923,7 @@ async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
 }
 
 async fn findings(config: &Config, params: &FindingsParams, format: Format) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let document = goodhart_server::waste::findings_document(store.as_ref(), params, now, None)
         .await
@@ -974,9 +966,7 @@ async fn findings(config: &Config, params: &FindingsParams, format: Format) -> a
 }
 
 async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Result<()> {
-    let store = goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = open_existing_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (id, status, note) = match action {
         FindingsAction::Detect { from, to, format } => {

@@ -203,9 +203,7 @@ async fn write(
         }
         return Ok(total);
     }
-    let store = goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")?;
+    let store = crate::commands::open_store(config).await?;
     let policy = IngestPolicy {
         store_content: false,
         source: Source::Import,
