@@ -616,22 +616,41 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let now = Micros::from_timestamp(jiff::Timestamp::now());
     let (views, format) = match action {
-        TokensAction::Create { team, name, format } => {
-            let (token, secret) = create_token(store.as_ref(), NewViewer { name, team }, now)
+        TokensAction::Create {
+            team,
+            name,
+            ingest,
+            format,
+        } => {
+            let role = ingest.then(|| "ingest".to_owned());
+            let (token, secret) = create_token(store.as_ref(), NewViewer { name, team, role }, now)
                 .await
                 .map_err(api_error)?;
             let view = ViewerView::of(&token, Some(secret));
             if format == Format::Table {
-                let seen = view
-                    .team
-                    .as_deref()
-                    .map_or("every team".to_owned(), |t| format!("team {t}"));
-                println!(
-                    "Created viewer token {} (read-only, {seen}). Its secret is shown only now:\n",
-                    view.id
-                );
+                let team = view.team.as_deref();
+                let (what, next) = if ingest {
+                    (
+                        format!(
+                            "ingest token {} (send-only{})",
+                            view.id,
+                            team.map_or(String::new(), |t| format!(", team {t} by default"))
+                        ),
+                        "Exporters send it as `OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer <token>`.",
+                    )
+                } else {
+                    (
+                        format!(
+                            "viewer token {} (read-only, {})",
+                            view.id,
+                            team.map_or("every team".to_owned(), |t| format!("team {t}"))
+                        ),
+                        "Sign in to the dashboard with it, or send it as `Authorization: Bearer <token>`.",
+                    )
+                };
+                println!("Created {what}. Its secret is shown only now:\n");
                 println!("    {}\n", view.token.as_deref().unwrap_or_default());
-                println!("Sign in to the dashboard with it, or send it as `Authorization: Bearer <token>`.");
+                println!("{next}");
                 return Ok(());
             }
             (vec![view], format)
@@ -642,11 +661,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         }
         TokensAction::Revoke { id } => {
             let token = revoke_token(store.as_ref(), &id, now).await.map_err(api_error)?;
-            println!("Revoked viewer token {}.", token.id);
+            println!("Revoked {} token {}.", token.role.as_str(), token.id);
             return Ok(());
         }
     };
-    let header = ["id", "name", "team", "status", "created_at", "revoked_at"];
+    let header = ["id", "name", "team", "role", "status", "created_at", "revoked_at"];
     let rows = views
         .iter()
         .map(|v| {
@@ -655,6 +674,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                 v.id.clone(),
                 opt(&v.name),
                 opt(&v.team),
+                v.role.to_owned(),
                 v.status.to_owned(),
                 v.created_at.clone(),
                 opt(&v.revoked_at),

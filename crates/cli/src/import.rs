@@ -106,7 +106,9 @@ fn progress(bytes: u64) -> ProgressBar {
     bar
 }
 
-/// Reads every log file: the calls, and the lines that could not be read.
+/// Reads every log file: the calls, and the lines that could not be read. Files are shared out
+/// among the machine's cores; the calls they record are merged (the same call in two files, as
+/// a resumed session's copy of its parent, is still one).
 fn read_logs(agent: Agent, files: &[PathBuf]) -> anyhow::Result<(Calls, Vec<Problem>, u64)> {
     let total: u64 = files
         .iter()
@@ -114,31 +116,73 @@ fn read_logs(agent: Agent, files: &[PathBuf]) -> anyhow::Result<(Calls, Vec<Prob
         .map(|m| m.len())
         .sum();
     let bar = progress(total);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<(Calls, Vec<Problem>, u64)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut calls, mut problems, mut lines) = (Calls::default(), Vec::new(), 0u64);
+                    // Files are taken one at a time, so a few large ones do not leave a core idle.
+                    while let Some(file) = files.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        lines += read_file(agent, file, &bar, &mut calls, &mut problems)?;
+                    }
+                    Ok((calls, problems, lines))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a log reader panicked")))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
     let (mut calls, mut problems, mut lines) = (Calls::default(), Vec::new(), 0u64);
-    for file in files {
-        let mut reader = agent.reader();
-        let lines_of_file =
-            BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-        for (index, line) in lines_of_file.split(b'\n').enumerate() {
-            let line = line.with_context(|| format!("reading {}", file.display()))?;
-            bar.inc(line.len() as u64 + 1);
-            lines += 1;
-            let parsed = std::str::from_utf8(&line)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|line| reader.line(line));
-            match parsed {
-                Ok(Some(call)) => calls.add(call),
-                Ok(None) => {}
-                Err(reason) => problems.push(Problem {
-                    file: file.clone(),
-                    line: index + 1,
-                    reason,
-                }),
-            }
+    for result in results {
+        let (their_calls, their_problems, their_lines) = result?;
+        calls.merge(their_calls);
+        problems.extend(their_problems);
+        lines += their_lines;
+    }
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok((calls, problems, lines))
+}
+
+/// Reads one file into `calls` and `problems`; returns its number of lines.
+fn read_file(
+    agent: Agent,
+    file: &Path,
+    bar: &ProgressBar,
+    calls: &mut Calls,
+    problems: &mut Vec<Problem>,
+) -> anyhow::Result<u64> {
+    let mut reader = agent.reader();
+    let lines_of_file =
+        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+    let mut lines = 0;
+    for (index, line) in lines_of_file.split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        bar.inc(line.len() as u64 + 1);
+        lines += 1;
+        let parsed = std::str::from_utf8(&line)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(|line| reader.line(line));
+        match parsed {
+            Ok(Some(call)) => calls.add(call),
+            Ok(None) => {}
+            Err(reason) => problems.push(Problem {
+                file: file.to_owned(),
+                line: index + 1,
+                reason,
+            }),
         }
     }
-    bar.finish_and_clear();
-    Ok((calls, problems, lines))
+    Ok(lines)
 }
 
 /// The usage event of a call, as the ingest API would take it.

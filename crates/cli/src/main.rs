@@ -283,18 +283,23 @@ struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 enum TokensAction {
-    /// Create a read-only token; prints the secret once.
+    /// Create a read-only viewer token (or, with --ingest, a send-only token for OTLP exports
+    /// and the ingest API); prints the secret once.
     Create {
-        /// The one team it may see [default: every team].
+        /// A viewer's one team it may see [default: every team]; an ingest token's team for
+        /// usage that names none.
         #[arg(long)]
         team: Option<String>,
-        /// Who it is for, e.g. "payments leads".
+        /// Who it is for, e.g. "payments leads" or "otel collector".
         #[arg(long)]
         name: Option<String>,
+        /// An ingest token: may only send usage (/otlp/v1/* and POST /api/v1/usage).
+        #[arg(long)]
+        ingest: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Every viewer token with its status (never the secrets).
+    /// Every viewer and ingest token with its status (never the secrets).
     List {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,

@@ -317,3 +317,74 @@ fn claude_code_totals_equal_ccusage() {
     assert!(!ours.is_empty());
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn claude_code_logs_of_calls_through_the_gateway_add_nothing() {
+    let claude = client_tool("node_modules/.bin/claude");
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    let created = goodhart_ok(dir.path(), &["keys", "create", "--user", "alice", "--format", "json"]);
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let key = created["keys"][0]["key"].as_str().unwrap().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(claude)
+        .args(["-p", "say hi", "--output-format", "json"])
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", format!("http://{}", served.addr))
+        .env("ANTHROPIC_API_KEY", &key)
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // Claude Code logged the calls the gateway metered, under the same request ids.
+    let logs = home.path().join(".claude/projects");
+    let server = format!("http://{}", served.addr);
+    let args = [
+        "import",
+        "claude-code",
+        logs.to_str().unwrap(),
+        "--user",
+        "bob",
+        "--server",
+        &server,
+        "--token",
+        &token,
+    ];
+    let summary = || {
+        let (status, body) = http(
+            &served.addr,
+            "GET",
+            "/api/v1/usage/summary?from=2026-01-01&group_by=user",
+            &token,
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    // The gateway writes its records from a spool a moment after each call.
+    let metered = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            summary()
+        })
+        .find(|s| s["totals"]["requests"].as_u64() > Some(0))
+        .expect("the gateway recorded the calls within 5 s");
+    let imported = goodhart_ok(dir.path(), &args);
+    assert!(imported.contains(": 0 new, "), "nothing new: {imported}");
+    assert_eq!(
+        summary()["rows"],
+        metered["rows"],
+        "only the key's user, not the importer's"
+    );
+    assert!(
+        imported.contains(&format!("0 new, {} already there", metered["totals"]["requests"])),
+        "every logged response was a metered call: {imported}"
+    );
+}

@@ -6,7 +6,8 @@
 //! with an id of its own that does not depend on the file: [`Calls`] then keeps one record per
 //! call, the one with the most complete usage. Claude Code writes one line per content block of
 //! an API response, each repeating the message's id and usage (older versions wrote placeholder
-//! counts on the first lines); one response is one `(message id, request id)`. Codex writes a
+//! counts on the first lines); one response is one request id (its message id when an old line
+//! has none) — the same [`call_id`] the gateway and the OTLP receiver give it. Codex writes a
 //! `token_count` event after each call, with the session's running total; a forked or resumed
 //! session's file replays its parent's lines, which keep their time and running total, so the
 //! pair identifies the call. Lines that record no call are skipped; a line that is not JSON, or
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::Micros;
 use crate::providers::{anthropic_counts, openai_counts};
 use crate::time::parse_rfc3339;
-use crate::usage::TokenCounts;
+use crate::usage::{TokenCounts, call_id};
 
 /// The model Claude Code names on messages it made up itself (no API call, no usage).
 const SYNTHETIC_MODEL: &str = "<synthetic>";
@@ -111,6 +112,12 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     if line.is_empty() {
         return Ok(None);
     }
+    // Half of a log's bytes are prompts, tool results and attachments. A line that never says
+    // "assistant" is not a response, so it holds no usage; if it also ends as an object ends,
+    // it needs no parse. (A line cut short still goes to the parser, to be reported.)
+    if line.ends_with('}') && !line.contains("assistant") {
+        return Ok(None);
+    }
     let kind: Line = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if kind.kind.as_deref() != Some("assistant") {
         return Ok(None);
@@ -135,12 +142,10 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
             split.ephemeral_1h_input_tokens,
         ],
     );
-    let message = entry.message.id;
+    let id = call_id(entry.request_id.as_deref(), Some(&entry.message.id))
+        .ok_or_else(|| "message.id is empty and there is no requestId".to_owned())?;
     Ok(Some(LoggedCall {
-        id: match &entry.request_id {
-            Some(request) => format!("claude-code:{message}:{request}"),
-            None => format!("claude-code:{message}"),
-        },
+        id,
         timestamp,
         provider: "anthropic",
         agent: "claude-code",
@@ -183,6 +188,14 @@ impl Calls {
                     kept.timestamp = kept.timestamp.min(response.timestamp);
                 }
             }
+        }
+    }
+
+    /// Adds every call another reader found (a line repeated across the two counts as one).
+    pub fn merge(&mut self, other: Calls) {
+        self.repeated += other.repeated;
+        for call in other.by_id.into_values() {
+            self.add(call);
         }
     }
 
@@ -348,7 +361,7 @@ mod tests {
         let response = parse_claude_line(&assistant("msg_1", "req_1", "2026-11-23T18:55:21.186Z", 40))
             .unwrap()
             .unwrap();
-        assert_eq!(response.id, "claude-code:msg_1:req_1");
+        assert_eq!(response.id, "req:req_1");
         assert_eq!(response.model, "claude-sonnet-4-5");
         assert_eq!(
             response.tokens,

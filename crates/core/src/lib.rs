@@ -19,6 +19,7 @@ pub mod report;
 pub mod requests;
 pub mod roi;
 pub mod sse;
+pub mod telemetry;
 pub mod time;
 pub mod usage;
 pub mod value;

@@ -277,6 +277,25 @@ impl UsageEventInput {
     }
 }
 
+/// The id every source gives the same API call, so that the gateway, an agent's telemetry and
+/// its logs store it once: `req:` and the provider's request id (`request-id` /
+/// `x-request-id`), or `msg:` and the message/response id when the request id is unknown.
+pub fn call_id(request_id: Option<&str>, message_id: Option<&str>) -> Option<String> {
+    fn nonempty(id: Option<&str>) -> Option<&str> {
+        id.map(str::trim).filter(|id| !id.is_empty())
+    }
+    match (nonempty(request_id), nonempty(message_id)) {
+        (Some(request), _) => Some(request_call_id(request)),
+        (None, Some(message)) => Some(format!("msg:{message}")),
+        (None, None) => None,
+    }
+}
+
+/// [`call_id`] of a call whose request id is known.
+pub fn request_call_id(request_id: &str) -> String {
+    format!("req:{request_id}")
+}
+
 /// The idempotency key of an event sent without an `id`: a digest of everything that
 /// identifies the call, so a retried request without ids is still counted once.
 pub fn derived_id(

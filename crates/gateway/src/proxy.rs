@@ -13,6 +13,7 @@ use goodhart_core::attribution::{self, AttributionError, RequestLabels};
 use goodhart_core::budgets;
 use goodhart_core::providers::usage_from_body;
 use goodhart_core::requests::{self, Endpoint};
+use goodhart_core::usage::request_call_id;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 
@@ -234,27 +235,6 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
     };
 
     let upstream_request = upstream_request(provider, endpoint, &parts.uri, headers, upstream_body)?;
-    let call = CallContext {
-        alerter: inner.alerter.clone(),
-        reservation,
-        token_grant,
-        event_id: new_call_id(),
-        key_id: key.id.clone(),
-        attribution,
-        provider: provider.name.clone(),
-        endpoint,
-        model: upstream_model,
-        started,
-        started_at,
-        max_tokens: facts.max_tokens,
-        stream: facts.stream,
-        request: Arc::new(json),
-        store_content: inner.config.store_content,
-        prices: Arc::clone(&inner.prices),
-        recorder: Arc::clone(&inner.recorder),
-        metrics: Arc::clone(&inner.metrics),
-    };
-
     let sent = Instant::now();
     let timeout = inner.config.upstream_timeout;
     let response = match tokio::time::timeout(timeout, inner.client.request(upstream_request)).await {
@@ -285,12 +265,50 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
     let (upstream_parts, upstream_body) = response.into_parts();
     let upstream_request_id = header_text(&upstream_parts.headers, "request-id")
         .or_else(|| header_text(&upstream_parts.headers, "x-request-id"));
-    let mut client_headers = HeaderMap::with_capacity(upstream_parts.headers.len() + 1);
+    let mut client_headers = HeaderMap::with_capacity(upstream_parts.headers.len() + 2);
     for (name, value) in &upstream_parts.headers {
         if !is_hop_by_hop(name.as_str()) && name != header::CONTENT_LENGTH {
             client_headers.append(name.clone(), value.clone());
         }
     }
+    // The request id is how the same call, seen again in the agent's telemetry or logs, is
+    // recognised: a provider that names none gets one of ours, returned where its SDKs look.
+    let request_id = match upstream_request_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            let minted = new_request_id();
+            let name = if endpoint.is_anthropic() {
+                "request-id"
+            } else {
+                "x-request-id"
+            };
+            if let Ok(value) = HeaderValue::from_str(&minted) {
+                client_headers.insert(name, value);
+            }
+            minted
+        }
+    };
+    let call = CallContext {
+        alerter: inner.alerter.clone(),
+        reservation,
+        token_grant,
+        event_id: request_call_id(&request_id),
+        key_id: key.id.clone(),
+        attribution,
+        provider: provider.name.clone(),
+        endpoint,
+        model: upstream_model,
+        started,
+        started_at,
+        max_tokens: facts.max_tokens,
+        stream: facts.stream,
+        request: Arc::new(json),
+        store_content: inner.config.store_content,
+        prices: Arc::clone(&inner.prices),
+        recorder: Arc::clone(&inner.recorder),
+        metrics: Arc::clone(&inner.metrics),
+    };
+
     if let Ok(id) = HeaderValue::from_str(&call.event_id) {
         client_headers.insert("x-goodhart-call-id", id);
     }
@@ -407,14 +425,14 @@ fn provider_auth(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     Some((name, value))
 }
 
-/// A new call's id: the idempotency key of its usage record.
 fn limits_unavailable(e: goodhart_store::StoreError) -> (&'static str, GatewayError) {
     tracing::error!("shared budgets and rate limits unreachable: {e}");
     ("limits_unavailable", GatewayError::LimitsUnavailable(e.to_string()))
 }
 
-fn new_call_id() -> String {
-    format!("gw-{:032x}", rand::random::<u128>())
+/// A request id for a provider that sent none.
+fn new_request_id() -> String {
+    format!("req_gh{:032x}", rand::random::<u128>())
 }
 
 /// `GET /v1/models`: the default provider's list, for the protocol the client speaks.

@@ -151,6 +151,12 @@ impl Recorder {
                 match recorder.flush(store.as_ref()).await {
                     Ok(outcome) => {
                         backoff = flush_interval;
+                        if outcome.superseded > 0 {
+                            tracing::debug!(
+                                superseded = outcome.superseded,
+                                "gateway records replaced other sources' records of the same calls"
+                            );
+                        }
                         if outcome.duplicates > 0 {
                             tracing::info!(
                                 duplicates = outcome.duplicates,

@@ -1,9 +1,10 @@
-//! Authentication of the API and the dashboard: the admin token, or a read-only viewer token.
+//! Authentication of the API and the dashboard: the admin token, a read-only viewer token, or a
+//! send-only ingest token.
 //!
 //! The admin token comes from `GOODHART_ADMIN_TOKEN`, or is generated on first start, printed
 //! once and stored only as a hash; comparison is constant-time over the digests. Viewer tokens
 //! (`POST /api/v1/tokens`) are stored hashed too and may only read: a GET of a route in
-//! [`VIEWER_ROUTES`]. A viewer token limited to a team sees only that team's data; each read
+//! [`VIEWER_ROUTES`]; ingest tokens may only POST to [`INGEST_ROUTES`]. A viewer token limited to a team sees only that team's data; each read
 //! handler applies that through [`crate::scope`].
 
 use axum::extract::{MatchedPath, Request, State};
@@ -12,6 +13,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rand::Rng;
 use sha2::{Digest, Sha256};
+
+use goodhart_store::viewers::TokenRole;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -58,13 +61,19 @@ pub enum Access {
         /// The one team it may see; every team when absent.
         team: Option<String>,
     },
+    /// An ingest token: may only send usage.
+    Ingest {
+        id: String,
+        /// The team of usage that names none.
+        team: Option<String>,
+    },
 }
 
 impl Access {
-    /// The team the request is limited to, if any.
+    /// The team the request is limited to (a viewer's) or speaks for (an ingest token's).
     pub fn team(&self) -> Option<&str> {
         match self {
-            Access::Viewer { team, .. } => team.as_deref(),
+            Access::Viewer { team, .. } | Access::Ingest { team, .. } => team.as_deref(),
             Access::Admin => None,
         }
     }
@@ -84,8 +93,11 @@ pub const VIEWER_ROUTES: [&str; 9] = [
     "/api/v1/subjects/{by}/{name}",
 ];
 
-/// Lets a request through with the admin token, or with a live viewer token when it reads a
-/// viewer route; records who it is from.
+/// The routes an ingest token may POST to: the OTLP receiver and the ingest API.
+pub const INGEST_ROUTES: [&str; 4] = ["/otlp/v1/logs", "/otlp/v1/metrics", "/otlp/v1/traces", "/api/v1/usage"];
+
+/// Lets a request through with the admin token, with a live viewer token when it reads a
+/// viewer route, or with a live ingest token when it sends usage; records who it is from.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -102,15 +114,28 @@ pub async fn authenticate(
             .filter(|v| v.revoked_at.is_none())
             .ok_or(ApiError::Unauthorized)?;
         let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-        if request.method() != Method::GET || !route.is_some_and(|r| VIEWER_ROUTES.contains(&r)) {
-            return Err(ApiError::Forbidden(
-                "a viewer token may only read; this needs the admin token".into(),
-            ));
-        }
-        Access::Viewer {
-            id: viewer.id,
-            name: viewer.name,
-            team: viewer.team,
+        let allowed =
+            |method: Method, routes: &[&str]| request.method() == method && route.is_some_and(|r| routes.contains(&r));
+        match viewer.role {
+            TokenRole::Viewer if allowed(Method::GET, &VIEWER_ROUTES) => Access::Viewer {
+                id: viewer.id,
+                name: viewer.name,
+                team: viewer.team,
+            },
+            TokenRole::Viewer => {
+                return Err(ApiError::Forbidden(
+                    "a viewer token may only read; this needs the admin token".into(),
+                ));
+            }
+            TokenRole::Ingest if allowed(Method::POST, &INGEST_ROUTES) => Access::Ingest {
+                id: viewer.id,
+                team: viewer.team,
+            },
+            TokenRole::Ingest => {
+                return Err(ApiError::Forbidden(
+                    "an ingest token may only send usage (/otlp/v1/* and POST /api/v1/usage)".into(),
+                ));
+            }
         }
     };
     request.extensions_mut().insert(access);

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid token: send `Authorization: Bearer <admin or viewer token>`")]
+    #[error("missing or invalid token: send `Authorization: Bearer <admin, viewer or ingest token>`")]
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
@@ -33,6 +33,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("unsupported Content-Encoding {0:?}: send identity or gzip")]
     UnsupportedEncoding(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::Store(_) => "storage_unavailable",
@@ -86,9 +89,19 @@ impl ApiError {
             | ApiError::BadRequest(_)
             | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedEncoding(_) | ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl ApiError {
+    /// The message a client is shown: storage details (paths, SQL) stay in the server log.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Store(_) => "the database is unavailable; retry later".to_owned(),
+            other => other.to_string(),
         }
     }
 }
@@ -101,15 +114,10 @@ impl IntoResponse for ApiError {
             ApiError::InvalidField { field, .. } => (None, Some(*field), None),
             _ => (None, None, None),
         };
-        let message = match &self {
-            // Storage details (paths, SQL) stay in the server log.
-            ApiError::Store(_) => "the database is unavailable; retry later".to_owned(),
-            other => other.to_string(),
-        };
         let body = Body {
             error: Detail {
                 code: self.code(),
-                message,
+                message: self.public_message(),
                 line,
                 field,
                 parameter,
@@ -154,6 +162,7 @@ mod tests {
             },
             ApiError::Conflict(String::new()),
             ApiError::UnsupportedEncoding(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::Store(goodhart_store::StoreError::Worker(String::new())),
         ]
@@ -181,6 +190,7 @@ mod tests {
                 (400, "invalid_field"),
                 (409, "conflict"),
                 (415, "unsupported_encoding"),
+                (415, "unsupported_media_type"),
                 (404, "not_found"),
                 (503, "storage_unavailable"),
             ]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_core::usage::{IngestPolicy, Source, UsageEvent, UsageEventInput};
-use goodhart_store::PricedEvent;
+use goodhart_store::{InsertOutcome, PricedEvent};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Events may be stamped at most this far in the future (clock skew), never more.
-const MAX_FUTURE_SKEW_MICROS: i64 = MICROS_PER_DAY;
+pub const MAX_FUTURE_SKEW_MICROS: i64 = MICROS_PER_DAY;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct IngestResponse {
@@ -51,6 +51,17 @@ pub async fn post_usage(
     if events.is_empty() {
         return Err(ApiError::BadRequest("the body holds no events".into()));
     }
+    let outcome = store_events(&state, events).await?;
+    Ok(Json(IngestResponse {
+        accepted: outcome.inserted,
+        duplicates: outcome.duplicates,
+        unpriced: outcome.unpriced,
+        price_version: state.prices.version().to_owned(),
+    }))
+}
+
+/// Prices events with the current table and stores them (duplicates by id are skipped).
+pub async fn store_events(state: &AppState, events: Vec<UsageEvent>) -> Result<InsertOutcome, ApiError> {
     let priced: Vec<PricedEvent> = events
         .into_iter()
         .map(|event| {
@@ -60,13 +71,7 @@ pub async fn post_usage(
             PricedEvent { event, cost }
         })
         .collect();
-    let outcome = state.store.insert_usage(priced, state.prices.version()).await?;
-    Ok(Json(IngestResponse {
-        accepted: outcome.inserted,
-        duplicates: outcome.duplicates,
-        unpriced: outcome.unpriced,
-        price_version: state.prices.version().to_owned(),
-    }))
+    Ok(state.store.insert_usage(priced, state.prices.version()).await?)
 }
 
 pub fn is_ndjson(headers: &HeaderMap, text: &str) -> bool {

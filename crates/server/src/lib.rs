@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod keys;
+pub mod otlp;
 pub mod outcomes;
 pub mod reports;
 pub mod router;

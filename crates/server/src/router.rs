@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, LoggedError};
 use crate::state::AppState;
-use crate::{alerts, auth, budgets, dashboard, ingest, keys, outcomes, reports, subjects, viewers, waste};
+use crate::{alerts, auth, budgets, dashboard, ingest, keys, otlp, outcomes, reports, subjects, viewers, waste};
 
 pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
     let public = Router::new()
@@ -26,6 +26,10 @@ pub fn app(state: AppState, request_timeout: std::time::Duration) -> Router {
         .route("/hooks/github", post(outcomes::post_github));
     let admin = Router::new()
         .route("/api/v1/usage", post(ingest::post_usage))
+        .route("/otlp/v1/logs", post(otlp::post_logs))
+        .route("/otlp/v1/metrics", post(otlp::post_metrics))
+        .route("/otlp/v1/traces", post(otlp::post_traces))
+        .route("/api/v1/reconciliation", get(otlp::get_reconciliation))
         .route("/api/v1/usage/summary", get(reports::get_summary))
         .route("/api/v1/reports/roi", get(reports::get_roi))
         .route("/api/v1/keys", get(keys::list_keys).post(keys::post_key))

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_store::Store;
-use goodhart_store::viewers::ViewerToken;
+use goodhart_store::viewers::{TokenRole, ViewerToken};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,11 @@ use crate::state::AppState;
 pub struct NewViewer {
     /// Who it is for, e.g. `payments managers`.
     pub name: Option<String>,
-    /// The one team it may see; every team when absent.
+    /// The one team it may see; every team when absent. For an ingest token: the team of the
+    /// usage it sends that names none.
     pub team: Option<String>,
+    /// `viewer` (the default: reads) or `ingest` (sends usage: OTLP and the ingest API).
+    pub role: Option<String>,
 }
 
 /// A viewer token as the API shows it; `token` (the secret) only in the response that creates it.
@@ -34,6 +37,7 @@ pub struct ViewerView {
     pub token: Option<String>,
     pub name: Option<String>,
     pub team: Option<String>,
+    pub role: &'static str,
     pub status: &'static str,
     pub created_at: String,
     pub revoked_at: Option<String>,
@@ -46,6 +50,7 @@ impl ViewerView {
             token: secret,
             name: token.name.clone(),
             team: token.team.clone(),
+            role: token.role.as_str(),
             status: if token.revoked_at.is_some() {
                 "revoked"
             } else {
@@ -67,11 +72,23 @@ pub async fn create_token(
         let mut rng = rand::rng();
         (rng.random(), rng.random())
     };
-    let secret = format!("gh_view_{}", hex::encode(secret_bytes));
+    let role = match request.role.as_deref() {
+        None => TokenRole::Viewer,
+        Some(text) => TokenRole::parse(text).ok_or_else(|| ApiError::InvalidField {
+            field: "role",
+            message: format!("field `role`: {text:?} is not `viewer` or `ingest`"),
+        })?,
+    };
+    let prefix = match role {
+        TokenRole::Viewer => "gh_view_",
+        TokenRole::Ingest => "gh_ingest_",
+    };
+    let secret = format!("{prefix}{}", hex::encode(secret_bytes));
     let token = ViewerToken {
         id: format!("vt_{}", hex::encode(id_bytes)),
         name: label("name", request.name, false)?,
         team: label("team", request.team, false)?,
+        role,
         created_at: now,
         revoked_at: None,
     };
@@ -128,5 +145,6 @@ pub async fn me(Extension(access): Extension<Access>) -> Json<serde_json::Value>
         Access::Viewer { id, name, team } => {
             serde_json::json!({ "role": "viewer", "id": id, "name": name, "team": team })
         }
+        Access::Ingest { id, team } => serde_json::json!({ "role": "ingest", "id": id, "team": team }),
     })
 }

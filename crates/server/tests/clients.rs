@@ -15,7 +15,7 @@ use goodhart_store::testing::TestDatabase;
 use serde_json::Value;
 
 mod common;
-use common::{TestServer, start_with};
+use common::{TestServer, start_configured, start_with};
 
 fn clients_dir() -> PathBuf {
     std::env::var_os("GOODHART_CLIENTS_DIR")
@@ -170,20 +170,20 @@ async fn official_python_sdks_through_the_gateway_are_metered_exactly() {
     assert_eq!(total, 7, "every metered call once, count_tokens not at all: {rows:?}");
 }
 
-#[tokio::test]
-async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
-    let claude = tool("node_modules/.bin/claude");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let home = tempfile::tempdir().unwrap();
+/// `claude -p "say hi"` against `base_url` with `key`, at home in `home`, nothing else called.
+fn claude_command(
+    claude: &std::path::Path,
+    home: &std::path::Path,
+    base_url: &str,
+    key: &str,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(claude);
     command
         .args(["-p", "say hi", "--output-format", "json"])
-        .current_dir(home.path())
-        .env("HOME", home.path())
-        .env("ANTHROPIC_BASE_URL", server.url())
-        .env("ANTHROPIC_API_KEY", &key)
-        .env("ANTHROPIC_CUSTOM_HEADERS", "x-goodhart-project: checkout")
+        .current_dir(home)
+        .env("HOME", home)
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_API_KEY", key)
         .env("DISABLE_TELEMETRY", "1")
         .env("DISABLE_ERROR_REPORTING", "1")
         .env("DISABLE_AUTOUPDATER", "1")
@@ -191,9 +191,182 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
         .env_remove("ANTHROPIC_AUTH_TOKEN")
         .env_remove("CLAUDE_CODE_USE_BEDROCK")
         .env_remove("CLAUDE_CODE_USE_VERTEX");
+    command
+}
+
+/// Runs Claude Code and reads its `--output-format json` result.
+async fn claude_result(command: tokio::process::Command) -> Value {
     let stdout = run(command).await;
     let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(result["is_error"], false, "{result}");
+    result
+}
+
+/// Claude Code exporting its telemetry (`protocol`: `http/json` or `http/protobuf`) to
+/// `server`'s OTLP receiver with `token`, attributed to `user.email=ana@example.com`.
+fn export_telemetry(command: &mut tokio::process::Command, server: &TestServer, protocol: &str, token: &str) {
+    command
+        .env("CLAUDE_CODE_ENABLE_TELEMETRY", "1")
+        .env("OTEL_LOGS_EXPORTER", "otlp")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("{}/otlp", server.url()))
+        .env("OTEL_EXPORTER_OTLP_HEADERS", format!("Authorization=Bearer {token}"))
+        .env("OTEL_RESOURCE_ATTRIBUTES", "user.email=ana@example.com,team=payments")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+        .env("OTEL_LOGS_EXPORT_INTERVAL", "500");
+}
+
+async fn ingest_token(server: &TestServer) -> String {
+    let reply = server.admin("POST", "/api/v1/tokens", r#"{"role": "ingest"}"#).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json["token"].as_str().unwrap().to_owned()
+}
+
+/// The stored events' sources with how many of each.
+fn sources(server: &TestServer) -> Vec<(String, i64)> {
+    let path = server.db.url.strip_prefix("sqlite://").unwrap();
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .prepare("SELECT source, COUNT(*) FROM usage_events GROUP BY source ORDER BY source")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The reconciliation of Claude Code's counters for its one session, waiting (boundedly) for
+/// the exporter's last points.
+async fn reconciled_session(server: &TestServer, session: &str) -> Value {
+    for _ in 0..50 {
+        let reply = server
+            .admin(
+                "GET",
+                "/api/v1/reconciliation?from=2020-01-01&to=2100-01-01",
+                bytes::Bytes::new(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let sessions = reply.json["sessions"].as_array().unwrap().clone();
+        if let Some(found) = sessions.into_iter().find(|s| s["session"] == session) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Claude Code's counters for session {session} never arrived");
+}
+
+#[tokio::test]
+async fn claude_code_telemetry_alone_is_its_usage_in_either_protocol() {
+    let claude = tool("node_modules/.bin/claude");
+    let provider = goodhart_sim::mock_provider::spawn().await.unwrap();
+    for protocol in ["http/json", "http/protobuf"] {
+        let server = start_with(TestDatabase::sqlite(), "").await;
+        let token = ingest_token(&server).await;
+        let home = tempfile::tempdir().unwrap();
+        // Straight to the provider: the gateway sees nothing, the telemetry is all there is.
+        let mut command = claude_command(&claude, home.path(), &format!("http://{provider}"), "sk-ant-direct");
+        export_telemetry(&mut command, &server, protocol, &token);
+        let result = claude_result(command).await;
+        let session = result["session_id"].as_str().unwrap();
+        let reconciled = reconciled_session(&server, session).await;
+
+        let rows = recorded(&server, "user,team,agent,model").await;
+        let model_usage = result["modelUsage"].as_object().unwrap();
+        assert_eq!(rows.len(), model_usage.len(), "{protocol}: {rows:?}");
+        for (model, usage) in model_usage {
+            let row = row_for(&rows, model.trim_end_matches("[1m]"));
+            let n = |f: &str| usage[f].as_u64().unwrap();
+            let tokens = tokens_of(row);
+            assert_eq!(
+                (tokens.input, tokens.output, tokens.cache_read, tokens.cache_write_5m),
+                (
+                    n("inputTokens"),
+                    n("outputTokens"),
+                    n("cacheReadInputTokens"),
+                    n("cacheCreationInputTokens")
+                ),
+                "{protocol} {model}: the api_request events add up to Claude Code's own usage"
+            );
+            assert_eq!(
+                (&row["user"], &row["team"], &row["agent"]),
+                (
+                    &Value::from("ana@example.com"),
+                    &Value::from("payments"),
+                    &Value::from("claude-code")
+                )
+            );
+        }
+        assert_eq!(
+            sources(&server),
+            [("otlp".to_owned(), reconciled["recorded_calls"].as_i64().unwrap())]
+        );
+        assert_eq!(
+            reconciled["missing_tokens"], 0,
+            "{protocol}: counters and events agree: {reconciled}"
+        );
+        let cost_usd = result["total_cost_usd"].as_f64().unwrap();
+        assert_eq!(
+            reconciled["recorded"]["cost_nanos"].as_i64().unwrap(),
+            (cost_usd * 1e9).round() as i64,
+            "{protocol}: priced as Claude Code priced it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn claude_code_through_the_gateway_with_telemetry_is_counted_once() {
+    let claude = tool("node_modules/.bin/claude");
+    // Over JSON the gateway's spool is written to the database only when the test says so: the
+    // telemetry always arrives first. Over protobuf it is written every 50 ms, as it would be.
+    for (protocol, telemetry_first) in [("http/json", true), ("http/protobuf", false)] {
+        let server = start_configured(TestDatabase::sqlite(), "", |config| {
+            if telemetry_first {
+                config.gateway.flush_interval = Duration::from_secs(3_600);
+            }
+        })
+        .await;
+        let token = ingest_token(&server).await;
+        let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+        let home = tempfile::tempdir().unwrap();
+        let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+        export_telemetry(&mut command, &server, protocol, &token);
+        let result = claude_result(command).await;
+        let session = result["session_id"].as_str().unwrap();
+        if telemetry_first {
+            let before = sources(&server);
+            assert!(
+                before.len() == 1 && before[0].0 == "otlp" && before[0].1 >= 1,
+                "only the telemetry is stored before the spool is written: {before:?}"
+            );
+        }
+        server.flush().await;
+        let reconciled = reconciled_session(&server, session).await;
+
+        // The gateway recorded each call under its request id; the api_request events naming the
+        // same request ids were duplicates, or were replaced when they came first: one record per
+        // call, the gateway's (its key's user).
+        let calls = reconciled["recorded_calls"].as_i64().unwrap();
+        assert!(calls >= 1);
+        assert_eq!(sources(&server), [("gateway".to_owned(), calls)], "{protocol}");
+        let by_user = recorded(&server, "user").await;
+        assert_eq!(by_user.len(), 1, "{protocol}: {by_user:?}");
+        assert_eq!(by_user[0]["user"], "alice");
+        assert_eq!(by_user[0]["requests"].as_i64().unwrap(), calls);
+        assert_eq!(reconciled["missing_tokens"], 0, "{protocol}: {reconciled}");
+    }
+}
+
+#[tokio::test]
+async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
+    let claude = tool("node_modules/.bin/claude");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    command.env("ANTHROPIC_CUSTOM_HEADERS", "x-goodhart-project: checkout");
+    let result = claude_result(command).await;
 
     // Claude Code's own per-model usage is what the provider streamed to it.
     let rows = recorded(&server, "model").await;

@@ -112,7 +112,11 @@ async fn a_plain_chat_call_passes_through_and_is_recorded_exactly() {
         reply.headers.contains_key("x-request-id"),
         "the provider's request id reaches the client"
     );
-    assert!(reply.headers["x-goodhart-call-id"].to_str().unwrap().starts_with("gw-"));
+    assert_eq!(
+        reply.headers["x-goodhart-call-id"].to_str().unwrap(),
+        format!("req:{}", reply.headers["x-request-id"].to_str().unwrap()),
+        "the call is stored under the provider's request id, as its telemetry and logs name it"
+    );
     let (prompt, cached, completion) = (
         usage["prompt_tokens"].as_u64().unwrap(),
         usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap(),
@@ -972,5 +976,27 @@ async fn threshold_alerts_reach_webhooks_once_despite_failures_and_are_listed() 
         received.iter().filter(|(status, _)| *status == 200).count(),
         1,
         "delivered once"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_without_request_ids_gets_ours_returned_where_its_sdk_looks() {
+    let (server, _echo) = start_echo().await;
+    let key = key(&server).await;
+    // The echo's streamed answers carry no x-request-id.
+    let reply = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(request_id.starts_with("req_gh"), "{request_id}");
+    assert_eq!(
+        reply.headers["x-goodhart-call-id"].to_str().unwrap(),
+        format!("req:{request_id}"),
+        "the call is stored under the id the client was given"
     );
 }

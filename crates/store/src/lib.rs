@@ -25,6 +25,7 @@ mod rollup;
 pub mod spool;
 pub mod sqlite;
 mod summary;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod viewers;
@@ -45,6 +46,9 @@ pub struct InsertOutcome {
     pub duplicates: u64,
     /// New events whose model had no price (stored and flagged, priced by a later reprice).
     pub unpriced: u64,
+    /// Of the inserted, gateway records that replaced the same call's record from another
+    /// source (telemetry or a log that reached the store first).
+    pub superseded: u64,
 }
 
 /// A usage summary request: `[from, to)`, grouped by the given dimensions in order.
@@ -107,6 +111,8 @@ pub enum StoreError {
 pub trait UsageStore: Send + Sync {
     /// Stores the events whose ids are new — all of them or none — with `price_version`,
     /// creating users, teams, projects and agents on first sight and updating the rollups.
+    /// A call is stored once whichever source reports it first, except that the gateway's
+    /// record replaces another source's record of the same call.
     async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError>;
 
     /// Totals per group over `[from, to)`, most expensive first.
@@ -197,6 +203,7 @@ pub trait Store:
     + outcomes::OutcomeStore
     + findings::FindingStore
     + viewers::ViewerStore
+    + telemetry::TelemetryStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
@@ -313,10 +320,30 @@ const UNPRICED_MODELS_SQL: &str = "SELECT provider, model, CAST(COUNT(*) AS BIGI
 /// Events read per reprice transaction.
 const REPRICE_CHUNK: i64 = 5_000;
 
-/// The columns a reprice pass reads (same SQL on both backends; callers add the filter).
-const SELECT_REPRICE: &str = "SELECT seq, ts, user_id, team_id, project_id, agent_id, provider, model, \
+/// The columns of a stored event read back as an [`EventRow`](rollup::EventRow).
+const EVENT_ROW_COLUMNS: &str = "seq, ts, user_id, team_id, project_id, agent_id, provider, model, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, \
-    cost_nanos FROM usage_events";
+    cost_nanos, estimated";
+
+/// The events a reprice pass reads (same SQL on both backends; callers add the filter).
+fn select_reprice() -> String {
+    format!("SELECT {EVENT_ROW_COLUMNS} FROM usage_events")
+}
+
+/// Deletes the record of a call that another source stored first, so that the gateway's record
+/// of it (the key's attribution, the call's metadata) replaces it: `$1` is one event id on
+/// SQLite, an array of them on PostgreSQL.
+fn delete_superseded_sql(ids: &str) -> String {
+    format!("DELETE FROM usage_events WHERE event_id {ids} AND source <> 'gateway' RETURNING {EVENT_ROW_COLUMNS}")
+}
+
+/// Deletes a rollup row that a removal left without requests (same SQL on both backends).
+fn prune_rollup_sql(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE bucket = $1 AND user_id = $2 AND team_id = $3 AND project_id = $4 \
+         AND agent_id = $5 AND provider = $6 AND model = $7 AND requests = 0"
+    )
+}
 
 /// Key queries, the same SQL on both backends (`$n` placeholders bind by position in SQLite too).
 mod key_sql {

@@ -42,6 +42,7 @@ migrations!(
     shared "20261124010000_outcomes",
     shared "20261124020000_findings",
     shared "20261124030000_viewer_tokens",
+    shared "20261124040000_otlp",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

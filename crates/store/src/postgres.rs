@@ -5,7 +5,7 @@
 //! new even when two instances ingest the same events at once. Rollup deltas are upserted in
 //! key order with `unnest`, so concurrent writers never deadlock on them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Mutex;
 
@@ -20,7 +20,8 @@ use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
-use goodhart_core::usage::{CallMeta, TokenCounts};
+use goodhart_core::telemetry::{RecordedSession, TelemetryPoint};
+use goodhart_core::usage::{CallMeta, Source, TokenCounts};
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -32,9 +33,10 @@ use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations;
 use crate::outcomes::{self, FactsOutcome, OutcomeStore};
 use crate::rollup::{
-    DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+    DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
+use crate::telemetry::{self, TelemetryStore};
 use crate::viewers::{self, ViewerStore, ViewerToken};
 use crate::{
     AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
@@ -278,20 +280,47 @@ impl PostgresStore {
         }
         writer.finish().await?;
 
-        let inserted = tx
-            .query(
-                &format!(
-                    "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage ORDER BY ord \
-                     ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
-                ),
-                &[],
+        let insert_staged = |filter: &str| {
+            format!(
+                "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage {filter} \
+                 ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
             )
-            .await?;
+        };
+        let mut inserted = tx.query(&insert_staged(""), &[]).await?;
         let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(events.len());
         for (i, p) in events.iter().enumerate() {
             first_index.entry(p.event.id.as_str()).or_insert(i);
         }
+
+        // Gateway events that conflicted may replace another source's record of the call.
+        let stored: HashSet<&str> = inserted.iter().map(|row| row.get(1)).collect();
+        let conflicting: Vec<&str> = first_index
+            .iter()
+            .filter(|&(id, &i)| events[i].event.source == Source::Gateway && !stored.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        let superseded: Vec<EventRow> = if conflicting.is_empty() {
+            Vec::new()
+        } else {
+            let rows = tx
+                .query(&crate::delete_superseded_sql("= ANY($1)"), &[&conflicting])
+                .await?;
+            rows.iter().map(event_row).collect()
+        };
+        if !superseded.is_empty() {
+            let seqs: Vec<i64> = superseded.iter().map(|row| row.seq).collect();
+            tx.execute("DELETE FROM usage_content WHERE seq = ANY($1)", &[&seqs])
+                .await?;
+            let again = tx
+                .query(&insert_staged("WHERE event_id = ANY($1)"), &[&conflicting])
+                .await?;
+            inserted.extend(again);
+        }
+
         let mut rollups = Rollups::default();
+        for earlier in &superseded {
+            earlier.remove_from(&mut rollups);
+        }
         let mut unpriced = 0;
         let mut calls = CallColumns::default();
         for row in &inserted {
@@ -321,6 +350,7 @@ impl PostgresStore {
             inserted,
             duplicates: events.len() as u64 - inserted,
             unpriced,
+            superseded: superseded.len() as u64,
         })
     }
 }
@@ -451,13 +481,20 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
         params.push(&models);
         params.extend(ints[5..].iter().map(|c| c as &(dyn ToSql + Sync)));
         tx.execute(&upsert, &params).await?;
+        let prune = crate::prune_rollup_sql(table);
+        for (key, _) in rows.iter().filter(|(_, d)| d.requests < 0) {
+            let ids = key.ids();
+            let mut row: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            row.extend([&key.provider as &(dyn ToSql + Sync), &key.model]);
+            tx.execute(&prune, &row).await?;
+        }
     }
     Ok(())
 }
 
-fn reprice_row(row: &tokio_postgres::Row) -> RepriceRow {
+fn event_row(row: &tokio_postgres::Row) -> EventRow {
     let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
-    RepriceRow {
+    EventRow {
         seq: row.get(0),
         ts: Micros(row.get(1)),
         dims: DimIds {
@@ -477,6 +514,7 @@ fn reprice_row(row: &tokio_postgres::Row) -> RepriceRow {
             reasoning: count(13),
         },
         cost: row.get(14),
+        estimated: row.get::<_, i64>(15) != 0,
     }
 }
 
@@ -570,7 +608,7 @@ impl UsageStore for PostgresStore {
         };
         let select = format!(
             "{} WHERE seq > $1 {filter} ORDER BY seq LIMIT $2 FOR UPDATE",
-            crate::SELECT_REPRICE
+            crate::select_reprice()
         );
         loop {
             let mut client = self.pool.get().await?;
@@ -580,11 +618,11 @@ impl UsageStore for PostgresStore {
             let version_id = self
                 .name_ids(&tx, NameKind::PriceVersion, [version], &mut fresh)
                 .await?[version];
-            let rows: Vec<RepriceRow> = tx
+            let rows: Vec<EventRow> = tx
                 .query(&select, &[&after_seq, &crate::REPRICE_CHUNK])
                 .await?
                 .iter()
-                .map(reprice_row)
+                .map(event_row)
                 .collect();
             let Some(last) = rows.last() else {
                 tx.commit().await?;
@@ -1224,7 +1262,14 @@ impl ViewerStore for PostgresStore {
         client
             .execute(
                 viewers::INSERT,
-                &[&token.id, &token_hash, &token.name, &token.team, &token.created_at.0],
+                &[
+                    &token.id,
+                    &token_hash,
+                    &token.name,
+                    &token.team,
+                    &token.created_at.0,
+                    &token.role.as_str(),
+                ],
             )
             .await?;
         Ok(())
@@ -1249,5 +1294,62 @@ impl ViewerStore for PostgresStore {
 }
 
 fn read_viewer(r: &tokio_postgres::Row) -> viewers::Row {
-    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+}
+
+#[async_trait]
+impl TelemetryStore for PostgresStore {
+    async fn insert_telemetry_points(&self, points: &[TelemetryPoint]) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let statement = tx.prepare_cached(telemetry::INSERT).await?;
+        let mut inserted = 0;
+        for p in points {
+            inserted += tx
+                .execute(
+                    &statement,
+                    &[
+                        &p.id,
+                        &p.timestamp.0,
+                        &p.user,
+                        &p.session,
+                        &p.agent,
+                        &p.model,
+                        &p.kind.as_str(),
+                        &telemetry::stored_amount(p),
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn telemetry_points(&self, from: Micros, to: Micros) -> Result<Vec<TelemetryPoint>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query(telemetry::SELECT, &[&from.0, &to.0]).await?;
+        rows.iter()
+            .map(|r| {
+                telemetry::point((
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                ))
+            })
+            .collect()
+    }
+
+    async fn recorded_sessions(&self, from: Micros, to: Micros) -> Result<Vec<RecordedSession>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query(telemetry::RECORDED, &[&from.0, &to.0]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| telemetry::session((r.get(0), std::array::from_fn(|i| r.get(i + 1)))))
+            .collect())
+    }
 }

@@ -100,6 +100,17 @@ impl RollupDelta {
         ]
     }
 
+    /// The opposite change: what takes an event's contribution back out.
+    pub fn negated(&self) -> RollupDelta {
+        RollupDelta {
+            requests: -self.requests,
+            tokens: self.tokens.map(|t| -t),
+            cost_nanos: -self.cost_nanos,
+            unpriced_requests: -self.unpriced_requests,
+            estimated_requests: -self.estimated_requests,
+        }
+    }
+
     fn add(&mut self, other: &RollupDelta) {
         self.requests += other.requests;
         for (mine, theirs) in self.tokens.iter_mut().zip(other.tokens) {
@@ -212,9 +223,10 @@ impl NameCache {
     }
 }
 
-/// An event as a reprice pass reads it.
+/// A stored event's rollup key and values, as read back (columns [`crate::EVENT_ROW_COLUMNS`]):
+/// what repricing or removing it changes in the rollups.
 #[derive(Debug, Clone)]
-pub struct RepriceRow {
+pub struct EventRow {
     pub seq: i64,
     pub ts: Micros,
     pub dims: DimIds,
@@ -222,11 +234,18 @@ pub struct RepriceRow {
     pub model: String,
     pub tokens: TokenCounts,
     pub cost: Option<i64>,
+    pub estimated: bool,
 }
 
-impl RepriceRow {
+impl EventRow {
     pub fn provider_opt(&self) -> Option<&str> {
         (!self.provider.is_empty()).then_some(self.provider.as_str())
+    }
+
+    /// Takes this event out of `rollups` (it is being deleted).
+    pub fn remove_from<'a>(&'a self, rollups: &mut Rollups<'a>) {
+        let added = RollupDelta::of_event(&self.tokens, self.cost, self.estimated);
+        rollups.add(self.ts, self.dims, &self.provider, &self.model, &added.negated());
     }
 }
 
@@ -241,7 +260,7 @@ pub struct PriceChange {
 /// Prices `rows` with `prices`: the events whose cost changes, and the rollup deltas that keep
 /// the rollups equal to the events. Counts go into `outcome`.
 pub fn plan_reprice<'a>(
-    rows: &'a [RepriceRow],
+    rows: &'a [EventRow],
     prices: &PriceTable,
     outcome: &mut crate::RepriceOutcome,
 ) -> (Vec<PriceChange>, Rollups<'a>) {

@@ -241,6 +241,8 @@ pub struct FlushOutcome {
     pub inserted: u64,
     /// Events the store already had (a replay after a crash between commit and delete).
     pub duplicates: u64,
+    /// Calls whose record from another source (telemetry, an import) the gateway's replaced.
+    pub superseded: u64,
     /// Segments kept aside as `*.corrupt`.
     pub corrupt_segments: u64,
 }
@@ -267,6 +269,7 @@ pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutco
             let inserted = store.insert_usage(events, &version).await?;
             outcome.inserted += inserted.inserted;
             outcome.duplicates += inserted.duplicates;
+            outcome.superseded += inserted.superseded;
         }
         if contents.corrupt_bytes > 0 {
             let kept = path.with_extension("corrupt");

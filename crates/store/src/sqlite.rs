@@ -16,7 +16,8 @@ use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
 use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
-use goodhart_core::usage::TokenCounts;
+use goodhart_core::telemetry::{RecordedSession, TelemetryPoint};
+use goodhart_core::usage::{Source, TokenCounts};
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -26,9 +27,10 @@ use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations::{self, Migration};
 use crate::outcomes::{self, FactsOutcome, OutcomeStore};
 use crate::rollup::{
-    DimIds, NameCache, NameKind, RepriceRow, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+    DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
 };
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
+use crate::telemetry::{self, TelemetryStore};
 use crate::viewers::{self, ViewerStore, ViewerToken};
 use crate::{
     AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
@@ -204,6 +206,7 @@ impl Writer {
         let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(price_version))?;
         let received_at = crate::now().0;
         let mut outcome = InsertOutcome::default();
+        let mut superseded = Vec::new();
         let mut rollups = Rollups::default();
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
@@ -220,7 +223,7 @@ impl Writer {
                 let cost = priced.cost.map(|c| c.total().0);
                 let fp = &e.fingerprints;
                 let provider = e.provider.as_deref().unwrap_or("");
-                let changed = insert.execute(params![
+                let values = params![
                     e.id,
                     e.timestamp.0,
                     dims.user,
@@ -249,7 +252,15 @@ impl Writer {
                     fp.prompt_chars.map(|n| n as i64),
                     fp.completion_chars.map(|n| n as i64),
                     received_at,
-                ])?;
+                ];
+                let mut changed = insert.execute(values)?;
+                if changed == 0
+                    && e.source == Source::Gateway
+                    && let Some(earlier) = take_superseded(&tx, &e.id)?
+                {
+                    superseded.push(earlier);
+                    changed = insert.execute(values)?;
+                }
                 if changed == 0 {
                     outcome.duplicates += 1;
                     continue;
@@ -285,6 +296,10 @@ impl Writer {
                 );
             }
         }
+        outcome.superseded = superseded.len() as u64;
+        for earlier in &superseded {
+            earlier.remove_from(&mut rollups);
+        }
         apply_rollups(&tx, &rollups)?;
         tx.commit()?;
         Ok(outcome)
@@ -301,12 +316,12 @@ impl Writer {
                 RepriceScope::Unpriced => "AND cost_nanos IS NULL",
                 RepriceScope::All => "",
             };
-            let rows: Vec<RepriceRow> = tx
+            let rows: Vec<EventRow> = tx
                 .prepare_cached(&format!(
                     "{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2",
-                    crate::SELECT_REPRICE
+                    crate::select_reprice()
                 ))?
-                .query_map(params![after_seq, crate::REPRICE_CHUNK], read_reprice_row)?
+                .query_map(params![after_seq, crate::REPRICE_CHUNK], read_event_row)?
                 .collect::<Result<_, _>>()?;
             let Some(last) = rows.last() else { break };
             after_seq = last.seq;
@@ -333,13 +348,26 @@ const INSERT_EVENT: &str = "INSERT INTO usage_events (event_id, ts, user_id, tea
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
     ?24, ?25, ?26, ?27, ?28) ON CONFLICT (event_id) DO NOTHING";
 
+/// Deletes another source's record of the gateway event `event_id`, if there is one.
+fn take_superseded(tx: &Transaction<'_>, event_id: &str) -> Result<Option<EventRow>, StoreError> {
+    let earlier = tx
+        .prepare_cached(&crate::delete_superseded_sql("= $1"))?
+        .query_row([event_id], read_event_row)
+        .optional()?;
+    if let Some(earlier) = &earlier {
+        tx.prepare_cached("DELETE FROM usage_content WHERE seq = ?1")?
+            .execute([earlier.seq])?;
+    }
+    Ok(earlier)
+}
+
 const INSERT_CALL: &str = "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, \
     ttft_micros, max_tokens, upstream_request_id, response_id, client_disconnected) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
+fn read_event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
-    Ok(RepriceRow {
+    Ok(EventRow {
         seq: r.get(0)?,
         ts: Micros(r.get(1)?),
         dims: DimIds {
@@ -359,6 +387,7 @@ fn read_reprice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepriceRow> {
             reasoning: count(13)?,
         },
         cost: r.get(14)?,
+        estimated: r.get(15)?,
     })
 }
 
@@ -371,6 +400,9 @@ fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), Stor
             row.extend([&key.provider as &dyn rusqlite::ToSql, &key.model]);
             row.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
             upsert.execute(row.as_slice())?;
+            if d.requests < 0 {
+                tx.prepare_cached(&crate::prune_rollup_sql(table))?.execute(&row[..7])?;
+            }
         }
     }
     Ok(())
@@ -1108,7 +1140,7 @@ impl ViewerStore for SqliteStore {
         self.write(move |w| {
             w.conn.execute(
                 viewers::INSERT,
-                params![t.id, token_hash, t.name, t.team, t.created_at.0],
+                params![t.id, token_hash, t.name, t.team, t.created_at.0, t.role.as_str()],
             )?;
             Ok(())
         })
@@ -1144,5 +1176,70 @@ impl ViewerStore for SqliteStore {
 }
 
 fn read_viewer(r: &rusqlite::Row<'_>) -> rusqlite::Result<viewers::Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+#[async_trait]
+impl TelemetryStore for SqliteStore {
+    async fn insert_telemetry_points(&self, points: &[TelemetryPoint]) -> Result<u64, StoreError> {
+        let points = points.to_vec();
+        self.write(move |w| {
+            let tx = w.conn.transaction()?;
+            let mut inserted = 0;
+            {
+                let mut statement = tx.prepare_cached(telemetry::INSERT)?;
+                for p in &points {
+                    inserted += statement.execute(params![
+                        p.id,
+                        p.timestamp.0,
+                        p.user,
+                        p.session,
+                        p.agent,
+                        p.model,
+                        p.kind.as_str(),
+                        telemetry::stored_amount(p)
+                    ])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn telemetry_points(&self, from: Micros, to: Micros) -> Result<Vec<TelemetryPoint>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(telemetry::SELECT)?;
+            let rows = statement.query_map([from.0, to.0], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?;
+            let rows: Vec<telemetry::PointRow> = rows.collect::<Result<_, _>>()?;
+            rows.into_iter().map(telemetry::point).collect()
+        })
+        .await
+    }
+
+    async fn recorded_sessions(&self, from: Micros, to: Micros) -> Result<Vec<RecordedSession>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(telemetry::RECORDED)?;
+            let rows = statement.query_map([from.0, to.0], |r| {
+                let mut n = [0i64; 8];
+                for (i, slot) in n.iter_mut().enumerate() {
+                    *slot = r.get(i + 1)?;
+                }
+                Ok(telemetry::session((r.get(0)?, n)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }

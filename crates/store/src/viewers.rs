@@ -1,19 +1,46 @@
-//! Viewer tokens: read-only access to the dashboard and the read API, optionally limited to one
-//! team. Stored by the SHA-256 of their secret, like virtual keys; the SQL is shared by both
-//! backends.
+//! Viewer tokens: read-only access to the dashboard and the read API, and their send-only
+//! sibling, ingest tokens (OTLP exports and the ingest API); either may be limited to one team.
+//! Stored by the SHA-256 of their secret, like virtual keys; the SQL is shared by both backends.
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
 
 use crate::StoreError;
 
-/// A viewer token as stored (never its secret).
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenRole {
+    /// Read the dashboard and the read API.
+    #[default]
+    Viewer,
+    /// Send usage: OTLP exports and `POST /api/v1/usage`.
+    Ingest,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Viewer => "viewer",
+            TokenRole::Ingest => "ingest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenRole> {
+        [TokenRole::Viewer, TokenRole::Ingest]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+}
+
+/// A viewer (or ingest) token as stored (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerToken {
     pub id: String,
     pub name: Option<String>,
-    /// The one team it may see; every team when absent.
+    /// A viewer's one team it may see (every team when absent); an ingest token's team for
+    /// usage that names none.
     pub team: Option<String>,
+    pub role: TokenRole,
     pub created_at: Micros,
     pub revoked_at: Option<Micros>,
 }
@@ -30,21 +57,23 @@ pub trait ViewerStore: Send + Sync {
 }
 
 pub(crate) const INSERT: &str =
-    "INSERT INTO viewer_tokens (id, token_hash, name, team, created_at) VALUES ($1, $2, $3, $4, $5)";
+    "INSERT INTO viewer_tokens (id, token_hash, name, team, created_at, role) VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const SELECT_ALL: &str =
-    "SELECT id, name, team, created_at, revoked_at FROM viewer_tokens ORDER BY created_at DESC, id";
+    "SELECT id, name, team, created_at, revoked_at, role FROM viewer_tokens ORDER BY created_at DESC, id";
 pub(crate) const SELECT_BY_HASH: &str =
-    "SELECT id, name, team, created_at, revoked_at FROM viewer_tokens WHERE token_hash = $1";
+    "SELECT id, name, team, created_at, revoked_at, role FROM viewer_tokens WHERE token_hash = $1";
 pub(crate) const REVOKE: &str = "UPDATE viewer_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
 
 /// A row's columns in the order of the selects above.
-pub(crate) type Row = (String, Option<String>, Option<String>, i64, Option<i64>);
+pub(crate) type Row = (String, Option<String>, Option<String>, i64, Option<i64>, String);
 
-pub(crate) fn token((id, name, team, created_at, revoked_at): Row) -> ViewerToken {
+pub(crate) fn token((id, name, team, created_at, revoked_at, role): Row) -> ViewerToken {
     ViewerToken {
         id,
         name,
         team,
+        // Only this code writes the column, with one of the two roles.
+        role: TokenRole::parse(&role).unwrap_or_default(),
         created_at: Micros(created_at),
         revoked_at: revoked_at.map(Micros),
     }

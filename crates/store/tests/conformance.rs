@@ -11,11 +11,12 @@ use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, UsageTotals};
+use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
 use goodhart_store::leases::{LeaseRequest, RateBucket};
 use goodhart_store::testing::TestDatabase;
-use goodhart_store::viewers::ViewerToken;
+use goodhart_store::viewers::{TokenRole, ViewerToken};
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -141,6 +142,8 @@ conformance!(
     waste_calls_carry_what_detection_needs,
     finding_passes_keep_decisions_and_withdraw_what_is_gone,
     viewer_tokens_are_found_by_hash_and_revoked,
+    telemetry_points_are_stored_once_and_sessions_summed,
+    the_gateway_record_of_a_call_replaces_another_sources,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -176,6 +179,71 @@ async fn duplicates_are_counted_once(db: &TestDatabase) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].1.requests, 2);
     assert_eq!(rows[0].1.tokens.input, 300);
+}
+
+async fn the_gateway_record_of_a_call_replaces_another_sources(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    let telemetry = |id: &str, user: &str| {
+        let mut e = event(id, t, user, None, "claude-sonnet-4-5", 1_000, 100);
+        e.source = Source::Otlp;
+        e.estimated = true;
+        e
+    };
+    let gateway = |id: &str| {
+        let mut e = event(id, t, "alice", Some("payments"), "claude-sonnet-4-5", 1_000, 100);
+        e.source = Source::Gateway;
+        e.call = Some(CallMeta {
+            key_id: "k1".into(),
+            status: 200,
+            ..Default::default()
+        });
+        e
+    };
+    let first = vec![telemetry("req:1", "carol"), telemetry("req:2", "ana")];
+    store.insert_usage(priced(&table, first.clone()), "t").await.unwrap();
+
+    let outcome = store
+        .insert_usage(priced(&table, vec![gateway("req:1"), gateway("req:3")]), "t")
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates, outcome.superseded),
+        (2, 0, 1),
+        "the gateway's record of req:1 replaced the telemetry's"
+    );
+    for again in [first, vec![gateway("req:1")]] {
+        let outcome = store.insert_usage(priced(&table, again), "t").await.unwrap();
+        assert_eq!(
+            (outcome.inserted, outcome.superseded),
+            (0, 0),
+            "later reports are duplicates"
+        );
+    }
+    assert_eq!(store.event_count().await.unwrap(), 3);
+
+    // Whole days (daily rollups), whole hours (hourly rollups), a few minutes (raw events): the
+    // replaced record is gone from each, and carol, who had nothing else, from the rollups too.
+    let hour = at("2026-11-02T09:00:00Z").0;
+    for (from, to) in [
+        all_time(),
+        (Micros(hour), Micros(hour + MICROS_PER_HOUR)),
+        (Micros(t.0 - 60_000_000), Micros(t.0 + 60_000_000)),
+    ] {
+        let by_user: Vec<(Option<String>, u64, bool)> = summary(&store, from, to, &[Dimension::User])
+            .await
+            .into_iter()
+            .map(|(mut key, totals)| (key.remove(0), totals.requests, totals.estimated_requests > 0))
+            .collect();
+        assert_eq!(
+            by_user,
+            [(Some("alice".into()), 2, false), (Some("ana".into()), 1, true)],
+            "window {} .. {}",
+            from.rfc3339(),
+            to.rfc3339()
+        );
+    }
 }
 
 async fn summary_groups_and_totals(db: &TestDatabase) {
@@ -1170,6 +1238,7 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
         id: "vt_1".into(),
         name: Some("payments managers".into()),
         team: Some("payments".into()),
+        role: TokenRole::Viewer,
         created_at: t0,
         revoked_at: None,
     };
@@ -1177,6 +1246,7 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
         id: "vt_2".into(),
         name: None,
         team: None,
+        role: TokenRole::Ingest,
         created_at: Micros(t0.0 + 1),
         revoked_at: None,
     };
@@ -1204,4 +1274,68 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
         Some(revoked_at),
         "a revoked token is still found, marked revoked"
     );
+}
+
+async fn telemetry_points_are_stored_once_and_sessions_summed(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let point = |id: &str, ts: Micros, kind: TelemetryKind, amount: u64| TelemetryPoint {
+        id: id.into(),
+        timestamp: ts,
+        user: "ana".into(),
+        session: Some("s-1".into()),
+        agent: "claude-code".into(),
+        model: Some("claude-sonnet-4-5".into()),
+        kind,
+        amount,
+    };
+    let points = [
+        point("p1", t0, TelemetryKind::InputTokens, 1_000),
+        point("p2", t0, TelemetryKind::CostNanos, 6_000_000),
+        point("p3", Micros(t0.0 + MICROS_PER_DAY), TelemetryKind::OutputTokens, 200),
+    ];
+    assert_eq!(store.insert_telemetry_points(&points).await.unwrap(), 3);
+    assert_eq!(
+        store.insert_telemetry_points(&points[..2]).await.unwrap(),
+        0,
+        "a retried export adds nothing"
+    );
+    let first_day = store.telemetry_points(t0, Micros(t0.0 + MICROS_PER_DAY)).await.unwrap();
+    assert_eq!(first_day, points[..2].to_vec());
+
+    let mut calls = Vec::new();
+    for (i, session) in ["s-1", "s-1", "s-2"].into_iter().enumerate() {
+        let mut e = event(
+            &format!("e{i}"),
+            Micros(t0.0 + i as i64),
+            "ana",
+            None,
+            "claude-sonnet-4-5",
+            100,
+            10,
+        );
+        e.attribution.session = Some(session.into());
+        calls.push(e);
+    }
+    calls.push(event("e-none", t0, "ana", None, "claude-sonnet-4-5", 5, 5));
+    let table = prices();
+    store
+        .insert_usage(priced(&table, calls), table.version())
+        .await
+        .unwrap();
+    let mut sessions = store
+        .recorded_sessions(t0, Micros(t0.0 + MICROS_PER_HOUR))
+        .await
+        .unwrap();
+    sessions.sort_by(|a, b| a.session.cmp(&b.session));
+    let summed: Vec<(&str, u64, u64, u64)> = sessions
+        .iter()
+        .map(|s| (s.session.as_str(), s.calls, s.tokens.input, s.tokens.output))
+        .collect();
+    assert_eq!(
+        summed,
+        [("s-1", 2, 200, 20), ("s-2", 1, 100, 10)],
+        "events without a session are left out"
+    );
+    assert!(sessions[0].cost.0 > 0, "priced");
 }

@@ -1,0 +1,319 @@
+//! The OpenTelemetry receiver: OTLP/HTTP at `/otlp/v1/logs`, `/otlp/v1/metrics` and
+//! `/otlp/v1/traces`, so an agent exporting with `OTEL_EXPORTER_OTLP_ENDPOINT=http://host/otlp`
+//! reports its usage here.
+//!
+//! Bodies are protobuf (`application/x-protobuf`, the exporters' default) or JSON
+//! (`application/json`), gzip-compressed or not, chunked or not. What they hold is read by
+//! [`usage`]: model calls from logs and spans become usage events (priced and stored like all
+//! usage, under the same call id the gateway and the log importers use, so a call is stored
+//! once), metric points are kept for reconciliation. The answer follows OTLP/HTTP: the export
+//! response in the request's encoding, with a partial success naming what was rejected and
+//! why; a request that cannot be read at all is a `google.rpc.Status` with 400, 401, 403, 413
+//! or 415 (never retried by exporters), a storage failure a 503 (retried).
+
+pub mod usage;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use goodhart_core::Micros;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::ingest::read_body;
+use crate::state::AppState;
+use usage::{Defaults, Extracted};
+
+/// How an export request's body (and so its response) is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// The encoding a `Content-Type` names; anything else is refused with 415.
+    pub fn of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+            "application/json" => Ok(Encoding::Json),
+            _ => Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type {content_type:?}: OTLP/HTTP takes application/x-protobuf or application/json"
+            ))),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+
+    /// Decodes an export request; a body that is not one is a 400 saying why.
+    pub fn decode<T: Message + Default + DeserializeOwned>(self, body: &[u8]) -> Result<T, ApiError> {
+        match self {
+            Encoding::Protobuf => {
+                T::decode(body).map_err(|e| ApiError::BadRequest(format!("body is not an OTLP protobuf message: {e}")))
+            }
+            Encoding::Json => serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("body is not an OTLP JSON message: {e}"))),
+        }
+    }
+
+    fn encode<T: Message + Serialize>(self, message: &T) -> Vec<u8> {
+        match self {
+            Encoding::Protobuf => message.encode_to_vec(),
+            Encoding::Json => {
+                // Serializing generated messages cannot fail. Absent fields are left out, as
+                // protobuf's JSON mapping writes them, rather than written as null.
+                let mut value = serde_json::to_value(message).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.retain(|_, v| !v.is_null());
+                }
+                serde_json::to_vec(&value).unwrap_or_default()
+            }
+        }
+    }
+
+    fn respond<T: Message + Serialize>(self, status: StatusCode, message: &T) -> Response {
+        let mut response = (status, self.encode(message)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type()));
+        response
+    }
+}
+
+/// `google.rpc.Status`: the body of an OTLP/HTTP error response.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct RpcStatus {
+    /// The gRPC status code (3 invalid argument, 16 unauthenticated, 14 unavailable…).
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// An error as OTLP/HTTP wants it: the HTTP status of [`ApiError`] and a `Status` message in
+/// the request's encoding (JSON when the encoding itself was the problem).
+fn otlp_error(error: ApiError, encoding: Encoding) -> Response {
+    let status = error.status();
+    let code = match status {
+        StatusCode::UNAUTHORIZED => 16,
+        StatusCode::FORBIDDEN => 7,
+        StatusCode::PAYLOAD_TOO_LARGE => 8,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => 14,
+        _ => 3,
+    };
+    let mut response = encoding.respond(
+        status,
+        &RpcStatus {
+            code,
+            message: error.public_message(),
+        },
+    );
+    if let ApiError::Store(e) = &error {
+        response
+            .extensions_mut()
+            .insert(crate::error::LoggedError(e.to_string()));
+    }
+    response
+}
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    Logs,
+    Metrics,
+    Traces,
+}
+
+/// Decodes an export of `kind` and reads what it says about usage: what the receiver stores.
+pub fn read_export(
+    kind: SignalKind,
+    encoding: Encoding,
+    body: &[u8],
+    defaults: &Defaults,
+    now: Micros,
+) -> Result<Extracted, ApiError> {
+    match kind {
+        SignalKind::Logs => ExportLogsServiceRequest::read(encoding, body, defaults, now),
+        SignalKind::Metrics => ExportMetricsServiceRequest::read(encoding, body, defaults, now),
+        SignalKind::Traces => ExportTraceServiceRequest::read(encoding, body, defaults, now),
+    }
+}
+
+/// One OTLP signal: its request and response messages, and how its partial success is built.
+trait Signal: Message + Default + DeserializeOwned {
+    type Response: Message + Serialize;
+    fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted;
+    fn response(rejected: u64, error_message: String) -> Self::Response;
+
+    fn read(encoding: Encoding, body: &[u8], defaults: &Defaults, now: Micros) -> Result<Extracted, ApiError> {
+        Ok(encoding.decode::<Self>(body)?.extract(defaults, now))
+    }
+}
+
+impl Signal for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
+        usage::from_logs(self, defaults, now)
+    }
+    fn response(rejected: u64, error_message: String) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0 || !error_message.is_empty()).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected as i64,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl Signal for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
+        usage::from_spans(self, defaults, now)
+    }
+    fn response(rejected: u64, error_message: String) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (rejected > 0 || !error_message.is_empty()).then_some(ExportTracePartialSuccess {
+                rejected_spans: rejected as i64,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl Signal for ExportMetricsServiceRequest {
+    type Response = ExportMetricsServiceResponse;
+    fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
+        usage::from_metrics(self, defaults, now)
+    }
+    fn response(rejected: u64, error_message: String) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (rejected > 0 || !error_message.is_empty()).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected as i64,
+                error_message,
+            }),
+        }
+    }
+}
+
+/// `POST /otlp/v1/logs`: Claude Code's `api_request` and Codex's `response.completed` events.
+pub async fn post_logs(state: State<AppState>, access: Extension<Access>, headers: HeaderMap, body: Body) -> Response {
+    receive::<ExportLogsServiceRequest>(state, access, headers, body).await
+}
+
+/// `POST /otlp/v1/traces`: OpenTelemetry GenAI model-call spans.
+pub async fn post_traces(
+    state: State<AppState>,
+    access: Extension<Access>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive::<ExportTraceServiceRequest>(state, access, headers, body).await
+}
+
+/// `POST /otlp/v1/metrics`: Claude Code's token and cost counters, kept for reconciliation.
+pub async fn post_metrics(
+    state: State<AppState>,
+    access: Extension<Access>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive::<ExportMetricsServiceRequest>(state, access, headers, body).await
+}
+
+async fn receive<S: Signal>(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let encoding = match Encoding::of(&headers) {
+        Ok(encoding) => encoding,
+        Err(e) => return otlp_error(e, Encoding::Json),
+    };
+    match store_export::<S>(&state, &access, encoding, &headers, body).await {
+        Ok((rejected, message)) => encoding.respond(StatusCode::OK, &S::response(rejected, message)),
+        Err(e) => otlp_error(e, encoding),
+    }
+}
+
+/// Reads, decodes and stores one export request; returns what was rejected and why.
+async fn store_export<S: Signal>(
+    state: &AppState,
+    access: &Access,
+    encoding: Encoding,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(u64, String), ApiError> {
+    let raw: Bytes = read_body(body, headers, state.max_body_bytes).await?;
+    let defaults = Defaults {
+        team: access.team().map(str::to_owned),
+        store_content: state.store_content,
+    };
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let extracted = S::read(encoding, &raw, &defaults, now)?;
+    if !extracted.events.is_empty() {
+        crate::ingest::store_events(state, extracted.events).await?;
+    }
+    if !extracted.points.is_empty() {
+        state.store.insert_telemetry_points(&extracted.points).await?;
+    }
+    Ok((extracted.rejected, extracted.problems.join("; ")))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// `GET /api/v1/reconciliation?from&to`: per session whose agent reported counters in the
+/// window, what the counters say beside what was recorded (from any source) — the sessions
+/// with tokens no recorded call accounts for come first.
+pub async fn get_reconciliation(
+    State(state): State<AppState>,
+    axum::extract::Query(params): axum::extract::Query<ReconciliationParams>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let (from, to) = crate::reports::window(params.from.as_deref(), params.to.as_deref(), now)?;
+    let points = state.store.telemetry_points(from, to).await?;
+    // A session's calls come a little before its counters are exported: look a day around.
+    let day = goodhart_core::time::MICROS_PER_DAY;
+    let recorded = state
+        .store
+        .recorded_sessions(Micros(from.0 - day), Micros(to.0 + day))
+        .await?;
+    let sessions = goodhart_core::telemetry::reconcile(&points, &recorded);
+    let missing: i64 = sessions.iter().map(|s| s.missing_tokens.max(0)).sum();
+    Ok(axum::Json(serde_json::json!({
+        "from": from.rfc3339(),
+        "to": to.rfc3339(),
+        "sessions": sessions,
+        "missing_tokens": missing,
+    })))
+}

@@ -1,0 +1,441 @@
+//! The OTLP receiver end to end: what Claude Code, Codex and GenAI-instrumented programs export
+//! (JSON and protobuf, gzip or not) becomes usage once, attributed from resource attributes;
+//! Claude Code's counters reconcile against it; bad exports get OTLP's answers.
+
+mod common;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use common::{TestServer, start_with};
+use goodhart_server::otlp::RpcStatus;
+use goodhart_store::testing::TestDatabase;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use serde_json::{Value, json};
+
+/// The bodies Claude Code 2.1.197 posted (`http/json`), by path.
+fn fixture(path: &str) -> Value {
+    include_str!("fixtures/otlp/claude_code.otlp.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|record| record["path"] == path)
+        .unwrap()["body"]
+        .clone()
+}
+
+async fn ingest_token(server: &TestServer, team: Option<&str>) -> String {
+    let body = json!({ "role": "ingest", "name": "collector", "team": team });
+    let reply = server.admin("POST", "/api/v1/tokens", body.to_string()).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let token = reply.json["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("gh_ingest_"));
+    assert_eq!(reply.json["role"], "ingest");
+    token
+}
+
+async fn export(
+    server: &TestServer,
+    token: &str,
+    signal: &str,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> common::Reply {
+    export_with(server, token, signal, &[("content-type", content_type)], body).await
+}
+
+async fn export_with(
+    server: &TestServer,
+    token: &str,
+    signal: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> common::Reply {
+    let auth = format!("Bearer {token}");
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    server.send("POST", &format!("/otlp/v1/{signal}"), &all, body).await
+}
+
+async fn totals(server: &TestServer, group_by: &str) -> Value {
+    let reply = server
+        .summary(&format!("from=2026-01-01&to=2026-12-01&group_by={group_by}"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn attribute(key: &str, value: Value) -> Value {
+    json!({ "key": key, "value": value })
+}
+
+/// An export of one Claude Code `api_request` event with the given attributes.
+fn api_request(resource: Vec<Value>, attributes: Vec<Value>) -> Value {
+    json!({ "resourceLogs": [{
+        "resource": { "attributes": resource },
+        "scopeLogs": [{ "scope": { "name": "com.anthropic.claude_code.events" }, "logRecords": [{
+            "timeUnixNano": "1795460122245000000",
+            "body": { "stringValue": "claude_code.api_request" },
+            "attributes": attributes,
+        }]}]
+    }]})
+}
+
+fn claude_attributes(request_id: &str, input: Value) -> Vec<Value> {
+    vec![
+        attribute("event.name", json!({ "stringValue": "api_request" })),
+        attribute("event.timestamp", json!({ "stringValue": "2026-11-23T18:55:22.244Z" })),
+        attribute("session.id", json!({ "stringValue": "s-1" })),
+        attribute("model", json!({ "stringValue": "claude-sonnet-4-5" })),
+        attribute("input_tokens", input),
+        attribute("output_tokens", json!({ "intValue": "20" })),
+        attribute("request_id", json!({ "stringValue": request_id })),
+    ]
+}
+
+#[tokio::test]
+async fn claude_code_exports_count_each_call_once_in_either_encoding() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let logs = fixture("/v1/logs");
+
+    let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json, json!({}), "everything accepted: no partial success");
+    let totals_once = totals(&server, "user,agent").await;
+    let row = &totals_once["rows"][0];
+    assert_eq!(totals_once["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(row["agent"], "claude-code");
+    assert_eq!(
+        row["user"], "908fd2cb082f298a3f9bcd5bd07118cf90899df206680d73d43407e9da7bdcd5",
+        "without user.email, Claude Code's user.id"
+    );
+    assert_eq!(
+        (&row["requests"], &row["input_tokens"], &row["output_tokens"]),
+        (&json!(1), &json!(19448), &json!(5)),
+        "one api_request; the prompt and response events are not usage"
+    );
+    assert_eq!(
+        (&row["cache_read_tokens"], &row["cache_write_tokens"]),
+        (&json!(7), &json!(3))
+    );
+    assert_eq!(
+        row["cost_usd"],
+        json!(0.09738725),
+        "priced exactly as Claude Code priced it"
+    );
+
+    // The exporter retries, then the same call arrives as protobuf, gzipped: still one call.
+    let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
+    assert_eq!(reply.status, 200);
+    let decoded: ExportLogsServiceRequest = serde_json::from_value(logs).unwrap();
+    let protobuf = gzip(&decoded.encode_to_vec());
+    let reply = export_with(
+        &server,
+        &token,
+        "logs",
+        &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")],
+        protobuf,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.headers["content-type"], "application/x-protobuf");
+    let answer = ExportLogsServiceResponse::decode(Bytes::from(reply.text.into_bytes())).unwrap();
+    assert_eq!(answer.partial_success, None);
+    assert_eq!(totals(&server, "user,agent").await, totals_once);
+
+    // The counters: kept for reconciliation, never added to the usage.
+    let metrics = fixture("/v1/metrics");
+    let reply = export(&server, &token, "metrics", "application/json", metrics.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    let decoded: ExportMetricsServiceRequest = serde_json::from_value(metrics).unwrap();
+    let reply = export(
+        &server,
+        &token,
+        "metrics",
+        "application/x-protobuf",
+        decoded.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "a retried export of the same points");
+    assert_eq!(totals(&server, "user,agent").await, totals_once);
+    let reconciliation = server
+        .admin(
+            "GET",
+            "/api/v1/reconciliation?from=2026-11-01&to=2026-12-01",
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reconciliation.status, 200, "{}", reconciliation.text);
+    let session = &reconciliation.json["sessions"][0];
+    assert_eq!(session["session"], "74709db3-270f-4dc5-bea8-073b12c9393a");
+    assert_eq!(session["counted"]["input_tokens"], 19448, "points stored once");
+    assert_eq!(session["counted"]["cost_nanos"], 97_387_250);
+    assert_eq!(session["recorded"]["input_tokens"], 19448);
+    assert_eq!(session["recorded"]["cost_nanos"], 97_387_250);
+    assert_eq!(
+        (&session["recorded_calls"], &session["missing_tokens"]),
+        (&json!(1), &json!(0)),
+        "the call is recorded under its session"
+    );
+    assert_eq!(reconciliation.json["missing_tokens"], 0);
+}
+
+#[tokio::test]
+async fn attribution_comes_from_resource_attributes_and_the_tokens_team() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let payments = ingest_token(&server, Some("payments")).await;
+    let resource = vec![
+        attribute("service.name", json!({ "stringValue": "claude-code" })),
+        attribute("user.email", json!({ "stringValue": "ana@example.com" })),
+        attribute("project", json!({ "stringValue": "checkout" })),
+    ];
+    let body = api_request(resource.clone(), claude_attributes("req_a", json!({ "intValue": 100 })));
+    let reply = export(&server, &payments, "logs", "application/json", body.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    let mut named_team = resource;
+    named_team.push(attribute("team", json!({ "stringValue": "platform" })));
+    let body = api_request(named_team, claude_attributes("req_b", json!({ "intValue": 100 })));
+    export(&server, &payments, "logs", "application/json", body.to_string()).await;
+
+    let rows = totals(&server, "user,team,project").await["rows"].clone();
+    let keys: Vec<(String, String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (text("user"), text("team"), text("project"))
+        })
+        .collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "{rows}: the token's team where none is named, the named team otherwise"
+    );
+    assert!(keys.contains(&("ana@example.com".into(), "payments".into(), "checkout".into())));
+    assert!(keys.contains(&("ana@example.com".into(), "platform".into(), "checkout".into())));
+}
+
+#[tokio::test]
+async fn unreadable_records_are_rejected_by_name_and_the_rest_is_kept() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let user = vec![attribute("user.email", json!({ "stringValue": "ana@example.com" }))];
+    let mut body = api_request(user, claude_attributes("req_good", json!({ "intValue": 100 })));
+    let records = body["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array_mut()
+        .unwrap();
+    let good = records[0].clone();
+    let mut fractional = good.clone();
+    fractional["attributes"] = json!(claude_attributes("req_bad", json!({ "doubleValue": 1.5 })));
+    let mut no_model = good.clone();
+    no_model["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["key"] != "model");
+    let mut prompt = good.clone();
+    prompt["body"] = json!({ "stringValue": "claude_code.user_prompt" });
+    records.extend([fractional, no_model, prompt]);
+
+    let reply = export(&server, &token, "logs", "application/json", body.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let partial = &reply.json["partialSuccess"];
+    assert_eq!(partial["rejectedLogRecords"], json!(2), "{}", reply.text);
+    let message = partial["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("`input_tokens` is 1.5, not a whole number"),
+        "{message}"
+    );
+    assert!(message.contains("attribute `model` is missing"), "{message}");
+    let totals = totals(&server, "user").await;
+    assert_eq!(
+        totals["totals"]["requests"], 1,
+        "the good call is kept, the prompt ignored"
+    );
+}
+
+#[tokio::test]
+async fn bad_exports_get_otlp_answers() {
+    let server = start_with(TestDatabase::sqlite(), "[limits]\nmax_body_bytes = 4096").await;
+    let token = ingest_token(&server, None).await;
+
+    let reply = export(&server, &token, "logs", "text/plain", "{}").await;
+    assert_eq!(reply.status, 415);
+    assert!(
+        reply.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/x-protobuf")
+    );
+
+    let reply = export(
+        &server,
+        &token,
+        "traces",
+        "application/x-protobuf",
+        &b"\xff\xff\xff"[..],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    let status = RpcStatus::decode(Bytes::from(reply.text.into_bytes())).unwrap_or_default();
+    assert_eq!(status.code, 3, "invalid argument, in the request's encoding");
+    assert!(
+        status.message.contains("not an OTLP protobuf message"),
+        "{}",
+        status.message
+    );
+
+    let reply = export(
+        &server,
+        &token,
+        "metrics",
+        "application/json",
+        "{\"resourceMetrics\": 7}",
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an OTLP JSON message")
+    );
+
+    let reply = export(&server, &token, "logs", "application/json", vec![b' '; 5000]).await;
+    assert_eq!(reply.status, 413, "{}", reply.text);
+
+    let empty = export(&server, &token, "logs", "application/json", "{}").await;
+    assert_eq!(
+        (empty.status, &empty.json),
+        (200, &json!({})),
+        "an empty export is a success"
+    );
+
+    let reply = server
+        .send("POST", "/otlp/v1/logs", &[("content-type", "application/json")], "{}")
+        .await;
+    assert_eq!(reply.status, 401, "no token");
+    let viewer = server.admin("POST", "/api/v1/tokens", "{}").await.json["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = export(&server, &viewer, "logs", "application/json", "{}").await;
+    assert_eq!(reply.status, 403, "a viewer token cannot send");
+    let reply = server
+        .with_token(&token, "GET", "/api/v1/usage/summary", Bytes::new())
+        .await;
+    assert_eq!(reply.status, 403, "an ingest token cannot read");
+    let reply = server
+        .with_token(&token, "POST", "/api/v1/usage", json!([{"timestamp": "2026-11-20T10:00:00Z", "user": "ana", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1}]).to_string())
+        .await;
+    assert_eq!(
+        reply.status, 200,
+        "an ingest token may use the ingest API: {}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn genai_spans_and_codex_events_become_usage() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let span = |name: &str, span_id: &str, attributes: Vec<Value>| {
+        json!({
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id, "name": name, "kind": 3,
+            "startTimeUnixNano": "1795460122000000000", "endTimeUnixNano": "1795460123000000000",
+            "attributes": attributes,
+        })
+    };
+    let usage = |operation: &str| {
+        vec![
+            attribute("gen_ai.operation.name", json!({ "stringValue": operation })),
+            attribute("gen_ai.provider.name", json!({ "stringValue": "openai" })),
+            attribute("gen_ai.request.model", json!({ "stringValue": "gpt-4o-mini" })),
+            attribute("gen_ai.response.id", json!({ "stringValue": "chatcmpl-1" })),
+            attribute("gen_ai.usage.input_tokens", json!({ "intValue": "1200" })),
+            attribute("gen_ai.usage.cache_read_input_tokens", json!({ "intValue": "200" })),
+            attribute("gen_ai.usage.output_tokens", json!({ "intValue": 300 })),
+            attribute(
+                "gen_ai.response.finish_reasons",
+                json!({ "arrayValue": { "values": [{ "stringValue": "stop" }] } }),
+            ),
+        ]
+    };
+    let traces = json!({ "resourceSpans": [{
+        "resource": { "attributes": [
+            attribute("service.name", json!({ "stringValue": "support-bot" })),
+            attribute("user.email", json!({ "stringValue": "bo@example.com" })),
+        ]},
+        "scopeSpans": [{ "spans": [
+            span("chat gpt-4o-mini", "eee19b7ec3c1b174", usage("chat")),
+            span("invoke_agent support", "eee19b7ec3c1b175", usage("invoke_agent")),
+            span("GET /", "eee19b7ec3c1b176", vec![]),
+        ]}]
+    }]});
+    let reply = export(&server, &token, "traces", "application/json", traces.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    export(&server, &token, "traces", "application/json", traces.to_string()).await;
+
+    let codex = json!({ "resourceLogs": [{
+        "resource": { "attributes": [attribute("service.name", json!({ "stringValue": "codex_cli_rs" }))] },
+        "scopeLogs": [{ "logRecords": [{
+            "timeUnixNano": "1795460122000000000",
+            "attributes": [
+                attribute("event.name", json!({ "stringValue": "codex.sse_event" })),
+                attribute("event.kind", json!({ "stringValue": "response.completed" })),
+                attribute("conversation.id", json!({ "stringValue": "c-1" })),
+                attribute("user.email", json!({ "stringValue": "cy@example.com" })),
+                attribute("model", json!({ "stringValue": "gpt-5-codex" })),
+                attribute("input_token_count", json!({ "stringValue": "5000" })),
+                attribute("cached_token_count", json!({ "intValue": 4000 })),
+                attribute("output_token_count", json!({ "stringValue": "700" })),
+                attribute("reasoning_token_count", json!({ "intValue": 500 })),
+                attribute("tool_token_count", json!({ "stringValue": "0" })),
+            ],
+        }]}]
+    }]});
+    let reply = export(&server, &token, "logs", "application/json", codex.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+
+    let rows = totals(&server, "user,agent").await["rows"].clone();
+    let row = |user: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["user"] == user)
+            .unwrap()
+            .clone()
+    };
+    let bot = row("bo@example.com");
+    assert_eq!(bot["agent"], "support-bot");
+    assert_eq!(
+        (
+            &bot["requests"],
+            &bot["input_tokens"],
+            &bot["cache_read_tokens"],
+            &bot["output_tokens"]
+        ),
+        (&json!(1), &json!(1000), &json!(200), &json!(300)),
+        "the model call once (not the agent span summing it), cached tokens out of the input"
+    );
+    let codex = row("cy@example.com");
+    assert_eq!(codex["agent"], "codex");
+    assert_eq!(
+        (
+            &codex["input_tokens"],
+            &codex["cache_read_tokens"],
+            &codex["output_tokens"],
+            &codex["reasoning_tokens"]
+        ),
+        (&json!(1000), &json!(4000), &json!(200), &json!(500)),
+        "Codex's input includes its cached input, its output its reasoning"
+    );
+}

@@ -1,0 +1,15 @@
+-- Tokens that may only send usage (OTLP exports, the ingest API) live beside the viewer tokens.
+ALTER TABLE viewer_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'viewer';
+
+-- Agents' own usage counters (delta points), kept to reconcile against the usage events.
+CREATE TABLE telemetry_points (
+    id TEXT PRIMARY KEY,
+    ts BIGINT NOT NULL,
+    user_id TEXT NOT NULL,
+    session TEXT,
+    agent TEXT NOT NULL,
+    model TEXT,
+    kind TEXT NOT NULL,
+    amount BIGINT NOT NULL
+);
+CREATE INDEX telemetry_points_ts ON telemetry_points (ts);
