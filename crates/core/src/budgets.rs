@@ -461,9 +461,11 @@ pub fn lease_size(limits: &Limits) -> Amount {
 /// What a budget's shared pool lends an instance that asks for `want` and cannot admit its
 /// call with less than `need`, when `taken` is already committed (spend and other leases):
 /// `want` (at least `need`) where it fits, else all that is left if that covers `need`, else
-/// nothing. Without a token limit no tokens are lent (none are counted).
+/// nothing — also when `need` is nothing but the pool is already past its limit. Without a token
+/// limit no tokens are lent (none are counted).
 pub fn grant_lease(limits: &Limits, taken: Amount, want: Amount, need: Amount) -> Option<Amount> {
-    let room_usd = limits.usd.0.saturating_sub(taken.cost.0).max(0);
+    // Negative when the pool is already past its limit: then not even a zero need fits.
+    let room_usd = limits.usd.0.saturating_sub(taken.cost.0);
     if need.cost.0 > room_usd {
         return None;
     }
@@ -471,7 +473,7 @@ pub fn grant_lease(limits: &Limits, taken: Amount, want: Amount, need: Amount) -
     let tokens = match limits.tokens {
         None => 0,
         Some(limit) => {
-            let room = limit.saturating_sub(taken.tokens);
+            let room = limit.checked_sub(taken.tokens)?;
             if need.tokens > room {
                 return None;
             }
