@@ -286,7 +286,7 @@ pub fn call_id(request_id: Option<&str>, message_id: Option<&str>) -> Option<Str
     }
     match (nonempty(request_id), nonempty(message_id)) {
         (Some(request), _) => Some(request_call_id(request)),
-        (None, Some(message)) => Some(format!("msg:{message}")),
+        (None, Some(message)) => Some(message_call_id(message)),
         (None, None) => None,
     }
 }
@@ -294,6 +294,16 @@ pub fn call_id(request_id: Option<&str>, message_id: Option<&str>) -> Option<Str
 /// [`call_id`] of a call whose request id is known.
 pub fn request_call_id(request_id: &str) -> String {
     format!("req:{request_id}")
+}
+
+/// [`call_id`] of a call known only by its message/response id.
+pub fn message_call_id(message_id: &str) -> String {
+    format!("msg:{message_id}")
+}
+
+/// The message/response id a [`message_call_id`] names.
+pub fn message_of_call_id(call_id: &str) -> Option<&str> {
+    call_id.strip_prefix("msg:")
 }
 
 /// The idempotency key of an event sent without an `id`: a digest of everything that

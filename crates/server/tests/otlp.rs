@@ -343,43 +343,88 @@ async fn bad_exports_get_otlp_answers() {
     );
 }
 
-#[tokio::test]
-async fn genai_spans_and_codex_events_become_usage() {
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let token = ingest_token(&server, None).await;
-    let span = |name: &str, span_id: &str, attributes: Vec<Value>| {
-        json!({
-            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id, "name": name, "kind": 3,
-            "startTimeUnixNano": "1795460122000000000", "endTimeUnixNano": "1795460123000000000",
-            "attributes": attributes,
-        })
-    };
-    let usage = |operation: &str| {
-        vec![
-            attribute("gen_ai.operation.name", json!({ "stringValue": operation })),
-            attribute("gen_ai.provider.name", json!({ "stringValue": "openai" })),
-            attribute("gen_ai.request.model", json!({ "stringValue": "gpt-4o-mini" })),
-            attribute("gen_ai.response.id", json!({ "stringValue": "chatcmpl-1" })),
-            attribute("gen_ai.usage.input_tokens", json!({ "intValue": "1200" })),
-            attribute("gen_ai.usage.cache_read_input_tokens", json!({ "intValue": "200" })),
-            attribute("gen_ai.usage.output_tokens", json!({ "intValue": 300 })),
-            attribute(
-                "gen_ai.response.finish_reasons",
-                json!({ "arrayValue": { "values": [{ "stringValue": "stop" }] } }),
-            ),
-        ]
-    };
-    let traces = json!({ "resourceSpans": [{
+fn span(name: &str, span_id: &str, attributes: Vec<Value>) -> Value {
+    json!({
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id, "name": name, "kind": 3,
+        "startTimeUnixNano": "1795460122000000000", "endTimeUnixNano": "1795460123000000000",
+        "attributes": attributes,
+    })
+}
+
+/// A GenAI span's attributes: an OpenAI call of `gpt-4o-mini` answered by `response_id`.
+fn genai_usage(operation: &str, response_id: &str) -> Vec<Value> {
+    vec![
+        attribute("gen_ai.operation.name", json!({ "stringValue": operation })),
+        attribute("gen_ai.provider.name", json!({ "stringValue": "openai" })),
+        attribute("gen_ai.request.model", json!({ "stringValue": "gpt-4o-mini" })),
+        attribute("gen_ai.response.id", json!({ "stringValue": response_id })),
+        attribute("gen_ai.usage.input_tokens", json!({ "intValue": "1200" })),
+        attribute("gen_ai.usage.cache_read_input_tokens", json!({ "intValue": "200" })),
+        attribute("gen_ai.usage.output_tokens", json!({ "intValue": 300 })),
+        attribute(
+            "gen_ai.response.finish_reasons",
+            json!({ "arrayValue": { "values": [{ "stringValue": "stop" }] } }),
+        ),
+    ]
+}
+
+/// A trace export of `spans` from the `support-bot` service of `bo@example.com`.
+fn genai_traces(spans: Vec<Value>) -> Value {
+    json!({ "resourceSpans": [{
         "resource": { "attributes": [
             attribute("service.name", json!({ "stringValue": "support-bot" })),
             attribute("user.email", json!({ "stringValue": "bo@example.com" })),
         ]},
-        "scopeSpans": [{ "spans": [
-            span("chat gpt-4o-mini", "eee19b7ec3c1b174", usage("chat")),
-            span("invoke_agent support", "eee19b7ec3c1b175", usage("invoke_agent")),
-            span("GET /", "eee19b7ec3c1b176", vec![]),
-        ]}]
-    }]});
+        "scopeSpans": [{ "spans": spans }]
+    }]})
+}
+
+#[tokio::test]
+async fn a_genai_span_of_a_call_the_gateway_metered_is_not_counted_again() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
+    let auth = format!("Bearer {key}");
+    let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let reply = server
+        .send("POST", "/v1/chat/completions", &headers, body.to_string())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let response_id = reply.json["id"].as_str().unwrap();
+    server.flush().await;
+
+    // The program's instrumentation knows the call by its response id only.
+    let traces = genai_traces(vec![span(
+        "chat gpt-4o-mini",
+        "eee19b7ec3c1b174",
+        genai_usage("chat", response_id),
+    )]);
+    let reply = export(&server, &token, "traces", "application/json", traces.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = server.summary("from=2000-01-01&to=2100-01-01&group_by=user").await;
+    let rows = reply.json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((&rows[0]["user"], &rows[0]["requests"]), (&json!("alice"), &json!(1)));
+}
+
+#[tokio::test]
+async fn genai_spans_and_codex_events_become_usage() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let traces = genai_traces(vec![
+        span(
+            "chat gpt-4o-mini",
+            "eee19b7ec3c1b174",
+            genai_usage("chat", "chatcmpl-1"),
+        ),
+        span(
+            "invoke_agent support",
+            "eee19b7ec3c1b175",
+            genai_usage("invoke_agent", "chatcmpl-1"),
+        ),
+        span("GET /", "eee19b7ec3c1b176", vec![]),
+    ]);
     let reply = export(&server, &token, "traces", "application/json", traces.to_string()).await;
     assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
     export(&server, &token, "traces", "application/json", traces.to_string()).await;

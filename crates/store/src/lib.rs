@@ -112,7 +112,8 @@ pub trait UsageStore: Send + Sync {
     /// Stores the events whose ids are new — all of them or none — with `price_version`,
     /// creating users, teams, projects and agents on first sight and updating the rollups.
     /// A call is stored once whichever source reports it first, except that the gateway's
-    /// record replaces another source's record of the same call.
+    /// record replaces another source's record of the same call — same event id, or `msg:`
+    /// and the message id of the gateway call's response.
     async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError>;
 
     /// Totals per group over `[from, to)`, most expensive first.

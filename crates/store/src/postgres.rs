@@ -21,7 +21,7 @@ use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::telemetry::{RecordedSession, TelemetryPoint};
-use goodhart_core::usage::{CallMeta, Source, TokenCounts};
+use goodhart_core::usage::{self, CallMeta, Source, TokenCounts};
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -279,43 +279,14 @@ impl PostgresStore {
             writer.as_mut().write(&values).await?;
         }
         writer.finish().await?;
+        drop_answered_messages(tx, events).await?;
 
-        let insert_staged = |filter: &str| {
-            format!(
-                "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage {filter} \
-                 ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
-            )
-        };
         let mut inserted = tx.query(&insert_staged(""), &[]).await?;
         let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(events.len());
         for (i, p) in events.iter().enumerate() {
             first_index.entry(p.event.id.as_str()).or_insert(i);
         }
-
-        // Gateway events that conflicted may replace another source's record of the call.
-        let stored: HashSet<&str> = inserted.iter().map(|row| row.get(1)).collect();
-        let conflicting: Vec<&str> = first_index
-            .iter()
-            .filter(|&(id, &i)| events[i].event.source == Source::Gateway && !stored.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
-        let superseded: Vec<EventRow> = if conflicting.is_empty() {
-            Vec::new()
-        } else {
-            let rows = tx
-                .query(&crate::delete_superseded_sql("= ANY($1)"), &[&conflicting])
-                .await?;
-            rows.iter().map(event_row).collect()
-        };
-        if !superseded.is_empty() {
-            let seqs: Vec<i64> = superseded.iter().map(|row| row.seq).collect();
-            tx.execute("DELETE FROM usage_content WHERE seq = ANY($1)", &[&seqs])
-                .await?;
-            let again = tx
-                .query(&insert_staged("WHERE event_id = ANY($1)"), &[&conflicting])
-                .await?;
-            inserted.extend(again);
-        }
+        let superseded = replace_earlier_records(tx, events, &first_index, &mut inserted).await?;
 
         let mut rollups = Rollups::default();
         for earlier in &superseded {
@@ -353,6 +324,94 @@ impl PostgresStore {
             superseded: superseded.len() as u64,
         })
     }
+}
+
+/// Moves the staged events (`filter` picks some) into `usage_events`, the first of each id
+/// that is new: their `seq` and `event_id`.
+fn insert_staged(filter: &str) -> String {
+    format!(
+        "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage {filter} \
+         ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
+    )
+}
+
+/// Takes out of the stage the events of other sources that name a call only by a message id the
+/// gateway already stored a call's response under: duplicates of the gateway's record.
+async fn drop_answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) -> Result<(), StoreError> {
+    let messages: Vec<&str> = events
+        .iter()
+        .filter(|p| p.event.source != Source::Gateway)
+        .filter_map(|p| usage::message_of_call_id(&p.event.id))
+        .collect();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let answered: Vec<String> = tx
+        .query(
+            "SELECT DISTINCT response_id FROM gateway_calls WHERE response_id = ANY($1)",
+            &[&messages],
+        )
+        .await?
+        .iter()
+        .map(|row| usage::message_call_id(row.get(0)))
+        .collect();
+    if !answered.is_empty() {
+        tx.execute(
+            "DELETE FROM usage_stage WHERE event_id = ANY($1) AND source <> 'gateway'",
+            &[&answered],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Lets the batch's gateway events replace other sources' records of the same calls — by
+/// request id (`inserted` missed them: they conflicted) or by the response's message id — and
+/// inserts those that conflicted again: the records replaced.
+async fn replace_earlier_records(
+    tx: &Transaction<'_>,
+    events: &[PricedEvent],
+    first_index: &HashMap<&str, usize>,
+    inserted: &mut Vec<tokio_postgres::Row>,
+) -> Result<Vec<EventRow>, StoreError> {
+    let stored: HashSet<&str> = inserted.iter().map(|row| row.get(1)).collect();
+    let conflicting: Vec<&str> = first_index
+        .iter()
+        .filter(|&(id, &i)| events[i].event.source == Source::Gateway && !stored.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    let replaceable: Vec<String> = conflicting
+        .iter()
+        .map(|id| id.to_string())
+        .chain(
+            events
+                .iter()
+                .filter(|p| p.event.source == Source::Gateway)
+                .filter_map(|p| p.event.call.as_ref()?.response_id.as_deref())
+                .map(usage::message_call_id),
+        )
+        .collect();
+    if replaceable.is_empty() {
+        return Ok(Vec::new());
+    }
+    let superseded: Vec<EventRow> = tx
+        .query(&crate::delete_superseded_sql("= ANY($1)"), &[&replaceable])
+        .await?
+        .iter()
+        .map(event_row)
+        .collect();
+    if !superseded.is_empty() {
+        let seqs: Vec<i64> = superseded.iter().map(|row| row.seq).collect();
+        tx.execute("DELETE FROM usage_content WHERE seq = ANY($1)", &[&seqs])
+            .await?;
+        if !conflicting.is_empty() {
+            let again = tx
+                .query(&insert_staged("WHERE event_id = ANY($1)"), &[&conflicting])
+                .await?;
+            inserted.extend(again);
+        }
+    }
+    Ok(superseded)
 }
 
 /// Gateway call rows of one batch, column by column, for one `unnest` insert.

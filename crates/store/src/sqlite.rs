@@ -17,7 +17,7 @@ use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
 use goodhart_core::telemetry::{RecordedSession, TelemetryPoint};
-use goodhart_core::usage::{Source, TokenCounts};
+use goodhart_core::usage::{self, Source, TokenCounts};
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -212,6 +212,13 @@ impl Writer {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             for priced in events {
                 let e = &priced.event;
+                if e.source != Source::Gateway
+                    && let Some(message) = usage::message_of_call_id(&e.id)
+                    && gateway_answered(&tx, message)?
+                {
+                    outcome.duplicates += 1;
+                    continue;
+                }
                 let a = &e.attribution;
                 let dims = DimIds {
                     user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
@@ -286,6 +293,10 @@ impl Writer {
                         call.response_id,
                         call.client_disconnected,
                     ])?;
+                    // Telemetry or a log that knew this call only by its message id.
+                    if let Some(response) = &call.response_id {
+                        superseded.extend(take_superseded(&tx, &usage::message_call_id(response))?);
+                    }
                 }
                 rollups.add(
                     e.timestamp,
@@ -347,6 +358,12 @@ const INSERT_EVENT: &str = "INSERT INTO usage_events (event_id, ts, user_id, tea
     completion_simhash, completion_compress_permille, prompt_chars, completion_chars, received_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
     ?24, ?25, ?26, ?27, ?28) ON CONFLICT (event_id) DO NOTHING";
+
+/// Whether the gateway stored a call whose response had this message id.
+fn gateway_answered(tx: &Transaction<'_>, message_id: &str) -> Result<bool, StoreError> {
+    let mut lookup = tx.prepare_cached("SELECT 1 FROM gateway_calls WHERE response_id = ?1 LIMIT 1")?;
+    Ok(lookup.exists([message_id])?)
+}
 
 /// Deletes another source's record of the gateway event `event_id`, if there is one.
 fn take_superseded(tx: &Transaction<'_>, event_id: &str) -> Result<Option<EventRow>, StoreError> {

@@ -191,40 +191,55 @@ async fn the_gateway_record_of_a_call_replaces_another_sources(db: &TestDatabase
         e.estimated = true;
         e
     };
-    let gateway = |id: &str| {
+    let gateway = |id: &str, response: &str| {
         let mut e = event(id, t, "alice", Some("payments"), "claude-sonnet-4-5", 1_000, 100);
         e.source = Source::Gateway;
         e.call = Some(CallMeta {
             key_id: "k1".into(),
             status: 200,
+            response_id: Some(response.into()),
             ..Default::default()
         });
         e
     };
-    let first = vec![telemetry("req:1", "carol"), telemetry("req:2", "ana")];
+    // Telemetry knows two calls by request id, one only by its message id.
+    let first = vec![
+        telemetry("req:1", "carol"),
+        telemetry("req:2", "ana"),
+        telemetry("msg:m4", "dan"),
+    ];
     store.insert_usage(priced(&table, first.clone()), "t").await.unwrap();
 
     let outcome = store
-        .insert_usage(priced(&table, vec![gateway("req:1"), gateway("req:3")]), "t")
+        .insert_usage(
+            priced(
+                &table,
+                vec![gateway("req:1", "m1"), gateway("req:3", "m3"), gateway("req:4", "m4")],
+            ),
+            "t",
+        )
         .await
         .unwrap();
     assert_eq!(
         (outcome.inserted, outcome.duplicates, outcome.superseded),
-        (2, 0, 1),
-        "the gateway's record of req:1 replaced the telemetry's"
+        (3, 0, 2),
+        "the gateway's records of req:1 and of the call that answered m4 replaced the telemetry's"
     );
-    for again in [first, vec![gateway("req:1")]] {
+    let mut later = first;
+    later.push(telemetry("msg:m3", "erin"));
+    for again in [later, vec![gateway("req:1", "m1")]] {
         let outcome = store.insert_usage(priced(&table, again), "t").await.unwrap();
         assert_eq!(
             (outcome.inserted, outcome.superseded),
             (0, 0),
-            "later reports are duplicates"
+            "later reports are duplicates, by request id or by message id"
         );
     }
-    assert_eq!(store.event_count().await.unwrap(), 3);
+    assert_eq!(store.event_count().await.unwrap(), 4);
 
     // Whole days (daily rollups), whole hours (hourly rollups), a few minutes (raw events): the
-    // replaced record is gone from each, and carol, who had nothing else, from the rollups too.
+    // replaced records are gone from each, and carol and dan, who had nothing else, from the
+    // rollups too.
     let hour = at("2026-11-02T09:00:00Z").0;
     for (from, to) in [
         all_time(),
@@ -238,7 +253,7 @@ async fn the_gateway_record_of_a_call_replaces_another_sources(db: &TestDatabase
             .collect();
         assert_eq!(
             by_user,
-            [(Some("alice".into()), 2, false), (Some("ana".into()), 1, true)],
+            [(Some("alice".into()), 3, false), (Some("ana".into()), 1, true)],
             "window {} .. {}",
             from.rfc3339(),
             to.rfc3339()

@@ -13,3 +13,6 @@ CREATE TABLE telemetry_points (
     amount BIGINT NOT NULL
 );
 CREATE INDEX telemetry_points_ts ON telemetry_points (ts);
+
+-- A call that telemetry or a log knows only by its message id is matched to the gateway's record.
+CREATE INDEX gateway_calls_response ON gateway_calls (response_id);
