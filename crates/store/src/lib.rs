@@ -332,11 +332,15 @@ fn select_reprice() -> String {
 }
 
 /// Deletes the record of a call that another source stored first, so that the gateway's record
-/// of it (the key's attribution, the call's metadata) replaces it: `$1` is one event id on
-/// SQLite, an array of them on PostgreSQL.
-fn delete_superseded_sql(ids: &str) -> String {
-    format!("DELETE FROM usage_events WHERE event_id {ids} AND source <> 'gateway' RETURNING {EVENT_ROW_COLUMNS}")
+/// of it (the key's attribution, the call's metadata) replaces it; `filter` on `event_id` names
+/// the calls (`= $1`, `= ANY($1)`, …).
+fn delete_superseded_sql(filter: &str) -> String {
+    format!("DELETE FROM usage_events WHERE event_id {filter} AND source <> 'gateway' RETURNING {EVENT_ROW_COLUMNS}")
 }
+
+/// Whether any event is keyed by a message id (`msg:`; the partial index `usage_events_by_message`
+/// answers it at once).
+const ANY_MESSAGE_KEYED_SQL: &str = "SELECT 1 FROM usage_events WHERE event_id LIKE 'msg:%' LIMIT 1";
 
 /// Deletes a rollup row that a removal left without requests (same SQL on both backends).
 fn prune_rollup_sql(table: &str) -> String {

@@ -380,17 +380,17 @@ async fn replace_earlier_records(
         .filter(|&(id, &i)| events[i].event.source == Source::Gateway && !stored.contains(id))
         .map(|(id, _)| *id)
         .collect();
-    let replaceable: Vec<String> = conflicting
-        .iter()
-        .map(|id| id.to_string())
-        .chain(
+    let mut replaceable: Vec<String> = conflicting.iter().map(|id| id.to_string()).collect();
+    // Only when some event is keyed by a message id: looking costs a fifth of the write rate.
+    if !tx.query(crate::ANY_MESSAGE_KEYED_SQL, &[]).await?.is_empty() {
+        replaceable.extend(
             events
                 .iter()
                 .filter(|p| p.event.source == Source::Gateway)
                 .filter_map(|p| p.event.call.as_ref()?.response_id.as_deref())
                 .map(usage::message_call_id),
-        )
-        .collect();
+        );
+    }
     if replaceable.is_empty() {
         return Ok(Vec::new());
     }
