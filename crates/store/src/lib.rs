@@ -46,9 +46,18 @@ pub struct InsertOutcome {
     pub duplicates: u64,
     /// New events whose model had no price (stored and flagged, priced by a later reprice).
     pub unpriced: u64,
-    /// Of the inserted, gateway records that replaced the same call's record from another
-    /// source (telemetry or a log that reached the store first).
+    /// Records from other sources (telemetry, a log, the API) that reached the store first and
+    /// were deleted because the gateway's record of the same call replaced them.
     pub superseded: u64,
+}
+
+impl std::ops::AddAssign for InsertOutcome {
+    fn add_assign(&mut self, other: InsertOutcome) {
+        self.inserted += other.inserted;
+        self.duplicates += other.duplicates;
+        self.unpriced += other.unpriced;
+        self.superseded += other.superseded;
+    }
 }
 
 /// A usage summary request: `[from, to)`, grouped by the given dimensions in order.

@@ -235,6 +235,7 @@ impl PostgresStore {
             .collect();
 
         tx.batch_execute(STAGE_TABLE).await?;
+        tx.execute("DELETE FROM usage_stage", &[]).await?; // a first part of the same transaction
         let sink = tx
             .copy_in(&format!("COPY usage_stage (ord, {EVENT_COLUMNS}) FROM STDIN BINARY"))
             .await?;
@@ -324,6 +325,27 @@ impl PostgresStore {
             superseded: superseded.len() as u64,
         })
     }
+}
+
+/// The advisory lock that orders the batches matching calls by message id, which no unique key
+/// does: without it a gateway batch and a batch of telemetry naming the same response could each
+/// miss the other's uncommitted record and both be stored. Gateway batches share it; a batch
+/// with events keyed by message id holds it alone (rare: GenAI spans, old log lines).
+const MESSAGE_MATCHING_LOCK: i64 = 0x676f_6f64_6861_7274; // "goodhart"
+
+async fn lock_message_matching(tx: &Transaction<'_>, events: &[PricedEvent]) -> Result<(), StoreError> {
+    let by_message = events
+        .iter()
+        .any(|p| p.event.source != Source::Gateway && usage::message_of_call_id(&p.event.id).is_some());
+    let lock = if by_message {
+        "SELECT pg_advisory_xact_lock($1)"
+    } else if events.iter().any(|p| p.event.source == Source::Gateway) {
+        "SELECT pg_advisory_xact_lock_shared($1)"
+    } else {
+        return Ok(());
+    };
+    tx.execute(lock, &[&MESSAGE_MATCHING_LOCK]).await?;
+    Ok(())
 }
 
 /// Moves the staged events (`filter` picks some) into `usage_events`, the first of each id
@@ -590,8 +612,17 @@ impl UsageStore for PostgresStore {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        lock_message_matching(&tx, &events).await?;
+        // The gateway's events first: its record of a call replaces another source's record of
+        // it and is never replaced by one, within a batch as across batches.
+        let (gateway, others): (Vec<_>, Vec<_>) = events.into_iter().partition(|p| p.event.source == Source::Gateway);
         let mut fresh = Vec::new();
-        let outcome = self.insert_batch(&tx, &events, price_version, &mut fresh).await?;
+        let mut outcome = InsertOutcome::default();
+        for part in [gateway, others] {
+            if !part.is_empty() {
+                outcome += self.insert_batch(&tx, &part, price_version, &mut fresh).await?;
+            }
+        }
         tx.commit().await?;
         let mut cache = self.cached_names();
         for (kind, name, id) in fresh {

@@ -211,108 +211,118 @@ impl Writer {
         let mut rollups = Rollups::default();
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for priced in events {
-                let e = &priced.event;
-                if e.source != Source::Gateway
-                    && let Some(message) = usage::message_of_call_id(&e.id)
-                    && gateway_answered(&tx, message)?
-                {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                let a = &e.attribution;
-                let dims = DimIds {
-                    user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
-                    team: Self::name_id(names, &tx, NameKind::Team, a.team.as_deref())?,
-                    project: Self::name_id(names, &tx, NameKind::Project, a.project.as_deref())?,
-                    agent: Self::name_id(names, &tx, NameKind::Agent, a.agent.as_deref())?,
-                };
-                let tokens = token_columns(&e.tokens);
-                let cost = priced.cost.map(|c| c.total().0);
-                let fp = &e.fingerprints;
-                let provider = e.provider.as_deref().unwrap_or("");
-                let values = params![
-                    e.id,
-                    e.timestamp.0,
-                    dims.user,
-                    dims.team,
-                    dims.project,
-                    dims.agent,
-                    a.task,
-                    a.session,
-                    provider,
-                    e.model,
-                    tokens[0],
-                    tokens[1],
-                    tokens[2],
-                    tokens[3],
-                    tokens[4],
-                    tokens[5],
-                    cost,
-                    priced.cost.is_some_and(|c| c.long_context),
-                    version_id,
-                    e.source.as_str(),
-                    e.estimated,
-                    e.finish_reason,
-                    fp.prompt_simhash.map(|h| h as i64),
-                    fp.completion_simhash.map(|h| h as i64),
-                    fp.completion_compress_permille,
-                    fp.prompt_chars.map(|n| n as i64),
-                    fp.completion_chars.map(|n| n as i64),
-                    received_at,
-                ];
-                let mut changed = insert.execute(values)?;
-                if changed == 0
-                    && e.source == Source::Gateway
-                    && let Some(earlier) = take_superseded(&tx, "= $1", &e.id)?.pop()
-                {
-                    superseded.push(earlier);
-                    changed = insert.execute(values)?;
-                }
-                if changed == 0 {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                outcome.inserted += 1;
-                outcome.unpriced += u64::from(cost.is_none());
-                let seq = tx.last_insert_rowid();
-                if let Some(content) = &e.content {
-                    tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
-                        .execute(params![seq, content.prompt, content.completion])?;
-                }
-                if let Some(call) = &e.call {
-                    tx.prepare_cached(INSERT_CALL)?.execute(params![
-                        seq,
-                        call.key_id,
-                        call.endpoint,
-                        call.status,
-                        call.stream,
-                        call.latency_micros as i64,
-                        call.ttft_micros.map(|t| t as i64),
-                        call.max_tokens.map(|t| t as i64),
-                        call.upstream_request_id,
-                        call.response_id,
-                        call.client_disconnected,
-                    ])?;
-                    if let Some(response) = &call.response_id {
+            // The gateway's events first: its record of a call replaces another source's record
+            // of it and is never replaced by one, within a batch as across batches.
+            for from_gateway in [true, false] {
+                let part = events
+                    .iter()
+                    .filter(|p| (p.event.source == Source::Gateway) == from_gateway);
+                for priced in part {
+                    let e = &priced.event;
+                    if let Some(response) = e.call.as_ref().and_then(|c| c.response_id.as_deref()) {
                         answered_messages.push(usage::message_call_id(response));
                     }
+                    if e.source != Source::Gateway
+                        && let Some(message) = usage::message_of_call_id(&e.id)
+                        && gateway_answered(&tx, message)?
+                    {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    let a = &e.attribution;
+                    let dims = DimIds {
+                        user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
+                        team: Self::name_id(names, &tx, NameKind::Team, a.team.as_deref())?,
+                        project: Self::name_id(names, &tx, NameKind::Project, a.project.as_deref())?,
+                        agent: Self::name_id(names, &tx, NameKind::Agent, a.agent.as_deref())?,
+                    };
+                    let tokens = token_columns(&e.tokens);
+                    let cost = priced.cost.map(|c| c.total().0);
+                    let fp = &e.fingerprints;
+                    let provider = e.provider.as_deref().unwrap_or("");
+                    let values = params![
+                        e.id,
+                        e.timestamp.0,
+                        dims.user,
+                        dims.team,
+                        dims.project,
+                        dims.agent,
+                        a.task,
+                        a.session,
+                        provider,
+                        e.model,
+                        tokens[0],
+                        tokens[1],
+                        tokens[2],
+                        tokens[3],
+                        tokens[4],
+                        tokens[5],
+                        cost,
+                        priced.cost.is_some_and(|c| c.long_context),
+                        version_id,
+                        e.source.as_str(),
+                        e.estimated,
+                        e.finish_reason,
+                        fp.prompt_simhash.map(|h| h as i64),
+                        fp.completion_simhash.map(|h| h as i64),
+                        fp.completion_compress_permille,
+                        fp.prompt_chars.map(|n| n as i64),
+                        fp.completion_chars.map(|n| n as i64),
+                        received_at,
+                    ];
+                    let mut changed = insert.execute(values)?;
+                    if changed == 0
+                        && e.source == Source::Gateway
+                        && let Some(earlier) = take_superseded(&tx, "= $1", &e.id)?.pop()
+                    {
+                        superseded.push(earlier);
+                        changed = insert.execute(values)?;
+                    }
+                    if changed == 0 {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    outcome.inserted += 1;
+                    outcome.unpriced += u64::from(cost.is_none());
+                    let seq = tx.last_insert_rowid();
+                    if let Some(content) = &e.content {
+                        tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
+                            .execute(params![seq, content.prompt, content.completion])?;
+                    }
+                    if let Some(call) = &e.call {
+                        tx.prepare_cached(INSERT_CALL)?.execute(params![
+                            seq,
+                            call.key_id,
+                            call.endpoint,
+                            call.status,
+                            call.stream,
+                            call.latency_micros as i64,
+                            call.ttft_micros.map(|t| t as i64),
+                            call.max_tokens.map(|t| t as i64),
+                            call.upstream_request_id,
+                            call.response_id,
+                            call.client_disconnected,
+                        ])?;
+                    }
+                    rollups.add(
+                        e.timestamp,
+                        dims,
+                        provider,
+                        &e.model,
+                        &RollupDelta::of_event(&e.tokens, cost, e.estimated),
+                    );
                 }
-                rollups.add(
-                    e.timestamp,
-                    dims,
-                    provider,
-                    &e.model,
-                    &RollupDelta::of_event(&e.tokens, cost, e.estimated),
-                );
+                // Telemetry or logs that knew these calls only by their message ids: one
+                // statement for the batch (one per call cost a fifth of the gateway's write
+                // rate), none when no event is keyed by a message id at all.
+                if from_gateway
+                    && !answered_messages.is_empty()
+                    && tx.prepare_cached(crate::ANY_MESSAGE_KEYED_SQL)?.exists([])?
+                {
+                    let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
+                    superseded.extend(take_superseded(&tx, "IN (SELECT value FROM json_each($1))", &ids)?);
+                }
             }
-        }
-        // Telemetry or logs that knew these calls only by their message ids: one statement for
-        // the batch (one per call cost a fifth of the gateway's write rate), none when no event
-        // is keyed by a message id at all.
-        if !answered_messages.is_empty() && tx.prepare_cached(crate::ANY_MESSAGE_KEYED_SQL)?.exists([])? {
-            let ids = serde_json::Value::from(answered_messages).to_string();
-            superseded.extend(take_superseded(&tx, "IN (SELECT value FROM json_each($1))", &ids)?);
         }
         outcome.superseded = superseded.len() as u64;
         for earlier in &superseded {

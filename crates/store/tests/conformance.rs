@@ -144,6 +144,7 @@ conformance!(
     viewer_tokens_are_found_by_hash_and_revoked,
     telemetry_points_are_stored_once_and_sessions_summed,
     the_gateway_record_of_a_call_replaces_another_sources,
+    concurrent_writers_still_count_a_call_once,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -181,27 +182,33 @@ async fn duplicates_are_counted_once(db: &TestDatabase) {
     assert_eq!(rows[0].1.tokens.input, 300);
 }
 
+/// A call as an agent's telemetry reported it (an estimate, attributed to `user`).
+fn reported(id: &str, user: &str, t: Micros) -> UsageEvent {
+    let mut e = event(id, t, user, None, "claude-sonnet-4-5", 1_000, 100);
+    e.source = Source::Otlp;
+    e.estimated = true;
+    e
+}
+
+/// A call as the gateway metered it for alice's key, answered by `response`.
+fn metered(id: &str, response: &str, t: Micros) -> UsageEvent {
+    let mut e = event(id, t, "alice", Some("payments"), "claude-sonnet-4-5", 1_000, 100);
+    e.source = Source::Gateway;
+    e.call = Some(CallMeta {
+        key_id: "k1".into(),
+        status: 200,
+        response_id: Some(response.into()),
+        ..Default::default()
+    });
+    e
+}
+
 async fn the_gateway_record_of_a_call_replaces_another_sources(db: &TestDatabase) {
     let store = db.open().await.unwrap();
     let table = prices();
     let t = at("2026-11-02T09:14:03Z");
-    let telemetry = |id: &str, user: &str| {
-        let mut e = event(id, t, user, None, "claude-sonnet-4-5", 1_000, 100);
-        e.source = Source::Otlp;
-        e.estimated = true;
-        e
-    };
-    let gateway = |id: &str, response: &str| {
-        let mut e = event(id, t, "alice", Some("payments"), "claude-sonnet-4-5", 1_000, 100);
-        e.source = Source::Gateway;
-        e.call = Some(CallMeta {
-            key_id: "k1".into(),
-            status: 200,
-            response_id: Some(response.into()),
-            ..Default::default()
-        });
-        e
-    };
+    let telemetry = |id: &str, user: &str| reported(id, user, t);
+    let gateway = |id: &str, response: &str| metered(id, response, t);
     // Telemetry knows two calls by request id, one only by its message id.
     let first = vec![
         telemetry("req:1", "carol"),
@@ -259,6 +266,62 @@ async fn the_gateway_record_of_a_call_replaces_another_sources(db: &TestDatabase
             to.rfc3339()
         );
     }
+
+    // Within one batch the gateway's records are stored whatever the order, the others'
+    // records of the same calls are duplicates.
+    let mixed = vec![
+        telemetry("req:5", "erin"),
+        telemetry("msg:m6", "frank"),
+        gateway("req:5", "m5"),
+        gateway("req:6", "m6"),
+    ];
+    let outcome = store.insert_usage(priced(&table, mixed), "t").await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates, outcome.superseded), (2, 2, 0));
+    // One gateway record replaces two records of its call: by request id and by message id.
+    let both = vec![telemetry("req:7", "gina"), telemetry("msg:m7", "hal")];
+    store.insert_usage(priced(&table, both), "t").await.unwrap();
+    let outcome = store
+        .insert_usage(priced(&table, vec![gateway("req:7", "m7")]), "t")
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.superseded), (1, 2));
+    assert_eq!(store.event_count().await.unwrap(), 7);
+    let (from, to) = all_time();
+    let users: Vec<(Option<String>, u64)> = summary(&store, from, to, &[Dimension::User])
+        .await
+        .into_iter()
+        .map(|(mut key, totals)| (key.remove(0), totals.requests))
+        .collect();
+    assert_eq!(users, [(Some("alice".into()), 6), (Some("ana".into()), 1)]);
+}
+
+async fn concurrent_writers_still_count_a_call_once(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    let calls = 40;
+    let mut writers = Vec::new();
+    for i in 0..calls {
+        // The gateway's record and telemetry knowing the call only by its response id, written
+        // at the same time by two connections.
+        for event in [
+            metered(&format!("req:{i}"), &format!("m{i}"), t),
+            reported(&format!("msg:m{i}"), "bo", t),
+        ] {
+            let (store, batch) = (Arc::clone(&store), priced(&table, vec![event]));
+            writers.push(tokio::spawn(
+                async move { store.insert_usage(batch, "t").await.unwrap() },
+            ));
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(store.event_count().await.unwrap(), calls);
+    let (from, to) = all_time();
+    let users = summary(&store, from, to, &[Dimension::User]).await;
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!((users[0].0[0].as_deref(), users[0].1.requests), (Some("alice"), calls));
 }
 
 async fn summary_groups_and_totals(db: &TestDatabase) {
