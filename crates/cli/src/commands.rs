@@ -558,18 +558,17 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     let rows = views
         .iter()
         .map(|v| {
-            let opt = |o: &Option<String>| o.clone().unwrap_or_default();
             let cells = vec![
                 v.id.clone(),
-                opt(&v.name),
+                cell(&v.name),
                 v.user.clone(),
-                opt(&v.team),
-                opt(&v.project),
-                opt(&v.agent),
+                cell(&v.team),
+                cell(&v.project),
+                cell(&v.agent),
                 v.status.to_owned(),
                 v.created_at.clone(),
-                opt(&v.expires_at),
-                opt(&v.replaced_by),
+                cell(&v.expires_at),
+                cell(&v.replaced_by),
             ];
             (cells, v.key.clone())
         })
@@ -669,15 +668,14 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
     let rows = views
         .iter()
         .map(|v| {
-            let opt = |o: &Option<String>| o.clone().unwrap_or_default();
             let cells = vec![
                 v.id.clone(),
-                opt(&v.name),
-                opt(&v.team),
+                cell(&v.name),
+                cell(&v.team),
                 v.role.to_owned(),
                 v.status.to_owned(),
                 v.created_at.clone(),
-                opt(&v.revoked_at),
+                cell(&v.revoked_at),
             ];
             (cells, v.token.clone())
         })
@@ -1032,4 +1030,9 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         finding.detector
     );
     Ok(())
+}
+
+/// A table cell of an optional value: empty when absent.
+fn cell(value: &Option<String>) -> String {
+    value.clone().unwrap_or_default()
 }
