@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod fingerprint;
 pub mod github;
 pub mod keys;
+pub mod limits;
 pub mod money;
 pub mod outcomes;
 pub mod pricing;
