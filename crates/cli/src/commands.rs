@@ -4,34 +4,35 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context;
-use goodhart_core::{Micros, Nanos};
+use goodhart_core::Nanos;
+use goodhart_core::value::{By, Metric};
+use goodhart_server::app::AppError;
+use goodhart_server::app::alerts::AlertJson;
+use goodhart_server::app::budgets::{BudgetView, NewBudget};
+use goodhart_server::app::findings::FindingsQuery;
+use goodhart_server::app::keys::{KeyView, NewKey};
+use goodhart_server::app::query::{self, Window};
+use goodhart_server::app::reports::{SummaryDocument, hours};
 use goodhart_server::config::{Config, Overrides, RawConfig};
-use goodhart_server::keys::{KeyView, NewKey};
-use goodhart_server::reports::{
-    RoiParams, SummaryDocument, SummaryParams, hours, roi_report, summary_document, summary_query,
-};
 use goodhart_store::RepriceScope;
 
+use crate::database::{open_app, open_existing_app, open_existing_store};
 use crate::output::{self, Format, Tabular, grouped};
-use goodhart_server::waste::FindingsParams;
-
 use crate::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
     ReportKind, TokensAction,
 };
 
-/// The configured database, created and migrated if need be (for commands that write).
-pub(crate) async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn goodhart_store::Store>> {
-    goodhart_store::open(&config.database_url)
-        .await
-        .context("opening the database")
+/// A window's texts as the command line gives them.
+struct WindowArgs {
+    from: Option<String>,
+    to: Option<String>,
 }
 
-/// The configured database, which must exist (for commands that only read).
-pub(crate) async fn open_existing_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn goodhart_store::Store>> {
-    goodhart_store::open_existing(&config.database_url)
-        .await
-        .context("opening the database")
+impl WindowArgs {
+    fn window(&self, app: &goodhart_server::app::App) -> anyhow::Result<Window> {
+        Window::parse(self.from.as_deref(), self.to.as_deref(), app.now()).map_err(app_error)
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,7 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report {
             kind: Some(ReportKind::Roi { from, to, format }),
             ..
-        } => roi(&config, &RoiParams { from, to }, format).await,
+        } => roi(&config, &WindowArgs { from, to }, format).await,
         Command::Report {
             kind: None,
             group_by,
@@ -83,12 +84,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             since,
             format,
         } => {
-            let params = SummaryParams {
-                from: from.or(since),
-                to,
-                group_by: Some(group_by),
-            };
-            report(&config, &params, format).await
+            report(
+                &config,
+                &WindowArgs {
+                    from: from.or(since),
+                    to,
+                },
+                &group_by,
+                format,
+            )
+            .await
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
@@ -124,15 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             by,
             metric,
             format,
-        } => {
-            let params = goodhart_server::outcomes::BoardParams {
-                from,
-                to,
-                by: Some(by),
-                metric: Some(metric),
-            };
-            leaderboard(&config, &params, format).await
-        }
+        } => leaderboard(&config, &WindowArgs { from, to }, (by.into(), metric.into()), format).await,
         Command::Findings {
             action: None,
             from,
@@ -140,10 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             status,
             user,
             format,
-        } => {
-            let params = FindingsParams { from, to, status, user };
-            findings(&config, &params, format).await
-        }
+        } => findings(&config, &WindowArgs { from, to }, (status, user), format).await,
         Command::Findings {
             action: Some(action), ..
         } => findings_action(&config, action).await,
@@ -162,7 +156,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let admin_env = std::env::var("GOODHART_ADMIN_TOKEN").ok();
-    let (state, generated) = goodhart_server::serve::prepare(config, admin_env.as_deref()).await?;
+    let mock = match config.needs_mock_provider() {
+        true => Some(goodhart_sim::mock_provider::MockProvider::start().await?),
+        false => None,
+    };
+    let mock_base = mock.as_ref().map(goodhart_sim::mock_provider::MockProvider::base_url);
+    let (server, generated) =
+        goodhart_server::Server::start(config, admin_env.as_deref(), mock_base.as_deref()).await?;
     let listener = goodhart_server::serve::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // One write for the whole banner: a reader that stops after the first lines must not
@@ -181,11 +181,15 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     writeln!(
         out,
         "Goodhart listening on http://{addr} (database: {}, prices: {})",
-        state.store.backend(),
+        server.app().store().backend(),
         config.prices.version()
     )?;
-    let (gateway, background) = (state.gateway.clone(), state.background.clone());
-    let gateway_config = gateway.config();
+    let gateway_config = server
+        .app()
+        .gateway()
+        .context("the server runs a gateway")?
+        .config()
+        .clone();
     writeln!(
         out,
         "Gateway: OpenAI base URL http://{addr}/v1, Anthropic base URL http://{addr} (authenticate with a key from `goodhart keys create`)"
@@ -210,30 +214,28 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
-    let app = goodhart_server::app(state, config.request_timeout);
-    let served = goodhart_server::serve::run(listener, app, goodhart_server::serve::shutdown_signal()).await;
-    background.shutdown().await;
-    gateway.shutdown().await;
+    let served =
+        goodhart_server::serve::run(listener, server.router(), goodhart_server::serve::shutdown_signal()).await;
+    server.shutdown().await;
+    if let Some(mock) = mock {
+        mock.shutdown().await;
+    }
     served?;
     Ok(())
 }
 
-async fn report(config: &Config, params: &SummaryParams, format: Format) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let query =
-        summary_query(params, Micros::from_timestamp(jiff::Timestamp::now())).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows = store.usage_summary(&query).await?;
-    let document = summary_document(&query, &rows);
+async fn report(config: &Config, window: &WindowArgs, group_by: &str, format: Format) -> anyhow::Result<()> {
+    let app = open_existing_app(config).await?;
+    let query = query::summary_query(window.from.as_deref(), window.to.as_deref(), Some(group_by), app.now())
+        .map_err(app_error)?;
+    let document = app.summary(&query, None).await.map_err(app_error)?;
     let table = summary_table(&document, format == Format::Table);
     output::print(format, &document, &table, &mut std::io::stdout().lock())
 }
 
-async fn roi(config: &Config, params: &RoiParams, format: Format) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let document = roi_report(store.as_ref(), &config.outcomes.rules, params, now, None)
-        .await
-        .map_err(api_error)?;
+async fn roi(config: &Config, window: &WindowArgs, format: Format) -> anyhow::Result<()> {
+    let app = open_existing_app(config).await?;
+    let document = app.roi(window.window(&app)?, None).await.map_err(app_error)?;
     let money = |amount: Option<Nanos>| amount.map_or_else(|| "-".to_owned(), |a| a.usd_rounded(2));
     let rows = std::iter::once(&document.report.org)
         .chain(&document.report.teams)
@@ -486,8 +488,8 @@ async fn unpriced(config: &Config, format: Format) -> anyhow::Result<()> {
 }
 
 async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let app = open_app(config).await?;
+    let now = app.now();
     let (views, format, secret_shown) = match action {
         KeysAction::Create {
             user,
@@ -510,26 +512,20 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 requests_per_minute: rpm,
                 tokens_per_minute: tpm,
             };
-            let (key, secret) = goodhart_server::keys::create(store.as_ref(), request, now)
-                .await
-                .map_err(api_error)?;
+            let (key, secret) = app.create_key(request).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
         KeysAction::List { format } => {
-            let keys = store.keys().await?;
+            let keys = app.keys().await.map_err(app_error)?;
             (keys.iter().map(|k| KeyView::of(k, None, now)).collect(), format, false)
         }
         KeysAction::Revoke { id } => {
-            let key = goodhart_server::keys::revoke(store.as_ref(), &id, now)
-                .await
-                .map_err(api_error)?;
+            let key = app.revoke_key(&id).await.map_err(app_error)?;
             println!("Revoked key {} ({}).", key.id, key.scope.user);
             return Ok(());
         }
         KeysAction::Rotate { id, format } => {
-            let (key, secret) = goodhart_server::keys::rotate(store.as_ref(), &id, now)
-                .await
-                .map_err(api_error)?;
+            let (key, secret) = app.rotate_key(&id).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
     };
@@ -611,9 +607,8 @@ fn print_with_secrets(
 }
 
 async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
-    use goodhart_server::viewers::{NewViewer, ViewerView, create_token, revoke_token};
-    let store = open_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    use goodhart_server::app::viewers::{NewViewer, ViewerView};
+    let app = open_app(config).await?;
     let (views, format) = match action {
         TokensAction::Create {
             team,
@@ -622,9 +617,10 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             format,
         } => {
             let role = ingest.then(|| "ingest".to_owned());
-            let (token, secret) = create_token(store.as_ref(), NewViewer { name, team, role }, now)
+            let (token, secret) = app
+                .create_token(NewViewer { name, team, role })
                 .await
-                .map_err(api_error)?;
+                .map_err(app_error)?;
             let view = ViewerView::of(&token, Some(secret));
             if format == Format::Table {
                 let team = view.team.as_deref();
@@ -655,11 +651,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             (vec![view], format)
         }
         TokensAction::List { format } => {
-            let tokens = store.viewers().await?;
+            let tokens = app.tokens().await.map_err(app_error)?;
             (tokens.iter().map(|t| ViewerView::of(t, None)).collect(), format)
         }
         TokensAction::Revoke { id } => {
-            let token = revoke_token(store.as_ref(), &id, now).await.map_err(api_error)?;
+            let token = app.revoke_token(&id).await.map_err(app_error)?;
             println!("Revoked {} token {}.", token.role.as_str(), token.id);
             return Ok(());
         }
@@ -685,9 +681,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
 }
 
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
-    use goodhart_server::budgets::{BudgetView, NewBudget};
-    let store = open_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let app = open_app(config).await?;
     let (views, format): (Vec<BudgetView>, Format) = match action {
         BudgetsAction::Create(create) => {
             let CreateBudget {
@@ -735,37 +729,12 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
                 thresholds,
                 timezone: Some(timezone),
             };
-            let budget = goodhart_server::budgets::validate(request, now).map_err(api_error)?;
-            store.create_budget(&budget).await?;
-            let view = goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
-                .await
-                .map_err(api_error)?;
-            (vec![view], format)
+            (vec![app.create_budget(request).await.map_err(app_error)?], format)
         }
-        BudgetsAction::List { format } => {
-            let mut views = Vec::new();
-            for budget in store.budgets().await? {
-                views.push(
-                    goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
-                        .await
-                        .map_err(api_error)?,
-                );
-            }
-            (views, format)
-        }
-        BudgetsAction::Show { id, format } => {
-            let budget = goodhart_server::budgets::find(store.as_ref(), &id)
-                .await
-                .map_err(api_error)?;
-            let view = goodhart_server::budgets::view(store.as_ref(), &budget, None, now)
-                .await
-                .map_err(api_error)?;
-            (vec![view], format)
-        }
+        BudgetsAction::List { format } => (app.budgets(None).await.map_err(app_error)?, format),
+        BudgetsAction::Show { id, format } => (vec![app.budget(&id, None).await.map_err(app_error)?], format),
         BudgetsAction::Delete { id } => {
-            if !store.delete_budget(&id, now).await? {
-                anyhow::bail!("no budget {id}");
-            }
+            app.delete_budget(&id).await.map_err(app_error)?;
             println!("Deleted budget {id}.");
             return Ok(());
         }
@@ -807,29 +776,19 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
     output::print(format, &json, &table, &mut std::io::stdout().lock())
 }
 
-/// An API error as the command line shows it: with the field it is about, if any.
-fn api_error(error: goodhart_server::error::ApiError) -> anyhow::Error {
+/// A use case's error as the command line shows it: with the field or flag it is about, if any.
+fn app_error(error: AppError) -> anyhow::Error {
     match error {
-        goodhart_server::error::ApiError::InvalidField { field, message } => anyhow::anyhow!("{field}: {message}"),
-        goodhart_server::error::ApiError::InvalidQuery { parameter, message } => {
-            anyhow::anyhow!("--{parameter}: {message}")
-        }
+        AppError::InvalidField { field, message } => anyhow::anyhow!("{field}: {message}"),
+        AppError::InvalidParameter { parameter, message } => anyhow::anyhow!("--{parameter}: {message}"),
         other => anyhow::anyhow!("{other}"),
     }
 }
 
 async fn alerts(config: &Config, from: Option<String>, to: Option<String>, format: Format) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let bound = |name: &str, text: Option<String>, default: Micros| -> anyhow::Result<Micros> {
-        match text {
-            None => Ok(default),
-            Some(text) => goodhart_core::time::parse_bound(&text, now).map_err(|e| anyhow::anyhow!("--{name}: {e}")),
-        }
-    };
-    let to = bound("to", to, now)?;
-    let from = bound("from", from, Micros(to.0 - 30 * goodhart_core::time::MICROS_PER_DAY))?;
-    let alerts = store.alerts(from, to).await?;
+    let app = open_existing_app(config).await?;
+    let window = WindowArgs { from, to }.window(&app)?;
+    let alerts = app.alerts(window, None).await.map_err(app_error)?;
     let rows = alerts
         .iter()
         .map(|s| {
@@ -847,7 +806,7 @@ async fn alerts(config: &Config, from: Option<String>, to: Option<String>, forma
         &["created_at", "kind", "scope", "message", "delivered", "attempts"],
         rows,
     );
-    let json: Vec<serde_json::Value> = alerts.iter().map(goodhart_server::alerts::alert_json).collect();
+    let json: Vec<AlertJson> = alerts.iter().map(AlertJson::from).collect();
     output::print(
         format,
         &serde_json::json!({ "alerts": json }),
@@ -858,16 +817,14 @@ async fn alerts(config: &Config, from: Option<String>, to: Option<String>, forma
 
 async fn leaderboard(
     config: &Config,
-    params: &goodhart_server::outcomes::BoardParams,
+    window: &WindowArgs,
+    (by, metric): (By, Metric),
     format: Format,
 ) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let query = goodhart_server::outcomes::board_query(params, now, config.outcomes.min_team_members)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let document = goodhart_server::outcomes::leaderboard(store.as_ref(), &config.outcomes.rules, &query, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = open_existing_app(config).await?;
+    let Window { from, to } = window.window(&app)?;
+    let query = app.board_query(from, to, by, metric);
+    let document = app.leaderboard(&query, None).await.map_err(app_error)?;
     let rows = document
         .rows
         .iter()
@@ -909,30 +866,22 @@ async fn leaderboard(
 }
 
 async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let app = open_app(config).await?;
     match action {
         GithubAction::Map { login, user } => {
-            anyhow::ensure!(
-                !login.trim().is_empty() && !user.trim().is_empty(),
-                "login and user must not be empty"
-            );
-            store.map_github_login(&login, &user).await?;
+            app.map_login(&login, &user).await.map_err(app_error)?;
             println!("GitHub login {login} is credited to {user} from now on.");
             Ok(())
         }
         GithubAction::Logins { format } => {
-            let logins = store.github_logins().await?;
-            let json: Vec<_> = logins
-                .iter()
-                .map(|(login, user)| serde_json::json!({"login": login, "user": user}))
-                .collect();
+            let logins = app.logins().await.map_err(app_error)?;
             let table = Tabular {
                 header: vec!["login".into(), "user".into()],
-                rows: logins.iter().map(|(l, u)| vec![l.clone(), u.clone()]).collect(),
+                rows: logins.iter().map(|l| vec![l.login.clone(), l.user.clone()]).collect(),
             };
             output::print(
                 format,
-                &serde_json::json!({ "logins": json }),
+                &serde_json::json!({ "logins": logins }),
                 &table,
                 &mut std::io::stdout().lock(),
             )
@@ -940,12 +889,23 @@ async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
     }
 }
 
-async fn findings(config: &Config, params: &FindingsParams, format: Format) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let document = goodhart_server::waste::findings_document(store.as_ref(), params, now, None)
-        .await
-        .map_err(api_error)?;
+async fn findings(
+    config: &Config,
+    window: &WindowArgs,
+    (status, user): (Option<String>, Option<String>),
+    format: Format,
+) -> anyhow::Result<()> {
+    let app = open_existing_app(config).await?;
+    let query = FindingsQuery {
+        window: window.window(&app)?,
+        status: status
+            .as_deref()
+            .map(query::finding_status)
+            .transpose()
+            .map_err(app_error)?,
+        user,
+    };
+    let document = app.findings(&query, None).await.map_err(app_error)?;
     let rows = document
         .findings
         .iter()
@@ -984,22 +944,11 @@ async fn findings(config: &Config, params: &FindingsParams, format: Format) -> a
 }
 
 async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
+    let app = open_existing_app(config).await?;
     let (id, status, note) = match action {
         FindingsAction::Detect { from, to, format } => {
-            let (from, to) =
-                goodhart_server::reports::window(from.as_deref(), to.as_deref(), now).map_err(api_error)?;
-            let report = goodhart_server::waste::run_pass(
-                store.as_ref(),
-                &config.outcomes.rules,
-                &config.waste.rules,
-                from,
-                to,
-                now,
-            )
-            .await
-            .map_err(api_error)?;
+            let window = WindowArgs { from, to }.window(&app)?;
+            let report = app.detect(window).await.map_err(app_error)?;
             let table = Tabular::new(
                 &["from", "to", "calls", "findings", "new", "updated", "withdrawn", "ms"],
                 vec![vec![
@@ -1018,9 +967,7 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         FindingsAction::Confirm { id, note } => (id, goodhart_core::waste::FindingStatus::Confirmed, note),
         FindingsAction::Dismiss { id, note } => (id, goodhart_core::waste::FindingStatus::Dismissed, note),
     };
-    let finding = goodhart_server::waste::decide(store.as_ref(), &id, status, note.as_deref(), now)
-        .await
-        .map_err(api_error)?;
+    let finding = app.decide(&id, status, note.as_deref()).await.map_err(app_error)?;
     println!(
         "{} {}: {} wasted {} ({})",
         status.as_str(),

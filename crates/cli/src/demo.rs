@@ -48,13 +48,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         options.database.display()
     ));
     remove_database(&options.database)?;
-    let mock = goodhart_sim::mock_provider::spawn().await?;
+    let mock = goodhart_sim::mock_provider::MockProvider::start().await?;
+    let mock_base = mock.base_url();
     let secret = random_hex(16);
     let config = Config::resolve(
         RawConfig::from_toml(&format!(
             "[outcomes]\ngithub_webhook_secret = \"{secret}\"\nmin_team_members = 3\n\
-             [[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
-             [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n"
+             [[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"{mock_base}/v1\"\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"{mock_base}\"\n"
         ))?,
         Overrides {
             listen: Some(options.listen.clone()),
@@ -62,7 +63,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         },
     )?;
     let token = format!("demo-{}", random_hex(12));
-    let (state, _) = goodhart_server::serve::prepare(&config, Some(&token)).await?;
+    let (served, _) = goodhart_server::Server::start(&config, Some(&token), None).await?;
     let listener = match goodhart_server::serve::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -71,18 +72,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
-    let (gateway, background) = (state.gateway.clone(), state.background.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(goodhart_server::serve::run(
-        listener,
-        goodhart_server::app(state, config.request_timeout),
-        async move {
-            tokio::select! {
-                _ = stopped => {}
-                () = goodhart_server::serve::shutdown_signal() => {}
-            }
-        },
-    ));
+    let server = tokio::spawn(goodhart_server::serve::run(listener, served.router(), async move {
+        tokio::select! {
+            _ = stopped => {}
+            () = goodhart_server::serve::shutdown_signal() => {}
+        }
+    }));
     let api = Api {
         client: goodhart_gateway::upstream::client(),
         base: format!("http://{addr}"),
@@ -130,7 +126,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     ));
 
     let cap = live_traffic(&api, &org, options.live).await?;
-    gateway.flush().await.context("flushing the gateway's spool")?;
+    served
+        .app()
+        .gateway()
+        .context("the server runs a gateway")?
+        .flush()
+        .await
+        .context("flushing the gateway's spool")?;
     summary(&api, &org, now, &cap).await?;
     let team = org.people.first().map(|p| p.team.clone()).unwrap_or_default();
     let viewer = api
@@ -153,8 +155,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         let _ = stop.send(());
     }
     server.await??;
-    background.shutdown().await;
-    gateway.shutdown().await;
+    served.shutdown().await;
+    mock.shutdown().await;
     Ok(())
 }
 
@@ -201,7 +203,7 @@ async fn load_history(api: &Api, org: &Org, secret: &str) -> anyhow::Result<()> 
     let deliveries = bar(org.deliveries.len() as u64, "GitHub webhooks");
     for delivery in &org.deliveries {
         let body = delivery.payload.to_string();
-        let signature = goodhart_server::outcomes::sign(secret, body.as_bytes());
+        let signature = goodhart_server::api::hooks::sign(secret, body.as_bytes());
         let headers = [
             ("x-github-event", delivery.event),
             ("x-github-delivery", delivery.id.as_str()),

@@ -247,7 +247,7 @@ async fn write(
         }
         return Ok(total);
     }
-    let store = crate::commands::open_store(config).await?;
+    let store = crate::database::open_store(config).await?;
     let policy = IngestPolicy {
         store_content: false,
         source: Source::Import,

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod database;
 mod demo;
 mod import;
 mod output;
@@ -119,13 +120,13 @@ enum Command {
         /// End [default: now].
         #[arg(long)]
         to: Option<String>,
-        /// user, team or agent.
-        #[arg(long, default_value = "user")]
-        by: String,
+        /// Whom to rank.
+        #[arg(long, value_enum, default_value = "user")]
+        by: BoardBy,
         /// value (outcomes per person-week), efficiency (per dollar) or volume (tokens: the
         /// consumption view, shown only for comparison).
-        #[arg(long, default_value = "value")]
-        metric: String,
+        #[arg(long, value_enum, default_value = "value")]
+        metric: BoardMetric,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -397,6 +398,42 @@ enum PricesAction {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// `--by` of the leaderboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BoardBy {
+    User,
+    Team,
+    Agent,
+}
+
+impl From<BoardBy> for goodhart_core::value::By {
+    fn from(by: BoardBy) -> goodhart_core::value::By {
+        match by {
+            BoardBy::User => goodhart_core::value::By::User,
+            BoardBy::Team => goodhart_core::value::By::Team,
+            BoardBy::Agent => goodhart_core::value::By::Agent,
+        }
+    }
+}
+
+/// `--metric` of the leaderboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BoardMetric {
+    Value,
+    Efficiency,
+    Volume,
+}
+
+impl From<BoardMetric> for goodhart_core::value::Metric {
+    fn from(metric: BoardMetric) -> goodhart_core::value::Metric {
+        match metric {
+            BoardMetric::Value => goodhart_core::value::Metric::Value,
+            BoardMetric::Efficiency => goodhart_core::value::Metric::Efficiency,
+            BoardMetric::Volume => goodhart_core::value::Metric::Volume,
+        }
+    }
 }
 
 fn main() -> ExitCode {

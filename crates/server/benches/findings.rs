@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_core::waste::{WasteRules, detect};
-use goodhart_server::waste::run_pass;
+use goodhart_server::app::findings::run_pass;
 use goodhart_sim::evaluate::{facts, score_findings, validated_usage};
 use goodhart_sim::org::{OrgSpec, simulate};
 use goodhart_store::PricedEvent;

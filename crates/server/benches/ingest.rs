@@ -162,10 +162,12 @@ async fn start(url: &str) -> SocketAddr {
     ))
     .unwrap();
     let config = Config::resolve(file, overrides).unwrap();
-    let (state, _) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
+    let (server, _) = goodhart_server::Server::start(&config, Some(ADMIN), None)
+        .await
+        .unwrap();
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = goodhart_server::app(state, config.request_timeout);
+    let app = server.router();
     tokio::spawn(goodhart_server::serve::run(listener, app, std::future::pending()));
     addr
 }

@@ -15,8 +15,7 @@ use goodhart_core::pricing::{PriceTable, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
-use crate::outcomes::OutcomeSettings;
-use crate::waste::WasteSettings;
+use crate::settings::{OutcomeSettings, Settings, WasteSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
@@ -171,7 +170,40 @@ impl RawConfig {
     }
 }
 
+/// The process environment: the one place configuration reads it.
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+/// The provider keys whose absence sends a protocol to the built-in mock provider.
+const PROVIDER_KEY_VARS: [&str; 2] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+
 impl Config {
+    /// Whether some protocol has no provider: none is configured and a provider key is not set.
+    /// The caller then runs the mock provider and passes its URL to
+    /// [`Config::gateway_with_defaults`].
+    pub fn needs_mock_provider(&self) -> bool {
+        self.gateway.providers.is_empty()
+            && PROVIDER_KEY_VARS
+                .iter()
+                .any(|var| env(var).is_none_or(|v| v.trim().is_empty()))
+    }
+
+    /// The gateway's configuration with a provider for every protocol: the configured ones, or
+    /// the real APIs for the keys set and the mock at `mock_base` for the others.
+    pub fn gateway_with_defaults(&self, mock_base: &str) -> GatewayConfig {
+        self.gateway.clone().with_default_providers(env, mock_base)
+    }
+
+    /// What the application layer is configured with.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            outcomes: self.outcomes.clone(),
+            waste: self.waste.clone(),
+            store_content: self.store_content,
+        }
+    }
+
     /// Merges defaults < file < overrides and validates every value once.
     pub fn resolve(file: RawConfig, overrides: Overrides) -> Result<Config, ConfigError> {
         let listen_text = overrides
@@ -203,10 +235,10 @@ impl Config {
         if raw_gateway.spool_dir.is_none() {
             raw_gateway.spool_dir = Some(default_spool_dir(&database_url));
         }
-        let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, |var| std::env::var(var).ok())
+        let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, env)
             .and_then(|g| g.with_alerts(file.alerts))
             .map_err(|e| invalid(&e.key, e.reason))?;
-        let outcomes = resolve_outcomes(file.outcomes, |var| std::env::var(var).ok())?;
+        let outcomes = resolve_outcomes(file.outcomes, env)?;
         let waste = resolve_waste(file.waste)?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;

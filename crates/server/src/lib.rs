@@ -1,23 +1,11 @@
-//! Goodhart's HTTP surface other than the proxy: usage ingestion, reports, health, and the
-//! wiring of configuration, store and core into one server.
+//! Goodhart's server: the application layer ([`app`]: every use case, no HTTP), the HTTP API
+//! over it ([`api`]: ingestion, reports, admin, webhooks, OTLP, dashboard), configuration, and
+//! the lifecycle that wires store, gateway and background work into one process ([`Server`]).
 
-pub mod alerts;
-pub mod auth;
-pub mod budgets;
+pub mod api;
+pub mod app;
 pub mod config;
-pub mod dashboard;
-pub mod error;
-pub mod ingest;
-pub mod keys;
-pub mod otlp;
-pub mod outcomes;
-pub mod reports;
-pub mod router;
-pub mod scope;
 pub mod serve;
-pub mod state;
-pub mod subjects;
-pub mod viewers;
-pub mod waste;
+pub mod settings;
 
-pub use router::app;
+pub use serve::Server;

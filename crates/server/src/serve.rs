@@ -1,5 +1,7 @@
-//! Starting and stopping the server: open the store, settle the admin token, listen, and on
-//! SIGTERM/SIGINT stop accepting and let in-flight requests finish (bounded by a deadline).
+//! Starting and stopping the server: open the store, settle the admin token, start the gateway
+//! and scheduled detection ([`Server::start`]), listen, and on SIGTERM/SIGINT stop accepting and
+//! let in-flight requests finish (bounded by a deadline), then stop the background work and the
+//! gateway in that order ([`Server::shutdown`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,10 +11,13 @@ use axum::serve::ListenerExt;
 use goodhart_gateway::Gateway;
 use goodhart_store::Store;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, ADMIN_TOKEN_SETTING, TokenHash};
+use crate::api::{self, ApiState};
+use crate::app::App;
+use crate::app::tokens::{self, ADMIN_TOKEN_SETTING, TokenHash};
 use crate::config::Config;
-use crate::state::{AppState, Background};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -43,7 +48,7 @@ pub async fn settle_admin_token(
     from_env: Option<&str>,
 ) -> Result<(TokenHash, Option<String>), ServeError> {
     if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
-        return Ok((auth::hash_token(token.trim()), None));
+        return Ok((tokens::hash_token(token.trim()), None));
     }
     let stored = |hex_hash: String| -> Result<TokenHash, ServeError> {
         let bytes = hex::decode(hex_hash).map_err(|_| ServeError::CorruptAdminToken)?;
@@ -52,8 +57,8 @@ pub async fn settle_admin_token(
     if let Some(hash) = store.setting(ADMIN_TOKEN_SETTING).await? {
         return Ok((stored(hash)?, None));
     }
-    let token = auth::generate_token();
-    let hash = auth::hash_token(&token);
+    let token = tokens::generate_token();
+    let hash = tokens::hash_token(&token);
     if store
         .set_setting_if_absent(ADMIN_TOKEN_SETTING, &hex::encode(hash))
         .await?
@@ -68,40 +73,71 @@ pub async fn settle_admin_token(
     Ok((stored(hash)?, None))
 }
 
-/// Opens the store, settles the admin token, starts the gateway — with the built-in mock
-/// provider on a loopback port for the protocols no provider serves — and scheduled waste
-/// detection. Returns a newly generated admin token, if any.
-pub async fn prepare(config: &Config, admin_token_env: Option<&str>) -> Result<(AppState, Option<String>), ServeError> {
-    let store = goodhart_store::open(&config.database_url).await?;
-    let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
-    let env = |var: &str| std::env::var(var).ok();
-    let mut gateway_config = config.gateway.clone();
-    if gateway_config.providers.is_empty() {
-        let needs_mock = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
-            .iter()
-            .any(|var| env(var).is_none_or(|v| v.trim().is_empty()));
-        let mock_base = if needs_mock {
-            format!("http://{}", goodhart_sim::mock_provider::spawn().await?)
-        } else {
-            String::new()
+/// One running Goodhart: the application with its gateway, and the background work (scheduled
+/// waste detection) to stop with it.
+pub struct Server {
+    app: App,
+    background: Background,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+}
+
+/// The server's own background work, stopped at shutdown.
+#[derive(Clone, Default)]
+struct Background {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Server {
+    /// Opens the store, settles the admin token, starts the gateway — sending the protocols no
+    /// provider serves to the mock provider at `mock_base`, when the caller runs one — and
+    /// scheduled waste detection. Returns a newly generated admin token, if any.
+    pub async fn start(
+        config: &Config,
+        admin_token_env: Option<&str>,
+        mock_base: Option<&str>,
+    ) -> Result<(Server, Option<String>), ServeError> {
+        let store = goodhart_store::open(&config.database_url).await?;
+        let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
+        let gateway_config = config.gateway_with_defaults(mock_base.unwrap_or(""));
+        let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices)).await?;
+        let app = App::new(store, Arc::clone(&config.prices), config.settings())
+            .with_gateway(gateway)
+            .with_admin_token(admin_token_hash);
+        let background = Background::default();
+        app.spawn_detection(&background.tracker, background.cancel.clone());
+        let server = Server {
+            app,
+            background,
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
         };
-        gateway_config = gateway_config.with_default_providers(env, &mock_base);
+        Ok((server, generated))
     }
-    let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices)).await?;
-    let state = AppState {
-        store,
-        prices: config.prices.clone(),
-        admin_token_hash,
-        store_content: config.store_content,
-        max_body_bytes: config.max_body_bytes,
-        gateway,
-        outcomes: Arc::new(config.outcomes.clone()),
-        waste: Arc::new(config.waste.clone()),
-        background: Background::default(),
-    };
-    let background = state.background.clone();
-    crate::waste::spawn_detection(state.clone(), &background.tracker, background.cancel.clone());
-    Ok((state, generated))
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The whole HTTP surface: API, dashboard and gateway.
+    pub fn router(&self) -> axum::Router {
+        let state = ApiState {
+            app: self.app.clone(),
+            max_body_bytes: self.max_body_bytes,
+        };
+        api::router(state, self.request_timeout)
+    }
+
+    /// Stops the background work and waits for it, then stops the gateway (flushing its spool).
+    pub async fn shutdown(&self) {
+        self.background.cancel.cancel();
+        self.background.tracker.close();
+        self.background.tracker.wait().await;
+        if let Some(gateway) = self.app.gateway() {
+            gateway.shutdown().await;
+        }
+    }
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default

@@ -276,7 +276,7 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
         .map(|(path, _)| path.as_str())
         .collect();
     documented_for_viewers.sort_unstable();
-    let mut viewer_routes = goodhart_server::auth::VIEWER_ROUTES.to_vec();
+    let mut viewer_routes = goodhart_server::api::VIEWER_ROUTES.to_vec();
     viewer_routes.sort_unstable();
     assert_eq!(
         documented_for_viewers, viewer_routes,

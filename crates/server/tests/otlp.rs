@@ -8,7 +8,7 @@ use std::io::Write;
 
 use bytes::Bytes;
 use common::{TestServer, start_with};
-use goodhart_server::otlp::RpcStatus;
+use goodhart_server::api::otlp::RpcStatus;
 use goodhart_store::testing::TestDatabase;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

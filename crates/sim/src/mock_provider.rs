@@ -58,7 +58,46 @@ pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router()).await
 }
 
-/// Binds a loopback port and serves the mock in the background.
+/// The mock serving on a loopback port until [`MockProvider::shutdown`]: what `goodhart serve`
+/// and the demo run for the protocols no provider key is set for.
+pub struct MockProvider {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MockProvider {
+    /// Binds a loopback port and serves the mock on it.
+    pub async fn start() -> std::io::Result<MockProvider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(MockProvider { addr, stop, task })
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL of both protocols (OpenAI's under `/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting and waits for the calls in flight to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Ok(Err(e)) = self.task.await {
+            eprintln!("mock provider: {e}");
+        }
+    }
+}
+
+/// Binds a loopback port and serves the mock in the background for as long as the runtime
+/// runs (tests that need no shutdown).
 pub async fn spawn() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -74,16 +74,18 @@ async fn launch(
     };
     let mut config = Config::resolve(file, overrides).unwrap();
     adjust(&mut config);
-    let (state, generated) = goodhart_server::serve::prepare(&config, Some(ADMIN)).await.unwrap();
+    let (server, generated) = goodhart_server::Server::start(&config, Some(ADMIN), None)
+        .await
+        .unwrap();
     assert!(
         generated.is_none(),
         "an admin token from the environment is never replaced"
     );
-    let gateway = state.gateway.clone();
+    let gateway = server.app().gateway().cloned().unwrap();
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = goodhart_server::app(state, config.request_timeout);
+    let app = server.router();
     tokio::spawn(goodhart_server::serve::run(listener, app, async move {
         let _ = stopped.await;
     }));

@@ -33,10 +33,10 @@ use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Access;
-use crate::error::ApiError;
-use crate::ingest::read_body;
-use crate::state::AppState;
+use super::body::read_body;
+use super::error::{ApiError, LoggedError};
+use super::state::ApiState;
+use crate::app::access::Access;
 use usage::{Defaults, Extracted};
 
 /// How an export request's body (and so its response) is encoded.
@@ -134,9 +134,7 @@ fn otlp_error(error: ApiError, encoding: Encoding) -> Response {
         },
     );
     if let ApiError::Store(e) = &error {
-        response
-            .extensions_mut()
-            .insert(crate::error::LoggedError(e.to_string()));
+        response.extensions_mut().insert(LoggedError(e.to_string()));
     }
     response
 }
@@ -221,13 +219,13 @@ impl Signal for ExportMetricsServiceRequest {
 }
 
 /// `POST /otlp/v1/logs`: Claude Code's `api_request` and Codex's `response.completed` events.
-pub async fn post_logs(state: State<AppState>, access: Extension<Access>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post_logs(state: State<ApiState>, access: Extension<Access>, headers: HeaderMap, body: Body) -> Response {
     receive::<ExportLogsServiceRequest>(state, access, headers, body).await
 }
 
 /// `POST /otlp/v1/traces`: OpenTelemetry GenAI model-call spans.
 pub async fn post_traces(
-    state: State<AppState>,
+    state: State<ApiState>,
     access: Extension<Access>,
     headers: HeaderMap,
     body: Body,
@@ -237,7 +235,7 @@ pub async fn post_traces(
 
 /// `POST /otlp/v1/metrics`: Claude Code's token and cost counters, kept for reconciliation.
 pub async fn post_metrics(
-    state: State<AppState>,
+    state: State<ApiState>,
     access: Extension<Access>,
     headers: HeaderMap,
     body: Body,
@@ -246,7 +244,7 @@ pub async fn post_metrics(
 }
 
 async fn receive<S: Signal>(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: Body,
@@ -263,57 +261,24 @@ async fn receive<S: Signal>(
 
 /// Reads, decodes and stores one export request; returns what was rejected and why.
 async fn store_export<S: Signal>(
-    state: &AppState,
+    state: &ApiState,
     access: &Access,
     encoding: Encoding,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(u64, String), ApiError> {
     let raw: Bytes = read_body(body, headers, state.max_body_bytes).await?;
+    let app = &state.app;
     let defaults = Defaults {
         team: access.team().map(str::to_owned),
-        store_content: state.store_content,
+        store_content: app.settings().store_content,
     };
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let extracted = S::read(encoding, &raw, &defaults, now)?;
+    let extracted = S::read(encoding, &raw, &defaults, app.now())?;
     if !extracted.events.is_empty() {
-        crate::ingest::store_events(state, extracted.events).await?;
+        app.store_usage(extracted.events).await?;
     }
     if !extracted.points.is_empty() {
-        state.store.insert_telemetry_points(&extracted.points).await?;
+        app.store_telemetry(&extracted.points).await?;
     }
     Ok((extracted.rejected, extracted.problems.join("; ")))
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReconciliationParams {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-/// `GET /api/v1/reconciliation?from&to`: per session whose agent reported counters in the
-/// window, what the counters say beside what was recorded (from any source) — the sessions
-/// with tokens no recorded call accounts for come first.
-pub async fn get_reconciliation(
-    State(state): State<AppState>,
-    axum::extract::Query(params): axum::extract::Query<ReconciliationParams>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let now = Micros::from_timestamp(jiff::Timestamp::now());
-    let (from, to) = crate::reports::window(params.from.as_deref(), params.to.as_deref(), now)?;
-    let points = state.store.telemetry_points(from, to).await?;
-    // A session's calls come a little before its counters are exported: look a day around.
-    let day = goodhart_core::time::MICROS_PER_DAY;
-    let recorded = state
-        .store
-        .recorded_sessions(Micros(from.0 - day), Micros(to.0 + day))
-        .await?;
-    let sessions = goodhart_core::telemetry::reconcile(&points, &recorded);
-    let missing: i64 = sessions.iter().map(|s| s.missing_tokens.max(0)).sum();
-    Ok(axum::Json(serde_json::json!({
-        "from": from.rfc3339(),
-        "to": to.rfc3339(),
-        "sessions": sessions,
-        "missing_tokens": missing,
-    })))
 }

@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, NumberData
 use opentelemetry_proto::tonic::trace::v1::Span;
 use sha2::{Digest, Sha256};
 
-use crate::ingest::MAX_FUTURE_SKEW_MICROS;
+use crate::app::usage::MAX_FUTURE_SKEW_MICROS;
 
 /// What the receiver adds where a record says nothing.
 #[derive(Debug, Clone, Default)]

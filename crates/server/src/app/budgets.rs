@@ -1,9 +1,7 @@
-//! Budget administration: create, list with their current window's spend and forecast, show,
-//! delete. Enforcement on the request path lives in the gateway.
+//! Budgets: create, list with their current window's spend and forecast, show, delete. A
+//! change is put in force on this process's gateway at once (other instances reload within
+//! seconds); enforcement on the request path lives in the gateway.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period};
 use goodhart_core::money::Nanos;
@@ -12,10 +10,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::auth::Access;
-use crate::error::ApiError;
-use crate::reports::usd_number;
-use crate::state::AppState;
+use super::json::usd_number;
+use super::scope::TeamView;
+use super::{App, AppError};
 
 /// `POST /api/v1/budgets`.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,24 +59,17 @@ pub struct BudgetView {
     pub created_at: String,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
-
 /// Validates a request into a budget (not yet stored).
-pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
+fn validate(request: NewBudget, now: Micros) -> Result<Budget, AppError> {
     let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     let scope_kind = request.scope.trim().to_ascii_lowercase();
     let scope = match (scope_kind.as_str(), name) {
-        ("org", Some(_)) => return Err(invalid("name", "an `org` budget takes no name")),
+        ("org", Some(_)) => return Err(AppError::field("name", "an `org` budget takes no name")),
         (kind, name) => BudgetScope::from_parts(kind, name).ok_or_else(|| {
             if ["key", "user", "team", "project", "agent"].contains(&kind) {
-                invalid("name", format!("a `{kind}` budget needs the {kind}'s name"))
+                AppError::field("name", format!("a `{kind}` budget needs the {kind}'s name"))
             } else {
-                invalid(
+                AppError::field(
                     "scope",
                     format!("expected key, user, team, project, agent or org, got {kind:?}"),
                 )
@@ -87,7 +77,7 @@ pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
         })?,
     };
     let period = Period::parse(request.period.trim()).ok_or_else(|| {
-        invalid(
+        AppError::field(
             "period",
             format!("expected day, week, month or total, got {:?}", request.period),
         )
@@ -95,21 +85,29 @@ pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
     let limit_text = match &request.limit_usd {
         serde_json::Value::String(s) => s.trim().to_owned(),
         serde_json::Value::Number(n) => n.to_string(),
-        other => return Err(invalid("limit_usd", format!("expected a decimal amount, got {other}"))),
+        other => {
+            return Err(AppError::field(
+                "limit_usd",
+                format!("expected a decimal amount, got {other}"),
+            ));
+        }
     };
-    let limit = Nanos::from_usd(&limit_text).map_err(|e| invalid("limit_usd", format!("{limit_text:?}: {e}")))?;
+    let limit =
+        Nanos::from_usd(&limit_text).map_err(|e| AppError::field("limit_usd", format!("{limit_text:?}: {e}")))?;
     if limit.0 <= 0 {
-        return Err(invalid("limit_usd", "must be more than zero"));
+        return Err(AppError::field("limit_usd", "must be more than zero"));
     }
     let action = match request.action.as_deref().map(str::trim) {
         None | Some("") => Action::Alert,
-        Some(text) => {
-            Action::parse(text).ok_or_else(|| invalid("action", format!("expected alert or block, got {text:?}")))?
-        }
+        Some(text) => Action::parse(text)
+            .ok_or_else(|| AppError::field("action", format!("expected alert or block, got {text:?}")))?,
     };
     let mut thresholds = request.thresholds.unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
     if thresholds.iter().any(|&t| t == 0 || t > 1_000) {
-        return Err(invalid("thresholds", "each threshold is a percent between 1 and 1000"));
+        return Err(AppError::field(
+            "thresholds",
+            "each threshold is a percent between 1 and 1000",
+        ));
     }
     thresholds.sort_unstable();
     thresholds.dedup();
@@ -118,7 +116,7 @@ pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "UTC".into());
-    jiff::tz::TimeZone::get(&timezone).map_err(|e| invalid("timezone", format!("{timezone:?}: {e}")))?;
+    jiff::tz::TimeZone::get(&timezone).map_err(|e| AppError::field("timezone", format!("{timezone:?}: {e}")))?;
     Ok(Budget {
         id: hex::encode(rand::rng().random::<[u8; 6]>()),
         scope,
@@ -134,12 +132,12 @@ pub fn validate(request: NewBudget, now: Micros) -> Result<Budget, ApiError> {
 
 /// The budget with its current window's spend and forecast (and what calls in flight have
 /// reserved, when known).
-pub async fn view(
+async fn view(
     store: &dyn Store,
     budget: &Budget,
     reserved: Option<Nanos>,
     now: Micros,
-) -> Result<BudgetView, ApiError> {
+) -> Result<BudgetView, AppError> {
     let zone = jiff::tz::TimeZone::get(&budget.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
     let window = budgets::window(budget.period, &zone, now);
     let spend = store
@@ -167,91 +165,72 @@ pub async fn view(
     })
 }
 
-pub async fn find(store: &dyn Store, id: &str) -> Result<Budget, ApiError> {
-    store
-        .budgets()
-        .await?
-        .into_iter()
-        .find(|b| b.id == id)
-        .ok_or_else(|| ApiError::NotFound(format!("budget {id}")))
-}
-
-/// What calls in flight hold on a budget in this server's gateway.
-fn reserved_of(state: &AppState, id: &str) -> Nanos {
-    state
-        .gateway
-        .budget_standing()
-        .into_iter()
-        .find(|(budget, _, _)| budget == id)
-        .map_or(Nanos::ZERO, |(_, _, reserved)| reserved)
-}
-
-/// Puts a budget change in force on the gateway now (it would otherwise within a minute).
-async fn reload(state: &AppState) {
-    if let Err(e) = state.gateway.reload_budgets().await {
-        tracing::warn!("budgets changed but the gateway could not reload them yet: {e}");
+impl App {
+    /// Validates and stores a budget, in force on this process's gateway at once.
+    pub async fn create_budget(&self, request: NewBudget) -> Result<BudgetView, AppError> {
+        let now = self.now();
+        let budget = validate(request, now)?;
+        self.store().create_budget(&budget).await?;
+        self.reload_budgets().await;
+        view(self.store(), &budget, self.reserved_on(&budget.id), now).await
     }
-}
 
-fn now() -> Micros {
-    Micros::from_timestamp(jiff::Timestamp::now())
-}
-
-pub async fn post_budget(
-    State(state): State<AppState>,
-    request: Result<Json<NewBudget>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<BudgetView>), ApiError> {
-    let Json(request) = request.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let now = now();
-    let budget = validate(request, now)?;
-    state.store.create_budget(&budget).await?;
-    reload(&state).await;
-    let created = view(state.store.as_ref(), &budget, Some(Nanos::ZERO), now).await?;
-    Ok((StatusCode::CREATED, Json(created)))
-}
-
-/// The live budgets the request may see (a team viewer: those about its team).
-async fn visible_budgets(state: &AppState, access: &Access) -> Result<Vec<Budget>, ApiError> {
-    let mut budgets = state.store.budgets().await?;
-    if let Some(view) = crate::scope::view_for(state.store.as_ref(), access).await? {
-        budgets.retain(|b| view.sees_budget(&b.scope));
+    /// The live budgets a view may see (a team view: those about its team), with where they stand.
+    pub async fn budgets(&self, team: Option<&TeamView>) -> Result<Vec<BudgetView>, AppError> {
+        let now = self.now();
+        let mut views = Vec::new();
+        for budget in self.visible_budgets(team).await? {
+            views.push(view(self.store(), &budget, self.reserved_on(&budget.id), now).await?);
+        }
+        Ok(views)
     }
-    Ok(budgets)
-}
 
-pub async fn list_budgets(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now();
-    let mut views = Vec::new();
-    for budget in visible_budgets(&state, &access).await? {
-        let reserved = reserved_of(&state, &budget.id);
-        views.push(view(state.store.as_ref(), &budget, Some(reserved), now).await?);
+    pub async fn budget(&self, id: &str, team: Option<&TeamView>) -> Result<BudgetView, AppError> {
+        let budget = self
+            .visible_budgets(team)
+            .await?
+            .into_iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| AppError::not_found(format!("budget {id}")))?;
+        view(self.store(), &budget, self.reserved_on(&budget.id), self.now()).await
     }
-    Ok(Json(serde_json::json!({ "budgets": views })))
-}
 
-pub async fn get_budget(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-    Path(id): Path<String>,
-) -> Result<Json<BudgetView>, ApiError> {
-    let budget = visible_budgets(&state, &access)
-        .await?
-        .into_iter()
-        .find(|b| b.id == id)
-        .ok_or_else(|| ApiError::NotFound(format!("budget {id}")))?;
-    let reserved = reserved_of(&state, &budget.id);
-    Ok(Json(view(state.store.as_ref(), &budget, Some(reserved), now()).await?))
-}
+    /// Deletes a budget; the gateway here stops enforcing it at once.
+    pub async fn delete_budget(&self, id: &str) -> Result<(), AppError> {
+        if !self.store().delete_budget(id, self.now()).await? {
+            return Err(AppError::not_found(format!("budget {id}")));
+        }
+        self.reload_budgets().await;
+        Ok(())
+    }
 
-pub async fn delete_budget(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    if state.store.delete_budget(&id, now()).await? {
-        reload(&state).await;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("budget {id}")))
+    async fn visible_budgets(&self, team: Option<&TeamView>) -> Result<Vec<Budget>, AppError> {
+        let mut budgets = self.store().budgets().await?;
+        if let Some(team) = team {
+            budgets.retain(|b| team.sees_budget(&b.scope));
+        }
+        Ok(budgets)
+    }
+
+    /// What calls in flight hold on a budget in this process's gateway (unknown without one).
+    fn reserved_on(&self, id: &str) -> Option<Nanos> {
+        let gateway = self.gateway()?;
+        Some(
+            gateway
+                .budget_standing()
+                .into_iter()
+                .find(|(budget, _, _)| budget == id)
+                .map_or(Nanos::ZERO, |(_, _, reserved)| reserved),
+        )
+    }
+
+    /// Puts a budget change in force on the gateway now (it would otherwise within seconds).
+    async fn reload_budgets(&self) {
+        if let Some(gateway) = self.gateway()
+            && let Err(e) = gateway.reload_budgets().await
+        {
+            tracing::warn!("budgets changed but the gateway could not reload them yet: {e}");
+        }
     }
 }
 
@@ -283,7 +262,7 @@ mod tests {
         .unwrap();
         assert_eq!((number.limit, number.action), (Nanos(12_500_000_000), Action::Alert));
         let field = |json: serde_json::Value| match validate(request(json), now) {
-            Err(ApiError::InvalidField { field, .. }) => field,
+            Err(AppError::InvalidField { field, .. }) => field,
             other => panic!("expected an invalid field, got {other:?}"),
         };
         assert_eq!(

@@ -7,11 +7,11 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-const INDEX_HTML: &str = include_str!("../dashboard/index.html");
-const APP_JS: &str = include_str!("../dashboard/app.js");
-const APP_CSS: &str = include_str!("../dashboard/app.css");
+const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const APP_CSS: &str = include_str!("../../dashboard/app.css");
 /// Chart.js 4.6.1 (MIT, `dashboard/vendor/chart.js-LICENSE.md`), from npm's `chart.js` package.
-const CHART_JS: &str = include_str!("../dashboard/vendor/chart.umd.min.js");
+const CHART_JS: &str = include_str!("../../dashboard/vendor/chart.umd.min.js");
 
 /// Only the dashboard's own assets and the API; no framing, no inline scripts.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \

@@ -1,4 +1,5 @@
-//! Waste findings: detection passes, the findings API with admin decisions, and alerts.
+//! Waste findings: detection passes, the findings document with admins' decisions, and the
+//! alerts new findings raise.
 //!
 //! A pass judges whole UTC days (findings are kept per subject, detector and day): it reads
 //! the window's calls plus the day before (so a run that crossed midnight is judged whole, and
@@ -9,11 +10,8 @@
 //! findings at or above the alert confidence raise a `waste` alert while they are fresh.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
@@ -21,41 +19,16 @@ use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_core::waste::{Finding, FindingStatus, WasteRules, detect};
 use goodhart_store::Store;
 use goodhart_store::findings::StoredFinding;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Access;
-use crate::error::ApiError;
-use crate::reports::{usd_number, window};
-use crate::scope::TeamView;
-use crate::state::AppState;
-
-/// How findings are produced and announced (the `[waste]` configuration section).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WasteSettings {
-    /// Pause between scheduled passes; `None`: no scheduled detection.
-    pub detect_every: Option<Duration>,
-    /// Days the first pass after start covers.
-    pub backfill_days: u32,
-    /// Whether new findings raise alerts, and from which confidence (permille).
-    pub alerts: bool,
-    pub alert_min_confidence: u32,
-    pub rules: WasteRules,
-}
-
-impl Default for WasteSettings {
-    fn default() -> WasteSettings {
-        WasteSettings {
-            detect_every: Some(Duration::from_secs(300)),
-            backfill_days: 30,
-            alerts: true,
-            alert_min_confidence: 850,
-            rules: WasteRules::default(),
-        }
-    }
-}
+use super::json::usd_number;
+use super::query::Window;
+use super::scope::TeamView;
+use super::{App, AppError};
+use crate::settings::WasteSettings;
 
 /// Calls read before a pass's window, so that runs crossing midnight are judged whole.
 const LOOKBACK: i64 = MICROS_PER_DAY;
@@ -88,7 +61,7 @@ pub async fn run_pass(
     from: Micros,
     to: Micros,
     now: Micros,
-) -> Result<PassReport, ApiError> {
+) -> Result<PassReport, AppError> {
     let started = Instant::now();
     let (from, to) = (from.floor_to(MICROS_PER_DAY), to.ceil_to(MICROS_PER_DAY));
     let read_from = Micros(from.0 - LOOKBACK);
@@ -106,7 +79,7 @@ pub async fn run_pass(
         (calls.len() as u64, detect(&calls, &value_by_user, &rules))
     })
     .await
-    .map_err(|e| ApiError::Store(goodhart_store::StoreError::Worker(e.to_string())))?;
+    .map_err(|e| AppError::Store(goodhart_store::StoreError::Worker(e.to_string())))?;
     let in_window = findings.iter().filter(|f| f.from >= from && f.from < to).count() as u64;
     let outcome = store.record_findings(from, to, findings, now).await?;
     Ok(PassReport {
@@ -131,52 +104,6 @@ pub fn alerts_for(new: &[Finding], settings: &WasteSettings, now: Micros) -> Vec
         .filter(|f| f.confidence >= settings.alert_min_confidence && f.to.0 >= now.0 - FRESH)
         .map(|f| f.alert(now))
         .collect()
-}
-
-/// Starts scheduled detection on `tracker`: a backfill pass, then one every
-/// `detect_every`, until `cancel`.
-pub fn spawn_detection(state: AppState, tracker: &TaskTracker, cancel: CancellationToken) {
-    let Some(every) = state.waste.detect_every else {
-        return;
-    };
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut days_back = i64::from(state.waste.backfill_days.max(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = cancel.cancelled() => break,
-            }
-            let now = goodhart_store::now_micros();
-            let from = Micros(now.0 - days_back * MICROS_PER_DAY);
-            match pass_and_alert(&state, from, now, now).await {
-                Ok(report) => {
-                    days_back = 1;
-                    tracing::debug!(
-                        calls = report.calls,
-                        findings = report.findings,
-                        new = report.new,
-                        withdrawn = report.withdrawn,
-                        elapsed_ms = report.elapsed_ms,
-                        "waste detection pass"
-                    );
-                }
-                Err(e) => tracing::warn!("waste detection failed: {e}"),
-            }
-        }
-    });
-}
-
-/// A pass with the server's rules, its new findings' alerts raised through the gateway's
-/// alerter (stored once, posted to the webhooks).
-async fn pass_and_alert(state: &AppState, from: Micros, to: Micros, now: Micros) -> Result<PassReport, ApiError> {
-    let store = state.store.as_ref();
-    let report = run_pass(store, &state.outcomes.rules, &state.waste.rules, from, to, now).await?;
-    for alert in alerts_for(&report.new_findings, &state.waste, now) {
-        state.gateway.raise_alert(alert);
-    }
-    Ok(report)
 }
 
 /// A finding as the API and the CLI show it.
@@ -232,14 +159,12 @@ impl From<&StoredFinding> for FindingJson {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FindingsParams {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    /// `open`, `confirmed` or `dismissed`.
-    pub status: Option<String>,
-    /// Only this person's findings.
+/// Which stored findings to show: those that started in the window, optionally of one status
+/// and one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingsQuery {
+    pub window: Window,
+    pub status: Option<FindingStatus>,
     pub user: Option<String>,
 }
 
@@ -262,30 +187,19 @@ pub struct Totals {
     pub wasted_tokens: u64,
 }
 
-/// The stored findings that started in the window, filtered (the CLI calls this too).
-pub async fn findings_document(
+/// The stored findings of `query`, filtered to what `view` sees, with their totals.
+async fn findings_document(
     store: &dyn Store,
-    params: &FindingsParams,
-    now: Micros,
+    query: &FindingsQuery,
     view: Option<&TeamView>,
-) -> Result<FindingsDocument, ApiError> {
-    let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
-    let status = params
-        .status
-        .as_deref()
-        .map(|text| {
-            FindingStatus::parse(text).ok_or_else(|| ApiError::InvalidQuery {
-                parameter: "status",
-                message: format!("{text:?} is not a status: open, confirmed or dismissed"),
-            })
-        })
-        .transpose()?;
+) -> Result<FindingsDocument, AppError> {
+    let Window { from, to } = query.window;
     let findings: Vec<FindingJson> = store
         .findings(from, to)
         .await?
         .iter()
-        .filter(|s| status.is_none_or(|wanted| s.status == wanted))
-        .filter(|s| params.user.as_deref().is_none_or(|user| s.finding.user == user))
+        .filter(|s| query.status.is_none_or(|wanted| s.status == wanted))
+        .filter(|s| query.user.as_deref().is_none_or(|user| s.finding.user == user))
         .filter(|s| view.is_none_or(|view| view.sees_user(&s.finding.user)))
         .map(FindingJson::from)
         .collect();
@@ -312,117 +226,113 @@ pub async fn findings_document(
     })
 }
 
-/// The findings that count as waste in a window (every one not dismissed), for the
-/// leaderboard and the ROI report.
-pub async fn counted_waste(store: &dyn Store, from: Micros, to: Micros) -> Result<Vec<Finding>, ApiError> {
-    Ok(store
-        .findings(from, to)
-        .await?
-        .into_iter()
-        .filter(|s| s.status.counts_as_waste())
-        .map(|s| s.finding)
-        .collect())
-}
-
-/// `GET /api/v1/findings?from=&to=&status=&user=`.
-pub async fn get_findings(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-    Query(params): Query<FindingsParams>,
-) -> Result<Json<FindingsDocument>, ApiError> {
-    let view = crate::scope::view_for(state.store.as_ref(), &access).await?;
-    let now = goodhart_store::now_micros();
-    let document = findings_document(state.store.as_ref(), &params, now, view.as_ref()).await?;
-    Ok(Json(document))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetectParams {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-/// `POST /api/v1/findings/detect?from=&to=`: a pass over the window now (default the last 30
-/// days); new high-confidence findings raise alerts as a scheduled pass's would.
-pub async fn post_detect(
-    State(state): State<AppState>,
-    Query(params): Query<DetectParams>,
-) -> Result<Json<PassReport>, ApiError> {
-    let now = goodhart_store::now_micros();
-    let (from, to) = window(params.from.as_deref(), params.to.as_deref(), now)?;
-    Ok(Json(pass_and_alert(&state, from, to, now).await?))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Decision {
-    note: Option<String>,
-}
-
 /// Longest reason an admin can give.
 const MAX_NOTE_CHARS: usize = 2_000;
 
-/// Records a decision on a finding (the CLI calls this too).
-pub async fn decide(
+async fn decide(
     store: &dyn Store,
     id: &str,
     status: FindingStatus,
     note: Option<&str>,
     now: Micros,
-) -> Result<FindingJson, ApiError> {
+) -> Result<FindingJson, AppError> {
     if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
-        return Err(ApiError::InvalidField {
-            field: "note",
-            message: format!("must be at most {MAX_NOTE_CHARS} characters"),
-        });
+        return Err(AppError::field(
+            "note",
+            format!("must be at most {MAX_NOTE_CHARS} characters"),
+        ));
     }
     let stored = store
         .decide_finding(id, status, note.filter(|n| !n.trim().is_empty()), now)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("finding {id}")))?;
+        .ok_or_else(|| AppError::not_found(format!("finding {id}")))?;
     Ok(FindingJson::from(&stored))
 }
 
-async fn decide_from_request(
-    state: &AppState,
-    id: &str,
-    status: FindingStatus,
-    body: &Bytes,
-) -> Result<Json<FindingJson>, ApiError> {
-    let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
-        Decision::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?
-    };
-    let finding = decide(
-        state.store.as_ref(),
-        id,
-        status,
-        decision.note.as_deref(),
-        goodhart_store::now_micros(),
-    )
-    .await?;
-    Ok(Json(finding))
-}
+impl App {
+    /// A detection pass over the whole UTC days covering `window`, recorded; its new
+    /// high-confidence findings raise alerts through this process's gateway, if any.
+    pub async fn detect(&self, window: Window) -> Result<PassReport, AppError> {
+        let now = self.now();
+        let settings = self.settings();
+        let report = run_pass(
+            self.store(),
+            &settings.outcomes.rules,
+            &settings.waste.rules,
+            window.from,
+            window.to,
+            now,
+        )
+        .await?;
+        if let Some(gateway) = self.gateway() {
+            for alert in alerts_for(&report.new_findings, &settings.waste, now) {
+                gateway.raise_alert(alert);
+            }
+        }
+        Ok(report)
+    }
 
-/// `POST /api/v1/findings/{id}/confirm` with an optional `{"note": "…"}`.
-pub async fn post_confirm(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<FindingJson>, ApiError> {
-    decide_from_request(&state, &id, FindingStatus::Confirmed, &body).await
-}
+    /// Starts scheduled detection on `tracker`: a backfill pass, then one every
+    /// `detect_every`, until `cancel`.
+    pub fn spawn_detection(&self, tracker: &TaskTracker, cancel: CancellationToken) {
+        let Some(every) = self.settings().waste.detect_every else {
+            return;
+        };
+        let app = self.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut days_back = i64::from(app.settings().waste.backfill_days.max(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = cancel.cancelled() => break,
+                }
+                let now = app.now();
+                let window = Window {
+                    from: Micros(now.0 - days_back * MICROS_PER_DAY),
+                    to: now,
+                };
+                match app.detect(window).await {
+                    Ok(report) => {
+                        days_back = 1;
+                        tracing::debug!(
+                            calls = report.calls,
+                            findings = report.findings,
+                            new = report.new,
+                            withdrawn = report.withdrawn,
+                            elapsed_ms = report.elapsed_ms,
+                            "waste detection pass"
+                        );
+                    }
+                    Err(e) => tracing::warn!("waste detection failed: {e}"),
+                }
+            }
+        });
+    }
 
-/// `POST /api/v1/findings/{id}/dismiss` with an optional `{"note": "…"}`: the finding stops
-/// counting as waste.
-pub async fn post_dismiss(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<FindingJson>, ApiError> {
-    decide_from_request(&state, &id, FindingStatus::Dismissed, &body).await
+    /// The stored findings of `query` that `view` sees.
+    pub async fn findings(&self, query: &FindingsQuery, view: Option<&TeamView>) -> Result<FindingsDocument, AppError> {
+        findings_document(self.store(), query, view).await
+    }
+
+    /// Records an admin's decision on a finding, with an optional note.
+    pub async fn decide(&self, id: &str, status: FindingStatus, note: Option<&str>) -> Result<FindingJson, AppError> {
+        decide(self.store(), id, status, note, self.now()).await
+    }
+
+    /// The findings that count as waste in a window (every one not dismissed), for the
+    /// leaderboard, the ROI report and the subject pages.
+    pub(crate) async fn counted_waste(&self, from: Micros, to: Micros) -> Result<Vec<Finding>, AppError> {
+        Ok(self
+            .store()
+            .findings(from, to)
+            .await?
+            .into_iter()
+            .filter(|s| s.status.counts_as_waste())
+            .map(|s| s.finding)
+            .collect())
+    }
 }
 
 #[cfg(test)]

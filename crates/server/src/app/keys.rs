@@ -1,9 +1,7 @@
-//! Virtual key administration: create (the secret is returned once), list, revoke, rotate.
-//! The admin API and the CLI (`goodhart keys …`) both call these functions.
+//! Virtual keys: create (the secret is returned once), list, revoke, rotate. A revoked or
+//! rotated key stops working on this process's gateway at once (other instances within their
+//! key cache's lifetime).
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use goodhart_core::Micros;
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey, hash_secret, new_secret};
 use goodhart_core::time::parse_span;
@@ -12,8 +10,7 @@ use goodhart_store::Store;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use super::{App, AppError};
 
 /// `POST /api/v1/keys`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -73,8 +70,8 @@ impl KeyView {
     }
 }
 
-pub(crate) fn label(field: &'static str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
-    let invalid = |message: String| ApiError::InvalidField { field, message };
+pub(crate) fn label(field: &'static str, value: Option<String>, required: bool) -> Result<Option<String>, AppError> {
+    let invalid = |message: String| AppError::InvalidField { field, message };
     match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         None if required => Err(invalid(format!("`{field}` is required"))),
         None => Ok(None),
@@ -109,7 +106,7 @@ fn mint(
 }
 
 /// Validates a request and stores a new key; returns it with its secret (shown once).
-pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(VirtualKey, String), ApiError> {
+async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(VirtualKey, String), AppError> {
     let scope = KeyScope {
         user: label("user", Some(request.user), true)?.unwrap_or_default(),
         team: label("team", request.team, false)?,
@@ -122,10 +119,10 @@ pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(
         Some(span) => match parse_span(span) {
             Some(micros) if micros > 0 => Some(Micros(now.0.saturating_add(micros))),
             _ => {
-                return Err(ApiError::InvalidField {
-                    field: "expires_in",
-                    message: format!("expected a positive span such as 30d, 12h or 2w, got {span:?}"),
-                });
+                return Err(AppError::field(
+                    "expires_in",
+                    format!("expected a positive span such as 30d, 12h or 2w, got {span:?}"),
+                ));
             }
         },
     };
@@ -134,10 +131,10 @@ pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(
         ("tokens_per_minute", request.tokens_per_minute),
     ] {
         if limit == Some(0) {
-            return Err(ApiError::InvalidField {
+            return Err(AppError::field(
                 field,
-                message: format!("`{field}` must be at least 1 (leave it out for no limit)"),
-            });
+                format!("`{field}` must be at least 1 (leave it out for no limit)"),
+            ));
         }
     }
     let limits = RateLimits {
@@ -150,7 +147,7 @@ pub async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(
 }
 
 /// Replaces an active key by a new one with the same scope, name and lifetime.
-pub async fn rotate(store: &dyn Store, id: &str, now: Micros) -> Result<(VirtualKey, String), ApiError> {
+async fn rotate(store: &dyn Store, id: &str, now: Micros) -> Result<(VirtualKey, String), AppError> {
     let old = find(store, id).await?;
     let lifetime = old.expires_at.map(|at| at.0 - old.created_at.0);
     let (key, secret) = mint(
@@ -161,68 +158,56 @@ pub async fn rotate(store: &dyn Store, id: &str, now: Micros) -> Result<(Virtual
         now,
     );
     if !store.replace_key(id, &key, &hash_secret(&secret), now).await? {
-        return Err(ApiError::Conflict(format!("key {id} is already revoked")));
+        return Err(AppError::Conflict(format!("key {id} is already revoked")));
     }
     Ok((key, secret))
 }
 
 /// Revokes a key; revoking a revoked key is a conflict, an unknown one is not found.
-pub async fn revoke(store: &dyn Store, id: &str, now: Micros) -> Result<VirtualKey, ApiError> {
+async fn revoke(store: &dyn Store, id: &str, now: Micros) -> Result<VirtualKey, AppError> {
     find(store, id).await?;
     if !store.revoke_key(id, now).await? {
-        return Err(ApiError::Conflict(format!("key {id} is already revoked")));
+        return Err(AppError::Conflict(format!("key {id} is already revoked")));
     }
     find(store, id).await
 }
 
-async fn find(store: &dyn Store, id: &str) -> Result<VirtualKey, ApiError> {
+async fn find(store: &dyn Store, id: &str) -> Result<VirtualKey, AppError> {
     store
         .keys()
         .await?
         .into_iter()
         .find(|k| k.id == id)
-        .ok_or_else(|| ApiError::NotFound(format!("key {id}")))
+        .ok_or_else(|| AppError::not_found(format!("key {id}")))
 }
 
-fn now() -> Micros {
-    Micros::from_timestamp(jiff::Timestamp::now())
-}
+impl App {
+    /// Validates and stores a new key; returns it with its secret (shown once).
+    pub async fn create_key(&self, request: NewKey) -> Result<(VirtualKey, String), AppError> {
+        create(self.store(), request, self.now()).await
+    }
 
-pub async fn post_key(
-    State(state): State<AppState>,
-    request: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let Json(request) = request.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let now = now();
-    let (key, secret) = create(state.store.as_ref(), request, now).await?;
-    Ok((StatusCode::CREATED, Json(KeyView::of(&key, Some(secret), now))))
-}
+    pub async fn keys(&self) -> Result<Vec<VirtualKey>, AppError> {
+        Ok(self.store().keys().await?)
+    }
 
-pub async fn list_keys(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now();
-    let keys: Vec<KeyView> = state
-        .store
-        .keys()
-        .await?
-        .iter()
-        .map(|k| KeyView::of(k, None, now))
-        .collect();
-    Ok(Json(serde_json::json!({ "keys": keys })))
-}
+    /// Revokes a key; the gateway here refuses it from now on.
+    pub async fn revoke_key(&self, id: &str) -> Result<VirtualKey, AppError> {
+        let key = revoke(self.store(), id, self.now()).await?;
+        self.forget_keys();
+        Ok(key)
+    }
 
-pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
-    let now = now();
-    let key = revoke(state.store.as_ref(), &id, now).await?;
-    state.gateway.invalidate_keys();
-    Ok(Json(KeyView::of(&key, None, now)))
-}
+    /// Replaces a key by a new one; the gateway here refuses the old one from now on.
+    pub async fn rotate_key(&self, id: &str) -> Result<(VirtualKey, String), AppError> {
+        let rotated = rotate(self.store(), id, self.now()).await?;
+        self.forget_keys();
+        Ok(rotated)
+    }
 
-pub async fn rotate_key(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let now = now();
-    let (key, secret) = rotate(state.store.as_ref(), &id, now).await?;
-    state.gateway.invalidate_keys();
-    Ok((StatusCode::CREATED, Json(KeyView::of(&key, Some(secret), now))))
+    fn forget_keys(&self) {
+        if let Some(gateway) = self.gateway() {
+            gateway.invalidate_keys();
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! What a viewer token limited to one team may see, applied by every read handler.
+//! What a viewer token limited to one team may see, applied by every read use case.
 //!
 //! A team's people are those whose home team (the team they spent most with over the last
 //! year) it is; its agents likewise. A team viewer sees usage attributed to the team, the
@@ -17,8 +17,8 @@ use goodhart_core::value::{Activity, By, HomeTeams};
 use goodhart_core::waste::Finding;
 use goodhart_store::{Store, StoredAlert, SummaryQuery};
 
-use crate::auth::Access;
-use crate::error::ApiError;
+use super::access::Access;
+use super::{App, AppError};
 
 /// Membership is judged over this long before now.
 pub const MEMBERSHIP_WINDOW_MICROS: i64 = 365 * MICROS_PER_DAY;
@@ -33,7 +33,7 @@ pub struct TeamView {
 }
 
 impl TeamView {
-    pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<TeamView, ApiError> {
+    pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<TeamView, AppError> {
         let from = Micros(now.0.saturating_sub(MEMBERSHIP_WINDOW_MICROS));
         Ok(TeamView {
             team: team.to_owned(),
@@ -107,7 +107,7 @@ async fn homed_in(
     team: &str,
     from: Micros,
     to: Micros,
-) -> Result<HashSet<String>, ApiError> {
+) -> Result<HashSet<String>, AppError> {
     let query = SummaryQuery {
         from,
         to,
@@ -137,11 +137,13 @@ async fn homed_in(
         .collect())
 }
 
-/// The team view a request is limited to: none for the admin and for viewers of every team.
-pub async fn view_for(store: &dyn Store, access: &Access) -> Result<Option<TeamView>, ApiError> {
-    match access.team() {
-        None => Ok(None),
-        Some(team) => Ok(Some(TeamView::of(store, team, goodhart_store::now_micros()).await?)),
+impl App {
+    /// The team view a request is limited to: none for the admin and for viewers of every team.
+    pub async fn view_for(&self, access: &Access) -> Result<Option<TeamView>, AppError> {
+        match access.team() {
+            None => Ok(None),
+            Some(team) => Ok(Some(TeamView::of(self.store(), team, self.now()).await?)),
+        }
     }
 }
 
@@ -150,7 +152,7 @@ pub async fn usage_summary(
     store: &dyn Store,
     query: &SummaryQuery,
     view: Option<&TeamView>,
-) -> Result<Vec<SummaryRow>, ApiError> {
+) -> Result<Vec<SummaryRow>, AppError> {
     let Some(view) = view else {
         return Ok(store.usage_summary(query).await?);
     };

@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::app::AppError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or invalid token: send `Authorization: Bearer <admin, viewer or ingest token>`")]
@@ -35,7 +37,7 @@ pub enum ApiError {
     UnsupportedEncoding(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("no route for {0}")]
+    #[error("no {0}")]
     NotFound(String),
     #[error("{0}")]
     BadSignature(String),
@@ -131,6 +133,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> ApiError {
+        match error {
+            AppError::Unauthorized => ApiError::Unauthorized,
+            AppError::NotFound { what } => ApiError::NotFound(what),
+            AppError::Conflict(message) => ApiError::Conflict(message),
+            AppError::InvalidField { field, message } => ApiError::InvalidField { field, message },
+            AppError::InvalidParameter { parameter, message } => ApiError::InvalidQuery { parameter, message },
+            AppError::Rejected(message) => ApiError::BadRequest(message),
+            AppError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 /// A server-side error's detail, carried to the logging middleware.
 #[derive(Clone, Debug)]
 pub struct LoggedError(pub String);
@@ -169,7 +185,7 @@ mod tests {
         .iter()
         .map(|e| (e.status().as_u16(), e.code()))
         .collect();
-        let documented: serde_json::Value = serde_json::from_str(crate::router::OPENAPI_JSON).unwrap();
+        let documented: serde_json::Value = serde_json::from_str(crate::api::OPENAPI_JSON).unwrap();
         let documented_codes =
             &documented["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
         let codes: Vec<&str> = table.iter().map(|(_, code)| *code).collect();

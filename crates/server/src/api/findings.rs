@@ -1,0 +1,74 @@
+//! Waste findings: `GET /api/v1/findings`, `POST /api/v1/findings/detect` and the admin's
+//! decisions, `POST /api/v1/findings/{id}/confirm|dismiss` with an optional `{"note": "…"}`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use goodhart_core::waste::FindingStatus;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::params::{FindingsParams, Params, WindowParams};
+use super::state::ApiState;
+use crate::app::access::Access;
+use crate::app::findings::{FindingJson, FindingsDocument, PassReport};
+
+/// `GET /api/v1/findings?from=&to=&status=&user=`.
+pub async fn get_findings(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+    Params(params): Params<FindingsParams>,
+) -> Result<Json<FindingsDocument>, ApiError> {
+    let app = &state.app;
+    let query = params.query(app.now())?;
+    let view = app.view_for(&access).await?;
+    Ok(Json(app.findings(&query, view.as_ref()).await?))
+}
+
+/// `POST /api/v1/findings/detect?from=&to=`: a pass over the window now (default the last 30
+/// days); new high-confidence findings raise alerts as a scheduled pass's would.
+pub async fn post_detect(
+    State(state): State<ApiState>,
+    Params(params): Params<WindowParams>,
+) -> Result<Json<PassReport>, ApiError> {
+    let window = params.window(state.app.now())?;
+    Ok(Json(state.app.detect(window).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    note: Option<String>,
+}
+
+async fn decide(
+    state: &ApiState,
+    id: &str,
+    status: FindingStatus,
+    body: &Bytes,
+) -> Result<Json<FindingJson>, ApiError> {
+    let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?
+    };
+    Ok(Json(state.app.decide(id, status, decision.note.as_deref()).await?))
+}
+
+/// `POST /api/v1/findings/{id}/confirm`.
+pub async fn post_confirm(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<FindingJson>, ApiError> {
+    decide(&state, &id, FindingStatus::Confirmed, &body).await
+}
+
+/// `POST /api/v1/findings/{id}/dismiss`: the finding stops counting as waste.
+pub async fn post_dismiss(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<FindingJson>, ApiError> {
+    decide(&state, &id, FindingStatus::Dismissed, &body).await
+}

@@ -1,0 +1,170 @@
+//! The HTTP API: one function builds the router from one route table per role, and adds auth,
+//! timeouts and tracing. Handlers are thin: parse the request into the application layer's
+//! types, call [`App`], encode the answer.
+//!
+//! Authentication is default-deny. Only [`public_routes`] skip the token check; each other
+//! table lets in the admin token plus the one kind of token it is for: viewer tokens reach the
+//! reads in [`VIEWER_ROUTES`], ingest tokens the senders of usage in [`INGEST_ROUTES`], and
+//! everything else is the admin's alone. The tables are the policy: adding a route to one is
+//! deciding who may call it.
+
+pub mod alerts;
+pub mod auth;
+pub mod board;
+pub mod body;
+pub mod budgets;
+pub mod dashboard;
+pub mod error;
+pub mod findings;
+pub mod hooks;
+pub mod ingest;
+pub mod keys;
+pub mod otlp;
+pub mod params;
+pub mod reports;
+pub mod state;
+pub mod subjects;
+pub mod viewers;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use auth::Table;
+use error::{ApiError, LoggedError};
+pub use state::ApiState;
+
+/// A route table: the paths it serves as a constant (documented and tested against the
+/// OpenAPI document) and a function building its router, from one list.
+macro_rules! route_table {
+    ($(#[$doc:meta])* $paths:ident, $router:ident { $($path:literal => $method:expr),+ $(,)? }) => {
+        $(#[$doc])*
+        pub const $paths: &[&str] = &[$($path),+];
+
+        fn $router() -> Router<ApiState> {
+            Router::new()$(.route($path, $method))+
+        }
+    };
+}
+
+route_table! {
+    /// Open to anyone: health, the API's document, the dashboard's assets, and GitHub's
+    /// deliveries (authenticated by their HMAC signature, not a token).
+    PUBLIC_ROUTES, public_routes {
+        "/healthz" => get(healthz),
+        "/openapi.json" => get(openapi),
+        "/dashboard/app.js" => get(dashboard::app_js),
+        "/dashboard/app.css" => get(dashboard::app_css),
+        "/dashboard/vendor/chart.umd.min.js" => get(dashboard::chart_js),
+        "/hooks/github" => post(hooks::post_github),
+    }
+}
+
+route_table! {
+    /// What a viewer token may GET (besides the admin): the read API the dashboard shows.
+    VIEWER_ROUTES, viewer_routes {
+        "/api/v1/me" => get(viewers::me),
+        "/api/v1/usage/summary" => get(reports::get_summary),
+        "/api/v1/reports/roi" => get(reports::get_roi),
+        "/api/v1/leaderboard" => get(board::get_leaderboard),
+        "/api/v1/findings" => get(findings::get_findings),
+        "/api/v1/budgets" => get(budgets::list_budgets),
+        "/api/v1/budgets/{id}" => get(budgets::get_budget),
+        "/api/v1/alerts" => get(alerts::list_alerts),
+        "/api/v1/subjects/{by}/{name}" => get(subjects::get_subject),
+    }
+}
+
+route_table! {
+    /// What an ingest token may POST to (besides the admin): the OTLP receiver and the ingest API.
+    INGEST_ROUTES, ingest_routes {
+        "/otlp/v1/logs" => post(otlp::post_logs),
+        "/otlp/v1/metrics" => post(otlp::post_metrics),
+        "/otlp/v1/traces" => post(otlp::post_traces),
+        "/api/v1/usage" => post(ingest::post_usage),
+    }
+}
+
+route_table! {
+    /// The admin's alone.
+    ADMIN_ROUTES, admin_routes {
+        "/api/v1/reconciliation" => get(reports::get_reconciliation),
+        "/api/v1/keys" => get(keys::list_keys).post(keys::post_key),
+        "/api/v1/keys/{id}/revoke" => post(keys::revoke_key),
+        "/api/v1/keys/{id}/rotate" => post(keys::rotate_key),
+        "/api/v1/budgets" => post(budgets::post_budget),
+        "/api/v1/budgets/{id}" => axum::routing::delete(budgets::delete_budget),
+        "/api/v1/outcomes" => post(hooks::post_outcomes),
+        "/api/v1/findings/detect" => post(findings::post_detect),
+        "/api/v1/findings/{id}/confirm" => post(findings::post_confirm),
+        "/api/v1/findings/{id}/dismiss" => post(findings::post_dismiss),
+        "/api/v1/github/logins" => get(hooks::list_logins).post(hooks::post_login),
+        "/api/v1/tokens" => get(viewers::list).post(viewers::create),
+        "/api/v1/tokens/{id}/revoke" => post(viewers::revoke),
+    }
+}
+
+/// The whole HTTP surface: the API, the dashboard and (when the app has one) the gateway.
+pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
+    let guarded = |routes: Router<ApiState>, table: Table| {
+        routes.route_layer(middleware::from_fn_with_state(
+            (state.clone(), table),
+            auth::authenticate,
+        ))
+    };
+    let api = public_routes()
+        .merge(guarded(viewer_routes(), Table::Viewer))
+        .merge(guarded(ingest_routes(), Table::Ingest))
+        .merge(guarded(admin_routes(), Table::Admin));
+    // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
+    // and their own metrics instead of per-request trace spans on the hot path.
+    let gateway = state.app.gateway().map(goodhart_gateway::Gateway::router);
+    let router = api
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_server_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state);
+    let router = match gateway {
+        Some(gateway) => router.merge(gateway),
+        None => router,
+    };
+    router.layer(middleware::from_fn(dashboard::index_for_browsers))
+}
+
+async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
+    let app = &state.app;
+    Json(
+        serde_json::json!({ "status": "ok", "database": app.store().backend(), "price_version": app.prices().version() }),
+    )
+}
+
+/// The OpenAPI document of every route (`crates/server/openapi.json`; a test keeps it in step
+/// with the router).
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("route for {}", uri.path()))
+}
+
+/// Logs server-side failures once, here, with their detail (never request bodies or headers).
+async fn log_server_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(LoggedError(detail)) = response.extensions().get::<LoggedError>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), error = %detail, "request failed");
+    }
+    response
+}

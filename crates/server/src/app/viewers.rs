@@ -1,0 +1,117 @@
+//! Viewer and ingest tokens: read-only access for managers and teams, or send-only access for
+//! exporters, created by the admin (the secret is returned once), listed and revoked.
+
+use goodhart_core::Micros;
+use goodhart_store::Store;
+use goodhart_store::viewers::{TokenRole, ViewerToken};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::keys::label;
+use super::tokens::hash_token;
+use super::{App, AppError};
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewViewer {
+    /// Who it is for, e.g. `payments managers`.
+    pub name: Option<String>,
+    /// The one team it may see; every team when absent. For an ingest token: the team of the
+    /// usage it sends that names none.
+    pub team: Option<String>,
+    /// `viewer` (the default: reads) or `ingest` (sends usage: OTLP and the ingest API).
+    pub role: Option<String>,
+}
+
+/// A viewer token as the API shows it; `token` (the secret) only in the response that creates it.
+#[derive(Debug, Serialize)]
+pub struct ViewerView {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub name: Option<String>,
+    pub team: Option<String>,
+    pub role: &'static str,
+    pub status: &'static str,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl ViewerView {
+    pub fn of(token: &ViewerToken, secret: Option<String>) -> ViewerView {
+        ViewerView {
+            id: token.id.clone(),
+            token: secret,
+            name: token.name.clone(),
+            team: token.team.clone(),
+            role: token.role.as_str(),
+            status: if token.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            created_at: token.created_at.rfc3339(),
+            revoked_at: token.revoked_at.map(Micros::rfc3339),
+        }
+    }
+}
+
+async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Result<(ViewerToken, String), AppError> {
+    let (secret_bytes, id_bytes): ([u8; 32], [u8; 6]) = {
+        let mut rng = rand::rng();
+        (rng.random(), rng.random())
+    };
+    let role = match request.role.as_deref() {
+        None => TokenRole::Viewer,
+        Some(text) => TokenRole::parse(text)
+            .ok_or_else(|| AppError::field("role", format!("field `role`: {text:?} is not `viewer` or `ingest`")))?,
+    };
+    let prefix = match role {
+        TokenRole::Viewer => "gh_view_",
+        TokenRole::Ingest => "gh_ingest_",
+    };
+    let secret = format!("{prefix}{}", hex::encode(secret_bytes));
+    let token = ViewerToken {
+        id: format!("vt_{}", hex::encode(id_bytes)),
+        name: label("name", request.name, false)?,
+        team: label("team", request.team, false)?,
+        role,
+        created_at: now,
+        revoked_at: None,
+    };
+    store.create_viewer(&token, &hex::encode(hash_token(&secret))).await?;
+    Ok((token, secret))
+}
+
+async fn revoke_token(store: &dyn Store, id: &str, now: Micros) -> Result<ViewerToken, AppError> {
+    let find = async || {
+        store
+            .viewers()
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| AppError::not_found(format!("viewer token {id}")))
+    };
+    find().await?;
+    if !store.revoke_viewer(id, now).await? {
+        return Err(AppError::Conflict(format!("viewer token {id} is already revoked")));
+    }
+    find().await
+}
+
+impl App {
+    /// Validates and stores a new token; returns it with its secret (shown once).
+    pub async fn create_token(&self, request: NewViewer) -> Result<(ViewerToken, String), AppError> {
+        create_token(self.store(), request, self.now()).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<ViewerToken>, AppError> {
+        Ok(self.store().viewers().await?)
+    }
+
+    /// Revokes a token; revoking a revoked token is a conflict, an unknown one is not found.
+    pub async fn revoke_token(&self, id: &str) -> Result<ViewerToken, AppError> {
+        revoke_token(self.store(), id, self.now()).await
+    }
+}
