@@ -1,14 +1,15 @@
-//! Budgets and rate limits as pure decisions: which budgets apply to a call, the calendar
-//! window a budget's period covers in its time zone, a call's worst-case cost, all-or-nothing
-//! admission against every applicable budget, thresholds crossed, period-end forecasts, and
-//! token buckets. Callers hold the state and pass `now`; nothing here reads a clock.
+//! Budgets as pure decisions: which budgets apply to a call, the calendar window a budget's
+//! period covers in its time zone, a call's worst-case cost, thresholds crossed, period-end
+//! forecasts and runaways, and the alerts they raise. Callers hold the state and pass `now`;
+//! nothing here reads a clock.
 //!
 //! Admission reserves a call's worst case — its input estimated from the request, plus the
 //! `max_tokens` it asks for (or a default), priced at the model's dearest applicable rates —
-//! so concurrent calls cannot together spend past a hard cap: a call is admitted only if
-//! `spent + reserved + worst_case ≤ limit` on every blocking budget at once. Spend can exceed
-//! the limit only by what calls cost beyond their reservation (an input estimate that was too
-//! low, or output beyond the default cap of a call that named none).
+//! so concurrent calls cannot together spend past a hard cap: a call is admitted only if its
+//! worst case fits on every blocking budget at once ([`crate::limits`], which does the same
+//! for keys' rate limits). Spend can exceed the limit only by what calls cost beyond their
+//! reservation (an input estimate that was too low, or output beyond the default cap of a call
+//! that named none).
 
 use jiff::tz::TimeZone;
 use jiff::{ToSpan, Zoned};
@@ -366,123 +367,6 @@ pub fn estimate_input_tokens(chars: u64) -> u64 {
     chars.div_ceil(3)
 }
 
-/// What a blocking budget has used of its current window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
-    pub spent: Nanos,
-    /// Worst cases of admitted calls that have not finished.
-    pub reserved: Nanos,
-    pub spent_tokens: u64,
-    pub reserved_tokens: u64,
-}
-
-/// A budget's limits, as admission sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub usd: Nanos,
-    pub tokens: Option<u64>,
-}
-
-/// Why a call was refused: the first budget it would have overrun.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overrun {
-    /// Index into the budgets passed to [`admit`].
-    pub budget: usize,
-    pub limit: Nanos,
-    pub spent: Nanos,
-    pub reserved: Nanos,
-    /// The limit that was hit is the token limit, not the USD one.
-    pub tokens: bool,
-}
-
-/// Admits a call of worst case `cost` (and `tokens`) against every blocking budget that
-/// applies, all or nothing: `Ok` means the caller must now add the reservation to each of
-/// them; `Err` names the first budget that has no room.
-pub fn admit(budgets: &[(Limits, Usage)], cost: Nanos, tokens: u64) -> Result<(), Overrun> {
-    for (index, (limits, usage)) in budgets.iter().enumerate() {
-        let committed = usage.spent.saturating_add(usage.reserved);
-        let refused = |tokens_hit: bool| Overrun {
-            budget: index,
-            limit: limits.usd,
-            spent: usage.spent,
-            reserved: usage.reserved,
-            tokens: tokens_hit,
-        };
-        if committed.saturating_add(cost) > limits.usd {
-            return Err(refused(false));
-        }
-        if let Some(token_limit) = limits.tokens
-            && usage
-                .spent_tokens
-                .saturating_add(usage.reserved_tokens)
-                .saturating_add(tokens)
-                > token_limit
-        {
-            return Err(refused(true));
-        }
-    }
-    Ok(())
-}
-
-/// An amount of a budget: dollars and tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Amount {
-    pub cost: Nanos,
-    pub tokens: u64,
-}
-
-impl Amount {
-    pub fn saturating_add(self, other: Amount) -> Amount {
-        Amount {
-            cost: self.cost.saturating_add(other.cost),
-            tokens: self.tokens.saturating_add(other.tokens),
-        }
-    }
-
-    /// `self - other`, each part floored at zero.
-    pub fn saturating_sub(self, other: Amount) -> Amount {
-        Amount {
-            cost: Nanos(self.cost.0.saturating_sub(other.cost.0).max(0)),
-            tokens: self.tokens.saturating_sub(other.tokens),
-        }
-    }
-}
-
-/// The slice of a blocking budget a gateway instance borrows from the pool all instances
-/// share, when it has none left: a twentieth (5 %) of each limit, so a handful of refills
-/// covers a busy window and an instance never sits on much that others could use.
-pub fn lease_size(limits: &Limits) -> Amount {
-    Amount {
-        cost: Nanos((limits.usd.0 / 20).max(1)),
-        tokens: limits.tokens.map_or(0, |t| (t / 20).max(1)),
-    }
-}
-
-/// What a budget's shared pool lends an instance that asks for `want` and cannot admit its
-/// call with less than `need`, when `taken` is already committed (spend and other leases):
-/// `want` (at least `need`) where it fits, else all that is left if that covers `need`, else
-/// nothing — also when `need` is nothing but the pool is already past its limit. Without a token
-/// limit no tokens are lent (none are counted).
-pub fn grant_lease(limits: &Limits, taken: Amount, want: Amount, need: Amount) -> Option<Amount> {
-    // Negative when the pool is already past its limit: then not even a zero need fits.
-    let room_usd = limits.usd.0.saturating_sub(taken.cost.0);
-    if need.cost.0 > room_usd {
-        return None;
-    }
-    let cost = Nanos(want.cost.0.max(need.cost.0).min(room_usd));
-    let tokens = match limits.tokens {
-        None => 0,
-        Some(limit) => {
-            let room = limit.checked_sub(taken.tokens)?;
-            if need.tokens > room {
-                return None;
-            }
-            want.tokens.max(need.tokens).min(room)
-        }
-    };
-    Some(Amount { cost, tokens })
-}
-
 /// The alert thresholds (percent of the limit) that spend crossed going from `before` to
 /// `after`, lowest first.
 pub fn crossed_thresholds(before: Nanos, after: Nanos, limit: Nanos, thresholds: &[u32]) -> Vec<u32> {
@@ -521,95 +405,6 @@ pub fn forecast(spent: Nanos, window: Window, now: Micros) -> Option<Nanos> {
 pub fn is_runaway(recent_per_hour: Nanos, baseline_per_hour: Nanos, factor: u32, floor_per_hour: Nanos) -> bool {
     recent_per_hour > floor_per_hour
         && i128::from(recent_per_hour.0) > i128::from(baseline_per_hour.0) * i128::from(factor)
-}
-
-/// A token bucket: `capacity` units, refilled continuously at `per_minute` units a minute.
-/// The level is kept in millionths of a unit so refills of a few microseconds are not lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenBucket {
-    pub capacity: u64,
-    pub per_minute: u64,
-    level_millionths: u128,
-    updated: Micros,
-}
-
-const MICROS_PER_MINUTE: u128 = 60_000_000;
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn full(capacity: u64, per_minute: u64, now: Micros) -> TokenBucket {
-        TokenBucket {
-            capacity,
-            per_minute,
-            level_millionths: u128::from(capacity) * 1_000_000,
-            updated: now,
-        }
-    }
-
-    fn refill(&mut self, now: Micros) {
-        if now > self.updated {
-            let elapsed = (i128::from(now.0) - i128::from(self.updated.0)) as u128;
-            let added = elapsed * u128::from(self.per_minute) * 1_000_000 / MICROS_PER_MINUTE;
-            self.level_millionths = (self.level_millionths + added).min(u128::from(self.capacity) * 1_000_000);
-            self.updated = now;
-        }
-    }
-
-    /// Takes `amount` units if the bucket holds them; otherwise says how long until it will
-    /// (in microseconds; `None` if it never can, the amount exceeding the capacity).
-    pub fn try_take(&mut self, amount: u64, now: Micros) -> Result<(), Option<i64>> {
-        self.refill(now);
-        let wanted = u128::from(amount) * 1_000_000;
-        if wanted <= self.level_millionths {
-            self.level_millionths -= wanted;
-            return Ok(());
-        }
-        if amount > self.capacity || self.per_minute == 0 {
-            return Err(None);
-        }
-        let missing = wanted - self.level_millionths;
-        let wait = missing * MICROS_PER_MINUTE / (u128::from(self.per_minute) * 1_000_000);
-        Err(Some(i64::try_from(wait + 1).unwrap_or(i64::MAX)))
-    }
-
-    /// A bucket as stored: its level in millionths of a unit, as of `updated`.
-    pub fn from_stored(capacity: u64, per_minute: u64, level_millionths: u128, updated: Micros) -> TokenBucket {
-        TokenBucket {
-            capacity,
-            per_minute,
-            level_millionths: level_millionths.min(u128::from(capacity) * 1_000_000),
-            updated,
-        }
-    }
-
-    /// The level in millionths of a unit and when it was last brought up to date.
-    pub fn stored(&self) -> (u128, Micros) {
-        (self.level_millionths, self.updated)
-    }
-
-    /// Takes as much as it holds up to `want` (at least `need`), or, holding less than `need`,
-    /// nothing, saying how long until it would hold `need`.
-    pub fn take_up_to(&mut self, want: u64, need: u64, now: Micros) -> Result<u64, Option<i64>> {
-        let available = self.available(now);
-        if available < need {
-            return self.try_take(need, now).map(|()| need);
-        }
-        let taken = want.max(need).min(available);
-        self.try_take(taken, now).map(|()| taken)
-    }
-
-    /// Puts back units taken for a call that turned out to use fewer.
-    pub fn give_back(&mut self, amount: u64, now: Micros) {
-        self.refill(now);
-        self.level_millionths =
-            (self.level_millionths + u128::from(amount) * 1_000_000).min(u128::from(self.capacity) * 1_000_000);
-    }
-
-    /// Whole units available now.
-    pub fn available(&mut self, now: Micros) -> u64 {
-        self.refill(now);
-        u64::try_from(self.level_millionths / 1_000_000).unwrap_or(u64::MAX)
-    }
 }
 
 #[cfg(test)]
@@ -676,121 +471,6 @@ mod tests {
             prop_assert_eq!(window(period, &tz, end).start, end);
             prop_assert_eq!(window(period, &tz, Micros(end.0 - 1)).start, w.start);
         }
-
-        #[test]
-        fn admission_never_lets_committed_spend_pass_the_limit(
-            limit in 0i64..1_000_000_000, spent in 0i64..1_000_000_000, reserved in 0i64..1_000_000_000,
-            cost in 0i64..1_000_000_000,
-        ) {
-            let budgets = [(Limits { usd: Nanos(limit), tokens: None }, Usage { spent: Nanos(spent), reserved: Nanos(reserved), ..Default::default() })];
-            let admitted = admit(&budgets, Nanos(cost), 0).is_ok();
-            prop_assert_eq!(admitted, spent + reserved + cost <= limit);
-        }
-
-        #[test]
-        fn pools_never_lend_past_the_limit_and_lend_what_is_needed_when_it_is_there(
-            limit in 0i64..1_000_000, taken in 0i64..1_200_000, want in 0i64..100_000, need in 0i64..100_000,
-            token_limit in proptest::option::of(0u64..10_000), taken_tokens in 0u64..12_000, need_tokens in 0u64..1_000,
-        ) {
-            let limits = Limits { usd: Nanos(limit), tokens: token_limit };
-            let taken = Amount { cost: Nanos(taken), tokens: taken_tokens };
-            let need = Amount { cost: Nanos(need), tokens: if token_limit.is_some() { need_tokens } else { 0 } };
-            let want = Amount { cost: Nanos(want), tokens: lease_size(&limits).tokens };
-            let fits = taken.cost.0 + need.cost.0 <= limit
-                && token_limit.is_none_or(|t| taken_tokens + need.tokens <= t);
-            match grant_lease(&limits, taken, want, need) {
-                None => prop_assert!(!fits),
-                Some(granted) => {
-                    prop_assert!(fits);
-                    prop_assert!(granted.cost >= need.cost && granted.tokens >= need.tokens);
-                    // Whatever was committed before, lending never takes the total past the limit
-                    // (a pool already over it lends nothing more).
-                    prop_assert!(taken.cost.0 + granted.cost.0 <= limit.max(taken.cost.0 + need.cost.0));
-                    prop_assert!(granted.cost.0 == 0 || taken.cost.0 + granted.cost.0 <= limit);
-                    if let Some(t) = token_limit {
-                        prop_assert!(granted.tokens == 0 || taken_tokens + granted.tokens <= t);
-                    } else {
-                        prop_assert_eq!(granted.tokens, 0);
-                    }
-                }
-            }
-        }
-
-        #[test]
-        fn taking_up_to_a_want_never_takes_more_than_the_bucket_holds(
-            capacity in 1u64..10_000, level in 0u64..10_000, want in 0u64..20_000, need in 0u64..20_000,
-        ) {
-            let stored = u128::from(level.min(capacity)) * 1_000_000;
-            let mut bucket = TokenBucket::from_stored(capacity, 60, stored, Micros(0));
-            let held = level.min(capacity);
-            match bucket.take_up_to(want, need, Micros(0)) {
-                Ok(taken) => {
-                    prop_assert!(taken >= need && taken <= held && (taken >= want.min(held)));
-                    prop_assert_eq!(bucket.available(Micros(0)), held - taken);
-                }
-                Err(_) => {
-                    prop_assert!(need > held);
-                    prop_assert_eq!(bucket.available(Micros(0)), held, "a refusal takes nothing");
-                }
-            }
-        }
-
-        #[test]
-        fn buckets_never_exceed_capacity_nor_go_negative(
-            capacity in 1u64..10_000, per_minute in 0u64..100_000, steps in proptest::collection::vec((0i64..10_000_000, 0u64..2_000), 1..50),
-        ) {
-            let mut bucket = TokenBucket::full(capacity, per_minute, Micros(0));
-            let (mut now, mut taken_total, mut start_level) = (0i64, 0u128, capacity as u128);
-            for (advance, amount) in steps {
-                now += advance;
-                if bucket.try_take(amount, Micros(now)).is_ok() {
-                    taken_total += u128::from(amount);
-                }
-                prop_assert!(bucket.available(Micros(now)) <= capacity);
-            }
-            // Nothing can be taken beyond the start level plus what refilled.
-            start_level += (now as u128) * u128::from(per_minute) / 60_000_000;
-            prop_assert!(taken_total <= start_level);
-        }
-    }
-
-    #[test]
-    fn admission_is_all_or_nothing_and_names_the_budget() {
-        let roomy = (
-            Limits {
-                usd: Nanos(1_000),
-                tokens: None,
-            },
-            Usage::default(),
-        );
-        let tight = (
-            Limits {
-                usd: Nanos(1_000),
-                tokens: None,
-            },
-            Usage {
-                spent: Nanos(900),
-                reserved: Nanos(50),
-                ..Default::default()
-            },
-        );
-        let refused = admit(&[roomy, tight], Nanos(100), 0).unwrap_err();
-        assert_eq!(
-            (refused.budget, refused.spent, refused.reserved),
-            (1, Nanos(900), Nanos(50))
-        );
-        assert!(admit(&[roomy, tight], Nanos(50), 0).is_ok());
-        let tokens = (
-            Limits {
-                usd: Nanos(1_000_000),
-                tokens: Some(1_000),
-            },
-            Usage {
-                spent_tokens: 900,
-                ..Default::default()
-            },
-        );
-        assert!(admit(&[tokens], Nanos(1), 101).unwrap_err().tokens);
     }
 
     #[test]

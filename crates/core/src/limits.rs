@@ -392,10 +392,35 @@ pub enum Check {
     /// Refused without asking the store (a budget's pool known dry, or a model without price
     /// under a hard cap).
     Refused(Refusal),
-    /// These pools must lend this instance more before the call fits (rate-limit buckets
-    /// first: a call over its key's limit is refused as such even when a budget would refuse it
-    /// too).
-    Short(Vec<Shortfall>),
+    /// These pools must lend this instance more before the call fits.
+    Short(Shortfalls),
+}
+
+/// The pools a call is short of — at least one — in the order to borrow from them: a key's
+/// buckets first, so that a call over its key's rate limit is refused as such even where a
+/// budget would refuse it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfalls {
+    first: Shortfall,
+    rest: Vec<Shortfall>,
+}
+
+impl Shortfalls {
+    fn of(all: Vec<Shortfall>) -> Option<Shortfalls> {
+        let mut all = all.into_iter();
+        Some(Shortfalls {
+            first: all.next()?,
+            rest: all.collect(),
+        })
+    }
+
+    pub fn first(&self) -> &Shortfall {
+        &self.first
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Shortfall> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
 }
 
 /// A pool whose slice is too short for a call, and by how much.
@@ -737,20 +762,19 @@ impl Ledger {
     /// Admits `call` against every pool that applies to it if each slice has room for it,
     /// all or nothing (see [`Check`]).
     pub fn check(&mut self, call: &Call<'_>, now: Micros) -> Check {
-        let mut short = self.key_shortfalls(call);
-        let verdict = self.budget_verdict(call, now);
-        if !short.is_empty() {
-            // The key's own limits are settled first; a budget's refusal waits on them.
-            if let BudgetVerdict::Short(budgets) = verdict {
-                short.extend(budgets);
+        let keys_short = self.key_shortfalls(call);
+        let (short, applicable) = match self.budget_verdict(call, now) {
+            BudgetVerdict::Fits(applicable) => (keys_short, applicable),
+            BudgetVerdict::Short(budgets_short) => ([keys_short, budgets_short].concat(), Vec::new()),
+            // The key's own limits are settled first: a budget's refusal waits on them.
+            BudgetVerdict::Refused(refusal) if keys_short.is_empty() => {
+                return Check::Refused(Refusal::Budget(refusal));
             }
+            BudgetVerdict::Refused(_) => (keys_short, Vec::new()),
+        };
+        if let Some(short) = Shortfalls::of(short) {
             return Check::Short(short);
         }
-        let applicable = match verdict {
-            BudgetVerdict::Fits(applicable) => applicable,
-            BudgetVerdict::Short(short) => return Check::Short(short),
-            BudgetVerdict::Refused(refusal) => return Check::Refused(Refusal::Budget(refusal)),
-        };
         let mut draws = Vec::with_capacity(applicable.len() + 1);
         if let Some(pools) = self.keys.get_mut(call.key_id) {
             for (resource, _, draw) in key_draws(call) {
@@ -911,9 +935,10 @@ impl Ledger {
         }
     }
 
-    /// The refusal of a call still short of `shortfall` after every borrow it was allowed:
-    /// other calls kept taking what was borrowed. It reports where the budget really stands.
-    pub fn contended(&self, shortfall: &Shortfall) -> Refusal {
+    /// The refusal of a call still short after every borrow it was allowed: other calls kept
+    /// taking what was borrowed. It reports where the budget really stands.
+    pub fn contended(&self, short: &Shortfalls) -> Refusal {
+        let shortfall = short.first();
         match &shortfall.pool {
             Pool::Key {
                 resource, per_minute, ..
@@ -971,7 +996,7 @@ impl Ledger {
                 continue;
             }
             let before = live.spent.cost;
-            live.spent = live.spent.saturating_add(actual);
+            live.spent = live.spent.saturating_add(Amount { requests: 1, ..actual });
             let thresholds =
                 budgets::crossed_thresholds(before, live.spent.cost, live.budget.limit, &live.budget.thresholds);
             for percent in thresholds {
@@ -1168,7 +1193,7 @@ mod tests {
 
     fn shortfalls(check: Check) -> Vec<(PoolId, Amount)> {
         match check {
-            Check::Short(short) => short.into_iter().map(|s| (s.pool.id(), s.need)).collect(),
+            Check::Short(short) => short.iter().map(|s| (s.pool.id(), s.need)).collect(),
             other => panic!("{other:?}"),
         }
     }
@@ -1249,8 +1274,8 @@ mod tests {
             Check::Short(short) => short,
             other => panic!("{other:?}"),
         };
-        assert_eq!(short[0].need, dollars(300));
-        let refused = ledger.refused(&short[0], None, Micros(0));
+        assert_eq!(short.first().need, dollars(300));
+        let refused = ledger.refused(short.first(), None, Micros(0));
         assert_eq!(
             refused.give_back.map(|g| g.unused),
             Some(dollars(600)),
@@ -1346,7 +1371,7 @@ mod tests {
             Check::Short(short) => short,
             other => panic!("{other:?}"),
         };
-        let Refusal::Budget(refusal) = ledger.contended(&short[0]) else {
+        let Refusal::Budget(refusal) = ledger.contended(&short) else {
             panic!()
         };
         assert_eq!(
@@ -1479,7 +1504,7 @@ mod tests {
                 Check::Refused(_) => return None,
                 Check::Short(short) => short,
             };
-            for shortfall in &short {
+            for shortfall in short.iter() {
                 match shared.borrow(instance, shortfall, now) {
                     Ok(granted) => ledger.credit(&shortfall.pool.id(), granted),
                     Err(wait) => {
@@ -1617,9 +1642,8 @@ mod tests {
                     }
                     prop_assert_eq!(hold.draws().iter().map(|d| d.reserved).fold(Amount::ZERO, Amount::saturating_add).cost, Nanos(2 * cost));
                 }
-                Check::Short(short) => {
+                Check::Short(_) => {
                     prop_assert!(!fits);
-                    prop_assert!(!short.is_empty());
                     prop_assert_eq!(slices(&ledger), before, "a call that does not fit takes nothing");
                 }
                 Check::Refused(refusal) => prop_assert!(false, "nothing is dry: {refusal:?}"),

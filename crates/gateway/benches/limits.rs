@@ -1,13 +1,16 @@
-//! What hard caps and rate limits cost a call: admission and settlement against five
-//! budgets from the slices an instance holds (every call), and the database transactions
-//! behind them (a slice borrowed about every twentieth of a limit, a rate batch every
-//! twentieth of a per-minute limit), on SQLite and on the local PostgreSQL server.
+//! What hard caps and rate limits cost a call: one admission and one settlement against five
+//! budgets (and its key's two rate limits) from the slices an instance holds (every call), and
+//! the database transactions behind them (a slice borrowed about every twentieth of a limit, a
+//! rate batch every twentieth of a per-minute limit), on SQLite and on the local PostgreSQL
+//! server.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use goodhart_core::budgets::{Action, Amount, Budget, BudgetScope, Period, window};
+use goodhart_core::budgets::{Action, Budget, BudgetScope, Period, window};
+use goodhart_core::keys::RateLimits;
+use goodhart_core::limits::{Amount, Call, Resource, Spent};
 use goodhart_core::usage::Attribution;
 use goodhart_core::{Micros, Nanos};
-use goodhart_gateway::guard::BudgetGuard;
+use goodhart_gateway::limits::Limiter;
 use goodhart_store::leases::{LeaseRequest, RateBucket};
 use goodhart_store::testing::TestDatabase;
 fn budgets() -> Vec<Budget> {
@@ -45,27 +48,54 @@ fn limits(c: &mut Criterion) {
         ..Default::default()
     };
     let sqlite = TestDatabase::sqlite();
-    let guard = runtime.block_on(async {
+    let limiter = runtime.block_on(async {
         let store = sqlite.open().await.unwrap();
         for budget in budgets() {
             store.create_budget(&budget).await.unwrap();
         }
-        let guard = BudgetGuard::new(store, "bench".into());
-        guard.reload(goodhart_store::now_micros()).await.unwrap();
-        guard
+        let limiter = Limiter::new(store, "bench".into());
+        limiter.reload(goodhart_store::now_micros()).await.unwrap();
+        limiter
     });
     let now = goodhart_store::now_micros();
+    let spent = Spent {
+        key_id: "0123456789ab",
+        who: &alice,
+        at: now,
+        cost: Nanos(1_000_000),
+        tokens: 2_000,
+    };
+    let mut call = Call {
+        key_id: "0123456789ab",
+        rates: RateLimits::default(),
+        who: &alice,
+        cost: Some(Nanos(2_000_000)),
+        tokens: 5_000,
+    };
     c.bench_function("admit and settle a call against 5 budgets from held slices", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let held = guard
-                    .admit("0123456789ab", &alice, Some(Nanos(2_000_000)), 5_000, now)
-                    .await
-                    .unwrap();
-                held.settle("0123456789ab", &alice, now, Nanos(1_000_000), 2_000);
+                let held = limiter.admit(&call, now).await.unwrap();
+                held.settle(&spent);
             })
         })
     });
+    // Limits big enough that the first batch lasts the whole run.
+    call.rates = RateLimits {
+        requests_per_minute: Some(u64::MAX >> 24),
+        tokens_per_minute: Some(u64::MAX >> 24),
+    };
+    c.bench_function(
+        "admit and settle a call against a key's 2 rate limits and 5 budgets from held slices",
+        |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let held = limiter.admit(&call, now).await.unwrap();
+                    held.settle(&spent);
+                })
+            })
+        },
+    );
     let postgres = runtime.block_on(TestDatabase::postgres());
     for (backend, db) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {
         let store = runtime.block_on(db.open()).unwrap();
@@ -73,7 +103,7 @@ fn limits(c: &mut Criterion) {
         let month = window(Period::Month, &jiff::tz::TimeZone::UTC, now);
         let slice = Amount {
             cost: Nanos(1_000),
-            tokens: 0,
+            ..Amount::ZERO
         };
         c.bench_function(&format!("borrow a budget slice ({backend})"), |b| {
             b.iter(|| {
@@ -90,7 +120,7 @@ fn limits(c: &mut Criterion) {
         });
         let bucket = RateBucket {
             key_id: "0123456789ab",
-            kind: "requests",
+            resource: Resource::Requests,
             capacity: u64::MAX >> 24,
             per_minute: u64::MAX >> 24,
         };

@@ -55,9 +55,8 @@ fn context(recorder: &Arc<Recorder>, metrics: &Arc<Metrics>, prices: &Arc<PriceT
         prices: Arc::clone(prices),
         recorder: Arc::clone(recorder),
         metrics: Arc::clone(metrics),
-        reservation: None,
+        admission: None,
         alerter: goodhart_gateway::alerts::Alerter::disconnected(),
-        token_grant: None,
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use goodhart_core::Micros;
 use goodhart_core::budgets::{self, Alert};
+use goodhart_core::limits::BudgetWindow;
 use goodhart_core::money::Nanos;
 use goodhart_core::time::MICROS_PER_HOUR;
 use goodhart_store::{Store, StoreError};
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::guard::BudgetGuard;
+use crate::limits::Limiter;
 use crate::upstream::UpstreamClient;
 
 /// `[alerts]` as written in the configuration file.
@@ -80,13 +81,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Forecast and runaway alerts for the budgets in `snapshot` at `now`.
 pub async fn evaluate(
     store: &dyn Store,
-    snapshot: &[(budgets::Budget, budgets::Window, Nanos)],
+    snapshot: &[BudgetWindow],
     rule: RunawayRule,
     now: Micros,
 ) -> Result<Vec<Alert>, StoreError> {
     let mut raised = Vec::new();
-    for (budget, window, spent) in snapshot {
-        if let Some(projected) = budgets::forecast(*spent, *window, now)
+    for BudgetWindow { budget, window, spent } in snapshot {
+        if let Some(projected) = budgets::forecast(spent.cost, *window, now)
             && projected > budget.limit
         {
             raised.push(Alert::forecast(budget, *window, projected, now));
@@ -137,7 +138,7 @@ impl Alerter {
         client: UpstreamClient,
         webhooks: Vec<Webhook>,
         rule: RunawayRule,
-        guard: Arc<BudgetGuard>,
+        limits: Arc<Limiter>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Alerter {
@@ -185,7 +186,7 @@ impl Alerter {
                     _ = tick.tick() => {}
                     () = cancel.cancelled() => break,
                 }
-                match evaluate(store.as_ref(), &guard.snapshot(), rule, goodhart_store::now_micros()).await {
+                match evaluate(store.as_ref(), &limits.snapshot(), rule, goodhart_store::now_micros()).await {
                     Ok(alerts) => alerts.into_iter().for_each(|a| evaluator.raise(a)),
                     Err(e) => tracing::warn!("alert evaluation failed: {e}"),
                 }
@@ -271,6 +272,7 @@ async fn post(client: &UpstreamClient, webhook: &Webhook, alert: &Alert) -> Resu
 mod tests {
     use super::*;
     use goodhart_core::budgets::{Action, Budget, BudgetScope, Period};
+    use goodhart_core::limits::Amount;
     use goodhart_core::pricing::PriceTable;
     use goodhart_core::usage::{Attribution, Source, TokenCounts, UsageEvent};
     use goodhart_store::PricedEvent;
@@ -338,8 +340,16 @@ mod tests {
         store.insert_usage(events, "test").await.unwrap();
         let window = budgets::window(Period::Month, &jiff::tz::TimeZone::UTC, now);
         let snapshot = vec![
-            (budget("looper"), window, Nanos::ZERO),
-            (budget("heavy"), window, Nanos::ZERO),
+            BudgetWindow {
+                budget: budget("looper"),
+                window,
+                spent: Amount::ZERO,
+            },
+            BudgetWindow {
+                budget: budget("heavy"),
+                window,
+                spent: Amount::ZERO,
+            },
         ];
         let alerts = evaluate(store.as_ref(), &snapshot, RunawayRule::default(), now)
             .await
@@ -362,7 +372,14 @@ mod tests {
         let half_spent = Nanos(6_000 * 1_000_000_000); // $6,000 of $10,000 by mid-month
         let alerts = evaluate(
             store.as_ref(),
-            &[(budget("a"), window, half_spent)],
+            &[BudgetWindow {
+                budget: budget("a"),
+                window,
+                spent: Amount {
+                    cost: half_spent,
+                    ..Amount::ZERO
+                },
+            }],
             RunawayRule::default(),
             now,
         )

@@ -4,10 +4,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use goodhart_core::limits::{BudgetRefusal, Cause, RateRefusal, Resource};
 use serde_json::json;
-
-use crate::guard::Refusal;
-use crate::ratelimit::RateRefusal;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -35,24 +33,27 @@ pub enum GatewayError {
     )]
     LimitsUnavailable(String),
     #[error("{}", budget_message(.0))]
-    BudgetExceeded(Box<Refusal>),
-    #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.what)]
+    BudgetExceeded(Box<BudgetRefusal>),
+    #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.resource.as_str())]
     RateLimited(RateRefusal),
 }
 
-fn budget_message(refusal: &Refusal) -> String {
+fn budget_message(refusal: &BudgetRefusal) -> String {
     let resets = refusal.resets_at.map_or_else(
         || "it does not reset".to_owned(),
         |at| format!("it resets at {}", at.rfc3339()),
     );
-    if refusal.unpriced {
+    if refusal.cause == Cause::Unpriced {
         return format!(
             "budget {} ({}) is a hard cap and this model has no price, so the call's cost cannot be bounded; \
              add a price for it ([[prices.model]]) to use it under this budget",
             refusal.budget_id, refusal.scope
         );
     }
-    let what = if refusal.tokens { "token limit" } else { "limit" };
+    let what = match refusal.cause {
+        Cause::Limit(Resource::Tokens) => "token limit",
+        _ => "limit",
+    };
     format!(
         "budget {} ({}) would be exceeded: {what} {}, spent {}, reserved by calls in flight {}; {resets}",
         refusal.budget_id,
@@ -91,7 +92,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
             GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => ("api_error", "service_unavailable"),
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
-            GatewayError::RateLimited(r) => (r.what, "rate_limit_exceeded"),
+            GatewayError::RateLimited(r) => (r.resource.as_str(), "rate_limit_exceeded"),
         }
     }
 
@@ -170,7 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn budget_refusals_name_the_budget_in_both_protocols() {
-        let refusal = GatewayError::BudgetExceeded(Box::new(Refusal {
+        let refusal = GatewayError::BudgetExceeded(Box::new(BudgetRefusal {
             budget_id: "3f9c0e12a7b4".into(),
             scope: "team payments".into(),
             limit: goodhart_core::Nanos(500_000_000_000),
@@ -178,8 +179,7 @@ mod tests {
             reserved: goodhart_core::Nanos(250_000_000),
             window_start: goodhart_core::Micros(0),
             resets_at: Some(goodhart_core::Micros(4_102_444_800_000_000)),
-            tokens: false,
-            unpriced: false,
+            cause: Cause::Limit(Resource::Cost),
         }));
         let message = "budget 3f9c0e12a7b4 (team payments) would be exceeded: limit $500.00, spent $499.9000, \
                        reserved by calls in flight $0.2500; it resets at 2100-01-01T00:00:00Z";

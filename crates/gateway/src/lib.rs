@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use goodhart_core::limits::{Idle, Standing};
 use goodhart_core::pricing::PriceTable;
 use goodhart_store::Store;
 use goodhart_store::spool::{Spool, SpoolError};
@@ -22,11 +23,10 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod estimate;
-pub mod guard;
+pub mod limits;
 pub mod meter;
 pub mod metrics;
 mod proxy;
-pub mod ratelimit;
 pub mod recorder;
 pub mod upstream;
 
@@ -51,8 +51,7 @@ struct Inner {
     prices: Arc<PriceTable>,
     recorder: Arc<Recorder>,
     metrics: Arc<Metrics>,
-    guard: Arc<guard::BudgetGuard>,
-    rates: Arc<ratelimit::RateLimiter>,
+    limits: Arc<limits::Limiter>,
     alerter: alerts::Alerter,
 }
 
@@ -88,22 +87,21 @@ impl Gateway {
             cancel.clone(),
         );
         let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
-        let guard = guard::BudgetGuard::new(Arc::clone(&store), instance);
+        let limits = limits::Limiter::new(Arc::clone(&store), instance);
         let client = upstream::client();
         let alerter = alerts::Alerter::start(
             Arc::clone(&store),
             client.clone(),
             config.webhooks.clone(),
             config.runaway,
-            Arc::clone(&guard),
+            Arc::clone(&limits),
             &tracker,
             cancel.clone(),
         );
         let gateway = Gateway {
             inner: Arc::new(Inner {
-                guard,
+                limits,
                 alerter,
-                rates: ratelimit::RateLimiter::new(Arc::clone(&store)),
                 tracker,
                 cancel,
                 client,
@@ -126,12 +124,11 @@ impl Gateway {
                     () = reloader.inner.cancel.cancelled() => break,
                 }
                 let now = goodhart_store::now_micros();
-                reloader.inner.guard.return_idle(now, None).await;
-                reloader.inner.rates.return_idle(now, None).await;
-                let mut due = last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.guard.needs_reload(now);
+                reloader.inner.limits.give_back_idle(now, Idle::Lapsed).await;
+                let mut due = last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.limits.needs_reload(now);
                 if !due && last_check.elapsed() >= BUDGET_CHECK_INTERVAL {
                     last_check = tokio::time::Instant::now();
-                    due = reloader.inner.guard.definitions_changed().await.unwrap_or_else(|e| {
+                    due = reloader.inner.limits.definitions_changed().await.unwrap_or_else(|e| {
                         tracing::warn!("budgets could not be checked for changes: {e}");
                         false
                     });
@@ -151,13 +148,23 @@ impl Gateway {
     /// usage into it (call after budgets are created or deleted).
     pub async fn reload_budgets(&self) -> Result<(), SpoolError> {
         self.flush().await?;
-        self.inner.guard.reload(goodhart_store::now_micros()).await?;
+        self.inner.limits.reload(goodhart_store::now_micros()).await?;
         Ok(())
     }
 
-    /// Each loaded budget's id, spent and reserved amounts in its current window.
+    /// Where each loaded budget stands in its current window: spent, and reserved by calls in
+    /// flight through this instance.
+    pub fn standing(&self) -> Vec<Standing> {
+        self.inner.limits.standing()
+    }
+
+    /// [`Gateway::standing`] as `(budget id, spent, reserved)` tuples, for callers not yet moved
+    /// to the named form.
     pub fn budget_standing(&self) -> Vec<(String, goodhart_core::Nanos, goodhart_core::Nanos)> {
-        self.inner.guard.standing()
+        self.standing()
+            .into_iter()
+            .map(|s| (s.budget_id, s.spent, s.reserved))
+            .collect()
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -186,9 +193,10 @@ impl Gateway {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
         // What this instance borrowed and did not use goes back to the shared pools.
-        let now = goodhart_store::now_micros();
-        self.inner.guard.return_idle(now, Some(0)).await;
-        self.inner.rates.return_idle(now, Some(0)).await;
+        self.inner
+            .limits
+            .give_back_idle(goodhart_store::now_micros(), Idle::All)
+            .await;
     }
 
     /// The Prometheus text exposition of the gateway's metrics.

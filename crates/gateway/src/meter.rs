@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use goodhart_core::Micros;
 use goodhart_core::fingerprint::Fingerprints;
+use goodhart_core::limits::Spent;
 use goodhart_core::money::Nanos;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::providers::{ReportedUsage, StreamTap};
@@ -30,9 +31,8 @@ use tokio::time::Sleep;
 
 use crate::alerts::Alerter;
 use crate::estimate::count_tokens;
-use crate::guard::Reservation;
+use crate::limits::Admission;
 use crate::metrics::Metrics;
-use crate::ratelimit::TokenGrant;
 use crate::recorder::Recorder;
 
 /// Everything known about a call before its response arrives.
@@ -54,12 +54,10 @@ pub struct CallContext {
     pub prices: Arc<PriceTable>,
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
-    /// The call's hold on its budgets, settled with the real cost when it is recorded (and
-    /// released if the call ends without a record).
-    pub reservation: Option<Reservation>,
+    /// The call's hold on its budgets and its key's rate limits, settled with the real usage
+    /// when it is recorded (and released if the call ends without a record).
+    pub admission: Option<Admission>,
     pub alerter: Alerter,
-    /// Tokens taken from the key's per-minute allowance, trued up when the call is recorded.
-    pub token_grant: Option<TokenGrant>,
 }
 
 /// What the response told us.
@@ -142,18 +140,14 @@ impl CallContext {
                 client_disconnected: outcome.client_disconnected,
             }),
         };
-        if let Some(grant) = self.token_grant.take() {
-            grant.settle(event.tokens.total());
-        }
-        if let Some(reservation) = self.reservation.take() {
-            let spent = cost.map_or(Nanos::ZERO, |c| c.total());
-            let crossed = reservation.settle(
-                &self.key_id,
-                &event.attribution,
-                event.timestamp,
-                spent,
-                event.tokens.total(),
-            );
+        if let Some(admission) = self.admission.take() {
+            let crossed = admission.settle(&Spent {
+                key_id: &self.key_id,
+                who: &event.attribution,
+                at: event.timestamp,
+                cost: cost.map_or(Nanos::ZERO, |c| c.total()),
+                tokens: event.tokens.total(),
+            });
             crossed.into_iter().for_each(|alert| self.alerter.raise(alert));
         }
         self.recorder.append(SpooledEvent {

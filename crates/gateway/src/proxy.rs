@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use goodhart_core::attribution::{self, AttributionError, RequestLabels};
 use goodhart_core::budgets;
+use goodhart_core::limits::{Call, Refusal as LimitRefusal};
 use goodhart_core::providers::usage_from_body;
 use goodhart_core::requests::{self, Endpoint};
 use goodhart_core::usage::request_call_id;
@@ -21,9 +22,8 @@ use crate::Gateway;
 use crate::auth;
 use crate::config::{Protocol, Provider};
 use crate::errors::GatewayError;
-use crate::guard::Denied;
+use crate::limits::Denied;
 use crate::meter::{CallContext, CallOutcome, MeteredStream};
-use crate::ratelimit::RateDenied;
 
 /// The most of a non-streamed response body the gateway reads (to find its usage).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -185,8 +185,8 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         bytes
     };
 
-    let (reservation, token_grant) = if endpoint == Endpoint::CountTokens {
-        (None, None)
+    let admission = if endpoint == Endpoint::CountTokens {
+        None
     } else {
         let max_output = match endpoint {
             Endpoint::Embeddings => 0,
@@ -195,43 +195,20 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         // The body's bytes bound its characters: a conservative input estimate without
         // tokenizing on the hot path.
         let input = budgets::estimate_input_tokens(upstream_body.len() as u64);
-        let token_grant = inner
-            .rates
-            .check(&key, input.saturating_add(max_output), started_at)
-            .await
-            .map_err(|denied| match denied {
-                RateDenied::Refused(refusal) => ("rate_limited", GatewayError::RateLimited(refusal)),
-                RateDenied::Store(e) => limits_unavailable(e),
-            })?;
-        let worst = inner
-            .prices
-            .resolve(Some(&provider.name), &upstream_model)
-            .map(|price| budgets::worst_case_cost(price, input, max_output));
-        let admitted = inner
-            .guard
-            .admit(
-                &key.id,
-                &attribution,
-                worst,
-                input.saturating_add(max_output),
-                started_at,
-            )
-            .await;
-        let reservation = admitted.map_err(|denied| match denied {
-            Denied::Refused(refusal) => {
-                inner.alerter.raise(goodhart_core::budgets::Alert::blocked(
-                    &refusal.budget_id,
-                    &refusal.scope,
-                    refusal.window_start,
-                    refusal.limit,
-                    refusal.resets_at,
-                    started_at,
-                ));
-                ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal)))
-            }
-            Denied::Store(e) => limits_unavailable(e),
-        })?;
-        (Some(reservation), token_grant)
+        let call = Call {
+            key_id: &key.id,
+            rates: key.limits,
+            who: &attribution,
+            cost: inner
+                .prices
+                .resolve(Some(&provider.name), &upstream_model)
+                .map(|price| budgets::worst_case_cost(price, input, max_output)),
+            tokens: input.saturating_add(max_output),
+        };
+        match inner.limits.admit(&call, started_at).await {
+            Ok(admission) => Some(admission),
+            Err(denied) => return Err(denied_call(gw, denied, started_at)),
+        }
     };
 
     let upstream_request = upstream_request(provider, endpoint, &parts.uri, headers, upstream_body)?;
@@ -290,8 +267,7 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
     };
     let call = CallContext {
         alerter: inner.alerter.clone(),
-        reservation,
-        token_grant,
+        admission,
         event_id: request_call_id(&request_id),
         key_id: key.id.clone(),
         attribution,
@@ -423,6 +399,26 @@ fn provider_auth(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     let mut value = HeaderValue::from_str(&value).ok()?;
     value.set_sensitive(true);
     Some((name, value))
+}
+
+/// Why a call was not admitted, as the client is told. The first refusal of a budget's window
+/// is also an alert that its hard cap was hit (raised once per window, however many calls).
+fn denied_call(gw: &Gateway, denied: Denied, now: goodhart_core::Micros) -> Refusal {
+    match denied {
+        Denied::Refused(LimitRefusal::Rate(refusal)) => ("rate_limited", GatewayError::RateLimited(refusal)),
+        Denied::Refused(LimitRefusal::Budget(refusal)) => {
+            gw.inner.alerter.raise(goodhart_core::budgets::Alert::blocked(
+                &refusal.budget_id,
+                &refusal.scope,
+                refusal.window_start,
+                refusal.limit,
+                refusal.resets_at,
+                now,
+            ));
+            ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal)))
+        }
+        Denied::Store(e) => limits_unavailable(e),
+    }
 }
 
 fn limits_unavailable(e: goodhart_store::StoreError) -> (&'static str, GatewayError) {

@@ -7,10 +7,14 @@
 //! after the spend it knows: the gateway spend stored when the pool opened, every slice lent
 //! since, and the spend of other sources (ingest API, imports) read at each lease. A rate
 //! bucket works the same way: instances take batches of it and spend them locally.
+//!
+//! The gateway borrows from both kinds through one [`PoolStore`]; the rules by which a pool
+//! lends are pure, in [`goodhart_core::limits`].
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
-use goodhart_core::budgets::{Amount, Budget, Limits, TokenBucket, Window};
+use goodhart_core::budgets::{Budget, Window};
+use goodhart_core::limits::{Amount, Pool, Resource, TokenBucket};
 
 use crate::{Spend, StoreError};
 
@@ -21,7 +25,7 @@ pub struct LeaseRequest<'a> {
     pub window: Window,
     /// The asking instance (its leases are kept apart from the others').
     pub instance: &'a str,
-    /// What it would like to hold ([`goodhart_core::budgets::lease_size`]).
+    /// What it would like to hold ([`goodhart_core::limits::lease_size`]).
     pub want: Amount,
     /// What it must get to admit the call it is holding.
     pub need: Amount,
@@ -32,8 +36,8 @@ pub struct LeaseRequest<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct RateBucket<'a> {
     pub key_id: &'a str,
-    /// `requests` or `tokens`.
-    pub kind: &'static str,
+    /// What it counts (stored as the bucket's `kind`).
+    pub resource: Resource,
     pub capacity: u64,
     pub per_minute: u64,
 }
@@ -67,6 +71,100 @@ pub trait LeaseStore: Send + Sync {
     async fn return_rate(&self, bucket: &RateBucket<'_>, unused: u64, now: Micros) -> Result<(), StoreError>;
 }
 
+/// What a pool answered an instance that asked to borrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lent {
+    Granted(Amount),
+    /// Nothing: the pool cannot cover the need. A key's bucket says in how many microseconds
+    /// it will (`None`: never, or — for a budget — not before its window resets).
+    Refused {
+        retry_after: Option<i64>,
+    },
+}
+
+/// Borrowing from and giving back to the shared pools of both kinds, one way.
+#[async_trait]
+pub trait PoolStore: Send + Sync {
+    /// Lends `instance` up to `want` of the pool (at least `need`), or nothing.
+    async fn borrow(
+        &self,
+        pool: &Pool,
+        instance: &str,
+        want: Amount,
+        need: Amount,
+        now: Micros,
+    ) -> Result<Lent, StoreError>;
+
+    /// Takes back what `instance` borrowed of the pool and did not use.
+    async fn give_back(&self, pool: &Pool, instance: &str, unused: Amount, now: Micros) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<S: LeaseStore + ?Sized> PoolStore for S {
+    async fn borrow(
+        &self,
+        pool: &Pool,
+        instance: &str,
+        want: Amount,
+        need: Amount,
+        now: Micros,
+    ) -> Result<Lent, StoreError> {
+        Ok(match pool {
+            Pool::Budget { budget, window } => {
+                let request = LeaseRequest {
+                    budget,
+                    window: *window,
+                    instance,
+                    want,
+                    need,
+                    now,
+                };
+                match self.lease_budget(&request).await? {
+                    Some(granted) => Lent::Granted(granted),
+                    None => Lent::Refused { retry_after: None },
+                }
+            }
+            Pool::Key {
+                key_id,
+                resource,
+                per_minute,
+            } => {
+                let bucket = rate_bucket(key_id, *resource, *per_minute);
+                let (want, need) = (want.units(*resource), need.units(*resource));
+                match self.take_rate(&bucket, want, need, now).await? {
+                    Ok(taken) => Lent::Granted(Amount::of(*resource, taken)),
+                    Err(retry_after) => Lent::Refused { retry_after },
+                }
+            }
+        })
+    }
+
+    async fn give_back(&self, pool: &Pool, instance: &str, unused: Amount, now: Micros) -> Result<(), StoreError> {
+        match pool {
+            Pool::Budget { budget, window } => self.return_lease(&budget.id, window.start, instance, unused).await,
+            Pool::Key {
+                key_id,
+                resource,
+                per_minute,
+            } => {
+                let bucket = rate_bucket(key_id, *resource, *per_minute);
+                self.return_rate(&bucket, unused.units(*resource), now).await
+            }
+        }
+    }
+}
+
+/// A key's bucket holds a minute's worth, so a key may burst up to its per-minute limit, then
+/// proceeds at the rate.
+fn rate_bucket(key_id: &str, resource: Resource, per_minute: u64) -> RateBucket<'_> {
+    RateBucket {
+        key_id,
+        resource,
+        capacity: per_minute,
+        per_minute,
+    }
+}
+
 /// Pools of windows that ended this long ago are deleted when another pool opens.
 pub(crate) const POOL_RETENTION_MICROS: i64 = 7 * 24 * 3_600 * 1_000_000;
 
@@ -96,18 +194,11 @@ pub(crate) const SAVE_BUCKET: &str = "INSERT INTO rate_buckets (key_id, kind, le
     VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, kind) DO UPDATE SET level_millionths = excluded.level_millionths, \
     updated_at = excluded.updated_at";
 
-/// A budget's limits, as its pool applies them.
-pub(crate) fn limits(budget: &Budget) -> Limits {
-    Limits {
-        usd: budget.limit,
-        tokens: budget.token_limit,
-    }
-}
-
 pub(crate) fn amount(spend: Spend) -> Amount {
     Amount {
         cost: spend.cost,
         tokens: spend.tokens,
+        requests: spend.requests,
     }
 }
 

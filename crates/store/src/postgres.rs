@@ -15,8 +15,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
-use goodhart_core::budgets::{self, Alert, Amount, Budget, BudgetScope, TokenBucket};
+use goodhart_core::budgets::{Alert, Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
+use goodhart_core::limits::{self, Amount, TokenBucket};
 use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
@@ -986,15 +987,17 @@ impl LeaseStore for PostgresStore {
         let base = Amount {
             cost: Nanos(row.get(0)),
             tokens: row.get::<_, i64>(1).max(0) as u64,
+            requests: 0,
         };
         let leased = tx.query_one(leases::LEASED, &[id, &start]).await?;
         let leased = Amount {
             cost: Nanos(leased.get(0)),
             tokens: leased.get::<_, i64>(1).max(0) as u64,
+            requests: 0,
         };
         let others = spend_on(&tx, &budget.scope, window.start, Micros(until), Sources::Others).await?;
         let taken = base.saturating_add(leased).saturating_add(leases::amount(others));
-        let granted = budgets::grant_lease(&leases::limits(budget), taken, request.want, request.need);
+        let granted = limits::grant_lease(&limits::budget_limits(budget), taken, request.want, request.need);
         if let Some(g) = granted {
             let params: [&(dyn ToSql + Sync); 6] = [
                 id,
@@ -1140,7 +1143,7 @@ impl PostgresStore {
     ) -> Result<Result<T, E>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let (key, kind) = (&bucket.key_id, &bucket.kind);
+        let (key, kind) = (&bucket.key_id, &bucket.resource.as_str());
         // A first row for a new bucket, so that the row lock below serialises every instance.
         let full = leases::stored_bucket(&leases::load_bucket(bucket, None, now));
         tx.execute(

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
-use goodhart_core::budgets::{self, Alert, Amount, Budget, BudgetScope, TokenBucket};
+use goodhart_core::budgets::{Alert, Budget, BudgetScope};
 use goodhart_core::keys::{KeyScope, RateLimits, VirtualKey};
+use goodhart_core::limits::{self, Amount, TokenBucket};
 use goodhart_core::outcomes::Fact;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
@@ -750,6 +751,7 @@ fn read_amount(r: &rusqlite::Row<'_>) -> rusqlite::Result<Amount> {
     Ok(Amount {
         cost: Nanos(r.get(0)?),
         tokens: r.get::<_, i64>(1)?.max(0) as u64,
+        requests: 0,
     })
 }
 
@@ -784,7 +786,7 @@ impl LeaseStore for SqliteStore {
             let leased = tx.query_row(leases::LEASED, params![id, start], read_amount)?;
             let others = leases::amount(spend_on(&tx, &budget.scope, window.start, until, Sources::Others)?);
             let taken = base.saturating_add(leased).saturating_add(others);
-            let granted = budgets::grant_lease(&leases::limits(&budget), taken, want, need);
+            let granted = limits::grant_lease(&limits::budget_limits(&budget), taken, want, need);
             if let Some(g) = granted {
                 tx.execute(
                     leases::GRANT,
@@ -939,16 +941,17 @@ impl SqliteStore {
         now: Micros,
         change: impl FnOnce(&mut TokenBucket) -> Result<T, E> + Send + 'static,
     ) -> Result<Result<T, E>, StoreError> {
-        let (key, kind, capacity, per_minute) = (
+        let (key, resource, capacity, per_minute) = (
             bucket.key_id.to_owned(),
-            bucket.kind,
+            bucket.resource,
             bucket.capacity,
             bucket.per_minute,
         );
+        let kind = resource.as_str();
         self.write(move |w| {
             let bucket = RateBucket {
                 key_id: &key,
-                kind,
+                resource,
                 capacity,
                 per_minute,
             };

@@ -5,16 +5,17 @@ use std::sync::Arc;
 
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
+use goodhart_core::budgets::window;
 use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period};
-use goodhart_core::budgets::{Amount, window};
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
+use goodhart_core::limits::{Amount, Pool, Resource};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
-use goodhart_store::leases::{LeaseRequest, RateBucket};
+use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::viewers::{TokenRole, ViewerToken};
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
@@ -138,6 +139,7 @@ conformance!(
     budget_pools_lend_only_what_the_limit_leaves,
     concurrent_leases_never_lend_past_the_limit,
     rate_buckets_are_shared_and_refill,
+    budgets_and_key_buckets_lend_through_one_borrow,
     outcome_facts_and_deliveries_are_stored_once,
     waste_calls_carry_what_detection_needs,
     finding_passes_keep_decisions_and_withdraw_what_is_gone,
@@ -914,7 +916,7 @@ async fn alerts_are_stored_once_and_their_deliveries_tracked(db: &TestDatabase) 
 fn dollars(cents: i64) -> Amount {
     Amount {
         cost: Nanos(cents * 10_000_000),
-        tokens: 0,
+        ..Amount::ZERO
     }
 }
 
@@ -1014,10 +1016,12 @@ async fn budget_pools_lend_only_what_the_limit_leaves(db: &TestDatabase) {
         want: Amount {
             cost: Nanos(1),
             tokens: 100,
+            requests: 0,
         },
         need: Amount {
             cost: Nanos(1),
             tokens: need_tokens,
+            requests: 0,
         },
         now,
     };
@@ -1048,7 +1052,7 @@ async fn rate_buckets_are_shared_and_refill(db: &TestDatabase) {
     let store = db.open().await.unwrap();
     let bucket = RateBucket {
         key_id: "k1",
-        kind: "requests",
+        resource: Resource::Requests,
         capacity: 10,
         per_minute: 10,
     };
@@ -1072,6 +1076,55 @@ async fn rate_buckets_are_shared_and_refill(db: &TestDatabase) {
         "buckets are per key"
     );
     assert_eq!(take(1, 11, later).await, Err(None), "more than the capacity never fits");
+}
+
+async fn budgets_and_key_buckets_lend_through_one_borrow(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let now = at("2026-11-15T12:00:00Z");
+    let budget = capped("cap", 1_000);
+    let window = window(budget.period, &jiff::tz::TimeZone::UTC, now);
+    let pool = Pool::Budget { budget, window };
+    let borrow = |instance: &'static str, want: i64, need: i64| {
+        let (store, pool) = (Arc::clone(&store), pool.clone());
+        async move {
+            store
+                .borrow(&pool, instance, dollars(want), dollars(need), now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(borrow("a", 600, 100).await, Lent::Granted(dollars(600)));
+    assert_eq!(
+        borrow("b", 600, 500).await,
+        Lent::Refused { retry_after: None },
+        "$4 left of $10"
+    );
+    store.give_back(&pool, "a", dollars(200), now).await.unwrap();
+    assert_eq!(
+        borrow("b", 600, 500).await,
+        Lent::Granted(dollars(600)),
+        "given back, lent again"
+    );
+    let key = Pool::Key {
+        key_id: "k1".into(),
+        resource: Resource::Tokens,
+        per_minute: 100,
+    };
+    let tokens = |n| Amount::of(Resource::Tokens, n);
+    let take = |want, need| {
+        let (store, key) = (Arc::clone(&store), key.clone());
+        async move { store.borrow(&key, "a", tokens(want), tokens(need), now).await.unwrap() }
+    };
+    assert_eq!(take(5, 80).await, Lent::Granted(tokens(80)));
+    assert_eq!(
+        take(5, 30).await,
+        Lent::Refused {
+            retry_after: Some(6_000_001)
+        },
+        "ten tokens short, at 100 a minute"
+    );
+    store.give_back(&key, "a", tokens(50), now).await.unwrap();
+    assert_eq!(take(5, 30).await, Lent::Granted(tokens(30)));
 }
 
 async fn outcome_facts_and_deliveries_are_stored_once(db: &TestDatabase) {
