@@ -16,12 +16,12 @@ use goodhart_server::app::reports::{SummaryDocument, hours};
 use goodhart_server::config::{Config, Overrides, RawConfig};
 use goodhart_store::RepriceScope;
 
-use crate::database::{open_app, open_existing_app, open_existing_store};
-use crate::output::{self, Format, Tabular, grouped};
-use crate::{
+use crate::args::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
     ReportKind, TokensAction,
 };
+use crate::database::{open_app, open_existing_app, open_existing_store};
+use crate::output::{self, Format, Tabular, grouped};
 
 /// A window's texts as the command line gives them.
 struct WindowArgs {

@@ -168,3 +168,30 @@ async fn log_server_errors(request: Request, next: Next) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every API path of the OpenAPI document is in a route table, and every table's path is
+    /// documented (the gateway's routes and the dashboard's assets aside).
+    #[test]
+    fn the_route_tables_serve_what_the_document_lists() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        let documented: BTreeSet<&str> = document["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|path| !path.starts_with("/v1/") && !["/", "/metrics"].contains(path))
+            .collect();
+        let served: BTreeSet<&str> = [PUBLIC_ROUTES, VIEWER_ROUTES, INGEST_ROUTES, ADMIN_ROUTES]
+            .concat()
+            .into_iter()
+            .filter(|path| !path.starts_with("/dashboard/"))
+            .collect();
+        assert_eq!(documented, served);
+    }
+}

@@ -11,8 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-mod common;
-use common::{BIN, Served, client_tool, required};
+use crate::common::{BIN, Served, client_tool, required};
 
 /// Starts `goodhart demo` (serving after its story) and waits for its dashboard line; the
 /// returned `Served` kills it when dropped.

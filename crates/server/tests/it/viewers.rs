@@ -1,10 +1,8 @@
 //! Viewer tokens end to end: created by the admin, read-only everywhere, and a token limited to
 //! one team sees that team's usage, people, findings, budgets and alerts — nothing else.
 
-mod common;
-
+use crate::common::{TestServer, loop_calls, start_with};
 use bytes::Bytes;
-use common::{TestServer, loop_calls, start_with};
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
@@ -73,7 +71,7 @@ async fn organisation() -> TestServer {
     }
     // The waste alert is delivered in the background.
     for _ in 0..100 {
-        if !get(&server, common::ADMIN, "/api/v1/alerts").await["alerts"]
+        if !get(&server, crate::common::ADMIN, "/api/v1/alerts").await["alerts"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -99,7 +97,7 @@ async fn viewers_read_but_never_administer() {
         json!({"role": "viewer", "id": created["id"], "name": "finance", "team": null})
     );
     assert_eq!(
-        get(&server, common::ADMIN, "/api/v1/me").await,
+        get(&server, crate::common::ADMIN, "/api/v1/me").await,
         json!({"role": "admin"})
     );
 
@@ -120,7 +118,7 @@ async fn viewers_read_but_never_administer() {
             document
         };
         let as_viewer = without_window(get(&server, &token, path).await);
-        let as_admin = without_window(get(&server, common::ADMIN, path).await);
+        let as_admin = without_window(get(&server, crate::common::ADMIN, path).await);
         assert_eq!(
             as_viewer, as_admin,
             "a viewer of every team reads what the admin reads: {path}"
@@ -131,7 +129,7 @@ async fn viewers_read_but_never_administer() {
     let budget_ids = |document: Value| subjects(&document["budgets"], "id");
     assert_eq!(
         budget_ids(get(&server, &token, "/api/v1/budgets").await),
-        budget_ids(get(&server, common::ADMIN, "/api/v1/budgets").await)
+        budget_ids(get(&server, crate::common::ADMIN, "/api/v1/budgets").await)
     );
 
     let finding = get(&server, &token, "/api/v1/findings").await["findings"][0]["id"]
@@ -159,13 +157,13 @@ async fn viewers_read_but_never_administer() {
         assert_eq!(reply.status, 403, "{method} {path}: {}", reply.text);
         assert_eq!(reply.json["error"]["code"], "forbidden");
     }
-    let findings = get(&server, common::ADMIN, "/api/v1/findings").await;
+    let findings = get(&server, crate::common::ADMIN, "/api/v1/findings").await;
     assert_eq!(
         findings["findings"][0]["status"], "open",
         "the refused dismissal changed nothing"
     );
 
-    let listed = get(&server, common::ADMIN, "/api/v1/tokens").await;
+    let listed = get(&server, crate::common::ADMIN, "/api/v1/tokens").await;
     assert_eq!(listed["tokens"][0]["id"], created["id"]);
     assert!(listed["tokens"][0].get("token").is_none(), "the secret is shown once");
 
@@ -214,7 +212,7 @@ async fn a_team_viewer_sees_only_its_team() {
     assert_eq!(board["rows"][0]["rank"], 1);
     let teams = get(&server, &token, "/api/v1/leaderboard?by=team").await;
     assert_eq!(subjects(&teams["rows"], "subject"), ["payments"]);
-    let admin_teams = get(&server, common::ADMIN, "/api/v1/leaderboard?by=team").await;
+    let admin_teams = get(&server, crate::common::ADMIN, "/api/v1/leaderboard?by=team").await;
     assert_eq!(subjects(&admin_teams["rows"], "subject"), ["payments", "search"]);
 
     let roi = get(&server, &token, "/api/v1/reports/roi").await;
@@ -226,12 +224,12 @@ async fn a_team_viewer_sees_only_its_team() {
     let findings = get(&server, &token, "/api/v1/findings").await;
     assert_eq!(findings["findings"], json!([]), "cy's loop belongs to search");
     assert_eq!(findings["totals"]["wasted_usd"].to_string(), "0");
-    let all_findings = get(&server, common::ADMIN, "/api/v1/findings").await;
+    let all_findings = get(&server, crate::common::ADMIN, "/api/v1/findings").await;
     assert_eq!(all_findings["findings"][0]["user"], "cy");
 
     let budgets = get(&server, &token, "/api/v1/budgets").await;
     assert_eq!(subjects(&budgets["budgets"], "name"), ["payments"]);
-    let all_budgets = get(&server, common::ADMIN, "/api/v1/budgets").await;
+    let all_budgets = get(&server, crate::common::ADMIN, "/api/v1/budgets").await;
     for budget in all_budgets["budgets"].as_array().unwrap() {
         let path = format!("/api/v1/budgets/{}", budget["id"].as_str().unwrap());
         let reply = server.with_token(&token, "GET", &path, Bytes::new()).await;
@@ -239,7 +237,7 @@ async fn a_team_viewer_sees_only_its_team() {
         assert_eq!(reply.status, expected, "{budget}");
     }
 
-    let alerts = get(&server, common::ADMIN, "/api/v1/alerts").await;
+    let alerts = get(&server, crate::common::ADMIN, "/api/v1/alerts").await;
     assert_eq!(
         subjects(&alerts["alerts"], "kind"),
         ["waste"],
@@ -275,7 +273,7 @@ async fn a_team_viewer_sees_only_its_team() {
 #[tokio::test]
 async fn a_subject_page_adds_up() {
     let server = organisation().await;
-    let page = get(&server, common::ADMIN, "/api/v1/subjects/user/cy?from=7d").await;
+    let page = get(&server, crate::common::ADMIN, "/api/v1/subjects/user/cy?from=7d").await;
     assert_eq!(page["by"], "user");
     assert_eq!(page["usage"]["requests"], 130);
     assert_eq!(page["usage"]["cost_usd"].to_string(), "0.78", "130 calls at $0.006");
@@ -291,10 +289,15 @@ async fn a_subject_page_adds_up() {
     assert_eq!(page["board_size"], 3);
     assert_eq!(page["findings"][0]["user"], "cy");
 
-    let agent = get(&server, common::ADMIN, "/api/v1/subjects/agent/loop-agent?from=7d").await;
+    let agent = get(
+        &server,
+        crate::common::ADMIN,
+        "/api/v1/subjects/agent/loop-agent?from=7d",
+    )
+    .await;
     assert_eq!(agent["findings"].as_array().unwrap().len(), 1);
     assert_eq!(subjects(&agent["related"], "name"), ["cy"]);
-    let team = get(&server, common::ADMIN, "/api/v1/subjects/team/payments?from=7d").await;
+    let team = get(&server, crate::common::ADMIN, "/api/v1/subjects/team/payments?from=7d").await;
     assert_eq!(
         team["findings"],
         json!([]),

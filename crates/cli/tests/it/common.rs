@@ -1,7 +1,5 @@
 //! Running the `goodhart` binary in a test: start it, read its banner, talk HTTP to it.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

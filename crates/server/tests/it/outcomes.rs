@@ -1,9 +1,7 @@
 //! Outcomes end to end: signed GitHub deliveries in GitHub's own shapes (fixtures in
 //! `tests/fixtures/github`), self-reported outcomes, and the leaderboard they produce.
 
-mod common;
-
-use common::{Reply, TestServer, start_with};
+use crate::common::{Reply, TestServer, start_with};
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 

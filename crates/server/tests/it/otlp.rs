@@ -2,12 +2,10 @@
 //! (JSON and protobuf, gzip or not) becomes usage once, attributed from resource attributes;
 //! Claude Code's counters reconcile against it; bad exports get OTLP's answers.
 
-mod common;
-
 use std::io::Write;
 
+use crate::common::{TestServer, start_with};
 use bytes::Bytes;
-use common::{TestServer, start_with};
 use goodhart_server::api::otlp::RpcStatus;
 use goodhart_store::testing::TestDatabase;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
@@ -17,7 +15,7 @@ use serde_json::{Value, json};
 
 /// The bodies Claude Code 2.1.197 posted (`http/json`), by path.
 fn fixture(path: &str) -> Value {
-    include_str!("fixtures/otlp/claude_code.otlp.jsonl")
+    include_str!("../fixtures/otlp/claude_code.otlp.jsonl")
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .find(|record| record["path"] == path)
@@ -41,7 +39,7 @@ async fn export(
     signal: &str,
     content_type: &str,
     body: impl Into<Bytes>,
-) -> common::Reply {
+) -> crate::common::Reply {
     export_with(server, token, signal, &[("content-type", content_type)], body).await
 }
 
@@ -51,7 +49,7 @@ async fn export_with(
     signal: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
-) -> common::Reply {
+) -> crate::common::Reply {
     let auth = format!("Bearer {token}");
     let mut all = vec![("authorization", auth.as_str())];
     all.extend_from_slice(headers);

@@ -1,10 +1,8 @@
 //! The dashboard's delivery: a browser asking for `/` gets the page, every asset comes from
 //! this server (nothing from a CDN), and clients probing `/` still get the gateway's answer.
 
-mod common;
-
+use crate::common::start_with;
 use bytes::Bytes;
-use common::start_with;
 use goodhart_store::testing::TestDatabase;
 
 #[tokio::test]

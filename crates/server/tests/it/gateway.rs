@@ -11,8 +11,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-mod common;
-use common::{Reply, TestServer, start_configured, start_peer, start_with};
+use crate::common::{Reply, TestServer, start_configured, start_peer, start_with};
 
 async fn start() -> TestServer {
     start_with(TestDatabase::sqlite(), "").await

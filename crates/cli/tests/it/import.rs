@@ -6,8 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-use common::{client_tool, goodhart, goodhart_ok, http, serve};
+use crate::common::{client_tool, goodhart, goodhart_ok, http, serve};
 
 fn fixture(name: &str) -> PathBuf {
     let folder = if name.starts_with("codex") {

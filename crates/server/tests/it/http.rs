@@ -6,8 +6,7 @@ use std::io::Write;
 use bytes::Bytes;
 use goodhart_store::testing::TestDatabase;
 
-mod common;
-use common::{ADMIN, Reply, TestServer, start_with};
+use crate::common::{ADMIN, Reply, TestServer, start_with};
 
 const BODY_LIMIT: usize = 64 * 1024;
 

@@ -1,10 +1,8 @@
 //! Waste findings end to end: usage in through the public API, detection on demand and on
 //! its schedule, the findings API, decisions, and waste in the leaderboard, ROI and alerts.
 
-mod common;
-
+use crate::common::{TestServer, loop_calls, start_with};
 use bytes::Bytes;
-use common::{TestServer, loop_calls, start_with};
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 

@@ -4,8 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{BIN, Served, goodhart, goodhart_ok, http, serve};
+use crate::common::{BIN, Served, goodhart, goodhart_ok, http, serve};
 
 fn terminate(served: Served) {
     let mut served = served;

@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{exchange, serve_with};
+use crate::common::{exchange, serve_with};
 
 const ADMIN: &str = "kill-test-admin";
 

@@ -14,8 +14,7 @@ use goodhart_core::usage::TokenCounts;
 use goodhart_store::testing::TestDatabase;
 use serde_json::Value;
 
-mod common;
-use common::{TestServer, start_configured, start_with};
+use crate::common::{TestServer, start_configured, start_with};
 
 fn clients_dir() -> PathBuf {
     std::env::var_os("GOODHART_CLIENTS_DIR")

@@ -1,7 +1,5 @@
 //! A real server on a random loopback port, and a small HTTP client for it.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,0 +1,428 @@
+//! The command line: every subcommand, flag and argument `goodhart` takes (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "goodhart", version, about = "See, cap and judge AI spend honestly.")]
+pub(crate) struct Cli {
+    /// TOML configuration file (unknown keys are errors).
+    #[arg(long, global = true, env = "GOODHART_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// sqlite://PATH (default sqlite://goodhart.db) or postgres://…
+    #[arg(long, global = true, env = "GOODHART_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the server: ingestion API, reports and health on one port.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8787].
+        #[arg(long, env = "GOODHART_LISTEN")]
+        listen: Option<String>,
+    },
+    /// The whole story in one command: a simulated organisation's history loaded through the
+    /// public API, a minute of live traffic through the gateway (a runaway agent trips a hard
+    /// cap), then the volume and value rankings side by side, waste findings and alerts.
+    Demo {
+        /// Which organisation to simulate.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Weeks of history.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=52))]
+        weeks: u32,
+        /// Exit after the summary instead of serving until Ctrl-C.
+        #[arg(long)]
+        no_serve: bool,
+        /// Seconds of live traffic.
+        #[arg(long, default_value_t = 60)]
+        live_secs: u64,
+        /// Address to listen on (a free port if it is taken).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: String,
+        /// The demo's own database file, recreated on every run.
+        #[arg(long, default_value = "goodhart-demo.db")]
+        database: PathBuf,
+    },
+    /// Usage and cost grouped by user, team, project, agent, model, provider or day; or
+    /// `report roi`: spend against outcomes and hours saved, per team.
+    Report {
+        #[command(subcommand)]
+        kind: Option<ReportKind>,
+        /// Comma-separated dimensions, e.g. `team,model` or `user,day`.
+        #[arg(long, default_value = "user")]
+        group_by: String,
+        /// Start: RFC 3339 timestamp, date (2026-11-02) or span back from now (7d) [default: 30 days before --to].
+        #[arg(long, conflicts_with = "since")]
+        from: Option<String>,
+        /// End, exclusive [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// Shorthand for --from with a span, e.g. `--since 7d`.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Usage that never passed the gateway, from coding agents' local logs (idempotent: run it
+    /// again and only what is new is added).
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+    /// Virtual keys: create (the secret is shown once), list, revoke, rotate.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Viewer tokens: read-only sign-in for the dashboard and the read API, optionally limited
+    /// to one team (the secret is shown once).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Budgets: limits on spend per key, user, team, project, agent or the whole organisation.
+    Budgets {
+        #[command(subcommand)]
+        action: BudgetsAction,
+    },
+    /// Alerts raised (budget thresholds, runaway spend, forecast breaches), newest first.
+    Alerts {
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Who delivers the most per person-week (or per dollar): verified outcomes, never volume.
+    Leaderboard {
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// Whom to rank.
+        #[arg(long, value_enum, default_value = "user")]
+        by: BoardBy,
+        /// value (outcomes per person-week), efficiency (per dollar) or volume (tokens: the
+        /// consumption view, shown only for comparison).
+        #[arg(long, value_enum, default_value = "value")]
+        metric: BoardMetric,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Waste ("tokenmaxxing") findings with their evidence and dollars, most wasteful first;
+    /// `findings detect` runs detection now, `confirm`/`dismiss` record an admin's decision.
+    Findings {
+        #[command(subcommand)]
+        action: Option<FindingsAction>,
+        /// Start: RFC 3339, a date, or a span back such as 7d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// open, confirmed or dismissed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this person's findings.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// GitHub logins and the users they are credited to.
+    Github {
+        #[command(subcommand)]
+        action: GithubAction,
+    },
+    /// The price table in use (shipped table plus configured overrides).
+    Prices {
+        #[command(subcommand)]
+        action: Option<PricesAction>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportKind {
+    /// Return on AI spend per team and for the organisation: spend, verified and
+    /// self-reported outcomes, value, estimated hours saved, cost per outcome and per hour saved.
+    Roi {
+        /// Start: RFC 3339, a date, or a span back such as 30d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive [default: now]; a future end adds a spend forecast.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FindingsAction {
+    /// Run waste detection now over the whole days of a window and record its findings.
+    Detect {
+        /// Start [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Confirm a finding: the spend was waste.
+    Confirm {
+        id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Dismiss a finding: it stops counting as waste (later detection passes keep the decision).
+    Dismiss {
+        id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysAction {
+    /// Create a key for a user (and optionally team, project, agent); prints the secret once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// A label for people, e.g. "ci runner".
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime such as 30d, 12h or 2w [default: no expiry].
+        #[arg(long)]
+        expires: Option<String>,
+        /// Calls allowed per minute [default: unlimited].
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens allowed per minute [default: unlimited].
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every key with its status (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke a key by its id: clients using it are refused from now on.
+    Revoke { id: String },
+    /// Replace a key by a new one with the same scope and lifetime; the old one is revoked.
+    Rotate {
+        id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportSource {
+    /// Claude Code's session and subagent logs [default: ~/.claude/projects]: one API response
+    /// counts once, however many lines and files repeat it.
+    ClaudeCode(ImportArgs),
+    /// Codex's session rollouts [default: ~/.codex/sessions]: a call per `token_count` event;
+    /// forked and resumed sessions' replays of their parent count once.
+    Codex(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The logs' directory.
+    pub(crate) dir: Option<PathBuf>,
+    /// Whose usage it is [default: $USER].
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    #[arg(long)]
+    pub(crate) team: Option<String>,
+    /// [default: the last part of each session's working directory]
+    #[arg(long)]
+    pub(crate) project: Option<String>,
+    /// Send the usage to this Goodhart server (e.g. http://goodhart:8787) instead of the
+    /// local database.
+    #[arg(long, requires = "token")]
+    pub(crate) server: Option<String>,
+    /// The server's admin token.
+    #[arg(long, env = "GOODHART_TOKEN", requires = "server")]
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensAction {
+    /// Create a read-only viewer token (or, with --ingest, a send-only token for OTLP exports
+    /// and the ingest API); prints the secret once.
+    Create {
+        /// A viewer's one team it may see [default: every team]; an ingest token's team for
+        /// usage that names none.
+        #[arg(long)]
+        team: Option<String>,
+        /// Who it is for, e.g. "payments leads" or "otel collector".
+        #[arg(long)]
+        name: Option<String>,
+        /// An ingest token: may only send usage (/otlp/v1/* and POST /api/v1/usage).
+        #[arg(long)]
+        ingest: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every viewer and ingest token with its status (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke a token by its id: it opens nothing from now on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BudgetsAction {
+    /// Create a budget, e.g. `budgets create --team payments --monthly 500 --block`.
+    Create(Box<CreateBudget>),
+    /// Every budget with its current window: spent, forecast, limit, reset time.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// One budget.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Delete a budget: it stops applying (its history is kept).
+    Delete { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["key", "user", "team", "project", "agent", "org"])))]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["daily", "weekly", "monthly", "total"])))]
+pub(crate) struct CreateBudget {
+    /// A virtual key's id.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    #[arg(long)]
+    pub(crate) team: Option<String>,
+    #[arg(long)]
+    pub(crate) project: Option<String>,
+    #[arg(long)]
+    pub(crate) agent: Option<String>,
+    /// The whole organisation.
+    #[arg(long)]
+    pub(crate) org: bool,
+    /// USD per calendar day.
+    #[arg(long)]
+    pub(crate) daily: Option<String>,
+    /// USD per ISO week (Monday to Monday).
+    #[arg(long)]
+    pub(crate) weekly: Option<String>,
+    /// USD per calendar month.
+    #[arg(long)]
+    pub(crate) monthly: Option<String>,
+    /// USD in all, never resetting.
+    #[arg(long)]
+    pub(crate) total: Option<String>,
+    /// Also limit tokens (every kind counted) in the same period.
+    #[arg(long)]
+    pub(crate) tokens: Option<u64>,
+    /// Refuse calls that could overrun it (a hard cap) instead of only alerting.
+    #[arg(long)]
+    pub(crate) block: bool,
+    /// Alert thresholds in percent of the limit [default: 50,80,100].
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) thresholds: Option<Vec<u32>>,
+    /// IANA time zone whose calendar the period follows.
+    #[arg(long, default_value = "UTC")]
+    pub(crate) timezone: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GithubAction {
+    /// Credit a GitHub login's work to a user (by default a login is the user of that name).
+    Map { login: String, user: String },
+    /// Every mapped login.
+    Logins {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PricesAction {
+    /// Price stored events again: unpriced ones by default, every one with --all.
+    Reprice {
+        /// Also re-price events that already have a price (after a price correction).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Models seen in usage that have no price.
+    Unpriced {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// `--by` of the leaderboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BoardBy {
+    User,
+    Team,
+    Agent,
+}
+
+impl From<BoardBy> for goodhart_core::value::By {
+    fn from(by: BoardBy) -> goodhart_core::value::By {
+        match by {
+            BoardBy::User => goodhart_core::value::By::User,
+            BoardBy::Team => goodhart_core::value::By::Team,
+            BoardBy::Agent => goodhart_core::value::By::Agent,
+        }
+    }
+}
+
+/// `--metric` of the leaderboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BoardMetric {
+    Value,
+    Efficiency,
+    Volume,
+}
+
+impl From<BoardMetric> for goodhart_core::value::Metric {
+    fn from(metric: BoardMetric) -> goodhart_core::value::Metric {
+        match metric {
+            BoardMetric::Value => goodhart_core::value::Metric::Value,
+            BoardMetric::Efficiency => goodhart_core::value::Metric::Efficiency,
+            BoardMetric::Volume => goodhart_core::value::Metric::Volume,
+        }
+    }
+}
