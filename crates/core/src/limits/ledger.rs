@@ -1,5 +1,5 @@
 //! The ledger of one instance's slices: admission all or nothing, settlement, release, giving
-//! back, and each loaded budget's spend (see [the module](super)).
+//! back, and each loaded budget's spend (see [`crate::limits`]).
 
 use std::collections::HashMap;
 
@@ -9,9 +9,24 @@ use crate::keys::RateLimits;
 use crate::money::Nanos;
 use crate::usage::Attribution;
 
-use super::{
-    Amount, BUDGET_IDLE_MICROS, CONTENDED_RETRY_MICROS, DRY_POOL_MICROS, KEY_IDLE_MICROS, Pool, PoolId, Resource,
-};
+use super::amount::{Amount, Resource};
+use super::pool::{Pool, PoolId};
+
+/// A budget slice not drawn on for this long is given back to its pool.
+pub const BUDGET_IDLE_MICROS: i64 = 10_000_000;
+
+/// Units of a key's bucket held and not drawn on for this long go back to the shared bucket
+/// (sooner than budgets: a minute's allowance is small, and another instance may be waiting).
+pub const KEY_IDLE_MICROS: i64 = 2_000_000;
+
+/// After a budget's pool refuses, calls that need as much are refused from memory for this
+/// long instead of each asking the store again (a capped agent retrying in a loop costs no
+/// queries). Key buckets are not remembered so: they refill continuously and say themselves
+/// when to retry.
+pub const DRY_POOL_MICROS: i64 = 1_000_000;
+
+/// When to retry a call refused because other calls kept taking what was borrowed for it.
+pub const CONTENDED_RETRY_MICROS: i64 = 1_000_000;
 
 /// A call asking to be admitted: who makes it, and its worst case.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@ use crate::Micros;
 use crate::budgets::Budget;
 use crate::money::Nanos;
 
-use super::Amount;
+use super::amount::Amount;
 
 /// A budget's limits, as its pool lends them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub fn budget_limits(budget: &Budget) -> PoolLimits {
 }
 
 /// The slice of a budget's pool an instance borrows when it has none left (see
-/// [`Pool::lease_size`]).
+/// [`Pool::lease_size`](crate::limits::Pool::lease_size)).
 pub fn lease_size(limits: &PoolLimits) -> Amount {
     Amount {
         cost: Nanos((limits.cost.0 / 20).max(1)),
