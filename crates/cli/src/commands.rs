@@ -298,7 +298,7 @@ async fn roi(config: &Config, window: &WindowArgs, format: Format) -> anyhow::Re
 
 /// The summary as rows of cells: pretty for people, exact for CSV.
 fn summary_table(document: &SummaryDocument, pretty: bool) -> Tabular {
-    let mut header: Vec<String> = document.group_by.iter().map(|d| d.name().to_owned()).collect();
+    let mut header: Vec<String> = document.group_by.iter().map(|d| d.as_str().to_owned()).collect();
     let totals = if pretty {
         [
             "requests",
@@ -839,7 +839,7 @@ async fn leaderboard(
                 r.cost.usd_rounded(2),
                 grouped(r.tokens),
                 r.outcomes.to_string(),
-                r.flags.join(" "),
+                r.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" "),
             ]
         })
         .collect();

@@ -41,21 +41,13 @@ pub struct VirtualKey {
     pub limits: RateLimits,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyStatus {
-    Active,
-    Expired,
-    Revoked,
-}
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Expired => "expired",
-            KeyStatus::Revoked => "revoked",
-        }
+crate::named_enum! {
+    /// Whether a key lets calls through.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum KeyStatus {
+        Active = "active",
+        Expired = "expired",
+        Revoked = "revoked",
     }
 }
 

@@ -13,6 +13,7 @@ pub mod github;
 pub mod keys;
 pub mod limits;
 pub mod money;
+pub mod names;
 pub mod outcomes;
 pub mod pricing;
 pub mod providers;

@@ -35,38 +35,15 @@ use crate::usage::FieldError;
 /// deterministic).
 pub type Milli = u64;
 
-/// What kind of delivered work an outcome is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeKind {
-    Deployment,
-    PrMerged,
-    TicketResolved,
-    Incident,
-    Custom,
-}
-
-impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 5] = [
-        OutcomeKind::Deployment,
-        OutcomeKind::PrMerged,
-        OutcomeKind::TicketResolved,
-        OutcomeKind::Incident,
-        OutcomeKind::Custom,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Deployment => "deployment",
-            OutcomeKind::PrMerged => "pr_merged",
-            OutcomeKind::TicketResolved => "ticket_resolved",
-            OutcomeKind::Incident => "incident",
-            OutcomeKind::Custom => "custom",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<OutcomeKind> {
-        OutcomeKind::ALL.into_iter().find(|k| k.as_str() == text)
+crate::named_enum! {
+    /// What kind of delivered work an outcome is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum OutcomeKind {
+        Deployment = "deployment",
+        PrMerged = "pr_merged",
+        TicketResolved = "ticket_resolved",
+        Incident = "incident",
+        Custom = "custom",
     }
 }
 

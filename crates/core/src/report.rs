@@ -11,40 +11,17 @@ use crate::money::Nanos;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, Micros};
 use crate::usage::TokenCounts;
 
-/// A dimension a usage summary can be grouped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    User,
-    Team,
-    Project,
-    Agent,
-    Model,
-    Provider,
-    Day,
-}
-
-impl Dimension {
-    pub const ALL: [Dimension; 7] = [
-        Dimension::User,
-        Dimension::Team,
-        Dimension::Project,
-        Dimension::Agent,
-        Dimension::Model,
-        Dimension::Provider,
-        Dimension::Day,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dimension::User => "user",
-            Dimension::Team => "team",
-            Dimension::Project => "project",
-            Dimension::Agent => "agent",
-            Dimension::Model => "model",
-            Dimension::Provider => "provider",
-            Dimension::Day => "day",
-        }
+crate::named_enum! {
+    /// A dimension a usage summary can be grouped by.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Dimension {
+        User = "user",
+        Team = "team",
+        Project = "project",
+        Agent = "agent",
+        Model = "model",
+        Provider = "provider",
+        Day = "day",
     }
 }
 
@@ -52,8 +29,8 @@ impl Dimension {
 pub fn parse_group_by(text: &str) -> Result<Vec<Dimension>, String> {
     let mut dims = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let dim = Dimension::ALL.into_iter().find(|d| d.name() == item).ok_or_else(|| {
-            let names: Vec<_> = Dimension::ALL.iter().map(|d| d.name()).collect();
+        let dim = Dimension::parse(item).ok_or_else(|| {
+            let names = Dimension::NAMES;
             format!("unknown dimension {item:?}; expected some of {}", names.join(","))
         })?;
         if !dims.contains(&dim) {

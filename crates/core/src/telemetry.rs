@@ -10,39 +10,16 @@ use crate::money::Nanos;
 use crate::time::Micros;
 use crate::usage::TokenCounts;
 
-/// What one metric point counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TelemetryKind {
-    InputTokens,
-    OutputTokens,
-    CacheReadTokens,
-    CacheWriteTokens,
-    /// Nano-dollars, as the agent priced its own calls.
-    CostNanos,
-}
-
-impl TelemetryKind {
-    pub const ALL: [TelemetryKind; 5] = [
-        TelemetryKind::InputTokens,
-        TelemetryKind::OutputTokens,
-        TelemetryKind::CacheReadTokens,
-        TelemetryKind::CacheWriteTokens,
-        TelemetryKind::CostNanos,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TelemetryKind::InputTokens => "input_tokens",
-            TelemetryKind::OutputTokens => "output_tokens",
-            TelemetryKind::CacheReadTokens => "cache_read_tokens",
-            TelemetryKind::CacheWriteTokens => "cache_write_tokens",
-            TelemetryKind::CostNanos => "cost_nanos",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TelemetryKind> {
-        TelemetryKind::ALL.into_iter().find(|k| k.as_str() == text)
+crate::named_enum! {
+    /// What one metric point counts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum TelemetryKind {
+        InputTokens = "input_tokens",
+        OutputTokens = "output_tokens",
+        CacheReadTokens = "cache_read_tokens",
+        CacheWriteTokens = "cache_write_tokens",
+        /// Nano-dollars, as the agent priced its own calls.
+        CostNanos = "cost_nanos",
     }
 }
 

@@ -77,34 +77,18 @@ pub struct Attribution {
     pub session: Option<String>,
 }
 
-/// Where an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// `POST /api/v1/usage`.
-    Api,
-    /// Metered by the gateway.
-    Gateway,
-    /// Read from an agent's local logs.
-    Import,
-    /// Received over OpenTelemetry.
-    Otlp,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Api => "api",
-            Source::Gateway => "gateway",
-            Source::Import => "import",
-            Source::Otlp => "otlp",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Source> {
-        [Source::Api, Source::Gateway, Source::Import, Source::Otlp]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+crate::named_enum! {
+    /// Where an event came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Source {
+        /// `POST /api/v1/usage`.
+        Api = "api",
+        /// Metered by the gateway.
+        Gateway = "gateway",
+        /// Read from an agent's local logs.
+        Import = "import",
+        /// Received over OpenTelemetry.
+        Otlp = "otlp",
     }
 }
 

@@ -17,44 +17,46 @@ use crate::money::Nanos;
 use crate::outcomes::{Credit, Milli, week_of};
 use crate::waste::{Finding, SubjectKind};
 
-/// What a board ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum By {
-    User,
-    Team,
-    Agent,
-}
-
-impl By {
-    pub fn parse(text: &str) -> Option<By> {
-        match text {
-            "user" => Some(By::User),
-            "team" => Some(By::Team),
-            "agent" => Some(By::Agent),
-            _ => None,
-        }
+crate::named_enum! {
+    /// What a board ranks.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum By {
+        User = "user",
+        Team = "team",
+        Agent = "agent",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    Value,
-    Efficiency,
-    Volume,
+crate::named_enum! {
+    /// What a board ranks by.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Metric {
+        Value = "value",
+        Efficiency = "efficiency",
+        Volume = "volume",
+    }
+}
+
+crate::named_enum! {
+    /// Why a reader of a board row should look twice.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Flag {
+        /// Spend without any outcome.
+        NoOutcomes = "no_outcomes",
+        /// Outcomes that earned nothing.
+        UnverifiedOutcomes = "unverified_outcomes",
+        /// Self-reported outcomes among those that earned value.
+        SelfReported = "self_reported",
+    }
+}
+
+impl PartialEq<&str> for Flag {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 impl Metric {
-    pub fn parse(text: &str) -> Option<Metric> {
-        match text {
-            "value" => Some(Metric::Value),
-            "efficiency" => Some(Metric::Efficiency),
-            "volume" => Some(Metric::Volume),
-            _ => None,
-        }
-    }
-
     /// What the metric measures, as shown with every board.
     pub fn label(self) -> &'static str {
         match self {
@@ -104,9 +106,8 @@ pub struct Row {
     /// Outcomes that earned value.
     pub outcomes: u64,
     pub waste: Nanos,
-    /// Why a reader should look twice: `no_outcomes` (spend without any outcome),
-    /// `unverified_outcomes` (outcomes that earned nothing), `self_reported`.
-    pub flags: Vec<&'static str>,
+    /// Why a reader should look twice.
+    pub flags: Vec<Flag>,
 }
 
 #[derive(Default)]
@@ -222,13 +223,13 @@ pub fn board(query: &BoardQuery, activity: &[Activity], credits: &[Credit], wast
             let efficiency = (u128::from(t.value) * 1_000_000_000 / dollars_floor.0.max(1) as u128) as Milli;
             let mut flags = Vec::new();
             if t.outcomes == 0 && t.cost > Nanos::ZERO {
-                flags.push("no_outcomes");
+                flags.push(Flag::NoOutcomes);
             }
             if t.zero_outcomes > 0 {
-                flags.push("unverified_outcomes");
+                flags.push(Flag::UnverifiedOutcomes);
             }
             if t.self_reported > 0 {
-                flags.push("self_reported");
+                flags.push(Flag::SelfReported);
             }
             Row {
                 waste: wasted.get(&subject).copied().unwrap_or(Nanos::ZERO),

@@ -49,43 +49,20 @@ pub struct Call {
     pub completion_compress_permille: Option<u32>,
 }
 
-/// What raised a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Detector {
-    RepeatedPrompts,
-    FillerOutput,
-    AgentFanOut,
-    MetronomicCadence,
-    OffHours,
-    SpendWithoutOutcomes,
+crate::named_enum! {
+    /// What raised a finding.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Detector {
+        RepeatedPrompts = "repeated_prompts",
+        FillerOutput = "filler_output",
+        AgentFanOut = "agent_fan_out",
+        MetronomicCadence = "metronomic_cadence",
+        OffHours = "off_hours",
+        SpendWithoutOutcomes = "spend_without_outcomes",
+    }
 }
 
 impl Detector {
-    pub const ALL: [Detector; 6] = [
-        Detector::RepeatedPrompts,
-        Detector::FillerOutput,
-        Detector::AgentFanOut,
-        Detector::MetronomicCadence,
-        Detector::OffHours,
-        Detector::SpendWithoutOutcomes,
-    ];
-
-    pub fn parse(text: &str) -> Option<Detector> {
-        Detector::ALL.into_iter().find(|d| d.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::RepeatedPrompts => "repeated_prompts",
-            Detector::FillerOutput => "filler_output",
-            Detector::AgentFanOut => "agent_fan_out",
-            Detector::MetronomicCadence => "metronomic_cadence",
-            Detector::OffHours => "off_hours",
-            Detector::SpendWithoutOutcomes => "spend_without_outcomes",
-        }
-    }
-
     /// Signals about what was asked and answered (the others are about behaviour).
     fn is_content(self) -> bool {
         matches!(
@@ -95,62 +72,29 @@ impl Detector {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubjectKind {
-    User,
-    Agent,
-    Key,
-    Session,
-}
-
-impl SubjectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubjectKind::User => "user",
-            SubjectKind::Agent => "agent",
-            SubjectKind::Key => "key",
-            SubjectKind::Session => "session",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<SubjectKind> {
-        [
-            SubjectKind::User,
-            SubjectKind::Agent,
-            SubjectKind::Key,
-            SubjectKind::Session,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+crate::named_enum! {
+    /// What a finding is about.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum SubjectKind {
+        User = "user",
+        Agent = "agent",
+        Key = "key",
+        Session = "session",
     }
 }
 
-/// Where an admin's review of a finding stands. A dismissed finding stops counting as waste;
-/// the decision survives later detection passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingStatus {
-    Open,
-    Confirmed,
-    Dismissed,
+crate::named_enum! {
+    /// Where an admin's review of a finding stands. A dismissed finding stops counting as waste;
+    /// the decision survives later detection passes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum FindingStatus {
+        Open = "open",
+        Confirmed = "confirmed",
+        Dismissed = "dismissed",
+    }
 }
 
 impl FindingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingStatus::Open => "open",
-            FindingStatus::Confirmed => "confirmed",
-            FindingStatus::Dismissed => "dismissed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<FindingStatus> {
-        [FindingStatus::Open, FindingStatus::Confirmed, FindingStatus::Dismissed]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-
     /// Whether a finding in this state counts as waste in the leaderboard and reports.
     pub fn counts_as_waste(self) -> bool {
         self != FindingStatus::Dismissed

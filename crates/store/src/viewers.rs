@@ -7,28 +7,15 @@ use goodhart_core::Micros;
 
 use crate::StoreError;
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TokenRole {
-    /// Read the dashboard and the read API.
-    #[default]
-    Viewer,
-    /// Send usage: OTLP exports and `POST /api/v1/usage`.
-    Ingest,
-}
-
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Viewer => "viewer",
-            TokenRole::Ingest => "ingest",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TokenRole> {
-        [TokenRole::Viewer, TokenRole::Ingest]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+goodhart_core::named_enum! {
+    /// What a token may do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum TokenRole {
+        /// Read the dashboard and the read API.
+        #[default]
+        Viewer = "viewer",
+        /// Send usage: OTLP exports and `POST /api/v1/usage`.
+        Ingest = "ingest",
     }
 }
 

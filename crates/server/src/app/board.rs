@@ -43,7 +43,7 @@ pub struct RowJson {
     pub tokens: u64,
     pub outcomes: u64,
     pub waste_usd: Box<RawValue>,
-    pub flags: Vec<&'static str>,
+    pub flags: Vec<goodhart_core::value::Flag>,
 }
 
 fn units(milli: Milli) -> f64 {

@@ -55,7 +55,7 @@ pub fn summary_document(query: &SummaryQuery, rows: &[SummaryRow]) -> SummaryDoc
                 key: query
                     .group_by
                     .iter()
-                    .map(|d| d.name())
+                    .map(|d| d.as_str())
                     .zip(row.key.iter().cloned())
                     .collect(),
                 totals: TotalsJson(row.totals),

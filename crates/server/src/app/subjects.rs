@@ -111,7 +111,7 @@ impl App {
         window: Window,
         view: Option<&TeamView>,
     ) -> Result<SubjectDocument, AppError> {
-        let not_found = || AppError::not_found(format!("{} {name}", dimension(by).name()));
+        let not_found = || AppError::not_found(format!("{} {name}", by.as_str()));
         if view.is_some_and(|v| !v.sees_subject(by, name)) {
             return Err(not_found());
         }
@@ -202,7 +202,7 @@ impl App {
             usage: TotalsJson(total),
             daily,
             models: breakdown(models),
-            related_by: related.name(),
+            related_by: related.as_str(),
             related: breakdown(related_usage),
             board: row,
             board_size,
