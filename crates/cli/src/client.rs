@@ -57,6 +57,10 @@ impl Api {
 }
 
 /// A progress bar for `length` items (drawn only on a terminal).
+#[expect(
+    clippy::expect_used,
+    reason = "the template is a constant, drawn by every test of the demo"
+)]
 pub fn bar(length: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(length).with_message(what.to_owned());
     bar.set_style(

@@ -102,12 +102,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
                 ImportSource::Codex(args) => (crate::import::Agent::Codex, args),
             };
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the importer's defaults are the user's own: HOME and USER"
+            )]
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let dir = match (args.dir, home) {
                 (Some(dir), _) => dir,
                 (None, Some(home)) => home.join(agent.default_dir()),
                 (None, None) => anyhow::bail!("no directory given and HOME is not set"),
             };
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the importer's defaults are the user's own: HOME and USER"
+            )]
             let user = args
                 .user
                 .or_else(|| std::env::var("USER").ok())
@@ -155,6 +163,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
+    // A secret: read from the environment, never taken as a flag (flags show in `ps`).
+    #[expect(clippy::disallowed_methods, reason = "the admin token is a secret kept out of flags")]
     let admin_env = std::env::var("GOODHART_ADMIN_TOKEN").ok();
     let mock = match config.needs_mock_provider() {
         true => Some(goodhart_sim::mock_provider::MockProvider::start().await?),

@@ -73,6 +73,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     };
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    #[expect(clippy::disallowed_methods, reason = "the demo awaits its server before it returns")]
     let server = tokio::spawn(goodhart_server::serve::run(listener, served.router(), async move {
         tokio::select! {
             _ = stopped => {}
@@ -217,6 +218,10 @@ async fn load_history(api: &Api, org: &Org, secret: &str) -> anyhow::Result<()> 
         deliveries.inc(1);
     }
     deliveries.finish_and_clear();
+    #[expect(
+        clippy::expect_used,
+        reason = "plain structs of strings and numbers always serialise"
+    )]
     let reported: Vec<String> = org
         .reported
         .iter()
@@ -298,6 +303,10 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
     let mut workers = Vec::new();
     for (i, key) in honest.into_iter().enumerate() {
         let (api, calls) = (Arc::clone(&api), Arc::clone(&calls));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the demo awaits every worker before it returns"
+        )]
         workers.push(tokio::spawn(async move {
             let mut turn = 0u64;
             while tokio::time::Instant::now() < deadline {
@@ -318,7 +327,12 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
         }));
     }
     let progress = ProgressBar::new(duration.as_secs()).with_message("live traffic");
+    #[expect(
+        clippy::expect_used,
+        reason = "the template is a constant, drawn by every test of the demo"
+    )]
     progress.set_style(ProgressStyle::with_template("{msg:<24} [{bar:40}] {pos}/{len} s").expect("a valid template"));
+    #[expect(clippy::disallowed_methods, reason = "the demo awaits this task before it returns")]
     let runaway = {
         let (api, calls, progress) = (Arc::clone(&api), Arc::clone(&calls), progress.clone());
         tokio::spawn(async move {
@@ -361,6 +375,7 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
             story
         })
     };
+    #[expect(clippy::disallowed_methods, reason = "the demo awaits this task before it returns")]
     let ticker = {
         let progress = progress.clone();
         tokio::spawn(async move {

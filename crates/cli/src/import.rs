@@ -94,6 +94,10 @@ fn log_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the template is a constant, drawn by every import test"
+)]
 fn progress(bytes: u64) -> ProgressBar {
     let bar = ProgressBar::new(bytes);
     bar.set_style(

@@ -2,6 +2,13 @@
 //! against five applicable budgets and its key's two rate limits from the slices an instance
 //! holds, and settling it; and computing a budget's calendar window.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

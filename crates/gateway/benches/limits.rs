@@ -4,6 +4,13 @@
 //! rate batch every twentieth of a per-minute limit), on SQLite and on the local PostgreSQL
 //! server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use goodhart_core::budgets::{Action, Budget, BudgetScope, Period, window};
 use goodhart_core::keys::RateLimits;

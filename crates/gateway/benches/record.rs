@@ -3,6 +3,13 @@
 //! fingerprints, price, JSON, one `write` to the spool), plus the same for a streamed one
 //! tapped with text collection.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;

@@ -158,15 +158,6 @@ impl Gateway {
         self.inner.limits.standing()
     }
 
-    /// [`Gateway::standing`] as `(budget id, spent, reserved)` tuples, for callers not yet moved
-    /// to the named form.
-    pub fn budget_standing(&self) -> Vec<(String, goodhart_core::Nanos, goodhart_core::Nanos)> {
-        self.standing()
-            .into_iter()
-            .map(|s| (s.budget_id, s.spent, s.reserved))
-            .collect()
-    }
-
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
     }

@@ -241,6 +241,7 @@ impl MeteredStream {
         out.freeze()
     }
 
+    #[expect(clippy::expect_used, reason = "the tap is taken only here, together with the call")]
     fn finish(&mut self, complete: bool, client_disconnected: bool) {
         let Some(call) = self.call.take() else { return };
         call.metrics.open_streams.dec();

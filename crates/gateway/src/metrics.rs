@@ -112,6 +112,7 @@ impl Metrics {
         self.errors.get_or_create(&ErrorLabels { kind }).inc();
     }
 
+    #[expect(clippy::expect_used, reason = "writing to a String cannot fail")]
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -167,10 +167,8 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         rewritten = true;
     }
     let strip_usage_chunk = endpoint == Endpoint::ChatCompletions && facts.stream && !facts.include_usage;
-    if strip_usage_chunk {
-        let options = json
-            .as_object_mut()
-            .expect("checked to be an object")
+    if strip_usage_chunk && let Some(object) = json.as_object_mut() {
+        let options = object
             .entry("stream_options")
             .or_insert_with(|| Value::Object(Default::default()));
         if !options.is_object() {
@@ -180,7 +178,12 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         rewritten = true;
     }
     let upstream_body = if rewritten {
-        Bytes::from(serde_json::to_vec(&json).expect("a JSON value serialises"))
+        Bytes::from(serde_json::to_vec(&json).map_err(|e| {
+            (
+                "bad_request",
+                GatewayError::BadRequest(format!("cannot write the request body: {e}")),
+            )
+        })?)
     } else {
         bytes
     };

@@ -8,6 +8,13 @@
 //! reading the calls back, detection alone, and a whole pass as the server runs it (read,
 //! credits, detect, record), and scores the stored findings against the personas.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use std::time::{Duration, Instant};
 
 use goodhart_core::Micros;

@@ -7,6 +7,13 @@
 //! port; the load generator is a 1-thread runtime posting pre-generated NDJSON bodies over
 //! keep-alive connections. Summary latency is measured over HTTP after loading each size.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -171,6 +171,7 @@ impl RawConfig {
 }
 
 /// The process environment: the one place configuration reads it.
+#[expect(clippy::disallowed_methods, reason = "this is the one place")]
 fn env(var: &str) -> Option<String> {
     std::env::var(var).ok()
 }

@@ -177,6 +177,7 @@ pub async fn run(
         shutdown.await;
         let _ = signalled_tx.send(());
     });
+    #[expect(clippy::disallowed_methods, reason = "awaited below, within the drain deadline")]
     let server = tokio::spawn(async move { graceful.await });
     tokio::pin!(server);
     tokio::select! {

@@ -37,6 +37,10 @@ pub fn validated_usage(org: &Org) -> impl Iterator<Item = (UsageEvent, CostBreak
         store_content: false,
         source: Source::Api,
     };
+    #[expect(
+        clippy::expect_used,
+        reason = "the simulator generates valid, priced usage; a panic is its bug"
+    )]
     org.usage.iter().map(move |input| {
         let event = input.clone().validate(policy).expect("simulated usage is valid");
         let cost = prices
@@ -89,6 +93,10 @@ pub fn facts(org: &Org) -> Vec<(String, Fact)> {
         }
     }
     for outcome in &org.reported {
+        #[expect(
+            clippy::expect_used,
+            reason = "the simulator generates valid outcomes; a panic is its bug"
+        )]
         facts.push(outcome.clone().validate().expect("simulated outcomes are valid"));
     }
     facts
@@ -271,6 +279,7 @@ pub fn score_findings(
             .collect();
         by_detector.insert(detector, tally(with));
     }
+    #[expect(clippy::expect_used, reason = "findings name only people the simulator made")]
     let persona = |name: &str| org.person(name).map(|p| p.persona).expect("a simulated person");
     WasteScore {
         seed: org.spec.seed,

@@ -72,6 +72,7 @@ impl MockProvider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        #[expect(clippy::disallowed_methods, reason = "shutdown awaits it")]
         let task = tokio::spawn(async move {
             axum::serve(listener, router())
                 .with_graceful_shutdown(async move {
@@ -101,6 +102,7 @@ impl MockProvider {
 pub async fn spawn() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    #[expect(clippy::disallowed_methods, reason = "a test's mock lives as long as its runtime")]
     tokio::spawn(serve(listener));
     Ok(addr)
 }

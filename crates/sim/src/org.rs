@@ -804,7 +804,9 @@ impl Simulation {
                 }
                 new.sort_by_key(|m| m.merged_at);
                 shipped.extend(new.iter().map(|m| (repo, m.number)));
-                let sha = new.last().expect("not empty").sha.clone();
+                let Some(sha) = new.last().map(|m| m.sha.clone()) else {
+                    continue;
+                };
                 let deployer = self.people.iter().position(|p| p.team == *team).unwrap_or(0);
                 self.deployment(repo, &sha, at, deployer);
                 last_deploy = at;
@@ -923,6 +925,10 @@ fn repository(repo: usize) -> Value {
 }
 
 /// Usage events as an NDJSON body for `POST /api/v1/usage`.
+#[expect(
+    clippy::expect_used,
+    reason = "plain structs of strings and numbers always serialise"
+)]
 pub fn usage_ndjson(events: &[UsageEventInput]) -> String {
     let mut body = String::with_capacity(events.len() * 360);
     for event in events {

@@ -2,6 +2,13 @@
 //! stream reports the same usage as the same request without streaming (read through core's
 //! SSE parser and usage tap), and every fault does what its model name says.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a test stops at the first broken step, and spawns what it drives freely"
+)]
+
 use axum::body::Bytes;
 use goodhart_core::providers::{ReportedUsage, StreamTap, WireProtocol, usage_from_body};
 use goodhart_core::sse::SseParser;

@@ -5,6 +5,13 @@
 //! `cargo bench -p goodhart-store --bench gateway_records -- [--backend sqlite|postgres|both]
 //!  [--calls N] [--batch N]`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark stops at the first broken step of its setup, and spawns what it drives freely"
+)]
+
 use std::time::Instant;
 
 use goodhart_core::Micros;

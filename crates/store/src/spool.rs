@@ -203,12 +203,12 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents, SpoolError> {
     let mut contents = SegmentContents::default();
     let mut at = 0usize;
     while at < bytes.len() {
-        let Some(header) = bytes.get(at..at + 8) else {
+        let Some(&[l0, l1, l2, l3, c0, c1, c2, c3]) = bytes.get(at..at + 8) else {
             contents.torn_tail = true;
             break;
         };
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         if len > MAX_RECORD_BYTES {
             contents.corrupt_bytes = (bytes.len() - at) as u64;
             break;

@@ -2,6 +2,12 @@
 //! the PostgreSQL server named by `GOODHART_TEST_POSTGRES_URL` (default: the local server's
 //! `test` database), dropped when the handle goes away.
 
+#![expect(
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "test helpers: a broken test setup stops the test, the server URL comes from the test's environment, and connection tasks live as long as the test's runtime"
+)]
+
 use std::sync::Arc;
 
 use rand::Rng;

@@ -1,6 +1,13 @@
 //! The store conformance suite: every case runs against SQLite and against the real
 //! PostgreSQL server (a fresh schema per case, dropped afterwards).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a test stops at the first broken step, and spawns what it drives freely"
+)]
+
 use std::sync::Arc;
 
 use goodhart_core::Micros;

@@ -217,10 +217,10 @@ impl App {
         let gateway = self.gateway()?;
         Some(
             gateway
-                .budget_standing()
+                .standing()
                 .into_iter()
-                .find(|(budget, _, _)| budget == id)
-                .map_or(Nanos::ZERO, |(_, _, reserved)| reserved),
+                .find(|standing| standing.budget_id == id)
+                .map_or(Nanos::ZERO, |standing| standing.reserved),
         )
     }
 

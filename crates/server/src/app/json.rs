@@ -7,6 +7,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 /// A money amount as an exact JSON number.
+#[expect(
+    clippy::expect_used,
+    reason = "usd_string writes a plain decimal, and a proptest in core checks it"
+)]
 pub fn usd_number(nanos: Nanos) -> Box<RawValue> {
     RawValue::from_string(nanos.usd_string()).expect("a plain decimal is a JSON number")
 }

@@ -1,6 +1,13 @@
 //! The server's integration tests, one binary so the suite builds and links once. Each module
 //! starts real servers on random loopback ports ([`common`]) and talks to them over HTTP.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a test stops at the first broken step, and spawns what it drives freely"
+)]
+
 mod clients;
 mod common;
 mod dashboard;

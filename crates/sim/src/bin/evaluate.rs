@@ -5,6 +5,12 @@
 //! the value board's rank correlation with each person's true value, and where each board
 //! puts the token burners, outcome gamers and heavy-but-productive users.
 
+#![expect(
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a developer's tool: its arguments and environment are its interface, and it stops on bad ones"
+)]
+
 use goodhart_core::outcomes::ValueRules;
 use goodhart_core::waste::WasteRules;
 use goodhart_sim::evaluate::{WasteScore, score_value, score_waste};
