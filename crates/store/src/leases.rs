@@ -16,7 +16,8 @@ use goodhart_core::Micros;
 use goodhart_core::budgets::{Budget, Window};
 use goodhart_core::limits::{Amount, Pool, Resource, TokenBucket};
 
-use crate::{Spend, StoreError};
+use crate::budgets::Spend;
+use crate::error::StoreError;
 
 /// An instance asking a budget's pool for a slice of its current window.
 #[derive(Debug, Clone, Copy)]

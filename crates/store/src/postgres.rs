@@ -28,21 +28,26 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Transaction};
 
-use crate::budget_sql::Sources;
+use crate::alerts::{self, AlertStore, StoredAlert};
+use crate::budgets::{self, BudgetStore, Sources, Spend};
+use crate::clock::now_micros;
+use crate::error::StoreError;
 use crate::findings::{self, FindingStore, PassOutcome, StoredFinding};
+use crate::keys::{self, KeyStore};
 use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations;
 use crate::outcomes::{self, FactsOutcome, OutcomeStore};
 use crate::rollup::{
-    DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+    self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
 };
+use crate::settings::SettingsStore;
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::telemetry::{self, TelemetryStore};
-use crate::viewers::{self, ViewerStore, ViewerToken};
-use crate::{
-    AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
-    Store, StoreError, StoredAlert, SummaryQuery, UnpricedModel, UsageStore, alert_sql, budget_sql, key_sql,
+use crate::usage::{
+    ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
+    UNPRICED_MODELS_SQL, UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
 };
+use crate::viewers::{self, ViewerStore, ViewerToken};
 
 const POOL_SIZE: usize = 16;
 /// Serialises migrations between instances starting at once (an arbitrary constant key).
@@ -114,7 +119,7 @@ impl PostgresStore {
                 })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[&migration.version, &crate::now().0],
+                &[&migration.version, &now_micros().0],
             )
             .await?;
             tracing::info!(version = migration.version, "applied PostgreSQL migration");
@@ -167,7 +172,7 @@ impl PostgresStore {
                     "INSERT INTO {table} ({column}, created_at) SELECT unnest($1::text[]), $2 \
                      ON CONFLICT ({column}) DO NOTHING"
                 ),
-                &[&missing, &crate::now().0],
+                &[&missing, &now_micros().0],
             )
             .await?;
         }
@@ -242,7 +247,7 @@ impl PostgresStore {
             .await?;
         let writer = BinaryCopyInWriter::new(sink, &STAGE_TYPES);
         pin_mut!(writer);
-        let received_at = crate::now().0;
+        let received_at = now_micros().0;
         for (ord, (priced, dims)) in events.iter().zip(&dims).enumerate() {
             let e = &priced.event;
             let tokens = token_columns(&e.tokens);
@@ -405,7 +410,7 @@ async fn replace_earlier_records(
         .collect();
     let mut replaceable: Vec<String> = conflicting.iter().map(|id| id.to_string()).collect();
     // Only when some event is keyed by a message id: looking costs a fifth of the write rate.
-    if !tx.query(crate::ANY_MESSAGE_KEYED_SQL, &[]).await?.is_empty() {
+    if !tx.query(ANY_MESSAGE_KEYED_SQL, &[]).await?.is_empty() {
         replaceable.extend(
             events
                 .iter()
@@ -418,7 +423,7 @@ async fn replace_earlier_records(
         return Ok(Vec::new());
     }
     let superseded: Vec<EventRow> = tx
-        .query(&crate::delete_superseded_sql("= ANY($1)"), &[&replaceable])
+        .query(&delete_superseded_sql("= ANY($1)"), &[&replaceable])
         .await?
         .iter()
         .map(event_row)
@@ -557,13 +562,13 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
             providers.push(key.provider);
             models.push(key.model);
         }
-        let upsert = crate::rollup_upsert_sql(table, crate::RollupRows::Unnest);
+        let upsert = rollup::rollup_upsert_sql(table, rollup::RollupRows::Unnest);
         let mut params: Vec<&(dyn ToSql + Sync)> = ints[..5].iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         params.push(&providers);
         params.push(&models);
         params.extend(ints[5..].iter().map(|c| c as &(dyn ToSql + Sync)));
         tx.execute(&upsert, &params).await?;
-        let prune = crate::prune_rollup_sql(table);
+        let prune = rollup::prune_rollup_sql(table);
         for (key, _) in rows.iter().filter(|(_, d)| d.requests < 0) {
             let ids = key.ids();
             let mut row: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
@@ -676,7 +681,7 @@ impl UsageStore for PostgresStore {
 
     async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
         let client = self.pool.get().await?;
-        let rows = client.query(crate::UNPRICED_MODELS_SQL, &[]).await?;
+        let rows = client.query(UNPRICED_MODELS_SQL, &[]).await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -699,7 +704,7 @@ impl UsageStore for PostgresStore {
         };
         let select = format!(
             "{} WHERE seq > $1 {filter} ORDER BY seq LIMIT $2 FOR UPDATE",
-            crate::select_reprice()
+            select_reprice()
         );
         loop {
             let mut client = self.pool.get().await?;
@@ -710,7 +715,7 @@ impl UsageStore for PostgresStore {
                 .name_ids(&tx, NameKind::PriceVersion, [version], &mut fresh)
                 .await?[version];
             let rows: Vec<EventRow> = tx
-                .query(&select, &[&after_seq, &crate::REPRICE_CHUNK])
+                .query(&select, &[&after_seq, &REPRICE_CHUNK])
                 .await?
                 .iter()
                 .map(event_row)
@@ -773,12 +778,6 @@ impl SettingsStore for PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-}
-
 fn read_key(r: &tokio_postgres::Row) -> VirtualKey {
     VirtualKey {
         id: r.get(0),
@@ -808,7 +807,7 @@ async fn insert_key(
     let s = &key.scope;
     client
         .execute(
-            key_sql::INSERT,
+            keys::INSERT,
             &[
                 &key.id,
                 &key_hash,
@@ -833,7 +832,7 @@ impl AlertStore for PostgresStore {
         let client = self.pool.get().await?;
         let inserted = client
             .execute(
-                alert_sql::INSERT,
+                alerts::INSERT,
                 &[
                     &a.id,
                     &a.kind.as_str(),
@@ -850,11 +849,11 @@ impl AlertStore for PostgresStore {
     async fn alerts(&self, from: Micros, to: Micros) -> Result<Vec<StoredAlert>, StoreError> {
         let client = self.pool.get().await?;
         client
-            .query(alert_sql::SELECT, &[&from.0, &to.0])
+            .query(alerts::SELECT, &[&from.0, &to.0])
             .await?
             .iter()
             .map(|r| {
-                alert_sql::Row {
+                alerts::Row {
                     id: r.get(0),
                     kind: r.get(1),
                     budget_id: r.get(2),
@@ -873,7 +872,7 @@ impl AlertStore for PostgresStore {
     async fn alert_attempt(&self, id: &str, delivered: Option<Micros>, error: Option<&str>) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
-            .execute(alert_sql::ATTEMPT, &[&delivered.map(|d| d.0), &error, &id])
+            .execute(alerts::ATTEMPT, &[&delivered.map(|d| d.0), &error, &id])
             .await?;
         Ok(())
     }
@@ -885,7 +884,7 @@ impl BudgetStore for PostgresStore {
         let client = self.pool.get().await?;
         client
             .execute(
-                budget_sql::INSERT,
+                budgets::INSERT,
                 &[
                     &b.id,
                     &b.scope.kind(),
@@ -894,7 +893,7 @@ impl BudgetStore for PostgresStore {
                     &b.limit.0,
                     &b.token_limit.map(|t| t as i64),
                     &b.action.as_str(),
-                    &budget_sql::thresholds(&b.thresholds),
+                    &budgets::thresholds(&b.thresholds),
                     &b.timezone,
                     &b.created_at.0,
                 ],
@@ -905,13 +904,13 @@ impl BudgetStore for PostgresStore {
 
     async fn budgets(&self) -> Result<Vec<Budget>, StoreError> {
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {} FROM budgets {}", budget_sql::COLUMNS, budget_sql::LIVE);
+        let sql = format!("SELECT {} FROM budgets {}", budgets::COLUMNS, budgets::LIVE);
         client
             .query(&sql, &[])
             .await?
             .iter()
             .map(|r| {
-                budget_sql::Row {
+                budgets::Row {
                     id: r.get(0),
                     scope_kind: r.get(1),
                     scope_name: r.get(2),
@@ -930,7 +929,7 @@ impl BudgetStore for PostgresStore {
 
     async fn delete_budget(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        Ok(client.execute(budget_sql::DELETE, &[&at.0, &id]).await? == 1)
+        Ok(client.execute(budgets::DELETE, &[&at.0, &id]).await? == 1)
     }
 
     async fn spend(&self, scope: &BudgetScope, from: Micros, to: Micros) -> Result<Spend, StoreError> {
@@ -947,7 +946,7 @@ async fn spend_on(
     to: Micros,
     sources: Sources,
 ) -> Result<Spend, StoreError> {
-    let sql = budget_sql::spend(scope.kind(), sources);
+    let sql = budgets::spend(scope.kind(), sources);
     let name = scope.name().unwrap_or_default();
     let row = if sql.contains("$3") {
         client.query_one(&sql, &[&from.0, &to.0, &name]).await?
@@ -1024,7 +1023,7 @@ impl LeaseStore for PostgresStore {
         let params: [&(dyn ToSql + Sync); 6] = [
             &unused.cost.0,
             &(unused.tokens as i64),
-            &crate::now().0,
+            &now_micros().0,
             &budget_id,
             &window_start.0,
             &instance,
@@ -1056,7 +1055,7 @@ impl LeaseStore for PostgresStore {
 async fn insert_facts_in(tx: &Transaction<'_>, facts: &[(String, Fact)]) -> Result<FactsOutcome, StoreError> {
     let statement = tx.prepare(outcomes::INSERT_FACT).await?;
     let mut outcome = FactsOutcome::default();
-    let now = crate::now().0;
+    let now = now_micros().0;
     for (id, fact) in facts {
         let params: [&(dyn ToSql + Sync); 5] = [id, &fact.kind(), &fact.at().0, &outcomes::payload(fact), &now];
         if tx.execute(&statement, &params).await? == 1 {
@@ -1087,7 +1086,7 @@ impl OutcomeStore for PostgresStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if tx
-            .execute(outcomes::INSERT_DELIVERY, &[&delivery, &event, &crate::now().0])
+            .execute(outcomes::INSERT_DELIVERY, &[&delivery, &event, &now_micros().0])
             .await?
             == 0
         {
@@ -1179,20 +1178,20 @@ impl KeyStore for PostgresStore {
         let client = self.pool.get().await?;
         let sql = format!(
             "SELECT {} FROM virtual_keys ORDER BY created_at DESC, id",
-            key_sql::COLUMNS
+            keys::COLUMNS
         );
         Ok(client.query(&sql, &[]).await?.iter().map(read_key).collect())
     }
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", key_sql::COLUMNS);
+        let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", keys::COLUMNS);
         Ok(client.query_opt(&sql, &[&key_hash]).await?.as_ref().map(read_key))
     }
 
     async fn revoke_key(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        Ok(client.execute(key_sql::REVOKE, &[&at.0, &None::<String>, &id]).await? == 1)
+        Ok(client.execute(keys::REVOKE, &[&at.0, &None::<String>, &id]).await? == 1)
     }
 
     async fn replace_key(
@@ -1204,7 +1203,7 @@ impl KeyStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if tx.execute(key_sql::REVOKE, &[&at.0, &new.id, &old_id]).await? != 1 {
+        if tx.execute(keys::REVOKE, &[&at.0, &new.id, &old_id]).await? != 1 {
             tx.rollback().await?;
             return Ok(false);
         }

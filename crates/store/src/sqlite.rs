@@ -22,21 +22,26 @@ use goodhart_core::usage::{self, Source, TokenCounts};
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::budget_sql::Sources;
+use crate::alerts::{self, AlertStore, StoredAlert};
+use crate::budgets::{self, BudgetStore, Sources, Spend};
+use crate::clock::now_micros;
+use crate::error::StoreError;
 use crate::findings::{self, FindingStore, PassOutcome, StoredFinding};
+use crate::keys::{self, KeyStore};
 use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 use crate::migrations::{self, Migration};
 use crate::outcomes::{self, FactsOutcome, OutcomeStore};
 use crate::rollup::{
-    DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+    self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
 };
+use crate::settings::SettingsStore;
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::telemetry::{self, TelemetryStore};
-use crate::viewers::{self, ViewerStore, ViewerToken};
-use crate::{
-    AlertStore, BudgetStore, InsertOutcome, KeyStore, PricedEvent, RepriceOutcome, RepriceScope, SettingsStore, Spend,
-    Store, StoreError, StoredAlert, SummaryQuery, UnpricedModel, UsageStore, alert_sql, budget_sql, key_sql,
+use crate::usage::{
+    ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
+    UNPRICED_MODELS_SQL, UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
 };
+use crate::viewers::{self, ViewerStore, ViewerToken};
 
 const READERS: usize = 4;
 
@@ -96,7 +101,7 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
             })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![migration.version, crate::now().0],
+                params![migration.version, now_micros().0],
             )?;
             tracing::info!(version = migration.version, "applied SQLite migration");
         }
@@ -192,7 +197,7 @@ impl Writer {
             None => {
                 tx.execute(
                     &format!("INSERT INTO {table} ({column}, created_at) VALUES (?1, ?2)"),
-                    params![name, crate::now().0],
+                    params![name, now_micros().0],
                 )?;
                 tx.last_insert_rowid()
             }
@@ -205,7 +210,7 @@ impl Writer {
         let Writer { conn, names } = self;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(price_version))?;
-        let received_at = crate::now().0;
+        let received_at = now_micros().0;
         let mut outcome = InsertOutcome::default();
         let mut superseded = Vec::new();
         let mut answered_messages = Vec::new();
@@ -318,7 +323,7 @@ impl Writer {
                 // rate), none when no event is keyed by a message id at all.
                 if from_gateway
                     && !answered_messages.is_empty()
-                    && tx.prepare_cached(crate::ANY_MESSAGE_KEYED_SQL)?.exists([])?
+                    && tx.prepare_cached(ANY_MESSAGE_KEYED_SQL)?.exists([])?
                 {
                     let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
                     superseded.extend(take_superseded(&tx, "IN (SELECT value FROM json_each($1))", &ids)?);
@@ -348,9 +353,9 @@ impl Writer {
             let rows: Vec<EventRow> = tx
                 .prepare_cached(&format!(
                     "{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2",
-                    crate::select_reprice()
+                    select_reprice()
                 ))?
-                .query_map(params![after_seq, crate::REPRICE_CHUNK], read_event_row)?
+                .query_map(params![after_seq, REPRICE_CHUNK], read_event_row)?
                 .collect::<Result<_, _>>()?;
             let Some(last) = rows.last() else { break };
             after_seq = last.seq;
@@ -387,7 +392,7 @@ fn gateway_answered(tx: &Transaction<'_>, message_id: &str) -> Result<bool, Stor
 /// `filter` with `$1` bound to `ids`.
 fn take_superseded(tx: &Transaction<'_>, filter: &str, ids: &str) -> Result<Vec<EventRow>, StoreError> {
     let earlier: Vec<EventRow> = tx
-        .prepare_cached(&crate::delete_superseded_sql(filter))?
+        .prepare_cached(&delete_superseded_sql(filter))?
         .query_map([ids], read_event_row)?
         .collect::<Result<_, _>>()?;
     for row in &earlier {
@@ -429,7 +434,7 @@ fn read_event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
     for (table, rows) in rollup_tables(rollups) {
-        let mut upsert = tx.prepare_cached(&crate::rollup_upsert_sql(table, crate::RollupRows::Values))?;
+        let mut upsert = tx.prepare_cached(&rollup::rollup_upsert_sql(table, rollup::RollupRows::Values))?;
         for (key, d) in rows {
             let (ids, values) = (key.ids(), d.values());
             let mut row: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
@@ -437,7 +442,8 @@ fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), Stor
             row.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
             upsert.execute(row.as_slice())?;
             if d.requests < 0 {
-                tx.prepare_cached(&crate::prune_rollup_sql(table))?.execute(&row[..7])?;
+                tx.prepare_cached(&rollup::prune_rollup_sql(table))?
+                    .execute(&row[..7])?;
             }
         }
     }
@@ -517,7 +523,7 @@ impl UsageStore for SqliteStore {
 
     async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(crate::UNPRICED_MODELS_SQL)?;
+            let mut stmt = conn.prepare_cached(UNPRICED_MODELS_SQL)?;
             let rows = stmt.query_map([], |r| {
                 let provider: String = r.get(0)?;
                 Ok(UnpricedModel {
@@ -567,12 +573,6 @@ impl SettingsStore for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-}
-
 fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<VirtualKey> {
     Ok(VirtualKey {
         id: r.get(0)?,
@@ -596,7 +596,7 @@ fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<VirtualKey> {
 
 fn insert_key(conn: &Connection, key: &VirtualKey, key_hash: &str) -> Result<(), StoreError> {
     let s = &key.scope;
-    conn.prepare_cached(key_sql::INSERT)?.execute(params![
+    conn.prepare_cached(keys::INSERT)?.execute(params![
         key.id,
         key_hash,
         key.name,
@@ -617,7 +617,7 @@ impl AlertStore for SqliteStore {
     async fn insert_alert(&self, alert: &Alert) -> Result<bool, StoreError> {
         let a = alert.clone();
         self.write(move |w| {
-            let inserted = w.conn.prepare_cached(alert_sql::INSERT)?.execute(params![
+            let inserted = w.conn.prepare_cached(alerts::INSERT)?.execute(params![
                 a.id,
                 a.kind.as_str(),
                 a.budget_id,
@@ -632,10 +632,10 @@ impl AlertStore for SqliteStore {
 
     async fn alerts(&self, from: Micros, to: Micros) -> Result<Vec<StoredAlert>, StoreError> {
         self.read(move |conn| {
-            let rows: Vec<alert_sql::Row> = conn
-                .prepare_cached(alert_sql::SELECT)?
+            let rows: Vec<alerts::Row> = conn
+                .prepare_cached(alerts::SELECT)?
                 .query_map(params![from.0, to.0], |r| {
-                    Ok(alert_sql::Row {
+                    Ok(alerts::Row {
                         id: r.get(0)?,
                         kind: r.get(1)?,
                         budget_id: r.get(2)?,
@@ -648,7 +648,7 @@ impl AlertStore for SqliteStore {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            rows.into_iter().map(alert_sql::Row::into_alert).collect()
+            rows.into_iter().map(alerts::Row::into_alert).collect()
         })
         .await
     }
@@ -657,7 +657,7 @@ impl AlertStore for SqliteStore {
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
         self.write(move |w| {
             w.conn
-                .execute(alert_sql::ATTEMPT, params![delivered.map(|d| d.0), error, id])?;
+                .execute(alerts::ATTEMPT, params![delivered.map(|d| d.0), error, id])?;
             Ok(())
         })
         .await
@@ -669,7 +669,7 @@ impl BudgetStore for SqliteStore {
     async fn create_budget(&self, budget: &Budget) -> Result<(), StoreError> {
         let b = budget.clone();
         self.write(move |w| {
-            w.conn.prepare_cached(budget_sql::INSERT)?.execute(params![
+            w.conn.prepare_cached(budgets::INSERT)?.execute(params![
                 b.id,
                 b.scope.kind(),
                 b.scope.name(),
@@ -677,7 +677,7 @@ impl BudgetStore for SqliteStore {
                 b.limit.0,
                 b.token_limit.map(|t| t as i64),
                 b.action.as_str(),
-                budget_sql::thresholds(&b.thresholds),
+                budgets::thresholds(&b.thresholds),
                 b.timezone,
                 b.created_at.0,
             ])?;
@@ -688,11 +688,11 @@ impl BudgetStore for SqliteStore {
 
     async fn budgets(&self) -> Result<Vec<Budget>, StoreError> {
         self.read(|conn| {
-            let sql = format!("SELECT {} FROM budgets {}", budget_sql::COLUMNS, budget_sql::LIVE);
-            let rows: Vec<budget_sql::Row> = conn
+            let sql = format!("SELECT {} FROM budgets {}", budgets::COLUMNS, budgets::LIVE);
+            let rows: Vec<budgets::Row> = conn
                 .prepare_cached(&sql)?
                 .query_map([], |r| {
-                    Ok(budget_sql::Row {
+                    Ok(budgets::Row {
                         id: r.get(0)?,
                         scope_kind: r.get(1)?,
                         scope_name: r.get(2)?,
@@ -706,14 +706,14 @@ impl BudgetStore for SqliteStore {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            rows.into_iter().map(budget_sql::Row::into_budget).collect()
+            rows.into_iter().map(budgets::Row::into_budget).collect()
         })
         .await
     }
 
     async fn delete_budget(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write(move |w| Ok(w.conn.execute(budget_sql::DELETE, params![at.0, id])? == 1))
+        self.write(move |w| Ok(w.conn.execute(budgets::DELETE, params![at.0, id])? == 1))
             .await
     }
 
@@ -732,7 +732,7 @@ fn spend_on(
     to: Micros,
     sources: Sources,
 ) -> Result<Spend, StoreError> {
-    let sql = budget_sql::spend(scope.kind(), sources);
+    let sql = budgets::spend(scope.kind(), sources);
     let mut statement = conn.prepare_cached(&sql)?;
     let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
     let (cost, tokens, requests) = if sql.contains("$3") {
@@ -813,7 +813,7 @@ impl LeaseStore for SqliteStore {
                 params![
                     unused.cost.0,
                     unused.tokens as i64,
-                    crate::now().0,
+                    now_micros().0,
                     budget_id,
                     window_start.0,
                     instance
@@ -848,7 +848,7 @@ impl LeaseStore for SqliteStore {
 fn insert_facts_in(tx: &Transaction<'_>, facts: &[(String, Fact)]) -> Result<FactsOutcome, StoreError> {
     let mut statement = tx.prepare_cached(outcomes::INSERT_FACT)?;
     let mut outcome = FactsOutcome::default();
-    let now = crate::now().0;
+    let now = now_micros().0;
     for (id, fact) in facts {
         let inserted = statement.execute(params![id, fact.kind(), fact.at().0, outcomes::payload(fact), now])?;
         if inserted == 1 {
@@ -881,7 +881,7 @@ impl OutcomeStore for SqliteStore {
         let (delivery, event) = (delivery.to_owned(), event.to_owned());
         self.write(move |w| {
             let tx = w.conn.transaction()?;
-            if tx.execute(outcomes::INSERT_DELIVERY, params![delivery, event, crate::now().0])? == 0 {
+            if tx.execute(outcomes::INSERT_DELIVERY, params![delivery, event, now_micros().0])? == 0 {
                 return Ok(None);
             }
             let outcome = insert_facts_in(&tx, &facts)?;
@@ -985,7 +985,7 @@ impl KeyStore for SqliteStore {
         self.read(|conn| {
             let sql = format!(
                 "SELECT {} FROM virtual_keys ORDER BY created_at DESC, id",
-                key_sql::COLUMNS
+                keys::COLUMNS
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let keys = stmt.query_map([], read_key)?.collect::<Result<_, _>>()?;
@@ -997,7 +997,7 @@ impl KeyStore for SqliteStore {
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
         let key_hash = key_hash.to_owned();
         self.read(move |conn| {
-            let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", key_sql::COLUMNS);
+            let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", keys::COLUMNS);
             Ok(conn.prepare_cached(&sql)?.query_row([key_hash], read_key).optional()?)
         })
         .await
@@ -1005,7 +1005,7 @@ impl KeyStore for SqliteStore {
 
     async fn revoke_key(&self, id: &str, at: Micros) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write(move |w| Ok(w.conn.execute(key_sql::REVOKE, params![at.0, None::<String>, id])? == 1))
+        self.write(move |w| Ok(w.conn.execute(keys::REVOKE, params![at.0, None::<String>, id])? == 1))
             .await
     }
 
@@ -1021,7 +1021,7 @@ impl KeyStore for SqliteStore {
             let tx = w
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if tx.execute(key_sql::REVOKE, params![at.0, new.id, old_id])? != 1 {
+            if tx.execute(keys::REVOKE, params![at.0, new.id, old_id])? != 1 {
                 return Ok(false);
             }
             insert_key(&tx, &new, &new_hash)?;
