@@ -1,6 +1,6 @@
 //! Rollup deltas shared by both backends: how stored events change the hourly and daily
-//! totals. Keys are kept sorted so that concurrent writers upsert rows in the same order
-//! (no deadlocks on PostgreSQL).
+//! totals, and the SQL that applies them. Keys are kept sorted so that concurrent writers
+//! upsert rows in the same order (no deadlocks on PostgreSQL).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -9,7 +9,6 @@ use goodhart_core::limits::{self, Amount, TokenBucket};
 use tokio_postgres::types::ToSql;
 
 use crate::budgets::Sources;
-use crate::clock::now_micros;
 use crate::error::StoreError;
 use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 
@@ -74,12 +73,13 @@ impl LeaseStore for PostgresStore {
         window_start: Micros,
         instance: &str,
         unused: Amount,
+        now: Micros,
     ) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let params: [&(dyn ToSql + Sync); 6] = [
             &unused.cost.0,
             &(unused.tokens as i64),
-            &now_micros().0,
+            &now.0,
             &budget_id,
             &window_start.0,
             &instance,

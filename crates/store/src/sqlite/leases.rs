@@ -8,7 +8,6 @@ use goodhart_core::limits::{self, Amount, TokenBucket};
 use rusqlite::{OptionalExtension, params};
 
 use crate::budgets::Sources;
-use crate::clock::now_micros;
 use crate::error::StoreError;
 use crate::leases::{self, LeaseRequest, LeaseStore, RateBucket};
 
@@ -73,6 +72,7 @@ impl LeaseStore for SqliteStore {
         window_start: Micros,
         instance: &str,
         unused: Amount,
+        now: Micros,
     ) -> Result<(), StoreError> {
         let (budget_id, instance) = (budget_id.to_owned(), instance.to_owned());
         self.write(move |w| {
@@ -81,7 +81,7 @@ impl LeaseStore for SqliteStore {
                 params![
                     unused.cost.0,
                     unused.tokens as i64,
-                    now_micros().0,
+                    now.0,
                     budget_id,
                     window_start.0,
                     instance
