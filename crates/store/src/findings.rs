@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use goodhart_core::waste::{Call, Detector, Finding, FindingStatus, SubjectKind, TRUNCATION_REASONS};
 use goodhart_core::{Micros, Nanos};
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// A stored finding and where its review stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

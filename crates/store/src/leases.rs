@@ -16,7 +16,8 @@ use goodhart_core::Micros;
 use goodhart_core::budgets::{Budget, Window};
 use goodhart_core::limits::{Amount, Pool, Resource, TokenBucket};
 
-use crate::{Spend, StoreError};
+use crate::budgets::Spend;
+use crate::error::StoreError;
 
 /// An instance asking a budget's pool for a slice of its current window.
 #[derive(Debug, Clone, Copy)]
@@ -48,13 +49,14 @@ pub trait LeaseStore: Send + Sync {
     /// else what is left if that covers `need`, else nothing (`None`). Atomic across instances.
     async fn lease_budget(&self, request: &LeaseRequest<'_>) -> Result<Option<Amount>, StoreError>;
 
-    /// Gives back an unused part of what the instance borrowed from a budget's window.
+    /// Gives back, at `now`, an unused part of what the instance borrowed from a budget's window.
     async fn return_lease(
         &self,
         budget_id: &str,
         window_start: Micros,
         instance: &str,
         unused: Amount,
+        now: Micros,
     ) -> Result<(), StoreError>;
 
     /// Takes up to `want` units (at least `need`) from the shared bucket, or says how many
@@ -141,7 +143,7 @@ impl<S: LeaseStore + ?Sized> PoolStore for S {
 
     async fn give_back(&self, pool: &Pool, instance: &str, unused: Amount, now: Micros) -> Result<(), StoreError> {
         match pool {
-            Pool::Budget { budget, window } => self.return_lease(&budget.id, window.start, instance, unused).await,
+            Pool::Budget { budget, window } => self.return_lease(&budget.id, window.start, instance, unused, now).await,
             Pool::Key {
                 key_id,
                 resource,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::outcomes::Fact;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// What storing a batch of facts did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

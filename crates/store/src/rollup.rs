@@ -1,6 +1,6 @@
 //! Rollup deltas shared by both backends: how stored events change the hourly and daily
-//! totals. Keys are kept sorted so that concurrent writers upsert rows in the same order
-//! (no deadlocks on PostgreSQL).
+//! totals, and the SQL that applies them. Keys are kept sorted so that concurrent writers
+//! upsert rows in the same order (no deadlocks on PostgreSQL).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,6 +8,8 @@ use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
 use goodhart_core::usage::TokenCounts;
+
+use crate::usage::RepriceOutcome;
 
 /// Stored ids of an event's attribution; 0 means "none".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -127,6 +129,75 @@ pub fn token_columns(tokens: &TokenCounts) -> [i64; 6] {
     tokens.as_array().map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// How a backend feeds rows to the rollup upsert.
+#[derive(Clone, Copy)]
+pub enum RollupRows {
+    /// One row of `?1 … ?17` parameters (SQLite).
+    Values,
+    /// Seventeen arrays unnested into rows (PostgreSQL: one statement per batch).
+    Unnest,
+}
+
+/// Adds signed deltas to rollup rows: inserts missing rows, adds to existing ones.
+pub fn rollup_upsert_sql(table: &str, rows: RollupRows) -> String {
+    let columns: Vec<&str> = [
+        "bucket",
+        "user_id",
+        "team_id",
+        "project_id",
+        "agent_id",
+        "provider",
+        "model",
+        "requests",
+    ]
+    .into_iter()
+    .chain(TOKEN_COLUMNS)
+    .chain(["cost_nanos", "unpriced_requests", "estimated_requests"])
+    .collect();
+    let source = match rows {
+        RollupRows::Values => {
+            let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            format!("VALUES ({})", params.join(", "))
+        }
+        RollupRows::Unnest => {
+            let arrays: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "${}::{}[]",
+                        i + 1,
+                        if matches!(*c, "provider" | "model") {
+                            "text"
+                        } else {
+                            "bigint"
+                        }
+                    )
+                })
+                .collect();
+            format!("SELECT * FROM unnest({})", arrays.join(", "))
+        }
+    };
+    let updates: Vec<String> = columns[7..]
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) {source} ON CONFLICT (bucket, user_id, team_id, project_id, agent_id, provider, model) \
+         DO UPDATE SET {}",
+        columns.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Deletes a rollup row that a removal left without requests (same SQL on both backends).
+pub fn prune_rollup_sql(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE bucket = $1 AND user_id = $2 AND team_id = $3 AND project_id = $4 \
+         AND agent_id = $5 AND provider = $6 AND model = $7 AND requests = 0"
+    )
+}
+
 /// Pending changes to `usage_hourly` and `usage_daily`.
 #[derive(Debug, Default)]
 pub struct Rollups<'a> {
@@ -223,7 +294,7 @@ impl NameCache {
     }
 }
 
-/// A stored event's rollup key and values, as read back (columns [`crate::EVENT_ROW_COLUMNS`]):
+/// A stored event's rollup key and values, as read back (columns [`crate::usage::EVENT_ROW_COLUMNS`]):
 /// what repricing or removing it changes in the rollups.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -262,7 +333,7 @@ pub struct PriceChange {
 pub fn plan_reprice<'a>(
     rows: &'a [EventRow],
     prices: &PriceTable,
-    outcome: &mut crate::RepriceOutcome,
+    outcome: &mut RepriceOutcome,
 ) -> (Vec<PriceChange>, Rollups<'a>) {
     let mut changes = Vec::new();
     let mut rollups = Rollups::default();

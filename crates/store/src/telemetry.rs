@@ -7,7 +7,7 @@ use goodhart_core::money::Nanos;
 use goodhart_core::telemetry::{RecordedSession, TelemetryKind, TelemetryPoint};
 use goodhart_core::usage::TokenCounts;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {

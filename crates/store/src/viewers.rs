@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use goodhart_core::Micros;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 goodhart_core::named_enum! {
     /// What a token may do.

@@ -991,7 +991,13 @@ async fn budget_pools_lend_only_what_the_limit_leaves(db: &TestDatabase) {
     );
     assert_eq!(lease(&store, &budget, "a", 50, 1).await, None, "nothing left");
     store
-        .return_lease("cap", at("2026-11-01T00:00:00Z"), "b", dollars(200))
+        .return_lease(
+            "cap",
+            at("2026-11-01T00:00:00Z"),
+            "b",
+            dollars(200),
+            at("2026-11-15T12:00:00Z"),
+        )
         .await
         .unwrap();
     assert_eq!(

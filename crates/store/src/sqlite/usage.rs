@@ -1,0 +1,398 @@
+//! SQLite: usage events (one writer transaction per batch, the gateway's record replacing
+//! other sources' records of the same call), their rollups, summaries and repricing.
+
+use async_trait::async_trait;
+use goodhart_core::Micros;
+use goodhart_core::pricing::PriceTable;
+use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
+use goodhart_core::usage::{self, Source, TokenCounts};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::clock::now_micros;
+use crate::error::StoreError;
+use crate::rollup::{
+    self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
+};
+use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
+use crate::usage::{
+    ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
+    UNPRICED_MODELS_SQL, UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
+};
+
+use super::{SqliteStore, Writer};
+
+impl Writer {
+    fn name_id(
+        names: &mut NameCache,
+        tx: &Transaction<'_>,
+        kind: NameKind,
+        name: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let Some(name) = name else { return Ok(0) };
+        if let Some(id) = names.get(kind, name) {
+            return Ok(id);
+        }
+        let (table, column) = (kind.table(), kind.column());
+        let existing: Option<i64> = tx
+            .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None if kind == NameKind::PriceVersion => {
+                tx.execute(&format!("INSERT INTO {table} ({column}) VALUES (?1)"), [name])?;
+                tx.last_insert_rowid()
+            }
+            None => {
+                tx.execute(
+                    &format!("INSERT INTO {table} ({column}, created_at) VALUES (?1, ?2)"),
+                    params![name, now_micros().0],
+                )?;
+                tx.last_insert_rowid()
+            }
+        };
+        names.insert(kind, name, id);
+        Ok(id)
+    }
+
+    fn insert_usage(&mut self, events: &[PricedEvent], price_version: &str) -> Result<InsertOutcome, StoreError> {
+        let Writer { conn, names } = self;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(price_version))?;
+        let received_at = now_micros().0;
+        let mut outcome = InsertOutcome::default();
+        let mut superseded = Vec::new();
+        let mut answered_messages = Vec::new();
+        let mut rollups = Rollups::default();
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            // The gateway's events first: its record of a call replaces another source's record
+            // of it and is never replaced by one, within a batch as across batches.
+            for from_gateway in [true, false] {
+                let part = events
+                    .iter()
+                    .filter(|p| (p.event.source == Source::Gateway) == from_gateway);
+                for priced in part {
+                    let e = &priced.event;
+                    if let Some(response) = e.call.as_ref().and_then(|c| c.response_id.as_deref()) {
+                        answered_messages.push(usage::message_call_id(response));
+                    }
+                    if e.source != Source::Gateway
+                        && let Some(message) = usage::message_of_call_id(&e.id)
+                        && gateway_answered(&tx, message)?
+                    {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    let a = &e.attribution;
+                    let dims = DimIds {
+                        user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
+                        team: Self::name_id(names, &tx, NameKind::Team, a.team.as_deref())?,
+                        project: Self::name_id(names, &tx, NameKind::Project, a.project.as_deref())?,
+                        agent: Self::name_id(names, &tx, NameKind::Agent, a.agent.as_deref())?,
+                    };
+                    let tokens = token_columns(&e.tokens);
+                    let cost = priced.cost.map(|c| c.total().0);
+                    let fp = &e.fingerprints;
+                    let provider = e.provider.as_deref().unwrap_or("");
+                    let values = params![
+                        e.id,
+                        e.timestamp.0,
+                        dims.user,
+                        dims.team,
+                        dims.project,
+                        dims.agent,
+                        a.task,
+                        a.session,
+                        provider,
+                        e.model,
+                        tokens[0],
+                        tokens[1],
+                        tokens[2],
+                        tokens[3],
+                        tokens[4],
+                        tokens[5],
+                        cost,
+                        priced.cost.is_some_and(|c| c.long_context),
+                        version_id,
+                        e.source.as_str(),
+                        e.estimated,
+                        e.finish_reason,
+                        fp.prompt_simhash.map(|h| h as i64),
+                        fp.completion_simhash.map(|h| h as i64),
+                        fp.completion_compress_permille,
+                        fp.prompt_chars.map(|n| n as i64),
+                        fp.completion_chars.map(|n| n as i64),
+                        received_at,
+                    ];
+                    let mut changed = insert.execute(values)?;
+                    if changed == 0
+                        && e.source == Source::Gateway
+                        && let Some(earlier) = take_superseded(&tx, "= $1", &e.id)?.pop()
+                    {
+                        superseded.push(earlier);
+                        changed = insert.execute(values)?;
+                    }
+                    if changed == 0 {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    outcome.inserted += 1;
+                    outcome.unpriced += u64::from(cost.is_none());
+                    let seq = tx.last_insert_rowid();
+                    if let Some(content) = &e.content {
+                        tx.prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES (?1, ?2, ?3)")?
+                            .execute(params![seq, content.prompt, content.completion])?;
+                    }
+                    if let Some(call) = &e.call {
+                        tx.prepare_cached(INSERT_CALL)?.execute(params![
+                            seq,
+                            call.key_id,
+                            call.endpoint,
+                            call.status,
+                            call.stream,
+                            call.latency_micros as i64,
+                            call.ttft_micros.map(|t| t as i64),
+                            call.max_tokens.map(|t| t as i64),
+                            call.upstream_request_id,
+                            call.response_id,
+                            call.client_disconnected,
+                        ])?;
+                    }
+                    rollups.add(
+                        e.timestamp,
+                        dims,
+                        provider,
+                        &e.model,
+                        &RollupDelta::of_event(&e.tokens, cost, e.estimated),
+                    );
+                }
+                // Telemetry or logs that knew these calls only by their message ids: one
+                // statement for the batch (one per call cost a fifth of the gateway's write
+                // rate), none when no event is keyed by a message id at all.
+                if from_gateway
+                    && !answered_messages.is_empty()
+                    && tx.prepare_cached(ANY_MESSAGE_KEYED_SQL)?.exists([])?
+                {
+                    let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
+                    superseded.extend(take_superseded(&tx, "IN (SELECT value FROM json_each($1))", &ids)?);
+                }
+            }
+        }
+        outcome.superseded = superseded.len() as u64;
+        for earlier in &superseded {
+            earlier.remove_from(&mut rollups);
+        }
+        apply_rollups(&tx, &rollups)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn reprice(&mut self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
+        let Writer { conn, names } = self;
+        let mut outcome = RepriceOutcome::default();
+        let mut after_seq = 0i64;
+        loop {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version_id = Self::name_id(names, &tx, NameKind::PriceVersion, Some(prices.version()))?;
+            let filter = match scope {
+                RepriceScope::Unpriced => "AND cost_nanos IS NULL",
+                RepriceScope::All => "",
+            };
+            let rows: Vec<EventRow> = tx
+                .prepare_cached(&format!(
+                    "{} WHERE seq > ?1 {filter} ORDER BY seq LIMIT ?2",
+                    select_reprice()
+                ))?
+                .query_map(params![after_seq, REPRICE_CHUNK], read_event_row)?
+                .collect::<Result<_, _>>()?;
+            let Some(last) = rows.last() else { break };
+            after_seq = last.seq;
+            let (changes, rollups) = plan_reprice(&rows, prices, &mut outcome);
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE usage_events SET cost_nanos = ?1, long_context = ?2, price_version_id = ?3 WHERE seq = ?4",
+                )?;
+                for change in &changes {
+                    update.execute(params![change.cost_nanos, change.long_context, version_id, change.seq])?;
+                }
+            }
+            apply_rollups(&tx, &rollups)?;
+            tx.commit()?;
+        }
+        Ok(outcome)
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO usage_events (event_id, ts, user_id, team_id, project_id, agent_id, task, session, \
+    provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+    reasoning_tokens, cost_nanos, long_context, price_version_id, source, estimated, finish_reason, prompt_simhash, \
+    completion_simhash, completion_compress_permille, prompt_chars, completion_chars, received_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+    ?24, ?25, ?26, ?27, ?28) ON CONFLICT (event_id) DO NOTHING";
+
+/// Whether the gateway stored a call whose response had this message id.
+fn gateway_answered(tx: &Transaction<'_>, message_id: &str) -> Result<bool, StoreError> {
+    let mut lookup = tx.prepare_cached("SELECT 1 FROM gateway_calls WHERE response_id = ?1 LIMIT 1")?;
+    Ok(lookup.exists([message_id])?)
+}
+
+/// Deletes other sources' records of calls the gateway recorded: those whose event id matches
+/// `filter` with `$1` bound to `ids`.
+fn take_superseded(tx: &Transaction<'_>, filter: &str, ids: &str) -> Result<Vec<EventRow>, StoreError> {
+    let earlier: Vec<EventRow> = tx
+        .prepare_cached(&delete_superseded_sql(filter))?
+        .query_map([ids], read_event_row)?
+        .collect::<Result<_, _>>()?;
+    for row in &earlier {
+        tx.prepare_cached("DELETE FROM usage_content WHERE seq = ?1")?
+            .execute([row.seq])?;
+    }
+    Ok(earlier)
+}
+
+const INSERT_CALL: &str = "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, \
+    ttft_micros, max_tokens, upstream_request_id, response_id, client_disconnected) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+fn read_event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
+    Ok(EventRow {
+        seq: r.get(0)?,
+        ts: Micros(r.get(1)?),
+        dims: DimIds {
+            user: r.get(2)?,
+            team: r.get(3)?,
+            project: r.get(4)?,
+            agent: r.get(5)?,
+        },
+        provider: r.get(6)?,
+        model: r.get(7)?,
+        tokens: TokenCounts {
+            input: count(8)?,
+            output: count(9)?,
+            cache_read: count(10)?,
+            cache_write_5m: count(11)?,
+            cache_write_1h: count(12)?,
+            reasoning: count(13)?,
+        },
+        cost: r.get(14)?,
+        estimated: r.get(15)?,
+    })
+}
+
+fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
+    for (table, rows) in rollup_tables(rollups) {
+        let mut upsert = tx.prepare_cached(&rollup::rollup_upsert_sql(table, rollup::RollupRows::Values))?;
+        for (key, d) in rows {
+            let (ids, values) = (key.ids(), d.values());
+            let mut row: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+            row.extend([&key.provider as &dyn rusqlite::ToSql, &key.model]);
+            row.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+            upsert.execute(row.as_slice())?;
+            if d.requests < 0 {
+                tx.prepare_cached(&rollup::prune_rollup_sql(table))?
+                    .execute(&row[..7])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_summary_rows(
+    conn: &Connection,
+    sql: &str,
+    from: i64,
+    to: i64,
+    group_by: &[Dimension],
+) -> Result<Vec<RawRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![from, to], |r| {
+        let mut key = Vec::with_capacity(group_by.len());
+        for (i, dim) in group_by.iter().enumerate() {
+            key.push(match summary::key_kind(*dim) {
+                KeyKind::Id => KeyPart::Id(r.get(i)?),
+                KeyKind::Text => KeyPart::Text(r.get(i)?),
+                KeyKind::Day => KeyPart::Day(r.get(i)?),
+            });
+        }
+        let mut sums = [0i64; 10];
+        for (j, slot) in sums.iter_mut().enumerate() {
+            *slot = r.get(group_by.len() + j)?;
+        }
+        Ok(RawRow { key, sums })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn read_names(conn: &Connection, group_by: &[Dimension]) -> Result<Names, StoreError> {
+    let mut names = Names::new();
+    for dim in group_by {
+        if let Some(table) = summary::name_table(*dim) {
+            let mut stmt = conn.prepare_cached(&format!("SELECT id, name FROM {table}"))?;
+            let map = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            names.insert(*dim, map);
+        }
+    }
+    Ok(names)
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
+        let version = price_version.to_owned();
+        self.write(move |w| w.insert_usage(&events, &version)).await
+    }
+
+    async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            // One read transaction so every segment sees the same snapshot.
+            conn.execute_batch("BEGIN DEFERRED")?;
+            let mut rows = Vec::new();
+            let mut result = Ok(());
+            for segment in plan_segments(query.from, query.to) {
+                let sql = summary::segment_sql(segment.granularity, &query.group_by);
+                match read_summary_rows(conn, &sql, segment.from.0, segment.to.0, &query.group_by) {
+                    Ok(mut part) => rows.append(&mut part),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            let names = result.and_then(|()| read_names(conn, &query.group_by));
+            conn.execute_batch("COMMIT")?;
+            names.map(|names| summary::merge(rows, &query.group_by, &names))
+        })
+        .await
+    }
+
+    async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(UNPRICED_MODELS_SQL)?;
+            let rows = stmt.query_map([], |r| {
+                let provider: String = r.get(0)?;
+                Ok(UnpricedModel {
+                    provider: (!provider.is_empty()).then_some(provider),
+                    model: r.get(1)?,
+                    events: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn reprice(&self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
+        let prices = prices.clone();
+        self.write(move |w| w.reprice(&prices, scope)).await
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get::<_, i64>(0))? as u64))
+            .await
+    }
+}
