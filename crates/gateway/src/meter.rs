@@ -199,7 +199,7 @@ impl MeteredStream {
         MeteredStream {
             upstream,
             parser: SseParser::new(),
-            tap: Some(StreamTap::collecting_text(call.endpoint.protocol())),
+            tap: Some(StreamTap::collecting_text(call.endpoint.wire())),
             events: Vec::new(),
             strip_usage_chunk,
             idle_timeout,

@@ -77,67 +77,53 @@ pub async fn count_tokens(State(gw): State<Gateway>, request: Request) -> Respon
 async fn proxy(gw: Gateway, endpoint: Endpoint, request: Request) -> Response {
     match forward(&gw, endpoint, request).await {
         Ok(response) => response,
-        Err((kind, error)) => {
-            gw.inner.metrics.error(kind);
-            error.respond(endpoint.is_anthropic())
+        Err(error) => {
+            gw.inner.metrics.error(error.kind());
+            error.respond(endpoint.protocol())
         }
     }
 }
 
-type Refusal = (&'static str, GatewayError);
-
-async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<goodhart_core::keys::VirtualKey>, Refusal> {
+async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<goodhart_core::keys::VirtualKey>, GatewayError> {
     let now = goodhart_store::now_micros();
     match gw.inner.keys.authenticate(auth::credential(headers), now).await {
         Ok(Ok(key)) => Ok(key),
-        Ok(Err(refusal)) => Err(("unauthorized", GatewayError::Unauthorized(refusal.to_string()))),
+        Ok(Err(refusal)) => Err(GatewayError::Unauthorized(refusal.to_string())),
         Err(e) => {
+            // Handled here: the detail is logged once, and the client is told only that keys
+            // cannot be checked (never the database's own words).
             tracing::error!("key lookup failed: {e}");
-            Err((
-                "key_lookup",
-                GatewayError::UpstreamUnavailable("the key store is unavailable".into()),
-            ))
+            Err(GatewayError::KeyStoreUnavailable)
         }
     }
 }
 
-async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<Response, Refusal> {
+async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<Response, GatewayError> {
     let started = Instant::now();
     let started_at = goodhart_store::now_micros();
     let inner = &gw.inner;
     let (parts, body) = request.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
     if inner.recorder.is_failing() {
-        return Err(("spool", GatewayError::SpoolUnavailable));
+        return Err(GatewayError::SpoolUnavailable);
     }
     let limit = inner.config.max_body_bytes;
     let bytes = match tokio::time::timeout(REQUEST_BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => return Err(("payload_too_large", GatewayError::PayloadTooLarge(limit))),
+        Ok(Err(_)) => return Err(GatewayError::PayloadTooLarge(limit)),
         Err(_) => {
-            return Err((
-                "request_timeout",
-                GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs()),
-            ));
+            return Err(GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs()));
         }
     };
-    let mut json: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        (
-            "bad_request",
-            GatewayError::BadRequest(format!("request body is not valid JSON: {e}")),
-        )
-    })?;
+    let mut json: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     if !json.is_object() {
-        return Err((
-            "bad_request",
-            GatewayError::BadRequest("request body must be a JSON object".into()),
-        ));
+        return Err(GatewayError::BadRequest("request body must be a JSON object".into()));
     }
     let facts = requests::request_facts(&json);
     let Some(model) = facts.model.clone() else {
-        return Err((
-            "bad_request",
-            GatewayError::BadRequest("`model` is required and must be a string".into()),
+        return Err(GatewayError::BadRequest(
+            "`model` is required and must be a string".into(),
         ));
     };
     let headers = &parts.headers;
@@ -150,13 +136,13 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         metadata_user_id: facts.metadata_user_id.clone(),
     };
     let attribution = attribution::attribute(&key.scope, labels).map_err(|e| match e {
-        AttributionError::OutsideKeyScope { .. } => ("forbidden", GatewayError::Forbidden(e.to_string())),
-        AttributionError::InvalidLabel(_) => ("bad_request", GatewayError::BadRequest(e.to_string())),
+        AttributionError::OutsideKeyScope { .. } => GatewayError::Forbidden(e.to_string()),
+        AttributionError::InvalidLabel(_) => GatewayError::BadRequest(e.to_string()),
     })?;
     let route = inner
         .config
-        .route(Protocol::of(endpoint), &model)
-        .ok_or_else(|| ("no_route", GatewayError::NoRoute(model.clone())))?;
+        .route(endpoint.protocol(), &model)
+        .ok_or_else(|| GatewayError::NoRoute(model.clone()))?;
     let provider = route.provider;
     let upstream_model = route.upstream_model.to_owned();
 
@@ -178,12 +164,10 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         rewritten = true;
     }
     let upstream_body = if rewritten {
-        Bytes::from(serde_json::to_vec(&json).map_err(|e| {
-            (
-                "bad_request",
-                GatewayError::BadRequest(format!("cannot write the request body: {e}")),
-            )
-        })?)
+        Bytes::from(
+            serde_json::to_vec(&json)
+                .map_err(|e| GatewayError::BadRequest(format!("cannot write the request body: {e}")))?,
+        )
     } else {
         bytes
     };
@@ -210,7 +194,25 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         };
         match inner.limits.admit(&call, started_at).await {
             Ok(admission) => Some(admission),
-            Err(denied) => return Err(denied_call(gw, denied, started_at)),
+            Err(denied) => {
+                // The first refusal of a budget's window is also an alert that its hard cap
+                // was hit (the dispatcher raises it once per window, however many calls).
+                match &denied {
+                    Denied::Refused(LimitRefusal::Budget(refusal)) => {
+                        inner.alerter.raise(goodhart_core::budgets::Alert::blocked(
+                            &refusal.budget_id,
+                            &refusal.scope,
+                            refusal.window_start,
+                            refusal.limit,
+                            refusal.resets_at,
+                            started_at,
+                        ));
+                    }
+                    Denied::Store(e) => tracing::error!("shared budgets and rate limits unreachable: {e}"),
+                    Denied::Refused(LimitRefusal::Rate(_)) => {}
+                }
+                return Err(refused(denied));
+            }
         }
     };
 
@@ -221,9 +223,9 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             tracing::warn!(provider = %provider.name, "upstream request failed: {e}");
-            return Err(("upstream_unavailable", GatewayError::UpstreamUnavailable(e.to_string())));
+            return Err(GatewayError::UpstreamUnavailable(e.to_string()));
         }
-        Err(_) => return Err(("upstream_timeout", GatewayError::UpstreamTimeout(timeout.as_secs()))),
+        Err(_) => return Err(GatewayError::UpstreamTimeout(timeout.as_secs())),
     };
     inner
         .metrics
@@ -257,7 +259,7 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
         Some(id) if !id.is_empty() => id.to_owned(),
         _ => {
             let minted = new_request_id();
-            let name = if endpoint.is_anthropic() {
+            let name = if endpoint.protocol() == Protocol::Anthropic {
                 "request-id"
             } else {
                 "x-request-id"
@@ -325,12 +327,12 @@ async fn forward(gw: &Gateway, endpoint: Endpoint, request: Request) -> Result<R
                 upstream_request_id,
                 ..Default::default()
             });
-            return Err(("upstream_unavailable", GatewayError::UpstreamUnavailable(e.to_string())));
+            return Err(GatewayError::UpstreamUnavailable(e.to_string()));
         }
-        Err(_) => return Err(("upstream_timeout", GatewayError::UpstreamTimeout(timeout.as_secs()))),
+        Err(_) => return Err(GatewayError::UpstreamTimeout(timeout.as_secs())),
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let protocol = endpoint.protocol();
+    let protocol = endpoint.wire();
     call.record(CallOutcome {
         status: status.as_u16(),
         reported: parsed.as_ref().and_then(|b| usage_from_body(protocol, b)),
@@ -360,19 +362,14 @@ fn upstream_request(
     client_uri: &Uri,
     client_headers: &HeaderMap,
     body: Bytes,
-) -> Result<hyper::Request<Full<Bytes>>, Refusal> {
+) -> Result<hyper::Request<Full<Bytes>>, GatewayError> {
     let query = client_uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let uri = format!("{}{}{query}", provider.base_url, endpoint.upstream_path());
     let mut request = hyper::Request::builder()
         .method(Method::POST)
         .uri(&uri)
         .body(Full::new(body))
-        .map_err(|e| {
-            (
-                "bad_request",
-                GatewayError::BadRequest(format!("cannot build the upstream request: {e}")),
-            )
-        })?;
+        .map_err(|e| GatewayError::BadRequest(format!("cannot build the upstream request: {e}")))?;
     let headers = request.headers_mut();
     for (name, value) in client_headers {
         if forwardable_request_header(name) {
@@ -383,7 +380,7 @@ fn upstream_request(
     if !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    if endpoint.is_anthropic() && !headers.contains_key("anthropic-version") {
+    if endpoint.protocol() == Protocol::Anthropic && !headers.contains_key("anthropic-version") {
         headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
     }
     if let Some((name, value)) = provider_auth(provider) {
@@ -396,7 +393,7 @@ fn upstream_request(
 fn provider_auth(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     let key = provider.api_key.as_ref()?;
     let (name, value) = match provider.protocol {
-        Protocol::Openai => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+        Protocol::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
         Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
     };
     let mut value = HeaderValue::from_str(&value).ok()?;
@@ -404,29 +401,13 @@ fn provider_auth(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     Some((name, value))
 }
 
-/// Why a call was not admitted, as the client is told. The first refusal of a budget's window
-/// is also an alert that its hard cap was hit (raised once per window, however many calls).
-fn denied_call(gw: &Gateway, denied: Denied, now: goodhart_core::Micros) -> Refusal {
+/// Why a call was not admitted, as the client is told.
+fn refused(denied: Denied) -> GatewayError {
     match denied {
-        Denied::Refused(LimitRefusal::Rate(refusal)) => ("rate_limited", GatewayError::RateLimited(refusal)),
-        Denied::Refused(LimitRefusal::Budget(refusal)) => {
-            gw.inner.alerter.raise(goodhart_core::budgets::Alert::blocked(
-                &refusal.budget_id,
-                &refusal.scope,
-                refusal.window_start,
-                refusal.limit,
-                refusal.resets_at,
-                now,
-            ));
-            ("budget_exceeded", GatewayError::BudgetExceeded(Box::new(refusal)))
-        }
-        Denied::Store(e) => limits_unavailable(e),
+        Denied::Refused(LimitRefusal::Rate(refusal)) => GatewayError::RateLimited(refusal),
+        Denied::Refused(LimitRefusal::Budget(refusal)) => GatewayError::BudgetExceeded(Box::new(refusal)),
+        Denied::Store(_) => GatewayError::LimitsUnavailable,
     }
-}
-
-fn limits_unavailable(e: goodhart_store::StoreError) -> (&'static str, GatewayError) {
-    tracing::error!("shared budgets and rate limits unreachable: {e}");
-    ("limits_unavailable", GatewayError::LimitsUnavailable(e.to_string()))
 }
 
 /// A request id for a provider that sent none.
@@ -436,20 +417,23 @@ fn new_request_id() -> String {
 
 /// `GET /v1/models`: the default provider's list, for the protocol the client speaks.
 pub async fn models(State(gw): State<Gateway>, request: Request) -> Response {
-    let anthropic = request.headers().contains_key("anthropic-version");
-    if let Err((kind, error)) = authenticate(&gw, request.headers()).await {
-        gw.inner.metrics.error(kind);
-        return error.respond(anthropic);
-    }
-    let protocol = if anthropic {
+    let protocol = if request.headers().contains_key("anthropic-version") {
         Protocol::Anthropic
     } else {
-        Protocol::Openai
+        Protocol::OpenAi
     };
+    if let Err(error) = authenticate(&gw, request.headers()).await {
+        gw.inner.metrics.error(error.kind());
+        return error.respond(protocol);
+    }
     let Some(provider) = gw.inner.config.listing_provider(protocol) else {
-        return GatewayError::NoRoute("(model listing)".into()).respond(anthropic);
+        return GatewayError::NoRoute("(model listing)".into()).respond(protocol);
     };
-    let path = if anthropic { "/v1/models" } else { "/models" };
+    let path = if protocol == Protocol::Anthropic {
+        "/v1/models"
+    } else {
+        "/models"
+    };
     let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     let mut upstream = match hyper::Request::builder()
         .method(Method::GET)
@@ -457,7 +441,7 @@ pub async fn models(State(gw): State<Gateway>, request: Request) -> Response {
         .body(Full::new(Bytes::new()))
     {
         Ok(r) => r,
-        Err(e) => return GatewayError::BadRequest(e.to_string()).respond(anthropic),
+        Err(e) => return GatewayError::BadRequest(e.to_string()).respond(protocol),
     };
     for (name, value) in request.headers() {
         if forwardable_request_header(name) && name != header::CONTENT_TYPE {
@@ -478,8 +462,8 @@ pub async fn models(State(gw): State<Gateway>, request: Request) -> Response {
             }
             with_headers(parts.status, headers, Body::new(body))
         }
-        Ok(Err(e)) => GatewayError::UpstreamUnavailable(e.to_string()).respond(anthropic),
-        Err(_) => GatewayError::UpstreamTimeout(gw.inner.config.upstream_timeout.as_secs()).respond(anthropic),
+        Ok(Err(e)) => GatewayError::UpstreamUnavailable(e.to_string()).respond(protocol),
+        Err(_) => GatewayError::UpstreamTimeout(gw.inner.config.upstream_timeout.as_secs()).respond(protocol),
     }
 }
 
