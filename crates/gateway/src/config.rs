@@ -156,10 +156,10 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> GatewayConfigEr
 
 /// Where a model goes.
 #[derive(Debug)]
-pub struct Route<'a> {
+pub struct Route<'a, 'm> {
     pub provider: &'a Provider,
     /// The model name to send upstream (differs from the client's for aliases).
-    pub upstream_model: &'a str,
+    pub upstream_model: &'m str,
 }
 
 impl GatewayConfig {
@@ -305,7 +305,7 @@ impl GatewayConfig {
     }
 
     /// The provider that serves `model` over `protocol`, if any.
-    pub fn route<'a>(&'a self, protocol: Protocol, model: &'a str) -> Option<Route<'a>> {
+    pub fn route<'a: 'm, 'm>(&'a self, protocol: Protocol, model: &'m str) -> Option<Route<'a, 'm>> {
         let speaking = || self.providers.iter().filter(move |p| p.protocol == protocol);
         if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
             return Some(Route {
