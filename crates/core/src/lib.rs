@@ -8,6 +8,7 @@
 pub mod agent_logs;
 pub mod attribution;
 pub mod budgets;
+pub mod calls;
 pub mod fingerprint;
 pub mod github;
 pub mod keys;

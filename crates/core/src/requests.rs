@@ -6,6 +6,19 @@ use serde_json::Value;
 
 use crate::providers::WireProtocol;
 
+crate::named_enum! {
+    /// A provider API the gateway speaks: what a client's errors look like, which providers a
+    /// call may be routed to, and how the provider's key is sent. One per wire protocol; the
+    /// finer response shape within one is [`WireProtocol`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Protocol {
+        /// OpenAI's API: chat completions, responses, embeddings, models.
+        OpenAi = "openai",
+        /// Anthropic's API: messages, count_tokens.
+        Anthropic = "anthropic",
+    }
+}
+
 /// The provider endpoints the gateway meters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -27,18 +40,22 @@ impl Endpoint {
         }
     }
 
-    /// The shape of this endpoint's responses and usage.
-    pub fn protocol(self) -> WireProtocol {
+    /// The API this endpoint belongs to: its errors, auth header and routes follow it.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings => Protocol::OpenAi,
+            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
+        }
+    }
+
+    /// The shape of this endpoint's responses and usage (finer than [`Endpoint::protocol`]:
+    /// OpenAI's chat and responses APIs report usage differently).
+    pub fn wire(self) -> WireProtocol {
         match self {
             Endpoint::ChatCompletions | Endpoint::Embeddings => WireProtocol::OpenAiChat,
             Endpoint::Responses => WireProtocol::OpenAiResponses,
             Endpoint::Messages | Endpoint::CountTokens => WireProtocol::Anthropic,
         }
-    }
-
-    /// Whether the endpoint belongs to Anthropic's API (errors then take Anthropic's shape).
-    pub fn is_anthropic(self) -> bool {
-        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
     }
 
     /// The path under the provider's base URL (OpenAI bases end in `/v1`, Anthropic's do not).

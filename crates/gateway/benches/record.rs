@@ -16,14 +16,19 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use goodhart_core::Micros;
+use goodhart_core::calls::CallFacts;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::providers::{StreamTap, WireProtocol, usage_from_body};
 use goodhart_core::requests::{self, Endpoint};
 use goodhart_core::sse::SseParser;
 use goodhart_core::usage::Attribution;
-use goodhart_gateway::meter::{CallContext, CallOutcome};
+use goodhart_gateway::limits::Limiter;
 use goodhart_gateway::metrics::Metrics;
+use goodhart_gateway::proxy::adapter;
+use goodhart_gateway::proxy::plan::CallPlan;
+use goodhart_gateway::proxy::record::{Outcome as CallOutcome, Recording};
 use goodhart_gateway::recorder::Recorder;
+use goodhart_gateway::services::Services;
 use goodhart_store::spool::Spool;
 use serde_json::Value;
 
@@ -41,29 +46,37 @@ fn stream_body() -> Vec<u8> {
     s.into_bytes()
 }
 
-fn context(recorder: &Arc<Recorder>, metrics: &Arc<Metrics>, prices: &Arc<PriceTable>, request: Value) -> CallContext {
-    CallContext {
-        event_id: "gw-0123456789abcdef0123456789abcdef".into(),
-        key_id: "0123456789ab".into(),
-        attribution: Attribution {
-            user: "alice".into(),
-            team: Some("payments".into()),
-            ..Default::default()
-        },
-        provider: "openai".into(),
-        endpoint: Endpoint::ChatCompletions,
-        model: "gpt-4o-mini".into(),
-        started: Instant::now(),
-        started_at: Micros(1_790_000_000_000_000),
-        max_tokens: Some(32),
-        stream: false,
-        request: Arc::new(request),
-        store_content: false,
-        prices: Arc::clone(prices),
-        recorder: Arc::clone(recorder),
-        metrics: Arc::clone(metrics),
+/// A planned call, as the plan phase leaves it (the prompt read from `request` there).
+fn context(services: &Arc<Services>, request: Value) -> Recording {
+    let openai = adapter::of(goodhart_core::requests::Protocol::OpenAi);
+    Recording {
+        services: Arc::clone(services),
         admission: None,
-        alerter: goodhart_gateway::alerts::Alerter::disconnected(),
+        plan: CallPlan {
+            adapter: openai,
+            started: Instant::now(),
+            strip_usage_chunk: false,
+            metered: true,
+            input_estimate: 64,
+            max_output: 32,
+            facts: CallFacts {
+                id: "gw-0123456789abcdef0123456789abcdef".into(),
+                key_id: "0123456789ab".into(),
+                attribution: Attribution {
+                    user: "alice".into(),
+                    team: Some("payments".into()),
+                    ..Default::default()
+                },
+                provider: "openai".into(),
+                endpoint: Endpoint::ChatCompletions,
+                model: "gpt-4o-mini".into(),
+                started_at: Micros(1_790_000_000_000_000),
+                max_tokens: Some(32),
+                stream: false,
+                prompt: openai.prompt(Endpoint::ChatCompletions, &request),
+                store_content: false,
+            },
+        },
     }
 }
 
@@ -76,6 +89,17 @@ fn record(c: &mut Criterion) {
         Arc::clone(&metrics),
     ));
     let prices = Arc::new(PriceTable::builtin());
+    // The record path never asks the limiter (no admission to settle), but services hold one.
+    let sqlite = goodhart_store::testing::TestDatabase::sqlite();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(sqlite.open()).unwrap();
+    let services = Arc::new(Services {
+        prices: Arc::clone(&prices),
+        recorder: Arc::clone(&recorder),
+        metrics: Arc::clone(&metrics),
+        limits: Limiter::new(store, "bench".into()),
+        alerts: goodhart_gateway::alerts::Alerter::disconnected(),
+    });
     let mut group = c.benchmark_group("gateway call");
     group.bench_function("read request (parse, facts)", |b| {
         b.iter(|| {
@@ -87,7 +111,7 @@ fn record(c: &mut Criterion) {
         "record non-streamed chat (parse response, fingerprint, price, spool)",
         |b| {
             b.iter(|| {
-                let call = context(&recorder, &metrics, &prices, serde_json::from_str(REQUEST).unwrap());
+                let call = context(&services, serde_json::from_str(REQUEST).unwrap());
                 let parsed: Value = serde_json::from_slice(black_box(RESPONSE.as_bytes())).unwrap();
                 call.record(CallOutcome {
                     status: 200,
@@ -105,7 +129,7 @@ fn record(c: &mut Criterion) {
     let stream = stream_body();
     group.bench_function("tap and record streamed chat (16 chunks)", |b| {
         b.iter(|| {
-            let call = context(&recorder, &metrics, &prices, serde_json::from_str(REQUEST).unwrap());
+            let call = context(&services, serde_json::from_str(REQUEST).unwrap());
             let (mut parser, mut tap, mut events) = (
                 SseParser::new(),
                 StreamTap::collecting_text(WireProtocol::OpenAiChat),

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use goodhart_core::requests::Endpoint;
+pub use goodhart_core::requests::Protocol;
 use serde::Deserialize;
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
@@ -88,32 +88,6 @@ pub struct RawProvider {
     pub default: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// OpenAI's API: chat completions, responses, embeddings, models.
-    Openai,
-    /// Anthropic's API: messages, count_tokens.
-    Anthropic,
-}
-
-impl Protocol {
-    pub fn of(endpoint: Endpoint) -> Protocol {
-        if endpoint.is_anthropic() {
-            Protocol::Anthropic
-        } else {
-            Protocol::Openai
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Openai => "openai",
-            Protocol::Anthropic => "anthropic",
-        }
-    }
-}
-
 /// A provider's API key; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -182,10 +156,10 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> GatewayConfigEr
 
 /// Where a model goes.
 #[derive(Debug)]
-pub struct Route<'a> {
+pub struct Route<'a, 'm> {
     pub provider: &'a Provider,
     /// The model name to send upstream (differs from the client's for aliases).
-    pub upstream_model: &'a str,
+    pub upstream_model: &'m str,
 }
 
 impl GatewayConfig {
@@ -294,7 +268,7 @@ impl GatewayConfig {
         }
         let real = [
             (
-                Protocol::Openai,
+                Protocol::OpenAi,
                 "openai",
                 "https://api.openai.com/v1",
                 "OPENAI_API_KEY",
@@ -312,7 +286,7 @@ impl GatewayConfig {
                 Some(key) => (name, base.to_owned(), Some(ApiKey::new(key.trim().to_owned()))),
                 None => {
                     self.mock = true;
-                    let suffix = if protocol == Protocol::Openai { "/v1" } else { "" };
+                    let suffix = if protocol == Protocol::OpenAi { "/v1" } else { "" };
                     ("mock", format!("{}{suffix}", mock_base.trim_end_matches('/')), None)
                 }
             };
@@ -331,7 +305,7 @@ impl GatewayConfig {
     }
 
     /// The provider that serves `model` over `protocol`, if any.
-    pub fn route<'a>(&'a self, protocol: Protocol, model: &'a str) -> Option<Route<'a>> {
+    pub fn route<'a: 'm, 'm>(&'a self, protocol: Protocol, model: &'m str) -> Option<Route<'a, 'm>> {
         let speaking = || self.providers.iter().filter(move |p| p.protocol == protocol);
         if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
             return Some(Route {
@@ -386,12 +360,12 @@ mod tests {
 
     #[test]
     fn routing_rules_apply_in_order() {
-        let mut openai = provider("openai", Protocol::Openai);
+        let mut openai = provider("openai", Protocol::OpenAi);
         openai.prefixes = vec!["gpt-".into(), "o".into()];
-        let mut azure = provider("azure", Protocol::Openai);
+        let mut azure = provider("azure", Protocol::OpenAi);
         azure.prefixes = vec!["gpt-4o".into()];
         azure.model_map.insert("fast".into(), "gpt-4o-mini-deploy".into());
-        let mut local = provider("local", Protocol::Openai);
+        let mut local = provider("local", Protocol::OpenAi);
         local.models = vec!["llama-3".into()];
         local.default = true;
         let mut anthropic = provider("anthropic", Protocol::Anthropic);
@@ -404,23 +378,23 @@ mod tests {
                 .map(|r| (r.provider.name.clone(), r.upstream_model.to_owned()))
         };
         assert_eq!(
-            route(Protocol::Openai, "fast"),
+            route(Protocol::OpenAi, "fast"),
             Some(("azure".into(), "gpt-4o-mini-deploy".into()))
         );
         assert_eq!(
-            route(Protocol::Openai, "gpt-4o-mini"),
+            route(Protocol::OpenAi, "gpt-4o-mini"),
             Some(("azure".into(), "gpt-4o-mini".into()))
         );
         assert_eq!(
-            route(Protocol::Openai, "gpt-5"),
+            route(Protocol::OpenAi, "gpt-5"),
             Some(("openai".into(), "gpt-5".into()))
         );
         assert_eq!(
-            route(Protocol::Openai, "llama-3"),
+            route(Protocol::OpenAi, "llama-3"),
             Some(("local".into(), "llama-3".into()))
         );
         assert_eq!(
-            route(Protocol::Openai, "mistral"),
+            route(Protocol::OpenAi, "mistral"),
             Some(("local".into(), "mistral".into()))
         );
         assert_eq!(
@@ -433,7 +407,7 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_environment_and_never_print() {
-        let mut p = provider("openai", Protocol::Openai);
+        let mut p = provider("openai", Protocol::OpenAi);
         p.api_key_env = Some("MY_OPENAI_KEY".into());
         let env = |var: &str| (var == "MY_OPENAI_KEY").then(|| "sk-secret".to_owned());
         let config = GatewayConfig::resolve(RawGateway::default(), vec![p.clone()], env).unwrap();
@@ -446,7 +420,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let mut p = provider("x", Protocol::Openai);
+        let mut p = provider("x", Protocol::OpenAi);
         p.base_url = "ftp://nowhere".into();
         let err = GatewayConfig::resolve(RawGateway::default(), vec![p], no_env).unwrap_err();
         assert_eq!(err.key, "providers[0].base_url");
@@ -466,7 +440,7 @@ mod tests {
         let mocked = base.clone().with_default_providers(no_env, "http://127.0.0.1:9");
         assert!(mocked.mock);
         assert_eq!(
-            mocked.route(Protocol::Openai, "gpt-4o").unwrap().provider.base_url,
+            mocked.route(Protocol::OpenAi, "gpt-4o").unwrap().provider.base_url,
             "http://127.0.0.1:9/v1"
         );
         assert_eq!(
@@ -479,6 +453,6 @@ mod tests {
             mixed.route(Protocol::Anthropic, "claude-x").unwrap().provider.name,
             "anthropic"
         );
-        assert_eq!(mixed.route(Protocol::Openai, "gpt-4o").unwrap().provider.name, "mock");
+        assert_eq!(mixed.route(Protocol::OpenAi, "gpt-4o").unwrap().provider.name, "mock");
     }
 }

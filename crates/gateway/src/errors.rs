@@ -1,11 +1,18 @@
 //! Errors the gateway itself raises, answered in the shape of the client's own protocol so
 //! that SDKs surface them as they would a provider's (OpenAI's `{"error":{…}}`, Anthropic's
-//! `{"type":"error","error":{…}}`).
+//! `{"type":"error","error":{…}}`) — as a response before the first byte, or as an in-band SSE
+//! event once a stream's 200 has gone out.
+//!
+//! Errors are plain data: building one logs nothing and raises nothing. Whoever handles the
+//! cause logs it once; a store's own error text never reaches a client (an outage of the key
+//! store and of the limits store answer alike: 503 with `Retry-After`).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use goodhart_core::limits::{BudgetRefusal, Cause, RateRefusal, Resource};
-use serde_json::json;
+use goodhart_core::requests::Protocol;
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -27,11 +34,13 @@ pub enum GatewayError {
     UpstreamTimeout(u64),
     #[error("usage cannot be recorded right now (spool failing); refusing calls rather than losing their usage")]
     SpoolUnavailable,
+    #[error("virtual keys cannot be checked right now (the key store is unavailable); try again shortly")]
+    KeyStoreUnavailable,
     #[error(
-        "budgets and rate limits cannot be checked right now (database: {0}); refusing calls rather than \
-         letting them past a limit"
+        "budgets and rate limits cannot be checked right now (the limits store is unavailable); refusing calls \
+         rather than letting them past a limit"
     )]
-    LimitsUnavailable(String),
+    LimitsUnavailable,
     #[error("{}", budget_message(.0))]
     BudgetExceeded(Box<BudgetRefusal>),
     #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.resource.as_str())]
@@ -65,7 +74,26 @@ fn budget_message(refusal: &BudgetRefusal) -> String {
 }
 
 impl GatewayError {
-    fn status(&self) -> StatusCode {
+    /// The error's stable name: the `kind` label of the gateway's error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NoRoute(_) => "no_route",
+            GatewayError::PayloadTooLarge(_) => "payload_too_large",
+            GatewayError::RequestTimeout(_) => "request_timeout",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::SpoolUnavailable => "spool",
+            GatewayError::KeyStoreUnavailable => "key_lookup",
+            GatewayError::LimitsUnavailable => "limits_unavailable",
+            GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::RateLimited(_) => "rate_limited",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -75,7 +103,9 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -90,7 +120,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large"),
             GatewayError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
-            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => ("api_error", "service_unavailable"),
+            GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
+                ("api_error", "service_unavailable")
+            }
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited(r) => (r.resource.as_str(), "rate_limit_exceeded"),
         }
@@ -106,19 +138,25 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => "request_too_large",
             GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
-            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => "overloaded_error",
+            GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
+                "overloaded_error"
+            }
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => "rate_limit_error",
         }
     }
 
-    /// The error as the client's protocol shapes it.
-    pub fn respond(&self, anthropic: bool) -> Response {
+    /// The error body in `protocol`'s shape (the same object serves as a response body and as
+    /// the data of an in-band SSE error event).
+    pub fn body(&self, protocol: Protocol) -> Value {
         let message = self.to_string();
-        let mut body = if anthropic {
-            json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
-        } else {
-            let (kind, code) = self.openai_kind();
-            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+        let mut body = match protocol {
+            Protocol::Anthropic => {
+                json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
+            }
+            Protocol::OpenAi => {
+                let (kind, code) = self.openai_kind();
+                json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            }
         };
         if let GatewayError::BudgetExceeded(refusal) = self {
             body["error"]["budget"] = json!({
@@ -130,9 +168,16 @@ impl GatewayError {
                 "resets_at": refusal.resets_at.map(goodhart_core::Micros::rfc3339),
             });
         }
-        let mut response = (self.status(), axum::Json(body)).into_response();
+        body
+    }
+
+    /// The error as a response in the client's protocol, before any byte of an answer went out.
+    pub fn respond(&self, protocol: Protocol) -> Response {
+        let mut response = (self.status(), axum::Json(self.body(protocol))).into_response();
         let retry_after = match self {
-            GatewayError::SpoolUnavailable | GatewayError::LimitsUnavailable(_) => Some(1),
+            GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
+                Some(1)
+            }
             GatewayError::BudgetExceeded(refusal) => refusal
                 .resets_at
                 .map(|at| (at.0 - goodhart_store::now_micros().0).div_euclid(1_000_000).max(1)),
@@ -143,6 +188,18 @@ impl GatewayError {
             response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
+    }
+
+    /// The error as the last event of a stream whose 200 already went out, in the client's
+    /// protocol: OpenAI's SDKs raise on a `data:` event holding `{"error":{…}}`, Anthropic's on
+    /// an `event: error`.
+    pub fn sse_event(&self, protocol: Protocol) -> Bytes {
+        let data = self.body(protocol).to_string();
+        let text = match protocol {
+            Protocol::OpenAi => format!("data: {data}\n\n"),
+            Protocol::Anthropic => format!("event: error\ndata: {data}\n\n"),
+        };
+        Bytes::from(text)
     }
 }
 
@@ -159,12 +216,12 @@ mod tests {
     #[tokio::test]
     async fn each_protocol_gets_its_own_error_shape() {
         let error = GatewayError::Unauthorized("unknown key".into());
-        let openai = error.respond(false);
+        let openai = error.respond(Protocol::OpenAi);
         assert_eq!(openai.status(), StatusCode::UNAUTHORIZED);
         let body = body_of(openai).await;
         assert_eq!(body["error"]["code"], "invalid_api_key");
         assert_eq!(body["error"]["message"], "unknown key");
-        let anthropic = body_of(error.respond(true)).await;
+        let anthropic = body_of(error.respond(Protocol::Anthropic)).await;
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
     }
@@ -185,7 +242,7 @@ mod tests {
                        reserved by calls in flight $0.2500; it resets at 2100-01-01T00:00:00Z";
         let budget = serde_json::json!({"id": "3f9c0e12a7b4", "scope": "team payments", "limit_usd": "500",
             "spent_usd": "499.9", "reserved_usd": "0.25", "resets_at": "2100-01-01T00:00:00Z"});
-        let openai = refusal.respond(false);
+        let openai = refusal.respond(Protocol::OpenAi);
         assert_eq!(openai.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(
             openai.headers()["retry-after"]
@@ -201,8 +258,53 @@ mod tests {
                 "code": "budget_exceeded", "budget": budget}})
         );
         assert_eq!(
-            body_of(refusal.respond(true)).await,
+            body_of(refusal.respond(Protocol::Anthropic)).await,
             serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message, "budget": budget}})
         );
+    }
+
+    /// A key-store outage and a limits-store outage are the same thing to a client: try again
+    /// shortly. Neither says what the database said.
+    #[tokio::test]
+    async fn store_outages_answer_alike_and_name_no_backend_text() {
+        for protocol in Protocol::ALL {
+            let (keys, limits) = (
+                GatewayError::KeyStoreUnavailable.respond(protocol),
+                GatewayError::LimitsUnavailable.respond(protocol),
+            );
+            for response in [keys, limits] {
+                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(response.headers()["retry-after"], "1");
+                let body = body_of(response).await;
+                let expected = match protocol {
+                    Protocol::OpenAi => &body["error"]["code"],
+                    Protocol::Anthropic => &body["error"]["type"],
+                };
+                let code = if protocol == Protocol::OpenAi {
+                    "service_unavailable"
+                } else {
+                    "overloaded_error"
+                };
+                assert_eq!(expected, code, "{body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(!message.contains("database:"), "{message}");
+            }
+        }
+        assert_eq!(GatewayError::KeyStoreUnavailable.kind(), "key_lookup");
+        assert_eq!(GatewayError::LimitsUnavailable.kind(), "limits_unavailable");
+    }
+
+    #[test]
+    fn stream_errors_are_events_in_the_clients_protocol() {
+        let error = GatewayError::UpstreamTimeout(30);
+        let openai = String::from_utf8(error.sse_event(Protocol::OpenAi).to_vec()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(openai.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert!(openai.ends_with("\n\n"));
+        assert_eq!(data["error"]["code"], "upstream_error");
+        let anthropic = String::from_utf8(error.sse_event(Protocol::Anthropic).to_vec()).unwrap();
+        let data = anthropic.strip_prefix("event: error\ndata: ").unwrap().trim_end();
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["type"], "error");
+        assert_eq!(data["error"]["type"], "api_error");
     }
 }

@@ -4,13 +4,14 @@
 //! A call is authenticated with a virtual key ([`auth`]), attributed (key scope narrowed by
 //! `x-goodhart-*` headers), routed to a configured provider ([`config`]) and forwarded with the
 //! provider's own key; the response — streamed chunk by chunk, never buffered — is tapped for
-//! usage ([`meter`]) and the priced record goes to the durable spool before the response
-//! completes ([`recorder`]), from where it is batched into the store.
+//! usage ([`proxy`], one phase per module, one adapter per wire protocol) and the priced record
+//! goes to the durable spool before the response completes ([`recorder`]), from where it is
+//! batched into the store.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use goodhart_core::limits::{Idle, Standing};
 use goodhart_core::pricing::PriceTable;
 use goodhart_store::Store;
@@ -24,16 +25,18 @@ pub mod config;
 pub mod errors;
 pub mod estimate;
 pub mod limits;
-pub mod meter;
 pub mod metrics;
-mod proxy;
+pub mod proxy;
 pub mod recorder;
+pub mod services;
 pub mod upstream;
 
 pub use config::{GatewayConfig, Protocol, RawGateway, RawProvider};
 
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::recorder::Recorder;
+use crate::services::Services;
 
 /// The gateway's shared state (cheap to clone).
 #[derive(Clone)]
@@ -45,14 +48,8 @@ struct Inner {
     tracker: TaskTracker,
     cancel: CancellationToken,
     store: Arc<dyn Store>,
-    config: GatewayConfig,
-    client: upstream::UpstreamClient,
-    keys: auth::KeyCache,
-    prices: Arc<PriceTable>,
-    recorder: Arc<Recorder>,
-    metrics: Arc<Metrics>,
-    limits: Arc<limits::Limiter>,
-    alerter: alerts::Alerter,
+    /// What the request handlers share (configuration, client, keys, services).
+    proxy: Arc<Proxy>,
 }
 
 /// How often budgets are re-read and their spend re-seeded from the store (to see usage
@@ -98,19 +95,25 @@ impl Gateway {
             &tracker,
             cancel.clone(),
         );
+        let services = Arc::new(Services {
+            prices,
+            recorder,
+            metrics,
+            limits,
+            alerts: alerter,
+        });
+        let proxy = Arc::new(Proxy {
+            config,
+            client,
+            keys: auth::KeyCache::new(Arc::clone(&store)),
+            services,
+        });
         let gateway = Gateway {
             inner: Arc::new(Inner {
-                limits,
-                alerter,
                 tracker,
                 cancel,
-                client,
-                keys: auth::KeyCache::new(Arc::clone(&store)),
                 store,
-                config,
-                prices,
-                recorder,
-                metrics,
+                proxy,
             }),
         };
         gateway.reload_budgets().await?;
@@ -124,14 +127,28 @@ impl Gateway {
                     () = reloader.inner.cancel.cancelled() => break,
                 }
                 let now = goodhart_store::now_micros();
-                reloader.inner.limits.give_back_idle(now, Idle::Lapsed).await;
-                let mut due = last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.limits.needs_reload(now);
+                reloader
+                    .inner
+                    .proxy
+                    .services
+                    .limits
+                    .give_back_idle(now, Idle::Lapsed)
+                    .await;
+                let mut due =
+                    last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.proxy.services.limits.needs_reload(now);
                 if !due && last_check.elapsed() >= BUDGET_CHECK_INTERVAL {
                     last_check = tokio::time::Instant::now();
-                    due = reloader.inner.limits.definitions_changed().await.unwrap_or_else(|e| {
-                        tracing::warn!("budgets could not be checked for changes: {e}");
-                        false
-                    });
+                    due = reloader
+                        .inner
+                        .proxy
+                        .services
+                        .limits
+                        .definitions_changed()
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::warn!("budgets could not be checked for changes: {e}");
+                            false
+                        });
                 }
                 if due {
                     last = tokio::time::Instant::now();
@@ -148,33 +165,43 @@ impl Gateway {
     /// usage into it (call after budgets are created or deleted).
     pub async fn reload_budgets(&self) -> Result<(), SpoolError> {
         self.flush().await?;
-        self.inner.limits.reload(goodhart_store::now_micros()).await?;
+        self.inner
+            .proxy
+            .services
+            .limits
+            .reload(goodhart_store::now_micros())
+            .await?;
         Ok(())
     }
 
     /// Where each loaded budget stands in its current window: spent, and reserved by calls in
     /// flight through this instance.
     pub fn standing(&self) -> Vec<Standing> {
-        self.inner.limits.standing()
+        self.inner.proxy.services.limits.standing()
     }
 
     pub fn config(&self) -> &GatewayConfig {
-        &self.inner.config
+        &self.inner.proxy.config
     }
 
     /// Stores an alert raised elsewhere (waste detection) and delivers it to the webhooks.
     pub fn raise_alert(&self, alert: goodhart_core::budgets::Alert) {
-        self.inner.alerter.raise(alert);
+        self.inner.proxy.services.alerts.raise(alert);
     }
 
     /// Forgets cached key lookups (call after revoking or rotating a key).
     pub fn invalidate_keys(&self) {
-        self.inner.keys.invalidate();
+        self.inner.proxy.keys.invalidate();
     }
 
     /// Moves everything spooled so far into the store now.
     pub async fn flush(&self) -> Result<goodhart_store::spool::FlushOutcome, SpoolError> {
-        self.inner.recorder.flush(self.inner.store.as_ref()).await
+        self.inner
+            .proxy
+            .services
+            .recorder
+            .flush(self.inner.store.as_ref())
+            .await
     }
 
     /// Stops the background work after a last sync and flush (what cannot be flushed stays
@@ -185,6 +212,8 @@ impl Gateway {
         self.inner.tracker.wait().await;
         // What this instance borrowed and did not use goes back to the shared pools.
         self.inner
+            .proxy
+            .services
             .limits
             .give_back_idle(goodhart_store::now_micros(), Idle::All)
             .await;
@@ -192,29 +221,18 @@ impl Gateway {
 
     /// The Prometheus text exposition of the gateway's metrics.
     pub fn metrics_text(&self) -> String {
-        let metrics = &self.inner.metrics;
+        let services = &self.inner.proxy.services;
+        let metrics = &services.metrics;
         metrics
             .spool_depth
-            .set(i64::try_from(self.inner.recorder.depth_bytes()).unwrap_or(i64::MAX));
+            .set(i64::try_from(services.recorder.depth_bytes()).unwrap_or(i64::MAX));
         metrics.encode()
     }
 
-    /// The provider routes, with and without the `/v1` prefix (some clients omit it).
+    /// The provider routes (see [`proxy::router`]) and `/metrics`.
     pub fn router(&self) -> Router {
-        let routes = |prefix: &str| {
-            Router::new()
-                .route(&format!("{prefix}/chat/completions"), post(proxy::chat_completions))
-                .route(&format!("{prefix}/responses"), post(proxy::responses))
-                .route(&format!("{prefix}/embeddings"), post(proxy::embeddings))
-                .route(&format!("{prefix}/models"), get(proxy::models))
-                .route(&format!("{prefix}/messages"), post(proxy::messages))
-                .route(&format!("{prefix}/messages/count_tokens"), post(proxy::count_tokens))
-        };
         let gateway = self.clone();
-        routes("/v1")
-            .merge(routes(""))
-            .route("/", get(proxy::root).head(proxy::root))
+        proxy::router(Arc::clone(&self.inner.proxy))
             .route("/metrics", get(move || async move { gateway.metrics_text() }))
-            .with_state(self.clone())
     }
 }

@@ -999,3 +999,94 @@ async fn a_provider_without_request_ids_gets_ours_returned_where_its_sdk_looks()
         "the call is stored under the id the client was given"
     );
 }
+
+/// A provider on loopback that answers one streamed 200 with `first` as its only event, then
+/// resets the connection without ending the chunked body.
+async fn spawn_resetting_provider(first: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // Read the request's head and body (small; one read past the blank line is enough).
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let event = first.as_bytes();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket
+            .write_all(format!("{:x}\r\n", event.len()).as_bytes())
+            .await
+            .unwrap();
+        socket.write_all(event).await.unwrap();
+        socket.write_all(b"\r\n").await.unwrap();
+        socket.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Dropped mid-body: the gateway's upstream read fails.
+        drop(socket);
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_stream_ends_with_an_in_band_error_in_each_protocol_and_is_recorded_once() {
+    let openai_event = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there friend\"},\"finish_reason\":null}]}\n\n";
+    let anthropic_event = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n";
+    let (openai, anthropic) = (
+        spawn_resetting_provider(openai_event).await,
+        spawn_resetting_provider(anthropic_event).await,
+    );
+    let config = format!(
+        "[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{openai}/v1\"\n\
+         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{anthropic}\"\n"
+    );
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let key = key(&server).await;
+
+    let reply = chat(
+        &server,
+        &key,
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text.starts_with(openai_event), "{}", reply.text);
+    let last = reply.text.trim_end().rsplit("\n\n").next().unwrap();
+    let data: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["error"]["code"], "upstream_error", "{last}");
+
+    let reply = messages(
+        &server,
+        &key,
+        json!({"model": "claude-x", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text.starts_with(anthropic_event), "{}", reply.text);
+    let last = reply.text.trim_end().rsplit("\n\n").next().unwrap();
+    let data: Value = serde_json::from_str(last.strip_prefix("event: error\ndata: ").unwrap()).unwrap();
+    assert_eq!(data["type"], "error", "{last}");
+    assert_eq!(data["error"]["type"], "api_error", "{last}");
+
+    let rows = recorded(&server).await;
+    for model in ["gpt-4o", "claude-x"] {
+        let row = rows
+            .iter()
+            .find(|r| r.0 == model)
+            .unwrap_or_else(|| panic!("{model}: {rows:?}"));
+        assert_eq!(row.1[0], 1, "recorded once: {row:?}");
+        assert_eq!(row.1[5], 1, "a broken stream is estimated: {row:?}");
+        assert!(row.1[2] > 0, "what was streamed is billed: {row:?}");
+    }
+    let claude = rows.iter().find(|r| r.0 == "claude-x").unwrap();
+    assert_eq!(claude.1[1], 12, "the reported input is kept: {claude:?}");
+    assert_eq!(calls(&server).len(), 2);
+}

@@ -1,0 +1,273 @@
+//! What is particular to one wire protocol, behind one trait: its routes, what its request
+//! bodies and responses say (facts, prompt text, usage from a body and from the stream tap),
+//! its error shapes, and how a provider speaking it is called (path, key header, required
+//! headers). The phases in [`super`] are written against [`Adapter`] only, so a new protocol
+//! (Gemini, Bedrock, Vertex, Azure's deployments, or a translating adapter) is a new
+//! implementation listed in [`ADAPTERS`], not an edit of the hot path.
+//!
+//! Adapters are zero-sized statics: choosing one is a match on [`Protocol`], never an
+//! allocation.
+
+use axum::http::header::{self, HeaderName};
+use axum::http::{HeaderMap, HeaderValue};
+use bytes::Bytes;
+use goodhart_core::providers::{ReportedUsage, StreamTap, usage_from_body};
+use goodhart_core::requests::{self, Endpoint, PromptText, Protocol, RequestFacts};
+use goodhart_core::sse::SseEvent;
+use serde_json::Value;
+
+use crate::config::ApiKey;
+use crate::errors::GatewayError;
+
+/// One wire protocol as the gateway proxies it. Every method has the endpoint it is asked
+/// about; an adapter answers only for the endpoints it lists in [`Adapter::routes`].
+pub trait Adapter: Send + Sync + 'static {
+    /// The protocol: routing picks providers speaking it, errors take its shape.
+    fn protocol(&self) -> Protocol;
+
+    /// The metered `POST` routes, as paths under the `/v1` prefix (each is also served
+    /// without it, as some clients omit it), with the endpoint each one is.
+    fn routes(&self) -> &'static [(&'static str, Endpoint)];
+
+    /// The path of the provider's model list under its base URL.
+    fn models_path(&self) -> &'static str;
+
+    /// The path of `endpoint` under the provider's base URL.
+    fn upstream_path(&self, endpoint: Endpoint) -> &'static str {
+        endpoint.upstream_path()
+    }
+
+    /// What a request body says: model, streaming, output cap, metadata.
+    fn facts(&self, body: &Value) -> RequestFacts {
+        requests::request_facts(body)
+    }
+
+    /// The request's text, for fingerprints and estimates (read once, when the call is planned).
+    fn prompt(&self, endpoint: Endpoint, body: &Value) -> PromptText {
+        requests::prompt_text(endpoint, body)
+    }
+
+    /// Changes the body needs on its way up beyond the model name; returns whether the
+    /// provider's stream will then carry events the client did not ask for (see
+    /// [`Adapter::hidden`]).
+    fn rewrite(&self, _endpoint: Endpoint, _facts: &RequestFacts, _body: &mut Value) -> bool {
+        false
+    }
+
+    /// A stream event the gateway asked for on the client's behalf, dropped on the way down.
+    fn hidden(&self, _event: &SseEvent) -> bool {
+        false
+    }
+
+    /// Whether calls to `endpoint` cost anything (unmetered ones pass straight through).
+    fn metered(&self, _endpoint: Endpoint) -> bool {
+        true
+    }
+
+    /// The most output tokens a call may produce, for its worst-case cost.
+    fn max_output(&self, _endpoint: Endpoint, facts: &RequestFacts, default: u64) -> u64 {
+        facts.max_tokens.unwrap_or(default)
+    }
+
+    /// Usage a complete (non-streamed) response body reports.
+    fn usage(&self, endpoint: Endpoint, body: &Value) -> Option<ReportedUsage> {
+        usage_from_body(endpoint.wire(), body)
+    }
+
+    /// The text a complete response body answered with.
+    fn output_text(&self, endpoint: Endpoint, body: &Value) -> String {
+        requests::output_text(endpoint, body)
+    }
+
+    /// The provider's id of a complete response.
+    fn response_id(&self, body: &Value) -> Option<String> {
+        requests::response_id(body)
+    }
+
+    /// The tap that reads usage (and the output's text) from `endpoint`'s stream.
+    fn stream_tap(&self, endpoint: Endpoint) -> StreamTap {
+        StreamTap::collecting_text(endpoint.wire())
+    }
+
+    /// An error as this protocol's response body.
+    fn error_body(&self, error: &GatewayError) -> Value {
+        error.body(self.protocol())
+    }
+
+    /// An error as this protocol's in-band stream event (after a 200 went out).
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        error.sse_event(self.protocol())
+    }
+
+    /// Where this protocol's SDKs look for a request id (one is minted if the provider sent none).
+    fn request_id_header(&self) -> &'static str;
+
+    /// The header carrying the provider's key.
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)>;
+
+    /// Headers the provider requires that a client may leave out.
+    fn required_headers(&self, _headers: &mut HeaderMap) {}
+}
+
+/// OpenAI's API: chat completions, responses, embeddings.
+pub struct OpenAi;
+
+/// Anthropic's API: messages, count_tokens.
+pub struct Anthropic;
+
+/// Every adapter the gateway serves, in routing order.
+pub static ADAPTERS: [&dyn Adapter; 2] = [&OpenAi, &Anthropic];
+
+/// The adapter of `protocol`.
+pub fn of(protocol: Protocol) -> &'static dyn Adapter {
+    match protocol {
+        Protocol::OpenAi => &OpenAi,
+        Protocol::Anthropic => &Anthropic,
+    }
+}
+
+fn sensitive(name: HeaderName, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
+}
+
+impl Adapter for OpenAi {
+    fn protocol(&self) -> Protocol {
+        Protocol::OpenAi
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[
+            ("/chat/completions", Endpoint::ChatCompletions),
+            ("/responses", Endpoint::Responses),
+            ("/embeddings", Endpoint::Embeddings),
+        ]
+    }
+
+    fn models_path(&self) -> &'static str {
+        "/models"
+    }
+
+    /// A streamed chat completion reports usage only when asked: the gateway asks, and drops
+    /// the usage chunk again if the client had not.
+    fn rewrite(&self, endpoint: Endpoint, facts: &RequestFacts, body: &mut Value) -> bool {
+        let ask = endpoint == Endpoint::ChatCompletions && facts.stream && !facts.include_usage;
+        if ask && let Some(object) = body.as_object_mut() {
+            let options = object
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !options.is_object() {
+                *options = Value::Object(Default::default());
+            }
+            options["include_usage"] = Value::Bool(true);
+        }
+        ask
+    }
+
+    fn hidden(&self, event: &SseEvent) -> bool {
+        is_usage_only_chunk(&event.data)
+    }
+
+    fn max_output(&self, endpoint: Endpoint, facts: &RequestFacts, default: u64) -> u64 {
+        match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => facts.max_tokens.unwrap_or(default),
+        }
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(header::AUTHORIZATION, &format!("Bearer {}", key.expose()))
+    }
+}
+
+impl Adapter for Anthropic {
+    fn protocol(&self) -> Protocol {
+        Protocol::Anthropic
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[
+            ("/messages", Endpoint::Messages),
+            ("/messages/count_tokens", Endpoint::CountTokens),
+        ]
+    }
+
+    fn models_path(&self) -> &'static str {
+        "/v1/models"
+    }
+
+    /// Counting tokens costs nothing: it passes through unmetered.
+    fn metered(&self, endpoint: Endpoint) -> bool {
+        endpoint != Endpoint::CountTokens
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(HeaderName::from_static("x-api-key"), key.expose())
+    }
+
+    fn required_headers(&self, headers: &mut HeaderMap) {
+        if !headers.contains_key("anthropic-version") {
+            headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+    }
+}
+
+/// OpenAI's final usage chunk: no choices, only usage.
+fn is_usage_only_chunk(data: &str) -> bool {
+    data.contains("\"usage\"")
+        && serde_json::from_str::<Value>(data).is_ok_and(|chunk| {
+            chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && chunk.get("usage").is_some_and(Value::is_object)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_usage_chunk_is_stripped() {
+        assert!(is_usage_only_chunk(
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#
+        ));
+        assert!(!is_usage_only_chunk(
+            r#"{"id":"c","choices":[{"delta":{"content":"usage"}}],"usage":null}"#
+        ));
+        assert!(!is_usage_only_chunk("[DONE]"));
+    }
+
+    #[test]
+    fn every_endpoint_has_one_adapter_of_its_own_protocol() {
+        for adapter in ADAPTERS {
+            assert_eq!(of(adapter.protocol()).protocol(), adapter.protocol());
+            for (_, endpoint) in adapter.routes() {
+                assert_eq!(endpoint.protocol(), adapter.protocol(), "{endpoint:?}");
+            }
+        }
+        let routed: usize = ADAPTERS.iter().map(|a| a.routes().len()).sum();
+        assert_eq!(routed, 5);
+    }
+
+    #[test]
+    fn chat_streams_are_asked_for_usage_only_when_the_client_did_not() {
+        let mut body = serde_json::json!({"model": "m", "stream": true});
+        let facts = OpenAi.facts(&body);
+        assert!(OpenAi.rewrite(Endpoint::ChatCompletions, &facts, &mut body));
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        let facts = OpenAi.facts(&body);
+        assert!(!OpenAi.rewrite(Endpoint::ChatCompletions, &facts, &mut body));
+        assert!(!Anthropic.rewrite(Endpoint::Messages, &facts, &mut body));
+    }
+}

@@ -1,0 +1,280 @@
+//! The proxy: each metered call runs as phases over one plan —
+//! authenticate → [`plan`] → admit → [`upstream`] → [`respond`] | [`stream`] → [`record`] —
+//! with everything particular to a wire protocol behind its [`adapter`].
+
+pub mod adapter;
+pub mod plan;
+pub mod record;
+pub mod respond;
+pub mod stream;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use goodhart_core::budgets;
+use goodhart_core::keys::VirtualKey;
+use goodhart_core::limits::{Call, Refusal};
+use goodhart_core::requests::{Endpoint, Protocol};
+use goodhart_core::usage::request_call_id;
+use http_body_util::{BodyExt, Limited};
+
+use crate::auth::{self, KeyCache};
+use crate::config::GatewayConfig;
+use crate::errors::GatewayError;
+use crate::limits::{Admission, Denied};
+use crate::metrics::{CallLabels, EndpointLabels};
+use crate::services::Services;
+use crate::upstream::UpstreamClient;
+use adapter::Adapter;
+use plan::CallPlan;
+use record::Recording;
+use respond::with_headers;
+use stream::MeteredStream;
+
+/// How long a client may take to send its request body.
+const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the handlers share: configuration, the upstream client, the key cache, the services.
+pub struct Proxy {
+    pub config: GatewayConfig,
+    pub client: UpstreamClient,
+    pub keys: KeyCache,
+    pub services: Arc<Services>,
+}
+
+/// Every adapter's routes, with and without the `/v1` prefix (some clients omit it), the
+/// model listing and the base URL probe.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    let mut router = Router::new();
+    for prefix in ["/v1", ""] {
+        for adapter in adapter::ADAPTERS {
+            for &(path, endpoint) in adapter.routes() {
+                let handler =
+                    move |State(proxy): State<Arc<Proxy>>, request: Request| call(proxy, adapter, endpoint, request);
+                router = router.route(&format!("{prefix}{path}"), post(handler));
+            }
+        }
+        router = router.route(&format!("{prefix}/models"), get(models));
+    }
+    router.route("/", get(root).head(root)).with_state(proxy)
+}
+
+async fn call(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, endpoint: Endpoint, request: Request) -> Response {
+    match forward(&proxy, adapter, endpoint, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            proxy.services.metrics.error(error.kind());
+            error.respond(adapter.protocol())
+        }
+    }
+}
+
+async fn forward(
+    proxy: &Proxy,
+    adapter: &'static dyn Adapter,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Response, GatewayError> {
+    let started = (Instant::now(), goodhart_store::now_micros());
+    let (parts, body) = request.into_parts();
+    let key = authenticate(proxy, &parts.headers).await?;
+    if proxy.services.recorder.is_failing() {
+        return Err(GatewayError::SpoolUnavailable);
+    }
+    let limit = proxy.config.max_body_bytes;
+    let bytes = match tokio::time::timeout(REQUEST_BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Err(GatewayError::PayloadTooLarge(limit)),
+        Err(_) => return Err(GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs())),
+    };
+    let planned = plan::plan(adapter, endpoint, &parts.headers, bytes, &key, &proxy.config, started)?;
+    let mut plan = planned.plan;
+    let admission = admit(&proxy.services, &plan, &key).await?;
+
+    let path = adapter.upstream_path(endpoint);
+    let request = upstream::build(
+        adapter,
+        planned.provider,
+        path,
+        &parts.uri,
+        &parts.headers,
+        Some(planned.body),
+    )?;
+    let sent = Instant::now();
+    let timeout = proxy.config.upstream_timeout;
+    let response = upstream::send(&proxy.client, planned.provider, request, timeout).await?;
+    let metrics = &proxy.services.metrics;
+    let endpoint_label = EndpointLabels {
+        endpoint: endpoint.as_str(),
+    };
+    metrics
+        .upstream_latency
+        .get_or_create(&endpoint_label)
+        .observe(sent.elapsed().as_secs_f64());
+    let status = response.status();
+    metrics
+        .calls
+        .get_or_create(&CallLabels {
+            endpoint: endpoint.as_str(),
+            provider: planned.provider.name.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    let (upstream_parts, upstream_body) = response.into_parts();
+    let upstream_request_id = upstream::header_text(&upstream_parts.headers, "request-id")
+        .or_else(|| upstream::header_text(&upstream_parts.headers, "x-request-id"));
+    let mut headers = upstream::client_headers(&upstream_parts.headers, false);
+    // The request id is how the same call, seen again in the agent's telemetry or logs, is
+    // recognised: a provider that names none gets one of ours, returned where its SDKs look.
+    let request_id = match upstream_request_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            let minted = new_request_id();
+            if let Ok(value) = HeaderValue::from_str(&minted) {
+                headers.insert(adapter.request_id_header(), value);
+            }
+            minted
+        }
+    };
+    plan.facts.id = request_call_id(&request_id);
+    if let Ok(id) = HeaderValue::from_str(&plan.facts.id) {
+        headers.insert("x-goodhart-call-id", id);
+    }
+    if !plan.metered {
+        return Ok(with_headers(status, headers, Body::new(upstream_body)));
+    }
+    let is_stream = upstream_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let recording = Recording {
+        services: Arc::clone(&proxy.services),
+        plan,
+        admission,
+    };
+    if is_stream {
+        let body = MeteredStream::new(upstream_body, recording, status.as_u16(), upstream_request_id, timeout);
+        return Ok(with_headers(status, headers, Body::new(body)));
+    }
+    respond::respond(recording, status, headers, upstream_body, upstream_request_id, timeout).await
+}
+
+async fn authenticate(proxy: &Proxy, headers: &HeaderMap) -> Result<Arc<VirtualKey>, GatewayError> {
+    let now = goodhart_store::now_micros();
+    match proxy.keys.authenticate(auth::credential(headers), now).await {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(refusal)) => Err(GatewayError::Unauthorized(refusal.to_string())),
+        Err(e) => {
+            // Handled here: the detail is logged once, and the client is told only that keys
+            // cannot be checked (never the database's own words).
+            tracing::error!("key lookup failed: {e}");
+            Err(GatewayError::KeyStoreUnavailable)
+        }
+    }
+}
+
+/// The admit phase: holds the call's worst-case cost against its budgets and its tokens
+/// against its key's rate limits (unmetered calls hold nothing).
+async fn admit(services: &Services, plan: &CallPlan, key: &VirtualKey) -> Result<Option<Admission>, GatewayError> {
+    if !plan.metered {
+        return Ok(None);
+    }
+    let facts = &plan.facts;
+    let call = Call {
+        key_id: &key.id,
+        rates: key.limits,
+        who: &facts.attribution,
+        cost: services
+            .prices
+            .resolve(Some(&facts.provider), &facts.model)
+            .map(|price| budgets::worst_case_cost(price, plan.input_estimate, plan.max_output)),
+        tokens: plan.input_estimate.saturating_add(plan.max_output),
+    };
+    match services.limits.admit(&call, facts.started_at).await {
+        Ok(admission) => Ok(Some(admission)),
+        Err(Denied::Refused(Refusal::Rate(refusal))) => Err(GatewayError::RateLimited(refusal)),
+        Err(Denied::Refused(Refusal::Budget(refusal))) => {
+            // The first refusal of a budget's window is also an alert that its hard cap was
+            // hit (the dispatcher keeps one per window, however many calls are refused).
+            services.alerts.raise(goodhart_core::budgets::Alert::blocked(
+                &refusal.budget_id,
+                &refusal.scope,
+                refusal.window_start,
+                refusal.limit,
+                refusal.resets_at,
+                facts.started_at,
+            ));
+            Err(GatewayError::BudgetExceeded(Box::new(refusal)))
+        }
+        Err(Denied::Store(e)) => {
+            tracing::error!("shared budgets and rate limits unreachable: {e}");
+            Err(GatewayError::LimitsUnavailable)
+        }
+    }
+}
+
+/// A request id for a provider that sent none.
+fn new_request_id() -> String {
+    format!("req_gh{:032x}", rand::random::<u128>())
+}
+
+/// `GET /v1/models`: the default provider's list, for the protocol the client speaks.
+pub async fn models(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let protocol = if request.headers().contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
+    let (parts, _) = request.into_parts();
+    match list_models(&proxy, adapter::of(protocol), &parts).await {
+        Ok(response) => response,
+        Err(error) => {
+            proxy.services.metrics.error(error.kind());
+            error.respond(protocol)
+        }
+    }
+}
+
+async fn list_models(
+    proxy: &Proxy,
+    adapter: &dyn Adapter,
+    request: &axum::http::request::Parts,
+) -> Result<Response, GatewayError> {
+    authenticate(proxy, &request.headers).await?;
+    let provider = proxy
+        .config
+        .listing_provider(adapter.protocol())
+        .ok_or_else(|| GatewayError::NoRoute("(model listing)".into()))?;
+    let upstream = upstream::build(
+        adapter,
+        provider,
+        adapter.models_path(),
+        &request.uri,
+        &request.headers,
+        None,
+    )?;
+    let response = upstream::send(&proxy.client, provider, upstream, proxy.config.upstream_timeout).await?;
+    let (parts, body) = response.into_parts();
+    let headers = upstream::client_headers(&parts.headers, true);
+    Ok(with_headers(parts.status, headers, Body::new(body)))
+}
+
+/// `HEAD /` and `GET /`: clients (Claude Code among them) probe the base URL before calling.
+pub async fn root() -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "name": "goodhart",
+        "gateway": {
+            "openai_base_url": "/v1",
+            "anthropic_base_url": "/",
+        },
+        "docs": "/openapi.json"
+    }))
+}

@@ -1,0 +1,142 @@
+//! The plan of one call, made from its request before anything is reserved or sent: the
+//! facts its record is made from, its attribution, its route and the body that goes up. The
+//! prompt's text is read here, once; the parsed request is dropped with this phase, so it is
+//! not held for the length of a stream.
+
+use std::time::Instant;
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use goodhart_core::Micros;
+use goodhart_core::attribution::{self, AttributionError, RequestLabels};
+use goodhart_core::budgets;
+use goodhart_core::calls::CallFacts;
+use goodhart_core::keys::VirtualKey;
+use goodhart_core::requests::Endpoint;
+use serde_json::Value;
+
+use crate::config::{GatewayConfig, Provider};
+use crate::errors::GatewayError;
+use crate::proxy::adapter::Adapter;
+
+/// One call, as plain data.
+pub struct CallPlan {
+    pub adapter: &'static dyn Adapter,
+    /// What the usage record is made from (its `id` is set once the provider has answered).
+    pub facts: CallFacts,
+    /// When the request arrived (for latency and time to first byte).
+    pub started: Instant,
+    /// The stream will carry a usage chunk the client did not ask for: drop it on the way down.
+    pub strip_usage_chunk: bool,
+    /// Whether the call is metered (and so admitted against limits and recorded).
+    pub metered: bool,
+    /// A conservative estimate of the input's tokens, from the body's size.
+    pub input_estimate: u64,
+    /// The most output the call may produce.
+    pub max_output: u64,
+}
+
+impl CallPlan {
+    pub fn endpoint(&self) -> Endpoint {
+        self.facts.endpoint
+    }
+}
+
+/// A plan with what the next phase sends: the provider and the body.
+pub struct Planned<'a> {
+    pub plan: CallPlan,
+    pub provider: &'a Provider,
+    pub body: Bytes,
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Plans the call `bytes` asks for: parses it, attributes it within `key`'s scope, routes it,
+/// and rewrites the body only where needed (otherwise the client's bytes go up unchanged).
+pub fn plan<'a>(
+    adapter: &'static dyn Adapter,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    key: &VirtualKey,
+    config: &'a GatewayConfig,
+    (started, started_at): (Instant, Micros),
+) -> Result<Planned<'a>, GatewayError> {
+    let mut json: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(GatewayError::BadRequest("request body must be a JSON object".into()));
+    }
+    let facts = adapter.facts(&json);
+    let Some(model) = facts.model.clone() else {
+        return Err(GatewayError::BadRequest(
+            "`model` is required and must be a string".into(),
+        ));
+    };
+    let labels = RequestLabels {
+        project: header_text(headers, "x-goodhart-project"),
+        agent: header_text(headers, "x-goodhart-agent"),
+        task: header_text(headers, "x-goodhart-task"),
+        session: header_text(headers, "x-goodhart-session"),
+        client_session: header_text(headers, "x-claude-code-session-id"),
+        metadata_user_id: facts.metadata_user_id.clone(),
+    };
+    let attribution = attribution::attribute(&key.scope, labels).map_err(|e| match e {
+        AttributionError::OutsideKeyScope { .. } => GatewayError::Forbidden(e.to_string()),
+        AttributionError::InvalidLabel(_) => GatewayError::BadRequest(e.to_string()),
+    })?;
+    let route = config
+        .route(adapter.protocol(), &model)
+        .ok_or_else(|| GatewayError::NoRoute(model.clone()))?;
+    let upstream_model = route.upstream_model.to_owned();
+
+    let mut rewritten = upstream_model != model;
+    if rewritten {
+        json["model"] = Value::String(upstream_model.clone());
+    }
+    let strip_usage_chunk = adapter.rewrite(endpoint, &facts, &mut json);
+    rewritten |= strip_usage_chunk;
+    let body = if rewritten {
+        Bytes::from(
+            serde_json::to_vec(&json)
+                .map_err(|e| GatewayError::BadRequest(format!("cannot write the request body: {e}")))?,
+        )
+    } else {
+        bytes
+    };
+    let metered = adapter.metered(endpoint);
+    let plan = CallPlan {
+        adapter,
+        strip_usage_chunk,
+        metered,
+        // The body's bytes bound its characters: a conservative input estimate without
+        // tokenizing on the hot path.
+        input_estimate: budgets::estimate_input_tokens(body.len() as u64),
+        max_output: adapter.max_output(endpoint, &facts, config.default_max_tokens),
+        started,
+        facts: CallFacts {
+            id: String::new(),
+            key_id: key.id.clone(),
+            attribution,
+            provider: route.provider.name.clone(),
+            endpoint,
+            model: upstream_model,
+            started_at,
+            max_tokens: facts.max_tokens,
+            stream: facts.stream,
+            prompt: if metered {
+                adapter.prompt(endpoint, &json)
+            } else {
+                Default::default()
+            },
+            store_content: config.store_content,
+        },
+    };
+    Ok(Planned {
+        plan,
+        provider: route.provider,
+        body,
+    })
+}

@@ -1,0 +1,63 @@
+//! The respond phase of a call that is not streamed: the provider's body is read whole
+//! (bounded, within the timeout), its usage recorded, then passed on unchanged.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::errors::GatewayError;
+use crate::proxy::record::{Outcome, Recording};
+
+/// The most of a non-streamed response body the gateway reads (to find its usage).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+pub async fn respond(
+    call: Recording,
+    status: StatusCode,
+    headers: HeaderMap,
+    upstream: Incoming,
+    upstream_request_id: Option<String>,
+    timeout: Duration,
+) -> Result<Response, GatewayError> {
+    let body = match tokio::time::timeout(timeout, Limited::new(upstream, MAX_RESPONSE_BYTES).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
+            call.record(Outcome {
+                status: status.as_u16(),
+                upstream_request_id,
+                ..Default::default()
+            });
+            return Err(GatewayError::UpstreamUnavailable(e.to_string()));
+        }
+        Err(_) => return Err(GatewayError::UpstreamTimeout(timeout.as_secs())),
+    };
+    let first_byte = Instant::now();
+    let (adapter, endpoint) = (call.plan.adapter, call.plan.endpoint());
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    call.record(Outcome {
+        status: status.as_u16(),
+        reported: parsed.as_ref().and_then(|b| adapter.usage(endpoint, b)),
+        response_id: parsed.as_ref().and_then(|b| adapter.response_id(b)),
+        output_text: parsed
+            .as_ref()
+            .map(|b| adapter.output_text(endpoint, b))
+            .unwrap_or_default(),
+        first_byte: Some(first_byte),
+        upstream_request_id,
+        complete: true,
+        client_disconnected: false,
+    });
+    Ok(with_headers(status, headers, Body::from(body)))
+}
+
+pub fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -1,0 +1,185 @@
+//! The stream phase: a response body that meters what passes through it.
+//!
+//! Each chunk is forwarded as the provider sends it, and also fed to an SSE parser and the
+//! adapter's stream tap. The record is appended to the spool exactly once: when the provider
+//! ends the stream — before the body's end is passed on, so the client never sees a completed
+//! response whose usage is not spooled — when the provider's stream breaks or goes idle, or
+//! when the body is dropped early (the client went away, which also drops the upstream
+//! connection and so stops the provider's generation). Usage the provider did not report is
+//! estimated and marked so.
+//!
+//! A break or an idle timeout after the 200 went out ends the body with an in-band error
+//! event in the client's protocol (recorded first), so SDKs raise an error rather than seeing
+//! a cut connection or, worse, a short but apparently complete answer.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use goodhart_core::providers::StreamTap;
+use goodhart_core::sse::{SseEvent, SseParser};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use crate::errors::GatewayError;
+use crate::proxy::record::{Outcome, Recording};
+
+pub struct MeteredStream {
+    upstream: Incoming,
+    parser: SseParser,
+    tap: StreamTap,
+    events: Vec<SseEvent>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    /// Until the call is recorded.
+    call: Option<Recording>,
+    status: u16,
+    upstream_request_id: Option<String>,
+    first_byte: Option<Instant>,
+}
+
+impl MeteredStream {
+    pub fn new(
+        upstream: Incoming,
+        call: Recording,
+        status: u16,
+        upstream_request_id: Option<String>,
+        idle_timeout: Duration,
+    ) -> MeteredStream {
+        call.services.metrics.open_streams.inc();
+        MeteredStream {
+            upstream,
+            parser: SseParser::new(),
+            tap: call.plan.adapter.stream_tap(call.plan.endpoint()),
+            events: Vec::new(),
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            call: Some(call),
+            status,
+            upstream_request_id,
+            first_byte: None,
+        }
+    }
+
+    /// Feeds a chunk to the tap; returns what the client should see of it.
+    fn tap_chunk(&mut self, chunk: Bytes) -> Bytes {
+        self.parser.push(&chunk, &mut self.events);
+        let Some(call) = self.call.as_ref() else { return chunk };
+        if !call.plan.strip_usage_chunk {
+            self.events.drain(..).for_each(|event| self.tap.observe(&event));
+            return chunk;
+        }
+        // Re-emit complete events, minus the ones the gateway asked for and the client did not.
+        let adapter = call.plan.adapter;
+        let mut out = BytesMut::with_capacity(chunk.len());
+        for event in self.events.drain(..) {
+            self.tap.observe(&event);
+            if adapter.hidden(&event) {
+                continue;
+            }
+            if let Some(name) = &event.event {
+                out.extend_from_slice(b"event: ");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\n");
+            }
+            for line in event.data.split('\n') {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b"\n");
+            }
+            out.extend_from_slice(b"\n");
+        }
+        out.freeze()
+    }
+
+    fn finish(&mut self, complete: bool, client_disconnected: bool) {
+        let Some(call) = self.call.take() else { return };
+        call.services.metrics.open_streams.dec();
+        let mut tap = std::mem::replace(&mut self.tap, StreamTap::new(call.plan.endpoint().wire()));
+        let mut rest = Vec::new();
+        self.parser.finish(&mut rest);
+        rest.iter().for_each(|event| tap.observe(event));
+        let complete = complete && tap.ended();
+        let output_text = tap.output_text().to_owned();
+        let response_id = tap.response_id().map(str::to_owned);
+        call.record(Outcome {
+            status: self.status,
+            reported: tap.finish(),
+            response_id,
+            output_text,
+            first_byte: self.first_byte,
+            upstream_request_id: self.upstream_request_id.take(),
+            complete,
+            client_disconnected,
+        });
+    }
+
+    /// Records the call cut short by `error`, and returns the event that tells the client.
+    fn fail(&mut self, error: &GatewayError) -> Option<Bytes> {
+        let call = self.call.as_ref()?;
+        let event = call.plan.adapter.error_event(error);
+        call.services.metrics.error(error.kind());
+        self.finish(false, false);
+        Some(event)
+    }
+}
+
+impl Body for MeteredStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if this.call.is_none() {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    let Ok(chunk) = frame.into_data() else { continue };
+                    this.first_byte.get_or_insert_with(Instant::now);
+                    let out = this.tap_chunk(chunk);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let error = GatewayError::UpstreamUnavailable(format!("the provider's stream broke: {e}"));
+                    return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
+                }
+                Poll::Ready(None) => {
+                    this.finish(true, false);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let error = GatewayError::UpstreamTimeout(this.idle_timeout.as_secs());
+                        return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.call.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        // Dropped before the provider ended the stream: the client went away.
+        self.finish(false, true);
+    }
+}

@@ -1,0 +1,19 @@
+//! The gateway's shared services — the `Arc`'d part every call uses and none owns — kept apart
+//! from the data of any one call ([`crate::proxy::plan::CallPlan`]).
+
+use std::sync::Arc;
+
+use goodhart_core::pricing::PriceTable;
+
+use crate::alerts::Alerter;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::recorder::Recorder;
+
+pub struct Services {
+    pub prices: Arc<PriceTable>,
+    pub recorder: Arc<Recorder>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limiter>,
+    pub alerts: Alerter,
+}
