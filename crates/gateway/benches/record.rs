@@ -98,7 +98,7 @@ fn record(c: &mut Criterion) {
         recorder: Arc::clone(&recorder),
         metrics: Arc::clone(&metrics),
         limits: Limiter::new(store, "bench".into()),
-        alerts: goodhart_gateway::alerts::Alerter::disconnected(),
+        alerts: goodhart_gateway::alerts::AlertSink::disconnected(),
     });
     let mut group = c.benchmark_group("gateway call");
     group.bench_function("read request (parse, facts)", |b| {

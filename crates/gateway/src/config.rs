@@ -39,34 +39,6 @@ pub struct RawGateway {
     pub default_max_tokens: Option<u64>,
 }
 
-impl GatewayConfig {
-    /// Adds `[alerts]`: webhooks (checked to be http(s) URLs) and the runaway rule.
-    pub fn with_alerts(mut self, raw: crate::alerts::RawAlerts) -> Result<GatewayConfig, GatewayConfigError> {
-        for (i, webhook) in raw.webhooks.iter().enumerate() {
-            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://"))
-                || webhook.url.parse::<hyper::Uri>().is_err()
-            {
-                return Err(invalid(
-                    format!("alerts.webhooks[{i}].url"),
-                    format!("{:?} is not an http(s) URL", webhook.url),
-                ));
-            }
-        }
-        self.webhooks = raw.webhooks;
-        if let Some(factor) = raw.runaway_factor {
-            if factor < 2 {
-                return Err(invalid("alerts.runaway_factor", "must be at least 2"));
-            }
-            self.runaway.factor = factor;
-        }
-        if let Some(floor) = raw.runaway_floor_usd_per_hour {
-            self.runaway.floor_per_hour = goodhart_core::Nanos::from_usd(&floor)
-                .map_err(|e| invalid("alerts.runaway_floor_usd_per_hour", e.to_string()))?;
-        }
-        Ok(self)
-    }
-}
-
 /// One `[[providers]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,8 +108,6 @@ pub struct GatewayConfig {
     /// The output a call is assumed to produce, for its budget reservation, when it names no
     /// `max_tokens`.
     pub default_max_tokens: u64,
-    pub webhooks: Vec<crate::alerts::Webhook>,
-    pub runaway: crate::alerts::RunawayRule,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +224,6 @@ impl GatewayConfig {
                 DEFAULT_MAX_TOKENS,
                 10_000_000,
             )?,
-            webhooks: Vec::new(),
-            runaway: crate::alerts::RunawayRule::default(),
         })
     }
 

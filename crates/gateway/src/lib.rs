@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use goodhart_core::limits::{Idle, Standing};
+use goodhart_core::limits::{BudgetWindow, Idle, Standing};
 use goodhart_core::pricing::PriceTable;
 use goodhart_store::Store;
 use goodhart_store::spool::{Spool, SpoolError};
@@ -33,6 +33,7 @@ pub mod upstream;
 
 pub use config::{GatewayConfig, Protocol, RawGateway, RawProvider};
 
+use crate::alerts::AlertSink;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
@@ -63,10 +64,13 @@ const BUDGET_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 impl Gateway {
     /// Opens the spool, flushes what a previous run left in it, loads the budgets, and starts
     /// the background work (recorder, budget reloads), which runs until [`Gateway::shutdown`].
+    /// The `threshold` and `blocked` alerts calls raise go to `alerts`; storing and delivering
+    /// them is the caller's.
     pub async fn start(
         config: GatewayConfig,
         store: Arc<dyn Store>,
         prices: Arc<PriceTable>,
+        alerts: AlertSink,
     ) -> Result<Gateway, SpoolError> {
         let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
         let metrics = Arc::new(Metrics::new());
@@ -86,21 +90,12 @@ impl Gateway {
         let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
         let limits = limits::Limiter::new(Arc::clone(&store), instance);
         let client = upstream::client();
-        let alerter = alerts::Alerter::start(
-            Arc::clone(&store),
-            client.clone(),
-            config.webhooks.clone(),
-            config.runaway,
-            Arc::clone(&limits),
-            &tracker,
-            cancel.clone(),
-        );
         let services = Arc::new(Services {
             prices,
             recorder,
             metrics,
             limits,
-            alerts: alerter,
+            alerts,
         });
         let proxy = Arc::new(Proxy {
             config,
@@ -184,9 +179,10 @@ impl Gateway {
         &self.inner.proxy.config
     }
 
-    /// Stores an alert raised elsewhere (waste detection) and delivers it to the webhooks.
-    pub fn raise_alert(&self, alert: goodhart_core::budgets::Alert) {
-        self.inner.proxy.services.alerts.raise(alert);
+    /// Each loaded budget with its current window and what it has spent in it (what forecast
+    /// and runaway alerts are evaluated over).
+    pub fn budget_windows(&self) -> Vec<BudgetWindow> {
+        self.inner.proxy.services.limits.snapshot()
     }
 
     /// Forgets cached key lookups (call after revoking or rotating a key).

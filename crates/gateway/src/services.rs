@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use goodhart_core::pricing::PriceTable;
 
-use crate::alerts::Alerter;
+use crate::alerts::AlertSink;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
@@ -15,5 +15,5 @@ pub struct Services {
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limiter>,
-    pub alerts: Alerter,
+    pub alerts: AlertSink,
 }

@@ -15,6 +15,7 @@ use goodhart_core::pricing::{PriceTable, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
+use crate::alerts::{AlertsConfig, RawAlerts};
 use crate::settings::{OutcomeSettings, Settings, WasteSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -44,7 +45,7 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     /// Alert webhooks and the runaway rule.
     #[serde(default)]
-    pub alerts: goodhart_gateway::alerts::RawAlerts,
+    pub alerts: RawAlerts,
     /// GitHub webhooks and how outcomes are valued.
     #[serde(default)]
     pub outcomes: RawOutcomes,
@@ -130,6 +131,8 @@ pub struct Config {
     pub prices: Arc<PriceTable>,
     /// Providers before the defaults for unset ones are filled in (see [`GatewayConfig::with_default_providers`]).
     pub gateway: GatewayConfig,
+    /// Alert webhooks and the runaway rule (the server's alert dispatcher's).
+    pub alerts: AlertsConfig,
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
 }
@@ -236,9 +239,9 @@ impl Config {
         if raw_gateway.spool_dir.is_none() {
             raw_gateway.spool_dir = Some(default_spool_dir(&database_url));
         }
-        let mut gateway = GatewayConfig::resolve(raw_gateway, file.providers, env)
-            .and_then(|g| g.with_alerts(file.alerts))
-            .map_err(|e| invalid(&e.key, e.reason))?;
+        let mut gateway =
+            GatewayConfig::resolve(raw_gateway, file.providers, env).map_err(|e| invalid(&e.key, e.reason))?;
+        let alerts = file.alerts.resolve().map_err(|e| invalid(&e.key, e.reason))?;
         let outcomes = resolve_outcomes(file.outcomes, env)?;
         let waste = resolve_waste(file.waste)?;
         let store_content = file.store_content.unwrap_or(false);
@@ -250,6 +253,7 @@ impl Config {
             listen,
             database_url,
             gateway,
+            alerts,
             store_content,
             max_body_bytes: max_body_bytes as usize,
             request_timeout: Duration::from_secs(timeout),
@@ -459,6 +463,66 @@ mod tests {
         assert_eq!(
             RawConfig::from_toml("[waste]\nevery = 5").unwrap_err().key,
             "waste.every"
+        );
+    }
+
+    #[test]
+    fn alerts_take_webhooks_and_a_runaway_rule() {
+        use crate::alerts::{RunawayRule, Webhook, WebhookFormat};
+        let resolve = |toml: &str| Config::resolve(RawConfig::from_toml(toml).unwrap(), Overrides::default());
+        let defaults = resolve("").unwrap();
+        assert_eq!(defaults.alerts, AlertsConfig::default());
+        let config = resolve(
+            "[alerts]\nrunaway_factor = 3\nrunaway_floor_usd_per_hour = \"2.50\"\n\
+             [[alerts.webhooks]]\nurl = \"https://hooks.example.com/a\"\n\
+             [[alerts.webhooks]]\nurl = \"http://chat.example.com/b\"\nformat = \"slack\"",
+        )
+        .unwrap();
+        assert_eq!(
+            config.alerts.webhooks,
+            vec![
+                Webhook {
+                    url: "https://hooks.example.com/a".into(),
+                    format: WebhookFormat::Json,
+                },
+                Webhook {
+                    url: "http://chat.example.com/b".into(),
+                    format: WebhookFormat::Slack,
+                },
+            ]
+        );
+        assert_eq!(
+            config.alerts.runaway,
+            RunawayRule {
+                factor: 3,
+                floor_per_hour: goodhart_core::Nanos(2_500_000_000),
+            }
+        );
+        let bad_url = resolve("[[alerts.webhooks]]\nurl = \"ftp://x\"").unwrap_err();
+        assert_eq!(
+            (bad_url.key.as_str(), bad_url.reason.as_str()),
+            ("alerts.webhooks[0].url", "\"ftp://x\" is not an http(s) URL")
+        );
+        let factor = resolve("[alerts]\nrunaway_factor = 1").unwrap_err();
+        assert_eq!(
+            (factor.key.as_str(), factor.reason.as_str()),
+            ("alerts.runaway_factor", "must be at least 2")
+        );
+        assert_eq!(
+            resolve("[alerts]\nrunaway_floor_usd_per_hour = \"lots\"")
+                .unwrap_err()
+                .key,
+            "alerts.runaway_floor_usd_per_hour"
+        );
+        assert_eq!(
+            RawConfig::from_toml("[[alerts.webhooks]]\nurl = \"http://x\"\nformat = \"xml\"")
+                .unwrap_err()
+                .key,
+            "alerts.webhooks[0].format"
+        );
+        assert_eq!(
+            RawConfig::from_toml("[alerts]\nfactor = 3").unwrap_err().key,
+            "alerts.factor"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! Goodhart's server: the application layer ([`app`]: every use case, no HTTP), the HTTP API
-//! over it ([`api`]: ingestion, reports, admin, webhooks, OTLP, dashboard), configuration, and
-//! the lifecycle that wires store, gateway and background work into one process ([`Server`]).
+//! over it ([`api`]: ingestion, reports, admin, webhooks, OTLP, dashboard), the alert
+//! dispatcher ([`alerts`]), configuration, and the lifecycle that wires store, gateway and
+//! background work into one process ([`Server`]).
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -1,7 +1,8 @@
-//! Starting and stopping the server: open the store, settle the admin token, start the gateway
-//! and scheduled detection ([`Server::start`]), listen, and on SIGTERM/SIGINT stop accepting and
-//! let in-flight requests finish (bounded by a deadline), then stop the background work and the
-//! gateway in that order ([`Server::shutdown`]).
+//! Starting and stopping the server: open the store, settle the admin token, start the gateway,
+//! the alert dispatcher and scheduled detection ([`Server::start`]), listen, and on
+//! SIGTERM/SIGINT stop accepting and let in-flight requests finish (bounded by a deadline), then
+//! stop the gateway, the background work and the alert dispatcher in that order
+//! ([`Server::shutdown`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,11 +10,13 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use goodhart_gateway::Gateway;
+use goodhart_gateway::alerts::AlertSink;
 use goodhart_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::Dispatcher;
 use crate::api::{self, ApiState};
 use crate::app::App;
 use crate::app::tokens::{self, ADMIN_TOKEN_SETTING, TokenHash};
@@ -74,10 +77,12 @@ pub async fn settle_admin_token(
 }
 
 /// One running Goodhart: the application with its gateway, and the background work (scheduled
-/// waste detection) to stop with it.
+/// waste detection, alert dispatch) to stop with it.
 pub struct Server {
     app: App,
     background: Background,
+    /// The alert dispatcher, apart from the rest of the background work so that it stops last.
+    dispatcher: Background,
     max_body_bytes: usize,
     request_timeout: Duration,
 }
@@ -89,10 +94,20 @@ struct Background {
     cancel: CancellationToken,
 }
 
+impl Background {
+    /// Cancels the work and waits for it to end.
+    async fn stop(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
 impl Server {
     /// Opens the store, settles the admin token, starts the gateway — sending the protocols no
-    /// provider serves to the mock provider at `mock_base`, when the caller runs one — and
-    /// scheduled waste detection. Returns a newly generated admin token, if any.
+    /// provider serves to the mock provider at `mock_base`, when the caller runs one — the
+    /// alert dispatcher the gateway and waste detection raise alerts into, and scheduled waste
+    /// detection. Returns a newly generated admin token, if any.
     pub async fn start(
         config: &Config,
         admin_token_env: Option<&str>,
@@ -101,15 +116,38 @@ impl Server {
         let store = goodhart_store::open(&config.database_url).await?;
         let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
         let gateway_config = config.gateway_with_defaults(mock_base.unwrap_or(""));
-        let gateway = Gateway::start(gateway_config, Arc::clone(&store), Arc::clone(&config.prices)).await?;
+        let (sink, queue) = AlertSink::channel();
+        let gateway = Gateway::start(
+            gateway_config,
+            Arc::clone(&store),
+            Arc::clone(&config.prices),
+            sink.clone(),
+        )
+        .await?;
+        let dispatcher = Background::default();
+        let windows = gateway.clone();
+        Dispatcher {
+            store: Arc::clone(&store),
+            client: goodhart_gateway::upstream::client(),
+            config: config.alerts.clone(),
+        }
+        .start(
+            queue,
+            sink.clone(),
+            move || windows.budget_windows(),
+            &dispatcher.tracker,
+            dispatcher.cancel.clone(),
+        );
         let app = App::new(store, Arc::clone(&config.prices), config.settings())
             .with_gateway(gateway)
+            .with_alert_sink(sink)
             .with_admin_token(admin_token_hash);
         let background = Background::default();
         app.spawn_detection(&background.tracker, background.cancel.clone());
         let server = Server {
             app,
             background,
+            dispatcher,
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
         };
@@ -129,14 +167,19 @@ impl Server {
         api::router(state, self.request_timeout)
     }
 
-    /// Stops the background work and waits for it, then stops the gateway (flushing its spool).
+    /// Stops the gateway (flushing its spool), then the background work, then the alert
+    /// dispatcher, waiting for each.
     pub async fn shutdown(&self) {
-        self.background.cancel.cancel();
-        self.background.tracker.close();
-        self.background.tracker.wait().await;
+        // Whatever raises alerts stops before what stores and posts them, so that no alert
+        // raised during shutdown is lost: the gateway first (by now `run` has drained the calls
+        // in flight, which raise threshold and blocked alerts), then scheduled detection (a
+        // pass under way still raises its waste alerts), and last the dispatcher, which ends
+        // its forecast/runaway evaluation, then stores and posts what is still queued.
         if let Some(gateway) = self.app.gateway() {
             gateway.shutdown().await;
         }
+        self.background.stop().await;
+        self.dispatcher.stop().await;
     }
 }
 

@@ -251,7 +251,7 @@ async fn decide(
 
 impl App {
     /// A detection pass over the whole UTC days covering `window`, recorded; its new
-    /// high-confidence findings raise alerts through this process's gateway, if any.
+    /// high-confidence findings raise alerts where this process dispatches them, if it does.
     pub async fn detect(&self, window: Window) -> Result<PassReport, AppError> {
         let now = self.now();
         let settings = self.settings();
@@ -264,9 +264,9 @@ impl App {
             now,
         )
         .await?;
-        if let Some(gateway) = self.gateway() {
+        if let Some(sink) = self.alert_sink() {
             for alert in alerts_for(&report.new_findings, &settings.waste, now) {
-                gateway.raise_alert(alert);
+                sink.raise(alert);
             }
         }
         Ok(report)

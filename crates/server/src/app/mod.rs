@@ -25,6 +25,7 @@ use std::sync::Arc;
 use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
 use goodhart_gateway::Gateway;
+use goodhart_gateway::alerts::AlertSink;
 use goodhart_store::{Store, StoreError};
 
 use crate::settings::Settings;
@@ -91,8 +92,10 @@ pub struct App {
     prices: Arc<PriceTable>,
     settings: Arc<Settings>,
     /// The gateway running in this process, if any: told at once of key and budget changes,
-    /// asked what calls in flight hold, and given the alerts findings raise.
+    /// and asked what calls in flight hold.
     gateway: Option<Gateway>,
+    /// Where the alerts findings raise go, where this process dispatches alerts.
+    alert_sink: Option<AlertSink>,
     /// The admin token's hash, where this process takes API requests.
     admin_token: Option<TokenHash>,
     clock: Clock,
@@ -105,6 +108,7 @@ impl App {
             prices,
             settings: Arc::new(settings),
             gateway: None,
+            alert_sink: None,
             admin_token: None,
             clock: Clock::System,
         }
@@ -112,6 +116,11 @@ impl App {
 
     pub fn with_gateway(mut self, gateway: Gateway) -> App {
         self.gateway = Some(gateway);
+        self
+    }
+
+    pub fn with_alert_sink(mut self, sink: AlertSink) -> App {
+        self.alert_sink = Some(sink);
         self
     }
 
@@ -139,6 +148,11 @@ impl App {
 
     pub fn gateway(&self) -> Option<&Gateway> {
         self.gateway.as_ref()
+    }
+
+    /// Where this process's alerts are raised, if it dispatches them.
+    pub fn alert_sink(&self) -> Option<&AlertSink> {
+        self.alert_sink.as_ref()
     }
 
     pub fn now(&self) -> Micros {
