@@ -95,14 +95,18 @@ impl MeteredStream {
         out.freeze()
     }
 
-    fn finish(&mut self, complete: bool, client_disconnected: bool) {
+    fn finish(&mut self, client_disconnected: bool) {
         let Some(call) = self.call.take() else { return };
         call.services.metrics.open_streams.dec();
         let mut tap = std::mem::replace(&mut self.tap, StreamTap::new(call.plan.endpoint().wire()));
         let mut rest = Vec::new();
         self.parser.finish(&mut rest);
         rest.iter().for_each(|event| tap.observe(event));
-        let complete = complete && tap.ended();
+        // The terminal event decides, whatever closed the body: a client that hangs up on
+        // `response.completed` (Codex does) before the provider's end of body arrives has had
+        // the whole answer, and the usage it was told is the usage to record. Only a stream
+        // cut before its terminal event is incomplete or abandoned by the client.
+        let ended = tap.ended();
         let output_text = tap.output_text().to_owned();
         let response_id = tap.response_id().map(str::to_owned);
         call.record(Outcome {
@@ -112,17 +116,23 @@ impl MeteredStream {
             output_text,
             first_byte: self.first_byte,
             upstream_request_id: self.upstream_request_id.take(),
-            complete,
-            client_disconnected,
+            complete: ended,
+            client_disconnected: client_disconnected && !ended,
         });
     }
 
-    /// Records the call cut short by `error`, and returns the event that tells the client.
+    /// Records the call cut short by `error`, and returns the event that tells the client (none
+    /// when the terminal event had arrived: then nothing was cut short).
     fn fail(&mut self, error: &GatewayError) -> Option<Bytes> {
         let call = self.call.as_ref()?;
+        if self.tap.ended() {
+            // After the terminal event the answer is whole: end the body as the provider meant to.
+            self.finish(false);
+            return None;
+        }
         let event = call.plan.adapter.error_event(error);
         call.services.metrics.error(error.kind());
-        self.finish(false, false);
+        self.finish(false);
         Some(event)
     }
 }
@@ -154,7 +164,7 @@ impl Body for MeteredStream {
                     return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
                 }
                 Poll::Ready(None) => {
-                    this.finish(true, false);
+                    this.finish(false);
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
@@ -179,7 +189,8 @@ impl Body for MeteredStream {
 
 impl Drop for MeteredStream {
     fn drop(&mut self) {
-        // Dropped before the provider ended the stream: the client went away.
-        self.finish(false, true);
+        // Dropped before the provider ended the body: the client went away (before or after
+        // the terminal event — `finish` tells the two apart).
+        self.finish(true);
     }
 }

@@ -1090,3 +1090,141 @@ async fn an_upstream_reset_mid_stream_ends_with_an_in_band_error_in_each_protoco
     assert_eq!(claude.1[1], 12, "the reported input is kept: {claude:?}");
     assert_eq!(calls(&server).len(), 2);
 }
+
+/// A provider on loopback that answers every streamed call with `stream` (ending in the
+/// protocol's terminal event) and then, as live APIs may, waits before ending the body.
+async fn spawn_lingering_provider(stream: &'static str, calls: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..calls {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 8192];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let chunk = format!("{:x}\r\n{stream}\r\n", stream.len());
+                if socket.write_all(format!("{head}{chunk}").as_bytes()).await.is_err() {
+                    return;
+                }
+                // The end of the body comes late; the gateway's client is gone by then.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `body` to `path` on a raw connection, reads until `terminal` has arrived, then closes
+/// the connection — with a FIN, or with a RST when `reset`.
+async fn hang_up_at(server: &TestServer, key: &str, path: &str, body: &str, terminal: &str, reset: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: goodhart\r\nauthorization: Bearer {key}\r\nx-api-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(terminal) {
+        let n = tokio::time::timeout_at(deadline, socket.read(&mut buf))
+            .await
+            .expect("the terminal event arrives")
+            .unwrap();
+        assert!(n > 0, "closed before {terminal}: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    if reset {
+        socket.set_zero_linger().unwrap();
+    }
+    drop(socket);
+}
+
+/// Regression (issue 24, D1): Codex closes its connection as soon as `response.completed`
+/// arrives; a provider that has not ended its body yet made the gateway record the call as
+/// abandoned by the client, estimated, with its output counted again by the tokenizer.
+#[tokio::test]
+async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_with_the_reported_usage() {
+    let chat_stream = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there, friend of mine\"},\"finish_reason\":null}]}\n\n\
+        data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+        data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\n\n\
+        data: [DONE]\n\n";
+    let responses_stream = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hello there, friend of mine\"}\n\n\
+        event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o-mini\",\"status\":\"completed\",\"usage\":{\"input_tokens\":11,\"output_tokens\":5,\"total_tokens\":16}}}\n\n";
+    let messages_stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there, friend of mine\"}}\n\n\
+        event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n\
+        event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let (chat_provider, responses_provider, messages_provider) = (
+        spawn_lingering_provider(chat_stream, 2).await,
+        spawn_lingering_provider(responses_stream, 2).await,
+        spawn_lingering_provider(messages_stream, 2).await,
+    );
+    let config = format!(
+        "[[providers]]\nname = \"chat\"\nprotocol = \"openai\"\nbase_url = \"http://{chat_provider}/v1\"\nmodels = [\"gpt-4o\"]\n\
+         [[providers]]\nname = \"responses\"\nprotocol = \"openai\"\nbase_url = \"http://{responses_provider}/v1\"\nmodels = [\"gpt-4o-mini\"]\n\
+         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{messages_provider}\"\n"
+    );
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let key = key(&server).await;
+    let chat_body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let responses_body = json!({"model": "gpt-4o-mini", "stream": true, "input": "hi"}).to_string();
+    let messages_body =
+        json!({"model": "claude-x", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+    for reset in [false, true] {
+        hang_up_at(&server, &key, "/v1/chat/completions", &chat_body, "[DONE]", reset).await;
+        hang_up_at(
+            &server,
+            &key,
+            "/v1/responses",
+            &responses_body,
+            "response.completed",
+            reset,
+        )
+        .await;
+        hang_up_at(&server, &key, "/v1/messages", &messages_body, "message_stop", reset).await;
+    }
+    // The gateway notices each hang-up on its next write or poll; give it the moment it needs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calls(&server).len() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls recorded: {:?}",
+            calls(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = recorded(&server).await;
+    for (model, input) in [("gpt-4o", 11), ("gpt-4o-mini", 11), ("claude-x", 12)] {
+        let row = rows
+            .iter()
+            .find(|r| r.0 == model)
+            .unwrap_or_else(|| panic!("{model}: {rows:?}"));
+        assert_eq!(row.1[0], 2, "{model}: recorded once per call: {row:?}");
+        assert_eq!(row.1[5], 0, "{model}: the reported usage, not an estimate: {row:?}");
+        assert_eq!(
+            (row.1[1], row.1[2]),
+            (2 * input, 2 * 5),
+            "{model}: the tokens the client was told: {row:?}"
+        );
+    }
+    assert!(
+        calls(&server).iter().all(|call| !call.2),
+        "a client that had the whole answer did not abandon the call: {:?}",
+        calls(&server)
+    );
+}
