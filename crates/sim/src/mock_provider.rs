@@ -15,7 +15,10 @@
 //! | `no-usage` | a response without any usage |
 //! | `long` | a 4,000-word reply |
 //! | `reason` | OpenAI-style reasoning tokens (64) counted inside the completion tokens |
+//! | `linger` | a stream whose body ends 1 s after its last event, as live APIs' may |
 //!
+//! Anthropic's `message_delta` repeats the cumulative input and cache counts beside the
+//! output, as the live API does (clients such as LangChain read streamed usage only there).
 //! Token counts are deterministic: prompt tokens are the request's text characters / 4; the
 //! reply is a fixed sentence padded with filler words, one token per word, cut at the
 //! request's `max_tokens`. Requests marked with Anthropic `cache_control` read three quarters
@@ -117,6 +120,7 @@ struct Faults {
     no_usage: bool,
     long: bool,
     reasoning: bool,
+    linger: bool,
 }
 
 impl Faults {
@@ -129,6 +133,7 @@ impl Faults {
             no_usage: model.contains("no-usage"),
             long: model.contains("long"),
             reasoning: model.contains("reason"),
+            linger: model.contains("linger"),
         }
     }
 }
@@ -204,10 +209,18 @@ fn request_id(prefix: &str) -> String {
 }
 
 /// A streamed body from SSE frames, paced when the request asked to be slow.
-fn sse(frames: Vec<String>, slow: bool, request_id_header: (&'static str, String)) -> Response {
+/// The gap a `linger` stream leaves between its last event and the end of its body.
+const LINGER: Duration = Duration::from_secs(1);
+
+fn sse(frames: Vec<String>, faults: Faults, request_id_header: (&'static str, String)) -> Response {
     let stream = futures_util::stream::unfold(frames.into_iter(), move |mut rest| async move {
-        let frame = rest.next()?;
-        if slow {
+        let Some(frame) = rest.next() else {
+            if faults.linger {
+                tokio::time::sleep(LINGER).await;
+            }
+            return None;
+        };
+        if faults.slow {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Some((Ok::<Bytes, Infallible>(Bytes::from(frame)), rest))
@@ -363,7 +376,7 @@ async fn chat_completions(body: Bytes) -> Response {
     for (i, word) in words.iter().enumerate() {
         if ask.faults.error_mid && i == words.len() / 2 {
             frames.push(format!("data: {}\n\n", json!({"error": {"message": "mock: stream interrupted", "type": "server_error", "code": "server_error"}})));
-            return sse(frames, ask.faults.slow, header);
+            return sse(frames, ask.faults, header);
         }
         let text = if i == 0 { word.clone() } else { format!(" {word}") };
         frames.push(chunk(json!({"content": text}), Value::Null));
@@ -379,7 +392,7 @@ async fn chat_completions(body: Bytes) -> Response {
         ));
     }
     frames.push("data: [DONE]\n\n".to_owned());
-    sse(frames, ask.faults.slow, header)
+    sse(frames, ask.faults, header)
 }
 
 async fn responses(body: Bytes) -> Response {
@@ -440,7 +453,7 @@ async fn responses(body: Bytes) -> Response {
                 "error",
                 json!({"type": "error", "code": "server_error", "message": "mock: stream interrupted"}),
             ));
-            return sse(frames, ask.faults.slow, header);
+            return sse(frames, ask.faults, header);
         }
         let delta = if i == 0 { word.clone() } else { format!(" {word}") };
         frames.push(event(
@@ -467,7 +480,7 @@ async fn responses(body: Bytes) -> Response {
         "response.completed"
     };
     frames.push(event(done, json!({"type": done, "response": response})));
-    sse(frames, ask.faults.slow, header)
+    sse(frames, ask.faults, header)
 }
 
 async fn embeddings(body: Bytes) -> Response {
@@ -558,7 +571,7 @@ async fn messages(body: Bytes) -> Response {
                 "error",
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock: stream interrupted"}}),
             ));
-            return sse(frames, ask.faults.slow, header);
+            return sse(frames, ask.faults, header);
         }
         let text = if i == 0 { word.clone() } else { format!(" {word}") };
         frames.push(event(
@@ -572,11 +585,15 @@ async fn messages(body: Bytes) -> Response {
     ));
     let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}});
     if !ask.faults.no_usage {
-        delta["usage"] = json!({"output_tokens": output});
+        // Cumulative, as the live API sends it: the input and cache counts again, and the output.
+        let usage = anthropic_usage(&ask, output);
+        delta["usage"] = json!({"input_tokens": usage["input_tokens"],
+            "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
+            "cache_read_input_tokens": usage["cache_read_input_tokens"], "output_tokens": output});
     }
     frames.push(event("message_delta", delta));
     frames.push(event("message_stop", json!({"type": "message_stop"})));
-    sse(frames, ask.faults.slow, header)
+    sse(frames, ask.faults, header)
 }
 
 async fn count_tokens(body: Bytes) -> Response {

@@ -292,3 +292,36 @@ async fn every_stream_split_at_every_byte_boundary_taps_the_same() {
         );
     }
 }
+
+/// As the live API: `message_delta` repeats the cumulative input and cache counts, so a client
+/// that reads streamed usage only there (LangChain does) sees the input too.
+#[tokio::test]
+async fn anthropic_message_delta_carries_the_cumulative_input_and_cache_counts() {
+    let addr = mock_provider::spawn().await.unwrap();
+    let reply = post(addr, "/v1/messages", message("claude-mock", true)).await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let delta: Value = text
+        .split("\n\n")
+        .find_map(|event| event.strip_prefix("event: message_delta\ndata: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .unwrap();
+    let (usage, _) = tap_stream(WireProtocol::Anthropic, &reply.body);
+    let tokens = usage.unwrap().tokens;
+    assert_eq!(delta["usage"]["input_tokens"], tokens.input, "{delta}");
+    assert_eq!(delta["usage"]["cache_read_input_tokens"], tokens.cache_read, "{delta}");
+    assert_eq!(delta["usage"]["output_tokens"], tokens.output, "{delta}");
+}
+
+/// `linger` leaves a gap between a stream's last event and the end of its body.
+#[tokio::test]
+async fn lingering_streams_end_their_body_late() {
+    let addr = mock_provider::spawn().await.unwrap();
+    let started = std::time::Instant::now();
+    let reply = post(addr, "/v1/messages", message("claude-linger", true)).await;
+    assert!(String::from_utf8_lossy(&reply.body).contains("message_stop"));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1228,3 +1228,46 @@ async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_wi
         calls(&server)
     );
 }
+
+/// The built-in mock's `linger` fault is the live APIs' late end of body: a client that hangs
+/// up at the terminal event is still a complete call (issue 24, D1, through the mock).
+#[tokio::test]
+async fn hanging_up_at_the_terminal_event_of_a_lingering_mock_stream_is_a_complete_call() {
+    let server = start().await;
+    let key = key(&server).await;
+    let chat_body = json!({"model": "gpt-4o-linger", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let responses_body = json!({"model": "gpt-4o-linger", "stream": true, "input": "hi"}).to_string();
+    let messages_body = json!({"model": "claude-linger", "max_tokens": 50, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    hang_up_at(&server, &key, "/v1/chat/completions", &chat_body, "[DONE]", false).await;
+    hang_up_at(
+        &server,
+        &key,
+        "/v1/responses",
+        &responses_body,
+        "response.completed",
+        true,
+    )
+    .await;
+    hang_up_at(&server, &key, "/v1/messages", &messages_body, "message_stop", false).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calls(&server).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls recorded: {:?}",
+            calls(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = recorded(&server).await;
+    assert_eq!(rows.iter().map(|r| r.1[0]).sum::<u64>(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1[5] == 0), "none estimated: {rows:?}");
+    assert!(
+        calls(&server).iter().all(|call| !call.2),
+        "none abandoned: {:?}",
+        calls(&server)
+    );
+}
