@@ -71,7 +71,7 @@ impl Recorder {
         }
     }
 
-    /// The spool failed to take a record within the last [`REFUSE_AFTER_FAILURE`].
+    /// The spool failed to take a record within the last `REFUSE_AFTER_FAILURE` (one second).
     pub fn is_failing(&self) -> bool {
         let failed_at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
         failed_at.is_some_and(|at| at.elapsed() < REFUSE_AFTER_FAILURE)

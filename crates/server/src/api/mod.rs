@@ -1,8 +1,8 @@
 //! The HTTP API: one function builds the router from one route table per role, and adds auth,
 //! timeouts and tracing. Handlers are thin: parse the request into the application layer's
-//! types, call [`App`], encode the answer.
+//! types, call [`App`](crate::app::App), encode the answer.
 //!
-//! Authentication is default-deny. Only [`public_routes`] skip the token check; each other
+//! Authentication is default-deny. Only [`PUBLIC_ROUTES`] skip the token check; each other
 //! table lets in the admin token plus the one kind of token it is for: viewer tokens reach the
 //! reads in [`VIEWER_ROUTES`], ingest tokens the senders of usage in [`INGEST_ROUTES`], and
 //! everything else is the admin's alone. The tables are the policy: adding a route to one is
