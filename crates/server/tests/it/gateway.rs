@@ -1151,6 +1151,33 @@ async fn hang_up_at(server: &TestServer, key: &str, path: &str, body: &str, term
     drop(socket);
 }
 
+/// Chat Completions, Responses and Messages calls with these `bodies`, each hung up at its
+/// terminal event (with a RST where `resets` says so).
+async fn hang_up_on_each_protocol(server: &TestServer, key: &str, bodies: [&str; 3], resets: [bool; 3]) {
+    let routes = [
+        ("/v1/chat/completions", "[DONE]"),
+        ("/v1/responses", "response.completed"),
+        ("/v1/messages", "message_stop"),
+    ];
+    for (((path, terminal), body), reset) in routes.into_iter().zip(bodies).zip(resets) {
+        hang_up_at(server, key, path, body, terminal, reset).await;
+    }
+}
+
+/// Waits until `n` calls are recorded: the gateway notices each hang-up on its next write or
+/// poll, a moment after the client left.
+async fn wait_for_calls(server: &TestServer, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calls(server).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls recorded: {:?}",
+            calls(server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Regression (issue 24, D1): Codex closes its connection as soon as `response.completed`
 /// arrives; a provider that has not ended its body yet made the gateway record the call as
 /// abandoned by the client, estimated, with its output counted again by the tokenizer.
@@ -1185,29 +1212,11 @@ async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_wi
     let messages_body =
         json!({"model": "claude-x", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
             .to_string();
+    let bodies = [chat_body.as_str(), &responses_body, &messages_body];
     for reset in [false, true] {
-        hang_up_at(&server, &key, "/v1/chat/completions", &chat_body, "[DONE]", reset).await;
-        hang_up_at(
-            &server,
-            &key,
-            "/v1/responses",
-            &responses_body,
-            "response.completed",
-            reset,
-        )
-        .await;
-        hang_up_at(&server, &key, "/v1/messages", &messages_body, "message_stop", reset).await;
+        hang_up_on_each_protocol(&server, &key, bodies, [reset; 3]).await;
     }
-    // The gateway notices each hang-up on its next write or poll; give it the moment it needs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while calls(&server).len() < 6 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "calls recorded: {:?}",
-            calls(&server)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&server, 6).await;
     let rows = recorded(&server).await;
     for (model, input) in [("gpt-4o", 11), ("gpt-4o-mini", 11), ("claude-x", 12)] {
         let row = rows
@@ -1242,26 +1251,9 @@ async fn hanging_up_at_the_terminal_event_of_a_lingering_mock_stream_is_a_comple
     let messages_body = json!({"model": "claude-linger", "max_tokens": 50, "stream": true,
         "messages": [{"role": "user", "content": "hi"}]})
     .to_string();
-    hang_up_at(&server, &key, "/v1/chat/completions", &chat_body, "[DONE]", false).await;
-    hang_up_at(
-        &server,
-        &key,
-        "/v1/responses",
-        &responses_body,
-        "response.completed",
-        true,
-    )
-    .await;
-    hang_up_at(&server, &key, "/v1/messages", &messages_body, "message_stop", false).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while calls(&server).len() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "calls recorded: {:?}",
-            calls(&server)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bodies = [chat_body.as_str(), &responses_body, &messages_body];
+    hang_up_on_each_protocol(&server, &key, bodies, [false, true, false]).await;
+    wait_for_calls(&server, 3).await;
     let rows = recorded(&server).await;
     assert_eq!(rows.iter().map(|r| r.1[0]).sum::<u64>(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.1[5] == 0), "none estimated: {rows:?}");
