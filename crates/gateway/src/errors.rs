@@ -45,6 +45,18 @@ pub enum GatewayError {
     BudgetExceeded(Box<BudgetRefusal>),
     #[error("rate limit of this key reached: {} {} per minute", .0.limit, .0.resource.as_str())]
     RateLimited(RateRefusal),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The provider would not open a WebSocket: the client should use HTTP (426 is what
+    /// Codex, for one, falls back on at once instead of retrying).
+    #[error(
+        "the provider `{provider}` does not offer the Responses API over a WebSocket (it answered {status}); \
+         use HTTP (POST /v1/responses)"
+    )]
+    SocketUnavailable { provider: String, status: u16 },
+    /// A `response.create` arrived while the connection's response was still streaming.
+    #[error("a response is already in progress on this connection; send the next `response.create` after it ends")]
+    ResponseInFlight,
 }
 
 fn budget_message(refusal: &BudgetRefusal) -> String {
@@ -90,6 +102,9 @@ impl GatewayError {
             GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
             GatewayError::RateLimited(_) => "rate_limited",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::SocketUnavailable { .. } => "socket_unavailable",
+            GatewayError::ResponseInFlight => "response_in_flight",
         }
     }
 
@@ -107,6 +122,9 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::SocketUnavailable { .. } => StatusCode::UPGRADE_REQUIRED,
+            GatewayError::ResponseInFlight => StatusCode::CONFLICT,
         }
     }
 
@@ -125,6 +143,9 @@ impl GatewayError {
             }
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", "budget_exceeded"),
             GatewayError::RateLimited(r) => (r.resource.as_str(), "rate_limit_exceeded"),
+            GatewayError::MethodNotAllowed(_) => ("invalid_request_error", "method_not_allowed"),
+            GatewayError::SocketUnavailable { .. } => ("invalid_request_error", "websocket_unavailable"),
+            GatewayError::ResponseInFlight => ("invalid_request_error", "response_already_in_progress"),
         }
     }
 
@@ -142,6 +163,9 @@ impl GatewayError {
                 "overloaded_error"
             }
             GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => "rate_limit_error",
+            GatewayError::MethodNotAllowed(_)
+            | GatewayError::SocketUnavailable { .. }
+            | GatewayError::ResponseInFlight => "invalid_request_error",
         }
     }
 
@@ -174,7 +198,18 @@ impl GatewayError {
     /// The error as a response in the client's protocol, before any byte of an answer went out.
     pub fn respond(&self, protocol: Protocol) -> Response {
         let mut response = (self.status(), axum::Json(self.body(protocol))).into_response();
-        let retry_after = match self {
+        if let Some(seconds) = self
+            .retry_after()
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        response
+    }
+
+    /// How many seconds a client should wait before trying again, where that is known.
+    fn retry_after(&self) -> Option<i64> {
+        match self {
             GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
                 Some(1)
             }
@@ -183,11 +218,20 @@ impl GatewayError {
                 .map(|at| (at.0 - goodhart_store::now_micros().0).div_euclid(1_000_000).max(1)),
             GatewayError::RateLimited(refusal) => refusal.retry_after.map(|micros| (micros + 999_999) / 1_000_000),
             _ => None,
-        };
-        if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
-        response
+    }
+
+    /// The error as a frame of the Responses API's WebSocket mode: OpenAI's error body with the
+    /// status an HTTP answer would have had, and its headers (`retry-after`), which clients
+    /// such as Codex read as they would an HTTP error's.
+    pub fn socket_event(&self) -> Value {
+        let mut event = self.body(Protocol::OpenAi);
+        event["type"] = "error".into();
+        event["status"] = self.status().as_u16().into();
+        if let Some(seconds) = self.retry_after() {
+            event["headers"] = json!({ "retry-after": seconds.to_string() });
+        }
+        event
     }
 
     /// The error as the last event of a stream whose 200 already went out, in the client's
@@ -292,6 +336,18 @@ mod tests {
         }
         assert_eq!(GatewayError::KeyStoreUnavailable.kind(), "key_lookup");
         assert_eq!(GatewayError::LimitsUnavailable.kind(), "limits_unavailable");
+    }
+
+    #[test]
+    fn socket_errors_carry_the_status_and_retry_after_an_http_answer_would() {
+        let event = GatewayError::LimitsUnavailable.socket_event();
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["status"], 503);
+        assert_eq!(event["error"]["code"], "service_unavailable");
+        assert_eq!(event["headers"]["retry-after"], "1");
+        let event = GatewayError::ResponseInFlight.socket_event();
+        assert_eq!(event["status"], 409);
+        assert!(event.get("headers").is_none());
     }
 
     #[test]

@@ -102,6 +102,8 @@ impl Gateway {
             client,
             keys: auth::KeyCache::new(Arc::clone(&store)),
             services,
+            shutdown: cancel.clone(),
+            sessions: tracker.clone(),
         });
         let gateway = Gateway {
             inner: Arc::new(Inner {

@@ -33,6 +33,8 @@ pub struct Metrics {
     /// From sending the request upstream to the provider's response headers.
     pub upstream_latency: Family<EndpointLabels, Histogram>,
     pub open_streams: Gauge,
+    /// Open Responses API WebSocket connections.
+    pub sockets: Gauge,
     pub estimated: Counter,
     pub spooled: Counter,
     pub spool_errors: Counter,
@@ -54,7 +56,7 @@ impl Metrics {
         let upstream_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
         });
-        let (open_streams, spool_depth) = (Gauge::default(), Gauge::default());
+        let (open_streams, sockets, spool_depth) = (Gauge::default(), Gauge::default(), Gauge::default());
         let (estimated, spooled, spool_errors, flushed) = (
             Counter::default(),
             Counter::default(),
@@ -69,6 +71,11 @@ impl Metrics {
             upstream_latency.clone(),
         );
         registry.register("open_streams", "Streamed responses in flight", open_streams.clone());
+        registry.register(
+            "open_sockets",
+            "Responses API WebSocket connections open",
+            sockets.clone(),
+        );
         registry.register(
             "estimated_usage",
             "Calls whose usage had to be estimated",
@@ -100,6 +107,7 @@ impl Metrics {
             errors,
             upstream_latency,
             open_streams,
+            sockets,
             estimated,
             spooled,
             spool_errors,

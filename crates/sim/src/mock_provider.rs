@@ -2,7 +2,8 @@
 //!
 //! It answers the routes real clients call — chat completions, responses, embeddings, models,
 //! messages and count_tokens — with the providers' body shapes and SSE event sequences,
-//! including usage blocks, cache tokens and finish/stop reasons, so the gateway, the demo and
+//! including usage blocks, cache tokens and finish/stop reasons (and the Responses API's
+//! WebSocket mode on `GET /v1/responses`), so the gateway, the demo and
 //! the benchmarks meter exactly what a real provider would report. Faults are chosen by a
 //! substring of the model name:
 //!
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,7 +47,7 @@ const REASONING_TOKENS: u64 = 64;
 pub fn router() -> Router {
     let api = Router::new()
         .route("/chat/completions", post(chat_completions))
-        .route("/responses", post(responses))
+        .route("/responses", post(responses).get(responses_socket))
         .route("/embeddings", post(embeddings))
         .route("/models", get(models))
         .route("/messages", post(messages))
@@ -395,16 +397,19 @@ async fn chat_completions(body: Bytes) -> Response {
     sse(frames, ask.faults, header)
 }
 
-async fn responses(body: Bytes) -> Response {
-    let (_, ask) = match begin(&body, false).await {
-        Ok(begun) => begun,
-        Err(response) => return response,
-    };
-    let (words, truncated) = reply(&ask);
+/// One Responses API answer: the response object (the non-streamed body) and the events that
+/// stream it, each with its `type` (an SSE stream names them, a WebSocket sends them as they
+/// are). A `error-mid` answer stops at an in-band error event.
+struct ResponsesAnswer {
+    response: Value,
+    events: Vec<Value>,
+}
+
+fn responses_answer(ask: &Ask) -> ResponsesAnswer {
+    let (words, truncated) = reply(ask);
     let id = request_id("resp_");
-    let header = ("x-request-id", request_id("req_"));
     let text = words.join(" ");
-    let usage = (!ask.faults.no_usage).then(|| openai_usage(&ask, words.len() as u64, true));
+    let usage = (!ask.faults.no_usage).then(|| openai_usage(ask, words.len() as u64, true));
     let (status, incomplete) = if truncated {
         ("incomplete", json!({"reason": "max_output_tokens"}))
     } else {
@@ -415,72 +420,189 @@ async fn responses(body: Bytes) -> Response {
         "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}],
         "usage": usage});
-    if !ask.stream {
-        return json_response(StatusCode::OK, response, header);
-    }
     // Every event carries its position, as OpenAI's do.
-    let mut sequence = 0u64;
-    let mut event = |name: &str, mut data: Value| {
-        data["sequence_number"] = sequence.into();
-        sequence += 1;
-        format!("event: {name}\ndata: {data}\n\n")
+    let mut events = Vec::new();
+    let mut push = |kind: &str, mut data: Value| {
+        data["type"] = kind.into();
+        data["sequence_number"] = events.len().into();
+        events.push(data);
     };
     let in_progress = json!({"id": id, "object": "response", "status": "in_progress", "model": ask.model, "output": [], "usage": null});
     let item =
         json!({"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []});
     let part = json!({"type": "output_text", "text": "", "annotations": []});
-    let mut frames = vec![
-        event(
-            "response.created",
-            json!({"type": "response.created", "response": in_progress}),
-        ),
-        event(
-            "response.in_progress",
-            json!({"type": "response.in_progress", "response": in_progress}),
-        ),
-        event(
-            "response.output_item.added",
-            json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
-        ),
-        event(
-            "response.content_part.added",
-            json!({"type": "response.content_part.added", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": part}),
-        ),
-    ];
+    push("response.created", json!({"response": in_progress}));
+    push("response.in_progress", json!({"response": in_progress}));
+    push("response.output_item.added", json!({"output_index": 0, "item": item}));
+    push(
+        "response.content_part.added",
+        json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": part}),
+    );
     for (i, word) in words.iter().enumerate() {
         if ask.faults.error_mid && i == words.len() / 2 {
-            frames.push(event(
+            push(
                 "error",
-                json!({"type": "error", "code": "server_error", "message": "mock: stream interrupted"}),
-            ));
-            return sse(frames, ask.faults, header);
+                json!({"code": "server_error", "message": "mock: stream interrupted"}),
+            );
+            return ResponsesAnswer { response, events };
         }
         let delta = if i == 0 { word.clone() } else { format!(" {word}") };
-        frames.push(event(
+        push(
             "response.output_text.delta",
-            json!({"type": "response.output_text.delta", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
-        ));
+            json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
+        );
     }
     let done_part = json!({"type": "output_text", "text": text, "annotations": []});
-    frames.push(event(
+    push(
         "response.output_text.done",
-        json!({"type": "response.output_text.done", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "text": text}),
-    ));
-    frames.push(event(
+        json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "text": text}),
+    );
+    push(
         "response.content_part.done",
-        json!({"type": "response.content_part.done", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": done_part}),
-    ));
-    frames.push(event(
+        json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": done_part}),
+    );
+    push(
         "response.output_item.done",
-        json!({"type": "response.output_item.done", "output_index": 0, "item": response["output"][0]}),
-    ));
+        json!({"output_index": 0, "item": response["output"][0]}),
+    );
     let done = if truncated {
         "response.incomplete"
     } else {
         "response.completed"
     };
-    frames.push(event(done, json!({"type": done, "response": response})));
+    push(done, json!({"response": response}));
+    ResponsesAnswer { response, events }
+}
+
+async fn responses(body: Bytes) -> Response {
+    let (_, ask) = match begin(&body, false).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
+    };
+    let answer = responses_answer(&ask);
+    let header = ("x-request-id", request_id("req_"));
+    if !ask.stream {
+        return json_response(StatusCode::OK, answer.response, header);
+    }
+    let frames = answer
+        .events
+        .iter()
+        .map(|event| {
+            format!(
+                "event: {}\ndata: {event}\n\n",
+                event["type"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
     sse(frames, ask.faults, header)
+}
+
+/// `GET /v1/responses` upgraded to a WebSocket: the Responses API's WebSocket mode. Each
+/// `response.create` frame is answered with the events a stream of the same request carries,
+/// one text frame each, one response at a time. A `previous_response_id` must name the
+/// connection's last response (whose input and output then count as this one's input, as
+/// the live API bills a continued conversation); anything else is the API's
+/// `previous_response_not_found` error. A `generate: false` warm-up generates nothing and
+/// reports no tokens; its input is what a continuation of it is billed for.
+async fn responses_socket(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(serve_socket)
+}
+
+async fn serve_socket(mut socket: WebSocket) {
+    // The connection's last response: its id and the tokens of its whole conversation so far.
+    let mut last: Option<(String, u64)> = None;
+    while let Some(Ok(message)) = socket.recv().await {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let (frames, slow) = socket_turn(text.as_str(), &mut last).await;
+        for frame in frames {
+            if slow {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if socket.send(Message::text(frame.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The frames that answer one client frame, and whether to pace them.
+async fn socket_turn(text: &str, last: &mut Option<(String, u64)>) -> (Vec<Value>, bool) {
+    let error = |status: u16, kind: &str, code: &str, message: &str| {
+        json!({"type": "error", "status": status,
+               "error": {"type": kind, "code": code, "message": message, "param": null}})
+    };
+    let body: Value = match serde_json::from_str(text) {
+        Ok(body) => body,
+        Err(e) => {
+            let message = format!("invalid JSON frame: {e}");
+            return (
+                vec![error(400, "invalid_request_error", "invalid_json", &message)],
+                false,
+            );
+        }
+    };
+    if body.get("type").and_then(Value::as_str) != Some("response.create") {
+        let message = "mock: only `response.create` frames are understood";
+        return (
+            vec![error(400, "invalid_request_error", "unknown_event_type", message)],
+            false,
+        );
+    }
+    let mut ask = ask(&body);
+    if ask.faults.slow {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if ask.faults.rate_limited {
+        return (
+            vec![error(
+                429,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                "mock: rate limited",
+            )],
+            false,
+        );
+    }
+    if ask.faults.error_before {
+        return (
+            vec![error(500, "server_error", "server_error", "mock: upstream failure")],
+            false,
+        );
+    }
+    if let Some(previous) = body.get("previous_response_id").and_then(Value::as_str) {
+        match last.take() {
+            Some((id, context)) if id == previous => ask.prompt_tokens += context,
+            _ => {
+                let message = format!("Previous response with id '{previous}' not found.");
+                let mut frame = error(400, "invalid_request_error", "previous_response_not_found", &message);
+                frame["error"]["param"] = "previous_response_id".into();
+                return (vec![frame], false);
+            }
+        }
+    }
+    if body.get("generate").and_then(Value::as_bool) == Some(false) {
+        // A warm-up: the request's state is prepared for a continuation, nothing is generated.
+        let id = request_id("resp_");
+        let response = json!({"id": id, "object": "response", "status": "completed", "model": ask.model,
+            "output": [], "usage": {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}});
+        *last = Some((id, ask.prompt_tokens));
+        let events = vec![
+            json!({"type": "response.created", "sequence_number": 0, "response": response}),
+            json!({"type": "response.completed", "sequence_number": 1, "response": response}),
+        ];
+        return (events, false);
+    }
+    let answer = responses_answer(&ask);
+    let used = answer.response["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap_or(ask.prompt_tokens);
+    *last = answer.response["id"].as_str().map(|id| (id.to_owned(), used));
+    (answer.events, ask.faults.slow)
 }
 
 async fn embeddings(body: Bytes) -> Response {

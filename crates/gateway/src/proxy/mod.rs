@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod plan;
 pub mod record;
 pub mod respond;
+pub mod socket;
 pub mod stream;
 pub mod upstream;
 
@@ -24,6 +25,8 @@ use goodhart_core::limits::{Call, Refusal};
 use goodhart_core::requests::{Endpoint, Protocol};
 use goodhart_core::usage::request_call_id;
 use http_body_util::{BodyExt, Limited};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, KeyCache};
 use crate::config::GatewayConfig;
@@ -41,12 +44,16 @@ use stream::MeteredStream;
 /// How long a client may take to send its request body.
 const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What the handlers share: configuration, the upstream client, the key cache, the services.
+/// What the handlers share: configuration, the upstream client, the key cache, the services,
+/// and what long-lived connections watch: the gateway's shutdown, and its task tracker (which
+/// waits for them).
 pub struct Proxy {
     pub config: GatewayConfig,
     pub client: UpstreamClient,
     pub keys: KeyCache,
     pub services: Arc<Services>,
+    pub shutdown: CancellationToken,
+    pub sessions: TaskTracker,
 }
 
 /// Every adapter's routes, with and without the `/v1` prefix (some clients omit it), the
@@ -61,6 +68,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
                 router = router.route(&format!("{prefix}{path}"), post(handler));
             }
         }
+        router = router.route(&format!("{prefix}/responses"), get(socket::open));
         router = router.route(&format!("{prefix}/models"), get(models));
     }
     router.route("/", get(root).head(root)).with_state(proxy)

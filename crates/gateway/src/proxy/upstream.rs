@@ -1,14 +1,22 @@
 //! The upstream phase: the request a provider is sent (the client's headers minus the ones
 //! that must never go up, plus the provider's key), sending it within the timeout, and the
-//! headers of its answer that go back down. Metered calls and `GET /v1/models` share it.
+//! headers of its answer that go back down. Metered calls and `GET /v1/models` share it, and
+//! so does the opening of a WebSocket to a provider ([`connect_socket`]), made through the same
+//! client (its TLS roots, timeouts and connector) as an HTTP/1.1 upgrade.
 
 use std::time::Duration;
 
 use axum::http::header::{self, HeaderName};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::config::Provider;
 use crate::errors::GatewayError;
@@ -32,7 +40,7 @@ fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    )
+    ) || name.starts_with("sec-websocket-")
 }
 
 /// What goes up: a call's JSON body to `path`, or (`None`) a bodiless `GET` of `path`.
@@ -104,4 +112,59 @@ pub fn client_headers(upstream: &HeaderMap, keep_length: bool) -> HeaderMap {
 
 pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A WebSocket to a provider.
+pub type UpstreamSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Why a provider's WebSocket could not be opened.
+pub enum SocketRefused {
+    /// The provider answered the upgrade with this status instead of switching protocols.
+    Status(u16),
+    Failed(GatewayError),
+}
+
+/// Opens a WebSocket with `request` (a bodiless request from [`build`]: the client's headers
+/// and the provider's key); returns it with the headers of the provider's `101` answer.
+/// `max_message_bytes` bounds what one frame from the provider may hold.
+pub async fn connect_socket(
+    client: &UpstreamClient,
+    provider: &Provider,
+    mut request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_message_bytes: usize,
+) -> Result<(UpstreamSocket, HeaderMap), SocketRefused> {
+    let key = generate_key();
+    let headers = request.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if let Ok(value) = HeaderValue::from_str(&key) {
+        headers.insert(header::SEC_WEBSOCKET_KEY, value);
+    }
+    let mut response = send(client, provider, request, timeout)
+        .await
+        .map_err(SocketRefused::Failed)?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(SocketRefused::Status(response.status().as_u16()));
+    }
+    let accepted = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .is_some_and(|accept| accept.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes());
+    if !accepted {
+        return Err(SocketRefused::Failed(GatewayError::UpstreamUnavailable(
+            "the provider's WebSocket handshake did not accept the key it was sent".into(),
+        )));
+    }
+    let upgraded = match tokio::time::timeout(timeout, hyper::upgrade::on(&mut response)).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(e)) => return Err(SocketRefused::Failed(GatewayError::UpstreamUnavailable(e.to_string()))),
+        Err(_) => return Err(SocketRefused::Failed(GatewayError::UpstreamTimeout(timeout.as_secs()))),
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes));
+    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await;
+    Ok((socket, client_headers(response.headers(), false)))
 }

@@ -16,4 +16,5 @@ mod gateway;
 mod http;
 mod otlp;
 mod outcomes;
+mod sockets;
 mod viewers;
