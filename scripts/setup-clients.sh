@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients Goodhart is tested with, once, under .cache/clients (or
 # $GOODHART_CLIENTS_DIR): the official openai and anthropic Python SDKs and Selenium in a
-# virtualenv; Claude Code and ccusage from npm; Debian's chromium and chromium-driver for the
+# virtualenv; Claude Code, Codex CLI and ccusage from npm; Debian's chromium and chromium-driver for the
 # dashboard's browser tests (never a browser Selenium downloads). Versions are pinned so a test
 # run means the same thing every time; re-running is a no-op when they are already there.
 set -euo pipefail
@@ -11,6 +11,7 @@ OPENAI_SDK=openai==3.54.0
 ANTHROPIC_SDK=anthropic==2.12.0
 SELENIUM=selenium==4.51.0
 CLAUDE_CODE=@anthropic-ai/claude-code@2.1.197
+CODEX=@openai/codex@0.171.0
 # The last ccusage in plain JavaScript: later versions need a native package per platform.
 CCUSAGE=ccusage@17.2.1
 
@@ -35,8 +36,9 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 
 if [ "$("$dir/node_modules/.bin/claude" --version 2>/dev/null | awk '{print $1}')" != "${CLAUDE_CODE##*@}" ] ||
+    [ "$("$dir/node_modules/.bin/codex" --version 2>/dev/null | awk '{print $2}')" != "${CODEX##*@}" ] ||
     [ "$("$dir/node_modules/.bin/ccusage" --version 2>/dev/null)" != "${CCUSAGE##*@}" ]; then
-    echo "installing $CLAUDE_CODE $CCUSAGE into $dir" >&2
-    # Both in one command: an npm install without a package.json prunes what it was not given.
-    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CCUSAGE")
+    echo "installing $CLAUDE_CODE $CODEX $CCUSAGE into $dir" >&2
+    # All in one command: an npm install without a package.json prunes what it was not given.
+    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CODEX" "$CCUSAGE")
 fi

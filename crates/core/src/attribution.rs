@@ -21,7 +21,8 @@ pub struct RequestLabels {
     pub agent: Option<String>,
     pub task: Option<String>,
     pub session: Option<String>,
-    /// Claude Code's `X-Claude-Code-Session-Id` header.
+    /// The client's own session header: Claude Code's `X-Claude-Code-Session-Id`, Codex's
+    /// `session_id` (or `session-id`).
     pub client_session: Option<String>,
     /// The request body's `metadata.user_id`, as sent.
     pub metadata_user_id: Option<String>,
@@ -56,7 +57,7 @@ pub fn attribute(scope: &KeyScope, labels: RequestLabels) -> Result<Attribution,
     };
     let session = match label("x-goodhart-session", labels.session)? {
         Some(session) => Some(session),
-        None => label("x-claude-code-session-id", labels.client_session)?
+        None => label("the client's session header", labels.client_session)?
             .or_else(|| labels.metadata_user_id.as_deref().and_then(session_from_metadata)),
     };
     Ok(Attribution {

@@ -33,8 +33,9 @@ pub struct Metrics {
     /// From sending the request upstream to the provider's response headers.
     pub upstream_latency: Family<EndpointLabels, Histogram>,
     pub open_streams: Gauge,
-    /// Open Responses API WebSocket connections.
+    /// Open Responses API WebSocket connections, and how many were ever opened.
     pub sockets: Gauge,
+    pub sockets_opened: Counter,
     pub estimated: Counter,
     pub spooled: Counter,
     pub spool_errors: Counter,
@@ -57,7 +58,8 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
         });
         let (open_streams, sockets, spool_depth) = (Gauge::default(), Gauge::default(), Gauge::default());
-        let (estimated, spooled, spool_errors, flushed) = (
+        let (estimated, spooled, spool_errors, flushed, sockets_opened) = (
+            Counter::default(),
             Counter::default(),
             Counter::default(),
             Counter::default(),
@@ -75,6 +77,11 @@ impl Metrics {
             "open_sockets",
             "Responses API WebSocket connections open",
             sockets.clone(),
+        );
+        registry.register(
+            "sockets_opened",
+            "Responses API WebSocket connections accepted",
+            sockets_opened.clone(),
         );
         registry.register(
             "estimated_usage",
@@ -108,6 +115,7 @@ impl Metrics {
             upstream_latency,
             open_streams,
             sockets,
+            sockets_opened,
             estimated,
             spooled,
             spool_errors,

@@ -43,18 +43,22 @@ const DEFAULT_REPLY_WORDS: u64 = 16;
 const LONG_REPLY_WORDS: u64 = 4_000;
 const REASONING_TOKENS: u64 = 64;
 
-/// The provider's routes (with and without the `/v1` prefix, as some clients omit it).
+/// The provider's routes (with and without the `/v1` prefix, as some clients omit it), and
+/// under `/http-only/v1` the same API without the WebSocket mode, as a provider that has not
+/// adopted it serves it.
 pub fn router() -> Router {
-    let api = Router::new()
+    let http = Router::new()
         .route("/chat/completions", post(chat_completions))
-        .route("/responses", post(responses).get(responses_socket))
+        .route("/responses", post(responses))
         .route("/embeddings", post(embeddings))
         .route("/models", get(models))
         .route("/messages", post(messages))
         .route("/messages/count_tokens", post(count_tokens));
+    let api = http.clone().route("/responses", get(responses_socket));
     Router::new()
         .nest("/v1", api.clone())
         .merge(api)
+        .nest("/http-only/v1", http)
         .route("/health", get(|| async { "ok" }))
 }
 

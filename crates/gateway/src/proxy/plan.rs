@@ -80,7 +80,9 @@ pub fn plan<'a>(
         agent: header_text(headers, "x-goodhart-agent"),
         task: header_text(headers, "x-goodhart-task"),
         session: header_text(headers, "x-goodhart-session"),
-        client_session: header_text(headers, "x-claude-code-session-id"),
+        client_session: ["x-claude-code-session-id", "session_id", "session-id"]
+            .iter()
+            .find_map(|name| header_text(headers, name)),
         metadata_user_id: facts.metadata_user_id.clone(),
     };
     let attribution = attribution::attribute(&key.scope, labels).map_err(|e| match e {

@@ -84,6 +84,7 @@ pub async fn open(State(proxy): State<Arc<Proxy>>, request: Request) -> Response
                 last: None,
             };
             proxy.services.metrics.sockets.inc();
+            proxy.services.metrics.sockets_opened.inc();
             let limit = proxy.config.max_body_bytes;
             let mut response = upgrade
                 .max_message_size(limit)
@@ -470,8 +471,15 @@ impl Session {
         let output_text = tap.output_text().to_owned();
         let reported = tap.finish();
         let tokens = reported.as_ref().map_or(0, |usage| usage.tokens.total());
+        // What a continuation of this response will be billed for again: its input and output,
+        // or for a warm-up that reports nothing, the input it prepared (as estimated).
+        let context = if tokens > 0 {
+            tokens
+        } else {
+            recording.plan.input_estimate
+        };
         self.last = match (&response_id, complete && status == 200) {
-            (Some(id), true) => Some((id.clone(), tokens)),
+            (Some(id), true) => Some((id.clone(), context)),
             _ => None,
         };
         if warmup && tokens == 0 && complete {

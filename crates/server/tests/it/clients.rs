@@ -400,16 +400,20 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
     assert_eq!(by_project[0]["project"], "checkout");
     // And the session Claude Code reported is the one recorded.
     let session = result["session_id"].as_str().unwrap();
+    assert_eq!(recorded_sessions(&server), [session]);
+}
+
+/// The sessions of the stored events.
+fn recorded_sessions(server: &TestServer) -> Vec<String> {
     let path = server.db.url.strip_prefix("sqlite://").unwrap();
-    let sessions: Vec<String> = rusqlite::Connection::open(path)
+    rusqlite::Connection::open(path)
         .unwrap()
         .prepare("SELECT DISTINCT session FROM usage_events")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(sessions, vec![session.to_owned()]);
+        .unwrap()
 }
 
 /// Models whose price here knowingly differs from Claude Code's own table (pinned version in
@@ -470,4 +474,116 @@ async fn claude_code_and_goodhart_agree_on_what_each_model_alias_costs() {
             }
         }
     }
+}
+
+/// Codex CLI (`codex exec --json`) run in `home` with `config` (its `config.toml`) and the
+/// Goodhart key in `key_env`; returns its thread id and the usage of its one turn.
+async fn codex_turn(home: &std::path::Path, config: &str, key_env: &str, key: &str) -> (String, Value) {
+    let codex = tool("node_modules/.bin/codex");
+    let codex_home = home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let mut command = tokio::process::Command::new(codex);
+    command
+        .args(["exec", "--skip-git-repo-check", "--json", "say hi"])
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .env("HOME", home)
+        .env("CODEX_HOME", &codex_home)
+        .env(key_env, key)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL");
+    let stdout = run(command).await;
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let thread = events
+        .iter()
+        .find(|e| e["type"] == "thread.started")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let turn = events
+        .iter()
+        .find(|e| e["type"] == "turn.completed")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    (thread["thread_id"].as_str().unwrap().to_owned(), turn["usage"].clone())
+}
+
+/// What Codex was told its turn used is what was recorded for `model`, priced from it.
+async fn assert_recorded_as_codex_reported(server: &TestServer, model: &str, usage: &Value) {
+    let rows = recorded(server, "model").await;
+    let row = row_for(&rows, model);
+    let tokens = tokens_of(row);
+    let n = |f: &str| usage[f].as_u64().unwrap();
+    // Codex's input includes its cached input, its output its reasoning.
+    assert_eq!(tokens.input + tokens.cache_read, n("input_tokens"), "{row}");
+    assert_eq!(tokens.cache_read, n("cached_input_tokens"), "{row}");
+    assert_eq!(tokens.output + tokens.reasoning, n("output_tokens"), "{row}");
+    assert_eq!(tokens.reasoning, n("reasoning_output_tokens"), "{row}");
+    assert_eq!(row["estimated_requests"], 0, "{row}");
+    assert_eq!(
+        row["requests"], 1,
+        "one turn is one call (a warm-up that cost nothing is none): {row}"
+    );
+    let cost = PriceTable::builtin().cost_of(None, model, &tokens).unwrap().total().0;
+    assert_eq!(cost_nanos(row), cost);
+}
+
+/// A gateway metric's value (0 when it was never set).
+fn metric(server: &TestServer, name: &str) -> u64 {
+    server
+        .gateway
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Codex prefers the Responses API's WebSocket (issue 24, D2): both ways of pointing it at
+/// Goodhart that the README gives — the built-in provider's `openai_base_url`, and a custom
+/// provider with `supports_websockets` — open one socket, are metered exactly as Codex was
+/// told, attributed to its session (its thread) and to the project its headers name.
+#[tokio::test]
+async fn codex_over_the_responses_websocket_is_metered_exactly_and_attributed() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+
+    let home = tempfile::tempdir().unwrap();
+    let config = format!("model = \"gpt-5.1\"\nopenai_base_url = \"{}/v1\"\n", server.url());
+    let (thread, usage) = codex_turn(home.path(), &config, "CODEX_API_KEY", &key).await;
+    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 1);
+    assert_recorded_as_codex_reported(&server, "gpt-5.1", &usage).await;
+    assert_eq!(recorded_sessions(&server), [thread]);
+
+    let home = tempfile::tempdir().unwrap();
+    let config = format!(
+        "model = \"gpt-5.1-codex\"\nmodel_provider = \"goodhart\"\n\n[model_providers.goodhart]\nname = \"Goodhart\"\n\
+         base_url = \"{}/v1\"\nenv_key = \"GOODHART_API_KEY\"\nwire_api = \"responses\"\nsupports_websockets = true\n\
+         http_headers = {{ \"x-goodhart-project\" = \"checkout\" }}\n",
+        server.url()
+    );
+    let (_, usage) = codex_turn(home.path(), &config, "GOODHART_API_KEY", &key).await;
+    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 2);
+    assert_recorded_as_codex_reported(&server, "gpt-5.1-codex", &usage).await;
+    let by_project = recorded(&server, "model,project").await;
+    assert_eq!(row_for(&by_project, "gpt-5.1-codex")["project"], "checkout");
+    assert_eq!(metric(&server, "goodhart_gateway_errors_total"), 0);
+}
+
+/// A provider without the WebSocket mode: the handshake is answered 426 once, and Codex goes
+/// straight to HTTP (no retries, no error shown), metered as before.
+#[tokio::test]
+async fn codex_falls_back_to_http_at_once_when_the_provider_has_no_websocket() {
+    let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+    let providers =
+        format!("[[providers]]\nname = \"plain\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/http-only/v1\"\n");
+    let server = start_with(TestDatabase::sqlite(), &providers).await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = format!("model = \"gpt-5.1\"\nopenai_base_url = \"{}/v1\"\n", server.url());
+    let (_, usage) = codex_turn(home.path(), &config, "CODEX_API_KEY", &key).await;
+    let refused = "goodhart_gateway_errors_total{kind=\"socket_unavailable\"}";
+    assert_eq!(metric(&server, refused), 1, "one handshake, no retries");
+    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 0);
+    assert_recorded_as_codex_reported(&server, "gpt-5.1", &usage).await;
 }

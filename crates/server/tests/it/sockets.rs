@@ -23,7 +23,9 @@ async fn key(server: &TestServer) -> String {
 
 /// Opens `GET /v1/responses` as a WebSocket with `headers`; the HTTP answer if it is refused.
 async fn open(server: &TestServer, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value)> {
-    let mut request = format!("ws://{}/v1/responses", server.addr).into_client_request().unwrap();
+    let mut request = format!("ws://{}/v1/responses", server.addr)
+        .into_client_request()
+        .unwrap();
     for (name, value) in headers {
         request.headers_mut().insert(
             axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
@@ -136,7 +138,11 @@ async fn each_response_on_a_socket_is_one_call_and_a_continuation_is_billed_for_
     let key = key(&server).await;
     let mut socket = open_with_key(&server, &key).await;
 
-    let first = exchange(&mut socket, create("gpt-4o-mini", "Find fizz_buzz() in this repository", None)).await;
+    let first = exchange(
+        &mut socket,
+        create("gpt-4o-mini", "Find fizz_buzz() in this repository", None),
+    )
+    .await;
     let kinds: Vec<&str> = first.iter().map(|f| f["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"response.created"));
     assert_eq!(kinds.last(), Some(&"response.completed"));
@@ -144,11 +150,7 @@ async fn each_response_on_a_socket_is_one_call_and_a_continuation_is_billed_for_
     let first_id = first.last().unwrap()["response"]["id"].as_str().unwrap().to_owned();
 
     // Only the new input goes up; the provider bills the whole conversation.
-    let second = exchange(
-        &mut socket,
-        create("gpt-4o-mini", "now run the tests", Some(&first_id)),
-    )
-    .await;
+    let second = exchange(&mut socket, create("gpt-4o-mini", "now run the tests", Some(&first_id))).await;
     assert_eq!(second.last().unwrap()["type"], "response.completed", "{second:?}");
     let (one, two) = (usage(&first), usage(&second));
     assert!(
@@ -215,7 +217,8 @@ async fn refusals_are_error_frames_with_the_http_status_and_the_connection_stays
     let mut socket = open_with_key(&server, &key).await;
 
     // A hard cap too small for any call.
-    let budget = json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": "0.000001", "action": "block"});
+    let budget =
+        json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": "0.000001", "action": "block"});
     let created = server.admin("POST", "/api/v1/budgets", budget.to_string()).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let refused = exchange(&mut socket, create("gpt-4o-mini", "hello", None)).await;
@@ -231,16 +234,37 @@ async fn refusals_are_error_frames_with_the_http_status_and_the_connection_stays
     // A frame that is not JSON, and one that names no model.
     socket.send(Message::text("not json")).await.unwrap();
     let bad = read_response(&mut socket).await;
-    assert_eq!((bad[0]["status"].as_u64(), bad[0]["error"]["code"].as_str()), (Some(400), Some("invalid_request")));
-    let nameless = exchange(&mut socket, json!({"type": "response.create", "input": "hi"}).to_string()).await;
+    assert_eq!(
+        (bad[0]["status"].as_u64(), bad[0]["error"]["code"].as_str()),
+        (Some(400), Some("invalid_request"))
+    );
+    let nameless = exchange(
+        &mut socket,
+        json!({"type": "response.create", "input": "hi"}).to_string(),
+    )
+    .await;
     assert_eq!(nameless[0]["status"], 400, "{nameless:?}");
-    assert!(nameless[0]["error"]["message"].as_str().unwrap().contains("`model` is required"));
+    assert!(
+        nameless[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`model` is required")
+    );
 
     // A second response while one streams is refused, not interleaved with the first.
-    socket.send(Message::text(create("gpt-4o-mini-slow", "first", None))).await.unwrap();
-    socket.send(Message::text(create("gpt-4o-mini", "second", None))).await.unwrap();
+    socket
+        .send(Message::text(create("gpt-4o-mini-slow", "first", None)))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(create("gpt-4o-mini", "second", None)))
+        .await
+        .unwrap();
     let mut frames = read_response(&mut socket).await;
-    let in_flight = frames.iter().position(|f| f["type"] == "error").unwrap_or_else(|| panic!("{frames:?}"));
+    let in_flight = frames
+        .iter()
+        .position(|f| f["type"] == "error")
+        .unwrap_or_else(|| panic!("{frames:?}"));
     assert_eq!(frames[in_flight]["status"], 409);
     assert_eq!(frames[in_flight]["error"]["code"], "response_already_in_progress");
     frames.remove(in_flight);
@@ -269,16 +293,29 @@ async fn handshakes_are_refused_with_answers_a_client_can_act_on() {
     let (status, body) = open(&server, &[("authorization", &auth)]).await.err().unwrap();
     assert_eq!(status, 426, "{body}");
     assert_eq!(body["error"]["code"], "websocket_unavailable");
-    assert!(body["error"]["message"].as_str().unwrap().contains("POST /v1/responses"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/responses")
+    );
 
     let server = start_with(TestDatabase::sqlite(), "").await;
-    let (status, body) = open(&server, &[("authorization", "Bearer gh_vk_not_a_key")]).await.err().unwrap();
+    let (status, body) = open(&server, &[("authorization", "Bearer gh_vk_not_a_key")])
+        .await
+        .err()
+        .unwrap();
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
     let (status, _) = open(&server, &[]).await.err().unwrap();
     assert_eq!(status, 401);
     let plain_get = server.send("GET", "/v1/responses", &[], "").await;
     assert_eq!(plain_get.status, 405, "{}", plain_get.text);
-    assert!(plain_get.json["error"]["message"].as_str().unwrap().contains("WebSocket"));
+    assert!(
+        plain_get.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket")
+    );
 }
 
 #[tokio::test]
@@ -309,6 +346,13 @@ async fn responses_cut_short_by_either_side_are_recorded_as_such() {
 
     let calls = wait_for_calls(&server, 2).await;
     let summary: Vec<_> = calls.iter().map(|c| (c.0, c.2, c.3, c.4 > 0)).collect();
-    assert_eq!(summary, [(200, false, true, true), (200, true, true, true)], "{calls:?}");
-    assert!(calls[0].5 > 0, "the output streamed before the break is billed: {calls:?}");
+    assert_eq!(
+        summary,
+        [(200, false, true, true), (200, true, true, true)],
+        "{calls:?}"
+    );
+    assert!(
+        calls[0].5 > 0,
+        "the output streamed before the break is billed: {calls:?}"
+    );
 }
