@@ -24,6 +24,8 @@ pub struct TestServer {
 pub struct Reply {
     pub status: u16,
     pub headers: hyper::HeaderMap,
+    /// The body as sent (a protobuf answer is not text).
+    pub bytes: Bytes,
     pub text: String,
     pub json: Value,
 }
@@ -120,6 +122,7 @@ impl TestServer {
             status,
             headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
             json,
         }
     }

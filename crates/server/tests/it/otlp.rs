@@ -1,6 +1,7 @@
-//! The OTLP receiver end to end: what Claude Code, Codex and GenAI-instrumented programs export
-//! (JSON and protobuf, gzip or not) becomes usage once, attributed from resource attributes;
-//! Claude Code's counters reconcile against it; bad exports get OTLP's answers.
+//! The OTLP receiver end to end: what Claude Code, Codex, Gemini CLI and GenAI-instrumented
+//! programs export (JSON and protobuf, gzip or not) becomes usage once, attributed from resource
+//! attributes; Claude Code's counters reconcile against it; what is not usage is named in the
+//! answer's warning; bad exports get OTLP's answers.
 
 use std::io::Write;
 
@@ -9,9 +10,18 @@ use bytes::Bytes;
 use goodhart_server::api::otlp::RpcStatus;
 use goodhart_store::testing::TestDatabase;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use prost::Message;
 use serde_json::{Value, json};
+
+/// The exporter's warning about the Claude Code fixture's records that are not usage: its
+/// prompt, response and other events are accepted, not kept, and OTLP lets the answer say so.
+fn ignored_claude_records(message: &str) {
+    assert_eq!(
+        message,
+        "ignored 2 log records without model usage (claude_code.user_prompt ×1, claude_code.assistant_response ×1)"
+    );
+}
 
 /// The bodies Claude Code 2.1.197 posted (`http/json`), by path.
 fn fixture(path: &str) -> Value {
@@ -106,7 +116,13 @@ async fn claude_code_exports_count_each_call_once_in_either_encoding() {
 
     let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.json, json!({}), "everything accepted: no partial success");
+    let partial = &reply.json["partialSuccess"];
+    assert_eq!(
+        partial["rejectedLogRecords"], 0,
+        "everything accepted, nothing rejected: {}",
+        reply.text
+    );
+    ignored_claude_records(partial["errorMessage"].as_str().unwrap());
     let totals_once = totals(&server, "user,agent").await;
     let row = &totals_once["rows"][0];
     assert_eq!(totals_once["rows"].as_array().unwrap().len(), 1);
@@ -145,14 +161,22 @@ async fn claude_code_exports_count_each_call_once_in_either_encoding() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.headers["content-type"], "application/x-protobuf");
-    let answer = ExportLogsServiceResponse::decode(Bytes::from(reply.text.into_bytes())).unwrap();
-    assert_eq!(answer.partial_success, None);
+    let answer = ExportLogsServiceResponse::decode(reply.bytes).unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(partial.rejected_log_records, 0, "a warning rejects nothing");
+    ignored_claude_records(&partial.error_message);
     assert_eq!(totals(&server, "user,agent").await, totals_once);
 
     // The counters: kept for reconciliation, never added to the usage.
     let metrics = fixture("/v1/metrics");
     let reply = export(&server, &token, "metrics", "application/json", metrics.to_string()).await;
-    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["partialSuccess"]["rejectedDataPoints"], 0);
+    assert_eq!(
+        reply.json["partialSuccess"]["errorMessage"],
+        "ignored 2 metric data points of metrics the receiver does not read \
+         (claude_code.session.count ×1, claude_code.active_time.total ×1)"
+    );
     let decoded: ExportMetricsServiceRequest = serde_json::from_value(metrics).unwrap();
     let reply = export(
         &server,
@@ -283,7 +307,7 @@ async fn bad_exports_get_otlp_answers() {
     )
     .await;
     assert_eq!(reply.status, 400);
-    let status = RpcStatus::decode(Bytes::from(reply.text.into_bytes())).unwrap_or_default();
+    let status = RpcStatus::decode(reply.bytes).unwrap_or_default();
     assert_eq!(status.code, 3, "invalid argument, in the request's encoding");
     assert!(
         status.message.contains("not an OTLP protobuf message"),
@@ -424,7 +448,15 @@ async fn genai_spans_and_codex_events_become_usage() {
         span("GET /", "eee19b7ec3c1b176", vec![]),
     ]);
     let reply = export(&server, &token, "traces", "application/json", traces.to_string()).await;
-    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json,
+        json!({ "partialSuccess": {
+            "rejectedSpans": 0,
+            "errorMessage": "ignored 2 spans without model-call usage (invoke_agent support ×1, GET / ×1)"
+        }}),
+        "accepted, and the sender told what was not kept"
+    );
     export(&server, &token, "traces", "application/json", traces.to_string()).await;
 
     let codex = json!({ "resourceLogs": [{
@@ -480,5 +512,273 @@ async fn genai_spans_and_codex_events_become_usage() {
         ),
         (&json!(1000), &json!(4000), &json!(200), &json!(500)),
         "Codex's input includes its cached input, its output its reasoning"
+    );
+}
+
+/// The bodies of the Gemini CLI fixture (constructed from gemini-cli's source: see its first
+/// line), by path.
+fn gemini_fixture(path: &str) -> Value {
+    include_str!("../fixtures/otlp/gemini_cli.otlp.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|record| record["path"] == path)
+        .unwrap()["body"]
+        .clone()
+}
+
+const GEMINI_SESSION: &str = "5f0c2a9e-8d4b-4c1e-9a7f-3e6b1d2c4a90";
+
+/// What the Gemini CLI fixture's logs export is told: every record that is not a call's usage
+/// is named (the api_response and details records of its two calls are read).
+const GEMINI_IGNORED_LOGS: &str = "ignored 11 log records without model usage (gemini_cli.config ×1, \
+    gemini_cli.user_prompt ×1, gemini_cli.api_request ×3, gen_ai.client.inference.operation.details ×4, \
+    gemini_cli.tool_call ×1, …)";
+
+fn stored_sessions(server: &TestServer) -> Vec<(String, String, Option<String>)> {
+    let path = server.db.url.strip_prefix("sqlite://").unwrap();
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .prepare("SELECT model, COALESCE(session, ''), finish_reason FROM usage_events ORDER BY model")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gemini_cli_exports_count_each_call_once_and_name_what_is_ignored() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, Some("platform")).await;
+    let logs = gemini_fixture("/otlp/v1/logs");
+
+    // Gemini CLI sends protobuf (otlpProtocol "http"); gzip as a collector in between might.
+    let decoded: ExportLogsServiceRequest = serde_json::from_value(logs.clone()).unwrap();
+    let reply = export_with(
+        &server,
+        &token,
+        "logs",
+        &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")],
+        gzip(&decoded.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let answer = ExportLogsServiceResponse::decode(reply.bytes).unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(
+        (partial.rejected_log_records, partial.error_message.as_str()),
+        (0, GEMINI_IGNORED_LOGS),
+        "accepted, nothing rejected; the records that are not usage are named"
+    );
+
+    let once = totals(&server, "user,team,project,agent,provider,model").await;
+    let rows = once["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{once}");
+    let row = |model: &str| rows.iter().find(|r| r["model"] == model).unwrap();
+    let pro = row("gemini-2.5-pro");
+    assert_eq!(
+        (
+            &pro["user"],
+            &pro["team"],
+            &pro["project"],
+            &pro["agent"],
+            &pro["provider"]
+        ),
+        (
+            &json!("dana@example.com"),
+            &json!("platform"),
+            &json!("infra"),
+            &json!("gemini-cli"),
+            &json!("google")
+        ),
+        "the user and project from OTEL_RESOURCE_ATTRIBUTES, the team from the token"
+    );
+    assert_eq!(
+        (
+            &pro["requests"],
+            &pro["input_tokens"],
+            &pro["cache_read_tokens"],
+            &pro["output_tokens"],
+            &pro["reasoning_tokens"]
+        ),
+        (&json!(1), &json!(4000), &json!(8000), &json!(400), &json!(600)),
+        "one call, not two (api_response and its details event); the 8000 cached tokens out of the 12000 input"
+    );
+    assert_eq!(
+        pro["cost_usd"],
+        json!(0.016),
+        "4000 × $1.25 + 8000 × $0.125 + (400 + 600) × $10 per million: thoughts are billed as output"
+    );
+    let flash = row("gemini-2.5-flash");
+    assert_eq!(
+        (
+            &flash["requests"],
+            &flash["input_tokens"],
+            &flash["output_tokens"],
+            &flash["cost_usd"]
+        ),
+        (&json!(1), &json!(3100), &json!(120), &json!(0.00123))
+    );
+    assert_eq!(
+        stored_sessions(&server),
+        vec![
+            ("gemini-2.5-flash".into(), GEMINI_SESSION.into(), Some("stop".into())),
+            ("gemini-2.5-pro".into(), GEMINI_SESSION.into(), Some("stop".into())),
+        ],
+        "the session Gemini CLI reported; the refused call (api_error) is not usage"
+    );
+
+    // The same export again, as JSON this time: duplicates, nothing added.
+    let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json,
+        json!({ "partialSuccess": { "rejectedLogRecords": 0, "errorMessage": GEMINI_IGNORED_LOGS } })
+    );
+    assert_eq!(totals(&server, "user,team,project,agent,provider,model").await, once);
+
+    // Its counters are not read (they would count its calls a second time), and the answer says so.
+    let metrics = gemini_fixture("/otlp/v1/metrics");
+    let decoded: ExportMetricsServiceRequest = serde_json::from_value(metrics).unwrap();
+    let reply = export(
+        &server,
+        &token,
+        "metrics",
+        "application/x-protobuf",
+        decoded.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let answer = ExportMetricsServiceResponse::decode(reply.bytes).unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(
+        (partial.rejected_data_points, partial.error_message.as_str()),
+        (
+            0,
+            "ignored 15 metric data points of metrics the receiver does not read \
+             (gemini_cli.session.count ×1, gemini_cli.token.usage ×10, gen_ai.client.token.usage ×4)"
+        )
+    );
+    assert_eq!(totals(&server, "user,team,project,agent,provider,model").await, once);
+}
+
+/// The fixture's logs export split in two at the batch boundary between a call's api_response
+/// and its details event.
+fn split_after(logs: &Value, split: usize) -> (Value, Value) {
+    let records = logs["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap();
+    let with = |part: &[Value]| {
+        let mut body = logs.clone();
+        body["resourceLogs"][0]["scopeLogs"][0]["logRecords"] = json!(part);
+        body
+    };
+    (with(&records[..split]), with(&records[split..]))
+}
+
+#[tokio::test]
+async fn a_gemini_call_whose_two_records_arrive_in_two_exports_counts_once() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let logs = gemini_fixture("/otlp/v1/logs");
+    let records = logs["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap();
+    let response = records
+        .iter()
+        .position(|r| {
+            r["body"]["stringValue"]
+                .as_str()
+                .unwrap()
+                .starts_with("API response from gemini-2.5-pro")
+        })
+        .unwrap();
+    let (first, second) = split_after(&logs, response + 1);
+    for body in [first, second] {
+        let reply = export(&server, &token, "logs", "application/json", body.to_string()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["partialSuccess"]["rejectedLogRecords"], 0, "{}", reply.text);
+    }
+    let rows = totals(&server, "model").await["rows"].clone();
+    let pro = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "gemini-2.5-pro")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&pro["requests"], &pro["input_tokens"], &pro["reasoning_tokens"]),
+        (&json!(1), &json!(4000), &json!(600)),
+        "the details event in the next export is the same call: a duplicate, not a second call"
+    );
+}
+
+#[tokio::test]
+async fn an_inference_details_event_of_a_call_the_gateway_metered_is_not_counted_again() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let token = ingest_token(&server, None).await;
+    let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
+    let auth = format!("Bearer {key}");
+    let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let reply = server
+        .send("POST", "/v1/chat/completions", &headers, body.to_string())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let response_id = reply.json["id"].as_str().unwrap();
+    server.flush().await;
+
+    // A program instrumented with the GenAI conventions' events, not spans.
+    let mut attributes = genai_usage("chat", response_id);
+    attributes.push(attribute(
+        "event.name",
+        json!({ "stringValue": "gen_ai.client.inference.operation.details" }),
+    ));
+    let logs = json!({ "resourceLogs": [{
+        "resource": { "attributes": [
+            attribute("service.name", json!({ "stringValue": "support-bot" })),
+            attribute("user.email", json!({ "stringValue": "bo@example.com" })),
+        ]},
+        "scopeLogs": [{ "logRecords": [{
+            "timeUnixNano": "1795460122000000000",
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "attributes": attributes,
+        }]}]
+    }]});
+    let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    let reply = server.summary("from=2000-01-01&to=2100-01-01&group_by=user").await;
+    let rows = reply.json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((&rows[0]["user"], &rows[0]["requests"]), (&json!("alice"), &json!(1)));
+
+    // Without a response id, the event is the call of the span it was emitted in.
+    let mut attributes = genai_usage("chat", "");
+    attributes.retain(|a| a["key"] != "gen_ai.response.id");
+    let traces = genai_traces(vec![span("chat gpt-4o-mini", "eee19b7ec3c1b199", attributes.clone())]);
+    let reply = export(&server, &token, "traces", "application/json", traces.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    attributes.push(attribute(
+        "event.name",
+        json!({ "stringValue": "gen_ai.client.inference.operation.details" }),
+    ));
+    let mut event = logs.clone();
+    let record = &mut event["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    record["spanId"] = json!("eee19b7ec3c1b199");
+    record["attributes"] = json!(attributes);
+    let reply = export(&server, &token, "logs", "application/json", event.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    let rows = totals(&server, "user").await["rows"].clone();
+    let bot = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user"] == "bo@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        bot["requests"], 1,
+        "the span and its details event are one call: {rows}"
     );
 }

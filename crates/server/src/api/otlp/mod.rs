@@ -8,8 +8,14 @@
 //! usage, under the same call id the gateway and the log importers use, so a call is stored
 //! once), metric points are kept for reconciliation. The answer follows OTLP/HTTP: the export
 //! response in the request's encoding, with a partial success naming what was rejected and
-//! why; a request that cannot be read at all is a `google.rpc.Status` with 400, 401, 403, 413
-//! or 415 (never retried by exporters), a storage failure a 503 (retried).
+//! why, and — as a warning, nothing rejected — which records were accepted but not kept
+//! because they are not usage; a request that cannot be read at all is a `google.rpc.Status`
+//! with 400, 401, 403, 413 or 415 (never retried by exporters), a storage failure a 503
+//! (retried).
+//!
+//! OTLP/gRPC is not served: the server speaks HTTP/1.1 only (no HTTP/2, no tonic), and a gRPC
+//! exporter's connection is closed unanswered. Exporters that default to gRPC (Gemini CLI) are
+//! set to OTLP/HTTP instead (see the README).
 
 pub mod usage;
 
@@ -165,6 +171,8 @@ pub fn read_export(
 /// One OTLP signal: its request and response messages, and how its partial success is built.
 trait Signal: Message + Default + DeserializeOwned {
     type Response: Message + Serialize;
+    /// What its records are called, one and many, and why an ignored one was not kept.
+    const IGNORED: [&'static str; 3];
     fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted;
     fn response(rejected: u64, error_message: String) -> Self::Response;
 
@@ -175,6 +183,7 @@ trait Signal: Message + Default + DeserializeOwned {
 
 impl Signal for ExportLogsServiceRequest {
     type Response = ExportLogsServiceResponse;
+    const IGNORED: [&'static str; 3] = ["log record", "log records", "without model usage"];
     fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
         usage::from_logs(self, defaults, now)
     }
@@ -190,6 +199,7 @@ impl Signal for ExportLogsServiceRequest {
 
 impl Signal for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
+    const IGNORED: [&'static str; 3] = ["span", "spans", "without model-call usage"];
     fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
         usage::from_spans(self, defaults, now)
     }
@@ -205,6 +215,11 @@ impl Signal for ExportTraceServiceRequest {
 
 impl Signal for ExportMetricsServiceRequest {
     type Response = ExportMetricsServiceResponse;
+    const IGNORED: [&'static str; 3] = [
+        "metric data point",
+        "metric data points",
+        "of metrics the receiver does not read",
+    ];
     fn extract(&self, defaults: &Defaults, now: Micros) -> Extracted {
         usage::from_metrics(self, defaults, now)
     }
@@ -218,7 +233,8 @@ impl Signal for ExportMetricsServiceRequest {
     }
 }
 
-/// `POST /otlp/v1/logs`: Claude Code's `api_request` and Codex's `response.completed` events.
+/// `POST /otlp/v1/logs`: Claude Code's `api_request`, Codex's `response.completed` and Gemini
+/// CLI's `api_response` events, and GenAI inference details events.
 pub async fn post_logs(state: State<ApiState>, access: Extension<Access>, headers: HeaderMap, body: Body) -> Response {
     receive::<ExportLogsServiceRequest>(state, access, headers, body).await
 }
@@ -274,11 +290,25 @@ async fn store_export<S: Signal>(
         store_content: app.settings().store_content,
     };
     let extracted = S::read(encoding, &raw, &defaults, app.now())?;
+    let message = answer_message(&extracted, S::IGNORED);
     if !extracted.events.is_empty() {
         app.store_usage(extracted.events).await?;
     }
     if !extracted.points.is_empty() {
         app.store_telemetry(&extracted.points).await?;
     }
-    Ok((extracted.rejected, extracted.problems.join("; ")))
+    Ok((extracted.rejected, message))
+}
+
+/// The answer's `error_message`: why records were rejected, then what was ignored. Ignored
+/// records were accepted, so they are not counted in `rejected_*`: OTLP's way to say so is a
+/// warning, a non-empty message with nothing rejected.
+fn answer_message(extracted: &Extracted, ignored: [&str; 3]) -> String {
+    extracted
+        .problems
+        .iter()
+        .cloned()
+        .chain(extracted.ignored.warning(ignored))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,8 +1,13 @@
 //! What OTLP exports say about usage.
 //!
 //! - Logs: Claude Code's `claude_code.api_request` event (one per API call, with its request id:
-//!   the record of truth) and Codex's `codex.sse_event` of kind `response.completed` (one per
-//!   response; Codex's input includes its cached input, its output its reasoning).
+//!   the record of truth); Codex's `codex.sse_event` of kind `response.completed` (one per
+//!   response; Codex's input includes its cached input, its output its reasoning); Gemini CLI's
+//!   `gemini_cli.api_response` (its input includes its cached content; thoughts and tool-use
+//!   prompt tokens come on top); the GenAI conventions' `gen_ai.client.inference.operation.details`
+//!   event with `gen_ai.usage.*`, read as a GenAI span is. Gemini CLI emits both of the last two
+//!   for each call: they share an id (session, event time, model), so the call is counted once,
+//!   from the `api_response`, which alone has the cached and thinking tokens.
 //! - Spans: OpenTelemetry GenAI model calls — spans with `gen_ai.usage.input_tokens` or
 //!   `gen_ai.usage.output_tokens`, whose operation is a model call (not `invoke_agent` or
 //!   `execute_tool`, which sum their children).
@@ -11,11 +16,13 @@
 //!
 //! Attribution comes from the record's attributes, then its resource's (where
 //! `OTEL_RESOURCE_ATTRIBUTES=user.email=…,team=…,project=…` lands): the user is `user.email`,
-//! else `enduser.id`, `user.name`, `user.account_uuid`, `user.account_id`, `user.id`. Other
-//! records are ignored; a usage record that cannot be read (a missing model or user, a count
-//! that is not a whole number…) is rejected with its reason, and the rest is kept.
+//! else `enduser.id`, `user.name`, `user.account_uuid`, `user.account_id`, `user.id`,
+//! `installation.id`. A usage record that cannot be read (a missing model or user, a count that is
+//! not a whole number…) is rejected with its reason, and the rest is kept. Every other record,
+//! span or metric point is ignored and tallied by name in [`Ignored`], for the answer to say.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use goodhart_core::Micros;
 use goodhart_core::money::Nanos;
@@ -53,6 +60,8 @@ pub struct Extracted {
     pub rejected: u64,
     /// Why, for the first few.
     pub problems: Vec<String>,
+    /// Log records, spans and metric points that are not usage: accepted, not kept.
+    pub ignored: Ignored,
 }
 
 /// The most reasons an answer lists; the count says how many there were.
@@ -64,6 +73,76 @@ impl Extracted {
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(format!("{what}: {reason}"));
         }
+    }
+
+    /// Keeps `event`, unless the export already holds a record of the same call: then the
+    /// record of higher `rank` is kept (the first of equal rank), so a call is one event.
+    fn keep(&mut self, event: UsageEvent, rank: u8, ranks: &mut HashMap<String, (usize, u8)>) {
+        match ranks.get_mut(&event.id) {
+            Some((index, kept)) => {
+                if rank > *kept {
+                    *kept = rank;
+                    self.events[*index] = event;
+                }
+            }
+            None => {
+                ranks.insert(event.id.clone(), (self.events.len(), rank));
+                self.events.push(event);
+            }
+        }
+    }
+}
+
+/// The records of an export that carry nothing the receiver keeps, tallied by name for the
+/// export's answer: OTLP lets a server that accepted everything warn in `partial_success`
+/// (`rejected_*` 0, a non-empty `error_message`), so the sender learns they are dropped.
+#[derive(Debug, Default)]
+pub struct Ignored {
+    pub count: u64,
+    /// The first names seen (event name, span name, metric name), with how many records had each.
+    pub names: Vec<(String, u64)>,
+}
+
+/// The most names a warning lists; `…` says there were more.
+const MAX_IGNORED_NAMES: usize = 5;
+
+impl Ignored {
+    fn add(&mut self, name: &str, records: u64) {
+        if records == 0 {
+            return;
+        }
+        let name = if name.is_empty() { "unnamed" } else { name };
+        self.count += records;
+        if let Some((_, seen)) = self.names.iter_mut().find(|(n, _)| n == name) {
+            *seen += records;
+        } else if self.names.len() < MAX_IGNORED_NAMES {
+            self.names.push((name.to_owned(), records));
+        } else if self.names.len() == MAX_IGNORED_NAMES {
+            // A marker that more names were seen than are listed.
+            self.names.push((String::new(), 0));
+        }
+    }
+
+    /// `ignored 12 log records without model usage (gemini_cli.user_prompt ×3, …)`, where `items`
+    /// is the singular and plural of what was ignored and why; `None` when nothing was.
+    pub fn warning(&self, items: [&str; 3]) -> Option<String> {
+        let [one, many, why] = items;
+        if self.count == 0 {
+            return None;
+        }
+        let noun = if self.count == 1 { one } else { many };
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .map(|(name, seen)| {
+                if name.is_empty() {
+                    "…".to_owned()
+                } else {
+                    format!("{name} ×{seen}")
+                }
+            })
+            .collect();
+        Some(format!("ignored {} {noun} {why} ({})", self.count, names.join(", ")))
     }
 }
 
@@ -128,14 +207,19 @@ fn whole(value: f64) -> Option<u64> {
     (value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 1.8e19).then_some(value as u64)
 }
 
-const USER_KEYS: [&str; 6] = [
+const USER_KEYS: [&str; 7] = [
     "user.email",
     "enduser.id",
     "user.name",
     "user.account_uuid",
     "user.account_id",
     "user.id",
+    // Gemini CLI's anonymous install id: its records name `user.email` only when signed in
+    // with a Google account.
+    "installation.id",
 ];
+
+const SESSION_KEYS: [&str; 3] = ["session.id", "conversation.id", "gen_ai.conversation.id"];
 
 /// The parts of a usage event every kind of record supplies.
 struct Call<'a> {
@@ -173,9 +257,7 @@ impl Call<'_> {
             project: attributes.first_text(&["project", "project.name"]).map(Cow::into_owned),
             agent: Some(self.agent.into_owned()),
             task: attributes.text("task").map(Cow::into_owned),
-            session: attributes
-                .first_text(&["session.id", "conversation.id", "gen_ai.conversation.id"])
-                .map(Cow::into_owned),
+            session: attributes.first_text(&SESSION_KEYS).map(Cow::into_owned),
             provider: self.provider.map(Cow::into_owned),
             model: self.model.into_owned(),
             input_tokens: self.tokens.input,
@@ -217,20 +299,52 @@ fn string_body(body: Option<&AnyValue>) -> Option<&str> {
 }
 
 /// Which usage event a log record is, if any.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LogEvent {
     ClaudeApiRequest,
     CodexResponseCompleted,
+    GeminiApiResponse,
+    /// The GenAI conventions' `gen_ai.client.inference.operation.details` event, with usage.
+    InferenceDetails,
+}
+
+impl LogEvent {
+    fn name(self) -> &'static str {
+        match self {
+            LogEvent::ClaudeApiRequest => "claude_code.api_request",
+            LogEvent::CodexResponseCompleted => "codex.sse_event",
+            LogEvent::GeminiApiResponse => GEMINI_API_RESPONSE,
+            LogEvent::InferenceDetails => INFERENCE_DETAILS,
+        }
+    }
+
+    /// Which of two records of one call in an export is kept: Gemini CLI's details event
+    /// has no cached or thinking tokens, its `api_response` has both.
+    fn rank(self) -> u8 {
+        match self {
+            LogEvent::InferenceDetails => 0,
+            _ => 1,
+        }
+    }
+}
+
+const GEMINI_API_RESPONSE: &str = "gemini_cli.api_response";
+const INFERENCE_DETAILS: &str = "gen_ai.client.inference.operation.details";
+
+/// The names a log record goes by: its event name, its body when that is a name (Claude Code
+/// writes one there), its `event.name` attribute.
+fn log_names<'a>(record: &'a LogRecord, attributes: &Attributes<'a>) -> [Option<Cow<'a, str>>; 3] {
+    let body = string_body(record.body.as_ref()).filter(|body| !body.is_empty() && !body.contains(char::is_whitespace));
+    [
+        Some(Cow::Borrowed(record.event_name.as_str())).filter(|name| !name.is_empty()),
+        body.map(Cow::Borrowed),
+        attributes.text("event.name"),
+    ]
 }
 
 fn log_event(record: &LogRecord, attributes: &Attributes<'_>) -> Option<LogEvent> {
-    let attribute_name = attributes.text("event.name");
-    let names = [
-        Some(record.event_name.as_str()),
-        string_body(record.body.as_ref()),
-        attribute_name.as_deref(),
-    ];
-    let named = |name: &str| names.contains(&Some(name));
+    let names = log_names(record, attributes);
+    let named = |name: &str| names.iter().flatten().any(|n| n == name);
     let service = attributes.text("service.name");
     if named("claude_code.api_request") || (named("api_request") && service.as_deref() == Some("claude-code")) {
         return Some(LogEvent::ClaudeApiRequest);
@@ -240,7 +354,21 @@ fn log_event(record: &LogRecord, attributes: &Attributes<'_>) -> Option<LogEvent
     if named("codex.sse_event") && completed && attributes.value("error.message").is_none() {
         return Some(LogEvent::CodexResponseCompleted);
     }
+    // Gemini CLI's failed calls are `gemini_cli.api_error` events, which carry no usage.
+    if named(GEMINI_API_RESPONSE) {
+        return Some(LogEvent::GeminiApiResponse);
+    }
+    // Its request and error details events carry no usage: only the response's is a call.
+    if named(INFERENCE_DETAILS) && has_genai_usage(attributes) {
+        return Some(LogEvent::InferenceDetails);
+    }
     None
+}
+
+/// What an ignored log record is called in the answer: its first name, else its scope's.
+fn log_name<'a>(record: &'a LogRecord, attributes: &Attributes<'a>, scope: &'a str) -> Cow<'a, str> {
+    let [event_name, body, attribute] = log_names(record, attributes);
+    event_name.or(body).or(attribute).unwrap_or(Cow::Borrowed(scope))
 }
 
 /// The time of a log record: its `event.timestamp`, else its time, else when it was observed.
@@ -288,6 +416,95 @@ fn claude_api_request<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) ->
     })
 }
 
+/// Gemini CLI's token counts: its `input_token_count` (the API's `promptTokenCount`) includes
+/// the cached content, its tool-use prompt and its thoughts are counted on top of the prompt and
+/// the output (`total = prompt + candidates + tool use + thoughts`). Tool-use prompt tokens are
+/// input; thoughts are billed as output, kept apart as reasoning.
+fn gemini_counts(input: u64, cached: u64, output: u64, thoughts: u64, tool: u64) -> Result<TokenCounts, String> {
+    let uncached = input.checked_sub(cached).ok_or_else(|| {
+        format!("attribute `cached_content_token_count` is {cached}, more than `input_token_count` ({input}), which includes it")
+    })?;
+    Ok(TokenCounts {
+        input: uncached.saturating_add(tool),
+        output,
+        cache_read: cached,
+        reasoning: thoughts,
+        ..TokenCounts::default()
+    })
+}
+
+/// Whether a record is Gemini CLI's: its resource's service, or the install id it puts on
+/// every record.
+fn from_gemini_cli(attributes: &Attributes<'_>) -> bool {
+    attributes.text("service.name").as_deref() == Some("gemini-cli") || attributes.value("installation.id").is_some()
+}
+
+/// The id of a Gemini CLI call. Its `api_response` record carries no response id, and the
+/// details event it emits with it for the same call shares only the session, the event's time
+/// (one `event.timestamp`, to the millisecond) and the model: both get this id, so whichever
+/// arrives first is the call and the other a duplicate, in one export or across exports.
+fn gemini_call_id(attributes: &Attributes<'_>, at: Micros, model: &str) -> String {
+    let session = attributes.text("session.id");
+    format!(
+        "otlp:gemini-cli:{}",
+        digest(&[
+            session.as_deref().unwrap_or("").as_bytes(),
+            &at.0.to_le_bytes(),
+            model.as_bytes()
+        ])
+    )
+}
+
+fn gemini_api_response<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) -> Result<Call<'a>, String> {
+    let model = attributes.text("model").ok_or("attribute `model` is missing")?;
+    let tokens = gemini_counts(
+        attributes.required_count("input_token_count")?,
+        attributes.count("cached_content_token_count")?.unwrap_or(0),
+        attributes.required_count("output_token_count")?,
+        attributes.count("thoughts_token_count")?.unwrap_or(0),
+        attributes.count("tool_token_count")?.unwrap_or(0),
+    )?;
+    let at = log_time(record, attributes)?;
+    Ok(Call {
+        id: Some(gemini_call_id(attributes, at, &model)),
+        at,
+        attributes,
+        agent: Cow::Borrowed("gemini-cli"),
+        provider: Some(Cow::Borrowed("google")),
+        model,
+        tokens,
+        finish_reason: first_reason(attributes.value("finish_reasons")),
+    })
+}
+
+/// A `gen_ai.client.inference.operation.details` event: read as a GenAI span is. Gemini CLI's
+/// is the same call as its `api_response` and gets that record's id; another program's is
+/// known by its response id, else by the span it was emitted in (the id that span gets).
+fn inference_details<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) -> Result<Call<'a>, String> {
+    let mut call = genai_call(attributes, log_time(record, attributes)?)?;
+    if from_gemini_cli(attributes) {
+        call.id = Some(gemini_call_id(attributes, call.at, &call.model));
+        call.agent = Cow::Borrowed("gemini-cli");
+        call.provider = Some(Cow::Borrowed("google"));
+    } else if call.id.is_none() {
+        call.id = Some(if record.trace_id.is_empty() || record.span_id.is_empty() {
+            let session = attributes.first_text(&SESSION_KEYS);
+            format!(
+                "otlp:genai:{}",
+                digest(&[
+                    session.as_deref().unwrap_or("").as_bytes(),
+                    &call.at.0.to_le_bytes(),
+                    call.model.as_bytes(),
+                    &call.tokens.total().to_le_bytes(),
+                ])
+            )
+        } else {
+            span_call_id(&record.trace_id, &record.span_id)
+        });
+    }
+    Ok(call)
+}
+
 fn codex_response<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) -> Result<Call<'a>, String> {
     let model = attributes
         .first_text(&["model", "slug"])
@@ -324,20 +541,27 @@ fn codex_response<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) -> Res
 /// Usage events from an export of logs.
 pub fn from_logs(request: &ExportLogsServiceRequest, defaults: &Defaults, now: Micros) -> Extracted {
     let mut extracted = Extracted::default();
+    let mut ranks = HashMap::new();
     for resource_logs in &request.resource_logs {
         let resource = resource_logs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        for record in resource_logs.scope_logs.iter().flat_map(|s| &s.log_records) {
-            let attributes = Attributes::new(&record.attributes, resource);
-            let (what, call) = match log_event(record, &attributes) {
-                Some(LogEvent::ClaudeApiRequest) => {
-                    ("claude_code.api_request", claude_api_request(record, &attributes))
+        for scope_logs in &resource_logs.scope_logs {
+            let scope = scope_logs.scope.as_ref().map_or("", |s| s.name.as_str());
+            for record in &scope_logs.log_records {
+                let attributes = Attributes::new(&record.attributes, resource);
+                let Some(kind) = log_event(record, &attributes) else {
+                    extracted.ignored.add(&log_name(record, &attributes, scope), 1);
+                    continue;
+                };
+                let call = match kind {
+                    LogEvent::ClaudeApiRequest => claude_api_request(record, &attributes),
+                    LogEvent::CodexResponseCompleted => codex_response(record, &attributes),
+                    LogEvent::GeminiApiResponse => gemini_api_response(record, &attributes),
+                    LogEvent::InferenceDetails => inference_details(record, &attributes),
+                };
+                match call.and_then(|call| call.event(defaults, now)) {
+                    Ok(event) => extracted.keep(event, kind.rank(), &mut ranks),
+                    Err(reason) => extracted.reject(kind.name(), reason),
                 }
-                Some(LogEvent::CodexResponseCompleted) => ("codex.sse_event", codex_response(record, &attributes)),
-                None => continue,
-            };
-            match call.and_then(|call| call.event(defaults, now)) {
-                Ok(event) => extracted.events.push(event),
-                Err(reason) => extracted.reject(what, reason),
             }
         }
     }
@@ -352,7 +576,34 @@ fn is_model_call(operation: Option<&str>) -> bool {
     )
 }
 
-fn genai_call<'a>(span: &Span, attributes: &'a Attributes<'a>) -> Result<Call<'a>, String> {
+/// Whether a span's or an event's attributes report a model call's usage.
+fn has_genai_usage(attributes: &Attributes<'_>) -> bool {
+    ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"]
+        .iter()
+        .any(|key| attributes.value(key).is_some())
+        && is_model_call(attributes.text("gen_ai.operation.name").as_deref())
+}
+
+/// The first of a list of finish reasons (or the one reason).
+fn first_reason(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::ArrayValue(reasons) => reasons.values.first().and_then(|v| match v.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        }),
+        Value::StringValue(reason) => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// The id of a call known by the span it was made in.
+fn span_call_id(trace_id: &[u8], span_id: &[u8]) -> String {
+    format!("span:{}{}", hex::encode(trace_id), hex::encode(span_id))
+}
+
+/// A GenAI model call at `at`, from the conventions' attributes (of a span or of an inference
+/// details event); its id is its response's, if it names one.
+fn genai_call<'a>(attributes: &'a Attributes<'a>, at: Micros) -> Result<Call<'a>, String> {
     let model = attributes
         .first_text(&["gen_ai.response.model", "gen_ai.request.model"])
         .ok_or("attribute `gen_ai.request.model` is missing")?;
@@ -369,29 +620,26 @@ fn genai_call<'a>(span: &Span, attributes: &'a Attributes<'a>) -> Result<Call<'a
         cache_write_5m: cache_write,
         ..Default::default()
     };
-    let id = call_id(None, attributes.text("gen_ai.response.id").as_deref())
-        .unwrap_or_else(|| format!("span:{}{}", hex::encode(&span.trace_id), hex::encode(&span.span_id)));
     let agent = attributes
         .first_text(&["gen_ai.agent.name", "service.name"])
         .unwrap_or(Cow::Borrowed("unknown"));
-    let finish_reason = match attributes.value("gen_ai.response.finish_reasons") {
-        Some(Value::ArrayValue(reasons)) => reasons.values.first().and_then(|v| match v.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        }),
-        Some(Value::StringValue(reason)) => Some(reason.clone()),
-        _ => None,
-    };
     Ok(Call {
-        id: Some(id),
-        at: nanos_to_micros(span.start_time_unix_nano),
+        id: call_id(None, attributes.text("gen_ai.response.id").as_deref()),
+        at,
         attributes,
         agent,
         provider: attributes.first_text(&["gen_ai.provider.name", "gen_ai.system"]),
         model,
         tokens,
-        finish_reason,
+        finish_reason: first_reason(attributes.value("gen_ai.response.finish_reasons")),
     })
+}
+
+fn genai_span<'a>(span: &Span, attributes: &'a Attributes<'a>) -> Result<Call<'a>, String> {
+    let mut call = genai_call(attributes, nanos_to_micros(span.start_time_unix_nano))?;
+    call.id
+        .get_or_insert_with(|| span_call_id(&span.trace_id, &span.span_id));
+    Ok(call)
 }
 
 /// Usage events from an export of spans.
@@ -401,13 +649,11 @@ pub fn from_spans(request: &ExportTraceServiceRequest, defaults: &Defaults, now:
         let resource = resource_spans.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
             let attributes = Attributes::new(&span.attributes, resource);
-            let has_usage = ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"]
-                .iter()
-                .any(|key| attributes.value(key).is_some());
-            if !has_usage || !is_model_call(attributes.text("gen_ai.operation.name").as_deref()) {
+            if !has_genai_usage(&attributes) {
+                extracted.ignored.add(&span.name, 1);
                 continue;
             }
-            match genai_call(span, &attributes).and_then(|call| call.event(defaults, now)) {
+            match genai_span(span, &attributes).and_then(|call| call.event(defaults, now)) {
                 Ok(event) => extracted.events.push(event),
                 Err(reason) => extracted.reject(&format!("span {:?}", span.name), reason),
             }
@@ -459,15 +705,22 @@ pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults,
             .as_ref()
             .map_or(&[][..], |r| &r.attributes[..]);
         for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
-            let Some(Data::Sum(sum)) = &metric.data else {
-                continue;
+            let sum = match &metric.data {
+                Some(Data::Sum(sum))
+                    if matches!(
+                        metric.name.as_str(),
+                        "claude_code.cost.usage" | "claude_code.token.usage"
+                    ) =>
+                {
+                    sum
+                }
+                data => {
+                    extracted
+                        .ignored
+                        .add(&metric.name, data.as_ref().map_or(0, point_count));
+                    continue;
+                }
             };
-            if !matches!(
-                metric.name.as_str(),
-                "claude_code.cost.usage" | "claude_code.token.usage"
-            ) {
-                continue;
-            }
             if sum.aggregation_temporality != AggregationTemporality::Delta as i32 {
                 for _ in &sum.data_points {
                     extracted.reject(
@@ -482,13 +735,25 @@ pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults,
                 let attributes = Attributes::new(&point.attributes, resource);
                 match telemetry_point(&metric.name, point, &attributes) {
                     Ok(Some(point)) => extracted.points.push(point),
-                    Ok(None) => {}
+                    Ok(None) => extracted.ignored.add(&metric.name, 1),
                     Err(reason) => extracted.reject(&metric.name, reason),
                 }
             }
         }
     }
     extracted
+}
+
+/// How many data points a metric holds, whatever its kind.
+fn point_count(data: &Data) -> u64 {
+    let points = match data {
+        Data::Gauge(gauge) => gauge.data_points.len(),
+        Data::Sum(sum) => sum.data_points.len(),
+        Data::Histogram(histogram) => histogram.data_points.len(),
+        Data::ExponentialHistogram(histogram) => histogram.data_points.len(),
+        Data::Summary(summary) => summary.data_points.len(),
+    };
+    points as u64
 }
 
 fn telemetry_point(
@@ -527,4 +792,175 @@ fn telemetry_point(
         kind,
         amount,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use proptest::prelude::*;
+
+    #[test]
+    fn gemini_input_includes_its_cached_content() {
+        let tokens = gemini_counts(12_000, 8_000, 400, 600, 50).unwrap();
+        assert_eq!(
+            tokens,
+            TokenCounts {
+                input: 4_050,
+                output: 400,
+                cache_read: 8_000,
+                reasoning: 600,
+                ..TokenCounts::default()
+            },
+            "uncached input is the prompt less its cached part, plus the tool-use prompt"
+        );
+        let reason = gemini_counts(100, 101, 1, 0, 0).unwrap_err();
+        assert_eq!(
+            reason,
+            "attribute `cached_content_token_count` is 101, more than `input_token_count` (100), which includes it"
+        );
+    }
+
+    proptest! {
+        /// Every token Gemini reports is counted once: its total is ours.
+        #[test]
+        fn gemini_counts_keep_gemini_total(
+            input in 0u64..1 << 40,
+            cached_share in 0.0f64..=1.0,
+            output in 0u64..1 << 40,
+            thoughts in 0u64..1 << 40,
+            tool in 0u64..1 << 40,
+        ) {
+            let cached = (input as f64 * cached_share) as u64;
+            let tokens = gemini_counts(input, cached, output, thoughts, tool).unwrap();
+            prop_assert_eq!(tokens.input + tokens.cache_read, input + tool);
+            prop_assert_eq!(tokens.cache_read, cached);
+            prop_assert_eq!(tokens.total(), input + output + thoughts + tool);
+        }
+
+        /// More cached than prompt tokens is not a count that can be split: refused, not wrapped.
+        #[test]
+        fn gemini_counts_refuse_more_cached_than_input(input in 0u64..u64::MAX, extra in 1u64..1 << 20) {
+            let cached = input.saturating_add(extra);
+            prop_assume!(cached > input);
+            let reason = gemini_counts(input, cached, 0, 0, 0).unwrap_err();
+            prop_assert!(reason.contains(&cached.to_string()), "{}", reason);
+        }
+    }
+
+    #[test]
+    fn a_warning_names_the_first_ignored_records_and_says_there_were_more() {
+        let mut ignored = Ignored::default();
+        assert_eq!(ignored.warning(["record", "records", "without usage"]), None);
+        ignored.add("a", 1);
+        assert_eq!(
+            ignored.warning(["record", "records", "without usage"]).unwrap(),
+            "ignored 1 record without usage (a ×1)"
+        );
+        for name in ["b", "a", "c", "d", "", "f", "g", "b"] {
+            ignored.add(name, 1);
+        }
+        ignored.add("h", 0);
+        assert_eq!(
+            ignored.warning(["record", "records", "without usage"]).unwrap(),
+            "ignored 9 records without usage (a ×2, b ×2, c ×1, d ×1, unnamed ×1, …)"
+        );
+    }
+
+    fn attribute(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        attribute(key, Value::StringValue(value.into()))
+    }
+
+    fn int(key: &str, value: i64) -> KeyValue {
+        attribute(key, Value::IntValue(value))
+    }
+
+    /// Gemini CLI's two records of one call: its `api_response` and the details event.
+    fn gemini_call_records() -> (LogRecord, LogRecord) {
+        let common = [
+            text("session.id", "s-1"),
+            text("installation.id", "i-1"),
+            text("event.timestamp", "2026-11-24T10:00:00.123Z"),
+        ];
+        let mut response = common.to_vec();
+        response.extend([
+            text("event.name", GEMINI_API_RESPONSE),
+            text("model", "gemini-2.5-pro"),
+            int("input_token_count", 1_000),
+            int("cached_content_token_count", 600),
+            int("output_token_count", 50),
+            int("thoughts_token_count", 70),
+        ]);
+        let mut details = common.to_vec();
+        details.extend([
+            text("event.name", INFERENCE_DETAILS),
+            text("gen_ai.operation.name", "generate_content"),
+            text("gen_ai.provider.name", "gcp.gen_ai"),
+            text("gen_ai.request.model", "gemini-2.5-pro"),
+            text("gen_ai.response.model", "gemini-2.5-pro"),
+            text("gen_ai.response.id", "resp-1"),
+            int("gen_ai.usage.input_tokens", 1_000),
+            int("gen_ai.usage.output_tokens", 50),
+        ]);
+        let record = |attributes: Vec<KeyValue>| LogRecord {
+            time_unix_nano: 1_795_500_000_124_000_000,
+            attributes,
+            ..LogRecord::default()
+        };
+        (record(response), record(details))
+    }
+
+    fn export(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        text("service.name", "gemini-cli"),
+                        text("user.email", "dana@example.com"),
+                    ],
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn gemini_clis_two_records_of_a_call_are_one_event_with_the_fuller_counts() {
+        let now = Micros(1_800_000_000_000_000);
+        let (response, details) = gemini_call_records();
+        for records in [
+            vec![response.clone(), details.clone()],
+            vec![details.clone(), response.clone()],
+        ] {
+            let extracted = from_logs(&export(records), &Defaults::default(), now);
+            assert_eq!((extracted.rejected, extracted.ignored.count), (0, 0));
+            assert_eq!(extracted.events.len(), 1, "one call");
+            let event = &extracted.events[0];
+            assert_eq!(
+                (event.tokens.input, event.tokens.cache_read, event.tokens.reasoning),
+                (400, 600, 70),
+                "the api_response's counts, whichever came first"
+            );
+            assert_eq!(event.attribution.agent.as_deref(), Some("gemini-cli"));
+        }
+        // Alone (its api_response in another export), the details event is the same call.
+        let alone = from_logs(&export(vec![details]), &Defaults::default(), now);
+        let with_response = from_logs(&export(vec![response]), &Defaults::default(), now);
+        assert_eq!(alone.events[0].id, with_response.events[0].id);
+        assert_eq!(alone.events[0].tokens.input, 1_000, "all of its input, cached or not");
+    }
 }
