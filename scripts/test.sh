@@ -22,7 +22,7 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     fi
 fi
 
-# The real clients (OpenAI and Anthropic Python SDKs, Claude Code) the gateway tests drive.
+# The real clients (OpenAI and Anthropic Python SDKs, Claude Code, Codex CLI) the gateway tests drive.
 bash scripts/setup-clients.sh
 
 cargo test --workspace --locked

@@ -46,9 +46,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as UpstreamClose;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::adapter::{self, Adapter};
+use super::context::{Proxy, admit, authenticate, new_request_id};
+use super::plan;
 use super::record::{Outcome, Recording};
 use super::upstream::{self, SocketRefused, UpstreamSocket};
-use super::{Proxy, admit, authenticate, new_request_id, plan};
 use crate::config::Provider;
 use crate::errors::GatewayError;
 use crate::metrics::CallLabels;
