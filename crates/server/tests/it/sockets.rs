@@ -273,6 +273,17 @@ async fn refusals_are_error_frames_with_the_http_status_and_the_connection_stays
     }
     assert_eq!(frames.last().unwrap()["type"], "response.completed");
 
+    // A key revoked while its connection is open stops being served on it.
+    let (id, secret) = server.create_key(r#"{"user": "bob", "team": "payments"}"#).await;
+    let mut bobs = open_with_key(&server, &secret).await;
+    let revoked = server.admin("POST", &format!("/api/v1/keys/{id}/revoke"), "").await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    let refused = exchange(&mut bobs, create("gpt-4o-mini", "hello", None)).await;
+    assert_eq!(
+        (refused[0]["status"].as_u64(), refused[0]["error"]["code"].as_str()),
+        (Some(401), Some("invalid_api_key"))
+    );
+
     // Nothing refused by the gateway was recorded; the slow call was.
     let calls = wait_for_calls(&server, 1).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
