@@ -68,7 +68,7 @@ async fn export_with(
 
 async fn totals(server: &TestServer, group_by: &str) -> Value {
     let reply = server
-        .summary(&format!("from=2026-01-01&to=2026-12-01&group_by={group_by}"))
+        .summary(&format!("from=2026-01-01&to=2100-01-01&group_by={group_by}"))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.json
@@ -515,30 +515,68 @@ async fn genai_spans_and_codex_events_become_usage() {
     );
 }
 
-/// The bodies of the Gemini CLI fixture (constructed from gemini-cli's source: see its first
-/// line), by path.
-fn gemini_fixture(path: &str) -> Value {
+/// The exports of the Gemini CLI fixture, captured from Gemini CLI 0.61.0 (see its first line),
+/// in the order it posted them: path and body.
+fn gemini_exports() -> Vec<(String, Value)> {
     include_str!("../fixtures/otlp/gemini_cli.otlp.jsonl")
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .find(|record| record["path"] == path)
-        .unwrap()["body"]
-        .clone()
+        .filter(|export| export["path"].is_string())
+        .map(|export| (export["path"].as_str().unwrap().to_owned(), export["body"].clone()))
+        .collect()
 }
 
-const GEMINI_SESSION: &str = "5f0c2a9e-8d4b-4c1e-9a7f-3e6b1d2c4a90";
+/// The Gemini CLI fixture's exports to one path, in order.
+fn gemini_fixture(path: &str) -> Vec<Value> {
+    gemini_exports()
+        .into_iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, body)| body)
+        .collect()
+}
 
-/// What the Gemini CLI fixture's logs export is told: every record that is not a call's usage
-/// is named (the api_response and details records of its two calls are read).
-const GEMINI_IGNORED_LOGS: &str = "ignored 11 log records without model usage (gemini_cli.config ×1, \
-    gemini_cli.user_prompt ×1, gemini_cli.api_request ×3, gen_ai.client.inference.operation.details ×4, \
-    gemini_cli.tool_call ×1, …)";
+const GEMINI_SESSION: &str = "dd2edd17-dc1d-4692-a592-6a22ce318e78";
+
+/// What each of the Gemini CLI fixture's exports is told, in order: every record that is not a
+/// call's usage is named (the api_response and details records of its three calls are read).
+const GEMINI_ANSWERS: [(&str, &str); 5] = [
+    (
+        "/otlp/v1/logs",
+        "ignored 11 log records without model usage (gemini_cli.config ×1, gemini_cli.ripgrep_fallback ×1, \
+         gemini_cli.startup_stats ×1, gemini_cli.user_prompt ×1, gemini_cli.api_request ×2, …)",
+    ),
+    (
+        "/otlp/v1/traces",
+        "ignored 2 spans without model-call usage (llm_call ×2)",
+    ),
+    (
+        "/otlp/v1/metrics",
+        "ignored 37 metric data points of metrics the receiver does not read (gemini_cli.tool.call.count ×1, \
+         gemini_cli.api.request.count ×4, gemini_cli.token.usage ×10, gemini_cli.session.count ×1, \
+         gemini_cli.file.operation.count ×1, …)",
+    ),
+    (
+        "/otlp/v1/traces",
+        "ignored 4 spans without model-call usage (llm_call ×2, tool_call ×1, schedule_tool_calls ×1)",
+    ),
+    (
+        "/otlp/v1/logs",
+        "ignored 7 log records without model usage (gemini_cli.api_request ×2, \
+         gen_ai.client.inference.operation.details ×2, gemini_cli.file_operation ×1, gemini_cli.tool_call ×1, \
+         gemini_cli.plan.approval_mode_duration ×1)",
+    ),
+];
+
+/// The partial success's message of an OTLP/JSON answer, whatever the signal.
+fn warning(answer: &Value) -> &str {
+    answer["partialSuccess"]["errorMessage"].as_str().unwrap_or_default()
+}
 
 fn stored_sessions(server: &TestServer) -> Vec<(String, String, Option<String>)> {
     let path = server.db.url.strip_prefix("sqlite://").unwrap();
     rusqlite::Connection::open(path)
         .unwrap()
-        .prepare("SELECT model, COALESCE(session, ''), finish_reason FROM usage_events ORDER BY model")
+        .prepare("SELECT model, COALESCE(session, ''), finish_reason FROM usage_events ORDER BY ts")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
@@ -546,124 +584,164 @@ fn stored_sessions(server: &TestServer) -> Vec<(String, String, Option<String>)>
         .unwrap()
 }
 
+/// Whether any of an export's spans reports `gen_ai.usage.*`.
+fn spans_with_usage(traces: &Value) -> usize {
+    traces["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+        .flat_map(|s| s["spans"].as_array().unwrap())
+        .filter(|span| {
+            span["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["key"] == "gen_ai.usage.input_tokens")
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn gemini_cli_exports_count_each_call_once_and_name_what_is_ignored() {
     let server = start_with(TestDatabase::sqlite(), "").await;
     let token = ingest_token(&server, Some("platform")).await;
-    let logs = gemini_fixture("/otlp/v1/logs");
 
-    // Gemini CLI sends protobuf (otlpProtocol "http"); gzip as a collector in between might.
-    let decoded: ExportLogsServiceRequest = serde_json::from_value(logs.clone()).unwrap();
-    let reply = export_with(
-        &server,
-        &token,
-        "logs",
-        &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")],
-        gzip(&decoded.encode_to_vec()),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let answer = ExportLogsServiceResponse::decode(reply.bytes).unwrap();
-    let partial = answer.partial_success.unwrap();
+    // As Gemini CLI posts them: OTLP/JSON, one export at a time, in its order.
+    let exports = gemini_exports();
     assert_eq!(
-        (partial.rejected_log_records, partial.error_message.as_str()),
-        (0, GEMINI_IGNORED_LOGS),
-        "accepted, nothing rejected; the records that are not usage are named"
+        exports.iter().map(|(path, _)| path.as_str()).collect::<Vec<_>>(),
+        GEMINI_ANSWERS.iter().map(|(path, _)| *path).collect::<Vec<_>>()
     );
+    for ((path, body), (_, expected)) in exports.iter().zip(GEMINI_ANSWERS) {
+        let signal = path.strip_prefix("/otlp/v1/").unwrap();
+        let reply = export(&server, &token, signal, "application/json", body.to_string()).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        assert_eq!(
+            warning(&reply.json),
+            expected,
+            "{path}: accepted, the records that are not usage named"
+        );
+        let rejected = ["rejectedLogRecords", "rejectedSpans", "rejectedDataPoints"]
+            .iter()
+            .filter_map(|key| reply.json["partialSuccess"][key].as_i64())
+            .sum::<i64>();
+        assert_eq!(rejected, 0, "{path}: {}", reply.text);
+    }
+    // Its `llm_call` spans carry the calls' usage when its traces are enabled (the capture's
+    // were): the same calls as its api_response records, not counted twice.
+    let traces = gemini_fixture("/otlp/v1/traces");
+    assert_eq!(traces.iter().map(spans_with_usage).sum::<usize>(), 3);
 
     let once = totals(&server, "user,team,project,agent,provider,model").await;
     let rows = once["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{once}");
     let row = |model: &str| rows.iter().find(|r| r["model"] == model).unwrap();
-    let pro = row("gemini-2.5-pro");
+    let flash = row("gemini-3.8-flash");
     assert_eq!(
         (
-            &pro["user"],
-            &pro["team"],
-            &pro["project"],
-            &pro["agent"],
-            &pro["provider"]
+            &flash["user"],
+            &flash["team"],
+            &flash["project"],
+            &flash["agent"],
+            &flash["provider"]
         ),
         (
-            &json!("dana@example.com"),
-            &json!("platform"),
-            &json!("infra"),
+            &json!("ana@example.com"),
+            &json!("payments"),
+            &json!("checkout"),
             &json!("gemini-cli"),
             &json!("google")
         ),
-        "the user and project from OTEL_RESOURCE_ATTRIBUTES, the team from the token"
+        "user, team and project from OTEL_RESOURCE_ATTRIBUTES (over the token's team)"
     );
-    assert_eq!(
-        (
-            &pro["requests"],
-            &pro["input_tokens"],
-            &pro["cache_read_tokens"],
-            &pro["output_tokens"],
-            &pro["reasoning_tokens"]
-        ),
-        (&json!(1), &json!(4000), &json!(8000), &json!(400), &json!(600)),
-        "one call, not two (api_response and its details event); the 8000 cached tokens out of the 12000 input"
-    );
-    assert_eq!(
-        pro["cost_usd"],
-        json!(0.016),
-        "4000 × $1.25 + 8000 × $0.125 + (400 + 600) × $10 per million: thoughts are billed as output"
-    );
-    let flash = row("gemini-2.5-flash");
     assert_eq!(
         (
             &flash["requests"],
             &flash["input_tokens"],
+            &flash["cache_read_tokens"],
             &flash["output_tokens"],
-            &flash["cost_usd"]
+            &flash["reasoning_tokens"]
         ),
-        (&json!(1), &json!(3100), &json!(120), &json!(0.00123))
+        (&json!(2), &json!(600 + 1500), &json!(800), &json!(32 + 33), &json!(150)),
+        "two calls, not four (api_response and details event each) nor six (and the llm_call span); \
+         the 800 cached tokens out of the first call's 1400 prompt tokens"
+    );
+    assert_eq!(
+        flash["cost_usd"],
+        json!(0.00244125),
+        "2100 × $0.75 + 800 × $0.075 + (65 + 150) × $3.75 per million: thoughts are billed as output"
+    );
+    let router = row("gemini-3.5-flash-lite");
+    assert_eq!(
+        (
+            &router["requests"],
+            &router["input_tokens"],
+            &router["output_tokens"],
+            &router["unpriced_requests"]
+        ),
+        (&json!(1), &json!(1300), &json!(31), &json!(1)),
+        "its routing call is a call too"
     );
     assert_eq!(
         stored_sessions(&server),
         vec![
-            ("gemini-2.5-flash".into(), GEMINI_SESSION.into(), Some("stop".into())),
-            ("gemini-2.5-pro".into(), GEMINI_SESSION.into(), Some("stop".into())),
+            (
+                "gemini-3.5-flash-lite".into(),
+                GEMINI_SESSION.into(),
+                Some("stop".into())
+            ),
+            ("gemini-3.8-flash".into(), GEMINI_SESSION.into(), Some("stop".into())),
+            ("gemini-3.8-flash".into(), GEMINI_SESSION.into(), Some("stop".into())),
         ],
-        "the session Gemini CLI reported; the refused call (api_error) is not usage"
+        "the session Gemini CLI reported; the call refused with 429 (api_error) is not usage"
     );
 
-    // The same export again, as JSON this time: duplicates, nothing added.
-    let reply = export(&server, &token, "logs", "application/json", logs.to_string()).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(
-        reply.json,
-        json!({ "partialSuccess": { "rejectedLogRecords": 0, "errorMessage": GEMINI_IGNORED_LOGS } })
-    );
-    assert_eq!(totals(&server, "user,team,project,agent,provider,model").await, once);
-
-    // Its counters are not read (they would count its calls a second time), and the answer says so.
-    let metrics = gemini_fixture("/otlp/v1/metrics");
-    let decoded: ExportMetricsServiceRequest = serde_json::from_value(metrics).unwrap();
-    let reply = export(
-        &server,
-        &token,
-        "metrics",
-        "application/x-protobuf",
-        decoded.encode_to_vec(),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let answer = ExportMetricsServiceResponse::decode(reply.bytes).unwrap();
-    let partial = answer.partial_success.unwrap();
-    assert_eq!(
-        (partial.rejected_data_points, partial.error_message.as_str()),
-        (
-            0,
-            "ignored 15 metric data points of metrics the receiver does not read \
-             (gemini_cli.session.count ×1, gemini_cli.token.usage ×10, gen_ai.client.token.usage ×4)"
+    // The same exports again, as protobuf and gzipped this time: duplicates, nothing added.
+    for ((path, body), (_, expected)) in exports.iter().zip(GEMINI_ANSWERS) {
+        let (signal, protobuf) = match path.as_str() {
+            "/otlp/v1/logs" => (
+                "logs",
+                serde_json::from_value::<ExportLogsServiceRequest>(body.clone())
+                    .unwrap()
+                    .encode_to_vec(),
+            ),
+            "/otlp/v1/metrics" => (
+                "metrics",
+                serde_json::from_value::<ExportMetricsServiceRequest>(body.clone())
+                    .unwrap()
+                    .encode_to_vec(),
+            ),
+            _ => continue,
+        };
+        let reply = export_with(
+            &server,
+            &token,
+            signal,
+            &[("content-type", "application/x-protobuf"), ("content-encoding", "gzip")],
+            gzip(&protobuf),
         )
-    );
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let message = if signal == "logs" {
+            ExportLogsServiceResponse::decode(reply.bytes)
+                .unwrap()
+                .partial_success
+                .unwrap()
+                .error_message
+        } else {
+            ExportMetricsServiceResponse::decode(reply.bytes)
+                .unwrap()
+                .partial_success
+                .unwrap()
+                .error_message
+        };
+        assert_eq!(message, expected);
+    }
     assert_eq!(totals(&server, "user,team,project,agent,provider,model").await, once);
 }
 
-/// The fixture's logs export split in two at the batch boundary between a call's api_response
-/// and its details event.
+/// A logs export split in two after its `split` first records.
 fn split_after(logs: &Value, split: usize) -> (Value, Value) {
     let records = logs["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
         .as_array()
@@ -680,7 +758,9 @@ fn split_after(logs: &Value, split: usize) -> (Value, Value) {
 async fn a_gemini_call_whose_two_records_arrive_in_two_exports_counts_once() {
     let server = start_with(TestDatabase::sqlite(), "").await;
     let token = ingest_token(&server, None).await;
-    let logs = gemini_fixture("/otlp/v1/logs");
+    // The export after the retry: the call with cached and thoughts tokens, its tool call, the
+    // next call.
+    let logs = gemini_fixture("/otlp/v1/logs")[1].clone();
     let records = logs["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
         .as_array()
         .unwrap();
@@ -690,9 +770,11 @@ async fn a_gemini_call_whose_two_records_arrive_in_two_exports_counts_once() {
             r["body"]["stringValue"]
                 .as_str()
                 .unwrap()
-                .starts_with("API response from gemini-2.5-pro")
+                .starts_with("API response from gemini-3.8-flash")
         })
         .unwrap();
+    // The batch ends between the api_response and its details event, which Gemini CLI stamps a
+    // millisecond later (`timeUnixNano`) with the same `event.timestamp`.
     let (first, second) = split_after(&logs, response + 1);
     for body in [first, second] {
         let reply = export(&server, &token, "logs", "application/json", body.to_string()).await;
@@ -700,17 +782,24 @@ async fn a_gemini_call_whose_two_records_arrive_in_two_exports_counts_once() {
         assert_eq!(reply.json["partialSuccess"]["rejectedLogRecords"], 0, "{}", reply.text);
     }
     let rows = totals(&server, "model").await["rows"].clone();
-    let pro = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "gemini-2.5-pro")
-        .unwrap()
-        .clone();
     assert_eq!(
-        (&pro["requests"], &pro["input_tokens"], &pro["reasoning_tokens"]),
-        (&json!(1), &json!(4000), &json!(600)),
-        "the details event in the next export is the same call: a duplicate, not a second call"
+        rows,
+        json!([{
+            "model": "gemini-3.8-flash",
+            "requests": 2,
+            "input_tokens": 600 + 1500,
+            "output_tokens": 32 + 33,
+            "cache_read_tokens": 800,
+            "cache_write_tokens": 0,
+            "cache_write_1h_tokens": 0,
+            "reasoning_tokens": 150,
+            "total_tokens": 2100 + 65 + 800 + 150,
+            "cost_usd": 0.00244125,
+            "unpriced_requests": 0,
+            "estimated_requests": 0,
+        }]),
+        "the details event in the next export is the same call: a duplicate, not a second call \
+         (whose 1400 input tokens would count the cached ones again)"
     );
 }
 

@@ -568,7 +568,9 @@ pub fn from_logs(request: &ExportLogsServiceRequest, defaults: &Defaults, now: M
     extracted
 }
 
-/// GenAI operations that are one model call (agent and tool spans sum their children).
+/// GenAI operations that are one model call (agent and tool spans sum their children). Not
+/// Gemini CLI's `llm_call` spans either: they carry a call's usage when its traces are enabled,
+/// and the same call is its `api_response` record, which alone has the cached and thinking tokens.
 fn is_model_call(operation: Option<&str>) -> bool {
     matches!(
         operation,
@@ -799,6 +801,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     use proptest::prelude::*;
 
     #[test]
@@ -911,12 +914,18 @@ mod tests {
             int("gen_ai.usage.input_tokens", 1_000),
             int("gen_ai.usage.output_tokens", 50),
         ]);
-        let record = |attributes: Vec<KeyValue>| LogRecord {
-            time_unix_nano: 1_795_500_000_124_000_000,
+        // As Gemini CLI 0.61 sends them: one `event.timestamp`, each record stamped when it was
+        // emitted (the details event a millisecond after, and both after the event's time).
+        let record = |attributes: Vec<KeyValue>, time_unix_nano| LogRecord {
+            time_unix_nano,
+            observed_time_unix_nano: time_unix_nano,
             attributes,
             ..LogRecord::default()
         };
-        (record(response), record(details))
+        (
+            record(response, 1_795_500_000_126_000_000),
+            record(details, 1_795_500_000_127_000_000),
+        )
     }
 
     fn export(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
@@ -962,5 +971,52 @@ mod tests {
         let with_response = from_logs(&export(vec![response]), &Defaults::default(), now);
         assert_eq!(alone.events[0].id, with_response.events[0].id);
         assert_eq!(alone.events[0].tokens.input, 1_000, "all of its input, cached or not");
+        assert_eq!(
+            alone.events[0].timestamp, with_response.events[0].timestamp,
+            "the event's time, not the record's"
+        );
+    }
+
+    #[test]
+    fn gemini_clis_llm_call_spans_are_not_calls_of_their_own() {
+        // With its traces enabled, Gemini CLI's `llm_call` span of a call carries the usage its
+        // api_response record reports: counting it would count the call twice.
+        let span = Span {
+            name: "llm_call".into(),
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: 1_795_500_000_100_000_000,
+            attributes: vec![
+                text("gen_ai.operation.name", "llm_call"),
+                text("gen_ai.agent.name", "gemini-cli"),
+                text("gen_ai.request.model", "gemini-2.5-pro"),
+                text("gen_ai.conversation.id", "s-1"),
+                int("gen_ai.usage.input_tokens", 1_000),
+                int("gen_ai.usage.output_tokens", 50),
+            ],
+            ..Span::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        text("service.name", "gemini-cli"),
+                        text("user.email", "dana@example.com"),
+                    ],
+                    ..Resource::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let extracted = from_spans(&request, &Defaults::default(), Micros(1_800_000_000_000_000));
+        assert_eq!(
+            (extracted.events.len(), extracted.rejected, extracted.ignored.count),
+            (0, 0, 1),
+            "accepted, named in the answer's warning, not kept"
+        );
     }
 }
