@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod calls;
 pub mod fingerprint;
 pub mod github;
+pub mod json_stream;
 pub mod keys;
 pub mod limits;
 pub mod money;
