@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the gateway adds to a turn of the Responses API's WebSocket mode (bench/socket.py):
+# What the gateway adds to a turn of the Responses API's WebSocket mode (bench/socket_turns.py):
 # `goodhart serve` (release, metering + spool + SQLite on) in front of its built-in mock
 # provider, the client straight to the mock's socket and through the gateway's, alternated in
 # blocks of BLOCK chained turns; plus streamed POSTs through the gateway for comparison. The
@@ -31,4 +31,4 @@ KEY=$(curl -fsS -X POST -H 'authorization: Bearer bench-admin' -H 'content-type:
     "http://127.0.0.1:$PORT/api/v1/keys" -d '{"user":"bench","team":"bench"}' |
     "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $TURNS turns per path in blocks of $BLOCK" >&2
-taskset -c 0 "$VENV/bin/python" bench/socket.py "$MOCK" "http://127.0.0.1:$PORT/v1" "$KEY" "$TURNS" "$BLOCK"
+taskset -c 0 "$VENV/bin/python" bench/socket_turns.py "$MOCK" "http://127.0.0.1:$PORT/v1" "$KEY" "$TURNS" "$BLOCK"

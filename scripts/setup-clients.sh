@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients Goodhart is tested with, once, under .cache/clients (or
-# $GOODHART_CLIENTS_DIR): the official openai and anthropic Python SDKs and Selenium in a
-# virtualenv; Claude Code, Codex CLI and ccusage from npm; Debian's chromium and chromium-driver for the
+# $GOODHART_CLIENTS_DIR): the official openai, anthropic and google-genai Python SDKs and
+# Selenium in a virtualenv; Claude Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
 # dashboard's browser tests (never a browser Selenium downloads). Versions are pinned so a test
 # run means the same thing every time; re-running is a no-op when they are already there.
 set -euo pipefail
@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 
 OPENAI_SDK=openai==3.54.0
 ANTHROPIC_SDK=anthropic==2.12.0
+GOOGLE_GENAI_SDK=google-genai==3.6.1
 SELENIUM=selenium==4.51.0
 CLAUDE_CODE=@anthropic-ai/claude-code@2.1.197
 CODEX=@openai/codex@0.171.0
+GEMINI_CLI=@google/gemini-cli@0.61.0
 # The last ccusage in plain JavaScript: later versions need a native package per platform.
 CCUSAGE=ccusage@17.2.1
 
@@ -19,12 +21,12 @@ dir=${GOODHART_CLIENTS_DIR:-$PWD/.cache/clients}
 mkdir -p "$dir"
 
 installed=$("$dir/venv/bin/python" -c \
-    'import importlib.metadata as m; print(m.version("openai"), m.version("anthropic"), m.version("selenium"))' \
+    'import importlib.metadata as m; print(*(m.version(p) for p in ("openai", "anthropic", "google-genai", "selenium")))' \
     2>/dev/null || true)
-if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${SELENIUM#*==}" ]; then
-    echo "installing $OPENAI_SDK $ANTHROPIC_SDK $SELENIUM into $dir/venv" >&2
+if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${GOOGLE_GENAI_SDK#*==} ${SELENIUM#*==}" ]; then
+    echo "installing $OPENAI_SDK $ANTHROPIC_SDK $GOOGLE_GENAI_SDK $SELENIUM into $dir/venv" >&2
     python3 -m venv "$dir/venv"
-    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$SELENIUM"
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$GOOGLE_GENAI_SDK" "$SELENIUM"
 fi
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
@@ -37,8 +39,9 @@ fi
 
 if [ "$("$dir/node_modules/.bin/claude" --version 2>/dev/null | awk '{print $1}')" != "${CLAUDE_CODE##*@}" ] ||
     [ "$("$dir/node_modules/.bin/codex" --version 2>/dev/null | awk '{print $2}')" != "${CODEX##*@}" ] ||
+    [ "$("$dir/node_modules/.bin/gemini" --version 2>/dev/null)" != "${GEMINI_CLI##*@}" ] ||
     [ "$("$dir/node_modules/.bin/ccusage" --version 2>/dev/null)" != "${CCUSAGE##*@}" ]; then
-    echo "installing $CLAUDE_CODE $CODEX $CCUSAGE into $dir" >&2
+    echo "installing $CLAUDE_CODE $CODEX $GEMINI_CLI $CCUSAGE into $dir" >&2
     # All in one command: an npm install without a package.json prunes what it was not given.
-    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CODEX" "$CCUSAGE")
+    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CODEX" "$GEMINI_CLI" "$CCUSAGE")
 fi

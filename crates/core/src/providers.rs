@@ -3,8 +3,9 @@
 //!
 //! OpenAI counts cached input inside `prompt_tokens`/`input_tokens` and reasoning inside
 //! `completion_tokens`/`output_tokens`; Anthropic reports uncached input, cache reads and cache
-//! writes separately (and, in newer versions, the 5-minute and 1-hour writes apart). Both are
-//! converted so that no token is counted under two kinds.
+//! writes separately (and, in newer versions, the 5-minute and 1-hour writes apart); Gemini's
+//! `usageMetadata` counts cached content inside `promptTokenCount` and thoughts and tool-use
+//! prompts beside it. All are converted so that no token is counted under two kinds.
 
 use serde_json::Value;
 
@@ -20,6 +21,8 @@ pub enum WireProtocol {
     OpenAiResponses,
     /// Anthropic `POST /v1/messages`.
     Anthropic,
+    /// Gemini `POST /v1beta/models/{model}:generateContent` (and its stream, SSE or JSON array).
+    Gemini,
 }
 
 /// Usage and metadata a provider reported for one call.
@@ -67,6 +70,30 @@ pub fn openai_counts(input: u64, cached: u64, output: u64, reasoning: u64) -> To
     }
 }
 
+/// A Gemini `usageMetadata` object.
+pub fn gemini_tokens(usage: &Value) -> TokenCounts {
+    gemini_counts(
+        count(usage, &["promptTokenCount"]),
+        count(usage, &["cachedContentTokenCount"]),
+        count(usage, &["candidatesTokenCount"]),
+        count(usage, &["thoughtsTokenCount"]),
+        count(usage, &["toolUsePromptTokenCount"]),
+    )
+}
+
+/// Gemini's counts as [`TokenCounts`]: the prompt includes its cached content; tool-use prompt
+/// tokens are input on top of it; thoughts are billed as output, kept apart as reasoning
+/// (`total = prompt + candidates + tool use + thoughts`).
+pub fn gemini_counts(prompt: u64, cached: u64, candidates: u64, thoughts: u64, tool_use: u64) -> TokenCounts {
+    TokenCounts {
+        input: prompt.saturating_sub(cached).saturating_add(tool_use),
+        cache_read: cached.min(prompt),
+        output: candidates,
+        reasoning: thoughts,
+        ..TokenCounts::default()
+    }
+}
+
 /// An Anthropic `usage` object.
 pub fn anthropic_tokens(usage: &Value) -> TokenCounts {
     anthropic_counts(
@@ -103,6 +130,14 @@ pub fn anthropic_counts(input: u64, output: u64, cache_read: u64, cache_writes: 
 
 /// The usage in a complete (non-streamed) response body, if it reports any.
 pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedUsage> {
+    if protocol == WireProtocol::Gemini {
+        let usage = body.get("usageMetadata").filter(|u| u.is_object())?;
+        return Some(ReportedUsage {
+            tokens: gemini_tokens(usage),
+            model: text(body, &["modelVersion"]),
+            finish_reason: gemini_finish_reason(body),
+        });
+    }
     let usage = body.get("usage").filter(|u| u.is_object())?;
     Some(match protocol {
         WireProtocol::OpenAiChat => ReportedUsage {
@@ -125,7 +160,17 @@ pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedU
             model: text(body, &["model"]),
             finish_reason: text(body, &["stop_reason"]),
         },
+        WireProtocol::Gemini => return None,
     })
+}
+
+/// The first candidate's `finishReason` of a Gemini response (or stream chunk).
+fn gemini_finish_reason(body: &Value) -> Option<String> {
+    body.get("candidates")?
+        .as_array()?
+        .iter()
+        .find_map(|candidate| candidate.get("finishReason")?.as_str())
+        .map(str::to_owned)
 }
 
 /// The most output text a tap keeps (for fingerprints and estimates); the rest is counted
@@ -215,6 +260,8 @@ impl StreamTap {
                         "response.reasoning_summary_text.delta",
                     ]))
             }
+            // Every chunk carries text, and may carry the usage so far or the finish reason.
+            WireProtocol::Gemini => true,
             WireProtocol::OpenAiChat if event.data == "[DONE]" => true,
             WireProtocol::OpenAiChat if text => true,
             WireProtocol::OpenAiChat => {
@@ -286,6 +333,25 @@ impl StreamTap {
                     self.usage = response.get("usage").filter(|u| u.is_object()).cloned();
                 }
             }
+            WireProtocol::Gemini => {
+                if self.output.is_some() {
+                    let parts = data.pointer("/candidates/0/content/parts").and_then(Value::as_array);
+                    for part in parts.into_iter().flatten() {
+                        self.collect(part.get("text").and_then(Value::as_str));
+                    }
+                }
+                self.model = text(&data, &["modelVersion"]).or(self.model.take());
+                self.response_id = text(&data, &["responseId"]).or(self.response_id.take());
+                // Each chunk's usage is the response's so far: the last one is the whole.
+                if let Some(usage) = data.get("usageMetadata").filter(|u| u.is_object()) {
+                    self.usage = Some(usage.clone());
+                }
+                // The stream has no end event: the chunk with a finish reason is the last.
+                if let Some(reason) = gemini_finish_reason(&data) {
+                    self.finish_reason = Some(reason);
+                    self.ended = true;
+                }
+            }
             WireProtocol::Anthropic => match data.get("type").and_then(Value::as_str).unwrap_or_default() {
                 "content_block_delta" => {
                     let delta = data.get("delta");
@@ -330,6 +396,7 @@ impl StreamTap {
         let usage = self.usage.filter(Value::is_object)?;
         let tokens = match self.protocol {
             WireProtocol::Anthropic => anthropic_tokens(&usage),
+            WireProtocol::Gemini => gemini_tokens(&usage),
             _ => openai_tokens(&usage),
         };
         Some(ReportedUsage {
@@ -369,6 +436,12 @@ mod tests {
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"model\":\"gpt-5\",\"usage\":null}}\n\n",
         "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"model\":\"gpt-5-2025-08-07\",\"usage\":{\"input_tokens\":500,\"input_tokens_details\":{\"cached_tokens\":200},\"output_tokens\":90,\"output_tokens_details\":{\"reasoning_tokens\":64},\"total_tokens\":590}}}\n\n",
+    );
+
+    /// Gemini's `alt=sse` stream: usage so far on every chunk, the finish reason on the last.
+    const GEMINI_STREAM: &str = concat!(
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9000,\"totalTokenCount\": 9000,\"cachedContentTokenCount\": 8000},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"r-1\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9000,\"candidatesTokenCount\": 40,\"totalTokenCount\": 9170,\"cachedContentTokenCount\": 8000,\"thoughtsTokenCount\": 120,\"toolUsePromptTokenCount\": 10},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"r-1\"}\r\n\r\n",
     );
 
     fn tap(protocol: WireProtocol, chunks: &[&[u8]]) -> Option<ReportedUsage> {
@@ -417,6 +490,17 @@ mod tests {
                 model: Some("gpt-5-2025-08-07".into()),
                 finish_reason: Some("completed".into()),
             },
+            WireProtocol::Gemini => ReportedUsage {
+                tokens: TokenCounts {
+                    input: 1010,
+                    cache_read: 8000,
+                    output: 40,
+                    reasoning: 120,
+                    ..Default::default()
+                },
+                model: Some("gemini-2.5-pro".into()),
+                finish_reason: Some("STOP".into()),
+            },
         }
     }
 
@@ -427,6 +511,7 @@ mod tests {
             (WireProtocol::OpenAiChat, OPENAI_CHAT_STREAM),
             (WireProtocol::Anthropic, ANTHROPIC_STREAM),
             (WireProtocol::OpenAiResponses, RESPONSES_STREAM),
+            (WireProtocol::Gemini, GEMINI_STREAM),
         ] {
             let bytes = stream.as_bytes();
             assert_eq!(tap(protocol, &[bytes]), Some(expected(protocol)), "{protocol:?} whole");
@@ -456,6 +541,61 @@ mod tests {
         let cut = ANTHROPIC_STREAM.find("event: message_start").unwrap() + 5;
         assert_eq!(
             tap(WireProtocol::Anthropic, &[&ANTHROPIC_STREAM.as_bytes()[..cut]]),
+            None
+        );
+    }
+
+    /// Gemini's stream has no end event: the chunk with a finish reason ends it, and the last
+    /// usage seen (each chunk's is the response's so far) is the call's; the same elements as
+    /// one JSON array (Gemini's default framing) read the same.
+    #[test]
+    fn a_gemini_stream_ends_at_its_finish_reason_in_either_framing() {
+        let mut tap = StreamTap::collecting_text(WireProtocol::Gemini);
+        let (mut parser, mut events) = (SseParser::new(), Vec::new());
+        let first_chunk = GEMINI_STREAM.split_inclusive("\r\n\r\n").next().unwrap();
+        parser.push(first_chunk.as_bytes(), &mut events);
+        events.drain(..).for_each(|e| tap.observe(&e));
+        assert!(!tap.ended(), "no finish reason yet");
+        assert_eq!(tap.response_id(), Some("r-1"));
+        parser.push(&GEMINI_STREAM.as_bytes()[first_chunk.len()..], &mut events);
+        events.drain(..).for_each(|e| tap.observe(&e));
+        assert!(tap.ended());
+        assert_eq!(tap.output_text(), "Hello");
+        assert_eq!(tap.finish(), Some(expected(WireProtocol::Gemini)));
+
+        let elements: Vec<&str> = GEMINI_STREAM
+            .split("\r\n\r\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .collect();
+        let array = format!("[{}]", elements.join("\r\n,"));
+        let (mut parser, mut tap) = (
+            crate::json_stream::JsonArrayParser::new(),
+            StreamTap::new(WireProtocol::Gemini),
+        );
+        parser.push(array.as_bytes(), &mut events);
+        events.iter().for_each(|e| tap.observe(e));
+        assert_eq!(tap.finish(), Some(expected(WireProtocol::Gemini)));
+    }
+
+    #[test]
+    fn gemini_bodies_count_cached_content_inside_the_prompt() {
+        let body = json!({"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "MAX_TOKENS"}],
+            "usageMetadata": {"promptTokenCount": 100, "cachedContentTokenCount": 60, "candidatesTokenCount": 5,
+                              "thoughtsTokenCount": 7}, "modelVersion": "gemini-2.5-flash"});
+        let reported = usage_from_body(WireProtocol::Gemini, &body).unwrap();
+        assert_eq!(
+            reported.tokens,
+            TokenCounts {
+                input: 40,
+                cache_read: 60,
+                output: 5,
+                reasoning: 7,
+                ..Default::default()
+            }
+        );
+        assert_eq!(reported.finish_reason.as_deref(), Some("MAX_TOKENS"));
+        assert_eq!(
+            usage_from_body(WireProtocol::Gemini, &json!({"error": {"code": 429}})),
             None
         );
     }

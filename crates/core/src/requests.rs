@@ -16,6 +16,8 @@ crate::named_enum! {
         OpenAi = "openai",
         /// Anthropic's API: messages, count_tokens.
         Anthropic = "anthropic",
+        /// Google's Gemini API (AI Studio): generateContent, streamGenerateContent, countTokens.
+        Gemini = "gemini",
     }
 }
 
@@ -27,6 +29,12 @@ pub enum Endpoint {
     Embeddings,
     Messages,
     CountTokens,
+    /// Gemini `…/models/{model}:generateContent`.
+    GenerateContent,
+    /// Gemini `…/models/{model}:streamGenerateContent` (SSE with `alt=sse`, else a JSON array).
+    StreamGenerateContent,
+    /// Gemini `…/models/{model}:countTokens` (free).
+    GeminiCountTokens,
 }
 
 impl Endpoint {
@@ -37,6 +45,9 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
             Endpoint::CountTokens => "count_tokens",
+            Endpoint::GenerateContent => "generate_content",
+            Endpoint::StreamGenerateContent => "stream_generate_content",
+            Endpoint::GeminiCountTokens => "gemini_count_tokens",
         }
     }
 
@@ -45,6 +56,9 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings => Protocol::OpenAi,
             Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
+            Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
+                Protocol::Gemini
+            }
         }
     }
 
@@ -55,10 +69,15 @@ impl Endpoint {
             Endpoint::ChatCompletions | Endpoint::Embeddings => WireProtocol::OpenAiChat,
             Endpoint::Responses => WireProtocol::OpenAiResponses,
             Endpoint::Messages | Endpoint::CountTokens => WireProtocol::Anthropic,
+            Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
+                WireProtocol::Gemini
+            }
         }
     }
 
-    /// The path under the provider's base URL (OpenAI bases end in `/v1`, Anthropic's do not).
+    /// The path under the provider's base URL (OpenAI bases end in `/v1`, Anthropic's and
+    /// Gemini's do not); Gemini's names the model, so it is the method that follows it
+    /// (`/v1beta/models/{model}` + this).
     pub fn upstream_path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -66,6 +85,19 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Messages => "/v1/messages",
             Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::GenerateContent => ":generateContent",
+            Endpoint::StreamGenerateContent => ":streamGenerateContent",
+            Endpoint::GeminiCountTokens => ":countTokens",
+        }
+    }
+
+    /// The Gemini endpoint of a method name (`generateContent`…), as it follows the model in a path.
+    pub fn gemini_method(method: &str) -> Option<Endpoint> {
+        match method {
+            "generateContent" => Some(Endpoint::GenerateContent),
+            "streamGenerateContent" => Some(Endpoint::StreamGenerateContent),
+            "countTokens" => Some(Endpoint::GeminiCountTokens),
+            _ => None,
         }
     }
 }
@@ -81,6 +113,17 @@ pub struct RequestFacts {
     pub include_usage: bool,
     /// `metadata.user_id` (Claude Code encodes its session there).
     pub metadata_user_id: Option<String>,
+}
+
+/// What a Gemini request body says: its output cap (`generationConfig.maxOutputTokens`); the
+/// model is in the path and streaming is the method, which the caller knows.
+pub fn gemini_request_facts(body: &Value) -> RequestFacts {
+    RequestFacts {
+        max_tokens: body
+            .pointer("/generationConfig/maxOutputTokens")
+            .and_then(Value::as_u64),
+        ..RequestFacts::default()
+    }
 }
 
 pub fn request_facts(body: &Value) -> RequestFacts {
@@ -161,6 +204,27 @@ pub fn prompt_text(endpoint: Endpoint, body: &Value) -> PromptText {
                 push_text(&mut prompt.last_turn, input);
             }
         }
+        Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
+            // countTokens may wrap the request: `{"generateContentRequest": {…}}`.
+            let request = body.get("generateContentRequest").unwrap_or(body);
+            for system in ["systemInstruction", "system_instruction"] {
+                if let Some(parts) = request.get(system).and_then(|s| s.get("parts")) {
+                    push_text(&mut prompt.full, parts);
+                }
+            }
+            let contents = request.get("contents").and_then(Value::as_array);
+            for content in contents.into_iter().flatten() {
+                push_text(&mut prompt.full, content.get("parts").unwrap_or(content));
+            }
+            let last_user = contents.and_then(|c| {
+                c.iter()
+                    .rev()
+                    .find(|c| c.get("role").and_then(Value::as_str).is_none_or(|role| role == "user"))
+            });
+            if let Some(parts) = last_user.and_then(|c| c.get("parts")) {
+                push_text(&mut prompt.last_turn, parts);
+            }
+        }
     }
     prompt
 }
@@ -214,20 +278,54 @@ pub fn output_text(endpoint: Endpoint, body: &Value) -> String {
                 push_text(&mut out, content);
             }
         }
-        Endpoint::Embeddings | Endpoint::CountTokens => {}
+        Endpoint::GenerateContent | Endpoint::StreamGenerateContent => {
+            for candidate in body.get("candidates").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(parts) = candidate.get("content").and_then(|c| c.get("parts")) {
+                    push_text(&mut out, parts);
+                }
+            }
+        }
+        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::GeminiCountTokens => {}
     }
     out
 }
 
-/// The provider's id of a complete response (`chatcmpl-…`, `resp_…`, `msg_…`).
+/// The provider's id of a complete response (`chatcmpl-…`, `resp_…`, `msg_…`, Gemini's
+/// `responseId`).
 pub fn response_id(body: &Value) -> Option<String> {
-    body.get("id").and_then(Value::as_str).map(str::to_owned)
+    ["id", "responseId"]
+        .iter()
+        .find_map(|field| body.get(*field).and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn gemini_requests_name_their_cap_in_the_config_and_their_turns_in_parts() {
+        let body = json!({"systemInstruction": {"parts": [{"text": "Be terse."}]},
+            "contents": [{"role": "user", "parts": [{"text": "first"}]},
+                         {"role": "model", "parts": [{"text": "answer"}]},
+                         {"role": "user", "parts": [{"text": "second"}, {"text": "part"}]}],
+            "generationConfig": {"maxOutputTokens": 77}});
+        assert_eq!(gemini_request_facts(&body).max_tokens, Some(77));
+        let prompt = prompt_text(Endpoint::StreamGenerateContent, &body);
+        assert_eq!(prompt.full, "Be terse.\nfirst\nanswer\nsecond\npart");
+        assert_eq!(prompt.last_turn, "second\npart");
+        let counted = prompt_text(Endpoint::GeminiCountTokens, &json!({"generateContentRequest": body}));
+        assert_eq!(counted, prompt);
+        let reply = json!({"candidates": [{"content": {"parts": [{"text": "Hi"}, {"text": " there"}]}}],
+            "responseId": "r-9"});
+        assert_eq!(output_text(Endpoint::GenerateContent, &reply), "Hi\n there");
+        assert_eq!(response_id(&reply).as_deref(), Some("r-9"));
+        assert_eq!(
+            Endpoint::gemini_method("streamGenerateContent"),
+            Some(Endpoint::StreamGenerateContent)
+        );
+    }
 
     #[test]
     fn facts_read_every_spelling_of_the_output_cap() {

@@ -1,8 +1,8 @@
 //! Client authentication with virtual keys, and a short-lived cache of key lookups.
 //!
 //! Clients send their Goodhart key where they would send a provider key: `Authorization:
-//! Bearer …` (OpenAI SDKs, Anthropic SDK ≥ 2) or `x-api-key` (Claude Code, older Anthropic
-//! clients). Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
+//! Bearer …` (OpenAI SDKs, Anthropic SDK ≥ 2), `x-api-key` (Claude Code, older Anthropic
+//! clients), `x-goog-api-key` or the query's `key` (Gemini clients). Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
 //! too, so a client hammering with a bad key does not hammer the database. A revocation made
 //! through this process clears the cache at once; one made through another instance takes
 //! effect here within the TTL.
@@ -20,14 +20,28 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Entries beyond this are dropped wholesale (a bound on memory under a flood of bad keys).
 const MAX_CACHED_KEYS: usize = 50_000;
 
-/// The credential a client presented, if any.
-pub fn credential(headers: &HeaderMap) -> Option<&str> {
+/// The credential a client presented, if any: in a header, else in the query's `key`
+/// parameter (Gemini's REST convention).
+pub fn credential<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    header_credential(headers).or_else(|| {
+        query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("key="))
+            .filter(|key| !key.is_empty())
+    })
+}
+
+fn header_credential(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    let api_key = ["x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
     // Some clients send both (one of them a placeholder): prefer the one shaped like our key.
     match (bearer, api_key) {
         (Some(b), Some(a)) if !keys::looks_like_secret(b) && keys::looks_like_secret(a) => Some(a),
@@ -122,15 +136,25 @@ mod tests {
     #[test]
     fn the_credential_comes_from_either_header() {
         let mut headers = HeaderMap::new();
-        assert_eq!(credential(&headers), None);
+        assert_eq!(credential(&headers, None), None);
         headers.insert("x-api-key", HeaderValue::from_static("gk-abc"));
-        assert_eq!(credential(&headers), Some("gk-abc"));
+        assert_eq!(credential(&headers, None), Some("gk-abc"));
         headers.insert("authorization", HeaderValue::from_static("Bearer gk-def"));
-        assert_eq!(credential(&headers), Some("gk-def"));
+        assert_eq!(credential(&headers, None), Some("gk-def"));
         let mut both = HeaderMap::new();
         both.insert("authorization", HeaderValue::from_static("Bearer placeholder"));
         let real = format!("gk-{}-{}", "a".repeat(12), "b".repeat(64));
         both.insert("x-api-key", HeaderValue::from_str(&real).unwrap());
-        assert_eq!(credential(&both), Some(real.as_str()));
+        assert_eq!(credential(&both, None), Some(real.as_str()));
+    }
+
+    #[test]
+    fn gemini_clients_send_it_in_their_header_or_the_query() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(credential(&headers, Some("alt=sse&key=gk-q")), Some("gk-q"));
+        assert_eq!(credential(&headers, Some("alt=sse&key=")), None);
+        assert_eq!(credential(&headers, Some("monkey=gk-no")), None);
+        headers.insert("x-goog-api-key", HeaderValue::from_static("gk-goog"));
+        assert_eq!(credential(&headers, Some("key=gk-q")), Some("gk-goog"));
     }
 }

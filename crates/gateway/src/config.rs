@@ -227,9 +227,9 @@ impl GatewayConfig {
         })
     }
 
-    /// When no provider is configured: the real OpenAI and Anthropic APIs for whichever of
-    /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` is set, and the built-in mock (listening at
-    /// `mock_base`) for the protocols without a key.
+    /// When no provider is configured: the real OpenAI, Anthropic and Gemini APIs for
+    /// whichever of `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` / `GEMINI_API_KEY` is set, and the
+    /// built-in mock (listening at `mock_base`) for the protocols without a key.
     pub fn with_default_providers(mut self, env: impl Fn(&str) -> Option<String>, mock_base: &str) -> GatewayConfig {
         if !self.providers.is_empty() {
             return self;
@@ -246,6 +246,12 @@ impl GatewayConfig {
                 "anthropic",
                 "https://api.anthropic.com",
                 "ANTHROPIC_API_KEY",
+            ),
+            (
+                Protocol::Gemini,
+                "google",
+                "https://generativelanguage.googleapis.com",
+                "GEMINI_API_KEY",
             ),
         ];
         for (protocol, name, base, var) in real {

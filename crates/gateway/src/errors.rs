@@ -1,7 +1,7 @@
 //! Errors the gateway itself raises, answered in the shape of the client's own protocol so
 //! that SDKs surface them as they would a provider's (OpenAI's `{"error":{…}}`, Anthropic's
-//! `{"type":"error","error":{…}}`) — as a response before the first byte, or as an in-band SSE
-//! event once a stream's 200 has gone out.
+//! `{"type":"error","error":{…}}`, Gemini's `{"error":{"code","message","status"}}`) — as a
+//! response before the first byte, or as an in-band event once a stream's 200 has gone out.
 //!
 //! Errors are plain data: building one logs nothing and raises nothing. Whoever handles the
 //! cause logs it once; a store's own error text never reaches a client (an outage of the key
@@ -24,6 +24,8 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("no provider is configured for model `{0}`")]
     NoRoute(String),
+    #[error("`{0}` is not a method the gateway serves")]
+    NoMethod(String),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("the request body did not arrive within {0} s")]
@@ -57,6 +59,22 @@ pub enum GatewayError {
     /// A `response.create` arrived while the connection's response was still streaming.
     #[error("a response is already in progress on this connection; send the next `response.create` after it ends")]
     ResponseInFlight,
+}
+
+/// Google's canonical status name for an HTTP status (what Gemini puts in `error.status`).
+fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 | 405 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        426 => "FAILED_PRECONDITION",
+        429 => "RESOURCE_EXHAUSTED",
+        502 | 503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
 }
 
 fn budget_message(refusal: &BudgetRefusal) -> String {
@@ -93,6 +111,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::NoRoute(_) => "no_route",
+            GatewayError::NoMethod(_) => "no_method",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::RequestTimeout(_) => "request_timeout",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -113,7 +132,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::NoRoute(_) => StatusCode::NOT_FOUND,
+            GatewayError::NoRoute(_) | GatewayError::NoMethod(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -135,6 +154,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => ("invalid_request_error", "permission_denied"),
             GatewayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
             GatewayError::NoRoute(_) => ("invalid_request_error", "model_not_found"),
+            GatewayError::NoMethod(_) => ("invalid_request_error", "unknown_url"),
             GatewayError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large"),
             GatewayError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => ("api_error", "upstream_error"),
@@ -155,7 +175,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => "authentication_error",
             GatewayError::Forbidden(_) => "permission_error",
             GatewayError::BadRequest(_) => "invalid_request_error",
-            GatewayError::NoRoute(_) => "not_found_error",
+            GatewayError::NoRoute(_) | GatewayError::NoMethod(_) => "not_found_error",
             GatewayError::PayloadTooLarge(_) => "request_too_large",
             GatewayError::RequestTimeout(_) => "timeout_error",
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => "api_error",
@@ -180,6 +200,10 @@ impl GatewayError {
             Protocol::OpenAi => {
                 let (kind, code) = self.openai_kind();
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            }
+            Protocol::Gemini => {
+                let status = self.status();
+                json!({"error": {"code": status.as_u16(), "message": message, "status": google_status(status)}})
             }
         };
         if let GatewayError::BudgetExceeded(refusal) = self {
@@ -240,7 +264,7 @@ impl GatewayError {
     pub fn sse_event(&self, protocol: Protocol) -> Bytes {
         let data = self.body(protocol).to_string();
         let text = match protocol {
-            Protocol::OpenAi => format!("data: {data}\n\n"),
+            Protocol::OpenAi | Protocol::Gemini => format!("data: {data}\n\n"),
             Protocol::Anthropic => format!("event: error\ndata: {data}\n\n"),
         };
         Bytes::from(text)
@@ -268,6 +292,11 @@ mod tests {
         let anthropic = body_of(error.respond(Protocol::Anthropic)).await;
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
+        let gemini = body_of(error.respond(Protocol::Gemini)).await;
+        assert_eq!(
+            gemini,
+            serde_json::json!({"error": {"code": 401, "message": "unknown key", "status": "UNAUTHENTICATED"}})
+        );
     }
 
     #[tokio::test]
@@ -320,16 +349,12 @@ mod tests {
                 assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
                 assert_eq!(response.headers()["retry-after"], "1");
                 let body = body_of(response).await;
-                let expected = match protocol {
-                    Protocol::OpenAi => &body["error"]["code"],
-                    Protocol::Anthropic => &body["error"]["type"],
+                let (field, code) = match protocol {
+                    Protocol::OpenAi => ("code", "service_unavailable"),
+                    Protocol::Anthropic => ("type", "overloaded_error"),
+                    Protocol::Gemini => ("status", "UNAVAILABLE"),
                 };
-                let code = if protocol == Protocol::OpenAi {
-                    "service_unavailable"
-                } else {
-                    "overloaded_error"
-                };
-                assert_eq!(expected, code, "{body}");
+                assert_eq!(body["error"][field], code, "{body}");
                 let message = body["error"]["message"].as_str().unwrap();
                 assert!(!message.contains("database:"), "{message}");
             }

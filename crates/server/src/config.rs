@@ -40,7 +40,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub gateway: RawGateway,
     /// The LLM providers the gateway forwards to (none: real APIs for the keys set in
-    /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`, the built-in mock for the others).
+    /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` / `GEMINI_API_KEY`, the built-in mock for the others).
     #[serde(default)]
     pub providers: Vec<RawProvider>,
     /// Alert webhooks and the runaway rule.
@@ -180,7 +180,7 @@ fn env(var: &str) -> Option<String> {
 }
 
 /// The provider keys whose absence sends a protocol to the built-in mock provider.
-const PROVIDER_KEY_VARS: [&str; 2] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+const PROVIDER_KEY_VARS: [&str; 3] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"];
 
 impl Config {
     /// Whether some protocol has no provider: none is configured and a provider key is not set.

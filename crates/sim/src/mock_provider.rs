@@ -1,7 +1,9 @@
-//! A mock LLM provider that speaks OpenAI's and Anthropic's wire protocols.
+//! A mock LLM provider that speaks OpenAI's, Anthropic's and Gemini's wire protocols.
 //!
 //! It answers the routes real clients call — chat completions, responses, embeddings, models,
-//! messages and count_tokens — with the providers' body shapes and SSE event sequences,
+//! messages and count_tokens, Gemini's generateContent, streamGenerateContent (SSE with
+//! `alt=sse`, else a JSON array), countTokens and models — with the providers' body shapes
+//! and event sequences,
 //! including usage blocks, cache tokens and finish/stop reasons (and the Responses API's
 //! WebSocket mode on `GET /v1/responses`), so the gateway, the demo and
 //! the benchmarks meter exactly what a real provider would report. Faults are chosen by a
@@ -24,7 +26,8 @@
 //! reply is a fixed sentence padded with filler words, one token per word, cut at the
 //! request's `max_tokens`. Requests marked with Anthropic `cache_control` read three quarters
 //! of their prompt from cache; OpenAI prompts of 1,024 tokens or more have their first
-//! multiple of 128 tokens cached.
+//! multiple of 128 tokens cached, Gemini prompts of that size half of theirs (implicit
+//! caching), and Gemini's `reason` and Pro models think 64 tokens (`thoughtsTokenCount`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +62,8 @@ pub fn router() -> Router {
         .nest("/v1", api.clone())
         .merge(api)
         .nest("/http-only/v1", http)
+        .route("/v1beta/models/{target}", post(gemini))
+        .route("/v1beta/models", get(gemini_models))
         .route("/health", get(|| async { "ok" }))
 }
 
@@ -164,7 +169,15 @@ fn text_chars(value: &Value) -> u64 {
             .filter(|(k, _)| {
                 matches!(
                     k.as_str(),
-                    "content" | "text" | "input" | "system" | "messages" | "instructions"
+                    "content"
+                        | "text"
+                        | "input"
+                        | "system"
+                        | "messages"
+                        | "instructions"
+                        | "contents"
+                        | "parts"
+                        | "systemInstruction"
                 )
             })
             .map(|(_, v)| text_chars(v))
@@ -177,7 +190,11 @@ fn ask(body: &Value) -> Ask {
     let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
     let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+        .or_else(|| {
+            body.pointer("/generationConfig/maxOutputTokens")
+                .and_then(Value::as_u64)
+        });
     Ask {
         faults: Faults::of(&model),
         model,
@@ -731,4 +748,206 @@ async fn count_tokens(body: Bytes) -> Response {
         ),
         Err(response) => response,
     }
+}
+
+fn gemini_error(status: StatusCode, google_status: &str, message: &str) -> Response {
+    let mut response = json_response(
+        status,
+        json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}),
+        ("x-request-id", request_id("req_")),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// `POST /v1beta/models/{model}:{method}`: Gemini's generateContent, streamGenerateContent
+/// (`alt=sse` for SSE, else one JSON array sent element by element) and countTokens.
+async fn gemini(
+    axum::extract::Path(target): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Bytes,
+) -> Response {
+    let Some((model, method)) = target.rsplit_once(':') else {
+        return gemini_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "mock: expected models/{model}:{method}",
+        );
+    };
+    let mut request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("Invalid JSON payload received. {e}");
+            return gemini_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
+        }
+    };
+    request["model"] = model.into();
+    let ask = ask(&request);
+    if method == "countTokens" {
+        return json_response(
+            StatusCode::OK,
+            json!({"totalTokens": ask.prompt_tokens,
+                   "promptTokensDetails": [{"modality": "TEXT", "tokenCount": ask.prompt_tokens}]}),
+            ("x-request-id", request_id("req_")),
+        );
+    }
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => return gemini_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("mock: no method {method}")),
+    };
+    if ask.faults.slow {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if ask.faults.rate_limited {
+        return gemini_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "mock: rate limited",
+        );
+    }
+    if ask.faults.error_before {
+        return gemini_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "mock: upstream failure");
+    }
+    let (mut words, truncated) = reply(&ask);
+    // Structured output: one "word", the JSON the schema asks for (Gemini CLI's model router
+    // asks for its verdict so).
+    let config = request.get("generationConfig");
+    if config.and_then(|c| c.get("responseMimeType")).and_then(Value::as_str) == Some("application/json") {
+        let schema = ["responseJsonSchema", "responseSchema"]
+            .iter()
+            .find_map(|field| config.and_then(|c| c.get(*field)));
+        words = vec![schema.map(json_for_schema).unwrap_or_else(|| json!({})).to_string()];
+    }
+    let cached = if ask.prompt_tokens >= 1024 {
+        ask.prompt_tokens / 2
+    } else {
+        0
+    };
+    // Gemini's Pro models always think.
+    let thinks = ask.faults.reasoning || model.contains("-pro");
+    let thoughts = if thinks { REASONING_TOKENS } else { 0 };
+    let usage = |candidates: u64| {
+        let mut usage = json!({"promptTokenCount": ask.prompt_tokens, "candidatesTokenCount": candidates,
+            "totalTokenCount": ask.prompt_tokens + candidates + thoughts,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": ask.prompt_tokens}]});
+        if cached > 0 {
+            usage["cachedContentTokenCount"] = cached.into();
+        }
+        if thoughts > 0 {
+            usage["thoughtsTokenCount"] = thoughts.into();
+        }
+        usage
+    };
+    let id = request_id("mockresp");
+    let finish = if truncated { "MAX_TOKENS" } else { "STOP" };
+    let chunk = |text: String, finish: Option<&str>, candidates: u64| {
+        let mut candidate = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+        if let Some(finish) = finish {
+            candidate["finishReason"] = finish.into();
+        }
+        let mut chunk = json!({"candidates": [candidate], "modelVersion": model, "responseId": id});
+        if !ask.faults.no_usage {
+            chunk["usageMetadata"] = usage(candidates);
+        }
+        chunk
+    };
+    let header = ("x-request-id", request_id("req_"));
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            chunk(words.join(" "), Some(finish), words.len() as u64),
+            header,
+        );
+    }
+    // Four words a chunk, as Gemini streams a few tokens at a time.
+    let mut chunks = Vec::new();
+    let pieces: Vec<&[String]> = words.chunks(4).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        if ask.faults.error_mid && i == pieces.len() / 2 {
+            chunks.push(json!({"error": {"code": 500, "message": "mock: stream interrupted", "status": "INTERNAL"}}));
+            break;
+        }
+        let mut text = piece.join(" ");
+        if i > 0 {
+            text.insert(0, ' ');
+        }
+        let last = i + 1 == pieces.len();
+        let so_far = ((i + 1) * 4).min(words.len()) as u64;
+        chunks.push(chunk(text, last.then_some(finish), so_far));
+    }
+    let alt_sse = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse"));
+    let frames = if alt_sse {
+        chunks.iter().map(|c| format!("data: {c}\r\n\r\n")).collect()
+    } else {
+        let last = chunks.len().saturating_sub(1);
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let open = if i == 0 { "[" } else { "," };
+                let close = if i == last { "]" } else { "\r\n" };
+                format!("{open}{c}{close}")
+            })
+            .collect()
+    };
+    let mut response = sse(frames, ask.faults, header);
+    if !alt_sse {
+        response.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        );
+    }
+    response
+}
+
+/// A value of the shape a JSON schema (OpenAPI's subset, as Gemini takes it) describes: every
+/// property present, strings `"mock"`, numbers 1, the first value of an enum.
+fn json_for_schema(schema: &Value) -> Value {
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let kind = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_ascii_lowercase();
+    match kind.as_str() {
+        "string" => json!("mock"),
+        "integer" | "number" => json!(1),
+        "boolean" => json!(true),
+        "array" => json!([schema.get("items").map(json_for_schema).unwrap_or(Value::Null)]),
+        _ => Value::Object(
+            schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(name, property)| (name.clone(), json_for_schema(property)))
+                .collect(),
+        ),
+    }
+}
+
+/// `GET /v1beta/models`.
+async fn gemini_models() -> Response {
+    let models: Vec<Value> = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-3.5-flash"]
+        .iter()
+        .map(|m| {
+            json!({"name": format!("models/{m}"), "displayName": m, "inputTokenLimit": 1_048_576,
+                   "outputTokenLimit": 65_536,
+                   "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"models": models}),
+        ("x-request-id", request_id("req_")),
+    )
 }

@@ -1,12 +1,14 @@
 //! What is particular to one wire protocol, behind one trait: its routes, what its request
 //! bodies and responses say (facts, prompt text, usage from a body and from the stream tap),
-//! its error shapes, and how a provider speaking it is called (path, key header, required
-//! headers). The phases in [`super`] are written against [`Adapter`] only, so a new protocol
-//! (Gemini, Bedrock, Vertex, Azure's deployments, or a translating adapter) is a new
-//! implementation listed in [`ADAPTERS`], not an edit of the hot path.
+//! its error shapes, how its streams are framed, and how a provider speaking it is called
+//! (path, key header, required headers). The phases in [`super`] are written against
+//! [`Adapter`] only, so a new protocol (Bedrock, Vertex, Azure's deployments, or a translating
+//! adapter) is a new implementation listed in [`ADAPTERS`], not an edit of the hot path.
 //!
 //! Adapters are zero-sized statics: choosing one is a match on [`Protocol`], never an
 //! allocation.
+
+use std::borrow::Cow;
 
 use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderMap, HeaderValue};
@@ -18,6 +20,7 @@ use serde_json::Value;
 
 use crate::config::ApiKey;
 use crate::errors::GatewayError;
+use crate::proxy::stream::Framing;
 
 /// One wire protocol as the gateway proxies it. Every method has the endpoint it is asked
 /// about; an adapter answers only for the endpoints it lists in [`Adapter::routes`].
@@ -29,17 +32,40 @@ pub trait Adapter: Send + Sync + 'static {
     /// without it, as some clients omit it), with the endpoint each one is.
     fn routes(&self) -> &'static [(&'static str, Endpoint)];
 
+    /// `POST` routes whose last segment names the model and the method
+    /// (`/v1beta/models/{target}`, `target` = `gemini-2.5-pro:generateContent`), served as
+    /// they are; [`Adapter::method`] tells which endpoint a method is.
+    fn model_routes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The endpoint a method of a [`Adapter::model_routes`] path is.
+    fn method(&self, _method: &str) -> Option<Endpoint> {
+        None
+    }
+
     /// The path of the provider's model list under its base URL.
     fn models_path(&self) -> &'static str;
 
-    /// The path of `endpoint` under the provider's base URL.
-    fn upstream_path(&self, endpoint: Endpoint) -> &'static str {
-        endpoint.upstream_path()
+    /// The path of `endpoint` under the provider's base URL, for a call to `model`.
+    fn upstream_path(&self, endpoint: Endpoint, _model: &str) -> Cow<'static, str> {
+        Cow::Borrowed(endpoint.upstream_path())
+    }
+
+    /// Whether the request body names the model (so an alias is rewritten there), rather
+    /// than the path.
+    fn model_in_body(&self) -> bool {
+        true
     }
 
     /// What a request body says: model, streaming, output cap, metadata.
-    fn facts(&self, body: &Value) -> RequestFacts {
+    fn facts(&self, _endpoint: Endpoint, body: &Value) -> RequestFacts {
         requests::request_facts(body)
+    }
+
+    /// How a response with `content_type` to `endpoint` is streamed, if it is.
+    fn stream_framing(&self, _endpoint: Endpoint, content_type: &str) -> Option<Framing> {
+        content_type.starts_with("text/event-stream").then_some(Framing::Sse)
     }
 
     /// The request's text, for fingerprints and estimates (read once, when the call is planned).
@@ -115,14 +141,18 @@ pub struct OpenAi;
 /// Anthropic's API: messages, count_tokens.
 pub struct Anthropic;
 
+/// Google's Gemini API: generateContent, streamGenerateContent, countTokens.
+pub struct Gemini;
+
 /// Every adapter the gateway serves, in routing order.
-pub static ADAPTERS: [&dyn Adapter; 2] = [&OpenAi, &Anthropic];
+pub static ADAPTERS: [&dyn Adapter; 3] = [&OpenAi, &Anthropic, &Gemini];
 
 /// The adapter of `protocol`.
 pub fn of(protocol: Protocol) -> &'static dyn Adapter {
     match protocol {
         Protocol::OpenAi => &OpenAi,
         Protocol::Anthropic => &Anthropic,
+        Protocol::Gemini => &Gemini,
     }
 }
 
@@ -221,6 +251,67 @@ impl Adapter for Anthropic {
     }
 }
 
+impl Adapter for Gemini {
+    fn protocol(&self) -> Protocol {
+        Protocol::Gemini
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[]
+    }
+
+    fn model_routes(&self) -> &'static [&'static str] {
+        &["/v1beta/models/{target}", "/v1/models/{target}"]
+    }
+
+    fn method(&self, method: &str) -> Option<Endpoint> {
+        Endpoint::gemini_method(method)
+    }
+
+    fn models_path(&self) -> &'static str {
+        "/v1beta/models"
+    }
+
+    /// Always the `v1beta` API, a superset of `v1`, whichever the client called.
+    fn upstream_path(&self, endpoint: Endpoint, model: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("/v1beta/models/{model}{}", endpoint.upstream_path()))
+    }
+
+    fn model_in_body(&self) -> bool {
+        false
+    }
+
+    fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
+        RequestFacts {
+            stream: endpoint == Endpoint::StreamGenerateContent,
+            ..requests::gemini_request_facts(body)
+        }
+    }
+
+    /// `alt=sse` streams are SSE; without it the stream is one JSON array, sent element by
+    /// element as `application/json`.
+    fn stream_framing(&self, endpoint: Endpoint, content_type: &str) -> Option<Framing> {
+        if content_type.starts_with("text/event-stream") {
+            Some(Framing::Sse)
+        } else {
+            (endpoint == Endpoint::StreamGenerateContent).then_some(Framing::JsonArray)
+        }
+    }
+
+    /// Counting tokens costs nothing: it passes through unmetered.
+    fn metered(&self, endpoint: Endpoint) -> bool {
+        endpoint != Endpoint::GeminiCountTokens
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(HeaderName::from_static("x-goog-api-key"), key.expose())
+    }
+}
+
 /// OpenAI's final usage chunk: no choices, only usage.
 fn is_usage_only_chunk(data: &str) -> bool {
     data.contains("\"usage\"")
@@ -258,15 +349,19 @@ mod tests {
         }
         let routed: usize = ADAPTERS.iter().map(|a| a.routes().len()).sum();
         assert_eq!(routed, 5);
+        for method in ["generateContent", "streamGenerateContent", "countTokens"] {
+            assert_eq!(Gemini.method(method).unwrap().protocol(), Protocol::Gemini);
+        }
+        assert_eq!(Gemini.method("embedContent"), None);
     }
 
     #[test]
     fn chat_streams_are_asked_for_usage_only_when_the_client_did_not() {
         let mut body = serde_json::json!({"model": "m", "stream": true});
-        let facts = OpenAi.facts(&body);
+        let facts = OpenAi.facts(Endpoint::ChatCompletions, &body);
         assert!(OpenAi.rewrite(Endpoint::ChatCompletions, &facts, &mut body));
         assert_eq!(body["stream_options"]["include_usage"], true);
-        let facts = OpenAi.facts(&body);
+        let facts = OpenAi.facts(Endpoint::ChatCompletions, &body);
         assert!(!OpenAi.rewrite(Endpoint::ChatCompletions, &facts, &mut body));
         assert!(!Anthropic.rewrite(Endpoint::Messages, &facts, &mut body));
     }

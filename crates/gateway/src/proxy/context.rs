@@ -31,9 +31,13 @@ pub struct Proxy {
     pub sessions: TaskTracker,
 }
 
-pub async fn authenticate(proxy: &Proxy, headers: &HeaderMap) -> Result<Arc<VirtualKey>, GatewayError> {
+pub async fn authenticate(
+    proxy: &Proxy,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Arc<VirtualKey>, GatewayError> {
     let now = goodhart_store::now_micros();
-    match proxy.keys.authenticate(auth::credential(headers), now).await {
+    match proxy.keys.authenticate(auth::credential(headers, query), now).await {
         Ok(Ok(key)) => Ok(key),
         Ok(Err(refusal)) => Err(GatewayError::Unauthorized(refusal.to_string())),
         Err(e) => {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,11 +52,45 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         router = router.route(&format!("{prefix}/responses"), get(socket::open));
         router = router.route(&format!("{prefix}/models"), get(models));
     }
+    for adapter in adapter::ADAPTERS {
+        for &path in adapter.model_routes() {
+            let handler = move |State(proxy): State<Arc<Proxy>>, Path(target): Path<String>, request: Request| {
+                call_model(proxy, adapter, target, request)
+            };
+            router = router.route(path, post(handler));
+        }
+        if !adapter.model_routes().is_empty() {
+            let list = move |State(proxy): State<Arc<Proxy>>, request: Request| list(proxy, adapter, request);
+            router = router.route(adapter.models_path(), get(list));
+        }
+    }
     router.route("/", get(root).head(root)).with_state(proxy)
 }
 
 async fn call(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, endpoint: Endpoint, request: Request) -> Response {
-    match forward(&proxy, adapter, endpoint, request).await {
+    answer(&proxy, adapter, forward(&proxy, adapter, endpoint, None, request).await)
+}
+
+/// A call to a path that names its model and method (`gemini-2.5-pro:generateContent`).
+async fn call_model(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, target: String, request: Request) -> Response {
+    let routed = match target.rsplit_once(':') {
+        Some((model, method)) if !model.is_empty() => adapter
+            .method(method)
+            .map(|endpoint| (model, endpoint))
+            .ok_or_else(|| GatewayError::NoMethod(method.to_owned())),
+        _ => Err(GatewayError::BadRequest(format!(
+            "`{target}` does not name a model and a method (`models/{{model}}:{{method}}`)"
+        ))),
+    };
+    let result = match routed {
+        Ok((model, endpoint)) => forward(&proxy, adapter, endpoint, Some(model), request).await,
+        Err(error) => Err(error),
+    };
+    answer(&proxy, adapter, result)
+}
+
+fn answer(proxy: &Proxy, adapter: &dyn Adapter, result: Result<Response, GatewayError>) -> Response {
+    match result {
         Ok(response) => response,
         Err(error) => {
             proxy.services.metrics.error(error.kind());
@@ -69,11 +103,12 @@ async fn forward(
     proxy: &Proxy,
     adapter: &'static dyn Adapter,
     endpoint: Endpoint,
+    path_model: Option<&str>,
     request: Request,
 ) -> Result<Response, GatewayError> {
     let started = (Instant::now(), goodhart_store::now_micros());
     let (parts, body) = request.into_parts();
-    let key = authenticate(proxy, &parts.headers).await?;
+    let key = authenticate(proxy, &parts.headers, parts.uri.query()).await?;
     if proxy.services.recorder.is_failing() {
         return Err(GatewayError::SpoolUnavailable);
     }
@@ -83,15 +118,24 @@ async fn forward(
         Ok(Err(_)) => return Err(GatewayError::PayloadTooLarge(limit)),
         Err(_) => return Err(GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs())),
     };
-    let planned = plan::plan(adapter, endpoint, &parts.headers, bytes, &key, &proxy.config, started)?;
+    let planned = plan::plan(
+        adapter,
+        endpoint,
+        path_model,
+        &parts.headers,
+        bytes,
+        &key,
+        &proxy.config,
+        started,
+    )?;
     let mut plan = planned.plan;
     let admission = admit(&proxy.services, &plan, &key).await?;
 
-    let path = adapter.upstream_path(endpoint);
+    let path = adapter.upstream_path(endpoint, &plan.facts.model);
     let request = upstream::build(
         adapter,
         planned.provider,
-        path,
+        &path,
         &parts.uri,
         &parts.headers,
         Some(planned.body),
@@ -139,18 +183,26 @@ async fn forward(
     if !plan.metered {
         return Ok(with_headers(status, headers, Body::new(upstream_body)));
     }
-    let is_stream = upstream_parts
+    let content_type = upstream_parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        .unwrap_or_default();
+    let framing = adapter.stream_framing(endpoint, content_type);
     let recording = Recording {
         services: Arc::clone(&proxy.services),
         plan,
         admission,
     };
-    if is_stream {
-        let body = MeteredStream::new(upstream_body, recording, status.as_u16(), upstream_request_id, timeout);
+    if let Some(framing) = framing {
+        let body = MeteredStream::new(
+            upstream_body,
+            framing,
+            recording,
+            status.as_u16(),
+            upstream_request_id,
+            timeout,
+        );
         return Ok(with_headers(status, headers, Body::new(body)));
     }
     respond::respond(recording, status, headers, upstream_body, upstream_request_id, timeout).await
@@ -163,14 +215,13 @@ pub async fn models(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
     } else {
         Protocol::OpenAi
     };
+    list(proxy, adapter::of(protocol), request).await
+}
+
+/// A model list in `adapter`'s protocol, from its default provider.
+async fn list(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    match list_models(&proxy, adapter::of(protocol), &parts).await {
-        Ok(response) => response,
-        Err(error) => {
-            proxy.services.metrics.error(error.kind());
-            error.respond(protocol)
-        }
-    }
+    answer(&proxy, adapter, list_models(&proxy, adapter, &parts).await)
 }
 
 async fn list_models(
@@ -178,7 +229,7 @@ async fn list_models(
     adapter: &dyn Adapter,
     request: &axum::http::request::Parts,
 ) -> Result<Response, GatewayError> {
-    authenticate(proxy, &request.headers).await?;
+    authenticate(proxy, &request.headers, request.uri.query()).await?;
     let provider = proxy
         .config
         .listing_provider(adapter.protocol())

@@ -55,9 +55,12 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Plans the call `bytes` asks for: parses it, attributes it within `key`'s scope, routes it,
 /// and rewrites the body only where needed (otherwise the client's bytes go up unchanged).
+/// `path_model` is the model a path named (Gemini's), which the body then does not.
+#[expect(clippy::too_many_arguments, reason = "one call's inputs, each used once")]
 pub fn plan<'a>(
     adapter: &'static dyn Adapter,
     endpoint: Endpoint,
+    path_model: Option<&str>,
     headers: &HeaderMap,
     bytes: Bytes,
     key: &VirtualKey,
@@ -69,8 +72,8 @@ pub fn plan<'a>(
     if !json.is_object() {
         return Err(GatewayError::BadRequest("request body must be a JSON object".into()));
     }
-    let facts = adapter.facts(&json);
-    let Some(model) = facts.model.clone() else {
+    let facts = adapter.facts(endpoint, &json);
+    let Some(model) = path_model.map(str::to_owned).or_else(|| facts.model.clone()) else {
         return Err(GatewayError::BadRequest(
             "`model` is required and must be a string".into(),
         ));
@@ -94,7 +97,7 @@ pub fn plan<'a>(
         .ok_or_else(|| GatewayError::NoRoute(model.clone()))?;
     let upstream_model = route.upstream_model.to_owned();
 
-    let mut rewritten = upstream_model != model;
+    let mut rewritten = upstream_model != model && adapter.model_in_body();
     if rewritten {
         json["model"] = Value::String(upstream_model.clone());
     }

@@ -111,7 +111,7 @@ async fn connect(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(Arc<VirtualKey>, String, UpstreamSocket, HeaderMap), GatewayError> {
-    let key = authenticate(proxy, headers).await?;
+    let key = authenticate(proxy, headers, uri.query()).await?;
     if proxy.services.recorder.is_failing() {
         return Err(GatewayError::SpoolUnavailable);
     }
@@ -132,8 +132,8 @@ async fn open_upstream(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(UpstreamSocket, HeaderMap), GatewayError> {
-    let path = adapter.upstream_path(Endpoint::Responses);
-    let request = upstream::build(adapter, provider, path, uri, headers, None)?;
+    let path = adapter.upstream_path(Endpoint::Responses, "");
+    let request = upstream::build(adapter, provider, &path, uri, headers, None)?;
     let timeout = proxy.config.upstream_timeout;
     upstream::connect_socket(&proxy.client, provider, request, timeout, MAX_UPSTREAM_FRAME_BYTES)
         .await
@@ -350,13 +350,14 @@ impl Session {
         let proxy = Arc::clone(&self.proxy);
         let started = (Instant::now(), goodhart_store::now_micros());
         // Checked per call, so a key revoked while the connection is open stops being served.
-        self.key = authenticate(&proxy, &self.headers).await?;
+        self.key = authenticate(&proxy, &self.headers, self.uri.query()).await?;
         if proxy.services.recorder.is_failing() {
             return Err(GatewayError::SpoolUnavailable);
         }
         let planned = plan::plan(
             self.adapter,
             Endpoint::Responses,
+            None,
             &self.headers,
             bytes::Bytes::copy_from_slice(text.as_bytes()),
             &self.key,

@@ -11,6 +11,9 @@
 //! A break or an idle timeout after the 200 went out ends the body with an in-band error
 //! event in the client's protocol (recorded first), so SDKs raise an error rather than seeing
 //! a cut connection or, worse, a short but apparently complete answer.
+//!
+//! Streams are framed as SSE, or — Gemini's default — as one JSON array sent element by
+//! element ([`Framing`]); either way the tap sees one event per chunk of the response.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use goodhart_core::json_stream::JsonArrayParser;
 use goodhart_core::providers::StreamTap;
 use goodhart_core::sse::{SseEvent, SseParser};
 use http_body::{Body, Frame, SizeHint};
@@ -27,9 +31,47 @@ use tokio::time::Sleep;
 use crate::errors::GatewayError;
 use crate::proxy::record::{Outcome, Recording};
 
+/// How a streamed response is cut into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events.
+    Sse,
+    /// One JSON array whose elements arrive one by one (Gemini without `alt=sse`).
+    JsonArray,
+}
+
+/// The parser of a [`Framing`].
+enum Parser {
+    Sse(SseParser),
+    JsonArray(JsonArrayParser),
+}
+
+impl Parser {
+    fn new(framing: Framing) -> Parser {
+        match framing {
+            Framing::Sse => Parser::Sse(SseParser::new()),
+            Framing::JsonArray => Parser::JsonArray(JsonArrayParser::new()),
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+        match self {
+            Parser::Sse(parser) => parser.push(chunk, out),
+            Parser::JsonArray(parser) => parser.push(chunk, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        match self {
+            Parser::Sse(parser) => parser.finish(out),
+            Parser::JsonArray(parser) => parser.finish(out),
+        }
+    }
+}
+
 pub struct MeteredStream {
     upstream: Incoming,
-    parser: SseParser,
+    parser: Parser,
     tap: StreamTap,
     events: Vec<SseEvent>,
     idle_timeout: Duration,
@@ -44,6 +86,7 @@ pub struct MeteredStream {
 impl MeteredStream {
     pub fn new(
         upstream: Incoming,
+        framing: Framing,
         call: Recording,
         status: u16,
         upstream_request_id: Option<String>,
@@ -52,7 +95,7 @@ impl MeteredStream {
         call.services.metrics.open_streams.inc();
         MeteredStream {
             upstream,
-            parser: SseParser::new(),
+            parser: Parser::new(framing),
             tap: call.plan.adapter.stream_tap(call.plan.endpoint()),
             events: Vec::new(),
             idle_timeout,
@@ -130,7 +173,15 @@ impl MeteredStream {
             self.finish(false);
             return None;
         }
-        let event = call.plan.adapter.error_event(error);
+        let event = match self.parser {
+            Parser::Sse(_) => call.plan.adapter.error_event(error),
+            // The array's last element, closing it (or the whole array if nothing went out).
+            Parser::JsonArray(_) => {
+                let body = call.plan.adapter.error_body(error);
+                let opening = if self.first_byte.is_some() { "\r\n," } else { "[" };
+                Bytes::from(format!("{opening}{body}]"))
+            }
+        };
         call.services.metrics.error(error.kind());
         self.finish(false);
         Some(event)

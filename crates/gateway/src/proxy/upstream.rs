@@ -31,7 +31,13 @@ fn forwardable_request_header(name: &HeaderName) -> bool {
     !(is_hop_by_hop(name)
         || matches!(
             name,
-            "host" | "content-length" | "authorization" | "x-api-key" | "accept-encoding" | "proxy-authorization"
+            "host"
+                | "content-length"
+                | "authorization"
+                | "x-api-key"
+                | "x-goog-api-key"
+                | "accept-encoding"
+                | "proxy-authorization"
         )
         || name.starts_with("x-goodhart-"))
 }
@@ -43,6 +49,21 @@ fn is_hop_by_hop(name: &str) -> bool {
     ) || name.starts_with("sec-websocket-")
 }
 
+/// The client's query as it goes up: without `key`, where Gemini clients may put the
+/// credential (the provider's key travels in a header instead).
+fn upstream_query(query: Option<&str>) -> String {
+    let kept: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty() && *pair != "key" && !pair.starts_with("key="))
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
 /// What goes up: a call's JSON body to `path`, or (`None`) a bodiless `GET` of `path`.
 pub fn build(
     adapter: &dyn Adapter,
@@ -52,7 +73,7 @@ pub fn build(
     client_headers: &HeaderMap,
     body: Option<Bytes>,
 ) -> Result<hyper::Request<Full<Bytes>>, GatewayError> {
-    let query = client_uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = upstream_query(client_uri.query());
     let method = if body.is_some() { Method::POST } else { Method::GET };
     let has_body = body.is_some();
     let mut request = hyper::Request::builder()
@@ -167,4 +188,17 @@ pub async fn connect_socket(
         .max_frame_size(Some(max_message_bytes));
     let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await;
     Ok((socket, client_headers(response.headers(), false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_in_the_query_never_goes_up() {
+        assert_eq!(upstream_query(Some("alt=sse&key=gk-secret")), "?alt=sse");
+        assert_eq!(upstream_query(Some("key=gk-secret")), "");
+        assert_eq!(upstream_query(Some("beta=true&monkey=1")), "?beta=true&monkey=1");
+        assert_eq!(upstream_query(None), "");
+    }
 }

@@ -169,6 +169,63 @@ async fn official_python_sdks_through_the_gateway_are_metered_exactly() {
     assert_eq!(total, 7, "every metered call once, count_tokens not at all: {rows:?}");
 }
 
+/// What a Gemini client was told a call used is what was recorded, priced from it: its
+/// `usageMetadata` (in the SDKs' snake case or the wire's camel case).
+fn assert_recorded_as_gemini_reported(rows: &[Value], model: &str, usage: &Value) {
+    let n = |snake: &str, camel: &str| usage[snake].as_u64().or_else(|| usage[camel].as_u64()).unwrap_or(0);
+    let expected = goodhart_core::providers::gemini_counts(
+        n("prompt_token_count", "promptTokenCount"),
+        n("cached_content_token_count", "cachedContentTokenCount"),
+        n("candidates_token_count", "candidatesTokenCount"),
+        n("thoughts_token_count", "thoughtsTokenCount"),
+        n("tool_use_prompt_token_count", "toolUsePromptTokenCount"),
+    );
+    let row = row_for(rows, model);
+    assert_eq!(
+        tokens_of(row),
+        expected,
+        "{model}: recorded {row} vs the client's {usage}"
+    );
+    assert_eq!(row["estimated_requests"], 0, "{row}");
+    let cost = PriceTable::builtin().cost_of(None, model, &expected).unwrap().total().0;
+    assert_eq!(cost_nanos(row), cost, "{model}: cost");
+}
+
+/// Google's `google-genai` SDK, streamed and not: recorded exactly as it was told, count_tokens
+/// free, a bad key its own `ClientError` with 401.
+#[tokio::test]
+async fn the_google_genai_sdk_through_the_gateway_is_metered_exactly() {
+    let python = tool("venv/bin/python");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/genai_calls.py"))
+        .env("GOODHART_URL", server.url())
+        .env("GOODHART_KEY", &key)
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_API_KEY");
+    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
+    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let rows = recorded(&server, "model").await;
+    for kind in ["generate", "stream"] {
+        let c = call(kind);
+        assert!(!c["text"].as_str().unwrap().is_empty(), "{c}");
+        assert_recorded_as_gemini_reported(&rows, c["model"].as_str().unwrap(), &c["usage"]);
+    }
+    assert!(
+        call("generate")["usage"]["cached_content_token_count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(call("stream")["usage"]["thoughts_token_count"], 64);
+    assert!(call("count_tokens")["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(call("bad_key")["usage"]["error"], 401);
+    let total: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2, "every metered call once, count_tokens not at all: {rows:?}");
+}
+
 /// `claude -p "say hi"` against `base_url` with `key`, at home in `home`, nothing else called.
 fn claude_command(
     claude: &std::path::Path,
@@ -586,4 +643,131 @@ async fn codex_falls_back_to_http_at_once_when_the_provider_has_no_websocket() {
     assert_eq!(metric(&server, refused), 1, "one handshake, no retries");
     assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 0);
     assert_recorded_as_codex_reported(&server, "gpt-5.1", &usage).await;
+}
+
+/// Gemini CLI (`gemini -p … --output-format json`) at home in `home`, calling the Gemini API
+/// at `base_url` with `key`, and exporting its telemetry to `server`'s OTLP receiver with
+/// `ingest` (OTLP/HTTP JSON, attributed to `user.email=ana@example.com`); returns its per-model
+/// stats: requests and tokens, as it counted them.
+async fn gemini_cli_run(home: &std::path::Path, base_url: &str, key: &str, server: &TestServer, ingest: &str) -> Value {
+    let gemini = tool("node_modules/.bin/gemini");
+    let settings = serde_json::json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": false},
+        "telemetry": {"enabled": true, "target": "local", "otlpProtocol": "http",
+                      "otlpEndpoint": format!("{}/otlp", server.url())},
+    });
+    std::fs::create_dir_all(home.join(".gemini")).unwrap();
+    std::fs::write(home.join(".gemini/settings.json"), settings.to_string()).unwrap();
+    let mut command = tokio::process::Command::new(gemini);
+    command
+        .args(["-p", "say hi", "--output-format", "json"])
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .env("HOME", home)
+        .env("GEMINI_API_KEY", key)
+        .env("GOOGLE_GEMINI_BASE_URL", base_url)
+        .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", format!("Authorization=Bearer {ingest}"))
+        .env("OTEL_RESOURCE_ATTRIBUTES", "user.email=ana@example.com")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env_remove("GOOGLE_GENAI_USE_VERTEXAI");
+    let stdout = run(command).await;
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(!result["response"].as_str().unwrap_or_default().is_empty(), "{result}");
+    result["stats"]["models"].clone()
+}
+
+/// Recorded rows of `user`, by model, once `requests` calls are stored (the exporter's last
+/// batch may land a moment after the client exits).
+async fn rows_of(server: &TestServer, user: &str, requests: u64) -> Vec<Value> {
+    for _ in 0..100 {
+        let rows: Vec<Value> = recorded(server, "user,model")
+            .await
+            .into_iter()
+            .filter(|row| row["user"] == user)
+            .collect();
+        if rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum::<u64>() >= requests {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{user}'s {requests} calls were not recorded");
+}
+
+/// Every call Gemini CLI says it made to `model` is what was recorded for it.
+fn assert_gemini_cli_stats_recorded(rows: &[Value], stats: &Value) {
+    let models = stats.as_object().unwrap();
+    assert!(!models.is_empty());
+    for (model, stat) in models {
+        let row = row_for(rows, model);
+        assert_eq!(row["requests"], stat["api"]["totalRequests"], "{model}: {row}");
+        let t = &stat["tokens"];
+        let n = |f: &str| t[f].as_u64().unwrap();
+        let expected = goodhart_core::providers::gemini_counts(
+            n("prompt"),
+            n("cached"),
+            n("candidates"),
+            n("thoughts"),
+            n("tool"),
+        );
+        assert_eq!(tokens_of(row), expected, "{model}: recorded {row} vs Gemini CLI's {t}");
+        match PriceTable::builtin().cost_of(None, model, &expected) {
+            Some(cost) => assert_eq!(cost_nanos(row), cost.total().0, "{model}: cost"),
+            None => assert_eq!(row["unpriced_requests"], row["requests"], "{model}: {row}"),
+        }
+    }
+}
+
+/// Gemini CLI through the gateway (issue 18) is metered exactly as it counted its calls; its
+/// own telemetry of the same calls, exported to the same server, adds nothing (issue 24, D4),
+/// while the same telemetry of calls that did not pass the gateway is their usage.
+#[tokio::test]
+async fn gemini_cli_through_the_gateway_with_telemetry_is_counted_once() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let ingest = ingest_token(&server).await;
+
+    // Straight to a provider (here the mock): the telemetry alone is the usage, ana's.
+    let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let direct = gemini_cli_run(
+        home.path(),
+        &format!("http://{mock}"),
+        "any-provider-key",
+        &server,
+        &ingest,
+    )
+    .await;
+    let calls = |stats: &Value| -> u64 {
+        stats
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|s| s["api"]["totalRequests"].as_u64().unwrap())
+            .sum()
+    };
+    let ana = rows_of(&server, "ana@example.com", calls(&direct)).await;
+    assert_gemini_cli_stats_recorded(&ana, &direct);
+
+    // Through the gateway, with the same telemetry: the gateway's record, alice's, once.
+    let home = tempfile::tempdir().unwrap();
+    let through = gemini_cli_run(home.path(), &server.url(), &key, &server, &ingest).await;
+    let alice = rows_of(&server, "alice", calls(&through)).await;
+    assert_gemini_cli_stats_recorded(&alice, &through);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rows_of(&server, "ana@example.com", 0).await,
+        ana,
+        "the gateway's calls were counted again"
+    );
+    let by_source = sources(&server);
+    assert_eq!(
+        by_source,
+        [
+            ("gateway".to_owned(), calls(&through) as i64),
+            ("otlp".to_owned(), calls(&direct) as i64)
+        ]
+    );
 }

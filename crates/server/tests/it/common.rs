@@ -31,7 +31,7 @@ pub struct Reply {
 }
 
 /// Starts a server on `db` with extra TOML configuration (the spool goes in the database's
-/// scratch directory). Unless the configuration names providers, both protocols go to a
+/// scratch directory). Unless the configuration names providers, every protocol goes to a
 /// built-in mock provider of the test's own, whatever keys the environment holds.
 pub async fn start_with(db: TestDatabase, extra_config: &str) -> TestServer {
     start_configured(db, extra_config, |_| {}).await
@@ -60,7 +60,8 @@ async fn launch(
         let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
         format!(
             "[[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
-             [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n"
+             [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"gemini\"\nbase_url = \"http://{mock}\"\n"
         )
     };
     let file = RawConfig::from_toml(&format!(

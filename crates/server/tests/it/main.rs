@@ -13,6 +13,7 @@ mod common;
 mod dashboard;
 mod findings;
 mod gateway;
+mod gemini;
 mod http;
 mod otlp;
 mod outcomes;

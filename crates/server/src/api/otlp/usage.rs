@@ -26,9 +26,9 @@ use std::collections::HashMap;
 
 use goodhart_core::Micros;
 use goodhart_core::money::Nanos;
-use goodhart_core::providers::{anthropic_counts, openai_counts};
+use goodhart_core::providers::{self, anthropic_counts, openai_counts};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
-use goodhart_core::usage::{IngestPolicy, Source, TokenCounts, UsageEvent, UsageEventInput, call_id};
+use goodhart_core::usage::{IngestPolicy, Source, TokenCounts, UsageEvent, UsageEventInput, call_id, message_call_id};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -421,16 +421,12 @@ fn claude_api_request<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) ->
 /// the output (`total = prompt + candidates + tool use + thoughts`). Tool-use prompt tokens are
 /// input; thoughts are billed as output, kept apart as reasoning.
 fn gemini_counts(input: u64, cached: u64, output: u64, thoughts: u64, tool: u64) -> Result<TokenCounts, String> {
-    let uncached = input.checked_sub(cached).ok_or_else(|| {
-        format!("attribute `cached_content_token_count` is {cached}, more than `input_token_count` ({input}), which includes it")
-    })?;
-    Ok(TokenCounts {
-        input: uncached.saturating_add(tool),
-        output,
-        cache_read: cached,
-        reasoning: thoughts,
-        ..TokenCounts::default()
-    })
+    if cached > input {
+        return Err(format!(
+            "attribute `cached_content_token_count` is {cached}, more than `input_token_count` ({input}), which includes it"
+        ));
+    }
+    Ok(providers::gemini_counts(input, cached, output, thoughts, tool))
 }
 
 /// Whether a record is Gemini CLI's: its resource's service, or the install id it puts on
@@ -542,6 +538,9 @@ fn codex_response<'a>(record: &LogRecord, attributes: &'a Attributes<'a>) -> Res
 pub fn from_logs(request: &ExportLogsServiceRequest, defaults: &Defaults, now: Micros) -> Extracted {
     let mut extracted = Extracted::default();
     let mut ranks = HashMap::new();
+    // Gemini CLI's calls by their paired id: whether the export holds the `api_response`, and
+    // the response id its details twin names.
+    let mut gemini_pairs: HashMap<String, (bool, Option<String>)> = HashMap::new();
     for resource_logs in &request.resource_logs {
         let resource = resource_logs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         for scope_logs in &resource_logs.scope_logs {
@@ -559,10 +558,26 @@ pub fn from_logs(request: &ExportLogsServiceRequest, defaults: &Defaults, now: M
                     LogEvent::InferenceDetails => inference_details(record, &attributes),
                 };
                 match call.and_then(|call| call.event(defaults, now)) {
-                    Ok(event) => extracted.keep(event, kind.rank(), &mut ranks),
+                    Ok(event) => {
+                        if kind == LogEvent::GeminiApiResponse {
+                            gemini_pairs.entry(event.id.clone()).or_default().0 = true;
+                        } else if kind == LogEvent::InferenceDetails && from_gemini_cli(&attributes) {
+                            gemini_pairs.entry(event.id.clone()).or_default().1 =
+                                attributes.text("gen_ai.response.id").map(Cow::into_owned);
+                        }
+                        extracted.keep(event, kind.rank(), &mut ranks);
+                    }
                     Err(reason) => extracted.reject(kind.name(), reason),
                 }
             }
+        }
+    }
+    // Both records of a Gemini CLI call in one export name its response: the call is known by
+    // it, as the gateway's record of the same call is, so the two count once. (A pair split
+    // across exports keeps the shared digest, which pairs the records with each other.)
+    for event in &mut extracted.events {
+        if let Some((true, Some(response))) = gemini_pairs.get(&event.id) {
+            event.id = message_call_id(response);
         }
     }
     extracted
@@ -965,6 +980,7 @@ mod tests {
                 "the api_response's counts, whichever came first"
             );
             assert_eq!(event.attribution.agent.as_deref(), Some("gemini-cli"));
+            assert_eq!(event.id, "msg:resp-1", "known by its response, as the gateway knows it");
         }
         // Alone (its api_response in another export), the details event is the same call.
         let alone = from_logs(&export(vec![details]), &Defaults::default(), now);

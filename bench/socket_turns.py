@@ -4,7 +4,7 @@ same machine; and, through the gateway, a streamed POST /v1/responses per turn (
 does without WebSockets) for comparison. A turn is from sending `response.create` (or the
 POST) to receiving `response.completed`.
 
-Usage: python socket.py MOCK_URL GATEWAY_URL KEY [TURNS] [BLOCK]
+Usage: python socket_turns.py MOCK_URL GATEWAY_URL KEY [TURNS] [BLOCK]
 Prints one JSON object: per path, the count, p50/p90/p99/max in ms.
 """
 
