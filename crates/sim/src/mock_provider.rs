@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::serve::ListenerExt;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -67,9 +68,20 @@ pub fn router() -> Router {
         .route("/health", get(|| async { "ok" }))
 }
 
+/// Connections that send each write at once, as a provider's do: with Nagle's algorithm on,
+/// a small write waiting for the client's delayed ACK would add 40 ms to every streamed
+/// response and WebSocket frame.
+fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 /// Serves the mock on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+    axum::serve(without_nagle(listener), router()).await
 }
 
 /// The mock serving on a loopback port until [`MockProvider::shutdown`]: what `goodhart serve`
@@ -88,7 +100,7 @@ impl MockProvider {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         #[expect(clippy::disallowed_methods, reason = "shutdown awaits it")]
         let task = tokio::spawn(async move {
-            axum::serve(listener, router())
+            axum::serve(without_nagle(listener), router())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                 })
