@@ -22,11 +22,12 @@ trap cleanup EXIT INT TERM
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'websockets==15.0.1'
 cargo build --release -p goodhart
 
-(cd "$WORK" && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY GOODHART_ADMIN_TOKEN=bench-admin \
-    taskset -c 1 "$ROOT/target/release/goodhart" serve --listen "127.0.0.1:$PORT" >serve.log 2>&1) &
+(cd "$WORK" && exec env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY GOODHART_ADMIN_TOKEN=bench-admin \
+    taskset -c 1 "${CARGO_TARGET_DIR:-$ROOT/target}/release/goodhart" serve --listen "127.0.0.1:$PORT" >serve.log 2>&1) &
 SERVER=$!
 for _ in $(seq 1 100); do grep -q "openai protocol -> mock" "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
-MOCK=$(grep -o 'openai protocol -> mock (http://[^)]*' "$WORK/serve.log" | sed 's/.*(//')
+MOCK=$(grep -o 'openai protocol -> mock (http://[^)]*' "$WORK/serve.log" | sed 's/.*(//' || true)
+[ -n "$MOCK" ] || { echo "the server did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 KEY=$(curl -fsS -X POST -H 'authorization: Bearer bench-admin' -H 'content-type: application/json' \
     "http://127.0.0.1:$PORT/api/v1/keys" -d '{"user":"bench","team":"bench"}' |
     "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')

@@ -273,16 +273,19 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
     )
     .await?;
     let mut honest = Vec::new();
-    for p in org
+    for (i, p) in org
         .people
         .iter()
         .filter(|p| matches!(p.persona, Persona::HeavyShipper | Persona::Engineer))
         .take(3)
+        .enumerate()
     {
+        // The second engineer works with Gemini CLI, the others with Claude Code.
+        let agent = if i == 1 { "gemini-cli" } else { "claude-code" };
         let key = api
             .post(
                 "/api/v1/keys",
-                json!({"user": p.name, "team": p.team, "agent": "claude-code"}).to_string(),
+                json!({"user": p.name, "team": p.team, "agent": agent}).to_string(),
             )
             .await?["key"]
             .as_str()
@@ -311,15 +314,27 @@ async fn live_traffic(api: &Api, org: &Org, duration: Duration) -> anyhow::Resul
             let mut turn = 0u64;
             while tokio::time::Instant::now() < deadline {
                 turn += 1;
-                let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 512, "messages": [
-                    {"role": "user", "content": format!("Engineer {i}, step {turn}: review the retry logic in the \
-                      payments client and suggest a fix for the timeout path, variant {}", turn * 7919 % 104_729)}]});
-                let headers = [("x-api-key", key.as_str()), ("content-type", "application/json")];
-                if api
-                    .send("POST", "/v1/messages", &headers, body.to_string().into())
-                    .await
-                    .is_ok()
-                {
+                let ask = format!(
+                    "Engineer {i}, step {turn}: review the retry logic in the payments client and suggest a fix \
+                     for the timeout path, variant {}",
+                    turn * 7919 % 104_729
+                );
+                // Claude Code speaks Anthropic's Messages API; Gemini CLI streams Gemini's.
+                let (path, body, key_header) = if i == 1 {
+                    let body = json!({"contents": [{"role": "user", "parts": [{"text": ask}]}],
+                                      "generationConfig": {"maxOutputTokens": 512}});
+                    (
+                        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                        body,
+                        "x-goog-api-key",
+                    )
+                } else {
+                    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 512,
+                                      "messages": [{"role": "user", "content": ask}]});
+                    ("/v1/messages", body, "x-api-key")
+                };
+                let headers = [(key_header, key.as_str()), ("content-type", "application/json")];
+                if api.send("POST", path, &headers, body.to_string().into()).await.is_ok() {
                     calls.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(1_000 + (turn * 613 % 2_000))).await;
