@@ -20,7 +20,25 @@ use serde_json::Value;
 
 use crate::config::ApiKey;
 use crate::errors::GatewayError;
-use crate::proxy::stream::Framing;
+
+/// A `POST` route whose path names the model in its `{target}` segment: with a fixed
+/// endpoint (`/model/{target}/converse`, `/openai/deployments/{target}/chat/completions`), or,
+/// when `endpoint` is `None`, as the model followed by `:method` (`/v1beta/models/{target}`
+/// with `target` = `gemini-2.5-pro:generateContent`; [`Adapter::method`] tells which endpoint
+/// a method is).
+pub struct ModelRoute {
+    pub path: &'static str,
+    pub endpoint: Option<Endpoint>,
+}
+
+/// How a streamed response is cut into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events.
+    Sse,
+    /// One JSON array whose elements arrive one by one (Gemini without `alt=sse`).
+    JsonArray,
+}
 
 /// One wire protocol as the gateway proxies it. Every method has the endpoint it is asked
 /// about; an adapter answers only for the endpoints it lists in [`Adapter::routes`].
@@ -32,10 +50,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// without it, as some clients omit it), with the endpoint each one is.
     fn routes(&self) -> &'static [(&'static str, Endpoint)];
 
-    /// `POST` routes whose last segment names the model and the method
-    /// (`/v1beta/models/{target}`, `target` = `gemini-2.5-pro:generateContent`), served as
-    /// they are; [`Adapter::method`] tells which endpoint a method is.
-    fn model_routes(&self) -> &'static [&'static str] {
+    /// `POST` routes whose path names the model, served as they are (see [`ModelRoute`]).
+    fn model_routes(&self) -> &'static [ModelRoute] {
         &[]
     }
 
@@ -260,8 +276,17 @@ impl Adapter for Gemini {
         &[]
     }
 
-    fn model_routes(&self) -> &'static [&'static str] {
-        &["/v1beta/models/{target}", "/v1/models/{target}"]
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[
+            ModelRoute {
+                path: "/v1beta/models/{target}",
+                endpoint: None,
+            },
+            ModelRoute {
+                path: "/v1/models/{target}",
+                endpoint: None,
+            },
+        ]
     }
 
     fn method(&self, method: &str) -> Option<Endpoint> {

@@ -12,6 +12,7 @@ pub mod socket;
 pub mod stream;
 pub mod upstream;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,11 +54,15 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         router = router.route(&format!("{prefix}/models"), get(models));
     }
     for adapter in adapter::ADAPTERS {
-        for &path in adapter.model_routes() {
-            let handler = move |State(proxy): State<Arc<Proxy>>, Path(target): Path<String>, request: Request| {
-                call_model(proxy, adapter, target, request)
+        for route in adapter.model_routes() {
+            let endpoint = route.endpoint;
+            let handler = move |State(proxy): State<Arc<Proxy>>,
+                                Path(params): Path<HashMap<String, String>>,
+                                request: Request| {
+                let target = params.get("target").cloned().unwrap_or_default();
+                call_model(proxy, adapter, target, endpoint, request)
             };
-            router = router.route(path, post(handler));
+            router = router.route(route.path, post(handler));
         }
         if !adapter.model_routes().is_empty() {
             let list = move |State(proxy): State<Arc<Proxy>>, request: Request| list(proxy, adapter, request);
@@ -71,10 +76,18 @@ async fn call(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, endpoint: Endpoi
     answer(&proxy, adapter, forward(&proxy, adapter, endpoint, None, request).await)
 }
 
-/// A call to a path that names its model and method (`gemini-2.5-pro:generateContent`).
-async fn call_model(proxy: Arc<Proxy>, adapter: &'static dyn Adapter, target: String, request: Request) -> Response {
-    let routed = match target.rsplit_once(':') {
-        Some((model, method)) if !model.is_empty() => adapter
+/// A call to a path that names its model: `target` is the model of `endpoint`, or without one
+/// the model and the method (`gemini-2.5-pro:generateContent`).
+async fn call_model(
+    proxy: Arc<Proxy>,
+    adapter: &'static dyn Adapter,
+    target: String,
+    endpoint: Option<Endpoint>,
+    request: Request,
+) -> Response {
+    let routed = match (endpoint, target.rsplit_once(':')) {
+        (Some(endpoint), _) if !target.is_empty() => Ok((target.as_str(), endpoint)),
+        (None, Some((model, method))) if !model.is_empty() => adapter
             .method(method)
             .map(|endpoint| (model, endpoint))
             .ok_or_else(|| GatewayError::NoMethod(method.to_owned())),

@@ -29,16 +29,8 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::errors::GatewayError;
+use crate::proxy::adapter::Framing;
 use crate::proxy::record::{Outcome, Recording};
-
-/// How a streamed response is cut into events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Server-sent events.
-    Sse,
-    /// One JSON array whose elements arrive one by one (Gemini without `alt=sse`).
-    JsonArray,
-}
 
 /// The parser of a [`Framing`].
 enum Parser {
