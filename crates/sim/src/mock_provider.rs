@@ -35,11 +35,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::serve::ListenerExt;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 
 const GREETING: &str = "Hello from the mock LLM.";
@@ -278,12 +278,10 @@ fn json_response(status: StatusCode, body: Value, request_id_header: (&'static s
     response
 }
 
-fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let mut response = json_response(
-        status,
-        json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
-        ("x-request-id", request_id("req_")),
-    );
+/// An error answer: `body` with a request id in the provider's `id_header`, and `retry-after`
+/// on a 429.
+fn error_response(status: StatusCode, body: Value, id_header: &'static str) -> Response {
+    let mut response = json_response(status, body, (id_header, request_id("req_")));
     if status == StatusCode::TOO_MANY_REQUESTS {
         response
             .headers_mut()
@@ -292,18 +290,20 @@ fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
     response
 }
 
+fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    error_response(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
+        "x-request-id",
+    )
+}
+
 fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let mut response = json_response(
+    error_response(
         status,
         json!({"type": "error", "error": {"type": kind, "message": message}}),
-        ("request-id", request_id("req_")),
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-    }
-    response
+        "request-id",
+    )
 }
 
 /// Reads the request and applies the faults that strike before any byte of a response.
@@ -763,17 +763,11 @@ async fn count_tokens(body: Bytes) -> Response {
 }
 
 fn gemini_error(status: StatusCode, google_status: &str, message: &str) -> Response {
-    let mut response = json_response(
+    error_response(
         status,
         json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}),
-        ("x-request-id", request_id("req_")),
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-    }
-    response
+        "x-request-id",
+    )
 }
 
 /// `POST /v1beta/models/{model}:{method}`: Gemini's generateContent, streamGenerateContent

@@ -401,8 +401,9 @@ fn genai_traces(spans: Vec<Value>) -> Value {
     }]})
 }
 
-#[tokio::test]
-async fn a_genai_span_of_a_call_the_gateway_metered_is_not_counted_again() {
+/// A server, an ingest token, and alice's chat call through its gateway (stored): the
+/// response id its telemetry would name.
+async fn a_call_through_the_gateway() -> (TestServer, String, String) {
     let server = start_with(TestDatabase::sqlite(), "").await;
     let token = ingest_token(&server, None).await;
     let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
@@ -413,8 +414,15 @@ async fn a_genai_span_of_a_call_the_gateway_metered_is_not_counted_again() {
         .send("POST", "/v1/chat/completions", &headers, body.to_string())
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    let response_id = reply.json["id"].as_str().unwrap();
+    let response_id = reply.json["id"].as_str().unwrap().to_owned();
     server.flush().await;
+    (server, token, response_id)
+}
+
+#[tokio::test]
+async fn a_genai_span_of_a_call_the_gateway_metered_is_not_counted_again() {
+    let (server, token, response_id) = a_call_through_the_gateway().await;
+    let response_id = response_id.as_str();
 
     // The program's instrumentation knows the call by its response id only.
     let traces = genai_traces(vec![span(
@@ -805,18 +813,8 @@ async fn a_gemini_call_whose_two_records_arrive_in_two_exports_counts_once() {
 
 #[tokio::test]
 async fn an_inference_details_event_of_a_call_the_gateway_metered_is_not_counted_again() {
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let token = ingest_token(&server, None).await;
-    let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
-    let auth = format!("Bearer {key}");
-    let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let reply = server
-        .send("POST", "/v1/chat/completions", &headers, body.to_string())
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let response_id = reply.json["id"].as_str().unwrap();
-    server.flush().await;
+    let (server, token, response_id) = a_call_through_the_gateway().await;
+    let response_id = response_id.as_str();
 
     // A program instrumented with the GenAI conventions' events, not spans.
     let mut attributes = genai_usage("chat", response_id);
