@@ -18,6 +18,9 @@ crate::named_enum! {
         Anthropic = "anthropic",
         /// Google's Gemini API (AI Studio): generateContent, streamGenerateContent, countTokens.
         Gemini = "gemini",
+        /// Azure OpenAI: OpenAI's bodies under `/openai/deployments/{deployment}/…` and
+        /// `/openai/v1/…`, the key in `api-key`.
+        Azure = "azure",
     }
 }
 

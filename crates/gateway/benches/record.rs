@@ -59,6 +59,8 @@ fn context(services: &Arc<Services>, request: Value) -> Recording {
             metered: true,
             input_estimate: 64,
             max_output: 32,
+            path_model: None,
+            pinned_model: false,
             facts: CallFacts {
                 id: "gw-0123456789abcdef0123456789abcdef".into(),
                 key_id: "0123456789ab".into(),

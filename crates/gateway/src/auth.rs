@@ -2,7 +2,8 @@
 //!
 //! Clients send their Goodhart key where they would send a provider key: `Authorization:
 //! Bearer …` (OpenAI SDKs, Anthropic SDK ≥ 2), `x-api-key` (Claude Code, older Anthropic
-//! clients), `x-goog-api-key` or the query's `key` (Gemini clients). Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
+//! clients), `x-goog-api-key` or the query's `key` (Gemini clients), `api-key` (Azure OpenAI
+//! clients). Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
 //! too, so a client hammering with a bad key does not hammer the database. A revocation made
 //! through this process clears the cache at once; one made through another instance takes
 //! effect here within the TTL.
@@ -37,7 +38,7 @@ fn header_credential(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let api_key = ["x-api-key", "x-goog-api-key"]
+    let api_key = ["x-api-key", "x-goog-api-key", "api-key"]
         .iter()
         .find_map(|name| headers.get(*name))
         .and_then(|v| v.to_str().ok())

@@ -56,6 +56,10 @@ pub struct RawProvider {
     /// Client-facing alias → the provider's model name.
     #[serde(default)]
     pub model_map: BTreeMap<String, String>,
+    /// Azure deployment name → the model it serves, for pricing and records; a deployment
+    /// listed here is routed to this provider.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
     #[serde(default)]
     pub default: bool,
 }
@@ -90,6 +94,7 @@ pub struct Provider {
     pub models: Vec<String>,
     pub prefixes: Vec<String>,
     pub model_map: BTreeMap<String, String>,
+    pub deployments: BTreeMap<String, String>,
     pub default: bool,
 }
 
@@ -130,6 +135,8 @@ pub struct Route<'a, 'm> {
     pub provider: &'a Provider,
     /// The model name to send upstream (differs from the client's for aliases).
     pub upstream_model: &'m str,
+    /// The model the configuration says the upstream deployment serves, if it says.
+    pub deployment_model: Option<&'a str>,
 }
 
 impl GatewayConfig {
@@ -172,7 +179,8 @@ impl GatewayConfig {
                 },
                 None => None,
             };
-            let has_rules = !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty());
+            let has_rules =
+                !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty() && p.deployments.is_empty());
             resolved.push(Provider {
                 name: p.name.trim().to_owned(),
                 protocol: p.protocol,
@@ -181,6 +189,7 @@ impl GatewayConfig {
                 models: p.models,
                 prefixes: p.prefixes,
                 model_map: p.model_map,
+                deployments: p.deployments,
                 default: p.default || !has_rules,
             });
         }
@@ -272,6 +281,7 @@ impl GatewayConfig {
                 models: Vec::new(),
                 prefixes: Vec::new(),
                 model_map: BTreeMap::new(),
+                deployments: BTreeMap::new(),
                 default: true,
             });
         }
@@ -281,17 +291,18 @@ impl GatewayConfig {
     /// The provider that serves `model` over `protocol`, if any.
     pub fn route<'a: 'm, 'm>(&'a self, protocol: Protocol, model: &'m str) -> Option<Route<'a, 'm>> {
         let speaking = || self.providers.iter().filter(move |p| p.protocol == protocol);
-        if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
-            return Some(Route {
-                provider,
-                upstream_model: upstream,
-            });
-        }
-        let direct = |provider| Route {
+        let to = |provider: &'a Provider, upstream_model: &'m str| Route {
             provider,
-            upstream_model: model,
+            upstream_model,
+            deployment_model: provider.deployments.get(upstream_model).map(String::as_str),
         };
-        if let Some(provider) = speaking().find(|p| p.models.iter().any(|m| m == model)) {
+        if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
+            return Some(to(provider, upstream));
+        }
+        let direct = |provider| to(provider, model);
+        if let Some(provider) =
+            speaking().find(|p| p.models.iter().any(|m| m == model) || p.deployments.contains_key(model))
+        {
             return Some(direct(provider));
         }
         let by_prefix = speaking()
@@ -324,6 +335,7 @@ mod tests {
             models: Vec::new(),
             prefixes: Vec::new(),
             model_map: BTreeMap::new(),
+            deployments: BTreeMap::new(),
             default: false,
         }
     }

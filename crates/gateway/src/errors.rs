@@ -197,7 +197,7 @@ impl GatewayError {
             Protocol::Anthropic => {
                 json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
             }
-            Protocol::OpenAi => {
+            Protocol::OpenAi | Protocol::Azure => {
                 let (kind, code) = self.openai_kind();
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
@@ -264,7 +264,7 @@ impl GatewayError {
     pub fn sse_event(&self, protocol: Protocol) -> Bytes {
         let data = self.body(protocol).to_string();
         let text = match protocol {
-            Protocol::OpenAi | Protocol::Gemini => format!("data: {data}\n\n"),
+            Protocol::OpenAi | Protocol::Gemini | Protocol::Azure => format!("data: {data}\n\n"),
             Protocol::Anthropic => format!("event: error\ndata: {data}\n\n"),
         };
         Bytes::from(text)
@@ -350,7 +350,7 @@ mod tests {
                 assert_eq!(response.headers()["retry-after"], "1");
                 let body = body_of(response).await;
                 let (field, code) = match protocol {
-                    Protocol::OpenAi => ("code", "service_unavailable"),
+                    Protocol::OpenAi | Protocol::Azure => ("code", "service_unavailable"),
                     Protocol::Anthropic => ("type", "overloaded_error"),
                     Protocol::Gemini => ("status", "UNAVAILABLE"),
                 };

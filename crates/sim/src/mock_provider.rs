@@ -47,9 +47,10 @@ const DEFAULT_REPLY_WORDS: u64 = 16;
 const LONG_REPLY_WORDS: u64 = 4_000;
 const REASONING_TOKENS: u64 = 64;
 
-/// The provider's routes (with and without the `/v1` prefix, as some clients omit it), and
-/// under `/http-only/v1` the same API without the WebSocket mode, as a provider that has not
-/// adopted it serves it.
+/// The provider's routes (with and without the `/v1` prefix, as some clients omit it), under
+/// `/http-only/v1` the same API without the WebSocket mode, as a provider that has not
+/// adopted it serves it, and Azure OpenAI's: `/openai/v1/…` and a deployment's
+/// `/openai/deployments/{deployment}/…` (which answers with the deployment's name as its model).
 pub fn router() -> Router {
     let http = Router::new()
         .route("/chat/completions", post(chat_completions))
@@ -62,7 +63,10 @@ pub fn router() -> Router {
     Router::new()
         .nest("/v1", api.clone())
         .merge(api)
-        .nest("/http-only/v1", http)
+        .nest("/http-only/v1", http.clone())
+        .nest("/openai/v1", http)
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
+        .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
         .route("/v1beta/models/{target}", post(gemini))
         .route("/v1beta/models", get(gemini_models))
         .route("/health", get(|| async { "ok" }))
@@ -768,6 +772,25 @@ fn gemini_error(status: StatusCode, google_status: &str, message: &str) -> Respo
         json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}),
         "x-request-id",
     )
+}
+
+/// Azure's deployment routes: the body names no model; the deployment is it.
+fn deployment_body(deployment: &str, body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("model".into(), deployment.into());
+            Bytes::from(Value::Object(fields).to_string())
+        }
+        _ => body.clone(),
+    }
+}
+
+async fn azure_chat(axum::extract::Path(deployment): axum::extract::Path<String>, body: Bytes) -> Response {
+    chat_completions(deployment_body(&deployment, &body)).await
+}
+
+async fn azure_embeddings(axum::extract::Path(deployment): axum::extract::Path<String>, body: Bytes) -> Response {
+    embeddings(deployment_body(&deployment, &body)).await
 }
 
 /// `POST /v1beta/models/{model}:{method}`: Gemini's generateContent, streamGenerateContent

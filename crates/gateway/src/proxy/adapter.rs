@@ -63,15 +63,15 @@ pub trait Adapter: Send + Sync + 'static {
     /// The path of the provider's model list under its base URL.
     fn models_path(&self) -> &'static str;
 
-    /// The path of `endpoint` under the provider's base URL, for a call to `model`.
-    fn upstream_path(&self, endpoint: Endpoint, _model: &str) -> Cow<'static, str> {
+    /// The path of `endpoint` under the provider's base URL; `path_model` is the provider's
+    /// name of the model when the client's path named it (see [`Adapter::model_routes`]).
+    fn upstream_path(&self, endpoint: Endpoint, _path_model: Option<&str>) -> Cow<'static, str> {
         Cow::Borrowed(endpoint.upstream_path())
     }
 
-    /// Whether the request body names the model (so an alias is rewritten there), rather
-    /// than the path.
-    fn model_in_body(&self) -> bool {
-        true
+    /// The prefixes the fixed [`Adapter::routes`] are served under.
+    fn route_prefixes(&self) -> &'static [&'static str] {
+        &["/v1", ""]
     }
 
     /// What a request body says: model, streaming, output cap, metadata.
@@ -160,8 +160,11 @@ pub struct Anthropic;
 /// Google's Gemini API: generateContent, streamGenerateContent, countTokens.
 pub struct Gemini;
 
+/// Azure OpenAI: OpenAI's bodies, under a deployment's path or the `v1` API.
+pub struct Azure;
+
 /// Every adapter the gateway serves, in routing order.
-pub static ADAPTERS: [&dyn Adapter; 3] = [&OpenAi, &Anthropic, &Gemini];
+pub static ADAPTERS: [&dyn Adapter; 4] = [&OpenAi, &Anthropic, &Gemini, &Azure];
 
 /// The adapter of `protocol`.
 pub fn of(protocol: Protocol) -> &'static dyn Adapter {
@@ -169,6 +172,7 @@ pub fn of(protocol: Protocol) -> &'static dyn Adapter {
         Protocol::OpenAi => &OpenAi,
         Protocol::Anthropic => &Anthropic,
         Protocol::Gemini => &Gemini,
+        Protocol::Azure => &Azure,
     }
 }
 
@@ -298,12 +302,9 @@ impl Adapter for Gemini {
     }
 
     /// Always the `v1beta` API, a superset of `v1`, whichever the client called.
-    fn upstream_path(&self, endpoint: Endpoint, model: &str) -> Cow<'static, str> {
+    fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
+        let model = path_model.unwrap_or_default();
         Cow::Owned(format!("/v1beta/models/{model}{}", endpoint.upstream_path()))
-    }
-
-    fn model_in_body(&self) -> bool {
-        false
     }
 
     fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
@@ -334,6 +335,71 @@ impl Adapter for Gemini {
 
     fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
         sensitive(HeaderName::from_static("x-goog-api-key"), key.expose())
+    }
+}
+
+impl Adapter for Azure {
+    fn protocol(&self) -> Protocol {
+        Protocol::Azure
+    }
+
+    /// The `v1` API (`/openai/v1/…`), the deployment named in the body's `model`.
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[
+            ("/chat/completions", Endpoint::ChatCompletions),
+            ("/responses", Endpoint::Responses),
+            ("/embeddings", Endpoint::Embeddings),
+        ]
+    }
+
+    fn route_prefixes(&self) -> &'static [&'static str] {
+        &["/openai/v1"]
+    }
+
+    /// The deployment API, the deployment named in the path (`?api-version=` passes through).
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[
+            ModelRoute {
+                path: "/openai/deployments/{target}/chat/completions",
+                endpoint: Some(Endpoint::ChatCompletions),
+            },
+            ModelRoute {
+                path: "/openai/deployments/{target}/embeddings",
+                endpoint: Some(Endpoint::Embeddings),
+            },
+        ]
+    }
+
+    fn models_path(&self) -> &'static str {
+        "/openai/v1/models"
+    }
+
+    fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
+        let tail = endpoint.upstream_path();
+        match path_model {
+            Some(deployment) => Cow::Owned(format!("/openai/deployments/{deployment}{tail}")),
+            None => Cow::Owned(format!("/openai/v1{tail}")),
+        }
+    }
+
+    fn rewrite(&self, endpoint: Endpoint, facts: &RequestFacts, body: &mut Value) -> bool {
+        OpenAi.rewrite(endpoint, facts, body)
+    }
+
+    fn hidden(&self, event: &SseEvent) -> bool {
+        OpenAi.hidden(event)
+    }
+
+    fn max_output(&self, endpoint: Endpoint, facts: &RequestFacts, default: u64) -> u64 {
+        OpenAi.max_output(endpoint, facts, default)
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(HeaderName::from_static("api-key"), key.expose())
     }
 }
 
@@ -368,12 +434,18 @@ mod tests {
     fn every_endpoint_has_one_adapter_of_its_own_protocol() {
         for adapter in ADAPTERS {
             assert_eq!(of(adapter.protocol()).protocol(), adapter.protocol());
+            // Azure serves OpenAI's endpoints under its own paths and key header.
+            let own = if adapter.protocol() == Protocol::Azure {
+                Protocol::OpenAi
+            } else {
+                adapter.protocol()
+            };
             for (_, endpoint) in adapter.routes() {
-                assert_eq!(endpoint.protocol(), adapter.protocol(), "{endpoint:?}");
+                assert_eq!(endpoint.protocol(), own, "{endpoint:?}");
             }
         }
         let routed: usize = ADAPTERS.iter().map(|a| a.routes().len()).sum();
-        assert_eq!(routed, 5);
+        assert_eq!(routed, 8);
         for method in ["generateContent", "streamGenerateContent", "countTokens"] {
             assert_eq!(Gemini.method(method).unwrap().protocol(), Protocol::Gemini);
         }
@@ -389,5 +461,8 @@ mod tests {
         let facts = OpenAi.facts(Endpoint::ChatCompletions, &body);
         assert!(!OpenAi.rewrite(Endpoint::ChatCompletions, &facts, &mut body));
         assert!(!Anthropic.rewrite(Endpoint::Messages, &facts, &mut body));
+        let mut azure = serde_json::json!({"stream": true});
+        let facts = Azure.facts(Endpoint::ChatCompletions, &azure);
+        assert!(Azure.rewrite(Endpoint::ChatCompletions, &facts, &mut azure));
     }
 }

@@ -42,14 +42,16 @@ const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// model listing and the base URL probe.
 pub fn router(proxy: Arc<Proxy>) -> Router {
     let mut router = Router::new();
-    for prefix in ["/v1", ""] {
-        for adapter in adapter::ADAPTERS {
+    for adapter in adapter::ADAPTERS {
+        for prefix in adapter.route_prefixes() {
             for &(path, endpoint) in adapter.routes() {
                 let handler =
                     move |State(proxy): State<Arc<Proxy>>, request: Request| call(proxy, adapter, endpoint, request);
                 router = router.route(&format!("{prefix}{path}"), post(handler));
             }
         }
+    }
+    for prefix in ["/v1", ""] {
         router = router.route(&format!("{prefix}/responses"), get(socket::open));
         router = router.route(&format!("{prefix}/models"), get(models));
     }
@@ -64,7 +66,8 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             };
             router = router.route(route.path, post(handler));
         }
-        if !adapter.model_routes().is_empty() {
+        // OpenAI's and Anthropic's lists share `/v1/models` (told apart by the request's headers).
+        if !adapter.route_prefixes().contains(&"/v1") {
             let list = move |State(proxy): State<Arc<Proxy>>, request: Request| list(proxy, adapter, request);
             router = router.route(adapter.models_path(), get(list));
         }
@@ -144,7 +147,7 @@ async fn forward(
     let mut plan = planned.plan;
     let admission = admit(&proxy.services, &plan, &key).await?;
 
-    let path = adapter.upstream_path(endpoint, &plan.facts.model);
+    let path = adapter.upstream_path(endpoint, plan.path_model.as_deref());
     let request = upstream::build(
         adapter,
         planned.provider,

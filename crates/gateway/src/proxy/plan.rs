@@ -34,6 +34,12 @@ pub struct CallPlan {
     pub input_estimate: u64,
     /// The most output the call may produce.
     pub max_output: u64,
+    /// The provider's name of the model, when the client's path named it (and so the path
+    /// that goes up does).
+    pub path_model: Option<String>,
+    /// The record names the model the configuration maps the deployment to, whatever name the
+    /// provider echoes (Azure echoes a snapshot name the price table may not list).
+    pub pinned_model: bool,
 }
 
 impl CallPlan {
@@ -96,8 +102,10 @@ pub fn plan<'a>(
         .route(adapter.protocol(), &model)
         .ok_or_else(|| GatewayError::NoRoute(model.clone()))?;
     let upstream_model = route.upstream_model.to_owned();
+    // A deployment the configuration maps to a model is recorded and priced as that model.
+    let recorded_model = route.deployment_model.unwrap_or(&upstream_model).to_owned();
 
-    let mut rewritten = upstream_model != model && adapter.model_in_body();
+    let mut rewritten = upstream_model != model && path_model.is_none();
     if rewritten {
         json["model"] = Value::String(upstream_model.clone());
     }
@@ -120,6 +128,8 @@ pub fn plan<'a>(
         // tokenizing on the hot path.
         input_estimate: budgets::estimate_input_tokens(body.len() as u64),
         max_output: adapter.max_output(endpoint, &facts, config.default_max_tokens),
+        path_model: path_model.is_some().then(|| upstream_model.clone()),
+        pinned_model: route.deployment_model.is_some(),
         started,
         facts: CallFacts {
             id: String::new(),
@@ -127,7 +137,7 @@ pub fn plan<'a>(
             attribution,
             provider: route.provider.name.clone(),
             endpoint,
-            model: upstream_model,
+            model: recorded_model,
             started_at,
             max_tokens: facts.max_tokens,
             stream: facts.stream,

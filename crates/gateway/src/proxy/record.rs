@@ -63,7 +63,10 @@ impl Recording {
             client_disconnected: outcome.client_disconnected,
         };
         let facts = plan.facts;
-        let event = calls::gateway_event(&facts, result, count_tokens);
+        let mut event = calls::gateway_event(&facts, result, count_tokens);
+        if plan.pinned_model {
+            event.model.clone_from(&facts.model);
+        }
         if event.estimated {
             services.metrics.estimated.inc();
         }

@@ -132,7 +132,7 @@ async fn open_upstream(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(UpstreamSocket, HeaderMap), GatewayError> {
-    let path = adapter.upstream_path(Endpoint::Responses, "");
+    let path = adapter.upstream_path(Endpoint::Responses, None);
     let request = upstream::build(adapter, provider, &path, uri, headers, None)?;
     let timeout = proxy.config.upstream_timeout;
     upstream::connect_socket(&proxy.client, provider, request, timeout, MAX_UPSTREAM_FRAME_BYTES)

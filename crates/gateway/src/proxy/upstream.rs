@@ -36,6 +36,7 @@ fn forwardable_request_header(name: &HeaderName) -> bool {
                 | "authorization"
                 | "x-api-key"
                 | "x-goog-api-key"
+                | "api-key"
                 | "accept-encoding"
                 | "proxy-authorization"
         )

@@ -771,3 +771,52 @@ async fn gemini_cli_through_the_gateway_with_telemetry_is_counted_once() {
         ]
     );
 }
+
+/// The `openai` SDK's `AzureOpenAI` client against a deployment (issue 18): each call recorded
+/// as the model the configuration says the deployment serves, with the tokens the SDK was told,
+/// priced as that model; a bad key is the SDK's own `AuthenticationError`.
+#[tokio::test]
+async fn the_azure_openai_client_through_the_gateway_is_metered_as_its_deployments_model() {
+    let python = tool("venv/bin/python");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/azure_calls.py"))
+        .env("GOODHART_URL", server.url())
+        .env("GOODHART_KEY", &key)
+        .env_remove("AZURE_OPENAI_API_KEY")
+        .env_remove("OPENAI_API_KEY");
+    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
+    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let rows = recorded(&server, "model").await;
+    // The test server's Azure provider maps deployment `prod-4o` to `gpt-4o`.
+    let row = row_for(&rows, "gpt-4o");
+    let mut expected = TokenCounts::default();
+    for kind in ["chat", "chat_stream", "embeddings"] {
+        let usage = &call(kind)["usage"];
+        let n = |f: &str| usage[f].as_u64().unwrap_or(0);
+        let cached = usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+        let reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap_or(0);
+        expected.input += n("prompt_tokens") - cached;
+        expected.cache_read += cached;
+        expected.output += n("completion_tokens") - reasoning;
+        expected.reasoning += reasoning;
+    }
+    assert_eq!(tokens_of(row), expected, "recorded {row} vs the SDK's {calls:?}");
+    assert_eq!(
+        (row["requests"].as_u64(), row["estimated_requests"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let cost = PriceTable::builtin()
+        .cost_of(None, "gpt-4o", &expected)
+        .unwrap()
+        .total()
+        .0;
+    assert_eq!(cost_nanos(row), cost);
+    assert!(!call("chat_stream")["text"].as_str().unwrap().is_empty());
+    assert_eq!(call("bad_key")["usage"]["error"], 401);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}

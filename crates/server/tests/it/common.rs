@@ -61,7 +61,9 @@ async fn launch(
         format!(
             "[[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n\
-             [[providers]]\nname = \"mock\"\nprotocol = \"gemini\"\nbase_url = \"http://{mock}\"\n"
+             [[providers]]\nname = \"mock\"\nprotocol = \"gemini\"\nbase_url = \"http://{mock}\"\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"azure\"\nbase_url = \"http://{mock}\"\n\
+             deployments = {{ \"prod-4o\" = \"gpt-4o\" }}\ndefault = true\n"
         )
     };
     let file = RawConfig::from_toml(&format!(
