@@ -25,6 +25,7 @@ pub mod roi;
 pub mod sse;
 pub mod telemetry;
 pub mod time;
+pub mod translate;
 pub mod usage;
 pub mod value;
 pub mod waste;

@@ -60,6 +60,10 @@ pub struct RawProvider {
     /// listed here is routed to this provider.
     #[serde(default)]
     pub deployments: BTreeMap<String, String>,
+    /// Client protocols this provider also serves, translated (an `openai` provider may serve
+    /// `anthropic` clients): the models its rules name are routed here from those clients too.
+    #[serde(default)]
+    pub clients: Vec<Protocol>,
     #[serde(default)]
     pub default: bool,
 }
@@ -95,7 +99,14 @@ pub struct Provider {
     pub prefixes: Vec<String>,
     pub model_map: BTreeMap<String, String>,
     pub deployments: BTreeMap<String, String>,
+    /// Client protocols served by translation.
+    pub clients: Vec<Protocol>,
     pub default: bool,
+}
+
+/// The client protocols a provider speaking `provider` can serve by translation.
+fn translatable(client: Protocol, provider: Protocol) -> bool {
+    client == Protocol::Anthropic && provider == Protocol::OpenAi
 }
 
 /// The validated gateway configuration.
@@ -137,6 +148,8 @@ pub struct Route<'a, 'm> {
     pub upstream_model: &'m str,
     /// The model the configuration says the upstream deployment serves, if it says.
     pub deployment_model: Option<&'a str>,
+    /// The provider speaks another protocol than the client: the call is translated.
+    pub translated: bool,
 }
 
 impl GatewayConfig {
@@ -179,8 +192,23 @@ impl GatewayConfig {
                 },
                 None => None,
             };
+            if let Some(client) = p.clients.iter().find(|c| !translatable(**c, p.protocol)) {
+                return Err(invalid(
+                    key("clients"),
+                    format!(
+                        "{client} clients cannot be translated to {}: only anthropic clients of an openai provider can",
+                        p.protocol
+                    ),
+                ));
+            }
             let has_rules =
                 !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty() && p.deployments.is_empty());
+            if !p.clients.is_empty() && !has_rules {
+                return Err(invalid(
+                    key("clients"),
+                    "a translating provider needs `model_map`, `models` or `prefixes` to say which models it serves",
+                ));
+            }
             resolved.push(Provider {
                 name: p.name.trim().to_owned(),
                 protocol: p.protocol,
@@ -190,6 +218,7 @@ impl GatewayConfig {
                 prefixes: p.prefixes,
                 model_map: p.model_map,
                 deployments: p.deployments,
+                clients: p.clients,
                 default: p.default || !has_rules,
             });
         }
@@ -282,6 +311,7 @@ impl GatewayConfig {
                 prefixes: Vec::new(),
                 model_map: BTreeMap::new(),
                 deployments: BTreeMap::new(),
+                clients: Vec::new(),
                 default: true,
             });
         }
@@ -290,11 +320,19 @@ impl GatewayConfig {
 
     /// The provider that serves `model` over `protocol`, if any.
     pub fn route<'a: 'm, 'm>(&'a self, protocol: Protocol, model: &'m str) -> Option<Route<'a, 'm>> {
-        let speaking = || self.providers.iter().filter(move |p| p.protocol == protocol);
+        // The providers of the client's protocol, then those serving it by translation (whose
+        // rules only ever name models: they are never a protocol's default).
+        let speaking = || {
+            self.providers
+                .iter()
+                .filter(move |p| p.protocol == protocol)
+                .chain(self.providers.iter().filter(move |p| p.clients.contains(&protocol)))
+        };
         let to = |provider: &'a Provider, upstream_model: &'m str| Route {
             provider,
             upstream_model,
             deployment_model: provider.deployments.get(upstream_model).map(String::as_str),
+            translated: provider.protocol != protocol,
         };
         if let Some((provider, upstream)) = speaking().find_map(|p| p.model_map.get(model).map(|m| (p, m))) {
             return Some(to(provider, upstream));
@@ -312,7 +350,7 @@ impl GatewayConfig {
         if let Some((provider, _)) = by_prefix {
             return Some(direct(provider));
         }
-        speaking().find(|p| p.default).map(direct)
+        speaking().find(|p| p.default && p.protocol == protocol).map(direct)
     }
 
     /// The provider that answers model listings for `protocol`: its default one.
@@ -336,6 +374,7 @@ mod tests {
             prefixes: Vec::new(),
             model_map: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            clients: Vec::new(),
             default: false,
         }
     }
@@ -389,6 +428,49 @@ mod tests {
         );
         // Anthropic's only provider has rules and is not a default: other models have no route.
         assert_eq!(route(Protocol::Anthropic, "gpt-5"), None);
+    }
+
+    #[test]
+    fn a_translating_provider_serves_the_models_it_names_to_the_other_protocols_clients() {
+        let mut anthropic = provider("anthropic", Protocol::Anthropic);
+        anthropic.default = true;
+        let mut openai = provider("openai", Protocol::OpenAi);
+        openai.default = true;
+        openai.clients = vec![Protocol::Anthropic];
+        openai.model_map = BTreeMap::from([("claude-sonnet-4-5".into(), "gpt-4o".into())]);
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![anthropic, openai.clone()], no_env).unwrap();
+        let route = |protocol, model| {
+            config
+                .route(protocol, model)
+                .map(|r| (r.provider.name.clone(), r.upstream_model.to_owned(), r.translated))
+        };
+        // A named model is translated; the rest stays with the client's protocol's default,
+        // and a translating provider is never another protocol's default.
+        assert_eq!(
+            route(Protocol::Anthropic, "claude-sonnet-4-5"),
+            Some(("openai".into(), "gpt-4o".into(), true))
+        );
+        assert_eq!(
+            route(Protocol::Anthropic, "claude-opus-4-1"),
+            Some(("anthropic".into(), "claude-opus-4-1".into(), false))
+        );
+        assert_eq!(
+            route(Protocol::OpenAi, "gpt-5"),
+            Some(("openai".into(), "gpt-5".into(), false))
+        );
+
+        let mut unsupported = openai.clone();
+        unsupported.clients = vec![Protocol::Gemini];
+        let err = GatewayConfig::resolve(RawGateway::default(), vec![unsupported], no_env).unwrap_err();
+        assert_eq!(err.key, "providers[0].clients");
+        assert!(
+            err.reason.contains("only anthropic clients of an openai provider"),
+            "{err}"
+        );
+        let mut ruleless = openai;
+        ruleless.model_map.clear();
+        let err = GatewayConfig::resolve(RawGateway::default(), vec![ruleless], no_env).unwrap_err();
+        assert!(err.reason.contains("which models it serves"), "{err}");
     }
 
     #[test]

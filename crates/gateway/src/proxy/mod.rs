@@ -145,11 +145,22 @@ async fn forward(
         started,
     )?;
     let mut plan = planned.plan;
+    if plan.translated_from.is_some() && !plan.metered {
+        // Counting tokens for a model served by translation: the provider has no such
+        // endpoint, so the gateway counts them itself.
+        let body: serde_json::Value = serde_json::from_slice(&planned.body).unwrap_or_default();
+        let prompt = goodhart_core::requests::prompt_text(plan.endpoint(), &body);
+        let input_tokens = crate::estimate::count_tokens(&prompt.full);
+        return Ok(axum::Json(serde_json::json!({ "input_tokens": input_tokens })).into_response());
+    }
     let admission = admit(&proxy.services, &plan, &key).await?;
 
-    let path = adapter.upstream_path(endpoint, plan.path_model.as_deref());
+    // The provider's own adapter says how it is called (a translated call's differs).
+    let upstream_adapter = adapter::of(planned.provider.protocol);
+    let upstream_endpoint = plan.endpoint();
+    let path = upstream_adapter.upstream_path(upstream_endpoint, plan.path_model.as_deref());
     let request = upstream::build(
-        adapter,
+        upstream_adapter,
         planned.provider,
         &path,
         &parts.uri,
@@ -204,7 +215,7 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let framing = adapter.stream_framing(endpoint, content_type);
+    let framing = upstream_adapter.stream_framing(upstream_endpoint, content_type);
     let recording = Recording {
         services: Arc::clone(&proxy.services),
         plan,

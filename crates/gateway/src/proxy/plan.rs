@@ -13,6 +13,7 @@ use goodhart_core::budgets;
 use goodhart_core::calls::CallFacts;
 use goodhart_core::keys::VirtualKey;
 use goodhart_core::requests::Endpoint;
+use goodhart_core::translate;
 use serde_json::Value;
 
 use crate::config::{GatewayConfig, Provider};
@@ -40,6 +41,10 @@ pub struct CallPlan {
     /// The record names the model the configuration maps the deployment to, whatever name the
     /// provider echoes (Azure echoes a snapshot name the price table may not list).
     pub pinned_model: bool,
+    /// The call is translated for a provider of another protocol: the model the client asked
+    /// for, which the translated answer names. (`facts.endpoint` is then the provider's
+    /// endpoint, whose usage the record reads.)
+    pub translated_from: Option<String>,
 }
 
 impl CallPlan {
@@ -105,11 +110,25 @@ pub fn plan<'a>(
     // A deployment the configuration maps to a model is recorded and priced as that model.
     let recorded_model = route.deployment_model.unwrap_or(&upstream_model).to_owned();
 
-    let mut rewritten = upstream_model != model && path_model.is_none();
-    if rewritten {
+    // What the provider is asked: the client's body, or its translation to the provider's API.
+    let (upstream_endpoint, translated) = match (route.translated, endpoint) {
+        (false, _) => (endpoint, None),
+        (true, Endpoint::Messages | Endpoint::CountTokens) => {
+            let chat = translate::messages_to_chat(&json, &upstream_model)
+                .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+            (Endpoint::ChatCompletions, Some(chat))
+        }
+        (true, _) => {
+            return Err(GatewayError::NoRoute(model.clone()));
+        }
+    };
+    let mut rewritten = translated.is_some() || (upstream_model != model && path_model.is_none());
+    if let Some(chat) = translated {
+        json = chat;
+    } else if rewritten {
         json["model"] = Value::String(upstream_model.clone());
     }
-    let strip_usage_chunk = adapter.rewrite(endpoint, &facts, &mut json);
+    let strip_usage_chunk = !route.translated && adapter.rewrite(endpoint, &facts, &mut json);
     rewritten |= strip_usage_chunk;
     let body = if rewritten {
         Bytes::from(
@@ -130,19 +149,20 @@ pub fn plan<'a>(
         max_output: adapter.max_output(endpoint, &facts, config.default_max_tokens),
         path_model: path_model.is_some().then(|| upstream_model.clone()),
         pinned_model: route.deployment_model.is_some(),
+        translated_from: route.translated.then(|| model.clone()),
         started,
         facts: CallFacts {
             id: String::new(),
             key_id: key.id.clone(),
             attribution,
             provider: route.provider.name.clone(),
-            endpoint,
+            endpoint: upstream_endpoint,
             model: recorded_model,
             started_at,
             max_tokens: facts.max_tokens,
             stream: facts.stream,
             prompt: if metered {
-                adapter.prompt(endpoint, &json)
+                adapter.prompt(upstream_endpoint, &json)
             } else {
                 Default::default()
             },

@@ -1,11 +1,13 @@
 //! The respond phase of a call that is not streamed: the provider's body is read whole
-//! (bounded, within the timeout), its usage recorded, then passed on unchanged.
+//! (bounded, within the timeout), its usage recorded, then passed on unchanged (or, for a
+//! translated call, in the client's protocol).
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use goodhart_core::translate;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -38,6 +40,7 @@ pub async fn respond(
     };
     let first_byte = Instant::now();
     let (adapter, endpoint) = (call.plan.adapter, call.plan.endpoint());
+    let translated_from = call.plan.translated_from.clone();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     call.record(Outcome {
         status: status.as_u16(),
@@ -52,6 +55,19 @@ pub async fn respond(
         complete: true,
         client_disconnected: false,
     });
+    // A translated call's answer goes down in the client's protocol.
+    let body = match (translated_from, &parsed) {
+        (Some(model), Some(answer)) if status.is_success() => {
+            translate::chat_to_message(answer, &model).to_string().into()
+        }
+        (Some(_), answer) => {
+            let error = answer.clone().unwrap_or_default();
+            translate::chat_error_to_message_error(&error, status.as_u16())
+                .to_string()
+                .into()
+        }
+        (None, _) => body,
+    };
     Ok(with_headers(status, headers, Body::from(body)))
 }
 

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use goodhart_core::json_stream::JsonArrayParser;
 use goodhart_core::providers::StreamTap;
 use goodhart_core::sse::{SseEvent, SseParser};
+use goodhart_core::translate::{self, ChatToMessagesStream};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
@@ -64,6 +65,8 @@ impl Parser {
 pub struct MeteredStream {
     upstream: Incoming,
     parser: Parser,
+    /// A translated call's events, rewritten into the client's protocol on the way down.
+    translator: Option<ChatToMessagesStream>,
     tap: StreamTap,
     events: Vec<SseEvent>,
     idle_timeout: Duration,
@@ -88,6 +91,7 @@ impl MeteredStream {
         MeteredStream {
             upstream,
             parser: Parser::new(framing),
+            translator: call.plan.translated_from.as_deref().map(ChatToMessagesStream::new),
             tap: call.plan.adapter.stream_tap(call.plan.endpoint()),
             events: Vec::new(),
             idle_timeout,
@@ -103,6 +107,14 @@ impl MeteredStream {
     fn tap_chunk(&mut self, chunk: Bytes) -> Bytes {
         self.parser.push(&chunk, &mut self.events);
         let Some(call) = self.call.as_ref() else { return chunk };
+        if let Some(translator) = self.translator.as_mut() {
+            let mut translated = Vec::new();
+            for event in self.events.drain(..) {
+                self.tap.observe(&event);
+                translator.chunk(&event.data, &mut translated);
+            }
+            return Bytes::from(translate::messages_sse(&translated));
+        }
         if !call.plan.strip_usage_chunk {
             self.events.drain(..).for_each(|event| self.tap.observe(&event));
             return chunk;
@@ -156,6 +168,23 @@ impl MeteredStream {
         });
     }
 
+    /// The events that end a translated stream whose provider ended it (none otherwise: a
+    /// stream cut before its end is not closed as if it had ended).
+    fn translation_tail(&mut self) -> Bytes {
+        let Some(translator) = self.translator.as_mut() else {
+            return Bytes::new();
+        };
+        let mut rest = Vec::new();
+        self.parser.finish(&mut rest);
+        let mut translated = Vec::new();
+        for event in &rest {
+            self.tap.observe(event);
+            translator.chunk(&event.data, &mut translated);
+        }
+        translator.finish(self.tap.ended(), &mut translated);
+        Bytes::from(translate::messages_sse(&translated))
+    }
+
     /// Records the call cut short by `error`, and returns the event that tells the client (none
     /// when the terminal event had arrived: then nothing was cut short).
     fn fail(&mut self, error: &GatewayError) -> Option<Bytes> {
@@ -207,8 +236,9 @@ impl Body for MeteredStream {
                     return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
                 }
                 Poll::Ready(None) => {
+                    let tail = this.translation_tail();
                     this.finish(false);
-                    return Poll::Ready(None);
+                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Frame::data(tail))));
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {

@@ -820,3 +820,57 @@ async fn the_azure_openai_client_through_the_gateway_is_metered_as_its_deploymen
     assert_eq!(call("bad_key")["usage"]["error"], 401);
     assert_eq!(rows.len(), 1, "{rows:?}");
 }
+
+/// Claude Code routed to an OpenAI-protocol model through translation (issue 18): it works as
+/// against Anthropic, is told the provider's usage, and the record is the provider's call —
+/// its model, those tokens, its price.
+#[tokio::test]
+async fn claude_code_routed_to_an_openai_model_through_translation_is_metered_as_that_model() {
+    let claude = tool("node_modules/.bin/claude");
+    let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+    let server = start_with(TestDatabase::sqlite(), &crate::translation::translating_providers(mock)).await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    command.args(["--model", "claude-sonnet-4-5"]);
+    let result = claude_result(command).await;
+    assert!(!result["result"].as_str().unwrap_or_default().is_empty(), "{result}");
+
+    let rows = recorded(&server, "model,provider").await;
+    let mut told = TokenCounts::default();
+    for (model, usage) in result["modelUsage"].as_object().unwrap() {
+        let n = |f: &str| usage[f].as_u64().unwrap();
+        let tokens = TokenCounts {
+            input: n("inputTokens"),
+            output: n("outputTokens"),
+            cache_read: n("cacheReadInputTokens"),
+            cache_write_5m: n("cacheCreationInputTokens"),
+            ..Default::default()
+        };
+        // Each Claude model Claude Code used is recorded as the OpenAI model it was served by.
+        let served_by = match model.trim_end_matches("[1m]") {
+            "claude-sonnet-4-5" => "gpt-4o",
+            "claude-haiku-4-5-20251001" => "gpt-4o-mini",
+            other => panic!("Claude Code used {other}, which this configuration does not translate: {rows:?}"),
+        };
+        let row = row_for(&rows, served_by);
+        assert_eq!(row["provider"], "openai", "{row}");
+        assert_eq!(
+            tokens_of(row),
+            tokens,
+            "{model} -> {served_by}: recorded {row} vs Claude Code's {usage}"
+        );
+        let cost = PriceTable::builtin()
+            .cost_of(None, served_by, &tokens)
+            .unwrap()
+            .total()
+            .0;
+        assert_eq!(cost_nanos(row), cost, "{served_by}: priced as the provider's model");
+        told.output += tokens.output;
+    }
+    assert!(told.output > 0);
+    assert!(
+        rows.iter().all(|r| r["provider"] == "openai"),
+        "nothing went to Anthropic: {rows:?}"
+    );
+}

@@ -19,4 +19,5 @@ mod http;
 mod otlp;
 mod outcomes;
 mod sockets;
+mod translation;
 mod viewers;
