@@ -67,7 +67,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             router = router.route(route.path, post(handler));
         }
         // OpenAI's and Anthropic's lists share `/v1/models` (told apart by the request's headers).
-        if !adapter.route_prefixes().contains(&"/v1") {
+        if !["/models", "/v1/models"].contains(&adapter.models_path()) {
             let list = move |State(proxy): State<Arc<Proxy>>, request: Request| list(proxy, adapter, request);
             router = router.route(adapter.models_path(), get(list));
         }
