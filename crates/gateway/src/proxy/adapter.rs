@@ -38,6 +38,8 @@ pub enum Framing {
     Sse,
     /// One JSON array whose elements arrive one by one (Gemini without `alt=sse`).
     JsonArray,
+    /// AWS event-stream binary frames (`application/vnd.amazon.eventstream`: Bedrock's streams).
+    EventStream,
 }
 
 /// One wire protocol as the gateway proxies it. Every method has the endpoint it is asked
@@ -60,8 +62,8 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
-    /// The path of the provider's model list under its base URL.
-    fn models_path(&self) -> &'static str;
+    /// The path of the provider's model list under its base URL, if its API has one.
+    fn models_path(&self) -> Option<&'static str>;
 
     /// The path of `endpoint` under the provider's base URL, for a call to `model`.
     fn upstream_path(&self, endpoint: Endpoint, _model: &str) -> Cow<'static, str> {
@@ -160,8 +162,11 @@ pub struct Anthropic;
 /// Google's Gemini API: generateContent, streamGenerateContent, countTokens.
 pub struct Gemini;
 
+/// AWS Bedrock's runtime API: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream.
+pub struct Bedrock;
+
 /// Every adapter the gateway serves, in routing order.
-pub static ADAPTERS: [&dyn Adapter; 3] = [&OpenAi, &Anthropic, &Gemini];
+pub static ADAPTERS: [&dyn Adapter; 4] = [&OpenAi, &Anthropic, &Gemini, &Bedrock];
 
 /// The adapter of `protocol`.
 pub fn of(protocol: Protocol) -> &'static dyn Adapter {
@@ -169,6 +174,7 @@ pub fn of(protocol: Protocol) -> &'static dyn Adapter {
         Protocol::OpenAi => &OpenAi,
         Protocol::Anthropic => &Anthropic,
         Protocol::Gemini => &Gemini,
+        Protocol::Bedrock => &Bedrock,
     }
 }
 
@@ -191,8 +197,8 @@ impl Adapter for OpenAi {
         ]
     }
 
-    fn models_path(&self) -> &'static str {
-        "/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/models")
     }
 
     /// A streamed chat completion reports usage only when asked: the gateway asks, and drops
@@ -243,8 +249,8 @@ impl Adapter for Anthropic {
         ]
     }
 
-    fn models_path(&self) -> &'static str {
-        "/v1/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/v1/models")
     }
 
     /// Counting tokens costs nothing: it passes through unmetered.
@@ -293,8 +299,8 @@ impl Adapter for Gemini {
         Endpoint::gemini_method(method)
     }
 
-    fn models_path(&self) -> &'static str {
-        "/v1beta/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/v1beta/models")
     }
 
     /// Always the `v1beta` API, a superset of `v1`, whichever the client called.
@@ -335,6 +341,99 @@ impl Adapter for Gemini {
     fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
         sensitive(HeaderName::from_static("x-goog-api-key"), key.expose())
     }
+}
+
+impl Adapter for Bedrock {
+    fn protocol(&self) -> Protocol {
+        Protocol::Bedrock
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[]
+    }
+
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[
+            ModelRoute {
+                path: "/model/{target}/converse",
+                endpoint: Some(Endpoint::Converse),
+            },
+            ModelRoute {
+                path: "/model/{target}/converse-stream",
+                endpoint: Some(Endpoint::ConverseStream),
+            },
+            ModelRoute {
+                path: "/model/{target}/invoke",
+                endpoint: Some(Endpoint::InvokeModel),
+            },
+            ModelRoute {
+                path: "/model/{target}/invoke-with-response-stream",
+                endpoint: Some(Endpoint::InvokeModelStream),
+            },
+        ]
+    }
+
+    /// The runtime API lists no models (that is the control plane's `bedrock` service).
+    fn models_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The model id percent-encoded as one path segment, as the AWS SDKs send it (`:` in
+    /// `…-v1:0`, `/` in an inference profile's ARN) — and as the signature covers it.
+    fn upstream_path(&self, endpoint: Endpoint, model: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("/model/{}{}", path_segment(model), endpoint.upstream_path()))
+    }
+
+    fn model_in_body(&self) -> bool {
+        false
+    }
+
+    /// Converse caps output in `inferenceConfig.maxTokens`; InvokeModel's body is the model's
+    /// own (Anthropic Messages for Claude, with `anthropic_version` and no `model`).
+    fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
+        let stream = matches!(endpoint, Endpoint::ConverseStream | Endpoint::InvokeModelStream);
+        let facts = match endpoint {
+            Endpoint::Converse | Endpoint::ConverseStream => requests::converse_request_facts(body),
+            _ => requests::request_facts(body),
+        };
+        RequestFacts {
+            model: None,
+            stream,
+            ..facts
+        }
+    }
+
+    fn stream_framing(&self, _endpoint: Endpoint, content_type: &str) -> Option<Framing> {
+        content_type
+            .starts_with("application/vnd.amazon.eventstream")
+            .then_some(Framing::EventStream)
+    }
+
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        error.event_stream_exception()
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-amzn-requestid"
+    }
+
+    /// A Bedrock API key; a provider with AWS credentials is signed instead (see `upstream`).
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(header::AUTHORIZATION, &format!("Bearer {}", key.expose()))
+    }
+}
+
+/// `text` percent-encoded as one URI path segment (RFC 3986 unreserved characters kept).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// OpenAI's final usage chunk: no choices, only usage.
@@ -378,6 +477,38 @@ mod tests {
             assert_eq!(Gemini.method(method).unwrap().protocol(), Protocol::Gemini);
         }
         assert_eq!(Gemini.method("embedContent"), None);
+        for route in Bedrock.model_routes() {
+            assert_eq!(route.endpoint.unwrap().protocol(), Protocol::Bedrock, "{}", route.path);
+        }
+    }
+
+    #[test]
+    fn bedrock_model_ids_go_up_as_one_encoded_segment() {
+        assert_eq!(
+            Bedrock.upstream_path(Endpoint::ConverseStream, "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream"
+        );
+        assert_eq!(
+            Bedrock.upstream_path(
+                Endpoint::InvokeModel,
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-opus-4-5"
+            ),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fglobal.anthropic.claude-opus-4-5/invoke"
+        );
+        let invoke = serde_json::json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 300, "messages": []});
+        let facts = Bedrock.facts(Endpoint::InvokeModelStream, &invoke);
+        assert_eq!((facts.model, facts.stream, facts.max_tokens), (None, true, Some(300)));
+        let converse = serde_json::json!({"messages": [], "inferenceConfig": {"maxTokens": 42}});
+        let facts = Bedrock.facts(Endpoint::Converse, &converse);
+        assert_eq!((facts.stream, facts.max_tokens), (false, Some(42)));
+        assert_eq!(
+            Bedrock.stream_framing(Endpoint::ConverseStream, "application/vnd.amazon.eventstream"),
+            Some(Framing::EventStream)
+        );
+        assert_eq!(
+            Bedrock.stream_framing(Endpoint::ConverseStream, "application/json"),
+            None
+        );
     }
 
     #[test]

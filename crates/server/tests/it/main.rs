@@ -8,6 +8,7 @@
     reason = "a test stops at the first broken step, and spawns what it drives freely"
 )]
 
+mod bedrock;
 mod clients;
 mod common;
 mod dashboard;
