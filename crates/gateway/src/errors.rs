@@ -414,6 +414,43 @@ mod tests {
         assert_eq!(GatewayError::LimitsUnavailable.kind(), "limits_unavailable");
     }
 
+    /// Bedrock's errors: AWS's `{"message"}` with the code botocore raises in
+    /// `x-amzn-ErrorType` (the table is part of the API: snapshot it here).
+    #[tokio::test]
+    async fn bedrock_errors_are_aws_errors_named_in_their_header() {
+        let table: Vec<(&str, u16, &str)> = [
+            GatewayError::Unauthorized("unknown key".into()),
+            GatewayError::Forbidden("outside scope".into()),
+            GatewayError::BadRequest("bad".into()),
+            GatewayError::NoRoute("m".into()),
+            GatewayError::PayloadTooLarge(1),
+            GatewayError::UpstreamUnavailable("down".into()),
+            GatewayError::UpstreamTimeout(30),
+            GatewayError::SpoolUnavailable,
+            GatewayError::LimitsUnavailable,
+        ]
+        .iter()
+        .map(|e| (e.kind(), e.status().as_u16(), e.bedrock_code()))
+        .collect();
+        assert_eq!(
+            table,
+            [
+                ("unauthorized", 401, "AccessDeniedException"),
+                ("forbidden", 403, "AccessDeniedException"),
+                ("bad_request", 400, "ValidationException"),
+                ("no_route", 404, "ResourceNotFoundException"),
+                ("payload_too_large", 413, "ValidationException"),
+                ("upstream_unavailable", 502, "InternalServerException"),
+                ("upstream_timeout", 504, "ModelTimeoutException"),
+                ("spool", 503, "ServiceUnavailableException"),
+                ("limits_unavailable", 503, "ServiceUnavailableException"),
+            ]
+        );
+        let response = GatewayError::Unauthorized("unknown key".into()).respond(Protocol::Bedrock);
+        assert_eq!(response.headers()["x-amzn-errortype"], "AccessDeniedException");
+        assert_eq!(body_of(response).await, serde_json::json!({"message": "unknown key"}));
+    }
+
     #[test]
     fn socket_errors_carry_the_status_and_retry_after_an_http_answer_would() {
         let event = GatewayError::LimitsUnavailable.socket_event();
