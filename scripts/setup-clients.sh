@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients Goodhart is tested with, once, under .cache/clients (or
-# $GOODHART_CLIENTS_DIR): the official openai, anthropic and google-genai Python SDKs and
-# Selenium in a virtualenv; Claude Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
+# $GOODHART_CLIENTS_DIR): the official openai, anthropic and google-genai Python SDKs, boto3 (its
+# bedrock-runtime client) and Selenium in a virtualenv; Claude Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
 # dashboard's browser tests (never a browser Selenium downloads). Versions are pinned so a test
 # run means the same thing every time; re-running is a no-op when they are already there.
 set -euo pipefail
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 OPENAI_SDK=openai==3.54.0
 ANTHROPIC_SDK=anthropic==2.12.0
 GOOGLE_GENAI_SDK=google-genai==3.6.1
+BOTO3=boto3==1.44.8
 SELENIUM=selenium==4.51.0
 CLAUDE_CODE=@anthropic-ai/claude-code@2.1.197
 CODEX=@openai/codex@0.171.0
@@ -21,12 +22,12 @@ dir=${GOODHART_CLIENTS_DIR:-$PWD/.cache/clients}
 mkdir -p "$dir"
 
 installed=$("$dir/venv/bin/python" -c \
-    'import importlib.metadata as m; print(*(m.version(p) for p in ("openai", "anthropic", "google-genai", "selenium")))' \
+    'import importlib.metadata as m; print(*(m.version(p) for p in ("openai", "anthropic", "google-genai", "boto3", "selenium")))' \
     2>/dev/null || true)
-if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${GOOGLE_GENAI_SDK#*==} ${SELENIUM#*==}" ]; then
-    echo "installing $OPENAI_SDK $ANTHROPIC_SDK $GOOGLE_GENAI_SDK $SELENIUM into $dir/venv" >&2
+if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${GOOGLE_GENAI_SDK#*==} ${BOTO3#*==} ${SELENIUM#*==}" ]; then
+    echo "installing $OPENAI_SDK $ANTHROPIC_SDK $GOOGLE_GENAI_SDK $BOTO3 $SELENIUM into $dir/venv" >&2
     python3 -m venv "$dir/venv"
-    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$GOOGLE_GENAI_SDK" "$SELENIUM"
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$GOOGLE_GENAI_SDK" "$BOTO3" "$SELENIUM"
 fi
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

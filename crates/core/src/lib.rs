@@ -9,6 +9,7 @@ pub mod agent_logs;
 pub mod attribution;
 pub mod budgets;
 pub mod calls;
+pub mod event_stream;
 pub mod fingerprint;
 pub mod github;
 pub mod json_stream;

@@ -5,7 +5,9 @@
 //! `completion_tokens`/`output_tokens`; Anthropic reports uncached input, cache reads and cache
 //! writes separately (and, in newer versions, the 5-minute and 1-hour writes apart); Gemini's
 //! `usageMetadata` counts cached content inside `promptTokenCount` and thoughts and tool-use
-//! prompts beside it. All are converted so that no token is counted under two kinds.
+//! prompts beside it; Bedrock's Converse API counts like Anthropic (`inputTokens` without the
+//! cache reads and writes it reports beside it). All are converted so that no token is
+//! counted under two kinds.
 
 use serde_json::Value;
 
@@ -23,6 +25,9 @@ pub enum WireProtocol {
     Anthropic,
     /// Gemini `POST /v1beta/models/{model}:generateContent` (and its stream, SSE or JSON array).
     Gemini,
+    /// Bedrock `POST /model/{modelId}/converse` (and `converse-stream`, whose events the gateway
+    /// reads from event-stream frames, each named by its `:event-type`).
+    Converse,
 }
 
 /// Usage and metadata a provider reported for one call.
@@ -94,6 +99,18 @@ pub fn gemini_counts(prompt: u64, cached: u64, candidates: u64, thoughts: u64, t
     }
 }
 
+/// A Bedrock Converse `usage` object (the body's, or the stream's `metadata` event's):
+/// `inputTokens` excludes the cache reads and writes reported beside it
+/// (`totalTokens = inputTokens + outputTokens + cacheReadInputTokens + cacheWriteInputTokens`).
+pub fn converse_tokens(usage: &Value) -> TokenCounts {
+    anthropic_counts(
+        count(usage, &["inputTokens"]),
+        count(usage, &["outputTokens"]),
+        count(usage, &["cacheReadInputTokens"]),
+        [count(usage, &["cacheWriteInputTokens"]), 0, 0],
+    )
+}
+
 /// An Anthropic `usage` object.
 pub fn anthropic_tokens(usage: &Value) -> TokenCounts {
     anthropic_counts(
@@ -140,6 +157,12 @@ pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedU
     }
     let usage = body.get("usage").filter(|u| u.is_object())?;
     Some(match protocol {
+        // The model is the path's: a Converse body does not name it.
+        WireProtocol::Converse => ReportedUsage {
+            tokens: converse_tokens(usage),
+            model: None,
+            finish_reason: text(body, &["stopReason"]),
+        },
         WireProtocol::OpenAiChat => ReportedUsage {
             tokens: openai_tokens(usage),
             model: text(body, &["model"]),
@@ -262,6 +285,7 @@ impl StreamTap {
             }
             // Every chunk carries text, and may carry the usage so far or the finish reason.
             WireProtocol::Gemini => true,
+            WireProtocol::Converse => named(&["messageStop", "metadata"]) || (text && named(&["contentBlockDelta"])),
             WireProtocol::OpenAiChat if event.data == "[DONE]" => true,
             WireProtocol::OpenAiChat if text => true,
             WireProtocol::OpenAiChat => {
@@ -352,6 +376,24 @@ impl StreamTap {
                     self.ended = true;
                 }
             }
+            WireProtocol::Converse => match event.event.as_deref().unwrap_or_default() {
+                "contentBlockDelta" => {
+                    let delta = data.get("delta");
+                    let piece = delta
+                        .and_then(|d| d.get("text"))
+                        .or_else(|| delta.and_then(|d| d.pointer("/toolUse/input")))
+                        .or_else(|| delta.and_then(|d| d.pointer("/reasoningContent/text")))
+                        .and_then(Value::as_str);
+                    self.collect(piece);
+                }
+                "messageStop" => self.finish_reason = text(&data, &["stopReason"]),
+                // The stream's last event: usage and metrics, after `messageStop`.
+                "metadata" => {
+                    self.ended = true;
+                    self.usage = data.get("usage").filter(|u| u.is_object()).cloned();
+                }
+                _ => {}
+            },
             WireProtocol::Anthropic => match data.get("type").and_then(Value::as_str).unwrap_or_default() {
                 "content_block_delta" => {
                     let delta = data.get("delta");
@@ -397,7 +439,8 @@ impl StreamTap {
         let tokens = match self.protocol {
             WireProtocol::Anthropic => anthropic_tokens(&usage),
             WireProtocol::Gemini => gemini_tokens(&usage),
-            _ => openai_tokens(&usage),
+            WireProtocol::Converse => converse_tokens(&usage),
+            WireProtocol::OpenAiChat | WireProtocol::OpenAiResponses => openai_tokens(&usage),
         };
         Some(ReportedUsage {
             tokens,
@@ -490,6 +533,17 @@ mod tests {
                 model: Some("gpt-5-2025-08-07".into()),
                 finish_reason: Some("completed".into()),
             },
+            WireProtocol::Converse => ReportedUsage {
+                tokens: TokenCounts {
+                    input: 25,
+                    output: 9,
+                    cache_read: 4000,
+                    cache_write_5m: 300,
+                    ..Default::default()
+                },
+                model: None,
+                finish_reason: Some("end_turn".into()),
+            },
             WireProtocol::Gemini => ReportedUsage {
                 tokens: TokenCounts {
                     input: 1010,
@@ -575,6 +629,48 @@ mod tests {
         parser.push(array.as_bytes(), &mut events);
         events.iter().for_each(|e| tap.observe(e));
         assert_eq!(tap.finish(), Some(expected(WireProtocol::Gemini)));
+    }
+
+    /// ConverseStream's events as the gateway's event-stream decoder yields them: named by
+    /// their `:event-type`, the usage in the last one (`metadata`, after `messageStop`).
+    #[test]
+    fn a_converse_stream_reports_its_metadata_usage_and_ends_there() {
+        let event = |name: &str, data: Value| SseEvent {
+            event: Some(name.into()),
+            data: data.to_string(),
+        };
+        let usage = json!({"inputTokens": 25, "outputTokens": 9, "totalTokens": 4334,
+            "cacheReadInputTokens": 4000, "cacheWriteInputTokens": 300});
+        let events = [
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "Hel"}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "lo"}}),
+            ),
+            event("contentBlockStop", json!({"contentBlockIndex": 0})),
+            event("messageStop", json!({"stopReason": "end_turn"})),
+            event("metadata", json!({"usage": usage, "metrics": {"latencyMs": 120}})),
+        ];
+        let mut tap = StreamTap::collecting_text(WireProtocol::Converse);
+        for e in &events[..5] {
+            tap.observe(e);
+        }
+        assert!(!tap.ended(), "the usage is still to come");
+        tap.observe(&events[5]);
+        assert!(tap.ended());
+        assert_eq!(tap.output_text(), "Hello");
+        assert_eq!(tap.finish(), Some(expected(WireProtocol::Converse)));
+
+        let body = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hello"}]}},
+            "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 120}});
+        assert_eq!(
+            usage_from_body(WireProtocol::Converse, &body),
+            Some(expected(WireProtocol::Converse))
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ crate::named_enum! {
         /// Azure OpenAI: OpenAI's bodies under `/openai/deployments/{deployment}/…` and
         /// `/openai/v1/…`, the key in `api-key`.
         Azure = "azure",
+        /// AWS Bedrock's runtime API: Converse, ConverseStream, InvokeModel (Anthropic bodies)
+        /// and InvokeModelWithResponseStream, each at `/model/{modelId}/…`.
+        Bedrock = "bedrock",
     }
 }
 
@@ -38,6 +41,15 @@ pub enum Endpoint {
     StreamGenerateContent,
     /// Gemini `…/models/{model}:countTokens` (free).
     GeminiCountTokens,
+    /// Bedrock `/model/{modelId}/converse`.
+    Converse,
+    /// Bedrock `/model/{modelId}/converse-stream` (AWS event-stream frames).
+    ConverseStream,
+    /// Bedrock `/model/{modelId}/invoke`, with the model's own body (Anthropic Messages for Claude).
+    InvokeModel,
+    /// Bedrock `/model/{modelId}/invoke-with-response-stream`: the model's own stream events,
+    /// each wrapped in an event-stream `chunk` frame.
+    InvokeModelStream,
 }
 
 impl Endpoint {
@@ -51,6 +63,10 @@ impl Endpoint {
             Endpoint::GenerateContent => "generate_content",
             Endpoint::StreamGenerateContent => "stream_generate_content",
             Endpoint::GeminiCountTokens => "gemini_count_tokens",
+            Endpoint::Converse => "converse",
+            Endpoint::ConverseStream => "converse_stream",
+            Endpoint::InvokeModel => "invoke_model",
+            Endpoint::InvokeModelStream => "invoke_model_stream",
         }
     }
 
@@ -62,6 +78,9 @@ impl Endpoint {
             Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
                 Protocol::Gemini
             }
+            Endpoint::Converse | Endpoint::ConverseStream | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
+                Protocol::Bedrock
+            }
         }
     }
 
@@ -71,7 +90,10 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Embeddings => WireProtocol::OpenAiChat,
             Endpoint::Responses => WireProtocol::OpenAiResponses,
-            Endpoint::Messages | Endpoint::CountTokens => WireProtocol::Anthropic,
+            Endpoint::Messages | Endpoint::CountTokens | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
+                WireProtocol::Anthropic
+            }
+            Endpoint::Converse | Endpoint::ConverseStream => WireProtocol::Converse,
             Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
                 WireProtocol::Gemini
             }
@@ -79,8 +101,8 @@ impl Endpoint {
     }
 
     /// The path under the provider's base URL (OpenAI bases end in `/v1`, Anthropic's and
-    /// Gemini's do not); Gemini's names the model, so it is the method that follows it
-    /// (`/v1beta/models/{model}` + this).
+    /// Gemini's do not); Gemini's and Bedrock's name the model, so it is what follows it
+    /// (`/v1beta/models/{model}` + this, `/model/{modelId}` + this).
     pub fn upstream_path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -91,6 +113,10 @@ impl Endpoint {
             Endpoint::GenerateContent => ":generateContent",
             Endpoint::StreamGenerateContent => ":streamGenerateContent",
             Endpoint::GeminiCountTokens => ":countTokens",
+            Endpoint::Converse => "/converse",
+            Endpoint::ConverseStream => "/converse-stream",
+            Endpoint::InvokeModel => "/invoke",
+            Endpoint::InvokeModelStream => "/invoke-with-response-stream",
         }
     }
 
@@ -129,6 +155,15 @@ pub fn gemini_request_facts(body: &Value) -> RequestFacts {
     }
 }
 
+/// What a Bedrock Converse request body says: its output cap (`inferenceConfig.maxTokens`);
+/// the model is in the path and streaming is the route.
+pub fn converse_request_facts(body: &Value) -> RequestFacts {
+    RequestFacts {
+        max_tokens: body.pointer("/inferenceConfig/maxTokens").and_then(Value::as_u64),
+        ..RequestFacts::default()
+    }
+}
+
 pub fn request_facts(body: &Value) -> RequestFacts {
     let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .iter()
@@ -162,7 +197,15 @@ pub struct PromptText {
 pub fn prompt_text(endpoint: Endpoint, body: &Value) -> PromptText {
     let mut prompt = PromptText::default();
     match endpoint {
-        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => {
+        // Converse's turns are Anthropic's with blocks keyed by kind (`{"text": …}`,
+        // `{"toolResult": {"content": […]}}`), and its system prompt a list of blocks.
+        Endpoint::ChatCompletions
+        | Endpoint::Messages
+        | Endpoint::CountTokens
+        | Endpoint::InvokeModel
+        | Endpoint::InvokeModelStream
+        | Endpoint::Converse
+        | Endpoint::ConverseStream => {
             if let Some(system) = body.get("system") {
                 push_text(&mut prompt.full, system);
             }
@@ -244,7 +287,15 @@ fn push_text(out: &mut String, value: &Value) {
         }
         Value::Array(items) => items.iter().for_each(|item| push_text(out, item)),
         Value::Object(block) => {
-            for field in ["text", "content", "input", "arguments", "output"] {
+            for field in [
+                "text",
+                "content",
+                "input",
+                "arguments",
+                "output",
+                "toolResult",
+                "toolUse",
+            ] {
                 if let Some(inner) = block.get(field) {
                     push_text(out, inner);
                 }
@@ -276,7 +327,12 @@ pub fn output_text(endpoint: Endpoint, body: &Value) -> String {
                 push_text(&mut out, item);
             }
         }
-        Endpoint::Messages => {
+        Endpoint::Converse | Endpoint::ConverseStream => {
+            if let Some(content) = body.pointer("/output/message/content") {
+                push_text(&mut out, content);
+            }
+        }
+        Endpoint::Messages | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
             if let Some(content) = body.get("content") {
                 push_text(&mut out, content);
             }
@@ -328,6 +384,31 @@ mod tests {
             Endpoint::gemini_method("streamGenerateContent"),
             Some(Endpoint::StreamGenerateContent)
         );
+    }
+
+    #[test]
+    fn converse_requests_cap_output_in_their_inference_config_and_key_blocks_by_kind() {
+        let body = json!({"system": [{"text": "Be terse."}],
+            "messages": [{"role": "user", "content": [{"text": "first"}]},
+                         {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "ls", "input": {}}}]},
+                         {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "a.rs"}]}},
+                                                      {"text": "and now?"}]}],
+            "inferenceConfig": {"maxTokens": 64}});
+        assert_eq!(converse_request_facts(&body).max_tokens, Some(64));
+        let prompt = prompt_text(Endpoint::Converse, &body);
+        assert_eq!(prompt.full, "Be terse.\nfirst\na.rs\nand now?");
+        assert_eq!(prompt.last_turn, "a.rs\nand now?");
+        let reply = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}}});
+        assert_eq!(output_text(Endpoint::Converse, &reply), "Hi");
+        for endpoint in [
+            Endpoint::Converse,
+            Endpoint::ConverseStream,
+            Endpoint::InvokeModel,
+            Endpoint::InvokeModelStream,
+        ] {
+            assert_eq!(endpoint.protocol(), Protocol::Bedrock);
+        }
+        assert_eq!(Endpoint::InvokeModelStream.wire(), WireProtocol::Anthropic);
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //!
 //! Clients send their Goodhart key where they would send a provider key: `Authorization:
 //! Bearer …` (OpenAI SDKs, Anthropic SDK ≥ 2), `x-api-key` (Claude Code, older Anthropic
-//! clients), `x-goog-api-key` or the query's `key` (Gemini clients), `api-key` (Azure OpenAI
-//! clients). Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
+//! clients), `x-goog-api-key` or the query's `key` (Gemini clients), `api-key` (Azure OpenAI clients). Bedrock clients send it
+//! as a Bedrock API key (`Authorization: Bearer …`, what `AWS_BEARER_TOKEN_BEDROCK` makes the
+//! AWS SDKs and Claude Code send), or as the access key id of an AWS signature
+//! (`Authorization: AWS4-HMAC-SHA256 Credential=<key>/…`): there the key itself is the
+//! credential, as a bearer token is — the signature, made with a secret the gateway does not
+//! hold, is not checked, and never goes upstream. Lookups by the key's SHA-256 are cached for [`KEY_CACHE_TTL`] — unknown keys
 //! too, so a client hammering with a bad key does not hammer the database. A revocation made
 //! through this process clears the cache at once; one made through another instance takes
 //! effect here within the TTL.
@@ -33,10 +37,12 @@ pub fn credential<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<
 }
 
 fn header_credential(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+    let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.to_str().ok());
+    let bearer = authorization
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| authorization.and_then(sigv4_access_key))
         .map(str::trim);
     let api_key = ["x-api-key", "x-goog-api-key", "api-key"]
         .iter()
@@ -50,6 +56,17 @@ fn header_credential(headers: &HeaderMap) -> Option<&str> {
         (None, a) => a,
     }
     .filter(|c| !c.is_empty())
+}
+
+/// The access key id of a SigV4 `Authorization` header (`AWS4-HMAC-SHA256
+/// Credential=<id>/<date>/<region>/<service>/aws4_request, SignedHeaders=…, Signature=…`).
+fn sigv4_access_key(authorization: &str) -> Option<&str> {
+    let fields = authorization.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    fields
+        .split(',')
+        .find_map(|field| field.trim().strip_prefix("Credential="))?
+        .split('/')
+        .next()
 }
 
 type CacheEntry = (Option<Arc<VirtualKey>>, Instant);
@@ -147,6 +164,26 @@ mod tests {
         let real = format!("gk-{}-{}", "a".repeat(12), "b".repeat(64));
         both.insert("x-api-key", HeaderValue::from_str(&real).unwrap());
         assert_eq!(credential(&both, None), Some(real.as_str()));
+    }
+
+    #[test]
+    fn bedrock_clients_send_it_as_an_api_key_or_as_the_access_key_of_a_signature() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer gk-bedrock"));
+        assert_eq!(credential(&headers, None), Some("gk-bedrock"));
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=gk-signed/20260101/us-east-1/bedrock/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=abc123",
+            ),
+        );
+        assert_eq!(credential(&headers, None), Some("gk-signed"));
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Signature=abc"),
+        );
+        assert_eq!(credential(&headers, None), None);
     }
 
     #[test]

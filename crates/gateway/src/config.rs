@@ -6,7 +6,8 @@
 //! `models`, the longest of its `prefixes`, and finally the provider marked `default` (a
 //! provider without any model rule is a default). Providers' API keys are read from the
 //! environment variable each one names; they are held in [`ApiKey`], whose `Debug` never shows
-//! them.
+//! them. A Bedrock provider is called with AWS credentials instead (every request signed with
+//! SigV4, [`AwsSigning`]), or with a Bedrock API key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,6 +67,24 @@ pub struct RawProvider {
     pub clients: Vec<Protocol>,
     #[serde(default)]
     pub default: bool,
+    /// Bedrock: the AWS region requests are signed for (default: the one in `base_url`'s
+    /// `bedrock-runtime.{region}.amazonaws.com`, else `AWS_REGION`).
+    pub region: Option<String>,
+    /// Bedrock: the environment variables holding the AWS credentials requests are signed
+    /// with (default: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    pub aws_access_key_id_env: Option<String>,
+    pub aws_secret_access_key_env: Option<String>,
+    pub aws_session_token_env: Option<String>,
+}
+
+/// The AWS credentials and region a Bedrock provider's requests are signed with (SigV4,
+/// service `bedrock`); the secrets never print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSigning {
+    pub access_key_id: String,
+    pub secret_access_key: ApiKey,
+    pub session_token: Option<ApiKey>,
+    pub region: String,
 }
 
 /// A provider's API key; never printed.
@@ -102,6 +121,8 @@ pub struct Provider {
     /// Client protocols served by translation.
     pub clients: Vec<Protocol>,
     pub default: bool,
+    /// Bedrock: sign each request with these credentials.
+    pub aws: Option<AwsSigning>,
 }
 
 /// The client protocols a provider speaking `provider` can serve by translation.
@@ -137,6 +158,138 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> GatewayConfigEr
     GatewayConfigError {
         key: key.into(),
         reason: reason.into(),
+    }
+}
+
+/// The region of a Bedrock runtime URL: `https://bedrock-runtime.{region}.amazonaws.com`
+/// (or its `-fips` twin).
+fn region_in_url(base_url: &str) -> Option<&str> {
+    let host = base_url.split_once("://")?.1.split(['/', ':']).next()?;
+    let rest = host
+        .strip_prefix("bedrock-runtime.")
+        .or_else(|| host.strip_prefix("bedrock-runtime-fips."))?;
+    rest.split_once('.').map(|(region, _)| region).filter(|r| !r.is_empty())
+}
+
+/// A Bedrock provider's signing credentials: from the variables it names, else the standard
+/// AWS ones. None without credentials (a Bedrock API key in `api_key_env`, or a mock); the
+/// error names the field at fault.
+fn aws_signing(
+    p: &RawProvider,
+    base_url: &str,
+    has_api_key: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AwsSigning>, (&'static str, String)> {
+    let named = [
+        ("region", p.region.is_some()),
+        ("aws_access_key_id_env", p.aws_access_key_id_env.is_some()),
+        ("aws_secret_access_key_env", p.aws_secret_access_key_env.is_some()),
+        ("aws_session_token_env", p.aws_session_token_env.is_some()),
+    ];
+    if p.protocol != Protocol::Bedrock {
+        return match named.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err((
+                field,
+                "only a provider with `protocol = \"bedrock\"` takes AWS settings".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    let read = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let explicit = p.aws_access_key_id_env.is_some() || p.aws_secret_access_key_env.is_some();
+    let id_var = p.aws_access_key_id_env.as_deref().unwrap_or("AWS_ACCESS_KEY_ID");
+    let secret_var = p
+        .aws_secret_access_key_env
+        .as_deref()
+        .unwrap_or("AWS_SECRET_ACCESS_KEY");
+    let (id, secret) = (read(id_var), read(secret_var));
+    let (id, secret) = match (id, secret) {
+        (Some(id), Some(secret)) => (id, secret),
+        // Neither named nor in the environment: unsigned (an API key, or a mock).
+        (None, None) if !explicit => return Ok(None),
+        _ if !explicit && has_api_key => return Ok(None),
+        (None, _) => {
+            return Err((
+                "aws_access_key_id_env",
+                format!("environment variable {id_var} is not set"),
+            ));
+        }
+        (_, None) => {
+            return Err((
+                "aws_secret_access_key_env",
+                format!("environment variable {secret_var} is not set"),
+            ));
+        }
+    };
+    let session_token = match &p.aws_session_token_env {
+        Some(var) => Some(read(var).ok_or_else(|| {
+            (
+                "aws_session_token_env",
+                format!("environment variable {var} is not set"),
+            )
+        })?),
+        None => read("AWS_SESSION_TOKEN").filter(|_| !explicit),
+    };
+    let region = p
+        .region
+        .clone()
+        .or_else(|| region_in_url(base_url).map(str::to_owned))
+        .or_else(|| read("AWS_REGION"))
+        .or_else(|| read("AWS_DEFAULT_REGION"))
+        .ok_or_else(|| {
+            (
+                "region",
+                "set `region` (or AWS_REGION): it is not in the base URL (bedrock-runtime.{region}.amazonaws.com)"
+                    .into(),
+            )
+        })?;
+    if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(("region", format!("{region:?} is not an AWS region")));
+    }
+    Ok(Some(AwsSigning {
+        access_key_id: id,
+        secret_access_key: ApiKey::new(secret),
+        session_token: session_token.map(ApiKey::new),
+        region,
+    }))
+}
+
+/// Bedrock when no provider is configured: AWS's, in `AWS_REGION` (default `us-east-1`), when
+/// the environment holds a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) or AWS credentials;
+/// else the mock.
+fn default_bedrock(env: &impl Fn(&str) -> Option<String>, mock_base: &str, mock: &mut bool) -> Provider {
+    let read = |var: &str| env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let region = read("AWS_REGION")
+        .or_else(|| read("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let api_key = read("AWS_BEARER_TOKEN_BEDROCK").map(ApiKey::new);
+    let aws = match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) if api_key.is_none() => Some(AwsSigning {
+            access_key_id: id,
+            secret_access_key: ApiKey::new(secret),
+            session_token: read("AWS_SESSION_TOKEN").map(ApiKey::new),
+            region: region.clone(),
+        }),
+        _ => None,
+    };
+    let real = api_key.is_some() || aws.is_some();
+    *mock |= !real;
+    Provider {
+        name: if real { "bedrock" } else { "mock" }.to_owned(),
+        protocol: Protocol::Bedrock,
+        base_url: if real {
+            format!("https://bedrock-runtime.{region}.amazonaws.com")
+        } else {
+            mock_base.trim_end_matches('/').to_owned()
+        },
+        api_key,
+        models: Vec::new(),
+        prefixes: Vec::new(),
+        model_map: BTreeMap::new(),
+        deployments: BTreeMap::new(),
+        clients: Vec::new(),
+        default: true,
+        aws,
     }
 }
 
@@ -201,6 +354,8 @@ impl GatewayConfig {
                     ),
                 ));
             }
+            let aws = aws_signing(&p, &base_url, api_key.is_some(), &env)
+                .map_err(|(field, reason)| invalid(key(field), reason))?;
             let has_rules =
                 !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty() && p.deployments.is_empty());
             if !p.clients.is_empty() && !has_rules {
@@ -220,6 +375,7 @@ impl GatewayConfig {
                 deployments: p.deployments,
                 clients: p.clients,
                 default: p.default || !has_rules,
+                aws,
             });
         }
         let positive = |field: &str, value: Option<u64>, default: u64, max: u64| match value.unwrap_or(default) {
@@ -294,6 +450,7 @@ impl GatewayConfig {
         ];
         for (protocol, name, base, var) in real {
             let key = env(var).filter(|k| !k.trim().is_empty());
+            let aws = None;
             let (name, base_url, api_key) = match key {
                 Some(key) => (name, base.to_owned(), Some(ApiKey::new(key.trim().to_owned()))),
                 None => {
@@ -313,8 +470,10 @@ impl GatewayConfig {
                 deployments: BTreeMap::new(),
                 clients: Vec::new(),
                 default: true,
+                aws,
             });
         }
+        self.providers.push(default_bedrock(&env, mock_base, &mut self.mock));
         self
     }
 
@@ -376,6 +535,10 @@ mod tests {
             deployments: BTreeMap::new(),
             clients: Vec::new(),
             default: false,
+            region: None,
+            aws_access_key_id_env: None,
+            aws_secret_access_key_env: None,
+            aws_session_token_env: None,
         }
     }
 
@@ -500,6 +663,60 @@ mod tests {
             GatewayConfig::resolve(raw, vec![], no_env).unwrap_err().key,
             "gateway.upstream_timeout_secs"
         );
+    }
+
+    #[test]
+    fn bedrock_signs_with_the_credentials_it_names_in_the_region_of_its_url() {
+        let mut p = provider("bedrock", Protocol::Bedrock);
+        p.base_url = "https://bedrock-runtime.eu-west-3.amazonaws.com/".into();
+        p.aws_access_key_id_env = Some("TEAM_AWS_ID".into());
+        p.aws_secret_access_key_env = Some("TEAM_AWS_SECRET".into());
+        let env = |var: &str| match var {
+            "TEAM_AWS_ID" => Some("AKIDEXAMPLE".to_owned()),
+            "TEAM_AWS_SECRET" => Some("wJalrXUtnFEMI".to_owned()),
+            "AWS_SESSION_TOKEN" => Some("ambient-token".to_owned()),
+            _ => None,
+        };
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![p.clone()], env).unwrap();
+        let aws = config.providers[0].aws.clone().unwrap();
+        assert_eq!(
+            (aws.access_key_id.as_str(), aws.region.as_str()),
+            ("AKIDEXAMPLE", "eu-west-3")
+        );
+        assert_eq!(aws.session_token, None, "named credentials take no ambient token");
+        assert!(!format!("{config:?}").contains("wJalrXUtnFEMI"));
+
+        // A named variable that is not set, a URL without a region, AWS settings elsewhere.
+        let missing = GatewayConfig::resolve(RawGateway::default(), vec![p.clone()], no_env).unwrap_err();
+        assert_eq!(missing.key, "providers[0].aws_access_key_id_env");
+        p.base_url = "https://bedrock.internal.example".into();
+        let no_region = GatewayConfig::resolve(RawGateway::default(), vec![p.clone()], env).unwrap_err();
+        assert_eq!(no_region.key, "providers[0].region", "{no_region}");
+        p.region = Some("us-west-2".into());
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![p], env).unwrap();
+        assert_eq!(config.providers[0].aws.as_ref().unwrap().region, "us-west-2");
+        let mut openai = provider("openai", Protocol::OpenAi);
+        openai.region = Some("us-east-1".into());
+        let wrong = GatewayConfig::resolve(RawGateway::default(), vec![openai], no_env).unwrap_err();
+        assert_eq!(wrong.key, "providers[0].region");
+
+        // The standard variables when none are named; none at all is an unsigned provider.
+        let standard = |var: &str| match var {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDSTD".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
+            "AWS_REGION" => Some("ap-south-1".to_owned()),
+            _ => None,
+        };
+        let mut plain = provider("bedrock", Protocol::Bedrock);
+        plain.base_url = "http://127.0.0.1:9".into();
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![plain.clone()], standard).unwrap();
+        let aws = config.providers[0].aws.clone().unwrap();
+        assert_eq!(
+            (aws.access_key_id.as_str(), aws.region.as_str()),
+            ("AKIDSTD", "ap-south-1")
+        );
+        let config = GatewayConfig::resolve(RawGateway::default(), vec![plain], no_env).unwrap();
+        assert_eq!(config.providers[0].aws, None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Errors the gateway itself raises, answered in the shape of the client's own protocol so
 //! that SDKs surface them as they would a provider's (OpenAI's `{"error":{…}}`, Anthropic's
-//! `{"type":"error","error":{…}}`, Gemini's `{"error":{"code","message","status"}}`) — as a
-//! response before the first byte, or as an in-band event once a stream's 200 has gone out.
+//! `{"type":"error","error":{…}}`, Gemini's `{"error":{"code","message","status"}}`, Bedrock's
+//! AWS JSON error `{"message"}` named by its `x-amzn-ErrorType` header) — as a response before
+//! the first byte, or as an in-band event once a stream's 200 has gone out (for Bedrock, an
+//! event-stream exception frame).
 //!
 //! Errors are plain data: building one logs nothing and raises nothing. Whoever handles the
 //! cause logs it once; a store's own error text never reaches a client (an outage of the key
@@ -189,6 +191,28 @@ impl GatewayError {
         }
     }
 
+    /// The AWS error code Bedrock would answer with (botocore raises the exception of that
+    /// name, read from the `x-amzn-ErrorType` header).
+    pub fn bedrock_code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized(_) | GatewayError::Forbidden(_) => "AccessDeniedException",
+            GatewayError::NoRoute(_) => "ResourceNotFoundException",
+            GatewayError::BadRequest(_)
+            | GatewayError::NoMethod(_)
+            | GatewayError::PayloadTooLarge(_)
+            | GatewayError::RequestTimeout(_)
+            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::SocketUnavailable { .. }
+            | GatewayError::ResponseInFlight => "ValidationException",
+            GatewayError::UpstreamUnavailable(_) => "InternalServerException",
+            GatewayError::UpstreamTimeout(_) => "ModelTimeoutException",
+            GatewayError::SpoolUnavailable | GatewayError::KeyStoreUnavailable | GatewayError::LimitsUnavailable => {
+                "ServiceUnavailableException"
+            }
+            GatewayError::BudgetExceeded(_) | GatewayError::RateLimited(_) => "ThrottlingException",
+        }
+    }
+
     /// The error body in `protocol`'s shape (the same object serves as a response body and as
     /// the data of an in-band SSE error event).
     pub fn body(&self, protocol: Protocol) -> Value {
@@ -205,9 +229,14 @@ impl GatewayError {
                 let status = self.status();
                 json!({"error": {"code": status.as_u16(), "message": message, "status": google_status(status)}})
             }
+            Protocol::Bedrock => json!({"message": message}),
         };
         if let GatewayError::BudgetExceeded(refusal) = self {
-            body["error"]["budget"] = json!({
+            let at = match protocol {
+                Protocol::Bedrock => &mut body,
+                _ => &mut body["error"],
+            };
+            at["budget"] = json!({
                 "id": refusal.budget_id,
                 "scope": refusal.scope,
                 "limit_usd": refusal.limit.usd_string(),
@@ -222,6 +251,11 @@ impl GatewayError {
     /// The error as a response in the client's protocol, before any byte of an answer went out.
     pub fn respond(&self, protocol: Protocol) -> Response {
         let mut response = (self.status(), axum::Json(self.body(protocol))).into_response();
+        if protocol == Protocol::Bedrock {
+            response
+                .headers_mut()
+                .insert("x-amzn-errortype", HeaderValue::from_static(self.bedrock_code()));
+        }
         if let Some(seconds) = self
             .retry_after()
             .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
@@ -266,8 +300,19 @@ impl GatewayError {
         let text = match protocol {
             Protocol::OpenAi | Protocol::Gemini | Protocol::Azure => format!("data: {data}\n\n"),
             Protocol::Anthropic => format!("event: error\ndata: {data}\n\n"),
+            Protocol::Bedrock => return self.event_stream_exception(),
         };
         Bytes::from(text)
+    }
+
+    /// The error as the last frame of a Bedrock event stream: an exception frame whose
+    /// `:exception-type` is the error code in the stream's lower camel case
+    /// (`throttlingException`), as the AWS SDKs raise it.
+    pub fn event_stream_exception(&self) -> Bytes {
+        let code = self.bedrock_code();
+        let mut kind = code[..1].to_ascii_lowercase();
+        kind.push_str(&code[1..]);
+        goodhart_core::event_stream::exception_frame(&kind, &self.to_string())
     }
 }
 
@@ -348,11 +393,17 @@ mod tests {
             for response in [keys, limits] {
                 assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
                 assert_eq!(response.headers()["retry-after"], "1");
+                let aws_code = response.headers().get("x-amzn-errortype").cloned();
                 let body = body_of(response).await;
                 let (field, code) = match protocol {
                     Protocol::OpenAi | Protocol::Azure => ("code", "service_unavailable"),
                     Protocol::Anthropic => ("type", "overloaded_error"),
                     Protocol::Gemini => ("status", "UNAVAILABLE"),
+                    Protocol::Bedrock => {
+                        assert_eq!(aws_code.unwrap(), "ServiceUnavailableException");
+                        assert!(!body["message"].as_str().unwrap().contains("database:"), "{body}");
+                        continue;
+                    }
                 };
                 assert_eq!(body["error"][field], code, "{body}");
                 let message = body["error"]["message"].as_str().unwrap();
@@ -361,6 +412,43 @@ mod tests {
         }
         assert_eq!(GatewayError::KeyStoreUnavailable.kind(), "key_lookup");
         assert_eq!(GatewayError::LimitsUnavailable.kind(), "limits_unavailable");
+    }
+
+    /// Bedrock's errors: AWS's `{"message"}` with the code botocore raises in
+    /// `x-amzn-ErrorType` (the table is part of the API: snapshot it here).
+    #[tokio::test]
+    async fn bedrock_errors_are_aws_errors_named_in_their_header() {
+        let table: Vec<(&str, u16, &str)> = [
+            GatewayError::Unauthorized("unknown key".into()),
+            GatewayError::Forbidden("outside scope".into()),
+            GatewayError::BadRequest("bad".into()),
+            GatewayError::NoRoute("m".into()),
+            GatewayError::PayloadTooLarge(1),
+            GatewayError::UpstreamUnavailable("down".into()),
+            GatewayError::UpstreamTimeout(30),
+            GatewayError::SpoolUnavailable,
+            GatewayError::LimitsUnavailable,
+        ]
+        .iter()
+        .map(|e| (e.kind(), e.status().as_u16(), e.bedrock_code()))
+        .collect();
+        assert_eq!(
+            table,
+            [
+                ("unauthorized", 401, "AccessDeniedException"),
+                ("forbidden", 403, "AccessDeniedException"),
+                ("bad_request", 400, "ValidationException"),
+                ("no_route", 404, "ResourceNotFoundException"),
+                ("payload_too_large", 413, "ValidationException"),
+                ("upstream_unavailable", 502, "InternalServerException"),
+                ("upstream_timeout", 504, "ModelTimeoutException"),
+                ("spool", 503, "ServiceUnavailableException"),
+                ("limits_unavailable", 503, "ServiceUnavailableException"),
+            ]
+        );
+        let response = GatewayError::Unauthorized("unknown key".into()).respond(Protocol::Bedrock);
+        assert_eq!(response.headers()["x-amzn-errortype"], "AccessDeniedException");
+        assert_eq!(body_of(response).await, serde_json::json!({"message": "unknown key"}));
     }
 
     #[test]

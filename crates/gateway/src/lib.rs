@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod recorder;
 pub mod services;
+pub mod sigv4;
 pub mod upstream;
 
 pub use config::{GatewayConfig, Protocol, RawGateway, RawProvider};

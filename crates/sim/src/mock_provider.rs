@@ -1,4 +1,4 @@
-//! A mock LLM provider that speaks OpenAI's, Anthropic's and Gemini's wire protocols.
+//! A mock LLM provider that speaks OpenAI's, Anthropic's, Gemini's and Bedrock's wire protocols.
 //!
 //! It answers the routes real clients call — chat completions, responses, embeddings, models,
 //! messages and count_tokens, Gemini's generateContent, streamGenerateContent (SSE with
@@ -20,6 +20,13 @@
 //! | `reason` | OpenAI-style reasoning tokens (64) counted inside the completion tokens |
 //! | `linger` | a stream whose body ends 1 s after its last event, as live APIs' may |
 //!
+//! Bedrock's runtime (`/model/{modelId}/…`) is served too: Converse and ConverseStream (usage
+//! as Converse counts it, the stream in AWS event-stream frames ending with `metadata`), and
+//! InvokeModel and InvokeModelWithResponseStream with Anthropic bodies (`anthropic_version:
+//! "bedrock-2023-05-31"`, the model from the path; each stream event in a `chunk` frame, the
+//! last with `amazon-bedrock-invocationMetrics`). Its errors are AWS's (`{"message"}` named by
+//! `x-amzn-ErrorType`; exception frames mid-stream). Signatures are not checked.
+//!
 //! Anthropic's `message_delta` repeats the cumulative input and cache counts beside the
 //! output, as the live API does (clients such as LangChain read streamed usage only there).
 //! Token counts are deterministic: prompt tokens are the request's text characters / 4; the
@@ -40,6 +47,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use goodhart_core::event_stream;
 use serde_json::{Value, json};
 
 const GREETING: &str = "Hello from the mock LLM.";
@@ -69,6 +77,7 @@ pub fn router() -> Router {
         .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
         .route("/v1beta/models/{target}", post(gemini))
         .route("/v1beta/models", get(gemini_models))
+        .route("/model/{model}/{operation}", post(bedrock))
         .route("/health", get(|| async { "ok" }))
 }
 
@@ -208,8 +217,9 @@ fn ask(body: &Value) -> Ask {
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .or_else(|| {
-            body.pointer("/generationConfig/maxOutputTokens")
-                .and_then(Value::as_u64)
+            ["/generationConfig/maxOutputTokens", "/inferenceConfig/maxTokens"]
+                .iter()
+                .find_map(|pointer| body.pointer(pointer).and_then(Value::as_u64))
         });
     Ask {
         faults: Faults::of(&model),
@@ -221,7 +231,10 @@ fn ask(body: &Value) -> Ask {
             .unwrap_or(false),
         max_tokens,
         prompt_tokens: text_chars(body).div_ceil(4).max(1),
-        cache_marked: body.to_string().contains("cache_control"),
+        cache_marked: {
+            let text = body.to_string();
+            text.contains("cache_control") || text.contains("cachePoint")
+        },
     }
 }
 
@@ -252,6 +265,17 @@ fn request_id(prefix: &str) -> String {
 const LINGER: Duration = Duration::from_secs(1);
 
 fn sse(frames: Vec<String>, faults: Faults, request_id_header: (&'static str, String)) -> Response {
+    let frames = frames.into_iter().map(Bytes::from).collect();
+    streamed(frames, faults, "text/event-stream", request_id_header)
+}
+
+/// A streamed body of `content_type` from its frames, paced when the request asked to be slow.
+fn streamed(
+    frames: Vec<Bytes>,
+    faults: Faults,
+    content_type: &'static str,
+    request_id_header: (&'static str, String),
+) -> Response {
     let stream = futures_util::stream::unfold(frames.into_iter(), move |mut rest| async move {
         let Some(frame) = rest.next() else {
             if faults.linger {
@@ -262,11 +286,11 @@ fn sse(frames: Vec<String>, faults: Faults, request_id_header: (&'static str, St
         if faults.slow {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Some((Ok::<Bytes, Infallible>(Bytes::from(frame)), rest))
+        Some((Ok::<Bytes, Infallible>(frame), rest))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    headers.insert("content-type", HeaderValue::from_static(content_type));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     if let Ok(value) = HeaderValue::from_str(&request_id_header.1) {
         headers.insert(request_id_header.0, value);
@@ -693,66 +717,77 @@ async fn messages(body: Bytes) -> Response {
         Ok(begun) => begun,
         Err(response) => return response,
     };
-    let (words, truncated) = reply(&ask);
+    let header = ("request-id", request_id("req_"));
+    match anthropic_answer(&ask) {
+        AnthropicAnswer::Message(message) => json_response(StatusCode::OK, message, header),
+        AnthropicAnswer::Events(events) => {
+            let frames = events
+                .iter()
+                .map(|event| {
+                    format!(
+                        "event: {}\ndata: {event}\n\n",
+                        event["type"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            sse(frames, ask.faults, header)
+        }
+    }
+}
+
+/// An Anthropic answer: the message, or the events that stream it (Anthropic's API sends them
+/// as SSE, Bedrock's InvokeModelWithResponseStream each in an event-stream `chunk`).
+enum AnthropicAnswer {
+    Message(Value),
+    Events(Vec<Value>),
+}
+
+fn anthropic_answer(ask: &Ask) -> AnthropicAnswer {
+    let (words, truncated) = reply(ask);
     let stop = if truncated { "max_tokens" } else { "end_turn" };
     let id = request_id("msg_");
-    let header = ("request-id", request_id("req_"));
     let output = words.len() as u64;
     if !ask.stream {
         let mut message = json!({"id": id, "type": "message", "role": "assistant", "model": ask.model,
             "content": [{"type": "text", "text": words.join(" ")}], "stop_reason": stop, "stop_sequence": null,
-            "usage": anthropic_usage(&ask, output)});
+            "usage": anthropic_usage(ask, output)});
         if ask.faults.no_usage {
             message.as_object_mut().map(|m| m.remove("usage"));
         }
-        return json_response(StatusCode::OK, message, header);
+        return AnthropicAnswer::Message(message);
     }
-    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut start_usage = anthropic_usage(&ask, 1);
+    let mut start_usage = anthropic_usage(ask, 1);
     if ask.faults.no_usage {
         start_usage = Value::Null;
     }
     let mut frames = vec![
-        event(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": ask.model,
-                   "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
-        ),
-        event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        event("ping", json!({"type": "ping"})),
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": ask.model,
+               "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "ping"}),
     ];
     for (i, word) in words.iter().enumerate() {
         if ask.faults.error_mid && i == words.len() / 2 {
-            frames.push(event(
-                "error",
+            frames.push(
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock: stream interrupted"}}),
-            ));
-            return sse(frames, ask.faults, header);
+            );
+            return AnthropicAnswer::Events(frames);
         }
         let text = if i == 0 { word.clone() } else { format!(" {word}") };
-        frames.push(event(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-        ));
+        frames.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}));
     }
-    frames.push(event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
+    frames.push(json!({"type": "content_block_stop", "index": 0}));
     let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}});
     if !ask.faults.no_usage {
         // Cumulative, as the live API sends it: the input and cache counts again, and the output.
-        let usage = anthropic_usage(&ask, output);
+        let usage = anthropic_usage(ask, output);
         delta["usage"] = json!({"input_tokens": usage["input_tokens"],
             "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
             "cache_read_input_tokens": usage["cache_read_input_tokens"], "output_tokens": output});
     }
-    frames.push(event("message_delta", delta));
-    frames.push(event("message_stop", json!({"type": "message_stop"})));
-    sse(frames, ask.faults, header)
+    frames.push(delta);
+    frames.push(json!({"type": "message_stop"}));
+    AnthropicAnswer::Events(frames)
 }
 
 async fn count_tokens(body: Bytes) -> Response {
@@ -979,4 +1014,156 @@ async fn gemini_models() -> Response {
         json!({"models": models}),
         ("x-request-id", request_id("req_")),
     )
+}
+
+const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+
+fn bedrock_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let mut response = json_response(
+        status,
+        json!({"message": message}),
+        ("x-amzn-requestid", request_id("")),
+    );
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(code));
+    response
+}
+
+/// Converse usage: `inputTokens` without the cache reads reported beside it.
+fn converse_usage(ask: &Ask, output: u64) -> Value {
+    let cache_read = if ask.cache_marked { ask.prompt_tokens * 3 / 4 } else { 0 };
+    let input = ask.prompt_tokens - cache_read;
+    json!({"inputTokens": input, "outputTokens": output, "totalTokens": input + output + cache_read,
+           "cacheReadInputTokens": cache_read, "cacheWriteInputTokens": 0})
+}
+
+/// `POST /model/{modelId}/{converse | converse-stream | invoke | invoke-with-response-stream}`.
+async fn bedrock(
+    axum::extract::Path((model, operation)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut request: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(request)) => Value::Object(request),
+        _ => {
+            return bedrock_error(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                "mock: the body is not a JSON object",
+            );
+        }
+    };
+    let (converse, stream) = match operation.as_str() {
+        "converse" => (true, false),
+        "converse-stream" => (true, true),
+        "invoke" => (false, false),
+        "invoke-with-response-stream" => (false, true),
+        _ => {
+            return bedrock_error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "mock: no such operation",
+            );
+        }
+    };
+    if !converse && request.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+        return bedrock_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "Malformed input request: anthropic_version must be bedrock-2023-05-31",
+        );
+    }
+    request["model"] = model.into();
+    request["stream"] = stream.into();
+    let ask = ask(&request);
+    if ask.faults.slow {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if ask.faults.rate_limited {
+        return bedrock_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "mock: rate limited",
+        );
+    }
+    if ask.faults.error_before {
+        return bedrock_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            "mock: upstream failure",
+        );
+    }
+    let header = ("x-amzn-requestid", request_id(""));
+    if converse {
+        converse_answer(&ask, stream, header)
+    } else {
+        invoke_answer(&ask, header)
+    }
+}
+
+/// InvokeModel(WithResponseStream): Anthropic's answer, each stream event in a `chunk` frame.
+fn invoke_answer(ask: &Ask, header: (&'static str, String)) -> Response {
+    let events = match anthropic_answer(ask) {
+        AnthropicAnswer::Message(message) => return json_response(StatusCode::OK, message, header),
+        AnthropicAnswer::Events(events) => events,
+    };
+    let last = events.len().saturating_sub(1);
+    let frames = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
+            if event["type"] == "error" {
+                let message = event["error"]["message"].as_str().unwrap_or_default();
+                return event_stream::exception_frame("modelStreamErrorException", message);
+            }
+            if i == last && !ask.faults.no_usage {
+                event["amazon-bedrock-invocationMetrics"] = json!({"inputTokenCount": ask.prompt_tokens,
+                    "outputTokenCount": reply(ask).0.len(), "invocationLatency": 120, "firstByteLatency": 40});
+            }
+            event_stream::chunk_frame(&event)
+        })
+        .collect();
+    streamed(frames, ask.faults, EVENT_STREAM, header)
+}
+
+/// Converse(Stream): the answer, or its events ending with `metadata` (the usage).
+fn converse_answer(ask: &Ask, stream: bool, header: (&'static str, String)) -> Response {
+    let (words, truncated) = reply(ask);
+    let stop = if truncated { "max_tokens" } else { "end_turn" };
+    let usage = converse_usage(ask, words.len() as u64);
+    if !stream {
+        let mut answer = json!({"output": {"message": {"role": "assistant", "content": [{"text": words.join(" ")}]}},
+            "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 120}});
+        if ask.faults.no_usage {
+            answer.as_object_mut().map(|a| a.remove("usage"));
+        }
+        return json_response(StatusCode::OK, answer, header);
+    }
+    let mut frames = vec![event_stream::event_frame("messageStart", &json!({"role": "assistant"}))];
+    for (i, word) in words.iter().enumerate() {
+        if ask.faults.error_mid && i == words.len() / 2 {
+            frames.push(event_stream::exception_frame(
+                "modelStreamErrorException",
+                "mock: stream interrupted",
+            ));
+            return streamed(frames, ask.faults, EVENT_STREAM, header);
+        }
+        let text = if i == 0 { word.clone() } else { format!(" {word}") };
+        frames.push(event_stream::event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+        ));
+    }
+    frames.push(event_stream::event_frame(
+        "contentBlockStop",
+        &json!({"contentBlockIndex": 0}),
+    ));
+    frames.push(event_stream::event_frame("messageStop", &json!({"stopReason": stop})));
+    if !ask.faults.no_usage {
+        frames.push(event_stream::event_frame(
+            "metadata",
+            &json!({"usage": usage, "metrics": {"latencyMs": 120}}),
+        ));
+    }
+    streamed(frames, ask.faults, EVENT_STREAM, header)
 }

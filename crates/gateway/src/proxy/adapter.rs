@@ -38,6 +38,8 @@ pub enum Framing {
     Sse,
     /// One JSON array whose elements arrive one by one (Gemini without `alt=sse`).
     JsonArray,
+    /// AWS event-stream binary frames (`application/vnd.amazon.eventstream`: Bedrock's streams).
+    EventStream,
 }
 
 /// One wire protocol as the gateway proxies it. Every method has the endpoint it is asked
@@ -60,8 +62,8 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
-    /// The path of the provider's model list under its base URL.
-    fn models_path(&self) -> &'static str;
+    /// The path of the provider's model list under its base URL, if its API has one.
+    fn models_path(&self) -> Option<&'static str>;
 
     /// The path of `endpoint` under the provider's base URL; `path_model` is the provider's
     /// name of the model when the client's path named it (see [`Adapter::model_routes`]).
@@ -163,8 +165,11 @@ pub struct Gemini;
 /// Azure OpenAI: OpenAI's bodies, under a deployment's path or the `v1` API.
 pub struct Azure;
 
+/// AWS Bedrock's runtime API: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream.
+pub struct Bedrock;
+
 /// Every adapter the gateway serves, in routing order.
-pub static ADAPTERS: [&dyn Adapter; 4] = [&OpenAi, &Anthropic, &Gemini, &Azure];
+pub static ADAPTERS: [&dyn Adapter; 5] = [&OpenAi, &Anthropic, &Gemini, &Azure, &Bedrock];
 
 /// The adapter of `protocol`.
 pub fn of(protocol: Protocol) -> &'static dyn Adapter {
@@ -173,6 +178,7 @@ pub fn of(protocol: Protocol) -> &'static dyn Adapter {
         Protocol::Anthropic => &Anthropic,
         Protocol::Gemini => &Gemini,
         Protocol::Azure => &Azure,
+        Protocol::Bedrock => &Bedrock,
     }
 }
 
@@ -195,8 +201,8 @@ impl Adapter for OpenAi {
         ]
     }
 
-    fn models_path(&self) -> &'static str {
-        "/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/models")
     }
 
     /// A streamed chat completion reports usage only when asked: the gateway asks, and drops
@@ -247,8 +253,8 @@ impl Adapter for Anthropic {
         ]
     }
 
-    fn models_path(&self) -> &'static str {
-        "/v1/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/v1/models")
     }
 
     /// Counting tokens costs nothing: it passes through unmetered.
@@ -297,8 +303,8 @@ impl Adapter for Gemini {
         Endpoint::gemini_method(method)
     }
 
-    fn models_path(&self) -> &'static str {
-        "/v1beta/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/v1beta/models")
     }
 
     /// Always the `v1beta` API, a superset of `v1`, whichever the client called.
@@ -370,8 +376,8 @@ impl Adapter for Azure {
         ]
     }
 
-    fn models_path(&self) -> &'static str {
-        "/openai/v1/models"
+    fn models_path(&self) -> Option<&'static str> {
+        Some("/openai/v1/models")
     }
 
     fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
@@ -401,6 +407,96 @@ impl Adapter for Azure {
     fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
         sensitive(HeaderName::from_static("api-key"), key.expose())
     }
+}
+
+impl Adapter for Bedrock {
+    fn protocol(&self) -> Protocol {
+        Protocol::Bedrock
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[]
+    }
+
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[
+            ModelRoute {
+                path: "/model/{target}/converse",
+                endpoint: Some(Endpoint::Converse),
+            },
+            ModelRoute {
+                path: "/model/{target}/converse-stream",
+                endpoint: Some(Endpoint::ConverseStream),
+            },
+            ModelRoute {
+                path: "/model/{target}/invoke",
+                endpoint: Some(Endpoint::InvokeModel),
+            },
+            ModelRoute {
+                path: "/model/{target}/invoke-with-response-stream",
+                endpoint: Some(Endpoint::InvokeModelStream),
+            },
+        ]
+    }
+
+    /// The runtime API lists no models (that is the control plane's `bedrock` service).
+    fn models_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The model id percent-encoded as one path segment, as the AWS SDKs send it (`:` in
+    /// `…-v1:0`, `/` in an inference profile's ARN) — and as the signature covers it.
+    fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
+        let model = path_model.unwrap_or_default();
+        Cow::Owned(format!("/model/{}{}", path_segment(model), endpoint.upstream_path()))
+    }
+
+    /// Converse caps output in `inferenceConfig.maxTokens`; InvokeModel's body is the model's
+    /// own (Anthropic Messages for Claude, with `anthropic_version` and no `model`).
+    fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
+        let stream = matches!(endpoint, Endpoint::ConverseStream | Endpoint::InvokeModelStream);
+        let facts = match endpoint {
+            Endpoint::Converse | Endpoint::ConverseStream => requests::converse_request_facts(body),
+            _ => requests::request_facts(body),
+        };
+        RequestFacts {
+            model: None,
+            stream,
+            ..facts
+        }
+    }
+
+    fn stream_framing(&self, _endpoint: Endpoint, content_type: &str) -> Option<Framing> {
+        content_type
+            .starts_with("application/vnd.amazon.eventstream")
+            .then_some(Framing::EventStream)
+    }
+
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        error.event_stream_exception()
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-amzn-requestid"
+    }
+
+    /// A Bedrock API key; a provider with AWS credentials is signed instead (see `upstream`).
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        sensitive(header::AUTHORIZATION, &format!("Bearer {}", key.expose()))
+    }
+}
+
+/// `text` percent-encoded as one URI path segment (RFC 3986 unreserved characters kept).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// OpenAI's final usage chunk: no choices, only usage.
@@ -450,6 +546,41 @@ mod tests {
             assert_eq!(Gemini.method(method).unwrap().protocol(), Protocol::Gemini);
         }
         assert_eq!(Gemini.method("embedContent"), None);
+        for route in Bedrock.model_routes() {
+            assert_eq!(route.endpoint.unwrap().protocol(), Protocol::Bedrock, "{}", route.path);
+        }
+    }
+
+    #[test]
+    fn bedrock_model_ids_go_up_as_one_encoded_segment() {
+        assert_eq!(
+            Bedrock.upstream_path(
+                Endpoint::ConverseStream,
+                Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            ),
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream"
+        );
+        assert_eq!(
+            Bedrock.upstream_path(
+                Endpoint::InvokeModel,
+                Some("arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-opus-4-5")
+            ),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fglobal.anthropic.claude-opus-4-5/invoke"
+        );
+        let invoke = serde_json::json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 300, "messages": []});
+        let facts = Bedrock.facts(Endpoint::InvokeModelStream, &invoke);
+        assert_eq!((facts.model, facts.stream, facts.max_tokens), (None, true, Some(300)));
+        let converse = serde_json::json!({"messages": [], "inferenceConfig": {"maxTokens": 42}});
+        let facts = Bedrock.facts(Endpoint::Converse, &converse);
+        assert_eq!((facts.stream, facts.max_tokens), (false, Some(42)));
+        assert_eq!(
+            Bedrock.stream_framing(Endpoint::ConverseStream, "application/vnd.amazon.eventstream"),
+            Some(Framing::EventStream)
+        );
+        assert_eq!(
+            Bedrock.stream_framing(Endpoint::ConverseStream, "application/json"),
+            None
+        );
     }
 
     #[test]

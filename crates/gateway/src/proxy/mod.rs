@@ -66,10 +66,9 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
             };
             router = router.route(route.path, post(handler));
         }
-        // OpenAI's and Anthropic's lists share `/v1/models` (told apart by the request's headers).
-        if !["/models", "/v1/models"].contains(&adapter.models_path()) {
+        if let (false, Some(path)) = (adapter.model_routes().is_empty(), adapter.models_path()) {
             let list = move |State(proxy): State<Arc<Proxy>>, request: Request| list(proxy, adapter, request);
-            router = router.route(adapter.models_path(), get(list));
+            router = router.route(path, get(list));
         }
     }
     router.route("/", get(root).head(root)).with_state(proxy)
@@ -189,7 +188,8 @@ async fn forward(
         .inc();
     let (upstream_parts, upstream_body) = response.into_parts();
     let upstream_request_id = upstream::header_text(&upstream_parts.headers, "request-id")
-        .or_else(|| upstream::header_text(&upstream_parts.headers, "x-request-id"));
+        .or_else(|| upstream::header_text(&upstream_parts.headers, "x-request-id"))
+        .or_else(|| upstream::header_text(&upstream_parts.headers, adapter.request_id_header()));
     let mut headers = upstream::client_headers(&upstream_parts.headers, false);
     // The request id is how the same call, seen again in the agent's telemetry or logs, is
     // recognised: a provider that names none gets one of ours, returned where its SDKs look.
@@ -261,14 +261,10 @@ async fn list_models(
         .config
         .listing_provider(adapter.protocol())
         .ok_or_else(|| GatewayError::NoRoute("(model listing)".into()))?;
-    let upstream = upstream::build(
-        adapter,
-        provider,
-        adapter.models_path(),
-        &request.uri,
-        &request.headers,
-        None,
-    )?;
+    let path = adapter
+        .models_path()
+        .ok_or_else(|| GatewayError::NoRoute("(model listing)".into()))?;
+    let upstream = upstream::build(adapter, provider, path, &request.uri, &request.headers, None)?;
     let response = upstream::send(&proxy.client, provider, upstream, proxy.config.upstream_timeout).await?;
     let (parts, body) = response.into_parts();
     let headers = upstream::client_headers(&parts.headers, true);
@@ -282,6 +278,8 @@ pub async fn root() -> impl IntoResponse {
         "gateway": {
             "openai_base_url": "/v1",
             "anthropic_base_url": "/",
+            "gemini_base_url": "/",
+            "bedrock_base_url": "/",
         },
         "docs": "/openapi.json"
     }))

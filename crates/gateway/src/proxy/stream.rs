@@ -12,8 +12,9 @@
 //! event in the client's protocol (recorded first), so SDKs raise an error rather than seeing
 //! a cut connection or, worse, a short but apparently complete answer.
 //!
-//! Streams are framed as SSE, or — Gemini's default — as one JSON array sent element by
-//! element ([`Framing`]); either way the tap sees one event per chunk of the response.
+//! Streams are framed as SSE, as one JSON array sent element by element (Gemini's default), or
+//! as AWS event-stream binary frames (Bedrock's, [`goodhart_core::event_stream`]) — see [`Framing`];
+//! whichever, the tap sees one event per chunk of the response.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -21,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use goodhart_core::event_stream::EventStreamParser;
 use goodhart_core::json_stream::JsonArrayParser;
 use goodhart_core::providers::StreamTap;
 use goodhart_core::sse::{SseEvent, SseParser};
@@ -37,6 +39,7 @@ use crate::proxy::record::{Outcome, Recording};
 enum Parser {
     Sse(SseParser),
     JsonArray(JsonArrayParser),
+    EventStream(EventStreamParser),
 }
 
 impl Parser {
@@ -44,6 +47,7 @@ impl Parser {
         match framing {
             Framing::Sse => Parser::Sse(SseParser::new()),
             Framing::JsonArray => Parser::JsonArray(JsonArrayParser::new()),
+            Framing::EventStream => Parser::EventStream(EventStreamParser::new()),
         }
     }
 
@@ -51,6 +55,7 @@ impl Parser {
         match self {
             Parser::Sse(parser) => parser.push(chunk, out),
             Parser::JsonArray(parser) => parser.push(chunk, out),
+            Parser::EventStream(parser) => parser.push(chunk, out),
         }
     }
 
@@ -58,6 +63,7 @@ impl Parser {
         match self {
             Parser::Sse(parser) => parser.finish(out),
             Parser::JsonArray(parser) => parser.finish(out),
+            Parser::EventStream(parser) => parser.finish(out),
         }
     }
 }
@@ -195,7 +201,8 @@ impl MeteredStream {
             return None;
         }
         let event = match self.parser {
-            Parser::Sse(_) => call.plan.adapter.error_event(error),
+            // An event, or an event-stream exception frame (Bedrock's).
+            Parser::Sse(_) | Parser::EventStream(_) => call.plan.adapter.error_event(error),
             // The array's last element, closing it (or the whole array if nothing went out).
             Parser::JsonArray(_) => {
                 let body = call.plan.adapter.error_body(error);

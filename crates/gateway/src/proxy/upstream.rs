@@ -1,5 +1,6 @@
 //! The upstream phase: the request a provider is sent (the client's headers minus the ones
-//! that must never go up, plus the provider's key), sending it within the timeout, and the
+//! that must never go up, plus the provider's key — or, for Bedrock, the provider's SigV4
+//! signature, made last over the exact bytes sent), sending it within the timeout, and the
 //! headers of its answer that go back down. Metered calls and `GET /v1/models` share it, and
 //! so does the opening of a WebSocket to a provider ([`connect_socket`]), made through the same
 //! client (its TLS roots, timeouts and connector) as an HTTP/1.1 upgrade.
@@ -21,11 +22,13 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use crate::config::Provider;
 use crate::errors::GatewayError;
 use crate::proxy::adapter::Adapter;
+use crate::sigv4;
 use crate::upstream::UpstreamClient;
 
 /// Request headers that never go upstream: hop-by-hop ones, the client's credential (the
-/// provider's key replaces it), Goodhart's own, and `accept-encoding` (the usage tap reads
-/// the response, so it is asked for uncompressed).
+/// provider's key replaces it) and what its AWS signature consists of (the provider's
+/// replaces it), Goodhart's own, and `accept-encoding` (the usage tap reads the response, so
+/// it is asked for uncompressed).
 fn forwardable_request_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     !(is_hop_by_hop(name)
@@ -39,6 +42,9 @@ fn forwardable_request_header(name: &HeaderName) -> bool {
                 | "api-key"
                 | "accept-encoding"
                 | "proxy-authorization"
+                | "x-amz-date"
+                | "x-amz-security-token"
+                | "x-amz-content-sha256"
         )
         || name.starts_with("x-goodhart-"))
 }
@@ -77,10 +83,11 @@ pub fn build(
     let query = upstream_query(client_uri.query());
     let method = if body.is_some() { Method::POST } else { Method::GET };
     let has_body = body.is_some();
+    let body = body.unwrap_or_default();
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("{}{path}{query}", provider.base_url))
-        .body(Full::new(body.unwrap_or_default()))
+        .body(Full::new(body.clone()))
         .map_err(|e| GatewayError::BadRequest(format!("cannot build the upstream request: {e}")))?;
     let headers = request.headers_mut();
     for (name, value) in client_headers {
@@ -98,6 +105,10 @@ pub fn build(
     // Marked sensitive by the adapter, so it is never logged.
     if let Some((name, value)) = provider.api_key.as_ref().and_then(|key| adapter.auth_header(key)) {
         headers.insert(name, value);
+    }
+    if let Some(aws) = &provider.aws {
+        sigv4::sign_request(&mut request, &body, aws, std::time::SystemTime::now())
+            .map_err(|e| GatewayError::UpstreamUnavailable(e.to_string()))?;
     }
     Ok(request)
 }

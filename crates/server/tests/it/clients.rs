@@ -1,5 +1,6 @@
-//! Real clients through the gateway against the mock provider: the official `openai` and
-//! `anthropic` Python SDKs and Claude Code from npm. Each test asserts that what was recorded
+//! Real clients through the gateway against the mock provider: the official `openai`,
+//! `anthropic` and `google-genai` Python SDKs, boto3's `bedrock-runtime` client, and Claude
+//! Code (in its Anthropic and its Bedrock modes), Codex CLI and Gemini CLI from npm. Each test asserts that what was recorded
 //! — tokens and cost — is exactly what the provider reported to the client.
 //!
 //! The clients are installed by `scripts/setup-clients.sh` (run by `scripts/test.sh`) under
@@ -12,7 +13,7 @@ use std::time::Duration;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::usage::TokenCounts;
 use goodhart_store::testing::TestDatabase;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{TestServer, start_configured, start_with};
 
@@ -224,6 +225,58 @@ async fn the_google_genai_sdk_through_the_gateway_is_metered_exactly() {
     assert_eq!(call("bad_key")["usage"]["error"], 401);
     let total: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
     assert_eq!(total, 2, "every metered call once, count_tokens not at all: {rows:?}");
+}
+
+/// boto3's `bedrock-runtime` client — Converse, ConverseStream, InvokeModel and
+/// InvokeModelWithResponseStream, its key as its signature's access key id: recorded exactly as it was
+/// told, priced under the Bedrock ids and inference profiles it called; a bad key its own
+/// `AccessDeniedException`, a broken stream the exception boto3 raises mid-stream.
+#[tokio::test]
+async fn boto3_bedrock_runtime_through_the_gateway_is_metered_exactly() {
+    let python = tool("venv/bin/python");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_calls.py"))
+        .env("GOODHART_URL", server.url())
+        .env("GOODHART_KEY", &key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE");
+    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
+    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let rows = recorded(&server, "model").await;
+    let prices = PriceTable::builtin();
+    for kind in ["converse", "converse_stream", "invoke_model", "invoke_stream"] {
+        let c = call(kind);
+        assert!(!c["text"].as_str().unwrap().is_empty(), "{c}");
+        let usage = &c["usage"];
+        let expected = if kind.starts_with("converse") {
+            goodhart_core::providers::converse_tokens(usage)
+        } else {
+            goodhart_core::providers::anthropic_tokens(usage)
+        };
+        let model = c["model"].as_str().unwrap();
+        let row = row_for(&rows, model);
+        assert_eq!(tokens_of(row), expected, "{kind}: recorded {row} vs boto3's {usage}");
+        assert_eq!(row["requests"], 1, "{kind}");
+        assert_eq!(row["estimated_requests"], 0, "{kind}");
+        let cost = prices.cost_of(None, model, &expected).unwrap().total().0;
+        assert!(cost > 0, "{kind}: {model} is priced");
+        assert_eq!(cost_nanos(row), cost, "{kind}: cost");
+    }
+    assert!(call("converse")["usage"]["cacheReadInputTokens"].as_u64().unwrap() > 0);
+    assert_eq!(call("converse_stream")["usage"]["outputTokens"], 10);
+    let metrics = &call("invoke_stream")["usage"]["invocation_metrics"];
+    assert_eq!(
+        metrics["outputTokenCount"],
+        call("invoke_stream")["usage"]["output_tokens"]
+    );
+    assert_eq!(call("bad_key")["usage"]["error"], "AccessDeniedException");
+    assert_eq!(call("broken_stream")["usage"]["error"], "modelStreamErrorException");
 }
 
 /// `claude -p "say hi"` against `base_url` with `key`, at home in `home`, nothing else called.
@@ -456,6 +509,74 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
     assert_eq!(by_project[0]["team"], "payments");
     assert_eq!(by_project[0]["project"], "checkout");
     // And the session Claude Code reported is the one recorded.
+    let session = result["session_id"].as_str().unwrap();
+    assert_eq!(recorded_sessions(&server), [session]);
+}
+
+/// Claude Code in its Bedrock mode (`CLAUDE_CODE_USE_BEDROCK=1`) pointed at the gateway
+/// (`ANTHROPIC_BEDROCK_BASE_URL`), signing nothing (`CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`) and
+/// sending its Goodhart key in a custom header: its InvokeModelWithResponseStream calls are
+/// recorded exactly as it was told, priced under the Bedrock ids it called, and attributed.
+#[tokio::test]
+async fn claude_code_in_bedrock_mode_through_the_gateway_is_metered_exactly_and_attributed() {
+    let claude = tool("node_modules/.bin/claude");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    command
+        .env("CLAUDE_CODE_USE_BEDROCK", "1")
+        .env("ANTHROPIC_BEDROCK_BASE_URL", server.url())
+        .env("CLAUDE_CODE_SKIP_BEDROCK_AUTH", "1")
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            "ANTHROPIC_CUSTOM_HEADERS",
+            format!("x-api-key: {key}\nx-goodhart-project: checkout"),
+        )
+        .env_remove("ANTHROPIC_BASE_URL")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("AWS_BEARER_TOKEN_BEDROCK")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE");
+    let result = claude_result(command).await;
+
+    let rows = recorded(&server, "model").await;
+    let model_usage = result["modelUsage"].as_object().unwrap();
+    assert!(!model_usage.is_empty(), "{result}");
+    for (model, usage) in model_usage {
+        let recorded_model = model.trim_end_matches("[1m]");
+        assert!(recorded_model.contains("anthropic.claude-"), "a Bedrock id: {model}");
+        let row = row_for(&rows, recorded_model);
+        let n = |f: &str| usage[f].as_u64().unwrap();
+        let tokens = tokens_of(row);
+        assert_eq!(tokens.input, n("inputTokens"), "{model}: {row}");
+        assert_eq!(tokens.output, n("outputTokens"), "{model}: {row}");
+        assert_eq!(tokens.cache_read, n("cacheReadInputTokens"), "{model}: {row}");
+        assert_eq!(
+            tokens.cache_write_5m + tokens.cache_write_1h,
+            n("cacheCreationInputTokens"),
+            "{model}: {row}"
+        );
+        assert_eq!(row["estimated_requests"], 0);
+        let cost = PriceTable::builtin()
+            .cost_of(None, recorded_model, &tokens)
+            .unwrap()
+            .total()
+            .0;
+        assert!(cost > 0, "{model} is priced");
+        assert_eq!(cost_nanos(row), cost, "{model}: cost");
+    }
+    let by_project = recorded(&server, "user,team,project").await;
+    assert_eq!(by_project.len(), 1, "{by_project:?}");
+    assert_eq!(
+        (
+            &by_project[0]["user"],
+            &by_project[0]["team"],
+            &by_project[0]["project"]
+        ),
+        (&json!("alice"), &json!("payments"), &json!("checkout"))
+    );
     let session = result["session_id"].as_str().unwrap();
     assert_eq!(recorded_sessions(&server), [session]);
 }

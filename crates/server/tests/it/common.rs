@@ -63,7 +63,8 @@ async fn launch(
              [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"gemini\"\nbase_url = \"http://{mock}\"\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"azure\"\nbase_url = \"http://{mock}\"\n\
-             deployments = {{ \"prod-4o\" = \"gpt-4o\" }}\ndefault = true\n"
+             deployments = {{ \"prod-4o\" = \"gpt-4o\" }}\ndefault = true\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"bedrock\"\nbase_url = \"http://{mock}\"\n"
         )
     };
     let file = RawConfig::from_toml(&format!(
@@ -160,6 +161,33 @@ impl TestServer {
     pub async fn flush(&self) {
         self.gateway.flush().await.unwrap();
     }
+}
+
+/// Every recorded event: (model, status, stream, estimated, tokens as input/output/cache read/reasoning, cost).
+pub async fn recorded(server: &TestServer) -> Vec<(String, i64, bool, bool, [i64; 4], Option<i64>)> {
+    server.flush().await;
+    let path = server.db.url.strip_prefix("sqlite://").unwrap();
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut statement = db
+        .prepare(
+            "SELECT e.model, c.status, c.stream, e.estimated, e.input_tokens, e.output_tokens, e.cache_read_tokens, \
+             e.reasoning_tokens, e.cost_nanos FROM usage_events e JOIN gateway_calls c ON c.seq = e.seq ORDER BY e.seq",
+        )
+        .unwrap();
+    statement
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                r.get(8)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// `user`'s agent `loop-agent` asking the same thing every 30 s, its outputs cut off at

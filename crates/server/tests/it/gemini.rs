@@ -13,7 +13,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestServer, start_configured, start_with};
+use crate::common::{Reply, TestServer, recorded, start_configured, start_with};
 
 async fn start() -> (TestServer, String) {
     let server = start_with(TestDatabase::sqlite(), "").await;
@@ -34,33 +34,6 @@ async fn generate(server: &TestServer, key: &str, model: &str, method: &str, que
     let path = format!("/v1beta/models/{model}:{method}{query}");
     let headers = [("x-goog-api-key", key), ("content-type", "application/json")];
     server.send("POST", &path, &headers, body).await
-}
-
-/// Every recorded event: (model, status, stream, estimated, tokens as input/output/cache read/reasoning, cost).
-async fn recorded(server: &TestServer) -> Vec<(String, i64, bool, bool, [i64; 4], Option<i64>)> {
-    server.flush().await;
-    let path = server.db.url.strip_prefix("sqlite://").unwrap();
-    let db = rusqlite::Connection::open(path).unwrap();
-    let mut statement = db
-        .prepare(
-            "SELECT e.model, c.status, c.stream, e.estimated, e.input_tokens, e.output_tokens, e.cache_read_tokens, \
-             e.reasoning_tokens, e.cost_nanos FROM usage_events e JOIN gateway_calls c ON c.seq = e.seq ORDER BY e.seq",
-        )
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
-                r.get(8)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 /// The tokens and cost a Gemini `usageMetadata` stands for, as the gateway must record them.

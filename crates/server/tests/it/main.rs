@@ -9,6 +9,7 @@
 )]
 
 mod azure;
+mod bedrock;
 mod clients;
 mod common;
 mod dashboard;
