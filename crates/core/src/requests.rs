@@ -24,6 +24,9 @@ crate::named_enum! {
         /// AWS Bedrock's runtime API: Converse, ConverseStream, InvokeModel (Anthropic bodies)
         /// and InvokeModelWithResponseStream, each at `/model/{modelId}/…`.
         Bedrock = "bedrock",
+        /// Google Cloud's Vertex AI: Anthropic's Messages bodies (`rawPredict`,
+        /// `streamRawPredict`) and Gemini's under a project's publisher models.
+        Vertex = "vertex",
     }
 }
 
@@ -50,6 +53,10 @@ pub enum Endpoint {
     /// Bedrock `/model/{modelId}/invoke-with-response-stream`: the model's own stream events,
     /// each wrapped in an event-stream `chunk` frame.
     InvokeModelStream,
+    /// Vertex AI `…/publishers/anthropic/models/{model}:rawPredict`: an Anthropic message.
+    RawPredict,
+    /// Vertex AI `…/publishers/anthropic/models/{model}:streamRawPredict`: its stream.
+    StreamRawPredict,
 }
 
 impl Endpoint {
@@ -67,6 +74,8 @@ impl Endpoint {
             Endpoint::ConverseStream => "converse_stream",
             Endpoint::InvokeModel => "invoke_model",
             Endpoint::InvokeModelStream => "invoke_model_stream",
+            Endpoint::RawPredict => "raw_predict",
+            Endpoint::StreamRawPredict => "stream_raw_predict",
         }
     }
 
@@ -81,6 +90,7 @@ impl Endpoint {
             Endpoint::Converse | Endpoint::ConverseStream | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
                 Protocol::Bedrock
             }
+            Endpoint::RawPredict | Endpoint::StreamRawPredict => Protocol::Vertex,
         }
     }
 
@@ -90,9 +100,12 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Embeddings => WireProtocol::OpenAiChat,
             Endpoint::Responses => WireProtocol::OpenAiResponses,
-            Endpoint::Messages | Endpoint::CountTokens | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
-                WireProtocol::Anthropic
-            }
+            Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::InvokeModel
+            | Endpoint::InvokeModelStream
+            | Endpoint::RawPredict
+            | Endpoint::StreamRawPredict => WireProtocol::Anthropic,
             Endpoint::Converse | Endpoint::ConverseStream => WireProtocol::Converse,
             Endpoint::GenerateContent | Endpoint::StreamGenerateContent | Endpoint::GeminiCountTokens => {
                 WireProtocol::Gemini
@@ -117,6 +130,8 @@ impl Endpoint {
             Endpoint::ConverseStream => "/converse-stream",
             Endpoint::InvokeModel => "/invoke",
             Endpoint::InvokeModelStream => "/invoke-with-response-stream",
+            Endpoint::RawPredict => ":rawPredict",
+            Endpoint::StreamRawPredict => ":streamRawPredict",
         }
     }
 
@@ -126,6 +141,15 @@ impl Endpoint {
             "generateContent" => Some(Endpoint::GenerateContent),
             "streamGenerateContent" => Some(Endpoint::StreamGenerateContent),
             "countTokens" => Some(Endpoint::GeminiCountTokens),
+            _ => None,
+        }
+    }
+
+    /// The Vertex AI endpoint of an Anthropic publisher model's method (`rawPredict`…).
+    pub fn vertex_anthropic_method(method: &str) -> Option<Endpoint> {
+        match method {
+            "rawPredict" => Some(Endpoint::RawPredict),
+            "streamRawPredict" => Some(Endpoint::StreamRawPredict),
             _ => None,
         }
     }
@@ -205,7 +229,9 @@ pub fn prompt_text(endpoint: Endpoint, body: &Value) -> PromptText {
         | Endpoint::InvokeModel
         | Endpoint::InvokeModelStream
         | Endpoint::Converse
-        | Endpoint::ConverseStream => {
+        | Endpoint::ConverseStream
+        | Endpoint::RawPredict
+        | Endpoint::StreamRawPredict => {
             if let Some(system) = body.get("system") {
                 push_text(&mut prompt.full, system);
             }
@@ -332,7 +358,11 @@ pub fn output_text(endpoint: Endpoint, body: &Value) -> String {
                 push_text(&mut out, content);
             }
         }
-        Endpoint::Messages | Endpoint::InvokeModel | Endpoint::InvokeModelStream => {
+        Endpoint::Messages
+        | Endpoint::InvokeModel
+        | Endpoint::InvokeModelStream
+        | Endpoint::RawPredict
+        | Endpoint::StreamRawPredict => {
             if let Some(content) = body.get("content") {
                 push_text(&mut out, content);
             }

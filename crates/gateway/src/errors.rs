@@ -225,7 +225,7 @@ impl GatewayError {
                 let (kind, code) = self.openai_kind();
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
-            Protocol::Gemini => {
+            Protocol::Gemini | Protocol::Vertex => {
                 let status = self.status();
                 json!({"error": {"code": status.as_u16(), "message": message, "status": google_status(status)}})
             }
@@ -250,7 +250,12 @@ impl GatewayError {
 
     /// The error as a response in the client's protocol, before any byte of an answer went out.
     pub fn respond(&self, protocol: Protocol) -> Response {
-        let mut response = (self.status(), axum::Json(self.body(protocol))).into_response();
+        self.respond_with(protocol, self.body(protocol))
+    }
+
+    /// The error as a response in `protocol`, with `body` (the error in the client's shape).
+    pub fn respond_with(&self, protocol: Protocol, body: Value) -> Response {
+        let mut response = (self.status(), axum::Json(body)).into_response();
         if protocol == Protocol::Bedrock {
             response
                 .headers_mut()
@@ -298,7 +303,7 @@ impl GatewayError {
     pub fn sse_event(&self, protocol: Protocol) -> Bytes {
         let data = self.body(protocol).to_string();
         let text = match protocol {
-            Protocol::OpenAi | Protocol::Gemini | Protocol::Azure => format!("data: {data}\n\n"),
+            Protocol::OpenAi | Protocol::Gemini | Protocol::Azure | Protocol::Vertex => format!("data: {data}\n\n"),
             Protocol::Anthropic => format!("event: error\ndata: {data}\n\n"),
             Protocol::Bedrock => return self.event_stream_exception(),
         };
@@ -398,7 +403,7 @@ mod tests {
                 let (field, code) = match protocol {
                     Protocol::OpenAi | Protocol::Azure => ("code", "service_unavailable"),
                     Protocol::Anthropic => ("type", "overloaded_error"),
-                    Protocol::Gemini => ("status", "UNAVAILABLE"),
+                    Protocol::Gemini | Protocol::Vertex => ("status", "UNAVAILABLE"),
                     Protocol::Bedrock => {
                         assert_eq!(aws_code.unwrap(), "ServiceUnavailableException");
                         assert!(!body["message"].as_str().unwrap().contains("database:"), "{body}");

@@ -57,8 +57,9 @@ const REASONING_TOKENS: u64 = 64;
 
 /// The provider's routes (with and without the `/v1` prefix, as some clients omit it), under
 /// `/http-only/v1` the same API without the WebSocket mode, as a provider that has not
-/// adopted it serves it, and Azure OpenAI's: `/openai/v1/…` and a deployment's
-/// `/openai/deployments/{deployment}/…` (which answers with the deployment's name as its model).
+/// adopted it serves it, Azure OpenAI's: `/openai/v1/…` and a deployment's
+/// `/openai/deployments/{deployment}/…` (which answers with the deployment's name as its model),
+/// and Vertex AI's publisher models under `/v1/projects/{project}/locations/{location}/…`.
 pub fn router() -> Router {
     let http = Router::new()
         .route("/chat/completions", post(chat_completions))
@@ -76,6 +77,14 @@ pub fn router() -> Router {
         .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
         .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
         .route("/v1beta/models/{target}", post(gemini))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}",
+            post(vertex_anthropic),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{target}",
+            post(vertex_gemini),
+        )
         .route("/v1beta/models", get(gemini_models))
         .route("/model/{model}/{operation}", post(bedrock))
         .route("/health", get(|| async { "ok" }))
@@ -826,6 +835,36 @@ async fn azure_chat(axum::extract::Path(deployment): axum::extract::Path<String>
 
 async fn azure_embeddings(axum::extract::Path(deployment): axum::extract::Path<String>, body: Bytes) -> Response {
     embeddings(deployment_body(&deployment, &body)).await
+}
+
+/// Vertex AI's Anthropic models: `…:rawPredict` and `…:streamRawPredict` with Anthropic's
+/// Messages body (no `model`: the path names it, with its `@` version).
+async fn vertex_anthropic(
+    axum::extract::Path((_, _, target)): axum::extract::Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let (model, stream) = match target.rsplit_once(':') {
+        Some((model, "rawPredict")) => (model, false),
+        Some((model, "streamRawPredict")) => (model, true),
+        _ => return anthropic_error(StatusCode::NOT_FOUND, "not_found_error", "mock: no such method"),
+    };
+    let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(fields) = request.as_object_mut() {
+        fields.insert("model".into(), model.into());
+        if stream {
+            fields.insert("stream".into(), true.into());
+        }
+    }
+    messages(Bytes::from(request.to_string())).await
+}
+
+/// Vertex AI's Google models: Gemini's methods under a project's path.
+async fn vertex_gemini(
+    axum::extract::Path((_, _, target)): axum::extract::Path<(String, String, String)>,
+    query: axum::extract::RawQuery,
+    body: Bytes,
+) -> Response {
+    gemini(axum::extract::Path(target), query, body).await
 }
 
 /// `POST /v1beta/models/{model}:{method}`: Gemini's generateContent, streamGenerateContent

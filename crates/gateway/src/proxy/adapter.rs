@@ -168,10 +168,24 @@ pub struct Azure;
 /// AWS Bedrock's runtime API: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream.
 pub struct Bedrock;
 
-/// Every adapter the gateway serves, in routing order.
-pub static ADAPTERS: [&dyn Adapter; 5] = [&OpenAi, &Anthropic, &Gemini, &Azure, &Bedrock];
+/// Vertex AI's Anthropic publisher models: Anthropic's Messages under a project's path.
+pub struct VertexAnthropic;
 
-/// The adapter of `protocol`.
+/// Vertex AI's Google publisher models: Gemini's API under a project's path.
+pub struct VertexGemini;
+
+/// Every adapter the gateway serves, in routing order.
+pub static ADAPTERS: [&dyn Adapter; 7] = [
+    &OpenAi,
+    &Anthropic,
+    &Gemini,
+    &Azure,
+    &Bedrock,
+    &VertexAnthropic,
+    &VertexGemini,
+];
+
+/// The adapter of `protocol` (for Vertex AI, its Anthropic models').
 pub fn of(protocol: Protocol) -> &'static dyn Adapter {
     match protocol {
         Protocol::OpenAi => &OpenAi,
@@ -179,6 +193,7 @@ pub fn of(protocol: Protocol) -> &'static dyn Adapter {
         Protocol::Gemini => &Gemini,
         Protocol::Azure => &Azure,
         Protocol::Bedrock => &Bedrock,
+        Protocol::Vertex => &VertexAnthropic,
     }
 }
 
@@ -486,6 +501,127 @@ impl Adapter for Bedrock {
     }
 }
 
+/// A Vertex AI access token, sent as Google APIs take one.
+fn bearer(key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+    sensitive(header::AUTHORIZATION, &format!("Bearer {}", key.expose()))
+}
+
+/// Vertex AI's paths are under the provider's base URL, which names the project and location
+/// (`https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}`):
+/// the client's own project and location are not the provider's to use.
+impl Adapter for VertexAnthropic {
+    fn protocol(&self) -> Protocol {
+        Protocol::Vertex
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[]
+    }
+
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[ModelRoute {
+            path: "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}",
+            endpoint: None,
+        }]
+    }
+
+    fn method(&self, method: &str) -> Option<Endpoint> {
+        Endpoint::vertex_anthropic_method(method)
+    }
+
+    /// Vertex AI lists no publisher models through the prediction API.
+    fn models_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
+        let model = path_model.unwrap_or_default();
+        Cow::Owned(format!(
+            "/publishers/anthropic/models/{model}{}",
+            endpoint.upstream_path()
+        ))
+    }
+
+    fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
+        let facts = requests::request_facts(body);
+        RequestFacts {
+            stream: facts.stream || endpoint == Endpoint::StreamRawPredict,
+            ..facts
+        }
+    }
+
+    /// Claude Code and the Anthropic SDKs read Anthropic's error shapes from these routes.
+    fn error_body(&self, error: &GatewayError) -> Value {
+        error.body(Protocol::Anthropic)
+    }
+
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        error.sse_event(Protocol::Anthropic)
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        bearer(key)
+    }
+}
+
+impl Adapter for VertexGemini {
+    fn protocol(&self) -> Protocol {
+        Protocol::Vertex
+    }
+
+    fn routes(&self) -> &'static [(&'static str, Endpoint)] {
+        &[]
+    }
+
+    fn model_routes(&self) -> &'static [ModelRoute] {
+        &[ModelRoute {
+            path: "/v1/projects/{project}/locations/{location}/publishers/google/models/{target}",
+            endpoint: None,
+        }]
+    }
+
+    fn method(&self, method: &str) -> Option<Endpoint> {
+        Gemini.method(method)
+    }
+
+    fn models_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn upstream_path(&self, endpoint: Endpoint, path_model: Option<&str>) -> Cow<'static, str> {
+        let model = path_model.unwrap_or_default();
+        Cow::Owned(format!("/publishers/google/models/{model}{}", endpoint.upstream_path()))
+    }
+
+    fn facts(&self, endpoint: Endpoint, body: &Value) -> RequestFacts {
+        Gemini.facts(endpoint, body)
+    }
+
+    fn stream_framing(&self, endpoint: Endpoint, content_type: &str) -> Option<Framing> {
+        Gemini.stream_framing(endpoint, content_type)
+    }
+
+    fn metered(&self, endpoint: Endpoint) -> bool {
+        Gemini.metered(endpoint)
+    }
+
+    fn error_body(&self, error: &GatewayError) -> Value {
+        error.body(Protocol::Gemini)
+    }
+
+    fn request_id_header(&self) -> &'static str {
+        "x-request-id"
+    }
+
+    fn auth_header(&self, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+        bearer(key)
+    }
+}
+
 /// `text` percent-encoded as one URI path segment (RFC 3986 unreserved characters kept).
 fn path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
@@ -530,7 +666,8 @@ mod tests {
     fn every_endpoint_has_one_adapter_of_its_own_protocol() {
         for adapter in ADAPTERS {
             assert_eq!(of(adapter.protocol()).protocol(), adapter.protocol());
-            // Azure serves OpenAI's endpoints under its own paths and key header.
+            // Azure serves OpenAI's endpoints under its own paths and key header (Vertex AI
+            // and Bedrock route only by model paths).
             let own = if adapter.protocol() == Protocol::Azure {
                 Protocol::OpenAi
             } else {

@@ -109,7 +109,7 @@ fn answer(proxy: &Proxy, adapter: &dyn Adapter, result: Result<Response, Gateway
         Ok(response) => response,
         Err(error) => {
             proxy.services.metrics.error(error.kind());
-            error.respond(adapter.protocol())
+            error.respond_with(adapter.protocol(), adapter.error_body(&error))
         }
     }
 }
@@ -154,8 +154,11 @@ async fn forward(
     }
     let admission = admit(&proxy.services, &plan, &key).await?;
 
-    // The provider's own adapter says how it is called (a translated call's differs).
-    let upstream_adapter = adapter::of(planned.provider.protocol);
+    // The provider's own adapter says how it is called: the client's, unless translated.
+    let upstream_adapter = match plan.translated_from {
+        Some(_) => adapter::of(planned.provider.protocol),
+        None => adapter,
+    };
     let upstream_endpoint = plan.endpoint();
     let path = upstream_adapter.upstream_path(upstream_endpoint, plan.path_model.as_deref());
     let request = upstream::build(

@@ -102,7 +102,7 @@ pub async fn open(State(proxy): State<Arc<Proxy>>, request: Request) -> Response
 
 fn refuse(proxy: &Proxy, adapter: &dyn Adapter, error: &GatewayError) -> Response {
     proxy.services.metrics.error(error.kind());
-    error.respond(adapter.protocol())
+    error.respond_with(adapter.protocol(), adapter.error_body(error))
 }
 
 async fn connect(

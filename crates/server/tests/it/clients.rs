@@ -995,3 +995,56 @@ async fn claude_code_routed_to_an_openai_model_through_translation_is_metered_as
         "nothing went to Anthropic: {rows:?}"
     );
 }
+
+/// Claude Code in Vertex AI mode pointed at the gateway (issue 18): its `streamRawPredict`
+/// calls metered exactly as Claude Code reports them, priced by the Vertex model ids it uses.
+#[tokio::test]
+async fn claude_code_in_vertex_mode_through_the_gateway_is_metered_exactly() {
+    let claude = tool("node_modules/.bin/claude");
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    command
+        .env("CLAUDE_CODE_USE_VERTEX", "1")
+        .env("ANTHROPIC_VERTEX_BASE_URL", format!("{}/v1", server.url()))
+        .env("CLAUDE_CODE_SKIP_VERTEX_AUTH", "1")
+        .env("ANTHROPIC_VERTEX_PROJECT_ID", "their-project")
+        .env("CLOUD_ML_REGION", "us-east5")
+        .env(
+            "ANTHROPIC_CUSTOM_HEADERS",
+            format!("x-api-key: {key}\nx-goodhart-project: checkout"),
+        )
+        .env_remove("ANTHROPIC_API_KEY");
+    let result = claude_result(command).await;
+    let rows = recorded(&server, "model").await;
+    let model_usage = result["modelUsage"].as_object().unwrap();
+    assert!(!model_usage.is_empty());
+    for (model, usage) in model_usage {
+        let recorded_model = model.trim_end_matches("[1m]");
+        let row = row_for(&rows, recorded_model);
+        let n = |f: &str| usage[f].as_u64().unwrap();
+        let tokens = tokens_of(row);
+        assert_eq!(
+            (tokens.input, tokens.output, tokens.cache_read),
+            (n("inputTokens"), n("outputTokens"), n("cacheReadInputTokens")),
+            "{model}: {row}"
+        );
+        assert_eq!(
+            tokens.cache_write_5m + tokens.cache_write_1h,
+            n("cacheCreationInputTokens")
+        );
+        let cost = PriceTable::builtin()
+            .cost_of(None, recorded_model, &tokens)
+            .unwrap()
+            .total()
+            .0;
+        assert_eq!(cost_nanos(row), cost, "{model}: cost");
+        assert_eq!(row["estimated_requests"], 0);
+    }
+    let by_project = recorded(&server, "user,project").await;
+    assert_eq!(
+        (&by_project[0]["user"], &by_project[0]["project"]),
+        (&"alice".into(), &"checkout".into())
+    );
+}

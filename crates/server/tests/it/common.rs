@@ -64,7 +64,9 @@ async fn launch(
              [[providers]]\nname = \"mock\"\nprotocol = \"gemini\"\nbase_url = \"http://{mock}\"\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"azure\"\nbase_url = \"http://{mock}\"\n\
              deployments = {{ \"prod-4o\" = \"gpt-4o\" }}\ndefault = true\n\
-             [[providers]]\nname = \"mock\"\nprotocol = \"bedrock\"\nbase_url = \"http://{mock}\"\n"
+             [[providers]]\nname = \"mock\"\nprotocol = \"bedrock\"\nbase_url = \"http://{mock}\"\n\
+             [[providers]]\nname = \"mock\"\nprotocol = \"vertex\"\n\
+             base_url = \"http://{mock}/v1/projects/goodhart-test/locations/us-east5\"\n"
         )
     };
     let file = RawConfig::from_toml(&format!(

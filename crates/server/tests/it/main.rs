@@ -21,4 +21,5 @@ mod otlp;
 mod outcomes;
 mod sockets;
 mod translation;
+mod vertex;
 mod viewers;
