@@ -12,9 +12,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use goodhart_core::requests::Protocol;
+
+use crate::google_auth::ServiceAccount;
 use serde::Deserialize;
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
@@ -75,6 +78,9 @@ pub struct RawProvider {
     pub aws_access_key_id_env: Option<String>,
     pub aws_secret_access_key_env: Option<String>,
     pub aws_session_token_env: Option<String>,
+    /// Vertex AI: a service account's key file (JSON); requests carry the access tokens it
+    /// earns (instead of a static token in `api_key_env`).
+    pub google_credentials_file: Option<PathBuf>,
 }
 
 /// The AWS credentials and region a Bedrock provider's requests are signed with (SigV4,
@@ -123,6 +129,8 @@ pub struct Provider {
     pub default: bool,
     /// Bedrock: sign each request with these credentials.
     pub aws: Option<AwsSigning>,
+    /// Vertex AI: the service account whose access tokens requests carry.
+    pub google: Option<Arc<ServiceAccount>>,
 }
 
 /// The client protocols a provider speaking `provider` can serve by translation.
@@ -290,6 +298,7 @@ fn default_bedrock(env: &impl Fn(&str) -> Option<String>, mock_base: &str, mock:
         clients: Vec::new(),
         default: true,
         aws,
+        google: None,
     }
 }
 
@@ -356,6 +365,25 @@ impl GatewayConfig {
             }
             let aws = aws_signing(&p, &base_url, api_key.is_some(), &env)
                 .map_err(|(field, reason)| invalid(key(field), reason))?;
+            let google = match &p.google_credentials_file {
+                Some(_) if p.protocol != Protocol::Vertex => {
+                    return Err(invalid(
+                        key("google_credentials_file"),
+                        "only a vertex provider uses one",
+                    ));
+                }
+                Some(_) if api_key.is_some() => {
+                    return Err(invalid(
+                        key("google_credentials_file"),
+                        "give a service account key or a static token (`api_key_env`), not both",
+                    ));
+                }
+                Some(path) => Some(Arc::new(
+                    ServiceAccount::from_file(path)
+                        .map_err(|reason| invalid(key("google_credentials_file"), reason))?,
+                )),
+                None => None,
+            };
             let has_rules =
                 !(p.models.is_empty() && p.prefixes.is_empty() && p.model_map.is_empty() && p.deployments.is_empty());
             if !p.clients.is_empty() && !has_rules {
@@ -374,6 +402,7 @@ impl GatewayConfig {
                 model_map: p.model_map,
                 deployments: p.deployments,
                 clients: p.clients,
+                google,
                 default: p.default || !has_rules,
                 aws,
             });
@@ -471,6 +500,7 @@ impl GatewayConfig {
                 clients: Vec::new(),
                 default: true,
                 aws,
+                google: None,
             });
         }
         self.providers.push(default_bedrock(&env, mock_base, &mut self.mock));
@@ -539,6 +569,7 @@ mod tests {
             aws_access_key_id_env: None,
             aws_secret_access_key_env: None,
             aws_session_token_env: None,
+            google_credentials_file: None,
         }
     }
 

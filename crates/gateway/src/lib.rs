@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod estimate;
+pub mod google_auth;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

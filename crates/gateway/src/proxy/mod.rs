@@ -161,7 +161,7 @@ async fn forward(
     };
     let upstream_endpoint = plan.endpoint();
     let path = upstream_adapter.upstream_path(upstream_endpoint, plan.path_model.as_deref());
-    let request = upstream::build(
+    let mut request = upstream::build(
         upstream_adapter,
         planned.provider,
         &path,
@@ -169,8 +169,15 @@ async fn forward(
         &parts.headers,
         Some(planned.body),
     )?;
-    let sent = Instant::now();
     let timeout = proxy.config.upstream_timeout;
+    if let Some(account) = &planned.provider.google {
+        let token = account.token(&proxy.client, timeout).await?;
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| GatewayError::UpstreamUnavailable("the Google access token is not a header value".into()))?;
+        bearer.set_sensitive(true);
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    }
+    let sent = Instant::now();
     let response = upstream::send(&proxy.client, planned.provider, request, timeout).await?;
     let metrics = &proxy.services.metrics;
     let endpoint_label = EndpointLabels {

@@ -187,3 +187,94 @@ async fn the_providers_project_and_token_go_up_and_errors_take_each_publishers_s
         (404, Some("not_found_error"))
     );
 }
+
+/// A service account's key (issue 18: the OAuth 2.0 JWT bearer flow): the gateway signs an
+/// assertion with the account's key, exchanges it at the key's token endpoint, sends the token
+/// up, and keeps it for the next call.
+#[tokio::test]
+async fn a_service_accounts_tokens_are_earned_with_a_signed_assertion_and_reused() {
+    let exchanges = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let (tokens, calls) = (Arc::clone(&exchanges), Arc::clone(&seen));
+    let public = hex::decode(include_str!("../fixtures/google/service_account.public.hex").trim()).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(move |form: String| {
+                let tokens = Arc::clone(&tokens);
+                let public = public.clone();
+                async move {
+                    let assertion = form
+                        .split('&')
+                        .find_map(|p| p.strip_prefix("assertion="))
+                        .unwrap()
+                        .to_owned();
+                    assert!(
+                        form.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+                        "{form}"
+                    );
+                    let (signed, signature) = assertion.rsplit_once('.').unwrap();
+                    let decode = |part: &str| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()
+                    };
+                    let key =
+                        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, &public);
+                    key.verify(signed.as_bytes(), &decode(signature))
+                        .expect("the assertion is signed with the account's key");
+                    let claims: Value = serde_json::from_slice(&decode(signed.split('.').nth(1).unwrap())).unwrap();
+                    tokens.lock().unwrap().push(claims);
+                    axum::Json(json!({"access_token": "ya29.from-jwt", "expires_in": 3600, "token_type": "Bearer"}))
+                }
+            }),
+        )
+        .fallback(move |headers: HeaderMap| {
+            let calls = Arc::clone(&calls);
+            async move {
+                calls.lock().unwrap().push(headers);
+                axum::Json(
+                    json!({"id": "msg_v", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 5, "output_tokens": 1}}),
+                )
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    let key_json =
+        include_str!("../fixtures/google/service_account.json").replace("TOKEN_URI", &format!("http://{addr}/token"));
+    std::fs::write(&key_file, key_json).unwrap();
+    let config = format!(
+        "[[providers]]\nname = \"vertex\"\nprotocol = \"vertex\"\n\
+         base_url = \"http://{addr}/v1/projects/goodhart-test/locations/us-east5\"\ngoogle_credentials_file = {:?}\n",
+        key_file.display().to_string()
+    );
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let key = server.create_key(r#"{"user": "alice"}"#).await.1;
+    for _ in 0..2 {
+        let reply = post(
+            &server,
+            &key,
+            &format!("{ANTHROPIC}/claude-sonnet-4-5@20250929:rawPredict"),
+            claude_body(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls.iter().all(|h| h["authorization"] == "Bearer ya29.from-jwt"),
+        "{calls:?}"
+    );
+    let exchanges = exchanges.lock().unwrap().clone();
+    assert_eq!(exchanges.len(), 1, "one exchange, the token kept for the second call");
+    let claims = &exchanges[0];
+    assert_eq!(claims["iss"], "gateway@goodhart-test.iam.gserviceaccount.com");
+    assert_eq!(claims["aud"], format!("http://{addr}/token"));
+    assert_eq!(claims["scope"], "https://www.googleapis.com/auth/cloud-platform");
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 3600);
+}
