@@ -720,6 +720,40 @@ mod tests {
         );
     }
 
+    /// What a client of each protocol reads when a key's rate limit refuses its call: the
+    /// snapshot of every adapter's 429 (the shapes are the protocols' own, and part of the API).
+    #[test]
+    fn a_rate_limit_refusal_takes_each_protocols_own_shape() {
+        let refusal = GatewayError::RateLimited(goodhart_core::limits::RateRefusal {
+            resource: goodhart_core::limits::Resource::Tokens,
+            limit: 1000,
+            retry_after: Some(2_000_000),
+        });
+        assert_eq!(refusal.status().as_u16(), 429);
+        let message = "rate limit of this key reached: 1000 tokens per minute";
+        let openai = serde_json::json!({"error": {"message": message, "type": "tokens", "param": null,
+                                                  "code": "rate_limit_exceeded"}});
+        let anthropic = serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message}});
+        let google = serde_json::json!({"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}});
+        let shapes: Vec<(&str, Value)> = ADAPTERS
+            .iter()
+            .map(|adapter| (adapter.protocol().as_str(), adapter.error_body(&refusal)))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                ("openai", openai.clone()),
+                ("anthropic", anthropic.clone()),
+                ("gemini", google.clone()),
+                ("azure", openai),
+                ("bedrock", serde_json::json!({"message": message})),
+                ("vertex", anthropic),
+                ("vertex", google),
+            ]
+        );
+        assert_eq!(refusal.bedrock_code(), "ThrottlingException");
+    }
+
     #[test]
     fn chat_streams_are_asked_for_usage_only_when_the_client_did_not() {
         let mut body = serde_json::json!({"model": "m", "stream": true});
