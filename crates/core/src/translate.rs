@@ -1,19 +1,25 @@
-//! Protocol translation: an Anthropic Messages call served by a provider that speaks OpenAI's
-//! Chat Completions, so a client of one API (Claude Code, the Anthropic SDK) can be routed to
-//! a model offered only through the other.
+//! Protocol translation between Anthropic's Messages and OpenAI's Chat Completions, both ways,
+//! so a client of one API (Claude Code, the Anthropic SDK; the OpenAI SDK and the tools built
+//! on it) can be routed to a model offered only through the other.
 //!
-//! Three pure pieces: the request ([`messages_to_chat`]: system prompt, text and image blocks,
-//! `tool_use` / `tool_result` blocks as tool calls and tool messages, tools and tool choice,
-//! output cap, stop sequences, sampling), the complete response ([`chat_to_message`]), and
-//! the stream ([`ChatToMessagesStream`], which turns each chat chunk into the Anthropic events
-//! it stands for: `message_start`, one `content_block_*` run per text or tool call,
-//! `message_delta` with the stop reason and usage, `message_stop`). Usage is the provider's:
-//! OpenAI's prompt tokens include the cached ones, which Anthropic reports apart.
+//! Each way has three pure pieces: the request ([`messages_to_chat`], [`chat_to_messages`]:
+//! system prompt, text and image blocks, `tool_use` / `tool_result` blocks as tool calls and
+//! tool messages, tools and tool choice, output cap, stop sequences, sampling), the complete
+//! response ([`chat_to_message`], [`message_to_chat`]), and the stream
+//! ([`ChatToMessagesStream`]: each chat chunk as the Anthropic events it stands for,
+//! `message_start`, one `content_block_*` run per text or tool call, `message_delta` with the
+//! stop reason and usage, `message_stop`; [`MessagesToChatStream`]: each Anthropic event as
+//! the chunks it stands for, the usage chunk when the client asked for it, `[DONE]`). Usage is
+//! the provider's: OpenAI's prompt tokens include the cached ones, which Anthropic reports apart.
 //!
 //! What has no counterpart is dropped rather than guessed: Anthropic's `thinking` blocks and
 //! cache-control marks, OpenAI's log probabilities.
 
 use serde_json::{Map, Value, json};
+
+/// The output cap a translated request asks for when the client named none (Anthropic
+/// requires one).
+pub const DEFAULT_MAX_TOKENS: u64 = 4_096;
 
 /// An error the client's request cannot be translated for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -403,6 +409,318 @@ pub fn messages_sse(events: &[MessagesEvent]) -> String {
         .collect()
 }
 
+/// An OpenAI message's content as Anthropic content blocks.
+fn message_blocks(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(text) if !text.is_empty() => vec![json!({"type": "text", "text": text})],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| match part.get("type").and_then(Value::as_str)? {
+                "text" => Some(json!({"type": "text", "text": part.get("text")?.as_str()?})),
+                "image_url" => {
+                    let url = part.pointer("/image_url/url")?.as_str()?;
+                    let source = match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                        Some((media_type, data)) => json!({"type": "base64", "media_type": media_type, "data": data}),
+                        None => json!({"type": "url", "url": url}),
+                    };
+                    Some(json!({"type": "image", "source": source}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Appends `blocks` as a turn of `role`, merged into the last turn when it has the same role
+/// (Anthropic's turns alternate; OpenAI's tool results are one message each).
+fn push_turn(turns: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut()
+        && last.get("role").and_then(Value::as_str) == Some(role)
+        && let Some(Value::Array(content)) = last.get_mut("content")
+    {
+        content.extend(blocks);
+        return;
+    }
+    turns.push(json!({"role": role, "content": blocks}));
+}
+
+/// An OpenAI Chat Completions request body as an Anthropic Messages request for `model`.
+pub fn chat_to_messages(body: &Value, model: &str) -> Result<Value, TranslationError> {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslationError("`messages` is required and must be an array".into()))?;
+    let mut system = Vec::new();
+    let mut turns = Vec::new();
+    for message in messages {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
+        let content = message.get("content").unwrap_or(&Value::Null);
+        match role {
+            "system" | "developer" => system.push(text_of(content)),
+            "tool" => push_turn(
+                &mut turns,
+                "user",
+                vec![json!({"type": "tool_result",
+                            "tool_use_id": message.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                            "content": text_of(content)})],
+            ),
+            "assistant" => {
+                let mut blocks = message_blocks(content);
+                for call in message
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    blocks.push(json!({"type": "tool_use", "id": call.get("id"),
+                                       "name": call.pointer("/function/name"),
+                                       "input": tool_input(call.pointer("/function/arguments"))}));
+                }
+                push_turn(&mut turns, "assistant", blocks);
+            }
+            _ => push_turn(&mut turns, "user", message_blocks(content)),
+        }
+    }
+    let mut messages_body = Map::new();
+    messages_body.insert("model".into(), model.into());
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|field| body.get(*field).and_then(Value::as_u64))
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    messages_body.insert("max_tokens".into(), max_tokens.into());
+    let system: Vec<String> = system.into_iter().filter(|s| !s.is_empty()).collect();
+    if !system.is_empty() {
+        messages_body.insert("system".into(), system.join("\n").into());
+    }
+    messages_body.insert("messages".into(), Value::Array(turns));
+    for field in ["temperature", "top_p"] {
+        if let Some(value) = body.get(field) {
+            messages_body.insert(field.into(), value.clone());
+        }
+    }
+    match body.get("stop") {
+        Some(Value::String(stop)) => {
+            messages_body.insert("stop_sequences".into(), json!([stop]));
+        }
+        Some(stops @ Value::Array(_)) => {
+            messages_body.insert("stop_sequences".into(), stops.clone());
+        }
+        _ => {}
+    }
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        messages_body.insert("stream".into(), true.into());
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+        let tools: Vec<Value> = tools
+            .iter()
+            .filter_map(|tool| tool.get("function"))
+            .map(|function| {
+                json!({"name": function.get("name"), "description": function.get("description").cloned().unwrap_or_else(|| "".into()),
+                       "input_schema": function.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))})
+            })
+            .collect();
+        if !tools.is_empty() {
+            messages_body.insert("tools".into(), Value::Array(tools));
+        }
+    }
+    let choice = match body.get("tool_choice") {
+        Some(Value::String(choice)) if choice == "required" => Some(json!({"type": "any"})),
+        Some(Value::String(choice)) if choice == "none" => Some(json!({"type": "none"})),
+        Some(Value::String(choice)) if choice == "auto" => Some(json!({"type": "auto"})),
+        Some(choice @ Value::Object(_)) => choice
+            .pointer("/function/name")
+            .map(|name| json!({"type": "tool", "name": name})),
+        _ => None,
+    };
+    if let Some(choice) = choice.filter(|_| messages_body.contains_key("tools")) {
+        messages_body.insert("tool_choice".into(), choice);
+    }
+    if let Some(user) = body.get("user") {
+        messages_body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    Ok(Value::Object(messages_body))
+}
+
+/// Anthropic's stop reason as OpenAI's finish reason.
+fn finish_reason(stop: Option<&str>) -> Value {
+    match stop {
+        Some("max_tokens") => "length".into(),
+        Some("tool_use") => "tool_calls".into(),
+        Some("refusal") => "content_filter".into(),
+        Some(_) => "stop".into(),
+        None => Value::Null,
+    }
+}
+
+/// Anthropic's usage as OpenAI's: every input token inside the prompt, the cache reads named.
+fn openai_usage(usage: Option<&Value>) -> Value {
+    let count = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    let cached = count("cache_read_input_tokens");
+    let prompt = count("input_tokens") + cached + count("cache_creation_input_tokens");
+    let completion = count("output_tokens");
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}})
+}
+
+/// A complete Anthropic message as a Chat Completions response, named `model` (the client's).
+pub fn message_to_chat(message: &Value, model: &str) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in message.get("content").and_then(Value::as_array).into_iter().flatten() {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => calls.push(json!({"id": block.get("id"), "type": "function",
+                "function": {"name": block.get("name"), "arguments": block.get("input").unwrap_or(&json!({})).to_string()}})),
+            _ => {}
+        }
+    }
+    let mut reply = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { text.into() }});
+    if !calls.is_empty() {
+        reply["tool_calls"] = Value::Array(calls);
+    }
+    json!({"id": message.get("id").cloned().unwrap_or(Value::Null), "object": "chat.completion", "created": 0,
+           "model": model, "choices": [{"index": 0, "message": reply,
+           "finish_reason": finish_reason(message.get("stop_reason").and_then(Value::as_str))}],
+           "usage": openai_usage(message.get("usage"))})
+}
+
+/// An Anthropic error body as an OpenAI one.
+pub fn message_error_to_chat_error(error: &Value) -> Value {
+    let kind = error
+        .pointer("/error/type")
+        .and_then(Value::as_str)
+        .unwrap_or("api_error");
+    let message = error
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("the provider refused the call");
+    json!({"error": {"message": message, "type": kind, "param": null, "code": kind}})
+}
+
+/// Turns an Anthropic Messages stream into Chat Completions chunks, event by event.
+#[derive(Debug)]
+pub struct MessagesToChatStream {
+    model: String,
+    include_usage: bool,
+    id: Value,
+    /// Content block index → the tool call's index among the message's tool calls.
+    tools: Vec<(u64, u64)>,
+    usage: Map<String, Value>,
+    stop_reason: Option<String>,
+    stopped: bool,
+}
+
+impl MessagesToChatStream {
+    /// A stream whose chunks name `model` (the client's), with a usage chunk at the end when
+    /// the client asked for one (`stream_options.include_usage`).
+    pub fn new(model: &str, include_usage: bool) -> MessagesToChatStream {
+        MessagesToChatStream {
+            model: model.to_owned(),
+            include_usage,
+            id: Value::Null,
+            tools: Vec::new(),
+            usage: Map::new(),
+            stop_reason: None,
+            stopped: false,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    /// The chunks one Anthropic event (an SSE event's data) stands for.
+    pub fn event(&mut self, data: &str, out: &mut Vec<Value>) {
+        if self.stopped {
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                self.id = event.pointer("/message/id").cloned().unwrap_or(Value::Null);
+                if let Some(Value::Object(usage)) = event.pointer("/message/usage") {
+                    self.usage.extend(usage.clone());
+                }
+                out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+            }
+            Some("content_block_start") => {
+                let block = event.get("content_block");
+                if block.and_then(|b| b.get("type")).and_then(Value::as_str) == Some("tool_use") {
+                    let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let call = self.tools.len() as u64;
+                    self.tools.push((index, call));
+                    let block = block.cloned().unwrap_or_default();
+                    out.push(self.chunk(
+                        json!({"tool_calls": [{"index": call, "id": block.get("id"), "type": "function",
+                                               "function": {"name": block.get("name"), "arguments": ""}}]}),
+                        Value::Null,
+                    ));
+                }
+            }
+            Some("content_block_delta") => {
+                let delta = event.get("delta").cloned().unwrap_or_default();
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => out.push(self.chunk(json!({"content": delta.get("text")}), Value::Null)),
+                    Some("input_json_delta") => {
+                        let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        if let Some((_, call)) = self.tools.iter().find(|(block, _)| *block == index) {
+                            out.push(self.chunk(
+                                json!({"tool_calls": [{"index": call, "function": {"arguments": delta.get("partial_json")}}]}),
+                                Value::Null,
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("message_delta") => {
+                if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.stop_reason = Some(reason.to_owned());
+                }
+                if let Some(Value::Object(usage)) = event.get("usage") {
+                    self.usage.extend(
+                        usage
+                            .iter()
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
+                }
+            }
+            Some("message_stop") => {
+                self.stopped = true;
+                out.push(self.chunk(json!({}), finish_reason(self.stop_reason.as_deref())));
+                if self.include_usage {
+                    let usage = openai_usage(Some(&Value::Object(self.usage.clone())));
+                    out.push(json!({"id": self.id, "object": "chat.completion.chunk", "created": 0,
+                                    "model": self.model, "choices": [], "usage": usage}));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the Anthropic stream reached its `message_stop` (then `[DONE]` follows).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// OpenAI SSE text of `chunks`, and `[DONE]` when the stream `ended`.
+pub fn chat_sse(chunks: &[Value], ended: bool) -> String {
+    let mut text: String = chunks.iter().map(|chunk| format!("data: {chunk}\n\n")).collect();
+    if ended {
+        text.push_str("data: [DONE]\n\n");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +854,109 @@ mod tests {
         assert_eq!(
             chat_error_to_message_error(&error, 429),
             json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}})
+        );
+    }
+
+    #[test]
+    fn an_openai_chat_request_with_tools_becomes_a_messages_request() {
+        let body = json!({"model": "gpt-4o", "stream": true, "max_completion_tokens": 300, "stop": "END", "user": "u1",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "what is in a.rs?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "read", "arguments": "{\"path\":\"a.rs\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "fn a() {}"},
+                {"role": "user", "content": "explain"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "read", "description": "read a file",
+                "parameters": {"type": "object"}}}],
+            "tool_choice": "required"});
+        assert_eq!(
+            chat_to_messages(&body, "claude-sonnet-4-5").unwrap(),
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 300, "system": "Be brief.", "stream": true,
+            "stop_sequences": ["END"], "metadata": {"user_id": "u1"}, "tool_choice": {"type": "any"},
+            "tools": [{"name": "read", "description": "read a file", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "what is in a.rs?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "read",
+                    "input": {"path": "a.rs"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "fn a() {}"},
+                    {"type": "text", "text": "explain"}]},
+            ]})
+        );
+        let capless = chat_to_messages(&json!({"messages": []}), "claude-haiku-4-5").unwrap();
+        assert_eq!(capless["max_tokens"], DEFAULT_MAX_TOKENS, "Anthropic requires a cap");
+    }
+
+    #[test]
+    fn a_message_becomes_a_chat_completion_with_openais_usage() {
+        let message = json!({"id": "msg_1", "type": "message", "content": [{"type": "text", "text": "Let me read."},
+            {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {"path": "a.rs"}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 20, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 5, "output_tokens": 9}});
+        assert_eq!(
+            message_to_chat(&message, "gpt-4o"),
+            json!({"id": "msg_1", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                    "content": "Let me read.", "tool_calls": [{"id": "toolu_1", "type": "function",
+                    "function": {"name": "read", "arguments": "{\"path\":\"a.rs\"}"}}]}}],
+                "usage": {"prompt_tokens": 1025, "completion_tokens": 9, "total_tokens": 1034,
+                          "prompt_tokens_details": {"cached_tokens": 1000}}})
+        );
+    }
+
+    #[test]
+    fn a_messages_stream_becomes_chat_chunks_whose_usage_the_chat_tap_reads() {
+        let events = [
+            r#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":30,"cache_read_input_tokens":100,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"read","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"p\":1}"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":12}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let mut stream = MessagesToChatStream::new("gpt-4o", true);
+        let mut chunks = Vec::new();
+        events.iter().for_each(|e| stream.event(e, &mut chunks));
+        assert!(stream.stopped());
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hi");
+        assert_eq!(
+            chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+            "read"
+        );
+        assert_eq!(
+            chunks[3]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"p\":1}"
+        );
+        assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+        let text = chat_sse(&chunks, stream.stopped());
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        let mut parser = crate::sse::SseParser::new();
+        let mut parsed = Vec::new();
+        parser.push(text.as_bytes(), &mut parsed);
+        let mut tap = crate::providers::StreamTap::new(crate::providers::WireProtocol::OpenAiChat);
+        parsed.iter().for_each(|e| tap.observe(e));
+        assert!(tap.ended());
+        let usage = tap.finish().unwrap().tokens;
+        assert_eq!((usage.input, usage.cache_read, usage.output), (30, 100, 12));
+        // Without the client asking, no usage chunk.
+        let mut quiet = MessagesToChatStream::new("gpt-4o", false);
+        let mut chunks = Vec::new();
+        events.iter().for_each(|e| quiet.event(e, &mut chunks));
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    }
+
+    #[test]
+    fn anthropic_errors_take_openais_shape() {
+        let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        assert_eq!(
+            message_error_to_chat_error(&error),
+            json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": "overloaded_error"}})
         );
     }
 }

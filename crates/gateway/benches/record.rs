@@ -61,7 +61,7 @@ fn context(services: &Arc<Services>, request: Value) -> Recording {
             max_output: 32,
             path_model: None,
             pinned_model: false,
-            translated_from: None,
+            translation: None,
             facts: CallFacts {
                 id: "gw-0123456789abcdef0123456789abcdef".into(),
                 key_id: "0123456789ab".into(),

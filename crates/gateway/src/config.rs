@@ -135,7 +135,10 @@ pub struct Provider {
 
 /// The client protocols a provider speaking `provider` can serve by translation.
 fn translatable(client: Protocol, provider: Protocol) -> bool {
-    client == Protocol::Anthropic && provider == Protocol::OpenAi
+    matches!(
+        (client, provider),
+        (Protocol::Anthropic, Protocol::OpenAi) | (Protocol::OpenAi, Protocol::Anthropic)
+    )
 }
 
 /// The validated gateway configuration.
@@ -358,7 +361,8 @@ impl GatewayConfig {
                 return Err(invalid(
                     key("clients"),
                     format!(
-                        "{client} clients cannot be translated to {}: only anthropic clients of an openai provider can",
+                        "{client} clients cannot be translated to {}: anthropic clients of an openai provider and \
+                         openai clients of an anthropic provider can",
                         p.protocol
                     ),
                 ));
@@ -658,7 +662,8 @@ mod tests {
         let err = GatewayConfig::resolve(RawGateway::default(), vec![unsupported], no_env).unwrap_err();
         assert_eq!(err.key, "providers[0].clients");
         assert!(
-            err.reason.contains("only anthropic clients of an openai provider"),
+            err.reason
+                .contains("anthropic clients of an openai provider and openai clients of an anthropic provider"),
             "{err}"
         );
         let mut ruleless = openai;

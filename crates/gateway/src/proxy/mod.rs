@@ -144,7 +144,7 @@ async fn forward(
         started,
     )?;
     let mut plan = planned.plan;
-    if plan.translated_from.is_some() && !plan.metered {
+    if plan.translation.is_some() && !plan.metered {
         // Counting tokens for a model served by translation: the provider has no such
         // endpoint, so the gateway counts them itself.
         let body: serde_json::Value = serde_json::from_slice(&planned.body).unwrap_or_default();
@@ -155,7 +155,7 @@ async fn forward(
     let admission = admit(&proxy.services, &plan, &key).await?;
 
     // The provider's own adapter says how it is called: the client's, unless translated.
-    let upstream_adapter = match plan.translated_from {
+    let upstream_adapter = match plan.translation {
         Some(_) => adapter::of(planned.provider.protocol),
         None => adapter,
     };

@@ -12,7 +12,7 @@ use goodhart_core::attribution::{self, AttributionError, RequestLabels};
 use goodhart_core::budgets;
 use goodhart_core::calls::CallFacts;
 use goodhart_core::keys::VirtualKey;
-use goodhart_core::requests::Endpoint;
+use goodhart_core::requests::{Endpoint, Protocol};
 use goodhart_core::translate;
 use serde_json::Value;
 
@@ -41,10 +41,20 @@ pub struct CallPlan {
     /// The record names the model the configuration maps the deployment to, whatever name the
     /// provider echoes (Azure echoes a snapshot name the price table may not list).
     pub pinned_model: bool,
-    /// The call is translated for a provider of another protocol: the model the client asked
-    /// for, which the translated answer names. (`facts.endpoint` is then the provider's
-    /// endpoint, whose usage the record reads.)
-    pub translated_from: Option<String>,
+    /// The call is translated for a provider of another protocol (`facts.endpoint` is then the
+    /// provider's endpoint, whose usage the record reads).
+    pub translation: Option<Translation>,
+}
+
+/// How a translated call's answer goes back down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    /// The model the client asked for, which the answer names.
+    pub model: String,
+    /// The client's protocol, which the answer is in.
+    pub client: Protocol,
+    /// An OpenAI client asked for the stream's usage chunk.
+    pub include_usage: bool,
 }
 
 impl CallPlan {
@@ -118,6 +128,11 @@ pub fn plan<'a>(
                 .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
             (Endpoint::ChatCompletions, Some(chat))
         }
+        (true, Endpoint::ChatCompletions) => {
+            let messages = translate::chat_to_messages(&json, &upstream_model)
+                .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+            (Endpoint::Messages, Some(messages))
+        }
         (true, _) => {
             return Err(GatewayError::NoRoute(model.clone()));
         }
@@ -149,7 +164,11 @@ pub fn plan<'a>(
         max_output: adapter.max_output(endpoint, &facts, config.default_max_tokens),
         path_model: path_model.is_some().then(|| upstream_model.clone()),
         pinned_model: route.deployment_model.is_some(),
-        translated_from: route.translated.then(|| model.clone()),
+        translation: route.translated.then(|| Translation {
+            model: model.clone(),
+            client: adapter.protocol(),
+            include_usage: facts.include_usage,
+        }),
         started,
         facts: CallFacts {
             id: String::new(),

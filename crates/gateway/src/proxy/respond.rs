@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use goodhart_core::requests::Protocol;
 use goodhart_core::translate;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -40,7 +41,7 @@ pub async fn respond(
     };
     let first_byte = Instant::now();
     let (adapter, endpoint) = (call.plan.adapter, call.plan.endpoint());
-    let translated_from = call.plan.translated_from.clone();
+    let translation = call.plan.translation.clone();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     call.record(Outcome {
         status: status.as_u16(),
@@ -56,17 +57,18 @@ pub async fn respond(
         client_disconnected: false,
     });
     // A translated call's answer goes down in the client's protocol.
-    let body = match (translated_from, &parsed) {
-        (Some(model), Some(answer)) if status.is_success() => {
-            translate::chat_to_message(answer, &model).to_string().into()
-        }
-        (Some(_), answer) => {
-            let error = answer.clone().unwrap_or_default();
-            translate::chat_error_to_message_error(&error, status.as_u16())
-                .to_string()
-                .into()
-        }
+    let body = match (translation, &parsed) {
         (None, _) => body,
+        (Some(translation), answer) => {
+            let answer = answer.clone().unwrap_or_default();
+            let translated = match (translation.client, status.is_success()) {
+                (Protocol::OpenAi, true) => translate::message_to_chat(&answer, &translation.model),
+                (Protocol::OpenAi, false) => translate::message_error_to_chat_error(&answer),
+                (_, true) => translate::chat_to_message(&answer, &translation.model),
+                (_, false) => translate::chat_error_to_message_error(&answer, status.as_u16()),
+            };
+            translated.to_string().into()
+        }
     };
     Ok(with_headers(status, headers, Body::from(body)))
 }

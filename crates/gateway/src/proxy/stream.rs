@@ -25,14 +25,16 @@ use bytes::{Bytes, BytesMut};
 use goodhart_core::event_stream::EventStreamParser;
 use goodhart_core::json_stream::JsonArrayParser;
 use goodhart_core::providers::StreamTap;
+use goodhart_core::requests::Protocol;
 use goodhart_core::sse::{SseEvent, SseParser};
-use goodhart_core::translate::{self, ChatToMessagesStream};
+use goodhart_core::translate::{self, ChatToMessagesStream, MessagesToChatStream};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::errors::GatewayError;
 use crate::proxy::adapter::Framing;
+use crate::proxy::plan::Translation;
 use crate::proxy::record::{Outcome, Recording};
 
 /// The parser of a [`Framing`].
@@ -68,11 +70,58 @@ impl Parser {
     }
 }
 
+/// A translated stream's rewriting, either way.
+enum Translator {
+    /// An Anthropic client of an OpenAI provider.
+    ToMessages(ChatToMessagesStream),
+    /// An OpenAI client of an Anthropic provider.
+    ToChat(MessagesToChatStream),
+}
+
+impl Translator {
+    fn new(translation: &Translation) -> Translator {
+        match translation.client {
+            Protocol::OpenAi => {
+                Translator::ToChat(MessagesToChatStream::new(&translation.model, translation.include_usage))
+            }
+            _ => Translator::ToMessages(ChatToMessagesStream::new(&translation.model)),
+        }
+    }
+
+    /// The client's text for one of the provider's events.
+    fn event(&mut self, data: &str) -> String {
+        match self {
+            Translator::ToMessages(stream) => {
+                let mut events = Vec::new();
+                stream.chunk(data, &mut events);
+                translate::messages_sse(&events)
+            }
+            Translator::ToChat(stream) => {
+                let mut chunks = Vec::new();
+                stream.event(data, &mut chunks);
+                translate::chat_sse(&chunks, false)
+            }
+        }
+    }
+
+    /// The client's text that ends the stream, when the provider ended it (`ended`).
+    fn finish(&mut self, ended: bool) -> String {
+        match self {
+            Translator::ToMessages(stream) => {
+                let mut events = Vec::new();
+                stream.finish(ended, &mut events);
+                translate::messages_sse(&events)
+            }
+            Translator::ToChat(stream) => translate::chat_sse(&[], ended && stream.stopped()),
+        }
+    }
+}
+
 pub struct MeteredStream {
     upstream: Incoming,
     parser: Parser,
     /// A translated call's events, rewritten into the client's protocol on the way down.
-    translator: Option<ChatToMessagesStream>,
+    translator: Option<Translator>,
     tap: StreamTap,
     events: Vec<SseEvent>,
     idle_timeout: Duration,
@@ -97,7 +146,7 @@ impl MeteredStream {
         MeteredStream {
             upstream,
             parser: Parser::new(framing),
-            translator: call.plan.translated_from.as_deref().map(ChatToMessagesStream::new),
+            translator: call.plan.translation.as_ref().map(Translator::new),
             tap: call.plan.adapter.stream_tap(call.plan.endpoint()),
             events: Vec::new(),
             idle_timeout,
@@ -114,12 +163,12 @@ impl MeteredStream {
         self.parser.push(&chunk, &mut self.events);
         let Some(call) = self.call.as_ref() else { return chunk };
         if let Some(translator) = self.translator.as_mut() {
-            let mut translated = Vec::new();
+            let mut out = String::new();
             for event in self.events.drain(..) {
                 self.tap.observe(&event);
-                translator.chunk(&event.data, &mut translated);
+                out.push_str(&translator.event(&event.data));
             }
-            return Bytes::from(translate::messages_sse(&translated));
+            return Bytes::from(out);
         }
         if !call.plan.strip_usage_chunk {
             self.events.drain(..).for_each(|event| self.tap.observe(&event));
@@ -182,13 +231,13 @@ impl MeteredStream {
         };
         let mut rest = Vec::new();
         self.parser.finish(&mut rest);
-        let mut translated = Vec::new();
+        let mut out = String::new();
         for event in &rest {
             self.tap.observe(event);
-            translator.chunk(&event.data, &mut translated);
+            out.push_str(&translator.event(&event.data));
         }
-        translator.finish(self.tap.ended(), &mut translated);
-        Bytes::from(translate::messages_sse(&translated))
+        out.push_str(&translator.finish(self.tap.ended()));
+        Bytes::from(out)
     }
 
     /// Records the call cut short by `error`, and returns the event that tells the client (none

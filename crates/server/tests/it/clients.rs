@@ -1048,3 +1048,65 @@ async fn claude_code_in_vertex_mode_through_the_gateway_is_metered_exactly() {
         (&"alice".into(), &"checkout".into())
     );
 }
+
+/// The official `openai` SDK routed to a model an Anthropic provider serves, through
+/// translation (issue 18, the other way): it reads the answers as its own, and what it was told
+/// is what was recorded, as Anthropic's model and price.
+#[tokio::test]
+async fn the_openai_sdk_routed_to_an_anthropic_model_through_translation_is_metered_exactly() {
+    let python = tool("venv/bin/python");
+    let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+    let config = format!(
+        "[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
+         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\ndefault = true\n\
+         clients = [\"openai\"]\nmodel_map = {{ \"gpt-4o\" = \"claude-sonnet-4-5\" }}\n"
+    );
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let script = r#"
+import json, os, openai
+client = openai.OpenAI(base_url=os.environ["GOODHART_URL"] + "/v1", api_key=os.environ["GOODHART_KEY"], max_retries=0)
+whole = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello " * 50}])
+usage = [whole.usage.model_dump()]
+text = []
+for chunk in client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "stream"}],
+                                            stream=True, stream_options={"include_usage": True}):
+    text.extend(c.delta.content or "" for c in chunk.choices)
+    if chunk.usage is not None:
+        usage.append(chunk.usage.model_dump())
+print(json.dumps({"usage": usage, "text": [whole.choices[0].message.content, "".join(text)]}))
+"#;
+    let mut command = tokio::process::Command::new(python);
+    command
+        .args(["-c", script])
+        .env("GOODHART_URL", server.url())
+        .env("GOODHART_KEY", &key)
+        .env_remove("OPENAI_API_KEY");
+    let told: Value = serde_json::from_str(run(command).await.trim()).unwrap();
+    assert!(
+        told["text"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !t.as_str().unwrap().is_empty()),
+        "{told}"
+    );
+    let mut expected = TokenCounts::default();
+    for usage in told["usage"].as_array().unwrap() {
+        let cached = usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+        expected.input += usage["prompt_tokens"].as_u64().unwrap() - cached;
+        expected.cache_read += cached;
+        expected.output += usage["completion_tokens"].as_u64().unwrap();
+    }
+    assert_eq!(told["usage"].as_array().unwrap().len(), 2, "{told}");
+    let rows = recorded(&server, "model,provider").await;
+    let row = row_for(&rows, "claude-sonnet-4-5");
+    assert_eq!(row["provider"], "anthropic");
+    assert_eq!(tokens_of(row), expected, "recorded {row} vs the SDK's {told}");
+    let cost = PriceTable::builtin()
+        .cost_of(None, "claude-sonnet-4-5", &expected)
+        .unwrap()
+        .total()
+        .0;
+    assert_eq!(cost_nanos(row), cost);
+}

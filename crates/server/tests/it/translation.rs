@@ -181,3 +181,78 @@ async fn the_providers_refusal_reaches_the_client_in_anthropics_shape() {
         bad.text
     );
 }
+
+/// The other way: OpenAI chat clients of a model an Anthropic provider serves.
+#[tokio::test]
+async fn an_openai_client_of_a_model_served_by_anthropic_gets_openais_shapes_and_anthropic_is_recorded() {
+    let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
+    let config = format!(
+        "[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{mock}/v1\"\n\
+         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{mock}\"\ndefault = true\n\
+         clients = [\"openai\"]\nmodel_map = {{ \"gpt-4o\" = \"claude-sonnet-4-5\" }}\n"
+    );
+    let server = start_with(TestDatabase::sqlite(), &config).await;
+    let key = server.create_key(r#"{"user": "alice"}"#).await.1;
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let ask = |stream: bool| {
+        json!({"model": "gpt-4o", "stream": stream, "stream_options": {"include_usage": stream}, "max_tokens": 8,
+               "messages": [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "cache_control ".repeat(200)}]})
+        .to_string()
+    };
+    let whole = server.send("POST", "/v1/chat/completions", &headers, ask(false)).await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    assert_eq!(whole.json["object"], "chat.completion");
+    assert_eq!(whole.json["model"], "gpt-4o");
+    assert!(
+        !whole.json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    let usage = whole.json["usage"].clone();
+
+    let streamed = server.send("POST", "/v1/chat/completions", &headers, ask(true)).await;
+    assert_eq!(streamed.status, 200, "{}", streamed.text);
+    assert!(streamed.text.ends_with("data: [DONE]\n\n"), "{}", streamed.text);
+    let chunks: Vec<Value> = streamed
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        chunks.last().unwrap()["usage"],
+        usage,
+        "the stream's usage chunk is the whole answer's"
+    );
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "length"));
+
+    // Recorded: Anthropic's model and its own kinds (cache reads apart), priced as Claude.
+    let cached = usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    assert!(
+        cached > 0,
+        "the mock read part of a cache-marked prompt from cache: {usage}"
+    );
+    let expected = TokenCounts {
+        input: (usage["prompt_tokens"].as_u64().unwrap() - cached) * 2,
+        cache_read: cached * 2,
+        output: usage["completion_tokens"].as_u64().unwrap() * 2,
+        ..Default::default()
+    };
+    let rows = recorded(&server).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (model, provider, tokens, cost) = &rows[0];
+    assert_eq!((model.as_str(), provider.as_str()), ("claude-sonnet-4-5", "anthropic"));
+    assert_eq!(*tokens, expected);
+    assert_eq!(
+        *cost,
+        PriceTable::builtin()
+            .cost_of(None, "claude-sonnet-4-5", &expected)
+            .unwrap()
+            .total()
+            .0
+    );
+}
