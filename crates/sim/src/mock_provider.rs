@@ -383,34 +383,49 @@ fn openai_usage(ask: &Ask, output_words: u64, responses_api: bool) -> Value {
 }
 
 /// Whether the request must fail before any byte of a response, and how.
-async fn early_fault(ask: &Ask, anthropic: bool) -> Option<Response> {
+/// A fault that strikes before any byte of an answer, in every protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EarlyFault {
+    /// `rate-limited`: a 429.
+    RateLimited,
+    /// `error-before`: the provider fails (500, or Anthropic's 529 overloaded).
+    Failed,
+}
+
+/// The fault a request's model asks for before its answer, after the pause a `slow` model takes.
+async fn early_fault_of(ask: &Ask) -> Option<EarlyFault> {
     if ask.faults.slow {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let error = if anthropic { anthropic_error } else { openai_error };
     if ask.faults.rate_limited {
-        return Some(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            "mock: rate limited",
-        ));
+        Some(EarlyFault::RateLimited)
+    } else if ask.faults.error_before {
+        Some(EarlyFault::Failed)
+    } else {
+        None
     }
-    if ask.faults.error_before {
-        return Some(if anthropic {
-            anthropic_error(
-                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                "overloaded_error",
-                "mock: overloaded",
-            )
-        } else {
-            openai_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "mock: upstream failure",
-            )
-        });
-    }
-    None
+}
+
+async fn early_fault(ask: &Ask, anthropic: bool) -> Option<Response> {
+    let fault = early_fault_of(ask).await?;
+    Some(match (fault, anthropic) {
+        (EarlyFault::RateLimited, true) => {
+            anthropic_error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "mock: rate limited")
+        }
+        (EarlyFault::RateLimited, false) => {
+            openai_error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "mock: rate limited")
+        }
+        (EarlyFault::Failed, true) => anthropic_error(
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "overloaded_error",
+            "mock: overloaded",
+        ),
+        (EarlyFault::Failed, false) => openai_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "mock: upstream failure",
+        ),
+    })
 }
 
 async fn chat_completions(body: Bytes) -> Response {
@@ -623,25 +638,16 @@ async fn socket_turn(text: &str, last: &mut Option<(String, u64)>) -> (Vec<Value
         );
     }
     let mut ask = ask(&body);
-    if ask.faults.slow {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if ask.faults.rate_limited {
-        return (
-            vec![error(
-                429,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                "mock: rate limited",
-            )],
-            false,
-        );
-    }
-    if ask.faults.error_before {
-        return (
-            vec![error(500, "server_error", "server_error", "mock: upstream failure")],
-            false,
-        );
+    match early_fault_of(&ask).await {
+        Some(EarlyFault::RateLimited) => {
+            let frame = error(429, "rate_limit_error", "rate_limit_exceeded", "mock: rate limited");
+            return (vec![frame], false);
+        }
+        Some(EarlyFault::Failed) => {
+            let frame = error(500, "server_error", "server_error", "mock: upstream failure");
+            return (vec![frame], false);
+        }
+        None => {}
     }
     if let Some(previous) = body.get("previous_response_id").and_then(Value::as_str) {
         match last.take() {
@@ -903,18 +909,18 @@ async fn gemini(
         "streamGenerateContent" => true,
         _ => return gemini_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("mock: no method {method}")),
     };
-    if ask.faults.slow {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if ask.faults.rate_limited {
-        return gemini_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RESOURCE_EXHAUSTED",
-            "mock: rate limited",
-        );
-    }
-    if ask.faults.error_before {
-        return gemini_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "mock: upstream failure");
+    match early_fault_of(&ask).await {
+        Some(EarlyFault::RateLimited) => {
+            return gemini_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "mock: rate limited",
+            );
+        }
+        Some(EarlyFault::Failed) => {
+            return gemini_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "mock: upstream failure");
+        }
+        None => {}
     }
     let (mut words, truncated) = reply(&ask);
     // Structured output: one "word", the JSON the schema asks for (Gemini CLI's model router
@@ -1115,22 +1121,19 @@ async fn bedrock(
     request["model"] = model.into();
     request["stream"] = stream.into();
     let ask = ask(&request);
-    if ask.faults.slow {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if ask.faults.rate_limited {
-        return bedrock_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ThrottlingException",
-            "mock: rate limited",
-        );
-    }
-    if ask.faults.error_before {
-        return bedrock_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerException",
-            "mock: upstream failure",
-        );
+    match early_fault_of(&ask).await {
+        Some(EarlyFault::RateLimited) => {
+            return bedrock_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                "mock: rate limited",
+            );
+        }
+        Some(EarlyFault::Failed) => {
+            let message = "mock: upstream failure";
+            return bedrock_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException", message);
+        }
+        None => {}
     }
     let header = ("x-amzn-requestid", request_id(""));
     if converse {
