@@ -467,26 +467,39 @@ async fn genai_spans_and_codex_events_become_usage() {
     );
     export(&server, &token, "traces", "application/json", traces.to_string()).await;
 
-    let codex = json!({ "resourceLogs": [{
-        "resource": { "attributes": [attribute("service.name", json!({ "stringValue": "codex_cli_rs" }))] },
-        "scopeLogs": [{ "logRecords": [{
-            "timeUnixNano": "1795460122000000000",
+    // As Codex 0.171 exports a turn over its WebSocket: the warm-up's completion (every count
+    // zero: not a call), then the turn's.
+    let completed = |at: &str, counts: [&str; 4]| {
+        json!({
+            "timeUnixNano": at,
             "attributes": [
                 attribute("event.name", json!({ "stringValue": "codex.sse_event" })),
                 attribute("event.kind", json!({ "stringValue": "response.completed" })),
                 attribute("conversation.id", json!({ "stringValue": "c-1" })),
                 attribute("user.email", json!({ "stringValue": "cy@example.com" })),
                 attribute("model", json!({ "stringValue": "gpt-5-codex" })),
-                attribute("input_token_count", json!({ "stringValue": "5000" })),
-                attribute("cached_token_count", json!({ "intValue": 4000 })),
-                attribute("output_token_count", json!({ "stringValue": "700" })),
-                attribute("reasoning_token_count", json!({ "intValue": 500 })),
+                attribute("input_token_count", json!({ "stringValue": counts[0] })),
+                attribute("cached_token_count", json!({ "stringValue": counts[1] })),
+                attribute("output_token_count", json!({ "stringValue": counts[2] })),
+                attribute("reasoning_token_count", json!({ "stringValue": counts[3] })),
                 attribute("tool_token_count", json!({ "stringValue": "0" })),
             ],
-        }]}]
+        })
+    };
+    let codex = json!({ "resourceLogs": [{
+        "resource": { "attributes": [attribute("service.name", json!({ "stringValue": "codex_cli_rs" }))] },
+        "scopeLogs": [{ "logRecords": [
+            completed("1795460121900000000", ["0", "0", "0", "0"]),
+            completed("1795460122000000000", ["5000", "4000", "700", "500"]),
+        ]}]
     }]});
     let reply = export(&server, &token, "logs", "application/json", codex.to_string()).await;
-    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json["partialSuccess"]["errorMessage"], "ignored 1 log record without model usage (codex.sse_event ×1)",
+        "the warm-up is named, not stored: {}",
+        reply.text
+    );
 
     let rows = totals(&server, "user,agent").await["rows"].clone();
     let row = |user: &str| {
@@ -521,6 +534,7 @@ async fn genai_spans_and_codex_events_become_usage() {
         (&json!(1000), &json!(4000), &json!(200), &json!(500)),
         "Codex's input includes its cached input, its output its reasoning"
     );
+    assert_eq!(codex["requests"], 1, "its warm-up is not a call");
 }
 
 /// The exports of the Gemini CLI fixture, captured from Gemini CLI 0.61.0 (see its first line),

@@ -351,7 +351,12 @@ fn log_event(record: &LogRecord, attributes: &Attributes<'_>) -> Option<LogEvent
     }
     let completed = attributes.text("event.kind").as_deref() == Some("response.completed");
     // A failed completion carries an error and no counts: nothing was used that it could say.
-    if named("codex.sse_event") && completed && attributes.value("error.message").is_none() {
+    // Nor does the completion of a WebSocket warm-up (`generate: false`, which Codex 0.171
+    // sends before its first turn): all its counts are zero, and it is not a call.
+    let counted = ["input_token_count", "output_token_count"]
+        .iter()
+        .any(|key| attributes.count(key).ok().flatten().is_none_or(|count| count > 0));
+    if named("codex.sse_event") && completed && attributes.value("error.message").is_none() && counted {
         return Some(LogEvent::CodexResponseCompleted);
     }
     // Gemini CLI's failed calls are `gemini_cli.api_error` events, which carry no usage.
