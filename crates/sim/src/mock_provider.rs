@@ -1111,7 +1111,9 @@ async fn bedrock(
             );
         }
     };
-    if !converse && request.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+    // Claude's InvokeModel body names its API version; other families' bodies are their own.
+    let claude = model.contains("anthropic.");
+    if !converse && claude && request.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
         return bedrock_error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
@@ -1145,8 +1147,31 @@ async fn bedrock(
 
 /// InvokeModel(WithResponseStream): Anthropic's answer, each stream event in a `chunk` frame.
 fn invoke_answer(ask: &Ask, header: (&'static str, String)) -> Response {
+    // Bedrock counts an InvokeModel call's tokens in headers, whatever the model's body says.
+    let counted = |mut response: Response, output: u64| {
+        let headers = response.headers_mut();
+        for (name, count) in [
+            ("x-amzn-bedrock-input-token-count", ask.prompt_tokens),
+            ("x-amzn-bedrock-output-token-count", output),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&count.to_string()) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    };
+    if ask.model.starts_with("meta.") && !ask.stream {
+        // Llama's own body: its counts are named otherwise, and the gateway reads the headers.
+        let (words, truncated) = reply(ask);
+        let body = json!({"generation": words.join(" "), "prompt_token_count": ask.prompt_tokens,
+                          "generation_token_count": words.len(), "stop_reason": if truncated { "length" } else { "stop" }});
+        return counted(json_response(StatusCode::OK, body, header), words.len() as u64);
+    }
     let events = match anthropic_answer(ask) {
-        AnthropicAnswer::Message(message) => return json_response(StatusCode::OK, message, header),
+        AnthropicAnswer::Message(message) => {
+            let output = message["usage"]["output_tokens"].as_u64().unwrap_or(0);
+            return counted(json_response(StatusCode::OK, message, header), output);
+        }
         AnthropicAnswer::Events(events) => events,
     };
     let last = events.len().saturating_sub(1);

@@ -118,6 +118,12 @@ pub trait Adapter: Send + Sync + 'static {
         usage_from_body(endpoint.wire(), body)
     }
 
+    /// Usage the provider reported in a non-streamed response's headers, when its body has none
+    /// the gateway can read.
+    fn usage_from_headers(&self, _headers: &HeaderMap) -> Option<ReportedUsage> {
+        None
+    }
+
     /// The text a complete response body answered with.
     fn output_text(&self, endpoint: Endpoint, body: &Value) -> String {
         requests::output_text(endpoint, body)
@@ -489,6 +495,23 @@ impl Adapter for Bedrock {
 
     fn error_event(&self, error: &GatewayError) -> Bytes {
         error.event_stream_exception()
+    }
+
+    /// InvokeModel answers in the model's own body, which for models other than Claude (Llama,
+    /// Titan, Mistral…) the gateway does not read: Bedrock counts their tokens in headers.
+    fn usage_from_headers(&self, headers: &HeaderMap) -> Option<ReportedUsage> {
+        let count = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+        let input = count("x-amzn-bedrock-input-token-count")?;
+        let output = count("x-amzn-bedrock-output-token-count")?;
+        Some(ReportedUsage {
+            tokens: goodhart_core::usage::TokenCounts {
+                input,
+                output,
+                ..Default::default()
+            },
+            model: None,
+            finish_reason: None,
+        })
     }
 
     fn request_id_header(&self) -> &'static str {

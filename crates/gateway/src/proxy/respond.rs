@@ -45,7 +45,10 @@ pub async fn respond(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     call.record(Outcome {
         status: status.as_u16(),
-        reported: parsed.as_ref().and_then(|b| adapter.usage(endpoint, b)),
+        reported: parsed
+            .as_ref()
+            .and_then(|b| adapter.usage(endpoint, b))
+            .or_else(|| adapter.usage_from_headers(&headers)),
         response_id: parsed.as_ref().and_then(|b| adapter.response_id(b)),
         output_text: parsed
             .as_ref()

@@ -161,6 +161,31 @@ async fn invoke_model_and_its_stream_are_metered_from_anthropics_usage() {
     assert!(calls.iter().all(|c| c.5.is_some_and(|cost| cost > 0)), "{calls:?}");
 }
 
+/// A model whose body the gateway does not read (Llama's): its counts come from the headers
+/// Bedrock adds to every InvokeModel answer, not from an estimate.
+#[tokio::test]
+async fn invoke_model_of_another_family_is_metered_from_bedrocks_token_count_headers() {
+    let (server, key) = start().await;
+    let llama = "meta.llama3-3-70b-instruct-v1:0";
+    let body = json!({"prompt": "Summarise the retry logic.", "max_gen_len": 64});
+    let reply = call(&server, &key, llama, "invoke", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json["generation"].is_string(), "{}", reply.text);
+    let count = |name: &str| reply.headers[name].to_str().unwrap().parse::<i64>().unwrap();
+    let (input, output) = (
+        count("x-amzn-bedrock-input-token-count"),
+        count("x-amzn-bedrock-output-token-count"),
+    );
+    let calls = recorded(&server).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (model, status, stream, estimated, tokens, _) = &calls[0];
+    assert_eq!(
+        (model.as_str(), *status, *stream, *estimated),
+        (llama, 200, false, false)
+    );
+    assert_eq!(tokens[..2], [input, output]);
+}
+
 #[tokio::test]
 async fn errors_take_aws_shape_and_a_broken_stream_ends_with_an_exception_frame() {
     let (server, key) = start().await;
