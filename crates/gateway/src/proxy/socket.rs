@@ -212,12 +212,20 @@ impl Session {
         let shutdown = self.proxy.shutdown.clone();
         let idle_timeout = self.proxy.config.upstream_timeout;
         let mut turn: Option<Turn> = None;
+        // How long the provider has been quiet while a response streams: reset by the start of
+        // a response and by each of the provider's frames, not by the client's (its pings).
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
         let close = loop {
-            let idle = tokio::time::sleep(idle_timeout);
             let step = tokio::select! {
                 message = client.recv() => match message {
                     Some(Ok(ClientMessage::Text(text))) => {
-                        self.client_frame(text.as_str(), &mut turn, &mut client, &mut upstream).await
+                        let was_streaming = turn.is_some();
+                        let step = self.client_frame(text.as_str(), &mut turn, &mut client, &mut upstream).await;
+                        if !was_streaming && turn.is_some() {
+                            idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                        }
+                        step
                     }
                     Some(Ok(ClientMessage::Binary(_))) => {
                         let error = GatewayError::BadRequest("frames must be JSON text".into());
@@ -230,32 +238,35 @@ impl Session {
                         break None;
                     }
                 },
-                message = upstream.next() => match message {
-                    Some(Ok(UpstreamMessage::Text(text))) => {
-                        self.provider_frame(text.as_str(), &mut turn, &mut client).await
+                message = upstream.next() => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    match message {
+                        Some(Ok(UpstreamMessage::Text(text))) => {
+                            self.provider_frame(text.as_str(), &mut turn, &mut client).await
+                        }
+                        Some(Ok(UpstreamMessage::Binary(data))) => forward(&mut client, ClientMessage::Binary(data)).await,
+                        Some(Ok(UpstreamMessage::Ping(_) | UpstreamMessage::Pong(_) | UpstreamMessage::Frame(_))) => {
+                            Step::Continue
+                        }
+                        Some(Ok(UpstreamMessage::Close(frame))) => {
+                            self.provider_gone(&mut turn, &mut client, "the provider closed the WebSocket").await;
+                            Step::Close(frame.map(|frame| ClientClose {
+                                code: frame.code.into(),
+                                reason: frame.reason.as_str().into(),
+                            }))
+                        }
+                        Some(Err(e)) => {
+                            let what = format!("the provider's WebSocket broke: {e}");
+                            self.provider_gone(&mut turn, &mut client, &what).await;
+                            Step::Close(Some(going_away(1011, "the provider's connection broke")))
+                        }
+                        None => {
+                            self.provider_gone(&mut turn, &mut client, "the provider closed the WebSocket").await;
+                            Step::Close(Some(going_away(1011, "the provider closed the connection")))
+                        }
                     }
-                    Some(Ok(UpstreamMessage::Binary(data))) => forward(&mut client, ClientMessage::Binary(data)).await,
-                    Some(Ok(UpstreamMessage::Ping(_) | UpstreamMessage::Pong(_) | UpstreamMessage::Frame(_))) => {
-                        Step::Continue
-                    }
-                    Some(Ok(UpstreamMessage::Close(frame))) => {
-                        self.provider_gone(&mut turn, &mut client, "the provider closed the WebSocket").await;
-                        Step::Close(frame.map(|frame| ClientClose {
-                            code: frame.code.into(),
-                            reason: frame.reason.as_str().into(),
-                        }))
-                    }
-                    Some(Err(e)) => {
-                        let what = format!("the provider's WebSocket broke: {e}");
-                        self.provider_gone(&mut turn, &mut client, &what).await;
-                        Step::Close(Some(going_away(1011, "the provider's connection broke")))
-                    }
-                    None => {
-                        self.provider_gone(&mut turn, &mut client, "the provider closed the WebSocket").await;
-                        Step::Close(Some(going_away(1011, "the provider closed the connection")))
-                    }
-                },
-                () = idle, if turn.is_some() => {
+                }
+                () = &mut idle, if turn.is_some() => {
                     let error = GatewayError::UpstreamTimeout(idle_timeout.as_secs());
                     self.fail_turn(&mut turn, &mut client, &error).await;
                     Step::Close(Some(going_away(1011, "the provider went quiet mid-response")))

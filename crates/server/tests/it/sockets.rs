@@ -367,3 +367,64 @@ async fn responses_cut_short_by_either_side_are_recorded_as_such() {
         "the output streamed before the break is billed: {calls:?}"
     );
 }
+
+/// A provider that starts a response and goes quiet: after the upstream timeout (counted from
+/// the provider's last frame, not the client's pings) the client gets an `error` frame, the
+/// call is recorded as cut short, and both sockets close.
+#[tokio::test]
+async fn a_provider_that_goes_quiet_mid_response_is_cut_at_the_timeout() {
+    use axum::extract::ws::{Message as Frame, WebSocketUpgrade};
+    let app = axum::Router::new().route(
+        "/v1/responses",
+        axum::routing::get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|mut socket| async move {
+                while let Some(Ok(Frame::Text(_))) = socket.recv().await {
+                    let created = json!({"type": "response.created",
+                        "response": {"id": "resp_quiet", "model": "gpt-4o-mini", "status": "in_progress"}});
+                    let _ = socket.send(Frame::text(created.to_string())).await;
+                    // And nothing more, for longer than the gateway waits.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = format!("[[providers]]\nname = \"quiet\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
+    let server = crate::common::start_configured(TestDatabase::sqlite(), &config, |config| {
+        config.gateway.upstream_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let key = key(&server).await;
+    let mut socket = open_with_key(&server, &key).await;
+    socket
+        .send(Message::text(create("gpt-4o-mini", "hello", None)))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    let mut pinged = false;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+        match message {
+            Message::Text(text) => {
+                frames.push(serde_json::from_str::<Value>(text.as_str()).unwrap());
+                if !pinged {
+                    // A client's ping does not hold a quiet provider's response open.
+                    socket.send(Message::Ping(Default::default())).await.unwrap();
+                    pinged = true;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["response.created", "error"], "{frames:?}");
+    assert_eq!(frames[1]["status"], 504);
+    let calls = wait_for_calls(&server, 1).await;
+    assert_eq!(
+        (calls[0].0, calls[0].2, calls[0].3),
+        (200, false, true),
+        "cut short, estimated: {calls:?}"
+    );
+}
