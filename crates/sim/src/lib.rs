@@ -5,6 +5,7 @@
 //! for an organisation of users in teams, working on projects with a mix of models, over a span
 //! of days. It is deterministic for a seed.
 
+pub mod adversary;
 pub mod evaluate;
 pub mod mock_provider;
 pub mod org;

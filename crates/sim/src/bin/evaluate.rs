@@ -4,6 +4,12 @@
 //! `cargo run --release -p goodhart-sim --bin evaluate -- value [SEEDS]` (default 5 seeds):
 //! the value board's rank correlation with each person's true value, and where each board
 //! puts the token burners, outcome gamers and heavy-but-productive users.
+//!
+//! `… -- waste [SEEDS]`: precision and recall of waste findings on the organisation the
+//! detectors were written next to.
+//!
+//! `… -- adversarial [SEEDS]`: recall per evasion strategy and false accusations per hard
+//! negative on the adversarial organisation ([`goodhart_sim::adversary`]).
 
 #![expect(
     clippy::expect_used,
@@ -13,6 +19,9 @@
 
 use goodhart_core::outcomes::ValueRules;
 use goodhart_core::waste::WasteRules;
+use goodhart_sim::adversary::{
+    AdversarialScore, AdversarySpec, HardNegative, Strategy, Tally, score, simulate as simulate_adversarial,
+};
 use goodhart_sim::evaluate::{WasteScore, score_value, score_waste};
 use goodhart_sim::org::{OrgSpec, Persona, simulate};
 
@@ -29,8 +38,9 @@ fn main() {
     match what.as_str() {
         "value" => value(seeds),
         "waste" => waste(seeds),
+        "adversarial" => adversarial(seeds),
         other => {
-            eprintln!("unknown evaluation `{other}` (try: value, waste)");
+            eprintln!("unknown evaluation `{other}` (try: value, waste, adversarial)");
             std::process::exit(2);
         }
     }
@@ -127,6 +137,87 @@ fn waste(seeds: u64) {
             for finding in score.findings.iter().take(20) {
                 println!(
                     "{} {} {:?} {} ${}: {}",
+                    finding.user,
+                    finding.subject,
+                    finding.signals,
+                    finding.confidence,
+                    finding.wasted.usd_rounded(2),
+                    finding.evidence
+                );
+            }
+        }
+    }
+}
+
+fn adversarial(seeds: u64) {
+    let (value_rules, rules) = (ValueRules::default(), WasteRules::default());
+    let scores: Vec<AdversarialScore> = (1..=seeds)
+        .map(|seed| score(&simulate_adversarial(&AdversarySpec::new(seed)), &value_rules, &rules))
+        .collect();
+    let seed_columns = (1..=seeds).map(|s| format!(" seed {s} |")).collect::<String>();
+    let rule = " --- |".repeat(seeds as usize);
+    let cell = |t: &Tally| format!("{}/{}", t.flagged, t.total);
+    let sum = |tallies: Vec<Tally>| {
+        tallies.iter().fold(Tally::default(), |acc, t| Tally {
+            flagged: acc.flagged + t.flagged,
+            total: acc.total + t.total,
+        })
+    };
+    println!("Recall per evasion strategy (people caught / people following it; goal ≥ 0.95 on every seed):\n");
+    println!("| strategy |{seed_columns} overall | recall |");
+    println!("| --- |{rule} --- | --- |");
+    for strategy in Strategy::ALL {
+        let tallies: Vec<Tally> = scores.iter().map(|s| s.strategies[&strategy]).collect();
+        let total = sum(tallies.clone());
+        println!(
+            "| {} | {} | {} | {:.2} |",
+            strategy.as_str(),
+            tallies.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            cell(&total),
+            total.flagged as f64 / total.total.max(1) as f64
+        );
+    }
+    println!("\nFalse accusations per hard negative (people flagged / people; goal 0 on every seed):\n");
+    println!("| hard negative |{seed_columns} overall |");
+    println!("| --- |{rule} --- |");
+    for hard in HardNegative::ALL {
+        let tallies: Vec<Tally> = scores.iter().map(|s| s.hard_negatives[&hard]).collect();
+        println!(
+            "| {} | {} | {} |",
+            hard.as_str(),
+            tallies.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            cell(&sum(tallies.clone()))
+        );
+    }
+    let background: Vec<Tally> = scores
+        .iter()
+        .map(|s| Tally {
+            flagged: s.background_accused.len(),
+            total: s.background,
+        })
+        .collect();
+    println!(
+        "| background (ordinary engineers) | {} | {} |",
+        background.iter().map(cell).collect::<Vec<_>>().join(" | "),
+        cell(&sum(background.clone()))
+    );
+    println!("\n| seed | people | calls | detection time |");
+    println!("| --- | --- | --- | --- |");
+    for s in &scores {
+        println!(
+            "| {} | {} | {} | {:.0} ms |",
+            s.seed,
+            s.people,
+            s.calls,
+            s.detection_time.as_secs_f64() * 1e3
+        );
+    }
+    if std::env::var_os("SHOW_FINDINGS").is_some() {
+        for s in &scores {
+            for finding in &s.findings {
+                println!(
+                    "seed {} {} {} {:?} {} ${}: {}",
+                    s.seed,
                     finding.user,
                     finding.subject,
                     finding.signals,
