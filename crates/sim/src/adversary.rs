@@ -1627,17 +1627,32 @@ pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) ->
 mod tests {
     use super::*;
 
+    /// The small organisation of seed 7, simulated once for the tests that only read it.
+    fn shared() -> &'static Adversarial {
+        static SHARED: std::sync::LazyLock<Adversarial> = std::sync::LazyLock::new(|| simulate(&small(7)));
+        &SHARED
+    }
+
+    /// One person per role in a small organisation (what the unit tests need, at a fraction
+    /// of the evaluation's size).
     fn small(seed: u64) -> AdversarySpec {
+        let full = AdversarySpec::new(seed);
         AdversarySpec {
             per_strategy: 1,
             per_hard_negative: 1,
-            ..AdversarySpec::new(seed)
+            background: OrgSpec {
+                engineers: 3,
+                heavy_shippers: 1,
+                light: 1,
+                ..full.background.clone()
+            },
+            ..full
         }
     }
 
     #[test]
     fn the_generator_is_deterministic_per_seed() {
-        let (a, b) = (simulate(&small(7)), simulate(&small(7)));
+        let (a, b) = (shared(), &simulate(&small(7)));
         assert_eq!(a.usage, b.usage);
         assert_eq!(a.roles, b.roles);
         assert_eq!(a.org.deliveries, b.org.deliveries);
@@ -1646,7 +1661,7 @@ mod tests {
 
     #[test]
     fn every_strategy_and_hard_negative_has_labelled_people_who_use_ai() {
-        let adv = simulate(&small(3));
+        let adv = shared();
         for strategy in Strategy::ALL {
             let people = adv.people_of(Role::Evasion(strategy));
             assert_eq!(people.len(), 1, "{strategy:?}");
@@ -1672,7 +1687,7 @@ mod tests {
 
     #[test]
     fn hard_negatives_ship_and_wasters_outcomes_stay_small() {
-        let adv = simulate(&small(5));
+        let adv = shared();
         let mut value: HashMap<String, Milli> = HashMap::new();
         for credit in credits(&facts(&adv.org), &ValueRules::default()) {
             *value.entry(credit.credited.user.clone()).or_default() += credit.value;
@@ -1691,7 +1706,7 @@ mod tests {
     /// fail, the harness or the detectors are broken: report it, do not tune it away.)
     #[test]
     fn the_naive_control_is_caught() {
-        let adv = simulate(&small(1));
+        let adv = shared();
         let score = score(&adv, &ValueRules::default(), &WasteRules::default());
         assert_eq!(score.strategies[&Strategy::NaiveLoop], Tally { flagged: 1, total: 1 });
     }
