@@ -1707,7 +1707,7 @@ mod tests {
     #[test]
     fn the_naive_control_is_caught() {
         let adv = shared();
-        let score = score(&adv, &ValueRules::default(), &WasteRules::default());
+        let score = score(adv, &ValueRules::default(), &WasteRules::default());
         assert_eq!(score.strategies[&Strategy::NaiveLoop], Tally { flagged: 1, total: 1 });
     }
 }
