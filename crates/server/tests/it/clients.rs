@@ -311,6 +311,40 @@ async fn claude_result(command: tokio::process::Command) -> Value {
     result
 }
 
+/// Claude Code's own per-model usage (what the provider streamed to it) is what was recorded
+/// for each model, none estimated, priced from those tokens; returns the models.
+async fn assert_recorded_as_claude_code_reported(server: &TestServer, result: &Value) -> Vec<String> {
+    let rows = recorded(server, "model").await;
+    let model_usage = result["modelUsage"].as_object().unwrap();
+    assert!(!model_usage.is_empty(), "{result}");
+    let mut models = Vec::new();
+    for (model, usage) in model_usage {
+        let recorded_model = model.trim_end_matches("[1m]");
+        let row = row_for(&rows, recorded_model);
+        let n = |f: &str| usage[f].as_u64().unwrap();
+        let tokens = tokens_of(row);
+        assert_eq!(
+            (tokens.input, tokens.output, tokens.cache_read),
+            (n("inputTokens"), n("outputTokens"), n("cacheReadInputTokens")),
+            "{model}: {row}"
+        );
+        assert_eq!(
+            tokens.cache_write_5m + tokens.cache_write_1h,
+            n("cacheCreationInputTokens"),
+            "{model}: {row}"
+        );
+        assert_eq!(row["estimated_requests"], 0, "{model}: {row}");
+        let cost = PriceTable::builtin()
+            .cost_of(None, recorded_model, &tokens)
+            .unwrap_or_else(|| panic!("{model} is priced"))
+            .total()
+            .0;
+        assert_eq!(cost_nanos(row), cost, "{model}: cost");
+        models.push(recorded_model.to_owned());
+    }
+    models
+}
+
 /// Claude Code exporting its telemetry (`protocol`: `http/json` or `http/protobuf`) to
 /// `server`'s OTLP receiver with `token`, attributed to `user.email=ana@example.com`.
 fn export_telemetry(command: &mut tokio::process::Command, server: &TestServer, protocol: &str, token: &str) {
@@ -478,30 +512,7 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
     let result = claude_result(command).await;
 
     // Claude Code's own per-model usage is what the provider streamed to it.
-    let rows = recorded(&server, "model").await;
-    let model_usage = result["modelUsage"].as_object().unwrap();
-    assert!(!model_usage.is_empty());
-    for (model, usage) in model_usage {
-        let recorded_model = model.trim_end_matches("[1m]");
-        let row = row_for(&rows, recorded_model);
-        let n = |f: &str| usage[f].as_u64().unwrap();
-        let tokens = tokens_of(row);
-        assert_eq!(tokens.input, n("inputTokens"), "{model}: {row}");
-        assert_eq!(tokens.output, n("outputTokens"), "{model}: {row}");
-        assert_eq!(tokens.cache_read, n("cacheReadInputTokens"), "{model}: {row}");
-        assert_eq!(
-            tokens.cache_write_5m + tokens.cache_write_1h,
-            n("cacheCreationInputTokens"),
-            "{model}: {row}"
-        );
-        assert_eq!(row["estimated_requests"], 0);
-        let cost = PriceTable::builtin()
-            .cost_of(None, recorded_model, &tokens)
-            .unwrap()
-            .total()
-            .0;
-        assert_eq!(cost_nanos(row), cost, "{model}: cost");
-    }
+    assert_recorded_as_claude_code_reported(&server, &result).await;
     // Attribution: the key's user and team, the project from Claude Code's custom headers.
     let by_project = recorded(&server, "user,team,project").await;
     assert_eq!(by_project.len(), 1, "{by_project:?}");
@@ -541,32 +552,11 @@ async fn claude_code_in_bedrock_mode_through_the_gateway_is_metered_exactly_and_
         .env_remove("AWS_PROFILE");
     let result = claude_result(command).await;
 
-    let rows = recorded(&server, "model").await;
-    let model_usage = result["modelUsage"].as_object().unwrap();
-    assert!(!model_usage.is_empty(), "{result}");
-    for (model, usage) in model_usage {
-        let recorded_model = model.trim_end_matches("[1m]");
-        assert!(recorded_model.contains("anthropic.claude-"), "a Bedrock id: {model}");
-        let row = row_for(&rows, recorded_model);
-        let n = |f: &str| usage[f].as_u64().unwrap();
-        let tokens = tokens_of(row);
-        assert_eq!(tokens.input, n("inputTokens"), "{model}: {row}");
-        assert_eq!(tokens.output, n("outputTokens"), "{model}: {row}");
-        assert_eq!(tokens.cache_read, n("cacheReadInputTokens"), "{model}: {row}");
-        assert_eq!(
-            tokens.cache_write_5m + tokens.cache_write_1h,
-            n("cacheCreationInputTokens"),
-            "{model}: {row}"
-        );
-        assert_eq!(row["estimated_requests"], 0);
-        let cost = PriceTable::builtin()
-            .cost_of(None, recorded_model, &tokens)
-            .unwrap()
-            .total()
-            .0;
-        assert!(cost > 0, "{model} is priced");
-        assert_eq!(cost_nanos(row), cost, "{model}: cost");
-    }
+    let models = assert_recorded_as_claude_code_reported(&server, &result).await;
+    assert!(
+        models.iter().all(|m| m.contains("anthropic.claude-")),
+        "Bedrock ids: {models:?}"
+    );
     let by_project = recorded(&server, "user,team,project").await;
     assert_eq!(by_project.len(), 1, "{by_project:?}");
     assert_eq!(
@@ -1017,31 +1007,7 @@ async fn claude_code_in_vertex_mode_through_the_gateway_is_metered_exactly() {
         )
         .env_remove("ANTHROPIC_API_KEY");
     let result = claude_result(command).await;
-    let rows = recorded(&server, "model").await;
-    let model_usage = result["modelUsage"].as_object().unwrap();
-    assert!(!model_usage.is_empty());
-    for (model, usage) in model_usage {
-        let recorded_model = model.trim_end_matches("[1m]");
-        let row = row_for(&rows, recorded_model);
-        let n = |f: &str| usage[f].as_u64().unwrap();
-        let tokens = tokens_of(row);
-        assert_eq!(
-            (tokens.input, tokens.output, tokens.cache_read),
-            (n("inputTokens"), n("outputTokens"), n("cacheReadInputTokens")),
-            "{model}: {row}"
-        );
-        assert_eq!(
-            tokens.cache_write_5m + tokens.cache_write_1h,
-            n("cacheCreationInputTokens")
-        );
-        let cost = PriceTable::builtin()
-            .cost_of(None, recorded_model, &tokens)
-            .unwrap()
-            .total()
-            .0;
-        assert_eq!(cost_nanos(row), cost, "{model}: cost");
-        assert_eq!(row["estimated_requests"], 0);
-    }
+    assert_recorded_as_claude_code_reported(&server, &result).await;
     let by_project = recorded(&server, "user,project").await;
     assert_eq!(
         (&by_project[0]["user"], &by_project[0]["project"]),
