@@ -221,10 +221,14 @@ pub fn calls(usage: &[(UsageEvent, Nanos)]) -> Vec<Call> {
         .map(|(event, cost)| Call {
             at: event.timestamp,
             user: event.attribution.user.clone(),
+            team: event.attribution.team.clone(),
             agent: event.attribution.agent.clone(),
             session: event.attribution.session.clone(),
+            model: event.model.clone(),
             cost: *cost,
-            tokens: event.tokens.total(),
+            input_tokens: event.tokens.input + event.tokens.cache_write_5m + event.tokens.cache_write_1h,
+            cache_read_tokens: event.tokens.cache_read,
+            output_tokens: event.tokens.output + event.tokens.reasoning,
             truncated: event
                 .finish_reason
                 .as_deref()

@@ -69,12 +69,13 @@ pub trait FindingStore: Send + Sync {
 pub(crate) fn calls_sql() -> String {
     let truncation: Vec<String> = TRUNCATION_REASONS.iter().map(|r| format!("'{r}'")).collect();
     format!(
-        "SELECT e.ts, COALESCE(u.name, ''), a.name, e.session, COALESCE(e.cost_nanos, 0), \
-         e.input_tokens + e.output_tokens + e.cache_read_tokens + e.cache_write_5m_tokens \
-         + e.cache_write_1h_tokens + e.reasoning_tokens, \
+        "SELECT e.ts, COALESCE(u.name, ''), t.name, a.name, e.session, e.model, COALESCE(e.cost_nanos, 0), \
+         e.input_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens, e.cache_read_tokens, \
+         e.output_tokens + e.reasoning_tokens, \
          CAST(CASE WHEN e.finish_reason IN ({}) THEN 1 ELSE 0 END AS BIGINT), \
          e.prompt_simhash, e.completion_simhash, e.completion_compress_permille \
-         FROM usage_events e LEFT JOIN users u ON u.id = e.user_id LEFT JOIN agents a ON a.id = e.agent_id \
+         FROM usage_events e LEFT JOIN users u ON u.id = e.user_id LEFT JOIN teams t ON t.id = e.team_id \
+         LEFT JOIN agents a ON a.id = e.agent_id \
          WHERE e.ts >= $1 AND e.ts < $2",
         truncation.join(", ")
     )
@@ -84,10 +85,14 @@ pub(crate) fn calls_sql() -> String {
 pub(crate) struct CallRow {
     pub at: i64,
     pub user: String,
+    pub team: Option<String>,
     pub agent: Option<String>,
     pub session: Option<String>,
+    pub model: String,
     pub cost: i64,
-    pub tokens: i64,
+    pub input_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub output_tokens: i64,
     pub truncated: i64,
     pub prompt_simhash: Option<i64>,
     pub completion_simhash: Option<i64>,
@@ -99,10 +104,14 @@ impl From<CallRow> for Call {
         Call {
             at: Micros(r.at),
             user: r.user,
+            team: r.team,
             agent: r.agent,
             session: r.session,
+            model: r.model,
             cost: Nanos(r.cost),
-            tokens: u64::try_from(r.tokens).unwrap_or(0),
+            input_tokens: u64::try_from(r.input_tokens).unwrap_or(0),
+            cache_read_tokens: u64::try_from(r.cache_read_tokens).unwrap_or(0),
+            output_tokens: u64::try_from(r.output_tokens).unwrap_or(0),
             truncated: r.truncated != 0,
             // Stored as the signed reinterpretation of the 64 bits.
             prompt_simhash: r.prompt_simhash.map(|h| h as u64),

@@ -1218,11 +1218,13 @@ async fn waste_calls_carry_what_detection_needs(db: &TestDatabase) {
         "e1",
         at("2026-11-02T23:00:00Z"),
         "bob",
-        None,
+        Some("payments"),
         "claude-sonnet-4-5",
         1_000,
         500,
     );
+    looped.tokens.cache_read = 2_000;
+    looped.tokens.cache_write_5m = 100;
     looped.attribution.agent = Some("loop-agent".into());
     looped.attribution.session = Some("s-1".into());
     looped.finish_reason = Some("max_tokens".into());
@@ -1250,10 +1252,16 @@ async fn waste_calls_carry_what_detection_needs(db: &TestDatabase) {
             Call {
                 at: at("2026-11-02T23:00:00Z"),
                 user: "bob".into(),
+                team: Some("payments".into()),
                 agent: Some("loop-agent".into()),
                 session: Some("s-1".into()),
-                cost: Nanos(10_500_000), // 1,000 × $3/M + 500 × $15/M
-                tokens: 1_500,
+                model: "claude-sonnet-4-5".into(),
+                // 1,000 × $3/M + 500 × $15/M + 2,000 cache reads × $0.30/M + 100 cache writes at
+                // the input rate (this test's table names no cache-write rate)
+                cost: Nanos(11_400_000),
+                input_tokens: 1_100,
+                cache_read_tokens: 2_000,
+                output_tokens: 500,
                 truncated: true,
                 prompt_simhash: Some(u64::MAX - 7),
                 completion_simhash: Some(42),
@@ -1262,7 +1270,8 @@ async fn waste_calls_carry_what_detection_needs(db: &TestDatabase) {
             Call {
                 at: at("2026-11-02T23:01:00Z"),
                 user: "bob".into(),
-                tokens: 10,
+                model: "no-such-model".into(),
+                input_tokens: 10,
                 truncated: true,
                 ..Call::default()
             },

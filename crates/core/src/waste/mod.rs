@@ -8,21 +8,26 @@
 //!   [`WasteRules::similar_bits`], so paraphrases and counters do not escape);
 //! - [`Detector::FillerOutput`]: outputs that are filler — most cut off at `max_tokens`, or
 //!   highly compressible, or near-identical to each other;
+//! - [`Detector::IndependentCalls`]: calls that build on no earlier answer (the context does
+//!   not carry the previous output over), see [`day`];
 //! - [`Detector::MetronomicCadence`]: an hour or more at a steady rhythm with no human pause;
 //! - [`Detector::OffHours`]: an hour or more mostly at night (22:00–06:00 UTC) or at weekends;
 //!
-//! and, per person, [`Detector::AgentFanOut`] (many short-lived sessions or agents starting
-//! from the same prompt fingerprint) and [`Detector::SpendWithoutOutcomes`] (spend far above
-//! the median person's with no outcome credited in the window).
+//! per person and UTC day, the calls that are independent, generate far more than they were
+//! sent ([`Detector::OutputHeavy`]) and recur, however they are spread over sessions, agents and
+//! keys ([`day`]); per person, [`Detector::AgentFanOut`] (many short-lived sessions or agents
+//! starting from the same prompt fingerprint) and [`Detector::SpendWithoutOutcomes`] (spend far
+//! above the person's delivering peers' with outcomes far below theirs, [`peers`]).
 //!
-//! **No single signal accuses anyone.** A run is waste when it shows a content signal
-//! (repeated prompts, filler, fan-out) and at least one more signal, or any three signals.
-//! Fan-out by someone whose work ships (CI agents, say) is not waste unless its outputs are
-//! filler. Behaviour alone — long sessions, night work, steady agent loops — never suffices:
-//! a productive engineer's overnight agent session before a release has varied prompts and
-//! real outputs.
+//! **No single signal accuses anyone, and behaviour never does.** A finding needs a signal that
+//! the spend bought nothing — filler answers, answers generated from next to nothing, outcomes
+//! far below the peers' — and one more signal about the calls or the outcomes. Cadence and
+//! off hours only raise confidence: a release crunch works nights, a migration script keeps a
+//! steady pace. A recurring prompt with calls that carry nothing over is what a batch job and a
+//! CI review agent look like, so together they accuse nobody either.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 
 use serde::Serialize;
 
@@ -33,20 +38,43 @@ use crate::money::Nanos;
 use crate::outcomes::Milli;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
+mod day;
+mod peers;
+
 /// One model call, as detection sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Call {
     pub at: Micros,
     pub user: String,
+    /// The team the call was attributed to (peers are compared within a team).
+    pub team: Option<String>,
     pub agent: Option<String>,
     pub session: Option<String>,
+    pub model: String,
     pub cost: Nanos,
-    pub tokens: u64,
+    /// Tokens sent new with the call: uncached input and cache writes.
+    pub input_tokens: u64,
+    /// Context the provider read from its prompt cache.
+    pub cache_read_tokens: u64,
+    /// Tokens generated: output and reasoning.
+    pub output_tokens: u64,
     /// The output stopped at the length limit (`finish_reason` `length` / `max_tokens`).
     pub truncated: bool,
     pub prompt_simhash: Option<u64>,
     pub completion_simhash: Option<u64>,
     pub completion_compress_permille: Option<u32>,
+}
+
+impl Call {
+    /// Every token the call was billed for.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_tokens + self.output_tokens
+    }
+
+    /// The context the model was given: what was sent new and what was read from the cache.
+    pub fn context_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_tokens
+    }
 }
 
 crate::named_enum! {
@@ -59,15 +87,26 @@ crate::named_enum! {
         MetronomicCadence = "metronomic_cadence",
         OffHours = "off_hours",
         SpendWithoutOutcomes = "spend_without_outcomes",
+        IndependentCalls = "independent_calls",
+        OutputHeavy = "output_heavy",
     }
 }
 
 impl Detector {
-    /// Signals about what was asked and answered (the others are about behaviour).
-    fn is_content(self) -> bool {
+    /// Signals about when and how fast calls were made: they add confidence to a finding but
+    /// never make one (a release crunch works nights; a migration script keeps a steady pace).
+    fn is_behaviour(self) -> bool {
+        matches!(self, Detector::MetronomicCadence | Detector::OffHours)
+    }
+
+    /// Signals that the spend bought nothing: answers that are filler or generated from next to
+    /// nothing, or outcomes far below the person's peers'. The others (a prompt that recurs,
+    /// calls that carry nothing over, many short agents) describe batch jobs and CI agents as
+    /// well as waste, so they only corroborate.
+    fn shows_nothing_bought(self) -> bool {
         matches!(
             self,
-            Detector::RepeatedPrompts | Detector::FillerOutput | Detector::AgentFanOut
+            Detector::FillerOutput | Detector::OutputHeavy | Detector::SpendWithoutOutcomes
         )
     }
 }
@@ -212,8 +251,23 @@ pub struct WasteRules {
     pub off_hours_share: u32,
     /// Short sessions starting from one prompt fingerprint that make a fan-out.
     pub fan_out_sessions: usize,
-    /// Spend at least this many times the median person's, with no outcome, is a signal.
+    /// Spend at least this many times the peers' median…
     pub spend_multiple: u64,
+    /// …with value at most their median divided by this, is a signal.
+    pub outcome_fraction: u64,
+    /// Fewer peers in a person's team than this, and the whole organisation is the peer group.
+    pub min_peers: usize,
+    /// A call is output-heavy when it generated at least this many times what it was sent new…
+    pub output_multiple: u64,
+    /// …and at least this many tokens.
+    pub min_heavy_output: u64,
+    /// A run whose calls continue the previous one's conversation at most this often (in
+    /// thousandths) is a run of independent calls.
+    pub independent_share: u32,
+    /// Filler-like calls of one person in one day that make a finding…
+    pub min_filler_calls: usize,
+    /// …if they are at least this share of the person's calls that day, in thousandths.
+    pub filler_day_share: u32,
 }
 
 impl Default for WasteRules {
@@ -230,7 +284,14 @@ impl Default for WasteRules {
             min_signal_span: MICROS_PER_HOUR,
             off_hours_share: 800,
             fan_out_sessions: 8,
-            spend_multiple: 4,
+            spend_multiple: 3,
+            outcome_fraction: 3,
+            min_peers: 3,
+            output_multiple: 3,
+            min_heavy_output: 500,
+            independent_share: 200,
+            min_filler_calls: 40,
+            filler_day_share: 250,
         }
     }
 }
@@ -242,83 +303,63 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
     for call in calls {
         by_user.entry(&call.user).or_default().push(call);
     }
-    let spend_of = |calls: &[&Call]| calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost));
-    let mut spends: Vec<Nanos> = by_user.values().map(|c| spend_of(c)).collect();
-    spends.sort_unstable();
-    let median_spend = spends.get(spends.len() / 2).copied().unwrap_or(Nanos::ZERO);
+    let lagging = peers::lagging(&by_user, value_by_user, rules);
 
     let mut findings = Vec::new();
     for (user, mut calls) in by_user {
         calls.sort_by(|a, b| (&a.session, &a.agent, a.at).cmp(&(&b.session, &b.agent, b.at)));
         let shipped = value_by_user.get(user).is_some_and(|v| *v > 0);
-        let spent = spend_of(&calls);
-        let idle_spender = !shipped
-            && spent > Nanos::ZERO
-            && spent.0 >= median_spend.0.saturating_mul(rules.spend_multiple as i64).max(1);
-        let spend_note = idle_spender.then(|| {
-            format!(
-                "{} spent in the window with no outcome credited (the median person spent {})",
-                spent.usd_rounded(2),
-                median_spend.usd_rounded(2)
-            )
-        });
-
-        let (long, short) = runs(&calls, rules);
-        for run in long {
-            let mut signals = run_signals(&run, rules);
-            if let Some(note) = &spend_note {
-                signals.push((Detector::SpendWithoutOutcomes, note.clone()));
-            }
-            if let Some(finding) = judge(user, &run, signals, shipped) {
+        let lags = lagging.get(user).map(String::as_str);
+        let mut covered = vec![false; calls.len()];
+        let mut found = |members: Vec<usize>, signals: Vec<(Detector, String)>, covered: &mut [bool], whose: Whose| {
+            let run: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
+            if let Some(finding) = judge(user, &run, signals, shipped, whose) {
+                members.iter().for_each(|&i| covered[i] = true);
                 findings.push(finding);
             }
+        };
+
+        let continued = day::continued(&calls, rules);
+        let (long, short): (Vec<_>, Vec<_>) = runs(&calls, rules)
+            .into_iter()
+            .partition(|run| run.len() >= rules.min_run_calls);
+        for run in long {
+            let mut signals = run_signals(&calls[run.clone()], &continued[run.clone()], rules);
+            signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
+            found(run.collect(), signals, &mut covered, Whose::OneAgent);
         }
-        if let Some((fan_calls, note)) = fan_out(&short, rules) {
+        for day in day::filler_days(&calls, &continued, &covered.clone(), lags, rules) {
+            found(day.calls, day.signals, &mut covered, Whose::OneAgent);
+        }
+        let short: Vec<Range<usize>> = short.into_iter().filter(|run| !covered[run.start]).collect();
+        if let Some((members, note)) = fan_out(&calls, &short, rules) {
+            let fan_calls: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
             let mut signals = vec![(Detector::AgentFanOut, note)];
             signals.extend(filler(&fan_calls, rules));
-            if let Some(note) = &spend_note {
-                signals.push((Detector::SpendWithoutOutcomes, note.clone()));
-            }
-            if shipped && signals.len() < 2 {
-                continue;
-            }
-            if let Some(finding) = judge(user, &fan_calls, signals, shipped) {
-                findings.push(finding);
-            }
+            signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
+            found(members, signals, &mut covered, Whose::User);
         }
     }
     merge_by_day(findings)
 }
 
-/// The runs of one person's calls (sorted by session, agent, time): long ones to judge on
-/// their own, and short ones.
-fn runs<'a>(calls: &[&'a Call], rules: &WasteRules) -> (Vec<Vec<&'a Call>>, Vec<Vec<&'a Call>>) {
-    let (mut long, mut short) = (Vec::new(), Vec::new());
-    let mut current: Vec<&Call> = Vec::new();
-    for call in calls {
-        let continues = current.last().is_some_and(|last| {
+/// The runs of one person's calls (sorted by session, agent, time), as ranges of them: same
+/// session and agent, no pause longer than [`WasteRules::run_gap`].
+fn runs(calls: &[&Call], rules: &WasteRules) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=calls.len() {
+        let continues = i < calls.len() && {
+            let (last, call) = (calls[i - 1], calls[i]);
             last.session == call.session && last.agent == call.agent && call.at.0 - last.at.0 <= rules.run_gap
-        });
-        if !continues && !current.is_empty() {
-            let run = std::mem::take(&mut current);
-            if run.len() >= rules.min_run_calls {
-                &mut long
-            } else {
-                &mut short
-            }
-            .push(run);
+        };
+        if !continues {
+            runs.push(start..i);
+            start = i;
         }
-        current.push(call);
     }
-    if !current.is_empty() {
-        if current.len() >= rules.min_run_calls {
-            &mut long
-        } else {
-            &mut short
-        }
-        .push(current);
-    }
-    (long, short)
+    runs.retain(|r| !r.is_empty());
+    runs
 }
 
 /// The size of the largest group of near-identical fingerprints (greedy, against up to 16
@@ -383,8 +424,9 @@ fn filler(calls: &[&Call], rules: &WasteRules) -> Option<(Detector, String)> {
     })
 }
 
-/// The signals one long run shows, each with its evidence.
-fn run_signals(run: &[&Call], rules: &WasteRules) -> Vec<(Detector, String)> {
+/// The signals one long run shows, each with its evidence; `continued` says which of its
+/// calls continue the one before.
+fn run_signals(run: &[&Call], continued: &[bool], rules: &WasteRules) -> Vec<(Detector, String)> {
     let mut signals = Vec::new();
     let (first, last) = (run[0].at, run[run.len() - 1].at);
     let span = last.0 - first.0;
@@ -425,6 +467,17 @@ fn run_signals(run: &[&Call], rules: &WasteRules) -> Vec<(Detector, String)> {
             ));
         }
     }
+    let carried = continued.iter().filter(|c| **c).count();
+    if permille(carried, run.len()) <= rules.independent_share {
+        signals.push((
+            Detector::IndependentCalls,
+            format!(
+                "{} of {} calls build on no earlier answer",
+                run.len() - carried,
+                run.len()
+            ),
+        ));
+    }
     signals
 }
 
@@ -436,13 +489,14 @@ fn off_hours(at: Micros) -> bool {
     weekend || !(6..22).contains(&hour)
 }
 
-/// Many short sessions or agents starting from one prompt fingerprint.
-fn fan_out<'a>(short: &[Vec<&'a Call>], rules: &WasteRules) -> Option<(Vec<&'a Call>, String)> {
+/// Many short sessions or agents starting from one prompt fingerprint: their calls (indices
+/// into `calls`) and the evidence.
+fn fan_out(calls: &[&Call], short: &[Range<usize>], rules: &WasteRules) -> Option<(Vec<usize>, String)> {
     let starts: Vec<(usize, u64)> = short
         .iter()
         .enumerate()
-        .filter(|(_, run)| run[0].session.is_some() || run[0].agent.is_some())
-        .filter_map(|(i, run)| run.iter().find_map(|c| c.prompt_simhash).map(|h| (i, h)))
+        .filter(|(_, run)| calls[run.start].session.is_some() || calls[run.start].agent.is_some())
+        .filter_map(|(i, run)| calls[run.clone()].iter().find_map(|c| c.prompt_simhash).map(|h| (i, h)))
         .collect();
     let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
     for (i, hash) in starts {
@@ -460,31 +514,52 @@ fn fan_out<'a>(short: &[Vec<&'a Call>], rules: &WasteRules) -> Option<(Vec<&'a C
     }
     let labels: BTreeSet<&str> = members
         .iter()
-        .filter_map(|&i| short[i][0].agent.as_deref().or(short[i][0].session.as_deref()))
+        .filter_map(|&i| {
+            let first = calls[short[i].start];
+            first.agent.as_deref().or(first.session.as_deref())
+        })
         .collect();
-    let calls: Vec<&Call> = members.iter().flat_map(|&i| short[i].iter().copied()).collect();
+    let indices: Vec<usize> = members.iter().flat_map(|&i| short[i].clone()).collect();
     let note = format!(
         "{} short-lived sessions ({} distinct agents or sessions, {} calls) starting from one prompt fingerprint",
         members.len(),
         labels.len(),
-        calls.len()
+        indices.len()
     );
-    Some((calls, note))
+    Some((indices, note))
+}
+
+/// Who a finding is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    /// The person (a fan-out's agents are many and short-lived).
+    User,
+    /// The calls' agent if they all share one, else the person.
+    OneAgent,
 }
 
 /// Whether the signals make waste, and the finding if so.
-fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, shipped: bool) -> Option<Finding> {
+fn judge(
+    user: &str,
+    calls: &[&Call],
+    mut signals: Vec<(Detector, String)>,
+    shipped: bool,
+    whose: Whose,
+) -> Option<Finding> {
     let fan_out = signals.first().is_some_and(|s| s.0 == Detector::AgentFanOut);
     signals.sort_by_key(|s| s.0);
     signals.dedup_by_key(|s| s.0);
-    let content = signals.iter().any(|s| s.0.is_content());
-    if !(content && signals.len() >= 2 || signals.len() >= 3) {
+    // Evidence that nothing was bought, and one more signal about the calls or the outcomes;
+    // behaviour never counts towards a finding, only to its confidence.
+    let nothing_bought = signals.iter().any(|s| s.0.shows_nothing_bought());
+    let evidence = signals.iter().filter(|s| !s.0.is_behaviour()).count();
+    if !(nothing_bought && evidence >= 2) {
         return None;
     }
     let (first, last) = (calls.iter().map(|c| c.at).min()?, calls.iter().map(|c| c.at).max()?);
-    // A fan-out is its owner's (its agents are many and short-lived); a run is its agent's.
+    let one_agent = calls.iter().all(|c| c.agent == calls[0].agent);
     let (subject_kind, subject) = match calls[0].agent.as_deref() {
-        Some(agent) if !fan_out => (SubjectKind::Agent, agent.to_owned()),
+        Some(agent) if whose == Whose::OneAgent && one_agent => (SubjectKind::Agent, agent.to_owned()),
         _ => (SubjectKind::User, user.to_owned()),
     };
     let detector = if fan_out { Detector::AgentFanOut } else { signals[0].0 };
@@ -512,7 +587,7 @@ fn judge(user: &str, calls: &[&Call], mut signals: Vec<(Detector, String)>, ship
         from: first,
         to: last,
         calls: calls.len() as u64,
-        wasted_tokens: calls.iter().map(|c| c.tokens).sum(),
+        wasted_tokens: calls.iter().map(|c| c.tokens()).sum(),
         wasted: calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost)),
         confidence,
     })
@@ -624,6 +699,7 @@ mod tests {
             .join(" ")
     }
 
+    #[derive(Clone)]
     struct Run {
         user: &'static str,
         agent: Option<&'static str>,
@@ -634,6 +710,32 @@ mod tests {
         prompt: fn(usize) -> String,
         output: fn(usize) -> String,
         truncated: bool,
+        shape: Shape,
+        /// A new session every this many calls.
+        churn: Option<usize>,
+    }
+
+    /// The tokens of a run's calls.
+    #[derive(Clone, Copy)]
+    enum Shape {
+        /// 12,000 tokens in, 8,000 out, nothing cached: independent, not output-heavy.
+        Flat,
+        /// A conversation: each call's cached context is the last one's plus its answer.
+        Conversation,
+        /// A few hundred tokens in, thousands out, nothing carried over: generation.
+        Generation,
+    }
+
+    impl Shape {
+        /// (sent new, cache reads, output) of call `i` of a session.
+        fn tokens(self, i: usize) -> (u64, u64, u64) {
+            let i = i as u64;
+            match self {
+                Shape::Flat => (12_000, 0, 8_000),
+                Shape::Conversation => (400 + i * 37 % 900, 15_000 + i * 1_700, 1_000),
+                Shape::Generation => (300 + i * 53 % 250, 0, 2_200 + i * 71 % 1_500),
+            }
+        }
     }
 
     impl Run {
@@ -642,13 +744,22 @@ mod tests {
             (0..self.calls)
                 .map(|i| {
                     let output = (self.output)(i);
+                    let (session, turn) = match self.churn {
+                        Some(every) => (format!("{}-{}", self.session, i / every), i % every),
+                        None => (self.session.clone(), i),
+                    };
+                    let (input_tokens, cache_read_tokens, output_tokens) = self.shape.tokens(turn);
                     let call = Call {
                         at: Micros(at),
                         user: self.user.into(),
+                        team: None,
                         agent: self.agent.map(Into::into),
-                        session: Some(self.session.clone()),
+                        session: Some(session),
+                        model: "claude-sonnet-4-5".into(),
                         cost: Nanos(50_000_000),
-                        tokens: 20_000,
+                        input_tokens,
+                        cache_read_tokens,
+                        output_tokens,
                         truncated: self.truncated,
                         prompt_simhash: Some(simhash(&(self.prompt)(i))),
                         completion_simhash: Some(simhash(&output)),
@@ -659,6 +770,23 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    /// A request in words of its own (letters only: digits normalise away): no two share a
+    /// template.
+    fn fresh(i: usize) -> String {
+        (0..14)
+            .map(|k| {
+                let mut n = (i * 7_919 + k * 104_729 + k * k * 31) % 20_011;
+                let mut word = String::new();
+                while n > 0 || word.is_empty() {
+                    word.push(char::from(b'a' + (n % 26) as u8));
+                    n /= 26;
+                }
+                word
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn prose(i: usize) -> String {
@@ -676,6 +804,8 @@ mod tests {
             prompt: |i| format!("Keep improving the answer, attempt {i}, be more thorough"),
             output: prose,
             truncated: true,
+            shape: Shape::Flat,
+            churn: None,
         }
     }
 
@@ -684,12 +814,14 @@ mod tests {
         detect(calls, &value, &WasteRules::default())
     }
 
-    /// Daytime work by people who make the median spend what it is.
+    const COLLEAGUES: [&str; 6] = ["ann", "bob", "cat", "dan", "eve", "fin"];
+
+    /// Daytime work by the peers everyone is compared with (they deliver when a test says so).
     fn colleagues() -> Vec<Call> {
         (0..6)
             .flat_map(|n| {
                 Run {
-                    user: ["ann", "bob", "cat", "dan", "eve", "fin"][n],
+                    user: COLLEAGUES[n],
                     agent: None,
                     session: format!("day-{n}"),
                     start: MONDAY + 10 * MICROS_PER_HOUR,
@@ -698,6 +830,8 @@ mod tests {
                     prompt: varied,
                     output: prose,
                     truncated: false,
+                    shape: Shape::Flat,
+                    churn: None,
                 }
                 .calls()
             })
@@ -708,7 +842,7 @@ mod tests {
     fn a_night_loop_of_one_prompt_is_waste_with_evidence_and_dollars() {
         let mut calls = colleagues();
         calls.extend(night_loop("zed").calls());
-        let found = findings(&calls, &["ann"]);
+        let found = findings(&calls, &COLLEAGUES);
         assert_eq!(found.len(), 1, "{found:#?}");
         let f = &found[0];
         assert_eq!(
@@ -722,7 +856,8 @@ mod tests {
                 Detector::FillerOutput,
                 Detector::MetronomicCadence,
                 Detector::OffHours,
-                Detector::SpendWithoutOutcomes
+                Detector::SpendWithoutOutcomes,
+                Detector::IndependentCalls
             ]
         );
         assert_eq!(
@@ -769,6 +904,8 @@ mod tests {
             },
             output: |i| format!("{} ", WORDS[i % 3]).repeat(10) + &"the ledger balances. ".repeat(12),
             truncated: false,
+            shape: Shape::Flat,
+            churn: None,
         };
         let found = findings(&run.calls(), &[]);
         assert_eq!(found.len(), 1, "{found:#?}");
@@ -794,6 +931,8 @@ mod tests {
                 prompt: varied,
                 output: prose,
                 truncated: false,
+                shape: Shape::Flat,
+                churn: None,
             }
             .calls(),
         );
@@ -819,6 +958,8 @@ mod tests {
             prompt: varied,
             output: prose,
             truncated: true,
+            shape: Shape::Conversation,
+            churn: None,
         };
         assert!(findings(&run.calls(), &["lee"]).is_empty());
     }
@@ -836,6 +977,8 @@ mod tests {
                     prompt: |i| format!("Review this diff for bugs and style problems, diff number {i}"),
                     output: prose,
                     truncated,
+                    shape: Shape::Flat,
+                    churn: None,
                 }
                 .calls()
             })
@@ -888,7 +1031,8 @@ mod tests {
     fn signals_of(run: &Run) -> Vec<Detector> {
         let calls = run.calls();
         let refs: Vec<&Call> = calls.iter().collect();
-        run_signals(&refs, &WasteRules::default())
+        let rules = WasteRules::default();
+        run_signals(&refs, &day::continued(&refs, &rules), &rules)
             .into_iter()
             .map(|s| s.0)
             .collect()
@@ -905,6 +1049,8 @@ mod tests {
             prompt,
             output,
             truncated,
+            shape: Shape::Conversation,
+            churn: None,
         }
     }
 
@@ -973,28 +1119,357 @@ mod tests {
     }
 
     #[test]
-    fn idle_spend_is_a_signal_only_without_outcomes_and_far_above_the_median() {
+    fn spend_is_a_signal_only_far_above_delivering_peers_with_outcomes_far_below_theirs() {
         let mut calls = colleagues();
-        let mut loop_run = night_loop("zed");
-        loop_run.prompt = varied; // leaves filler, cadence, off hours: enough without the spend
-        calls.extend(loop_run.calls());
-        let signals = |shipped: &[&str]| findings(&calls, shipped)[0].signals.clone();
-        assert!(signals(&[]).contains(&Detector::SpendWithoutOutcomes));
-        assert!(
-            !signals(&["zed"]).contains(&Detector::SpendWithoutOutcomes),
-            "someone who shipped"
+        calls.extend(night_loop("zed").calls());
+        let signals = |calls: &[Call], value: &[(&str, Milli)]| {
+            let value = value.iter().map(|(u, v)| ((*u).to_owned(), *v)).collect();
+            let found = detect(calls, &value, &WasteRules::default());
+            found
+                .iter()
+                .find(|f| f.user == "zed")
+                .map(|f| f.signals.contains(&Detector::SpendWithoutOutcomes))
+        };
+        let peers_deliver: Vec<(&str, Milli)> = COLLEAGUES.iter().map(|u| (*u, 3_000)).collect();
+        assert_eq!(
+            signals(&calls, &peers_deliver),
+            Some(true),
+            "20× their spend, nothing shipped"
+        );
+        let with = |zed: Milli| [&peers_deliver[..], &[("zed", zed)]].concat();
+        assert_eq!(signals(&calls, &with(1_000)), Some(true), "a third of their median");
+        assert_eq!(signals(&calls, &with(1_001)), Some(false), "just over a third");
+        assert_eq!(
+            signals(&calls, &COLLEAGUES.iter().map(|u| (*u, 0)).collect::<Vec<_>>()),
+            Some(false),
+            "peers without outcomes: nobody can be said to lag them"
         );
         let cheap: Vec<Call> = calls
             .iter()
             .map(|c| Call {
-                cost: if c.user == "zed" { Nanos(500_000) } else { c.cost },
+                cost: if c.user == "zed" { Nanos(7_000_000) } else { c.cost },
                 ..c.clone()
             })
             .collect();
-        let found = findings(&cheap, &[]);
-        assert!(
-            !found[0].signals.contains(&Detector::SpendWithoutOutcomes),
-            "spend below four times the median person's: {found:#?}"
+        // zed's 412 calls now cost $2.88, under three times the peers' $1.00.
+        assert_eq!(
+            signals(&cheap, &peers_deliver),
+            Some(false),
+            "spend under three times theirs"
         );
+    }
+
+    #[test]
+    fn peers_are_the_team_and_its_delivering_half_sets_the_bar() {
+        // Six colleagues in "web" who deliver; in "infra", zed and three heavy spenders who do
+        // not: within infra, zed's spend is ordinary, but the bar is set by those who deliver.
+        let team = |calls: Vec<Call>, team: &str| -> Vec<Call> {
+            calls
+                .into_iter()
+                .map(|c| Call {
+                    team: Some(team.into()),
+                    ..c
+                })
+                .collect()
+        };
+        let mut calls = team(colleagues(), "web");
+        calls.extend(team(night_loop("zed").calls(), "infra"));
+        for (n, user) in ["ivy", "ike", "ida"].into_iter().enumerate() {
+            let mut heavy = night_loop(user);
+            heavy.prompt = varied;
+            heavy.start += n as i64 * MICROS_PER_DAY;
+            calls.extend(team(heavy.calls(), "infra"));
+        }
+        let spend_signal = |value: &[(&str, Milli)]| {
+            let value = value.iter().map(|(u, v)| ((*u).to_owned(), *v)).collect();
+            detect(&calls, &value, &WasteRules::default())
+                .iter()
+                .find(|f| f.user == "zed")
+                .map(|f| f.signals.contains(&Detector::SpendWithoutOutcomes))
+        };
+        let web: Vec<(&str, Milli)> = COLLEAGUES.iter().map(|u| (*u, 3_000)).collect();
+        assert_eq!(spend_signal(&web), Some(false), "infra's peers have no outcomes");
+        let infra = [&web[..], &[("ivy", 4_000), ("ike", 4_000)]].concat();
+        assert_eq!(
+            spend_signal(&infra),
+            Some(false),
+            "infra's delivering peers spend what zed spends"
+        );
+    }
+
+    /// Office-hours filler as people who know the run detectors produce it: a paraphrased
+    /// request every minute or so, sessions changed every 30 calls, short prompts, long outputs.
+    fn filler_day(user: &'static str) -> Run {
+        Run {
+            user,
+            agent: None,
+            session: format!("{user}-filler"),
+            start: MONDAY + 9 * MICROS_PER_HOUR,
+            calls: 240,
+            gap_secs: |i| 40 + (i as i64 * 53) % 60,
+            prompt: |i| {
+                let base = "write a detailed overview of how the ledger balances entries across the payment \
+                            module with examples and tests for the retry path";
+                let mut words: Vec<&str> = base.split(' ').collect();
+                words.rotate_left(i % 7);
+                let swapped = i % words.len();
+                words[swapped] = WORDS[i % WORDS.len()];
+                format!("{} {}", words.join(" "), WORDS[(i * 5) % WORDS.len()])
+            },
+            output: prose,
+            truncated: false,
+            shape: Shape::Generation,
+            churn: Some(30),
+        }
+    }
+
+    #[test]
+    fn filler_spread_over_churning_sessions_is_found_over_the_day() {
+        let mut calls = colleagues();
+        calls.extend(filler_day("zed").calls());
+        let found = findings(&calls, &COLLEAGUES);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(
+            (f.subject_kind, f.user.as_str(), f.calls),
+            (SubjectKind::User, "zed", 240)
+        );
+        assert_eq!(
+            f.signals,
+            [
+                Detector::RepeatedPrompts,
+                Detector::SpendWithoutOutcomes,
+                Detector::IndependentCalls,
+                Detector::OutputHeavy
+            ]
+        );
+        for part in [
+            "240 of 240 calls that day build on no earlier answer",
+            "8 sessions or agents",
+            "near-identical to at least two others",
+            "median 2",
+        ] {
+            assert!(f.evidence.contains(part), "{part:?} not in {}", f.evidence);
+        }
+        let shipped = findings(&calls, &[&COLLEAGUES[..], &["zed"]].concat());
+        assert_eq!(
+            shipped[0].signals,
+            [
+                Detector::RepeatedPrompts,
+                Detector::IndependentCalls,
+                Detector::OutputHeavy
+            ],
+            "three signals about the calls suffice for someone who ships"
+        );
+    }
+
+    #[test]
+    fn a_day_of_filler_needs_all_three_properties_of_its_calls() {
+        let found_for = |run: Run, shipped: &[&str]| {
+            let mut calls = colleagues();
+            calls.extend(run.calls());
+            findings(&calls, &[&COLLEAGUES[..], shipped].concat())
+        };
+        assert_eq!(found_for(filler_day("zed"), &["zed"]).len(), 1);
+        let conversation = Run {
+            shape: Shape::Conversation,
+            ..filler_day("zed")
+        };
+        assert!(
+            found_for(conversation, &["zed"]).is_empty(),
+            "each call carries the last answer"
+        );
+        let reading = Run {
+            shape: Shape::Flat,
+            ..filler_day("zed")
+        };
+        assert!(
+            found_for(reading, &["zed"]).is_empty(),
+            "reads more than it writes: a batch job, a doc generator"
+        );
+        let varied_prompts = Run {
+            prompt: fresh,
+            ..filler_day("zed")
+        };
+        assert!(
+            found_for(varied_prompts.clone(), &["zed"]).is_empty(),
+            "one-shot questions that do not recur, by someone who ships"
+        );
+        assert_eq!(
+            found_for(varied_prompts, &[])[0].signals,
+            [
+                Detector::SpendWithoutOutcomes,
+                Detector::IndependentCalls,
+                Detector::OutputHeavy
+            ],
+            "the same, by someone whose outcomes lag their peers'"
+        );
+    }
+
+    #[test]
+    fn a_day_of_filler_needs_enough_calls_and_a_share_of_the_day() {
+        let found_for = |calls: Vec<Call>| {
+            let mut all = colleagues();
+            all.extend(calls);
+            findings(&all, &[&COLLEAGUES[..], &["zed"]].concat())
+        };
+        let few = Run {
+            calls: 39,
+            ..filler_day("zed")
+        };
+        assert!(found_for(few.calls()).is_empty(), "39 calls: under the 40 a day needs");
+        let forty = Run {
+            calls: 40,
+            ..filler_day("zed")
+        };
+        assert_eq!(found_for(forty.calls()).len(), 1, "40 calls");
+        let mut drowned = forty.calls();
+        drowned.extend(
+            Run {
+                user: "zed",
+                agent: None,
+                session: "work".into(),
+                start: MONDAY + 13 * MICROS_PER_HOUR,
+                calls: 121,
+                gap_secs: |i| 20 + (i as i64 * 53) % 160,
+                prompt: varied,
+                output: prose,
+                truncated: false,
+                shape: Shape::Conversation,
+                churn: Some(30),
+            }
+            .calls(),
+        );
+        assert!(
+            found_for(drowned).is_empty(),
+            "40 of 161 calls: under a quarter of a day of real work"
+        );
+    }
+
+    #[test]
+    fn repeated_prompts_with_behaviour_alone_accuse_nobody() {
+        // A migration script: one instruction around each record at a steady pace in the
+        // evening, short outputs, by someone who ships. Content plus behaviour is not enough.
+        let script = Run {
+            user: "mia",
+            agent: Some("migrate"),
+            session: "batch".into(),
+            start: MONDAY + 19 * MICROS_PER_HOUR,
+            calls: 3_000,
+            gap_secs: |_| 2,
+            prompt: |i| format!("Convert this record to the new schema: record {i}"),
+            output: prose,
+            truncated: false,
+            shape: Shape::Flat,
+            churn: None,
+        };
+        let signals = signals_of(&script);
+        assert_eq!(
+            signals,
+            [
+                Detector::RepeatedPrompts,
+                Detector::MetronomicCadence,
+                Detector::IndependentCalls
+            ]
+        );
+        let mut calls = colleagues();
+        calls.extend(script.calls());
+        assert!(findings(&calls, &[&COLLEAGUES[..], &["mia"]].concat()).is_empty());
+    }
+
+    #[test]
+    fn agents_that_each_make_a_few_calls_are_judged_over_the_day() {
+        // 30 agents, 12 calls each, reworded requests, long outputs, nothing carried over.
+        let mut calls = colleagues();
+        for n in 0..30 {
+            calls.extend(
+                Run {
+                    agent: Some(["helper-a", "helper-b", "helper-c"][n % 3]),
+                    session: format!("farm-{n}"),
+                    start: MONDAY + 8 * MICROS_PER_HOUR + n as i64 * 20 * 60 * MICROS_PER_SECOND,
+                    calls: 12,
+                    gap_secs: |i| 10 + (i as i64 * 7) % 12,
+                    churn: None,
+                    ..filler_day("zed")
+                }
+                .calls(),
+            );
+        }
+        let found = findings(&calls, &[&COLLEAGUES[..], &["zed"]].concat());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].calls, found[0].subject_kind), (360, SubjectKind::User));
+        assert!(
+            found[0].evidence.contains("30 sessions or agents"),
+            "{}",
+            found[0].evidence
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// However an honest person's day is shaped — sessions, length, hours, model sizes,
+        /// shipped or not — adding it to an organisation never creates a finding for them.
+        #[test]
+        fn an_honest_day_never_creates_a_finding(
+            sessions in proptest::collection::vec(
+                (0i64..24 * 7, 3usize..80, 5i64..400, 200u64..9_000, 50u64..2_500, 0u64..40_000),
+                1..8,
+            ),
+            one_shots in proptest::collection::vec((0i64..24 * 7, 100u64..3_000), 0..12),
+            shipped in proptest::bool::ANY,
+            seed in 0usize..1_000,
+        ) {
+            let mut calls = colleagues();
+            calls.extend(filler_day("zed").calls());
+            let mut honest = Vec::new();
+            for (n, (hour, count, gap, input, output, cached)) in sessions.into_iter().enumerate() {
+                // A conversation: each turn's context holds the last turn's context and answer.
+                let (mut at, mut context) = (MONDAY + hour * MICROS_PER_HOUR, cached);
+                for i in 0..count {
+                    let sent = input + (i as u64 * 131) % 700;
+                    let out = output + (i as u64 * 97) % 400;
+                    let text = varied(seed + n * 1_000 + i);
+                    honest.push(Call {
+                        at: Micros(at),
+                        user: "kim".into(),
+                        team: None,
+                        agent: Some("claude-code".into()),
+                        session: Some(format!("kim-{n}")),
+                        model: "claude-sonnet-4-5".into(),
+                        cost: Nanos(30_000_000),
+                        input_tokens: sent,
+                        cache_read_tokens: context,
+                        output_tokens: out,
+                        truncated: false,
+                        prompt_simhash: Some(simhash(&text)),
+                        completion_simhash: Some(simhash(&prose(seed + i))),
+                        completion_compress_permille: Some(compress_permille(&prose(seed + i))),
+                    });
+                    context += sent + out;
+                    at += (gap + (i as i64 * 37) % gap.max(1)) * MICROS_PER_SECOND;
+                }
+            }
+            // Questions asked on their own: short in, long out, each a new chat.
+            for (k, (hour, output)) in one_shots.into_iter().enumerate() {
+                let text = varied(seed + 50_000 + k);
+                honest.push(Call {
+                    at: Micros(MONDAY + hour * MICROS_PER_HOUR),
+                    user: "kim".into(),
+                    session: Some(format!("kim-chat-{k}")),
+                    model: "claude-sonnet-4-5".into(),
+                    cost: Nanos(20_000_000),
+                    input_tokens: 80,
+                    output_tokens: output,
+                    prompt_simhash: Some(simhash(&text)),
+                    ..Call::default()
+                });
+            }
+            calls.extend(honest);
+            let value: Vec<&str> = if shipped { vec!["ann", "bob", "cat", "kim"] } else { vec!["ann", "bob", "cat"] };
+            let found = findings(&calls, &value);
+            proptest::prop_assert!(found.iter().all(|f| f.user != "kim"), "{:#?}", found.iter().filter(|f| f.user == "kim").collect::<Vec<_>>());
+            proptest::prop_assert!(found.iter().any(|f| f.user == "zed"), "the filler beside it is still found");
+        }
     }
 }

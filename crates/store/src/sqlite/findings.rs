@@ -54,14 +54,18 @@ impl FindingStore for SqliteStore {
                 Ok(Call::from(findings::CallRow {
                     at: r.get(0)?,
                     user: r.get(1)?,
-                    agent: r.get(2)?,
-                    session: r.get(3)?,
-                    cost: r.get(4)?,
-                    tokens: r.get(5)?,
-                    truncated: r.get(6)?,
-                    prompt_simhash: r.get(7)?,
-                    completion_simhash: r.get(8)?,
-                    completion_compress_permille: r.get(9)?,
+                    team: r.get(2)?,
+                    agent: r.get(3)?,
+                    session: r.get(4)?,
+                    model: r.get(5)?,
+                    cost: r.get(6)?,
+                    input_tokens: r.get(7)?,
+                    cache_read_tokens: r.get(8)?,
+                    output_tokens: r.get(9)?,
+                    truncated: r.get(10)?,
+                    prompt_simhash: r.get(11)?,
+                    completion_simhash: r.get(12)?,
+                    completion_compress_permille: r.get(13)?,
                 }))
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
