@@ -9,15 +9,15 @@
 //! - [`Detector::FillerOutput`]: outputs that are filler — most cut off at `max_tokens`, or
 //!   highly compressible, or near-identical to each other;
 //! - [`Detector::IndependentCalls`]: calls that build on no earlier answer (the context does
-//!   not carry the previous output over), see [`day`];
+//!   not carry the previous output over);
 //! - [`Detector::MetronomicCadence`]: an hour or more at a steady rhythm with no human pause;
 //! - [`Detector::OffHours`]: an hour or more mostly at night (22:00–06:00 UTC) or at weekends;
 //!
 //! per person and UTC day, the calls that are independent, generate far more than they were
 //! sent ([`Detector::OutputHeavy`]) and recur, however they are spread over sessions, agents and
-//! keys ([`day`]); per person, [`Detector::AgentFanOut`] (many short-lived sessions or agents
+//! keys; per person, [`Detector::AgentFanOut`] (many short-lived sessions or agents
 //! starting from the same prompt fingerprint) and [`Detector::SpendWithoutOutcomes`] (spend far
-//! above the person's delivering peers' with outcomes far below theirs, [`peers`]).
+//! above the person's delivering peers' with outcomes far below theirs).
 //!
 //! **No single signal accuses anyone, and behaviour never does.** A finding needs a signal that
 //! the spend bought nothing — filler answers, answers generated from next to nothing, outcomes
