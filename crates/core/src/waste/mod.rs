@@ -33,6 +33,9 @@ use crate::money::Nanos;
 use crate::outcomes::Milli;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
+mod feedback;
+pub use feedback::{Decision, FeedbackRules, REPEAT_BONUS, Reviewed, Verdict, review};
+
 /// One model call, as detection sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Call {
