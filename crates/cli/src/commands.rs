@@ -960,13 +960,24 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
             let window = WindowArgs { from, to }.window(&app)?;
             let report = app.detect(window).await.map_err(app_error)?;
             let table = Tabular::new(
-                &["from", "to", "calls", "findings", "new", "updated", "withdrawn", "ms"],
+                &[
+                    "from",
+                    "to",
+                    "calls",
+                    "findings",
+                    "new",
+                    "auto_dismissed",
+                    "updated",
+                    "withdrawn",
+                    "ms",
+                ],
                 vec![vec![
                     report.from.clone(),
                     report.to.clone(),
                     grouped(report.calls),
                     report.findings.to_string(),
                     report.new.to_string(),
+                    report.auto_dismissed.to_string(),
                     report.updated.to_string(),
                     report.withdrawn.to_string(),
                     report.elapsed_ms.to_string(),

@@ -156,7 +156,7 @@ fn main() {
             for _ in 0..options.runs {
                 let t = Instant::now();
                 report = Some(
-                    run_pass(store.as_ref(), &value_rules, &rules, from, to, to)
+                    run_pass(store.as_ref(), &value_rules, &rules, &Default::default(), from, to, to)
                         .await
                         .unwrap(),
                 );

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use goodhart_core::outcomes::ValueRules;
-use goodhart_core::waste::WasteRules;
+use goodhart_core::waste::{FeedbackRules, WasteRules};
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct WasteSettings {
     pub alerts: bool,
     pub alert_min_confidence: u32,
     pub rules: WasteRules,
+    /// How far admins' decisions on findings reach into later passes (not configurable yet).
+    pub feedback: FeedbackRules,
 }
 
 impl Default for WasteSettings {
@@ -50,6 +52,7 @@ impl Default for WasteSettings {
             alerts: true,
             alert_min_confidence: 850,
             rules: WasteRules::default(),
+            feedback: FeedbackRules::default(),
         }
     }
 }

@@ -16,8 +16,12 @@
 //! read by the public parser, turned into events as `goodhart import claude-code` does: no text,
 //! so no fingerprints). Outcomes are GitHub deliveries: pull requests approved by a teammate,
 //! merged and deployed to production. Deterministic for a seed.
+//!
+//! [`score`] also replays an admin's first week of review ([`FeedbackScore`]): the decisions
+//! come from the ground truth (each person's role), never from anything the people do, so the
+//! simulation stays independent of the detectors and of the feedback rules alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use goodhart_core::attribution::{RequestLabels, attribute};
 use goodhart_core::calls::{CallFacts, CallResult, gateway_event};
@@ -28,13 +32,13 @@ use goodhart_core::providers::ReportedUsage;
 use goodhart_core::requests::{Endpoint, prompt_text, request_facts};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 use goodhart_core::usage::{IngestPolicy, Source, TokenCounts, UsageEvent, UsageEventInput};
-use goodhart_core::waste::{Finding, WasteRules, detect};
+use goodhart_core::waste::{Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review};
 use goodhart_core::{Micros, Nanos};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::evaluate::{calls, facts};
+use crate::evaluate::{Detection, calls, facts};
 use crate::org::{Delivery, Org, OrgSpec, Persona, simulate as simulate_org};
 
 /// A way of burning tokens while trying to look like work.
@@ -1563,11 +1567,100 @@ pub struct AdversarialScore {
     pub findings: Vec<Finding>,
     /// The detection pass alone.
     pub detection_time: std::time::Duration,
+    /// One per review period of [`REVIEWED_DAYS`].
+    pub feedback: Vec<FeedbackScore>,
+}
+
+/// How many first days of findings the simulated admin reviews before the rest are judged:
+/// a week as the issue asks, and two and three weeks because the organisation's hard
+/// negatives that get accused (data migrations in weeks two and three, the release crunch in
+/// the last ten days) are not yet at work in the first week.
+pub const REVIEWED_DAYS: [i64; 3] = [7, 14, 21];
+
+/// Detection on the days after the first `reviewed_days`, before and after an admin reviews
+/// the first days' findings — dismissing each on a person who is not a waster, confirming each
+/// on a waster — and later findings are reviewed against those decisions as a pass would.
+#[derive(Debug, Clone, Default)]
+pub struct FeedbackScore {
+    pub reviewed_days: i64,
+    pub confirmed: usize,
+    pub dismissed: usize,
+    /// People flagged by the later days' findings as detected (recall out of every waster).
+    pub before: Detection,
+    /// The same, without the later findings the dismissals cover.
+    pub after: Detection,
+    /// Later findings the dismissals cover (recorded dismissed automatically by a server).
+    pub auto_dismissed: usize,
+    /// Per hard negative: people accused on the later days, before and after.
+    pub hard_negatives: BTreeMap<HardNegative, (Tally, Tally)>,
+}
+
+/// Replays an admin's review of the first `reviewed_days`' `findings` (see [`FeedbackScore`]).
+fn feedback(adv: &Adversarial, findings: &[Finding], reviewed_days: i64) -> FeedbackScore {
+    let cutoff = Micros(adv.spec.background.start.floor_to(MICROS_PER_DAY).0 + reviewed_days * MICROS_PER_DAY);
+    let wasteful = |user: &str| adv.roles.get(user).is_some_and(|r| r.wasteful());
+    let (reviewed, later): (Vec<&Finding>, Vec<&Finding>) = findings.iter().partition(|f| f.from < cutoff);
+    let decisions: Vec<Decision<'_>> = reviewed
+        .iter()
+        .map(|finding| Decision {
+            finding,
+            status: if wasteful(&finding.user) {
+                FindingStatus::Confirmed
+            } else {
+                FindingStatus::Dismissed
+            },
+            decided_at: cutoff,
+            note: None,
+        })
+        .collect();
+    let later = review(
+        later.into_iter().cloned().collect(),
+        &decisions,
+        &FeedbackRules::default(),
+    );
+    let before: BTreeSet<&str> = later.iter().map(|r| r.finding.user.as_str()).collect();
+    let after: BTreeSet<&str> = later
+        .iter()
+        .filter(|r| !matches!(r.verdict, Verdict::Covered { .. }))
+        .map(|r| r.finding.user.as_str())
+        .collect();
+    let wasters = adv.roles.values().filter(|r| r.wasteful()).count();
+    let detection = |flagged: &BTreeSet<&str>| Detection {
+        flagged: flagged.len(),
+        true_positives: flagged.iter().filter(|u| wasteful(u)).count(),
+        wasteful: wasters,
+    };
+    let mut hard_negatives: BTreeMap<HardNegative, (Tally, Tally)> = BTreeMap::new();
+    for (name, role) in &adv.roles {
+        if let Role::Hard(hard) = role {
+            let (was, is) = hard_negatives.entry(*hard).or_default();
+            was.total += 1;
+            is.total += 1;
+            was.flagged += usize::from(before.contains(name.as_str()));
+            is.flagged += usize::from(after.contains(name.as_str()));
+        }
+    }
+    let confirmed = decisions
+        .iter()
+        .filter(|d| d.status == FindingStatus::Confirmed)
+        .count();
+    FeedbackScore {
+        reviewed_days,
+        confirmed,
+        dismissed: decisions.len() - confirmed,
+        before: detection(&before),
+        after: detection(&after),
+        auto_dismissed: later
+            .iter()
+            .filter(|r| matches!(r.verdict, Verdict::Covered { .. }))
+            .count(),
+        hard_negatives,
+    }
 }
 
 /// Runs waste detection over the adversarial organisation as the server would (priced
 /// usage, value credited from its GitHub deliveries) and scores it per strategy and per hard
-/// negative.
+/// negative, then replays an admin's first week of review ([`FeedbackScore`]).
 pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) -> AdversarialScore {
     let prices = PriceTable::builtin();
     let usage: Vec<(UsageEvent, Nanos)> = adv
@@ -1618,6 +1711,10 @@ pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) ->
         hard_negatives,
         background_accused,
         background,
+        feedback: REVIEWED_DAYS
+            .iter()
+            .map(|&days| feedback(adv, &findings, days))
+            .collect(),
         findings,
         detection_time,
     }
@@ -1702,12 +1799,33 @@ mod tests {
         assert!(value.get(mixer).copied().unwrap_or(0) > value.get(naive).copied().unwrap_or(0));
     }
 
+    /// The shared organisation scored once, for the tests that only read the score.
+    fn shared_score() -> &'static AdversarialScore {
+        static SCORE: std::sync::LazyLock<AdversarialScore> =
+            std::sync::LazyLock::new(|| score(shared(), &ValueRules::default(), &WasteRules::default()));
+        &SCORE
+    }
+
     /// The harness's wiring: today's detectors catch the naive overnight loop. (Were this to
     /// fail, the harness or the detectors are broken: report it, do not tune it away.)
     #[test]
     fn the_naive_control_is_caught() {
-        let adv = shared();
-        let score = score(adv, &ValueRules::default(), &WasteRules::default());
+        let score = shared_score();
         assert_eq!(score.strategies[&Strategy::NaiveLoop], Tally { flagged: 1, total: 1 });
+    }
+
+    /// The review dismisses only findings on people who are not wasters, so it can only take
+    /// away false accusations, never a waster caught.
+    #[test]
+    fn an_admins_review_never_costs_recall() {
+        let score = shared_score();
+        for f in &score.feedback {
+            assert!(f.confirmed + f.dismissed > 0, "nothing reviewed: {f:?}");
+            assert_eq!(f.after.true_positives, f.before.true_positives, "{f:?}");
+            assert!(f.after.flagged <= f.before.flagged, "{f:?}");
+            for (hard, (before, after)) in &f.hard_negatives {
+                assert!(after.flagged <= before.flagged, "{hard:?}");
+            }
+        }
     }
 }

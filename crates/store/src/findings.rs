@@ -4,12 +4,30 @@
 //! A pass over a window replaces that window's findings: findings seen again keep their
 //! decision and get the pass's numbers, new ones are added, and undecided ones the pass no
 //! longer finds (an outcome arrived, say) are withdrawn. Decided findings are never withdrawn.
+//!
+//! A pass may record some of its new findings dismissed at once, because an admin dismissed the
+//! same pattern earlier ([`goodhart_core::waste::review`]): those are decided
+//! [`Decider::Automatic`]ally, only when new (a finding already stored keeps its status), and an
+//! admin's later decision on them replaces the automatic one as any decision is revised.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use goodhart_core::waste::{Call, Detector, Finding, FindingStatus, SubjectKind, TRUNCATION_REASONS};
 use goodhart_core::{Micros, Nanos};
 
 use crate::error::StoreError;
+
+goodhart_core::named_enum! {
+    /// Who decided a finding.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Decider {
+        /// An admin, through the API or the CLI.
+        Admin = "admin",
+        /// A detection pass, because an admin had dismissed the same pattern earlier.
+        Automatic = "automatic",
+    }
+}
 
 /// A stored finding and where its review stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,15 +39,19 @@ pub struct StoredFinding {
     /// When a pass last updated its numbers.
     pub updated_at: Micros,
     pub decided_at: Option<Micros>,
-    /// The admin's reason for the decision.
+    /// Who decided it, if it is decided.
+    pub decided_by: Option<Decider>,
+    /// The reason for the decision: the admin's, or the pass's naming the decision it follows.
     pub note: Option<String>,
 }
 
 /// What recording a detection pass changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassOutcome {
-    /// Findings not stored before (the ones an alert may be raised for).
+    /// Findings not stored before, open (the ones an alert may be raised for).
     pub new: Vec<Finding>,
+    /// Findings not stored before, recorded dismissed automatically.
+    pub auto_dismissed: u64,
     /// Findings stored before, updated with this pass's numbers.
     pub updated: u64,
     /// Undecided findings of the window this pass no longer found: removed.
@@ -42,20 +64,27 @@ pub trait FindingStore: Send + Sync {
     async fn waste_calls(&self, from: Micros, to: Micros) -> Result<Vec<Call>, StoreError>;
 
     /// Records a detection pass over `[from, to)` (see the module docs), in one transaction.
-    /// Only findings that started in the window are the pass's: others are skipped.
+    /// Only findings that started in the window are the pass's: others are skipped. New
+    /// findings whose id is a key of `dismiss` are recorded dismissed automatically at `now`,
+    /// with its value as their note.
     async fn record_findings(
         &self,
         from: Micros,
         to: Micros,
         findings: Vec<Finding>,
+        dismiss: HashMap<String, String>,
         now: Micros,
     ) -> Result<PassOutcome, StoreError>;
 
     /// Findings that started in `[from, to)`, most wasteful first.
     async fn findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError>;
 
-    /// Records an admin's decision (`confirmed` or `dismissed`, with an optional reason);
-    /// `None` when there is no such finding.
+    /// The decided (confirmed or dismissed) findings that started in `[from, to)`, oldest
+    /// first: what a pass reviews its new findings against.
+    async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError>;
+
+    /// Records an admin's decision (`confirmed` or `dismissed`, with an optional reason),
+    /// replacing any earlier one; `None` when there is no such finding.
     async fn decide_finding(
         &self,
         id: &str,
@@ -132,15 +161,22 @@ pub(crate) const UPSERT: &str = "INSERT INTO waste_findings (id, subject_kind, s
 pub(crate) const IN_WINDOW: &str = "SELECT id, status FROM waste_findings WHERE from_ts >= $1 AND from_ts < $2";
 pub(crate) const WITHDRAW: &str = "DELETE FROM waste_findings WHERE id = $1 AND status = 'open'";
 const COLUMNS: &str = "SELECT id, subject_kind, subject, user_name, detector, signals, evidence, from_ts, to_ts, \
-    calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, status, decided_at, note \
+    calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, status, decided_at, note, decided_by \
     FROM waste_findings";
 pub(crate) fn select_window() -> String {
     format!("{COLUMNS} WHERE from_ts >= $1 AND from_ts < $2 ORDER BY wasted_nanos DESC, id")
 }
+pub(crate) fn select_decided() -> String {
+    format!("{COLUMNS} WHERE from_ts >= $1 AND from_ts < $2 AND status <> 'open' ORDER BY from_ts, id")
+}
 pub(crate) fn select_one() -> String {
     format!("{COLUMNS} WHERE id = $1")
 }
-pub(crate) const DECIDE: &str = "UPDATE waste_findings SET status = $1, decided_at = $2, note = $3 WHERE id = $4";
+pub(crate) const DECIDE: &str =
+    "UPDATE waste_findings SET status = $1, decided_at = $2, note = $3, decided_by = 'admin' WHERE id = $4";
+/// `$1` the pass's time, `$2` the note, `$3` the id.
+pub(crate) const AUTO_DISMISS: &str = "UPDATE waste_findings SET status = 'dismissed', decided_at = $1, note = $2, \
+    decided_by = 'automatic' WHERE id = $3";
 
 /// The parameters of [`UPSERT`] for a finding, in order ($14 is the pass's time).
 pub(crate) struct UpsertParams {
@@ -171,23 +207,57 @@ impl UpsertParams {
     }
 }
 
-/// Which stored findings a pass withdraws, and how many of its findings are new: `existing`
-/// holds the window's stored `(id, status)`.
-pub(crate) fn reconcile(existing: &[(String, String)], findings: &[Finding]) -> (Vec<Finding>, u64, Vec<String>) {
-    let known: std::collections::HashSet<&str> = existing.iter().map(|(id, _)| id.as_str()).collect();
-    let found: std::collections::HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
-    let new: Vec<Finding> = findings
-        .iter()
-        .filter(|f| !known.contains(f.id.as_str()))
-        .cloned()
-        .collect();
-    let updated = (findings.len() - new.len()) as u64;
+/// What recording a pass does to the stored findings of its window.
+pub(crate) struct Reconciled {
+    /// New findings to leave open.
+    pub new: Vec<Finding>,
+    /// New findings to dismiss automatically: `(id, note)`.
+    pub auto_dismissed: Vec<(String, String)>,
+    /// Stored findings seen again.
+    pub updated: u64,
+    /// Undecided stored findings no longer found.
+    pub withdrawn: Vec<String>,
+}
+
+impl Reconciled {
+    pub fn outcome(self) -> PassOutcome {
+        PassOutcome {
+            new: self.new,
+            auto_dismissed: self.auto_dismissed.len() as u64,
+            updated: self.updated,
+            withdrawn: self.withdrawn.len() as u64,
+        }
+    }
+}
+
+/// Which stored findings a pass withdraws, and which of its findings are new (dismissed at once
+/// if `dismiss` names them): `existing` holds the window's stored `(id, status)`.
+pub(crate) fn reconcile(
+    existing: &[(String, String)],
+    findings: &[Finding],
+    mut dismiss: HashMap<String, String>,
+) -> Reconciled {
+    let known: HashSet<&str> = existing.iter().map(|(id, _)| id.as_str()).collect();
+    let found: HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    let (mut new, mut auto_dismissed) = (Vec::new(), Vec::new());
+    for finding in findings.iter().filter(|f| !known.contains(f.id.as_str())) {
+        match dismiss.remove(&finding.id) {
+            Some(note) => auto_dismissed.push((finding.id.clone(), note)),
+            None => new.push(finding.clone()),
+        }
+    }
+    let updated = (findings.len() - new.len() - auto_dismissed.len()) as u64;
     let withdrawn = existing
         .iter()
         .filter(|(id, status)| status == FindingStatus::Open.as_str() && !found.contains(id.as_str()))
         .map(|(id, _)| id.clone())
         .collect();
-    (new, updated, withdrawn)
+    Reconciled {
+        new,
+        auto_dismissed,
+        updated,
+        withdrawn,
+    }
 }
 
 /// A row of [`COLUMNS`], in its order.
@@ -203,6 +273,7 @@ pub(crate) struct Row {
     pub status: String,
     pub decided_at: Option<i64>,
     pub note: Option<String>,
+    pub decided_by: Option<String>,
 }
 
 impl Row {
@@ -241,6 +312,10 @@ impl Row {
             detected_at: Micros(detected_at),
             updated_at: Micros(updated_at),
             decided_at: self.decided_at.map(Micros),
+            decided_by: self
+                .decided_by
+                .map(|d| Decider::parse(&d).ok_or_else(|| corrupt("finding decider", &d)))
+                .transpose()?,
             note: self.note,
         })
     }

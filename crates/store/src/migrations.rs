@@ -43,6 +43,7 @@ migrations!(
     shared "20261124020000_findings",
     shared "20261124030000_viewer_tokens",
     shared "20261124040000_otlp",
+    shared "20261204000000_finding_deciders",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

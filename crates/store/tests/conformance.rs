@@ -8,6 +8,7 @@
     reason = "a test stops at the first broken step, and spawns what it drives freely"
 )]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use goodhart_core::Micros;
@@ -22,6 +23,7 @@ use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
+use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::viewers::{TokenRole, ViewerToken};
@@ -150,6 +152,7 @@ conformance!(
     outcome_facts_and_deliveries_are_stored_once,
     waste_calls_carry_what_detection_needs,
     finding_passes_keep_decisions_and_withdraw_what_is_gone,
+    passes_dismiss_only_new_findings_automatically_and_decisions_are_listed,
     viewer_tokens_are_found_by_hash_and_revoked,
     telemetry_points_are_stored_once_and_sessions_summed,
     the_gateway_record_of_a_call_replaces_another_sources,
@@ -1318,6 +1321,7 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
                 c.clone(),
                 finding("late", "2026-11-03T01:00:00Z", 1),
             ],
+            HashMap::new(),
             Micros(1),
         )
         .await
@@ -1348,6 +1352,7 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
         (dismissed.status, dismissed.decided_at, dismissed.note.as_deref()),
         (FindingStatus::Dismissed, Some(Micros(5)), Some("release crunch"))
     );
+    assert_eq!(dismissed.decided_by, Some(Decider::Admin));
     assert_eq!(
         store
             .decide_finding("nope", FindingStatus::Confirmed, None, Micros(5))
@@ -1359,7 +1364,7 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
     // A later pass sees a grow, b again, and not c (nor b, were it undecided).
     let grown = finding("a", "2026-11-02T01:00:00Z", 900);
     let second = store
-        .record_findings(day1, day2, vec![grown.clone()], Micros(9))
+        .record_findings(day1, day2, vec![grown.clone()], HashMap::new(), Micros(9))
         .await
         .unwrap();
     assert_eq!((second.new.len(), second.updated, second.withdrawn), (0, 1, 1));
@@ -1376,12 +1381,167 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
 
     // The decision survives a pass that finds it again.
     store
-        .record_findings(day1, day2, vec![grown, b], Micros(10))
+        .record_findings(day1, day2, vec![grown, b], HashMap::new(), Micros(10))
         .await
         .unwrap();
     let b = store.findings(day1, day2).await.unwrap().pop().unwrap();
     assert_eq!((b.finding.id.as_str(), b.status), ("b", FindingStatus::Dismissed));
     assert!(store.findings(day2, day3).await.unwrap().is_empty());
+}
+
+async fn passes_dismiss_only_new_findings_automatically_and_decisions_are_listed(db: &TestDatabase) {
+    use goodhart_core::waste::{Detector, Finding, FindingStatus, SubjectKind};
+    let store = db.open().await.unwrap();
+    let finding = |id: &str, when: &str| Finding {
+        id: id.into(),
+        subject_kind: SubjectKind::Agent,
+        subject: "loop-agent".into(),
+        user: "bob".into(),
+        detector: Detector::RepeatedPrompts,
+        signals: vec![Detector::RepeatedPrompts, Detector::OffHours],
+        evidence: "loops".into(),
+        from: at(when),
+        to: Micros(at(when).0 + MICROS_PER_HOUR),
+        calls: 400,
+        wasted_tokens: 1_000_000,
+        wasted: Nanos(5_000_000_000),
+        confidence: 850,
+    };
+    let (day1, day2, day3) = (
+        at("2026-11-02T00:00:00Z"),
+        at("2026-11-03T00:00:00Z"),
+        at("2026-11-04T00:00:00Z"),
+    );
+    let (monday, open) = (
+        finding("monday", "2026-11-02T22:00:00Z"),
+        finding("open", "2026-11-02T23:00:00Z"),
+    );
+    store
+        .record_findings(day1, day2, vec![monday, open], HashMap::new(), Micros(1))
+        .await
+        .unwrap();
+    store
+        .decide_finding("monday", FindingStatus::Dismissed, Some("load test"), Micros(2))
+        .await
+        .unwrap();
+
+    let (tuesday, other) = (
+        finding("tuesday", "2026-11-03T22:00:00Z"),
+        finding("other", "2026-11-03T23:00:00Z"),
+    );
+    let note = |id: &str| (id.to_owned(), format!("dismissed automatically: like monday ({id})"));
+    let first = store
+        .record_findings(
+            day2,
+            day3,
+            vec![tuesday.clone(), other.clone()],
+            HashMap::from([note("tuesday")]),
+            Micros(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.new, first.auto_dismissed, first.updated),
+        (vec![other.clone()], 1, 0),
+        "a covered new finding is stored dismissed, not announced"
+    );
+    let stored = store.findings(day2, day3).await.unwrap();
+    let tuesday_stored = stored.iter().find(|s| s.finding.id == "tuesday").unwrap();
+    assert_eq!(
+        (
+            tuesday_stored.status,
+            tuesday_stored.decided_at,
+            tuesday_stored.decided_by,
+            tuesday_stored.note.as_deref()
+        ),
+        (
+            FindingStatus::Dismissed,
+            Some(Micros(3)),
+            Some(Decider::Automatic),
+            Some("dismissed automatically: like monday (tuesday)")
+        )
+    );
+    assert_eq!(tuesday_stored.finding, tuesday);
+
+    // A later pass over the window: the automatic decision stays, and a finding stored open
+    // stays open even if the pass would now dismiss it (only new findings are dismissed).
+    let again = store
+        .record_findings(
+            day2,
+            day3,
+            vec![tuesday.clone(), other.clone()],
+            HashMap::from([note("tuesday"), note("other")]),
+            Micros(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.new.len(), again.auto_dismissed, again.updated, again.withdrawn),
+        (0, 0, 2, 0)
+    );
+    let statuses = |stored: Vec<goodhart_store::findings::StoredFinding>| {
+        stored
+            .into_iter()
+            .map(|s| (s.finding.id, s.status, s.decided_by, s.decided_at))
+            .collect::<Vec<_>>()
+    };
+    let mut now = statuses(store.findings(day2, day3).await.unwrap());
+    now.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        now,
+        vec![
+            ("other".to_owned(), FindingStatus::Open, None, None),
+            (
+                "tuesday".to_owned(),
+                FindingStatus::Dismissed,
+                Some(Decider::Automatic),
+                Some(Micros(3))
+            ),
+        ]
+    );
+    // Not found any more: decided, so kept.
+    let gone = store
+        .record_findings(day2, day3, vec![], HashMap::new(), Micros(5))
+        .await
+        .unwrap();
+    assert_eq!(gone.withdrawn, 1, "only the open one");
+
+    assert_eq!(
+        statuses(store.decided_findings(day1, day3).await.unwrap()),
+        vec![
+            (
+                "monday".to_owned(),
+                FindingStatus::Dismissed,
+                Some(Decider::Admin),
+                Some(Micros(2))
+            ),
+            (
+                "tuesday".to_owned(),
+                FindingStatus::Dismissed,
+                Some(Decider::Automatic),
+                Some(Micros(3))
+            ),
+        ],
+        "decided findings of the window, oldest first; open ones are not decisions"
+    );
+    assert!(store.decided_findings(day2, day2).await.unwrap().is_empty());
+
+    // An admin's word replaces the automatic one.
+    let confirmed = store
+        .decide_finding("tuesday", FindingStatus::Confirmed, None, Micros(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (confirmed.status, confirmed.decided_by, confirmed.note),
+        (FindingStatus::Confirmed, Some(Decider::Admin), None)
+    );
+    store
+        .record_findings(day2, day3, vec![tuesday], HashMap::from([note("tuesday")]), Micros(7))
+        .await
+        .unwrap();
+    let tuesday = store.decided_findings(day2, day3).await.unwrap().pop().unwrap();
+    assert_eq!(tuesday.status, FindingStatus::Confirmed);
 }
 
 async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {

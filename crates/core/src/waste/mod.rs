@@ -39,7 +39,10 @@ use crate::outcomes::Milli;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
 mod day;
+mod feedback;
 mod peers;
+
+pub use feedback::{Decision, FeedbackRules, REPEAT_BONUS, Reviewed, Verdict, review};
 
 /// One model call, as detection sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,6 +8,14 @@
 //! start over the backfill period, then every few minutes over yesterday and today, and on
 //! demand (`POST /api/v1/findings/detect`, `goodhart findings detect`) over any window. New
 //! findings at or above the alert confidence raise a `waste` alert while they are fresh.
+//!
+//! Before recording, a pass reviews its findings against admins' decisions of the feedback
+//! memory before the window and in it ([`goodhart_core::waste::review`]): a new finding whose
+//! pattern an admin dismissed on an earlier day is recorded dismissed automatically, with a
+//! note naming that decision — kept and visible, but no alert and no waste — and one that
+//! repeats a confirmed pattern gets a higher confidence. Only new findings are dismissed: one
+//! already stored open stays open when an admin dismisses another day's finding of the same
+//! pattern (the admin has it in front of them and decides it as they see fit).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,9 +24,9 @@ use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
 use goodhart_core::time::MICROS_PER_DAY;
-use goodhart_core::waste::{Finding, FindingStatus, WasteRules, detect};
+use goodhart_core::waste::{Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review};
 use goodhart_store::Store;
-use goodhart_store::findings::StoredFinding;
+use goodhart_store::findings::{Decider, StoredFinding};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +53,10 @@ pub struct PassReport {
     pub to: String,
     pub calls: u64,
     pub findings: u64,
+    /// New findings left open (they may raise alerts).
     pub new: u64,
+    /// New findings recorded dismissed because an admin dismissed the same pattern earlier.
+    pub auto_dismissed: u64,
     pub updated: u64,
     pub withdrawn: u64,
     pub elapsed_ms: u64,
@@ -53,11 +64,13 @@ pub struct PassReport {
     pub new_findings: Vec<Finding>,
 }
 
-/// Runs a detection pass over the whole UTC days covering `[from, to)` and records it.
+/// Runs a detection pass over the whole UTC days covering `[from, to)`, reviews its findings
+/// against admins' decisions and records it.
 pub async fn run_pass(
     store: &dyn Store,
     value_rules: &ValueRules,
     rules: &WasteRules,
+    feedback: &FeedbackRules,
     from: Micros,
     to: Micros,
     now: Micros,
@@ -68,31 +81,69 @@ pub async fn run_pass(
     let calls = store.waste_calls(read_from, to).await?;
     let value_from = Micros(read_from.0.min(to.0 - VALUE_PERIOD));
     let facts = store.facts_before(to).await?;
-    let (rules, value_rules) = (rules.clone(), value_rules.clone());
-    let (calls_read, findings) = tokio::task::spawn_blocking(move || {
+    let decided = store
+        .decided_findings(Micros(from.0.saturating_sub(feedback.memory)), to)
+        .await?;
+    let (rules, value_rules, feedback) = (rules.clone(), value_rules.clone(), feedback.clone());
+    let (calls_read, findings, dismiss) = tokio::task::spawn_blocking(move || {
         let mut value_by_user: HashMap<String, Milli> = HashMap::new();
         for credit in credits(&facts, &value_rules) {
             if credit.at >= value_from && credit.at < to {
                 *value_by_user.entry(credit.credited.user).or_default() += credit.value;
             }
         }
-        (calls.len() as u64, detect(&calls, &value_by_user, &rules))
+        let findings = detect(&calls, &value_by_user, &rules);
+        let (findings, dismiss) = apply_decisions(findings, &decided, &feedback);
+        (calls.len() as u64, findings, dismiss)
     })
     .await
     .map_err(|e| AppError::Store(goodhart_store::StoreError::Worker(e.to_string())))?;
     let in_window = findings.iter().filter(|f| f.from >= from && f.from < to).count() as u64;
-    let outcome = store.record_findings(from, to, findings, now).await?;
+    let outcome = store.record_findings(from, to, findings, dismiss, now).await?;
     Ok(PassReport {
         from: from.rfc3339(),
         to: to.rfc3339(),
         calls: calls_read,
         findings: in_window,
         new: outcome.new.len() as u64,
+        auto_dismissed: outcome.auto_dismissed,
         updated: outcome.updated,
         withdrawn: outcome.withdrawn,
         elapsed_ms: started.elapsed().as_millis() as u64,
         new_findings: outcome.new,
     })
+}
+
+/// A pass's findings reviewed against admins' decisions in `decided` (automatic ones do not
+/// speak for later findings), and the notes of those to dismiss if they are new, by id.
+fn apply_decisions(
+    findings: Vec<Finding>,
+    decided: &[StoredFinding],
+    rules: &FeedbackRules,
+) -> (Vec<Finding>, HashMap<String, String>) {
+    let decisions: Vec<Decision<'_>> = decided
+        .iter()
+        .filter(|s| s.decided_by != Some(Decider::Automatic))
+        .filter_map(|s| {
+            Some(Decision {
+                finding: &s.finding,
+                status: s.status,
+                decided_at: s.decided_at?,
+                note: s.note.as_deref(),
+            })
+        })
+        .collect();
+    let mut dismiss = HashMap::new();
+    let findings = review(findings, &decisions, rules)
+        .into_iter()
+        .map(|reviewed| {
+            if let Verdict::Covered { note, .. } = reviewed.verdict {
+                dismiss.insert(reviewed.finding.id.clone(), note);
+            }
+            reviewed.finding
+        })
+        .collect();
+    (findings, dismiss)
 }
 
 /// The alerts a pass's new findings raise.
@@ -127,6 +178,8 @@ pub struct FindingJson {
     pub detected_at: String,
     pub updated_at: String,
     pub decided_at: Option<String>,
+    /// `admin`, or `automatic` when a pass dismissed it after an admin's earlier dismissal.
+    pub decided_by: Option<Decider>,
     pub note: Option<String>,
     #[serde(skip)]
     pub wasted: goodhart_core::Nanos,
@@ -153,6 +206,7 @@ impl From<&StoredFinding> for FindingJson {
             detected_at: stored.detected_at.rfc3339(),
             updated_at: stored.updated_at.rfc3339(),
             decided_at: stored.decided_at.map(Micros::rfc3339),
+            decided_by: stored.decided_by,
             note: stored.note.clone(),
             wasted: f.wasted,
         }
@@ -259,6 +313,7 @@ impl App {
             self.store(),
             &settings.outcomes.rules,
             &settings.waste.rules,
+            &settings.waste.feedback,
             window.from,
             window.to,
             now,
@@ -300,6 +355,7 @@ impl App {
                             calls = report.calls,
                             findings = report.findings,
                             new = report.new,
+                            auto_dismissed = report.auto_dismissed,
                             withdrawn = report.withdrawn,
                             elapsed_ms = report.elapsed_ms,
                             "waste detection pass"
@@ -371,5 +427,44 @@ mod tests {
             ..settings
         };
         assert!(alerts_for(&[finding(950, 0)], &off, now).is_empty());
+    }
+
+    #[test]
+    fn only_an_admins_dismissal_dismisses_a_pass_s_findings() {
+        let night = |day: i64| Finding {
+            id: format!("repeated_prompts:agent:loop@bob:{day}"),
+            subject_kind: SubjectKind::Agent,
+            subject: "loop".into(),
+            user: "bob".into(),
+            detector: Detector::RepeatedPrompts,
+            signals: vec![Detector::RepeatedPrompts, Detector::OffHours],
+            evidence: "400 calls".into(),
+            from: Micros((20_759 + day) * MICROS_PER_DAY + 22 * 3_600_000_000),
+            to: Micros((20_760 + day) * MICROS_PER_DAY),
+            calls: 400,
+            wasted_tokens: 9_000,
+            wasted: Nanos(1_500_000_000),
+            confidence: 950,
+        };
+        let dismissed = |day: i64, by: Decider| StoredFinding {
+            finding: night(day),
+            status: FindingStatus::Dismissed,
+            detected_at: night(day).to,
+            updated_at: night(day).to,
+            decided_at: Some(Micros(night(day).to.0 + 3_600_000_000)),
+            decided_by: Some(by),
+            note: None,
+        };
+        let rules = FeedbackRules::default();
+        let (kept, dismiss) = apply_decisions(vec![night(1), night(2)], &[dismissed(0, Decider::Admin)], &rules);
+        assert_eq!(kept, [night(1), night(2)], "recorded, not dropped");
+        assert_eq!(dismiss.len(), 2);
+        assert!(dismiss[&night(1).id].contains(&night(0).id), "{dismiss:?}");
+
+        // Monday's dismissal was automatic (the admin's, a month before, is past the memory):
+        // it speaks for nothing, or dismissals would renew themselves for ever.
+        let decided = [dismissed(-31, Decider::Admin), dismissed(0, Decider::Automatic)];
+        let (_, dismiss) = apply_decisions(vec![night(1)], &decided, &rules);
+        assert!(dismiss.is_empty(), "{dismiss:?}");
     }
 }

@@ -237,3 +237,156 @@ async fn scheduled_detection_finds_a_fresh_loop_and_raises_one_alert() {
     let reply = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;
     assert_eq!(reply.json["alerts"].as_array().unwrap().len(), 1);
 }
+
+/// Like [`loop_calls`], but with answers that are real text, not filler: a loop that only
+/// repeats its prompt on a steady rhythm at night.
+fn quiet_loop_calls(user: &str, start: jiff::Timestamp, calls: i64) -> Vec<Value> {
+    let mut seed: u64 = start.as_second() as u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    (0..calls)
+        .map(|i| {
+            let answer: Vec<String> = (0..40)
+                .map(|_| format!("{}{}", WORDS[next() % WORDS.len()], next() % 1000))
+                .collect();
+            json!({
+                "id": format!("quiet-{user}-{}-{i}", start.as_second()),
+                "timestamp": (start + jiff::SignedDuration::from_secs(30 * i)).to_string(),
+                "user": user, "team": "payments", "agent": "loop-agent", "session": "loop-session",
+                "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
+                "prompt": format!("Run the full test suite again and report whether it passes (attempt {i})."),
+                "completion": answer.join(" "), "finish_reason": "end_turn",
+            })
+        })
+        .collect()
+}
+
+async fn detect_day(server: &TestServer, day: &str) -> Value {
+    let reply = server
+        .admin(
+            "POST",
+            &format!("/api/v1/findings/detect?from={day}&to={day}T23:59:59Z"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json
+}
+
+#[tokio::test]
+async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_shows_something_new() {
+    let server = start_with(
+        TestDatabase::sqlite(),
+        "[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
+    )
+    .await;
+    // Bob's agent loops on one prompt every night; on Wednesday its outputs become filler too.
+    for night in ["2026-11-02T22:00:00Z", "2026-11-03T22:00:00Z"] {
+        ingest(&server, &quiet_loop_calls("bob", night.parse().unwrap(), 130)).await;
+    }
+    ingest(
+        &server,
+        &loop_calls("bob", "payments", "2026-11-04T22:00:00Z".parse().unwrap(), 130),
+    )
+    .await;
+
+    let monday = detect_day(&server, "2026-11-02").await;
+    assert_eq!(
+        (monday["new"].as_u64(), monday["auto_dismissed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let listed = findings(&server, "from=2026-11-02&to=2026-11-03").await;
+    let first = &listed["findings"][0];
+    assert_eq!(
+        first["signals"],
+        json!(["repeated_prompts", "metronomic_cadence", "off_hours"]),
+        "{listed:#}"
+    );
+    let id = first["id"].as_str().unwrap().to_owned();
+    let dismissed = server
+        .admin(
+            "POST",
+            &format!("/api/v1/findings/{id}/dismiss"),
+            r#"{"note": "load test we asked for"}"#,
+        )
+        .await;
+    assert_eq!(dismissed.json["decided_by"], "admin", "{}", dismissed.text);
+    let decided_on = dismissed.json["decided_at"].as_str().unwrap()[..10].to_owned();
+
+    // Tuesday: the same pattern, nothing new: recorded, dismissed, not counted.
+    let tuesday = detect_day(&server, "2026-11-03").await;
+    assert_eq!(
+        (
+            tuesday["new"].as_u64(),
+            tuesday["auto_dismissed"].as_u64(),
+            tuesday["findings"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1)),
+        "{tuesday:#}"
+    );
+    let listed = findings(&server, "from=2026-11-03&to=2026-11-04").await;
+    let second = &listed["findings"][0];
+    assert_eq!(second["status"], "dismissed");
+    assert_eq!(second["decided_by"], "automatic");
+    assert_eq!(second["subject"], "loop-agent");
+    assert_eq!(
+        second["note"],
+        format!(
+            "dismissed automatically: the same pattern as finding {id}, dismissed on {decided_on} by an admin \
+             (“load test we asked for”)"
+        )
+    );
+    assert_eq!(
+        second["wasted_usd"].to_string(),
+        "0.78",
+        "the finding keeps its numbers"
+    );
+    assert_eq!(listed["totals"]["wasted_usd"].to_string(), "0", "but they are no waste");
+    assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("0"));
+
+    // A later pass over Tuesday keeps the automatic decision.
+    let again = detect_day(&server, "2026-11-03").await;
+    assert_eq!(
+        (
+            again["new"].as_u64(),
+            again["auto_dismissed"].as_u64(),
+            again["updated"].as_u64()
+        ),
+        (Some(0), Some(0), Some(1))
+    );
+    let listed = findings(&server, "from=2026-11-03&to=2026-11-04").await;
+    assert_eq!(listed["findings"][0]["decided_by"], "automatic");
+
+    // Wednesday: filler outputs too, which the admin never saw: it fires as usual.
+    let wednesday = detect_day(&server, "2026-11-04").await;
+    assert_eq!(
+        (wednesday["new"].as_u64(), wednesday["auto_dismissed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let listed = findings(&server, "from=2026-11-04&to=2026-11-05").await;
+    let third = &listed["findings"][0];
+    assert_eq!(third["status"], "open");
+    assert_eq!(third["decided_by"], Value::Null);
+    assert!(
+        third["signals"].as_array().unwrap().contains(&json!("filler_output")),
+        "{listed:#}"
+    );
+    assert_eq!(
+        board_waste(&server, "bob").await.as_deref(),
+        Some("0.78"),
+        "Wednesday's loop only"
+    );
+
+    // An admin's word on an automatically dismissed finding wins.
+    let tuesday_id = second["id"].as_str().unwrap();
+    let confirmed = server
+        .admin("POST", &format!("/api/v1/findings/{tuesday_id}/confirm"), Bytes::new())
+        .await;
+    assert_eq!(
+        (&confirmed.json["status"], &confirmed.json["decided_by"]),
+        (&json!("confirmed"), &json!("admin"))
+    );
+    assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("1.56"));
+}

@@ -9,7 +9,9 @@
 //! detectors were written next to.
 //!
 //! `… -- adversarial [SEEDS]`: recall per evasion strategy and false accusations per hard
-//! negative on the adversarial organisation ([`goodhart_sim::adversary`]).
+//! negative on the adversarial organisation ([`goodhart_sim::adversary`]), then precision,
+//! recall and false accusations on the days after the first week, before and after an admin's
+//! review of the first week's findings.
 
 #![expect(
     clippy::expect_used,
@@ -20,9 +22,10 @@
 use goodhart_core::outcomes::ValueRules;
 use goodhart_core::waste::WasteRules;
 use goodhart_sim::adversary::{
-    AdversarialScore, AdversarySpec, HardNegative, Strategy, Tally, score, simulate as simulate_adversarial,
+    AdversarialScore, AdversarySpec, HardNegative, REVIEWED_DAYS, Strategy, Tally, score,
+    simulate as simulate_adversarial,
 };
-use goodhart_sim::evaluate::{WasteScore, score_value, score_waste};
+use goodhart_sim::evaluate::{Detection, WasteScore, score_value, score_waste};
 use goodhart_sim::org::{OrgSpec, Persona, simulate};
 
 fn ranks(ranks: Option<&Vec<usize>>) -> String {
@@ -212,6 +215,7 @@ fn adversarial(seeds: u64) {
             s.detection_time.as_secs_f64() * 1e3
         );
     }
+    feedback(&scores, cell);
     if std::env::var_os("SHOW_FINDINGS").is_some() {
         for s in &scores {
             for finding in &s.findings {
@@ -227,5 +231,74 @@ fn adversarial(seeds: u64) {
                 );
             }
         }
+    }
+}
+
+/// The adversarial evaluation's feedback section: the later days, before and after an admin's
+/// review of the first days' findings, for each review period.
+fn feedback(scores: &[AdversarialScore], cell: impl Fn(&Tally) -> String) {
+    println!(
+        "\nAfter an admin reviews the findings of the first days (dismissing each on someone who is not a \
+         waster, confirming each on a waster), people flagged on the remaining days, before → after the \
+         decisions (recall out of every waster):\n"
+    );
+    println!(
+        "| days reviewed | seed | confirmed | dismissed | precision | recall | findings dismissed automatically |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (i, days) in REVIEWED_DAYS.iter().enumerate() {
+        let (mut before, mut after) = (Detection::default(), Detection::default());
+        let (mut confirmed, mut dismissed, mut auto) = (0, 0, 0);
+        for s in scores {
+            let f = &s.feedback[i];
+            println!(
+                "| {days} | {} | {} | {} | {:.2} → {:.2} | {:.2} → {:.2} | {} |",
+                s.seed,
+                f.confirmed,
+                f.dismissed,
+                f.before.precision(),
+                f.after.precision(),
+                f.before.recall(),
+                f.after.recall(),
+                f.auto_dismissed
+            );
+            for (total, one) in [(&mut before, &f.before), (&mut after, &f.after)] {
+                total.flagged += one.flagged;
+                total.true_positives += one.true_positives;
+                total.wasteful += one.wasteful;
+            }
+            (confirmed, dismissed, auto) = (
+                confirmed + f.confirmed,
+                dismissed + f.dismissed,
+                auto + f.auto_dismissed,
+            );
+        }
+        println!(
+            "| **{days}** | **all** | {confirmed} | {dismissed} | {:.2} → {:.2} | {:.2} → {:.2} | {auto} |",
+            before.precision(),
+            after.precision(),
+            before.recall(),
+            after.recall(),
+        );
+    }
+    println!(
+        "\nFalse accusations per hard negative on the remaining days, before → after the decisions (all seeds):\n"
+    );
+    let periods = REVIEWED_DAYS.map(|d| format!(" first {d} days reviewed |")).concat();
+    println!("| hard negative |{periods}");
+    println!("| --- |{}", " --- |".repeat(REVIEWED_DAYS.len()));
+    for hard in HardNegative::ALL {
+        let cells: Vec<String> = (0..REVIEWED_DAYS.len())
+            .map(|i| {
+                let (mut was, mut is) = (Tally::default(), Tally::default());
+                for s in scores {
+                    let (b, a) = s.feedback[i].hard_negatives.get(&hard).copied().unwrap_or_default();
+                    (was.flagged, was.total) = (was.flagged + b.flagged, was.total + b.total);
+                    (is.flagged, is.total) = (is.flagged + a.flagged, is.total + a.total);
+                }
+                format!("{} → {}", cell(&was), cell(&is))
+            })
+            .collect();
+        println!("| {} | {} |", hard.as_str(), cells.join(" | "));
     }
 }

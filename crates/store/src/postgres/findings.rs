@@ -1,5 +1,7 @@
 //! PostgreSQL: the calls waste detection judges and the findings of its passes.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use futures_util::pin_mut;
@@ -24,6 +26,7 @@ fn read_finding(r: &tokio_postgres::Row) -> Result<StoredFinding, StoreError> {
         status: r.get(15),
         decided_at: r.get(16),
         note: r.get(17),
+        decided_by: r.get(18),
     }
     .into_finding()
 }
@@ -64,6 +67,7 @@ impl FindingStore for PostgresStore {
         from: Micros,
         to: Micros,
         mut found: Vec<Finding>,
+        dismiss: HashMap<String, String>,
         now: Micros,
     ) -> Result<PassOutcome, StoreError> {
         found.retain(|f| f.from >= from && f.from < to);
@@ -78,7 +82,7 @@ impl FindingStore for PostgresStore {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let (new, updated, withdrawn) = findings::reconcile(&existing, &found);
+        let reconciled = findings::reconcile(&existing, &found, dismiss);
         let upsert = tx.prepare_cached(findings::UPSERT).await?;
         for f in &found {
             let p = findings::UpsertParams::of(f);
@@ -104,21 +108,30 @@ impl FindingStore for PostgresStore {
             )
             .await?;
         }
-        for id in &withdrawn {
+        for (id, note) in &reconciled.auto_dismissed {
+            tx.execute(findings::AUTO_DISMISS, &[&now.0, note, id]).await?;
+        }
+        for id in &reconciled.withdrawn {
             tx.execute(findings::WITHDRAW, &[id]).await?;
         }
         tx.commit().await?;
-        Ok(PassOutcome {
-            new,
-            updated,
-            withdrawn: withdrawn.len() as u64,
-        })
+        Ok(reconciled.outcome())
     }
 
     async fn findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
         let client = self.pool.get().await?;
         client
             .query(&findings::select_window(), &[&from.0, &to.0])
+            .await?
+            .iter()
+            .map(read_finding)
+            .collect()
+    }
+
+    async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(&findings::select_decided(), &[&from.0, &to.0])
             .await?
             .iter()
             .map(read_finding)

@@ -1,5 +1,7 @@
 //! SQLite: the calls waste detection judges and the findings of its passes.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::waste::{Call, Finding, FindingStatus};
@@ -32,6 +34,7 @@ fn read_finding(r: &rusqlite::Row<'_>) -> rusqlite::Result<findings::Row> {
         status: r.get(15)?,
         decided_at: r.get(16)?,
         note: r.get(17)?,
+        decided_by: r.get(18)?,
     })
 }
 
@@ -78,6 +81,7 @@ impl FindingStore for SqliteStore {
         from: Micros,
         to: Micros,
         mut found: Vec<Finding>,
+        dismiss: HashMap<String, String>,
         now: Micros,
     ) -> Result<PassOutcome, StoreError> {
         found.retain(|f| f.from >= from && f.from < to);
@@ -89,7 +93,7 @@ impl FindingStore for SqliteStore {
                 .prepare_cached(findings::IN_WINDOW)?
                 .query_map(params![from.0, to.0], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            let (new, updated, withdrawn) = findings::reconcile(&existing, &found);
+            let reconciled = findings::reconcile(&existing, &found, dismiss);
             {
                 let mut upsert = tx.prepare_cached(findings::UPSERT)?;
                 for f in &found {
@@ -112,23 +116,28 @@ impl FindingStore for SqliteStore {
                         now.0
                     ])?;
                 }
+                let mut auto_dismiss = tx.prepare_cached(findings::AUTO_DISMISS)?;
+                for (id, note) in &reconciled.auto_dismissed {
+                    auto_dismiss.execute(params![now.0, note, id])?;
+                }
                 let mut withdraw = tx.prepare_cached(findings::WITHDRAW)?;
-                for id in &withdrawn {
+                for id in &reconciled.withdrawn {
                     withdraw.execute([id])?;
                 }
             }
             tx.commit()?;
-            Ok(PassOutcome {
-                new,
-                updated,
-                withdrawn: withdrawn.len() as u64,
-            })
+            Ok(reconciled.outcome())
         })
         .await
     }
 
     async fn findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
         self.read(move |conn| query_findings(conn, &findings::select_window(), params![from.0, to.0]))
+            .await
+    }
+
+    async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
+        self.read(move |conn| query_findings(conn, &findings::select_decided(), params![from.0, to.0]))
             .await
     }
 
