@@ -151,18 +151,18 @@ impl From<CallRow> for Call {
 }
 
 pub(crate) const UPSERT: &str = "INSERT INTO waste_findings (id, subject_kind, subject, user_name, detector, \
-    signals, evidence, from_ts, to_ts, calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+    signals, evidence, from_ts, to_ts, calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, \
+    samples) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) \
     ON CONFLICT (id) DO UPDATE SET subject_kind = excluded.subject_kind, subject = excluded.subject, \
     user_name = excluded.user_name, detector = excluded.detector, signals = excluded.signals, \
     evidence = excluded.evidence, from_ts = excluded.from_ts, to_ts = excluded.to_ts, calls = excluded.calls, \
     wasted_tokens = excluded.wasted_tokens, wasted_nanos = excluded.wasted_nanos, \
-    confidence = excluded.confidence, updated_at = excluded.updated_at";
+    confidence = excluded.confidence, updated_at = excluded.updated_at, samples = excluded.samples";
 pub(crate) const IN_WINDOW: &str = "SELECT id, status FROM waste_findings WHERE from_ts >= $1 AND from_ts < $2";
 pub(crate) const WITHDRAW: &str = "DELETE FROM waste_findings WHERE id = $1 AND status = 'open'";
 const COLUMNS: &str = "SELECT id, subject_kind, subject, user_name, detector, signals, evidence, from_ts, to_ts, \
-    calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, status, decided_at, note, decided_by \
-    FROM waste_findings";
+    calls, wasted_tokens, wasted_nanos, confidence, detected_at, updated_at, status, decided_at, note, decided_by, \
+    samples FROM waste_findings";
 pub(crate) fn select_window() -> String {
     format!("{COLUMNS} WHERE from_ts >= $1 AND from_ts < $2 ORDER BY wasted_nanos DESC, id")
 }
@@ -184,6 +184,8 @@ pub(crate) struct UpsertParams {
     pub detector: &'static str,
     pub signals: String,
     pub numbers: [i64; 6],
+    /// The samples as JSON.
+    pub samples: String,
 }
 
 impl UpsertParams {
@@ -195,6 +197,7 @@ impl UpsertParams {
             subject_kind: finding.subject_kind.as_str(),
             detector: finding.detector.as_str(),
             signals: signals.join(","),
+            samples: serde_json::to_string(&finding.samples).unwrap_or_else(|_| "[]".into()),
             numbers: [
                 finding.from.0,
                 finding.to.0,
@@ -274,6 +277,7 @@ pub(crate) struct Row {
     pub decided_at: Option<i64>,
     pub note: Option<String>,
     pub decided_by: Option<String>,
+    pub samples: Option<String>,
 }
 
 impl Row {
@@ -290,6 +294,10 @@ impl Row {
             .map(|s| Detector::parse(s).ok_or_else(|| corrupt("finding signal", s)))
             .collect::<Result<Vec<_>, _>>()?;
         let [from, to, calls, tokens, wasted, confidence, detected_at, updated_at] = self.numbers;
+        let samples = match &self.samples {
+            Some(json) => serde_json::from_str(json).map_err(|_| corrupt("finding samples", json))?,
+            None => Vec::new(),
+        };
         let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(StoredFinding {
             finding: Finding {
@@ -307,6 +315,7 @@ impl Row {
                 wasted_tokens: unsigned(tokens),
                 wasted: Nanos(wasted),
                 confidence: u32::try_from(confidence).unwrap_or(0),
+                samples,
             },
             status: FindingStatus::parse(&self.status).ok_or_else(|| corrupt("finding status", &self.status))?,
             detected_at: Micros(detected_at),

@@ -44,6 +44,7 @@ migrations!(
     shared "20261124030000_viewer_tokens",
     shared "20261124040000_otlp",
     shared "20261204000000_finding_deciders",
+    shared "20261205000000_finding_samples",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -1300,14 +1300,26 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
         wasted_tokens: 1_000_000,
         wasted: Nanos(cents * 10_000_000),
         confidence: 850,
+        samples: Vec::new(),
     };
     let (day1, day2, day3) = (
         at("2026-11-02T00:00:00Z"),
         at("2026-11-03T00:00:00Z"),
         at("2026-11-04T00:00:00Z"),
     );
+    let mut a = finding("a", "2026-11-02T01:00:00Z", 500);
+    a.samples = vec![goodhart_core::waste::CallSample {
+        at: at("2026-11-02T01:00:00Z"),
+        model: "claude-sonnet-4-5".into(),
+        session: Some("s-1".into()),
+        agent: Some("loop-agent".into()),
+        input_tokens: 1_100,
+        cache_read_tokens: 20_000,
+        output_tokens: 4_096,
+        cost: Nanos(70_740_000),
+    }];
     let (a, b, c) = (
-        finding("a", "2026-11-02T01:00:00Z", 500),
+        a,
         finding("b", "2026-11-02T02:00:00Z", 300),
         finding("c", "2026-11-02T03:00:00Z", 100),
     );
@@ -1406,6 +1418,7 @@ async fn passes_dismiss_only_new_findings_automatically_and_decisions_are_listed
         wasted_tokens: 1_000_000,
         wasted: Nanos(5_000_000_000),
         confidence: 850,
+        samples: Vec::new(),
     };
     let (day1, day2, day3) = (
         at("2026-11-02T00:00:00Z"),

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Micros;
 use crate::budgets::{Alert, AlertKind};
@@ -151,6 +151,53 @@ pub fn is_truncation(finish_reason: &str) -> bool {
     TRUNCATION_REASONS.contains(&finish_reason)
 }
 
+/// One call of a finding as a manager checks it against the provider's logs: when, which
+/// model, the tokens and the cost — never its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSample {
+    pub at: Micros,
+    pub model: String,
+    pub session: Option<String>,
+    pub agent: Option<String>,
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: Nanos,
+}
+
+/// How many calls a finding keeps as samples.
+pub const SAMPLES: usize = 5;
+
+impl CallSample {
+    /// Up to [`SAMPLES`] of `calls`, spread evenly over them in time (the first and the last
+    /// included).
+    fn spread(calls: &[&Call]) -> Vec<CallSample> {
+        let mut by_time: Vec<&Call> = calls.to_vec();
+        by_time.sort_by_key(|c| c.at);
+        let picks: BTreeSet<usize> = match by_time.len() {
+            0 => BTreeSet::new(),
+            n if n <= SAMPLES => (0..n).collect(),
+            n => (0..SAMPLES).map(|k| k * (n - 1) / (SAMPLES - 1)).collect(),
+        };
+        picks
+            .into_iter()
+            .map(|i| {
+                let c = by_time[i];
+                CallSample {
+                    at: c.at,
+                    model: c.model.clone(),
+                    session: c.session.clone(),
+                    agent: c.agent.clone(),
+                    input_tokens: c.input_tokens,
+                    cache_read_tokens: c.cache_read_tokens,
+                    output_tokens: c.output_tokens,
+                    cost: c.cost,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Spend found to buy nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -171,6 +218,8 @@ pub struct Finding {
     pub wasted: Nanos,
     /// In thousandths.
     pub confidence: u32,
+    /// A few of its calls, spread over it (of the costliest run, when runs of a day add up).
+    pub samples: Vec<CallSample>,
 }
 
 impl Finding {
@@ -225,6 +274,7 @@ impl Finding {
             wasted_tokens: 1,
             wasted,
             confidence: 850,
+            samples: Vec::new(),
         }
     }
 }
@@ -593,6 +643,7 @@ fn judge(
         wasted_tokens: calls.iter().map(|c| c.tokens()).sum(),
         wasted: calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost)),
         confidence,
+        samples: CallSample::spread(calls),
     })
 }
 
@@ -620,6 +671,7 @@ fn merge_by_day(findings: Vec<Finding>) -> Vec<Finding> {
                 if finding.wasted > *costliest {
                     *costliest = finding.wasted;
                     kept.evidence = finding.evidence;
+                    kept.samples = finding.samples;
                 }
                 let (from, to) = (kept.from.min(finding.from), kept.to.max(finding.to));
                 let calls = kept.calls + finding.calls;
@@ -869,6 +921,21 @@ mod tests {
         );
         assert_eq!(f.confidence, 950);
         assert_eq!(f.id, "repeated_prompts:agent:loop-agent@zed:2026-11-02");
+        let sampled: Vec<Micros> = f.samples.iter().map(|s| s.at).collect();
+        let every = |n: i64| Micros(f.from.0 + n * 30 * MICROS_PER_SECOND);
+        assert_eq!(
+            sampled,
+            [every(0), every(102), every(205), every(308), every(411)],
+            "five calls spread over the finding, its first and last included"
+        );
+        assert_eq!(
+            (
+                f.samples[0].model.as_str(),
+                f.samples[0].output_tokens,
+                f.samples[0].cost
+            ),
+            ("claude-sonnet-4-5", 8_000, Nanos(50_000_000))
+        );
         for part in [
             "412 calls between 22:03 and 01:28",
             "412 of 412 prompts near-identical",

@@ -24,7 +24,9 @@ use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
 use goodhart_core::time::MICROS_PER_DAY;
-use goodhart_core::waste::{Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review};
+use goodhart_core::waste::{
+    CallSample, Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review,
+};
 use goodhart_store::Store;
 use goodhart_store::findings::{Decider, StoredFinding};
 use serde::Serialize;
@@ -181,8 +183,37 @@ pub struct FindingJson {
     /// `admin`, or `automatic` when a pass dismissed it after an admin's earlier dismissal.
     pub decided_by: Option<Decider>,
     pub note: Option<String>,
+    pub samples: Vec<SampleJson>,
     #[serde(skip)]
     pub wasted: goodhart_core::Nanos,
+}
+
+/// One sampled call of a finding (never its text).
+#[derive(Debug, Serialize)]
+pub struct SampleJson {
+    pub at: String,
+    pub model: String,
+    pub session: Option<String>,
+    pub agent: Option<String>,
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Box<RawValue>,
+}
+
+impl From<&CallSample> for SampleJson {
+    fn from(s: &CallSample) -> SampleJson {
+        SampleJson {
+            at: s.at.rfc3339(),
+            model: s.model.clone(),
+            session: s.session.clone(),
+            agent: s.agent.clone(),
+            input_tokens: s.input_tokens,
+            cache_read_tokens: s.cache_read_tokens,
+            output_tokens: s.output_tokens,
+            cost_usd: usd_number(s.cost),
+        }
+    }
 }
 
 impl From<&StoredFinding> for FindingJson {
@@ -208,6 +239,7 @@ impl From<&StoredFinding> for FindingJson {
             decided_at: stored.decided_at.map(Micros::rfc3339),
             decided_by: stored.decided_by,
             note: stored.note.clone(),
+            samples: f.samples.iter().map(SampleJson::from).collect(),
             wasted: f.wasted,
         }
     }
@@ -414,6 +446,7 @@ mod tests {
             wasted_tokens: 9_000,
             wasted: Nanos(1_500_000_000),
             confidence,
+            samples: Vec::new(),
         };
         let settings = WasteSettings::default();
         let raised = alerts_for(&[finding(950, 0), finding(700, 0), finding(950, 3)], &settings, now);
@@ -445,6 +478,7 @@ mod tests {
             wasted_tokens: 9_000,
             wasted: Nanos(1_500_000_000),
             confidence: 950,
+            samples: Vec::new(),
         };
         let dismissed = |day: i64, by: Decider| StoredFinding {
             finding: night(day),

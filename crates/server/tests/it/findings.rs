@@ -25,7 +25,8 @@ const WORDS: [&str; 16] = [
     "rollout",
 ];
 
-/// Alice's working session: varied prompts and answers at human pauses, office hours.
+/// Alice's working session: varied prompts and answers at human pauses, office hours, each turn
+/// carrying the session's growing context.
 fn working_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
     let mut seed: u64 = 7;
     let mut next = move || {
@@ -43,7 +44,8 @@ fn working_calls(start: jiff::Timestamp, calls: i64) -> Vec<Value> {
                 "timestamp": at.to_string(),
                 "user": "alice", "team": "payments", "agent": "claude-code", "session": "release",
                 "model": "claude-sonnet-4-5", "input_tokens": 3000, "output_tokens": 800,
-                "prompt": words.join(" "), "completion": answer.join(" "), "finish_reason": "end_turn",
+                "cache_read_tokens": 10_000 + 1_000 * i,
+                "prompt": words.join(" "), "completion": answer.join(" "), "finish_reason": "max_tokens",
             })
         })
         .collect()
@@ -118,12 +120,40 @@ async fn a_loop_is_found_explained_priced_and_a_dismissal_sticks() {
     assert_eq!(finding["detector"], "repeated_prompts");
     assert_eq!(
         finding["signals"],
-        json!(["repeated_prompts", "filler_output", "metronomic_cadence", "off_hours"])
+        json!([
+            "repeated_prompts",
+            "filler_output",
+            "metronomic_cadence",
+            "off_hours",
+            "independent_calls"
+        ])
     );
     assert_eq!(finding["calls"], 130);
     assert_eq!(finding["wasted_tokens"], 130 * 1200);
     assert_eq!(finding["wasted_usd"].to_string(), "0.78", "130 calls at $0.006, exact");
     assert_eq!(finding["confidence"], 0.95);
+    let samples = finding["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 5, "a few calls spread over the finding: {samples:#?}");
+    assert_eq!(samples[0]["at"], finding["from"]);
+    assert_eq!(samples[4]["at"], finding["to"]);
+    for sample in samples {
+        let keys: Vec<&str> = sample.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "agent",
+                "at",
+                "cache_read_tokens",
+                "cost_usd",
+                "input_tokens",
+                "model",
+                "output_tokens",
+                "session"
+            ],
+            "times, models, tokens and cost; never text"
+        );
+        assert_eq!(sample["cost_usd"].to_string(), "0.006");
+    }
     let evidence = finding["evidence"].as_str().unwrap();
     for part in [
         "130 calls between 22:00 and 23:04",
@@ -238,8 +268,9 @@ async fn scheduled_detection_finds_a_fresh_loop_and_raises_one_alert() {
     assert_eq!(reply.json["alerts"].as_array().unwrap().len(), 1);
 }
 
-/// Like [`loop_calls`], but with answers that are real text, not filler: a loop that only
-/// repeats its prompt on a steady rhythm at night.
+/// Like [`loop_calls`], but each call carries the last one's context over (cache reads grow
+/// 200 tokens a call): a loop that repeats its prompt on a steady rhythm at night, every answer
+/// cut off at `max_tokens`, in one conversation.
 fn quiet_loop_calls(user: &str, start: jiff::Timestamp, calls: i64) -> Vec<Value> {
     let mut seed: u64 = start.as_second() as u64;
     let mut next = move || {
@@ -256,8 +287,9 @@ fn quiet_loop_calls(user: &str, start: jiff::Timestamp, calls: i64) -> Vec<Value
                 "timestamp": (start + jiff::SignedDuration::from_secs(30 * i)).to_string(),
                 "user": user, "team": "payments", "agent": "loop-agent", "session": "loop-session",
                 "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200,
+                "cache_read_tokens": 200 * i,
                 "prompt": format!("Run the full test suite again and report whether it passes (attempt {i})."),
-                "completion": answer.join(" "), "finish_reason": "end_turn",
+                "completion": answer.join(" "), "finish_reason": "max_tokens",
             })
         })
         .collect()
@@ -282,7 +314,8 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
         "[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
     )
     .await;
-    // Bob's agent loops on one prompt every night; on Wednesday its outputs become filler too.
+    // Bob's agent loops on one prompt every night; on Wednesday its calls stop carrying
+    // anything over.
     for night in ["2026-11-02T22:00:00Z", "2026-11-03T22:00:00Z"] {
         ingest(&server, &quiet_loop_calls("bob", night.parse().unwrap(), 130)).await;
     }
@@ -301,7 +334,7 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
     let first = &listed["findings"][0];
     assert_eq!(
         first["signals"],
-        json!(["repeated_prompts", "metronomic_cadence", "off_hours"]),
+        json!(["repeated_prompts", "filler_output", "metronomic_cadence", "off_hours"]),
         "{listed:#}"
     );
     let id = first["id"].as_str().unwrap().to_owned();
@@ -340,8 +373,8 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
     );
     assert_eq!(
         second["wasted_usd"].to_string(),
-        "0.78",
-        "the finding keeps its numbers"
+        "1.2831",
+        "the finding keeps its numbers: 130 × $0.006 and 1,677,000 cache reads at $0.30/M"
     );
     assert_eq!(listed["totals"]["wasted_usd"].to_string(), "0", "but they are no waste");
     assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("0"));
@@ -359,7 +392,7 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
     let listed = findings(&server, "from=2026-11-03&to=2026-11-04").await;
     assert_eq!(listed["findings"][0]["decided_by"], "automatic");
 
-    // Wednesday: filler outputs too, which the admin never saw: it fires as usual.
+    // Wednesday: calls that build on nothing, which the admin never saw: it fires as usual.
     let wednesday = detect_day(&server, "2026-11-04").await;
     assert_eq!(
         (wednesday["new"].as_u64(), wednesday["auto_dismissed"].as_u64()),
@@ -370,7 +403,10 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
     assert_eq!(third["status"], "open");
     assert_eq!(third["decided_by"], Value::Null);
     assert!(
-        third["signals"].as_array().unwrap().contains(&json!("filler_output")),
+        third["signals"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("independent_calls")),
         "{listed:#}"
     );
     assert_eq!(
@@ -388,5 +424,5 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
         (&confirmed.json["status"], &confirmed.json["decided_by"]),
         (&json!("confirmed"), &json!("admin"))
     );
-    assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("1.56"));
+    assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("2.0631"));
 }

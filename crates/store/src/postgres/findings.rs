@@ -27,6 +27,7 @@ fn read_finding(r: &tokio_postgres::Row) -> Result<StoredFinding, StoreError> {
         decided_at: r.get(16),
         note: r.get(17),
         decided_by: r.get(18),
+        samples: r.get(19),
     }
     .into_finding()
 }
@@ -104,6 +105,7 @@ impl FindingStore for PostgresStore {
                     &wasted,
                     &confidence,
                     &now.0,
+                    &p.samples,
                 ],
             )
             .await?;

@@ -35,6 +35,7 @@ fn read_finding(r: &rusqlite::Row<'_>) -> rusqlite::Result<findings::Row> {
         decided_at: r.get(16)?,
         note: r.get(17)?,
         decided_by: r.get(18)?,
+        samples: r.get(19)?,
     })
 }
 
@@ -113,7 +114,8 @@ impl FindingStore for SqliteStore {
                         tokens,
                         wasted,
                         confidence,
-                        now.0
+                        now.0,
+                        p.samples
                     ])?;
                 }
                 let mut auto_dismiss = tx.prepare_cached(findings::AUTO_DISMISS)?;
