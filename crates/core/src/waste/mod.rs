@@ -384,13 +384,20 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
         for day in day::filler_days(&calls, &continued, &covered.clone(), lags, rules) {
             found(day.calls, day.signals, &mut covered, Whose::OneAgent);
         }
-        let short: Vec<Range<usize>> = short.into_iter().filter(|run| !covered[run.start]).collect();
-        if let Some((members, note)) = fan_out(&calls, &short, rules) {
-            let fan_calls: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
-            let mut signals = vec![(Detector::AgentFanOut, note)];
-            signals.extend(filler(&fan_calls, rules));
-            signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
-            found(members, signals, &mut covered, Whose::User);
+        // Short runs are judged together, per UTC day of their start.
+        let mut short_by_day: BTreeMap<i64, Vec<Range<usize>>> = BTreeMap::new();
+        for run in short.into_iter().filter(|run| !covered[run.start]) {
+            let day = calls[run.start].at.0.div_euclid(MICROS_PER_DAY);
+            short_by_day.entry(day).or_default().push(run);
+        }
+        for short in short_by_day.values() {
+            if let Some((members, note)) = fan_out(&calls, short, rules) {
+                let fan_calls: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
+                let mut signals = vec![(Detector::AgentFanOut, note)];
+                signals.extend(filler(&fan_calls, rules));
+                signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
+                found(members, signals, &mut covered, Whose::User);
+            }
         }
     }
     merge_by_day(findings)
@@ -1076,6 +1083,32 @@ mod tests {
                 found[0].evidence
             );
         }
+    }
+
+    #[test]
+    fn short_agents_are_judged_per_day_not_over_the_window() {
+        // The farm's 30 agents, one a day for a month: never eight in a day.
+        let calls: Vec<Call> = short_agents("farm", true)
+            .into_iter()
+            .map(|c| {
+                let n: i64 = c
+                    .session
+                    .as_deref()
+                    .unwrap()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                Call {
+                    at: Micros(c.at.0 + n * MICROS_PER_DAY),
+                    ..c
+                }
+            })
+            .collect();
+        let mut all = colleagues();
+        all.extend(calls);
+        assert!(findings(&all, &[]).is_empty(), "one short agent a day is no farm");
     }
 
     #[test]
