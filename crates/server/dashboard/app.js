@@ -213,6 +213,28 @@ async function leaderboard(params) {
   );
 }
 
+// A finding's sampled calls (never their text), to look up in the provider's logs.
+function sampledCalls(finding) {
+  if (!finding.samples || finding.samples.length === 0) return "";
+  return el(
+    "details",
+    { class: "samples" },
+    el("summary", {}, `${finding.samples.length} sampled calls · signals: ${finding.signals.join(", ")}`),
+    el(
+      "ul",
+      {},
+      ...finding.samples.map((s) =>
+        el(
+          "li",
+          {},
+          `${s.at.replace("T", " ").slice(0, 19)} ${s.model}${s.session ? ` session ${s.session}` : ""}: ` +
+            `${count(s.input_tokens)} in, ${count(s.cache_read_tokens)} cached, ${count(s.output_tokens)} out, ${usd(s.cost_usd)}`
+        )
+      )
+    )
+  );
+}
+
 // Findings with their evidence; the admin can confirm or dismiss each (with a note).
 function findingsTable(list, afterDecision) {
   const decide = (finding, decision) => async () => {
@@ -235,7 +257,7 @@ function findingsTable(list, afterDecision) {
     { title: "detector", cell: (f) => f.detector },
     { title: "wasted", num: true, cell: (f) => usd(f.wasted_usd) },
     { title: "confidence", num: true, cell: (f) => Number(f.confidence).toFixed(2) },
-    { title: "evidence", cell: (f) => f.evidence },
+    { title: "evidence", cell: (f) => [f.evidence, sampledCalls(f)] },
     { title: "status", cell: (f) => el("span", { class: `status-${f.status}`, "data-testid": `status-${f.id}` }, f.status, f.note ? ` — ${f.note}` : "") },
   ];
   if (isAdmin()) {
