@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Call, Detector, WasteRules, permille};
+use super::model::{Call, Detector, WasteRules, permille};
 use crate::fingerprint::simhash_similarity;
 use crate::time::MICROS_PER_DAY;
 

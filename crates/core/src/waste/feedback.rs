@@ -24,7 +24,7 @@
 //! dismissal would renew itself day after day past the memory, and each day's finding could
 //! grow by the size factor over the last one's.
 
-use super::{Finding, FindingStatus};
+use super::model::{Finding, FindingStatus};
 use crate::Micros;
 use crate::time::MICROS_PER_DAY;
 

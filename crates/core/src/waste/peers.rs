@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Call, WasteRules};
+use super::model::{Call, WasteRules};
 use crate::money::Nanos;
 use crate::outcomes::Milli;
 
