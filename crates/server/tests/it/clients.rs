@@ -85,20 +85,45 @@ fn row_for<'a>(rows: &'a [Value], model: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no usage recorded for {model}: {rows:?}"))
 }
 
-#[tokio::test]
-async fn official_python_sdks_through_the_gateway_are_metered_exactly() {
-    let python = tool("venv/bin/python");
+/// Runs `tests/clients/<script>` with the venv's Python against a fresh gateway, as alice of
+/// payments with a virtual key, the provider variables in `unset` removed (the SDK must find
+/// its key in `GOODHART_KEY`, nowhere else); returns the server and what the script printed,
+/// one JSON object a call, named by its `kind`.
+async fn python_client(script: &str, extra_env: &[(&str, &str)], unset: &[&str]) -> (TestServer, Calls) {
     let server = start_with(TestDatabase::sqlite(), "").await;
     let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let mut command = tokio::process::Command::new(python);
+    let mut command = tokio::process::Command::new(tool("venv/bin/python"));
     command
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sdk_calls.py"))
+        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("GOODHART_URL", server.url())
         .env("GOODHART_KEY", &key)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY");
-    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
-    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+        .envs(extra_env.iter().copied());
+    for name in unset {
+        command.env_remove(name);
+    }
+    let calls = serde_json::from_str(&run(command).await).unwrap();
+    (server, Calls(calls))
+}
+
+/// What a client script printed, one object a call.
+#[derive(Debug)]
+struct Calls(Vec<Value>);
+
+impl Calls {
+    /// The call of `kind`.
+    fn of(&self, kind: &str) -> Value {
+        self.0
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} call in {:?}", self.0))
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn official_python_sdks_through_the_gateway_are_metered_exactly() {
+    let (server, calls) = python_client("sdk_calls.py", &[], &["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]).await;
+    let call = |kind: &str| calls.of(kind);
     let rows = recorded(&server, "model").await;
     let prices = PriceTable::builtin();
 
@@ -196,18 +221,8 @@ fn assert_recorded_as_gemini_reported(rows: &[Value], model: &str, usage: &Value
 /// free, a bad key its own `ClientError` with 401.
 #[tokio::test]
 async fn the_google_genai_sdk_through_the_gateway_is_metered_exactly() {
-    let python = tool("venv/bin/python");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/genai_calls.py"))
-        .env("GOODHART_URL", server.url())
-        .env("GOODHART_KEY", &key)
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("GOOGLE_API_KEY");
-    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
-    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let (server, calls) = python_client("genai_calls.py", &[], &["GEMINI_API_KEY", "GOOGLE_API_KEY"]).await;
+    let call = |kind: &str| calls.of(kind);
     let rows = recorded(&server, "model").await;
     for kind in ["generate", "stream"] {
         let c = call(kind);
@@ -233,21 +248,18 @@ async fn the_google_genai_sdk_through_the_gateway_is_metered_exactly() {
 /// `AccessDeniedException`, a broken stream the exception boto3 raises mid-stream.
 #[tokio::test]
 async fn boto3_bedrock_runtime_through_the_gateway_is_metered_exactly() {
-    let python = tool("venv/bin/python");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_calls.py"))
-        .env("GOODHART_URL", server.url())
-        .env("GOODHART_KEY", &key)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE");
-    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
-    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let (server, calls) = python_client(
+        "boto3_calls.py",
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ],
+    )
+    .await;
+    let call = |kind: &str| calls.of(kind);
     let rows = recorded(&server, "model").await;
     let prices = PriceTable::builtin();
     for kind in ["converse", "converse_stream", "invoke_model", "invoke_stream"] {
@@ -888,18 +900,8 @@ async fn gemini_cli_through_the_gateway_with_telemetry_is_counted_once() {
 /// priced as that model; a bad key is the SDK's own `AuthenticationError`.
 #[tokio::test]
 async fn the_azure_openai_client_through_the_gateway_is_metered_as_its_deployments_model() {
-    let python = tool("venv/bin/python");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/azure_calls.py"))
-        .env("GOODHART_URL", server.url())
-        .env("GOODHART_KEY", &key)
-        .env_remove("AZURE_OPENAI_API_KEY")
-        .env_remove("OPENAI_API_KEY");
-    let calls: Vec<Value> = serde_json::from_str(&run(command).await).unwrap();
-    let call = |kind: &str| calls.iter().find(|c| c["kind"] == kind).unwrap().clone();
+    let (server, calls) = python_client("azure_calls.py", &[], &["AZURE_OPENAI_API_KEY", "OPENAI_API_KEY"]).await;
+    let call = |kind: &str| calls.of(kind);
     let rows = recorded(&server, "model").await;
     // The test server's Azure provider maps deployment `prod-4o` to `gpt-4o`.
     let row = row_for(&rows, "gpt-4o");
