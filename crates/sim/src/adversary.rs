@@ -17,6 +17,14 @@
 //! so no fingerprints). Outcomes are GitHub deliveries: pull requests approved by a teammate,
 //! merged and deployed to production. Deterministic for a seed.
 //!
+//! A second wave ([`Wave::Second`], its own organisation so the first wave's results stay as
+//! they were) casts people who have read the README's "Waste findings" — its signals, "A day of
+//! filler" and the rule that a finding needs a sign that nothing was bought — and adapt to it
+//! ([`Strategy::SECOND_WAVE`]), next to honest people whose work looks like those signals
+//! ([`HardNegative::SECOND_WAVE`]). Written from the README alone. Its new text is
+//! words on a topic of their own, as varied under SimHash as real prose; its token shapes carry cache
+//! writes where a real client writes its cache.
+//!
 //! [`score`] also replays an admin's first week of review ([`FeedbackScore`]): the decisions
 //! come from the ground truth (each person's role), never from anything the people do, so the
 //! simulation stays independent of the detectors and of the feedback rules alike.
@@ -75,6 +83,37 @@ pub enum Strategy {
     ViaGateway,
     /// Work-hours filler run in Claude Code and imported from its logs (no fingerprints).
     ViaImport,
+    // The second wave ([`Wave::Second`]): people who have read the README's "Waste findings".
+    /// Work-hours filler, each ask pasted after a large document (a different excerpt every
+    /// time), so that the answer is no longer several times what was sent.
+    PaddedPrompts,
+    /// Work-hours filler in a chat that resends (and caches) the whole conversation, so every
+    /// call's context grows by the previous answer.
+    FakeContinuity,
+    /// Two agents talking to each other through the gateway, each answer the other's next
+    /// prompt, the conversation cached and growing.
+    SelfTalk,
+    /// A ring of colleagues each burning 30–39 filler calls a day on their own key (under
+    /// the day's 40), next to a little real work.
+    Collusion,
+    /// A heavy Claude Code user who ships, adding filler worth a little under a quarter of each
+    /// day's calls.
+    QuarterOfHeavyDay,
+    /// Filler whose prompts a model writes (no template: every ask differs) and whose answers
+    /// vary, by someone who ships just over a third of the delivering peers' median value.
+    VariedShipsThird,
+    /// Varied filler by someone who moved into the team whose shippers spend the most, keeping
+    /// their spend at 2.3× its delivering half's median; ships little.
+    HeavyTeam,
+    /// Work-hours filler run in Claude Code, imported from its logs (no text), by someone who
+    /// ships just over a third of the delivering peers' median value.
+    ImportShipsThird,
+    /// Paraphrased filler whose answers stay under 500 tokens, at a quicker pace; ships little.
+    ShortAnswers,
+    /// Everything the README teaches at once: model-written asks, varied answers, in a cached
+    /// chat that carries every answer forward, by someone who ships just over a third of the
+    /// delivering peers' median value.
+    ContinuityShipsThird,
 }
 
 impl Strategy {
@@ -95,6 +134,20 @@ impl Strategy {
         Strategy::ViaImport,
     ];
 
+    /// The second wave's strategies ([`Wave::Second`]): evasions of the documented signals.
+    pub const SECOND_WAVE: [Strategy; 10] = [
+        Strategy::PaddedPrompts,
+        Strategy::FakeContinuity,
+        Strategy::SelfTalk,
+        Strategy::Collusion,
+        Strategy::QuarterOfHeavyDay,
+        Strategy::VariedShipsThird,
+        Strategy::HeavyTeam,
+        Strategy::ImportShipsThird,
+        Strategy::ShortAnswers,
+        Strategy::ContinuityShipsThird,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::NaiveLoop => "naive_loop (control)",
@@ -111,6 +164,16 @@ impl Strategy {
             Strategy::SpreadKeys => "spread_keys",
             Strategy::ViaGateway => "via_gateway",
             Strategy::ViaImport => "via_import",
+            Strategy::PaddedPrompts => "padded_prompts",
+            Strategy::FakeContinuity => "fake_continuity",
+            Strategy::SelfTalk => "self_talk",
+            Strategy::Collusion => "collusion_under_40",
+            Strategy::QuarterOfHeavyDay => "quarter_of_heavy_day",
+            Strategy::VariedShipsThird => "varied_ships_third",
+            Strategy::HeavyTeam => "heavy_team",
+            Strategy::ImportShipsThird => "import_ships_third",
+            Strategy::ShortAnswers => "short_answers",
+            Strategy::ContinuityShipsThird => "continuity_ships_third",
         }
     }
 }
@@ -133,6 +196,26 @@ pub enum HardNegative {
     /// An engineer whose migration script sends thousands of records through one instruction,
     /// at a rate-limited steady pace, overnight; the migration ships.
     DataMigration,
+    // The second wave ([`Wave::Second`]): honest work that looks like the documented signals.
+    /// A marketing writer generating product descriptions from short briefs through one
+    /// template, each a fresh call; the copy ships through the CMS, so no outcome is tracked.
+    ContentWriter,
+    /// An engineer generating test fixtures: a short "rows of realistic data for this schema"
+    /// prompt, long JSON answers, batches on two or three days a week; the PRs ship.
+    FixtureGenerator,
+    /// A localisation engineer running string files through one instruction (glossary
+    /// cached) into four or five locales at once; the i18n PRs ship.
+    Translator,
+    /// An engineer who asks one-shot questions in fresh chats all day (through the gateway);
+    /// ships as an engineer does.
+    OneShotQuestions,
+    /// An analytics team of four (twice the usual two people a seed, all in team `analytics`)
+    /// whose outcomes are dashboards and reports, not GitHub: long notebook-agent sessions and
+    /// one-off report drafts.
+    UntrackedTeam,
+    /// The same work by a team of two (team `research`): fewer than three peers, so the
+    /// README's spend rule compares them with the whole organisation.
+    UntrackedPair,
 }
 
 impl HardNegative {
@@ -144,6 +227,16 @@ impl HardNegative {
         HardNegative::DataMigration,
     ];
 
+    /// The second wave's hard negatives ([`Wave::Second`]).
+    pub const SECOND_WAVE: [HardNegative; 6] = [
+        HardNegative::ContentWriter,
+        HardNegative::FixtureGenerator,
+        HardNegative::Translator,
+        HardNegative::OneShotQuestions,
+        HardNegative::UntrackedTeam,
+        HardNegative::UntrackedPair,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             HardNegative::DocWriter => "doc_writer",
@@ -151,6 +244,12 @@ impl HardNegative {
             HardNegative::CiReviewAgent => "ci_review_agent",
             HardNegative::NewHire => "new_hire",
             HardNegative::DataMigration => "data_migration",
+            HardNegative::ContentWriter => "content_writer",
+            HardNegative::FixtureGenerator => "fixture_generator",
+            HardNegative::Translator => "translator",
+            HardNegative::OneShotQuestions => "one_shot_questions",
+            HardNegative::UntrackedTeam => "untracked_team",
+            HardNegative::UntrackedPair => "untracked_pair",
         }
     }
 }
@@ -175,10 +274,25 @@ impl Role {
     }
 }
 
+/// Which cast to simulate: each wave is its own organisation, so adding the second wave
+/// changes nothing of the first's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wave {
+    /// [`Strategy::ALL`] and [`HardNegative::ALL`]: issue 19's adapted behaviours, written
+    /// before the README documented the signals.
+    #[default]
+    First,
+    /// [`Strategy::SECOND_WAVE`] and [`HardNegative::SECOND_WAVE`]: people who read the
+    /// README's "Waste findings" and adapt to the signals it documents, and honest people whose
+    /// work looks like those signals. Written from the README alone, not the detectors.
+    Second,
+}
+
 /// The adversarial organisation to simulate.
 #[derive(Debug, Clone)]
 pub struct AdversarySpec {
     pub seed: u64,
+    pub wave: Wave,
     /// People following each strategy.
     pub per_strategy: usize,
     /// People of each hard negative.
@@ -192,6 +306,7 @@ impl AdversarySpec {
     pub fn new(seed: u64) -> AdversarySpec {
         AdversarySpec {
             seed,
+            wave: Wave::First,
             per_strategy: 2,
             per_hard_negative: 2,
             background: OrgSpec {
@@ -203,6 +318,17 @@ impl AdversarySpec {
                 outcome_gamers: 0,
                 ..OrgSpec::default()
             },
+        }
+    }
+}
+
+impl AdversarySpec {
+    /// The second wave's organisation: the same background, two people per second-wave
+    /// strategy and hard negative.
+    pub fn second_wave(seed: u64) -> AdversarySpec {
+        AdversarySpec {
+            wave: Wave::Second,
+            ..AdversarySpec::new(seed)
         }
     }
 }
@@ -270,6 +396,10 @@ enum Ask {
     Wrapped,
     /// "What does this do?", in the new hire's words, about some code.
     Explore,
+    /// A copywriter's template with a product's brief filled in (name, features, audience).
+    Brief,
+    /// "Generate rows of realistic data for this schema", the batch's rows numbered.
+    Schema,
 }
 
 /// What they get back.
@@ -281,6 +411,8 @@ enum Answer {
     Specific,
     /// A JSON record of fixed keys.
     Record,
+    /// A JSON array of a dozen-odd records of fixed keys (test fixtures).
+    Records,
 }
 
 /// When the next call of a run starts.
@@ -321,6 +453,27 @@ struct Run {
     churn: Option<(i64, i64)>,
     /// Share of the calls that are real work (the rest `ask` and `answer`), for mixing.
     real_share: f64,
+    /// How each call's context is made.
+    flow: Flow,
+}
+
+/// How a run's calls carry context (the second wave's tricks; the first wave's runs are all
+/// `Plain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The cached context of `Size::cache`, nothing else.
+    Plain,
+    /// Each ask after a pasted document of this many tokens (uncached input).
+    Padded { tokens: (u64, u64) },
+    /// A chat resending the whole conversation, cached: each call reads the cache so far and
+    /// writes the previous turn (its ask and answer) to it; a new conversation over 150k.
+    Conversation,
+    /// A conversation between two agents (`agent` and its critic), each prompt the other's
+    /// last answer.
+    SelfTalk,
+    /// Claude Code's shape: the system prompt read from the cache, the new turn written to
+    /// it, a handful of uncached tokens.
+    ClaudeCode,
 }
 
 /// A word list with Zipf-like frequencies (a few words common, most rare), as text has.
@@ -361,6 +514,30 @@ impl Lexicon {
         }
     }
 
+    /// `count` words of text on a topic of its own, as the second wave writes: function words
+    /// (the commonest 150) about 45 % of the time, else content words from a topic (a few
+    /// hundred of the rest, Zipf-like within it). Unrelated texts differ as much under SimHash as
+    /// real English paragraphs of the same length do (median 31 bits at 10–40 words, 27 at
+    /// 40–120, 25 over 120: the README's paragraphs), where [`Lexicon::words`]' single Zipf
+    /// makes long texts nearly identical.
+    fn topical(&self, rng: &mut StdRng, count: usize, out: &mut String) {
+        const FUNCTION: usize = 150;
+        const TOPIC: usize = 400;
+        let start = rng.random_range(FUNCTION..self.words.len() - TOPIC);
+        for _ in 0..count {
+            let i = if rng.random_bool(0.45) {
+                let total = self.cumulative[FUNCTION - 1];
+                self.cumulative.partition_point(|&c| c < rng.random_range(0.0..total))
+            } else {
+                // Zipf-like within the topic.
+                let r: f64 = rng.random_range(0.0f64..1.0);
+                start + ((TOPIC as f64).powf(r) as usize).min(TOPIC - 1)
+            };
+            out.push_str(&self.words[i.min(self.words.len() - 1)]);
+            out.push(' ');
+        }
+    }
+
     fn sentence(&self, rng: &mut StdRng) -> String {
         let mut s = String::new();
         let count = rng.random_range(6..20);
@@ -392,6 +569,16 @@ struct Actor {
     repo: String,
     next_pr: u64,
     planned: Vec<Planned>,
+    plan: Plan,
+}
+
+/// What a second-wave adversary decided after reading the boards.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    /// Spend at most this much on filler a working day.
+    daily_budget: Option<Nanos>,
+    /// Ship this many normal-size pull requests over the simulation.
+    pull_requests: Option<u32>,
 }
 
 struct Generator {
@@ -406,6 +593,10 @@ struct Generator {
     /// Background people, to review adversarial people's pull requests.
     reviewers: Vec<String>,
     deliveries: Vec<Delivery>,
+    prices: PriceTable,
+    /// Whether new text is [`Lexicon::topical`] (the second wave) or [`Lexicon::words`] (the
+    /// first, kept as it was so that its results stay comparable).
+    topical: bool,
 }
 
 /// Simulates `spec`'s adversarial organisation.
@@ -433,13 +624,24 @@ pub fn simulate(spec: &AdversarySpec) -> Adversarial {
         boilerplate,
         reviewers: org.people.iter().map(|p| p.name.clone()).collect(),
         deliveries: Vec::new(),
+        prices: PriceTable::builtin(),
+        topical: spec.wave == Wave::Second,
+    };
+    let (strategies, hard_negatives): (&[Strategy], &[HardNegative]) = match spec.wave {
+        Wave::First => (&Strategy::ALL, &HardNegative::ALL),
+        Wave::Second => (&Strategy::SECOND_WAVE, &HardNegative::SECOND_WAVE),
     };
     let mut cast: Vec<Role> = Vec::new();
-    for strategy in Strategy::ALL {
+    for &strategy in strategies {
         cast.extend(std::iter::repeat_n(Role::Evasion(strategy), spec.per_strategy));
     }
-    for hard in HardNegative::ALL {
-        cast.extend(std::iter::repeat_n(Role::Hard(hard), spec.per_hard_negative));
+    for &hard in hard_negatives {
+        let people = if hard == HardNegative::UntrackedTeam {
+            2 * spec.per_hard_negative
+        } else {
+            spec.per_hard_negative
+        };
+        cast.extend(std::iter::repeat_n(Role::Hard(hard), people));
     }
     let teams: Vec<String> = {
         let mut teams: Vec<String> = org.people.iter().map(|p| p.team.clone()).collect();
@@ -447,6 +649,18 @@ pub fn simulate(spec: &AdversarySpec) -> Adversarial {
         teams.dedup();
         teams
     };
+    let policy = IngestPolicy {
+        store_content: false,
+        source: Source::Api,
+    };
+    let background_usage: Vec<UsageEvent> = std::mem::take(&mut org.usage)
+        .into_iter()
+        .map(|input| {
+            #[expect(clippy::expect_used, reason = "the background simulator generates valid usage")]
+            input.validate(policy).expect("simulated usage is valid")
+        })
+        .collect();
+    let board = (spec.wave == Wave::Second).then(|| TeamBoard::of(&org, &background_usage, &generator.prices));
     let mut usage: Vec<UsageEvent> = Vec::new();
     let mut cast_counts: HashMap<&'static str, usize> = HashMap::new();
     for (i, role) in cast.into_iter().enumerate() {
@@ -458,23 +672,40 @@ pub fn simulate(spec: &AdversarySpec) -> Adversarial {
         let n = cast_counts.entry(kind).or_default();
         *n += 1;
         let name = format!("{}-{}", kind.replace('_', "-"), n);
-        let team = teams
+        let mut team = teams
             .get(i % teams.len().max(1))
             .cloned()
             .unwrap_or_else(|| "platform".into());
+        let mut plan = Plan::default();
+        if let Some(board) = &board {
+            match role {
+                // What the volume view shows: the team whose shippers spend the most.
+                Role::Evasion(Strategy::HeavyTeam) => {
+                    team = board.heaviest.clone();
+                    plan.daily_budget = Some(Nanos(
+                        (board.delivering_spend[&team].0 as f64 * 2.3 / board.working_days as f64) as i64,
+                    ));
+                }
+                Role::Evasion(
+                    Strategy::VariedShipsThird | Strategy::ImportShipsThird | Strategy::ContinuityShipsThird,
+                ) => {
+                    // Just over a third of what the team's delivering half ships (one
+                    // normal-size reviewed and deployed pull request is worth 1.0).
+                    let target = board.delivering_value.get(&team).copied().unwrap_or(0) as f64 * 0.4 / 1_000.0;
+                    plan.pull_requests = Some(target.ceil().max(1.0) as u32);
+                }
+                Role::Hard(HardNegative::UntrackedTeam) => team = "analytics".into(),
+                Role::Hard(HardNegative::UntrackedPair) => team = "research".into(),
+                _ => {}
+            }
+        }
         let mut actor = generator.actor(name, team, role);
+        actor.plan = plan;
         generator.live(&mut actor);
         usage.extend(generator.deliver(&actor));
         roles.insert(actor.name.clone(), role);
     }
-    let policy = IngestPolicy {
-        store_content: false,
-        source: Source::Api,
-    };
-    for input in std::mem::take(&mut org.usage) {
-        #[expect(clippy::expect_used, reason = "the background simulator generates valid usage")]
-        usage.push(input.validate(policy).expect("simulated usage is valid"));
-    }
+    usage.extend(background_usage);
     usage.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.id.cmp(&b.id)));
     org.deliveries.append(&mut generator.deliveries);
     org.deliveries.sort_by_key(|d| d.at);
@@ -483,6 +714,83 @@ pub fn simulate(spec: &AdversarySpec) -> Adversarial {
         org,
         roles,
         usage,
+    }
+}
+
+/// What a second-wave adversary reads off the boards before adapting: per team, the median
+/// value and the median spend of its delivering half (background people whose value is at
+/// least the team's median), over the whole simulation.
+struct TeamBoard {
+    delivering_value: HashMap<String, Milli>,
+    delivering_spend: HashMap<String, Nanos>,
+    /// The team whose delivering half spends the most.
+    heaviest: String,
+    working_days: usize,
+}
+
+impl TeamBoard {
+    fn of(org: &Org, usage: &[UsageEvent], prices: &PriceTable) -> TeamBoard {
+        let mut value: HashMap<&str, Milli> = HashMap::new();
+        for credit in credits(&facts(org), &ValueRules::default()) {
+            if let Some(person) = org.people.iter().find(|p| p.name == credit.credited.user) {
+                *value.entry(person.name.as_str()).or_default() += credit.value;
+            }
+        }
+        let mut spend: HashMap<&str, i64> = HashMap::new();
+        for event in usage {
+            if let Some(cost) = prices.cost_of(event.provider.as_deref(), &event.model, &event.tokens) {
+                *spend.entry(event.attribution.user.as_str()).or_default() += cost.total().0;
+            }
+        }
+        let median = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            if v.is_empty() { 0 } else { v[v.len() / 2] }
+        };
+        let mut teams: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for p in &org.people {
+            teams.entry(p.team.as_str()).or_default().push(p.name.as_str());
+        }
+        let (mut delivering_value, mut delivering_spend) = (HashMap::new(), HashMap::new());
+        for (team, people) in &teams {
+            let team_median = median(
+                people
+                    .iter()
+                    .map(|p| value.get(p).copied().unwrap_or(0) as i64)
+                    .collect(),
+            );
+            let delivering: Vec<&str> = people
+                .iter()
+                .copied()
+                .filter(|p| value.get(p).copied().unwrap_or(0) as i64 >= team_median)
+                .collect();
+            delivering_value.insert(
+                (*team).to_owned(),
+                median(
+                    delivering
+                        .iter()
+                        .map(|p| value.get(p).copied().unwrap_or(0) as i64)
+                        .collect(),
+                ) as Milli,
+            );
+            delivering_spend.insert(
+                (*team).to_owned(),
+                Nanos(median(
+                    delivering.iter().map(|p| spend.get(p).copied().unwrap_or(0)).collect(),
+                )),
+            );
+        }
+        let heaviest = delivering_spend
+            .iter()
+            .max_by_key(|(team, spend)| (spend.0, std::cmp::Reverse((*team).clone())))
+            .map(|(team, _)| team.clone())
+            .unwrap_or_default();
+        let days = org.spec.weeks as usize * 7;
+        TeamBoard {
+            delivering_value,
+            delivering_spend,
+            heaviest,
+            working_days: days * 5 / 7,
+        }
     }
 }
 
@@ -591,7 +899,12 @@ impl Generator {
                 scope(None, format!("{team}-app")),
                 scope(Some("ci-review"), format!("{team}-ci")),
             ]),
-            Role::Evasion(Strategy::ViaImport) | Role::Hard(HardNegative::NewHire) => Path::Import,
+            Role::Evasion(Strategy::ViaImport | Strategy::ImportShipsThird) | Role::Hard(HardNegative::NewHire) => {
+                Path::Import
+            }
+            Role::Evasion(Strategy::SelfTalk) | Role::Hard(HardNegative::OneShotQuestions) => {
+                Path::Gateway(vec![scope(None, format!("{team}-app"))])
+            }
             _ => Path::Api,
         };
         Actor {
@@ -608,6 +921,7 @@ impl Generator {
             },
             next_pr: 1,
             planned: Vec::new(),
+            plan: Plan::default(),
         }
     }
 
@@ -624,14 +938,21 @@ impl Generator {
                         self.ordinary_day(a, day, (2, 4));
                     }
                     self.ship_weekly(a, 3.0);
+                } else if strategy == Strategy::QuarterOfHeavyDay {
+                    // Their real work is a heavy user's (in `burn`), and it ships.
+                    self.ship_weekly(a, 4.0);
                 } else {
-                    // Their own real work goes on, a little of it: outcomes that do not move.
+                    // Their own real work goes on, a little of it: outcomes that do not move
+                    // (or, for those who read the rule, just enough of them).
                     for day in self.working_days() {
                         if self.rng.random_bool(0.5) {
                             self.ordinary_day(a, day, (1, 1));
                         }
                     }
-                    self.ship_weekly(a, 0.4);
+                    match a.plan.pull_requests {
+                        Some(count) => self.ship_evenly(a, count),
+                        None => self.ship_weekly(a, 0.4),
+                    }
                 }
             }
             Role::Hard(hard) => self.honest(a, hard),
@@ -672,6 +993,7 @@ impl Generator {
             size: WORK,
             churn: None,
             real_share: 0.0,
+            flow: Flow::Plain,
         }
     }
 
@@ -692,6 +1014,7 @@ impl Generator {
             size: LOOP,
             churn: None,
             real_share: 0.0,
+            flow: Flow::Plain,
         }
     }
 
@@ -714,6 +1037,7 @@ impl Generator {
             size: FILLER,
             churn: Some((40 * MICROS_PER_MINUTE, 80 * MICROS_PER_MINUTE)),
             real_share: 0.0,
+            flow: Flow::Plain,
         }
     }
 
@@ -869,6 +1193,7 @@ impl Generator {
                     self.run(a, run);
                 }
             }
+            s if self.weekday(day) && Strategy::SECOND_WAVE.contains(&s) => self.burn_adapted(a, s, day),
             _ => {}
         }
     }
@@ -876,6 +1201,12 @@ impl Generator {
     fn honest(&mut self, a: &mut Actor, hard: HardNegative) {
         let days = self.days();
         match hard {
+            HardNegative::ContentWriter
+            | HardNegative::FixtureGenerator
+            | HardNegative::Translator
+            | HardNegative::OneShotQuestions
+            | HardNegative::UntrackedTeam
+            | HardNegative::UntrackedPair => self.honest_adapted(a, hard),
             HardNegative::DocWriter => {
                 for day in self.working_days() {
                     for _ in 0..self.rng.random_range(3..6) {
@@ -1072,6 +1403,7 @@ impl Generator {
                         churn: None,
                         real_share: 0.0,
                         key: 0,
+                        flow: Flow::Plain,
                     };
                     self.run(a, run);
                 }
@@ -1090,6 +1422,8 @@ impl Generator {
         let mut context = run.size.cache.0;
         let mut last = at;
         let mut previous_truncated = false;
+        // A conversation's cached history, the turn to write to it next, the last answer.
+        let (mut history, mut pending, mut said) = (0u64, run.size.cache.0, None::<String>);
         for n in 0..run.calls {
             if at >= run.until || at.0 >= self.start.0 + i64::from(self.days()) * MICROS_PER_DAY {
                 break;
@@ -1100,6 +1434,12 @@ impl Generator {
                 session = self.id("s");
                 context = run.size.cache.0;
                 churn_at = Some(at.0 + self.rng.random_range(lo..hi));
+                (history, pending, said) = (0, run.size.cache.0, None);
+            }
+            if matches!(run.flow, Flow::Conversation | Flow::SelfTalk) && history > 150_000 {
+                // Too long: a new chat.
+                session = self.id("s");
+                (history, pending, said) = (0, run.size.cache.0, None);
             }
             let real = run.real_share > 0.0 && self.rng.random_bool(run.real_share);
             let (ask, answer, size) = if real {
@@ -1123,7 +1463,7 @@ impl Generator {
                 )
             };
             let completion = self.completion(&a.voice, answer);
-            a.planned.push(Planned {
+            let mut planned = Planned {
                 at,
                 session: session.clone(),
                 agent: run.agent.clone(),
@@ -1139,7 +1479,41 @@ impl Generator {
                 prompt,
                 completion,
                 truncated,
-            });
+            };
+            match run.flow {
+                Flow::Plain => {}
+                Flow::Padded { tokens } => {
+                    let pasted = self.rng.random_range(tokens.0..=tokens.1);
+                    // The document's first few hundred words stand for all of it (the
+                    // fingerprint is the document's either way; full text would only be slow).
+                    let mut text = String::with_capacity(4_000);
+                    let words = (pasted as usize * 3 / 4).min(400);
+                    self.text(words, &mut text);
+                    text.push_str("\n\n");
+                    text.push_str(&planned.prompt);
+                    planned.prompt = text;
+                    planned.tokens.input += pasted;
+                }
+                Flow::Conversation | Flow::SelfTalk => {
+                    planned.tokens.cache_read = history;
+                    planned.tokens.cache_write_5m = pending;
+                    history += pending;
+                    pending = planned.tokens.input + planned.tokens.output;
+                    if run.flow == Flow::SelfTalk {
+                        if let Some(previous) = said.replace(planned.completion.clone()) {
+                            planned.prompt = previous;
+                        }
+                        if n % 2 == 1 {
+                            planned.agent = run.agent.as_ref().map(|agent| format!("{agent}-critic"));
+                        }
+                    }
+                }
+                Flow::ClaudeCode => {
+                    planned.tokens.cache_write_5m = planned.tokens.input;
+                    planned.tokens.input = self.rng.random_range(3..=12);
+                }
+            }
+            a.planned.push(planned);
             context = (context + size.cache.1).min(190_000);
             last = at;
             let gap = match run.gap {
@@ -1157,6 +1531,29 @@ impl Generator {
             at = Micros(at.0 + gap.max(MICROS_PER_SECOND));
         }
         last
+    }
+
+    /// `count` words of new text, in this wave's way.
+    fn text(&mut self, count: usize, out: &mut String) {
+        if self.topical {
+            self.lexicon.topical(&mut self.rng, count, out);
+        } else {
+            self.lexicon.words(&mut self.rng, count, out);
+        }
+    }
+
+    /// A sentence of new text, in this wave's way.
+    fn sentence(&mut self) -> String {
+        if self.topical {
+            let mut s = String::new();
+            let count = self.rng.random_range(6..20);
+            self.lexicon.topical(&mut self.rng, count, &mut s);
+            s.pop();
+            s.push_str(". ");
+            s
+        } else {
+            self.lexicon.sentence(&mut self.rng)
+        }
     }
 
     fn template(&self, voice: &Voice, words: usize, out: &mut String) {
@@ -1198,25 +1595,43 @@ impl Generator {
                 }
                 if self.rng.random_bool(0.7) {
                     let extra = self.rng.random_range(3..12);
-                    self.lexicon.words(&mut self.rng, extra, &mut text);
+                    self.text(extra, &mut text);
                 }
             }
             Ask::Fresh => {
                 let count = self.rng.random_range(20..120);
-                self.lexicon.words(&mut self.rng, count, &mut text);
+                self.text(count, &mut text);
             }
             Ask::Wrapped => {
                 self.template(voice, 20, &mut text);
                 let count = self.rng.random_range(40..200);
-                self.lexicon.words(&mut self.rng, count, &mut text);
+                self.text(count, &mut text);
+            }
+            Ask::Brief => {
+                self.template(voice, 28, &mut text);
+                for (label, words) in [("product:", (3, 10)), ("features:", (8, 30)), ("audience:", (2, 6))] {
+                    text.push_str(label);
+                    text.push(' ');
+                    let count = self.rng.random_range(words.0..words.1);
+                    self.text(count, &mut text);
+                }
+                text.push_str("tone: friendly, concrete; 150-250 words");
+            }
+            Ask::Schema => {
+                self.template(voice, 20, &mut text);
+                for key in voice.keys.iter().take(8 + (n as usize / 40) % 8) {
+                    text.push_str(key);
+                    text.push(' ');
+                }
+                text.push_str(&format!("rows {} to {}", n * 40, n * 40 + 40));
             }
             Ask::Explore => {
                 self.template(voice, 8, &mut text);
                 let count = self.rng.random_range(2..6);
-                self.lexicon.words(&mut self.rng, count, &mut text);
+                self.text(count, &mut text);
                 if self.rng.random_bool(0.5) {
                     let count = self.rng.random_range(20..80);
-                    self.lexicon.words(&mut self.rng, count, &mut text);
+                    self.text(count, &mut text);
                 }
             }
         }
@@ -1239,10 +1654,19 @@ impl Generator {
                     } else if p < stock + boiler {
                         text.push_str(&self.boilerplate[self.rng.random_range(0..self.boilerplate.len())]);
                     } else {
-                        let s = self.lexicon.sentence(&mut self.rng);
+                        let s = self.sentence();
                         text.push_str(&s);
                     }
                 }
+            }
+            Answer::Records => {
+                text.push('[');
+                for _ in 0..self.rng.random_range(8..16) {
+                    let record = self.completion(voice, Answer::Record);
+                    text.push_str(&record);
+                    text.push_str(", ");
+                }
+                text.push(']');
             }
             Answer::Record => {
                 text.push('{');
@@ -1273,6 +1697,16 @@ impl Generator {
     /// Changed lines of an honest change.
     fn lines(&mut self) -> u64 {
         (self.rng.random_range(3.5f64..6.5)).exp() as u64
+    }
+
+    /// `count` normal-size pull requests spread evenly over the working days.
+    fn ship_evenly(&mut self, a: &mut Actor, count: u32) {
+        let days = self.working_days();
+        for k in 0..count as usize {
+            let day = days[(k * days.len() / count.max(1) as usize + 1).min(days.len() - 1)];
+            let lines = self.rng.random_range(80..400);
+            self.ship(a, day, lines);
+        }
     }
 
     fn ship_weekly(&mut self, a: &mut Actor, per_week: f64) {
@@ -1401,6 +1835,7 @@ impl Generator {
             input_tokens: p.tokens.input,
             output_tokens: p.tokens.output,
             cache_read_tokens: p.tokens.cache_read,
+            cache_write_tokens: p.tokens.cache_write_5m,
             prompt: Some(p.prompt.clone()),
             completion: Some(p.completion.clone()),
             finish_reason: Some(if p.truncated { "length" } else { "stop" }.to_owned()),
@@ -1491,7 +1926,7 @@ impl Generator {
                             "input_tokens": p.tokens.input,
                             "output_tokens": output,
                             "cache_read_input_tokens": p.tokens.cache_read,
-                            "cache_creation_input_tokens": 0,
+                            "cache_creation_input_tokens": p.tokens.cache_write_5m,
                         },
                     },
                 })
@@ -1541,6 +1976,299 @@ impl Generator {
                 input.validate(policy).expect("simulated usage is valid")
             })
             .collect()
+    }
+}
+
+/// The second wave ([`Wave::Second`]).
+impl Generator {
+    /// One weekday of a second-wave strategy's filler (and, for the heavy user, real work).
+    fn burn_adapted(&mut self, a: &mut Actor, strategy: Strategy, day: u32) {
+        let before = a.planned.len();
+        match strategy {
+            Strategy::Collusion => {
+                // One sitting a day, under the day's 40.
+                let start = self.at(day, 9.5, 16.0);
+                let run = Run {
+                    calls: self.rng.random_range(30..40),
+                    churn: None,
+                    ..self.filler_run(start, Micros(start.0 + 4 * MICROS_PER_HOUR))
+                };
+                self.run(a, run);
+            }
+            Strategy::QuarterOfHeavyDay => {
+                for _ in 0..self.rng.random_range(4..=6) {
+                    let start = self.at(day, 8.0, 17.0);
+                    let calls = self.rng.random_range(40..90);
+                    let run = Run {
+                        gap: Gap::Human {
+                            median: 20.0,
+                            sigma: 0.8,
+                            pause: 0.03,
+                        },
+                        size: Size {
+                            cache: (40_000, 1_500),
+                            ..WORK
+                        },
+                        ..self.work_run(start, calls)
+                    };
+                    self.run(a, run);
+                }
+                // Filler worth 30 % of the real calls: 23 % of the day, under a quarter.
+                let real = (a.planned.len() - before) as u32;
+                let filler = real * 3 / 10;
+                for (i, (start, until)) in self.office_blocks(day).into_iter().enumerate() {
+                    let run = Run {
+                        calls: if i == 0 { filler / 2 } else { filler - filler / 2 },
+                        ..self.filler_run(start, until)
+                    };
+                    self.run(a, run);
+                }
+            }
+            _ => {
+                for (start, until) in self.office_blocks(day) {
+                    let filler = self.filler_run(start, until);
+                    let run = match strategy {
+                        Strategy::PaddedPrompts => Run {
+                            flow: Flow::Padded { tokens: (2_500, 9_000) },
+                            ..filler
+                        },
+                        Strategy::FakeContinuity => Run {
+                            flow: Flow::Conversation,
+                            size: Size {
+                                cache: (2_000, 0),
+                                ..FILLER
+                            },
+                            ..filler
+                        },
+                        Strategy::SelfTalk => Run {
+                            agent: Some("writer".into()),
+                            flow: Flow::SelfTalk,
+                            gap: Gap::Human {
+                                median: 25.0,
+                                sigma: 0.6,
+                                pause: 0.02,
+                            },
+                            size: Size {
+                                cache: (2_000, 0),
+                                ..FILLER
+                            },
+                            ..filler
+                        },
+                        Strategy::ContinuityShipsThird => Run {
+                            ask: Ask::Fresh,
+                            answer: Answer::Specific,
+                            flow: Flow::Conversation,
+                            size: Size {
+                                cache: (2_000, 0),
+                                ..FILLER
+                            },
+                            ..filler
+                        },
+                        Strategy::VariedShipsThird | Strategy::HeavyTeam => Run {
+                            ask: Ask::Fresh,
+                            answer: Answer::Specific,
+                            ..filler
+                        },
+                        Strategy::ImportShipsThird => Run {
+                            agent: Some("claude-code".into()),
+                            flow: Flow::ClaudeCode,
+                            size: Size {
+                                cache: (14_000, 0),
+                                ..FILLER
+                            },
+                            ..filler
+                        },
+                        Strategy::ShortAnswers => Run {
+                            gap: Gap::Human {
+                                median: 25.0,
+                                sigma: 0.6,
+                                pause: 0.03,
+                            },
+                            size: Size {
+                                output: (380, 495),
+                                ..FILLER
+                            },
+                            ..filler
+                        },
+                        _ => filler,
+                    };
+                    self.run(a, run);
+                }
+            }
+        }
+        if let Some(budget) = a.plan.daily_budget {
+            // Stop for the day at the budget.
+            let mut spent = 0i64;
+            let mut keep = a.planned.len();
+            for (i, p) in a.planned.iter().enumerate().skip(before) {
+                spent += self
+                    .prices
+                    .cost_of(Some("anthropic"), p.model, &p.tokens)
+                    .map_or(0, |c| c.total().0);
+                if spent > budget.0 {
+                    keep = i;
+                    break;
+                }
+            }
+            a.planned.truncate(keep);
+        }
+    }
+
+    /// Four weeks of a second-wave hard negative's work.
+    fn honest_adapted(&mut self, a: &mut Actor, hard: HardNegative) {
+        match hard {
+            HardNegative::ContentWriter => {
+                for day in self.working_days() {
+                    for _ in 0..self.rng.random_range(3..6) {
+                        let start = self.at(day, 9.0, 17.0);
+                        let calls = self.rng.random_range(15..50);
+                        // One fresh call per brief, from a small script or a saved prompt.
+                        let run = Run {
+                            agent: None,
+                            ask: Ask::Brief,
+                            answer: Answer::Specific,
+                            gap: Gap::Human {
+                                median: 60.0,
+                                sigma: 0.8,
+                                pause: 0.06,
+                            },
+                            size: Size {
+                                input: (120, 300),
+                                output: (500, 950),
+                                max_tokens: 2_048,
+                                cache: (0, 0),
+                                truncated: 0.0,
+                            },
+                            ..self.work_run(start, calls)
+                        };
+                        self.run(a, run);
+                    }
+                }
+                // The copy ships through the CMS: nothing on GitHub.
+            }
+            HardNegative::FixtureGenerator => {
+                for day in self.working_days() {
+                    self.ordinary_day(a, day, (2, 3));
+                    if self.rng.random_bool(0.5) {
+                        for _ in 0..self.rng.random_range(1..4) {
+                            let start = self.at(day, 9.0, 17.0);
+                            let calls = self.rng.random_range(20..60);
+                            let run = Run {
+                                agent: Some("fixtures".into()),
+                                ask: Ask::Schema,
+                                answer: Answer::Records,
+                                gap: Gap::Human {
+                                    median: 35.0,
+                                    sigma: 0.6,
+                                    pause: 0.03,
+                                },
+                                size: Size {
+                                    input: (150, 400),
+                                    output: (2_000, 4_096),
+                                    max_tokens: 4_096,
+                                    cache: (0, 0),
+                                    truncated: 0.2,
+                                },
+                                ..self.work_run(start, calls)
+                            };
+                            self.run(a, run);
+                        }
+                    }
+                }
+                self.ship_weekly(a, 3.0);
+            }
+            HardNegative::Translator => {
+                for day in self.working_days() {
+                    for _ in 0..self.rng.random_range(2..5) {
+                        let start = self.at(day, 9.0, 17.0);
+                        let calls = self.rng.random_range(20..70);
+                        // The instruction and glossary cached; string files, into 4–5 locales.
+                        let run = Run {
+                            agent: None,
+                            ask: Ask::Wrapped,
+                            answer: Answer::Specific,
+                            gap: Gap::Human {
+                                median: 40.0,
+                                sigma: 0.7,
+                                pause: 0.05,
+                            },
+                            size: Size {
+                                input: (60, 350),
+                                output: (300, 1_600),
+                                max_tokens: 4_096,
+                                cache: (3_000, 0),
+                                truncated: 0.0,
+                            },
+                            ..self.work_run(start, calls)
+                        };
+                        self.run(a, run);
+                    }
+                    if self.rng.random_bool(0.3) {
+                        self.ordinary_day(a, day, (1, 1));
+                    }
+                }
+                self.ship_weekly(a, 2.0);
+            }
+            HardNegative::OneShotQuestions => {
+                for day in self.working_days() {
+                    for _ in 0..self.rng.random_range(25..60) {
+                        let start = self.at(day, 8.5, 18.0);
+                        // A fresh chat per question, now and then a follow-up.
+                        let calls = if self.rng.random_bool(0.2) { 2 } else { 1 };
+                        let run = Run {
+                            agent: None,
+                            ask: Ask::Fresh,
+                            answer: Answer::Specific,
+                            size: Size {
+                                input: (30, 600),
+                                output: (300, 1_500),
+                                max_tokens: 4_096,
+                                cache: (0, 0),
+                                truncated: 0.01,
+                            },
+                            ..self.work_run(start, calls)
+                        };
+                        self.run(a, run);
+                    }
+                }
+                self.ship_weekly(a, 3.0);
+            }
+            HardNegative::UntrackedTeam | HardNegative::UntrackedPair => {
+                for day in self.working_days() {
+                    for _ in 0..self.rng.random_range(2..5) {
+                        let start = self.at(day, 9.0, 16.0);
+                        let calls = self.rng.random_range(15..50);
+                        let run = Run {
+                            agent: Some("notebook-agent".into()),
+                            size: Size {
+                                cache: (40_000, 2_000),
+                                ..WORK
+                            },
+                            ..self.work_run(start, calls)
+                        };
+                        self.run(a, run);
+                    }
+                    // Report drafts from notes, each in a fresh chat.
+                    for _ in 0..self.rng.random_range(15..45) {
+                        let start = self.at(day, 9.0, 18.0);
+                        let run = Run {
+                            agent: None,
+                            size: Size {
+                                input: (150, 700),
+                                output: (900, 2_200),
+                                max_tokens: 4_096,
+                                cache: (0, 0),
+                                truncated: 0.01,
+                            },
+                            ..self.work_run(start, 1)
+                        };
+                        self.run(a, run);
+                    }
+                }
+                // Dashboards and reports: nothing on GitHub.
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1826,6 +2554,221 @@ mod tests {
             for (hard, (before, after)) in &f.hard_negatives {
                 assert!(after.flagged <= before.flagged, "{hard:?}");
             }
+        }
+    }
+
+    /// The second wave's small organisation of seed 7 (two weeks), simulated once.
+    fn second() -> &'static Adversarial {
+        static SECOND: std::sync::LazyLock<Adversarial> = std::sync::LazyLock::new(|| {
+            // Two weeks: enough for every trick and every board, at half the test's time.
+            let small = small(7);
+            simulate(&AdversarySpec {
+                wave: Wave::Second,
+                background: OrgSpec {
+                    weeks: 2,
+                    ..small.background.clone()
+                },
+                ..small
+            })
+        });
+        &SECOND
+    }
+
+    fn value_of(adv: &Adversarial) -> HashMap<String, Milli> {
+        let mut value: HashMap<String, Milli> = HashMap::new();
+        for credit in credits(&facts(&adv.org), &ValueRules::default()) {
+            *value.entry(credit.credited.user.clone()).or_default() += credit.value;
+        }
+        value
+    }
+
+    #[test]
+    fn each_wave_casts_only_its_own_roles() {
+        let (first, second) = (shared(), second());
+        for strategy in Strategy::SECOND_WAVE {
+            assert!(first.people_of(Role::Evasion(strategy)).is_empty(), "{strategy:?}");
+            assert_eq!(second.people_of(Role::Evasion(strategy)).len(), 1, "{strategy:?}");
+            assert!(!Strategy::ALL.contains(&strategy));
+        }
+        for hard in HardNegative::SECOND_WAVE {
+            assert!(first.people_of(Role::Hard(hard)).is_empty(), "{hard:?}");
+            let people = if hard == HardNegative::UntrackedTeam { 2 } else { 1 };
+            assert_eq!(second.people_of(Role::Hard(hard)).len(), people, "{hard:?}");
+        }
+        for strategy in Strategy::ALL {
+            assert!(second.people_of(Role::Evasion(strategy)).is_empty(), "{strategy:?}");
+        }
+        for (name, role) in &second.roles {
+            if !matches!(role, Role::Background(_)) {
+                assert!(
+                    second.usage.iter().any(|e| &e.attribution.user == name),
+                    "{name} made no calls"
+                );
+            }
+        }
+    }
+
+    /// The second wave's token shapes are what each trick needs, and each path is taken.
+    #[test]
+    fn second_wave_calls_have_the_shapes_of_their_tricks() {
+        let adv = second();
+        let calls_of = |role: Role| {
+            let name = adv.people_of(role)[0];
+            adv.usage
+                .iter()
+                .filter(move |e| e.attribution.user == name)
+                .collect::<Vec<_>>()
+        };
+        // Padding: the answer is under three times what was sent.
+        let padded = calls_of(Role::Evasion(Strategy::PaddedPrompts));
+        let heavy = padded.iter().filter(|e| e.tokens.output >= 3 * e.tokens.input).count();
+        assert!(heavy * 10 < padded.len(), "{heavy} of {}", padded.len());
+        // A cached conversation: the prompt grows by the previous answer (written to the cache,
+        // read from it a call later).
+        let chat: Vec<_> = calls_of(Role::Evasion(Strategy::FakeContinuity))
+            .into_iter()
+            .filter(|e| e.attribution.agent.is_none())
+            .collect();
+        let grows = chat
+            .windows(2)
+            .filter(|w| w[0].attribution.session == w[1].attribution.session)
+            .filter(|w| w[1].tokens.prompt_total() >= w[0].tokens.prompt_total() + w[0].tokens.output)
+            .count();
+        assert!(grows * 10 > chat.len() * 8, "{grows} of {}", chat.len());
+        assert!(chat.iter().all(|e| e.tokens.cache_write_5m > 0));
+        // Through the gateway, two agents.
+        let talk = calls_of(Role::Evasion(Strategy::SelfTalk));
+        assert!(talk.iter().all(|e| e.source == Source::Gateway));
+        let agents: BTreeSet<_> = talk.iter().filter_map(|e| e.attribution.agent.clone()).collect();
+        assert!(
+            agents.contains("writer") && agents.contains("writer-critic"),
+            "{agents:?}"
+        );
+        // Imported: no text.
+        let imported = calls_of(Role::Evasion(Strategy::ImportShipsThird));
+        assert!(
+            imported
+                .iter()
+                .all(|e| e.source == Source::Import && e.fingerprints.prompt_simhash.is_none())
+        );
+        // Short answers stay under 500 tokens.
+        let short = calls_of(Role::Evasion(Strategy::ShortAnswers));
+        let long = short.iter().filter(|e| e.tokens.output >= 500).count();
+        assert!(long * 4 < short.len(), "{long} of {}", short.len());
+        // The colluder keeps the filler under 40 a day (with a little real work next to it).
+        let ring = calls_of(Role::Evasion(Strategy::Collusion));
+        let mut per_day: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in &ring {
+            if e.attribution.agent.is_none() {
+                *per_day.entry(e.timestamp.0.div_euclid(MICROS_PER_DAY)).or_default() += 1;
+            }
+        }
+        assert!(per_day.values().all(|&n| n < 40), "{per_day:?}");
+        assert!(
+            calls_of(Role::Hard(HardNegative::OneShotQuestions))
+                .iter()
+                .all(|e| e.source == Source::Gateway)
+        );
+    }
+
+    /// Those who read the spend rule ship just over a third of their team's delivering half's
+    /// median; the heavy-team burner sits in the team whose shippers spend most; the untracked
+    /// team and the content writer have no GitHub outcome, the other hard negatives ship.
+    #[test]
+    fn second_wave_people_read_the_boards() {
+        let adv = second();
+        let value = value_of(adv);
+        // Only the background's people are on the board (everyone's usage and deliveries may go in).
+        let board = TeamBoard::of(&adv.org, &adv.usage, &PriceTable::builtin());
+        for strategy in [
+            Strategy::VariedShipsThird,
+            Strategy::ImportShipsThird,
+            Strategy::ContinuityShipsThird,
+        ] {
+            let name = adv.people_of(Role::Evasion(strategy))[0];
+            let team = &adv
+                .usage
+                .iter()
+                .find(|e| e.attribution.user == name)
+                .and_then(|e| e.attribution.team.clone());
+            let bar = board.delivering_value[team.as_deref().unwrap_or_default()];
+            let mine = value.get(name).copied().unwrap_or(0);
+            assert!(
+                3 * mine > bar && mine <= bar / 2 + 1_000,
+                "{strategy:?}: {mine} against {bar}"
+            );
+        }
+        let heavy = adv.people_of(Role::Evasion(Strategy::HeavyTeam))[0];
+        assert!(
+            adv.usage
+                .iter()
+                .filter(|e| e.attribution.user == heavy)
+                .all(|e| e.attribution.team.as_deref() == Some(board.heaviest.as_str()))
+        );
+        for hard in HardNegative::SECOND_WAVE {
+            let name = adv.people_of(Role::Hard(hard))[0];
+            let shipped = value.get(name).copied().unwrap_or(0) > 0;
+            let tracked = !matches!(
+                hard,
+                HardNegative::ContentWriter | HardNegative::UntrackedTeam | HardNegative::UntrackedPair
+            );
+            assert_eq!(shipped, tracked, "{name}");
+        }
+    }
+
+    /// The second wave's text is as varied as real prose: unrelated texts are as far apart under
+    /// the ingest's SimHash as the README's own paragraphs (median 31 bits at 10–40 words, 27 at
+    /// 40–120, 25 over 120; 0 %, 8 % and 19 % of pairs within 20 bits), where one Zipf over the
+    /// whole lexicon (the first wave's) makes any two long texts near-identical.
+    #[test]
+    fn topical_text_is_as_varied_as_real_prose() {
+        let simhash = |text: &str| {
+            let input = UsageEventInput {
+                timestamp: "2026-11-02T09:14:03Z".into(),
+                user: "x".into(),
+                model: SONNET.into(),
+                input_tokens: 1,
+                output_tokens: 1,
+                prompt: Some(text.to_owned()),
+                ..UsageEventInput::default()
+            };
+            let policy = IngestPolicy {
+                store_content: false,
+                source: Source::Api,
+            };
+            input.validate(policy).ok().and_then(|e| e.fingerprints.prompt_simhash)
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let lexicon = Lexicon::new(&mut rng, 8_000);
+        // (words, near-identical share of pairs: at most for topical, at least for one Zipf)
+        for (words, topical_at_most, zipf_at_least) in
+            [(20..40, 0.05, 0.0), (40..120, 0.10, 0.3), (120..400, 0.20, 0.9)]
+        {
+            let near = |topical: bool, rng: &mut StdRng| {
+                let hashes: Vec<u64> = (0..60)
+                    .filter_map(|_| {
+                        let mut text = String::new();
+                        let count = rng.random_range(words.clone());
+                        if topical {
+                            lexicon.topical(rng, count, &mut text);
+                        } else {
+                            lexicon.words(rng, count, &mut text);
+                        }
+                        simhash(&text)
+                    })
+                    .collect();
+                let (mut near, mut pairs) = (0, 0);
+                for (i, a) in hashes.iter().enumerate() {
+                    for b in &hashes[i + 1..] {
+                        pairs += 1;
+                        near += usize::from((a ^ b).count_ones() <= 20);
+                    }
+                }
+                near as f64 / pairs as f64
+            };
+            let (topical, zipf) = (near(true, &mut rng), near(false, &mut rng));
+            assert!(topical <= topical_at_most, "{words:?}: {topical}");
+            assert!(zipf >= zipf_at_least, "{words:?}: {zipf}");
         }
     }
 }

@@ -11,7 +11,10 @@
 //! `… -- adversarial [SEEDS]`: recall per evasion strategy and false accusations per hard
 //! negative on the adversarial organisation ([`goodhart_sim::adversary`]), then precision,
 //! recall and false accusations on the days after the first week, before and after an admin's
-//! review of the first week's findings.
+//! review of the first week's findings; then the same for the second wave (people who read the
+//! README's waste signals and adapt, and honest people whose work looks like them).
+//!
+//! `… -- second-wave [SEEDS]`: the second wave alone.
 
 #![expect(
     clippy::expect_used,
@@ -22,7 +25,7 @@
 use goodhart_core::outcomes::ValueRules;
 use goodhart_core::waste::WasteRules;
 use goodhart_sim::adversary::{
-    AdversarialScore, AdversarySpec, HardNegative, REVIEWED_DAYS, Strategy, Tally, score,
+    AdversarialScore, AdversarySpec, HardNegative, REVIEWED_DAYS, Role, Strategy, Tally, score,
     simulate as simulate_adversarial,
 };
 use goodhart_sim::evaluate::{Detection, WasteScore, score_value, score_waste};
@@ -41,9 +44,13 @@ fn main() {
     match what.as_str() {
         "value" => value(seeds),
         "waste" => waste(seeds),
-        "adversarial" => adversarial(seeds),
+        "adversarial" => {
+            adversarial(seeds);
+            second_wave(seeds);
+        }
+        "second-wave" => second_wave(seeds),
         other => {
-            eprintln!("unknown evaluation `{other}` (try: value, waste, adversarial)");
+            eprintln!("unknown evaluation `{other}` (try: value, waste, adversarial, second-wave)");
             std::process::exit(2);
         }
     }
@@ -300,5 +307,123 @@ fn feedback(scores: &[AdversarialScore], cell: impl Fn(&Tally) -> String) {
             })
             .collect();
         println!("| {} | {} |", hard.as_str(), cells.join(" | "));
+    }
+}
+
+/// The second wave: recall per strategy and false accusations per hard negative, and, for each
+/// person of the wave, the signals of their findings (what caught or accused them).
+fn second_wave(seeds: u64) {
+    let (value_rules, rules) = (ValueRules::default(), WasteRules::default());
+    let runs: Vec<(goodhart_sim::adversary::Adversarial, AdversarialScore)> = (1..=seeds)
+        .map(|seed| {
+            let adv = simulate_adversarial(&AdversarySpec::second_wave(seed));
+            let score = score(&adv, &value_rules, &rules);
+            (adv, score)
+        })
+        .collect();
+    let seed_columns = (1..=seeds).map(|s| format!(" seed {s} |")).collect::<String>();
+    let rule = " --- |".repeat(seeds as usize);
+    let cell = |t: &Tally| format!("{}/{}", t.flagged, t.total);
+    let sum = |tallies: &[Tally]| {
+        tallies.iter().fold(Tally::default(), |acc, t| Tally {
+            flagged: acc.flagged + t.flagged,
+            total: acc.total + t.total,
+        })
+    };
+    // The signals of the findings on the people of one role, over every seed.
+    let signals_of = |role: Role| {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for (adv, s) in &runs {
+            for name in adv.people_of(role) {
+                let mut mine = std::collections::BTreeSet::new();
+                for f in s.findings.iter().filter(|f| f.user == name) {
+                    let signals: Vec<&str> = f.signals.iter().map(|d| d.as_str()).collect();
+                    mine.insert(signals.join("+"));
+                }
+                for m in mine {
+                    *seen.entry(m).or_default() += 1;
+                }
+            }
+        }
+        if seen.is_empty() {
+            "—".to_owned()
+        } else {
+            seen.iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    };
+    println!(
+        "\n## Second wave\n\nRecall per second-wave evasion strategy (people caught / people following it; goal ≥ 0.95 on every seed):\n"
+    );
+    println!("| strategy |{seed_columns} overall | recall | findings' signals (people) |");
+    println!("| --- |{rule} --- | --- | --- |");
+    for strategy in Strategy::SECOND_WAVE {
+        let tallies: Vec<Tally> = runs.iter().map(|(_, s)| s.strategies[&strategy]).collect();
+        let total = sum(&tallies);
+        println!(
+            "| {} | {} | {} | {:.2} | {} |",
+            strategy.as_str(),
+            tallies.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            cell(&total),
+            total.flagged as f64 / total.total.max(1) as f64,
+            signals_of(Role::Evasion(strategy)),
+        );
+    }
+    println!("\nFalse accusations per second-wave hard negative (people flagged / people; goal 0 on every seed):\n");
+    println!("| hard negative |{seed_columns} overall | findings' signals (people) |");
+    println!("| --- |{rule} --- | --- |");
+    for hard in HardNegative::SECOND_WAVE {
+        let tallies: Vec<Tally> = runs.iter().map(|(_, s)| s.hard_negatives[&hard]).collect();
+        println!(
+            "| {} | {} | {} | {} |",
+            hard.as_str(),
+            tallies.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            cell(&sum(&tallies)),
+            signals_of(Role::Hard(hard)),
+        );
+    }
+    let background: Vec<Tally> = runs
+        .iter()
+        .map(|(_, s)| Tally {
+            flagged: s.background_accused.len(),
+            total: s.background,
+        })
+        .collect();
+    println!(
+        "| background (ordinary engineers) | {} | {} | |",
+        background.iter().map(cell).collect::<Vec<_>>().join(" | "),
+        cell(&sum(&background))
+    );
+    println!("\n| seed | people | calls | detection time |");
+    println!("| --- | --- | --- | --- |");
+    for (_, s) in &runs {
+        println!(
+            "| {} | {} | {} | {:.0} ms |",
+            s.seed,
+            s.people,
+            s.calls,
+            s.detection_time.as_secs_f64() * 1e3
+        );
+    }
+    if std::env::var_os("SHOW_FINDINGS").is_some() {
+        for (adv, s) in &runs {
+            for finding in &s.findings {
+                if matches!(adv.roles.get(&finding.user), Some(Role::Background(_))) {
+                    continue;
+                }
+                println!(
+                    "seed {} {} {} {:?} {} {}: {}",
+                    s.seed,
+                    finding.user,
+                    finding.subject,
+                    finding.signals,
+                    finding.confidence,
+                    finding.wasted.usd_rounded(2),
+                    finding.evidence
+                );
+            }
+        }
     }
 }
