@@ -84,12 +84,12 @@ pub(super) struct FillerDay {
 
 /// The person's days with enough filler-like calls. `calls` are one person's, sorted by
 /// session, agent and time; calls already in a finding (`covered`) are not counted again;
-/// `lagging` is the evidence that the person's outcomes lag their peers', if they do.
+/// `behind` is the evidence that the person's outcomes do not keep up with their spend, if so.
 pub(super) fn filler_days(
     calls: &[&Call],
     continued: &[bool],
     covered: &[bool],
-    lagging: Option<&str>,
+    behind: Option<&str>,
     rules: &WasteRules,
 ) -> Vec<FillerDay> {
     let mut days: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
@@ -113,15 +113,13 @@ pub(super) fn filler_days(
         let filler: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&i| {
-                !covered[i] && !continued[i] && output_heavy(calls[i], rules) && (is_recurring[i] || lagging.is_some())
-            })
+            .filter(|&i| !covered[i] && !continued[i] && output_heavy(calls[i], rules) && behind.is_some())
             .collect();
         if filler.len() < rules.min_filler_calls || permille(filler.len(), members.len()) < rules.filler_day_share {
             continue;
         }
         found.push(FillerDay {
-            signals: day_signals(calls, &filler, members.len(), &is_recurring, lagging),
+            signals: day_signals(calls, &filler, members.len(), &is_recurring, behind),
             calls: filler,
         });
     }
@@ -133,7 +131,7 @@ fn day_signals(
     filler: &[usize],
     day_calls: usize,
     is_recurring: &[bool],
-    lagging: Option<&str>,
+    behind: Option<&str>,
 ) -> Vec<(Detector, String)> {
     let mut signals = Vec::new();
     let recurring = filler.iter().filter(|&&i| is_recurring[i]).count();
@@ -166,7 +164,7 @@ fn day_signals(
             median(|c| c.input_tokens)
         ),
     ));
-    if let Some(note) = lagging {
+    if let Some(note) = behind {
         signals.push((Detector::SpendWithoutOutcomes, note.to_owned()));
     }
     signals

@@ -54,13 +54,15 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
     for call in calls {
         by_user.entry(&call.user).or_default().push(call);
     }
-    let lagging = peers::lagging(&by_user, value_by_user, rules);
+    let standings = peers::standings(&by_user, value_by_user, rules);
 
     let mut findings = Vec::new();
     for (user, mut calls) in by_user {
         calls.sort_by(|a, b| (&a.session, &a.agent, a.at).cmp(&(&b.session, &b.agent, b.at)));
         let shipped = value_by_user.get(user).is_some_and(|v| *v > 0);
-        let lags = lagging.get(user).map(String::as_str);
+        let standing = standings.get(user);
+        let lags = standing.and_then(|s| s.lagging.as_deref());
+        let behind = standing.and_then(|s| s.behind.as_deref());
         let mut covered = vec![false; calls.len()];
         let mut found = |members: Vec<usize>, signals: Vec<(Detector, String)>, covered: &mut [bool], whose: Whose| {
             let run: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
@@ -79,7 +81,7 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
             signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
             found(run.collect(), signals, &mut covered, Whose::OneAgent);
         }
-        for day in day::filler_days(&calls, &continued, &covered.clone(), lags, rules) {
+        for day in day::filler_days(&calls, &continued, &covered.clone(), behind, rules) {
             found(day.calls, day.signals, &mut covered, Whose::OneAgent);
         }
         // Short runs are judged together, per UTC day of their start.
@@ -1048,32 +1050,47 @@ mod tests {
         ] {
             assert!(f.evidence.contains(part), "{part:?} not in {}", f.evidence);
         }
-        let shipped = findings(&calls, &[&COLLEAGUES[..], &["zed"]].concat());
-        assert_eq!(
-            shipped[0].signals,
-            [
-                Detector::RepeatedPrompts,
-                Detector::IndependentCalls,
-                Detector::OutputHeavy
-            ],
-            "three signals about the calls suffice for someone who ships"
-        );
     }
 
     #[test]
     fn a_day_of_filler_needs_all_three_properties_of_its_calls() {
-        let found_for = |run: Run, shipped: &[&str]| {
+        // zed's filler day costs $12, twelve times each colleague's day.
+        let found_for = |run: Run, zed: Milli| {
             let mut calls = colleagues();
             calls.extend(run.calls());
-            findings(&calls, &[&COLLEAGUES[..], shipped].concat())
+            let value = COLLEAGUES
+                .iter()
+                .map(|u| ((*u).to_owned(), 1_000))
+                .chain([("zed".to_owned(), zed)]);
+            detect(&calls, &value.collect(), &WasteRules::default())
         };
-        assert_eq!(found_for(filler_day("zed"), &["zed"]).len(), 1);
+        let found = found_for(filler_day("zed"), 1_000);
+        assert_eq!(
+            found[0].signals,
+            [
+                Detector::RepeatedPrompts,
+                Detector::SpendWithoutOutcomes,
+                Detector::IndependentCalls,
+                Detector::OutputHeavy
+            ],
+            "shipping as much as the peers does not excuse filler that costs twelve times theirs"
+        );
+        assert!(
+            found[0].evidence.contains("value per dollar a third of theirs or less"),
+            "{}",
+            found[0].evidence
+        );
+        assert!(
+            found_for(filler_day("zed"), 4_001).is_empty(),
+            "template generation whose outcomes keep up with its cost (over a third of the peers' value per dollar)"
+        );
+        assert_eq!(found_for(filler_day("zed"), 4_000).len(), 1, "exactly a third");
         let conversation = Run {
             shape: Shape::Conversation,
             ..filler_day("zed")
         };
         assert!(
-            found_for(conversation, &["zed"]).is_empty(),
+            found_for(conversation, 1_000).is_empty(),
             "each call carries the last answer"
         );
         let reading = Run {
@@ -1081,33 +1098,33 @@ mod tests {
             ..filler_day("zed")
         };
         assert!(
-            found_for(reading, &["zed"]).is_empty(),
+            found_for(reading, 1_000).is_empty(),
             "reads more than it writes: a batch job, a doc generator"
         );
         let varied_prompts = Run {
             prompt: fresh,
             ..filler_day("zed")
         };
-        assert!(
-            found_for(varied_prompts.clone(), &["zed"]).is_empty(),
-            "one-shot questions that do not recur, by someone who ships"
-        );
         assert_eq!(
-            found_for(varied_prompts, &[])[0].signals,
+            found_for(varied_prompts, 1_000)[0].signals,
             [
                 Detector::SpendWithoutOutcomes,
                 Detector::IndependentCalls,
                 Detector::OutputHeavy
             ],
-            "the same, by someone whose outcomes lag their peers'"
+            "prompts that do not recur: the three properties without the corroboration"
         );
     }
 
     #[test]
     fn a_day_of_filler_needs_enough_calls_and_a_share_of_the_day() {
+        // zed's filler costs $0.20 a call: even 40 calls are eight times a colleague's day.
         let found_for = |calls: Vec<Call>| {
             let mut all = colleagues();
-            all.extend(calls);
+            all.extend(calls.into_iter().map(|c| Call {
+                cost: Nanos(200_000_000),
+                ..c
+            }));
             findings(&all, &[&COLLEAGUES[..], &["zed"]].concat())
         };
         let few = Run {
@@ -1218,7 +1235,11 @@ mod tests {
             seed in 0usize..1_000,
         ) {
             let mut calls = colleagues();
-            calls.extend(filler_day("zed").calls());
+            // zed's filler costs $0.50 a call, far above anyone's honest day here.
+            calls.extend(filler_day("zed").calls().into_iter().map(|c| Call {
+                cost: Nanos(500_000_000),
+                ..c
+            }));
             let mut honest = Vec::new();
             for (n, (hour, count, gap, input, output, cached)) in sessions.into_iter().enumerate() {
                 // A conversation: each turn's context holds the last turn's context and answer.

@@ -1,15 +1,22 @@
-//! Spend far above a person's peers with outcomes far below theirs — the value side of waste.
+//! A person's spend against their peers' and their outcomes against their peers' — the value
+//! side of waste.
 //!
 //! Peers are the other people of the person's team (the team most of their calls were
 //! attributed to) who spent anything in the window; with fewer than [`WasteRules::min_peers`]
-//! of them, everyone else in the organisation. Of those, the ones who deliver — value at least
-//! the peers' median — set the bar, so a team where many burn tokens does not make burning the
-//! norm. A person lags when they spent at least [`WasteRules::spend_multiple`] times the
-//! delivering peers' median spend while their credited value is at most
-//! 1/[`WasteRules::outcome_fraction`] of those peers' median value. Comparing with
-//! peers rather than the whole organisation keeps a platform team's heavy agent users from
-//! being judged against a design team's light ones; and where the peers have no outcomes at
-//! all (a team whose work is not tracked), nobody can be said to lag them.
+//! of them, everyone else in the organisation. The half of them who deliver most set the bar,
+//! so that a team where many burn tokens does not make burning the norm. Against that bar, a
+//! person who spent at least [`WasteRules::spend_multiple`] times its median spend is
+//!
+//! - **lagging** when their credited value is at most 1/[`WasteRules::outcome_fraction`] of its
+//!   median value (the `spend_without_outcomes` signal of runs and fan-outs);
+//! - **behind** when their value per dollar is at most 1/[`WasteRules::outcome_fraction`] of its
+//!   median value over its median spend: their outcomes do not keep up with their spend (what a
+//!   day of filler needs, see `day`). Someone who ships as much as the peers while spending twelve
+//!   times as much is behind but not lagging.
+//!
+//! Comparing with peers rather than the whole organisation keeps a platform team's heavy agent
+//! users from being judged against a design team's light ones. A named team none of whose
+//! people has an outcome is a team whose work is not tracked: nobody in it is judged on value.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,12 +24,22 @@ use super::model::{Call, WasteRules};
 use crate::money::Nanos;
 use crate::outcomes::Milli;
 
-/// The evidence that each lagging person's outcomes lag their peers', by person.
-pub(super) fn lagging<'a>(
+/// Where a person stands against their delivering peers, with the evidence.
+#[derive(Debug, Default)]
+pub(super) struct Standing {
+    /// Spend far above theirs, outcomes far below theirs.
+    pub lagging: Option<String>,
+    /// Spend far above theirs, outcomes that do not keep up: value per dollar at most
+    /// 1/[`WasteRules::outcome_fraction`] of theirs (implied by `lagging`).
+    pub behind: Option<String>,
+}
+
+/// Where each person who stands out stands against their delivering peers.
+pub(super) fn standings<'a>(
     by_user: &BTreeMap<&'a str, Vec<&Call>>,
     value_by_user: &HashMap<String, Milli>,
     rules: &WasteRules,
-) -> HashMap<&'a str, String> {
+) -> HashMap<&'a str, Standing> {
     let spend: BTreeMap<&str, Nanos> = by_user
         .iter()
         .map(|(user, calls)| {
@@ -38,9 +55,14 @@ pub(super) fn lagging<'a>(
         members.entry(team).or_default().push(user);
     }
     let value = |user: &str| value_by_user.get(user).copied().unwrap_or(0);
-    let mut lagging = HashMap::new();
+    let mut standings = HashMap::new();
     for (user, spent) in &spend {
         let team = team_of[user];
+        // A named team none of whose people has an outcome is a team whose work is not
+        // tracked: nobody in it can be said to lag (not even against the organisation).
+        if !team.is_empty() && members[team].iter().all(|p| value(p) == 0) {
+            continue;
+        }
         let is_peer = |p: &&&str| **p != *user && spend[**p] > Nanos::ZERO;
         let mut peers: Vec<&str> = members[team].iter().filter(is_peer).copied().collect();
         let whom = if peers.len() >= rules.min_peers && !team.is_empty() {
@@ -52,30 +74,48 @@ pub(super) fn lagging<'a>(
         if peers.len() < rules.min_peers {
             continue;
         }
-        // Measured against the peers who deliver (value at least the peers' median), so that
-        // a team where many burn tokens does not make burning the norm.
-        let typical_value = median(peers.iter().map(|p| value(p) as i64));
-        peers.retain(|p| value(p) as i64 >= typical_value);
+        // Measured against the half of the peers who deliver most, so that a team where many
+        // burn tokens does not make burning the norm.
+        peers.sort_by_key(|p| (std::cmp::Reverse(value(p)), *p));
+        peers.truncate(peers.len().div_ceil(2));
         let peer_spend = median(peers.iter().map(|p| spend[p].0));
         let peer_value = median(peers.iter().map(|p| value(p) as i64));
         let far_above = spent.0 > 0 && spent.0 >= peer_spend.saturating_mul(rules.spend_multiple as i64);
-        let far_below =
-            peer_value > 0 && (value(user) as i64).saturating_mul(rules.outcome_fraction as i64) <= peer_value;
-        if far_above && far_below {
-            lagging.insert(
-                *user,
+        if !far_above || peer_value == 0 {
+            continue;
+        }
+        let (mine, theirs) = (value(user) as i64, peer_value);
+        let far_below = mine.saturating_mul(rules.outcome_fraction as i64) <= theirs;
+        // Value per dollar at most a fraction of theirs: mine / spent ≤ theirs / (peer_spend × k).
+        let keeps_up = i128::from(mine) * i128::from(peer_spend) * i128::from(rules.outcome_fraction)
+            > i128::from(theirs) * i128::from(spent.0);
+        let spent_note = format!(
+            "{} spent in the window, {}× the median of the delivering half of {whom} ({})",
+            spent.usd_rounded(2),
+            spent.0 / peer_spend.max(1),
+            Nanos(peer_spend).usd_rounded(2),
+        );
+        let standing = Standing {
+            lagging: far_below.then(|| {
                 format!(
-                    "{} spent in the window, {}× the median of the delivering half of {whom} ({}), for outcomes worth {} against their median {}",
-                    spent.usd_rounded(2),
-                    spent.0 / peer_spend.max(1),
-                    Nanos(peer_spend).usd_rounded(2),
+                    "{spent_note}, for outcomes worth {} against their median {}",
                     points(value(user)),
                     points(peer_value as Milli),
-                ),
-            );
+                )
+            }),
+            behind: (!keeps_up).then(|| {
+                format!(
+                    "{spent_note}, for outcomes worth {} against their median {}: value per dollar a third of theirs or less",
+                    points(value(user)),
+                    points(peer_value as Milli),
+                )
+            }),
+        };
+        if standing.behind.is_some() {
+            standings.insert(*user, standing);
         }
     }
-    lagging
+    standings
 }
 
 /// The team most of a person's calls were attributed to ("" when none names one).
