@@ -996,6 +996,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_team_whose_outcomes_are_not_tracked_is_not_judged_on_value() {
+        // zed and dee work in design, which GitHub does not see; the colleagues ship.
+        let design = |c: Call| Call {
+            team: Some("design".into()),
+            ..c
+        };
+        let mut calls = colleagues();
+        calls.extend(night_loop("zed").calls().into_iter().map(design));
+        let mut dee = colleagues()
+            .into_iter()
+            .filter(|c| c.user == "ann")
+            .map(design)
+            .collect::<Vec<_>>();
+        dee.iter_mut().for_each(|c| c.user = "dee".into());
+        calls.extend(dee);
+        let spend_signal = |dee: Milli| {
+            let value = COLLEAGUES
+                .iter()
+                .map(|u| ((*u).to_owned(), 3_000))
+                .chain([("dee".to_owned(), dee)]);
+            detect(&calls, &value.collect(), &WasteRules::default())[0]
+                .signals
+                .contains(&Detector::SpendWithoutOutcomes)
+        };
+        assert!(
+            !spend_signal(0),
+            "nobody in design has an outcome: not judged against the others"
+        );
+        assert!(
+            spend_signal(1_000),
+            "dee's outcome shows design's work is tracked: below three peers, the organisation is the bar"
+        );
+    }
+
     /// Office-hours filler as people who know the run detectors produce it: a paraphrased
     /// request every minute or so, sessions changed every 30 calls, short prompts, long outputs.
     fn filler_day(user: &'static str) -> Run {
