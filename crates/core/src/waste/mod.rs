@@ -81,12 +81,14 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
             signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
             found(run.collect(), signals, &mut covered, Whose::OneAgent);
         }
-        for day in day::filler_days(&calls, &continued, &covered.clone(), behind, rules) {
+        let filler_days = day::filler_days(&calls, &continued, &covered, behind, rules);
+        for day in filler_days {
             found(day.calls, day.signals, &mut covered, Whose::OneAgent);
         }
-        // Short runs are judged together, per UTC day of their start.
+        // Short runs none of whose calls is in a finding yet are judged together, per UTC day of
+        // their start.
         let mut short_by_day: BTreeMap<i64, Vec<Range<usize>>> = BTreeMap::new();
-        for run in short.into_iter().filter(|run| !covered[run.start]) {
+        for run in short.into_iter().filter(|run| !run.clone().any(|i| covered[i])) {
             let day = calls[run.start].at.0.div_euclid(MICROS_PER_DAY);
             short_by_day.entry(day).or_default().push(run);
         }
