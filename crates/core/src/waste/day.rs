@@ -1,9 +1,9 @@
 //! Filler over a day: one person's calls that no conversation builds on, each generating far
-//! more than it was given, from a prompt that keeps coming back — judged over the whole UTC day
-//! rather than per run, so hourly session churn, short-lived agents and spreading the calls
-//! over keys or agents do not hide them.
+//! more than it was given, by someone whose outcomes do not keep up with their spend — judged
+//! over the whole UTC day rather than per run, so hourly session churn, short-lived agents and
+//! spreading the calls over keys or agents do not hide them.
 //!
-//! Three properties of a call, each about what was asked and answered:
+//! Properties of a call, about what was asked and answered:
 //!
 //! - **independent**: it does not continue a conversation — its context is not the previous
 //!   call's context plus (at least half of) the previous answer. Real work builds on answers:
@@ -12,18 +12,19 @@
 //! - **output-heavy**: it generated at least [`WasteRules::output_multiple`] times what was
 //!   sent new (uncached input and cache writes) and at least [`WasteRules::min_heavy_output`]
 //!   tokens. Engineering work reads more than it writes: code, diffs, logs, tool results;
-//! - **recurring**: its prompt is near-identical (SimHash within [`WasteRules::similar_bits`])
-//!   to at least two other prompts of the person's day, however reworded or reordered.
+//! - **recurring** (corroboration only): its prompt is near-identical (SimHash within
+//!   [`WasteRules::similar_bits`]) to at least two other prompts of the person's day, however
+//!   reworded or reordered.
 //!
-//! A call is filler-like when it is independent, output-heavy, and either recurring or by a
-//! person whose outcomes lag their peers' ([`super::peers`]) — three signals, never one. A day
-//! with at least [`WasteRules::min_filler_calls`] such calls making at least
-//! [`WasteRules::filler_day_share`] of the day's calls is judged like a run. Honest work that
-//! shares one or two of the properties does not get there: a batch job or a CI review agent is
-//! independent and recurring but reads more than it writes; a technical writer's doc generation
-//! is independent and recurring but its outputs are about the size of the code it documents; a
-//! one-shot question generates more than it was given but does not recur and is outweighed by
-//! the day's conversational work.
+//! A call is filler-like when it is independent and output-heavy, by a person whose value per
+//! dollar is far below their delivering peers' at several times their spend (`peers`, *behind*)
+//! — three signals, never one. A day with at least [`WasteRules::min_filler_calls`] such calls
+//! making at least [`WasteRules::filler_day_share`] of the day's calls is judged like a run.
+//! Honest work that shares some of this does not get there: a batch job or a CI review agent is
+//! independent but reads more than it writes; a technical writer, a translator or a content
+//! writer generates from templates in fresh calls, but ships in proportion to what it costs; a
+//! one-shot question generates more than it was given but is outweighed by the day's
+//! conversational work.
 
 use std::collections::BTreeMap;
 
@@ -92,34 +93,36 @@ pub(super) fn filler_days(
     behind: Option<&str>,
     rules: &WasteRules,
 ) -> Vec<FillerDay> {
+    let Some(behind) = behind else {
+        return Vec::new();
+    };
     let mut days: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, call) in calls.iter().enumerate() {
         days.entry(call.at.0.div_euclid(MICROS_PER_DAY)).or_default().push(i);
     }
     let mut found = Vec::new();
     for members in days.values() {
-        if members.len() < rules.min_filler_calls {
-            continue;
-        }
-        let fingerprinted: Vec<(usize, u64)> = members
-            .iter()
-            .filter_map(|&i| calls[i].prompt_simhash.map(|h| (i, h)))
-            .collect();
-        let hashes: Vec<u64> = fingerprinted.iter().map(|(_, h)| *h).collect();
-        let mut is_recurring = vec![false; calls.len()];
-        for ((i, _), recurs) in fingerprinted.iter().zip(recurring(&hashes, rules.similar_bits)) {
-            is_recurring[*i] = recurs;
-        }
         let filler: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&i| !covered[i] && !continued[i] && output_heavy(calls[i], rules) && behind.is_some())
+            .filter(|&i| !covered[i] && !continued[i] && output_heavy(calls[i], rules))
             .collect();
         if filler.len() < rules.min_filler_calls || permille(filler.len(), members.len()) < rules.filler_day_share {
             continue;
         }
+        let (fingerprinted, hashes): (Vec<usize>, Vec<u64>) = members
+            .iter()
+            .filter_map(|&i| calls[i].prompt_simhash.map(|h| (i, h)))
+            .unzip();
+        let recurring: Vec<usize> = fingerprinted
+            .into_iter()
+            .zip(recurring(&hashes, rules.similar_bits))
+            .filter_map(|(i, recurs)| recurs.then_some(i))
+            .collect();
+        // Both lists are in `members`' order, which is ascending.
+        let recurring_filler = filler.iter().filter(|i| recurring.binary_search(i).is_ok()).count();
         found.push(FillerDay {
-            signals: day_signals(calls, &filler, members.len(), &is_recurring, behind),
+            signals: day_signals(calls, &filler, members.len(), recurring_filler, behind),
             calls: filler,
         });
     }
@@ -130,11 +133,10 @@ fn day_signals(
     calls: &[&Call],
     filler: &[usize],
     day_calls: usize,
-    is_recurring: &[bool],
-    behind: Option<&str>,
+    recurring: usize,
+    behind: &str,
 ) -> Vec<(Detector, String)> {
     let mut signals = Vec::new();
-    let recurring = filler.iter().filter(|&&i| is_recurring[i]).count();
     if recurring * 2 >= filler.len() {
         signals.push((
             Detector::RepeatedPrompts,
@@ -164,9 +166,7 @@ fn day_signals(
             median(|c| c.input_tokens)
         ),
     ));
-    if let Some(note) = behind {
-        signals.push((Detector::SpendWithoutOutcomes, note.to_owned()));
-    }
+    signals.push((Detector::SpendWithoutOutcomes, behind.to_owned()));
     signals
 }
 
