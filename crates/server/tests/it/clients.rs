@@ -291,6 +291,17 @@ async fn boto3_bedrock_runtime_through_the_gateway_is_metered_exactly() {
     assert_eq!(call("broken_stream")["usage"]["error"], "modelStreamErrorException");
 }
 
+/// A fresh gateway configured with `config`, a key of alice's in payments, and Claude Code set
+/// up to call the gateway with it from a home of its own (alive as long as the returned
+/// directory), with the key's secret.
+async fn claude_through_gateway(config: &str) -> (TestServer, String, tempfile::TempDir, tokio::process::Command) {
+    let server = start_with(TestDatabase::sqlite(), config).await;
+    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let home = tempfile::tempdir().unwrap();
+    let command = claude_command(&tool("node_modules/.bin/claude"), home.path(), &server.url(), &key);
+    (server, key, home, command)
+}
+
 /// `claude -p "say hi"` against `base_url` with `key`, at home in `home`, nothing else called.
 fn claude_command(
     claude: &std::path::Path,
@@ -515,11 +526,7 @@ async fn claude_code_through_the_gateway_with_telemetry_is_counted_once() {
 
 #[tokio::test]
 async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
-    let claude = tool("node_modules/.bin/claude");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    let (server, _, _home, mut command) = claude_through_gateway("").await;
     command.env("ANTHROPIC_CUSTOM_HEADERS", "x-goodhart-project: checkout");
     let result = claude_result(command).await;
 
@@ -542,11 +549,7 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_attributed() {
 /// recorded exactly as it was told, priced under the Bedrock ids it called, and attributed.
 #[tokio::test]
 async fn claude_code_in_bedrock_mode_through_the_gateway_is_metered_exactly_and_attributed() {
-    let claude = tool("node_modules/.bin/claude");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    let (server, key, _home, mut command) = claude_through_gateway("").await;
     command
         .env("CLAUDE_CODE_USE_BEDROCK", "1")
         .env("ANTHROPIC_BEDROCK_BASE_URL", server.url())
@@ -939,12 +942,9 @@ async fn the_azure_openai_client_through_the_gateway_is_metered_as_its_deploymen
 /// its model, those tokens, its price.
 #[tokio::test]
 async fn claude_code_routed_to_an_openai_model_through_translation_is_metered_as_that_model() {
-    let claude = tool("node_modules/.bin/claude");
     let mock = goodhart_sim::mock_provider::spawn().await.unwrap();
-    let server = start_with(TestDatabase::sqlite(), &crate::translation::translating_providers(mock)).await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    let (server, _, _home, mut command) =
+        claude_through_gateway(&crate::translation::translating_providers(mock)).await;
     command.args(["--model", "claude-sonnet-4-5"]);
     let result = claude_result(command).await;
     assert!(!result["result"].as_str().unwrap_or_default().is_empty(), "{result}");
@@ -992,11 +992,7 @@ async fn claude_code_routed_to_an_openai_model_through_translation_is_metered_as
 /// calls metered exactly as Claude Code reports them, priced by the Vertex model ids it uses.
 #[tokio::test]
 async fn claude_code_in_vertex_mode_through_the_gateway_is_metered_exactly() {
-    let claude = tool("node_modules/.bin/claude");
-    let server = start_with(TestDatabase::sqlite(), "").await;
-    let (_, key) = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut command = claude_command(&claude, home.path(), &server.url(), &key);
+    let (server, key, _home, mut command) = claude_through_gateway("").await;
     command
         .env("CLAUDE_CODE_USE_VERTEX", "1")
         .env("ANTHROPIC_VERTEX_BASE_URL", format!("{}/v1", server.url()))
