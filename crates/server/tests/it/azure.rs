@@ -9,7 +9,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{start_configured, start_with};
+use crate::common::{serve_upstream, start_configured, start_with};
 
 fn chat(model: Option<&str>) -> String {
     let mut body = json!({"messages": [{"role": "user", "content": "hi"}]});
@@ -92,9 +92,7 @@ async fn a_deployment_call_goes_up_to_its_deployment_with_the_providers_key_only
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let config = format!(
         "[[providers]]\nname = \"azure-eu\"\nprotocol = \"azure\"\nbase_url = \"http://{addr}\"\n\
          deployments = {{ \"prod-4o\" = \"gpt-4o\" }}\nmodel_map = {{ \"fast\" = \"prod-4o\" }}\n"

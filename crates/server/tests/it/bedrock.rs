@@ -18,7 +18,7 @@ use goodhart_gateway::config::{ApiKey, AwsSigning};
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestServer, recorded, start_configured, start_with};
+use crate::common::{Reply, TestServer, recorded, serve_upstream, start_configured, start_with};
 
 const SONNET: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
 const HAIKU_US: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -303,9 +303,7 @@ async fn upstream_requests_are_signed_with_the_providers_credentials_and_never_c
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let config = format!(
         "[[providers]]\nname = \"bedrock\"\nprotocol = \"bedrock\"\nbase_url = \"http://{addr}\"\nregion = \"eu-west-1\"\n"
     );

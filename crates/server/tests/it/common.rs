@@ -30,6 +30,15 @@ pub struct Reply {
     pub json: Value,
 }
 
+/// Serves `app` on a random loopback port for the rest of the test (a fake upstream, a webhook
+/// receiver); returns its address.
+pub async fn serve_upstream(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 /// Starts a server on `db` with extra TOML configuration (the spool goes in the database's
 /// scratch directory). Unless the configuration names providers, every protocol goes to a
 /// built-in mock provider of the test's own, whatever keys the environment holds.

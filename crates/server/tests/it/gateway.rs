@@ -11,7 +11,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestServer, start_configured, start_peer, start_with};
+use crate::common::{Reply, TestServer, serve_upstream, start_configured, start_peer, start_with};
 
 async fn start() -> TestServer {
     start_with(TestDatabase::sqlite(), "").await
@@ -463,9 +463,7 @@ async fn spawn_echo() -> (std::net::SocketAddr, Echo) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     (addr, echo)
 }
 
@@ -920,9 +918,7 @@ async fn threshold_alerts_reach_webhooks_once_despite_failures_and_are_listed() 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = serve_upstream(app).await;
     let config = format!("[[alerts.webhooks]]\nurl = \"http://{hook}/hook\"\n");
     let server = start_with(TestDatabase::sqlite(), &config).await;
     let key = key(&server).await;

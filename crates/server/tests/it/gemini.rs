@@ -13,7 +13,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestServer, recorded, start_configured, start_with};
+use crate::common::{Reply, TestServer, recorded, serve_upstream, start_configured, start_with};
 
 async fn start() -> (TestServer, String) {
     let server = start_with(TestDatabase::sqlite(), "").await;
@@ -272,9 +272,7 @@ async fn the_key_in_the_query_never_reaches_google_and_the_providers_key_does() 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let config = format!("[[providers]]\nname = \"google\"\nprotocol = \"gemini\"\nbase_url = \"http://{addr}\"\n");
     let server = start_configured(TestDatabase::sqlite(), &config, |config| {
         config.gateway.providers[0].api_key = Some(ApiKey::new("AIza-upstream-secret".into()));

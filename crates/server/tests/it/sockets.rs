@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::common::{TestServer, start_with};
+use crate::common::{TestServer, serve_upstream, start_with};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -294,9 +294,7 @@ async fn refusals_are_error_frames_with_the_http_status_and_the_connection_stays
 async fn handshakes_are_refused_with_answers_a_client_can_act_on() {
     // A provider that does not speak WebSocket: the client is told to use HTTP (426).
     let plain = axum::Router::new().route("/v1/responses", axum::routing::post(|| async { "{}" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, plain).await });
+    let addr = serve_upstream(plain).await;
     let config = format!("[[providers]]\nname = \"plain\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
     let server = start_with(TestDatabase::sqlite(), &config).await;
     let key = key(&server).await;
@@ -388,9 +386,7 @@ async fn a_provider_that_goes_quiet_mid_response_is_cut_at_the_timeout() {
             })
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let config = format!("[[providers]]\nname = \"quiet\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
     let server = crate::common::start_configured(TestDatabase::sqlite(), &config, |config| {
         config.gateway.upstream_timeout = Duration::from_secs(1);

@@ -12,7 +12,7 @@ use goodhart_gateway::config::ApiKey;
 use goodhart_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, start_configured, start_with};
+use crate::common::{TestServer, serve_upstream, start_configured, start_with};
 
 const ANTHROPIC: &str = "/v1/projects/client-proj/locations/us-east5/publishers/anthropic/models";
 const GOOGLE: &str = "/v1/projects/client-proj/locations/us-east5/publishers/google/models";
@@ -122,9 +122,7 @@ async fn the_providers_project_and_token_go_up_and_errors_take_each_publishers_s
             )
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let config = format!(
         "[[providers]]\nname = \"vertex\"\nprotocol = \"vertex\"\n\
          base_url = \"http://{addr}/v1/projects/our-proj/locations/europe-west1\"\n"
@@ -239,9 +237,7 @@ async fn a_service_accounts_tokens_are_earned_with_a_signed_assertion_and_reused
                 )
             }
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_upstream(app).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key.json");
     let key_json =
