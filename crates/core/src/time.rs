@@ -31,8 +31,10 @@ impl Micros {
         self.to_timestamp().to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
     }
 
+    /// The start of the `unit`-long interval `self` falls in (saturating at the far past rather
+    /// than overflowing).
     pub fn floor_to(self, unit: i64) -> Micros {
-        Micros(self.0.div_euclid(unit) * unit)
+        Micros(self.0.saturating_sub(self.0.rem_euclid(unit)))
     }
 
     pub fn ceil_to(self, unit: i64) -> Micros {

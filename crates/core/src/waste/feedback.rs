@@ -93,7 +93,7 @@ pub fn review(findings: Vec<Finding>, decisions: &[Decision<'_>], rules: &Feedba
 }
 
 fn review_one(mut finding: Finding, decisions: &[Decision<'_>], rules: &FeedbackRules) -> Reviewed {
-    let day = day_start(finding.from);
+    let day = finding.from.floor_to(MICROS_PER_DAY);
     let remembered_from = day.0.saturating_sub(rules.memory);
     // Decisions are ordered by the day of the finding decided, then by when.
     let order = |d: &Decision<'_>| (d.finding.from, d.decided_at);
@@ -139,11 +139,6 @@ fn review_one(mut finding: Finding, decisions: &[Decision<'_>], rules: &Feedback
         _ => Verdict::Unchanged,
     };
     Reviewed { finding, verdict }
-}
-
-/// Midnight UTC of `at`'s day (saturating at the far past rather than overflowing).
-fn day_start(at: Micros) -> Micros {
-    Micros(at.0.saturating_sub(at.0.rem_euclid(MICROS_PER_DAY)))
 }
 
 fn same_subject(a: &Finding, b: &Finding) -> bool {
