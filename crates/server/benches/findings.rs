@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
-use goodhart_core::waste::{WasteRules, detect};
+use goodhart_core::waste::{Ledger, WasteRules, detect};
 use goodhart_server::app::findings::run_pass;
 use goodhart_sim::evaluate::{facts, score_findings, validated_usage};
 use goodhart_sim::org::{OrgSpec, simulate};
@@ -144,7 +144,7 @@ fn main() {
             let mut detections = Vec::new();
             for _ in 0..options.runs {
                 let t = Instant::now();
-                std::hint::black_box(detect(&calls, &value_by_user, &rules));
+                std::hint::black_box(detect(&calls, &Ledger::of_calls(&calls, value_by_user.clone()), &rules));
                 detections.push(t.elapsed());
             }
             let calls_read = calls.len();

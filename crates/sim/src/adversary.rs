@@ -34,13 +34,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use goodhart_core::attribution::{RequestLabels, attribute};
 use goodhart_core::calls::{CallFacts, CallResult, gateway_event};
 use goodhart_core::keys::KeyScope;
-use goodhart_core::outcomes::{Milli, ValueRules, credits};
+use goodhart_core::outcomes::{Credit, Milli, ValueRules, credits};
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::providers::ReportedUsage;
 use goodhart_core::requests::{Endpoint, prompt_text, request_facts};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 use goodhart_core::usage::{IngestPolicy, Source, TokenCounts, UsageEvent, UsageEventInput};
-use goodhart_core::waste::{Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review};
+use goodhart_core::waste::{
+    Call, Decision, FeedbackRules, Finding, FindingStatus, Ledger, Pass, Verdict, WasteRules, detect, review,
+};
 use goodhart_core::{Micros, Nanos};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -2292,11 +2294,53 @@ pub struct AdversarialScore {
     /// Ordinary background people flagged (false accusations too).
     pub background_accused: Vec<String>,
     pub background: usize,
+    /// Per strategy: what the people it hid spent in the window (the damage of an evasion).
+    pub missed_spend: BTreeMap<Strategy, Nanos>,
+    /// What the median ordinary background person spent in the window (the scale for
+    /// `missed_spend`).
+    pub background_median_spend: Nanos,
     pub findings: Vec<Finding>,
     /// The detection pass alone.
     pub detection_time: std::time::Duration,
     /// One per review period of [`REVIEWED_DAYS`].
     pub feedback: Vec<FeedbackScore>,
+}
+
+/// How detection is run over the simulated weeks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passes {
+    /// One pass over the whole window, with the value credited in it.
+    Window,
+    /// As the server runs it: one [`Pass`] per UTC day (that day's calls and the day before,
+    /// the value credited over the four weeks up to the day's end), each keeping the findings
+    /// that start on its day.
+    Daily,
+}
+
+/// Detection as the server runs it ([`Passes::Daily`]); `calls` are in time order.
+fn daily_passes(calls: &[Call], credits: &[Credit], rules: &WasteRules) -> Vec<Finding> {
+    let (Some(first), Some(last)) = (calls.first(), calls.last()) else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    let mut day = first.at.floor_to(MICROS_PER_DAY);
+    while day <= last.at {
+        let pass = Pass::over(day, Micros(day.0 + 1));
+        let start = |from: Micros| calls.partition_point(|c| c.at < from);
+        let (read, weeks, end) = (start(pass.read_from), start(pass.value_from), start(pass.to));
+        let mut value: HashMap<String, Milli> = HashMap::new();
+        for credit in credits.iter().filter(|c| c.at >= pass.value_from && c.at < pass.to) {
+            *value.entry(credit.credited.user.clone()).or_default() += credit.value;
+        }
+        let ledger = Ledger::of_calls(&calls[weeks..end], value);
+        findings.extend(
+            detect(&calls[read..end], &ledger, rules)
+                .into_iter()
+                .filter(|f| pass.keeps(f)),
+        );
+        day = pass.to;
+    }
+    findings
 }
 
 /// How many first days of findings the simulated admin reviews before the rest are judged:
@@ -2387,9 +2431,10 @@ fn feedback(adv: &Adversarial, findings: &[Finding], reviewed_days: i64) -> Feed
 }
 
 /// Runs waste detection over the adversarial organisation as the server would (priced
-/// usage, value credited from its GitHub deliveries) and scores it per strategy and per hard
-/// negative, then replays an admin's first week of review ([`FeedbackScore`]).
-pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) -> AdversarialScore {
+/// usage, value credited from its GitHub deliveries; in daily passes or over the whole window,
+/// see [`Passes`]) and scores it per strategy and per hard negative, then replays an admin's
+/// first week of review ([`FeedbackScore`]).
+pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules, passes: Passes) -> AdversarialScore {
     let prices = PriceTable::builtin();
     let usage: Vec<(UsageEvent, Nanos)> = adv
         .usage
@@ -2402,15 +2447,29 @@ pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) ->
             (event.clone(), cost.total())
         })
         .collect();
-    let mut value_by_user: HashMap<String, Milli> = HashMap::new();
-    for credit in credits(&facts(&adv.org), value_rules) {
-        *value_by_user.entry(credit.credited.user.clone()).or_default() += credit.value;
-    }
+    let credits = credits(&facts(&adv.org), value_rules);
     let calls = calls(&usage);
     let started = std::time::Instant::now();
-    let findings = detect(&calls, &value_by_user, rules);
+    let findings = match passes {
+        Passes::Window => {
+            let mut value_by_user: HashMap<String, Milli> = HashMap::new();
+            for credit in &credits {
+                *value_by_user.entry(credit.credited.user.clone()).or_default() += credit.value;
+            }
+            detect(&calls, &Ledger::of_calls(&calls, value_by_user), rules)
+        }
+        Passes::Daily => daily_passes(&calls, &credits, rules),
+    };
     let detection_time = started.elapsed();
     let flagged: std::collections::BTreeSet<&str> = findings.iter().map(|f| f.user.as_str()).collect();
+    let mut spend: HashMap<&str, Nanos> = HashMap::new();
+    for call in &calls {
+        let spent = spend.entry(call.user.as_str()).or_insert(Nanos::ZERO);
+        *spent = spent.saturating_add(call.cost);
+    }
+    let spent = |name: &str| spend.get(name).copied().unwrap_or(Nanos::ZERO);
+    let mut missed_spend: BTreeMap<Strategy, Nanos> = BTreeMap::new();
+    let mut background_spend = Vec::new();
     let mut strategies: BTreeMap<Strategy, Tally> = BTreeMap::new();
     let mut hard_negatives: BTreeMap<HardNegative, Tally> = BTreeMap::new();
     let mut background_accused = Vec::new();
@@ -2418,10 +2477,17 @@ pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) ->
     for (name, role) in &adv.roles {
         let hit = flagged.contains(name.as_str());
         let tally = match role {
-            Role::Evasion(s) => strategies.entry(*s).or_default(),
+            Role::Evasion(s) => {
+                let missed = missed_spend.entry(*s).or_insert(Nanos::ZERO);
+                if !hit {
+                    *missed = missed.saturating_add(spent(name));
+                }
+                strategies.entry(*s).or_default()
+            }
             Role::Hard(h) => hard_negatives.entry(*h).or_default(),
             Role::Background(_) => {
                 background += 1;
+                background_spend.push(spent(name));
                 if hit {
                     background_accused.push(name.clone());
                 }
@@ -2439,6 +2505,14 @@ pub fn score(adv: &Adversarial, value_rules: &ValueRules, rules: &WasteRules) ->
         hard_negatives,
         background_accused,
         background,
+        missed_spend,
+        background_median_spend: {
+            background_spend.sort_unstable();
+            background_spend
+                .get(background_spend.len() / 2)
+                .copied()
+                .unwrap_or(Nanos::ZERO)
+        },
         feedback: REVIEWED_DAYS
             .iter()
             .map(|&days| feedback(adv, &findings, days))
@@ -2530,7 +2604,7 @@ mod tests {
     /// The shared organisation scored once, for the tests that only read the score.
     fn shared_score() -> &'static AdversarialScore {
         static SCORE: std::sync::LazyLock<AdversarialScore> =
-            std::sync::LazyLock::new(|| score(shared(), &ValueRules::default(), &WasteRules::default()));
+            std::sync::LazyLock::new(|| score(shared(), &ValueRules::default(), &WasteRules::default(), Passes::Daily));
         &SCORE
     }
 

@@ -13,7 +13,7 @@ use goodhart_core::outcomes::{Credit, Fact, Milli, ValueRules, credits};
 use goodhart_core::pricing::{CostBreakdown, PriceTable};
 use goodhart_core::usage::{IngestPolicy, Source, UsageEvent};
 use goodhart_core::value::{Activity, BoardQuery, By, Metric, Row, board};
-use goodhart_core::waste::{Call, Detector, Finding, WasteRules, detect};
+use goodhart_core::waste::{Call, Detector, Finding, Ledger, WasteRules, detect};
 
 use crate::org::{Org, Persona};
 
@@ -250,7 +250,7 @@ pub fn score_waste(org: &Org, value_rules: &ValueRules, rules: &WasteRules) -> W
     }
     let calls = calls(&usage);
     let started = std::time::Instant::now();
-    let findings = detect(&calls, &value_by_user, rules);
+    let findings = detect(&calls, &Ledger::of_calls(&calls, value_by_user), rules);
     let detection_time = started.elapsed();
     score_findings(org, calls.len(), findings, detection_time)
 }

@@ -7,7 +7,9 @@
 //! - [`Detector::RepeatedPrompts`]: most prompts near-identical (SimHash within
 //!   [`WasteRules::similar_bits`], so paraphrases and counters do not escape);
 //! - [`Detector::FillerOutput`]: outputs that are filler — most cut off at `max_tokens`, or
-//!   highly compressible, or near-identical to each other;
+//!   highly compressible, or near-identical to each other (the last only for a person whose value
+//!   per dollar trails their peers': a test-fixture or record generator's answers share their
+//!   structure and look near-identical too);
 //! - [`Detector::IndependentCalls`]: calls that build on no earlier answer (the context does
 //!   not carry the previous output over);
 //! - [`Detector::MetronomicCadence`]: an hour or more at a steady rhythm with no human pause;
@@ -26,13 +28,12 @@
 //! steady pace. A recurring prompt with calls that carry nothing over is what a batch job and a
 //! CI review agent look like, so together they accuse nobody either.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use crate::Micros;
 use crate::fingerprint::simhash_similarity;
 use crate::money::Nanos;
-use crate::outcomes::Milli;
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
 mod day;
@@ -43,26 +44,65 @@ mod peers;
 pub use feedback::{Decision, FeedbackRules, REPEAT_BONUS, Reviewed, Verdict, review};
 use model::permille;
 pub use model::{
-    Call, CallSample, Detector, Finding, FindingStatus, SAMPLES, SubjectKind, TRUNCATION_REASONS, WasteRules,
-    is_truncation,
+    Call, CallSample, Detector, Finding, FindingStatus, Ledger, SAMPLES, Spend, SubjectKind, TRUNCATION_REASONS,
+    WasteRules, is_truncation,
 };
 
-/// Waste findings among `calls`; `value_by_user` is the value credited to each person in the
-/// same window (people absent from it delivered nothing).
-pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &WasteRules) -> Vec<Finding> {
+/// What a detection pass over the whole UTC days `[from, to)` reads: the calls from
+/// [`Pass::read_from`] (a day before, so that a run that crossed midnight is judged whole and
+/// belongs to the day it started) and the value credited from [`Pass::value_from`] (at least the
+/// four weeks up to `to`: who ships is judged over weeks, not over the pass's days). It keeps
+/// the findings that start in `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub from: Micros,
+    pub to: Micros,
+    pub read_from: Micros,
+    pub value_from: Micros,
+}
+
+impl Pass {
+    /// Calls read before a pass's days.
+    pub const LOOKBACK: i64 = MICROS_PER_DAY;
+    /// Value credited this long before a pass's end counts.
+    pub const VALUE_PERIOD: i64 = 28 * MICROS_PER_DAY;
+
+    /// The pass over the whole UTC days covering `[from, to)`.
+    pub fn over(from: Micros, to: Micros) -> Pass {
+        let (from, to) = (from.floor_to(MICROS_PER_DAY), to.ceil_to(MICROS_PER_DAY));
+        let read_from = Micros(from.0.saturating_sub(Pass::LOOKBACK));
+        Pass {
+            from,
+            to,
+            read_from,
+            value_from: Micros(read_from.0.min(to.0.saturating_sub(Pass::VALUE_PERIOD))),
+        }
+    }
+
+    /// Whether a finding belongs to this pass's days.
+    pub fn keeps(&self, finding: &Finding) -> bool {
+        finding.from >= self.from && finding.from < self.to
+    }
+}
+
+/// Waste findings among `calls`; the `ledger` holds what everyone spent and delivered over the
+/// weeks they are judged on against their peers (for a detection over whole weeks,
+/// [`Ledger::of_calls`]).
+pub fn detect(calls: &[Call], ledger: &Ledger, rules: &WasteRules) -> Vec<Finding> {
     let mut by_user: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
     for call in calls {
         by_user.entry(&call.user).or_default().push(call);
     }
-    let standings = peers::standings(&by_user, value_by_user, rules);
+    let standings = peers::standings(ledger, rules);
 
     let mut findings = Vec::new();
     for (user, mut calls) in by_user {
         calls.sort_by(|a, b| (&a.session, &a.agent, a.at).cmp(&(&b.session, &b.agent, b.at)));
-        let shipped = value_by_user.get(user).is_some_and(|v| *v > 0);
+        let shipped = ledger.value_of(user) > 0;
         let standing = standings.get(user);
         let lags = standing.and_then(|s| s.lagging.as_deref());
         let behind = standing.and_then(|s| s.behind.as_deref());
+        let trails = standing.is_some();
         let mut covered = vec![false; calls.len()];
         let mut found = |members: Vec<usize>, signals: Vec<(Detector, String)>, covered: &mut [bool], whose: Whose| {
             let run: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
@@ -77,7 +117,7 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
             .into_iter()
             .partition(|run| run.len() >= rules.min_run_calls);
         for run in long {
-            let mut signals = run_signals(&calls[run.clone()], &continued[run.clone()], rules);
+            let mut signals = run_signals(&calls[run.clone()], &continued[run.clone()], trails, rules);
             signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
             found(run.collect(), signals, &mut covered, Whose::OneAgent);
         }
@@ -96,7 +136,7 @@ pub fn detect(calls: &[Call], value_by_user: &HashMap<String, Milli>, rules: &Wa
             if let Some((members, note)) = fan_out(&calls, short, rules) {
                 let fan_calls: Vec<&Call> = members.iter().map(|&i| calls[i]).collect();
                 let mut signals = vec![(Detector::AgentFanOut, note)];
-                signals.extend(filler(&fan_calls, rules));
+                signals.extend(filler(&fan_calls, trails, rules));
                 signals.extend(lags.map(|note| (Detector::SpendWithoutOutcomes, note.to_owned())));
                 found(members, signals, &mut covered, Whose::User);
             }
@@ -148,8 +188,9 @@ fn clock(at: Micros) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
-/// Outputs that are filler, and why.
-fn filler(calls: &[&Call], rules: &WasteRules) -> Option<(Detector, String)> {
+/// Outputs that are filler, and why; near-identical outputs count only when the person `trails`
+/// their peers on value per dollar.
+fn filler(calls: &[&Call], trails: bool, rules: &WasteRules) -> Option<(Detector, String)> {
     let truncated = calls.iter().filter(|c| c.truncated).count();
     if permille(truncated, calls.len()) >= rules.filler_share {
         let what = if truncated == calls.len() {
@@ -173,6 +214,9 @@ fn filler(calls: &[&Call], rules: &WasteRules) -> Option<(Detector, String)> {
             ));
         }
     }
+    if !trails {
+        return None;
+    }
     let (group, total) = largest_group(calls.iter().filter_map(|c| c.completion_simhash), 6);
     (total * 2 >= calls.len() && permille(group, total) >= rules.filler_share).then(|| {
         (
@@ -183,8 +227,8 @@ fn filler(calls: &[&Call], rules: &WasteRules) -> Option<(Detector, String)> {
 }
 
 /// The signals one long run shows, each with its evidence; `continued` says which of its
-/// calls continue the one before.
-fn run_signals(run: &[&Call], continued: &[bool], rules: &WasteRules) -> Vec<(Detector, String)> {
+/// calls continue the one before, `trails` whether the person trails their peers.
+fn run_signals(run: &[&Call], continued: &[bool], trails: bool, rules: &WasteRules) -> Vec<(Detector, String)> {
     let mut signals = Vec::new();
     let (first, last) = (run[0].at, run[run.len() - 1].at);
     let span = last.0 - first.0;
@@ -195,7 +239,7 @@ fn run_signals(run: &[&Call], continued: &[bool], rules: &WasteRules) -> Vec<(De
             format!("{group} of {fingerprinted} prompts near-identical"),
         ));
     }
-    signals.extend(filler(run, rules));
+    signals.extend(filler(run, trails, rules));
     if span >= rules.min_signal_span {
         let mut gaps: Vec<i64> = run.windows(2).map(|w| w[1].at.0 - w[0].at.0).collect();
         gaps.sort_unstable();
@@ -421,6 +465,8 @@ fn merge_by_day(findings: Vec<Finding>) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::fingerprint::{compress_permille, simhash};
+    use crate::outcomes::Milli;
+    use std::collections::HashMap;
 
     /// Monday 2 November 2026, midnight UTC.
     const MONDAY: i64 = 20_759 * MICROS_PER_DAY;
@@ -569,9 +615,17 @@ mod tests {
         }
     }
 
+    /// The ledger of four weeks whose calls are `calls` (a test's day or two of them).
+    fn weeks(calls: &[Call], value: HashMap<String, Milli>) -> Ledger {
+        Ledger {
+            days: 28,
+            ..Ledger::of_calls(calls, value)
+        }
+    }
+
     fn findings(calls: &[Call], shipped: &[&str]) -> Vec<Finding> {
         let value = shipped.iter().map(|u| ((*u).to_owned(), 1_000)).collect();
-        detect(calls, &value, &WasteRules::default())
+        detect(calls, &weeks(calls, value), &WasteRules::default())
     }
 
     const COLLEAGUES: [&str; 6] = ["ann", "bob", "cat", "dan", "eve", "fin"];
@@ -833,7 +887,7 @@ mod tests {
         let calls = run.calls();
         let refs: Vec<&Call> = calls.iter().collect();
         let rules = WasteRules::default();
-        run_signals(&refs, &day::continued(&refs, &rules), &rules)
+        run_signals(&refs, &day::continued(&refs, &rules), true, &rules)
             .into_iter()
             .map(|s| s.0)
             .collect()
@@ -873,6 +927,56 @@ mod tests {
         assert_eq!(repetitive, [Detector::FillerOutput], "outputs that compress to nothing");
         let same_answer = signals_of(&daytime(varied, |i| format!("Done, step {i}: {}", varied(1)), false));
         assert_eq!(same_answer, [Detector::FillerOutput], "the same answer every time");
+    }
+
+    #[test]
+    fn near_identical_answers_are_filler_only_from_someone_whose_value_per_dollar_trails() {
+        // Test fixtures: one schema, 40 rows at a time, answers that share their structure.
+        let fixtures = Run {
+            user: "fay",
+            agent: Some("fixtures"),
+            session: "fixtures".into(),
+            start: MONDAY + 10 * MICROS_PER_HOUR,
+            calls: 40,
+            gap_secs: |i| 30 + (i as i64 * 17) % 40,
+            prompt: |i| {
+                format!(
+                    "Rows {} to {} of realistic data for users (id, name, email, plan)",
+                    i * 40,
+                    i * 40 + 40
+                )
+            },
+            output: |i| {
+                (0..12)
+                    .map(|r| {
+                        format!(
+                            r#"{{"id": {}, "name": "user{r}", "email": "u{r}@example.com", "plan": "pro"}}"#,
+                            i * 40 + r
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            truncated: false,
+            shape: Shape::Generation,
+            churn: None,
+        };
+        assert!(
+            signals_of(&fixtures).contains(&Detector::FillerOutput),
+            "the answers are near-identical"
+        );
+        let mut calls = colleagues();
+        calls.extend(fixtures.calls());
+        let mut delivering = COLLEAGUES.to_vec();
+        delivering.push("fay");
+        // Twice the peers' spend for the same outcomes: half their value per dollar.
+        assert!(
+            findings(&calls, &delivering).is_empty(),
+            "a fixture generator who ships"
+        );
+        let found = findings(&calls, &COLLEAGUES);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].signals.contains(&Detector::FillerOutput));
     }
 
     #[test]
@@ -925,7 +1029,7 @@ mod tests {
         calls.extend(night_loop("zed").calls());
         let signals = |calls: &[Call], value: &[(&str, Milli)]| {
             let value = value.iter().map(|(u, v)| ((*u).to_owned(), *v)).collect();
-            let found = detect(calls, &value, &WasteRules::default());
+            let found = detect(calls, &weeks(calls, value), &WasteRules::default());
             found
                 .iter()
                 .find(|f| f.user == "zed")
@@ -983,7 +1087,7 @@ mod tests {
         }
         let spend_signal = |value: &[(&str, Milli)]| {
             let value = value.iter().map(|(u, v)| ((*u).to_owned(), *v)).collect();
-            detect(&calls, &value, &WasteRules::default())
+            detect(&calls, &weeks(&calls, value), &WasteRules::default())
                 .iter()
                 .find(|f| f.user == "zed")
                 .map(|f| f.signals.contains(&Detector::SpendWithoutOutcomes))
@@ -1019,7 +1123,7 @@ mod tests {
                 .iter()
                 .map(|u| ((*u).to_owned(), 3_000))
                 .chain([("dee".to_owned(), dee)]);
-            detect(&calls, &value.collect(), &WasteRules::default())[0]
+            detect(&calls, &weeks(&calls, value.collect()), &WasteRules::default())[0]
                 .signals
                 .contains(&Detector::SpendWithoutOutcomes)
         };
@@ -1090,6 +1194,26 @@ mod tests {
     }
 
     #[test]
+    fn spend_is_judged_over_the_ledgers_weeks_and_not_before_two_of_them() {
+        let mut calls = colleagues();
+        calls.extend(filler_day("zed").calls());
+        let value: HashMap<String, Milli> = COLLEAGUES.iter().map(|u| ((*u).to_owned(), 1_000)).collect();
+        let found = |ledger: Ledger| detect(&calls, &ledger, &WasteRules::default());
+        assert_eq!(found(weeks(&calls, value.clone())).len(), 1, "weeks like this day");
+        // Over the weeks zed spent what each colleague did: the filler day was a batch day.
+        let mut even = weeks(&calls, value.clone());
+        even.spend.iter_mut().for_each(|row| row.cost = Nanos(12_000_000_000));
+        assert!(found(even).is_empty(), "judged on the weeks' spend, not the day's");
+        // In the first 13 days of usage nobody's spend is judged against their outcomes.
+        let early = |days| Ledger {
+            days,
+            ..weeks(&calls, value.clone())
+        };
+        assert!(found(early(13)).is_empty());
+        assert_eq!(found(early(14)).len(), 1);
+    }
+
+    #[test]
     fn a_day_of_filler_needs_all_three_properties_of_its_calls() {
         // zed's filler day costs $12, twelve times each colleague's day.
         let found_for = |run: Run, zed: Milli| {
@@ -1099,7 +1223,7 @@ mod tests {
                 .iter()
                 .map(|u| ((*u).to_owned(), 1_000))
                 .chain([("zed".to_owned(), zed)]);
-            detect(&calls, &value.collect(), &WasteRules::default())
+            detect(&calls, &weeks(&calls, value.collect()), &WasteRules::default())
         };
         let found = found_for(filler_day("zed"), 1_000);
         assert_eq!(

@@ -2,14 +2,15 @@
 //! the findings it makes — apart from the detectors, so that they and the module that runs them
 //! share one vocabulary without importing each other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Micros;
 use crate::budgets::{Alert, AlertKind};
 use crate::money::Nanos;
-use crate::time::{MICROS_PER_HOUR, MICROS_PER_SECOND};
+use crate::outcomes::Milli;
+use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
 /// One model call, as detection sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +45,64 @@ impl Call {
     /// The context the model was given: what was sent new and what was read from the cache.
     pub fn context_tokens(&self) -> u64 {
         self.input_tokens + self.cache_read_tokens
+    }
+}
+
+/// What one person spent in one team over the weeks a detection judges them on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    pub user: String,
+    pub team: Option<String>,
+    pub calls: u64,
+    pub cost: Nanos,
+}
+
+/// The weeks people are judged on against their peers: what each spent (by team) and the value
+/// credited to each, over the same weeks. A detection pass over a day or two judges spend and
+/// outcomes over the four weeks up to its end, not over its own days: a day's spend swings too
+/// much (a batch day, a quiet day) to compare with the peers' without accusing anyone whose
+/// work comes in bursts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub spend: Vec<Spend>,
+    /// Value credited per person (people absent from it delivered nothing).
+    pub value: HashMap<String, Milli>,
+    /// The UTC days of usage the ledger covers: from the first day anyone used anything in its
+    /// weeks to their end.
+    pub days: i64,
+}
+
+impl Ledger {
+    /// The ledger of `calls` themselves, for a detection over the whole weeks they cover.
+    pub fn of_calls(calls: &[Call], value: HashMap<String, Milli>) -> Ledger {
+        let day = |at: Micros| at.0.div_euclid(MICROS_PER_DAY);
+        let first = calls.iter().map(|c| day(c.at)).min();
+        let last = calls.iter().map(|c| day(c.at)).max();
+        let mut spend: BTreeMap<(&str, Option<&str>), (u64, Nanos)> = BTreeMap::new();
+        for call in calls {
+            let entry = spend
+                .entry((call.user.as_str(), call.team.as_deref()))
+                .or_insert((0, Nanos::ZERO));
+            *entry = (entry.0 + 1, entry.1.saturating_add(call.cost));
+        }
+        Ledger {
+            spend: spend
+                .into_iter()
+                .map(|((user, team), (calls, cost))| Spend {
+                    user: user.to_owned(),
+                    team: team.map(str::to_owned),
+                    calls,
+                    cost,
+                })
+                .collect(),
+            value,
+            days: first.zip(last).map_or(0, |(first, last)| last - first + 1),
+        }
+    }
+
+    /// The value credited to `user`.
+    pub fn value_of(&self, user: &str) -> Milli {
+        self.value.get(user).copied().unwrap_or(0)
     }
 }
 
@@ -275,6 +334,10 @@ pub struct WasteRules {
     pub spend_multiple: u64,
     /// …with value at most their median divided by this, is a signal.
     pub outcome_fraction: u64,
+    /// Spend is judged against outcomes only once the ledger covers this many days of usage:
+    /// in the first days after Goodhart is installed, or after a bulk import, few people have
+    /// shipped yet and the weeks of outcomes the comparison needs are not there.
+    pub min_ledger_days: i64,
     /// Fewer peers in a person's team than this, and the whole organisation is the peer group.
     pub min_peers: usize,
     /// A call is output-heavy when it generated at least this many times what it was sent new…
@@ -306,6 +369,7 @@ impl Default for WasteRules {
             fan_out_sessions: 8,
             spend_multiple: 3,
             outcome_fraction: 3,
+            min_ledger_days: 14,
             min_peers: 3,
             output_multiple: 3,
             min_heavy_output: 500,

@@ -5,14 +5,18 @@
 //! attributed to) who spent anything in the window; with fewer than [`WasteRules::min_peers`]
 //! of them, everyone else in the organisation. The half of them who deliver most set the bar,
 //! so that a team where many burn tokens does not make burning the norm. Against that bar, a
-//! person who spent at least [`WasteRules::spend_multiple`] times its median spend is
+//! person **trails** when their value per dollar is at most 1/[`WasteRules::outcome_fraction`]
+//! of its median value over its median spend (everyone with a [`Standing`] trails: it is what
+//! near-identical outputs need to count as filler, since templated structured output — test
+//! fixtures, records — is near-identical too). One who trails and spent at least
+//! [`WasteRules::spend_multiple`] times its median spend is
 //!
-//! - **lagging** when their credited value is at most 1/[`WasteRules::outcome_fraction`] of its
-//!   median value (the `spend_without_outcomes` signal of runs and fan-outs);
-//! - **behind** when their value per dollar is at most 1/[`WasteRules::outcome_fraction`] of its
-//!   median value over its median spend: their outcomes do not keep up with their spend (what a
-//!   day of filler needs, see `day`). Someone who ships as much as the peers while spending twelve
-//!   times as much is behind but not lagging.
+//! - **behind**: their outcomes do not keep up with their spend (what a day of filler needs,
+//!   see `day`). Someone who ships as much as the peers while spending twelve times as much is
+//!   behind but not lagging;
+//! - **lagging** when, besides, their credited value is at most
+//!   1/[`WasteRules::outcome_fraction`] of its median value (the `spend_without_outcomes` signal
+//!   of runs and fan-outs).
 //!
 //! Comparing with peers rather than the whole organisation keeps a platform team's heavy agent
 //! users from being judged against a design team's light ones. A named team none of whose
@@ -20,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{Call, WasteRules};
+use super::model::{Ledger, WasteRules};
 use crate::money::Nanos;
 use crate::outcomes::Milli;
 
@@ -29,32 +33,36 @@ use crate::outcomes::Milli;
 pub(super) struct Standing {
     /// Spend far above theirs, outcomes far below theirs.
     pub lagging: Option<String>,
-    /// Spend far above theirs, outcomes that do not keep up: value per dollar at most
-    /// 1/[`WasteRules::outcome_fraction`] of theirs (implied by `lagging`).
+    /// Spend far above theirs, with value per dollar at most 1/[`WasteRules::outcome_fraction`]
+    /// of theirs (implied by `lagging`).
     pub behind: Option<String>,
 }
 
-/// Where each person who stands out stands against their delivering peers.
-pub(super) fn standings<'a>(
-    by_user: &BTreeMap<&'a str, Vec<&Call>>,
-    value_by_user: &HashMap<String, Milli>,
-    rules: &WasteRules,
-) -> HashMap<&'a str, Standing> {
-    let spend: BTreeMap<&str, Nanos> = by_user
-        .iter()
-        .map(|(user, calls)| {
-            let spent = calls.iter().fold(Nanos::ZERO, |sum, c| sum.saturating_add(c.cost));
-            (*user, spent)
-        })
-        .collect();
+/// Where each person whose value per dollar trails their delivering peers' stands against them,
+/// over the weeks of the `ledger`.
+pub(super) fn standings<'a>(ledger: &'a Ledger, rules: &WasteRules) -> HashMap<&'a str, Standing> {
+    if ledger.days < rules.min_ledger_days {
+        return HashMap::new();
+    }
+    let mut spend: BTreeMap<&str, Nanos> = BTreeMap::new();
+    let mut calls_by_team: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for row in &ledger.spend {
+        let spent = spend.entry(&row.user).or_insert(Nanos::ZERO);
+        *spent = spent.saturating_add(row.cost);
+        *calls_by_team
+            .entry(&row.user)
+            .or_default()
+            .entry(row.team.as_deref().unwrap_or(""))
+            .or_default() += row.calls;
+    }
     let mut members: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut team_of: HashMap<&str, &str> = HashMap::new();
-    for (user, calls) in by_user {
-        let team = home_team(calls);
+    for (user, teams) in &calls_by_team {
+        let team = home_team(teams);
         team_of.insert(user, team);
         members.entry(team).or_default().push(user);
     }
-    let value = |user: &str| value_by_user.get(user).copied().unwrap_or(0);
+    let value = |user: &str| ledger.value_of(user);
     let mut standings = HashMap::new();
     for (user, spent) in &spend {
         let team = team_of[user];
@@ -80,54 +88,58 @@ pub(super) fn standings<'a>(
         peers.truncate(peers.len().div_ceil(2));
         let peer_spend = median(peers.iter().map(|p| spend[p].0));
         let peer_value = median(peers.iter().map(|p| value(p) as i64));
-        let far_above = spent.0 > 0 && spent.0 >= peer_spend.saturating_mul(rules.spend_multiple as i64);
-        if !far_above || peer_value == 0 {
+        if spent.0 <= 0 || peer_value == 0 {
             continue;
         }
         let (mine, theirs) = (value(user) as i64, peer_value);
-        let far_below = mine.saturating_mul(rules.outcome_fraction as i64) <= theirs;
         // Value per dollar at most a fraction of theirs: mine / spent ≤ theirs / (peer_spend × k).
         let keeps_up = i128::from(mine) * i128::from(peer_spend) * i128::from(rules.outcome_fraction)
             > i128::from(theirs) * i128::from(spent.0);
+        if keeps_up {
+            continue;
+        }
+        let far_above = spent.0 >= peer_spend.saturating_mul(rules.spend_multiple as i64);
+        let far_below = mine.saturating_mul(rules.outcome_fraction as i64) <= theirs;
         let spent_note = format!(
             "{} spent in the window, {}× the median of the delivering half of {whom} ({})",
             spent.usd_rounded(2),
-            spent.0 / peer_spend.max(1),
+            Ratio(spent.0, peer_spend),
             Nanos(peer_spend).usd_rounded(2),
         );
-        let standing = Standing {
-            lagging: far_below.then(|| {
-                format!(
-                    "{spent_note}, for outcomes worth {} against their median {}",
-                    points(value(user)),
-                    points(peer_value as Milli),
-                )
-            }),
-            behind: (!keeps_up).then(|| {
-                format!(
-                    "{spent_note}, for outcomes worth {} against their median {}: value per dollar a third of theirs or less",
-                    points(value(user)),
-                    points(peer_value as Milli),
-                )
-            }),
-        };
-        if standing.behind.is_some() {
-            standings.insert(*user, standing);
-        }
+        let outcomes_note = format!(
+            "for outcomes worth {} against their median {}",
+            points(value(user)),
+            points(peer_value as Milli),
+        );
+        standings.insert(
+            *user,
+            Standing {
+                lagging: (far_above && far_below).then(|| format!("{spent_note}, {outcomes_note}")),
+                behind: far_above
+                    .then(|| format!("{spent_note}, {outcomes_note}: value per dollar a third of theirs or less")),
+            },
+        );
     }
     standings
 }
 
-/// The team most of a person's calls were attributed to ("" when none names one).
-fn home_team<'a>(calls: &[&'a Call]) -> &'a str {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for call in calls {
-        *counts.entry(call.team.as_deref().unwrap_or("")).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .max_by_key(|(team, n)| (*n, std::cmp::Reverse(*team)))
+/// The team most of a person's calls were attributed to ("" when none names one), from their
+/// calls per team.
+fn home_team<'a>(calls_by_team: &BTreeMap<&'a str, u64>) -> &'a str {
+    calls_by_team
+        .iter()
+        .max_by_key(|(team, n)| (**n, std::cmp::Reverse(**team)))
         .map_or("", |(team, _)| team)
+}
+
+/// A spend multiple to one decimal ("2.8"), from two amounts.
+struct Ratio(i64, i64);
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = i128::from(self.0) * 10 / i128::from(self.1.max(1));
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
 }
 
 fn median(values: impl Iterator<Item = i64>) -> i64 {

@@ -21,13 +21,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use goodhart_core::Micros;
+use goodhart_core::Nanos;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
-use goodhart_core::time::MICROS_PER_DAY;
+use goodhart_core::report::Dimension;
+use goodhart_core::time::{MICROS_PER_DAY, parse_rfc3339};
 use goodhart_core::waste::{
-    CallSample, Decision, FeedbackRules, Finding, FindingStatus, Verdict, WasteRules, detect, review,
+    CallSample, Decision, FeedbackRules, Finding, FindingStatus, Ledger, Pass, Spend, Verdict, WasteRules, detect,
+    review,
 };
 use goodhart_store::Store;
+use goodhart_store::SummaryQuery;
 use goodhart_store::findings::{Decider, StoredFinding};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -40,10 +44,6 @@ use super::scope::TeamView;
 use super::{App, AppError};
 use crate::settings::WasteSettings;
 
-/// Calls read before a pass's window, so that runs crossing midnight are judged whole.
-const LOOKBACK: i64 = MICROS_PER_DAY;
-/// Anyone credited with an outcome this long before a window's end counts as shipping.
-const VALUE_PERIOD: i64 = 28 * MICROS_PER_DAY;
 /// A new finding raises an alert only if its last call is this recent.
 const FRESH: i64 = MICROS_PER_DAY;
 
@@ -66,6 +66,39 @@ pub struct PassReport {
     pub new_findings: Vec<Finding>,
 }
 
+/// What each person spent, per team, over the weeks a pass judges them on, and how many days
+/// of usage those weeks hold (from the usage rollups, not the calls).
+async fn ledger_spend(store: &dyn Store, pass: Pass) -> Result<(Vec<Spend>, i64), AppError> {
+    let query = SummaryQuery {
+        from: pass.value_from,
+        to: pass.to,
+        group_by: vec![Dimension::User, Dimension::Team, Dimension::Day],
+    };
+    let mut spend: HashMap<(String, Option<String>), (u64, Nanos)> = HashMap::new();
+    let mut first_day = pass.to;
+    for row in store.usage_summary(&query).await? {
+        let mut key = row.key.into_iter();
+        let (Some(Some(user)), Some(team), Some(Some(day))) = (key.next(), key.next(), key.next()) else {
+            continue;
+        };
+        if let Ok(day) = parse_rfc3339(&format!("{day}T00:00:00Z")) {
+            first_day = first_day.min(day);
+        }
+        let entry = spend.entry((user, team)).or_insert((0, Nanos::ZERO));
+        *entry = (entry.0 + row.totals.requests, entry.1.saturating_add(row.totals.cost));
+    }
+    let spend = spend
+        .into_iter()
+        .map(|((user, team), (calls, cost))| Spend {
+            user,
+            team,
+            calls,
+            cost,
+        })
+        .collect();
+    Ok((spend, (pass.to.0 - first_day.0) / MICROS_PER_DAY))
+}
+
 /// Runs a detection pass over the whole UTC days covering `[from, to)`, reviews its findings
 /// against admins' decisions and records it.
 pub async fn run_pass(
@@ -78,29 +111,29 @@ pub async fn run_pass(
     now: Micros,
 ) -> Result<PassReport, AppError> {
     let started = Instant::now();
-    let (from, to) = (from.floor_to(MICROS_PER_DAY), to.ceil_to(MICROS_PER_DAY));
-    let read_from = Micros(from.0 - LOOKBACK);
-    let calls = store.waste_calls(read_from, to).await?;
-    let value_from = Micros(read_from.0.min(to.0 - VALUE_PERIOD));
+    let pass = Pass::over(from, to);
+    let Pass { from, to, .. } = pass;
+    let calls = store.waste_calls(pass.read_from, to).await?;
+    let (spend, days) = ledger_spend(store, pass).await?;
     let facts = store.facts_before(to).await?;
     let decided = store
         .decided_findings(Micros(from.0.saturating_sub(feedback.memory)), to)
         .await?;
     let (rules, value_rules, feedback) = (rules.clone(), value_rules.clone(), feedback.clone());
     let (calls_read, findings, dismiss) = tokio::task::spawn_blocking(move || {
-        let mut value_by_user: HashMap<String, Milli> = HashMap::new();
+        let mut value: HashMap<String, Milli> = HashMap::new();
         for credit in credits(&facts, &value_rules) {
-            if credit.at >= value_from && credit.at < to {
-                *value_by_user.entry(credit.credited.user).or_default() += credit.value;
+            if credit.at >= pass.value_from && credit.at < to {
+                *value.entry(credit.credited.user).or_default() += credit.value;
             }
         }
-        let findings = detect(&calls, &value_by_user, &rules);
+        let findings = detect(&calls, &Ledger { spend, value, days }, &rules);
         let (findings, dismiss) = apply_decisions(findings, &decided, &feedback);
         (calls.len() as u64, findings, dismiss)
     })
     .await
     .map_err(|e| AppError::Store(goodhart_store::StoreError::Worker(e.to_string())))?;
-    let in_window = findings.iter().filter(|f| f.from >= from && f.from < to).count() as u64;
+    let in_window = findings.iter().filter(|f| pass.keeps(f)).count() as u64;
     let outcome = store.record_findings(from, to, findings, dismiss, now).await?;
     Ok(PassReport {
         from: from.rfc3339(),

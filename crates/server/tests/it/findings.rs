@@ -426,3 +426,88 @@ async fn a_dismissed_pattern_is_dismissed_automatically_the_next_day_until_it_sh
     );
     assert_eq!(board_waste(&server, "bob").await.as_deref(), Some("2.0631"));
 }
+
+/// `calls` calls by `user` on `day`: a conversation when `filler` is false (each turn carries the
+/// last one's context and answer); else filler — independent calls generating ten times what
+/// they were sent, prompts reworded, a new session every 30 calls.
+fn day_of(user: &str, day: &str, calls: i64, filler: bool) -> Vec<Value> {
+    let start: jiff::Timestamp = format!("{day}T09:00:00Z").parse().unwrap();
+    (0..calls)
+        .map(|i| {
+            let words: Vec<&str> = (0..12).map(|k| WORDS[(i as usize * 5 + k * 3) % WORDS.len()]).collect();
+            let (input, cache, output, session) = if filler {
+                (200, 0, 2_000, format!("{user}-{day}-{}", i / 30))
+            } else {
+                (3_000, 10_000 + 1_000 * i, 800, format!("{user}-{day}"))
+            };
+            json!({
+                "id": format!("{user}-{day}-{filler}-{i}"),
+                "timestamp": (start + jiff::SignedDuration::from_secs(120 * i)).to_string(),
+                "user": user, "team": "payments", "session": session, "model": "claude-sonnet-4-5",
+                "input_tokens": input, "cache_read_tokens": cache, "output_tokens": output,
+                "prompt": words.join(" "), "completion": words.repeat(3).join(" "), "finish_reason": "end_turn",
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_day_of_filler_is_judged_against_four_weeks_of_spend_and_outcomes_not_the_days_pass() {
+    let server = start_with(
+        TestDatabase::sqlite(),
+        "[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
+    )
+    .await;
+    // Four colleagues work every day of November's first 20 and resolve a ticket a week.
+    let colleagues = ["ann", "bob", "cat", "dan"];
+    for day in 1..=20 {
+        let day = format!("2026-11-{day:02}");
+        let work: Vec<Value> = colleagues.iter().flat_map(|u| day_of(u, &day, 10, false)).collect();
+        ingest(&server, &work).await;
+    }
+    let tickets: Vec<Value> = colleagues
+        .iter()
+        .flat_map(|u| {
+            ["03", "10", "17"].map(|d| {
+                json!({"id": format!("{u}-{d}"), "timestamp": format!("2026-11-{d}T16:00:00Z"), "kind": "ticket_resolved", "user": u})
+            })
+        })
+        .collect();
+    let posted = server
+        .admin("POST", "/api/v1/outcomes", Value::from(tickets).to_string())
+        .await;
+    assert_eq!(posted.status, 200, "{}", posted.text);
+    let zeds = |found: &Value| {
+        found["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["user"] == "zed")
+            .map(|f| f["signals"].clone())
+            .collect::<Vec<_>>()
+    };
+
+    // Zed's one day of filler costs ten times the colleagues' day, but about what each of them
+    // spent over the weeks: a batch day, not spend far above the peers'.
+    ingest(&server, &day_of("zed", "2026-11-20", 120, true)).await;
+    detect_day(&server, "2026-11-20").await;
+    let found = findings(&server, "from=2026-11-20&to=2026-11-21").await;
+    assert_eq!(zeds(&found), Vec::<Value>::new(), "{found:#}");
+
+    // Five such days in a week are over three times the colleagues' weeks, for no outcome.
+    for day in ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19"] {
+        ingest(&server, &day_of("zed", day, 120, true)).await;
+    }
+    detect_day(&server, "2026-11-20").await;
+    let found = findings(&server, "from=2026-11-20&to=2026-11-21").await;
+    assert_eq!(
+        zeds(&found),
+        [json!([
+            "repeated_prompts",
+            "spend_without_outcomes",
+            "independent_calls",
+            "output_heavy"
+        ])],
+        "{found:#}"
+    );
+}

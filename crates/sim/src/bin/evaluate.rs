@@ -15,6 +15,10 @@
 //! README's waste signals and adapt, and honest people whose work looks like them).
 //!
 //! `… -- second-wave [SEEDS]`: the second wave alone.
+//!
+//! The adversarial evaluations run detection as the server does, a pass per UTC day
+//! ([`Passes::Daily`]); a last argument `window` runs one pass over the whole four weeks
+//! instead ([`Passes::Window`]), e.g. `… -- adversarial 5 window`.
 
 #![expect(
     clippy::expect_used,
@@ -25,7 +29,7 @@
 use goodhart_core::outcomes::ValueRules;
 use goodhart_core::waste::WasteRules;
 use goodhart_sim::adversary::{
-    AdversarialScore, AdversarySpec, HardNegative, REVIEWED_DAYS, Role, Strategy, Tally, score,
+    AdversarialScore, AdversarySpec, HardNegative, Passes, REVIEWED_DAYS, Role, Strategy, Tally, score,
     simulate as simulate_adversarial,
 };
 use goodhart_sim::evaluate::{Detection, WasteScore, score_value, score_waste};
@@ -41,14 +45,22 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| "value".into());
     let seeds: u64 = args.next().map_or(5, |s| s.parse().expect("SEEDS is a number"));
+    let passes = match args.next().as_deref() {
+        None | Some("daily") => Passes::Daily,
+        Some("window") => Passes::Window,
+        Some(other) => {
+            eprintln!("unknown passes `{other}` (try: daily, window)");
+            std::process::exit(2);
+        }
+    };
     match what.as_str() {
         "value" => value(seeds),
         "waste" => waste(seeds),
         "adversarial" => {
-            adversarial(seeds);
-            second_wave(seeds);
+            adversarial(seeds, passes);
+            second_wave(seeds, passes);
         }
-        "second-wave" => second_wave(seeds),
+        "second-wave" => second_wave(seeds, passes),
         other => {
             eprintln!("unknown evaluation `{other}` (try: value, waste, adversarial, second-wave)");
             std::process::exit(2);
@@ -159,10 +171,17 @@ fn waste(seeds: u64) {
     }
 }
 
-fn adversarial(seeds: u64) {
+fn adversarial(seeds: u64, passes: Passes) {
     let (value_rules, rules) = (ValueRules::default(), WasteRules::default());
     let scores: Vec<AdversarialScore> = (1..=seeds)
-        .map(|seed| score(&simulate_adversarial(&AdversarySpec::new(seed)), &value_rules, &rules))
+        .map(|seed| {
+            score(
+                &simulate_adversarial(&AdversarySpec::new(seed)),
+                &value_rules,
+                &rules,
+                passes,
+            )
+        })
         .collect();
     let seed_columns = (1..=seeds).map(|s| format!(" seed {s} |")).collect::<String>();
     let rule = " --- |".repeat(seeds as usize);
@@ -222,12 +241,12 @@ fn adversarial(seeds: u64) {
             s.detection_time.as_secs_f64() * 1e3
         );
     }
-    feedback(&scores, cell);
+    feedback(&scores.iter().collect::<Vec<_>>(), &HardNegative::ALL, cell);
     if std::env::var_os("SHOW_FINDINGS").is_some() {
         for s in &scores {
             for finding in &s.findings {
                 println!(
-                    "seed {} {} {} {:?} {} ${}: {}",
+                    "seed {} {} {} {:?} {} {}: {}",
                     s.seed,
                     finding.user,
                     finding.subject,
@@ -243,7 +262,7 @@ fn adversarial(seeds: u64) {
 
 /// The adversarial evaluation's feedback section: the later days, before and after an admin's
 /// review of the first days' findings, for each review period.
-fn feedback(scores: &[AdversarialScore], cell: impl Fn(&Tally) -> String) {
+fn feedback(scores: &[&AdversarialScore], hard_negatives: &[HardNegative], cell: impl Fn(&Tally) -> String) {
     println!(
         "\nAfter an admin reviews the findings of the first days (dismissing each on someone who is not a \
          waster, confirming each on a waster), people flagged on the remaining days, before → after the \
@@ -294,7 +313,7 @@ fn feedback(scores: &[AdversarialScore], cell: impl Fn(&Tally) -> String) {
     let periods = REVIEWED_DAYS.map(|d| format!(" first {d} days reviewed |")).concat();
     println!("| hard negative |{periods}");
     println!("| --- |{}", " --- |".repeat(REVIEWED_DAYS.len()));
-    for hard in HardNegative::ALL {
+    for &hard in hard_negatives {
         let cells: Vec<String> = (0..REVIEWED_DAYS.len())
             .map(|i| {
                 let (mut was, mut is) = (Tally::default(), Tally::default());
@@ -312,12 +331,12 @@ fn feedback(scores: &[AdversarialScore], cell: impl Fn(&Tally) -> String) {
 
 /// The second wave: recall per strategy and false accusations per hard negative, and, for each
 /// person of the wave, the signals of their findings (what caught or accused them).
-fn second_wave(seeds: u64) {
+fn second_wave(seeds: u64, passes: Passes) {
     let (value_rules, rules) = (ValueRules::default(), WasteRules::default());
     let runs: Vec<(goodhart_sim::adversary::Adversarial, AdversarialScore)> = (1..=seeds)
         .map(|seed| {
             let adv = simulate_adversarial(&AdversarySpec::second_wave(seed));
-            let score = score(&adv, &value_rules, &rules);
+            let score = score(&adv, &value_rules, &rules, passes);
             (adv, score)
         })
         .collect();
@@ -357,13 +376,24 @@ fn second_wave(seeds: u64) {
     println!(
         "\n## Second wave\n\nRecall per second-wave evasion strategy (people caught / people following it; goal ≥ 0.95 on every seed):\n"
     );
-    println!("| strategy |{seed_columns} overall | recall | findings' signals (people) |");
-    println!("| --- |{rule} --- | --- | --- |");
+    println!(
+        "(The damage of what evades: each person missed spent, on average, the given multiple of an ordinary engineer's median spend in the window.)\n"
+    );
+    println!("| strategy |{seed_columns} overall | recall | missed people's spend | findings' signals (people) |");
+    println!("| --- |{rule} --- | --- | --- | --- |");
+    let ordinary = runs.iter().map(|(_, s)| s.background_median_spend.0).sum::<i64>() / seeds.max(1) as i64;
     for strategy in Strategy::SECOND_WAVE {
         let tallies: Vec<Tally> = runs.iter().map(|(_, s)| s.strategies[&strategy]).collect();
         let total = sum(&tallies);
+        let missed = total.total - total.flagged;
+        let missed_spend: i64 = runs.iter().map(|(_, s)| s.missed_spend[&strategy].0).sum();
+        let damage = if missed == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.1}×", missed_spend as f64 / missed as f64 / ordinary.max(1) as f64)
+        };
         println!(
-            "| {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {:.2} | {damage} | {} |",
             strategy.as_str(),
             tallies.iter().map(cell).collect::<Vec<_>>().join(" | "),
             cell(&total),
@@ -407,6 +437,8 @@ fn second_wave(seeds: u64) {
             s.detection_time.as_secs_f64() * 1e3
         );
     }
+    let scores: Vec<&AdversarialScore> = runs.iter().map(|(_, s)| s).collect();
+    feedback(&scores, &HardNegative::SECOND_WAVE, cell);
     if std::env::var_os("SHOW_FINDINGS").is_some() {
         for (adv, s) in &runs {
             for finding in &s.findings {
