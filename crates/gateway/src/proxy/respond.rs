@@ -37,7 +37,16 @@ pub async fn respond(
             });
             return Err(GatewayError::UpstreamUnavailable(e.to_string()));
         }
-        Err(_) => return Err(GatewayError::UpstreamTimeout(timeout.as_secs())),
+        Err(_) => {
+            // The provider had the call (it answered with headers) and may bill it: record it,
+            // estimated, so that it counts against budgets and rate limits like any other.
+            call.record(Outcome {
+                status: status.as_u16(),
+                upstream_request_id,
+                ..Default::default()
+            });
+            return Err(GatewayError::UpstreamTimeout(timeout.as_secs()));
+        }
     };
     let first_byte = Instant::now();
     let (adapter, endpoint) = (call.plan.adapter, call.plan.endpoint());

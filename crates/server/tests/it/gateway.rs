@@ -477,6 +477,40 @@ async fn start_echo() -> (TestServer, Echo) {
     (server, echo)
 }
 
+/// Regression: a provider that sent its headers and then nothing made the gateway answer 504
+/// and drop the call unrecorded (no usage, nothing settled against budgets), though the
+/// provider had the call and may bill it.
+#[tokio::test]
+async fn a_call_whose_answer_never_comes_is_recorded_and_counts_against_its_key() {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            let nothing = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            axum::response::Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from_stream(nothing))
+                .unwrap()
+        }),
+    );
+    let addr = serve_upstream(app).await;
+    let config = format!("[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
+    let server = start_configured(TestDatabase::sqlite(), &config, |config| {
+        config.gateway.upstream_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (_, limited) = server
+        .create_key(r#"{"user": "alice", "requests_per_minute": 1}"#)
+        .await;
+    let body = json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let timed_out = chat(&server, &limited, body.clone(), &[]).await;
+    assert_eq!(timed_out.status, 504, "{}", timed_out.text);
+    let again = chat(&server, &limited, body, &[]).await;
+    assert_eq!(again.status, 429, "the first call reached the provider: {}", again.text);
+    let rows = recorded(&server).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].1[0], rows[0].1[5]), (1, 1), "one request, estimated: {rows:?}");
+}
+
 #[tokio::test]
 async fn credentials_and_goodhart_headers_never_reach_the_provider_but_client_headers_do() {
     let (server, echo) = start_echo().await;
