@@ -19,6 +19,7 @@ pub mod money;
 pub mod names;
 pub mod outcomes;
 pub mod pricing;
+pub mod provider_reports;
 pub mod providers;
 pub mod report;
 pub mod requests;

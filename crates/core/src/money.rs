@@ -68,6 +68,36 @@ pub fn parse_scaled_decimal(text: &str, scale: u32) -> Result<u64, DecimalError>
         .ok_or_else(too_large)
 }
 
+/// Parses a decimal string, optionally negative, into an integer scaled by 10^`scale`, rounding
+/// any further decimals to the nearest unit (halves away from zero): for amounts others report
+/// finer than we keep, such as a provider's bill in fractions of a cent.
+pub fn parse_scaled_decimal_rounded(text: &str, scale: u32) -> Result<i64, DecimalError> {
+    let trimmed = text.trim();
+    let (negative, digits) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed),
+    };
+    let (kept, round_up) = match digits.split_once('.') {
+        Some((whole, fraction)) if fraction.len() > scale as usize => {
+            let (kept, dropped) = fraction.split_at(scale as usize);
+            if !dropped.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(DecimalError::Malformed(text.to_owned()));
+            }
+            (format!("{whole}.{kept}"), dropped.as_bytes()[0] >= b'5')
+        }
+        _ => (digits.to_owned(), false),
+    };
+    let magnitude = parse_scaled_decimal(&kept, scale)
+        .map_err(|e| match e {
+            DecimalError::Malformed(_) => DecimalError::Malformed(text.to_owned()),
+            _ => DecimalError::TooLarge(text.to_owned()),
+        })?
+        .checked_add(u64::from(round_up))
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or_else(|| DecimalError::TooLarge(text.to_owned()))?;
+    Ok(if negative { -magnitude } else { magnitude })
+}
+
 impl PicoPerToken {
     /// Reads a price in USD per million tokens ("3.75" → 3 750 000 pico-dollars per token).
     pub fn from_usd_per_mtok(text: &str) -> Result<Self, DecimalError> {
@@ -202,7 +232,35 @@ mod tests {
         assert_eq!(Nanos(2_500_000_000).usd_rounded(0), "$3");
     }
 
+    #[test]
+    fn amounts_finer_than_kept_round_half_away_from_zero() {
+        // Anthropic bills in cents with fractions: 7 decimals of a cent are nano-dollars.
+        assert_eq!(parse_scaled_decimal_rounded("123.78912", 7), Ok(1_237_891_200));
+        assert_eq!(parse_scaled_decimal_rounded("0.000000049", 7), Ok(0));
+        assert_eq!(parse_scaled_decimal_rounded("0.00000005", 7), Ok(1));
+        assert_eq!(parse_scaled_decimal_rounded("-0.00000005", 7), Ok(-1));
+        assert_eq!(parse_scaled_decimal_rounded("0.99999999", 7), Ok(10_000_000));
+        assert_eq!(parse_scaled_decimal_rounded("12", 9), Ok(12_000_000_000));
+        for bad in ["", "-", "1.2.3", "1e-7", "0x10", "1.00000000x", "--1"] {
+            assert!(parse_scaled_decimal_rounded(bad, 7).is_err(), "{bad:?}");
+        }
+        assert!(parse_scaled_decimal_rounded("92233720368547758080", 0).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn rounding_an_exact_decimal_changes_nothing_and_extra_digits_move_it_at_most_one(
+            units in -1_000_000_000_000i64..1_000_000_000_000, extra in 0u32..1000,
+        ) {
+            let exact = format!("{}{}.{:07}", if units < 0 { "-" } else { "" }, units.abs() / 10_000_000, units.abs() % 10_000_000);
+            prop_assert_eq!(parse_scaled_decimal_rounded(&exact, 7), Ok(units));
+            let finer = format!("{exact}{extra:03}");
+            let rounded = parse_scaled_decimal_rounded(&finer, 7).unwrap();
+            let sign = if exact.starts_with('-') { -1 } else { 1 };
+            let away = if extra >= 500 { sign } else { 0 };
+            prop_assert_eq!(rounded, units + away);
+        }
+
         #[test]
         fn usd_strings_round_trip(n in 0i64..i64::MAX) {
             prop_assert_eq!(Nanos::from_usd(&Nanos(n).usd_string()).unwrap(), Nanos(n));
