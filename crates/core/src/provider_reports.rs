@@ -70,6 +70,40 @@ pub struct Page<T> {
     pub next_page: Option<String>,
 }
 
+crate::named_enum! {
+    /// Which of a provider's reports a page is from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum ReportKind {
+        /// Tokens served ([`UsageLine`]).
+        Usage = "usage",
+        /// Money billed ([`CostLine`]).
+        Cost = "cost",
+    }
+}
+
+/// A page of either report, as it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportPage {
+    Usage(Page<UsageLine>),
+    Cost(Page<CostLine>),
+}
+
+impl ReportPage {
+    pub fn kind(&self) -> ReportKind {
+        match self {
+            ReportPage::Usage(_) => ReportKind::Usage,
+            ReportPage::Cost(_) => ReportKind::Cost,
+        }
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        match self {
+            ReportPage::Usage(page) => &page.buckets,
+            ReportPage::Cost(page) => &page.buckets,
+        }
+    }
+}
+
 /// A report page that cannot be read: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{at}: {why}")]

@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`SettingsStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`SettingsStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -23,6 +23,7 @@ pub mod leases;
 mod migrations;
 pub mod outcomes;
 pub mod postgres;
+pub mod provider_reports;
 mod rollup;
 pub mod settings;
 pub mod spool;
@@ -42,6 +43,7 @@ pub use findings::FindingStore;
 pub use keys::KeyStore;
 pub use leases::LeaseStore;
 pub use outcomes::OutcomeStore;
+pub use provider_reports::ProviderReportStore;
 pub use settings::SettingsStore;
 pub use telemetry::TelemetryStore;
 pub use usage::{InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SummaryQuery, UnpricedModel, UsageStore};
@@ -59,6 +61,7 @@ pub trait Store:
     + FindingStore
     + ViewerStore
     + TelemetryStore
+    + ProviderReportStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

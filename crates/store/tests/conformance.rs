@@ -19,6 +19,7 @@ use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::limits::{Amount, Pool, Resource};
 use goodhart_core::pricing::PriceTable;
+use goodhart_core::provider_reports::{Bucket, CostLine, Page, ReportKind, ReportPage, UsageLine};
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
@@ -157,6 +158,7 @@ conformance!(
     telemetry_points_are_stored_once_and_sessions_summed,
     the_gateway_record_of_a_call_replaces_another_sources,
     concurrent_writers_still_count_a_call_once,
+    provider_report_buckets_are_replaced_not_added_to,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -1664,4 +1666,153 @@ async fn telemetry_points_are_stored_once_and_sessions_summed(db: &TestDatabase)
         "events without a session are left out"
     );
     assert!(sessions[0].cost.0 > 0, "priced");
+}
+
+fn day_bucket(day: &str) -> Bucket {
+    let start = at(&format!("{day}T00:00:00Z"));
+    Bucket {
+        start,
+        end: Micros(start.0 + MICROS_PER_DAY),
+    }
+}
+
+fn usage_line(bucket: Bucket, model: &str, input: u64) -> UsageLine {
+    UsageLine {
+        bucket,
+        model: Some(model.into()),
+        api_key_id: Some("apikey_01".into()),
+        workspace: None,
+        service_tier: Some("standard".into()),
+        requests: None,
+        tokens: TokenCounts {
+            input,
+            output: 7,
+            cache_read: 100,
+            cache_write_5m: 20,
+            cache_write_1h: 3,
+            reasoning: 0,
+        },
+    }
+}
+
+async fn provider_report_buckets_are_replaced_not_added_to(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let (monday, tuesday) = (day_bucket("2026-11-02"), day_bucket("2026-11-03"));
+    let first = Page {
+        buckets: vec![monday, tuesday],
+        lines: vec![
+            usage_line(monday, "claude-sonnet-4-5", 1_000),
+            usage_line(monday, "claude-haiku-4-5", 50),
+        ],
+        next_page: None,
+    };
+    let now = at("2026-11-04T01:00:00Z");
+    let stored = store
+        .record_report_page("anthropic", ReportPage::Usage(first.clone()), now)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    assert_eq!(
+        store
+            .report_imported_until("anthropic", ReportKind::Usage)
+            .await
+            .unwrap(),
+        Some(tuesday.end),
+        "an empty bucket is imported too"
+    );
+    assert_eq!(
+        store
+            .report_imported_until("anthropic", ReportKind::Cost)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.report_imported_until("openai", ReportKind::Usage).await.unwrap(),
+        None
+    );
+    // Importing the same page again adds nothing.
+    store
+        .record_report_page("anthropic", ReportPage::Usage(first.clone()), now)
+        .await
+        .unwrap();
+    let (from, to) = all_time();
+    let lines = store.provider_usage(from, to).await.unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|(p, _)| p == "anthropic"));
+    assert!(lines.contains(&("anthropic".to_owned(), first.lines[0].clone())));
+    // The provider revised Monday: one model only, more tokens, and Tuesday now has usage.
+    let revised = Page {
+        buckets: vec![monday, tuesday],
+        lines: vec![
+            usage_line(monday, "claude-sonnet-4-5", 1_500),
+            usage_line(tuesday, "claude-sonnet-4-5", 10),
+        ],
+        next_page: None,
+    };
+    store
+        .record_report_page("anthropic", ReportPage::Usage(revised.clone()), now)
+        .await
+        .unwrap();
+    let lines: Vec<UsageLine> = store
+        .provider_usage(from, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(lines, revised.lines);
+    let tuesday_only = store.provider_usage(tuesday.start, tuesday.end).await.unwrap();
+    assert_eq!(tuesday_only.len(), 1);
+
+    // Costs: fractions of a cent kept to the nano-dollar, other providers apart.
+    let cost = |bucket: Bucket, item: &str, nanos: i64| CostLine {
+        bucket,
+        amount: Nanos(nanos),
+        workspace: Some("wrkspc_01".into()),
+        api_key_id: None,
+        model: None,
+        item: Some(item.into()),
+    };
+    let costs = Page {
+        buckets: vec![monday],
+        lines: vec![
+            cost(monday, "Claude Sonnet 4.5 Usage - Input Tokens", 457_020_000),
+            cost(monday, "Claude Sonnet 4.5 Usage - Output Tokens", 918_750_000),
+        ],
+        next_page: None,
+    };
+    store
+        .record_report_page("anthropic", ReportPage::Cost(costs.clone()), now)
+        .await
+        .unwrap();
+    let openai = Page {
+        buckets: vec![monday],
+        lines: vec![cost(monday, "gpt-4o, input", 1_284_000_000)],
+        next_page: None,
+    };
+    store
+        .record_report_page("openai", ReportPage::Cost(openai), now)
+        .await
+        .unwrap();
+    let billed = store.provider_costs(from, to).await.unwrap();
+    let anthropic: Vec<CostLine> = billed
+        .iter()
+        .filter(|(p, _)| p == "anthropic")
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(anthropic, costs.lines);
+    assert_eq!(billed.len(), 3);
+    assert_eq!(
+        store
+            .report_imported_until("anthropic", ReportKind::Cost)
+            .await
+            .unwrap(),
+        Some(monday.end)
+    );
+    assert_eq!(
+        store.provider_usage(from, to).await.unwrap().len(),
+        2,
+        "costs leave usage alone"
+    );
 }

@@ -14,6 +14,7 @@ mod findings;
 mod keys;
 mod leases;
 mod outcomes;
+mod provider_reports;
 mod settings;
 mod telemetry;
 mod usage;
