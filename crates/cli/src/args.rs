@@ -250,6 +250,28 @@ pub(crate) enum ImportSource {
     /// Codex's session rollouts [default: ~/.codex/sessions]: a call per `token_count` event;
     /// forked and resumed sessions' replays of their parent count once.
     Codex(ImportArgs),
+    /// What Anthropic says it served and billed (the Admin API's usage and cost reports), with
+    /// the admin key in ANTHROPIC_ADMIN_KEY: daily buckets from where the last import stopped.
+    AnthropicAdmin(ReportArgs),
+    /// What OpenAI says it served and billed (the organisation usage and costs), with the admin
+    /// key in OPENAI_ADMIN_KEY: daily buckets from where the last import stopped.
+    OpenaiAdmin(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The first day [default: two days before where the last import stopped, else 30d].
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// The end [default: now].
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// The provider's usage is recorded under this name [default: anthropic / openai].
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// The API's base URL [default: https://api.anthropic.com / https://api.openai.com].
+    #[arg(long)]
+    pub(crate) base_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

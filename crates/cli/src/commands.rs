@@ -14,6 +14,7 @@ use goodhart_server::app::keys::{KeyView, NewKey};
 use goodhart_server::app::query::{self, Window};
 use goodhart_server::app::reports::{SummaryDocument, hours};
 use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_server::provider_import::ReportApi;
 use goodhart_store::RepriceScope;
 
 use crate::args::{
@@ -101,6 +102,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (agent, args) = match source {
                 ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
                 ImportSource::Codex(args) => (crate::import::Agent::Codex, args),
+                ImportSource::AnthropicAdmin(args) => {
+                    return crate::import::provider_reports(&config, ReportApi::AnthropicAdmin, args).await;
+                }
+                ImportSource::OpenaiAdmin(args) => {
+                    return crate::import::provider_reports(&config, ReportApi::OpenAiAdmin, args).await;
+                }
             };
             #[expect(
                 clippy::disallowed_methods,

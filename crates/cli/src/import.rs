@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use goodhart_core::agent_logs::{Calls, ClaudeCodeLog, CodexLog, LogReader, LoggedCall};
+use goodhart_core::time::parse_bound;
 use goodhart_core::usage::{IngestPolicy, Source, UsageEventInput};
 use goodhart_server::config::Config;
+use goodhart_server::provider_import::{ReportApi, ReportSource, import_reports};
 use goodhart_store::{InsertOutcome, PricedEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::args::ReportArgs;
 use crate::client::Api;
 
 /// Events per write (one transaction locally, one request to a server).
@@ -329,6 +332,55 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
         }
         if problems.len() > LISTED_PROBLEMS {
             println!("  … and {} more", problems.len() - LISTED_PROBLEMS);
+        }
+    }
+    Ok(())
+}
+
+/// `goodhart import anthropic-admin|openai-admin`: the provider's usage and cost reports into
+/// the local database.
+pub async fn provider_reports(config: &Config, api: ReportApi, args: ReportArgs) -> anyhow::Result<()> {
+    let (env, provider, base_url) = match api {
+        ReportApi::AnthropicAdmin => ("ANTHROPIC_ADMIN_KEY", "anthropic", "https://api.anthropic.com"),
+        ReportApi::OpenAiAdmin => ("OPENAI_ADMIN_KEY", "openai", "https://api.openai.com"),
+    };
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the admin key comes from the environment, never a flag"
+    )]
+    let admin_key = std::env::var(env).with_context(|| format!("set {env} to an admin key of the organisation"))?;
+    let now = goodhart_store::now_micros();
+    let bound = |text: &str| parse_bound(text, now).map_err(anyhow::Error::msg);
+    let from = args.from.as_deref().map(bound).transpose()?;
+    let to = args.to.as_deref().map(bound).transpose()?.unwrap_or(now);
+    let source = ReportSource {
+        api,
+        provider: args.provider.unwrap_or_else(|| provider.to_owned()),
+        base_url: args.base_url.unwrap_or_else(|| base_url.to_owned()),
+        admin_key,
+    };
+    let store = crate::database::open_store(config).await?;
+    let client = goodhart_gateway::upstream::client();
+    let imported = import_reports(store.as_ref(), &client, &source, from, to, now).await?;
+    for (name, report) in [("usage", &imported.usage), ("cost", &imported.cost)] {
+        match &report.from {
+            Some(from) => println!(
+                "{} {name} report from {from}: {} pages, {} daily buckets, {} lines{}.",
+                source.provider,
+                report.pages,
+                report.buckets,
+                report.lines,
+                if report.rate_limited > 0 {
+                    format!(" ({} rate-limited answers waited out)", report.rate_limited)
+                } else {
+                    String::new()
+                }
+            ),
+            None => println!(
+                "{} {name} report: already imported up to {}.",
+                source.provider,
+                to.rfc3339()
+            ),
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod provider_import;
 pub mod serve;
 pub mod settings;
 

@@ -7,6 +7,7 @@
 
 pub mod adversary;
 pub mod evaluate;
+pub mod mock_admin;
 pub mod mock_provider;
 pub mod org;
 

@@ -524,3 +524,75 @@ fn the_demo_tells_the_whole_story_and_exits_with_no_serve() {
     assert!(kinds.contains(&"blocked"), "the cap raised an alert: {kinds:?}");
     assert!(kinds.contains(&"threshold"), "{kinds:?}");
 }
+
+#[test]
+fn provider_reports_are_imported_with_the_admin_key_from_the_environment() {
+    use goodhart_sim::mock_admin::{ADMIN_KEY, AdminData, DailyLine, spawn};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let line = |day: u32| DailyLine {
+        day,
+        model: "claude-sonnet-4-5".into(),
+        api_key_id: "apikey_01".into(),
+        workspace: None,
+        input: 1_000,
+        cache_read: 0,
+        output: 100,
+        cost_nanos: 4_500_000,
+    };
+    let data = std::sync::Arc::new(AdminData {
+        first_day: goodhart_core::time::parse_rfc3339("2026-11-01T00:00:00Z").unwrap(),
+        days: 3,
+        lines: vec![line(0), line(2)],
+        ..AdminData::default()
+    });
+    let addr = runtime.block_on(spawn(data)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let args = [
+        "import",
+        "anthropic-admin",
+        "--base-url",
+        url.as_str(),
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-04",
+    ];
+    let run = |key: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("GOODHART_DATABASE_URL")
+            .env_remove("ANTHROPIC_ADMIN_KEY");
+        if let Some(key) = key {
+            command.env("ANTHROPIC_ADMIN_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    let missing = run(None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("set ANTHROPIC_ADMIN_KEY"));
+    let wrong = run(Some("sk-ant-admin-wrong"));
+    let refused = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        refused.contains("anthropic answered 401: invalid admin key"),
+        "{refused}"
+    );
+    assert!(!refused.contains("sk-ant-admin-wrong"), "the key is never printed");
+    let imported = run(Some(ADMIN_KEY));
+    let out = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        out.contains("anthropic usage report from 2026-11-01T00:00:00Z: 1 pages, 3 daily buckets, 2 lines."),
+        "{out}"
+    );
+    assert!(
+        out.contains("anthropic cost report from 2026-11-01T00:00:00Z: 1 pages, 3 daily buckets, 2 lines."),
+        "{out}"
+    );
+}

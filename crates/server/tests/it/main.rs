@@ -19,6 +19,7 @@ mod gemini;
 mod http;
 mod otlp;
 mod outcomes;
+mod provider_import;
 mod sockets;
 mod translation;
 mod vertex;
