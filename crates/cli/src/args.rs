@@ -269,7 +269,7 @@ pub(crate) struct ReportArgs {
     /// The provider's usage is recorded under this name [default: anthropic / openai].
     #[arg(long)]
     pub(crate) provider: Option<String>,
-    /// The API's base URL [default: https://api.anthropic.com / https://api.openai.com].
+    /// The API's base URL [default: the provider's public API, api.anthropic.com / api.openai.com].
     #[arg(long)]
     pub(crate) base_url: Option<String>,
 }

@@ -59,6 +59,12 @@ fn source(api: ReportApi, provider: &str, base_url: &str, key: &str) -> ReportSo
     }
 }
 
+/// Every nano-dollar the providers' cost lines of `[from, to)` hold.
+async fn billed(store: &dyn goodhart_store::Store, from: Micros, to: Micros) -> i64 {
+    let lines = store.provider_costs(from, to).await.unwrap();
+    lines.iter().map(|(_, l)| l.amount.0).sum()
+}
+
 #[tokio::test]
 async fn reports_are_imported_page_by_page_resumed_and_never_counted_twice() {
     for (api, provider) in [
@@ -99,15 +105,9 @@ async fn reports_are_imported_page_by_page_resumed_and_never_counted_twice() {
                 .iter()
                 .all(|(_, l)| l.tokens.cache_read == 5_000 && l.tokens.output == 700)
         );
-        let billed: i64 = store
-            .provider_costs(from, to)
-            .await
-            .unwrap()
-            .iter()
-            .map(|(_, l)| l.amount.0)
-            .sum();
+        let total = billed(store.as_ref(), from, to).await;
         let expected: i64 = data.lines.iter().map(|l| l.cost_nanos).sum();
-        assert_eq!(Nanos(billed), Nanos(expected), "{provider}: to the nano-dollar");
+        assert_eq!(Nanos(total), Nanos(expected), "{provider}: to the nano-dollar");
         assert_eq!(
             store.report_imported_until(provider, ReportKind::Usage).await.unwrap(),
             Some(to)
@@ -126,14 +126,7 @@ async fn reports_are_imported_page_by_page_resumed_and_never_counted_twice() {
             "one page of each report"
         );
         assert_eq!(store.provider_usage(from, to).await.unwrap().len(), 18);
-        let billed_again: i64 = store
-            .provider_costs(from, to)
-            .await
-            .unwrap()
-            .iter()
-            .map(|(_, l)| l.amount.0)
-            .sum();
-        assert_eq!(billed_again, billed);
+        assert_eq!(billed(store.as_ref(), from, to).await, total);
     }
 }
 
