@@ -21,6 +21,7 @@ pub mod outcomes;
 pub mod pricing;
 pub mod provider_reports;
 pub mod providers;
+pub mod reconcile;
 pub mod report;
 pub mod requests;
 pub mod roi;
