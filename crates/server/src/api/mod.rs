@@ -94,6 +94,7 @@ route_table! {
     /// The admin's alone.
     ADMIN_ROUTES, admin_routes {
         "/api/v1/reconciliation" => get(reports::get_reconciliation),
+        "/api/v1/reports/reconciliation" => get(reports::get_bill_reconciliation),
         "/api/v1/keys" => get(keys::list_keys).post(keys::post_key),
         "/api/v1/keys/{id}/revoke" => post(keys::revoke_key),
         "/api/v1/keys/{id}/rotate" => post(keys::rotate_key),

@@ -1,5 +1,5 @@
-//! Reports: `GET /api/v1/usage/summary`, `GET /api/v1/reports/roi` and
-//! `GET /api/v1/reconciliation`.
+//! Reports: `GET /api/v1/usage/summary`, `GET /api/v1/reports/roi`,
+//! `GET /api/v1/reconciliation` and `GET /api/v1/reports/reconciliation`.
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::params::{Params, SummaryParams, WindowParams};
 use super::state::ApiState;
 use crate::app::access::Access;
-use crate::app::reports::{ReconciliationDocument, RoiDocument, SummaryDocument};
+use crate::app::reports::{BillDocument, ReconciliationDocument, RoiDocument, SummaryDocument};
 
 pub async fn get_summary(
     State(state): State<ApiState>,
@@ -41,4 +41,14 @@ pub async fn get_reconciliation(
 ) -> Result<Json<ReconciliationDocument>, ApiError> {
     let window = params.window(state.app.now())?;
     Ok(Json(state.app.reconciliation(window).await?))
+}
+
+/// `GET /api/v1/reports/reconciliation?from&to`: the providers' imported usage and cost reports
+/// beside what was metered, per day, provider and model, the largest cost drift first.
+pub async fn get_bill_reconciliation(
+    State(state): State<ApiState>,
+    Params(params): Params<WindowParams>,
+) -> Result<Json<BillDocument>, ApiError> {
+    let window = params.window(state.app.now())?;
+    Ok(Json(state.app.bill_reconciliation(window).await?))
 }

@@ -187,3 +187,100 @@ async fn a_429_is_waited_out_and_a_refusal_or_a_bad_page_stops_with_the_reason()
     );
     assert_eq!(store.provider_usage(from, to).await.unwrap().len(), 8);
 }
+
+#[tokio::test]
+async fn the_bill_beside_the_meter_shows_a_bypassing_key_and_a_price_gap_exactly() {
+    let server = crate::common::start_with(TestDatabase::sqlite(), "").await;
+    // Metered through Goodhart on 2 November: 1,000 uncached input and 100 output tokens of
+    // Sonnet, at the built-in price ($3 and $15 a million): $0.0045.
+    let event = serde_json::json!([{
+        "id": "m-1", "timestamp": "2026-11-02T10:00:00Z", "user": "ann", "provider": "anthropic",
+        "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 100
+    }]);
+    let posted = server.admin("POST", "/api/v1/usage", event.to_string()).await;
+    assert_eq!(posted.status, 200, "{}", posted.text);
+    // The provider reports the same Sonnet usage, billed $0.005 (a price gap of $0.0005), and
+    // Haiku usage nobody metered (a key used straight against the provider), billed $0.002.
+    let line = |model: &str, output: u64, cost_nanos: i64| DailyLine {
+        day: 1,
+        model: model.into(),
+        api_key_id: "apikey_01".into(),
+        workspace: None,
+        input: 1_000,
+        cache_read: 0,
+        output,
+        cost_nanos,
+    };
+    let (_, url) = mock(AdminData {
+        first_day: at("2026-11-01T00:00:00Z"),
+        days: 3,
+        lines: vec![
+            line("claude-sonnet-4-5-20250929", 100, 5_000_000),
+            line("claude-haiku-4-5-20251001", 300, 2_000_000),
+        ],
+        ..AdminData::default()
+    })
+    .await;
+    let store = server.db.open().await.unwrap();
+    let source = source(ReportApi::AnthropicAdmin, "anthropic", &url, ADMIN_KEY);
+    let (from, to) = (at("2026-11-01T00:00:00Z"), at("2026-11-04T00:00:00Z"));
+    import_reports(
+        store.as_ref(),
+        &goodhart_gateway::upstream::client(),
+        &source,
+        Some(from),
+        to,
+        to,
+    )
+    .await
+    .unwrap();
+
+    let reply = server
+        .admin(
+            "GET",
+            "/api/v1/reports/reconciliation?from=2026-11-01&to=2026-11-04",
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let doc = &reply.json;
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{doc:#}");
+    let haiku = &rows[0];
+    assert_eq!(
+        (
+            haiku["model"].as_str(),
+            haiku["unmetered"].as_bool(),
+            haiku["metered_tokens"].as_u64()
+        ),
+        (Some("claude-haiku-4-5"), Some(true), Some(0))
+    );
+    assert_eq!(
+        (haiku["reported_tokens"].as_u64(), haiku["token_drift"].as_i64()),
+        (Some(1_300), Some(1_300))
+    );
+    assert_eq!(haiku["drift_usd"].to_string(), "0.002");
+    let sonnet = &rows[1];
+    assert_eq!(
+        (sonnet["day"].as_str(), sonnet["model"].as_str()),
+        (Some("2026-11-02"), Some("claude-sonnet-4-5"))
+    );
+    assert_eq!(sonnet["token_drift"].as_i64(), Some(0), "the same tokens on both sides");
+    assert_eq!(
+        (
+            sonnet["metered_usd"].to_string(),
+            sonnet["billed_usd"].to_string(),
+            sonnet["drift_usd"].to_string()
+        ),
+        ("0.0045".into(), "0.005".into(), "0.0005".into())
+    );
+    assert_eq!(sonnet["drift_percent"].as_f64(), Some(10.0));
+    assert_eq!(
+        (
+            doc["metered_usd"].to_string(),
+            doc["billed_usd"].to_string(),
+            doc["drift_usd"].to_string()
+        ),
+        ("0.0045".into(), "0.007".into(), "0.0025".into())
+    );
+}
