@@ -169,6 +169,19 @@ pub(crate) enum ReportKind {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// The providers' bills (imported with `goodhart import anthropic-admin|openai-admin`)
+    /// beside what was metered, per day, provider and model: token and dollar drift, and spend
+    /// that never passed Goodhart.
+    Reconcile {
+        /// Start: RFC 3339, a date, or a span back such as 30d [default: 30 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => roi(&config, &WindowArgs { from, to }, format).await,
         Command::Report {
+            kind: Some(ReportKind::Reconcile { from, to, format }),
+            ..
+        } => reconcile(&config, &WindowArgs { from, to }, format).await,
+        Command::Report {
             kind: None,
             group_by,
             from,
@@ -248,6 +252,59 @@ async fn report(config: &Config, window: &WindowArgs, group_by: &str, format: Fo
     let document = app.summary(&query, None).await.map_err(app_error)?;
     let table = summary_table(&document, format == Format::Table);
     output::print(format, &document, &table, &mut std::io::stdout().lock())
+}
+
+async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyhow::Result<()> {
+    let app = open_existing_app(config).await?;
+    let document = app.bill_reconciliation(window.window(&app)?).await.map_err(app_error)?;
+    let rows = document
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.day.clone(),
+                r.provider.clone(),
+                r.model.clone(),
+                r.metered_tokens.to_string(),
+                r.reported_tokens.to_string(),
+                r.token_drift.to_string(),
+                r.metered_usd.get().to_owned(),
+                r.billed_usd.get().to_owned(),
+                r.drift_usd.get().to_owned(),
+                r.drift_percent.map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+                if r.unmetered { "unmetered" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    let table = Tabular::new(
+        &[
+            "day",
+            "provider",
+            "model",
+            "metered_tokens",
+            "reported_tokens",
+            "token_drift",
+            "metered_usd",
+            "billed_usd",
+            "drift_usd",
+            "drift",
+            "note",
+        ],
+        rows,
+    );
+    let mut out = std::io::stdout().lock();
+    if format == Format::Table {
+        writeln!(
+            out,
+            "Metered {} against billed {} ({} drift), {} to {}",
+            document.metered_usd.get(),
+            document.billed_usd.get(),
+            document.drift_usd.get(),
+            document.from,
+            document.to
+        )?;
+    }
+    output::print(format, &document, &table, &mut out)
 }
 
 async fn roi(config: &Config, window: &WindowArgs, format: Format) -> anyhow::Result<()> {

@@ -595,4 +595,27 @@ fn provider_reports_are_imported_with_the_admin_key_from_the_environment() {
         out.contains("anthropic cost report from 2026-11-01T00:00:00Z: 1 pages, 3 daily buckets, 2 lines."),
         "{out}"
     );
+    // Nothing went through Goodhart: the whole bill is unmetered.
+    let report = goodhart_ok(
+        dir.path(),
+        &[
+            "report",
+            "reconcile",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-04",
+            "--format",
+            "csv",
+        ],
+    );
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "day,provider,model,metered_tokens,reported_tokens,token_drift,metered_usd,billed_usd,drift_usd,drift,note",
+            "2026-11-01,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,unmetered",
+            "2026-11-03,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,unmetered",
+        ]
+    );
 }
