@@ -29,15 +29,7 @@ pub async fn respond(
 ) -> Result<Response, GatewayError> {
     let body = match tokio::time::timeout(timeout, Limited::new(upstream, MAX_RESPONSE_BYTES).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) => {
-            call.record(Outcome {
-                status: status.as_u16(),
-                upstream_request_id,
-                ..Default::default()
-            });
-            return Err(GatewayError::UpstreamUnavailable(e.to_string()));
-        }
-        Err(_) => {
+        failed => {
             // The provider had the call (it answered with headers) and may bill it: record it,
             // estimated, so that it counts against budgets and rate limits like any other.
             call.record(Outcome {
@@ -45,7 +37,10 @@ pub async fn respond(
                 upstream_request_id,
                 ..Default::default()
             });
-            return Err(GatewayError::UpstreamTimeout(timeout.as_secs()));
+            return Err(match failed {
+                Ok(Err(e)) => GatewayError::UpstreamUnavailable(e.to_string()),
+                _ => GatewayError::UpstreamTimeout(timeout.as_secs()),
+            });
         }
     };
     let first_byte = Instant::now();
