@@ -54,6 +54,18 @@ pub fn parse_rfc3339(text: &str) -> Result<Micros, String> {
         .map_err(|e| format!("expected an RFC 3339 timestamp such as 2026-11-02T09:14:03Z, got {text:?} ({e})"))
 }
 
+/// Reads a UTC date (`2026-11-02`) as its midnight: how reports and summaries name a day.
+pub fn parse_date(text: &str) -> Result<Micros, String> {
+    let date: jiff::civil::Date = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a date such as 2026-11-02, got {text:?} ({e})"))?;
+    let midnight = date
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(Micros::from_timestamp(midnight.timestamp()))
+}
+
 /// Reads a report bound: an RFC 3339 timestamp, a UTC date (`2026-11-02`, meaning its midnight),
 /// or a span back from `now` (`7d`, `12h`, `30m`).
 pub fn parse_bound(text: &str, now: Micros) -> Result<Micros, String> {
@@ -61,14 +73,10 @@ pub fn parse_bound(text: &str, now: Micros) -> Result<Micros, String> {
     if let Some(span) = parse_span(text) {
         return Ok(Micros(now.0.saturating_sub(span)));
     }
-    if let Ok(date) = text.parse::<jiff::civil::Date>()
-        && text.len() == 10
+    if text.len() == 10
+        && let Ok(day) = parse_date(text)
     {
-        let ts = date
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .map_err(|e| format!("{text:?}: {e}"))?
-            .timestamp();
-        return Ok(Micros::from_timestamp(ts));
+        return Ok(day);
     }
     parse_rfc3339(text).map_err(|_| {
         format!("expected an RFC 3339 timestamp, a date such as 2026-11-02, or a span such as 7d, got {text:?}")

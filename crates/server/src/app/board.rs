@@ -91,7 +91,7 @@ async fn activity_and_credits(
         .filter_map(|row| {
             let mut key = row.key.into_iter();
             let (user, team, agent, day) = (key.next()??, key.next()?, key.next()?, key.next()??);
-            let day = goodhart_core::time::parse_rfc3339(&format!("{day}T00:00:00Z")).ok()?;
+            let day = goodhart_core::time::parse_date(&day).ok()?;
             Some(Activity {
                 user,
                 team,

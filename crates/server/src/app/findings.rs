@@ -21,11 +21,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use goodhart_core::Micros;
-use goodhart_core::Nanos;
 use goodhart_core::budgets::Alert;
 use goodhart_core::outcomes::{Milli, ValueRules, credits};
 use goodhart_core::report::Dimension;
-use goodhart_core::time::{MICROS_PER_DAY, parse_rfc3339};
+use goodhart_core::time::{MICROS_PER_DAY, parse_date};
 use goodhart_core::waste::{
     CallSample, Decision, FeedbackRules, Finding, FindingStatus, Ledger, Pass, Spend, Verdict, WasteRules, detect,
     review,
@@ -69,33 +68,33 @@ pub struct PassReport {
 /// What each person spent, per team, over the weeks a pass judges them on, and how many days
 /// of usage those weeks hold (from the usage rollups, not the calls).
 async fn ledger_spend(store: &dyn Store, pass: Pass) -> Result<(Vec<Spend>, i64), AppError> {
-    let query = SummaryQuery {
+    let summary = |group_by: Vec<Dimension>| SummaryQuery {
         from: pass.value_from,
         to: pass.to,
-        group_by: vec![Dimension::User, Dimension::Team, Dimension::Day],
+        group_by,
     };
-    let mut spend: HashMap<(String, Option<String>), (u64, Nanos)> = HashMap::new();
-    let mut first_day = pass.to;
-    for row in store.usage_summary(&query).await? {
-        let mut key = row.key.into_iter();
-        let (Some(Some(user)), Some(team), Some(Some(day))) = (key.next(), key.next(), key.next()) else {
-            continue;
-        };
-        if let Ok(day) = parse_rfc3339(&format!("{day}T00:00:00Z")) {
-            first_day = first_day.min(day);
-        }
-        let entry = spend.entry((user, team)).or_insert((0, Nanos::ZERO));
-        *entry = (entry.0 + row.totals.requests, entry.1.saturating_add(row.totals.cost));
-    }
-    let spend = spend
+    let spend = store
+        .usage_summary(&summary(vec![Dimension::User, Dimension::Team]))
+        .await?
         .into_iter()
-        .map(|((user, team), (calls, cost))| Spend {
-            user,
-            team,
-            calls,
-            cost,
+        .filter_map(|row| {
+            let mut key = row.key.into_iter();
+            let (user, team) = (key.next()??, key.next()?);
+            Some(Spend {
+                user,
+                team,
+                calls: row.totals.requests,
+                cost: row.totals.cost,
+            })
         })
         .collect();
+    let first_day = store
+        .usage_summary(&summary(vec![Dimension::Day]))
+        .await?
+        .into_iter()
+        .filter_map(|row| parse_date(row.key.into_iter().next()??.as_str()).ok())
+        .min()
+        .unwrap_or(pass.to);
     Ok((spend, (pass.to.0 - first_day.0) / MICROS_PER_DAY))
 }
 

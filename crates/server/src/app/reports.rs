@@ -244,7 +244,7 @@ impl App {
                 let mut key = row.key.into_iter();
                 let (day, provider, model) = (key.next()??, key.next()?, key.next()?);
                 Some(Metered {
-                    day: goodhart_core::time::parse_rfc3339(&format!("{day}T00:00:00Z")).ok()?,
+                    day: goodhart_core::time::parse_date(&day).ok()?,
                     provider: provider.unwrap_or_else(|| "(unknown)".into()),
                     model: model.unwrap_or_default(),
                     tokens: row.totals.tokens,
