@@ -102,6 +102,14 @@ impl ReportPage {
             ReportPage::Cost(page) => &page.buckets,
         }
     }
+
+    /// The cursor of the page after this one, if there is one.
+    pub fn next_page(&self) -> Option<&str> {
+        match self {
+            ReportPage::Usage(page) => page.next_page.as_deref(),
+            ReportPage::Cost(page) => page.next_page.as_deref(),
+        }
+    }
 }
 
 /// A report page that cannot be read: which field, and why.

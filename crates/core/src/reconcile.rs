@@ -58,27 +58,19 @@ impl Reconciled {
 /// The name of a model without a trailing release date (`-20250929`, `-2024-08-06`), lowercased.
 pub fn model_key(model: &str) -> String {
     let model = model.trim().to_ascii_lowercase();
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some((name, date)) = model.rsplit_once('-')
-        && date.len() == 8
-        && digits(date)
-    {
-        return name.to_owned();
-    }
-    let bytes = model.as_bytes();
-    if model.len() > 11 && bytes[model.len() - 11] == b'-' {
-        let date = &model[model.len() - 10..];
-        let parts: Vec<&str> = date.split('-').collect();
-        if let [y, m, d] = parts[..]
-            && y.len() == 4
-            && m.len() == 2
-            && d.len() == 2
-            && [y, m, d].iter().all(|p| digits(p))
-        {
-            return model[..model.len() - 11].to_owned();
-        }
-    }
-    model
+    let compact = |date: &str| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit());
+    let dashed = |date: &str| date.len() == 10 && date.parse::<jiff::civil::Date>().is_ok();
+    let undated = match model.rsplit_once('-') {
+        Some((name, date)) if compact(date) => Some(name),
+        _ => model
+            .len()
+            .checked_sub(11)
+            .filter(|&dash| {
+                model.is_char_boundary(dash) && model[dash..].starts_with('-') && dashed(&model[dash + 1..])
+            })
+            .map(|dash| &model[..dash]),
+    };
+    undated.map_or_else(|| model.clone(), str::to_owned)
 }
 
 /// The model a cost line is for: its `model`, else the model an OpenAI line item names before

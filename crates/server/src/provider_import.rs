@@ -15,8 +15,7 @@ use axum::http;
 use bytes::Bytes;
 use goodhart_core::Micros;
 use goodhart_core::provider_reports::{
-    Page, ReportError, ReportKind, ReportPage, anthropic_cost_page, anthropic_usage_page, openai_cost_page,
-    openai_usage_page,
+    ReportError, ReportKind, ReportPage, anthropic_cost_page, anthropic_usage_page, openai_cost_page, openai_usage_page,
 };
 use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_gateway::upstream::UpstreamClient;
@@ -158,7 +157,7 @@ pub async fn import_reports(
                 page: done.pages + 1,
                 error,
             })?;
-            let next = next_page(&page);
+            let next = page.next_page().map(str::to_owned);
             done.pages += 1;
             done.buckets += page.buckets().len() as u64;
             done.lines += store.record_report_page(&source.provider, page, now).await?;
@@ -178,16 +177,6 @@ fn read_page(api: ReportApi, report: ReportKind, body: &[u8]) -> Result<ReportPa
         (ReportApi::OpenAiAdmin, ReportKind::Usage) => ReportPage::Usage(openai_usage_page(body)?),
         (ReportApi::OpenAiAdmin, ReportKind::Cost) => ReportPage::Cost(openai_cost_page(body)?),
     })
-}
-
-fn next_page(page: &ReportPage) -> Option<String> {
-    fn of<T>(page: &Page<T>) -> Option<String> {
-        page.next_page.clone()
-    }
-    match page {
-        ReportPage::Usage(page) => of(page),
-        ReportPage::Cost(page) => of(page),
-    }
 }
 
 /// The request for one page: daily buckets from `start` to `to`, grouped as finely as the
