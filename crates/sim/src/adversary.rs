@@ -2328,11 +2328,7 @@ fn daily_passes(calls: &[Call], credits: &[Credit], rules: &WasteRules) -> Vec<F
         let pass = Pass::over(day, Micros(day.0 + 1));
         let start = |from: Micros| calls.partition_point(|c| c.at < from);
         let (read, weeks, end) = (start(pass.read_from), start(pass.value_from), start(pass.to));
-        let mut value: HashMap<String, Milli> = HashMap::new();
-        for credit in credits.iter().filter(|c| c.at >= pass.value_from && c.at < pass.to) {
-            *value.entry(credit.credited.user.clone()).or_default() += credit.value;
-        }
-        let ledger = Ledger::of_calls(&calls[weeks..end], value);
+        let ledger = Ledger::of_calls(&calls[weeks..end], pass.value(credits));
         findings.extend(
             detect(&calls[read..end], &ledger, rules)
                 .into_iter()

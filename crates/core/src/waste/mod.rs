@@ -28,12 +28,13 @@
 //! steady pace. A recurring prompt with calls that carry nothing over is what a batch job and a
 //! CI review agent look like, so together they accuse nobody either.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::Micros;
 use crate::fingerprint::simhash_similarity;
 use crate::money::Nanos;
+use crate::outcomes::{Credit, Milli};
 use crate::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND};
 
 mod day;
@@ -82,6 +83,15 @@ impl Pass {
     /// Whether a finding belongs to this pass's days.
     pub fn keeps(&self, finding: &Finding) -> bool {
         finding.from >= self.from && finding.from < self.to
+    }
+
+    /// The value credited to each person over the weeks this pass judges them on.
+    pub fn value(&self, credits: &[Credit]) -> HashMap<String, Milli> {
+        let mut value: HashMap<String, Milli> = HashMap::new();
+        for credit in credits.iter().filter(|c| c.at >= self.value_from && c.at < self.to) {
+            *value.entry(credit.credited.user.clone()).or_default() += credit.value;
+        }
+        value
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
-use goodhart_core::outcomes::{Milli, ValueRules, credits};
+use goodhart_core::outcomes::{ValueRules, credits};
 use goodhart_core::report::Dimension;
 use goodhart_core::time::{MICROS_PER_DAY, parse_date};
 use goodhart_core::waste::{
@@ -120,12 +120,7 @@ pub async fn run_pass(
         .await?;
     let (rules, value_rules, feedback) = (rules.clone(), value_rules.clone(), feedback.clone());
     let (calls_read, findings, dismiss) = tokio::task::spawn_blocking(move || {
-        let mut value: HashMap<String, Milli> = HashMap::new();
-        for credit in credits(&facts, &value_rules) {
-            if credit.at >= pass.value_from && credit.at < to {
-                *value.entry(credit.credited.user).or_default() += credit.value;
-            }
-        }
+        let value = pass.value(&credits(&facts, &value_rules));
         let findings = detect(&calls, &Ledger { spend, value, days }, &rules);
         let (findings, dismiss) = apply_decisions(findings, &decided, &feedback);
         (calls.len() as u64, findings, dismiss)
