@@ -272,6 +272,7 @@ async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyh
                 r.billed_usd.get().to_owned(),
                 r.drift_usd.get().to_owned(),
                 r.drift_percent.map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+                r.by_source.keys().copied().collect::<Vec<_>>().join("+"),
                 if r.unmetered { "unmetered" } else { "" }.to_owned(),
             ]
         })
@@ -288,6 +289,7 @@ async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyh
             "billed_usd",
             "drift_usd",
             "drift",
+            "metered_by",
             "note",
         ],
         rows,
@@ -296,13 +298,37 @@ async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyh
     if format == Format::Table {
         writeln!(
             out,
-            "Metered {} against billed {} ({} drift), {} to {}",
+            "Metered {} against billed {} ({} drift; {} billed for models nothing metered), {} to {}",
             document.metered_usd.get(),
             document.billed_usd.get(),
             document.drift_usd.get(),
+            document.unmetered_usd.get(),
             document.from,
             document.to
         )?;
+        for day in document.days.iter().filter(|d| d.alert) {
+            writeln!(
+                out,
+                "Past the threshold ({}% and ${}): {} {}, billed {} against {} metered",
+                document.threshold.percent,
+                document.threshold.min_usd.get(),
+                day.provider,
+                day.day,
+                day.billed_usd.get(),
+                day.metered_usd.get()
+            )?;
+        }
+        for account in document.accounts.iter().filter(|a| a.route == "bypassing") {
+            writeln!(
+                out,
+                "Bypassing the gateway: {} key {} ({}): {} tokens, ${} at list prices",
+                account.provider,
+                account.api_key_id.as_deref().unwrap_or("-"),
+                account.team.as_deref().unwrap_or("no owner configured"),
+                account.tokens,
+                account.list_usd.get()
+            )?;
+        }
     }
     output::print(format, &document, &table, &mut out)
 }

@@ -340,10 +340,7 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
 /// `goodhart import anthropic-admin|openai-admin`: the provider's usage and cost reports into
 /// the local database.
 pub async fn provider_reports(config: &Config, api: ReportApi, args: ReportArgs) -> anyhow::Result<()> {
-    let (env, provider, base_url) = match api {
-        ReportApi::AnthropicAdmin => ("ANTHROPIC_ADMIN_KEY", "anthropic", "https://api.anthropic.com"),
-        ReportApi::OpenAiAdmin => ("OPENAI_ADMIN_KEY", "openai", "https://api.openai.com"),
-    };
+    let env = api.key_var();
     #[expect(
         clippy::disallowed_methods,
         reason = "the admin key comes from the environment, never a flag"
@@ -355,8 +352,8 @@ pub async fn provider_reports(config: &Config, api: ReportApi, args: ReportArgs)
     let to = args.to.as_deref().map(bound).transpose()?.unwrap_or(now);
     let source = ReportSource {
         api,
-        provider: args.provider.unwrap_or_else(|| provider.to_owned()),
-        base_url: args.base_url.unwrap_or_else(|| base_url.to_owned()),
+        provider: args.provider.unwrap_or_else(|| api.provider().to_owned()),
+        base_url: args.base_url.unwrap_or_else(|| api.base_url().to_owned()),
         admin_key,
     };
     let store = crate::database::open_store(config).await?;

@@ -169,6 +169,8 @@ pub enum AlertKind {
     Waste,
     /// A blocking budget refused a call: its hard cap is reached.
     Blocked,
+    /// A provider billed a day differently from what Goodhart metered, past the threshold.
+    Reconciliation,
 }
 
 impl AlertKind {
@@ -179,6 +181,7 @@ impl AlertKind {
             AlertKind::Forecast => "forecast",
             AlertKind::Waste => "waste",
             AlertKind::Blocked => "blocked",
+            AlertKind::Reconciliation => "reconciliation",
         }
     }
 
@@ -189,6 +192,7 @@ impl AlertKind {
             AlertKind::Forecast,
             AlertKind::Waste,
             AlertKind::Blocked,
+            AlertKind::Reconciliation,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)

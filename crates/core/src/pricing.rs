@@ -31,16 +31,20 @@ pub enum RawDecimal {
 }
 
 impl RawDecimal {
-    fn to_price(&self) -> Result<PicoPerToken, String> {
-        let text = match self {
+    /// The decimal as written, or why a number is not a non-negative decimal.
+    pub fn text(&self) -> Result<String, String> {
+        Ok(match self {
             RawDecimal::Text(text) => text.clone(),
             RawDecimal::Integer(n) => n.to_string(),
             // Rust prints the shortest decimal that reads back as the same float, which is the
-            // decimal a person wrote for any price with fewer than 16 significant digits.
+            // decimal a person wrote for any number with fewer than 16 significant digits.
             RawDecimal::Float(f) if f.is_finite() && *f >= 0.0 => format!("{f}"),
-            RawDecimal::Float(f) => return Err(format!("{f} is not a non-negative price")),
-        };
-        PicoPerToken::from_usd_per_mtok(&text).map_err(|e| e.to_string())
+            RawDecimal::Float(f) => return Err(format!("{f} is not a non-negative number")),
+        })
+    }
+
+    fn to_price(&self) -> Result<PicoPerToken, String> {
+        PicoPerToken::from_usd_per_mtok(&self.text()?).map_err(|e| e.to_string())
     }
 }
 
@@ -160,10 +164,19 @@ impl CostBreakdown {
 
 /// The cost of `tokens` at `price`, choosing the long-context tier when the prompt exceeds it.
 pub fn cost(price: &ModelPrice, tokens: &TokenCounts) -> CostBreakdown {
-    let (rates, long_context) = match &price.long_context {
-        Some(tier) if tokens.prompt_total() > tier.threshold_tokens => (&tier.rates, true),
-        _ => (&price.rates, false),
-    };
+    match &price.long_context {
+        Some(tier) if tokens.prompt_total() > tier.threshold_tokens => priced(&tier.rates, tokens, true),
+        _ => base_cost(price, tokens),
+    }
+}
+
+/// The cost of `tokens` at `price`'s base rates: for totals over many calls, whose sum says
+/// nothing of any one prompt's length.
+pub fn base_cost(price: &ModelPrice, tokens: &TokenCounts) -> CostBreakdown {
+    priced(&price.rates, tokens, false)
+}
+
+fn priced(rates: &Rates, tokens: &TokenCounts, long_context: bool) -> CostBreakdown {
     let part = |count: u64, rate: PicoPerToken| Nanos::from_picos_rounded(u128::from(count) * u128::from(rate.0));
     CostBreakdown {
         input: part(tokens.input, rates.input),

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use goodhart_core::money::{Nanos, parse_scaled_decimal};
 use goodhart_core::outcomes::{KindRule, OutcomeKind};
-use goodhart_core::pricing::{PriceTable, RawModelPrice};
+use goodhart_core::pricing::{PriceTable, RawDecimal, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
 use crate::alerts::{AlertsConfig, RawAlerts};
-use crate::settings::{OutcomeSettings, Settings, WasteSettings};
+use crate::provider_import::{ReportApi, ReportSource};
+use crate::settings::{OutcomeSettings, ReconciliationSettings, Settings, WasteSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
@@ -52,6 +54,33 @@ pub struct RawConfig {
     /// Waste detection: its schedule and its alerts.
     #[serde(default)]
     pub waste: RawWaste,
+    /// The providers' bills: their scheduled import and how they are held against the meter.
+    #[serde(default)]
+    pub reconciliation: RawReconciliation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconciliation {
+    /// Seconds between scheduled imports of the providers' usage and cost reports, for each
+    /// provider whose admin key is set (default 3600; 0 turns them off).
+    pub import_every_secs: Option<u64>,
+    /// A day whose billed and metered totals differ by more than this percent of the bill
+    /// (default 5) …
+    pub drift_alert_percent: Option<RawDecimal>,
+    /// … and by more than this many dollars (default 1) raises a `reconciliation` alert.
+    pub drift_alert_min_usd: Option<RawDecimal>,
+    /// Whether drift raises alerts (default true).
+    pub alerts: Option<bool>,
+    /// The ids the providers' reports give the provider keys the gateway sends upstream; usage
+    /// by any other key is reported as bypassing the gateway.
+    pub gateway_keys: Option<Vec<String>>,
+    /// The team that owns a provider key, workspace or project (by its id in the reports).
+    #[serde(default)]
+    pub owners: BTreeMap<String, String>,
+    /// Where the admin APIs are (default the providers' own; a proxy or a mock in tests).
+    pub anthropic_admin_url: Option<String>,
+    pub openai_admin_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +164,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
+    pub reconciliation: ReconciliationSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +234,7 @@ impl Config {
         Settings {
             outcomes: self.outcomes.clone(),
             waste: self.waste.clone(),
+            reconciliation: self.reconciliation.clone(),
             store_content: self.store_content,
         }
     }
@@ -244,12 +275,14 @@ impl Config {
         let alerts = file.alerts.resolve().map_err(|e| invalid(&e.key, e.reason))?;
         let outcomes = resolve_outcomes(file.outcomes, env)?;
         let waste = resolve_waste(file.waste)?;
+        let reconciliation = resolve_reconciliation(file.reconciliation, env)?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
         Ok(Config {
             outcomes,
             waste,
+            reconciliation,
             listen,
             database_url,
             gateway,
@@ -339,6 +372,65 @@ fn resolve_waste(raw: RawWaste) -> Result<WasteSettings, ConfigError> {
     Ok(settings)
 }
 
+fn resolve_reconciliation(
+    raw: RawReconciliation,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<ReconciliationSettings, ConfigError> {
+    let mut settings = ReconciliationSettings::default();
+    if let Some(secs) = raw.import_every_secs {
+        settings.import_every = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let decimal = |key: &str, raw: &RawDecimal| raw.text().map_err(|reason| invalid(key, reason));
+    if let Some(percent) = &raw.drift_alert_percent {
+        let key = "reconciliation.drift_alert_percent";
+        let permille = parse_scaled_decimal(&decimal(key, percent)?, 1)
+            .map_err(|e| invalid(key, format!("{e} (a percent with at most one decimal)")))?;
+        settings.drift.permille = u32::try_from(permille)
+            .ok()
+            .filter(|p| *p <= 1_000)
+            .ok_or_else(|| invalid(key, "must be between 0 and 100"))?;
+    }
+    if let Some(min) = &raw.drift_alert_min_usd {
+        let key = "reconciliation.drift_alert_min_usd";
+        settings.drift.min = Nanos::from_usd(&decimal(key, min)?).map_err(|e| invalid(key, e.to_string()))?;
+    }
+    if let Some(alerts) = raw.alerts {
+        settings.alerts = alerts;
+    }
+    for (list, key) in [
+        (raw.gateway_keys.iter().flatten().collect::<Vec<_>>(), "gateway_keys"),
+        (raw.owners.keys().collect(), "owners"),
+    ] {
+        if list.iter().any(|id| id.trim().is_empty()) {
+            return Err(invalid(&format!("reconciliation.{key}"), "must not name an empty id"));
+        }
+    }
+    if let Some((id, _)) = raw.owners.iter().find(|(_, team)| team.trim().is_empty()) {
+        return Err(invalid(&format!("reconciliation.owners.{id}"), "must name a team"));
+    }
+    settings.accounts.gateway_keys = raw.gateway_keys.unwrap_or_default().into_iter().collect();
+    settings.accounts.owners = raw.owners;
+    for api in ReportApi::ALL {
+        let Some(admin_key) = env(api.key_var())
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+        else {
+            continue;
+        };
+        let url = match api {
+            ReportApi::AnthropicAdmin => raw.anthropic_admin_url.clone(),
+            ReportApi::OpenAiAdmin => raw.openai_admin_url.clone(),
+        };
+        settings.sources.push(ReportSource {
+            api,
+            provider: api.provider().to_owned(),
+            base_url: url.unwrap_or_else(|| api.base_url().to_owned()),
+            admin_key,
+        });
+    }
+    Ok(settings)
+}
+
 /// The spool lives next to an SQLite database (`goodhart.db` → `goodhart.db-spool/`), else in
 /// `goodhart-spool/` in the working directory.
 fn default_spool_dir(database_url: &str) -> PathBuf {
@@ -351,6 +443,50 @@ fn default_spool_dir(database_url: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconciliation_reads_its_threshold_keys_and_admin_keys_from_the_environment() {
+        let raw = |text: &str| RawConfig::from_toml(text).unwrap().reconciliation;
+        let no_env = |_: &str| None;
+        let defaults = resolve_reconciliation(RawReconciliation::default(), no_env).unwrap();
+        assert_eq!(defaults, ReconciliationSettings::default());
+        assert!(defaults.sources.is_empty(), "no admin key, no scheduled import");
+        let custom = resolve_reconciliation(
+            raw("[reconciliation]\nimport_every_secs = 0\ndrift_alert_percent = 2.5\n\
+                 drift_alert_min_usd = \"0.25\"\ngateway_keys = [\"apikey_gw\"]\n\
+                 anthropic_admin_url = \"http://127.0.0.1:9\"\n\
+                 [reconciliation.owners]\napikey_nb = \"research\""),
+            |var: &str| (var == "ANTHROPIC_ADMIN_KEY").then(|| " sk-ant-admin01-x ".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(custom.import_every, None);
+        assert_eq!((custom.drift.permille, custom.drift.min), (25, Nanos(250_000_000)));
+        assert!(custom.accounts.gateway_keys.contains("apikey_gw"));
+        assert_eq!(custom.accounts.owners["apikey_nb"], "research");
+        let [source] = &custom.sources[..] else {
+            panic!("{:?}", custom.sources)
+        };
+        assert_eq!(
+            (source.provider.as_str(), source.base_url.as_str()),
+            ("anthropic", "http://127.0.0.1:9")
+        );
+        assert_eq!(source.admin_key, "sk-ant-admin01-x");
+        assert!(
+            !format!("{custom:?}").contains("sk-ant-admin01"),
+            "the key is never printed"
+        );
+        for (text, key) in [
+            ("drift_alert_percent = 101", "reconciliation.drift_alert_percent"),
+            ("drift_alert_percent = 2.55", "reconciliation.drift_alert_percent"),
+            ("drift_alert_min_usd = -1", "reconciliation.drift_alert_min_usd"),
+            ("gateway_keys = [\" \"]", "reconciliation.gateway_keys"),
+        ] {
+            let error = resolve_reconciliation(raw(&format!("[reconciliation]\n{text}")), no_env).unwrap_err();
+            assert_eq!(error.key, key, "{text}: {error}");
+        }
+        let unknown = RawConfig::from_toml("[reconciliation]\nthreshold = 5").unwrap_err();
+        assert_eq!(unknown.key, "reconciliation.threshold");
+    }
 
     #[test]
     fn zero_config_starts_with_defaults() {

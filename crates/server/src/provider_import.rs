@@ -37,7 +37,7 @@ const MAX_PAGE_BYTES: usize = 16 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A provider's organisation reports and the admin key that reads them.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReportSource {
     pub api: ReportApi,
     /// The name the provider's usage is recorded under (e.g. `anthropic`).
@@ -65,6 +65,34 @@ pub enum ReportApi {
     AnthropicAdmin,
     /// OpenAI's organisation API: `/v1/organization/usage/completions` and `/costs`.
     OpenAiAdmin,
+}
+
+impl ReportApi {
+    pub const ALL: [ReportApi; 2] = [ReportApi::AnthropicAdmin, ReportApi::OpenAiAdmin];
+
+    /// The environment variable holding the admin key (never a flag or a file).
+    pub fn key_var(self) -> &'static str {
+        match self {
+            ReportApi::AnthropicAdmin => "ANTHROPIC_ADMIN_KEY",
+            ReportApi::OpenAiAdmin => "OPENAI_ADMIN_KEY",
+        }
+    }
+
+    /// The name the provider's usage is recorded under by default.
+    pub fn provider(self) -> &'static str {
+        match self {
+            ReportApi::AnthropicAdmin => "anthropic",
+            ReportApi::OpenAiAdmin => "openai",
+        }
+    }
+
+    /// The provider's own API.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            ReportApi::AnthropicAdmin => "https://api.anthropic.com",
+            ReportApi::OpenAiAdmin => "https://api.openai.com",
+        }
+    }
 }
 
 /// What an import did, per report.

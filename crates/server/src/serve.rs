@@ -1,7 +1,8 @@
 //! Starting and stopping the server: open the store, settle the admin token, start the gateway,
-//! the alert dispatcher and scheduled detection ([`Server::start`]), listen, and on
-//! SIGTERM/SIGINT stop accepting and let in-flight requests finish (bounded by a deadline), then
-//! stop the gateway, the background work and the alert dispatcher in that order
+//! the alert dispatcher, scheduled detection and the scheduled import of the providers' bills
+//! ([`Server::start`]), listen, and on SIGTERM/SIGINT stop accepting and let in-flight requests
+//! finish (bounded by a deadline), then stop the gateway, the background work and the alert
+//! dispatcher in that order
 //! ([`Server::shutdown`]).
 
 use std::future::Future;
@@ -144,6 +145,7 @@ impl Server {
             .with_admin_token(admin_token_hash);
         let background = Background::default();
         app.spawn_detection(&background.tracker, background.cancel.clone());
+        app.spawn_bill_imports(&background.tracker, background.cancel.clone());
         let server = Server {
             app,
             background,

@@ -1,11 +1,14 @@
 //! The server's own settings sections, as validated by [`crate::config`] and read by the
-//! application layer: how outcomes are received and valued, and how waste is detected and
-//! announced.
+//! application layer: how outcomes are received and valued, how waste is detected and
+//! announced, and how the providers' bills are imported and reconciled.
 
 use std::time::Duration;
 
 use goodhart_core::outcomes::ValueRules;
+use goodhart_core::reconcile::{AccountRules, DriftRule};
 use goodhart_core::waste::{FeedbackRules, WasteRules};
+
+use crate::provider_import::ReportSource;
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
 #[derive(Debug, Clone)]
@@ -57,11 +60,40 @@ impl Default for WasteSettings {
     }
 }
 
+/// How the providers' bills are imported and held against the meter (the `[reconciliation]`
+/// configuration section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconciliationSettings {
+    /// Pause between scheduled imports; `None`: none.
+    pub import_every: Option<Duration>,
+    /// The providers whose admin key is set (`ANTHROPIC_ADMIN_KEY`, `OPENAI_ADMIN_KEY`): the
+    /// schedule imports these.
+    pub sources: Vec<ReportSource>,
+    /// When a day's drift raises a `reconciliation` alert.
+    pub drift: DriftRule,
+    pub alerts: bool,
+    /// Which provider keys are the gateway's, and who owns the others.
+    pub accounts: AccountRules,
+}
+
+impl Default for ReconciliationSettings {
+    fn default() -> ReconciliationSettings {
+        ReconciliationSettings {
+            import_every: Some(Duration::from_secs(3_600)),
+            sources: Vec::new(),
+            drift: DriftRule::default(),
+            alerts: true,
+            accounts: AccountRules::default(),
+        }
+    }
+}
+
 /// What the application layer is configured with.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
+    pub reconciliation: ReconciliationSettings,
     /// Keep prompt and completion text of ingested usage (off: fingerprints only).
     pub store_content: bool,
 }

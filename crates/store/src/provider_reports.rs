@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::money::Nanos;
 use goodhart_core::provider_reports::{Bucket, CostLine, ReportKind, ReportPage, UsageLine};
-use goodhart_core::usage::TokenCounts;
+use goodhart_core::reconcile::Metered;
+use goodhart_core::usage::{Source, TokenCounts};
 
 use crate::error::StoreError;
 
@@ -23,6 +24,15 @@ pub trait ProviderReportStore: Send + Sync {
     async fn provider_usage(&self, from: Micros, to: Micros) -> Result<Vec<(String, UsageLine)>, StoreError>;
     /// Cost lines of every provider whose bucket starts in `[from, to)`, by provider.
     async fn provider_costs(&self, from: Micros, to: Micros) -> Result<Vec<(String, CostLine)>, StoreError>;
+    /// The buckets of every provider's `report` imported so far that start in `[from, to)`.
+    async fn report_buckets(
+        &self,
+        report: ReportKind,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<(String, Bucket)>, StoreError>;
+    /// What was metered of the events in `[from, to)` per UTC day, provider, model and source.
+    async fn metered_by_source(&self, from: Micros, to: Micros) -> Result<Vec<Metered>, StoreError>;
 }
 
 pub(crate) const UPSERT_BUCKET: &str = "INSERT INTO provider_report_buckets \
@@ -46,6 +56,15 @@ pub(crate) const SELECT_USAGE: &str = "SELECT provider, bucket_start, bucket_end
 pub(crate) const SELECT_COSTS: &str = "SELECT provider, bucket_start, bucket_end, workspace, api_key_id, model, \
      item, amount_nanos FROM provider_cost_lines WHERE bucket_start >= $1 AND bucket_start < $2 \
      ORDER BY provider, bucket_start, workspace, api_key_id, model, item";
+
+pub(crate) const SELECT_BUCKETS: &str = "SELECT provider, bucket_start, bucket_end FROM provider_report_buckets \
+     WHERE report = $1 AND bucket_start >= $2 AND bucket_start < $3 ORDER BY provider, bucket_start";
+pub(crate) const METERED_BY_SOURCE: &str = "SELECT CAST((ts / 86400000000) * 86400000000 AS BIGINT), provider, \
+     model, source, CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
+     CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(cache_write_5m_tokens) AS BIGINT), \
+     CAST(SUM(cache_write_1h_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), \
+     CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_events WHERE ts >= $1 AND ts < $2 \
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
 
 /// A token count as stored (BIGINT); counts beyond i64 are clamped.
 pub(crate) fn stored(count: u64) -> i64 {
@@ -90,6 +109,40 @@ pub(crate) fn usage_line(
         },
     };
     (provider, line)
+}
+
+/// A row of [`METERED_BY_SOURCE`]: the day, provider, model, source, six token counts (in
+/// [`TokenCounts::as_array`] order) and the cost.
+pub(crate) type MeteredRow = (i64, String, String, String, [i64; 6], i64);
+
+pub(crate) fn metered((day, provider, model, source, n, cost): MeteredRow) -> Result<Metered, StoreError> {
+    let count = |i: usize| n[i].max(0) as u64;
+    Ok(Metered {
+        day: Micros(day),
+        provider,
+        model,
+        source: Source::parse(&source).ok_or(StoreError::Corrupt {
+            what: "usage source",
+            value: source,
+        })?,
+        tokens: TokenCounts {
+            input: count(0),
+            output: count(1),
+            cache_read: count(2),
+            cache_write_5m: count(3),
+            cache_write_1h: count(4),
+            reasoning: count(5),
+        },
+        cost: Nanos(cost),
+    })
+}
+
+pub(crate) fn bucket((provider, start, end): (String, i64, i64)) -> (String, Bucket) {
+    let bucket = Bucket {
+        start: Micros(start),
+        end: Micros(end),
+    };
+    (provider, bucket)
 }
 
 /// A cost line's columns in the order of [`SELECT_COSTS`].

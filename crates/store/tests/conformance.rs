@@ -159,6 +159,7 @@ conformance!(
     the_gateway_record_of_a_call_replaces_another_sources,
     concurrent_writers_still_count_a_call_once,
     provider_report_buckets_are_replaced_not_added_to,
+    metered_usage_is_summed_per_day_model_and_source,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -1814,5 +1815,86 @@ async fn provider_report_buckets_are_replaced_not_added_to(db: &TestDatabase) {
         store.provider_usage(from, to).await.unwrap().len(),
         2,
         "costs leave usage alone"
+    );
+}
+
+async fn metered_usage_is_summed_per_day_model_and_source(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let from_source = |id: &str, ts: &str, source: Source, input: u64| UsageEvent {
+        provider: Some("anthropic".into()),
+        source,
+        ..event(id, at(ts), "alice", None, "claude-sonnet-4-5", input, 10)
+    };
+    let events = vec![
+        from_source("g1", "2026-11-02T09:00:00Z", Source::Gateway, 1_000),
+        from_source("g2", "2026-11-02T23:59:59Z", Source::Gateway, 2_000),
+        from_source("i1", "2026-11-02T10:00:00Z", Source::Import, 500),
+        from_source("g3", "2026-11-03T00:00:00Z", Source::Gateway, 7),
+        UsageEvent {
+            provider: Some("anthropic".into()),
+            ..event("u1", at("2026-11-02T11:00:00Z"), "bob", None, "unknown-model", 40, 0)
+        },
+    ];
+    store
+        .insert_usage(priced(&table, events), table.version())
+        .await
+        .unwrap();
+    let metered = store
+        .metered_by_source(at("2026-11-02T00:00:00Z"), at("2026-11-03T00:00:00Z"))
+        .await
+        .unwrap();
+    let rows: Vec<_> = metered
+        .iter()
+        .map(|m| {
+            (
+                m.day,
+                m.model.as_str(),
+                m.source,
+                m.tokens.input,
+                m.tokens.output,
+                m.cost,
+            )
+        })
+        .collect();
+    let monday = at("2026-11-02T00:00:00Z");
+    assert_eq!(
+        rows,
+        [
+            // 3,000 input at $3/M and 20 output at $15/M.
+            (
+                monday,
+                "claude-sonnet-4-5",
+                Source::Gateway,
+                3_000,
+                20,
+                Nanos(9_300_000)
+            ),
+            (monday, "claude-sonnet-4-5", Source::Import, 500, 10, Nanos(1_650_000)),
+            (monday, "unknown-model", Source::Api, 40, 0, Nanos::ZERO),
+        ],
+        "Tuesday's call is outside the window; an unpriced call costs nothing metered"
+    );
+
+    let page = Page {
+        buckets: vec![day_bucket("2026-11-02"), day_bucket("2026-11-03")],
+        lines: Vec::new(),
+        next_page: None,
+    };
+    store
+        .record_report_page("openai", ReportPage::Cost(page), at("2026-11-04T00:00:00Z"))
+        .await
+        .unwrap();
+    let buckets = store
+        .report_buckets(ReportKind::Cost, monday, at("2026-11-03T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(buckets, [("openai".to_owned(), day_bucket("2026-11-02"))]);
+    assert!(
+        store
+            .report_buckets(ReportKind::Usage, Micros(0), at("2100-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

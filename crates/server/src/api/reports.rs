@@ -8,7 +8,8 @@ use super::error::ApiError;
 use super::params::{Params, SummaryParams, WindowParams};
 use super::state::ApiState;
 use crate::app::access::Access;
-use crate::app::reports::{BillDocument, ReconciliationDocument, RoiDocument, SummaryDocument};
+use crate::app::bills::BillDocument;
+use crate::app::reports::{ReconciliationDocument, RoiDocument, SummaryDocument};
 
 pub async fn get_summary(
     State(state): State<ApiState>,

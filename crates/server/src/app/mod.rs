@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod bills;
 pub mod board;
 pub mod budgets;
 pub mod findings;

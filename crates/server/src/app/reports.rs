@@ -4,15 +4,12 @@
 use std::collections::BTreeMap;
 
 use goodhart_core::Micros;
-use goodhart_core::money::Nanos;
 use goodhart_core::outcomes::OutcomeKind;
-use goodhart_core::reconcile::{Metered, reconcile};
 use goodhart_core::report::{Dimension, SummaryRow, UsageTotals};
 use goodhart_core::roi::{Roi, RoiRow, roi};
 use goodhart_core::telemetry::Reconciled;
 use goodhart_store::SummaryQuery;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::json::{TotalsJson, usd_number};
 use super::query::Window;
@@ -161,40 +158,6 @@ pub struct ReconciliationDocument {
     pub missing_tokens: i64,
 }
 
-/// The providers' reports beside what Goodhart metered (`GET /api/v1/reports/reconciliation`).
-#[derive(Debug, Serialize)]
-pub struct BillDocument {
-    pub from: String,
-    pub to: String,
-    /// Per UTC day, provider and model; the largest cost drift (either way) first.
-    pub rows: Vec<BillRow>,
-    pub metered_usd: Box<RawValue>,
-    pub billed_usd: Box<RawValue>,
-    /// Billed beyond metered: positive when the provider billed more than passed Goodhart.
-    pub drift_usd: Box<RawValue>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BillRow {
-    pub day: String,
-    pub provider: String,
-    /// The model without its release date (dated ids and aliases meet).
-    pub model: String,
-    pub metered_tokens: u64,
-    pub reported_tokens: u64,
-    /// Reported beyond metered.
-    pub token_drift: i64,
-    pub metered_usd: Box<RawValue>,
-    pub billed_usd: Box<RawValue>,
-    pub drift_usd: Box<RawValue>,
-    /// The cost drift as a share of what was billed, in percent to one decimal (`null` when
-    /// nothing was billed).
-    pub drift_percent: Option<f64>,
-    /// Nothing was metered: spend that never passed Goodhart (a key used straight against the
-    /// provider), or usage Goodhart has not imported.
-    pub unmetered: bool,
-}
-
 impl App {
     /// A usage summary, limited with a team view to the usage attributed to the team.
     pub async fn summary(&self, query: &SummaryQuery, view: Option<&TeamView>) -> Result<SummaryDocument, AppError> {
@@ -223,67 +186,6 @@ impl App {
                 .map(|kind| (kind, hours(rules.kind(kind).minutes_saved)))
                 .collect(),
             report,
-        })
-    }
-
-    /// The providers' reports (imported with `goodhart import anthropic-admin|openai-admin`)
-    /// beside what Goodhart metered from every source, per UTC day, provider and model.
-    pub async fn bill_reconciliation(&self, window: Window) -> Result<BillDocument, AppError> {
-        let Window { from, to } = window;
-        let query = SummaryQuery {
-            from,
-            to,
-            group_by: vec![Dimension::Day, Dimension::Provider, Dimension::Model],
-        };
-        let metered: Vec<Metered> = self
-            .store()
-            .usage_summary(&query)
-            .await?
-            .into_iter()
-            .filter_map(|row| {
-                let mut key = row.key.into_iter();
-                let (day, provider, model) = (key.next()??, key.next()?, key.next()?);
-                Some(Metered {
-                    day: goodhart_core::time::parse_date(&day).ok()?,
-                    provider: provider.unwrap_or_else(|| "(unknown)".into()),
-                    model: model.unwrap_or_default(),
-                    tokens: row.totals.tokens,
-                    cost: row.totals.cost,
-                })
-            })
-            .collect();
-        let usage = self.store().provider_usage(from, to).await?;
-        let costs = self.store().provider_costs(from, to).await?;
-        let mut rows = reconcile(&metered, &usage, &costs);
-        rows.sort_by_key(|r| std::cmp::Reverse(r.cost_drift().0.unsigned_abs()));
-        let sum = |f: fn(&goodhart_core::reconcile::Reconciled) -> Nanos| {
-            rows.iter().fold(Nanos::ZERO, |total, r| total.saturating_add(f(r)))
-        };
-        let (metered_total, billed_total) = (sum(|r| r.metered_cost), sum(|r| r.billed));
-        Ok(BillDocument {
-            from: from.rfc3339(),
-            to: to.rfc3339(),
-            metered_usd: usd_number(metered_total),
-            billed_usd: usd_number(billed_total),
-            drift_usd: usd_number(Nanos(billed_total.0.saturating_sub(metered_total.0))),
-            rows: rows
-                .iter()
-                .map(|r| BillRow {
-                    day: r.day.rfc3339()[..10].to_owned(),
-                    provider: r.provider.clone(),
-                    model: r.model.clone(),
-                    metered_tokens: r.metered.total(),
-                    reported_tokens: r.reported.total(),
-                    token_drift: i64::try_from(r.token_drift()).unwrap_or(i64::MAX),
-                    metered_usd: usd_number(r.metered_cost),
-                    billed_usd: usd_number(r.billed),
-                    drift_usd: usd_number(r.cost_drift()),
-                    // Tenths of a percent, exactly; a float only to be shown.
-                    drift_percent: (r.billed.0 != 0)
-                        .then(|| (i128::from(r.cost_drift().0) * 1000 / i128::from(r.billed.0)) as f64 / 10.0),
-                    unmetered: r.metered.total() == 0 && r.metered_cost == Nanos::ZERO,
-                })
-                .collect(),
         })
     }
 

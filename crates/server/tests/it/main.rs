@@ -20,6 +20,7 @@ mod http;
 mod otlp;
 mod outcomes;
 mod provider_import;
+mod reconciliation;
 mod sockets;
 mod translation;
 mod vertex;

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use goodhart_core::Micros;
-use goodhart_core::provider_reports::{CostLine, ReportKind, ReportPage, UsageLine};
+use goodhart_core::provider_reports::{Bucket, CostLine, ReportKind, ReportPage, UsageLine};
+use goodhart_core::reconcile::Metered;
 
 use crate::error::StoreError;
 use crate::provider_reports::{self as sql, ProviderReportStore, stored};
@@ -119,5 +120,38 @@ impl ProviderReportStore for PostgresStore {
                 ))
             })
             .collect())
+    }
+
+    async fn report_buckets(
+        &self,
+        report: ReportKind,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<(String, Bucket)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(sql::SELECT_BUCKETS, &[&report.as_str(), &from.0, &to.0])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| sql::bucket((r.get(0), r.get(1), r.get(2))))
+            .collect())
+    }
+
+    async fn metered_by_source(&self, from: Micros, to: Micros) -> Result<Vec<Metered>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query(sql::METERED_BY_SOURCE, &[&from.0, &to.0]).await?;
+        rows.iter()
+            .map(|r| {
+                sql::metered((
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    std::array::from_fn(|i| r.get(i + 4)),
+                    r.get(10),
+                ))
+            })
+            .collect()
     }
 }

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
-use goodhart_core::provider_reports::{CostLine, ReportKind, ReportPage, UsageLine};
+use goodhart_core::provider_reports::{Bucket, CostLine, ReportKind, ReportPage, UsageLine};
+use goodhart_core::reconcile::Metered;
 use rusqlite::params;
 
 use crate::error::StoreError;
@@ -115,6 +116,43 @@ impl ProviderReportStore for SqliteStore {
                 )))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn report_buckets(
+        &self,
+        report: ReportKind,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<(String, Bucket)>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(sql::SELECT_BUCKETS)?;
+            let rows = statement.query_map(params![report.as_str(), from.0, to.0], |r| {
+                Ok(sql::bucket((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn metered_by_source(&self, from: Micros, to: Micros) -> Result<Vec<Metered>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(sql::METERED_BY_SOURCE)?;
+            let mut rows = statement.query([from.0, to.0])?;
+            let mut metered = Vec::new();
+            while let Some(r) = rows.next()? {
+                let counts = [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?];
+                metered.push(sql::metered((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    counts,
+                    r.get(10)?,
+                ))?);
+            }
+            Ok(metered)
         })
         .await
     }
