@@ -13,13 +13,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
+use goodhart_core::usage::TokenCounts;
+use goodhart_core::{Micros, Nanos};
+use goodhart_server::app::App;
+use goodhart_server::app::query::Window;
 use goodhart_server::config::{Config, Overrides, RawConfig};
+use goodhart_server::provider_import::{ReportApi, ReportSource};
+use goodhart_sim::mock_admin::{ADMIN_KEY, AdminData, DailyLine, faithful_lines};
 use goodhart_sim::org::{Org, OrgSpec, Persona, simulate, usage_ndjson};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::{Api, bar};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 pub struct DemoOptions {
@@ -54,6 +60,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let config = Config::resolve(
         RawConfig::from_toml(&format!(
             "[outcomes]\ngithub_webhook_secret = \"{secret}\"\nmin_team_members = 3\n\
+             [reconciliation]\nimport_every_secs = 0\ngateway_keys = [\"{ANTHROPIC_GATEWAY_KEY}\", \"{OPENAI_GATEWAY_KEY}\"]\n\
+             owners = {{ \"{NOTEBOOK_KEY}\" = \"research\" }}\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"openai\"\nbase_url = \"{mock_base}/v1\"\n\
              [[providers]]\nname = \"mock\"\nprotocol = \"anthropic\"\nbase_url = \"{mock_base}\"\n"
         ))?,
@@ -126,6 +134,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         pass["calls"], pass["findings"]
     ));
 
+    provider_bills(served.app(), &org, today).await?;
+
     let cap = live_traffic(&api, &org, options.live).await?;
     served
         .app()
@@ -158,6 +168,85 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     server.await??;
     served.shutdown().await;
     mock.shutdown().await;
+    Ok(())
+}
+
+/// The provider key ids the demo's gateway sends upstream, and a notebook's key that bypasses it.
+const ANTHROPIC_GATEWAY_KEY: &str = "apikey_01DemoGateway";
+const OPENAI_GATEWAY_KEY: &str = "key_DemoGateway";
+const NOTEBOOK_KEY: &str = "apikey_01ResearchNotebook";
+
+/// What the providers billed: mocks of their admin APIs report what Goodhart metered, made with
+/// the gateway's keys, and Anthropic's also a research notebook's Haiku usage of yesterday, on
+/// a key used straight against the provider; Goodhart imports both and reconciles.
+async fn provider_bills(app: &App, org: &Org, today: Micros) -> anyhow::Result<()> {
+    let first_day = org.spec.start.floor_to(MICROS_PER_DAY);
+    let metered = app.store().metered_by_source(first_day, today).await?;
+    let days = u32::try_from((today.0 - first_day.0) / MICROS_PER_DAY)?;
+    let mut sources = Vec::new();
+    for api in ReportApi::ALL {
+        let key = match api {
+            ReportApi::AnthropicAdmin => ANTHROPIC_GATEWAY_KEY,
+            ReportApi::OpenAiAdmin => OPENAI_GATEWAY_KEY,
+        };
+        let mut lines = faithful_lines(&metered, api.provider(), first_day, key);
+        if api == ReportApi::AnthropicAdmin {
+            // About $100 of batch jobs in a day.
+            let tokens = TokenCounts {
+                input: 40_000_000,
+                cache_read: 150_000_000,
+                output: 9_000_000,
+                ..TokenCounts::default()
+            };
+            let cost = app
+                .prices()
+                .cost_of(Some("anthropic"), "claude-haiku-4-5", &tokens)
+                .map_or(0, |c| c.total().0);
+            lines.push(DailyLine {
+                day: days - 1,
+                model: "claude-haiku-4-5".into(),
+                api_key_id: NOTEBOOK_KEY.into(),
+                workspace: Some("wrkspc_01Research".into()),
+                input: tokens.input,
+                cache_read: tokens.cache_read,
+                output: tokens.output,
+                cost_nanos: cost,
+            });
+        }
+        let data = AdminData {
+            first_day,
+            days,
+            lines,
+            ..AdminData::default()
+        };
+        let addr = goodhart_sim::mock_admin::spawn(Arc::new(data)).await?;
+        sources.push(ReportSource {
+            api,
+            provider: api.provider().to_owned(),
+            base_url: format!("http://{addr}"),
+            admin_key: ADMIN_KEY.to_owned(),
+        });
+    }
+    let alerts = app.import_bills(&goodhart_gateway::upstream::client(), &sources).await;
+    let window = Window {
+        from: first_day,
+        to: today,
+    };
+    let bill = app.bill_reconciliation(window).await?;
+    let dollars = |usd: &RawValue| Nanos::from_usd(usd.get()).map_or_else(|_| usd.get().to_owned(), |n| n.to_string());
+    say(&format!(
+        "Provider bills imported: billed {}, metered {}; {} by keys that bypass the gateway ({}); {} drift alert(s){}",
+        dollars(&bill.billed_usd),
+        dollars(&bill.metered_usd),
+        bill.bypassing_usd.as_deref().map_or_else(|| "?".to_owned(), dollars),
+        bill.bypassing_by_team
+            .iter()
+            .map(|t| t.team.as_deref().unwrap_or("no owner"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        alerts.len(),
+        alerts.first().map_or_else(String::new, |a| format!(": {}", a.message))
+    ));
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use goodhart_core::Micros;
+use goodhart_core::reconcile::Metered;
 use goodhart_core::time::MICROS_PER_DAY;
 use serde_json::{Value, json};
 
@@ -31,6 +32,38 @@ pub struct DailyLine {
     pub output: u64,
     /// Billed, in nano-dollars.
     pub cost_nanos: i64,
+}
+
+/// The lines a faithful provider reports of what Goodhart metered of `provider` from
+/// `first_day` on: one per day and model, all made with the key `api_key_id`, billed what
+/// Goodhart metered.
+pub fn faithful_lines(metered: &[Metered], provider: &str, first_day: Micros, api_key_id: &str) -> Vec<DailyLine> {
+    let mut lines: Vec<DailyLine> = Vec::new();
+    for m in metered.iter().filter(|m| m.provider == provider && m.day >= first_day) {
+        let day = u32::try_from((m.day.0 - first_day.0) / MICROS_PER_DAY).unwrap_or(u32::MAX);
+        let index = match lines.iter().position(|l| l.day == day && l.model == m.model) {
+            Some(index) => index,
+            None => {
+                lines.push(DailyLine {
+                    day,
+                    model: m.model.clone(),
+                    api_key_id: api_key_id.to_owned(),
+                    workspace: None,
+                    input: 0,
+                    cache_read: 0,
+                    output: 0,
+                    cost_nanos: 0,
+                });
+                lines.len() - 1
+            }
+        };
+        let line = &mut lines[index];
+        line.input += m.tokens.input;
+        line.cache_read += m.tokens.cache_read;
+        line.output += m.tokens.output + m.tokens.reasoning;
+        line.cost_nanos += m.cost.0;
+    }
+    lines
 }
 
 /// What the mock serves and how it misbehaves.

@@ -501,6 +501,14 @@ fn the_demo_tells_the_whole_story_and_exits_with_no_serve() {
         stdout.contains("agent loop-agent"),
         "burners' loops are found: {stdout}"
     );
+    let bills = stdout
+        .lines()
+        .find(|l| l.starts_with("Provider bills imported"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        bills.contains("$100.00 by keys that bypass the gateway (research); 1 drift alert(s)"),
+        "the notebook's key is found, attributed and alerted once: {bills}"
+    );
 
     let alerts = goodhart(
         dir.path(),
@@ -523,6 +531,11 @@ fn the_demo_tells_the_whole_story_and_exits_with_no_serve() {
         .collect();
     assert!(kinds.contains(&"blocked"), "the cap raised an alert: {kinds:?}");
     assert!(kinds.contains(&"threshold"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reconciliation").count(),
+        1,
+        "the bypassing key's day: {kinds:?}"
+    );
 }
 
 #[test]

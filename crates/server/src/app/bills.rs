@@ -12,6 +12,7 @@ use goodhart_core::provider_reports::ReportKind;
 use goodhart_core::reconcile::{Account, Reconciled, Route, accounts, days, drift_alerts, reconcile};
 use goodhart_core::report::Dimension;
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
+use goodhart_gateway::upstream::UpstreamClient;
 use goodhart_store::SummaryQuery;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -21,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::json::usd_number;
 use super::query::Window;
 use super::{App, AppError};
-use crate::provider_import::import_reports;
+use crate::provider_import::{ReportSource, import_reports};
 
 /// How long after a day ends it is judged: the providers' reports trail by minutes to hours.
 pub const SETTLE: i64 = 6 * MICROS_PER_HOUR;
@@ -258,32 +259,44 @@ impl App {
                     _ = tick.tick() => {}
                     () = cancel.cancelled() => break,
                 }
-                let settings = &app.settings().reconciliation;
-                for source in &settings.sources {
-                    let now = app.now();
-                    let imported = tokio::select! {
-                        imported = import_reports(app.store(), &client, source, None, now, now) => imported,
-                        () = cancel.cancelled() => return,
-                    };
-                    match imported {
-                        Ok(done) => tracing::info!(
-                            provider = source.provider,
-                            usage_lines = done.usage.lines,
-                            cost_lines = done.cost.lines,
-                            "provider reports imported"
-                        ),
-                        Err(e) => tracing::warn!(provider = source.provider, "provider report import failed: {e}"),
-                    }
-                }
-                let Some(sink) = app.alert_sink().filter(|_| settings.alerts) else {
-                    continue;
-                };
-                match app.drift_alerts().await {
-                    Ok(alerts) => alerts.into_iter().for_each(|a| sink.raise(a)),
-                    Err(e) => tracing::warn!("reconciliation check failed: {e}"),
+                let sources = &app.settings().reconciliation.sources;
+                tokio::select! {
+                    _ = app.import_bills(&client, sources) => {}
+                    () = cancel.cancelled() => break,
                 }
             }
         });
+    }
+
+    /// Imports `sources`' reports up to now (a failure is logged, and the others still
+    /// imported), then raises the drift alerts, where this process dispatches alerts and
+    /// drift alerts are on; returns them.
+    pub async fn import_bills(&self, client: &UpstreamClient, sources: &[ReportSource]) -> Vec<Alert> {
+        for source in sources {
+            let now = self.now();
+            match import_reports(self.store(), client, source, None, now, now).await {
+                Ok(done) => tracing::info!(
+                    provider = source.provider,
+                    usage_lines = done.usage.lines,
+                    cost_lines = done.cost.lines,
+                    "provider reports imported"
+                ),
+                Err(e) => tracing::warn!(provider = source.provider, "provider report import failed: {e}"),
+            }
+        }
+        let Some(sink) = self.alert_sink().filter(|_| self.settings().reconciliation.alerts) else {
+            return Vec::new();
+        };
+        match self.drift_alerts().await {
+            Ok(alerts) => {
+                alerts.iter().for_each(|a| sink.raise(a.clone()));
+                alerts
+            }
+            Err(e) => {
+                tracing::warn!("reconciliation check failed: {e}");
+                Vec::new()
+            }
+        }
     }
 
     async fn reconciliation_of(&self, window: Window) -> Result<Reconciliation, AppError> {
