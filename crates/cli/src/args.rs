@@ -269,6 +269,35 @@ pub(crate) enum ImportSource {
     /// What OpenAI says it served and billed (the organisation usage and costs), with the admin
     /// key in OPENAI_ADMIN_KEY: daily buckets from where the last import stopped.
     OpenaiAdmin(ReportArgs),
+    /// What Claude Code reports each person did (Anthropic's Claude Code analytics: sessions,
+    /// lines, commits, PRs, tool acceptance, estimated cost), with the admin key in
+    /// ANTHROPIC_ADMIN_KEY: shown on people's pages as activity, never counted as value.
+    ClaudeCodeAnalytics(AnalyticsArgs),
+    /// What Copilot reports each person did (the organisation's users-1-day usage metrics
+    /// reports), with a GitHub token in GITHUB_TOKEN: activity, never value.
+    CopilotMetrics(CopilotArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AnalyticsArgs {
+    /// The first day [default: two days before where the last import stopped, else 30d].
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// The end [default: now].
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// The API's base URL [default: https://api.anthropic.com / https://api.github.com].
+    #[arg(long)]
+    pub(crate) base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopilotArgs {
+    /// The GitHub organisation.
+    #[arg(long)]
+    pub(crate) org: String,
+    #[command(flatten)]
+    pub(crate) window: AnalyticsArgs,
 }
 
 #[derive(Debug, Args)]

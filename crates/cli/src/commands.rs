@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use goodhart_core::Nanos;
+use goodhart_core::agent_analytics::Tool;
 use goodhart_core::value::{By, Metric};
 use goodhart_server::app::AppError;
 use goodhart_server::app::alerts::AlertJson;
@@ -111,6 +112,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ImportSource::OpenaiAdmin(args) => {
                     return crate::import::provider_reports(&config, ReportApi::OpenAiAdmin, args).await;
+                }
+                ImportSource::ClaudeCodeAnalytics(args) => {
+                    return crate::import::agent_analytics(&config, Tool::ClaudeCode, String::new(), args).await;
+                }
+                ImportSource::CopilotMetrics(args) => {
+                    return crate::import::agent_analytics(&config, Tool::Copilot, args.org, args.window).await;
                 }
             };
             #[expect(

@@ -1,6 +1,7 @@
 //! `goodhart import claude-code|codex [DIR]`: usage that never passed the gateway, read from
 //! coding agents' local logs (Claude Code's session and subagent logs, Codex's rollouts) into
-//! the local database or a remote server.
+//! the local database or a remote server; and the imports from providers' and coding agents'
+//! organisation APIs (bills, and activity that is never value).
 //!
 //! Every file is read line by line; a line that cannot be read is reported with its file and
 //! line and the import goes on. One call counts once however many lines and files repeat it,
@@ -11,15 +12,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use goodhart_core::Micros;
+use goodhart_core::agent_analytics::Tool;
 use goodhart_core::agent_logs::{Calls, ClaudeCodeLog, CodexLog, LogReader, LoggedCall};
 use goodhart_core::time::parse_bound;
 use goodhart_core::usage::{IngestPolicy, Source, UsageEventInput};
+use goodhart_server::agent_import::{AnalyticsSource, GITHUB_API, import_claude_code, import_copilot};
 use goodhart_server::config::Config;
 use goodhart_server::provider_import::{ReportApi, ReportSource, import_reports};
 use goodhart_store::{InsertOutcome, PricedEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::ReportArgs;
+use crate::args::{AnalyticsArgs, ReportArgs};
 use crate::client::Api;
 
 /// Events per write (one transaction locally, one request to a server).
@@ -341,15 +345,9 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
 /// the local database.
 pub async fn provider_reports(config: &Config, api: ReportApi, args: ReportArgs) -> anyhow::Result<()> {
     let env = api.key_var();
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the admin key comes from the environment, never a flag"
-    )]
-    let admin_key = std::env::var(env).with_context(|| format!("set {env} to an admin key of the organisation"))?;
+    let admin_key = secret(env, "an admin key of the organisation")?;
     let now = goodhart_store::now_micros();
-    let bound = |text: &str| parse_bound(text, now).map_err(anyhow::Error::msg);
-    let from = args.from.as_deref().map(bound).transpose()?;
-    let to = args.to.as_deref().map(bound).transpose()?.unwrap_or(now);
+    let (from, to) = window(args.from.as_deref(), args.to.as_deref(), now)?;
     let source = ReportSource {
         api,
         provider: args.provider.unwrap_or_else(|| api.provider().to_owned()),
@@ -380,5 +378,84 @@ pub async fn provider_reports(config: &Config, api: ReportApi, args: ReportArgs)
             ),
         }
     }
+    Ok(())
+}
+
+/// A credential from the environment variable `env` (never a flag, so it stays out of shell
+/// history and process lists).
+fn secret(env: &str, what: &str) -> anyhow::Result<String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "credentials come from the environment, never a flag"
+    )]
+    std::env::var(env).with_context(|| format!("set {env} to {what}"))
+}
+
+/// An import's `--from` (none: where the last one stopped) and `--to` (default: `now`).
+fn window(from: Option<&str>, to: Option<&str>, now: Micros) -> anyhow::Result<(Option<Micros>, Micros)> {
+    let bound = |text: &str| parse_bound(text, now).map_err(anyhow::Error::msg);
+    Ok((from.map(bound).transpose()?, to.map(bound).transpose()?.unwrap_or(now)))
+}
+
+/// `goodhart import claude-code-analytics|copilot-metrics`: what a coding agent's vendor
+/// reports each person did, into the local database, as activity (never value).
+pub async fn agent_analytics(config: &Config, tool: Tool, org: String, args: AnalyticsArgs) -> anyhow::Result<()> {
+    let (env, what, base_url) = match tool {
+        Tool::ClaudeCode => (
+            ReportApi::AnthropicAdmin.key_var(),
+            "an admin key of the Anthropic organisation",
+            ReportApi::AnthropicAdmin.base_url(),
+        ),
+        Tool::Copilot => (
+            "GITHUB_TOKEN",
+            "a GitHub token that may read the organisation's Copilot metrics",
+            GITHUB_API,
+        ),
+    };
+    let source = AnalyticsSource {
+        org,
+        base_url: args.base_url.unwrap_or_else(|| base_url.to_owned()),
+        key: secret(env, what)?,
+    };
+    let now = goodhart_store::now_micros();
+    let (from, to) = window(args.from.as_deref(), args.to.as_deref(), now)?;
+    let store = crate::database::open_store(config).await?;
+    let client = goodhart_gateway::upstream::client();
+    let imported = match tool {
+        Tool::ClaudeCode => import_claude_code(store.as_ref(), &client, &source, from, to, now).await?,
+        Tool::Copilot => import_copilot(store.as_ref(), &client, &source, from, to, now).await?,
+    };
+    let name = match tool {
+        Tool::ClaudeCode => "Claude Code".to_owned(),
+        Tool::Copilot => format!("Copilot ({})", source.org),
+    };
+    let Some(first) = &imported.from else {
+        println!("{name} activity: already imported up to {}.", to.rfc3339());
+        return Ok(());
+    };
+    println!(
+        "{name} activity from {first}: {} days, {} requests, {} lines{}.",
+        imported.days,
+        imported.requests,
+        imported.lines,
+        if imported.rate_limited > 0 {
+            format!(" ({} rate-limited answers waited out)", imported.rate_limited)
+        } else {
+            String::new()
+        }
+    );
+    if !imported.missing_days.is_empty() {
+        println!(
+            "No report yet for {} (asked again next time).",
+            imported.missing_days.join(", ")
+        );
+    }
+    if !imported.unmatched.is_empty() {
+        println!(
+            "Not matched to a Goodhart user (kept, shown under their own name): {}.",
+            imported.unmatched.join(", ")
+        );
+    }
+    println!("Shown on people's pages as vendor-reported activity, never counted as value.");
     Ok(())
 }

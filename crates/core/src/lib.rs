@@ -5,6 +5,7 @@
 //! runtime (CI checks its dependency tree); callers gather inputs, call these functions and act
 //! on the results.
 
+pub mod agent_analytics;
 pub mod agent_logs;
 pub mod attribution;
 pub mod budgets;

@@ -208,12 +208,8 @@ pub fn openai_cost_page(body: &[u8]) -> Result<Page<CostLine>, ReportError> {
         let amount = object(required(result, at, "amount")?, &amount_at)?;
         currency(amount, &amount_at, "currency")?;
         let dollars = match required(amount, &amount_at, "value")? {
-            // A JSON number's shortest decimal form is the text the provider sent.
-            Value::Number(n) => n
-                .as_u64()
-                .map_or_else(|| n.as_f64().map(|f| f.to_string()), |u| Some(u.to_string())),
             Value::String(s) => Some(s.clone()),
-            _ => None,
+            other => decimal_text(other),
         }
         .ok_or_else(|| wrong(&amount_at, "value", "a number of dollars"))?;
         let amount = parse_scaled_decimal_rounded(&dollars, 9).map_err(|e| fail(&amount_at, "value", e.to_string()))?;
@@ -228,7 +224,7 @@ pub fn openai_cost_page(body: &[u8]) -> Result<Page<CostLine>, ReportError> {
     })
 }
 
-type Fields = Map<String, Value>;
+pub(crate) type Fields = Map<String, Value>;
 
 /// Reads a page's envelope, its buckets (with `bucket` reading each one's bounds) and each
 /// result in them (with `line`).
@@ -237,10 +233,7 @@ fn page<T>(
     bucket: fn(&Fields, &str) -> Result<Bucket, ReportError>,
     line: impl Fn(&Fields, &str, Bucket) -> Result<T, ReportError>,
 ) -> Result<Page<T>, ReportError> {
-    let page: Value = serde_json::from_slice(body).map_err(|e| ReportError {
-        at: "(page)".into(),
-        why: format!("not JSON: {e}"),
-    })?;
+    let page = json(body, "(page)")?;
     let page = object(&page, "(page)")?;
     let mut buckets = Vec::new();
     let mut lines = Vec::new();
@@ -263,6 +256,23 @@ fn page<T>(
             lines.push(line(object(result, &at)?, &at, bounds)?);
         }
     }
+    Ok(Page {
+        buckets,
+        lines,
+        next_page: next_page(page)?,
+    })
+}
+
+/// `body` read as JSON; `at` names it in the error (`(page)`, `line 3`).
+pub(crate) fn json(body: &[u8], at: &str) -> Result<Value, ReportError> {
+    serde_json::from_slice(body).map_err(|e| ReportError {
+        at: at.to_owned(),
+        why: format!("not JSON: {e}"),
+    })
+}
+
+/// The cursor of the page after `page` (its `next_page` while `has_more` is true).
+pub(crate) fn next_page(page: &Fields) -> Result<Option<String>, ReportError> {
     let has_more = match page.get("has_more") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(more)) => *more,
@@ -276,11 +286,14 @@ fn page<T>(
             "has_more is true but there is no next page".into(),
         ));
     }
-    Ok(Page {
-        buckets,
-        lines,
-        next_page: next_page.filter(|_| has_more),
-    })
+    Ok(next_page.filter(|_| has_more))
+}
+
+/// A JSON number as the decimal text the provider sent (its shortest form), for exact money.
+pub(crate) fn decimal_text(value: &Value) -> Option<String> {
+    let Value::Number(n) = value else { return None };
+    n.as_u64()
+        .map_or_else(|| n.as_f64().map(|f| f.to_string()), |u| Some(u.to_string()))
 }
 
 fn rfc3339_bucket(fields: &Fields, at: &str) -> Result<Bucket, ReportError> {
@@ -309,7 +322,7 @@ fn unix_bucket(fields: &Fields, at: &str) -> Result<Bucket, ReportError> {
     })
 }
 
-fn path(at: &str, name: &str) -> String {
+pub(crate) fn path(at: &str, name: &str) -> String {
     if at.is_empty() {
         name.to_owned()
     } else {
@@ -317,39 +330,39 @@ fn path(at: &str, name: &str) -> String {
     }
 }
 
-fn fail(at: &str, name: &str, why: String) -> ReportError {
+pub(crate) fn fail(at: &str, name: &str, why: String) -> ReportError {
     ReportError {
         at: path(at, name),
         why,
     }
 }
 
-fn wrong(at: &str, name: &str, expected: &str) -> ReportError {
+pub(crate) fn wrong(at: &str, name: &str, expected: &str) -> ReportError {
     fail(at, name, format!("expected {expected}"))
 }
 
-fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Fields, ReportError> {
+pub(crate) fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Fields, ReportError> {
     value.as_object().ok_or_else(|| ReportError {
         at: at.to_owned(),
         why: "expected an object".into(),
     })
 }
 
-fn required<'a>(fields: &'a Fields, at: &str, name: &str) -> Result<&'a Value, ReportError> {
+pub(crate) fn required<'a>(fields: &'a Fields, at: &str, name: &str) -> Result<&'a Value, ReportError> {
     match fields.get(name) {
         None | Some(Value::Null) => Err(fail(at, name, "missing".into())),
         Some(value) => Ok(value),
     }
 }
 
-fn array<'a>(fields: &'a Fields, at: &str, name: &str) -> Result<&'a Vec<Value>, ReportError> {
+pub(crate) fn array<'a>(fields: &'a Fields, at: &str, name: &str) -> Result<&'a Vec<Value>, ReportError> {
     required(fields, at, name)?
         .as_array()
         .ok_or_else(|| wrong(at, name, "an array"))
 }
 
 /// An optional string (absent and `null` are `None`).
-fn text(fields: &Fields, at: &str, name: &str) -> Result<Option<String>, ReportError> {
+pub(crate) fn text(fields: &Fields, at: &str, name: &str) -> Result<Option<String>, ReportError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -358,7 +371,7 @@ fn text(fields: &Fields, at: &str, name: &str) -> Result<Option<String>, ReportE
 }
 
 /// A non-negative integer; an optional one absent or `null` is 0.
-fn count(fields: &Fields, at: &str, name: &str, needed: bool) -> Result<u64, ReportError> {
+pub(crate) fn count(fields: &Fields, at: &str, name: &str, needed: bool) -> Result<u64, ReportError> {
     match fields.get(name) {
         None | Some(Value::Null) if !needed => Ok(0),
         None | Some(Value::Null) => Err(fail(at, name, "missing".into())),
@@ -367,7 +380,7 @@ fn count(fields: &Fields, at: &str, name: &str, needed: bool) -> Result<u64, Rep
 }
 
 /// Checks that an amount is in US dollars (the unit of every price and cost here).
-fn currency(fields: &Fields, at: &str, name: &str) -> Result<(), ReportError> {
+pub(crate) fn currency(fields: &Fields, at: &str, name: &str) -> Result<(), ReportError> {
     match text(fields, at, name)? {
         Some(c) if c.eq_ignore_ascii_case("usd") => Ok(()),
         Some(c) => Err(fail(

@@ -327,6 +327,7 @@ async function subject(params) {
     ),
     row && row.flags.length ? el("p", { class: "notice" }, "Look twice: ", row.flags.map((f) => el("span", { class: "flag" }, f))) : "",
     el("div", { class: "panel" }, el("h2", {}, "Spend and outcomes per day"), el("div", { class: "chart" }, canvas)),
+    activitySection(doc.activity),
     el("h2", {}, other === "agent" ? "Agents used" : "People"),
     table(
       [
@@ -367,6 +368,52 @@ async function subject(params) {
       },
     },
   });
+}
+
+// A person's coding-agent activity as the vendors report it, beside the verified outcomes
+// above and labelled as activity: it never counts as value.
+function activitySection(activity) {
+  if (!activity) return "";
+  const rows = [];
+  const cc = activity.claude_code;
+  if (cc) {
+    const rate = cc.tool_acceptance_rate === null ? "—" : `${Math.round(cc.tool_acceptance_rate * 100)}%`;
+    rows.push(
+      ["Claude Code", "days active", count(cc.days)],
+      ["Claude Code", "sessions", count(cc.sessions)],
+      ["Claude Code", "lines added / removed", `${count(cc.lines_added)} / ${count(cc.lines_removed)}`],
+      ["Claude Code", "commits / pull requests", `${count(cc.commits)} / ${count(cc.pull_requests)}`],
+      ["Claude Code", "edit tool acceptance", rate],
+      ["Claude Code", "estimated cost (Anthropic's estimate)", usd(cc.estimated_cost_usd)]
+    );
+  }
+  const gh = activity.copilot;
+  if (gh) {
+    rows.push(
+      ["Copilot", "days active", count(gh.days)],
+      ["Copilot", "interactions", count(gh.interactions)],
+      ["Copilot", "acceptances", count(gh.acceptances)],
+      ["Copilot", "lines added", count(gh.lines_added)]
+    );
+  }
+  return el(
+    "section",
+    { class: "panel activity", "data-testid": "subject-activity" },
+    el("h2", {}, activity.label),
+    el("p", { class: "muted" }, activity.note),
+    activity.actors.length
+      ? el("p", { class: "muted" }, "As reported for ", activity.actors.join(", "), activity.matched ? "" : " (not matched to a known user)")
+      : "",
+    table(
+      [
+        { title: "tool", cell: (r) => r[0] },
+        { title: "activity", cell: (r) => r[1] },
+        { title: "reported", num: true, cell: (r) => r[2] },
+      ],
+      rows,
+      "No activity reported by Claude Code or Copilot in this window."
+    )
+  );
 }
 
 async function budgetsAndAlerts() {

@@ -16,6 +16,7 @@ use goodhart_core::pricing::{PriceTable, RawDecimal, RawModelPrice};
 use goodhart_gateway::{GatewayConfig, RawGateway, RawProvider};
 use serde::Deserialize;
 
+use crate::agent_import::{AnalyticsSource, GITHUB_API};
 use crate::alerts::{AlertsConfig, RawAlerts};
 use crate::provider_import::{ReportApi, ReportSource};
 use crate::settings::{OutcomeSettings, ReconciliationSettings, Settings, WasteSettings};
@@ -81,6 +82,10 @@ pub struct RawReconciliation {
     /// Where the admin APIs are (default the providers' own; a proxy or a mock in tests).
     pub anthropic_admin_url: Option<String>,
     pub openai_admin_url: Option<String>,
+    /// The GitHub organisation whose Copilot usage metrics are imported (with `GITHUB_TOKEN`).
+    pub copilot_org: Option<String>,
+    /// Where GitHub's REST API is (default `https://api.github.com`).
+    pub github_api_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,11 +426,32 @@ fn resolve_reconciliation(
             ReportApi::AnthropicAdmin => raw.anthropic_admin_url.clone(),
             ReportApi::OpenAiAdmin => raw.openai_admin_url.clone(),
         };
+        let base_url = url.unwrap_or_else(|| api.base_url().to_owned());
+        if api == ReportApi::AnthropicAdmin {
+            settings.claude_code = Some(AnalyticsSource {
+                org: String::new(),
+                base_url: base_url.clone(),
+                key: admin_key.clone(),
+            });
+        }
         settings.sources.push(ReportSource {
             api,
             provider: api.provider().to_owned(),
-            base_url: url.unwrap_or_else(|| api.base_url().to_owned()),
+            base_url,
             admin_key,
+        });
+    }
+    if let Some(org) = raw.copilot_org {
+        if org.trim().is_empty() {
+            return Err(invalid("reconciliation.copilot_org", "must name an organisation"));
+        }
+        let token = env("GITHUB_TOKEN")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        settings.copilot = token.map(|key| AnalyticsSource {
+            org,
+            base_url: raw.github_api_url.unwrap_or_else(|| GITHUB_API.to_owned()),
+            key,
         });
     }
     Ok(settings)
@@ -480,6 +506,7 @@ mod tests {
             ("drift_alert_percent = 2.55", "reconciliation.drift_alert_percent"),
             ("drift_alert_min_usd = -1", "reconciliation.drift_alert_min_usd"),
             ("gateway_keys = [\" \"]", "reconciliation.gateway_keys"),
+            ("copilot_org = \"\"", "reconciliation.copilot_org"),
         ] {
             let error = resolve_reconciliation(raw(&format!("[reconciliation]\n{text}")), no_env).unwrap_err();
             assert_eq!(error.key, key, "{text}: {error}");

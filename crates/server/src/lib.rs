@@ -3,6 +3,7 @@
 //! dispatcher ([`alerts`]), configuration, and the lifecycle that wires store, gateway and
 //! background work into one process ([`Server`]).
 
+pub mod agent_import;
 pub mod alerts;
 pub mod api;
 pub mod app;

@@ -7,7 +7,8 @@
 //! loses nothing and a re-run adds nothing. The last [`REVISIT`] before where it stopped is read
 //! again: providers revise their recent buckets. A 429 is waited out for its `retry-after` (at
 //! most [`MAX_WAIT`], [`ATTEMPTS`] times a page); any other error, or a page that does not
-//! read, stops the import with the reason, the field named.
+//! read, stops the import with the reason, the field named. The HTTP part (`get`) serves the
+//! coding agents' analytics imports too (`agent_import`).
 
 use std::time::Duration;
 
@@ -31,9 +32,9 @@ pub const ATTEMPTS: usize = 5;
 /// The longest `retry-after` waited out.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Pages read per report in one import, at most (a year of daily buckets is 12 pages).
-const MAX_PAGES: usize = 400;
+pub(crate) const MAX_PAGES: usize = 400;
 /// The largest page read.
-const MAX_PAGE_BYTES: usize = 16 << 20;
+pub(crate) const MAX_PAGE_BYTES: usize = 16 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A provider's organisation reports and the admin key that reads them.
@@ -133,6 +134,15 @@ pub enum ImportError {
         provider: String,
         report: ReportKind,
         page: u64,
+        error: ReportError,
+    },
+    /// A day of a coding agent's activity that does not read; nothing of that day was stored.
+    #[error("{tool} activity of {day}, {part}: {error}")]
+    Activity {
+        tool: String,
+        day: String,
+        /// `page 2`, `the report links`, `file 1`.
+        part: String,
         error: ReportError,
     },
     #[error("{provider}'s {report} report has more than {MAX_PAGES} pages in one import")]
@@ -253,7 +263,7 @@ fn report_url(source: &ReportSource, report: ReportKind, start: Micros, to: Micr
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
@@ -262,20 +272,40 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// GETs one page, waiting out 429s; returns the body and how many 429s were waited out.
+/// GETs one page of `source`'s reports, waiting out rate limits.
 async fn fetch(client: &UpstreamClient, source: &ReportSource, url: &str) -> Result<(Bytes, u64), ImportError> {
+    let headers = match source.api {
+        ReportApi::AnthropicAdmin => vec![
+            ("x-api-key", source.admin_key.clone()),
+            ("anthropic-version", "2023-06-01".to_owned()),
+        ],
+        ReportApi::OpenAiAdmin => vec![("authorization", format!("Bearer {}", source.admin_key))],
+    };
+    get(client, &source.provider, url, &headers, MAX_PAGE_BYTES).await
+}
+
+/// GETs `url` with `headers` (credentials: never logged or returned), reading at most
+/// `max_bytes`; returns the body and how many rate-limited answers were waited out. A rate
+/// limit is a 429, or a 403 that says so (GitHub's: `retry-after`, or
+/// `x-ratelimit-remaining: 0`); it is waited out for its `retry-after`, else until its
+/// `x-ratelimit-reset` (epoch seconds), else with a doubling backoff — at most [`MAX_WAIT`],
+/// [`ATTEMPTS`] times. Any other failure is [`ImportError::Refused`] with `provider`'s message.
+pub(crate) async fn get(
+    client: &UpstreamClient,
+    provider: &str,
+    url: &str,
+    headers: &[(&'static str, String)],
+    max_bytes: usize,
+) -> Result<(Bytes, u64), ImportError> {
     let unreachable = |reason: String| ImportError::Unreachable {
         url: url.to_owned(),
         reason,
     };
     for attempt in 0..ATTEMPTS {
         let mut request = http::Request::get(url);
-        request = match source.api {
-            ReportApi::AnthropicAdmin => request
-                .header("x-api-key", &source.admin_key)
-                .header("anthropic-version", "2023-06-01"),
-            ReportApi::OpenAiAdmin => request.header("authorization", format!("Bearer {}", source.admin_key)),
-        };
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| unreachable(e.to_string()))?;
@@ -284,24 +314,19 @@ async fn fetch(client: &UpstreamClient, source: &ReportSource, url: &str) -> Res
             .map_err(|_| unreachable(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())))?
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = Limited::new(response.into_body(), MAX_PAGE_BYTES)
+        let wait = rate_limit_wait(status.as_u16(), response.headers(), attempt);
+        let body = Limited::new(response.into_body(), max_bytes)
             .collect()
             .await
             .map_err(|e| unreachable(format!("reading the page: {e}")))?
             .to_bytes();
-        if status.as_u16() == 429 {
-            let wait = Duration::from_secs(retry_after.unwrap_or(1 << attempt)).min(MAX_WAIT);
-            tokio::time::sleep(wait).await;
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait.min(MAX_WAIT)).await;
             continue;
         }
         if !status.is_success() {
             return Err(ImportError::Refused {
-                provider: source.provider.clone(),
+                provider: provider.to_owned(),
                 status: status.as_u16(),
                 message: provider_message(&body),
             });
@@ -309,14 +334,42 @@ async fn fetch(client: &UpstreamClient, source: &ReportSource, url: &str) -> Res
         return Ok((body, attempt as u64));
     }
     Err(ImportError::RateLimited {
-        provider: source.provider.clone(),
+        provider: provider.to_owned(),
     })
 }
 
-/// The message of a provider's error body (both providers nest it under `error.message`).
+/// How long to wait before asking again, if the answer is a rate limit.
+fn rate_limit_wait(status: u16, headers: &http::HeaderMap, attempt: usize) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let retry_after = header("retry-after");
+    let exhausted = header("x-ratelimit-remaining") == Some(0);
+    if !(status == 429 || (status == 403 && (retry_after.is_some() || exhausted))) {
+        return None;
+    }
+    let until_reset = header("x-ratelimit-reset").filter(|_| exhausted).map(|reset| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        reset.saturating_sub(now).max(1)
+    });
+    Some(Duration::from_secs(retry_after.or(until_reset).unwrap_or(1 << attempt)))
+}
+
+/// The message of a provider's error body (Anthropic and OpenAI nest it under
+/// `error.message`, GitHub has it at `message`).
 fn provider_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or_else(|| v["message"].as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }

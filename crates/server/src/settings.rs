@@ -8,6 +8,7 @@ use goodhart_core::outcomes::ValueRules;
 use goodhart_core::reconcile::{AccountRules, DriftRule};
 use goodhart_core::waste::{FeedbackRules, WasteRules};
 
+use crate::agent_import::AnalyticsSource;
 use crate::provider_import::ReportSource;
 
 /// How outcomes are received and valued (the `[outcomes]` configuration section).
@@ -69,6 +70,10 @@ pub struct ReconciliationSettings {
     /// The providers whose admin key is set (`ANTHROPIC_ADMIN_KEY`, `OPENAI_ADMIN_KEY`): the
     /// schedule imports these.
     pub sources: Vec<ReportSource>,
+    /// Claude Code's analytics, imported on the same schedule when `ANTHROPIC_ADMIN_KEY` is set.
+    pub claude_code: Option<AnalyticsSource>,
+    /// Copilot's usage metrics, when `GITHUB_TOKEN` and `copilot_org` are set.
+    pub copilot: Option<AnalyticsSource>,
     /// When a day's drift raises a `reconciliation` alert.
     pub drift: DriftRule,
     pub alerts: bool,
@@ -81,6 +86,8 @@ impl Default for ReconciliationSettings {
         ReconciliationSettings {
             import_every: Some(Duration::from_secs(3_600)),
             sources: Vec::new(),
+            claude_code: None,
+            copilot: None,
             drift: DriftRule::default(),
             alerts: true,
             accounts: AccountRules::default(),

@@ -8,6 +8,7 @@
 pub mod adversary;
 pub mod evaluate;
 pub mod mock_admin;
+pub mod mock_analytics;
 pub mod mock_provider;
 pub mod org;
 
@@ -15,6 +16,16 @@ use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// Binds a loopback port and serves `router` in the background for as long as the runtime runs
+/// (the mocks, in tests).
+pub async fn spawn_router(router: axum::Router) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    #[expect(clippy::disallowed_methods, reason = "a test's mock lives as long as its runtime")]
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(addr)
+}
 
 /// Models and their relative popularity in generated traffic.
 const MODELS: &[(&str, &str, u32)] = &[

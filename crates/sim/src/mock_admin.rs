@@ -252,7 +252,8 @@ fn serve(
     axum::Json(page).into_response()
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+/// An answer in Anthropic's error shape.
+pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (status, axum::Json(body)).into_response()
 }
@@ -260,9 +261,5 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 /// Binds a loopback port and serves the mock in the background for as long as the runtime
 /// runs (tests).
 pub async fn spawn(data: Arc<AdminData>) -> std::io::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    #[expect(clippy::disallowed_methods, reason = "a test's mock lives as long as its runtime")]
-    tokio::spawn(async move { axum::serve(listener, router(data)).await });
-    Ok(addr)
+    crate::spawn_router(router(data)).await
 }

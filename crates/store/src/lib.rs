@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`ProviderReportStore`], [`SettingsStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+pub mod agent_activity;
 pub mod alerts;
 pub mod budgets;
 mod clock;
@@ -35,6 +36,7 @@ pub mod testing;
 pub mod usage;
 pub mod viewers;
 
+pub use agent_activity::AgentActivityStore;
 pub use alerts::{AlertStore, StoredAlert};
 pub use budgets::{BudgetStore, Spend};
 pub use clock::now_micros;
@@ -62,6 +64,7 @@ pub trait Store:
     + ViewerStore
     + TelemetryStore
     + ProviderReportStore
+    + AgentActivityStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

@@ -46,6 +46,7 @@ migrations!(
     shared "20261204000000_finding_deciders",
     shared "20261205000000_finding_samples",
     shared "20261206000000_provider_reports",
+    shared "20261207000000_agent_activity",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

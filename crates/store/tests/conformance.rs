@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
+use goodhart_core::agent_analytics::{ActivityCounts, ActivityLine, Actor, ActorKind, ModelUsage, Tool};
 use goodhart_core::budgets::window;
 use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period};
 use goodhart_core::fingerprint::Fingerprints;
@@ -160,6 +161,7 @@ conformance!(
     concurrent_writers_still_count_a_call_once,
     provider_report_buckets_are_replaced_not_added_to,
     metered_usage_is_summed_per_day_model_and_source,
+    agent_activity_days_are_replaced_not_added_to,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -1896,5 +1898,142 @@ async fn metered_usage_is_summed_per_day_model_and_source(db: &TestDatabase) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+fn activity(tool: Tool, day: Micros, kind: ActorKind, actor: &str, sessions: u64, cost: Option<i64>) -> ActivityLine {
+    ActivityLine {
+        tool,
+        day,
+        actor: Actor {
+            kind,
+            name: actor.into(),
+        },
+        surface: "vscode".into(),
+        counts: ActivityCounts {
+            sessions,
+            lines_added: 500,
+            commits: 2,
+            tool_accepted: 30,
+            tool_rejected: 3,
+            acceptances: 7,
+            ..ActivityCounts::default()
+        },
+        models: cost
+            .map(|nanos| {
+                ["claude-haiku-4-5", "claude-sonnet-4-5"]
+                    .map(|model| ModelUsage {
+                        model: model.into(),
+                        tokens: TokenCounts {
+                            input: 1_000,
+                            output: 200,
+                            cache_read: 9_000,
+                            cache_write_5m: 50,
+                            ..TokenCounts::default()
+                        },
+                        estimated_cost: Some(Nanos(nanos)),
+                    })
+                    .to_vec()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+async fn agent_activity_days_are_replaced_not_added_to(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let (monday, tuesday) = (at("2026-11-02T00:00:00Z"), at("2026-11-03T00:00:00Z"));
+    let now = at("2026-11-04T01:00:00Z");
+    let day = vec![
+        activity(
+            Tool::ClaudeCode,
+            monday,
+            ActorKind::Email,
+            "dev1@example.com",
+            4,
+            Some(5_400_000_000),
+        ),
+        activity(Tool::ClaudeCode, monday, ActorKind::ApiKey, "ci-bot", 1, None),
+    ];
+    for _ in 0..2 {
+        let stored = store
+            .record_activity_day(Tool::ClaudeCode, "", monday, day.clone(), now)
+            .await
+            .unwrap();
+        assert_eq!(stored, 2);
+    }
+    store
+        .record_activity_day(Tool::ClaudeCode, "", tuesday, Vec::new(), now)
+        .await
+        .unwrap();
+    let (from, to) = all_time();
+    let lines = store.agent_activity(from, to).await.unwrap();
+    assert_eq!(
+        lines,
+        day.iter().map(|l| (String::new(), l.clone())).collect::<Vec<_>>(),
+        "a day imported twice is there once, tokens and estimates to the nano-dollar"
+    );
+    assert_eq!(
+        store.activity_imported_until(Tool::ClaudeCode, "").await.unwrap(),
+        Some(Micros(tuesday.0 + MICROS_PER_DAY)),
+        "an empty day is imported too"
+    );
+    assert_eq!(
+        store.activity_imported_until(Tool::Copilot, "acme").await.unwrap(),
+        None
+    );
+
+    // Copilot for two organisations on the same day, apart from each other and from Claude Code.
+    for org in ["acme", "globex"] {
+        let copilot = vec![activity(
+            Tool::Copilot,
+            monday,
+            ActorKind::GithubLogin,
+            "alice",
+            0,
+            None,
+        )];
+        store
+            .record_activity_day(Tool::Copilot, org, monday, copilot, now)
+            .await
+            .unwrap();
+    }
+    // The vendor revised Monday: one line only.
+    let revised = vec![activity(
+        Tool::ClaudeCode,
+        monday,
+        ActorKind::Email,
+        "dev1@example.com",
+        6,
+        Some(1),
+    )];
+    store
+        .record_activity_day(Tool::ClaudeCode, "", monday, revised.clone(), now)
+        .await
+        .unwrap();
+    let lines = store.agent_activity(monday, tuesday).await.unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], (String::new(), revised[0].clone()));
+    let orgs: Vec<&str> = lines[1..].iter().map(|(org, _)| org.as_str()).collect();
+    assert_eq!(orgs, ["acme", "globex"]);
+    assert_eq!(
+        store.activity_imported_until(Tool::Copilot, "acme").await.unwrap(),
+        Some(tuesday)
+    );
+    assert!(store.agent_activity(tuesday, to).await.unwrap().is_empty());
+
+    // Activity names no Goodhart user; metered usage does.
+    assert!(store.known_users(&["dev1".into()]).await.unwrap().is_empty());
+    let table = prices();
+    let events = vec![event("k-1", monday, "dev1", None, "gpt-4o-mini", 10, 1)];
+    store
+        .insert_usage(priced(&table, events), table.version())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .known_users(&["dev1@example.com".into(), "dev1".into()])
+            .await
+            .unwrap(),
+        ["dev1"]
     );
 }

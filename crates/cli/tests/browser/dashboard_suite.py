@@ -184,6 +184,15 @@ def subject_pages(suite, board, burner):
     assert suite.card("subject-rank") == f"#{page['board']['rank']} of {page['board_size']}"
     assert suite.card("subject-waste") == usd(page["board"]["waste_usd"])
     assert page["findings"], "the burner has findings"
+    # Vendor-reported activity beside the outcomes, labelled as activity, never value.
+    activity = page["activity"]
+    assert activity["claude_code"] and activity["copilot"], activity
+    section = suite.testid("subject-activity")
+    assert section.find_element(By.TAG_NAME, "h2").text == "Activity (vendor-reported — not value)"
+    assert "never counted as value" in section.text
+    assert count(activity["claude_code"]["sessions"]) in section.text
+    assert count(activity["copilot"]["acceptances"]) in section.text
+    assert usd(activity["claude_code"]["estimated_cost_usd"]) in section.text
     suite.shot("user-page")
 
     team = api("/api/v1/leaderboard?from=30d&by=team&metric=value")["rows"][0]["subject"]
@@ -194,6 +203,9 @@ def subject_pages(suite, board, burner):
         page = api(f"/api/v1/subjects/{by}/{urllib.parse.quote(name)}?from=30d")
         suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=subject-spend] .value"), "$"))
         assert suite.card("subject-spend") == usd(page["usage"]["cost_usd"]), (by, name)
+        assert page["activity"] is None and not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=subject-activity]"), (
+            "activity is per person"
+        )
         suite.shot(f"{by}-page")
     suite.no_errors_logged("subject pages")
     return team

@@ -1,6 +1,8 @@
 //! The dashboard in headless Chromium against `goodhart demo`: the Selenium suite in
 //! `tests/browser/dashboard_suite.py` signs in, visits every page, checks the numbers against
 //! the API, clicks confirm, dismiss and revoke, and reads as a team's viewer and on a phone.
+//! Coding-agent activity is imported first (from the analytics mock), so a person's page shows
+//! its labelled section.
 //! Debian's `chromium` and `chromium-driver` and Selenium are installed by
 //! `scripts/setup-clients.sh` (which `scripts/test.sh` runs); screenshots are left in
 //! `<target>/tmp/browser-artifacts`.
@@ -48,6 +50,82 @@ fn demo(dir: &Path) -> Served {
     }
 }
 
+/// Imports Claude Code and Copilot activity for every person of the demo (from a mock of both
+/// APIs, into its database while it serves), so their pages show the activity section; returns
+/// the runtime serving the mock.
+fn import_activity(dir: &Path) -> tokio::runtime::Runtime {
+    use goodhart_core::time::MICROS_PER_DAY;
+    use goodhart_sim::mock_analytics::{ADMIN_KEY, AnalyticsData, GITHUB_TOKEN, UserDay, spawn};
+    let db = ["--database-url", "sqlite://demo.db"];
+    let board = crate::common::goodhart_ok(
+        dir,
+        &[
+            &db[..],
+            &["leaderboard", "--from", "30d", "--metric", "volume", "--format", "json"],
+        ]
+        .concat(),
+    );
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let people: Vec<String> = board["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["subject"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!people.is_empty(), "{board}");
+    let first_day = goodhart_core::Micros(goodhart_store::now_micros().0 - 2 * MICROS_PER_DAY).floor_to(MICROS_PER_DAY);
+    let user_day = |day: u32, user: String| UserDay {
+        day,
+        user,
+        sessions: 3,
+        lines_added: 120,
+        accepted: 9,
+        tokens: 20_000,
+        cost_cents: 250,
+    };
+    let days = || 0..2u32;
+    let data = AnalyticsData {
+        first_day,
+        days: 3,
+        claude_code: people
+            .iter()
+            .flat_map(|p| days().map(move |d| user_day(d, format!("{p}@example.com"))))
+            .collect(),
+        copilot: people
+            .iter()
+            .flat_map(|p| days().map(move |d| user_day(d, p.clone())))
+            .collect(),
+        ..AnalyticsData::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = runtime.block_on(spawn(std::sync::Arc::new(data))).unwrap();
+    let url = format!("http://{addr}");
+    let from = first_day.utc_day();
+    for (args, env, key) in [
+        (
+            vec!["import", "claude-code-analytics"],
+            "ANTHROPIC_ADMIN_KEY",
+            ADMIN_KEY,
+        ),
+        (
+            vec!["import", "copilot-metrics", "--org", "demo"],
+            "GITHUB_TOKEN",
+            GITHUB_TOKEN,
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(db)
+            .args(args)
+            .args(["--base-url", &url, "--from", &from])
+            .env(env, key)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    runtime
+}
+
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
     required(PathBuf::from("/usr/bin/chromium"));
@@ -55,6 +133,7 @@ fn the_dashboard_works_in_a_real_browser() {
     let python = client_tool("venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
     let served = demo(dir.path());
+    let _mock = import_activity(dir.path());
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard_suite.py");

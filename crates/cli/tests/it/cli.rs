@@ -632,3 +632,98 @@ fn provider_reports_are_imported_with_the_admin_key_from_the_environment() {
         ]
     );
 }
+
+#[test]
+fn coding_agent_analytics_are_imported_with_keys_from_the_environment_only() {
+    use goodhart_sim::mock_analytics::{ADMIN_KEY, AnalyticsData, GITHUB_TOKEN, UserDay, spawn};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let user_day = |day: u32, user: &str| UserDay {
+        day,
+        user: user.into(),
+        sessions: 2,
+        lines_added: 40,
+        accepted: 5,
+        tokens: 1_000,
+        cost_cents: 33,
+    };
+    let data = std::sync::Arc::new(AnalyticsData {
+        first_day: goodhart_core::time::parse_rfc3339("2026-11-01T00:00:00Z").unwrap(),
+        days: 3,
+        claude_code: vec![
+            user_day(0, "ann@example.com"),
+            user_day(2, "ann@example.com"),
+            user_day(2, "ci-bot"),
+        ],
+        copilot: vec![user_day(0, "ann-gh"), user_day(1, "ann-gh")],
+        missing_days: vec![2],
+        ..AnalyticsData::default()
+    });
+    let addr = runtime.block_on(spawn(data)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let window = ["--base-url", url.as_str(), "--from", "2026-11-01", "--to", "2026-11-04"];
+    let run = |args: &[&str], env: &str, key: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args(window)
+            .current_dir(dir.path())
+            .env_remove("GOODHART_DATABASE_URL")
+            .env_remove(env);
+        if let Some(key) = key {
+            command.env(env, key);
+        }
+        command.output().unwrap()
+    };
+    let claude = ["import", "claude-code-analytics"];
+    let missing = run(&claude, "ANTHROPIC_ADMIN_KEY", None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("set ANTHROPIC_ADMIN_KEY"));
+    let wrong = run(&claude, "ANTHROPIC_ADMIN_KEY", Some("sk-ant-admin01-wrong"));
+    let refused = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        refused.contains("anthropic answered 401: invalid admin key"),
+        "{refused}"
+    );
+    assert!(!refused.contains("sk-ant-admin01-wrong"), "the key is never printed");
+
+    let imported = run(&claude, "ANTHROPIC_ADMIN_KEY", Some(ADMIN_KEY));
+    let out = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        out.contains("Claude Code activity from 2026-11-01: 3 days, 3 requests, 3 lines."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Not matched to a Goodhart user (kept, shown under their own name): ann@example.com (email), ci-bot (API key)."),
+        "{out}"
+    );
+    assert!(out.contains("never counted as value"), "{out}");
+    assert!(!out.contains(ADMIN_KEY));
+
+    let copilot = ["import", "copilot-metrics", "--org", "acme"];
+    let imported = run(&copilot, "GITHUB_TOKEN", Some(GITHUB_TOKEN));
+    let out = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        out.contains("Copilot (acme) activity from 2026-11-01: 2 days, 4 requests, 2 lines."),
+        "{out}"
+    );
+    assert!(
+        out.contains("No report yet for 2026-11-03 (asked again next time)."),
+        "{out}"
+    );
+    // Run again: already there, nothing added.
+    let again = run(&copilot, "GITHUB_TOKEN", Some(GITHUB_TOKEN));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("2 days, 4 requests, 2 lines."));
+    let missing = run(&copilot, "GITHUB_TOKEN", None);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("set GITHUB_TOKEN"));
+}

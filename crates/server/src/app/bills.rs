@@ -1,7 +1,8 @@
 //! The providers' bills against Goodhart's meter: the reconciliation report
 //! (`GET /api/v1/reports/reconciliation`, `goodhart report reconcile`), the scheduled import of
-//! the providers' usage and cost reports, and the `reconciliation` alerts raised for days whose
-//! drift is past the configured threshold.
+//! the providers' usage and cost reports (and of the coding agents' analytics, on the same
+//! schedule), and the `reconciliation` alerts raised for days whose drift is past the
+//! configured threshold.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use super::json::usd_number;
 use super::query::Window;
 use super::{App, AppError};
-use crate::provider_import::{ReportSource, import_reports};
+use crate::agent_import::{ActivityImport, import_claude_code, import_copilot};
+use crate::provider_import::{ImportError, ReportSource, import_reports};
 
 /// How long after a day ends it is judged: the providers' reports trail by minutes to hours.
 pub const SETTLE: i64 = 6 * MICROS_PER_HOUR;
@@ -243,10 +245,12 @@ impl App {
     }
 
     /// Starts the scheduled import of the configured providers' reports, each followed by the
-    /// drift check, until `cancel`. Nothing starts without an admin key or with the schedule off.
+    /// drift check, and of the coding agents' analytics, until `cancel`. Nothing starts without
+    /// a key or with the schedule off.
     pub fn spawn_bill_imports(&self, tracker: &TaskTracker, cancel: CancellationToken) {
         let settings = &self.settings().reconciliation;
-        let Some(every) = settings.import_every.filter(|_| !settings.sources.is_empty()) else {
+        let configured = !settings.sources.is_empty() || settings.copilot.is_some();
+        let Some(every) = settings.import_every.filter(|_| configured) else {
             return;
         };
         let app = self.clone();
@@ -262,6 +266,10 @@ impl App {
                 let sources = &app.settings().reconciliation.sources;
                 tokio::select! {
                     _ = app.import_bills(&client, sources) => {}
+                    () = cancel.cancelled() => break,
+                }
+                tokio::select! {
+                    () = app.import_activity(&client) => {}
                     () = cancel.cancelled() => break,
                 }
             }
@@ -299,6 +307,21 @@ impl App {
         }
     }
 
+    /// Imports the configured coding agents' analytics (Claude Code's with the Anthropic admin
+    /// key, Copilot's with a GitHub token) up to now; a failure is logged.
+    pub async fn import_activity(&self, client: &UpstreamClient) {
+        let settings = &self.settings().reconciliation;
+        let now = self.now();
+        if let Some(source) = &settings.claude_code {
+            let imported = import_claude_code(self.store(), client, source, None, now, now).await;
+            log_activity_import("claude_code", imported);
+        }
+        if let Some(source) = &settings.copilot {
+            let imported = import_copilot(self.store(), client, source, None, now, now).await;
+            log_activity_import("copilot", imported);
+        }
+    }
+
     async fn reconciliation_of(&self, window: Window) -> Result<Reconciliation, AppError> {
         let Window { from, to } = window;
         let store = self.store();
@@ -329,6 +352,19 @@ impl App {
             .map(|(provider, bucket)| (provider, bucket.start.floor_to(MICROS_PER_DAY)))
             .collect();
         Ok(Reconciliation { rows, accounts, judged })
+    }
+}
+
+fn log_activity_import(tool: &str, imported: Result<ActivityImport, ImportError>) {
+    match imported {
+        Ok(done) => tracing::info!(
+            tool,
+            days = done.days,
+            lines = done.lines,
+            unmatched = done.unmatched.len(),
+            "coding agent analytics imported"
+        ),
+        Err(e) => tracing::warn!(tool, "coding agent analytics import failed: {e}"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! gateway (a revoked key stops working at once, a new budget is enforced at once).
 
 pub mod access;
+pub mod activity;
 pub mod alerts;
 pub mod bills;
 pub mod board;

@@ -14,6 +14,7 @@ use goodhart_store::SummaryQuery;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::activity::ActivityJson;
 use super::board::{RowJson, scoped_board};
 use super::findings::{FindingJson, FindingsQuery};
 use super::json::{TotalsJson, usd_number};
@@ -40,6 +41,9 @@ pub struct SubjectDocument {
     pub board: Option<RowJson>,
     pub board_size: usize,
     pub findings: Vec<FindingJson>,
+    /// A person's coding-agent activity as the vendors report it: a signal shown beside the
+    /// outcomes, never value (absent for teams and agents).
+    pub activity: Option<ActivityJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +194,10 @@ impl App {
                 }
             })
             .collect();
+        let activity = match by {
+            By::User => Some(self.person_activity(name, window).await?),
+            By::Team | By::Agent => None,
+        };
         let mut total = UsageTotals::default();
         for (_, totals) in &daily_usage {
             total.add(totals);
@@ -207,6 +215,7 @@ impl App {
             board: row,
             board_size,
             findings,
+            activity,
         })
     }
 }

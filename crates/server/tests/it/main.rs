@@ -8,6 +8,7 @@
     reason = "a test stops at the first broken step, and spawns what it drives freely"
 )]
 
+mod agent_import;
 mod azure;
 mod bedrock;
 mod clients;

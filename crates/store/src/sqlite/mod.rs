@@ -8,6 +8,7 @@
 //! This file holds the plumbing (connections, the writer, migrations at open); each domain's
 //! trait is implemented in the file of its name.
 
+mod agent_activity;
 mod alerts;
 mod budgets;
 mod findings;
