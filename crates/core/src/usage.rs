@@ -56,6 +56,18 @@ impl TokenCounts {
         ]
     }
 
+    /// The counts of [`TokenCounts::as_array`]'s order.
+    pub fn from_array([input, output, cache_read, cache_write_5m, cache_write_1h, reasoning]: [u64; 6]) -> TokenCounts {
+        TokenCounts {
+            input,
+            output,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+            reasoning,
+        }
+    }
+
     pub fn add(&mut self, other: &TokenCounts) {
         self.input = self.input.saturating_add(other.input);
         self.output = self.output.saturating_add(other.output);

@@ -22,56 +22,12 @@ use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_core::waste::{Ledger, WasteRules, detect};
 use goodhart_server::app::findings::run_pass;
 use goodhart_sim::evaluate::{facts, score_findings, validated_usage};
-use goodhart_sim::org::{OrgSpec, simulate};
+use goodhart_sim::org::simulate;
 use goodhart_store::PricedEvent;
 use goodhart_store::testing::TestDatabase;
 
-struct Options {
-    backends: Vec<String>,
-    scale: usize,
-    runs: usize,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        backends: vec!["sqlite".into(), "postgres".into()],
-        scale: 8,
-        runs: 3,
-    };
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    for pair in args.chunks(2) {
-        let value = pair.get(1).cloned().unwrap_or_default();
-        match pair[0].as_str() {
-            "--backend" if value != "both" => o.backends = vec![value],
-            "--backend" => {}
-            "--scale" => o.scale = value.parse().expect("--scale N"),
-            "--runs" => o.runs = value.parse().expect("--runs N"),
-            other => panic!("unknown option {other}"),
-        }
-    }
-    o
-}
-
-fn scaled(scale: usize) -> OrgSpec {
-    let base = OrgSpec::waste_evaluation(1);
-    OrgSpec {
-        teams: base.teams * scale,
-        engineers: base.engineers * scale,
-        heavy_shippers: base.heavy_shippers * scale,
-        light: base.light * scale,
-        burners: base.burners * scale,
-        outcome_gamers: base.outcome_gamers * scale,
-        evasive_burners: base.evasive_burners * scale,
-        agent_farms: base.agent_farms * scale,
-        ci_shippers: base.ci_shippers * scale,
-        ..base
-    }
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
+mod common;
+use common::{median, options, scaled};
 
 /// Resident memory of this process (Linux, MiB): now (`VmRSS`) or at its peak (`VmHWM`).
 fn rss_mib(field: &str) -> String {
@@ -89,7 +45,7 @@ fn reset_peak_rss() {
 }
 
 fn main() {
-    let options = options();
+    let options = options(3);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

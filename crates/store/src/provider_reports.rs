@@ -66,6 +66,11 @@ pub(crate) const METERED_BY_SOURCE: &str = "SELECT CAST((ts / 86400000000) * 864
      CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_events WHERE ts >= $1 AND ts < $2 \
      GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
 
+/// Token counts as stored (BIGINT), in [`TokenCounts::as_array`] order.
+fn stored_tokens(n: [i64; 6]) -> TokenCounts {
+    TokenCounts::from_array(n.map(|count| count.max(0) as u64))
+}
+
 /// A token count as stored (BIGINT); counts beyond i64 are clamped.
 pub(crate) fn stored(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
@@ -88,7 +93,6 @@ pub(crate) type UsageRow = (String, i64, i64, [Option<String>; 4], Option<i64>, 
 pub(crate) fn usage_line(
     (provider, start, end, [model, api_key_id, workspace, service_tier], requests, n): UsageRow,
 ) -> (String, UsageLine) {
-    let count = |i: usize| n[i].max(0) as u64;
     let line = UsageLine {
         bucket: Bucket {
             start: Micros(start),
@@ -99,14 +103,7 @@ pub(crate) fn usage_line(
         workspace,
         service_tier,
         requests: requests.map(|r| r.max(0) as u64),
-        tokens: TokenCounts {
-            input: count(0),
-            output: count(1),
-            cache_read: count(2),
-            cache_write_5m: count(3),
-            cache_write_1h: count(4),
-            reasoning: 0,
-        },
+        tokens: stored_tokens([n[0], n[1], n[2], n[3], n[4], 0]),
     };
     (provider, line)
 }
@@ -116,7 +113,6 @@ pub(crate) fn usage_line(
 pub(crate) type MeteredRow = (i64, String, String, String, [i64; 6], i64);
 
 pub(crate) fn metered((day, provider, model, source, n, cost): MeteredRow) -> Result<Metered, StoreError> {
-    let count = |i: usize| n[i].max(0) as u64;
     Ok(Metered {
         day: Micros(day),
         provider,
@@ -125,14 +121,7 @@ pub(crate) fn metered((day, provider, model, source, n, cost): MeteredRow) -> Re
             what: "usage source",
             value: source,
         })?,
-        tokens: TokenCounts {
-            input: count(0),
-            output: count(1),
-            cache_read: count(2),
-            cache_write_5m: count(3),
-            cache_write_1h: count(4),
-            reasoning: count(5),
-        },
+        tokens: stored_tokens(n),
         cost: Nanos(cost),
     })
 }

@@ -626,9 +626,9 @@ fn provider_reports_are_imported_with_the_admin_key_from_the_environment() {
     assert_eq!(
         lines,
         [
-            "day,provider,model,metered_tokens,reported_tokens,token_drift,metered_usd,billed_usd,drift_usd,drift,note",
-            "2026-11-01,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,unmetered",
-            "2026-11-03,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,unmetered",
+            "day,provider,model,metered_tokens,reported_tokens,token_drift,metered_usd,billed_usd,drift_usd,drift,metered_by,note",
+            "2026-11-01,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,,unmetered",
+            "2026-11-03,anthropic,claude-sonnet-4-5,0,1100,1100,0,0.0045,0.0045,100.0%,,unmetered",
         ]
     );
 }
