@@ -436,6 +436,194 @@ async function budgetsAndAlerts() {
   );
 }
 
+// Amounts that can go either way (drift): "+$1.20" or "−$0.35".
+const signedUsd = (n) => `${Number(n) < 0 ? "−" : "+"}${usd(Math.abs(Number(n)))}`;
+const percentShown = (p) => (p === null || p === undefined ? "—" : `${Number(p).toFixed(1)}%`);
+
+// The providers' bills beside what Goodhart metered (admin): totals, metered against billed per
+// day for one provider with the days past the alert threshold marked, the spend that never
+// passed the gateway, and every day's model row, the largest drift first. Money arrives as
+// exact JSON numbers; the page only rounds them to cents to show them.
+async function reconciliation(params) {
+  const from = params.get("from") || "30d";
+  const query = new URLSearchParams({ from });
+  if (params.get("to")) query.set("to", params.get("to"));
+  const doc = await api(`/api/v1/reports/reconciliation?${query}`);
+  const providers = [...new Set(doc.days.map((d) => d.provider))].sort();
+  const provider = providers.includes(params.get("provider")) ? params.get("provider") : providers[0];
+  const link = (changes) => `#/reconciliation?${new URLSearchParams({ from, ...(provider ? { provider } : {}), ...changes })}`;
+  const choice = (name, values, current) =>
+    el(
+      "span",
+      {},
+      `${name}: `,
+      values.map((v) => el("a", { href: link({ [name]: v }), class: v === current ? "active" : "", "data-testid": `${name}-${v}` }, v, " "))
+    );
+  const heading = el("h1", {}, `Bills against the meter — ${from === "7d" || from === "30d" || from === "90d" ? `last ${from.slice(0, -1)} days` : `from ${from}`}`);
+  const controls = el("div", { class: "controls" }, choice("from", ["7d", "30d", "90d"], from), providers.length > 1 ? choice("provider", providers, provider) : "");
+  if (doc.rows.length === 0 && doc.accounts.length === 0) {
+    page.replaceChildren(
+      heading,
+      controls,
+      el(
+        "div",
+        { class: "panel", "data-testid": "bills-empty" },
+        el("p", {}, "No provider bills imported in this window yet."),
+        el(
+          "p",
+          {},
+          "Import them with ",
+          el("code", {}, "goodhart import anthropic-admin"),
+          " (admin key in ",
+          el("code", {}, "ANTHROPIC_ADMIN_KEY"),
+          ") or ",
+          el("code", {}, "goodhart import openai-admin"),
+          " (",
+          el("code", {}, "OPENAI_ADMIN_KEY"),
+          "), or set those variables when running ",
+          el("code", {}, "goodhart serve"),
+          " to import every hour."
+        )
+      )
+    );
+    return;
+  }
+  const shownDays = doc.days.filter((d) => d.provider === provider);
+  const alerts = doc.days.filter((d) => d.alert);
+  const threshold = `${percentShown(doc.threshold.percent)} and ${usd(doc.threshold.min_usd)}`;
+  const canvas = el("canvas", { "aria-label": `Metered against billed per day for ${provider}`, role: "img", "data-testid": "bills-chart" });
+  page.replaceChildren(
+    heading,
+    controls,
+    el(
+      "div",
+      { class: "cards" },
+      card("metered", usd(doc.metered_usd), "bills-metered"),
+      card("billed", usd(doc.billed_usd), "bills-billed"),
+      card("drift (billed − metered)", signedUsd(doc.drift_usd), "bills-drift"),
+      card("billed, never metered", usd(doc.unmetered_usd), "bills-unmetered"),
+      card("bypassing the gateway (list prices)", doc.bypassing_usd === null ? "not configured" : usd(doc.bypassing_usd), "bills-bypassing")
+    ),
+    unmeteredCallout(doc),
+    el(
+      "div",
+      { class: "panel" },
+      el("h2", {}, `Metered against billed per day — ${provider}`),
+      el("p", { class: "muted" }, `A settled day is marked ⚠ when its drift passes ${threshold}.`),
+      el("div", { class: "chart" }, canvas)
+    ),
+    el("h2", {}, `Days past the threshold (${threshold})`),
+    alerts.length
+      ? el(
+          "ul",
+          { "data-testid": "bills-alerts" },
+          alerts.map((d) =>
+            el(
+              "li",
+              { "data-testid": `bills-alert-${d.provider}-${d.day}` },
+              `${d.day} ${d.provider}: metered ${usd(d.metered_usd)}, billed ${usd(d.billed_usd)}, drift ${signedUsd(d.drift_usd)} (${percentShown(d.drift_percent)})`
+            )
+          )
+        )
+      : el("p", { class: "empty", "data-testid": "bills-alerts" }, "No settled day passed the threshold."),
+    el("h2", {}, `Days — ${provider}`),
+    table(
+      [
+        { title: "day", cell: (d) => el("span", { "data-testid": `bills-day-${d.day}`, class: d.alert ? "alert-day" : "" }, d.alert ? `⚠ ${d.day}` : d.day) },
+        { title: "metered", num: true, cell: (d) => usd(d.metered_usd) },
+        { title: "billed", num: true, cell: (d) => usd(d.billed_usd) },
+        { title: "drift", num: true, cell: (d) => signedUsd(d.drift_usd) },
+        { title: "drift %", num: true, cell: (d) => percentShown(d.drift_percent) },
+        { title: "judged", cell: (d) => (d.alert ? "past the threshold" : d.judged ? "within" : "not yet (unsettled or no bill)") },
+      ],
+      shownDays
+    ),
+    el("h2", {}, "Per day and model — largest drift first"),
+    table(
+      [
+        { title: "day", cell: (r) => r.day },
+        { title: "provider", cell: (r) => r.provider },
+        { title: "model", cell: (r) => [r.model, r.unmetered ? " " : "", r.unmetered ? el("span", { class: "badge unmetered", "data-testid": "unmetered-badge" }, "unmetered") : ""] },
+        { title: "metered tokens", num: true, cell: (r) => count(r.metered_tokens) },
+        { title: "reported tokens", num: true, cell: (r) => count(r.reported_tokens) },
+        { title: "metered", num: true, cell: (r) => usd(r.metered_usd) },
+        { title: "billed", num: true, cell: (r) => usd(r.billed_usd) },
+        { title: "drift", num: true, cell: (r) => signedUsd(r.drift_usd) },
+        { title: "drift %", num: true, cell: (r) => percentShown(r.drift_percent) },
+        {
+          title: "metered by",
+          cell: (r) =>
+            Object.entries(r.by_source).map(([source, s]) => el("span", { class: "flag", title: `${count(s.tokens)} tokens` }, `${source} ${usd(s.usd)}`)),
+        },
+      ],
+      doc.rows
+    )
+  );
+  const alertColor = "#b3261e";
+  chart(canvas, {
+    type: "bar",
+    data: {
+      labels: shownDays.map((d) => (d.alert ? `⚠ ${d.day}` : d.day)),
+      datasets: [
+        { label: "metered", data: shownDays.map((d) => Number(d.metered_usd)), backgroundColor: "#2a5bd7" },
+        { label: "billed", data: shownDays.map((d) => Number(d.billed_usd)), backgroundColor: shownDays.map((d) => (d.alert ? alertColor : "#9aa5b8")) },
+      ],
+    },
+    options: {
+      maintainAspectRatio: false,
+      animation: false,
+      scales: { x: { ticks: { color: (c) => (shownDays[c.index]?.alert ? alertColor : undefined) } }, y: { ticks: { callback: (v) => usd(v) } } },
+      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${usd(c.parsed.y)}` } } },
+    },
+  });
+}
+
+// Spend the meter never saw: models billed with nothing metered, and keys used straight
+// against the provider (with the team that owns each, when configured).
+function unmeteredCallout(doc) {
+  const bypassing = doc.accounts.filter((a) => a.route === "bypassing");
+  const unmetered = doc.rows.filter((r) => r.unmetered);
+  if (bypassing.length === 0 && unmetered.length === 0 && doc.bypassing_usd !== null) return "";
+  return el(
+    "div",
+    { class: "notice", "data-testid": "bills-callout" },
+    el("strong", {}, "Spend that did not pass the gateway. "),
+    unmetered.length ? `${usd(doc.unmetered_usd)} billed for ${count(unmetered.length)} day-model row(s) of which nothing was metered. ` : "",
+    doc.bypassing_usd === null
+      ? el(
+          "span",
+          {},
+          "Which keys bypass the gateway is unknown until ",
+          el("code", {}, "[reconciliation] gateway_keys"),
+          " lists the gateway's own provider keys."
+        )
+      : bypassing.length
+        ? `${usd(doc.bypassing_usd)} at list prices by ${count(bypassing.length)} key(s) that bypass the gateway:`
+        : "No key bypasses the gateway.",
+    doc.bypassing_by_team.length
+      ? el(
+          "ul",
+          { "data-testid": "bills-bypassing-teams" },
+          doc.bypassing_by_team.map((t) => el("li", {}, t.team ? `team ${t.team}` : "no owner configured", `: ${usd(t.usd)}`))
+        )
+      : "",
+    bypassing.length
+      ? table(
+          [
+            { title: "provider", cell: (a) => a.provider },
+            { title: "key", cell: (a) => a.api_key_id ?? "(none)" },
+            { title: "workspace", cell: (a) => a.workspace ?? "" },
+            { title: "team", cell: (a) => a.team ?? "no owner configured" },
+            { title: "requests", num: true, cell: (a) => count(a.requests) },
+            { title: "tokens", num: true, cell: (a) => count(a.tokens) },
+            { title: "list price", num: true, cell: (a) => usd(a.list_usd) },
+          ],
+          bypassing
+        )
+      : ""
+  );
+}
+
 // A create form: its fields become the JSON body; `shown` receives the created secret.
 function createForm(testid, inputs, label, create) {
   const form = el("form", { class: "controls", "data-testid": testid }, inputs, el("button", { type: "submit", class: "primary" }, label));
@@ -537,8 +725,8 @@ async function keys(created = {}) {
 
 // ---- routing and sign-in ---------------------------------------------------------------------
 
-const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, keys: () => keys(), subject };
-const adminOnly = new Set(["keys"]);
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), subject };
+const adminOnly = new Set(["keys", "reconciliation"]);
 
 async function render() {
   while (charts.length) charts.pop().destroy();

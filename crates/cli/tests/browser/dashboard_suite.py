@@ -1,9 +1,10 @@
 """The dashboard in a real browser: Debian's headless Chromium driven through chromedriver.
 
 Run by `crates/cli/tests/browser.rs` against `goodhart demo` (simulated organisation, live
-traffic): signs in, visits every page, checks what the page shows against the JSON API, clicks
-confirm, dismiss and revoke, signs in again with a team's viewer token, checks a phone-sized
-window, and saves a screenshot of each step in the artifacts directory.
+traffic): signs in, visits every page (the providers' bills against the meter too), checks what
+the page shows against the JSON API, clicks confirm, dismiss and revoke, signs in again with a
+team's viewer token, checks a phone-sized window, and saves a screenshot of each step in the
+artifacts directory.
 
     python dashboard_suite.py URL ADMIN_TOKEN ARTIFACTS_DIR
 """
@@ -250,6 +251,81 @@ def budgets_and_alerts(suite):
     suite.no_errors_logged("budgets")
 
 
+def signed_usd(value):
+    """What the page shows for a drift: `+$1,234.57` or `−$0.35`."""
+    return f"{'−' if float(value) < 0 else '+'}${abs(float(value)):,.2f}"
+
+
+CHART_DATA = """
+const chart = Chart.getChart(document.querySelector("[data-testid=bills-chart]"));
+return {labels: chart.data.labels, metered: chart.data.datasets[0].data, billed: chart.data.datasets[1].data,
+        colors: chart.data.datasets[1].backgroundColor};
+"""
+
+
+def reconciliation(suite):
+    """The providers' bills against the meter: the demo imports them with one drift alert and a
+    research notebook's key that bypasses the gateway."""
+    bill = api("/api/v1/reports/reconciliation?from=30d")
+    alerts = [d for d in bill["days"] if d["alert"]]
+    assert len(alerts) == 1, alerts
+    alert = alerts[0]
+    suite.visit(f"reconciliation?from=30d&provider={alert['provider']}")
+    suite.heading("Bills against the meter")
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=bills-billed] .value"), "$"))
+    assert suite.card("bills-metered") == usd(bill["metered_usd"]), (suite.card("bills-metered"), bill["metered_usd"])
+    assert suite.card("bills-billed") == usd(bill["billed_usd"])
+    assert suite.card("bills-drift") == signed_usd(bill["drift_usd"])
+    assert suite.card("bills-unmetered") == usd(bill["unmetered_usd"])
+    assert 50 < float(bill["bypassing_usd"]) < 200, bill["bypassing_usd"]
+    assert suite.card("bills-bypassing") == usd(bill["bypassing_usd"])
+
+    # The chart: one provider's days, metered and billed as the API has them, the alert day marked.
+    days = [d for d in bill["days"] if d["provider"] == alert["provider"]]
+    canvas = suite.testid("bills-chart")
+    assert canvas.size["width"] > 200 and canvas.size["height"] > 100, "the bills chart is drawn"
+    drawn = suite.driver.execute_script(CHART_DATA)
+    assert len(drawn["labels"]) == len(days) >= 7, (drawn["labels"], len(days))
+    assert drawn["metered"] == [float(d["metered_usd"]) for d in days], drawn["metered"]
+    assert drawn["billed"] == [float(d["billed_usd"]) for d in days], drawn["billed"]
+    marked = [i for i, label in enumerate(drawn["labels"]) if label.startswith("⚠")]
+    assert marked == [days.index(alert)], (marked, drawn["labels"])
+    assert len(set(drawn["colors"])) == 2 and drawn["colors"].count(drawn["colors"][marked[0]]) == 1, drawn["colors"]
+    listed = suite.testid(f"bills-alert-{alert['provider']}-{alert['day']}")
+    assert usd(alert["billed_usd"]) in listed.text and signed_usd(alert["drift_usd"]) in listed.text, listed.text
+    assert "alert-day" in suite.testid(f"bills-day-{alert['day']}").get_attribute("class")
+
+    # The spend that never passed the gateway, and whose it is.
+    callout = suite.testid("bills-callout")
+    assert "apikey_01ResearchNotebook" in callout.text, callout.text
+    assert [t["team"] for t in bill["bypassing_by_team"]] == ["research"], bill["bypassing_by_team"]
+    teams = suite.testid("bills-bypassing-teams")
+    assert teams.text == f"team research: {usd(bill['bypassing_by_team'][0]['usd'])}", teams.text
+    notebook = next(r for r in callout.find_elements(By.CSS_SELECTOR, "tbody tr") if "apikey_01ResearchNotebook" in r.text)
+    cells = [c.text for c in notebook.find_elements(By.TAG_NAME, "td")]
+    assert cells[2:4] == ["wrkspc_01Research", "research"], cells
+
+    # Every day's model row, the largest drift first, with what metered it.
+    rows = suite.driver.find_elements(By.XPATH, "//h2[starts-with(text(), 'Per day and model')]/following-sibling::*[1]//tbody/tr")
+    assert len(rows) == len(bill["rows"]), (len(rows), len(bill["rows"]))
+    first, top = [c.text for c in rows[0].find_elements(By.TAG_NAME, "td")], bill["rows"][0]
+    assert first[0] == top["day"] and first[7] == signed_usd(top["drift_usd"]), (first, top)
+    for source, metered in top["by_source"].items():
+        assert f"{source} {usd(metered['usd'])}" in first[9], (first, top)
+    badges = suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=unmetered-badge]")
+    unmetered = [r for r in bill["rows"] if r["unmetered"]]
+    assert len(badges) == len(unmetered) >= 1, (len(badges), unmetered)
+    assert usd(bill["unmetered_usd"]) in callout.text, callout.text
+    suite.shot("reconciliation")
+
+    # Before any bill: how to import them.
+    suite.visit("reconciliation?from=2001-01-01&to=2001-01-31")
+    empty = suite.testid("bills-empty")
+    assert "goodhart import anthropic-admin" in empty.text and "ANTHROPIC_ADMIN_KEY" in empty.text, empty.text
+    suite.shot("reconciliation-empty")
+    suite.no_errors_logged("reconciliation")
+
+
 def keys_and_tokens(suite, team):
     suite.visit("keys")
     suite.heading("Virtual keys")
@@ -290,6 +366,12 @@ def as_team_viewer(suite, token, team, admin_summary):
     assert float(summary["cost_usd"]) < float(admin_summary["cost_usd"]), "one team spends less than all"
     suite.visit("keys")
     suite.heading("Overview")
+    bills_link = suite.driver.find_element(By.CSS_SELECTOR, "nav a[href='#/reconciliation']")
+    assert not bills_link.is_displayed(), "the bills are the admin's"
+    assert api_status("/api/v1/reports/reconciliation", token) == 403
+    suite.visit("reconciliation")
+    suite.heading("Overview")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=bills-chart], #page .error")
 
     suite.visit("leaderboard?by=user&metric=value&from=30d")
     board = api("/api/v1/leaderboard?from=30d&by=user&metric=value", token)
@@ -318,7 +400,12 @@ def as_team_viewer(suite, token, team, admin_summary):
 def phone(suite):
     suite.sign_in(ADMIN)
     suite.driver.set_window_size(390, 844)
-    for route, title in (("overview", "Overview"), ("leaderboard", "Leaderboard"), ("findings", "Waste findings")):
+    for route, title in (
+        ("overview", "Overview"),
+        ("leaderboard", "Leaderboard"),
+        ("findings", "Waste findings"),
+        ("reconciliation", "Bills against the meter"),
+    ):
         suite.visit(route)
         suite.heading(title)
         overflow = suite.driver.execute_script(
@@ -340,6 +427,7 @@ def main():
         team = subject_pages(suite, board, burner)
         findings(suite)
         budgets_and_alerts(suite)
+        reconciliation(suite)
         token = keys_and_tokens(suite, team)
         as_team_viewer(suite, token, team, admin_summary)
         phone(suite)
