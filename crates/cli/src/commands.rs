@@ -280,7 +280,12 @@ async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyh
                 r.drift_usd.get().to_owned(),
                 r.drift_percent.map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
                 r.by_source.keys().copied().collect::<Vec<_>>().join("+"),
-                if r.unmetered { "unmetered" } else { "" }.to_owned(),
+                match (r.covered, r.unmetered) {
+                    (false, _) => "no bill",
+                    (true, true) => "unmetered",
+                    (true, false) => "",
+                }
+                .to_owned(),
             ]
         })
         .collect();
@@ -305,11 +310,12 @@ async fn reconcile(config: &Config, window: &WindowArgs, format: Format) -> anyh
     if format == Format::Table {
         writeln!(
             out,
-            "Metered {} against billed {} ({} drift; {} billed for models nothing metered), {} to {}",
+            "Metered {} against billed {} ({} drift; {} billed for models nothing metered; {} metered where no bill is imported, left out), {} to {}",
             document.metered_usd.get(),
             document.billed_usd.get(),
             document.drift_usd.get(),
             document.unmetered_usd.get(),
+            document.not_covered_usd.get(),
             document.from,
             document.to
         )?;

@@ -461,7 +461,7 @@ async function reconciliation(params) {
     );
   const heading = el("h1", {}, `Bills against the meter — ${from === "7d" || from === "30d" || from === "90d" ? `last ${from.slice(0, -1)} days` : `from ${from}`}`);
   const controls = el("div", { class: "controls" }, choice("from", ["7d", "30d", "90d"], from), providers.length > 1 ? choice("provider", providers, provider) : "");
-  if (doc.rows.length === 0 && doc.accounts.length === 0) {
+  if (doc.days.length === 0 && doc.accounts.length === 0) {
     page.replaceChildren(
       heading,
       controls,
@@ -505,6 +505,13 @@ async function reconciliation(params) {
       card("bypassing the gateway (list prices)", doc.bypassing_usd === null ? "not configured" : usd(doc.bypassing_usd), "bills-bypassing")
     ),
     unmeteredCallout(doc),
+    Number(doc.not_covered_usd) > 0
+      ? el(
+          "p",
+          { class: "muted", "data-testid": "bills-not-covered" },
+          `${usd(doc.not_covered_usd)} metered on days or for providers no imported bill covers is left out of these totals (rows marked "no bill").`
+        )
+      : "",
     el(
       "div",
       { class: "panel" },
@@ -538,12 +545,19 @@ async function reconciliation(params) {
       ],
       shownDays
     ),
-    el("h2", {}, "Per day and model — largest drift first"),
+    el("h2", {}, "Per day and model — largest drift first, then what no bill covers"),
     table(
       [
         { title: "day", cell: (r) => r.day },
         { title: "provider", cell: (r) => r.provider },
-        { title: "model", cell: (r) => [r.model, r.unmetered ? " " : "", r.unmetered ? el("span", { class: "badge unmetered", "data-testid": "unmetered-badge" }, "unmetered") : ""] },
+        {
+          title: "model",
+          cell: (r) => [
+            r.model,
+            ...(r.covered && r.unmetered ? [" ", el("span", { class: "badge unmetered", "data-testid": "unmetered-badge" }, "unmetered")] : []),
+            ...(r.covered ? [] : [" ", el("span", { class: "badge", "data-testid": "no-bill-badge", title: "no cost report of this provider covers the day" }, "no bill")]),
+          ],
+        },
         { title: "metered tokens", num: true, cell: (r) => count(r.metered_tokens) },
         { title: "reported tokens", num: true, cell: (r) => count(r.reported_tokens) },
         { title: "metered", num: true, cell: (r) => usd(r.metered_usd) },
@@ -582,7 +596,7 @@ async function reconciliation(params) {
 // against the provider (with the team that owns each, when configured).
 function unmeteredCallout(doc) {
   const bypassing = doc.accounts.filter((a) => a.route === "bypassing");
-  const unmetered = doc.rows.filter((r) => r.unmetered);
+  const unmetered = doc.rows.filter((r) => r.covered && r.unmetered);
   if (bypassing.length === 0 && unmetered.length === 0 && doc.bypassing_usd !== null) return "";
   return el(
     "div",

@@ -79,6 +79,10 @@ pub struct RawReconciliation {
     /// The team that owns a provider key, workspace or project (by its id in the reports).
     #[serde(default)]
     pub owners: BTreeMap<String, String>,
+    /// The provider (`anthropic`, `openai`) that bills what is metered under another name: a
+    /// gateway provider named `claude-prod`, say.
+    #[serde(default)]
+    pub billed_as: BTreeMap<String, String>,
     /// Where the admin APIs are (default the providers' own; a proxy or a mock in tests).
     pub anthropic_admin_url: Option<String>,
     pub openai_admin_url: Option<String>,
@@ -415,6 +419,17 @@ fn resolve_reconciliation(
     }
     settings.accounts.gateway_keys = raw.gateway_keys.unwrap_or_default().into_iter().collect();
     settings.accounts.owners = raw.owners;
+    if let Some((name, _)) = raw
+        .billed_as
+        .iter()
+        .find(|(_, by)| ReportApi::ALL.iter().all(|api| api.provider() != by.as_str()))
+    {
+        return Err(invalid(
+            &format!("reconciliation.billed_as.{name}"),
+            "must name anthropic or openai",
+        ));
+    }
+    settings.billed_as = raw.billed_as;
     for api in ReportApi::ALL {
         let Some(admin_key) = env(api.key_var())
             .map(|k| k.trim().to_owned())
@@ -507,6 +522,10 @@ mod tests {
             ("drift_alert_min_usd = -1", "reconciliation.drift_alert_min_usd"),
             ("gateway_keys = [\" \"]", "reconciliation.gateway_keys"),
             ("copilot_org = \"\"", "reconciliation.copilot_org"),
+            (
+                "billed_as = { claude-prod = \"aws\" }",
+                "reconciliation.billed_as.claude-prod",
+            ),
         ] {
             let error = resolve_reconciliation(raw(&format!("[reconciliation]\n{text}")), no_env).unwrap_err();
             assert_eq!(error.key, key, "{text}: {error}");

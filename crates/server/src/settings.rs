@@ -2,6 +2,7 @@
 //! application layer: how outcomes are received and valued, how waste is detected and
 //! announced, and how the providers' bills are imported and reconciled.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use goodhart_core::outcomes::ValueRules;
@@ -79,6 +80,9 @@ pub struct ReconciliationSettings {
     pub alerts: bool,
     /// Which provider keys are the gateway's, and who owns the others.
     pub accounts: AccountRules,
+    /// The provider that bills usage metered under another name (a gateway provider named
+    /// `claude-prod` is billed by `anthropic`).
+    pub billed_as: BTreeMap<String, String>,
 }
 
 impl Default for ReconciliationSettings {
@@ -91,6 +95,7 @@ impl Default for ReconciliationSettings {
             drift: DriftRule::default(),
             alerts: true,
             accounts: AccountRules::default(),
+            billed_as: BTreeMap::new(),
         }
     }
 }

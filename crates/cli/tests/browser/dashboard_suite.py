@@ -313,8 +313,14 @@ def reconciliation(suite):
     for source, metered in top["by_source"].items():
         assert f"{source} {usd(metered['usd'])}" in first[9], (first, top)
     badges = suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=unmetered-badge]")
-    unmetered = [r for r in bill["rows"] if r["unmetered"]]
+    unmetered = [r for r in bill["rows"] if r["unmetered"] and r["covered"]]
     assert len(badges) == len(unmetered) >= 1, (len(badges), unmetered)
+    # Rows no imported bill covers are marked, and their spend is said to be left out.
+    no_bill = [r for r in bill["rows"] if not r["covered"]]
+    assert len(suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=no-bill-badge]")) == len(no_bill), no_bill
+    if no_bill:
+        note = suite.driver.find_element(By.CSS_SELECTOR, "[data-testid=bills-not-covered]").text
+        assert usd(bill["not_covered_usd"]) in note, note
     assert usd(bill["unmetered_usd"]) in callout.text, callout.text
     suite.shot("reconciliation")
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::money::Nanos;
-use goodhart_core::provider_reports::ReportKind;
+use goodhart_core::provider_reports::{Bucket, ReportKind};
 use goodhart_core::reconcile::{Account, Reconciled, Route, accounts, days, drift_alerts, reconcile};
 use goodhart_core::report::Dimension;
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
@@ -38,18 +38,24 @@ pub struct BillDocument {
     pub to: String,
     /// When a day's drift raises a `reconciliation` alert.
     pub threshold: Threshold,
-    /// Per provider and UTC day, oldest first: the chart of metered against billed.
+    /// Per provider and UTC day the providers' cost reports cover, oldest first: the chart of
+    /// metered against billed.
     pub days: Vec<BillDay>,
-    /// Per UTC day, provider and model; the largest cost drift (either way) first.
+    /// Per UTC day, provider and model: those a cost report covers, the largest cost drift
+    /// (either way) first, then those none covers (`covered: false`), the most metered first.
     pub rows: Vec<BillRow>,
     /// The providers' usage per API key and workspace (or project), most expensive first.
     pub accounts: Vec<AccountJson>,
+    /// Metered and billed on the days and providers a cost report covers.
     pub metered_usd: Box<RawValue>,
     pub billed_usd: Box<RawValue>,
     /// Billed beyond metered: positive when the provider billed more than passed Goodhart.
     pub drift_usd: Box<RawValue>,
     /// Billed for models of which nothing was metered.
     pub unmetered_usd: Box<RawValue>,
+    /// Metered on days or for providers no cost report covers (not imported yet, or a
+    /// provider without an admin key): left out of the totals above.
+    pub not_covered_usd: Box<RawValue>,
     /// The usage of keys bypassing the gateway, at list prices; `null` until the gateway's
     /// own keys are configured (`reconciliation.gateway_keys`).
     pub bypassing_usd: Option<Box<RawValue>>,
@@ -80,6 +86,8 @@ pub struct BillDay {
 
 #[derive(Debug, Serialize)]
 pub struct BillRow {
+    /// A cost report of the provider covers the day; if not, nothing billed is known.
+    pub covered: bool,
     pub day: String,
     pub provider: String,
     /// The model without its release date (dated ids and aliases meet).
@@ -151,7 +159,10 @@ fn route_name(route: Route) -> &'static str {
 struct Reconciliation {
     rows: Vec<Reconciled>,
     accounts: Vec<Account>,
-    /// The provider days whose drift is judged.
+    /// The provider days the providers' cost reports cover: without one, what was billed is
+    /// unknown, not zero.
+    covered: BTreeSet<(String, Micros)>,
+    /// Those whose drift is judged.
     judged: BTreeSet<(String, Micros)>,
 }
 
@@ -161,15 +172,24 @@ impl App {
     /// provider and model, and the providers' usage per key and workspace.
     pub async fn bill_reconciliation(&self, window: Window) -> Result<BillDocument, AppError> {
         let Reconciliation {
-            mut rows,
+            rows,
             accounts,
+            covered,
             judged,
         } = self.reconciliation_of(window).await?;
         let rule = self.settings().reconciliation.drift;
-        let sum = |f: fn(&Reconciled) -> Nanos| rows.iter().map(f).sum::<Nanos>();
+        let (mut billed_rows, mut other_rows): (Vec<Reconciled>, Vec<Reconciled>) = rows
+            .into_iter()
+            .partition(|r| covered.contains(&(r.provider.clone(), r.day)));
+        let sum = |f: fn(&Reconciled) -> Nanos| billed_rows.iter().map(f).sum::<Nanos>();
         let (metered, billed) = (sum(|r| r.metered_cost), sum(|r| r.billed));
-        let unmetered = rows.iter().filter(|r| r.unmetered()).map(|r| r.billed).sum::<Nanos>();
-        let days = days(&rows)
+        let unmetered = billed_rows
+            .iter()
+            .filter(|r| r.unmetered())
+            .map(|r| r.billed)
+            .sum::<Nanos>();
+        let not_covered = other_rows.iter().map(|r| r.metered_cost).sum::<Nanos>();
+        let days = days(&billed_rows)
             .into_iter()
             .map(|d| {
                 let is_judged = judged.contains(&(d.provider.to_owned(), d.day));
@@ -192,7 +212,8 @@ impl App {
             *spent = spent.saturating_add(account.list_cost);
         }
         let gateway_keys_known = !self.settings().reconciliation.accounts.gateway_keys.is_empty();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.cost_drift().0.unsigned_abs()));
+        billed_rows.sort_by_key(|r| std::cmp::Reverse(r.cost_drift().0.unsigned_abs()));
+        other_rows.sort_by_key(|r| std::cmp::Reverse(r.metered_cost));
         Ok(BillDocument {
             from: window.from.rfc3339(),
             to: window.to.rfc3339(),
@@ -205,6 +226,7 @@ impl App {
             billed_usd: usd_number(billed),
             drift_usd: usd_number(Nanos(billed.0.saturating_sub(metered.0))),
             unmetered_usd: usd_number(unmetered),
+            not_covered_usd: usd_number(not_covered),
             bypassing_usd: gateway_keys_known.then(|| usd_number(bypassing.iter().map(|a| a.list_cost).sum())),
             bypassing_by_team: by_team
                 .into_iter()
@@ -213,7 +235,11 @@ impl App {
                     usd: usd_number(spent),
                 })
                 .collect(),
-            rows: rows.iter().map(bill_row).collect(),
+            rows: billed_rows
+                .iter()
+                .map(|r| bill_row(r, true))
+                .chain(other_rows.iter().map(|r| bill_row(r, false)))
+                .collect(),
             accounts: accounts
                 .into_iter()
                 .map(|a| AccountJson {
@@ -325,11 +351,16 @@ impl App {
     async fn reconciliation_of(&self, window: Window) -> Result<Reconciliation, AppError> {
         let Window { from, to } = window;
         let store = self.store();
-        let metered = store.metered_by_source(from, to).await?;
+        let settings = &self.settings().reconciliation;
+        let mut metered = store.metered_by_source(from, to).await?;
+        for m in &mut metered {
+            if let Some(billed_by) = settings.billed_as.get(&m.provider) {
+                m.provider.clone_from(billed_by);
+            }
+        }
         let usage = store.provider_usage(from, to).await?;
         let costs = store.provider_costs(from, to).await?;
         let rows = reconcile(&metered, &usage, &costs);
-        let settings = &self.settings().reconciliation;
         let accounts = accounts(&usage, &settings.accounts, self.prices());
         // A day is judged once both sides are complete: after the first (partial) day Goodhart
         // metered anything, covered by the provider's cost report, and ended a while ago.
@@ -344,14 +375,20 @@ impl App {
             .filter_map(|row| goodhart_core::time::parse_date(row.key.first()?.as_deref()?).ok())
             .min();
         let settled = Micros(self.now().0 - SETTLE);
-        let judged = store
-            .report_buckets(ReportKind::Cost, from, to)
-            .await?
-            .into_iter()
+        let buckets = store.report_buckets(ReportKind::Cost, from, to).await?;
+        let day = |(provider, bucket): &(String, Bucket)| (provider.clone(), bucket.start.floor_to(MICROS_PER_DAY));
+        let covered = buckets.iter().map(day).collect();
+        let judged = buckets
+            .iter()
             .filter(|(_, bucket)| bucket.end <= settled && first_metered.is_some_and(|first| bucket.start > first))
-            .map(|(provider, bucket)| (provider, bucket.start.floor_to(MICROS_PER_DAY)))
+            .map(day)
             .collect();
-        Ok(Reconciliation { rows, accounts, judged })
+        Ok(Reconciliation {
+            rows,
+            accounts,
+            covered,
+            judged,
+        })
     }
 }
 
@@ -368,8 +405,9 @@ fn log_activity_import(tool: &str, imported: Result<ActivityImport, ImportError>
     }
 }
 
-fn bill_row(r: &Reconciled) -> BillRow {
+fn bill_row(r: &Reconciled, covered: bool) -> BillRow {
     BillRow {
+        covered,
         day: date(r.day),
         provider: r.provider.clone(),
         model: r.model.clone(),

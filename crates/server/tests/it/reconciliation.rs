@@ -73,7 +73,8 @@ fn metered(first_day: Micros, calls: &[Call], prices: &PriceTable) -> Vec<Priced
                     team: Some("platform".into()),
                     ..Attribution::default()
                 },
-                provider: Some("anthropic".into()),
+                // The gateway's provider may be named otherwise (`billed_as` maps it).
+                provider: Some(if i % 3 == 0 { "claude-prod" } else { "anthropic" }.into()),
                 model: call.1.into(),
                 tokens: tokens(call),
                 finish_reason: Some("end_turn".into()),
@@ -154,6 +155,7 @@ fn settings() -> Settings {
     let accounts = &mut settings.reconciliation.accounts;
     accounts.gateway_keys = [GATEWAY_KEY.to_owned()].into();
     accounts.owners = [("apikey_notebook".to_owned(), "research".to_owned())].into();
+    settings.reconciliation.billed_as = [("claude-prod".to_owned(), "anthropic".to_owned())].into();
     settings
 }
 
@@ -382,7 +384,8 @@ async fn serve_imports_the_bills_on_its_schedule_and_raises_the_alert() {
     let server = start_configured(
         db,
         "[reconciliation]\nimport_every_secs = 3600\ngateway_keys = [\"apikey_gateway\"]\n\
-         [reconciliation.owners]\napikey_notebook = \"research\"",
+         [reconciliation.owners]\napikey_notebook = \"research\"\n\
+         [reconciliation.billed_as]\nclaude-prod = \"anthropic\"",
         |config| {
             config.reconciliation.sources = vec![ReportSource {
                 api: ReportApi::AnthropicAdmin,
