@@ -175,10 +175,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 const ANTHROPIC_GATEWAY_KEY: &str = "apikey_01DemoGateway";
 const OPENAI_GATEWAY_KEY: &str = "key_DemoGateway";
 const NOTEBOOK_KEY: &str = "apikey_01ResearchNotebook";
+const NOTEBOOK_MODEL: &str = "claude-3-5-haiku-20241022";
 
 /// What the providers billed: mocks of their admin APIs report what Goodhart metered, made with
-/// the gateway's keys, and Anthropic's also a research notebook's Haiku usage of yesterday, on
-/// a key used straight against the provider; Goodhart imports both and reconciles.
+/// the gateway's keys, and Anthropic's also a research notebook's Claude 3.5 Haiku usage (a
+/// model nobody else uses, so nothing of it is metered) of the day before yesterday (a day
+/// always settled, whatever the hour, so it is judged) on a key used straight against the
+/// provider; Goodhart imports both and reconciles.
 async fn provider_bills(app: &App, org: &Org, today: Micros) -> anyhow::Result<()> {
     let first_day = org.spec.start.floor_to(MICROS_PER_DAY);
     let metered = app.store().metered_by_source(first_day, today).await?;
@@ -191,20 +194,20 @@ async fn provider_bills(app: &App, org: &Org, today: Micros) -> anyhow::Result<(
         };
         let mut lines = faithful_lines(&metered, api.provider(), first_day, key);
         if api == ReportApi::AnthropicAdmin {
-            // About $100 of batch jobs in a day.
+            // $100 of batch jobs in a day.
             let tokens = TokenCounts {
-                input: 40_000_000,
+                input: 50_000_000,
                 cache_read: 150_000_000,
-                output: 9_000_000,
+                output: 12_000_000,
                 ..TokenCounts::default()
             };
             let cost = app
                 .prices()
-                .cost_of(Some("anthropic"), "claude-haiku-4-5", &tokens)
+                .cost_of(Some("anthropic"), NOTEBOOK_MODEL, &tokens)
                 .map_or(0, |c| c.total().0);
             lines.push(DailyLine {
-                day: days - 1,
-                model: "claude-haiku-4-5".into(),
+                day: days - 2,
+                model: NOTEBOOK_MODEL.into(),
                 api_key_id: NOTEBOOK_KEY.into(),
                 workspace: Some("wrkspc_01Research".into()),
                 input: tokens.input,
