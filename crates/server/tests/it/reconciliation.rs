@@ -4,7 +4,7 @@
 //! reconciles to nothing; each known gap — a key bypassing the gateway, a price-table error, a
 //! day the meter lost — shows up exactly, in tokens and dollars, and raises one alert.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use goodhart_core::budgets::AlertKind;
@@ -142,12 +142,16 @@ struct Outcome {
     document: Value,
 }
 
-/// The first day of the data: a week before "now", so every day is settled.
+/// The first day of the data: a week before "now", so every day is settled. Read once, so a
+/// test running across midnight still speaks of one set of days.
 fn first_day() -> i64 {
-    Micros::from_timestamp(jiff::Timestamp::now())
-        .floor_to(MICROS_PER_DAY)
-        .0
-        - i64::from(DAYS + 1) * MICROS_PER_DAY
+    static FIRST: OnceLock<i64> = OnceLock::new();
+    *FIRST.get_or_init(|| {
+        Micros::from_timestamp(jiff::Timestamp::now())
+            .floor_to(MICROS_PER_DAY)
+            .0
+            - i64::from(DAYS + 1) * MICROS_PER_DAY
+    })
 }
 
 fn settings() -> Settings {
