@@ -286,7 +286,7 @@ pub(crate) struct AnalyticsArgs {
     /// The end [default: now].
     #[arg(long)]
     pub(crate) to: Option<String>,
-    /// The API's base URL [default: https://api.anthropic.com / https://api.github.com].
+    /// The API's base URL [default: `https://api.anthropic.com` / `https://api.github.com`].
     #[arg(long)]
     pub(crate) base_url: Option<String>,
 }
