@@ -34,47 +34,115 @@ impl Fingerprints {
 /// Lowercased words of letters and digits, with every run of digits replaced by `0`, so that
 /// "attempt 41" and "attempt 42" normalise alike.
 pub fn normalised_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|word| {
-            let mut out = String::with_capacity(word.len());
-            let mut in_digits = false;
-            for c in word.chars().flat_map(char::to_lowercase) {
-                if c.is_ascii_digit() {
+    let mut words = Vec::new();
+    for_each_normalised_word(text, |word| words.push(word.to_owned()));
+    words
+}
+
+/// Calls `f` with each of [`normalised_words`] in turn, written into one reused buffer: the
+/// gateway fingerprints every call's prompt inline, and prompts run to hundreds of kilobytes.
+fn for_each_normalised_word(text: &str, mut f: impl FnMut(&str)) {
+    let mut out = String::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        out.clear();
+        let mut in_digits = false;
+        if word.is_ascii() {
+            // The same as below, a byte at a time (most text is ASCII).
+            for b in word.bytes() {
+                if b.is_ascii_digit() {
                     if !in_digits {
                         out.push('0');
                     }
                     in_digits = true;
                 } else {
-                    out.push(c);
+                    out.push(char::from(b.to_ascii_lowercase()));
                     in_digits = false;
                 }
             }
-            out
-        })
-        .collect()
+            f(&out);
+            continue;
+        }
+        for c in word.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_digit() {
+                if !in_digits {
+                    out.push('0');
+                }
+                in_digits = true;
+            } else {
+                out.push(c);
+                in_digits = false;
+            }
+        }
+        f(&out);
+    }
 }
 
-/// 64-bit SimHash over word unigrams and bigrams of the normalised text.
+/// 64-bit SimHash over word unigrams and bigrams (`"first second"`) of the normalised text.
 pub fn simhash(text: &str) -> u64 {
-    let words = normalised_words(text);
-    let mut weights = [0i64; 64];
-    let mut add = |hash: u64| {
-        for (bit, weight) in weights.iter_mut().enumerate() {
-            *weight += if hash >> bit & 1 == 1 { 1 } else { -1 };
+    let mut votes = Votes::default();
+    let (mut previous, mut pair) = (String::new(), String::new());
+    let mut first = true;
+    for_each_normalised_word(text, |word| {
+        votes.add(xxh3_64(word.as_bytes()));
+        if !first {
+            pair.clear();
+            pair.push_str(&previous);
+            pair.push(' ');
+            pair.push_str(word);
+            votes.add(xxh3_64(pair.as_bytes()));
         }
-    };
-    for word in &words {
-        add(xxh3_64(word.as_bytes()));
+        previous.clear();
+        previous.push_str(word);
+        first = false;
+    });
+    votes.majority()
+}
+
+/// SimHash's vote: for each of the 64 bits, how many of the hashes added have it set, kept as
+/// bit planes (plane `j` holds bit `j` of all 64 counts) so that adding a hash is a ripple of
+/// word-wide carries — a couple of operations on average — instead of 64 separate additions.
+struct Votes {
+    planes: [u64; 64],
+    hashes: u64,
+}
+
+impl Default for Votes {
+    fn default() -> Votes {
+        Votes {
+            planes: [0; 64],
+            hashes: 0,
+        }
     }
-    for pair in words.windows(2) {
-        add(xxh3_64(format!("{} {}", pair[0], pair[1]).as_bytes()));
+}
+
+impl Votes {
+    fn add(&mut self, hash: u64) {
+        let mut carry = hash;
+        for plane in &mut self.planes {
+            if carry == 0 {
+                break;
+            }
+            let sum = *plane ^ carry;
+            carry &= *plane;
+            *plane = sum;
+        }
+        self.hashes += 1;
     }
-    weights
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w > 0)
-        .fold(0u64, |acc, (bit, _)| acc | 1 << bit)
+
+    /// The bits set in more than half of the hashes.
+    fn majority(&self) -> u64 {
+        // No count exceeds the number of hashes: the planes above its bit length are empty.
+        let planes = &self.planes[..(64 - self.hashes.leading_zeros()) as usize];
+        (0..64).fold(0u64, |acc, bit| {
+            let set =
+                (planes.iter().enumerate()).fold(0u128, |count, (j, plane)| count | u128::from(plane >> bit & 1) << j);
+            if 2 * set > u128::from(self.hashes) {
+                acc | 1 << bit
+            } else {
+                acc
+            }
+        })
+    }
 }
 
 /// How many of the 64 bits two SimHashes share (64 = identical fingerprints).
@@ -109,6 +177,37 @@ pub fn compress_permille(text: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// SimHash as first written (a String per word, a `format!` per bigram): the reference the
+    /// allocation-free one must match bit for bit, or stored fingerprints would stop comparing.
+    fn reference_simhash(text: &str) -> u64 {
+        let words = normalised_words(text);
+        let mut weights = [0i64; 64];
+        let mut add = |hash: u64| {
+            for (bit, weight) in weights.iter_mut().enumerate() {
+                *weight += if hash >> bit & 1 == 1 { 1 } else { -1 };
+            }
+        };
+        for word in &words {
+            add(xxh3_64(word.as_bytes()));
+        }
+        for pair in words.windows(2) {
+            add(xxh3_64(format!("{} {}", pair[0], pair[1]).as_bytes()));
+        }
+        weights
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0)
+            .fold(0u64, |acc, (bit, _)| acc | 1 << bit)
+    }
+
+    proptest! {
+        #[test]
+        fn simhash_is_the_reference_bit_for_bit(text in "(\\PC|[ 0-9a-zA-Z.,-]){0,300}") {
+            prop_assert_eq!(simhash(&text), reference_simhash(&text));
+        }
+    }
 
     #[test]
     fn near_identical_prompts_share_most_bits() {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Instructions per gateway call: a figure that holds on a noisy machine. `goodhart serve` runs
+# under valgrind's callgrind (instrumentation off until warmed up), in front of the shared mock
+# upstream, with metering, the spool and SQLite on; for each body, CALLS calls are sent one after
+# another on one keep-alive connection while instrumentation is on, and the instructions counted
+# in the gateway process — request handling, upstream client, metering, and whatever background
+# work (spool flushes, rollups) ran meanwhile — are divided by CALLS.
+#
+# Usage: bench/instructions.sh   (env: CALLS=300 WARMUP=30 BODIES="chat.json chat-stream.json"
+#        BENCH_DIR=../shared/bench)
+# Prints one line per body; results also in bench/results/instructions-<time>/summary.md, with
+# each body's callgrind profile (`callgrind_annotate callgrind.chat.out` shows where they go).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
+CALLS=${CALLS:-300}
+WARMUP=${WARMUP:-30}
+BODIES=${BODIES:-chat.json chat-stream.json}
+MOCK_PORT=${MOCK_PORT:-18191}
+GATEWAY_PORT=${GATEWAY_PORT:-18887}
+OUT=${OUT:-$ROOT/bench/results/instructions-$(date -u +%Y%m%d-%H%M%S)}
+MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
+ADMIN=bench-admin-token
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+wait_http() { for _ in $(seq 1 600); do curl -fsS -o /dev/null -m 1 "$1" 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+[ -x "$MOCK" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/mock-upstream-target" cargo build --release \
+    --manifest-path "$BENCH_DIR/mock-upstream/Cargo.toml"
+cargo build --release -p goodhart
+GOODHART=$ROOT/target/release/goodhart
+
+"$MOCK" --addr "127.0.0.1:$MOCK_PORT" --threads 1 >"$OUT/mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/health"
+
+cat >"$WORK/goodhart.toml" <<TOML
+database_url = "sqlite://$WORK/goodhart.db"
+[[providers]]
+name = "mock"
+protocol = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+models = ["mock-gpt"]
+[[prices.model]]
+provider = "mock"
+model = "mock-gpt"
+input = 0.15
+output = 0.60
+TOML
+RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$WORK/callgrind.out" "$GOODHART" --config "$WORK/goodhart.toml" serve \
+    --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
+GW_PID=$!; PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
+KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
+    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+
+# Sends N calls of BODY on one keep-alive connection, reading each answer to its end.
+calls() {
+    python3 - "$GATEWAY_PORT" "$KEY" "$BENCH_DIR/loadgen/$1" "$2" <<'PY'
+import http.client, sys
+port, key, body, n = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read(), int(sys.argv[4])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+for _ in range(n):
+    conn.request("POST", "/v1/chat/completions", body,
+                 {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+PY
+}
+
+COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo "+dirty")
+{
+    echo "# Instructions per gateway call, $(date -u +%Y-%m-%dT%H:%MZ), commit $COMMIT"
+    echo
+    echo "callgrind, $CALLS calls per body after $WARMUP warm-up calls, one keep-alive connection;"
+    echo "metering, spool and SQLite on. machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+    echo
+} >"$OUT/summary.md"
+for body in $BODIES; do
+    calls "$body" "$WARMUP"
+    callgrind_control -z "$GW_PID" >/dev/null
+    callgrind_control -i on "$GW_PID" >/dev/null
+    calls "$body" "$CALLS"
+    callgrind_control -i off "$GW_PID" >/dev/null
+    rm -f "$WORK"/callgrind.out.*
+    callgrind_control -d "$body" "$GW_PID" >/dev/null
+    dump=""
+    for _ in $(seq 1 100); do
+        dump=$(ls "$WORK"/callgrind.out.* 2>/dev/null | head -1) && [ -n "$dump" ] && grep -q '^totals:' "$dump" && break
+        sleep 0.1
+    done
+    total=$(awk '/^totals:/ {print $2}' "$dump")
+    cp "$dump" "$OUT/callgrind.${body%.json}.out"
+    line=$(printf '%-18s %12d instructions per call (%d calls, %d instructions)' "$body" $((total / CALLS)) "$CALLS" "$total")
+    echo "$line" | tee -a "$OUT/summary.md"
+done
+log "results in $OUT"
