@@ -28,18 +28,8 @@ OUT=${OUT:-$ROOT/bench/results/gateway-$(date -u +%Y%m%d-%H%M%S)}
 OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
 MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
 ADMIN=bench-admin-token
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-wait_http() { for _ in $(seq 1 100); do curl -fsS -o /dev/null -m 1 "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
 [ -x "$MOCK" ] || (cd "$BENCH_DIR/mock-upstream" && cargo build --release)

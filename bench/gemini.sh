@@ -22,17 +22,8 @@ OUT=${OUT:-$ROOT/bench/results/gemini-$(date -u +%Y%m%d-%H%M%S)}
 OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 ADMIN=bench-admin-token
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-wait_http() { for _ in $(seq 1 100); do curl -fsS -o /dev/null -m 1 "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 
 [ -x "$OHA" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/oha-target" cargo install oha --locked --root "$BENCH_DIR/.cache/cargo-root"
 cargo build --release -p goodhart -p goodhart-sim --bin goodhart --bin goodhart-mock

@@ -22,18 +22,8 @@ GATEWAY_PORT=${GATEWAY_PORT:-18887}
 OUT=${OUT:-$ROOT/bench/results/instructions-$(date -u +%Y%m%d-%H%M%S)}
 MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
 ADMIN=bench-admin-token
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-wait_http() { for _ in $(seq 1 600); do curl -fsS -o /dev/null -m 1 "$1" 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$MOCK" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/mock-upstream-target" cargo build --release \
@@ -62,7 +52,7 @@ RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN valgrind --tool=callgrind --instr-atst
     --callgrind-out-file="$WORK/callgrind.out" "$GOODHART" --config "$WORK/goodhart.toml" serve \
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
+wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 120
 KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
