@@ -2,9 +2,9 @@
 # Instructions per gateway call: a figure that holds on a noisy machine. `goodhart serve` runs
 # under valgrind's callgrind (instrumentation off until warmed up), in front of the shared mock
 # upstream, with metering, the spool and SQLite on; for each body, CALLS calls are sent one after
-# another on one keep-alive connection while instrumentation is on, and the instructions counted
-# in the gateway process — request handling, upstream client, metering, and whatever background
-# work (spool flushes, rollups) ran meanwhile — are divided by CALLS.
+# another on one keep-alive connection while instrumentation is on, and the instructions the
+# gateway spends in its HTTP connections — request handling, the upstream client, metering and
+# recording, but not background work such as spool flushes — are divided by CALLS.
 #
 # Usage: bench/instructions.sh   (env: CALLS=300 WARMUP=30 BODIES="chat.json chat-stream.json"
 #        BENCH_DIR=../shared/bench)
@@ -48,7 +48,12 @@ model = "mock-gpt"
 input = 0.15
 output = 0.60
 TOML
+# Only what runs inside an HTTP/1 connection's poll is counted — the server's connections and the
+# upstream client's — not the background tasks (spool flushes, detection), whose share of the
+# measured window would depend on wall time.
 RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN valgrind --tool=callgrind --instr-atstart=no \
+    --toggle-collect='<hyper::server::conn::http1::UpgradeableConnection<*> as core::future::future::Future>::poll' \
+    --toggle-collect='<hyper::client::conn::http1::upgrades::UpgradeableConnection<*> as core::future::future::Future>::poll' \
     --callgrind-out-file="$WORK/callgrind.out" "$GOODHART" --config "$WORK/goodhart.toml" serve \
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
