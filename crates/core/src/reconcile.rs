@@ -324,7 +324,7 @@ pub fn drift_alerts(
         .filter_map(|d| {
             let worst = d.rows.iter().max_by_key(|r| r.cost_drift().0.unsigned_abs())?;
             let unmetered = if worst.unmetered() { ", none of it metered" } else { "" };
-            let (provider, date) = (d.provider, &d.day.rfc3339()[..10]);
+            let (provider, date) = (d.provider, d.day.utc_day());
             let drift = d.drift();
             Some(Alert {
                 id: format!("reconciliation:{provider}:{date}"),

@@ -21,13 +21,12 @@ use goodhart_core::Micros;
 use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_core::waste::{Ledger, WasteRules, detect};
 use goodhart_server::app::findings::run_pass;
-use goodhart_sim::evaluate::{facts, score_findings, validated_usage};
+use goodhart_sim::evaluate::{facts, score_findings};
 use goodhart_sim::org::simulate;
-use goodhart_store::PricedEvent;
 use goodhart_store::testing::TestDatabase;
 
 mod common;
-use common::{median, options, scaled};
+use common::{median, options, priced_usage, runtime, scaled};
 
 /// Resident memory of this process (Linux, MiB): now (`VmRSS`) or at its peak (`VmHWM`).
 fn rss_mib(field: &str) -> String {
@@ -46,19 +45,10 @@ fn reset_peak_rss() {
 
 fn main() {
     let options = options(3);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let started = Instant::now();
     let org = simulate(&scaled(options.scale));
-    let events: Vec<PricedEvent> = validated_usage(&org)
-        .map(|(event, cost)| PricedEvent {
-            event,
-            cost: Some(cost),
-        })
-        .collect();
+    let events = priced_usage(&org);
     let facts = facts(&org);
     let (from, to) = (
         org.spec.start,

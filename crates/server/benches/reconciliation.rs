@@ -27,14 +27,12 @@ use goodhart_server::app::query::Window;
 use goodhart_server::app::{App, Clock};
 use goodhart_server::provider_import::{ReportApi, ReportSource, import_reports};
 use goodhart_server::settings::Settings;
-use goodhart_sim::evaluate::validated_usage;
 use goodhart_sim::mock_admin::{ADMIN_KEY, AdminData, DailyLine, faithful_lines};
 use goodhart_sim::org::simulate;
-use goodhart_store::PricedEvent;
 use goodhart_store::testing::TestDatabase;
 
 mod common;
-use common::{median, options, scaled};
+use common::{median, options, priced_usage, runtime, scaled};
 
 fn millis(times: Vec<Duration>) -> f64 {
     median(times).as_secs_f64() * 1_000.0
@@ -42,18 +40,9 @@ fn millis(times: Vec<Duration>) -> f64 {
 
 fn main() {
     let options = options(5);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let org = simulate(&scaled(options.scale));
-    let events: Vec<PricedEvent> = validated_usage(&org)
-        .map(|(event, cost)| PricedEvent {
-            event,
-            cost: Some(cost),
-        })
-        .collect();
+    let events = priced_usage(&org);
     let first_day = org.spec.start.floor_to(MICROS_PER_DAY);
     let days = org.spec.weeks * 7;
     let end = Micros(first_day.0 + i64::from(days) * MICROS_PER_DAY);

@@ -24,7 +24,9 @@ use goodhart_core::time::MICROS_PER_DAY;
 use goodhart_gateway::upstream::UpstreamClient;
 use goodhart_store::{Store, StoreError};
 
-use crate::provider_import::{FIRST_IMPORT, ImportError, MAX_PAGE_BYTES, MAX_PAGES, REVISIT, encode, get};
+use crate::provider_import::{
+    FIRST_IMPORT, ImportError, MAX_PAGE_BYTES, MAX_PAGES, REVISIT, anthropic_admin_headers, encode, get,
+};
 
 /// Days read in one import, at most (a year and a bit).
 const MAX_DAYS: i64 = 400;
@@ -88,10 +90,7 @@ pub async fn import_claude_code(
 ) -> Result<ActivityImport, ImportError> {
     let reader = DayReader::ClaudeCode {
         base: source.base_url.trim_end_matches('/'),
-        headers: [
-            ("x-api-key", source.key.clone()),
-            ("anthropic-version", "2023-06-01".to_owned()),
-        ],
+        headers: anthropic_admin_headers(&source.key),
     };
     walk(store, client, source, &reader, (from, to, now)).await
 }

@@ -406,13 +406,12 @@ fn resolve_reconciliation(
     if let Some(alerts) = raw.alerts {
         settings.alerts = alerts;
     }
-    for (list, key) in [
-        (raw.gateway_keys.iter().flatten().collect::<Vec<_>>(), "gateway_keys"),
-        (raw.owners.keys().collect(), "owners"),
-    ] {
-        if list.iter().any(|id| id.trim().is_empty()) {
-            return Err(invalid(&format!("reconciliation.{key}"), "must not name an empty id"));
-        }
+    let blank = |id: &String| id.trim().is_empty();
+    if raw.gateway_keys.iter().flatten().any(blank) {
+        return Err(invalid("reconciliation.gateway_keys", "must not name an empty id"));
+    }
+    if raw.owners.keys().any(blank) {
+        return Err(invalid("reconciliation.owners", "must not name an empty id"));
     }
     if let Some((id, _)) = raw.owners.iter().find(|(_, team)| team.trim().is_empty()) {
         return Err(invalid(&format!("reconciliation.owners.{id}"), "must name a team"));

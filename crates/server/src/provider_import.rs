@@ -272,13 +272,18 @@ pub(crate) fn encode(text: &str) -> String {
         .collect()
 }
 
+/// How Anthropic's Admin API is asked, with admin key `key`.
+pub(crate) fn anthropic_admin_headers(key: &str) -> [(&'static str, String); 2] {
+    [
+        ("x-api-key", key.to_owned()),
+        ("anthropic-version", "2023-06-01".to_owned()),
+    ]
+}
+
 /// GETs one page of `source`'s reports, waiting out rate limits.
 async fn fetch(client: &UpstreamClient, source: &ReportSource, url: &str) -> Result<(Bytes, u64), ImportError> {
     let headers = match source.api {
-        ReportApi::AnthropicAdmin => vec![
-            ("x-api-key", source.admin_key.clone()),
-            ("anthropic-version", "2023-06-01".to_owned()),
-        ],
+        ReportApi::AnthropicAdmin => anthropic_admin_headers(&source.admin_key).to_vec(),
         ReportApi::OpenAiAdmin => vec![("authorization", format!("Bearer {}", source.admin_key))],
     };
     get(client, &source.provider, url, &headers, MAX_PAGE_BYTES).await

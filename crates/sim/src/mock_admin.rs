@@ -38,32 +38,25 @@ pub struct DailyLine {
 /// `first_day` on: one per day and model, all made with the key `api_key_id`, billed what
 /// Goodhart metered.
 pub fn faithful_lines(metered: &[Metered], provider: &str, first_day: Micros, api_key_id: &str) -> Vec<DailyLine> {
-    let mut lines: Vec<DailyLine> = Vec::new();
+    let mut lines: std::collections::BTreeMap<(u32, &str), DailyLine> = std::collections::BTreeMap::new();
     for m in metered.iter().filter(|m| m.provider == provider && m.day >= first_day) {
         let day = u32::try_from((m.day.0 - first_day.0) / MICROS_PER_DAY).unwrap_or(u32::MAX);
-        let index = match lines.iter().position(|l| l.day == day && l.model == m.model) {
-            Some(index) => index,
-            None => {
-                lines.push(DailyLine {
-                    day,
-                    model: m.model.clone(),
-                    api_key_id: api_key_id.to_owned(),
-                    workspace: None,
-                    input: 0,
-                    cache_read: 0,
-                    output: 0,
-                    cost_nanos: 0,
-                });
-                lines.len() - 1
-            }
-        };
-        let line = &mut lines[index];
+        let line = lines.entry((day, &m.model)).or_insert_with(|| DailyLine {
+            day,
+            model: m.model.clone(),
+            api_key_id: api_key_id.to_owned(),
+            workspace: None,
+            input: 0,
+            cache_read: 0,
+            output: 0,
+            cost_nanos: 0,
+        });
         line.input += m.tokens.input;
         line.cache_read += m.tokens.cache_read;
         line.output += m.tokens.output + m.tokens.reasoning;
         line.cost_nanos += m.cost.0;
     }
-    lines
+    lines.into_values().collect()
 }
 
 /// What the mock serves and how it misbehaves.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use goodhart_sim::org::OrgSpec;
+use goodhart_sim::evaluate::validated_usage;
+use goodhart_sim::org::{Org, OrgSpec};
+use goodhart_store::PricedEvent;
 
 pub struct Options {
     pub backends: Vec<String>,
@@ -53,4 +55,23 @@ pub fn scaled(scale: usize) -> OrgSpec {
 pub fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// Two worker threads, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The organisation's calls, validated and priced as ingestion would.
+pub fn priced_usage(org: &Org) -> Vec<PricedEvent> {
+    validated_usage(org)
+        .map(|(event, cost)| PricedEvent {
+            event,
+            cost: Some(cost),
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use goodhart_core::Micros;
 use goodhart_core::budgets::Alert;
 use goodhart_core::money::Nanos;
-use goodhart_core::provider_reports::{Bucket, ReportKind};
+use goodhart_core::provider_reports::{Bucket, ReportKind, UsageLine};
 use goodhart_core::reconcile::{Account, Reconciled, Route, accounts, days, drift_alerts, reconcile};
 use goodhart_core::report::Dimension;
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
@@ -143,10 +143,6 @@ fn percent(part: Nanos, whole: Nanos) -> Option<f64> {
     (whole.0 != 0).then(|| (i128::from(part.0) * 1000 / i128::from(whole.0)) as f64 / 10.0)
 }
 
-fn date(at: Micros) -> String {
-    at.rfc3339()[..10].to_owned()
-}
-
 fn route_name(route: Route) -> &'static str {
     match route {
         Route::Gateway => "gateway",
@@ -158,7 +154,8 @@ fn route_name(route: Route) -> &'static str {
 /// The reconciliation of a window, before it is shown.
 struct Reconciliation {
     rows: Vec<Reconciled>,
-    accounts: Vec<Account>,
+    /// The providers' usage lines of the window (for [`accounts`]).
+    usage: Vec<(String, UsageLine)>,
     /// The provider days the providers' cost reports cover: without one, what was billed is
     /// unknown, not zero.
     covered: BTreeSet<(String, Micros)>,
@@ -173,10 +170,11 @@ impl App {
     pub async fn bill_reconciliation(&self, window: Window) -> Result<BillDocument, AppError> {
         let Reconciliation {
             rows,
-            accounts,
+            usage,
             covered,
             judged,
         } = self.reconciliation_of(window).await?;
+        let accounts = accounts(&usage, &self.settings().reconciliation.accounts, self.prices());
         let rule = self.settings().reconciliation.drift;
         let (mut billed_rows, mut other_rows): (Vec<Reconciled>, Vec<Reconciled>) = rows
             .into_iter()
@@ -194,7 +192,7 @@ impl App {
             .map(|d| {
                 let is_judged = judged.contains(&(d.provider.to_owned(), d.day));
                 BillDay {
-                    day: date(d.day),
+                    day: d.day.utc_day(),
                     provider: d.provider.to_owned(),
                     metered_usd: usd_number(d.metered),
                     billed_usd: usd_number(d.billed),
@@ -361,7 +359,6 @@ impl App {
         let usage = store.provider_usage(from, to).await?;
         let costs = store.provider_costs(from, to).await?;
         let rows = reconcile(&metered, &usage, &costs);
-        let accounts = accounts(&usage, &settings.accounts, self.prices());
         // A day is judged once both sides are complete: after the first (partial) day Goodhart
         // metered anything, covered by the provider's cost report, and ended a while ago.
         let first_metered = store
@@ -385,7 +382,7 @@ impl App {
             .collect();
         Ok(Reconciliation {
             rows,
-            accounts,
+            usage,
             covered,
             judged,
         })
@@ -408,7 +405,7 @@ fn log_activity_import(tool: &str, imported: Result<ActivityImport, ImportError>
 fn bill_row(r: &Reconciled, covered: bool) -> BillRow {
     BillRow {
         covered,
-        day: date(r.day),
+        day: r.day.utc_day(),
         provider: r.provider.clone(),
         model: r.model.clone(),
         metered_tokens: r.metered.total(),

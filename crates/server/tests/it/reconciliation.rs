@@ -213,7 +213,7 @@ fn usd(value: &Value) -> Nanos {
 }
 
 fn rows<'a>(document: &'a Value, day: u32, model: &str) -> &'a Value {
-    let date = &Micros(first_day() + i64::from(day) * MICROS_PER_DAY).rfc3339()[..10];
+    let date = date(day);
     document["rows"]
         .as_array()
         .unwrap()
@@ -231,7 +231,7 @@ fn alert_day(outcome: &Outcome) -> String {
 }
 
 fn date(day: u32) -> String {
-    Micros(first_day() + i64::from(day) * MICROS_PER_DAY).rfc3339()[..10].to_owned()
+    Micros(first_day() + i64::from(day) * MICROS_PER_DAY).utc_day()
 }
 
 #[tokio::test]
