@@ -8,7 +8,8 @@
 # Usage: bench/gateway.sh   (env: RATES=500,1000,2000 DURATION=15 WARMUP=3 CONNS=64
 #        BODIES="chat.json chat-stream.json" OPEN_STREAMS=1000 BENCH_DIR=../shared/bench
 #        BUDGETS=0: with 5, five hard-capped budgets apply to every call (key, user, team,
-#        org twice), with limits far above what the run spends)
+#        org twice), with limits far above what the run spends; GOODHART=path: that binary
+#        instead of building this tree's)
 # Results: bench/results/gateway-<time>/ (JSON per run, summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,10 @@ rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
 [ -x "$MOCK" ] || (cd "$BENCH_DIR/mock-upstream" && cargo build --release)
 [ -x "$OHA" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/oha-target" cargo install oha --locked --root "$BENCH_DIR/.cache/cargo-root"
-cargo build --release -p goodhart
-GOODHART=$ROOT/target/release/goodhart
+if [ -z "${GOODHART:-}" ]; then
+    cargo build --release -p goodhart
+    GOODHART=$ROOT/target/release/goodhart
+fi
 
 taskset -c 0 "$MOCK" --addr "127.0.0.1:$MOCK_PORT" --threads 1 >"$OUT/mock.log" 2>&1 &
 MOCK_PID=$!; PIDS+=("$MOCK_PID")
@@ -69,7 +72,7 @@ TOML
 RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN taskset -c 1 "$GOODHART" --config "$WORK/goodhart.toml" serve \
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
+wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 60
 KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
@@ -98,9 +101,12 @@ for body in $BODIES; do
             url="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"; extra=(--auth "$KEY" --cpu-pid "$GW_PID")
         fi
         log "$target, body $body, rates $RATES"
+        scrape="$OUT/metrics--${body%.json}"
+        [ "$target" = goodhart ] && curl -fsS "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$scrape-before.txt"
         python3 "$BENCH_DIR/loadtest.py" --oha "$OHA" --loadgen-cpus 0 --name "$target" --url "$url" \
             --body "$BENCH_DIR/loadgen/$body" --rates "$RATES" --duration "$DURATION" --warmup "$WARMUP" \
             --connections "$CONNS" --out "$OUT/$target--${body%.json}.json" "${extra[@]}"
+        [ "$target" = goodhart ] && curl -fsS "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$scrape-after.txt"
     done
 done
 LOADED_RSS=$(rss_kib "$GW_PID")
@@ -123,10 +129,14 @@ for s in conns:
         opened += s.recv(65536).startswith(b"HTTP/1.1 200")
     except OSError:
         pass
-rss = int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")))
-print(f"{opened} of {n} streams open, gateway RSS {rss // 1024} MiB")
+def rss():
+    fields = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open(f"/proc/{pid}/status") if l.startswith("Rss")}
+    return f"RSS {fields['RssAnon'] + fields['RssFile'] + fields['RssShmem']} MiB (anonymous {fields['RssAnon']}, file-backed {fields['RssFile']})"
+print(f"{opened} of {n} streams open, gateway {rss()}", end="")
 for s in conns:
     s.close()
+time.sleep(3)
+print(f"; 3 s after they closed, {rss()}")
 PY
 {
     echo "# Goodhart gateway vs direct, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -139,6 +149,8 @@ PY
     for body in $BODIES; do
         echo; echo "## body: $body"; echo
         python3 "$BENCH_DIR/compare.py" "$OUT/direct--${body%.json}.json" "$OUT/goodhart--${body%.json}.json"
+        echo; echo "Where the gateway's time went during these runs (its /metrics):"; echo
+        python3 bench/metrics_summary.py "$OUT/metrics--${body%.json}-after.txt" "$OUT/metrics--${body%.json}-before.txt"
     done
 } | tee "$OUT/summary.md"
 log "results in $OUT"

@@ -25,6 +25,7 @@ pub mod config;
 pub mod errors;
 pub mod estimate;
 pub mod google_auth;
+pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
@@ -89,6 +90,7 @@ impl Gateway {
             &tracker,
             cancel.clone(),
         );
+        lag::spawn(Arc::clone(&metrics), &tracker, cancel.clone());
         let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
         let limits = limits::Limiter::new(Arc::clone(&store), instance);
         let client = upstream::client();

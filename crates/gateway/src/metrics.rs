@@ -1,5 +1,7 @@
 //! The gateway's own Prometheus metrics (`GET /metrics`, text exposition format).
 
+use std::time::Instant;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +26,43 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
+}
+
+/// Fine enough below a millisecond to see what a call's phases add to its latency, and wide
+/// enough to place a stall.
+const PHASE_BUCKETS: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// How long the gateway itself spends in each phase of a metered call (waiting on the
+/// provider is in `upstream_latency_seconds`, not here).
+pub struct PhaseTimes {
+    pub authenticate: Histogram,
+    /// Receiving the client's request body.
+    pub read_body: Histogram,
+    pub plan: Histogram,
+    /// Budgets and rate limits.
+    pub admit: Histogram,
+    /// Pricing, settling, fingerprinting and appending to the spool.
+    pub record: Histogram,
+}
+
+/// How long the gateway's background work takes, each time it runs.
+pub struct BackgroundTimes {
+    /// Moving sealed spool segments into the store.
+    pub flush: Histogram,
+    /// Making appended records survive a power loss.
+    pub sync: Histogram,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Calls answered by a provider, by endpoint, provider and status.
@@ -41,6 +80,10 @@ pub struct Metrics {
     pub spool_errors: Counter,
     pub flushed: Counter,
     pub spool_depth: Gauge,
+    pub phases: PhaseTimes,
+    pub background: BackgroundTimes,
+    /// How late the runtime's lag probe wakes up (see [`crate::lag`]).
+    pub runtime_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -108,6 +151,37 @@ impl Metrics {
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
         );
+        let phase_family = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
+        let phase = |phase| phase_family.get_or_create(&PhaseLabels { phase }).clone();
+        let phases = PhaseTimes {
+            authenticate: phase("authenticate"),
+            read_body: phase("read_body"),
+            plan: phase("plan"),
+            admit: phase("admit"),
+            record: phase("record"),
+        };
+        registry.register(
+            "phase_seconds",
+            "Time the gateway spends in each phase of a metered call",
+            phase_family.clone(),
+        );
+        let task_family = Family::<TaskLabels, Histogram>::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
+        let task = |task| task_family.get_or_create(&TaskLabels { task }).clone();
+        let background = BackgroundTimes {
+            flush: task("flush"),
+            sync: task("sync"),
+        };
+        registry.register(
+            "background_seconds",
+            "Time each run of the gateway's background work takes",
+            task_family.clone(),
+        );
+        let runtime_lag = Histogram::new(PHASE_BUCKETS);
+        registry.register(
+            "runtime_lag_seconds",
+            "How late a periodic timer fires on the gateway's runtime: time its workers were busy or kept off the CPU",
+            runtime_lag.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -121,7 +195,15 @@ impl Metrics {
             spool_errors,
             flushed,
             spool_depth,
+            phases,
+            background,
+            runtime_lag,
         }
+    }
+
+    /// Records in `histogram` the time since `since`.
+    pub fn observe_since(histogram: &Histogram, since: Instant) {
+        histogram.observe(since.elapsed().as_secs_f64());
     }
 
     pub fn error(&self, kind: &'static str) {

@@ -87,6 +87,7 @@ impl Recorder {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
+        let syncing = Instant::now();
         let handle = self.spool().active_handle();
         let synced = match handle {
             Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
@@ -95,6 +96,7 @@ impl Recorder {
             Err(SpoolError::Io { source, .. }) => Err(source),
             Err(e) => Err(std::io::Error::other(e.to_string())),
         };
+        Metrics::observe_since(&self.metrics.background.sync, syncing);
         if let Err(e) = synced {
             self.dirty.store(true, Ordering::Release);
             tracing::warn!("spool sync failed: {e}");
@@ -112,7 +114,9 @@ impl Recorder {
         if sealed.is_empty() {
             return Ok(spool::FlushOutcome::default());
         }
+        let flushing = Instant::now();
         let outcome = spool::flush(sealed, store).await?;
+        Metrics::observe_since(&self.metrics.background.flush, flushing);
         self.metrics.flushed.inc_by(outcome.inserted);
         Ok(outcome)
     }

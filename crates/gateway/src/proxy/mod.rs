@@ -27,7 +27,7 @@ use goodhart_core::usage::request_call_id;
 use http_body_util::{BodyExt, Limited};
 
 use crate::errors::GatewayError;
-use crate::metrics::{CallLabels, EndpointLabels};
+use crate::metrics::{CallLabels, EndpointLabels, Metrics};
 use adapter::Adapter;
 pub use context::Proxy;
 use context::{admit, authenticate, new_request_id};
@@ -122,17 +122,22 @@ async fn forward(
     request: Request,
 ) -> Result<Response, GatewayError> {
     let started = (Instant::now(), goodhart_store::now_micros());
+    let phases = &proxy.services.metrics.phases;
     let (parts, body) = request.into_parts();
     let key = authenticate(proxy, &parts.headers, parts.uri.query()).await?;
+    Metrics::observe_since(&phases.authenticate, started.0);
     if proxy.services.recorder.is_failing() {
         return Err(GatewayError::SpoolUnavailable);
     }
     let limit = proxy.config.max_body_bytes;
+    let reading = Instant::now();
     let bytes = match tokio::time::timeout(REQUEST_BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) => return Err(GatewayError::PayloadTooLarge(limit)),
         Err(_) => return Err(GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs())),
     };
+    Metrics::observe_since(&phases.read_body, reading);
+    let planning = Instant::now();
     let planned = plan::plan(
         adapter,
         endpoint,
@@ -152,7 +157,10 @@ async fn forward(
         let input_tokens = crate::estimate::count_tokens(&prompt.full);
         return Ok(axum::Json(serde_json::json!({ "input_tokens": input_tokens })).into_response());
     }
+    Metrics::observe_since(&phases.plan, planning);
+    let admitting = Instant::now();
     let admission = admit(&proxy.services, &plan, &key).await?;
+    Metrics::observe_since(&phases.admit, admitting);
 
     // The provider's own adapter says how it is called: the client's, unless translated.
     let upstream_adapter = match plan.translation {

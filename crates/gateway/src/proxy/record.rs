@@ -13,6 +13,7 @@ use goodhart_store::spool::SpooledEvent;
 
 use crate::estimate::count_tokens;
 use crate::limits::Admission;
+use crate::metrics::Metrics;
 use crate::proxy::plan::CallPlan;
 use crate::services::Services;
 
@@ -45,6 +46,7 @@ fn micros(d: Duration) -> u64 {
 impl Recording {
     /// Prices the call, settles its admission and appends its record to the spool.
     pub fn record(self, outcome: Outcome) {
+        let recording = Instant::now();
         let Recording {
             services,
             plan,
@@ -88,5 +90,6 @@ impl Recording {
             cost,
             price_version: services.prices.version().to_owned(),
         });
+        Metrics::observe_since(&services.metrics.phases.record, recording);
     }
 }
