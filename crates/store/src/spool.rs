@@ -252,7 +252,12 @@ pub struct FlushOutcome {
 pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutcome, SpoolError> {
     let mut outcome = FlushOutcome::default();
     for path in sealed {
-        let contents = read_segment(&path)?;
+        // Reading and decoding a segment of thousands of records takes milliseconds of CPU:
+        // not on the runtime's workers, which serve calls meanwhile.
+        let reading = path.clone();
+        let contents = tokio::task::spawn_blocking(move || read_segment(&reading))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))??;
         // Events are stored per price-table version (the store records it per batch).
         let mut by_version: Vec<(String, Vec<PricedEvent>)> = Vec::new();
         for record in contents.records {

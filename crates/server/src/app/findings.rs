@@ -119,14 +119,14 @@ pub async fn run_pass(
         .decided_findings(Micros(from.0.saturating_sub(feedback.memory)), to)
         .await?;
     let (rules, value_rules, feedback) = (rules.clone(), value_rules.clone(), feedback.clone());
-    let (calls_read, findings, dismiss) = tokio::task::spawn_blocking(move || {
+    // Seconds of CPU over a large organisation: at background priority, beside the gateway.
+    let (calls_read, findings, dismiss) = goodhart_store::background::run("goodhart-detection", move || {
         let value = pass.value(&credits(&facts, &value_rules));
         let findings = detect(&calls, &Ledger { spend, value, days }, &rules);
         let (findings, dismiss) = apply_decisions(findings, &decided, &feedback);
         (calls.len() as u64, findings, dismiss)
     })
-    .await
-    .map_err(|e| AppError::Store(goodhart_store::StoreError::Worker(e.to_string())))?;
+    .await?;
     let in_window = findings.iter().filter(|f| pass.keeps(f)).count() as u64;
     let outcome = store.record_findings(from, to, findings, dismiss, now).await?;
     Ok(PassReport {

@@ -1,9 +1,11 @@
 //! The embedded backend: one SQLite file in WAL mode.
 //!
-//! One writer connection (SQLite allows one writer at a time anyway) behind a mutex, and a
-//! small pool of reader connections that WAL lets run beside it. Every call runs on tokio's
-//! blocking pool so the async runtime never waits on disk. `synchronous = NORMAL` in WAL mode
-//! survives a crash of the process; a power loss may lose the last commits.
+//! One writer connection (SQLite allows one writer at a time anyway), owned by a thread of its
+//! own that takes write jobs in order, and a small pool of reader connections that WAL lets
+//! run beside it on tokio's blocking pool, so the async runtime never waits on disk. The
+//! writer runs at background priority ([`crate::background`]): on a busy core, flushing
+//! thousands of usage records gives way to the gateway's calls. `synchronous = NORMAL` in WAL
+//! mode survives a crash of the process; a power loss may lose the last commits.
 //!
 //! This file holds the plumbing (connections, the writer, migrations at open); each domain's
 //! trait is implemented in the file of its name.
@@ -21,8 +23,10 @@ mod telemetry;
 mod usage;
 mod viewers;
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -39,8 +43,23 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Writer>,
+    /// Jobs for the writer thread; `None` once the store is dropped.
+    writes: Option<mpsc::Sender<WriteJob>>,
+    writer_thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+}
+
+type WriteJob = Box<dyn FnOnce(&mut Writer) + Send>;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer finishes the jobs it has, then closes the connection (checkpointing the
+        // WAL) before the store is gone, so the file can be reopened or copied at once.
+        drop(self.writes.take());
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 struct Writer {
@@ -98,6 +117,18 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
     Ok(())
 }
 
+/// The writer thread: jobs in the order they were sent, until the store is dropped.
+fn run_writer(mut writer: Writer, jobs: mpsc::Receiver<WriteJob>) {
+    crate::background::lower_this_thread();
+    for job in jobs {
+        // A job that panics fails its own caller (its result is never sent), not the writes
+        // after it; SQLite rolls back the transaction it left open when it was dropped.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut writer))).is_err() {
+            writer.names.clear();
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens or creates the database file at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -105,13 +136,20 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut conn = connect(&path)?;
             apply_migrations(&mut conn, migrations::SQLITE)?;
+            let writer = Writer {
+                conn,
+                names: NameCache::default(),
+            };
+            let (writes, jobs) = mpsc::channel();
+            let writer_thread = std::thread::Builder::new()
+                .name("goodhart-sqlite-writer".into())
+                .spawn(move || run_writer(writer, jobs))
+                .map_err(|e| StoreError::Worker(format!("could not start the SQLite writer: {e}")))?;
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     path,
-                    writer: Mutex::new(Writer {
-                        conn,
-                        names: NameCache::default(),
-                    }),
+                    writes: Some(writes),
+                    writer_thread: Some(writer_thread),
                     readers: Mutex::new(Vec::new()),
                 }),
             })
@@ -120,21 +158,27 @@ impl SqliteStore {
         .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
+    /// Runs `job` on the writer thread, after the writes sent before it.
     async fn write<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut writer = lock(&inner.writer);
-            let result = job(&mut writer);
-            if result.is_err() {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |writer| {
+            let outcome = job(writer);
+            if outcome.is_err() {
                 writer.names.clear();
             }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+            // The caller may have stopped waiting (its write is done all the same).
+            let _ = done.send(outcome);
+        });
+        let sent = self.inner.writes.as_ref().map(|writes| writes.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(StoreError::Worker("the SQLite writer has stopped".into()));
+        }
+        result
+            .await
+            .map_err(|_| StoreError::Worker("a SQLite write panicked".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -157,5 +201,37 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_run_in_order_on_one_thread_at_background_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("g.db")).await.unwrap();
+        let nice = store
+            .write(|_| Ok(crate::background::this_threads_nice()))
+            .await
+            .unwrap();
+        assert_eq!(nice, crate::background::NICE);
+        let first = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
+        let second = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("g.db")).await.unwrap();
+        let failed: Result<(), _> = store.write(|_| panic!("boom")).await;
+        assert!(matches!(failed, Err(StoreError::Worker(_))));
+        let after = store
+            .write(|writer| Ok(writer.conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(after, 1);
     }
 }
