@@ -218,6 +218,10 @@ pub async fn run(
         }
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    // Handlers are made into routes once, here, and each connection gets a clone of the router
+    // (an `Arc`). Served as a plain `Router`, axum redoes that for every connection: ~36 KB and
+    // dozens of allocations each, which 1,000 open streams pay a thousand times (BENCHMARKS.md).
+    let app = app.with_state(()).into_make_service();
     let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = signalled_tx.send(());
