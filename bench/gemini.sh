@@ -19,9 +19,7 @@ CONNS=${CONNS:-64}
 MOCK_PORT=${MOCK_PORT:-18093}
 GATEWAY_PORT=${GATEWAY_PORT:-18788}
 OUT=${OUT:-$ROOT/bench/results/gemini-$(date -u +%Y%m%d-%H%M%S)}
-OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ADMIN=bench-admin-token
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 
@@ -42,9 +40,7 @@ RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN taskset -c 1 "$TARGET/release/goodhart
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
-KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
-    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+KEY=$(goodhart_key "$GATEWAY_PORT")
 log "commit $(git rev-parse --short HEAD); gateway pid $GW_PID, mock pid $MOCK_PID"
 
 for method in "generateContent" "streamGenerateContent?alt=sse"; do
