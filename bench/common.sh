@@ -1,9 +1,15 @@
-# What the bench scripts share; sourced once ROOT, BENCH_DIR and OUT are set. Makes OUT and a
+# What the bench scripts share; sourced once ROOT (the repository) and OUT are set. Makes OUT and a
 # scratch WORK directory, and gives log, wait_http URL [SECONDS], start_bg, the PIDS array (whose
 # processes are stopped, and WORK removed, when the script exits), and the pieces of a run against
 # the shared harness (../shared/bench): its tools, the mock upstream, `goodhart serve` with a key,
 # and loadtest.py. Pinning is the harness's: oha and the mock on CPU 0, the gateway on CPU 1.
 mkdir -p "$OUT"
+BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd) # the shared harness
+# loadtest's settings, unless the caller set them: seconds per measured rate, seconds of warm-up
+# before each, connections.
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-64}
 WORK=$(mktemp -d)
 OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
 MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"

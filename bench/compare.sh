@@ -19,11 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 RATES=${RATES:-100,500,1000}
-DURATION=${DURATION:-15}
-WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-64}
 BODIES=${BODIES:-chat.json chat-stream.json}
 TARGETS=${TARGETS:-direct goodhart litellm}
 LITELLM_SPEC=${LITELLM_SPEC:-'litellm[proxy]==1.108.7'}
@@ -31,10 +27,10 @@ MOCK_PORT=${MOCK_PORT:-18291}
 GATEWAY_PORT=${GATEWAY_PORT:-18987}
 LITELLM_PORT=${LITELLM_PORT:-14101}
 OUT=${OUT:-$ROOT/bench/results/compare-$(date -u +%Y%m%d-%H%M%S)}
-VENV="$BENCH_DIR/.cache/litellm-venv"
 LITELLM_KEY=sk-bench-master # the master key in config.nodb.yaml
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
+VENV="$BENCH_DIR/.cache/litellm-venv"
 
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -13,11 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 RATES=${RATES:-500,1000,2000}
-DURATION=${DURATION:-15}
-WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-64}
 BODIES=${BODIES:-chat.json chat-stream.json}
 OPEN_STREAMS=${OPEN_STREAMS:-1000}
 BUDGETS=${BUDGETS:-0}

@@ -11,11 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 RATES=${RATES:-1000,2000}
-DURATION=${DURATION:-15}
-WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-64}
 MOCK_PORT=${MOCK_PORT:-18093}
 GATEWAY_PORT=${GATEWAY_PORT:-18788}
 OUT=${OUT:-$ROOT/bench/results/gemini-$(date -u +%Y%m%d-%H%M%S)}
@@ -52,10 +48,8 @@ for method in "generateContent" "streamGenerateContent?alt=sse"; do
         fi
         name="${method%%\?*}"
         log "$target, $name, rates $RATES"
-        python3 "$BENCH_DIR/loadtest.py" --oha "$OHA" --loadgen-cpus 0 --name "$target" \
-            --url "$base/v1beta/models/gemini-2.5-flash:$method" --body bench/bodies/gemini.json \
-            --rates "$RATES" --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNS" \
-            --out "$OUT/$target--$name.json" "${extra[@]}"
+        loadtest "$target" "$base/v1beta/models/gemini-2.5-flash:$method" bench/bodies/gemini.json \
+            "$OUT/$target--$name.json" "${extra[@]}"
     done
 done
 python3 - "$OUT" <<'PY'

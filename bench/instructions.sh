@@ -13,7 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 CALLS=${CALLS:-300}
 WARMUP=${WARMUP:-30}
 BODIES=${BODIES:-chat.json chat-stream.json}
