@@ -14,11 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 RATES=${RATES:-500,1000,2000}
-DURATION=${DURATION:-15}
-WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-64}
 BODIES=${BODIES:-chat.json chat-stream.json}
 OPEN_STREAMS=${OPEN_STREAMS:-1000}
 BUDGETS=${BUDGETS:-0}
@@ -26,36 +22,22 @@ MOCK_PORT=${MOCK_PORT:-18091}
 SLOW_MOCK_PORT=${SLOW_MOCK_PORT:-18092}
 GATEWAY_PORT=${GATEWAY_PORT:-18787}
 OUT=${OUT:-$ROOT/bench/results/gateway-$(date -u +%Y%m%d-%H%M%S)}
-OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
-MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
-ADMIN=bench-admin-token
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
-[ -x "$MOCK" ] || (cd "$BENCH_DIR/mock-upstream" && cargo build --release)
-[ -x "$OHA" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/oha-target" cargo install oha --locked --root "$BENCH_DIR/.cache/cargo-root"
-if [ -z "${GOODHART:-}" ]; then
-    cargo build --release -p goodhart
-    GOODHART=$ROOT/target/release/goodhart
-fi
+bench_tools
+build_goodhart
 
-taskset -c 0 "$MOCK" --addr "127.0.0.1:$MOCK_PORT" --threads 1 >"$OUT/mock.log" 2>&1 &
-MOCK_PID=$!; PIDS+=("$MOCK_PID")
-taskset -c 0 "$MOCK" --addr "127.0.0.1:$SLOW_MOCK_PORT" --threads 1 --chunk-delay-ms 1000 >"$OUT/slow-mock.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$MOCK_PORT/health"
-wait_http "http://127.0.0.1:$SLOW_MOCK_PORT/health"
+start_mock mock "$MOCK_PORT"
+MOCK_PID=$LAST_PID
+start_mock slow-mock "$SLOW_MOCK_PORT" --chunk-delay-ms 1000
 
-cat >"$WORK/goodhart.toml" <<TOML
-database_url = "sqlite://$WORK/goodhart.db"
+{
+    goodhart_toml "$MOCK_PORT"
+    cat <<TOML
 [limits]
 max_body_bytes = 1048576
-[[providers]]
-name = "mock"
-protocol = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-models = ["mock-gpt"]
 [[providers]]
 name = "slow-mock"
 protocol = "openai"
@@ -63,19 +45,10 @@ base_url = "http://127.0.0.1:$SLOW_MOCK_PORT/v1"
 models = ["slow-gpt"]
 [providers.model_map]
 slow-gpt = "mock-gpt"
-[[prices.model]]
-provider = "mock"
-model = "mock-gpt"
-input = 0.15
-output = 0.60
 TOML
-RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN taskset -c 1 "$GOODHART" --config "$WORK/goodhart.toml" serve \
-    --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
-GW_PID=$!; PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 60
-KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
-    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+} >"$WORK/goodhart.toml"
+start_goodhart "$WORK/goodhart.toml" "$GATEWAY_PORT"
+KEY=$(goodhart_key "$GATEWAY_PORT")
 if [ "$BUDGETS" -gt 0 ]; then
     KEY_ID=$(echo "$KEY" | cut -d- -f2)
     for scope in "key $KEY_ID" "user bench" "team perf" "org" "org"; do
@@ -103,9 +76,7 @@ for body in $BODIES; do
         log "$target, body $body, rates $RATES"
         scrape="$OUT/metrics--${body%.json}"
         [ "$target" = goodhart ] && curl -fsS "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$scrape-before.txt"
-        python3 "$BENCH_DIR/loadtest.py" --oha "$OHA" --loadgen-cpus 0 --name "$target" --url "$url" \
-            --body "$BENCH_DIR/loadgen/$body" --rates "$RATES" --duration "$DURATION" --warmup "$WARMUP" \
-            --connections "$CONNS" --out "$OUT/$target--${body%.json}.json" "${extra[@]}"
+        loadtest "$target" "$url" "$BENCH_DIR/loadgen/$body" "$OUT/$target--${body%.json}.json" "${extra[@]}"
         [ "$target" = goodhart ] && curl -fsS "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$scrape-after.txt"
     done
 done

@@ -11,17 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 RATES=${RATES:-1000,2000}
-DURATION=${DURATION:-15}
-WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-64}
 MOCK_PORT=${MOCK_PORT:-18093}
 GATEWAY_PORT=${GATEWAY_PORT:-18788}
 OUT=${OUT:-$ROOT/bench/results/gemini-$(date -u +%Y%m%d-%H%M%S)}
-OHA="$BENCH_DIR/.cache/cargo-root/bin/oha"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ADMIN=bench-admin-token
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 
@@ -42,9 +36,7 @@ RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN taskset -c 1 "$TARGET/release/goodhart
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz"
-KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
-    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+KEY=$(goodhart_key "$GATEWAY_PORT")
 log "commit $(git rev-parse --short HEAD); gateway pid $GW_PID, mock pid $MOCK_PID"
 
 for method in "generateContent" "streamGenerateContent?alt=sse"; do
@@ -56,10 +48,8 @@ for method in "generateContent" "streamGenerateContent?alt=sse"; do
         fi
         name="${method%%\?*}"
         log "$target, $name, rates $RATES"
-        python3 "$BENCH_DIR/loadtest.py" --oha "$OHA" --loadgen-cpus 0 --name "$target" \
-            --url "$base/v1beta/models/gemini-2.5-flash:$method" --body bench/bodies/gemini.json \
-            --rates "$RATES" --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNS" \
-            --out "$OUT/$target--$name.json" "${extra[@]}"
+        loadtest "$target" "$base/v1beta/models/gemini-2.5-flash:$method" bench/bodies/gemini.json \
+            "$OUT/$target--$name.json" "${extra[@]}"
     done
 done
 python3 - "$OUT" <<'PY'

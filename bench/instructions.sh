@@ -13,15 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BENCH_DIR=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 CALLS=${CALLS:-300}
 WARMUP=${WARMUP:-30}
 BODIES=${BODIES:-chat.json chat-stream.json}
 MOCK_PORT=${MOCK_PORT:-18191}
 GATEWAY_PORT=${GATEWAY_PORT:-18887}
 OUT=${OUT:-$ROOT/bench/results/instructions-$(date -u +%Y%m%d-%H%M%S)}
-MOCK="$BENCH_DIR/.cache/mock-upstream-target/release/mock-upstream"
-ADMIN=bench-admin-token
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 
@@ -29,25 +26,12 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install va
 [ -x "$MOCK" ] || CARGO_TARGET_DIR="$BENCH_DIR/.cache/mock-upstream-target" cargo build --release \
     --manifest-path "$BENCH_DIR/mock-upstream/Cargo.toml"
 cargo build --release -p goodhart
-GOODHART=$ROOT/target/release/goodhart
 
 "$MOCK" --addr "127.0.0.1:$MOCK_PORT" --threads 1 >"$OUT/mock.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$MOCK_PORT/health"
 
-cat >"$WORK/goodhart.toml" <<TOML
-database_url = "sqlite://$WORK/goodhart.db"
-[[providers]]
-name = "mock"
-protocol = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-models = ["mock-gpt"]
-[[prices.model]]
-provider = "mock"
-model = "mock-gpt"
-input = 0.15
-output = 0.60
-TOML
+goodhart_toml "$MOCK_PORT" >"$WORK/goodhart.toml"
 # Only what runs inside an HTTP/1 connection's poll is counted — the server's connections and the
 # upstream client's — not the background tasks (spool flushes, detection), whose share of the
 # measured window would depend on wall time.
@@ -58,9 +42,7 @@ RUST_LOG=warn GOODHART_ADMIN_TOKEN=$ADMIN valgrind --tool=callgrind --instr-atst
     --listen "127.0.0.1:$GATEWAY_PORT" >"$OUT/goodhart.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$GATEWAY_PORT/healthz" 120
-KEY=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/v1/keys" -H "Authorization: Bearer $ADMIN" \
-    -H 'content-type: application/json' -d '{"user": "bench", "team": "perf"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+KEY=$(goodhart_key "$GATEWAY_PORT")
 
 # Sends N calls of BODY on one keep-alive connection, reading each answer to its end.
 calls() {
