@@ -252,8 +252,8 @@ pub struct FlushOutcome {
 pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutcome, SpoolError> {
     let mut outcome = FlushOutcome::default();
     for path in sealed {
-        // Reading and decoding a segment of thousands of records takes milliseconds of CPU:
-        // not on the runtime's workers, which serve calls meanwhile.
+        // Reading and decoding a segment of thousands of records takes milliseconds of CPU, and
+        // file IO can block: neither on the runtime's workers, which serve calls meanwhile.
         let reading = path.clone();
         let contents = tokio::task::spawn_blocking(move || read_segment(&reading))
             .await
@@ -276,16 +276,24 @@ pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutco
             outcome.duplicates += inserted.duplicates;
             outcome.superseded += inserted.superseded;
         }
-        if contents.corrupt_bytes > 0 {
-            let kept = path.with_extension("corrupt");
-            tracing::error!(segment = %path.display(), corrupt_bytes = contents.corrupt_bytes, kept = %kept.display(),
-                "spool segment is corrupt after its readable records; kept for inspection");
-            fs::rename(&path, &kept).map_err(io_error(&path))?;
-            outcome.corrupt_segments += 1;
-        } else {
-            fs::remove_file(&path).map_err(io_error(&path))?;
-        }
+        let corrupt_bytes = contents.corrupt_bytes;
+        // An unlink blocks until the filesystem has freed the blocks (a discard on SSDs).
+        tokio::task::spawn_blocking(move || finish_segment(&path, corrupt_bytes))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))??;
+        outcome.corrupt_segments += u64::from(corrupt_bytes > 0);
         outcome.segments += 1;
     }
     Ok(outcome)
+}
+
+/// Deletes a segment whose records are stored, or keeps it, renamed, if part of it is corrupt.
+fn finish_segment(path: &Path, corrupt_bytes: u64) -> Result<(), SpoolError> {
+    if corrupt_bytes == 0 {
+        return fs::remove_file(path).map_err(io_error(path));
+    }
+    let kept = path.with_extension("corrupt");
+    tracing::error!(segment = %path.display(), corrupt_bytes, kept = %kept.display(),
+        "spool segment is corrupt after its readable records; kept for inspection");
+    fs::rename(path, &kept).map_err(io_error(path))
 }
