@@ -14,6 +14,7 @@
 //! a call's line with a missing or mistyped field, is an error naming the field — the caller
 //! reports it with its file and line and goes on.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -85,6 +86,39 @@ struct Message {
     stop_reason: Option<String>,
 }
 
+/// Any line in one parse: every field an API response needs and none required, so that a
+/// response's line is read in one pass however its keys are ordered (Claude Code writes
+/// `message` before `type`). A line this cannot read, or an assistant line missing a field,
+/// goes to [`parse_claude_line_strictly`], whose two passes say precisely what is wrong.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnyLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<AnyMessage<'a>>,
+    #[serde(borrow)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cwd: Option<Cow<'a, str>>,
+}
+
+/// [`Message`]'s fields in [`Message`]'s order, none required.
+#[derive(Deserialize)]
+struct AnyMessage<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<Usage>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 struct Usage {
     #[serde(default)]
@@ -106,6 +140,18 @@ struct CacheCreation {
     ephemeral_1h_input_tokens: u64,
 }
 
+/// An assistant line's fields, however they were read.
+struct Response<'a> {
+    timestamp: &'a str,
+    message_id: &'a str,
+    model: String,
+    usage: Usage,
+    stop_reason: Option<String>,
+    request_id: Option<&'a str>,
+    session: Option<String>,
+    cwd: Option<String>,
+}
+
 /// Reads one Claude Code log line (see [`LogReader::line`]).
 pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     let line = line.trim();
@@ -118,16 +164,63 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     if line.ends_with('}') && !line.contains("assistant") {
         return Ok(None);
     }
+    // Only an object: serde would also read a struct from an array, by position, and the two
+    // paths' structs have different positions.
+    if !line.starts_with('{') {
+        return parse_claude_line_strictly(line);
+    }
+    let Ok(entry) = serde_json::from_str::<AnyLine>(line) else {
+        return parse_claude_line_strictly(line);
+    };
+    if entry.kind.as_deref() != Some("assistant") {
+        return Ok(None);
+    }
+    let (Some(timestamp), Some(message)) = (entry.timestamp.as_deref(), entry.message) else {
+        return parse_claude_line_strictly(line);
+    };
+    let (Some(message_id), Some(model), Some(usage)) = (message.id.as_deref(), message.model, message.usage) else {
+        return parse_claude_line_strictly(line);
+    };
+    call_of(Response {
+        timestamp,
+        message_id,
+        model: model.into_owned(),
+        usage,
+        stop_reason: message.stop_reason.map(Cow::into_owned),
+        request_id: entry.request_id.as_deref(),
+        session: entry.session_id.map(Cow::into_owned),
+        cwd: entry.cwd.map(Cow::into_owned),
+    })
+}
+
+/// The reading of [`parse_claude_line`] in two strict passes (its type, then an assistant
+/// line's fields), for the lines the one-pass reading cannot take: the same answer, and for a
+/// line that cannot be read, the field and column at fault.
+fn parse_claude_line_strictly(line: &str) -> Result<Option<LoggedCall>, String> {
     let kind: Line = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if kind.kind.as_deref() != Some("assistant") {
         return Ok(None);
     }
     let entry: AssistantLine = serde_json::from_str(line).map_err(|e| format!("assistant line: {e}"))?;
-    if entry.message.model == SYNTHETIC_MODEL {
+    call_of(Response {
+        timestamp: &entry.timestamp,
+        message_id: &entry.message.id,
+        model: entry.message.model,
+        usage: entry.message.usage,
+        stop_reason: entry.message.stop_reason,
+        request_id: entry.request_id.as_deref(),
+        session: entry.session_id,
+        cwd: entry.cwd,
+    })
+}
+
+/// The call an assistant line records (none for a message Claude Code made up itself).
+fn call_of(response: Response<'_>) -> Result<Option<LoggedCall>, String> {
+    if response.model == SYNTHETIC_MODEL {
         return Ok(None);
     }
-    let timestamp = parse_rfc3339(&entry.timestamp).map_err(|e| format!("timestamp: {e}"))?;
-    let usage = entry.message.usage;
+    let timestamp = parse_rfc3339(response.timestamp).map_err(|e| format!("timestamp: {e}"))?;
+    let usage = response.usage;
     let split = usage.cache_creation.unwrap_or(CacheCreation {
         ephemeral_5m_input_tokens: 0,
         ephemeral_1h_input_tokens: 0,
@@ -142,18 +235,18 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
             split.ephemeral_1h_input_tokens,
         ],
     );
-    let id = call_id(entry.request_id.as_deref(), Some(&entry.message.id))
+    let id = call_id(response.request_id, Some(response.message_id))
         .ok_or_else(|| "message.id is empty and there is no requestId".to_owned())?;
     Ok(Some(LoggedCall {
         id,
         timestamp,
         provider: "anthropic",
         agent: "claude-code",
-        model: entry.message.model,
+        model: response.model,
         tokens,
-        session: entry.session_id,
-        cwd: entry.cwd,
-        stop_reason: entry.message.stop_reason,
+        session: response.session,
+        cwd: response.cwd,
+        stop_reason: response.stop_reason,
     }))
 }
 
