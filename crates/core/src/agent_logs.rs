@@ -641,6 +641,164 @@ mod tests {
         assert_eq!(log.line(r#"{"type":"response_item","payload":{}}"#), Ok(None));
     }
 
+    /// `parse_claude_line` as it was before the one-pass reading: the fast skip, then the two
+    /// strict passes for every other line.
+    fn as_before(line: &str) -> Result<Option<LoggedCall>, String> {
+        let line = line.trim();
+        if line.is_empty() || (line.ends_with('}') && !line.contains("assistant")) {
+            return Ok(None);
+        }
+        parse_claude_line_strictly(line)
+    }
+
+    /// `line` cut at byte `at` (or the nearest character boundary before it).
+    fn cut_short(line: &str, at: usize) -> String {
+        let mut at = at.min(line.len());
+        while !line.is_char_boundary(at) {
+            at -= 1;
+        }
+        line[..at].to_owned()
+    }
+
+    /// Whitespace JSON allows between tokens.
+    fn whitespace() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop::sample::select(vec!["", "", " ", "  ", "\t", "\r"]), 8)
+            .prop_map(|parts| parts.concat())
+    }
+
+    /// `{"key":value,…}` with `pad` around every token.
+    fn object(fields: &[(String, String)], pad: &str) -> String {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(key, value)| format!("{pad}\"{key}\"{pad}:{pad}{value}{pad}"))
+            .collect();
+        format!("{pad}{{{}}}{pad}", body.join(","))
+    }
+
+    /// An API response's fields in any order, among fields Claude Code writes beside them.
+    fn response_fields() -> impl Strategy<Value = Vec<(String, String)>> {
+        let usage = r#"{"input_tokens":100,"output_tokens":40,"cache_read_input_tokens":7,"cache_creation_input_tokens":3,"cache_creation":{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":0}}"#;
+        let message = [
+            ("id", r#""msg_1""#),
+            ("type", r#""message""#),
+            ("role", r#""assistant""#),
+            ("model", r#""claude-sonnet-4-5""#),
+            ("content", r#"[{"type":"text","text":"} {\"type\":\"user\"} \u00e9"}]"#),
+            ("stop_reason", r#""end_turn""#),
+            ("usage", usage),
+        ];
+        let top = [
+            ("parentUuid", r#"null"#),
+            ("isSidechain", "false"),
+            ("requestId", r#""req_1""#),
+            ("type", r#""assistant""#),
+            ("timestamp", r#""2026-11-23T18:55:21.186Z""#),
+            ("sessionId", r#""s1""#),
+            ("cwd", r#""/home/dev/src/shop""#),
+            ("gitBranch", r#""main""#),
+        ];
+        let pairs = |fields: &[(&str, &str)]| -> Vec<(String, String)> {
+            fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        (
+            Just(pairs(&message)).prop_shuffle(),
+            Just(pairs(&top)).prop_shuffle(),
+            0..=top.len(),
+            whitespace(),
+        )
+            .prop_map(|(message, mut top, at, pad)| {
+                top.insert(at, ("message".to_owned(), object(&message, &pad)));
+                top
+            })
+    }
+
+    /// Lines of every shape: responses, other lines, and either with fields missing,
+    /// mistyped, repeated or out of place.
+    fn claude_line() -> impl Strategy<Value = String> {
+        let value = prop::sample::select(vec![
+            r#""assistant""#,
+            r#""user""#,
+            r#""2026-11-23T18:55:21Z""#,
+            r#""yesterday""#,
+            r#""""#,
+            r#""<synthetic>""#,
+            "null",
+            "12",
+            "-1",
+            "1.5",
+            "true",
+            "[]",
+            r#"["assistant"]"#,
+            "{}",
+            r#"{"input_tokens":"12"}"#,
+            r#"{"input_tokens":5,"output_tokens":9}"#,
+            r#"{"ephemeral_1h_input_tokens":4}"#,
+            r#""assist\u0061nt""#,
+        ]);
+        let key = prop::sample::select(vec![
+            "type",
+            "timestamp",
+            "message",
+            "requestId",
+            "sessionId",
+            "cwd",
+            "id",
+            "model",
+            "usage",
+            "stop_reason",
+            "cache_creation",
+            "input_tokens",
+            "role",
+            "other",
+        ]);
+        let field = (key, value).prop_map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let message = proptest::collection::vec(field.clone(), 0..6).prop_map(|fields| object(&fields, ""));
+        let top = proptest::collection::vec(
+            prop_oneof![
+                3 => field,
+                1 => message.prop_map(|m| ("message".to_owned(), m)),
+            ],
+            0..7,
+        );
+        prop_oneof![
+            2 => (response_fields(), whitespace()).prop_map(|(f, pad)| object(&f, &pad)),
+            3 => (top, whitespace()).prop_map(|(f, pad)| object(&f, &pad)),
+            1 => (response_fields(), any::<prop::sample::Index>(), field_edit()).prop_map(|(mut f, i, (k, v))| {
+                let at = i.index(f.len());
+                f[at] = (k, v);
+                object(&f, "")
+            }),
+        ]
+    }
+
+    /// A field to put in place of one of a response's.
+    fn field_edit() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(vec!["type", "timestamp", "message", "requestId", "cwd", "requestId"]),
+            prop::sample::select(vec!["null", "7", r#""""#, r#""x""#, "{}", r#"{"id":"m","model":"x","usage":{}}"#]),
+        )
+            .prop_map(|(k, v)| (k.to_owned(), v.to_owned()))
+    }
+
+    #[test]
+    fn a_response_line_cut_short_is_reported() {
+        let fixture = include_str!("../../cli/tests/fixtures/claude-code/claude_code.session1.jsonl");
+        let responses: Vec<&str> = fixture
+            .lines()
+            .filter(|l| matches!(parse_claude_line(l), Ok(Some(_))))
+            .collect();
+        assert!(!responses.is_empty());
+        for line in responses {
+            for at in 1..line.trim_end().len() {
+                let cut = cut_short(line, at);
+                if cut.trim().is_empty() {
+                    continue;
+                }
+                assert!(parse_claude_line(&cut).is_err(), "{cut}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn the_kept_responses_do_not_depend_on_line_order(
@@ -675,6 +833,19 @@ mod tests {
         #[test]
         fn no_line_makes_the_parser_panic(line in ".{0,300}") {
             let _ = parse_claude_line(&line);
+        }
+
+        #[test]
+        fn one_pass_answers_as_the_two_strict_passes_did(line in claude_line(), cut in any::<prop::sample::Index>(), cut_it in any::<bool>()) {
+            let line = if cut_it { cut_short(&line, cut.index(line.len() + 1)) } else { line };
+            prop_assert_eq!(parse_claude_line(&line), as_before(&line), "{}", line);
+        }
+
+        #[test]
+        fn a_response_line_is_never_skipped(fields in response_fields(), pad in whitespace()) {
+            let line = object(&fields, &pad);
+            let call = parse_claude_line(&line);
+            prop_assert!(matches!(&call, Ok(Some(c)) if c.id == "req:req_1" && c.tokens.output == 40), "{:?} {}", call, line);
         }
     }
 }
