@@ -94,29 +94,65 @@ struct Message {
 #[serde(rename_all = "camelCase")]
 struct AnyLine<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow)]
-    timestamp: Option<Cow<'a, str>>,
+    timestamp: Option<Text<'a>>,
     #[serde(borrow)]
     message: Option<AnyMessage<'a>>,
     #[serde(borrow)]
-    request_id: Option<Cow<'a, str>>,
+    request_id: Option<Text<'a>>,
     #[serde(borrow)]
-    session_id: Option<Cow<'a, str>>,
+    session_id: Option<Text<'a>>,
     #[serde(borrow)]
-    cwd: Option<Cow<'a, str>>,
+    cwd: Option<Text<'a>>,
 }
 
 /// [`Message`]'s fields in [`Message`]'s order, none required.
 #[derive(Deserialize)]
 struct AnyMessage<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
+    model: Option<Text<'a>>,
     usage: Option<Usage>,
     #[serde(borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the line unless it has escapes. (serde's own `Cow<str>`
+/// inside an `Option` always copies.)
+struct Text<'a>(Cow<'a, str>);
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,24 +208,24 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     let Ok(entry) = serde_json::from_str::<AnyLine>(line) else {
         return parse_claude_line_strictly(line);
     };
-    if entry.kind.as_deref() != Some("assistant") {
+    if entry.kind.as_ref().map(Text::as_str) != Some("assistant") {
         return Ok(None);
     }
-    let (Some(timestamp), Some(message)) = (entry.timestamp.as_deref(), entry.message) else {
+    let (Some(timestamp), Some(message)) = (entry.timestamp, entry.message) else {
         return parse_claude_line_strictly(line);
     };
-    let (Some(message_id), Some(model), Some(usage)) = (message.id.as_deref(), message.model, message.usage) else {
+    let (Some(message_id), Some(model), Some(usage)) = (message.id, message.model, message.usage) else {
         return parse_claude_line_strictly(line);
     };
     call_of(Response {
-        timestamp,
-        message_id,
-        model: model.into_owned(),
+        timestamp: timestamp.as_str(),
+        message_id: message_id.as_str(),
+        model: model.owned(),
         usage,
-        stop_reason: message.stop_reason.map(Cow::into_owned),
-        request_id: entry.request_id.as_deref(),
-        session: entry.session_id.map(Cow::into_owned),
-        cwd: entry.cwd.map(Cow::into_owned),
+        stop_reason: message.stop_reason.map(Text::owned),
+        request_id: entry.request_id.as_ref().map(Text::as_str),
+        session: entry.session_id.map(Text::owned),
+        cwd: entry.cwd.map(Text::owned),
     })
 }
 
@@ -734,6 +770,8 @@ mod tests {
             r#"{"input_tokens":5,"output_tokens":9}"#,
             r#"{"ephemeral_1h_input_tokens":4}"#,
             r#""assist\u0061nt""#,
+            r#""C:\\src\\shop""#,
+            r#""2026-11-23T18:55:21\u002e5Z""#,
         ]);
         let key = prop::sample::select(vec![
             "type",
@@ -775,7 +813,14 @@ mod tests {
     fn field_edit() -> impl Strategy<Value = (String, String)> {
         (
             prop::sample::select(vec!["type", "timestamp", "message", "requestId", "cwd", "requestId"]),
-            prop::sample::select(vec!["null", "7", r#""""#, r#""x""#, "{}", r#"{"id":"m","model":"x","usage":{}}"#]),
+            prop::sample::select(vec![
+                "null",
+                "7",
+                r#""""#,
+                r#""x""#,
+                "{}",
+                r#"{"id":"m","model":"x","usage":{}}"#,
+            ]),
         )
             .prop_map(|(k, v)| (k.to_owned(), v.to_owned()))
     }
