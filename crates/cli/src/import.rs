@@ -28,6 +28,8 @@ use crate::client::Api;
 
 /// Events per write (one transaction locally, one request to a server).
 const BATCH: usize = 5_000;
+/// Bytes read from a log file at a time.
+const READ_BUFFER: usize = 1 << 20;
 /// Unreadable lines listed in the summary (all are counted).
 const LISTED_PROBLEMS: usize = 20;
 
@@ -173,12 +175,29 @@ fn read_file(
     problems: &mut Vec<Problem>,
 ) -> anyhow::Result<u64> {
     let mut reader = agent.reader();
-    let lines_of_file =
-        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let mut lines = 0;
-    for (index, line) in lines_of_file.split(b'\n').enumerate() {
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        bar.inc(line.len() as u64 + 1);
+    let mut lines_of_file = BufReader::with_capacity(
+        READ_BUFFER,
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    // One buffer for every line of the file, and the progress bar moved once per buffer's worth.
+    let mut line = Vec::new();
+    let (mut lines, mut unreported) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let read = lines_of_file
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {}", file.display()))?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        unreported += read as u64;
+        if unreported >= READ_BUFFER as u64 {
+            bar.inc(unreported);
+            unreported = 0;
+        }
         lines += 1;
         let parsed = std::str::from_utf8(&line)
             .map_err(|e| format!("not UTF-8: {e}"))
@@ -188,11 +207,12 @@ fn read_file(
             Ok(None) => {}
             Err(reason) => problems.push(Problem {
                 file: file.to_owned(),
-                line: index + 1,
+                line: lines as usize,
                 reason,
             }),
         }
     }
+    bar.inc(unreported);
     Ok(lines)
 }
 
@@ -229,12 +249,34 @@ fn event_input(response: &LoggedCall, options: &ImportOptions) -> UsageEventInpu
     }
 }
 
-/// Writes the events where the options say, a batch at a time; returns what was stored.
-async fn write(
-    config: &Config,
-    options: &ImportOptions,
-    events: Vec<UsageEventInput>,
-) -> anyhow::Result<InsertOutcome> {
+/// Turns `calls` into batches with `make` on a thread of its own, a batch ahead of the caller
+/// who writes them: the events of the next batch are built, checked and priced while the
+/// last is written. Each batch's calls are dropped once made.
+fn batches<T: Send + 'static>(
+    calls: Vec<LoggedCall>,
+    make: impl Fn(Vec<LoggedCall>) -> anyhow::Result<T> + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<anyhow::Result<T>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        let mut calls = calls.into_iter();
+        loop {
+            let batch: Vec<LoggedCall> = calls.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                return;
+            }
+            let made = make(batch);
+            let failed = made.is_err();
+            // The writer stopped (it failed): nothing more is wanted.
+            if sender.blocking_send(made).is_err() || failed {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// Writes the calls' events where the options say, a batch at a time; returns what was stored.
+async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>) -> anyhow::Result<InsertOutcome> {
     let mut total = InsertOutcome::default();
     if let Some((server, token)) = &options.server {
         let api = Api {
@@ -242,14 +284,18 @@ async fn write(
             base: server.trim_end_matches('/').to_owned(),
             token: token.clone(),
         };
-        for batch in events.chunks(BATCH) {
+        let options = options.clone();
+        let mut bodies = batches(calls, move |batch| {
             let mut body = String::new();
-            for event in batch {
-                body.push_str(&serde_json::to_string(event)?);
+            for call in &batch {
+                body.push_str(&serde_json::to_string(&event_input(call, &options))?);
                 body.push('\n');
             }
+            Ok(body)
+        });
+        while let Some(body) = bodies.recv().await {
             let reply = api
-                .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body))
+                .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body?))
                 .await?;
             let count = |field: &str| reply[field].as_u64().unwrap_or(0);
             total.inserted += count("accepted");
@@ -263,25 +309,26 @@ async fn write(
         store_content: false,
         source: Source::Import,
     };
-    let mut events = events.into_iter();
-    loop {
-        let mut batch = Vec::with_capacity(BATCH);
-        for input in events.by_ref().take(BATCH) {
-            let id = input.id.clone().unwrap_or_default();
-            let event = input.validate(policy).with_context(|| format!("response {id}"))?;
-            let cost = config
-                .prices
-                .cost_of(event.provider.as_deref(), &event.model, &event.tokens);
-            batch.push(PricedEvent { event, cost });
-        }
-        if batch.is_empty() {
-            return Ok(total);
-        }
-        let outcome = store.insert_usage(batch, config.prices.version()).await?;
+    let (options, prices) = (options.clone(), std::sync::Arc::clone(&config.prices));
+    let mut priced = batches(calls, move |batch| {
+        batch
+            .iter()
+            .map(|call| {
+                let event = event_input(call, &options)
+                    .validate(policy)
+                    .with_context(|| format!("response {}", call.id))?;
+                let cost = prices.cost_of(event.provider.as_deref(), &event.model, &event.tokens);
+                Ok(PricedEvent { event, cost })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    });
+    while let Some(batch) = priced.recv().await {
+        let outcome = store.insert_usage(batch?, config.prices.version()).await?;
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         total.unpriced += outcome.unpriced;
     }
+    Ok(total)
 }
 
 /// `goodhart import claude-code|codex`.
@@ -299,15 +346,8 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
     let (responses, problems, lines) = tokio::task::block_in_place(|| read_logs(agent, &files))?;
     let repeated = responses.repeated;
     let responses = responses.into_sorted();
-    let mut tokens = 0u64;
-    let events: Vec<UsageEventInput> = responses
-        .iter()
-        .map(|r| {
-            tokens += r.tokens.total();
-            event_input(r, &options)
-        })
-        .collect();
-    let outcome = write(config, &options, events).await?;
+    let (count, tokens) = (responses.len(), responses.iter().map(|r| r.tokens.total()).sum::<u64>());
+    let outcome = write(config, &options, responses).await?;
 
     let destination = options
         .server
@@ -317,7 +357,7 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
         "Read {} files ({lines} lines) in {:.1} s: {} model calls ({repeated} repeated lines counted once), {tokens} tokens.",
         files.len(),
         started.elapsed().as_secs_f64(),
-        responses.len(),
+        count,
     );
     println!(
         "Imported into {destination}: {} new, {} already there{}.",
