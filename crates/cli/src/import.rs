@@ -249,15 +249,35 @@ fn event_input(response: &LoggedCall, options: &ImportOptions) -> UsageEventInpu
     }
 }
 
+/// Batches of events made on a thread of their own (see [`batches`]).
+struct Batches<T> {
+    receiver: tokio::sync::mpsc::Receiver<anyhow::Result<T>>,
+    maker: tokio::task::JoinHandle<()>,
+}
+
+impl<T: Send + 'static> Batches<T> {
+    /// The next batch; `None` once every call is in one. A maker that panicked is an error
+    /// here, never an import that silently stopped short.
+    async fn next(&mut self) -> anyhow::Result<Option<T>> {
+        match self.receiver.recv().await {
+            Some(batch) => batch.map(Some),
+            None => {
+                (&mut self.maker).await.context("building the events")?;
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Turns `calls` into batches with `make` on a thread of its own, a batch ahead of the caller
 /// who writes them: the events of the next batch are built, checked and priced while the
 /// last is written. Each batch's calls are dropped once made.
 fn batches<T: Send + 'static>(
     calls: Vec<LoggedCall>,
     make: impl Fn(Vec<LoggedCall>) -> anyhow::Result<T> + Send + 'static,
-) -> tokio::sync::mpsc::Receiver<anyhow::Result<T>> {
+) -> Batches<T> {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    tokio::task::spawn_blocking(move || {
+    let maker = tokio::task::spawn_blocking(move || {
         let mut calls = calls.into_iter();
         loop {
             let batch: Vec<LoggedCall> = calls.by_ref().take(BATCH).collect();
@@ -272,7 +292,7 @@ fn batches<T: Send + 'static>(
             }
         }
     });
-    receiver
+    Batches { receiver, maker }
 }
 
 /// Writes the calls' events where the options say, a batch at a time; returns what was stored.
@@ -293,9 +313,9 @@ async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>)
             }
             Ok(body)
         });
-        while let Some(body) = bodies.recv().await {
+        while let Some(body) = bodies.next().await? {
             let reply = api
-                .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body?))
+                .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body))
                 .await?;
             let count = |field: &str| reply[field].as_u64().unwrap_or(0);
             total.inserted += count("accepted");
@@ -322,8 +342,8 @@ async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>)
             })
             .collect::<anyhow::Result<Vec<_>>>()
     });
-    while let Some(batch) = priced.recv().await {
-        let outcome = store.insert_usage(batch?, config.prices.version()).await?;
+    while let Some(batch) = priced.next().await? {
+        let outcome = store.insert_usage(batch, config.prices.version()).await?;
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         total.unpriced += outcome.unpriced;
@@ -498,4 +518,75 @@ pub async fn agent_analytics(config: &Config, tool: Tool, org: String, args: Ana
     }
     println!("Shown on people's pages as vendor-reported activity, never counted as value.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goodhart_core::usage::TokenCounts;
+
+    fn calls(n: usize) -> Vec<LoggedCall> {
+        (0..n)
+            .map(|i| LoggedCall {
+                id: format!("req:{i}"),
+                timestamp: Micros(i as i64),
+                provider: "anthropic",
+                agent: "claude-code",
+                model: "claude-sonnet-4-5".to_owned(),
+                tokens: TokenCounts::default(),
+                session: None,
+                cwd: None,
+                stop_reason: None,
+            })
+            .collect()
+    }
+
+    async fn drain<T: Send + 'static>(mut batches: Batches<T>) -> (Vec<T>, Option<anyhow::Error>) {
+        let mut made = Vec::new();
+        loop {
+            match batches.next().await {
+                Ok(Some(batch)) => made.push(batch),
+                Ok(None) => return (made, None),
+                Err(e) => return (made, Some(e)),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_call_is_in_one_batch_in_order() {
+        let (made, error) = drain(batches(calls(2 * BATCH + 1), |batch| {
+            Ok(batch.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
+        }))
+        .await;
+        assert!(error.is_none());
+        assert_eq!(made.iter().map(Vec::len).collect::<Vec<_>>(), [BATCH, BATCH, 1]);
+        let ids: Vec<String> = made.into_iter().flatten().collect();
+        assert_eq!(ids, calls(2 * BATCH + 1).into_iter().map(|c| c.id).collect::<Vec<_>>());
+        let (made, error) = drain(batches(Vec::new(), |batch| Ok(batch.len()))).await;
+        assert!(made.is_empty() && error.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_cannot_be_made_stops_the_import_with_its_reason() {
+        let (made, error) = drain(batches(calls(3 * BATCH), |batch| {
+            if batch[0].id == format!("req:{BATCH}") {
+                anyhow::bail!("response req:{BATCH}: no model");
+            }
+            Ok(batch.len())
+        }))
+        .await;
+        assert_eq!(made, [BATCH], "the batches before it are written, none after");
+        assert!(error.unwrap().to_string().contains("no model"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_maker_that_panics_is_an_error_not_a_short_import() {
+        let (made, error) = drain(batches(calls(2 * BATCH), |batch| {
+            assert!(batch[0].id != format!("req:{BATCH}"), "a bug");
+            Ok(batch.len())
+        }))
+        .await;
+        assert_eq!(made, [BATCH]);
+        assert!(error.is_some());
+    }
 }
