@@ -28,6 +28,8 @@ use crate::client::Api;
 
 /// Events per write (one transaction locally, one request to a server).
 const BATCH: usize = 5_000;
+/// Bytes read from a log file at a time.
+const READ_BUFFER: usize = 1 << 20;
 /// Unreadable lines listed in the summary (all are counted).
 const LISTED_PROBLEMS: usize = 20;
 
@@ -173,12 +175,29 @@ fn read_file(
     problems: &mut Vec<Problem>,
 ) -> anyhow::Result<u64> {
     let mut reader = agent.reader();
-    let lines_of_file =
-        BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let mut lines = 0;
-    for (index, line) in lines_of_file.split(b'\n').enumerate() {
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        bar.inc(line.len() as u64 + 1);
+    let mut lines_of_file = BufReader::with_capacity(
+        READ_BUFFER,
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    // One buffer for every line of the file, and the progress bar moved once per buffer's worth.
+    let mut line = Vec::new();
+    let (mut lines, mut unreported) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let read = lines_of_file
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {}", file.display()))?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        unreported += read as u64;
+        if unreported >= READ_BUFFER as u64 {
+            bar.inc(unreported);
+            unreported = 0;
+        }
         lines += 1;
         let parsed = std::str::from_utf8(&line)
             .map_err(|e| format!("not UTF-8: {e}"))
@@ -188,11 +207,12 @@ fn read_file(
             Ok(None) => {}
             Err(reason) => problems.push(Problem {
                 file: file.to_owned(),
-                line: index + 1,
+                line: lines as usize,
                 reason,
             }),
         }
     }
+    bar.inc(unreported);
     Ok(lines)
 }
 
@@ -229,12 +249,54 @@ fn event_input(response: &LoggedCall, options: &ImportOptions) -> UsageEventInpu
     }
 }
 
-/// Writes the events where the options say, a batch at a time; returns what was stored.
-async fn write(
-    config: &Config,
-    options: &ImportOptions,
-    events: Vec<UsageEventInput>,
-) -> anyhow::Result<InsertOutcome> {
+/// Batches of events made on a thread of their own (see [`batches`]).
+struct Batches<T> {
+    receiver: tokio::sync::mpsc::Receiver<anyhow::Result<T>>,
+    maker: tokio::task::JoinHandle<()>,
+}
+
+impl<T: Send + 'static> Batches<T> {
+    /// The next batch; `None` once every call is in one. A maker that panicked is an error
+    /// here, never an import that silently stopped short.
+    async fn next(&mut self) -> anyhow::Result<Option<T>> {
+        match self.receiver.recv().await {
+            Some(batch) => batch.map(Some),
+            None => {
+                (&mut self.maker).await.context("building the events")?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Turns `calls` into batches with `make` on a thread of its own, a batch ahead of the caller
+/// who writes them: the events of the next batch are built, checked and priced while the
+/// last is written. Each batch's calls are dropped once made.
+fn batches<T: Send + 'static>(
+    calls: Vec<LoggedCall>,
+    make: impl Fn(Vec<LoggedCall>) -> anyhow::Result<T> + Send + 'static,
+) -> Batches<T> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let maker = tokio::task::spawn_blocking(move || {
+        let mut calls = calls.into_iter();
+        loop {
+            let batch: Vec<LoggedCall> = calls.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                return;
+            }
+            let made = make(batch);
+            let failed = made.is_err();
+            // The writer stopped (it failed): nothing more is wanted.
+            if sender.blocking_send(made).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Batches { receiver, maker }
+}
+
+/// Writes the calls' events where the options say, a batch at a time; returns what was stored.
+async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>) -> anyhow::Result<InsertOutcome> {
     let mut total = InsertOutcome::default();
     if let Some((server, token)) = &options.server {
         let api = Api {
@@ -242,12 +304,16 @@ async fn write(
             base: server.trim_end_matches('/').to_owned(),
             token: token.clone(),
         };
-        for batch in events.chunks(BATCH) {
+        let options = options.clone();
+        let mut bodies = batches(calls, move |batch| {
             let mut body = String::new();
-            for event in batch {
-                body.push_str(&serde_json::to_string(event)?);
+            for call in &batch {
+                body.push_str(&serde_json::to_string(&event_input(call, &options))?);
                 body.push('\n');
             }
+            Ok(body)
+        });
+        while let Some(body) = bodies.next().await? {
             let reply = api
                 .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body))
                 .await?;
@@ -263,25 +329,26 @@ async fn write(
         store_content: false,
         source: Source::Import,
     };
-    let mut events = events.into_iter();
-    loop {
-        let mut batch = Vec::with_capacity(BATCH);
-        for input in events.by_ref().take(BATCH) {
-            let id = input.id.clone().unwrap_or_default();
-            let event = input.validate(policy).with_context(|| format!("response {id}"))?;
-            let cost = config
-                .prices
-                .cost_of(event.provider.as_deref(), &event.model, &event.tokens);
-            batch.push(PricedEvent { event, cost });
-        }
-        if batch.is_empty() {
-            return Ok(total);
-        }
+    let (options, prices) = (options.clone(), std::sync::Arc::clone(&config.prices));
+    let mut priced = batches(calls, move |batch| {
+        batch
+            .iter()
+            .map(|call| {
+                let event = event_input(call, &options)
+                    .validate(policy)
+                    .with_context(|| format!("response {}", call.id))?;
+                let cost = prices.cost_of(event.provider.as_deref(), &event.model, &event.tokens);
+                Ok(PricedEvent { event, cost })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    });
+    while let Some(batch) = priced.next().await? {
         let outcome = store.insert_usage(batch, config.prices.version()).await?;
         total.inserted += outcome.inserted;
         total.duplicates += outcome.duplicates;
         total.unpriced += outcome.unpriced;
     }
+    Ok(total)
 }
 
 /// `goodhart import claude-code|codex`.
@@ -299,15 +366,8 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
     let (responses, problems, lines) = tokio::task::block_in_place(|| read_logs(agent, &files))?;
     let repeated = responses.repeated;
     let responses = responses.into_sorted();
-    let mut tokens = 0u64;
-    let events: Vec<UsageEventInput> = responses
-        .iter()
-        .map(|r| {
-            tokens += r.tokens.total();
-            event_input(r, &options)
-        })
-        .collect();
-    let outcome = write(config, &options, events).await?;
+    let (count, tokens) = (responses.len(), responses.iter().map(|r| r.tokens.total()).sum::<u64>());
+    let outcome = write(config, &options, responses).await?;
 
     let destination = options
         .server
@@ -317,7 +377,7 @@ pub async fn import(config: &Config, agent: Agent, options: ImportOptions) -> an
         "Read {} files ({lines} lines) in {:.1} s: {} model calls ({repeated} repeated lines counted once), {tokens} tokens.",
         files.len(),
         started.elapsed().as_secs_f64(),
-        responses.len(),
+        count,
     );
     println!(
         "Imported into {destination}: {} new, {} already there{}.",
@@ -458,4 +518,75 @@ pub async fn agent_analytics(config: &Config, tool: Tool, org: String, args: Ana
     }
     println!("Shown on people's pages as vendor-reported activity, never counted as value.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goodhart_core::usage::TokenCounts;
+
+    fn calls(n: usize) -> Vec<LoggedCall> {
+        (0..n)
+            .map(|i| LoggedCall {
+                id: format!("req:{i}"),
+                timestamp: Micros(i as i64),
+                provider: "anthropic",
+                agent: "claude-code",
+                model: "claude-sonnet-4-5".to_owned(),
+                tokens: TokenCounts::default(),
+                session: None,
+                cwd: None,
+                stop_reason: None,
+            })
+            .collect()
+    }
+
+    async fn drain<T: Send + 'static>(mut batches: Batches<T>) -> (Vec<T>, Option<anyhow::Error>) {
+        let mut made = Vec::new();
+        loop {
+            match batches.next().await {
+                Ok(Some(batch)) => made.push(batch),
+                Ok(None) => return (made, None),
+                Err(e) => return (made, Some(e)),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_call_is_in_one_batch_in_order() {
+        let (made, error) = drain(batches(calls(2 * BATCH + 1), |batch| {
+            Ok(batch.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
+        }))
+        .await;
+        assert!(error.is_none());
+        assert_eq!(made.iter().map(Vec::len).collect::<Vec<_>>(), [BATCH, BATCH, 1]);
+        let ids: Vec<String> = made.into_iter().flatten().collect();
+        assert_eq!(ids, calls(2 * BATCH + 1).into_iter().map(|c| c.id).collect::<Vec<_>>());
+        let (made, error) = drain(batches(Vec::new(), |batch| Ok(batch.len()))).await;
+        assert!(made.is_empty() && error.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_cannot_be_made_stops_the_import_with_its_reason() {
+        let (made, error) = drain(batches(calls(3 * BATCH), |batch| {
+            if batch[0].id == format!("req:{BATCH}") {
+                anyhow::bail!("response req:{BATCH}: no model");
+            }
+            Ok(batch.len())
+        }))
+        .await;
+        assert_eq!(made, [BATCH], "the batches before it are written, none after");
+        assert!(error.unwrap().to_string().contains("no model"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_maker_that_panics_is_an_error_not_a_short_import() {
+        let (made, error) = drain(batches(calls(2 * BATCH), |batch| {
+            assert!(batch[0].id != format!("req:{BATCH}"), "a bug");
+            Ok(batch.len())
+        }))
+        .await;
+        assert_eq!(made, [BATCH]);
+        assert!(error.is_some());
+    }
 }

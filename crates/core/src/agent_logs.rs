@@ -14,6 +14,7 @@
 //! a call's line with a missing or mistyped field, is an error naming the field — the caller
 //! reports it with its file and line and goes on.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -85,6 +86,75 @@ struct Message {
     stop_reason: Option<String>,
 }
 
+/// Any line in one parse: every field an API response needs and none required, so that a
+/// response's line is read in one pass however its keys are ordered (Claude Code writes
+/// `message` before `type`). A line this cannot read, or an assistant line missing a field,
+/// goes to [`parse_claude_line_strictly`], whose two passes say precisely what is wrong.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnyLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    timestamp: Option<Text<'a>>,
+    #[serde(borrow)]
+    message: Option<AnyMessage<'a>>,
+    #[serde(borrow)]
+    request_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    session_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    cwd: Option<Text<'a>>,
+}
+
+/// [`Message`]'s fields in [`Message`]'s order, none required.
+#[derive(Deserialize)]
+struct AnyMessage<'a> {
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    model: Option<Text<'a>>,
+    usage: Option<Usage>,
+    #[serde(borrow)]
+    stop_reason: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the line unless it has escapes. (serde's own `Cow<str>`
+/// inside an `Option` always copies.)
+struct Text<'a>(Cow<'a, str>);
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct Usage {
     #[serde(default)]
@@ -106,6 +176,18 @@ struct CacheCreation {
     ephemeral_1h_input_tokens: u64,
 }
 
+/// An assistant line's fields, however they were read.
+struct Response<'a> {
+    timestamp: &'a str,
+    message_id: &'a str,
+    model: String,
+    usage: Usage,
+    stop_reason: Option<String>,
+    request_id: Option<&'a str>,
+    session: Option<String>,
+    cwd: Option<String>,
+}
+
 /// Reads one Claude Code log line (see [`LogReader::line`]).
 pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     let line = line.trim();
@@ -118,16 +200,63 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
     if line.ends_with('}') && !line.contains("assistant") {
         return Ok(None);
     }
+    // Only an object: serde would also read a struct from an array, by position, and the two
+    // paths' structs have different positions.
+    if !line.starts_with('{') {
+        return parse_claude_line_strictly(line);
+    }
+    let Ok(entry) = serde_json::from_str::<AnyLine>(line) else {
+        return parse_claude_line_strictly(line);
+    };
+    if entry.kind.as_ref().map(Text::as_str) != Some("assistant") {
+        return Ok(None);
+    }
+    let (Some(timestamp), Some(message)) = (entry.timestamp, entry.message) else {
+        return parse_claude_line_strictly(line);
+    };
+    let (Some(message_id), Some(model), Some(usage)) = (message.id, message.model, message.usage) else {
+        return parse_claude_line_strictly(line);
+    };
+    call_of(Response {
+        timestamp: timestamp.as_str(),
+        message_id: message_id.as_str(),
+        model: model.owned(),
+        usage,
+        stop_reason: message.stop_reason.map(Text::owned),
+        request_id: entry.request_id.as_ref().map(Text::as_str),
+        session: entry.session_id.map(Text::owned),
+        cwd: entry.cwd.map(Text::owned),
+    })
+}
+
+/// The reading of [`parse_claude_line`] in two strict passes (its type, then an assistant
+/// line's fields), for the lines the one-pass reading cannot take: the same answer, and for a
+/// line that cannot be read, the field and column at fault.
+fn parse_claude_line_strictly(line: &str) -> Result<Option<LoggedCall>, String> {
     let kind: Line = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if kind.kind.as_deref() != Some("assistant") {
         return Ok(None);
     }
     let entry: AssistantLine = serde_json::from_str(line).map_err(|e| format!("assistant line: {e}"))?;
-    if entry.message.model == SYNTHETIC_MODEL {
+    call_of(Response {
+        timestamp: &entry.timestamp,
+        message_id: &entry.message.id,
+        model: entry.message.model,
+        usage: entry.message.usage,
+        stop_reason: entry.message.stop_reason,
+        request_id: entry.request_id.as_deref(),
+        session: entry.session_id,
+        cwd: entry.cwd,
+    })
+}
+
+/// The call an assistant line records (none for a message Claude Code made up itself).
+fn call_of(response: Response<'_>) -> Result<Option<LoggedCall>, String> {
+    if response.model == SYNTHETIC_MODEL {
         return Ok(None);
     }
-    let timestamp = parse_rfc3339(&entry.timestamp).map_err(|e| format!("timestamp: {e}"))?;
-    let usage = entry.message.usage;
+    let timestamp = parse_rfc3339(response.timestamp).map_err(|e| format!("timestamp: {e}"))?;
+    let usage = response.usage;
     let split = usage.cache_creation.unwrap_or(CacheCreation {
         ephemeral_5m_input_tokens: 0,
         ephemeral_1h_input_tokens: 0,
@@ -142,18 +271,18 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
             split.ephemeral_1h_input_tokens,
         ],
     );
-    let id = call_id(entry.request_id.as_deref(), Some(&entry.message.id))
+    let id = call_id(response.request_id, Some(response.message_id))
         .ok_or_else(|| "message.id is empty and there is no requestId".to_owned())?;
     Ok(Some(LoggedCall {
         id,
         timestamp,
         provider: "anthropic",
         agent: "claude-code",
-        model: entry.message.model,
+        model: response.model,
         tokens,
-        session: entry.session_id,
-        cwd: entry.cwd,
-        stop_reason: entry.message.stop_reason,
+        session: response.session,
+        cwd: response.cwd,
+        stop_reason: response.stop_reason,
     }))
 }
 
@@ -162,38 +291,36 @@ pub fn parse_claude_line(line: &str) -> Result<Option<LoggedCall>, String> {
 /// time it began.
 #[derive(Debug, Default)]
 pub struct Calls {
-    by_id: HashMap<String, LoggedCall>,
+    /// Keyed with foldhash: every assistant line is looked up here, and SipHash was a tenth of
+    /// an import's reading.
+    by_id: HashMap<String, LoggedCall, foldhash::fast::RandomState>,
     /// Lines that repeated a call already seen.
     pub repeated: u64,
 }
 
 impl Calls {
     pub fn add(&mut self, response: LoggedCall) {
-        use std::collections::hash_map::Entry;
-        match self.by_id.entry(response.id.clone()) {
-            Entry::Vacant(slot) => {
-                slot.insert(response);
-            }
-            Entry::Occupied(mut kept) => {
-                self.repeated += 1;
-                let completeness = |r: &LoggedCall| (r.tokens.output, r.tokens.total());
-                let kept = kept.get_mut();
-                if completeness(&response) > completeness(kept) {
-                    let first_seen = kept.timestamp.min(response.timestamp);
-                    *kept = LoggedCall {
-                        timestamp: first_seen,
-                        ..response
-                    };
-                } else {
-                    kept.timestamp = kept.timestamp.min(response.timestamp);
-                }
-            }
+        let Some(kept) = self.by_id.get_mut(&response.id) else {
+            self.by_id.insert(response.id.clone(), response);
+            return;
+        };
+        self.repeated += 1;
+        let completeness = |r: &LoggedCall| (r.tokens.output, r.tokens.total());
+        if completeness(&response) > completeness(kept) {
+            let first_seen = kept.timestamp.min(response.timestamp);
+            *kept = LoggedCall {
+                timestamp: first_seen,
+                ..response
+            };
+        } else {
+            kept.timestamp = kept.timestamp.min(response.timestamp);
         }
     }
 
     /// Adds every call another reader found (a line repeated across the two counts as one).
     pub fn merge(&mut self, other: Calls) {
         self.repeated += other.repeated;
+        self.by_id.reserve(other.by_id.len());
         for call in other.by_id.into_values() {
             self.add(call);
         }
@@ -210,7 +337,8 @@ impl Calls {
     /// Every call, oldest first (ties by id, so the order does not depend on the files').
     pub fn into_sorted(self) -> Vec<LoggedCall> {
         let mut calls: Vec<LoggedCall> = self.by_id.into_values().collect();
-        calls.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.id.cmp(&b.id)));
+        // Ids are unique, so an unstable sort gives the one order.
+        calls.sort_unstable_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.id.cmp(&b.id)));
         calls
     }
 }
@@ -548,6 +676,173 @@ mod tests {
         assert_eq!(log.line(r#"{"type":"response_item","payload":{}}"#), Ok(None));
     }
 
+    /// `parse_claude_line` as it was before the one-pass reading: the fast skip, then the two
+    /// strict passes for every other line.
+    fn as_before(line: &str) -> Result<Option<LoggedCall>, String> {
+        let line = line.trim();
+        if line.is_empty() || (line.ends_with('}') && !line.contains("assistant")) {
+            return Ok(None);
+        }
+        parse_claude_line_strictly(line)
+    }
+
+    /// `line` cut at byte `at` (or the nearest character boundary before it).
+    fn cut_short(line: &str, at: usize) -> String {
+        let mut at = at.min(line.len());
+        while !line.is_char_boundary(at) {
+            at -= 1;
+        }
+        line[..at].to_owned()
+    }
+
+    /// Whitespace JSON allows between tokens.
+    fn whitespace() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop::sample::select(vec!["", "", " ", "  ", "\t", "\r"]), 8)
+            .prop_map(|parts| parts.concat())
+    }
+
+    /// `{"key":value,…}` with `pad` around every token.
+    fn object(fields: &[(String, String)], pad: &str) -> String {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(key, value)| format!("{pad}\"{key}\"{pad}:{pad}{value}{pad}"))
+            .collect();
+        format!("{pad}{{{}}}{pad}", body.join(","))
+    }
+
+    /// An API response's fields in any order, among fields Claude Code writes beside them.
+    fn response_fields() -> impl Strategy<Value = Vec<(String, String)>> {
+        let usage = r#"{"input_tokens":100,"output_tokens":40,"cache_read_input_tokens":7,"cache_creation_input_tokens":3,"cache_creation":{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":0}}"#;
+        let message = [
+            ("id", r#""msg_1""#),
+            ("type", r#""message""#),
+            ("role", r#""assistant""#),
+            ("model", r#""claude-sonnet-4-5""#),
+            ("content", r#"[{"type":"text","text":"} {\"type\":\"user\"} \u00e9"}]"#),
+            ("stop_reason", r#""end_turn""#),
+            ("usage", usage),
+        ];
+        let top = [
+            ("parentUuid", r#"null"#),
+            ("isSidechain", "false"),
+            ("requestId", r#""req_1""#),
+            ("type", r#""assistant""#),
+            ("timestamp", r#""2026-11-23T18:55:21.186Z""#),
+            ("sessionId", r#""s1""#),
+            ("cwd", r#""/home/dev/src/shop""#),
+            ("gitBranch", r#""main""#),
+        ];
+        let pairs = |fields: &[(&str, &str)]| -> Vec<(String, String)> {
+            fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        (
+            Just(pairs(&message)).prop_shuffle(),
+            Just(pairs(&top)).prop_shuffle(),
+            0..=top.len(),
+            whitespace(),
+        )
+            .prop_map(|(message, mut top, at, pad)| {
+                top.insert(at, ("message".to_owned(), object(&message, &pad)));
+                top
+            })
+    }
+
+    /// Lines of every shape: responses, other lines, and either with fields missing,
+    /// mistyped, repeated or out of place.
+    fn claude_line() -> impl Strategy<Value = String> {
+        let value = prop::sample::select(vec![
+            r#""assistant""#,
+            r#""user""#,
+            r#""2026-11-23T18:55:21Z""#,
+            r#""yesterday""#,
+            r#""""#,
+            r#""<synthetic>""#,
+            "null",
+            "12",
+            "-1",
+            "1.5",
+            "true",
+            "[]",
+            r#"["assistant"]"#,
+            "{}",
+            r#"{"input_tokens":"12"}"#,
+            r#"{"input_tokens":5,"output_tokens":9}"#,
+            r#"{"ephemeral_1h_input_tokens":4}"#,
+            r#""assist\u0061nt""#,
+            r#""C:\\src\\shop""#,
+            r#""2026-11-23T18:55:21\u002e5Z""#,
+        ]);
+        let key = prop::sample::select(vec![
+            "type",
+            "timestamp",
+            "message",
+            "requestId",
+            "sessionId",
+            "cwd",
+            "id",
+            "model",
+            "usage",
+            "stop_reason",
+            "cache_creation",
+            "input_tokens",
+            "role",
+            "other",
+        ]);
+        let field = (key, value).prop_map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let message = proptest::collection::vec(field.clone(), 0..6).prop_map(|fields| object(&fields, ""));
+        let top = proptest::collection::vec(
+            prop_oneof![
+                3 => field,
+                1 => message.prop_map(|m| ("message".to_owned(), m)),
+            ],
+            0..7,
+        );
+        prop_oneof![
+            2 => (response_fields(), whitespace()).prop_map(|(f, pad)| object(&f, &pad)),
+            3 => (top, whitespace()).prop_map(|(f, pad)| object(&f, &pad)),
+            1 => (response_fields(), any::<prop::sample::Index>(), field_edit()).prop_map(|(mut f, i, (k, v))| {
+                let at = i.index(f.len());
+                f[at] = (k, v);
+                object(&f, "")
+            }),
+        ]
+    }
+
+    /// A field to put in place of one of a response's.
+    fn field_edit() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(vec!["type", "timestamp", "message", "requestId", "cwd", "requestId"]),
+            prop::sample::select(vec![
+                "null",
+                "7",
+                r#""""#,
+                r#""x""#,
+                "{}",
+                r#"{"id":"m","model":"x","usage":{}}"#,
+            ]),
+        )
+            .prop_map(|(k, v)| (k.to_owned(), v.to_owned()))
+    }
+
+    #[test]
+    fn a_response_line_cut_short_is_reported() {
+        let fixture = include_str!("../../cli/tests/fixtures/claude-code/claude_code.session1.jsonl");
+        let responses: Vec<&str> = fixture
+            .lines()
+            .filter(|l| matches!(parse_claude_line(l), Ok(Some(_))))
+            .collect();
+        assert!(!responses.is_empty());
+        for line in responses {
+            for at in 1..line.trim_end().len() {
+                let cut = cut_short(line, at);
+                if cut.trim().is_empty() {
+                    continue;
+                }
+                assert!(parse_claude_line(&cut).is_err(), "{cut}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn the_kept_responses_do_not_depend_on_line_order(
@@ -582,6 +877,19 @@ mod tests {
         #[test]
         fn no_line_makes_the_parser_panic(line in ".{0,300}") {
             let _ = parse_claude_line(&line);
+        }
+
+        #[test]
+        fn one_pass_answers_as_the_two_strict_passes_did(line in claude_line(), cut in any::<prop::sample::Index>(), cut_it in any::<bool>()) {
+            let line = if cut_it { cut_short(&line, cut.index(line.len() + 1)) } else { line };
+            prop_assert_eq!(parse_claude_line(&line), as_before(&line), "{}", line);
+        }
+
+        #[test]
+        fn a_response_line_is_never_skipped(fields in response_fields(), pad in whitespace()) {
+            let line = object(&fields, &pad);
+            let call = parse_claude_line(&line);
+            prop_assert!(matches!(&call, Ok(Some(c)) if c.id == "req:req_1" && c.tokens.output == 40), "{:?} {}", call, line);
         }
     }
 }
