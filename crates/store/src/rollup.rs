@@ -198,26 +198,32 @@ pub fn prune_rollup_sql(table: &str) -> String {
     )
 }
 
-/// Pending changes to `usage_hourly` and `usage_daily`.
+/// Pending changes to the rollup tables.
 #[derive(Debug, Default)]
 pub struct Rollups<'a> {
     /// Hourly totals without project and agent: at hour resolution those two multiply the
-    /// rows almost up to the number of events, so reports that need them read raw events for
-    /// the (at most two) partial days at a window's edges instead.
+    /// rows almost up to the number of events, so reports that need them together with a user
+    /// or team read raw events for the (at most two) partial days at a window's edges instead.
     pub hourly: BTreeMap<RollupKey<'a>, RollupDelta>,
     pub daily: BTreeMap<RollupKey<'a>, RollupDelta>,
     /// Daily totals without project and agent (see `usage_daily_lean`).
     pub daily_lean: BTreeMap<RollupKey<'a>, RollupDelta>,
+    /// Hourly and daily totals by project and agent without user and team (see
+    /// `usage_hourly_projects`): what reports by project or agent read.
+    pub hourly_projects: BTreeMap<RollupKey<'a>, RollupDelta>,
+    pub daily_projects: BTreeMap<RollupKey<'a>, RollupDelta>,
 }
 
 /// Each rollup table and the map of pending changes for it.
 pub fn rollup_tables<'r, 'a>(
     rollups: &'r Rollups<'a>,
-) -> [(&'static str, &'r BTreeMap<RollupKey<'a>, RollupDelta>); 3] {
+) -> [(&'static str, &'r BTreeMap<RollupKey<'a>, RollupDelta>); 5] {
     [
         ("usage_hourly", &rollups.hourly),
         ("usage_daily", &rollups.daily),
         ("usage_daily_lean", &rollups.daily_lean),
+        ("usage_hourly_projects", &rollups.hourly_projects),
+        ("usage_daily_projects", &rollups.daily_projects),
     ]
 }
 
@@ -228,10 +234,17 @@ impl<'a> Rollups<'a> {
             agent: 0,
             ..dims
         };
+        let projects = DimIds {
+            user: 0,
+            team: 0,
+            ..dims
+        };
         for (map, unit, dims) in [
             (&mut self.hourly, MICROS_PER_HOUR, lean),
             (&mut self.daily, MICROS_PER_DAY, dims),
             (&mut self.daily_lean, MICROS_PER_DAY, lean),
+            (&mut self.hourly_projects, MICROS_PER_HOUR, projects),
+            (&mut self.daily_projects, MICROS_PER_DAY, projects),
         ] {
             let key = RollupKey {
                 bucket: ts.floor_to(unit).0,
