@@ -592,11 +592,17 @@ async fn assert_summaries_match(
     let mut windows = vec![
         all_time(),
         (Micros(start + MICROS_PER_DAY), Micros(start + 2 * MICROS_PER_DAY)),
-        (Micros(start + 3 * MICROS_PER_HOUR), Micros(start + 2 * MICROS_PER_DAY + 5 * MICROS_PER_HOUR)),
+        (
+            Micros(start + 3 * MICROS_PER_HOUR),
+            Micros(start + 2 * MICROS_PER_DAY + 5 * MICROS_PER_HOUR),
+        ),
     ];
     windows.extend((0..12).map(|_| {
         let from = start + rng.random_range(-MICROS_PER_DAY..3 * MICROS_PER_DAY);
-        (Micros(from), Micros(from + rng.random_range(0..2 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR)))
+        (
+            Micros(from),
+            Micros(from + rng.random_range(0..2 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR)),
+        )
     }));
     for (from, to) in windows {
         for group_by in GROUPINGS {

@@ -10,9 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock::now_micros;
 use crate::error::StoreError;
-use crate::rollup::{
-    self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
-};
+use crate::rollup::{self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, token_columns};
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::usage::{
     ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
@@ -281,19 +279,35 @@ fn read_event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
+/// Rollup rows per upsert statement: one statement per row spent as much in statement
+/// overhead (binding, reset, VM start) as in the B-tree (see BENCHMARKS.md).
+const UPSERT_ROWS: usize = 64;
+
 fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
-    for (table, rows) in rollup_tables(rollups) {
-        let mut upsert = tx.prepare_cached(&rollup::rollup_upsert_sql(table, rollup::RollupRows::Values))?;
-        for (key, d) in rows {
-            let (ids, values) = (key.ids(), d.values());
-            let mut row: Vec<&dyn rusqlite::ToSql> = ids.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
-            row.extend([&key.provider as &dyn rusqlite::ToSql, &key.model]);
-            row.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
-            upsert.execute(row.as_slice())?;
-            if d.requests < 0 {
-                tx.prepare_cached(&rollup::prune_rollup_sql(table))?
-                    .execute(&row[..7])?;
+    for (table, rows) in rollups.tables() {
+        let chunks = rows.chunks_exact(UPSERT_ROWS);
+        let rest = chunks.remainder();
+        for (n, chunk) in chunks.map(|c| (UPSERT_ROWS, c)).chain(rest.chunks(1).map(|c| (1, c))) {
+            let mut upsert = tx.prepare_cached(&rollup::rollup_upsert_sql(table, rollup::RollupRows::Values(n)))?;
+            let cells: Vec<([i64; 5], [i64; 10])> = chunk.iter().map(|(k, d)| (k.ids(), d.values())).collect();
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(n * 17);
+            for ((key, _), (ids, values)) in chunk.iter().zip(&cells) {
+                params.extend(ids.iter().map(|v| v as &dyn rusqlite::ToSql));
+                params.extend([&key.provider as &dyn rusqlite::ToSql, &key.model]);
+                params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
             }
+            upsert.execute(params.as_slice())?;
+        }
+        for (key, _) in rows.iter().filter(|(_, d)| d.requests < 0) {
+            tx.prepare_cached(&rollup::prune_rollup_sql(table))?.execute(params![
+                key.bucket,
+                key.dims.user,
+                key.dims.team,
+                key.dims.project,
+                key.dims.agent,
+                key.provider,
+                key.model
+            ])?;
         }
     }
     Ok(())
