@@ -47,13 +47,17 @@ CREATE TABLE usage_daily_projects (
 -- the daily rows from the full daily rollup, which already holds every event's day.
 INSERT INTO usage_hourly_projects
 SELECT ts - ((ts % 3600000000) + 3600000000) % 3600000000, 0, 0, project_id, agent_id, provider, model,
-    COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
-    COALESCE(SUM(cost_nanos), 0), SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), SUM(estimated)
+    COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+    SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens),
+    COALESCE(SUM(cost_nanos), 0), SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END),
+    SUM(estimated)
 FROM usage_events
 GROUP BY 1, project_id, agent_id, provider, model;
 
 INSERT INTO usage_daily_projects
 SELECT bucket, 0, 0, project_id, agent_id, provider, model,
-    SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens), SUM(cost_nanos), SUM(unpriced_requests), SUM(estimated_requests)
+    SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+    SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(reasoning_tokens), SUM(cost_nanos),
+    SUM(unpriced_requests), SUM(estimated_requests)
 FROM usage_daily
 GROUP BY bucket, project_id, agent_id, provider, model;
