@@ -430,30 +430,7 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
     let table = prices();
     let mut rng = StdRng::seed_from_u64(7);
     let start = at("2026-10-30T00:00:00Z").0;
-    let users = ["alice", "bob", "carol"];
-    let models = ["claude-sonnet-4-5", "gpt-4o-mini", "unknown-model"];
-    let events: Vec<UsageEvent> = (0..2_000)
-        .map(|i| {
-            let ts = Micros(start + rng.random_range(0..4 * MICROS_PER_DAY));
-            let user = users[rng.random_range(0..users.len())];
-            let model = models[rng.random_range(0..models.len())];
-            let team = (user != "carol").then_some("core");
-            let mut e = event(
-                &format!("e{i}"),
-                ts,
-                user,
-                team,
-                model,
-                rng.random_range(0..50_000),
-                rng.random_range(0..5_000),
-            );
-            e.attribution.project = rng
-                .random_bool(0.7)
-                .then(|| ["web", "api"][rng.random_range(0..2)].to_owned());
-            e.attribution.agent = rng.random_bool(0.5).then(|| "bot".to_owned());
-            e
-        })
-        .collect();
+    let events = varied_events(&mut rng, start, 2_000);
     for chunk in priced(&table, events.clone()).chunks(500) {
         store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
     }
