@@ -244,7 +244,7 @@ async fn vacuum_analyze(url: &str) {
         .expect("connect");
     tokio::spawn(connection);
     client
-        .batch_execute("VACUUM ANALYZE usage_events, usage_hourly, usage_daily, usage_daily_lean")
+        .batch_execute("VACUUM ANALYZE usage_events, usage_hourly, usage_daily, usage_daily_lean, usage_hourly_projects, usage_daily_projects")
         .await
         .expect("vacuum");
 }

@@ -47,6 +47,7 @@ migrations!(
     shared "20261205000000_finding_samples",
     shared "20261206000000_provider_reports",
     shared "20261207000000_agent_activity",
+    each "20261208000000_project_rollups",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -57,18 +57,23 @@ pub type Names = HashMap<Dimension, HashMap<i64, String>>;
 /// Columns: one per dimension (day as BIGINT, the others as TEXT), then ten sums: requests,
 /// six token kinds, cost, unpriced requests, estimated requests.
 pub fn segment_sql(granularity: Granularity, group_by: &[Dimension]) -> String {
-    // Only the full daily rollup keeps project and agent; hourly and lean daily rows have 0.
-    let needs_project_or_agent = group_by
-        .iter()
-        .any(|d| matches!(d, Dimension::Project | Dimension::Agent));
+    // The hourly and lean daily rollups have no project or agent, the projects rollups no user
+    // or team; only the full daily rollup and raw events have all four.
+    let has = |dims: &[Dimension]| group_by.iter().any(|d| dims.contains(d));
+    let (by_work, by_person) = (
+        has(&[Dimension::Project, Dimension::Agent]),
+        has(&[Dimension::User, Dimension::Team]),
+    );
     let granularity = match granularity {
-        Granularity::Hour if needs_project_or_agent => Granularity::Raw,
+        Granularity::Hour if by_work && by_person => Granularity::Raw,
         other => other,
     };
     let (table, time_column) = match granularity {
         Granularity::Raw => ("usage_events", "ts"),
+        Granularity::Hour if by_work => ("usage_hourly_projects", "bucket"),
         Granularity::Hour => ("usage_hourly", "bucket"),
-        Granularity::Day if needs_project_or_agent => ("usage_daily", "bucket"),
+        Granularity::Day if by_work && by_person => ("usage_daily", "bucket"),
+        Granularity::Day if by_work => ("usage_daily_projects", "bucket"),
         Granularity::Day => ("usage_daily_lean", "bucket"),
     };
     // Grouping by integer ids and naming the groups afterwards is several times faster than

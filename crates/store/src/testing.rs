@@ -75,6 +75,20 @@ impl TestDatabase {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         crate::open(&self.url).await
     }
+
+    /// Runs `sql` (statements separated by `;`) on the database directly, outside any store:
+    /// to put a database into the state an older version left it in.
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        match crate::sqlite_path(&self.url)? {
+            Some(path) => rusqlite::Connection::open(path)?.execute_batch(sql)?,
+            None => {
+                let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client.batch_execute(sql).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for TestDatabase {

@@ -139,6 +139,8 @@ conformance!(
     duplicates_are_counted_once,
     summary_groups_and_totals,
     rollups_agree_with_raw_events_on_any_window,
+    reports_by_project_and_agent_agree_with_raw_events,
+    project_rollups_are_backfilled_from_existing_events,
     unpriced_events_are_flagged_and_repriced,
     reprice_all_applies_corrections,
     idempotent_whatever_the_batching,
@@ -428,16 +430,44 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
     let table = prices();
     let mut rng = StdRng::seed_from_u64(7);
     let start = at("2026-10-30T00:00:00Z").0;
-    let users = ["alice", "bob", "carol"];
+    let events = varied_events(&mut rng, start, 2_000);
+    for chunk in priced(&table, events.clone()).chunks(500) {
+        store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
+    }
+    let dimensions = [Dimension::User, Dimension::Project, Dimension::Agent, Dimension::Model];
+    for round in 0..25 {
+        let from = Micros(start + rng.random_range(-MICROS_PER_DAY..4 * MICROS_PER_DAY));
+        let to = Micros(from.0 + rng.random_range(0..3 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR));
+        let dim = dimensions[round % dimensions.len()];
+        let got: HashMap<Vec<Option<String>>, UsageTotals> =
+            summary(&store, from, to, &[dim]).await.into_iter().collect();
+        assert_eq!(
+            got,
+            summary_of_events(&events, &table, from, to, &[dim]),
+            "by {dim:?}, window {} .. {}",
+            from.rfc3339(),
+            to.rfc3339()
+        );
+    }
+}
+
+/// Random calls by four users in two teams across projects, agents, models and three days;
+/// a quarter of them estimated (telemetry) and some of an unpriced model.
+fn varied_events(rng: &mut StdRng, start: i64, count: usize) -> Vec<UsageEvent> {
+    let users = ["alice", "bob", "carol", "dan"];
     let models = ["claude-sonnet-4-5", "gpt-4o-mini", "unknown-model"];
-    let events: Vec<UsageEvent> = (0..2_000)
+    (0..count)
         .map(|i| {
-            let ts = Micros(start + rng.random_range(0..4 * MICROS_PER_DAY));
+            let ts = Micros(start + rng.random_range(0..3 * MICROS_PER_DAY));
             let user = users[rng.random_range(0..users.len())];
+            let team = match user {
+                "alice" | "bob" => Some("core"),
+                "carol" => Some("data"),
+                _ => None,
+            };
             let model = models[rng.random_range(0..models.len())];
-            let team = (user != "carol").then_some("core");
             let mut e = event(
-                &format!("e{i}"),
+                &format!("req:{i}"),
                 ts,
                 user,
                 team,
@@ -446,48 +476,184 @@ async fn rollups_agree_with_raw_events_on_any_window(db: &TestDatabase) {
                 rng.random_range(0..5_000),
             );
             e.attribution.project = rng
-                .random_bool(0.7)
-                .then(|| ["web", "api"][rng.random_range(0..2)].to_owned());
-            e.attribution.agent = rng.random_bool(0.5).then(|| "bot".to_owned());
+                .random_bool(0.8)
+                .then(|| ["web", "api", "ml"][rng.random_range(0..3)].to_owned());
+            e.attribution.agent = rng
+                .random_bool(0.5)
+                .then(|| ["bot", "ci"][rng.random_range(0..2)].to_owned());
+            e.estimated = rng.random_bool(0.25);
+            if e.estimated {
+                e.source = Source::Otlp;
+            }
+            e
+        })
+        .collect()
+}
+
+type GroupKey = fn(&UsageEvent, Dimension) -> Option<String>;
+
+/// A summary computed from `events` themselves, priced with `table`.
+fn summary_of_events(
+    events: &[UsageEvent],
+    table: &PriceTable,
+    from: Micros,
+    to: Micros,
+    group_by: &[Dimension],
+) -> HashMap<Vec<Option<String>>, UsageTotals> {
+    let key_of: GroupKey = |e, dim| match dim {
+        Dimension::User => Some(e.attribution.user.clone()),
+        Dimension::Team => e.attribution.team.clone(),
+        Dimension::Project => e.attribution.project.clone(),
+        Dimension::Agent => e.attribution.agent.clone(),
+        Dimension::Model => Some(e.model.clone()),
+        Dimension::Provider => e.provider.clone(),
+        Dimension::Day => Some(e.timestamp.utc_day()),
+    };
+    let mut expected: HashMap<Vec<Option<String>>, UsageTotals> = HashMap::new();
+    for e in events.iter().filter(|e| e.timestamp >= from && e.timestamp < to) {
+        let cost = table.cost_of(e.provider.as_deref(), &e.model, &e.tokens);
+        let key = group_by.iter().map(|dim| key_of(e, *dim)).collect();
+        expected.entry(key).or_default().add(&UsageTotals {
+            requests: 1,
+            tokens: e.tokens,
+            cost: cost.map(|c| c.total()).unwrap_or_default(),
+            unpriced_requests: u64::from(cost.is_none()),
+            estimated_requests: u64::from(e.estimated),
+        });
+    }
+    expected
+}
+
+/// Group-bys that read each rollup: the projects rollups (project and agent without user or
+/// team), the full daily rollup with raw edges (with user or team), the lean ones (neither).
+const GROUPINGS: [&[Dimension]; 10] = [
+    &[Dimension::Project],
+    &[Dimension::Agent],
+    &[Dimension::Project, Dimension::Agent],
+    &[Dimension::Agent, Dimension::Model],
+    &[Dimension::Project, Dimension::Day],
+    &[Dimension::Provider, Dimension::Project],
+    &[Dimension::User, Dimension::Project],
+    &[Dimension::Team, Dimension::Agent],
+    &[Dimension::Team, Dimension::Model],
+    &[],
+];
+
+/// Compares the store's summaries with the events' own on windows with partial hours and days
+/// at their edges, whole days, and everything.
+async fn assert_summaries_match(
+    store: &Arc<dyn Store>,
+    events: &[UsageEvent],
+    table: &PriceTable,
+    start: i64,
+    rng: &mut StdRng,
+) {
+    let mut windows = vec![
+        all_time(),
+        (Micros(start + MICROS_PER_DAY), Micros(start + 2 * MICROS_PER_DAY)),
+        (
+            Micros(start + 3 * MICROS_PER_HOUR),
+            Micros(start + 2 * MICROS_PER_DAY + 5 * MICROS_PER_HOUR),
+        ),
+    ];
+    windows.extend((0..12).map(|_| {
+        let from = start + rng.random_range(-MICROS_PER_DAY..3 * MICROS_PER_DAY);
+        (
+            Micros(from),
+            Micros(from + rng.random_range(0..2 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR)),
+        )
+    }));
+    for (from, to) in windows {
+        for group_by in GROUPINGS {
+            let got: HashMap<Vec<Option<String>>, UsageTotals> =
+                summary(store, from, to, group_by).await.into_iter().collect();
+            assert_eq!(
+                got,
+                summary_of_events(events, table, from, to, group_by),
+                "by {group_by:?}, window {} .. {}",
+                from.rfc3339(),
+                to.rfc3339()
+            );
+        }
+    }
+}
+
+/// Reports by project and agent (from their own rollups) equal totals computed from the events
+/// after inserts, the gateway replacing telemetry's records (under another attribution and in
+/// another hour), and a reprice that prices a model and corrects another's price.
+async fn reports_by_project_and_agent_agree_with_raw_events(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let mut rng = StdRng::seed_from_u64(21);
+    let start = at("2026-10-30T00:00:00Z").0;
+    let mut events = varied_events(&mut rng, start, 1_500);
+    for chunk in priced(&table, events[..1_000].to_vec()).chunks(300) {
+        store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
+    }
+    assert_summaries_match(&store, &events[..1_000], &table, start, &mut rng).await;
+
+    // The gateway's records of 150 of the telemetry's calls replace them.
+    let replaced: Vec<UsageEvent> = (0..150)
+        .map(|n| {
+            let mut e = events[n * 6].clone();
+            e.timestamp = Micros(e.timestamp.0 + rng.random_range(-MICROS_PER_HOUR..MICROS_PER_HOUR));
+            e.attribution.user = "erin".into();
+            e.attribution.team = Some("platform".into());
+            e.attribution.project = (n % 3 != 0).then(|| "gateway-project".to_owned());
+            e.attribution.agent = (n % 2 == 0).then(|| "gateway-agent".to_owned());
+            e.source = Source::Gateway;
+            e.estimated = false;
+            e.call = Some(CallMeta {
+                key_id: "k1".into(),
+                status: 200,
+                response_id: Some(format!("resp-{n}")),
+                ..Default::default()
+            });
+            events[n * 6] = e.clone();
             e
         })
         .collect();
-    for chunk in priced(&table, events.clone()).chunks(500) {
+    let outcome = store
+        .insert_usage(priced(&table, replaced), table.version())
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.superseded), (150, 150));
+    for chunk in priced(&table, events[1_000..].to_vec()).chunks(300) {
         store.insert_usage(chunk.to_vec(), table.version()).await.unwrap();
     }
-    type KeyOf = fn(&UsageEvent) -> Option<String>;
-    let dimensions: [(Dimension, KeyOf); 4] = [
-        (Dimension::User, |e| Some(e.attribution.user.clone())),
-        (Dimension::Project, |e| e.attribution.project.clone()),
-        (Dimension::Agent, |e| e.attribution.agent.clone()),
-        (Dimension::Model, |e| Some(e.model.clone())),
-    ];
-    for round in 0..25 {
-        let from = Micros(start + rng.random_range(-MICROS_PER_DAY..4 * MICROS_PER_DAY));
-        let to = Micros(from.0 + rng.random_range(0..3 * MICROS_PER_DAY + 7 * MICROS_PER_HOUR));
-        let (dim, key_of) = dimensions[round % dimensions.len()];
-        let rows = summary(&store, from, to, &[dim]).await;
-        let mut expected: std::collections::HashMap<Option<String>, UsageTotals> = Default::default();
-        for e in events.iter().filter(|e| e.timestamp >= from && e.timestamp < to) {
-            let cost = table.cost_of(None, &e.model, &e.tokens);
-            expected.entry(key_of(e)).or_default().add(&UsageTotals {
-                requests: 1,
-                tokens: e.tokens,
-                cost: cost.map(|c| c.total()).unwrap_or_default(),
-                unpriced_requests: u64::from(cost.is_none()),
-                estimated_requests: 0,
-            });
-        }
-        let got: std::collections::HashMap<Option<String>, UsageTotals> =
-            rows.into_iter().map(|(mut k, t)| (k.remove(0), t)).collect();
-        assert_eq!(
-            got,
-            expected,
-            "by {dim:?}, window {} .. {}",
-            from.rfc3339(),
-            to.rfc3339()
-        );
+    assert_summaries_match(&store, &events, &table, start, &mut rng).await;
+
+    let corrected = PriceTable::parse(&format!(
+        "{}[[model]]\nprovider = \"openai\"\nmodel = \"unknown-model\"\ninput = \"1\"\noutput = \"2\"\n",
+        PRICES.replace("\"0.15\"", "\"0.25\"")
+    ))
+    .unwrap();
+    store.reprice(&corrected, RepriceScope::All).await.unwrap();
+    assert_summaries_match(&store, &events, &corrected, start, &mut rng).await;
+}
+
+/// A database that had events before the projects rollups existed gets them filled in from
+/// its events when it is opened by this version.
+async fn project_rollups_are_backfilled_from_existing_events(db: &TestDatabase) {
+    let table = prices();
+    let mut rng = StdRng::seed_from_u64(5);
+    let start = at("2026-10-30T00:00:00Z").0;
+    let events = varied_events(&mut rng, start, 800);
+    {
+        let store = db.open().await.unwrap();
+        store
+            .insert_usage(priced(&table, events.clone()), table.version())
+            .await
+            .unwrap();
     }
+    db.execute_batch(
+        "DROP TABLE usage_hourly_projects; DROP TABLE usage_daily_projects; \
+         DELETE FROM schema_migrations WHERE version = '20261208000000_project_rollups'",
+    )
+    .await
+    .unwrap();
+    let store = db.open().await.unwrap();
+    assert_summaries_match(&store, &events, &table, start, &mut rng).await;
 }
 
 async fn unpriced_events_are_flagged_and_repriced(db: &TestDatabase) {

@@ -17,9 +17,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::clock::now_micros;
 use crate::error::StoreError;
-use crate::rollup::{
-    self, DimIds, EventRow, NameKind, RollupDelta, Rollups, plan_reprice, rollup_tables, token_columns,
-};
+use crate::rollup::{self, DimIds, EventRow, NameKind, RollupDelta, Rollups, plan_reprice, token_columns};
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::usage::{
     ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
@@ -444,14 +442,14 @@ const STAGE_TYPES: [Type; 29] = [
 ];
 
 async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
-    for (table, rows) in rollup_tables(rollups) {
+    for (table, rows) in rollups.tables() {
         if rows.is_empty() {
             continue;
         }
         let mut ints: Vec<Vec<i64>> = (0..15).map(|_| Vec::with_capacity(rows.len())).collect();
         let mut providers = Vec::with_capacity(rows.len());
         let mut models = Vec::with_capacity(rows.len());
-        for (key, d) in rows {
+        for (key, d) in &rows {
             let values = key.ids().into_iter().chain(d.values());
             for (column, value) in ints.iter_mut().zip(values) {
                 column.push(value);
