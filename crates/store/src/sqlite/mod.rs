@@ -79,7 +79,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "busy_timeout", 10_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    // Pages are read through the memory map (the kernel's page cache), so SQLite's own cache
+    // holds little more than the pages a transaction changes: 8 MiB ingests and reports as fast
+    // as 64 MiB did, and a gateway that wrote for a while keeps ~40 MiB less (BENCHMARKS.md).
+    conn.pragma_update(None, "cache_size", -8_192)?;
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     // Checkpoint every 64 MiB of WAL instead of 4 MiB: rollup and index pages rewritten by
     // consecutive batches are then copied back once, not once per batch (a few percent more
