@@ -6,7 +6,7 @@
 
 use tokio::sync::oneshot;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// The nice value of background threads: a tenth of a normal thread's share of a busy core,
 /// so they still progress when the gateway keeps the core busy.
