@@ -1,8 +1,11 @@
-//! Threads for work that must never hold up request handling — the SQLite writer, detection
-//! passes — at a lower scheduling priority. On a core shared with the runtime's workers the
-//! kernel then runs the workers (and the calls they serve) first and this work in the time
-//! left over, instead of giving each an equal share: a flush of thousands of records no
-//! longer stretches the calls that arrive during it. Where cores are idle it changes nothing.
+//! Threads for long work that no call waits on — detection passes — at a lower scheduling
+//! priority. On a core shared with the runtime's workers the kernel then runs the workers (and
+//! the calls they serve) first and this work in the time left over, instead of giving each an
+//! equal share. Where cores are idle it changes nothing.
+//!
+//! Not the SQLite writer: calls borrow from budgets' and rate limits' shared pools through it,
+//! and with the whole test suite on two cores a writer at nice 10 was starved long enough for
+//! a per-key rate limit to refuse a key's first call.
 
 use tokio::sync::oneshot;
 
@@ -15,7 +18,7 @@ pub const NICE: i32 = 10;
 /// Lowers the calling thread's priority to [`NICE`]. It cannot be raised back (that needs
 /// privileges), so only threads that do nothing else call it. Where it fails the work runs at
 /// normal priority, which is harmless.
-pub fn lower_this_thread() {
+fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
         tracing::debug!("could not lower a background thread's priority: {e}");
@@ -38,15 +41,13 @@ pub async fn run<T: Send + 'static>(name: &str, job: impl FnOnce() -> T + Send +
         .map_err(|_| StoreError::Worker(format!("the background thread `{name}` panicked")))
 }
 
-/// The calling thread's nice value.
-#[cfg(all(test, target_os = "linux"))]
-pub(crate) fn this_threads_nice() -> i32 {
-    rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN)
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    fn this_threads_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN)
+    }
 
     #[tokio::test]
     async fn background_work_runs_at_lower_priority_and_leaves_the_caller_alone() {

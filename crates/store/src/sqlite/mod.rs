@@ -3,9 +3,10 @@
 //! One writer connection (SQLite allows one writer at a time anyway), owned by a thread of its
 //! own that takes write jobs in order, and a small pool of reader connections that WAL lets
 //! run beside it on tokio's blocking pool, so the async runtime never waits on disk. The
-//! writer runs at background priority ([`crate::background`]): on a busy core, flushing
-//! thousands of usage records gives way to the gateway's calls. `synchronous = NORMAL` in WAL
-//! mode survives a crash of the process; a power loss may lose the last commits.
+//! writer keeps normal priority: budgets' and rate limits' shared pools are borrowed from on
+//! the request path, and a starved writer stalled those calls (see [`crate::background`]).
+//! `synchronous = NORMAL` in WAL mode survives a crash of the process; a power loss may lose
+//! the last commits.
 //!
 //! This file holds the plumbing (connections, the writer, migrations at open); each domain's
 //! trait is implemented in the file of its name.
@@ -122,7 +123,6 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
 
 /// The writer thread: jobs in the order they were sent, until the store is dropped.
 fn run_writer(mut writer: Writer, jobs: mpsc::Receiver<WriteJob>) {
-    crate::background::lower_this_thread();
     for job in jobs {
         // A job that panics fails its own caller (its result is never sent), not the writes
         // after it; SQLite rolls back the transaction it left open when it was dropped.
@@ -212,14 +212,9 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn writes_run_in_order_on_one_thread_at_background_priority() {
+    async fn writes_run_in_order_on_one_thread() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("g.db")).await.unwrap();
-        let nice = store
-            .write(|_| Ok(crate::background::this_threads_nice()))
-            .await
-            .unwrap();
-        assert_eq!(nice, crate::background::NICE);
         let first = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
         let second = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
         assert_eq!(first, second);
