@@ -7,6 +7,7 @@ pub mod agent_import;
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod provider_import;
 pub mod serve;

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 pub mod agent_activity;
 pub mod alerts;
-pub mod background;
 pub mod budgets;
 mod clock;
 mod error;

@@ -255,9 +255,7 @@ pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutco
         // Reading and decoding a segment of thousands of records takes milliseconds of CPU, and
         // file IO can block: neither on the runtime's workers, which serve calls meanwhile.
         let reading = path.clone();
-        let contents = tokio::task::spawn_blocking(move || read_segment(&reading))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))??;
+        let contents = off_the_runtime(move || read_segment(&reading)).await?;
         // Events are stored per price-table version (the store records it per batch).
         let mut by_version: Vec<(String, Vec<PricedEvent>)> = Vec::new();
         for record in contents.records {
@@ -278,13 +276,20 @@ pub async fn flush(sealed: Vec<PathBuf>, store: &dyn Store) -> Result<FlushOutco
         }
         let corrupt_bytes = contents.corrupt_bytes;
         // An unlink blocks until the filesystem has freed the blocks (a discard on SSDs).
-        tokio::task::spawn_blocking(move || finish_segment(&path, corrupt_bytes))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))??;
+        off_the_runtime(move || finish_segment(&path, corrupt_bytes)).await?;
         outcome.corrupt_segments += u64::from(corrupt_bytes > 0);
         outcome.segments += 1;
     }
     Ok(outcome)
+}
+
+/// Runs file work on tokio's blocking pool.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
 }
 
 /// Deletes a segment whose records are stored, or keeps it, renamed, if part of it is corrupt.

@@ -120,7 +120,7 @@ pub async fn run_pass(
         .await?;
     let (rules, value_rules, feedback) = (rules.clone(), value_rules.clone(), feedback.clone());
     // Seconds of CPU over a large organisation: at background priority, beside the gateway.
-    let (calls_read, findings, dismiss) = goodhart_store::background::run("goodhart-detection", move || {
+    let (calls_read, findings, dismiss) = crate::background::run("goodhart-detection", move || {
         let value = pass.value(&credits(&facts, &value_rules));
         let findings = detect(&calls, &Ledger { spend, value, days }, &rules);
         let (findings, dismiss) = apply_decisions(findings, &decided, &feedback);

@@ -4,7 +4,7 @@
 //! own that takes write jobs in order, and a small pool of reader connections that WAL lets
 //! run beside it on tokio's blocking pool, so the async runtime never waits on disk. The
 //! writer keeps normal priority: budgets' and rate limits' shared pools are borrowed from on
-//! the request path, and a starved writer stalled those calls (see [`crate::background`]).
+//! the request path, and a starved writer stalled those calls (BENCHMARKS.md, 2026-12-06).
 //! `synchronous = NORMAL` in WAL mode survives a crash of the process; a power loss may lose
 //! the last commits.
 //!

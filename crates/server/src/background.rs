@@ -7,9 +7,8 @@
 //! and with the whole test suite on two cores a writer at nice 10 was starved long enough for
 //! a per-key rate limit to refuse a key's first call.
 
+use goodhart_store::StoreError;
 use tokio::sync::oneshot;
-
-use crate::error::StoreError;
 
 /// The nice value of background threads: a tenth of a normal thread's share of a busy core,
 /// so they still progress when the gateway keeps the core busy.
