@@ -63,6 +63,23 @@ pub struct BackgroundTimes {
     pub sync: Histogram,
 }
 
+/// A family of timing histograms registered as `name`, and a maker of its series by the value
+/// of its one label.
+fn timings<L, F>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: F,
+) -> impl Fn(&'static str) -> Histogram + use<L, F>
+where
+    F: Fn(&'static str) -> L,
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Histogram>::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
+    registry.register(name, help, family.clone());
+    move |value| family.get_or_create(&label(value)).clone()
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Calls answered by a provider, by endpoint, provider and status.
@@ -151,8 +168,12 @@ impl Metrics {
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
         );
-        let phase_family = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
-        let phase = |phase| phase_family.get_or_create(&PhaseLabels { phase }).clone();
+        let phase = timings(
+            &mut registry,
+            "phase_seconds",
+            "Time the gateway spends in each phase of a metered call",
+            |phase| PhaseLabels { phase },
+        );
         let phases = PhaseTimes {
             authenticate: phase("authenticate"),
             read_body: phase("read_body"),
@@ -160,22 +181,16 @@ impl Metrics {
             admit: phase("admit"),
             record: phase("record"),
         };
-        registry.register(
-            "phase_seconds",
-            "Time the gateway spends in each phase of a metered call",
-            phase_family.clone(),
+        let task = timings(
+            &mut registry,
+            "background_seconds",
+            "Time each run of the gateway's background work takes",
+            |task| TaskLabels { task },
         );
-        let task_family = Family::<TaskLabels, Histogram>::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
-        let task = |task| task_family.get_or_create(&TaskLabels { task }).clone();
         let background = BackgroundTimes {
             flush: task("flush"),
             sync: task("sync"),
         };
-        registry.register(
-            "background_seconds",
-            "Time each run of the gateway's background work takes",
-            task_family.clone(),
-        );
         let runtime_lag = Histogram::new(PHASE_BUCKETS);
         registry.register(
             "runtime_lag_seconds",
