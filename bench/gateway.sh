@@ -103,7 +103,18 @@ for s in conns:
 def rss():
     fields = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open(f"/proc/{pid}/status") if l.startswith("Rss")}
     return f"RSS {fields['RssAnon'] + fields['RssFile'] + fields['RssShmem']} MiB (anonymous {fields['RssAnon']}, file-backed {fields['RssFile']})"
-print(f"{opened} of {n} streams open, gateway {rss()}", end="")
+def file_backed():
+    # Which files the file-backed pages are: the database's memory map, the binary, libraries.
+    by_file, path = {}, None
+    for line in open(f"/proc/{pid}/smaps"):
+        head = line.split()
+        if "-" in head[0] and ":" not in head[0]:
+            path = head[5] if len(head) > 5 and head[5].startswith("/") else None
+        elif head[0] == "Rss:" and path:
+            by_file[path] = by_file.get(path, 0) + int(head[1])
+    top = sorted(by_file.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{p.rsplit('/', 1)[-1]} {kib // 1024} MiB" for p, kib in top)
+print(f"{opened} of {n} streams open, gateway {rss()} [file-backed: {file_backed()}]", end="")
 for s in conns:
     s.close()
 time.sleep(3)

@@ -1,10 +1,18 @@
 //! The embedded backend: one SQLite file in WAL mode.
 //!
-//! One writer connection (SQLite allows one writer at a time anyway), owned by a thread of its
-//! own that takes write jobs in order, and a small pool of reader connections that WAL lets
-//! run beside it on tokio's blocking pool, so the async runtime never waits on disk. The
-//! writer keeps normal priority: budgets' and rate limits' shared pools are borrowed from on
-//! the request path, and a starved writer stalled those calls (BENCHMARKS.md, 2026-12-06).
+//! One writer connection (SQLite allows one writer at a time anyway) and a small pool of
+//! reader connections that WAL lets run beside it on tokio's blocking pool, so the async
+//! runtime never waits on disk. The writer connection is shared by two threads, its lanes, each
+//! taking its jobs in order: the bulk lane stores batches of usage and reprices (milliseconds
+//! of work each), the urgent lane does everything else, chiefly the small writes calls wait on
+//! (borrowing from budgets' and rate limits' shared pools). A lane holds the connection for one
+//! job and then hands it straight to the other lane if it waits, so a borrow waits for at most
+//! one batch, never for a queue of them.
+//!
+//! Both lanes keep normal priority. A bulk lane at nice 10 let calls go first on a busy core,
+//! but a borrow waiting for the connection then waited for a starved thread to finish its
+//! batch: under the whole test suite the demo's runaway agent got 42 calls through in 15 s
+//! instead of reaching its cap (BENCHMARKS.md, 2026-12-06).
 //! `synchronous = NORMAL` in WAL mode survives a crash of the process; a power loss may lose
 //! the last commits.
 //!
@@ -44,20 +52,32 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    /// Jobs for the writer thread; `None` once the store is dropped.
-    writes: Option<mpsc::Sender<WriteJob>>,
-    writer_thread: Option<JoinHandle<()>>,
+    /// Jobs for the writer's lanes; `None` once the store is dropped.
+    lanes: Option<Lanes>,
+    lane_threads: Vec<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+}
+
+struct Lanes {
+    urgent: mpsc::Sender<WriteJob>,
+    bulk: mpsc::Sender<WriteJob>,
+}
+
+/// Which of the writer's lanes a job goes to.
+#[derive(Clone, Copy)]
+enum Lane {
+    Urgent,
+    Bulk,
 }
 
 type WriteJob = Box<dyn FnOnce(&mut Writer) + Send>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The writer finishes the jobs it has, then closes the connection (checkpointing the
+        // The lanes finish the jobs they have, then the connection closes (checkpointing the
         // WAL) before the store is gone, so the file can be reopened or copied at once.
-        drop(self.writes.take());
-        if let Some(thread) = self.writer_thread.take() {
+        drop(self.lanes.take());
+        for thread in self.lane_threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -121,15 +141,37 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
     Ok(())
 }
 
-/// The writer thread: jobs in the order they were sent, until the store is dropped.
-fn run_writer(mut writer: Writer, jobs: mpsc::Receiver<WriteJob>) {
+/// One lane of the writer: its jobs in the order they were sent, each holding the connection,
+/// until the store is dropped.
+fn run_lane(writer: &parking_lot::Mutex<Writer>, jobs: mpsc::Receiver<WriteJob>) {
     for job in jobs {
+        let mut held = writer.lock();
         // A job that panics fails its own caller (its result is never sent), not the writes
         // after it; SQLite rolls back the transaction it left open when it was dropped.
-        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut writer))).is_err() {
-            writer.names.clear();
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut held))).is_err() {
+            held.names.clear();
         }
+        // Straight to the other lane if it waits: without this the lane would usually take
+        // the lock back for its next job before the woken waiter had run.
+        parking_lot::MutexGuard::unlock_fair(held);
     }
+}
+
+fn start_lane(
+    lane: Lane,
+    writer: &Arc<parking_lot::Mutex<Writer>>,
+) -> Result<(mpsc::Sender<WriteJob>, JoinHandle<()>), StoreError> {
+    let (sender, jobs) = mpsc::channel();
+    let writer = Arc::clone(writer);
+    let name = match lane {
+        Lane::Urgent => "goodhart-sqlite-writer",
+        Lane::Bulk => "goodhart-sqlite-bulk",
+    };
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || run_lane(&writer, jobs))
+        .map_err(|e| StoreError::Worker(format!("could not start the SQLite writer thread {name}: {e}")))?;
+    Ok((sender, thread))
 }
 
 impl SqliteStore {
@@ -139,20 +181,17 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut conn = connect(&path)?;
             apply_migrations(&mut conn, migrations::SQLITE)?;
-            let writer = Writer {
+            let writer = Arc::new(parking_lot::Mutex::new(Writer {
                 conn,
                 names: NameCache::default(),
-            };
-            let (writes, jobs) = mpsc::channel();
-            let writer_thread = std::thread::Builder::new()
-                .name("goodhart-sqlite-writer".into())
-                .spawn(move || run_writer(writer, jobs))
-                .map_err(|e| StoreError::Worker(format!("could not start the SQLite writer: {e}")))?;
+            }));
+            let (urgent, urgent_thread) = start_lane(Lane::Urgent, &writer)?;
+            let (bulk, bulk_thread) = start_lane(Lane::Bulk, &writer)?;
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     path,
-                    writes: Some(writes),
-                    writer_thread: Some(writer_thread),
+                    lanes: Some(Lanes { urgent, bulk }),
+                    lane_threads: vec![urgent_thread, bulk_thread],
                     readers: Mutex::new(Vec::new()),
                 }),
             })
@@ -161,9 +200,26 @@ impl SqliteStore {
         .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
-    /// Runs `job` on the writer thread, after the writes sent before it.
+    /// Runs `job` on the writer's urgent lane, after the urgent writes sent before it.
     async fn write<T: Send + 'static>(
         &self,
+        job: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_in(Lane::Urgent, job).await
+    }
+
+    /// Runs `job` on the writer's bulk lane, after the bulk writes sent before it: for long
+    /// writes no call waits on.
+    async fn write_bulk<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_in(Lane::Bulk, job).await
+    }
+
+    async fn write_in<T: Send + 'static>(
+        &self,
+        lane: Lane,
         job: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
@@ -175,7 +231,10 @@ impl SqliteStore {
             // The caller may have stopped waiting (its write is done all the same).
             let _ = done.send(outcome);
         });
-        let sent = self.inner.writes.as_ref().map(|writes| writes.send(job));
+        let sent = self.inner.lanes.as_ref().map(|lanes| match lane {
+            Lane::Urgent => lanes.urgent.send(job),
+            Lane::Bulk => lanes.bulk.send(job),
+        });
         if !matches!(sent, Some(Ok(()))) {
             return Err(StoreError::Worker("the SQLite writer has stopped".into()));
         }
@@ -212,12 +271,56 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn writes_run_in_order_on_one_thread() {
+    async fn writes_run_in_order_on_one_thread_per_lane() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("g.db")).await.unwrap();
         let first = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
         let second = store.write(|_| Ok(std::thread::current().id())).await.unwrap();
         assert_eq!(first, second);
+        let bulk = store.write_bulk(|_| Ok(std::thread::current().id())).await.unwrap();
+        assert_eq!(
+            bulk,
+            store.write_bulk(|_| Ok(std::thread::current().id())).await.unwrap()
+        );
+        assert_ne!(bulk, first);
+    }
+
+    #[tokio::test]
+    async fn an_urgent_write_waits_for_one_bulk_write_not_for_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("g.db")).await.unwrap();
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let bulk: Vec<_> = (0..20)
+            .map(|i| {
+                let finished = Arc::clone(&finished);
+                store.write_bulk(move |_| {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    lock(&finished).push(format!("bulk {i}"));
+                    Ok(())
+                })
+            })
+            .collect();
+        let urgent = {
+            let finished = Arc::clone(&finished);
+            store.write(move |_| {
+                lock(&finished).push("urgent".to_owned());
+                Ok(())
+            })
+        };
+        // `join!` polls the bulk writes first, which sends all their jobs; the urgent one after.
+        let (bulk, urgent) = tokio::join!(futures_util::future::join_all(bulk), async {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            urgent.await
+        });
+        urgent.unwrap();
+        bulk.into_iter().collect::<Result<Vec<()>, _>>().unwrap();
+        let order = lock(&finished).clone();
+        let position = order.iter().position(|job| job == "urgent").unwrap();
+        // In one queue it would have come last, after 100 ms of bulk writes.
+        assert!(
+            position < 10,
+            "the urgent write waited for {position} bulk writes: {order:?}"
+        );
     }
 
     #[tokio::test]

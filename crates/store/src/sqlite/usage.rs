@@ -381,7 +381,7 @@ fn read_names(conn: &Connection, group_by: &[Dimension]) -> Result<Names, StoreE
 impl UsageStore for SqliteStore {
     async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
         let version = price_version.to_owned();
-        self.write(move |w| w.insert_usage(&events, &version)).await
+        self.write_bulk(move |w| w.insert_usage(&events, &version)).await
     }
 
     async fn usage_summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
@@ -426,7 +426,7 @@ impl UsageStore for SqliteStore {
 
     async fn reprice(&self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
         let prices = prices.clone();
-        self.write(move |w| w.reprice(&prices, scope)).await
+        self.write_bulk(move |w| w.reprice(&prices, scope)).await
     }
 
     async fn event_count(&self) -> Result<u64, StoreError> {
