@@ -3,15 +3,15 @@
 //! their rollups (upserted in key order with `unnest`), summaries and repricing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use futures_util::pin_mut;
 use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::{self, CallMeta, Source, TokenCounts};
-use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -202,11 +202,11 @@ impl PostgresStore {
             let (priced, dims) = (&events[i], dims[i]);
             let e = &priced.event;
             if let Some(content) = &e.content {
-                tx.execute(
-                    "INSERT INTO usage_content (seq, prompt, completion) VALUES ($1, $2, $3)",
-                    &[&seq, &content.prompt, &content.completion],
-                )
-                .await?;
+                let insert = tx
+                    .prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES ($1, $2, $3)")
+                    .await?;
+                tx.execute(&insert, &[&seq, &content.prompt, &content.completion])
+                    .await?;
             }
             if let Some(call) = &e.call {
                 calls.push(seq, call);
@@ -372,11 +372,17 @@ impl<'a> CallColumns<'a> {
         if self.seq.is_empty() {
             return Ok(());
         }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, ttft_micros, \
+                 max_tokens, upstream_request_id, response_id, client_disconnected) \
+                 SELECT unnest($1::int8[]), unnest($2::text[]), unnest($3::text[]), unnest($4::int8[]), \
+                 unnest($5::int8[]), unnest($6::int8[]), unnest($7::int8[]), unnest($8::int8[]), \
+                 unnest($9::text[]), unnest($10::text[]), unnest($11::int8[])",
+            )
+            .await?;
         tx.execute(
-            "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, ttft_micros, \
-             max_tokens, upstream_request_id, response_id, client_disconnected) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
-             $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[])",
+            &insert,
             &[
                 &self.seq,
                 &self.key_id,
@@ -441,8 +447,12 @@ const STAGE_TYPES: [Type; 29] = [
     Type::INT8, // received_at
 ];
 
+/// Each rollup table's upsert, built once (the statement itself is prepared once per connection).
+static ROLLUP_UPSERTS: LazyLock<[String; 5]> =
+    LazyLock::new(|| rollup::TABLES.map(|(table, _, _)| rollup::rollup_upsert_sql(table, rollup::RollupRows::Unnest)));
+
 async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
-    for (table, rows) in rollups.tables() {
+    for ((table, rows), upsert) in rollups.tables().into_iter().zip(ROLLUP_UPSERTS.iter()) {
         if rows.is_empty() {
             continue;
         }
@@ -457,7 +467,7 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
             providers.push(key.provider);
             models.push(key.model);
         }
-        let upsert = rollup::rollup_upsert_sql(table, rollup::RollupRows::Unnest);
+        let upsert = tx.prepare_cached(upsert).await?;
         let mut params: Vec<&(dyn ToSql + Sync)> = ints[..5].iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         params.push(&providers);
         params.push(&models);
