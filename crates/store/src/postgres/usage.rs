@@ -25,26 +25,37 @@ use crate::usage::{
 
 use super::PostgresStore;
 
+/// Hash maps looked up once or more per event of a batch, keyed with foldhash (SipHash in the
+/// maps of names and first ids was 2.5 % of the ingest process's CPU samples).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Ids of the names a batch attributes its events to, by name.
+type NameIds<'n> = FastMap<&'n str, i64>;
+/// The position of the first event of each id in a batch.
+type FirstIndex<'a> = FastMap<&'a str, usize>;
+
 impl PostgresStore {
     /// Ids for every name of `kind` in `names`, creating the missing ones inside `tx`.
     /// New ids go to `fresh` and reach the shared cache only after the commit.
-    async fn name_ids(
+    async fn name_ids<'n>(
         &self,
         tx: &Transaction<'_>,
         kind: NameKind,
-        names: impl IntoIterator<Item = &str>,
+        names: impl IntoIterator<Item = &'n str>,
         fresh: &mut Vec<(NameKind, String, i64)>,
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        let mut ids = HashMap::new();
-        let mut missing: Vec<String> = Vec::new();
+    ) -> Result<NameIds<'n>, StoreError> {
+        let mut ids = NameIds::default();
+        let mut missing: Vec<&str> = Vec::new();
         {
             let cache = self.cached_names();
             for name in names {
+                if ids.contains_key(name) {
+                    continue;
+                }
                 match cache.get(kind, name) {
                     Some(id) => {
-                        ids.insert(name.to_owned(), id);
+                        ids.insert(name, id);
                     }
-                    None if !missing.iter().any(|m| m == name) => missing.push(name.to_owned()),
+                    None if !missing.contains(&name) => missing.push(name),
                     None => {}
                 }
             }
@@ -52,7 +63,7 @@ impl PostgresStore {
         if missing.is_empty() {
             return Ok(ids);
         }
-        missing.sort();
+        missing.sort_unstable();
         let (table, column) = (kind.table(), kind.column());
         if kind == NameKind::PriceVersion {
             tx.execute(
@@ -78,8 +89,10 @@ impl PostgresStore {
             .await?
         {
             let (id, name): (i64, String) = (row.get(0), row.get(1));
-            fresh.push((kind, name.clone(), id));
-            ids.insert(name, id);
+            if let Ok(at) = missing.binary_search(&name.as_str()) {
+                ids.insert(missing[at], id);
+            }
+            fresh.push((kind, name, id));
         }
         Ok(ids)
     }
@@ -120,7 +133,7 @@ impl PostgresStore {
                 fresh,
             )
             .await?;
-        let id_of = |map: &HashMap<String, i64>, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
+        let id_of = |map: &NameIds, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
         let dims: Vec<DimIds> = events
             .iter()
             .map(|p| {
@@ -137,7 +150,7 @@ impl PostgresStore {
         let answered = answered_messages(tx, events).await?;
         // The first event of each id (a later one would conflict with it), less other sources'
         // records of calls whose response the gateway already stored: duplicates of its record.
-        let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+        let mut first_index = FirstIndex::with_capacity_and_hasher(events.len(), Default::default());
         let mut rows = Vec::with_capacity(events.len());
         for (i, p) in events.iter().enumerate() {
             if let Entry::Vacant(first) = first_index.entry(p.event.id.as_str()) {
@@ -421,10 +434,14 @@ async fn answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) -> Resu
 async fn replace_earlier_records(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
-    first_index: &HashMap<&str, usize>,
+    first_index: &FirstIndex<'_>,
     inserted: &mut Vec<tokio_postgres::Row>,
 ) -> Result<Vec<EventRow>, StoreError> {
     let events = batch.events;
+    // Only the gateway's events replace records (and a batch's parts are of one kind or the other).
+    if events.iter().all(|p| p.event.source != Source::Gateway) {
+        return Ok(Vec::new());
+    }
     let stored: HashSet<&str> = inserted.iter().map(|row| row.get(1)).collect();
     let mut conflicting: Vec<usize> = first_index
         .iter()
@@ -609,13 +626,20 @@ impl UsageStore for PostgresStore {
         let tx = client.transaction().await?;
         lock_message_matching(&tx, &events).await?;
         // The gateway's events first: its record of a call replaces another source's record of
-        // it and is never replaced by one, within a batch as across batches.
-        let (gateway, others): (Vec<_>, Vec<_>) = events.into_iter().partition(|p| p.event.source == Source::Gateway);
+        // it and is never replaced by one, within a batch as across batches. A stable sort keeps
+        // each part in order and moves nothing when the batch is of one kind (moving every event
+        // into two new vectors was 5 % of the ingest process's CPU samples).
+        let mut events = events;
+        if !events.is_sorted_by_key(|p| p.event.source != Source::Gateway) {
+            events.sort_by_key(|p| p.event.source != Source::Gateway);
+        }
+        let gateway = events.partition_point(|p| p.event.source == Source::Gateway);
+        let (gateway, others) = events.split_at(gateway);
         let mut fresh = Vec::new();
         let mut outcome = InsertOutcome::default();
         for part in [gateway, others] {
             if !part.is_empty() {
-                outcome += self.insert_batch(&tx, &part, price_version, &mut fresh).await?;
+                outcome += self.insert_batch(&tx, part, price_version, &mut fresh).await?;
             }
         }
         tx.commit().await?;
