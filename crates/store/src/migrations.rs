@@ -56,7 +56,7 @@ migrations!(
     shared "20261206000000_provider_reports",
     shared "20261207000000_agent_activity",
     each "20261208000000_project_rollups",
-    postgres "20261209000000_project_rollups_storage",
+    postgres "20261209000000_ingest_storage",
 );
 
 /// The table that records applied migrations (same SQL on both backends).
