@@ -136,8 +136,8 @@ pub enum RollupRows {
     Values(usize),
     /// Seventeen arrays unnested into rows (PostgreSQL: one statement per batch).
     /// The arrays are unnested in the select list, where they advance in lockstep one row at
-    /// a time; `FROM unnest(…)` first copies every array into a tuplestore, which took 20 % more
-    /// instructions per inserted row (BENCHMARKS.md).
+    /// a time; `FROM unnest(…)` first copies every array into a tuplestore, which took 14–20 %
+    /// more instructions per upserted row (BENCHMARKS.md).
     Unnest,
 }
 

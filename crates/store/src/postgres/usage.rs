@@ -239,8 +239,9 @@ struct Batch<'a> {
 impl Batch<'_> {
     /// Inserts the events at `rows` (in that order) whose ids are new: their `seq` and `event_id`.
     /// One statement whatever the number of events: every column is an array unnested in the
-    /// select list, row by row in array order (it replaced a `COPY` into a staging table and an
-    /// insert from it sorted by position, which cost 13 % more instructions: BENCHMARKS.md).
+    /// select list, row by row in array order. It replaced a `COPY` into a staging table and an
+    /// insert from it sorted by position, which took a fifth more of PostgreSQL's instructions
+    /// per event (BENCHMARKS.md).
     async fn insert(&self, tx: &Transaction<'_>, rows: &[usize]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         if rows.is_empty() {
             return Ok(Vec::new());
