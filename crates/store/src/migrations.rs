@@ -6,14 +6,22 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Where a migration's SQL lives: `migrations/<backend>/` when the backends need different
-/// SQL (`each`), `migrations/shared/` when one file serves both (`shared`).
-macro_rules! migration_path {
+/// A migration's SQL: from `migrations/<backend>/` when the backends need different SQL
+/// (`each`), from `migrations/shared/` when one file serves both (`shared`), and only from
+/// `migrations/postgres/` when SQLite has nothing to change (`postgres`; SQLite records it as
+/// applied, so both lists keep the same versions).
+macro_rules! migration_sql {
     (each, $backend:literal, $name:literal) => {
-        concat!("../migrations/", $backend, "/", $name, ".sql")
+        include_str!(concat!("../migrations/", $backend, "/", $name, ".sql"))
     };
     (shared, $backend:literal, $name:literal) => {
-        concat!("../migrations/shared/", $name, ".sql")
+        include_str!(concat!("../migrations/shared/", $name, ".sql"))
+    };
+    (postgres, "sqlite", $name:literal) => {
+        ""
+    };
+    (postgres, "postgres", $name:literal) => {
+        include_str!(concat!("../migrations/postgres/", $name, ".sql"))
     };
 }
 
@@ -22,11 +30,11 @@ macro_rules! migrations {
     ($($place:ident $name:literal),* $(,)?) => {
         pub const SQLITE: &[Migration] = &[$(Migration {
             version: $name,
-            sql: include_str!(migration_path!($place, "sqlite", $name)),
+            sql: migration_sql!($place, "sqlite", $name),
         }),*];
         pub const POSTGRES: &[Migration] = &[$(Migration {
             version: $name,
-            sql: include_str!(migration_path!($place, "postgres", $name)),
+            sql: migration_sql!($place, "postgres", $name),
         }),*];
     };
 }
@@ -48,6 +56,7 @@ migrations!(
     shared "20261206000000_provider_reports",
     shared "20261207000000_agent_activity",
     each "20261208000000_project_rollups",
+    postgres "20261209000000_ingest_storage",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

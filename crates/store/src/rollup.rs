@@ -135,6 +135,9 @@ pub enum RollupRows {
     /// This many rows of seventeen parameters each, `?1 … ?17`, `?18 … ?34`, … (SQLite).
     Values(usize),
     /// Seventeen arrays unnested into rows (PostgreSQL: one statement per batch).
+    /// The arrays are unnested in the select list, where they advance in lockstep one row at
+    /// a time; `FROM unnest(…)` first copies every array into a tuplestore, which took 14–20 %
+    /// more instructions per upserted row (BENCHMARKS.md).
     Unnest,
 }
 
@@ -172,7 +175,7 @@ pub fn rollup_upsert_sql(table: &str, rows: RollupRows) -> String {
                 .enumerate()
                 .map(|(i, c)| {
                     format!(
-                        "${}::{}[]",
+                        "unnest(${}::{}[])",
                         i + 1,
                         if matches!(*c, "provider" | "model") {
                             "text"
@@ -182,7 +185,7 @@ pub fn rollup_upsert_sql(table: &str, rows: RollupRows) -> String {
                     )
                 })
                 .collect();
-            format!("SELECT * FROM unnest({})", arrays.join(", "))
+            format!("SELECT {}", arrays.join(", "))
         }
     };
     let updates: Vec<String> = columns[7..]

@@ -137,6 +137,7 @@ macro_rules! conformance {
 
 conformance!(
     duplicates_are_counted_once,
+    the_first_event_of_an_id_in_a_batch_is_the_one_stored,
     summary_groups_and_totals,
     rollups_agree_with_raw_events_on_any_window,
     reports_by_project_and_agent_agree_with_raw_events,
@@ -199,6 +200,48 @@ async fn duplicates_are_counted_once(db: &TestDatabase) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].1.requests, 2);
     assert_eq!(rows[0].1.tokens.input, 300);
+}
+
+/// Events repeating an id within one batch are not always identical (a client that reuses ids):
+/// the first is stored, with its own attribution and counts, and the rollups agree.
+async fn the_first_event_of_an_id_in_a_batch_is_the_one_stored(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let t = at("2026-11-02T09:14:03Z");
+    let batch = vec![
+        event("b", t, "bob", None, "gpt-4o-mini", 200, 20),
+        event("a", t, "alice", None, "gpt-4o-mini", 100, 10),
+        event("a", t, "carol", None, "gpt-4o-mini", 999, 99),
+        event("b", t, "carol", None, "gpt-4o-mini", 999, 99),
+    ];
+    let outcome = store
+        .insert_usage(priced(&table, batch), table.version())
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (2, 2));
+    let (from, to) = all_time();
+    let mut by_user: Vec<(Option<String>, u64)> = summary(&store, from, to, &[Dimension::User])
+        .await
+        .into_iter()
+        .map(|(key, totals)| (key[0].clone(), totals.tokens.input))
+        .collect();
+    by_user.sort();
+    assert_eq!(
+        by_user,
+        vec![(Some("alice".to_owned()), 100), (Some("bob".to_owned()), 200)]
+    );
+    let (day_from, day_to) = (at("2026-11-02T09:00:00Z"), at("2026-11-02T09:15:00Z"));
+    let mut raw: Vec<u64> = summary(&store, day_from, day_to, &[Dimension::User])
+        .await
+        .into_iter()
+        .map(|(_, totals)| totals.tokens.input)
+        .collect();
+    raw.sort();
+    assert_eq!(
+        raw,
+        vec![100, 200],
+        "raw events (a partial hour) agree with the rollups"
+    );
 }
 
 /// A call as an agent's telemetry reported it (an estimate, attributed to `user`).

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend, for several Goodhart instances sharing one database.
 //!
-//! Batches are loaded with binary `COPY` into a per-connection staging table and moved into
-//! `usage_events` with `ON CONFLICT DO NOTHING RETURNING`, which tells exactly which ids were
+//! A batch goes into `usage_events` as one insert of its columns as arrays with
+//! `ON CONFLICT DO NOTHING RETURNING`, which tells exactly which ids were
 //! new even when two instances ingest the same events at once. Rollup deltas are upserted in
 //! key order with `unnest`, so concurrent writers never deadlock on them.
 //!

@@ -1,19 +1,18 @@
-//! PostgreSQL: usage events (binary `COPY` into a staging table, then one insert that says
-//! which ids were new; the gateway's record replacing other sources' records of the same call),
-//! their rollups (upserted in key order with `unnest`), summaries and repricing.
+//! PostgreSQL: usage events (one insert of the batch's columns as arrays that says which ids
+//! were new; the gateway's record replacing other sources' records of the same call), their
+//! rollups (upserted in key order with `unnest`), summaries and repricing.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
-use futures_util::pin_mut;
+use deadpool_postgres::{GenericClient, Transaction};
 use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{SummaryRow, plan_segments};
 use goodhart_core::usage::{self, CallMeta, Source, TokenCounts};
-use tokio_postgres::Transaction;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 use crate::clock::now_micros;
 use crate::error::StoreError;
@@ -26,26 +25,37 @@ use crate::usage::{
 
 use super::PostgresStore;
 
+/// Hash maps looked up once or more per event of a batch, keyed with foldhash (SipHash in the
+/// maps of names and first ids was 2.5 % of the ingest process's CPU samples).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Ids of the names a batch attributes its events to, by name.
+type NameIds<'n> = FastMap<&'n str, i64>;
+/// The position of the first event of each id in a batch.
+type FirstIndex<'a> = FastMap<&'a str, usize>;
+
 impl PostgresStore {
     /// Ids for every name of `kind` in `names`, creating the missing ones inside `tx`.
     /// New ids go to `fresh` and reach the shared cache only after the commit.
-    async fn name_ids(
+    async fn name_ids<'n>(
         &self,
         tx: &Transaction<'_>,
         kind: NameKind,
-        names: impl IntoIterator<Item = &str>,
+        names: impl IntoIterator<Item = &'n str>,
         fresh: &mut Vec<(NameKind, String, i64)>,
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        let mut ids = HashMap::new();
-        let mut missing: Vec<String> = Vec::new();
+    ) -> Result<NameIds<'n>, StoreError> {
+        let mut ids = NameIds::default();
+        let mut missing: Vec<&str> = Vec::new();
         {
             let cache = self.cached_names();
             for name in names {
+                if ids.contains_key(name) {
+                    continue;
+                }
                 match cache.get(kind, name) {
                     Some(id) => {
-                        ids.insert(name.to_owned(), id);
+                        ids.insert(name, id);
                     }
-                    None if !missing.iter().any(|m| m == name) => missing.push(name.to_owned()),
+                    None if !missing.contains(&name) => missing.push(name),
                     None => {}
                 }
             }
@@ -53,7 +63,7 @@ impl PostgresStore {
         if missing.is_empty() {
             return Ok(ids);
         }
-        missing.sort();
+        missing.sort_unstable();
         let (table, column) = (kind.table(), kind.column());
         if kind == NameKind::PriceVersion {
             tx.execute(
@@ -79,8 +89,10 @@ impl PostgresStore {
             .await?
         {
             let (id, name): (i64, String) = (row.get(0), row.get(1));
-            fresh.push((kind, name.clone(), id));
-            ids.insert(name, id);
+            if let Ok(at) = missing.binary_search(&name.as_str()) {
+                ids.insert(missing[at], id);
+            }
+            fresh.push((kind, name, id));
         }
         Ok(ids)
     }
@@ -121,7 +133,7 @@ impl PostgresStore {
                 fresh,
             )
             .await?;
-        let id_of = |map: &HashMap<String, i64>, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
+        let id_of = |map: &NameIds, name: Option<&String>| name.map_or(0, |n| map[n.as_str()]);
         let dims: Vec<DimIds> = events
             .iter()
             .map(|p| {
@@ -135,60 +147,27 @@ impl PostgresStore {
             })
             .collect();
 
-        tx.batch_execute(STAGE_TABLE).await?;
-        tx.execute("DELETE FROM usage_stage", &[]).await?; // a first part of the same transaction
-        let sink = tx
-            .copy_in(&format!("COPY usage_stage (ord, {EVENT_COLUMNS}) FROM STDIN BINARY"))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &STAGE_TYPES);
-        pin_mut!(writer);
-        let received_at = now_micros().0;
-        for (ord, (priced, dims)) in events.iter().zip(&dims).enumerate() {
-            let e = &priced.event;
-            let tokens = token_columns(&e.tokens);
-            let fp = &e.fingerprints;
-            let values: [&(dyn ToSql + Sync); 29] = [
-                &(ord as i64),
-                &e.id,
-                &e.timestamp.0,
-                &dims.user,
-                &dims.team,
-                &dims.project,
-                &dims.agent,
-                &e.attribution.task,
-                &e.attribution.session,
-                &e.provider.as_deref().unwrap_or(""),
-                &e.model,
-                &tokens[0],
-                &tokens[1],
-                &tokens[2],
-                &tokens[3],
-                &tokens[4],
-                &tokens[5],
-                &priced.cost.map(|c| c.total().0),
-                &i64::from(priced.cost.is_some_and(|c| c.long_context)),
-                &version_id,
-                &e.source.as_str(),
-                &i64::from(e.estimated),
-                &e.finish_reason,
-                &fp.prompt_simhash.map(|h| h as i64),
-                &fp.completion_simhash.map(|h| h as i64),
-                &fp.completion_compress_permille.map(i64::from),
-                &fp.prompt_chars.map(|n| n as i64),
-                &fp.completion_chars.map(|n| n as i64),
-                &received_at,
-            ];
-            writer.as_mut().write(&values).await?;
-        }
-        writer.finish().await?;
-        drop_answered_messages(tx, events).await?;
-
-        let mut inserted = tx.query(&insert_staged(""), &[]).await?;
-        let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+        let answered = answered_messages(tx, events).await?;
+        // The first event of each id (a later one would conflict with it), less other sources'
+        // records of calls whose response the gateway already stored: duplicates of its record.
+        let mut first_index = FirstIndex::with_capacity_and_hasher(events.len(), Default::default());
+        let mut rows = Vec::with_capacity(events.len());
         for (i, p) in events.iter().enumerate() {
-            first_index.entry(p.event.id.as_str()).or_insert(i);
+            if let Entry::Vacant(first) = first_index.entry(p.event.id.as_str()) {
+                first.insert(i);
+                if p.event.source == Source::Gateway || !answered.contains(p.event.id.as_str()) {
+                    rows.push(i);
+                }
+            }
         }
-        let superseded = replace_earlier_records(tx, events, &first_index, &mut inserted).await?;
+        let batch = Batch {
+            events,
+            dims: &dims,
+            version_id,
+            received_at: now_micros().0,
+        };
+        let mut inserted = batch.insert(tx, &rows).await?;
+        let superseded = replace_earlier_records(tx, &batch, &first_index, &mut inserted).await?;
 
         let mut rollups = Rollups::default();
         for earlier in &superseded {
@@ -202,11 +181,11 @@ impl PostgresStore {
             let (priced, dims) = (&events[i], dims[i]);
             let e = &priced.event;
             if let Some(content) = &e.content {
-                tx.execute(
-                    "INSERT INTO usage_content (seq, prompt, completion) VALUES ($1, $2, $3)",
-                    &[&seq, &content.prompt, &content.completion],
-                )
-                .await?;
+                let insert = tx
+                    .prepare_cached("INSERT INTO usage_content (seq, prompt, completion) VALUES ($1, $2, $3)")
+                    .await?;
+                tx.execute(&insert, &[&seq, &content.prompt, &content.completion])
+                    .await?;
             }
             if let Some(call) = &e.call {
                 calls.push(seq, call);
@@ -249,27 +228,197 @@ async fn lock_message_matching(tx: &Transaction<'_>, events: &[PricedEvent]) -> 
     Ok(())
 }
 
-/// Moves the staged events (`filter` picks some) into `usage_events`, the first of each id
-/// that is new: their `seq` and `event_id`.
-fn insert_staged(filter: &str) -> String {
-    format!(
-        "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM usage_stage {filter} \
-         ORDER BY ord ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
-    )
+/// One part of a batch as `usage_events` stores it: the events with their attribution ids.
+struct Batch<'a> {
+    events: &'a [PricedEvent],
+    dims: &'a [DimIds],
+    version_id: i64,
+    received_at: i64,
 }
 
-/// Takes out of the stage the events of other sources that name a call only by a message id the
+impl Batch<'_> {
+    /// Inserts the events at `rows` (in that order) whose ids are new: their `seq` and `event_id`.
+    /// One statement whatever the number of events: every column is an array unnested in the
+    /// select list, row by row in array order. It replaced a `COPY` into a staging table and an
+    /// insert from it sorted by position, which took a fifth more of PostgreSQL's instructions
+    /// per event (BENCHMARKS.md).
+    async fn insert(&self, tx: &Transaction<'_>, rows: &[usize]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = EventColumns::with_capacity(rows.len());
+        for &i in rows {
+            c.push(&self.events[i], self.dims[i]);
+        }
+        let [input, output, cache_read, cache_5m, cache_1h, reasoning] = &c.tokens;
+        let [
+            prompt_simhash,
+            completion_simhash,
+            compress,
+            prompt_chars,
+            completion_chars,
+        ] = &c.fingerprints;
+        let params: [&(dyn ToSql + Sync); 28] = [
+            &c.event_id,
+            &c.ts,
+            &c.user,
+            &c.team,
+            &c.project,
+            &c.agent,
+            &c.task,
+            &c.session,
+            &c.provider,
+            &c.model,
+            input,
+            output,
+            cache_read,
+            cache_5m,
+            cache_1h,
+            reasoning,
+            &c.cost_nanos,
+            &c.long_context,
+            &self.version_id,
+            &c.source,
+            &c.estimated,
+            &c.finish_reason,
+            prompt_simhash,
+            completion_simhash,
+            compress,
+            prompt_chars,
+            completion_chars,
+            &self.received_at,
+        ];
+        let insert = tx.prepare_cached(&INSERT_EVENTS).await?;
+        Ok(tx.query(&insert, &params).await?)
+    }
+}
+
+/// The insert of [`Batch::insert`]: `EVENT_COLUMNS` in order, each from an array parameter
+/// of this type, or a single value for the whole batch (no `[]`).
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    const TYPES: [&str; 28] = [
+        "text[]", // event_id
+        "int8[]", // ts
+        "int8[]", "int8[]", "int8[]", "int8[]", // attribution ids
+        "text[]", // task
+        "text[]", // session
+        "text[]", // provider
+        "text[]", // model
+        "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", // tokens
+        "int8[]", // cost_nanos
+        "int8[]", // long_context
+        "int8",   // price_version_id
+        "text[]", // source
+        "int8[]", // estimated
+        "text[]", // finish_reason
+        "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", // fingerprints
+        "int8",   // received_at
+    ];
+    let values: Vec<String> = TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t.strip_suffix("[]") {
+            Some(_) => format!("unnest(${}::{t})", i + 1),
+            None => format!("${}::{t}", i + 1),
+        })
+        .collect();
+    format!(
+        "INSERT INTO usage_events ({EVENT_COLUMNS}) SELECT {} ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
+        values.join(", ")
+    )
+});
+
+/// Events of one batch, column by column (the columns of [`INSERT_EVENTS`] that vary by event).
+struct EventColumns<'a> {
+    event_id: Vec<&'a str>,
+    ts: Vec<i64>,
+    user: Vec<i64>,
+    team: Vec<i64>,
+    project: Vec<i64>,
+    agent: Vec<i64>,
+    task: Vec<Option<&'a str>>,
+    session: Vec<Option<&'a str>>,
+    provider: Vec<&'a str>,
+    model: Vec<&'a str>,
+    tokens: [Vec<i64>; 6],
+    cost_nanos: Vec<Option<i64>>,
+    long_context: Vec<i64>,
+    source: Vec<&'a str>,
+    estimated: Vec<i64>,
+    finish_reason: Vec<Option<&'a str>>,
+    fingerprints: [Vec<Option<i64>>; 5],
+}
+
+impl<'a> EventColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        EventColumns {
+            event_id: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            user: Vec::with_capacity(n),
+            team: Vec::with_capacity(n),
+            project: Vec::with_capacity(n),
+            agent: Vec::with_capacity(n),
+            task: Vec::with_capacity(n),
+            session: Vec::with_capacity(n),
+            provider: Vec::with_capacity(n),
+            model: Vec::with_capacity(n),
+            tokens: std::array::from_fn(|_| Vec::with_capacity(n)),
+            cost_nanos: Vec::with_capacity(n),
+            long_context: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            estimated: Vec::with_capacity(n),
+            finish_reason: Vec::with_capacity(n),
+            fingerprints: std::array::from_fn(|_| Vec::with_capacity(n)),
+        }
+    }
+
+    fn push(&mut self, priced: &'a PricedEvent, dims: DimIds) {
+        let e = &priced.event;
+        self.event_id.push(&e.id);
+        self.ts.push(e.timestamp.0);
+        self.user.push(dims.user);
+        self.team.push(dims.team);
+        self.project.push(dims.project);
+        self.agent.push(dims.agent);
+        self.task.push(e.attribution.task.as_deref());
+        self.session.push(e.attribution.session.as_deref());
+        self.provider.push(e.provider.as_deref().unwrap_or(""));
+        self.model.push(&e.model);
+        for (column, value) in self.tokens.iter_mut().zip(token_columns(&e.tokens)) {
+            column.push(value);
+        }
+        self.cost_nanos.push(priced.cost.map(|c| c.total().0));
+        self.long_context
+            .push(i64::from(priced.cost.is_some_and(|c| c.long_context)));
+        self.source.push(e.source.as_str());
+        self.estimated.push(i64::from(e.estimated));
+        self.finish_reason.push(e.finish_reason.as_deref());
+        let fp = &e.fingerprints;
+        let fingerprints = [
+            fp.prompt_simhash.map(|h| h as i64),
+            fp.completion_simhash.map(|h| h as i64),
+            fp.completion_compress_permille.map(i64::from),
+            fp.prompt_chars.map(|n| n as i64),
+            fp.completion_chars.map(|n| n as i64),
+        ];
+        for (column, value) in self.fingerprints.iter_mut().zip(fingerprints) {
+            column.push(value);
+        }
+    }
+}
+
+/// The ids of the events of other sources in `events` that name a call only by a message id the
 /// gateway already stored a call's response under: duplicates of the gateway's record.
-async fn drop_answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) -> Result<(), StoreError> {
+async fn answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) -> Result<HashSet<String>, StoreError> {
     let messages: Vec<&str> = events
         .iter()
         .filter(|p| p.event.source != Source::Gateway)
         .filter_map(|p| usage::message_of_call_id(&p.event.id))
         .collect();
     if messages.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
-    let answered: Vec<String> = tx
+    Ok(tx
         .query(
             "SELECT DISTINCT response_id FROM gateway_calls WHERE response_id = ANY($1)",
             &[&messages],
@@ -277,15 +426,7 @@ async fn drop_answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) ->
         .await?
         .iter()
         .map(|row| usage::message_call_id(row.get(0)))
-        .collect();
-    if !answered.is_empty() {
-        tx.execute(
-            "DELETE FROM usage_stage WHERE event_id = ANY($1) AND source <> 'gateway'",
-            &[&answered],
-        )
-        .await?;
-    }
-    Ok(())
+        .collect())
 }
 
 /// Lets the batch's gateway events replace other sources' records of the same calls — by
@@ -293,26 +434,32 @@ async fn drop_answered_messages(tx: &Transaction<'_>, events: &[PricedEvent]) ->
 /// inserts those that conflicted again: the records replaced.
 async fn replace_earlier_records(
     tx: &Transaction<'_>,
-    events: &[PricedEvent],
-    first_index: &HashMap<&str, usize>,
+    batch: &Batch<'_>,
+    first_index: &FirstIndex<'_>,
     inserted: &mut Vec<tokio_postgres::Row>,
 ) -> Result<Vec<EventRow>, StoreError> {
+    let events = batch.events;
+    // Only the gateway's events replace records (and a batch's parts are of one kind or the other).
+    if events.iter().all(|p| p.event.source != Source::Gateway) {
+        return Ok(Vec::new());
+    }
     let stored: HashSet<&str> = inserted.iter().map(|row| row.get(1)).collect();
-    let conflicting: Vec<&str> = first_index
+    let mut conflicting: Vec<usize> = first_index
         .iter()
         .filter(|&(id, &i)| events[i].event.source == Source::Gateway && !stored.contains(id))
-        .map(|(id, _)| *id)
+        .map(|(_, &i)| i)
         .collect();
-    let mut replaceable: Vec<String> = conflicting.iter().map(|id| id.to_string()).collect();
+    conflicting.sort_unstable();
+    let mut replaceable: Vec<String> = conflicting.iter().map(|&i| events[i].event.id.clone()).collect();
+    let responses: Vec<String> = events
+        .iter()
+        .filter(|p| p.event.source == Source::Gateway)
+        .filter_map(|p| p.event.call.as_ref()?.response_id.as_deref())
+        .map(usage::message_call_id)
+        .collect();
     // Only when some event is keyed by a message id: looking costs a fifth of the write rate.
-    if !tx.query(ANY_MESSAGE_KEYED_SQL, &[]).await?.is_empty() {
-        replaceable.extend(
-            events
-                .iter()
-                .filter(|p| p.event.source == Source::Gateway)
-                .filter_map(|p| p.event.call.as_ref()?.response_id.as_deref())
-                .map(usage::message_call_id),
-        );
+    if !responses.is_empty() && !tx.query(ANY_MESSAGE_KEYED_SQL, &[]).await?.is_empty() {
+        replaceable.extend(responses);
     }
     if replaceable.is_empty() {
         return Ok(Vec::new());
@@ -327,12 +474,7 @@ async fn replace_earlier_records(
         let seqs: Vec<i64> = superseded.iter().map(|row| row.seq).collect();
         tx.execute("DELETE FROM usage_content WHERE seq = ANY($1)", &[&seqs])
             .await?;
-        if !conflicting.is_empty() {
-            let again = tx
-                .query(&insert_staged("WHERE event_id = ANY($1)"), &[&conflicting])
-                .await?;
-            inserted.extend(again);
-        }
+        inserted.extend(batch.insert(tx, &conflicting).await?);
     }
     Ok(superseded)
 }
@@ -372,11 +514,17 @@ impl<'a> CallColumns<'a> {
         if self.seq.is_empty() {
             return Ok(());
         }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, ttft_micros, \
+                 max_tokens, upstream_request_id, response_id, client_disconnected) \
+                 SELECT unnest($1::int8[]), unnest($2::text[]), unnest($3::text[]), unnest($4::int8[]), \
+                 unnest($5::int8[]), unnest($6::int8[]), unnest($7::int8[]), unnest($8::int8[]), \
+                 unnest($9::text[]), unnest($10::text[]), unnest($11::int8[])",
+            )
+            .await?;
         tx.execute(
-            "INSERT INTO gateway_calls (seq, key_id, endpoint, status, stream, latency_micros, ttft_micros, \
-             max_tokens, upstream_request_id, response_id, client_disconnected) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
-             $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[])",
+            &insert,
             &[
                 &self.seq,
                 &self.key_id,
@@ -401,48 +549,12 @@ const EVENT_COLUMNS: &str = "event_id, ts, user_id, team_id, project_id, agent_i
     cost_nanos, long_context, price_version_id, source, estimated, finish_reason, prompt_simhash, completion_simhash, \
     completion_compress_permille, prompt_chars, completion_chars, received_at";
 
-const STAGE_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS usage_stage (ord BIGINT, event_id TEXT, ts BIGINT, \
-    user_id BIGINT, team_id BIGINT, project_id BIGINT, agent_id BIGINT, task TEXT, session TEXT, provider TEXT, \
-    model TEXT, input_tokens BIGINT, output_tokens BIGINT, cache_read_tokens BIGINT, cache_write_5m_tokens BIGINT, \
-    cache_write_1h_tokens BIGINT, reasoning_tokens BIGINT, cost_nanos BIGINT, long_context BIGINT, \
-    price_version_id BIGINT, source TEXT, estimated BIGINT, finish_reason TEXT, prompt_simhash BIGINT, \
-    completion_simhash BIGINT, completion_compress_permille BIGINT, prompt_chars BIGINT, completion_chars BIGINT, \
-    received_at BIGINT) ON COMMIT DELETE ROWS";
-
-const STAGE_TYPES: [Type; 29] = [
-    Type::INT8, // ord
-    Type::TEXT, // event_id
-    Type::INT8, // ts
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8, // attribution ids
-    Type::TEXT, // task
-    Type::TEXT, // session
-    Type::TEXT, // provider
-    Type::TEXT, // model
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8, // tokens
-    Type::INT8, // cost_nanos
-    Type::INT8, // long_context
-    Type::INT8, // price_version_id
-    Type::TEXT, // source
-    Type::INT8, // estimated
-    Type::TEXT, // finish_reason
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8, // fingerprints
-    Type::INT8, // received_at
-];
+/// Each rollup table's upsert, built once (the statement itself is prepared once per connection).
+static ROLLUP_UPSERTS: LazyLock<[String; 5]> =
+    LazyLock::new(|| rollup::TABLES.map(|(table, _, _)| rollup::rollup_upsert_sql(table, rollup::RollupRows::Unnest)));
 
 async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<(), StoreError> {
-    for (table, rows) in rollups.tables() {
+    for ((table, rows), upsert) in rollups.tables().into_iter().zip(ROLLUP_UPSERTS.iter()) {
         if rows.is_empty() {
             continue;
         }
@@ -457,7 +569,7 @@ async fn apply_rollups(tx: &Transaction<'_>, rollups: &Rollups<'_>) -> Result<()
             providers.push(key.provider);
             models.push(key.model);
         }
-        let upsert = rollup::rollup_upsert_sql(table, rollup::RollupRows::Unnest);
+        let upsert = tx.prepare_cached(upsert).await?;
         let mut params: Vec<&(dyn ToSql + Sync)> = ints[..5].iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         params.push(&providers);
         params.push(&models);
@@ -515,13 +627,20 @@ impl UsageStore for PostgresStore {
         let tx = client.transaction().await?;
         lock_message_matching(&tx, &events).await?;
         // The gateway's events first: its record of a call replaces another source's record of
-        // it and is never replaced by one, within a batch as across batches.
-        let (gateway, others): (Vec<_>, Vec<_>) = events.into_iter().partition(|p| p.event.source == Source::Gateway);
+        // it and is never replaced by one, within a batch as across batches. A stable sort keeps
+        // each part in order and moves nothing when the batch is of one kind (moving every event
+        // into two new vectors was 5 % of the ingest process's CPU samples).
+        let mut events = events;
+        if !events.is_sorted_by_key(|p| p.event.source != Source::Gateway) {
+            events.sort_by_key(|p| p.event.source != Source::Gateway);
+        }
+        let gateway = events.partition_point(|p| p.event.source == Source::Gateway);
+        let (gateway, others) = events.split_at(gateway);
         let mut fresh = Vec::new();
         let mut outcome = InsertOutcome::default();
         for part in [gateway, others] {
             if !part.is_empty() {
-                outcome += self.insert_batch(&tx, &part, price_version, &mut fresh).await?;
+                outcome += self.insert_batch(&tx, part, price_version, &mut fresh).await?;
             }
         }
         tx.commit().await?;
