@@ -48,6 +48,8 @@ struct Inner {
     writes: Option<mpsc::Sender<WriteJob>>,
     writer_thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    /// Usage batches waiting to be stored together (see [`usage::InsertQueue`]).
+    inserts: Arc<usage::InsertQueue>,
 }
 
 type WriteJob = Box<dyn FnOnce(&mut Writer) + Send>;
@@ -154,6 +156,7 @@ impl SqliteStore {
                     writes: Some(writes),
                     writer_thread: Some(writer_thread),
                     readers: Mutex::new(Vec::new()),
+                    inserts: Arc::default(),
                 }),
             })
         })

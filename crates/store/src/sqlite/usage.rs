@@ -1,15 +1,15 @@
 //! SQLite: usage events (one writer transaction per batch, the gateway's record replacing
 //! other sources' records of the same call), their rollups, summaries and repricing.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Mutex, OnceLock};
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::pricing::PriceTable;
 use goodhart_core::report::{Dimension, SummaryRow, plan_segments};
 use goodhart_core::usage::{self, Source, TokenCounts, UsageEvent};
-use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Statement, Transaction, params};
 
 use crate::clock::now_micros;
 use crate::error::StoreError;
@@ -20,7 +20,9 @@ use crate::usage::{
     UNPRICED_MODELS_SQL, UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
 };
 
-use super::{SqliteStore, Writer};
+use tokio::sync::oneshot;
+
+use super::{SqliteStore, Writer, lock};
 
 impl Writer {
     fn name_id(
@@ -56,86 +58,144 @@ impl Writer {
         Ok(id)
     }
 
-    fn insert_usage(&mut self, events: &[PricedEvent], price_version: &str) -> Result<InsertOutcome, StoreError> {
+    /// Stores batches in one transaction, each as if alone after the ones before it; their
+    /// outcomes in order. Any failure rolls back all of them.
+    fn insert_usage(&mut self, batches: &[Batch<'_>]) -> Result<Vec<InsertOutcome>, StoreError> {
         let Writer { conn, names } = self;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let shared = SharedColumns {
-            received_at: now_micros().0,
-            version_id: Self::name_id(names, &tx, NameKind::PriceVersion, Some(price_version))?,
-        };
-        let mut outcome = InsertOutcome::default();
+        let mut outcomes = Vec::with_capacity(batches.len());
         let mut superseded = Vec::new();
-        let mut answered_messages = Vec::new();
         let mut rollups = Rollups::default();
         {
             let [many_sql, one_sql] = event_inserts();
-            let mut many = tx.prepare_cached(many_sql)?;
-            let mut one = tx.prepare_cached(one_sql)?;
-            let mut pending: Vec<EventRowValues<'_>> = Vec::with_capacity(INSERT_ROWS);
-            // The gateway's events first: its record of a call replaces another source's record
-            // of it and is never replaced by one, within a batch as across batches.
-            for from_gateway in [true, false] {
-                let part = events
-                    .iter()
-                    .filter(|p| (p.event.source == Source::Gateway) == from_gateway);
-                for priced in part {
-                    let e = &priced.event;
-                    if let Some(response) = e.call.as_ref().and_then(|c| c.response_id.as_deref()) {
-                        answered_messages.push(usage::message_call_id(response));
-                    }
-                    if e.source != Source::Gateway
-                        && let Some(message) = usage::message_of_call_id(&e.id)
-                        && gateway_answered(&tx, message)?
-                    {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
-                    let a = &e.attribution;
-                    let row = EventRowValues {
-                        priced,
-                        dims: DimIds {
-                            user: Self::name_id(names, &tx, NameKind::User, Some(&a.user))?,
-                            team: Self::name_id(names, &tx, NameKind::Team, a.team.as_deref())?,
-                            project: Self::name_id(names, &tx, NameKind::Project, a.project.as_deref())?,
-                            agent: Self::name_id(names, &tx, NameKind::Agent, a.agent.as_deref())?,
-                        },
-                    };
-                    if e.source == Source::Gateway || e.content.is_some() || e.call.is_some() {
-                        // One at a time: its seq keys its content and call rows, and the
-                        // gateway's record may replace an earlier one. Events before it go first,
-                        // so that of two with one id the first is kept.
-                        insert_singly(&mut one, shared, &pending, &mut rollups, &mut outcome)?;
-                        pending.clear();
-                        insert_with_details(&tx, &mut one, shared, &row, &mut rollups, &mut outcome, &mut superseded)?;
-                        continue;
-                    }
-                    pending.push(row);
-                    if pending.len() == INSERT_ROWS {
-                        insert_many(&tx, &mut many, shared, &pending, &mut rollups, &mut outcome)?;
-                        pending.clear();
-                    }
-                }
-                insert_singly(&mut one, shared, &pending, &mut rollups, &mut outcome)?;
-                pending.clear();
-                // Telemetry or logs that knew these calls only by their message ids: one
-                // statement for the batch (one per call cost a fifth of the gateway's write
-                // rate), none when no event is keyed by a message id at all.
-                if from_gateway
-                    && !answered_messages.is_empty()
-                    && tx.prepare_cached(ANY_MESSAGE_KEYED_SQL)?.exists([])?
-                {
-                    let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
-                    superseded.extend(take_superseded(&tx, "IN (SELECT value FROM json_each($1))", &ids)?);
-                }
+            let mut statements = EventInserts {
+                many: tx.prepare_cached(many_sql)?,
+                one: tx.prepare_cached(one_sql)?,
+            };
+            for batch in batches {
+                let before = superseded.len();
+                let mut outcome =
+                    Self::insert_batch(names, &tx, &mut statements, batch, &mut rollups, &mut superseded)?;
+                outcome.superseded = (superseded.len() - before) as u64;
+                outcomes.push(outcome);
             }
         }
-        outcome.superseded = superseded.len() as u64;
         for earlier in &superseded {
             earlier.remove_from(&mut rollups);
         }
         apply_rollups(&tx, &rollups)?;
         tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Inserts one batch's new events, adding them to `rollups` and the records they replace
+    /// to `superseded`.
+    fn insert_batch<'e>(
+        names: &mut NameCache,
+        tx: &Transaction<'_>,
+        statements: &mut EventInserts<'_>,
+        batch: &Batch<'e>,
+        rollups: &mut Rollups<'e>,
+        superseded: &mut Vec<EventRow>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let shared = SharedColumns {
+            received_at: now_micros().0,
+            version_id: Self::name_id(names, tx, NameKind::PriceVersion, Some(batch.price_version))?,
+        };
+        let EventInserts { many, one } = statements;
+        let mut outcome = InsertOutcome::default();
+        let mut answered_messages = Vec::new();
+        let mut pending: Vec<EventRowValues<'_>> = Vec::with_capacity(INSERT_ROWS);
+        // The gateway's events first: its record of a call replaces another source's record
+        // of it and is never replaced by one, within a batch as across batches.
+        for from_gateway in [true, false] {
+            let part = batch
+                .events
+                .iter()
+                .filter(|p| (p.event.source == Source::Gateway) == from_gateway);
+            for priced in part {
+                let e = &priced.event;
+                if let Some(response) = e.call.as_ref().and_then(|c| c.response_id.as_deref()) {
+                    answered_messages.push(usage::message_call_id(response));
+                }
+                if e.source != Source::Gateway
+                    && let Some(message) = usage::message_of_call_id(&e.id)
+                    && gateway_answered(tx, message)?
+                {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                let a = &e.attribution;
+                let row = EventRowValues {
+                    priced,
+                    dims: DimIds {
+                        user: Self::name_id(names, tx, NameKind::User, Some(&a.user))?,
+                        team: Self::name_id(names, tx, NameKind::Team, a.team.as_deref())?,
+                        project: Self::name_id(names, tx, NameKind::Project, a.project.as_deref())?,
+                        agent: Self::name_id(names, tx, NameKind::Agent, a.agent.as_deref())?,
+                    },
+                };
+                if e.source == Source::Gateway || e.content.is_some() || e.call.is_some() {
+                    // One at a time: its seq keys its content and call rows, and the gateway's
+                    // record may replace an earlier one. Events before it go first, so that of
+                    // two with one id the first is kept.
+                    insert_singly(one, shared, &pending, rollups, &mut outcome)?;
+                    pending.clear();
+                    insert_with_details(tx, one, shared, &row, rollups, &mut outcome, superseded)?;
+                    continue;
+                }
+                pending.push(row);
+                if pending.len() == INSERT_ROWS {
+                    insert_many(tx, many, shared, &pending, rollups, &mut outcome)?;
+                    pending.clear();
+                }
+            }
+            insert_singly(one, shared, &pending, rollups, &mut outcome)?;
+            pending.clear();
+            // Telemetry or logs that knew these calls only by their message ids: one statement
+            // for the batch (one per call cost a fifth of the gateway's write rate), none when
+            // no event is keyed by a message id at all.
+            if from_gateway && !answered_messages.is_empty() && tx.prepare_cached(ANY_MESSAGE_KEYED_SQL)?.exists([])? {
+                let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
+                superseded.extend(take_superseded(tx, "IN (SELECT value FROM json_each($1))", &ids)?);
+            }
+        }
         Ok(outcome)
+    }
+
+    /// Stores a group of queued batches together and answers each caller; when that fails,
+    /// each batch alone, so that one batch's failure is its own.
+    fn store_queued(&mut self, group: Vec<QueuedInsert>) {
+        let batches: Vec<Batch<'_>> = group
+            .iter()
+            .map(|q| Batch {
+                events: &q.events,
+                price_version: &q.price_version,
+            })
+            .collect();
+        let results = match self.insert_usage(&batches) {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(error) if batches.len() == 1 => {
+                self.names.clear();
+                vec![Err(error)]
+            }
+            Err(_) => {
+                self.names.clear();
+                let alone = |writer: &mut Writer, batch: &Batch<'_>| {
+                    let outcome = writer.insert_usage(std::slice::from_ref(batch));
+                    if outcome.is_err() {
+                        writer.names.clear();
+                    }
+                    outcome.map(|mut outcomes| outcomes.pop().unwrap_or_default())
+                };
+                batches.iter().map(|batch| alone(self, batch)).collect::<Vec<_>>()
+            }
+        };
+        drop(batches);
+        for (queued, result) in group.into_iter().zip(results) {
+            // The caller may have stopped waiting (its events are stored all the same).
+            let _ = queued.done.send(result.map(|outcome| (outcome, queued.events)));
+        }
     }
 
     fn reprice(&mut self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
@@ -238,6 +298,55 @@ fn event_inserts() -> &'static [String; 2] {
         };
         [sql(INSERT_ROWS), sql(1)]
     })
+}
+
+/// One caller's events in a group stored together.
+struct Batch<'e> {
+    events: &'e [PricedEvent],
+    price_version: &'e str,
+}
+
+/// The multi-row and one-row event inserts, prepared once per transaction.
+struct EventInserts<'c> {
+    many: CachedStatement<'c>,
+    one: CachedStatement<'c>,
+}
+
+/// Events at most stored in one transaction, however many batches are queued: a transaction
+/// holds the writer (and budget borrows behind it) for about 5 µs an event.
+const GROUP_EVENTS: usize = 10_000;
+
+/// Batches waiting for the writer. Each caller queues its batch and sends the writer a job;
+/// the first job to run stores the batches queued by then (up to [`GROUP_EVENTS`] events) in
+/// one transaction, and later jobs find theirs done. Under load, consecutive batches then share
+/// rollup rows, index pages and one commit (see BENCHMARKS.md).
+#[derive(Default)]
+pub(super) struct InsertQueue {
+    waiting: Mutex<VecDeque<QueuedInsert>>,
+}
+
+type Stored = Result<(InsertOutcome, Vec<PricedEvent>), StoreError>;
+
+struct QueuedInsert {
+    events: Vec<PricedEvent>,
+    price_version: String,
+    done: oneshot::Sender<Stored>,
+}
+
+impl InsertQueue {
+    /// The batches at the front of the queue, up to [`GROUP_EVENTS`] events but at least one.
+    fn take_group(&self) -> Vec<QueuedInsert> {
+        let mut waiting = lock(&self.waiting);
+        let mut group = Vec::new();
+        let mut events = 0;
+        while let Some(next) = waiting.front()
+            && (group.is_empty() || events + next.events.len() <= GROUP_EVENTS)
+        {
+            events += next.events.len();
+            group.extend(waiting.pop_front());
+        }
+        group
+    }
 }
 
 /// What every event of a batch stores alike.
@@ -611,12 +720,26 @@ fn read_names(conn: &Connection, group_by: &[Dimension]) -> Result<Names, StoreE
 #[async_trait]
 impl UsageStore for SqliteStore {
     async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
-        let version = price_version.to_owned();
+        let (done, stored) = oneshot::channel();
+        let queue = self.inner.inserts.clone();
+        lock(&queue.waiting).push_back(QueuedInsert {
+            events,
+            price_version: price_version.to_owned(),
+            done,
+        });
+        self.write(move |writer| {
+            let group = queue.take_group();
+            if !group.is_empty() {
+                writer.store_queued(group);
+            }
+            Ok(())
+        })
+        .await?;
+        let (outcome, events) = stored
+            .await
+            .map_err(|_| StoreError::Worker("a SQLite write panicked".into()))??;
         // The events come back to be freed on this thread: freeing them took the writer 2 % of
         // its time, and memory is freed faster by the thread that allocated it.
-        let (outcome, events) = self
-            .write(move |w| w.insert_usage(&events, &version).map(|outcome| (outcome, events)))
-            .await?;
         drop(events);
         Ok(outcome)
     }
@@ -669,5 +792,131 @@ impl UsageStore for SqliteStore {
     async fn event_count(&self) -> Result<u64, StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get::<_, i64>(0))? as u64))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use goodhart_core::usage::{Attribution, UsageEvent};
+
+    use super::*;
+
+    fn events(ids: impl IntoIterator<Item = u32>) -> Vec<PricedEvent> {
+        ids.into_iter()
+            .map(|i| PricedEvent {
+                event: UsageEvent {
+                    id: if i == 0 { "poison".into() } else { format!("e{i}") },
+                    timestamp: Micros(1_793_491_200_000_000 + i64::from(i) * 1_000_000),
+                    attribution: Attribution {
+                        user: format!("user-{}", i % 3),
+                        ..Attribution::default()
+                    },
+                    provider: None,
+                    model: "m".into(),
+                    tokens: TokenCounts {
+                        input: u64::from(i),
+                        ..TokenCounts::default()
+                    },
+                    finish_reason: None,
+                    fingerprints: Default::default(),
+                    content: None,
+                    source: Source::Api,
+                    estimated: false,
+                    call: None,
+                },
+                cost: None,
+            })
+            .collect()
+    }
+
+    /// Holds the writer while `batches` are queued behind it (so that it finds them all waiting),
+    /// then returns their outcomes.
+    #[expect(clippy::disallowed_methods, reason = "the test awaits every task it spawns")]
+    async fn stored_together(
+        store: &Arc<SqliteStore>,
+        batches: Vec<Vec<PricedEvent>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_| {
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        let count = batches.len();
+        let callers: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let store = store.clone();
+                tokio::spawn(async move { store.insert_usage(batch, "v1").await })
+            })
+            .collect();
+        while lock(&store.inner.inserts.waiting).len() < count {
+            tokio::task::yield_now().await;
+        }
+        drop(release);
+        blocker.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for caller in callers {
+            outcomes.push(caller.await.unwrap());
+        }
+        outcomes
+    }
+
+    async fn requests_stored(store: &SqliteStore) -> i64 {
+        store
+            .read(|conn| Ok(conn.query_row("SELECT COALESCE(SUM(requests), 0) FROM usage_daily", [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn queued_batches_are_stored_together_each_with_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
+        let outcomes = stored_together(&store, vec![events(1..=100), events(51..=150), events([1, 2, 151])]).await;
+        let counts: Vec<(u64, u64)> = outcomes
+            .into_iter()
+            .map(|o| o.map(|o| (o.inserted, o.duplicates)).unwrap())
+            .collect();
+        assert_eq!(counts, [(100, 0), (50, 50), (1, 2)]);
+        assert_eq!(store.event_count().await.unwrap(), 151);
+        assert_eq!(requests_stored(&store).await, 151);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_in_a_group_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
+        store
+            .write(|w| {
+                w.conn.execute_batch(
+                    "CREATE TRIGGER poison BEFORE INSERT ON usage_events WHEN NEW.event_id = 'poison' \
+                     BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let outcomes = stored_together(
+            &store,
+            vec![
+                events(1..=100),
+                events(101..=200).into_iter().chain(events([0])).collect(),
+                events(201..=300),
+            ],
+        )
+        .await;
+        let inserted: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().map(|o| o.inserted)).collect();
+        assert_eq!(inserted, [Some(100), None, Some(100)]);
+        assert_eq!(store.event_count().await.unwrap(), 200);
+        assert_eq!(requests_stored(&store).await, 200);
     }
 }
