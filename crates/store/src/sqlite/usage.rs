@@ -16,8 +16,8 @@ use crate::error::StoreError;
 use crate::rollup::{self, DimIds, EventRow, NameCache, NameKind, RollupDelta, Rollups, plan_reprice, token_columns};
 use crate::summary::{self, KeyKind, KeyPart, Names, RawRow};
 use crate::usage::{
-    ANY_MESSAGE_KEYED_SQL, InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery,
-    UNPRICED_MODELS_SQL, UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
+    InsertOutcome, PricedEvent, REPRICE_CHUNK, RepriceOutcome, RepriceScope, SummaryQuery, UNPRICED_MODELS_SQL,
+    UnpricedModel, UsageStore, delete_superseded_sql, select_reprice,
 };
 
 use tokio::sync::oneshot;
@@ -155,7 +155,7 @@ impl Writer {
             // Telemetry or logs that knew these calls only by their message ids: one statement
             // for the batch (one per call cost a fifth of the gateway's write rate), none when
             // no event is keyed by a message id at all.
-            if from_gateway && !answered_messages.is_empty() && tx.prepare_cached(ANY_MESSAGE_KEYED_SQL)?.exists([])? {
+            if from_gateway && !answered_messages.is_empty() && tx.prepare_cached(ANY_MESSAGE_KEYED)?.exists([])? {
                 let ids = serde_json::Value::from(std::mem::take(&mut answered_messages)).to_string();
                 superseded.extend(take_superseded(tx, "IN (SELECT value FROM json_each($1))", &ids)?);
             }
@@ -570,6 +570,10 @@ fn insert_with_details<'e>(
     }
     Ok(())
 }
+
+/// Whether any event is keyed by a message id (`msg:…`): a range of the unique index on
+/// `event_id`, where a partial index cost every insert the evaluation of its `LIKE`.
+const ANY_MESSAGE_KEYED: &str = "SELECT 1 FROM usage_events WHERE event_id >= 'msg:' AND event_id < 'msg;' LIMIT 1";
 
 /// Whether the gateway stored a call whose response had this message id.
 fn gateway_answered(tx: &Transaction<'_>, message_id: &str) -> Result<bool, StoreError> {
