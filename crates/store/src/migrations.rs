@@ -57,6 +57,7 @@ migrations!(
     shared "20261207000000_agent_activity",
     each "20261208000000_project_rollups",
     postgres "20261209000000_ingest_storage",
+    each "20261209100000_events_by_message",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -391,24 +391,26 @@ impl NameKind {
     }
 }
 
-/// Ids of names already stored, so a batch looks each name up at most once.
+/// Ids of names already stored, so a batch looks each name up at most once. One map per kind,
+/// keyed with foldhash: four lookups per stored event with SipHash and a map of maps took 4 %
+/// of the SQLite writer's instructions.
 #[derive(Debug, Default)]
 pub struct NameCache {
-    ids: HashMap<NameKind, HashMap<String, i64>>,
+    ids: [HashMap<String, i64, foldhash::fast::RandomState>; 5],
 }
 
 impl NameCache {
     pub fn get(&self, kind: NameKind, name: &str) -> Option<i64> {
-        self.ids.get(&kind)?.get(name).copied()
+        self.ids[kind as usize].get(name).copied()
     }
 
     pub fn insert(&mut self, kind: NameKind, name: &str, id: i64) {
-        self.ids.entry(kind).or_default().insert(name.to_owned(), id);
+        self.ids[kind as usize].insert(name.to_owned(), id);
     }
 
     /// Forgets everything (after a rolled-back transaction whose new ids may not exist).
     pub fn clear(&mut self) {
-        self.ids.clear();
+        self.ids.iter_mut().for_each(HashMap::clear);
     }
 }
 

@@ -24,7 +24,7 @@ use goodhart_core::provider_reports::{Bucket, CostLine, Page, ReportKind, Report
 use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
-use goodhart_core::usage::{Attribution, CallMeta, Source, TokenCounts, UsageEvent};
+use goodhart_core::usage::{Attribution, CallMeta, Content, Source, TokenCounts, UsageEvent};
 use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
 use goodhart_store::testing::TestDatabase;
@@ -145,6 +145,7 @@ conformance!(
     unpriced_events_are_flagged_and_repriced,
     reprice_all_applies_corrections,
     idempotent_whatever_the_batching,
+    large_batches_keep_the_first_event_of_each_id,
     settings_are_set_once,
     reopening_keeps_data_and_schema,
     keys_are_found_by_hash_revoked_and_rotated,
@@ -808,6 +809,90 @@ async fn idempotent_whatever_the_batching(db: &TestDatabase) {
     let total = summary(&store, from, to, &[]).await[0].1;
     assert_eq!(total.requests, 300);
     assert_eq!(total.tokens.input, events.iter().map(|e| e.tokens.input).sum::<u64>());
+}
+
+/// Batches of hundreds of events (stored many to a statement on SQLite) with ids stored before,
+/// ids repeated within the batch, and events with content (stored one by one) among them: the
+/// first event of each new id is stored, every other is a duplicate, and the totals agree.
+async fn large_batches_keep_the_first_event_of_each_id(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let table = prices();
+    let mut rng = StdRng::seed_from_u64(5);
+    let base = at("2026-11-01T00:00:00Z").0;
+    let make = |i: usize, input: u64, rng: &mut StdRng| {
+        let ts = Micros(base + rng.random_range(0..2 * MICROS_PER_DAY));
+        let mut e = event(
+            &format!("big-{i}"),
+            ts,
+            ["a", "b", "c"][i % 3],
+            None,
+            "gpt-4o-mini",
+            input,
+            3,
+        );
+        if i.is_multiple_of(17) {
+            e.content = Some(Content {
+                prompt: Some(format!("prompt {i}")),
+                completion: None,
+            });
+        }
+        e
+    };
+    let earlier: Vec<UsageEvent> = (0..150).map(|i| make(i, 1_000 + i as u64, &mut rng)).collect();
+    let outcome = store
+        .insert_usage(priced(&table, earlier.clone()), table.version())
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (150, 0));
+
+    // Ids 100..400, every fifth sent twice (the second copy with other tokens, later in the
+    // batch), shuffled; ids below 150 were stored before.
+    let mut batch: Vec<UsageEvent> = (100..400).map(|i| make(i, 2_000 + i as u64, &mut rng)).collect();
+    for i in (1..batch.len()).rev() {
+        batch.swap(i, rng.random_range(0..=i));
+    }
+    let repeats: Vec<UsageEvent> = batch
+        .iter()
+        .filter(|e| {
+            e.id.trim_start_matches("big-")
+                .parse::<usize>()
+                .unwrap()
+                .is_multiple_of(5)
+        })
+        .map(|e| {
+            let mut again = e.clone();
+            again.tokens.input += 77;
+            again.content = None;
+            again
+        })
+        .collect();
+    for (n, again) in repeats.into_iter().enumerate() {
+        let at = (n * 7 + 40).min(batch.len());
+        let first = batch.iter().position(|e| e.id == again.id).unwrap();
+        batch.insert(at.max(first + 1), again);
+    }
+    let outcome = store
+        .insert_usage(priced(&table, batch.clone()), table.version())
+        .await
+        .unwrap();
+    let new = 250;
+    assert_eq!((outcome.inserted, outcome.duplicates), (new, batch.len() as u64 - new));
+
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<UsageEvent> = earlier.clone();
+    seen.extend(earlier.iter().map(|e| e.id.clone()));
+    kept.extend(batch.into_iter().filter(|e| seen.insert(e.id.clone())));
+    assert_eq!(store.event_count().await.unwrap(), 400);
+    for group_by in [&[][..], &[Dimension::User], &[Dimension::User, Dimension::Day]] {
+        let (from, to) = all_time();
+        let got: HashMap<Vec<Option<String>>, UsageTotals> =
+            summary(&store, from, to, group_by).await.into_iter().collect();
+        assert_eq!(
+            got,
+            summary_of_events(&kept, &table, from, to, group_by),
+            "by {group_by:?}"
+        );
+    }
 }
 
 async fn settings_are_set_once(db: &TestDatabase) {

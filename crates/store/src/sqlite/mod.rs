@@ -56,6 +56,8 @@ struct Inner {
     lanes: Option<Lanes>,
     lane_threads: Vec<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    /// Usage batches waiting to be stored together (see [`usage::InsertQueue`]).
+    inserts: Arc<usage::InsertQueue>,
 }
 
 struct Lanes {
@@ -193,6 +195,7 @@ impl SqliteStore {
                     lanes: Some(Lanes { urgent, bulk }),
                     lane_threads: vec![urgent_thread, bulk_thread],
                     readers: Mutex::new(Vec::new()),
+                    inserts: Arc::default(),
                 }),
             })
         })
