@@ -23,6 +23,7 @@ mod agent_activity;
 mod alerts;
 mod budgets;
 mod findings;
+mod insert_queue;
 mod keys;
 mod leases;
 mod outcomes;
@@ -56,8 +57,8 @@ struct Inner {
     lanes: Option<Lanes>,
     lane_threads: Vec<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
-    /// Usage batches waiting to be stored together (see [`usage::InsertQueue`]).
-    inserts: Arc<usage::InsertQueue>,
+    /// Usage batches waiting to be stored together (see [`insert_queue::InsertQueue`]).
+    inserts: Arc<insert_queue::InsertQueue>,
 }
 
 struct Lanes {

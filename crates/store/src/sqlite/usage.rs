@@ -1,8 +1,8 @@
 //! SQLite: usage events (one writer transaction per batch, the gateway's record replacing
 //! other sources' records of the same call), their rollups, summaries and repricing.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use goodhart_core::Micros;
@@ -22,7 +22,8 @@ use crate::usage::{
 
 use tokio::sync::oneshot;
 
-use super::{SqliteStore, Writer, lock};
+use super::insert_queue::QueuedInsert;
+use super::{SqliteStore, Writer};
 
 impl Writer {
     fn name_id(
@@ -310,43 +311,6 @@ struct Batch<'e> {
 struct EventInserts<'c> {
     many: CachedStatement<'c>,
     one: CachedStatement<'c>,
-}
-
-/// Events at most stored in one transaction, however many batches are queued: a transaction
-/// holds the writer (and budget borrows behind it) for about 5 µs an event.
-const GROUP_EVENTS: usize = 10_000;
-
-/// Batches waiting for the writer. Each caller queues its batch and sends the writer a job;
-/// the first job to run stores the batches queued by then (up to [`GROUP_EVENTS`] events) in
-/// one transaction, and later jobs find theirs done. Under load, consecutive batches then share
-/// rollup rows, index pages and one commit (see BENCHMARKS.md).
-#[derive(Default)]
-pub(super) struct InsertQueue {
-    waiting: Mutex<VecDeque<QueuedInsert>>,
-}
-
-type Stored = Result<(InsertOutcome, Vec<PricedEvent>), StoreError>;
-
-struct QueuedInsert {
-    events: Vec<PricedEvent>,
-    price_version: String,
-    done: oneshot::Sender<Stored>,
-}
-
-impl InsertQueue {
-    /// The batches at the front of the queue, up to [`GROUP_EVENTS`] events but at least one.
-    fn take_group(&self) -> Vec<QueuedInsert> {
-        let mut waiting = lock(&self.waiting);
-        let mut group = Vec::new();
-        let mut events = 0;
-        while let Some(next) = waiting.front()
-            && (group.is_empty() || events + next.events.len() <= GROUP_EVENTS)
-        {
-            events += next.events.len();
-            group.extend(waiting.pop_front());
-        }
-        group
-    }
 }
 
 /// What every event of a batch stores alike.
@@ -726,7 +690,7 @@ impl UsageStore for SqliteStore {
     async fn insert_usage(&self, events: Vec<PricedEvent>, price_version: &str) -> Result<InsertOutcome, StoreError> {
         let (done, stored) = oneshot::channel();
         let queue = self.inner.inserts.clone();
-        lock(&queue.waiting).push_back(QueuedInsert {
+        queue.push(QueuedInsert {
             events,
             price_version: price_version.to_owned(),
             done,
@@ -862,7 +826,7 @@ mod tests {
                 tokio::spawn(async move { store.insert_usage(batch, "v1").await })
             })
             .collect();
-        while lock(&store.inner.inserts.waiting).len() < count {
+        while store.inner.inserts.len() < count {
             tokio::task::yield_now().await;
         }
         drop(release);
