@@ -807,17 +807,22 @@ mod tests {
         batches: Vec<Vec<PricedEvent>>,
     ) -> Vec<Result<InsertOutcome, StoreError>> {
         let (release, held) = std::sync::mpsc::channel::<()>();
+        let (holding, writer_held) = tokio::sync::oneshot::channel();
         let blocker = tokio::spawn({
             let store = store.clone();
             async move {
                 store
                     .write(move |_| {
+                        let _ = holding.send(());
                         let _ = held.recv();
                         Ok(())
                     })
                     .await
             }
         });
+        // The batches are sent only once the writer is held: the bulk lane must not store the
+        // first before the others are queued.
+        writer_held.await.unwrap();
         let count = batches.len();
         let callers: Vec<_> = batches
             .into_iter()
@@ -826,7 +831,9 @@ mod tests {
                 tokio::spawn(async move { store.insert_usage(batch, "v1").await })
             })
             .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while store.inner.inserts.len() < count {
+            assert!(std::time::Instant::now() < deadline, "the batches never all queued");
             tokio::task::yield_now().await;
         }
         drop(release);
