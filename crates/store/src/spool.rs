@@ -8,8 +8,9 @@
 //!
 //! A segment is a sequence of records `[u32 length][u32 CRC-32][JSON]` (little-endian). A
 //! record cut short by a crash (a torn tail) is ignored: its call had not been acknowledged. A
-//! record whose checksum fails is corruption: the segment is kept, renamed `*.corrupt`, for a
-//! person to inspect, and never deleted.
+//! record whose checksum fails, or one cut short in the middle (a write that failed half-way),
+//! is corruption: the records after it are still read and stored, and the segment is kept,
+//! renamed `*.corrupt`, for a person to inspect, and never deleted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -193,45 +194,83 @@ pub struct SegmentContents {
     pub records: Vec<SpooledEvent>,
     /// The last record was cut short (a crash while writing it): it was never acknowledged.
     pub torn_tail: bool,
-    /// Bytes from the first record that failed its checksum or could not be decoded.
+    /// Bytes skipped as damaged: records that failed their checksum, could not be decoded, or
+    /// were cut short with more records after them.
     pub corrupt_bytes: u64,
 }
 
-/// Reads every complete record of a segment.
+/// Reads every complete record of a segment. Past a record that fails its checksum or cannot
+/// be decoded, or that is cut short with more bytes after it (a write that failed half-way, then
+/// later appends), reading resumes at the next offset where a whole valid record starts: only
+/// the damaged bytes are lost, and they are counted.
 pub fn read_segment(path: &Path) -> Result<SegmentContents, SpoolError> {
     let bytes = fs::read(path).map_err(io_error(path))?;
     let mut contents = SegmentContents::default();
     let mut at = 0usize;
     while at < bytes.len() {
-        let Some(&[l0, l1, l2, l3, c0, c1, c2, c3]) = bytes.get(at..at + 8) else {
-            contents.torn_tail = true;
-            break;
+        let damage = match record_at(&bytes, at) {
+            Read::Record(record, next) => {
+                contents.records.push(*record);
+                at = next;
+                continue;
+            }
+            damage => damage,
         };
-        let len = u32::from_le_bytes([l0, l1, l2, l3]);
-        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-        if len > MAX_RECORD_BYTES {
-            contents.corrupt_bytes = (bytes.len() - at) as u64;
-            break;
-        }
-        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
-            contents.torn_tail = true;
-            break;
-        };
-        let mut check = flate2::Crc::new();
-        check.update(payload);
-        let decoded = (check.sum() == crc)
-            .then(|| serde_json::from_slice::<SpooledEvent>(payload).ok())
-            .flatten();
-        match decoded {
-            Some(record) => contents.records.push(record),
-            None => {
-                contents.corrupt_bytes = (bytes.len() - at) as u64;
+        let resumes = (at + 1..bytes.len()).find(|&i| matches!(record_at(&bytes, i), Read::Record(..)));
+        match (resumes, damage) {
+            (Some(next), _) => {
+                contents.corrupt_bytes += (next - at) as u64;
+                at = next;
+            }
+            (None, Read::CutShort) => {
+                contents.torn_tail = true;
+                break;
+            }
+            (None, _) => {
+                contents.corrupt_bytes += (bytes.len() - at) as u64;
                 break;
             }
         }
-        at += 8 + len as usize;
     }
     Ok(contents)
+}
+
+/// What is at one offset of a segment.
+enum Read {
+    /// A whole record, and the offset after it.
+    Record(Box<SpooledEvent>, usize),
+    /// The length field says the record runs past the end.
+    CutShort,
+    /// An impossible length, a checksum that fails or a payload that does not decode.
+    Damaged,
+}
+
+fn record_at(bytes: &[u8], at: usize) -> Read {
+    let Some(&[l0, l1, l2, l3, c0, c1, c2, c3]) = bytes.get(at..at + 8) else {
+        return Read::CutShort;
+    };
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
+    if len > MAX_RECORD_BYTES {
+        return Read::Damaged;
+    }
+    let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
+        return Read::CutShort;
+    };
+    // Every payload is a JSON object: a cheap test before the checksum, which keeps the search
+    // for the next record after damage linear in practice.
+    if payload.first() != Some(&b'{') || payload.last() != Some(&b'}') {
+        return Read::Damaged;
+    }
+    let mut check = flate2::Crc::new();
+    check.update(payload);
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    match (check.sum() == crc)
+        .then(|| serde_json::from_slice::<SpooledEvent>(payload).ok())
+        .flatten()
+    {
+        Some(record) => Read::Record(Box::new(record), at + 8 + len as usize),
+        None => Read::Damaged,
+    }
 }
 
 /// What a flush did.

@@ -153,6 +153,61 @@ async fn corruption_keeps_the_segment_aside_and_stores_what_precedes_it() {
     assert!(spool.sealed().unwrap().is_empty());
 }
 
+/// The byte offsets where each record of a segment starts, and its end.
+fn boundaries(bytes: &[u8]) -> Vec<usize> {
+    let mut at = vec![0usize];
+    while *at.last().unwrap() < bytes.len() {
+        let start = *at.last().unwrap();
+        let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+        at.push(start + 8 + len);
+    }
+    at
+}
+
+#[test]
+fn damage_in_the_middle_loses_only_the_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<SpooledEvent> = (0..5).map(record).collect();
+    let mut spool = Spool::open(dir.path()).unwrap();
+    spool.append(&records).unwrap();
+    let path = dir.path().join("segment-00000000000000000000.log");
+    let bytes = std::fs::read(&path).unwrap();
+    let at = boundaries(&bytes);
+    let damaged_path = dir.path().join("damaged.bin");
+
+    // A flipped byte inside the second record's JSON: its checksum fails.
+    let mut flipped = bytes.clone();
+    flipped[at[1] + 20] ^= 0xff;
+    std::fs::write(&damaged_path, &flipped).unwrap();
+    let contents = read_segment(&damaged_path).unwrap();
+    let expected: Vec<_> = [0, 2, 3, 4].iter().map(|&i| records[i].clone()).collect();
+    assert_eq!(contents.records, expected);
+    assert_eq!(contents.corrupt_bytes, (at[2] - at[1]) as u64);
+    assert!(!contents.torn_tail);
+
+    // A write that failed half-way through the third record, then later appends.
+    let mut torn = bytes[..at[2] + (at[3] - at[2]) / 2].to_vec();
+    torn.extend_from_slice(&bytes[at[3]..]);
+    std::fs::write(&damaged_path, &torn).unwrap();
+    let contents = read_segment(&damaged_path).unwrap();
+    let expected: Vec<_> = [0, 1, 3, 4].iter().map(|&i| records[i].clone()).collect();
+    assert_eq!(contents.records, expected, "the records after a torn one are read");
+    assert_eq!(contents.corrupt_bytes, ((at[3] - at[2]) / 2) as u64);
+    assert!(
+        !contents.torn_tail,
+        "a tear followed by records is damage, not a torn tail"
+    );
+
+    // A garbage length field (an impossible size) in the fourth record.
+    let mut garbage = bytes.clone();
+    garbage[at[3]..at[3] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&damaged_path, &garbage).unwrap();
+    let contents = read_segment(&damaged_path).unwrap();
+    let expected: Vec<_> = [0, 1, 2, 4].iter().map(|&i| records[i].clone()).collect();
+    assert_eq!(contents.records, expected);
+    assert_eq!(contents.corrupt_bytes, (at[4] - at[3]) as u64);
+}
+
 #[test]
 fn one_spool_directory_serves_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
