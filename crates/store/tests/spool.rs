@@ -155,11 +155,10 @@ async fn corruption_keeps_the_segment_aside_and_stores_what_precedes_it() {
 
 /// The byte offsets where each record of a segment starts, and its end.
 fn boundaries(bytes: &[u8]) -> Vec<usize> {
-    let mut at = vec![0usize];
-    while *at.last().unwrap() < bytes.len() {
-        let start = *at.last().unwrap();
-        let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
-        at.push(start + 8 + len);
+    let (mut at, mut start) = (vec![0usize], 0usize);
+    while let Some(&[l0, l1, l2, l3]) = bytes.get(start..start + 4) {
+        start += 8 + u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        at.push(start);
     }
     at
 }
