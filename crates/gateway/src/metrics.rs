@@ -96,6 +96,8 @@ pub struct Metrics {
     pub spooled: Counter,
     pub spool_errors: Counter,
     pub flushed: Counter,
+    /// Spool segments found with damaged records (kept aside as `*.corrupt`).
+    pub corrupt_segments: Counter,
     pub spool_depth: Gauge,
     pub phases: PhaseTimes,
     pub background: BackgroundTimes,
@@ -118,7 +120,8 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
         });
         let (open_streams, sockets, spool_depth) = (Gauge::default(), Gauge::default(), Gauge::default());
-        let (estimated, spooled, spool_errors, flushed, sockets_opened) = (
+        let (estimated, spooled, spool_errors, flushed, corrupt_segments, sockets_opened) = (
+            Counter::default(),
             Counter::default(),
             Counter::default(),
             Counter::default(),
@@ -162,6 +165,11 @@ impl Metrics {
             "flushed_records",
             "Spooled usage records stored in the database",
             flushed.clone(),
+        );
+        registry.register(
+            "spool_corrupt_segments",
+            "Spool segments with damaged records: the rest of each was stored, the segment kept as *.corrupt",
+            corrupt_segments.clone(),
         );
         registry.register(
             "spool_depth_bytes",
@@ -209,6 +217,7 @@ impl Metrics {
             spooled,
             spool_errors,
             flushed,
+            corrupt_segments,
             spool_depth,
             phases,
             background,

@@ -118,6 +118,7 @@ impl Recorder {
         let outcome = spool::flush(sealed, store).await?;
         Metrics::observe_since(&self.metrics.background.flush, flushing);
         self.metrics.flushed.inc_by(outcome.inserted);
+        self.metrics.corrupt_segments.inc_by(outcome.corrupt_segments);
         Ok(outcome)
     }
 
@@ -178,5 +179,62 @@ impl Recorder {
                 tracing::warn!("final usage flush failed; the spool is replayed at the next start: {e}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use goodhart_store::testing::TestDatabase;
+
+    use super::*;
+
+    fn record(i: u64) -> SpooledEvent {
+        let event = goodhart_core::usage::UsageEvent {
+            id: format!("corrupt-test-{i}"),
+            timestamp: goodhart_core::Micros(1_700_000_000_000_000 + i as i64),
+            attribution: goodhart_core::usage::Attribution {
+                user: "alice".into(),
+                ..Default::default()
+            },
+            provider: None,
+            model: "m".into(),
+            tokens: Default::default(),
+            finish_reason: None,
+            fingerprints: Default::default(),
+            content: None,
+            source: goodhart_core::usage::Source::Gateway,
+            estimated: false,
+            call: None,
+        };
+        SpooledEvent {
+            event,
+            cost: None,
+            price_version: "v1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_is_counted_in_metrics_and_the_rest_of_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::sqlite();
+        let store = db.open().await.unwrap();
+        let mut spool = Spool::open(dir.path()).unwrap();
+        spool.append(&(0..3).map(record).collect::<Vec<_>>()).unwrap();
+        spool.seal().unwrap();
+        let path = spool.sealed().unwrap().remove(0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 0xff; // inside the first record's JSON
+        std::fs::write(&path, bytes).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let recorder = Recorder::new(spool, false, Arc::clone(&metrics));
+        let outcome = recorder.flush(store.as_ref()).await.unwrap();
+        assert_eq!((outcome.inserted, outcome.corrupt_segments), (2, 1));
+        assert!(
+            metrics
+                .encode()
+                .contains("goodhart_gateway_spool_corrupt_segments_total 1\n"),
+            "{}",
+            metrics.encode()
+        );
     }
 }
