@@ -216,10 +216,14 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents, SpoolError> {
             }
             damage => damage,
         };
-        let resumes = (at + 1..bytes.len()).find(|&i| matches!(record_at(&bytes, i), Read::Record(..)));
-        match (resumes, damage) {
-            (Some(next), _) => {
-                contents.corrupt_bytes += (next - at) as u64;
+        let resumed = (at + 1..bytes.len()).find_map(|start| match record_at(&bytes, start) {
+            Read::Record(record, next) => Some((start, record, next)),
+            _ => None,
+        });
+        match (resumed, damage) {
+            (Some((start, record, next)), _) => {
+                contents.corrupt_bytes += (start - at) as u64;
+                contents.records.push(*record);
                 at = next;
             }
             (None, Read::CutShort) => {

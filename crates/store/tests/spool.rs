@@ -109,13 +109,7 @@ fn a_segment_cut_anywhere_reads_as_a_prefix_of_its_records() {
     spool.append(&records).unwrap();
     let path = dir.path().join("segment-00000000000000000000.log");
     let bytes = std::fs::read(&path).unwrap();
-    // Record boundaries, from the length fields.
-    let mut boundaries = vec![0usize];
-    while *boundaries.last().unwrap() < bytes.len() {
-        let at = *boundaries.last().unwrap();
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        boundaries.push(at + 8 + len);
-    }
+    let boundaries = boundaries(&bytes);
     assert_eq!(boundaries.len(), 5);
     let cut_path = dir.path().join("cut.bin");
     for cut in 0..=bytes.len() {
