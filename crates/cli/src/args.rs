@@ -425,8 +425,24 @@ pub(crate) struct CreateBudget {
     /// IANA time zone whose calendar the period follows.
     #[arg(long, default_value = "UTC")]
     pub(crate) timezone: String,
+    /// With --block: when the database cannot be reached, refuse the calls that need a new
+    /// slice of the budget (`fail-closed`) or admit them up to --fail-open-percent of the limit
+    /// per gateway instance (`fail-open`) [default: the gateway's `when_store_unreachable`].
+    #[arg(long, value_enum, requires = "block")]
+    pub(crate) when_store_unreachable: Option<Unreachable>,
+    /// Failing open, how far past the limit each gateway instance may go per window, in
+    /// percent of the limit [default: 5].
+    #[arg(long, requires = "when_store_unreachable")]
+    pub(crate) fail_open_percent: Option<u32>,
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
+}
+
+/// What a blocking budget does when the database is unreachable.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Unreachable {
+    FailClosed,
+    FailOpen,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use goodhart_store::RepriceScope;
 
 use crate::args::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
-    ReportKind, TokensAction,
+    ReportKind, TokensAction, Unreachable,
 };
 use crate::database::{open_app, open_existing_app, open_existing_store};
 use crate::output::{self, Format, Tabular, grouped};
@@ -812,6 +812,8 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
                 block,
                 thresholds,
                 timezone,
+                when_store_unreachable,
+                fail_open_percent,
                 format,
             } = *create;
             let named = [
@@ -841,6 +843,14 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
                 action: Some(if block { "block" } else { "alert" }.into()),
                 thresholds,
                 timezone: Some(timezone),
+                when_store_unreachable: when_store_unreachable.map(|policy| {
+                    match policy {
+                        Unreachable::FailClosed => "fail_closed",
+                        Unreachable::FailOpen => "fail_open",
+                    }
+                    .to_owned()
+                }),
+                fail_open_percent,
             };
             (vec![app.create_budget(request).await.map_err(app_error)?], format)
         }

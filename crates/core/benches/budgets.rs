@@ -43,6 +43,7 @@ fn five_budgets() -> Vec<BudgetWindow> {
                 thresholds: vec![50, 80, 100],
                 timezone: "UTC".into(),
                 created_at: Micros(0),
+                when_unreachable: None,
             },
             window: Window {
                 start: Micros(0),

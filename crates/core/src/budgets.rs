@@ -135,6 +135,56 @@ impl Action {
     }
 }
 
+/// What a blocking budget does when the shared store cannot be reached to borrow a slice of
+/// it (the database is down, or unreachable from this instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum WhenUnreachable {
+    /// Refuse the calls that need a new slice (503 with a retry time): the cap holds, and
+    /// agents stop until the store is back.
+    FailClosed,
+    /// Admit them on this instance's own authority up to `percent` of the budget's limit in
+    /// each window, then refuse; what was admitted so is charged to the budget's pool once
+    /// the store is back. The cap can be passed by at most `percent` of it per instance.
+    FailOpen { percent: u32 },
+}
+
+impl WhenUnreachable {
+    /// The most a fail-open allowance may be: the whole limit again, per instance.
+    pub const MAX_PERCENT: u32 = 100;
+    /// The allowance when none is named: what an instance borrows at a time anyway (a
+    /// twentieth of the limit).
+    pub const DEFAULT_PERCENT: u32 = 5;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnreachable::FailClosed => "fail_closed",
+            WhenUnreachable::FailOpen { .. } => "fail_open",
+        }
+    }
+
+    /// The policy from its name and, for `fail_open`, its allowance in percent of the limit
+    /// (1 to [`MAX_PERCENT`](Self::MAX_PERCENT)); `None` for an unknown name or a percent
+    /// out of range.
+    pub fn from_parts(name: &str, percent: Option<u32>) -> Option<WhenUnreachable> {
+        match (name, percent) {
+            ("fail_closed", None) => Some(WhenUnreachable::FailClosed),
+            ("fail_open", Some(percent)) if (1..=Self::MAX_PERCENT).contains(&percent) => {
+                Some(WhenUnreachable::FailOpen { percent })
+            }
+            _ => None,
+        }
+    }
+
+    /// The fail-open allowance in percent (`None` when failing closed).
+    pub fn percent(self) -> Option<u32> {
+        match self {
+            WhenUnreachable::FailClosed => None,
+            WhenUnreachable::FailOpen { percent } => Some(percent),
+        }
+    }
+}
+
 /// The alert thresholds used when a budget names none (percent of the limit).
 pub const DEFAULT_THRESHOLDS: [u32; 3] = [50, 80, 100];
 
@@ -153,6 +203,8 @@ pub struct Budget {
     /// The IANA time zone whose calendar the period follows (e.g. `Europe/Paris`).
     pub timezone: String,
     pub created_at: Micros,
+    /// What to do when the shared store is unreachable (`None`: the gateway's default).
+    pub when_unreachable: Option<WhenUnreachable>,
 }
 
 /// What an alert is about.
@@ -171,6 +223,9 @@ pub enum AlertKind {
     Blocked,
     /// A provider billed a day differently from what Goodhart metered, past the threshold.
     Reconciliation,
+    /// The database was unreachable, and a blocking budget failing open admitted calls on a
+    /// gateway's own authority: its cap may be passed by up to the allowance.
+    FailOpen,
 }
 
 impl AlertKind {
@@ -182,6 +237,7 @@ impl AlertKind {
             AlertKind::Waste => "waste",
             AlertKind::Blocked => "blocked",
             AlertKind::Reconciliation => "reconciliation",
+            AlertKind::FailOpen => "fail_open",
         }
     }
 
@@ -193,6 +249,7 @@ impl AlertKind {
             AlertKind::Waste,
             AlertKind::Blocked,
             AlertKind::Reconciliation,
+            AlertKind::FailOpen,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -265,6 +322,20 @@ impl Alert {
             ),
             created_at: now,
         }
+    }
+
+    /// A fail-open alert: a gateway instance admitted calls on `budget` on its own authority,
+    /// the store being unreachable (once per budget and window).
+    pub fn fail_open(budget: &Budget, window: Window, percent: u32, now: Micros) -> Alert {
+        let message = format!(
+            "the database was unreachable: calls under the {} cap of {} on {} were admitted on a gateway's \
+             own authority (fail_open), so the cap may be passed by up to {percent} % per gateway instance",
+            budget.period.as_str(),
+            budget.limit.usd_rounded(2),
+            scope_label(&budget.scope),
+        );
+        let id = format!("fail_open:{}:{}", budget.id, window.start.0);
+        Alert::about(budget, AlertKind::FailOpen, id, message, now)
     }
 
     /// A forecast alert: once per budget and window.

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct Micros(pub i64);
 
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
-pub const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
+pub const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
+pub const MICROS_PER_HOUR: i64 = 60 * MICROS_PER_MINUTE;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
 impl Micros {

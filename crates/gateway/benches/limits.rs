@@ -41,6 +41,7 @@ fn budgets() -> Vec<Budget> {
             thresholds: vec![50, 80, 100],
             timezone: "Europe/Paris".into(),
             created_at: Micros(0),
+            when_unreachable: None,
         })
         .collect()
 }
@@ -60,7 +61,11 @@ fn limits(c: &mut Criterion) {
         for budget in budgets() {
             store.create_budget(&budget).await.unwrap();
         }
-        let limiter = Limiter::new(store, "bench".into());
+        let limiter = Limiter::new(
+            store,
+            "bench".into(),
+            goodhart_core::budgets::WhenUnreachable::FailClosed,
+        );
         limiter.reload(goodhart_store::now_micros()).await.unwrap();
         limiter
     });
@@ -121,6 +126,7 @@ fn limits(c: &mut Criterion) {
                     want: slice,
                     need: slice,
                     now,
+                    overdraw: false,
                 };
                 runtime.block_on(store.lease_budget(&request)).unwrap().unwrap()
             })

@@ -100,7 +100,11 @@ fn record(c: &mut Criterion) {
         prices: Arc::clone(&prices),
         recorder: Arc::clone(&recorder),
         metrics: Arc::clone(&metrics),
-        limits: Limiter::new(store, "bench".into()),
+        limits: Limiter::new(
+            store,
+            "bench".into(),
+            goodhart_core::budgets::WhenUnreachable::FailClosed,
+        ),
         alerts: goodhart_gateway::alerts::AlertSink::disconnected(),
     });
     let mut group = c.benchmark_group("gateway call");

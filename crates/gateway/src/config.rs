@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use goodhart_core::budgets::WhenUnreachable;
 pub use goodhart_core::requests::Protocol;
+use serde::Deserialize;
 
 use crate::google_auth::ServiceAccount;
-use serde::Deserialize;
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_SPOOL_SYNC_MS: u64 = 10;
@@ -41,6 +42,14 @@ pub struct RawGateway {
     pub upstream_timeout_secs: Option<u64>,
     /// Output tokens reserved against budgets for a call that names no `max_tokens`.
     pub default_max_tokens: Option<u64>,
+    /// What blocking budgets that name no policy, and keys' rate limits, do when the database
+    /// cannot be reached to lend a slice: `fail_closed` (default: refuse the calls that need
+    /// one) or `fail_open` (admit them up to `fail_open_percent` of each budget's limit per
+    /// window, and each key's own per-minute limit per minute, per instance).
+    pub when_store_unreachable: Option<String>,
+    /// Failing open, each instance's allowance per budget window, in percent of the limit
+    /// (1 to 100, default 5).
+    pub fail_open_percent: Option<u32>,
 }
 
 /// One `[[providers]]` entry as written.
@@ -156,6 +165,8 @@ pub struct GatewayConfig {
     /// The output a call is assumed to produce, for its budget reservation, when it names no
     /// `max_tokens`.
     pub default_max_tokens: u64,
+    /// What pools do when the store is unreachable, unless a budget says otherwise.
+    pub when_unreachable: WhenUnreachable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +180,30 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> GatewayConfigEr
     GatewayConfigError {
         key: key.into(),
         reason: reason.into(),
+    }
+}
+
+/// The default policy when the store is unreachable, from `[gateway]`'s two keys.
+fn when_unreachable(name: Option<&str>, percent: Option<u32>) -> Result<WhenUnreachable, GatewayConfigError> {
+    match (name.map(str::trim), percent) {
+        (None | Some("fail_closed"), None) => Ok(WhenUnreachable::FailClosed),
+        (None | Some("fail_closed"), Some(_)) => Err(invalid(
+            "gateway.fail_open_percent",
+            "applies only with `when_store_unreachable = \"fail_open\"`",
+        )),
+        (Some("fail_open"), percent) => {
+            let percent = percent.unwrap_or(WhenUnreachable::DEFAULT_PERCENT);
+            WhenUnreachable::from_parts("fail_open", Some(percent)).ok_or_else(|| {
+                invalid(
+                    "gateway.fail_open_percent",
+                    format!("must be 1 to {}, got {percent}", WhenUnreachable::MAX_PERCENT),
+                )
+            })
+        }
+        (Some(other), _) => Err(invalid(
+            "gateway.when_store_unreachable",
+            format!("expected \"fail_closed\" or \"fail_open\", got {other:?}"),
+        )),
     }
 }
 
@@ -431,6 +466,7 @@ impl GatewayConfig {
             60_000,
         )?
         .max(1);
+        let when_unreachable = when_unreachable(raw.when_store_unreachable.as_deref(), raw.fail_open_percent)?;
         Ok(GatewayConfig {
             providers: resolved,
             mock: false,
@@ -451,6 +487,7 @@ impl GatewayConfig {
                 DEFAULT_MAX_TOKENS,
                 10_000_000,
             )?,
+            when_unreachable,
         })
     }
 
@@ -699,6 +736,35 @@ mod tests {
             GatewayConfig::resolve(raw, vec![], no_env).unwrap_err().key,
             "gateway.upstream_timeout_secs"
         );
+    }
+
+    #[test]
+    fn the_default_when_the_store_is_unreachable_fails_closed_unless_set_to_fail_open() {
+        let resolve = |name: Option<&str>, percent: Option<u32>| {
+            let raw = RawGateway {
+                when_store_unreachable: name.map(str::to_owned),
+                fail_open_percent: percent,
+                ..Default::default()
+            };
+            GatewayConfig::resolve(raw, vec![], no_env).map(|c| c.when_unreachable)
+        };
+        assert_eq!(resolve(None, None).unwrap(), WhenUnreachable::FailClosed);
+        assert_eq!(
+            resolve(Some("fail_open"), None).unwrap(),
+            WhenUnreachable::FailOpen { percent: 5 }
+        );
+        assert_eq!(
+            resolve(Some("fail_open"), Some(25)).unwrap(),
+            WhenUnreachable::FailOpen { percent: 25 }
+        );
+        for (name, percent, key) in [
+            (Some("fail_open"), Some(0), "gateway.fail_open_percent"),
+            (Some("fail_open"), Some(500), "gateway.fail_open_percent"),
+            (None, Some(5), "gateway.fail_open_percent"),
+            (Some("open"), None, "gateway.when_store_unreachable"),
+        ] {
+            assert_eq!(resolve(name, percent).unwrap_err().key, key, "{name:?} {percent:?}");
+        }
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Gateway {
         );
         lag::spawn(Arc::clone(&metrics), &tracker, cancel.clone());
         let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
-        let limits = limits::Limiter::new(Arc::clone(&store), instance);
+        let limits = limits::Limiter::new(Arc::clone(&store), instance, config.when_unreachable);
         let client = upstream::client();
         let services = Arc::new(Services {
             prices,
@@ -128,13 +128,9 @@ impl Gateway {
                     () = reloader.inner.cancel.cancelled() => break,
                 }
                 let now = goodhart_store::now_micros();
-                reloader
-                    .inner
-                    .proxy
-                    .services
-                    .limits
-                    .give_back_idle(now, Idle::Lapsed)
-                    .await;
+                let limits = &reloader.inner.proxy.services.limits;
+                limits.report_own(now).await;
+                limits.give_back_idle(now, Idle::Lapsed).await;
                 let mut due =
                     last.elapsed() >= BUDGET_RELOAD_INTERVAL || reloader.inner.proxy.services.limits.needs_reload(now);
                 if !due && last_check.elapsed() >= BUDGET_CHECK_INTERVAL {
@@ -212,13 +208,11 @@ impl Gateway {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
-        // What this instance borrowed and did not use goes back to the shared pools.
-        self.inner
-            .proxy
-            .services
-            .limits
-            .give_back_idle(goodhart_store::now_micros(), Idle::All)
-            .await;
+        // What this instance lent itself is reported, and what it borrowed and did not use
+        // goes back to the shared pools.
+        let (limits, now) = (&self.inner.proxy.services.limits, goodhart_store::now_micros());
+        limits.report_own(now).await;
+        limits.give_back_idle(now, Idle::All).await;
     }
 
     /// The Prometheus text exposition of the gateway's metrics.

@@ -12,6 +12,15 @@
 //! stops, when it goes idle, and when a budget's pool refuses it (so the rest can go to
 //! another instance).
 //!
+//! When the store cannot be reached to lend, a pool fails closed or open ([`WhenUnreachable`]:
+//! a budget's own choice, else the gateway's default, which also governs keys' rate limits).
+//! Failing closed, the call is refused ([`Denied::Store`]). Failing open, this instance lends
+//! itself the shortfall within an allowance — a share of a budget's limit per window, a key's
+//! own per-minute limit per minute ([`Ledger::lend_own`]) — and, once the store answers again,
+//! reports what it so lent of each budget to the budget's pool ([`Limiter::report_own`]), so
+//! that every instance counts it. Together, instances cannot pass a cap by more than the sum of
+//! their allowances.
+//!
 //! Separately, each budget's spend in its window is seeded from the store at every reload
 //! (budgets changed, window rolled over, every minute) and grows with every call settled here:
 //! that is what the API shows and what threshold alerts and forecasts are measured on.
@@ -19,9 +28,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use goodhart_core::Micros;
-use goodhart_core::budgets::{self, Alert};
+use goodhart_core::budgets::{self, Alert, WhenUnreachable};
 use goodhart_core::limits::{
-    Amount, BudgetWindow, Call, Check, GiveBack, Hold, Idle, Ledger, Refusal, Shortfalls, Spent, Standing,
+    Amount, BudgetWindow, Call, Check, GiveBack, Hold, Idle, Ledger, Pool, Refusal, Shortfall, Shortfalls, Spent,
+    Standing,
 };
 use goodhart_store::leases::{Lent, PoolStore};
 use goodhart_store::{Store, StoreError};
@@ -44,6 +54,8 @@ pub struct Limiter {
     store: Arc<dyn Store>,
     /// This instance, as the pools know it (its slices are kept apart from the others').
     instance: String,
+    /// What a pool does when the store is unreachable, unless its budget says otherwise.
+    when_unreachable: WhenUnreachable,
     ledger: Mutex<Ledger>,
     /// One borrow from the pools at a time: calls that find a slice short while another
     /// borrows wait for it and usually find room in what it brought.
@@ -57,14 +69,19 @@ pub struct Admission {
     limiter: Arc<Limiter>,
     /// `None` once settled.
     hold: Option<Hold>,
+    /// The pools this instance lent itself part of the call's worst case from, the store
+    /// being unreachable (empty for nearly every call).
+    lent_own: Vec<Pool>,
 }
 
 impl Limiter {
-    /// A limiter for the gateway instance `instance`, borrowing from the pools in `store`.
-    pub fn new(store: Arc<dyn Store>, instance: String) -> Arc<Limiter> {
+    /// A limiter for the gateway instance `instance`, borrowing from the pools in `store`, whose
+    /// pools do `when_unreachable` when the store cannot be reached (unless a budget says).
+    pub fn new(store: Arc<dyn Store>, instance: String, when_unreachable: WhenUnreachable) -> Arc<Limiter> {
         Arc::new(Limiter {
             store,
             instance,
+            when_unreachable,
             ledger: Mutex::new(Ledger::new()),
             borrowing: tokio::sync::Mutex::new(()),
         })
@@ -125,6 +142,7 @@ impl Limiter {
     pub async fn admit(self: &Arc<Self>, call: &Call<'_>, now: Micros) -> Result<Admission, Denied> {
         let mut borrowing = None;
         let mut borrows = 0;
+        let mut lent_own = Vec::new();
         loop {
             let checked = self.ledger().check(call, now);
             let short = match checked {
@@ -132,6 +150,7 @@ impl Limiter {
                     return Ok(Admission {
                         limiter: Arc::clone(self),
                         hold: Some(hold),
+                        lent_own,
                     });
                 }
                 Check::Refused(refusal) => return Err(Denied::Refused(refusal)),
@@ -149,19 +168,30 @@ impl Limiter {
                 return Err(Denied::Refused(refusal));
             }
             borrows += 1;
-            self.borrow(&short, now).await?;
+            self.borrow(&short, now, &mut lent_own).await?;
         }
     }
 
-    /// Borrows each shortfall from its pool; a pool that will not lend refuses the call.
-    async fn borrow(&self, short: &Shortfalls, now: Micros) -> Result<(), Denied> {
+    /// Borrows each shortfall from its pool; a pool that will not lend refuses the call. When
+    /// the store cannot be reached, a pool failing open lends from this instance's allowance
+    /// (noted in `lent_own`), and one failing closed refuses.
+    async fn borrow(&self, short: &Shortfalls, now: Micros, lent_own: &mut Vec<Pool>) -> Result<(), Denied> {
         for shortfall in short.iter() {
             let (pool, need) = (&shortfall.pool, shortfall.need);
-            let lent = self
+            let lent = match self
                 .store
                 .borrow(pool, &self.instance, pool.lease_size(), need, now)
                 .await
-                .map_err(Denied::Store)?;
+            {
+                Ok(lent) => lent,
+                Err(e) => {
+                    if !self.lend_own(shortfall, now) {
+                        return Err(Denied::Store(e));
+                    }
+                    lent_own.push(pool.clone());
+                    continue;
+                }
+            };
             match lent {
                 Lent::Granted(granted) => self.ledger().credit(&pool.id(), granted),
                 Lent::Refused { retry_after } => {
@@ -174,6 +204,43 @@ impl Limiter {
             }
         }
         Ok(())
+    }
+
+    /// What `pool` does when the store is unreachable.
+    pub fn when_unreachable(&self, pool: &Pool) -> WhenUnreachable {
+        match pool {
+            Pool::Budget { budget, .. } => budget.when_unreachable.unwrap_or(self.when_unreachable),
+            Pool::Key { .. } => self.when_unreachable,
+        }
+    }
+
+    /// Lends `shortfall` from this instance's allowance if its pool fails open and the
+    /// allowance covers it.
+    fn lend_own(&self, shortfall: &Shortfall, now: Micros) -> bool {
+        match self.when_unreachable(&shortfall.pool) {
+            WhenUnreachable::FailClosed => false,
+            WhenUnreachable::FailOpen { percent } => self.ledger().lend_own(shortfall, percent, now),
+        }
+    }
+
+    /// Reports to each budget's pool what this instance lent itself of it while the store was
+    /// unreachable, so that the pool counts it as lent (every second, and before stopping).
+    /// What cannot be reported yet stays to report, and is never given back meanwhile.
+    pub async fn report_own(&self, now: Micros) {
+        let unreported = self.ledger().unreported();
+        for (pool, lent) in unreported {
+            match self.store.overdraw(&pool, &self.instance, lent, now).await {
+                Ok(()) => {
+                    self.ledger().reported(&pool.id(), lent);
+                    tracing::warn!(pool = ?pool.id(), cost_nanos = lent.cost.0, tokens = lent.tokens,
+                        "reported what this instance admitted on its own while the store was unreachable");
+                }
+                Err(e) => {
+                    tracing::debug!(pool = ?pool.id(), "not yet reported what was lent on this instance's own: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     async fn give_back(&self, unused: GiveBack, now: Micros) {
@@ -199,6 +266,12 @@ impl Limiter {
 }
 
 impl Admission {
+    /// The pools this instance lent itself part of the call's worst case from (the store was
+    /// unreachable and they fail open).
+    pub fn lent_own(&self) -> &[Pool] {
+        &self.lent_own
+    }
+
     /// Replaces the hold by the call's real usage (recorded at `spent.at`), on every pool it
     /// drew on, and adds its cost to every budget it counts against. Returns the threshold
     /// alerts this raised.
@@ -212,7 +285,10 @@ impl Admission {
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission").field("hold", &self.hold).finish()
+        f.debug_struct("Admission")
+            .field("hold", &self.hold)
+            .field("lent_own", &self.lent_own)
+            .finish()
     }
 }
 
@@ -245,6 +321,7 @@ mod tests {
             thresholds: vec![50, 80, 100],
             timezone: "UTC".into(),
             created_at: Micros(0),
+            when_unreachable: None,
         }
     }
 
@@ -274,7 +351,7 @@ mod tests {
 
     /// Another gateway instance on the same database.
     async fn instance(db: &TestDatabase, name: &str) -> Arc<Limiter> {
-        let limiter = Limiter::new(db.open().await.unwrap(), name.into());
+        let limiter = Limiter::new(db.open().await.unwrap(), name.into(), WhenUnreachable::FailClosed);
         limiter.reload(now()).await.unwrap();
         limiter
     }
@@ -521,5 +598,100 @@ mod tests {
             Nanos(1_000),
             "nor any of the budget: only the admitted call holds it"
         );
+    }
+
+    /// Takes the shared pools' tables away from every store on `db` (the database is as good
+    /// as unreachable for borrowing), or puts them back.
+    async fn pools_reachable(db: &TestDatabase, reachable: bool) {
+        let renames = [
+            ("budget_leases", "budget_leases_away"),
+            ("rate_buckets", "rate_buckets_away"),
+        ];
+        let sql: Vec<String> = renames
+            .iter()
+            .map(|&(table, away)| match reachable {
+                true => format!("ALTER TABLE {away} RENAME TO {table}"),
+                false => format!("ALTER TABLE {table} RENAME TO {away}"),
+            })
+            .collect();
+        db.execute_batch(&sql.join(";")).await.unwrap();
+    }
+
+    async fn try_admit(limiter: &Arc<Limiter>, rates: RateLimits, cost: i64) -> Result<Admission, Denied> {
+        let who = alice();
+        let call = Call {
+            key_id: "k",
+            rates,
+            who: &who,
+            cost: Some(Nanos(cost)),
+            tokens: 0,
+        };
+        limiter.admit(&call, now()).await
+    }
+
+    #[tokio::test]
+    async fn a_budget_failing_open_admits_its_allowance_while_the_store_is_unreachable_then_reports_it() {
+        let open = Budget {
+            when_unreachable: Some(WhenUnreachable::FailOpen { percent: 10 }),
+            ..budget("open", BudgetScope::Org, 100_000, Action::Block)
+        };
+        let (a, db) = limiter_with(&[open]).await;
+        // A slice of 5 % is held before the outage: its 5,000 admit calls as ever.
+        let held = try_admit(&a, RateLimits::default(), 5_000).await.unwrap();
+        assert!(held.lent_own().is_empty());
+        settle(held, now(), 5_000, 0);
+        pools_reachable(&db, false).await;
+        // The allowance, 10 % of 100,000: five calls of 2,000, not a sixth.
+        for i in 0..5 {
+            let admission = try_admit(&a, RateLimits::default(), 2_000).await;
+            let admission = admission.unwrap_or_else(|e| panic!("call {i}: {e:?}"));
+            assert_eq!(admission.lent_own().len(), 1, "lent on the instance's own authority");
+            settle(admission, now(), 2_000, 0);
+        }
+        let past = try_admit(&a, RateLimits::default(), 2_000).await;
+        assert!(
+            matches!(past, Err(Denied::Store(_))),
+            "past the allowance it fails closed: {past:?}"
+        );
+        // Nothing reported or given back while the store is away.
+        a.report_own(now()).await;
+        a.give_back_idle(now(), Idle::All).await;
+        pools_reachable(&db, true).await;
+        a.report_own(now()).await;
+        // Another instance finds the pool counting what `a` admitted: 100,000 − 5,000 − 10,000.
+        let b = instance(&db, "b").await;
+        let _rest = try_admit(&b, RateLimits::default(), 85_000).await.unwrap();
+        let over = try_admit(&b, RateLimits::default(), 1).await;
+        assert!(matches!(over, Err(Denied::Refused(Refusal::Budget(_)))), "{over:?}");
+    }
+
+    #[tokio::test]
+    async fn a_budget_failing_closed_refuses_what_needs_the_store_and_a_key_follows_the_default() {
+        // The gateway's default fails open; this budget fails closed all the same.
+        let closed = Budget {
+            when_unreachable: Some(WhenUnreachable::FailClosed),
+            ..budget("closed", BudgetScope::Org, 100_000, Action::Block)
+        };
+        let db = TestDatabase::sqlite();
+        let store = db.open().await.unwrap();
+        store.create_budget(&closed).await.unwrap();
+        let limiter = Limiter::new(store, "a".into(), WhenUnreachable::FailOpen { percent: 50 });
+        limiter.reload(now()).await.unwrap();
+        let held = try_admit(&limiter, RateLimits::default(), 100).await.unwrap();
+        settle(held, now(), 100, 0);
+        pools_reachable(&db, false).await;
+        assert!(
+            try_admit(&limiter, RateLimits::default(), 100).await.is_ok(),
+            "within the slice held, the store is not needed"
+        );
+        let needs_more = try_admit(&limiter, RateLimits::default(), 10_000).await;
+        assert!(matches!(needs_more, Err(Denied::Store(_))), "{needs_more:?}");
+        // Keys follow the gateway's default (fail_open): up to their own per-minute limit.
+        let three = rates(Some(3), None);
+        for _ in 0..3 {
+            let admission = try_admit(&limiter, three, 0).await.unwrap();
+            assert_eq!(admission.lent_own().len(), 1);
+        }
+        assert!(matches!(try_admit(&limiter, three, 0).await, Err(Denied::Store(_))));
     }
 }

@@ -99,6 +99,9 @@ pub struct Metrics {
     /// Spool segments found with damaged records (kept aside as `*.corrupt`).
     pub corrupt_segments: Counter,
     pub spool_depth: Gauge,
+    /// Calls admitted past this instance's slices on its own authority, the store being
+    /// unreachable and their pools failing open.
+    pub fail_open_admissions: Counter,
     pub phases: PhaseTimes,
     pub background: BackgroundTimes,
     /// How late the runtime's lag probe wakes up (see [`crate::lag`]).
@@ -120,7 +123,8 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
         });
         let (open_streams, sockets, spool_depth) = (Gauge::default(), Gauge::default(), Gauge::default());
-        let (estimated, spooled, spool_errors, flushed, corrupt_segments, sockets_opened) = (
+        let (estimated, spooled, spool_errors, flushed, corrupt_segments, sockets_opened, fail_open_admissions) = (
+            Counter::default(),
             Counter::default(),
             Counter::default(),
             Counter::default(),
@@ -172,6 +176,11 @@ impl Metrics {
             corrupt_segments.clone(),
         );
         registry.register(
+            "fail_open_admissions",
+            "Calls admitted on this instance's own authority while the database was unreachable (fail_open)",
+            fail_open_admissions.clone(),
+        );
+        registry.register(
             "spool_depth_bytes",
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
@@ -219,6 +228,7 @@ impl Metrics {
             flushed,
             corrupt_segments,
             spool_depth,
+            fail_open_admissions,
             phases,
             background,
             runtime_lag,

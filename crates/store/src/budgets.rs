@@ -2,7 +2,7 @@
 //! backends (placeholders `$n` work in SQLite too).
 
 use async_trait::async_trait;
-use goodhart_core::budgets::{Action, Budget, BudgetScope, Period};
+use goodhart_core::budgets::{Action, Budget, BudgetScope, Period, WhenUnreachable};
 use goodhart_core::{Micros, Nanos};
 
 use crate::error::StoreError;
@@ -28,9 +28,10 @@ pub trait BudgetStore: Send + Sync {
 }
 
 pub(crate) const COLUMNS: &str = "id, scope_kind, scope_name, period, limit_nanos, limit_tokens, action, thresholds, \
-    timezone, created_at";
+    timezone, created_at, when_unreachable, fail_open_percent";
 pub(crate) const INSERT: &str = "INSERT INTO budgets (id, scope_kind, scope_name, period, limit_nanos, limit_tokens, \
-    action, thresholds, timezone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    action, thresholds, timezone, created_at, when_unreachable, fail_open_percent) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(crate) const LIVE: &str = "WHERE deleted_at IS NULL ORDER BY created_at, id";
 pub(crate) const DELETE: &str = "UPDATE budgets SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
 
@@ -86,6 +87,17 @@ pub(crate) struct Row {
     pub thresholds: String,
     pub timezone: String,
     pub created_at: i64,
+    pub when_unreachable: Option<String>,
+    pub fail_open_percent: Option<i64>,
+}
+
+/// A budget's policy when the store is unreachable, as stored: its name and, failing open,
+/// its allowance.
+pub(crate) fn when_unreachable(budget: &Budget) -> (Option<&'static str>, Option<i64>) {
+    match budget.when_unreachable {
+        None => (None, None),
+        Some(policy) => (Some(policy.as_str()), policy.percent().map(i64::from)),
+    }
 }
 
 impl Row {
@@ -105,6 +117,13 @@ impl Row {
             thresholds: parse_thresholds(&self.thresholds),
             timezone: self.timezone,
             created_at: Micros(self.created_at),
+            when_unreachable: match self.when_unreachable.as_deref() {
+                None => None,
+                Some(name) => {
+                    let percent = self.fail_open_percent.and_then(|p| u32::try_from(p).ok());
+                    Some(WhenUnreachable::from_parts(name, percent).ok_or_else(|| corrupt("budget policy", name))?)
+                }
+            },
             id: self.id,
         })
     }

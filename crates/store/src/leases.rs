@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::budgets::{Budget, Window};
-use goodhart_core::limits::{Amount, Pool, Resource, TokenBucket};
+use goodhart_core::limits::{self, Amount, Pool, Resource, TokenBucket};
 
 use crate::budgets::Spend;
 use crate::error::StoreError;
@@ -31,6 +31,9 @@ pub struct LeaseRequest<'a> {
     /// What it must get to admit the call it is holding.
     pub need: Amount,
     pub now: Micros,
+    /// Lend `need` whatever the limit leaves: what the instance admitted on its own authority
+    /// while the store was unreachable, reported once it is back so the pool counts it.
+    pub overdraw: bool,
 }
 
 /// A key's rate bucket, as every instance sees it.
@@ -99,6 +102,11 @@ pub trait PoolStore: Send + Sync {
 
     /// Takes back what `instance` borrowed of the pool and did not use.
     async fn give_back(&self, pool: &Pool, instance: &str, unused: Amount, now: Micros) -> Result<(), StoreError>;
+
+    /// Counts `lent` as lent to `instance` whatever the limit leaves: what it lent itself of a
+    /// budget's pool while the store was unreachable. (A key's bucket is not told: nothing of it
+    /// is given back.)
+    async fn overdraw(&self, pool: &Pool, instance: &str, lent: Amount, now: Micros) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -120,6 +128,7 @@ impl<S: LeaseStore + ?Sized> PoolStore for S {
                     want,
                     need,
                     now,
+                    overdraw: false,
                 };
                 match self.lease_budget(&request).await? {
                     Some(granted) => Lent::Granted(granted),
@@ -154,6 +163,35 @@ impl<S: LeaseStore + ?Sized> PoolStore for S {
             }
         }
     }
+
+    async fn overdraw(&self, pool: &Pool, instance: &str, lent: Amount, now: Micros) -> Result<(), StoreError> {
+        let Pool::Budget { budget, window } = pool else {
+            return Ok(());
+        };
+        let request = LeaseRequest {
+            budget,
+            window: *window,
+            instance,
+            want: lent,
+            need: lent,
+            now,
+            overdraw: true,
+        };
+        self.lease_budget(&request).await.map(|_| ())
+    }
+}
+
+/// What a pool lends for `request` when `taken` of it is committed (see [`LeaseRequest::overdraw`]).
+pub(crate) fn lend(request: &LeaseRequest<'_>, taken: Amount) -> Option<Amount> {
+    if request.overdraw {
+        return Some(request.need);
+    }
+    limits::grant_lease(
+        &limits::budget_limits(request.budget),
+        taken,
+        request.want,
+        request.need,
+    )
 }
 
 /// A key's bucket holds a minute's worth, so a key may burst up to its per-minute limit, then

@@ -58,6 +58,7 @@ migrations!(
     each "20261208000000_project_rollups",
     postgres "20261209000000_ingest_storage",
     each "20261209100000_events_by_message",
+    shared "20261210000000_budget_unreachable",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -15,7 +15,7 @@ use goodhart_core::Micros;
 use goodhart_core::Nanos;
 use goodhart_core::agent_analytics::{ActivityCounts, ActivityLine, Actor, ActorKind, ModelUsage, Tool};
 use goodhart_core::budgets::window;
-use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period};
+use goodhart_core::budgets::{Action, Alert, AlertKind, Budget, BudgetScope, Period, WhenUnreachable};
 use goodhart_core::fingerprint::Fingerprints;
 use goodhart_core::keys::{KeyScope, KeyStatus, VirtualKey, hash_secret, new_secret};
 use goodhart_core::limits::{Amount, Pool, Resource};
@@ -1085,8 +1085,12 @@ async fn budgets_are_kept_listed_deleted_and_measured_per_scope(db: &TestDatabas
         thresholds: vec![50, 80, 100],
         timezone: "Europe/Paris".into(),
         created_at: at(created),
+        when_unreachable: None,
     };
-    let team = budget("b1", BudgetScope::Team("payments".into()), "2026-11-01T00:00:00Z");
+    let team = Budget {
+        when_unreachable: Some(WhenUnreachable::FailOpen { percent: 7 }),
+        ..budget("b1", BudgetScope::Team("payments".into()), "2026-11-01T00:00:00Z")
+    };
     let org = Budget {
         token_limit: None,
         action: Action::Alert,
@@ -1240,6 +1244,7 @@ fn capped(id: &str, limit_cents: i64) -> Budget {
         thresholds: vec![100],
         timezone: "UTC".into(),
         created_at: at("2026-11-01T00:00:00Z"),
+        when_unreachable: None,
     }
 }
 
@@ -1252,6 +1257,7 @@ async fn lease(store: &Arc<dyn Store>, budget: &Budget, instance: &str, want: i6
         want: dollars(want),
         need: dollars(need),
         now,
+        overdraw: false,
     };
     let granted = store.lease_budget(&request).await.unwrap();
     granted.map(|g| g.cost.0 / 10_000_000)
@@ -1319,6 +1325,23 @@ async fn budget_pools_lend_only_what_the_limit_leaves(db: &TestDatabase) {
         .unwrap();
     assert_eq!(lease(&store, &budget, "c", 1_000, 1).await, Some(50));
     assert_eq!(lease(&store, &budget, "c", 1_000, 1).await, None);
+    // What an instance admitted on its own while the store was unreachable is counted as lent
+    // to it, past the limit: what "c" gives back then does not make room.
+    let now = at("2026-11-15T12:00:00Z");
+    let pool = Pool::Budget {
+        budget: budget.clone(),
+        window: window(budget.period, &jiff::tz::TimeZone::UTC, now),
+    };
+    store.overdraw(&pool, "d", dollars(200), now).await.unwrap();
+    store
+        .return_lease("cap", at("2026-11-01T00:00:00Z"), "c", dollars(50), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease(&store, &budget, "c", 1_000, 1).await,
+        None,
+        "still $1.50 past the limit"
+    );
     let tokens = Budget {
         token_limit: Some(1_000),
         ..capped("tokens", 1_000_000)
@@ -1339,6 +1362,7 @@ async fn budget_pools_lend_only_what_the_limit_leaves(db: &TestDatabase) {
             requests: 0,
         },
         now,
+        overdraw: false,
     };
     // 1_100 gateway-and-other tokens are already above the token limit: nothing to lend.
     assert_eq!(store.lease_budget(&ask(1)).await.unwrap(), None);

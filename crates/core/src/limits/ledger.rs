@@ -210,6 +210,9 @@ struct Slice {
     used: Amount,
     /// The worst cases of admitted calls in flight.
     reserved: Amount,
+    /// The part of `held` this instance lent itself while the store was unreachable (see
+    /// [`Ledger::lend_own`]) and has not yet reported to the pool: never given back.
+    own: Amount,
     last_drawn: Micros,
     dry: Option<Dry>,
 }
@@ -250,11 +253,20 @@ impl Slice {
         reserved
     }
 
-    /// Takes the spare part off the slice, to give it back.
+    /// Takes the spare part off the slice, to give it back: all of it but what this instance
+    /// lent itself, which the pool never lent.
     fn take_spare(&mut self) -> Amount {
-        let spare = self.spare();
+        let spare = self.spare().saturating_sub(self.own);
         self.held = self.held.saturating_sub(spare);
         spare
+    }
+
+    /// Drops the spare part of what this instance lent itself (a key's: its bucket is not told,
+    /// and takes nothing back).
+    fn drop_own(&mut self) {
+        let dropped = self.spare().min(self.own);
+        self.held = self.held.saturating_sub(dropped);
+        self.own = Amount::ZERO;
     }
 
     fn lapsed(&self, now: Micros, idle: Idle, after: i64) -> bool {
@@ -333,6 +345,9 @@ pub struct Ledger {
     budgets: Vec<LiveBudget>,
     /// By key id.
     keys: HashMap<String, Vec<KeyPool>>,
+    /// What this instance lent itself of each pool while the store was unreachable, in the
+    /// pool's current period (a budget's window, or a key's minute) starting then.
+    lent_own: HashMap<PoolId, (Micros, Amount)>,
 }
 
 /// What a call draws on each of its key's buckets (with the bucket's per-minute limit): one
@@ -564,6 +579,58 @@ impl Ledger {
         }
     }
 
+    /// The store could not be reached to lend `shortfall`, and its pool fails open with
+    /// `percent`: lends the need on this instance's own authority if all it has so lent of
+    /// the pool stays within the allowance — `percent` of a budget's limits in each of its
+    /// windows, or a key's whole per-minute limit in each minute. Returns whether it did.
+    ///
+    /// What an instance lends itself is never given back (the pool did not lend it); a
+    /// budget's is to be [reported](Ledger::unreported) to its pool once the store is back,
+    /// so that the pool counts it as lent; a key's is dropped when idle slices are given back.
+    pub fn lend_own(&mut self, shortfall: &Shortfall, percent: u32, now: Micros) -> bool {
+        let (allowance, period) = match &shortfall.pool {
+            Pool::Budget { budget, window } => (fail_open_allowance(budget, percent), window.start),
+            Pool::Key {
+                resource, per_minute, ..
+            } => (
+                Amount::of(*resource, *per_minute),
+                now.floor_to(crate::time::MICROS_PER_MINUTE),
+            ),
+        };
+        let id = shortfall.pool.id();
+        let lent = match self.lent_own.get(&id) {
+            Some(&(since, lent)) if since == period => lent,
+            _ => Amount::ZERO,
+        };
+        let lent = lent.saturating_add(shortfall.need);
+        if !allowance.covers(lent) {
+            return false;
+        }
+        let Some(slice) = self.slice_mut(&id) else {
+            return false;
+        };
+        slice.held = slice.held.saturating_add(shortfall.need);
+        slice.own = slice.own.saturating_add(shortfall.need);
+        self.lent_own.insert(id, (period, lent));
+        true
+    }
+
+    /// What this instance lent itself of loaded budgets' pools and has not reported yet.
+    pub fn unreported(&self) -> Vec<(Pool, Amount)> {
+        self.budgets
+            .iter()
+            .filter(|live| !live.slice.own.is_zero())
+            .map(|live| (live.pool(), live.slice.own))
+            .collect()
+    }
+
+    /// The pool now counts `amount` of what this instance lent itself as lent to it.
+    pub fn reported(&mut self, pool: &PoolId, amount: Amount) {
+        if let Some(slice) = self.slice_mut(pool) {
+            slice.own = slice.own.saturating_sub(amount);
+        }
+    }
+
     /// The store would not lend `shortfall`: the call's refusal, and (for a budget) what is
     /// left of this instance's slice to give back, the pool being taken as dry for a while.
     /// `retry_after` is what a key's bucket said about when it will hold the need.
@@ -707,6 +774,7 @@ impl Ledger {
         }
         for (key_id, pools) in &mut self.keys {
             for pool in pools.iter_mut() {
+                pool.slice.drop_own();
                 if pool.slice.lapsed(now, idle, KEY_IDLE_MICROS) {
                     let spare = pool.slice.take_spare();
                     if !spare.is_zero() {
@@ -725,6 +793,12 @@ impl Ledger {
             pools.retain(|p| !p.slice.reserved.is_zero() || !p.slice.spare().is_zero());
         }
         self.keys.retain(|_, pools| !pools.is_empty());
+        let minute = now.floor_to(crate::time::MICROS_PER_MINUTE);
+        let budgets = &self.budgets;
+        self.lent_own.retain(|pool, (since, _)| match pool {
+            PoolId::Budget { .. } => budgets.iter().any(|live| live.is(pool)),
+            PoolId::Key { .. } => *since == minute,
+        });
         unused
     }
 
@@ -738,6 +812,19 @@ impl Ledger {
                 .find(|p| p.resource == *resource)
                 .map(|p| &mut p.slice),
         }
+    }
+}
+
+/// What an instance may lend itself of a budget's window failing open with `percent`:
+/// `percent` of its cost limit, and of its token limit if it has one.
+fn fail_open_allowance(budget: &Budget, percent: u32) -> Amount {
+    let share = |limit: i128| limit * i128::from(percent) / 100;
+    Amount {
+        cost: Nanos(i64::try_from(share(i128::from(budget.limit.0))).unwrap_or(i64::MAX)),
+        tokens: budget
+            .token_limit
+            .map_or(0, |t| u64::try_from(share(i128::from(t))).unwrap_or(u64::MAX)),
+        requests: 0,
     }
 }
 
@@ -776,6 +863,7 @@ mod tests {
             thresholds: vec![50, 80, 100],
             timezone: "UTC".into(),
             created_at: Micros(0),
+            when_unreachable: None,
         }
     }
 
@@ -866,6 +954,122 @@ mod tests {
             Check::Short(short) => short.iter().map(|s| (s.pool.id(), s.need)).collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Lends `call` itself, as the limiter does when the store is unreachable and the pools
+    /// fail open with `percent`: every shortfall, or none admitted.
+    fn check_failing_open(ledger: &mut Ledger, call: &Call<'_>, percent: u32, now: Micros) -> Option<Hold> {
+        match ledger.check(call, now) {
+            Check::Admitted(hold) => Some(hold),
+            Check::Refused(_) => None,
+            Check::Short(short) => {
+                for shortfall in short.iter() {
+                    if !ledger.lend_own(shortfall, percent, now) {
+                        return None;
+                    }
+                }
+                Some(admitted(ledger.check(call, now)))
+            }
+        }
+    }
+
+    #[test]
+    fn failing_open_a_budget_lends_at_most_its_percent_per_window_and_keeps_it_until_reported() {
+        let who = alice();
+        let mut ledger = loaded(vec![budget(
+            "team",
+            BudgetScope::Team("payments".into()),
+            1_000,
+            Some(1_000),
+            Action::Block,
+        )]);
+        let rates = RateLimits::default();
+        // 10 % of 1,000 nanodollars and of 1,000 tokens: three calls of 30 and 20 tokens fit, a fourth does not.
+        let mut holds = Vec::new();
+        for _ in 0..3 {
+            let hold = check_failing_open(&mut ledger, &call(&who, rates, Some(30), 20), 10, Micros(1));
+            holds.push(hold.expect("within the allowance"));
+        }
+        assert!(check_failing_open(&mut ledger, &call(&who, rates, Some(30), 20), 10, Micros(1)).is_none());
+        let pool = budget_pool("team");
+        let spent = |ledger: &Ledger| {
+            ledger
+                .unreported()
+                .iter()
+                .map(|(p, a)| (p.id(), *a))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            spent(&ledger),
+            vec![(
+                pool.clone(),
+                Amount {
+                    tokens: 60,
+                    ..dollars(90)
+                }
+            )]
+        );
+        // Settled below the worst case: the spare is the instance's own and is not given back.
+        for hold in holds {
+            let _ = ledger.settle(
+                hold,
+                &Spent {
+                    key_id: KEY,
+                    who: &who,
+                    at: Micros(2),
+                    cost: Nanos(10),
+                    tokens: 5,
+                },
+            );
+        }
+        assert!(
+            ledger.idle(Micros(i64::MAX / 2), Idle::All).is_empty(),
+            "nothing the pool did not lend goes back"
+        );
+        // Once the pool counts it as lent, the spare goes back like any other.
+        ledger.reported(
+            &pool,
+            Amount {
+                tokens: 60,
+                ..dollars(90)
+            },
+        );
+        assert!(ledger.unreported().is_empty());
+        let back = ledger.idle(Micros(i64::MAX / 2), Idle::All);
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            back[0].unused,
+            Amount {
+                tokens: 45,
+                ..dollars(60)
+            }
+        );
+        // The allowance is per window: this one's is spent even after reporting.
+        assert!(check_failing_open(&mut ledger, &call(&who, rates, Some(30), 20), 10, Micros(3)).is_none());
+    }
+
+    #[test]
+    fn failing_open_a_key_lends_its_per_minute_limit_per_minute_and_never_gives_it_back() {
+        let who = alice();
+        let mut ledger = loaded(vec![]);
+        let rates = RateLimits {
+            requests_per_minute: Some(3),
+            tokens_per_minute: None,
+        };
+        let minute = crate::time::MICROS_PER_MINUTE;
+        for _ in 0..3 {
+            let hold = check_failing_open(&mut ledger, &call(&who, rates, Some(0), 10), 5, Micros(minute + 1));
+            ledger.release(hold.expect("within the key's own limit"));
+        }
+        assert!(check_failing_open(&mut ledger, &call(&who, rates, Some(0), 10), 5, Micros(minute + 2)).is_none());
+        assert!(
+            ledger.idle(Micros(minute + 3), Idle::All).is_empty(),
+            "the bucket is never told"
+        );
+        assert!(ledger.unreported().is_empty(), "a key's bucket has nothing to be told");
+        // The next minute brings the limit again.
+        let next = Micros(2 * minute);
+        assert!(check_failing_open(&mut ledger, &call(&who, rates, Some(0), 10), 5, next).is_some());
     }
 
     #[test]
@@ -1191,6 +1395,41 @@ mod tests {
     }
 
     proptest! {
+        /// However calls come and settle, what an instance admits of a budget failing open is
+        /// what the pool lent it plus at most `percent` of the limit.
+        #[test]
+        fn failing_open_never_admits_past_the_lent_slices_plus_the_allowance(
+            limit in 1i64..1_000_000,
+            lent in 0i64..1_000_000,
+            percent in 1u32..=100,
+            calls in proptest::collection::vec((1i64..50_000, 0i64..60_000, any::<bool>()), 1..60),
+        ) {
+            let who = alice();
+            let mut ledger = loaded(vec![budget("b", BudgetScope::Org, limit, None, Action::Block)]);
+            let pool = budget_pool("b");
+            ledger.credit(&pool, dollars(lent));
+            let mut admitted_worst = 0i64;
+            let mut holds = Vec::new();
+            for (worst, used, settle) in calls {
+                if let Some(hold) = check_failing_open(&mut ledger, &call(&who, RateLimits::default(), Some(worst), 0), percent, Micros(1)) {
+                    admitted_worst += worst;
+                    if settle {
+                        let _ = ledger.settle(hold, &Spent { key_id: KEY, who: &who, at: Micros(1), cost: Nanos(used.min(worst)), tokens: 0 });
+                    } else {
+                        holds.push(hold);
+                    }
+                }
+            }
+            let own: i64 = ledger.unreported().iter().map(|(_, a)| a.cost.0).sum();
+            prop_assert!(own <= i64::try_from(i128::from(limit) * i128::from(percent) / 100).unwrap());
+            let slice = slices(&ledger)[0].1;
+            prop_assert!(slice.committed().cost.0 <= lent + own, "{:?}", slice);
+            prop_assert!(admitted_worst >= 0);
+            holds.into_iter().for_each(|hold| ledger.release(hold));
+            let back: i64 = ledger.idle(Micros(i64::MAX / 2), Idle::All).iter().map(|g| g.unused.cost.0).sum();
+            prop_assert!(back <= lent, "gave back {back} of {lent} lent");
+        }
+
         #[test]
         fn concurrent_borrowers_never_exceed_the_pool(
             limit in 0i64..20_000, token_limit in proptest::option::of(0u64..2_000), rpm in 1u64..40,

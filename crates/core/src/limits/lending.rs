@@ -73,7 +73,7 @@ pub struct TokenBucket {
     updated: Micros,
 }
 
-const MICROS_PER_MINUTE: u128 = 60_000_000;
+const MICROS_PER_MINUTE: u128 = crate::time::MICROS_PER_MINUTE as u128;
 
 impl TokenBucket {
     /// A full bucket.

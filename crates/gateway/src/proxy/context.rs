@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
+use goodhart_core::Micros;
 use goodhart_core::budgets;
 use goodhart_core::keys::VirtualKey;
-use goodhart_core::limits::{Call, Refusal};
+use goodhart_core::limits::{Call, Pool, Refusal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,7 +68,12 @@ pub async fn admit(services: &Services, plan: &CallPlan, key: &VirtualKey) -> Re
         tokens: plan.input_estimate.saturating_add(plan.max_output),
     };
     match services.limits.admit(&call, facts.started_at).await {
-        Ok(admission) => Ok(Some(admission)),
+        Ok(admission) => {
+            if !admission.lent_own().is_empty() {
+                failed_open(services, &admission, facts.started_at);
+            }
+            Ok(Some(admission))
+        }
         Err(Denied::Refused(Refusal::Rate(refusal))) => Err(GatewayError::RateLimited(refusal)),
         Err(Denied::Refused(Refusal::Budget(refusal))) => {
             // The first refusal of a budget's window is also an alert that its hard cap was
@@ -85,6 +91,21 @@ pub async fn admit(services: &Services, plan: &CallPlan, key: &VirtualKey) -> Re
         Err(Denied::Store(e)) => {
             tracing::error!("shared budgets and rate limits unreachable: {e}");
             Err(GatewayError::LimitsUnavailable)
+        }
+    }
+}
+
+/// Counts a call admitted on this instance's own authority, the store being unreachable, and
+/// raises each budget's fail-open alert (the dispatcher keeps one per window).
+fn failed_open(services: &Services, admission: &Admission, now: Micros) {
+    services.metrics.fail_open_admissions.inc();
+    for pool in admission.lent_own() {
+        if let Pool::Budget { budget, window } = pool
+            && let Some(percent) = services.limits.when_unreachable(pool).percent()
+        {
+            services
+                .alerts
+                .raise(goodhart_core::budgets::Alert::fail_open(budget, *window, percent, now));
         }
     }
 }

@@ -66,6 +66,7 @@ mod tests {
             thresholds: vec![50, 80, 100],
             timezone: "UTC".into(),
             created_at: Micros(0),
+            when_unreachable: None,
         }
     }
 

@@ -5,7 +5,9 @@
 //!
 //! Each alert is stored first — its id names the event, so one raised twice (by two instances,
 //! or after a restart) is stored and delivered once — then posted to every webhook, retried
-//! with backoff until delivered or out of attempts; every attempt is recorded.
+//! with backoff until delivered or out of attempts; every attempt is recorded. An alert that
+//! cannot be stored (the database is unreachable) is kept and stored again every few seconds,
+//! then posted: late, never lost (up to [`SEEN_CAPACITY`] of them).
 
 pub mod config;
 pub mod evaluate;
@@ -28,6 +30,9 @@ pub use config::{AlertsConfig, RawAlerts, RunawayRule, Webhook, WebhookFormat};
 
 /// How often forecast and runaway alerts are evaluated.
 const EVALUATE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often alerts that could not be stored are tried again.
+const RETRY_STORE_EVERY: Duration = Duration::from_secs(5);
 
 /// Ids handled lately, kept up to this many: an event raised on every refused call is stored
 /// once without a database round trip per call.
@@ -78,15 +83,18 @@ impl Dispatcher {
             tracker: tracker.clone(),
             cancel: cancel.clone(),
             seen: HashSet::new(),
+            unstored: Vec::new(),
         };
         tracker.spawn(async move {
             let mut queue = queue;
+            let mut retry = tokio::time::interval(RETRY_STORE_EVERY);
             loop {
                 tokio::select! {
                     alert = queue.recv() => match alert {
                         Some(alert) => delivery.take(alert).await,
                         None => return,
                     },
+                    _ = retry.tick() => delivery.retry_unstored().await,
                     () = cancel.cancelled() => break,
                 }
             }
@@ -96,6 +104,10 @@ impl Dispatcher {
             queue.close();
             while let Some(alert) = queue.recv().await {
                 delivery.take(alert).await;
+            }
+            delivery.retry_unstored().await;
+            for alert in &delivery.unstored {
+                tracing::error!(alert = %alert.id, "alert lost at shutdown, the database being unreachable: {}", alert.message);
             }
         });
     }
@@ -109,6 +121,8 @@ struct Delivery {
     tracker: TaskTracker,
     cancel: CancellationToken,
     seen: HashSet<String>,
+    /// Alerts the store could not take yet, to store and post once it can.
+    unstored: Vec<Alert>,
 }
 
 impl Delivery {
@@ -120,11 +134,19 @@ impl Delivery {
         if !self.seen.insert(alert.id.clone()) {
             return;
         }
+        self.store_and_post(alert).await;
+    }
+
+    /// Stores `alert` and posts it if it is new; keeps it for later if it cannot be stored.
+    async fn store_and_post(&mut self, alert: Alert) {
         match self.store.insert_alert(&alert).await {
             Ok(false) => return, // raised before: stored and delivered once
             Ok(true) => tracing::warn!(alert = %alert.id, "{}", alert.message),
             Err(e) => {
-                tracing::error!(alert = %alert.id, "alert could not be stored: {e}; {}", alert.message);
+                tracing::error!(alert = %alert.id, "alert could not be stored yet (kept to retry): {e}; {}", alert.message);
+                if self.unstored.len() < SEEN_CAPACITY {
+                    self.unstored.push(alert);
+                }
                 return;
             }
         }
@@ -133,6 +155,20 @@ impl Delivery {
         self.tracker.spawn(async move {
             webhooks::deliver(store.as_ref(), &client, &webhooks, &alert, &cancel).await;
         });
+    }
+
+    /// Tries again to store (and then post) the alerts the store could not take, in the order
+    /// they were raised; stops at the first that still cannot be stored.
+    async fn retry_unstored(&mut self) {
+        let waiting = std::mem::take(&mut self.unstored);
+        let mut waiting = waiting.into_iter();
+        for alert in waiting.by_ref() {
+            self.store_and_post(alert).await;
+            if !self.unstored.is_empty() {
+                break;
+            }
+        }
+        self.unstored.extend(waiting);
     }
 }
 
@@ -182,5 +218,39 @@ mod tests {
             2,
             "once drained, the dispatcher takes nothing more"
         );
+    }
+
+    #[tokio::test]
+    async fn alerts_raised_while_the_database_is_unreachable_are_stored_once_it_is_back() {
+        let db = TestDatabase::sqlite();
+        let store = db.open().await.unwrap();
+        let (sink, queue) = AlertSink::channel();
+        let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let dispatcher = Dispatcher {
+            store: Arc::clone(&store),
+            client: goodhart_gateway::upstream::client(),
+            config: AlertsConfig::default(),
+        };
+        db.execute_batch("ALTER TABLE alerts RENAME TO alerts_away")
+            .await
+            .unwrap();
+        dispatcher.start(queue, sink.clone(), Vec::new, &tracker, cancel.clone());
+        sink.raise(alert("fail_open:b:1"));
+        sink.raise(alert("fail_open:b:1"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        db.execute_batch("ALTER TABLE alerts_away RENAME TO alerts")
+            .await
+            .unwrap();
+        let stored = || async { store.alerts(Micros(0), Micros(i64::MAX)).await.unwrap().len() };
+        assert_eq!(stored().await, 0, "nothing could be stored yet");
+        let deadline = tokio::time::Instant::now() + RETRY_STORE_EVERY * 3;
+        while stored().await == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(stored().await, 1, "stored, once, when the database is back");
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(stored().await, 1);
     }
 }

@@ -3,7 +3,7 @@
 //! seconds); enforcement on the request path lives in the gateway.
 
 use goodhart_core::Micros;
-use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period};
+use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period, WhenUnreachable};
 use goodhart_core::money::Nanos;
 use goodhart_store::Store;
 use rand::Rng;
@@ -33,6 +33,12 @@ pub struct NewBudget {
     pub thresholds: Option<Vec<u32>>,
     /// IANA time zone of the period's calendar (default UTC).
     pub timezone: Option<String>,
+    /// For a `block` budget: `fail_closed` or `fail_open` when the database cannot be reached
+    /// to lend a slice of it (default: the gateway's `when_store_unreachable`).
+    pub when_store_unreachable: Option<String>,
+    /// Failing open, how far past the limit each gateway instance may admit calls per window,
+    /// in percent of the limit (1 to 100, default 5).
+    pub fail_open_percent: Option<u32>,
 }
 
 /// A budget with where its current window stands.
@@ -47,6 +53,9 @@ pub struct BudgetView {
     pub limit_tokens: Option<u64>,
     pub thresholds: Vec<u32>,
     pub timezone: String,
+    /// The budget's own policy when the database is unreachable (absent: the gateway's default).
+    pub when_store_unreachable: Option<&'static str>,
+    pub fail_open_percent: Option<u32>,
     pub window_start: Option<String>,
     pub resets_at: Option<String>,
     pub spent_usd: Box<RawValue>,
@@ -117,6 +126,11 @@ fn validate(request: NewBudget, now: Micros) -> Result<Budget, AppError> {
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "UTC".into());
     jiff::tz::TimeZone::get(&timezone).map_err(|e| AppError::field("timezone", format!("{timezone:?}: {e}")))?;
+    let when_unreachable = when_unreachable(
+        request.when_store_unreachable.as_deref().map(str::trim),
+        request.fail_open_percent,
+        action,
+    )?;
     Ok(Budget {
         id: hex::encode(rand::rng().random::<[u8; 6]>()),
         scope,
@@ -127,7 +141,58 @@ fn validate(request: NewBudget, now: Micros) -> Result<Budget, AppError> {
         thresholds,
         timezone,
         created_at: now,
+        when_unreachable,
     })
+}
+
+/// A budget's own policy for when the database is unreachable, from the request's two fields.
+fn when_unreachable(
+    name: Option<&str>,
+    percent: Option<u32>,
+    action: Action,
+) -> Result<Option<WhenUnreachable>, AppError> {
+    let field = "when_store_unreachable";
+    let policy = match (name, percent) {
+        (None | Some(""), None) => return Ok(None),
+        (None | Some(""), Some(_)) => {
+            return Err(AppError::field(
+                "fail_open_percent",
+                "applies only with `when_store_unreachable: fail_open`",
+            ));
+        }
+        (Some("fail_closed"), Some(_)) => {
+            return Err(AppError::field(
+                "fail_open_percent",
+                "a budget that fails closed has no allowance",
+            ));
+        }
+        (Some("fail_closed"), None) => WhenUnreachable::FailClosed,
+        (Some("fail_open"), percent) => {
+            let percent = percent.unwrap_or(WhenUnreachable::DEFAULT_PERCENT);
+            WhenUnreachable::from_parts("fail_open", Some(percent)).ok_or_else(|| {
+                AppError::field(
+                    "fail_open_percent",
+                    format!(
+                        "a percent of the limit from 1 to {}, got {percent}",
+                        WhenUnreachable::MAX_PERCENT
+                    ),
+                )
+            })?
+        }
+        (Some(other), _) => {
+            return Err(AppError::field(
+                field,
+                format!("expected fail_closed or fail_open, got {other:?}"),
+            ));
+        }
+    };
+    if action != Action::Block {
+        return Err(AppError::field(
+            field,
+            "only a `block` budget refuses calls, so only it can fail open or closed",
+        ));
+    }
+    Ok(Some(policy))
 }
 
 /// The budget with its current window's spend and forecast (and what calls in flight have
@@ -154,6 +219,8 @@ async fn view(
         limit_tokens: budget.token_limit,
         thresholds: budget.thresholds.clone(),
         timezone: budget.timezone.clone(),
+        when_store_unreachable: budget.when_unreachable.map(WhenUnreachable::as_str),
+        fail_open_percent: budget.when_unreachable.and_then(WhenUnreachable::percent),
         window_start: finite_start.map(Micros::rfc3339),
         resets_at: window.end.map(Micros::rfc3339),
         spent_usd: usd_number(spend.cost),
@@ -289,5 +356,57 @@ mod tests {
             field(serde_json::json!({"scope": "org", "period": "day", "limit_usd": "5", "thresholds": [0]})),
             "thresholds"
         );
+    }
+
+    #[test]
+    fn a_blocking_budget_may_say_what_it_does_when_the_database_is_unreachable() {
+        let now = Micros(0);
+        let policy = |extra: serde_json::Value| {
+            let mut json = serde_json::json!({"scope": "org", "period": "day", "limit_usd": "5", "action": "block"});
+            json.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            validate(request(json), now).map(|b| b.when_unreachable)
+        };
+        assert_eq!(policy(serde_json::json!({})).unwrap(), None, "the gateway's default");
+        assert_eq!(
+            policy(serde_json::json!({"when_store_unreachable": "fail_open"})).unwrap(),
+            Some(WhenUnreachable::FailOpen { percent: 5 })
+        );
+        assert_eq!(
+            policy(serde_json::json!({"when_store_unreachable": "fail_open", "fail_open_percent": 20})).unwrap(),
+            Some(WhenUnreachable::FailOpen { percent: 20 })
+        );
+        assert_eq!(
+            policy(serde_json::json!({"when_store_unreachable": "fail_closed"})).unwrap(),
+            Some(WhenUnreachable::FailClosed)
+        );
+        let refused = |extra: serde_json::Value| match policy(extra) {
+            Err(AppError::InvalidField { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        for (extra, field) in [
+            (
+                serde_json::json!({"when_store_unreachable": "fail_open", "fail_open_percent": 0}),
+                "fail_open_percent",
+            ),
+            (
+                serde_json::json!({"when_store_unreachable": "fail_open", "fail_open_percent": 101}),
+                "fail_open_percent",
+            ),
+            (
+                serde_json::json!({"when_store_unreachable": "fail_closed", "fail_open_percent": 5}),
+                "fail_open_percent",
+            ),
+            (serde_json::json!({"fail_open_percent": 5}), "fail_open_percent"),
+            (
+                serde_json::json!({"when_store_unreachable": "fail_sideways"}),
+                "when_store_unreachable",
+            ),
+            (
+                serde_json::json!({"when_store_unreachable": "fail_open", "action": "alert"}),
+                "when_store_unreachable",
+            ),
+        ] {
+            assert_eq!(refused(extra.clone()), field, "{extra}");
+        }
     }
 }

@@ -790,6 +790,90 @@ async fn a_hard_cap_admits_exactly_the_calls_whose_worst_case_fits_under_200_con
     assert!(message.starts_with("team payments hit its hard cap of $"), "{message}");
 }
 
+/// The budget pools' tables taken away from (or given back to) the server's database: as far
+/// as borrowing a slice goes, the database is unreachable, while keys and usage still work.
+async fn pools_reachable(server: &TestServer, reachable: bool) {
+    let [from, to] = if reachable {
+        ["budget_leases_away", "budget_leases"]
+    } else {
+        ["budget_leases", "budget_leases_away"]
+    };
+    server
+        .db
+        .execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) for an alert of `kind`.
+async fn alert_of_kind(server: &TestServer, kind: &str) -> Option<Value> {
+    for _ in 0..100 {
+        let alerts = server.admin("GET", "/api/v1/alerts", Bytes::new()).await.json["alerts"].clone();
+        if let Some(alert) = alerts.as_array().unwrap().iter().find(|a| a["kind"] == kind) {
+            return Some(alert.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_budget_failing_open_keeps_calls_going_within_its_allowance_while_the_database_is_unreachable() {
+    let server = start_with(TestDatabase::sqlite(), SLOW_PRICED).await;
+    let key = key(&server).await;
+    let body = capped_body();
+    let worst = worst_case(&body, 100);
+    // 100 worst cases; the instance borrows slices of 5 and may lend itself 10 more.
+    let created = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            json!({"scope": "team", "name": "payments", "period": "month", "action": "block",
+                "limit_usd": goodhart_core::Nanos(100 * worst).usd_string(),
+                "when_store_unreachable": "fail_open", "fail_open_percent": 10})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["when_store_unreachable"], "fail_open");
+    assert_eq!(created.json["fail_open_percent"], 10);
+    assert_eq!(burst(&[&server], &key, &body, 1).await[0].0, 200, "a slice is borrowed");
+    pools_reachable(&server, false).await;
+    // 30 calls at once: the slice's room for 4 more, then at most 10 worst cases lent by the
+    // instance itself; the rest fail closed, saying when to retry.
+    let replies = burst(&[&server], &key, &body, 30).await;
+    let admitted = replies.iter().filter(|r| r.0 == 200).count();
+    assert!((13..=15).contains(&admitted), "{admitted} admitted: {replies:?}");
+    let refused: Vec<_> = replies.iter().filter(|r| r.0 != 200).collect();
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.0 == 503 && r.1 && r.2["error"]["code"] == "service_unavailable"),
+        "{refused:?}"
+    );
+    let metrics = server.send("GET", "/metrics", &[], Bytes::new()).await.text;
+    let lent_own = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("goodhart_gateway_fail_open_admissions_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(lent_own.parse::<u64>().unwrap() >= 9, "{lent_own}");
+    pools_reachable(&server, true).await;
+    let alert = alert_of_kind(&server, "fail_open").await.expect("a fail_open alert");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("may be passed by up to 10 %"),
+        "{alert}"
+    );
+    // Once reported, the pool counts what was lent: every call is recorded and spend stays
+    // within the limit plus the allowance.
+    let rows = recorded(&server).await;
+    assert_eq!(rows.iter().map(|r| r.1[0]).sum::<u64>(), 1 + admitted as u64);
+    let spent: i64 = rows.iter().map(|r| r.2).sum();
+    assert!(spent <= 110 * worst, "spent {spent}");
+}
+
 #[tokio::test]
 async fn two_instances_on_postgres_hold_one_hard_cap_under_200_concurrent_calls() {
     let first = start_with(TestDatabase::postgres().await, SLOW_PRICED).await;

@@ -14,6 +14,7 @@ use super::PostgresStore;
 impl BudgetStore for PostgresStore {
     async fn create_budget(&self, b: &Budget) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
+        let (policy, percent) = budgets::when_unreachable(b);
         client
             .execute(
                 budgets::INSERT,
@@ -28,6 +29,8 @@ impl BudgetStore for PostgresStore {
                     &budgets::thresholds(&b.thresholds),
                     &b.timezone,
                     &b.created_at.0,
+                    &policy,
+                    &percent,
                 ],
             )
             .await?;
@@ -53,6 +56,8 @@ impl BudgetStore for PostgresStore {
                     thresholds: r.get(7),
                     timezone: r.get(8),
                     created_at: r.get(9),
+                    when_unreachable: r.get(10),
+                    fail_open_percent: r.get(11),
                 }
                 .into_budget()
             })

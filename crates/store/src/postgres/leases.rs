@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
-use goodhart_core::limits::{self, Amount, TokenBucket};
+use goodhart_core::limits::{Amount, TokenBucket};
 use tokio_postgres::types::ToSql;
 
 use crate::budgets::Sources;
@@ -51,7 +51,7 @@ impl LeaseStore for PostgresStore {
         };
         let others = spend_on(&tx, &budget.scope, window.start, Micros(until), Sources::Others).await?;
         let taken = base.saturating_add(leased).saturating_add(leases::amount(others));
-        let granted = limits::grant_lease(&limits::budget_limits(budget), taken, request.want, request.need);
+        let granted = leases::lend(request, taken);
         if let Some(g) = granted {
             let params: [&(dyn ToSql + Sync); 6] = [
                 id,

@@ -16,6 +16,7 @@ impl BudgetStore for SqliteStore {
     async fn create_budget(&self, budget: &Budget) -> Result<(), StoreError> {
         let b = budget.clone();
         self.write(move |w| {
+            let (policy, percent) = budgets::when_unreachable(&b);
             w.conn.prepare_cached(budgets::INSERT)?.execute(params![
                 b.id,
                 b.scope.kind(),
@@ -27,6 +28,8 @@ impl BudgetStore for SqliteStore {
                 budgets::thresholds(&b.thresholds),
                 b.timezone,
                 b.created_at.0,
+                policy,
+                percent,
             ])?;
             Ok(())
         })
@@ -50,6 +53,8 @@ impl BudgetStore for SqliteStore {
                         thresholds: r.get(7)?,
                         timezone: r.get(8)?,
                         created_at: r.get(9)?,
+                        when_unreachable: r.get(10)?,
+                        fail_open_percent: r.get(11)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;

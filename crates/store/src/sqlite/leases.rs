@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use goodhart_core::Micros;
 use goodhart_core::Nanos;
-use goodhart_core::limits::{self, Amount, TokenBucket};
+use goodhart_core::limits::{Amount, TokenBucket};
 use rusqlite::{OptionalExtension, params};
 
 use crate::budgets::Sources;
@@ -26,7 +26,7 @@ fn read_amount(r: &rusqlite::Row<'_>) -> rusqlite::Result<Amount> {
 impl LeaseStore for SqliteStore {
     async fn lease_budget(&self, request: &LeaseRequest<'_>) -> Result<Option<Amount>, StoreError> {
         let (budget, window, instance) = (request.budget.clone(), request.window, request.instance.to_owned());
-        let (want, need, now) = (request.want, request.need, request.now);
+        let (want, need, now, overdraw) = (request.want, request.need, request.now, request.overdraw);
         self.write(move |w| {
             let tx = w
                 .conn
@@ -53,7 +53,16 @@ impl LeaseStore for SqliteStore {
             let leased = tx.query_row(leases::LEASED, params![id, start], read_amount)?;
             let others = leases::amount(spend_on(&tx, &budget.scope, window.start, until, Sources::Others)?);
             let taken = base.saturating_add(leased).saturating_add(others);
-            let granted = limits::grant_lease(&limits::budget_limits(&budget), taken, want, need);
+            let request = LeaseRequest {
+                budget: &budget,
+                window,
+                instance: &instance,
+                want,
+                need,
+                now,
+                overdraw,
+            };
+            let granted = leases::lend(&request, taken);
             if let Some(g) = granted {
                 tx.execute(
                     leases::GRANT,
