@@ -187,6 +187,25 @@ pub fn usage_from_body(protocol: WireProtocol, body: &Value) -> Option<ReportedU
     })
 }
 
+/// Whether an event is a provider's error, in any protocol: named `error` (Responses,
+/// Anthropic) or as an AWS exception (Bedrock), or whose data is an error object (OpenAI chat,
+/// Gemini, Anthropic).
+fn is_error_event(event: &SseEvent) -> bool {
+    let named = event.event.as_deref().unwrap_or_default();
+    if named == "error" || named.ends_with("Exception") {
+        return true;
+    }
+    let Some(object) = event.data.trim_start().strip_prefix('{') else {
+        return false;
+    };
+    let object = object.trim_start();
+    let type_error = || {
+        let value = object.strip_prefix("\"type\"")?.trim_start().strip_prefix(':')?;
+        Some(value.trim_start().starts_with("\"error\""))
+    };
+    object.starts_with("\"error\"") || type_error().unwrap_or(false)
+}
+
 /// The first candidate's `finishReason` of a Gemini response (or stream chunk).
 fn gemini_finish_reason(body: &Value) -> Option<String> {
     body.get("candidates")?
@@ -212,6 +231,8 @@ pub struct StreamTap {
     output: Option<String>,
     /// The stream's terminal event arrived (`[DONE]`, `message_stop`, `response.completed`…).
     ended: bool,
+    /// The provider sent an error event of its own (it ends the stream in its protocol).
+    failed: bool,
 }
 
 impl StreamTap {
@@ -224,6 +245,7 @@ impl StreamTap {
             response_id: None,
             output: None,
             ended: false,
+            failed: false,
         }
     }
 
@@ -248,6 +270,12 @@ impl StreamTap {
     /// Whether the stream's terminal event has arrived.
     pub fn ended(&self) -> bool {
         self.ended
+    }
+
+    /// Whether the provider sent an error event: an `error` event, an AWS `…Exception`
+    /// frame, or data that is an error object (`{"error": …}`, `{"type": "error", …}`).
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     fn collect(&mut self, text: Option<&str>) {
@@ -301,6 +329,9 @@ impl StreamTap {
 
     /// Looks at one SSE event; events that are not JSON (e.g. `[DONE]`) are ignored.
     pub fn observe(&mut self, event: &SseEvent) {
+        if is_error_event(event) {
+            self.failed = true;
+        }
         if !self.may_matter(event) {
             return;
         }
@@ -559,6 +590,40 @@ mod tests {
     }
 
     /// Every stream, split at every byte boundary, reports the same usage.
+    #[test]
+    fn a_providers_own_error_event_is_noticed_in_every_protocol_and_nothing_else_is() {
+        let sse = |name: Option<&str>, data: &str| SseEvent {
+            event: name.map(str::to_owned),
+            data: data.to_owned(),
+        };
+        let errors = [
+            sse(None, r#"{"error": {"message": "overloaded", "type": "server_error"}}"#),
+            sse(Some("error"), r#"{"type":"error","error":{"type":"overloaded_error"}}"#),
+            sse(None, r#"{ "type" : "error", "error": {}}"#),
+            sse(Some("error"), r#"{"type":"error","code":"server_error","message":"x"}"#),
+            sse(Some("throttlingException"), r#"{"message":"slow down"}"#),
+        ];
+        for event in errors {
+            let mut tap = StreamTap::new(WireProtocol::Anthropic);
+            tap.observe(&event);
+            assert!(tap.failed(), "{event:?}");
+        }
+        let fine = [
+            sse(None, r#"{"type":"content_block_delta","delta":{"text":"error"}}"#),
+            sse(None, r#"{"choices":[{"delta":{"content":"{\"error\": 1}"}}]}"#),
+            sse(None, "[DONE]"),
+            sse(
+                Some("response.output_text.delta"),
+                r#"{"type":"response.output_text.delta","delta":"error"}"#,
+            ),
+        ];
+        for event in fine {
+            let mut tap = StreamTap::new(WireProtocol::OpenAiChat);
+            tap.observe(&event);
+            assert!(!tap.failed(), "{event:?}");
+        }
+    }
+
     #[test]
     fn streams_split_at_every_byte_report_the_same_usage() {
         for (protocol, stream) in [

@@ -222,6 +222,11 @@ impl Gateway {
         metrics
             .spool_depth
             .set(i64::try_from(services.recorder.depth_bytes()).unwrap_or(i64::MAX));
+        metrics.admissions_in_flight.set(services.limits.admissions_in_flight());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            metrics.runtime_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         metrics.encode()
     }
 

@@ -25,6 +25,7 @@
 //! (budgets changed, window rolled over, every minute) and grows with every call settled here:
 //! that is what the API shows and what threshold alerts and forecasts are measured on.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use goodhart_core::Micros;
@@ -60,6 +61,8 @@ pub struct Limiter {
     /// One borrow from the pools at a time: calls that find a slice short while another
     /// borrows wait for it and usually find room in what it brought.
     borrowing: tokio::sync::Mutex<()>,
+    /// Admissions neither settled nor released yet: the calls in flight (a leak shows here).
+    live: AtomicI64,
 }
 
 /// A call's hold on the pools it was admitted against. Settle it with the call's usage once
@@ -84,6 +87,7 @@ impl Limiter {
             when_unreachable,
             ledger: Mutex::new(Ledger::new()),
             borrowing: tokio::sync::Mutex::new(()),
+            live: AtomicI64::new(0),
         })
     }
 
@@ -132,6 +136,11 @@ impl Limiter {
         self.ledger().snapshot()
     }
 
+    /// Admissions held by calls in flight (neither settled nor released yet).
+    pub fn admissions_in_flight(&self) -> i64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
     /// What each loaded budget has spent and has reserved by calls in flight here.
     pub fn standing(&self) -> Vec<Standing> {
         self.ledger().standing()
@@ -147,6 +156,7 @@ impl Limiter {
             let checked = self.ledger().check(call, now);
             let short = match checked {
                 Check::Admitted(hold) => {
+                    self.live.fetch_add(1, Ordering::Relaxed);
                     return Ok(Admission {
                         limiter: Arc::clone(self),
                         hold: Some(hold),
@@ -277,7 +287,10 @@ impl Admission {
     /// alerts this raised.
     pub fn settle(mut self, spent: &Spent<'_>) -> Vec<Alert> {
         match self.hold.take() {
-            Some(hold) => self.limiter.ledger().settle(hold, spent),
+            Some(hold) => {
+                self.limiter.live.fetch_sub(1, Ordering::Relaxed);
+                self.limiter.ledger().settle(hold, spent)
+            }
             None => Vec::new(),
         }
     }
@@ -295,6 +308,7 @@ impl std::fmt::Debug for Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(hold) = self.hold.take() {
+            self.limiter.live.fetch_sub(1, Ordering::Relaxed);
             self.limiter.ledger().release(hold);
         }
     }

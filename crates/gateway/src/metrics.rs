@@ -102,6 +102,11 @@ pub struct Metrics {
     /// Calls admitted past this instance's slices on its own authority, the store being
     /// unreachable and their pools failing open.
     pub fail_open_admissions: Counter,
+    /// Calls holding a reservation on budgets or rate limits (set at each scrape).
+    pub admissions_in_flight: Gauge,
+    /// Tasks alive on the gateway's runtime (set at each scrape): with the two above, what
+    /// shows a leak after faults.
+    pub runtime_tasks: Gauge,
     pub phases: PhaseTimes,
     pub background: BackgroundTimes,
     /// How late the runtime's lag probe wakes up (see [`crate::lag`]).
@@ -122,7 +127,13 @@ impl Metrics {
         let upstream_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0])
         });
-        let (open_streams, sockets, spool_depth) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (open_streams, sockets, spool_depth, admissions_in_flight, runtime_tasks) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
         let (estimated, spooled, spool_errors, flushed, corrupt_segments, sockets_opened, fail_open_admissions) = (
             Counter::default(),
             Counter::default(),
@@ -181,6 +192,16 @@ impl Metrics {
             fail_open_admissions.clone(),
         );
         registry.register(
+            "admissions_in_flight",
+            "Calls holding a reservation on budgets or rate limits",
+            admissions_in_flight.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the server's async runtime",
+            runtime_tasks.clone(),
+        );
+        registry.register(
             "spool_depth_bytes",
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
@@ -229,6 +250,8 @@ impl Metrics {
             corrupt_segments,
             spool_depth,
             fail_open_admissions,
+            admissions_in_flight,
+            runtime_tasks,
             phases,
             background,
             runtime_lag,

@@ -19,6 +19,10 @@
 //! | `long` | a 4,000-word reply |
 //! | `reason` | OpenAI-style reasoning tokens (64) counted inside the completion tokens |
 //! | `linger` | a stream whose body ends 1 s after its last event, as live APIs' may |
+//! | `fault-hang` | a stream that stops half-way and never sends another byte |
+//! | `fault-reset` | a stream whose connection breaks half-way (no end of body) |
+//! | `fault-garbage` | a stream that turns to malformed bytes half-way, then ends without its final event |
+//! | `fault-huge` | a stream with a 20 MiB event half-way (then the rest, usage included) |
 //!
 //! Bedrock's runtime (`/model/{modelId}/…`) is served too: Converse and ConverseStream (usage
 //! as Converse counts it, the stream in AWS event-stream frames ending with `metadata`), and
@@ -36,7 +40,6 @@
 //! multiple of 128 tokens cached, Gemini prompts of that size half of theirs (implicit
 //! caching), and Gemini's `reason` and Pro models think 64 tokens (`thoughtsTokenCount`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -166,7 +169,26 @@ struct Faults {
     long: bool,
     reasoning: bool,
     linger: bool,
+    /// What becomes of a stream half-way through.
+    midway: Option<Midway>,
 }
+
+/// A stream fault that strikes half-way through the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Midway {
+    Hang,
+    Reset,
+    Garbage,
+    Huge,
+}
+
+/// Malformed stream bytes: invalid UTF-8, a line without a field, a `data` line that is not
+/// JSON, an unterminated JSON object.
+const GARBAGE: &[u8] =
+    b"\xff\xfe\x00garbage\nnot a field line\ndata: {\"half\": \ndata: }{][\n\n:\x80\x81\ndata: {\"type\":\n";
+
+/// The size of a `fault-huge` stream's giant event.
+const HUGE_EVENT_BYTES: usize = 20 * 1024 * 1024;
 
 impl Faults {
     fn of(model: &str) -> Faults {
@@ -179,6 +201,14 @@ impl Faults {
             long: model.contains("long"),
             reasoning: model.contains("reason"),
             linger: model.contains("linger"),
+            midway: [
+                ("fault-hang", Midway::Hang),
+                ("fault-reset", Midway::Reset),
+                ("fault-garbage", Midway::Garbage),
+                ("fault-huge", Midway::Huge),
+            ]
+            .into_iter()
+            .find_map(|(name, fault)| model.contains(name).then_some(fault)),
         }
     }
 }
@@ -285,7 +315,31 @@ fn streamed(
     content_type: &'static str,
     request_id_header: (&'static str, String),
 ) -> Response {
-    let stream = futures_util::stream::unfold(frames.into_iter(), move |mut rest| async move {
+    let half = frames.len() / 2;
+    // The frames still to send, and how many went out (`None` once a fault ended the body).
+    let state = (frames.into_iter(), Some(0));
+    let stream = futures_util::stream::unfold(state, move |(mut rest, sent)| async move {
+        let sent = sent?;
+        if sent == half {
+            match faults.midway {
+                Some(Midway::Hang) => std::future::pending::<()>().await,
+                Some(Midway::Reset) => {
+                    // What went before is on the wire first: the break comes after the headers.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault-reset");
+                    return Some((Err(broken), (rest, None)));
+                }
+                Some(Midway::Garbage) => return Some((Ok(Bytes::from_static(GARBAGE)), (rest, None))),
+                Some(Midway::Huge) => {
+                    let mut event = Vec::with_capacity(HUGE_EVENT_BYTES + 8);
+                    event.extend_from_slice(b"data: ");
+                    event.resize(HUGE_EVENT_BYTES + 6, b'x');
+                    event.extend_from_slice(b"\n\n");
+                    return Some((Ok(Bytes::from(event)), (rest, Some(sent + 1))));
+                }
+                None => {}
+            }
+        }
         let Some(frame) = rest.next() else {
             if faults.linger {
                 tokio::time::sleep(LINGER).await;
@@ -295,7 +349,7 @@ fn streamed(
         if faults.slow {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Some((Ok::<Bytes, Infallible>(frame), rest))
+        Some((Ok::<Bytes, std::io::Error>(frame), (rest, Some(sent + 1))))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();

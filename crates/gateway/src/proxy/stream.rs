@@ -10,7 +10,9 @@
 //!
 //! A break or an idle timeout after the 200 went out ends the body with an in-band error
 //! event in the client's protocol (recorded first), so SDKs raise an error rather than seeing
-//! a cut connection or, worse, a short but apparently complete answer.
+//! a cut connection or, worse, a short but apparently complete answer. So does an SSE stream
+//! the provider ends before its terminal event without an error event of its own (malformed
+//! or truncated by a proxy on the way).
 //!
 //! Streams are framed as SSE, as one JSON array sent element by element (Gemini's default), or
 //! as AWS event-stream binary frames (Bedrock's, [`goodhart_core::event_stream`]) — see [`Framing`];
@@ -223,21 +225,28 @@ impl MeteredStream {
         });
     }
 
-    /// The events that end a translated stream whose provider ended it (none otherwise: a
-    /// stream cut before its end is not closed as if it had ended).
-    fn translation_tail(&mut self) -> Bytes {
+    /// The provider ended its body: the last events still in the parser are observed, and
+    /// what ends a translated stream is returned (for a stream the provider ended properly;
+    /// one cut before its end is not closed as if it had ended).
+    fn upstream_ended(&mut self) -> Bytes {
+        let mut rest = Vec::new();
+        self.parser.finish(&mut rest);
+        rest.iter().for_each(|event| self.tap.observe(event));
         let Some(translator) = self.translator.as_mut() else {
             return Bytes::new();
         };
-        let mut rest = Vec::new();
-        self.parser.finish(&mut rest);
         let mut out = String::new();
         for event in &rest {
-            self.tap.observe(event);
             out.push_str(&translator.event(&event.data));
         }
         out.push_str(&translator.finish(self.tap.ended()));
         Bytes::from(out)
+    }
+
+    /// Whether the provider ended an SSE stream before its terminal event, and without an error
+    /// event of its own. (Gemini's JSON array and Bedrock's frames are left as they end.)
+    fn cut_short(&self) -> bool {
+        matches!(self.parser, Parser::Sse(_)) && !self.tap.ended() && !self.tap.failed()
     }
 
     /// Records the call cut short by `error`, and returns the event that tells the client (none
@@ -292,7 +301,14 @@ impl Body for MeteredStream {
                     return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
                 }
                 Poll::Ready(None) => {
-                    let tail = this.translation_tail();
+                    let tail = this.upstream_ended();
+                    if this.cut_short() {
+                        let error = GatewayError::UpstreamUnavailable(
+                            "the provider ended its stream before its final event".into(),
+                        );
+                        let event = this.fail(&error).unwrap_or_default();
+                        return Poll::Ready(Some(Ok(Frame::data([tail, event].concat().into()))));
+                    }
                     this.finish(false);
                     return Poll::Ready((!tail.is_empty()).then(|| Ok(Frame::data(tail))));
                 }

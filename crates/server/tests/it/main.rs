@@ -24,5 +24,6 @@ mod provider_import;
 mod reconciliation;
 mod sockets;
 mod translation;
+mod upstream_faults;
 mod vertex;
 mod viewers;
