@@ -102,6 +102,7 @@ fn record(c: &mut Criterion) {
         metrics: Arc::clone(&metrics),
         limits: Limiter::new(store, "bench".into()),
         alerts: goodhart_gateway::alerts::AlertSink::disconnected(),
+        end_streams: tokio_util::sync::CancellationToken::new(),
     });
     let mut group = c.benchmark_group("gateway call");
     group.bench_function("read request (parse, facts)", |b| {

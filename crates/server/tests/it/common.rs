@@ -100,8 +100,7 @@ async fn launch(
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = server.router();
-    tokio::spawn(goodhart_server::serve::run(listener, app, async move {
+    tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));
     TestServer {
