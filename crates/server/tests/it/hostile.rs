@@ -6,8 +6,8 @@
 //! for BENCHMARKS.md.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -708,5 +708,112 @@ async fn chaos_request_smuggling() {
         &recovered,
         &healthz,
         "—",
+    );
+}
+
+/// One chat call of `body` to whichever instance `live` lists at `i`; a call an instance
+/// refuses at the connection (it is restarting) goes to the first instance, as a load balancer
+/// would send it. Returns the status, and whether it was sent again.
+async fn balanced_call(live: &Mutex<Vec<SocketAddr>>, i: usize, key: &str, body: &str) -> (u16, bool) {
+    let send = |addr: SocketAddr| {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Full<Bytes>>();
+        let request = hyper::Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        async move { client.request(request).await.map(|r| r.status().as_u16()) }
+    };
+    let addr = {
+        let live = live.lock().unwrap();
+        live[i % live.len()]
+    };
+    match send(addr).await {
+        Ok(status) => (status, false),
+        Err(e) => {
+            assert!(
+                e.is_connect() || format!("{e:?}").contains("Incomplete") || format!("{e:?}").contains("reset"),
+                "{e:?}"
+            );
+            let first = live.lock().unwrap()[0];
+            (send(first).await.unwrap(), true)
+        }
+    }
+}
+
+#[tokio::test]
+async fn chaos_rolling_restart_of_one_of_two_instances_on_postgres() {
+    use crate::gateway::{SLOW_PRICED, cap_fitting_50, capped_body};
+    let config = format!("{SLOW_PRICED}[limits]\ndrain_secs = 10\n");
+    let first = start_with(TestDatabase::postgres().await, &config).await;
+    let second = crate::common::start_peer(&first, "second", &config).await;
+    // The budget `cap_fitting_50` sets is team payments'.
+    let (_, key) = first.create_key(r#"{"user": "alice", "team": "payments"}"#).await;
+    let body = capped_body();
+    let limit = cap_fitting_50(&first, &body).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while second.gateway.standing().is_empty() {
+        assert!(Instant::now() < deadline, "the second instance never saw the budget");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe = Probe::start(&first);
+    let live = Arc::new(Mutex::new(vec![first.addr, second.addr]));
+    // 300 calls over 3 s, spread over the instances; each holds the slow mock for a second.
+    let calls: Vec<_> = (0..300)
+        .map(|i| {
+            let (live, key, body) = (Arc::clone(&live), key.clone(), body.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10 * i as u64)).await;
+                balanced_call(&live, i, &key, &body).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Restart the second instance in the middle of the load: drain, stop, start again on the
+    // same spool directory.
+    let restarting = Instant::now();
+    second.stop().await;
+    live.lock().unwrap().truncate(1);
+    let restarted = crate::common::start_peer(&first, "second", &config).await;
+    live.lock().unwrap().push(restarted.addr);
+    let recovered = restarting.elapsed();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    let healthz = probe.finish("rolling restart").await;
+    let admitted = results.iter().filter(|r| r.0 == 200).count();
+    let resent = results.iter().filter(|r| r.1).count();
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 429),
+        "only admissions and refusals: {results:?}"
+    );
+    assert!(
+        (48..300).contains(&admitted),
+        "the cap's room was used, and the cap held ({admitted} admitted)"
+    );
+    first.flush().await;
+    restarted.flush().await;
+    let rows = first
+        .summary("from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&group_by=model")
+        .await;
+    let recorded = rows.json["rows"][0]["requests"].as_u64().unwrap() as usize;
+    let spent = (rows.json["rows"][0]["cost_usd"].as_f64().unwrap() * 1e9).round() as i64;
+    eprintln!(
+        "rolling restart: {admitted} of 300 admitted ({resent} sent again after a refused connection), {recorded} recorded, \
+         spent {spent} of {} nano-dollars; the instance was back in {recovered:?}",
+        limit.0
+    );
+    assert_eq!(
+        recorded, admitted,
+        "every admitted call recorded once, none lost, none twice"
+    );
+    let overshoot = (spent - limit.0).max(0);
+    assert_eq!(overshoot, 0, "spent {spent} within the limit {}", limit.0);
+    eprintln!(
+        "chaos-row: | rolling restart of one of two instances on PostgreSQL under a hard cap | 300 | {admitted} | {recorded} | {} | {} | {overshoot} | {} ms | {healthz} | — |",
+        admitted - recorded.min(admitted),
+        recorded.saturating_sub(admitted),
+        recovered.as_millis()
     );
 }
