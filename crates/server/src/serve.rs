@@ -323,7 +323,7 @@ fn fit_to_file_limit(configured: usize) -> usize {
                 current: Some(maximum),
                 maximum: Some(maximum),
             };
-            if setrlimit(Resource::Nofile, raised.clone()).is_ok() {
+            if setrlimit(Resource::Nofile, raised).is_ok() {
                 limit = raised;
             }
         }
