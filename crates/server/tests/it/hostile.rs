@@ -817,3 +817,29 @@ async fn chaos_rolling_restart_of_one_of_two_instances_on_postgres() {
         recovered.as_millis()
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_outlasts_every_connection_timeout_is_not_cut() {
+    // The header and stall timeouts are 2 s; the mock's slow stream takes about 5 s, read as
+    // it comes. None of the bounds may end a call that is making progress.
+    let server = start(LIMITS).await;
+    let key = key(&server).await;
+    let started = Instant::now();
+    let body = json!({"model": "slow-long", "stream": true, "max_tokens": 80, "messages": [{"role": "user", "content": "go"}]});
+    let auth = format!("Bearer {key}");
+    let reply = server
+        .send(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", auth.as_str()), ("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(took > Duration::from_secs(3), "the stream was slow ({took:?})");
+    assert!(reply.text.contains("data: [DONE]"), "{}", reply.text);
+    let calls = crate::common::recorded(&server).await;
+    assert_eq!(calls.len(), 1);
+    assert!(!calls[0].3, "recorded with the provider's usage, not an estimate: {calls:?}");
+}
