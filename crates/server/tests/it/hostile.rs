@@ -403,18 +403,28 @@ async fn chaos_connection_cap() {
     for _ in 0..300 {
         idle.push(TcpStream::connect(server.addr).await.unwrap());
     }
+    // Answered after the server accepted the 300 (accepts are in order).
+    assert!(healthz_once(server.addr).await.is_some());
+    let closed: Vec<_> = idle
+        .into_iter()
+        .map(|mut tcp| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1];
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await,
+                    Ok(Ok(0) | Err(_))
+                )
+            })
+        })
+        .collect();
     let mut evicted = 0;
-    for tcp in &mut idle {
-        let mut buf = [0u8; 1];
-        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut buf)).await {
-            evicted += 1;
-        }
+    for closed in closed {
+        evicted += usize::from(closed.await.unwrap());
     }
     assert!(
         evicted >= 200,
         "the idlest connections made room ({evicted} of 300 closed)"
     );
-    drop(idle);
     // 100 connections with a request in flight (a body that never comes) fill the cap with
     // nothing to evict: a new connection gets 503 with Retry-After, but /healthz is answered.
     let mut busy = Vec::new();
@@ -426,13 +436,16 @@ async fn chaos_connection_cap() {
         tcp.write_all(head.as_bytes()).await.unwrap();
         busy.push(tcp);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = raw(
-        &server,
-        format!("GET /api/v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\r\n").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    // Until the server has read the 100 heads, a new connection still finds one to evict.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let request = format!("GET /api/v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+        let reply = raw(&server, request.as_bytes(), Duration::from_secs(5)).await;
+        if statuses(&reply) == [503] || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(statuses(&refused), [503], "{refused}");
     assert!(refused.to_ascii_lowercase().contains("retry-after: 1"), "{refused}");
     let health = raw(
@@ -841,5 +854,8 @@ async fn a_stream_that_outlasts_every_connection_timeout_is_not_cut() {
     assert!(reply.text.contains("data: [DONE]"), "{}", reply.text);
     let calls = crate::common::recorded(&server).await;
     assert_eq!(calls.len(), 1);
-    assert!(!calls[0].3, "recorded with the provider's usage, not an estimate: {calls:?}");
+    assert!(
+        !calls[0].3,
+        "recorded with the provider's usage, not an estimate: {calls:?}"
+    );
 }
