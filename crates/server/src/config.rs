@@ -579,6 +579,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_limits_have_defaults_and_each_bad_value_names_its_key() {
+        let limits = |text: &str| resolve_connection_limits(&RawConfig::from_toml(text).unwrap().limits);
+        assert_eq!(limits("").unwrap(), ConnectionLimits::default());
+        let custom = limits(
+            "[limits]\nmax_connections = 500\nheader_timeout_secs = 5\nmax_header_bytes = 16384\n\
+             body_timeout_secs = 7\nwrite_stall_secs = 9\ndrain_secs = 2",
+        )
+        .unwrap();
+        assert_eq!(
+            custom,
+            ConnectionLimits {
+                max_connections: 500,
+                header_timeout: Duration::from_secs(5),
+                max_header_bytes: 16384,
+                body_timeout: Duration::from_secs(7),
+                write_stall: Duration::from_secs(9),
+                drain: Duration::from_secs(2),
+            }
+        );
+        for (text, key) in [
+            ("max_connections = 0", "limits.max_connections"),
+            ("header_timeout_secs = 0", "limits.header_timeout_secs"),
+            ("max_header_bytes = 1024", "limits.max_header_bytes"),
+            ("body_timeout_secs = 4000", "limits.body_timeout_secs"),
+            ("write_stall_secs = 0", "limits.write_stall_secs"),
+            ("drain_secs = 0", "limits.drain_secs"),
+        ] {
+            let error = limits(&format!("[limits]\n{text}")).unwrap_err();
+            assert_eq!(error.key, key, "{text}");
+            assert!(error.reason.starts_with("must be between"), "{error}");
+        }
+    }
+
+    #[test]
     fn reconciliation_reads_its_threshold_keys_and_admin_keys_from_the_environment() {
         let raw = |text: &str| RawConfig::from_toml(text).unwrap().reconciliation;
         let no_env = |_: &str| None;
