@@ -1,9 +1,16 @@
 //! Starting and stopping the server: open the store, settle the admin token, start the gateway,
 //! the alert dispatcher, scheduled detection and the scheduled import of the providers' bills
-//! ([`Server::start`]), listen, and on SIGTERM/SIGINT stop accepting and let in-flight requests
-//! finish (bounded by a deadline), then stop the gateway, the background work and the alert
-//! dispatcher in that order
-//! ([`Server::shutdown`]).
+//! ([`Server::start`]); serve HTTP/1.1 with per-connection limits and a connection cap
+//! ([`run`], configured by `[limits]`, see [`ConnectionLimits`]); on SIGTERM/SIGINT stop
+//! accepting and let in-flight requests finish up to the drain deadline, end the streams still
+//! open in-band, and once every connection has ended stop the gateway, the background work and
+//! the alert dispatcher in that order ([`Server::shutdown`]).
+//!
+//! The connection loop is our own rather than `axum::serve`'s, which cannot be configured:
+//! it gives hyper no timer (so no header read timeout), keeps idle connections forever, has no
+//! cap, and its caller returned at the drain deadline with connections still running.
+//! Limits hyper does not have are added here: a request body deadline ([`TimedBody`]) and a
+//! bound on writes to a client that reads nothing ([`StallBound`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -546,14 +553,11 @@ fn respond(
 ) -> impl Future<Output = Result<ServiceResponse, Infallible>> + Send + use<> {
     let active = connection.map(|c| Active::start(shared, c));
     let over_cap = connection.is_none() && request.uri().path() != "/healthz";
-    // A chunked request (with a Content-Length or not) ends its connection: whatever a proxy
-    // in front made of the framing, no bytes after it are read as another request.
-    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     let body_timeout = shared.limits.body_timeout;
     let request = request.map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout)));
     let app = shared.app.clone();
     async move {
-        let mut response = if over_cap {
+        let response = if over_cap {
             at_capacity()
         } else {
             match app.oneshot(request).await {
@@ -561,11 +565,6 @@ fn respond(
                 Err(never) => match never {},
             }
         };
-        if chunked {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         Ok(response.map(|body| Tracked { body, _active: active }))
     }
 }
@@ -756,5 +755,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_in_the_file_descriptor_limit() {
+        assert_eq!(fit_to_file_limit(10), 10, "a cap the limit holds is kept");
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let fitted = fit_to_file_limit(usize::MAX);
+        match limit.current {
+            // Two descriptors a connection (the client's and the provider's), and a reserve.
+            Some(current) => assert_eq!(fitted as u64, (current.saturating_sub(FD_RESERVE) / 2).max(1)),
+            None => assert_eq!(fitted, usize::MAX),
+        }
     }
 }
