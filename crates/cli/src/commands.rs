@@ -242,8 +242,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
-    let served =
-        goodhart_server::serve::run(listener, server.router(), goodhart_server::serve::shutdown_signal()).await;
+    let served = server.serve(listener, goodhart_server::serve::shutdown_signal()).await;
     server.shutdown().await;
     if let Some(mock) = mock {
         mock.shutdown().await;

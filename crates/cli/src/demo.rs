@@ -82,7 +82,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[expect(clippy::disallowed_methods, reason = "the demo awaits its server before it returns")]
-    let server = tokio::spawn(goodhart_server::serve::run(listener, served.router(), async move {
+    let server = tokio::spawn(served.serve(listener, async move {
         tokio::select! {
             _ = stopped => {}
             () = goodhart_server::serve::shutdown_signal() => {}

@@ -106,6 +106,7 @@ fn record(c: &mut Criterion) {
             goodhart_core::budgets::WhenUnreachable::FailClosed,
         ),
         alerts: goodhart_gateway::alerts::AlertSink::disconnected(),
+        end_streams: tokio_util::sync::CancellationToken::new(),
     });
     let mut group = c.benchmark_group("gateway call");
     group.bench_function("read request (parse, facts)", |b| {

@@ -100,6 +100,7 @@ impl Gateway {
             metrics,
             limits,
             alerts,
+            end_streams: CancellationToken::new(),
         });
         let proxy = Arc::new(Proxy {
             config,
@@ -200,6 +201,12 @@ impl Gateway {
             .recorder
             .flush(self.inner.store.as_ref())
             .await
+    }
+
+    /// Ends the streams still open, each with an in-band error event in its protocol, recorded
+    /// as cut: what the server does when its drain deadline passes.
+    pub fn end_streams(&self) {
+        self.inner.proxy.services.end_streams.cancel();
     }
 
     /// Stops the background work after a last sync and flush (what cannot be flushed stays

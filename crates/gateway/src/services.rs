@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use goodhart_core::pricing::PriceTable;
+use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertSink;
 use crate::limits::Limiter;
@@ -16,4 +17,7 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limiter>,
     pub alerts: AlertSink,
+    /// Cancelled when the server's drain deadline passes: the streams still open end with an
+    /// in-band error event and are recorded as cut ([`crate::Gateway::end_streams`]).
+    pub end_streams: CancellationToken,
 }

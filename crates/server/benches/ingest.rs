@@ -174,8 +174,7 @@ async fn start(url: &str) -> SocketAddr {
         .unwrap();
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = server.router();
-    tokio::spawn(goodhart_server::serve::run(listener, app, std::future::pending()));
+    tokio::spawn(server.serve(listener, std::future::pending()));
     addr
 }
 

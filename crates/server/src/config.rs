@@ -141,6 +141,59 @@ pub struct RawLimits {
     /// Largest request body, compressed or decompressed.
     pub max_body_bytes: Option<u64>,
     pub request_timeout_secs: Option<u64>,
+    /// The rest: see [`ConnectionLimits`].
+    pub max_connections: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub max_header_bytes: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub write_stall_secs: Option<u64>,
+    pub drain_secs: Option<u64>,
+}
+
+/// What one client connection may do, how many there may be, and how long shutdown waits
+/// (`[limits]`; README "What Goodhart promises"), as `crate::serve` enforces them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open client connections at most. At the cap a new connection takes the place of the
+    /// connection idle the longest (no request in flight); when every connection has a request
+    /// in flight, the new one is answered 503 with `Retry-After` and closed (`/healthz` is still
+    /// answered). Lowered at start to what the process's file descriptor limit allows.
+    pub max_connections: usize,
+    /// Time to send a complete request head, counted from the connection's opening or the end
+    /// of its previous response: the slowloris bound, and the keep-alive idle timeout.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers); a larger one gets 431.
+    pub max_header_bytes: usize,
+    /// Time for a request body to arrive in full, counted from its head; then the handler
+    /// reading it gets an error (400 for a trickled body).
+    pub body_timeout: Duration,
+    /// Time a response may wait on a client that reads none of it; then the connection is
+    /// closed (a stream cut so is recorded as abandoned by the client, its hold on budgets
+    /// released, its provider connection dropped).
+    pub write_stall: Duration,
+    /// How long in-flight requests get to finish after a shutdown signal; then open streams
+    /// end with an in-band error event and are recorded as cut.
+    pub drain: Duration,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(30);
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_stall: DEFAULT_WRITE_STALL,
+            drain: DEFAULT_DRAIN,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +219,7 @@ pub struct Config {
     pub store_content: bool,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub connections: ConnectionLimits,
     pub prices: Arc<PriceTable>,
     /// Providers before the defaults for unset ones are filled in (see [`GatewayConfig::with_default_providers`]).
     pub gateway: GatewayConfig,
@@ -272,6 +326,7 @@ impl Config {
         if !(1..=3600).contains(&timeout) {
             return Err(invalid("limits.request_timeout_secs", "must be between 1 and 3600"));
         }
+        let connections = resolve_connection_limits(&file.limits)?;
         let prices = PriceTable::builtin()
             .with_overrides(&file.prices.model)
             .map_err(|e| invalid(&format!("prices: {}", e.key), e.reason))?;
@@ -299,9 +354,48 @@ impl Config {
             store_content,
             max_body_bytes: max_body_bytes as usize,
             request_timeout: Duration::from_secs(timeout),
+            connections,
             prices: Arc::new(prices),
         })
     }
+}
+
+fn resolve_connection_limits(raw: &RawLimits) -> Result<ConnectionLimits, ConfigError> {
+    let bounded = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
+        let value = value.unwrap_or(default);
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                &format!("limits.{key}"),
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let secs = |key: &str, value: Option<u64>, default: Duration| {
+        bounded(key, value, default.as_secs(), 1..=3600).map(Duration::from_secs)
+    };
+    let count = |key: &str, value: Option<u64>, default: usize, range: std::ops::RangeInclusive<u64>| {
+        bounded(key, value, default as u64, range).map(|n| n as usize)
+    };
+    Ok(ConnectionLimits {
+        max_connections: count(
+            "max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1..=1_000_000,
+        )?,
+        header_timeout: secs("header_timeout_secs", raw.header_timeout_secs, DEFAULT_HEADER_TIMEOUT)?,
+        max_header_bytes: count(
+            "max_header_bytes",
+            raw.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+            8192..=1 << 20,
+        )?,
+        body_timeout: secs("body_timeout_secs", raw.body_timeout_secs, DEFAULT_BODY_TIMEOUT)?,
+        write_stall: secs("write_stall_secs", raw.write_stall_secs, DEFAULT_WRITE_STALL)?,
+        drain: secs("drain_secs", raw.drain_secs, DEFAULT_DRAIN)?,
+    })
 }
 
 fn resolve_outcomes(raw: RawOutcomes, env: impl Fn(&str) -> Option<String>) -> Result<OutcomeSettings, ConfigError> {
@@ -483,6 +577,40 @@ fn default_spool_dir(database_url: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limits_have_defaults_and_each_bad_value_names_its_key() {
+        let limits = |text: &str| resolve_connection_limits(&RawConfig::from_toml(text).unwrap().limits);
+        assert_eq!(limits("").unwrap(), ConnectionLimits::default());
+        let custom = limits(
+            "[limits]\nmax_connections = 500\nheader_timeout_secs = 5\nmax_header_bytes = 16384\n\
+             body_timeout_secs = 7\nwrite_stall_secs = 9\ndrain_secs = 2",
+        )
+        .unwrap();
+        assert_eq!(
+            custom,
+            ConnectionLimits {
+                max_connections: 500,
+                header_timeout: Duration::from_secs(5),
+                max_header_bytes: 16384,
+                body_timeout: Duration::from_secs(7),
+                write_stall: Duration::from_secs(9),
+                drain: Duration::from_secs(2),
+            }
+        );
+        for (text, key) in [
+            ("max_connections = 0", "limits.max_connections"),
+            ("header_timeout_secs = 0", "limits.header_timeout_secs"),
+            ("max_header_bytes = 1024", "limits.max_header_bytes"),
+            ("body_timeout_secs = 4000", "limits.body_timeout_secs"),
+            ("write_stall_secs = 0", "limits.write_stall_secs"),
+            ("drain_secs = 0", "limits.drain_secs"),
+        ] {
+            let error = limits(&format!("[limits]\n{text}")).unwrap_err();
+            assert_eq!(error.key, key, "{text}");
+            assert!(error.reason.starts_with("must be between"), "{error}");
+        }
+    }
 
     #[test]
     fn reconciliation_reads_its_threshold_keys_and_admin_keys_from_the_environment() {

@@ -13,3 +13,4 @@ mod cli;
 mod common;
 mod import;
 mod kill;
+mod lifecycle;

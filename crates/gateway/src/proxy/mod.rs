@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use goodhart_core::requests::{Endpoint, Protocol};
 use goodhart_core::usage::request_call_id;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::errors::GatewayError;
 use crate::metrics::{CallLabels, EndpointLabels, Metrics};
@@ -133,7 +133,13 @@ async fn forward(
     let reading = Instant::now();
     let bytes = match tokio::time::timeout(REQUEST_BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => return Err(GatewayError::PayloadTooLarge(limit)),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(GatewayError::PayloadTooLarge(limit)),
+        // Cut short: the client went away, or the server's body timeout ended a trickle.
+        Ok(Err(e)) => {
+            return Err(GatewayError::BadRequest(format!(
+                "could not read the request body: {e}"
+            )));
+        }
         Err(_) => return Err(GatewayError::RequestTimeout(REQUEST_BODY_TIMEOUT.as_secs())),
     };
     Metrics::observe_since(&phases.read_body, reading);

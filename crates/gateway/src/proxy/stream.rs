@@ -8,7 +8,7 @@
 //! connection and so stops the provider's generation). Usage the provider did not report is
 //! estimated and marked so.
 //!
-//! A break or an idle timeout after the 200 went out ends the body with an in-band error
+//! A break, an idle timeout or the server's drain deadline after the 200 went out ends the body with an in-band error
 //! event in the client's protocol (recorded first), so SDKs raise an error rather than seeing
 //! a cut connection or, worse, a short but apparently complete answer. So does an SSE stream
 //! the provider ends before its terminal event without an error event of its own (malformed
@@ -33,6 +33,7 @@ use goodhart_core::translate::{self, ChatToMessagesStream, MessagesToChatStream}
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::errors::GatewayError;
 use crate::proxy::adapter::Framing;
@@ -128,6 +129,8 @@ pub struct MeteredStream {
     events: Vec<SseEvent>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
+    /// Ready when the server's drain deadline has passed ([`crate::Gateway::end_streams`]).
+    ended_by_server: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Until the call is recorded.
     call: Option<Recording>,
     status: u16,
@@ -153,6 +156,7 @@ impl MeteredStream {
             events: Vec::new(),
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            ended_by_server: Box::pin(call.services.end_streams.clone().cancelled_owned()),
             call: Some(call),
             status,
             upstream_request_id,
@@ -284,6 +288,12 @@ impl Body for MeteredStream {
             return Poll::Ready(None);
         }
         loop {
+            if this.ended_by_server.as_mut().poll(cx).is_ready() {
+                let error = GatewayError::UpstreamUnavailable(
+                    "the gateway shut down before the stream ended (limits.drain_secs)".into(),
+                );
+                return Poll::Ready(this.fail(&error).map(|event| Ok(Frame::data(event))));
+            }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let deadline = tokio::time::Instant::now() + this.idle_timeout;

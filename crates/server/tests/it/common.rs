@@ -19,6 +19,8 @@ pub struct TestServer {
     pub db: Arc<TestDatabase>,
     pub gateway: goodhart_gateway::Gateway,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// Serves until `_stop` is dropped, then drains and shuts the server down.
+    serving: tokio::task::JoinHandle<()>,
 }
 
 pub struct Reply {
@@ -100,19 +102,32 @@ async fn launch(
     let listener = goodhart_server::serve::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = server.router();
-    tokio::spawn(goodhart_server::serve::run(listener, app, async move {
-        let _ = stopped.await;
-    }));
+    let serving = tokio::spawn(async move {
+        let served = server.serve(listener, async move {
+            let _ = stopped.await;
+        });
+        served.await.unwrap();
+        server.shutdown().await;
+    });
     TestServer {
         addr,
         db,
         gateway,
         _stop: stop,
+        serving,
     }
 }
 
 impl TestServer {
+    /// Stops the server as SIGTERM stops `goodhart serve`: drains its connections (up to
+    /// `[limits] drain_secs`), then stops the gateway (flushing its spool, giving back its
+    /// budget slices).
+    pub async fn stop(self) {
+        let TestServer { _stop, serving, .. } = self;
+        drop(_stop);
+        serving.await.unwrap();
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

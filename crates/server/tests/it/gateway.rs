@@ -677,7 +677,7 @@ async fn bad_requests_get_precise_errors_in_the_clients_shape_and_record_nothing
     assert!(recorded(&server).await.is_empty());
 }
 
-const SLOW_PRICED: &str =
+pub(crate) const SLOW_PRICED: &str =
     "[[prices.model]]\nprovider = \"mock\"\nmodel = \"slow-mini\"\ninput = \"0.15\"\noutput = \"0.60\"\n";
 
 /// The worst case the gateway reserves for `body` (the same arithmetic, from the public parts).
@@ -693,7 +693,7 @@ fn worst_case(body: &str, max_tokens: u64) -> i64 {
 }
 
 /// A hard cap on team payments that fits exactly 50 calls of `body`.
-async fn cap_fitting_50(server: &TestServer, body: &str) -> goodhart_core::Nanos {
+pub(crate) async fn cap_fitting_50(server: &TestServer, body: &str) -> goodhart_core::Nanos {
     let limit = goodhart_core::Nanos(50 * worst_case(body, 100));
     let created = server
         .admin(
@@ -739,7 +739,7 @@ async fn burst(servers: &[&TestServer], key: &str, body: &str, calls: usize) -> 
     replies
 }
 
-fn capped_body() -> String {
+pub(crate) fn capped_body() -> String {
     json!({"model": "slow-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}).to_string()
 }
 

@@ -17,6 +17,7 @@ mod dashboard;
 mod findings;
 mod gateway;
 mod gemini;
+mod hostile;
 mod http;
 mod otlp;
 mod outcomes;
