@@ -99,6 +99,11 @@ pub struct Metrics {
     /// Spool segments found with damaged records (kept aside as `*.corrupt`).
     pub corrupt_segments: Counter,
     pub spool_depth: Gauge,
+    /// Flushes of the spool into the store that failed (the records stay spooled).
+    pub flush_errors: Counter,
+    /// Calls let in on a key lookup older than the cache's TTL because the store could not be
+    /// asked (see [`crate::auth::STALE_IF_ERROR`]).
+    pub keys_served_stale: Counter,
     pub phases: PhaseTimes,
     pub background: BackgroundTimes,
     /// How late the runtime's lag probe wakes up (see [`crate::lag`]).
@@ -176,6 +181,17 @@ impl Metrics {
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
         );
+        let (flush_errors, keys_served_stale) = (Counter::default(), Counter::default());
+        registry.register(
+            "flush_errors",
+            "Flushes of spooled usage into the database that failed (retried; nothing is lost)",
+            flush_errors.clone(),
+        );
+        registry.register(
+            "keys_served_stale",
+            "Calls authenticated from a cached key lookup past its TTL because the database could not be asked",
+            keys_served_stale.clone(),
+        );
         let phase = timings(
             &mut registry,
             "phase_seconds",
@@ -219,6 +235,8 @@ impl Metrics {
             flushed,
             corrupt_segments,
             spool_depth,
+            flush_errors,
+            keys_served_stale,
             phases,
             background,
             runtime_lag,

@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 
 /// How long calls are refused after the spool failed to take a record.
 const REFUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// The longest wait between flushes while the store fails (the wait doubles from the flush
+/// interval up to this): after an outage, records reach the store within about this long.
+const MAX_FLUSH_BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct Recorder {
     spool: Mutex<Spool>,
@@ -29,6 +32,8 @@ pub struct Recorder {
     failed_at: Mutex<Option<Instant>>,
     /// One flush at a time (the background flusher and on-demand flushes).
     flushing: tokio::sync::Mutex<()>,
+    /// Since when flushes have been failing (cleared by the next one that succeeds).
+    flush_failing_since: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -40,6 +45,7 @@ impl Recorder {
             sync_every_call,
             failed_at: Mutex::new(None),
             flushing: tokio::sync::Mutex::new(()),
+            flush_failing_since: Mutex::new(None),
             metrics,
         }
     }
@@ -77,6 +83,12 @@ impl Recorder {
         failed_at.is_some_and(|at| at.elapsed() < REFUSE_AFTER_FAILURE)
     }
 
+    /// How long flushes into the store have been failing, if the last one failed.
+    pub fn flush_failing_for(&self) -> Option<Duration> {
+        let since = *self.flush_failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|at| at.elapsed())
+    }
+
     pub fn depth_bytes(&self) -> u64 {
         self.spool().depth_bytes().unwrap_or(0)
     }
@@ -103,9 +115,23 @@ impl Recorder {
         }
     }
 
-    /// Seals the active segment and moves every sealed one into the store.
+    /// Seals the active segment and moves every sealed one into the store (a failure is
+    /// counted in `flush_errors`; what was not stored stays spooled).
     pub async fn flush(&self, store: &dyn Store) -> Result<spool::FlushOutcome, SpoolError> {
         let _one_at_a_time = self.flushing.lock().await;
+        let flushed = self.flush_sealed(store).await;
+        let mut failing_since = self.flush_failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        match &flushed {
+            Ok(_) => *failing_since = None,
+            Err(_) => {
+                self.metrics.flush_errors.inc();
+                failing_since.get_or_insert_with(Instant::now);
+            }
+        }
+        flushed
+    }
+
+    async fn flush_sealed(&self, store: &dyn Store) -> Result<spool::FlushOutcome, SpoolError> {
         let sealed = {
             let mut spool = self.spool();
             spool.seal()?;
@@ -170,7 +196,7 @@ impl Recorder {
                         }
                     }
                     Err(e) => {
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(MAX_FLUSH_BACKOFF.max(flush_interval));
                         tracing::warn!(retry_in = ?backoff, "usage flush failed, will retry (nothing is lost): {e}");
                     }
                 }
