@@ -19,6 +19,7 @@ mod gateway;
 mod gemini;
 mod http;
 mod otlp;
+mod outage;
 mod outcomes;
 mod provider_import;
 mod reconciliation;
