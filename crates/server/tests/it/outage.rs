@@ -407,13 +407,9 @@ async fn postgres_outage(mode: &str) {
             restarted.elapsed() < Duration::from_secs(30),
             "capped calls never came back"
         );
-        let seen = load.seen.lock().unwrap();
-        capped_ok = seen
-            .calls
-            .iter()
-            .any(|c| c.phase == Phase::After && c.capped && c.status == 200)
-            .then(|| restarted.elapsed());
-        drop(seen);
+        let admitted =
+            (load.seen.lock().unwrap().calls.iter()).any(|c| c.phase == Phase::After && c.capped && c.status == 200);
+        capped_ok = admitted.then(|| restarted.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -600,4 +596,19 @@ async fn chaos_sqlite_full_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_sqlite_and_spool_full_disk() {
     sqlite_full_disk(true).await;
+}
+
+#[tokio::test]
+async fn readyz_reports_each_part_and_healthz_stays_liveness() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let ready = server.send("GET", "/readyz", &[], Bytes::new()).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["ready"], true);
+    assert_eq!(ready.json["problems"], json!([]));
+    assert_eq!(ready.json["store"]["backend"], "sqlite");
+    assert_eq!(ready.json["store"]["reachable"], true);
+    assert_eq!(ready.json["spool"]["writable"], true);
+    assert!(ready.json["spool"]["backlog_bytes"].is_u64(), "{}", ready.text);
+    let health = server.send("GET", "/healthz", &[], Bytes::new()).await;
+    assert_eq!(health.json["status"], "ok");
 }
