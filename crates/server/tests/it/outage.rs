@@ -49,6 +49,8 @@ struct Outcome {
     retry_after: bool,
     /// The response id, when the call completed (a whole body, or a stream to its end).
     completed: Option<String>,
+    /// When the answer had been read.
+    finished: Instant,
     body: String,
 }
 
@@ -129,10 +131,9 @@ impl Load {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut tasks = Vec::new();
         let free = |stream: bool| json!({"model": "gpt-4o-mini", "max_tokens": 20, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
-        let capped = |stream: bool| json!({"model": "slow-mini", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
         let mut workers: Vec<(String, Value, bool)> =
             (0..4).map(|i| (free_key.to_owned(), free(i % 2 == 0), false)).collect();
-        workers.extend((0..capped_workers).map(|i| (capped_key.to_owned(), capped(i % 2 == 0), true)));
+        workers.extend((0..capped_workers).map(|i| (capped_key.to_owned(), capped_call(i % 2 == 0), true)));
         for (key, body, is_capped) in workers {
             let (url, phase, stop, seen) = (server.url(), Arc::clone(&phase), Arc::clone(&stop), Arc::clone(&seen));
             tasks.push(tokio::spawn(async move {
@@ -147,6 +148,7 @@ impl Load {
                         status,
                         retry_after,
                         completed,
+                        finished: Instant::now(),
                         body: text.chars().take(300).collect(),
                     });
                     if refused {
@@ -271,12 +273,19 @@ fn p99(mut latencies: Vec<Duration>) -> Duration {
         .unwrap_or_default()
 }
 
-/// Creates the two keys and the capped budget (a hard cap that fits 100 of the capped calls'
-/// worst case, so a slice fits five); returns (uncapped key, capped key, limit in nanos).
+/// A capped call: held a second by the mock, with a long prompt so that it costs about three
+/// quarters of its worst case (the prompt's tokens are estimated at a third of its characters,
+/// counted at a quarter) and the cap is reached within seconds.
+fn capped_call(stream: bool) -> Value {
+    json!({"model": "slow-mini", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hi ".repeat(10_000)}]})
+}
+
+/// Creates the two keys and the capped budget (a hard cap that fits 60 of the capped calls'
+/// worst case, so a slice fits three); returns (uncapped key, capped key, limit in nanos).
 async fn keys_and_cap(server: &TestServer) -> (String, String, i64) {
     let free = server.create_key(r#"{"user": "bob", "team": "research"}"#).await.1;
     let capped = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await.1;
-    let body = json!({"model": "slow-mini", "max_tokens": 100, "stream": false, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let body = capped_call(false).to_string();
     let prices = goodhart_core::pricing::PriceTable::parse(&format!(
         "version = \"t\"\n[[model]]\n{}",
         PRICED.trim_start_matches("[[prices.model]]\n")
@@ -284,7 +293,7 @@ async fn keys_and_cap(server: &TestServer) -> (String, String, i64) {
     .unwrap();
     let price = prices.resolve(None, "slow-mini").unwrap();
     let input = goodhart_core::budgets::estimate_input_tokens(body.len() as u64);
-    let limit = goodhart_core::Nanos(100 * goodhart_core::budgets::worst_case_cost(price, input, 100).0);
+    let limit = goodhart_core::Nanos(60 * goodhart_core::budgets::worst_case_cost(price, input, 100).0);
     let created = server
         .admin(
             "POST",
@@ -400,27 +409,32 @@ async fn postgres_outage(mode: &str) {
     load.enter(Phase::After);
     let ready_after = await_readyz(&server, 200, Duration::from_secs(30)).await;
     let recovered = await_recovery(&server, restarted).await;
-    // A capped call is admitted again (a slice can be borrowed).
-    let mut capped_ok = None;
-    while capped_ok.is_none() {
+    // Capped calls go on until the cap refuses them (429), which it must do without overshoot.
+    let mut reached = false;
+    while !reached {
         assert!(
-            restarted.elapsed() < Duration::from_secs(30),
-            "capped calls never came back"
+            restarted.elapsed() < Duration::from_secs(60),
+            "the cap was never reached"
         );
-        let admitted =
-            (load.seen.lock().unwrap().calls.iter()).any(|c| c.phase == Phase::After && c.capped && c.status == 200);
-        capped_ok = admitted.then(|| restarted.elapsed());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        reached = (load.seen.lock().unwrap().calls.iter()).any(|c| c.capped && c.status == 429);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let seen = load.finish().await;
     drain(&server).await;
     let rss_after = rss_kib();
+    // Capped calls are admitted again once a slice can be borrowed.
+    let capped_again = (seen.calls.iter())
+        .filter(|c| c.phase == Phase::After && c.capped && c.status == 200)
+        .map(|c| c.finished.duration_since(restarted))
+        .min()
+        .expect("capped calls were admitted after the restart");
+    let spent_at_end = spent(&server).await;
     eprintln!(
-        "postgres outage ({mode}): /readyz 200 {:.2} s after the restart, backlog stored by the flusher after {:.2} s, a capped call (1 s upstream) admitted after {:.2} s",
+        "postgres outage ({mode}): /readyz 200 {:.2} s after the restart, backlog stored by the flusher after {:.2} s, \
+         the first capped call (1 s upstream) answered after {:.2} s; cap {limit} nanos, spent {spent_at_end}",
         ready_after.as_secs_f64(),
         recovered.as_secs_f64(),
-        capped_ok.unwrap_or_default().as_secs_f64(),
+        capped_again.as_secs_f64(),
     );
 
     let during: Vec<&Outcome> = seen.calls.iter().filter(|c| c.phase == Phase::During).collect();
@@ -435,6 +449,12 @@ async fn postgres_outage(mode: &str) {
         refused.first().map(|c| (c.status, &c.body))
     );
     let capped_refused: Vec<_> = during.iter().filter(|c| c.capped && c.status != 200).collect();
+    let over_cap: Vec<_> = (seen.calls.iter()).filter(|c| c.capped && c.status == 429).collect();
+    assert!(
+        over_cap.iter().all(|c| c.body.contains("budget_exceeded")),
+        "429s are the cap's: {:?}",
+        over_cap.first().map(|c| &c.body)
+    );
     assert!(
         capped_refused.iter().all(|c| c.status == 503 && c.retry_after),
         "capped calls are refused with 503 and retry-after: {:?}",
@@ -451,7 +471,7 @@ async fn postgres_outage(mode: &str) {
         seen.probes.iter().any(|p| p.0 == Phase::During && p.3 == 503),
         "/readyz said not ready during the outage"
     );
-    let overshoot = spent(&server).await - limit;
+    let overshoot = spent_at_end - limit;
     let recorded = recorded_postgres(&cluster.url()).await;
     judge(
         &format!("PostgreSQL stopped ({mode}) 4 s under load"),
@@ -475,7 +495,7 @@ async fn chaos_postgres_stopped_immediate() {
 
 /// SQLite on a small tmpfs that fills up; the spool on the normal disk or on the full one.
 async fn sqlite_full_disk(spool_on_full_disk: bool) {
-    let disk = match SmallDisk::mount(24 * 1024 * 1024) {
+    let disk = match SmallDisk::mount(64 * 1024 * 1024) {
         Ok(disk) => disk,
         Err(reason) => {
             eprintln!("skipped: {reason}");
