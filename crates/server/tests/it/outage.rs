@@ -495,7 +495,7 @@ async fn chaos_postgres_stopped_immediate() {
 
 /// SQLite on a small tmpfs that fills up; the spool on the normal disk or on the full one.
 async fn sqlite_full_disk(spool_on_full_disk: bool) {
-    let disk = match SmallDisk::mount(64 * 1024 * 1024) {
+    let disk = match SmallDisk::mount(24 * 1024 * 1024) {
         Ok(disk) => disk,
         Err(reason) => {
             eprintln!("skipped: {reason}");
