@@ -320,6 +320,50 @@ impl SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod full_disk {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_disk_filled_by_the_wal_is_given_back_by_a_checkpoint_and_writes_go_on() {
+        let disk = match crate::testing::SmallDisk::mount(4 * 1024 * 1024) {
+            Ok(disk) => disk,
+            Err(reason) => {
+                eprintln!("skipped: {reason}");
+                return;
+            }
+        };
+        let path = disk.path().join("g.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .write(|w| {
+                Ok(w.conn
+                    .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (NULL)")?)
+            })
+            .await
+            .unwrap();
+        // The same row rewritten: each version goes to the WAL, until the disk is full.
+        let rewrite = |i: u8| move |w: &mut Writer| Ok(w.conn.execute("UPDATE t SET x = ?1", [vec![i; 64 * 1024]])?);
+        for i in 0..8u8 {
+            store.write(rewrite(i)).await.unwrap();
+        }
+        disk.fill().unwrap();
+        let full = store.write(rewrite(8)).await.unwrap_err();
+        assert!(is_disk_full(&full), "{full}");
+        let wal = || std::fs::metadata(disk.path().join("g.db-wal")).map_or(0, |m| m.len());
+        let filled = wal();
+        // Space returns: the next write first moves the WAL into the database.
+        disk.free().unwrap();
+        store.write(rewrite(9)).await.unwrap();
+        assert!(wal() < filled / 2, "the WAL was truncated: {filled} -> {} bytes", wal());
+        let integrity: String = store
+            .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -375,45 +419,6 @@ mod tests {
             position < 10,
             "the urgent write waited for {position} bulk writes: {order:?}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_disk_filled_by_the_wal_is_given_back_by_a_checkpoint_and_writes_go_on() {
-        let disk = match crate::testing::SmallDisk::mount(4 * 1024 * 1024) {
-            Ok(disk) => disk,
-            Err(reason) => {
-                eprintln!("skipped: {reason}");
-                return;
-            }
-        };
-        let path = disk.path().join("g.db");
-        let store = SqliteStore::open(&path).await.unwrap();
-        store
-            .write(|w| {
-                Ok(w.conn
-                    .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (NULL)")?)
-            })
-            .await
-            .unwrap();
-        // The same row rewritten: each version goes to the WAL, until the disk is full.
-        let rewrite = |i: u8| move |w: &mut Writer| Ok(w.conn.execute("UPDATE t SET x = ?1", [vec![i; 64 * 1024]])?);
-        for i in 0..8u8 {
-            store.write(rewrite(i)).await.unwrap();
-        }
-        disk.fill().unwrap();
-        let full = store.write(rewrite(8)).await.unwrap_err();
-        assert!(is_disk_full(&full), "{full}");
-        let wal = || std::fs::metadata(disk.path().join("g.db-wal")).map_or(0, |m| m.len());
-        let filled = wal();
-        // Space returns: the next write first moves the WAL into the database.
-        disk.free().unwrap();
-        store.write(rewrite(9)).await.unwrap();
-        assert!(wal() < filled / 2, "the WAL was truncated: {filled} -> {} bytes", wal());
-        let integrity: String = store
-            .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(integrity, "ok");
     }
 
     #[tokio::test]
