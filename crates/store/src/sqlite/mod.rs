@@ -20,7 +20,10 @@
 //! writer then checkpoints the WAL into the database and truncates it — before each later write
 //! until that succeeds (it needs room for the database to grow). The WAL, checkpointed only
 //! every 64 MiB, holds many copies of the same rollup and index pages, so this frees most of its
-//! size: without it, a WAL that had filled the disk took back the space freed at once.
+//! size: without it, a WAL that had filled the disk took back the space freed at once. From
+//! then on the writer checkpoints every [`WAL_PAGES_AFTER_DISK_FULL`] pages (4 MiB) instead of
+//! every 64 MiB: on a disk that ran full, a WAL that may grow to 64 MiB would fill it again, and
+//! then could not even be checkpointed (the database must grow to take its new pages).
 //!
 //! This file holds the plumbing (connections, the writer, migrations at open); each domain's
 //! trait is implemented in the file of its name.
@@ -52,6 +55,8 @@ use crate::migrations::{self, Migration};
 use crate::rollup::NameCache;
 
 const READERS: usize = 4;
+/// The WAL checkpoint threshold (pages of 4 KiB) once the disk has run full: SQLite's default.
+const WAL_PAGES_AFTER_DISK_FULL: i64 = 1_000;
 
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -154,6 +159,27 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
 
 fn is_disk_full(error: &StoreError) -> bool {
     matches!(error, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
+}
+
+/// Checkpoints often from now on, and keeps the WAL file small.
+fn smaller_wal(conn: &Connection) {
+    let current: i64 = conn
+        .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+        .unwrap_or(0);
+    if current == WAL_PAGES_AFTER_DISK_FULL {
+        return;
+    }
+    let set = conn
+        .pragma_update(None, "wal_autocheckpoint", WAL_PAGES_AFTER_DISK_FULL)
+        .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_PAGES_AFTER_DISK_FULL * 4096));
+    match set {
+        Ok(()) => tracing::warn!(
+            "SQLite: the disk ran full; the WAL is checkpointed every 4 MiB from now on (instead of 64 MiB)"
+        ),
+        Err(e) => {
+            tracing::warn!("SQLite: the disk ran full, and the WAL's checkpoint threshold could not be lowered: {e}")
+        }
+    }
 }
 
 /// Moves the WAL into the database and truncates it, to give back the space of its stale page
@@ -279,6 +305,7 @@ impl SqliteStore {
             if let Err(e) = &outcome {
                 writer.names.clear();
                 if is_disk_full(e) {
+                    smaller_wal(&writer.conn);
                     writer.checkpoint_due = !checkpoint_after_disk_full(&writer.conn);
                 }
             }
@@ -356,6 +383,11 @@ mod full_disk {
         disk.free().unwrap();
         store.write(rewrite(9)).await.unwrap();
         assert!(wal() < filled / 2, "the WAL was truncated: {filled} -> {} bytes", wal());
+        let threshold: i64 = store
+            .write(|w| Ok(w.conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(threshold, WAL_PAGES_AFTER_DISK_FULL, "the WAL stays small from then on");
         let integrity: String = store
             .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
             .await
