@@ -11,17 +11,29 @@
 //! too, so a client hammering with a bad key does not hammer the database. A revocation made
 //! through this process clears the cache at once; one made through another instance takes
 //! effect here within the TTL.
+//!
+//! When the store cannot be asked (a database outage), a key that was looked up and found
+//! within the last [`STALE_IF_ERROR`] is served from that lookup (its expiry still checked,
+//! the use counted in `keys_served_stale` and logged): an outage does not refuse every call.
+//! Keys never seen, or last seen unknown, are refused with 503 as before; the first answer of
+//! the store after the outage replaces the stale one, so a revocation takes effect then.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use goodhart_core::Micros;
 use goodhart_core::keys::{self, KeyStatus, VirtualKey};
-use goodhart_store::{Store, StoreError};
+use goodhart_store::{KeyStore, StoreError};
+use prometheus_client::metrics::counter::Counter;
 
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How old a key lookup may be and still let calls in while the store cannot be asked: an
+/// outage up to this long keeps known keys working; a key revoked through another instance
+/// meanwhile works here until the store answers again, at most this long.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(15 * 60);
 /// Entries beyond this are dropped wholesale (a bound on memory under a flood of bad keys).
 const MAX_CACHED_KEYS: usize = 50_000;
 
@@ -69,11 +81,24 @@ fn sigv4_access_key(authorization: &str) -> Option<&str> {
         .next()
 }
 
-type CacheEntry = (Option<Arc<VirtualKey>>, Instant);
+struct CacheEntry {
+    key: Option<Arc<VirtualKey>>,
+    /// When the store gave this answer.
+    answered: Instant,
+    /// When the store was last asked about this key (its answer or its failure): nobody asks
+    /// again within the TTL, outage or not.
+    asked: Instant,
+}
 
 pub struct KeyCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     entries: RwLock<HashMap<String, CacheEntry>>,
+    /// [`KEY_CACHE_TTL`] (shorter in tests).
+    ttl: Duration,
+    served_stale: Counter,
+    /// When a stale answer was last logged (as milliseconds since `created`): once a second.
+    logged_stale: AtomicU64,
+    created: Instant,
 }
 
 /// Why a credential was refused (the message the client sees).
@@ -90,10 +115,15 @@ pub enum KeyRefusal {
 }
 
 impl KeyCache {
-    pub fn new(store: Arc<dyn Store>) -> KeyCache {
+    /// A cache over `store`; calls let in on a stale lookup are counted in `served_stale`.
+    pub fn new(store: Arc<dyn KeyStore>, served_stale: Counter) -> KeyCache {
         KeyCache {
             store,
             entries: RwLock::new(HashMap::new()),
+            ttl: KEY_CACHE_TTL,
+            served_stale,
+            logged_stale: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -112,15 +142,24 @@ impl KeyCache {
         let hash = keys::hash_secret(secret);
         let key = match self.cached(&hash) {
             Some(key) => key,
-            None => {
-                let key = self.store.key_by_hash(&hash).await?.map(Arc::new);
-                let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-                if entries.len() >= MAX_CACHED_KEYS {
-                    entries.clear();
+            None => match self.store.key_by_hash(&hash).await {
+                Ok(key) => {
+                    let key = key.map(Arc::new);
+                    let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+                    if entries.len() >= MAX_CACHED_KEYS {
+                        entries.clear();
+                    }
+                    let now = Instant::now();
+                    let entry = CacheEntry {
+                        key: key.clone(),
+                        answered: now,
+                        asked: now,
+                    };
+                    entries.insert(hash, entry);
+                    key
                 }
-                entries.insert(hash, (key.clone(), Instant::now()));
-                key
-            }
+                Err(e) => self.stale(&hash, e)?,
+            },
         };
         let Some(key) = key else {
             return Ok(Err(KeyRefusal::Unknown));
@@ -132,12 +171,50 @@ impl KeyCache {
         })
     }
 
+    /// The cached answer for `hash`, if the store was asked about it within the TTL (a stale
+    /// known key whose last asking failed is served without asking again until then).
     fn cached(&self, hash: &str) -> Option<Option<Arc<VirtualKey>>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(key, _)| key.clone())
+        let entry = entries.get(hash)?;
+        let fresh = entry.answered.elapsed() < self.ttl;
+        let stale_but_known = entry.key.is_some() && entry.answered.elapsed() < STALE_IF_ERROR;
+        if fresh {
+            return Some(entry.key.clone());
+        }
+        if stale_but_known && entry.asked.elapsed() < self.ttl {
+            self.served_stale.inc();
+            return Some(entry.key.clone());
+        }
+        None
+    }
+
+    /// The last known key behind `hash` when the store failed to answer (`error`), if it was
+    /// known within [`STALE_IF_ERROR`]; else the error.
+    fn stale(&self, hash: &str, error: StoreError) -> Result<Option<Arc<VirtualKey>>, StoreError> {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = entries
+            .get_mut(hash)
+            .filter(|entry| entry.key.is_some() && entry.answered.elapsed() < STALE_IF_ERROR)
+        else {
+            return Err(error);
+        };
+        entry.asked = Instant::now();
+        self.served_stale.inc();
+        let now_ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.logged_stale.load(Ordering::Relaxed);
+        if (last == 0 || now_ms.saturating_sub(last) >= 1_000)
+            && self
+                .logged_stale
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                age_s = entry.answered.elapsed().as_secs(),
+                bound_s = STALE_IF_ERROR.as_secs(),
+                "key lookup failed; serving the last known answer: {error}"
+            );
+        }
+        Ok(entry.key.clone())
     }
 
     /// Forgets every cached lookup (after a key was revoked or rotated).
@@ -150,6 +227,87 @@ impl KeyCache {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use goodhart_core::keys::{KeyScope, RateLimits};
+    use std::sync::atomic::AtomicBool;
+
+    /// One key, and a switch that makes every lookup fail as an unreachable database does.
+    struct FlakyKeys {
+        hash: String,
+        down: AtomicBool,
+        revoked: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyStore for FlakyKeys {
+        async fn create_key(&self, _: &VirtualKey, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn keys(&self) -> Result<Vec<VirtualKey>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn key_by_hash(&self, hash: &str) -> Result<Option<VirtualKey>, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Pool("connection refused".into()));
+            }
+            Ok((hash == self.hash).then(|| VirtualKey {
+                id: "k1".into(),
+                name: None,
+                scope: KeyScope {
+                    user: "alice".into(),
+                    ..KeyScope::default()
+                },
+                created_at: Micros(0),
+                expires_at: None,
+                revoked_at: self.revoked.load(Ordering::SeqCst).then_some(Micros(1)),
+                replaced_by: None,
+                limits: RateLimits::default(),
+            }))
+        }
+        async fn revoke_key(&self, _: &str, _: Micros) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn replace_key(&self, _: &str, _: &VirtualKey, _: &str, _: Micros) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_store_is_down_known_keys_keep_working_unknown_ones_do_not_and_revocation_waits_for_it() {
+        let (_, known) = keys::new_secret([1; 6], [2; 32]);
+        let (_, never_seen) = keys::new_secret([3; 6], [4; 32]);
+        let store = Arc::new(FlakyKeys {
+            hash: keys::hash_secret(&known),
+            down: AtomicBool::new(false),
+            revoked: AtomicBool::new(false),
+        });
+        let stale = Counter::default();
+        let mut cache = KeyCache::new(Arc::clone(&store) as _, stale.clone());
+        cache.ttl = Duration::from_millis(20);
+        let now = Micros(10);
+        assert!(cache.authenticate(Some(&known), now).await.unwrap().is_ok());
+        store.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Past the TTL, with the store down: the last answer, counted.
+        let key = cache.authenticate(Some(&known), now).await.unwrap().unwrap();
+        assert_eq!(key.id, "k1");
+        assert!(stale.get() >= 1);
+        assert!(
+            cache.authenticate(Some(&never_seen), now).await.is_err(),
+            "a key never seen cannot be vouched for"
+        );
+        // Revoked meanwhile: the first answer of the store after the outage is the one used.
+        store.revoked.store(true, Ordering::SeqCst);
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            cache.authenticate(Some(&known), now).await.unwrap(),
+            Err(KeyRefusal::Revoked("k1".into()))
+        );
+        // Now down again: what is served is what the store last said, the revocation.
+        store.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(cache.authenticate(Some(&known), now).await.unwrap().is_err());
+    }
 
     #[test]
     fn the_credential_comes_from_either_header() {

@@ -29,6 +29,7 @@ pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod readiness;
 pub mod recorder;
 pub mod services;
 pub mod sigv4;
@@ -54,6 +55,8 @@ struct Inner {
     store: Arc<dyn Store>,
     /// What the request handlers share (configuration, client, keys, services).
     proxy: Arc<Proxy>,
+    /// The store's side of `/readyz`, cached.
+    probe: readiness::StoreProbe,
 }
 
 /// How often budgets are re-read and their spend re-seeded from the store (to see usage
@@ -94,6 +97,7 @@ impl Gateway {
         let instance = format!("{}-{:012x}", std::process::id(), rand::random::<u64>() >> 16);
         let limits = limits::Limiter::new(Arc::clone(&store), instance, config.when_unreachable);
         let client = upstream::client();
+        let keys = auth::KeyCache::new(Arc::clone(&store) as _, metrics.keys_served_stale.clone());
         let services = Arc::new(Services {
             prices,
             recorder,
@@ -105,7 +109,7 @@ impl Gateway {
         let proxy = Arc::new(Proxy {
             config,
             client,
-            keys: auth::KeyCache::new(Arc::clone(&store)),
+            keys,
             services,
             shutdown: cancel.clone(),
             sessions: tracker.clone(),
@@ -114,6 +118,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 tracker,
                 cancel,
+                probe: readiness::StoreProbe::new(Arc::clone(&store)),
                 store,
                 proxy,
             }),
@@ -220,6 +225,19 @@ impl Gateway {
         let (limits, now) = (&self.inner.proxy.services.limits, goodhart_store::now_micros());
         limits.report_own(now).await;
         limits.give_back_idle(now, Idle::All).await;
+    }
+
+    /// Whether this instance can serve and record calls: the store answers (a probe at most a
+    /// second old), the spool takes records and its backlog is bounded.
+    pub async fn readiness(&self) -> readiness::Readiness {
+        let store = self.inner.probe.check().await;
+        let recorder = &self.inner.proxy.services.recorder;
+        let spool = readiness::SpoolReadiness {
+            writable: !recorder.is_failing(),
+            backlog_bytes: recorder.depth_bytes(),
+            flush_failing_for_s: recorder.flush_failing_for().map(|d| d.as_secs()),
+        };
+        readiness::Readiness::new(store, Some(spool))
     }
 
     /// The Prometheus text exposition of the gateway's metrics.

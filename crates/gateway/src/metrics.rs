@@ -107,6 +107,11 @@ pub struct Metrics {
     /// Tasks alive on the gateway's runtime (set at each scrape): with the two above, what
     /// shows a leak after faults.
     pub runtime_tasks: Gauge,
+    /// Flushes of the spool into the store that failed (the records stay spooled).
+    pub flush_errors: Counter,
+    /// Calls let in on a key lookup older than the cache's TTL because the store could not be
+    /// asked (see [`crate::auth::STALE_IF_ERROR`]).
+    pub keys_served_stale: Counter,
     pub phases: PhaseTimes,
     pub background: BackgroundTimes,
     /// How late the runtime's lag probe wakes up (see [`crate::lag`]).
@@ -206,6 +211,17 @@ impl Metrics {
             "Bytes of usage waiting in the spool",
             spool_depth.clone(),
         );
+        let (flush_errors, keys_served_stale) = (Counter::default(), Counter::default());
+        registry.register(
+            "flush_errors",
+            "Flushes of spooled usage into the database that failed (retried; nothing is lost)",
+            flush_errors.clone(),
+        );
+        registry.register(
+            "keys_served_stale",
+            "Calls authenticated from a cached key lookup past its TTL because the database could not be asked",
+            keys_served_stale.clone(),
+        );
         let phase = timings(
             &mut registry,
             "phase_seconds",
@@ -252,6 +268,8 @@ impl Metrics {
             fail_open_admissions,
             admissions_in_flight,
             runtime_tasks,
+            flush_errors,
+            keys_served_stale,
             phases,
             background,
             runtime_lag,

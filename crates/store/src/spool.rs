@@ -11,6 +11,10 @@
 //! record whose checksum fails, or one cut short in the middle (a write that failed half-way),
 //! is corruption: the records after it are still read and stored, and the segment is kept,
 //! renamed `*.corrupt`, for a person to inspect, and never deleted.
+//!
+//! A failed append (ENOSPC, EIO) may have written part of its records: the segment is cut back
+//! to the end of the last whole record before anything else is appended, so the failure leaves
+//! no damage behind for the reader to skip.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -59,6 +63,9 @@ pub struct Spool {
     active_path: PathBuf,
     active_seq: u64,
     active_bytes: u64,
+    /// An append failed: the active segment may end in part of a record, to be cut off (back to
+    /// `active_bytes`) before the next append.
+    torn: bool,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -104,6 +111,7 @@ impl Spool {
             active_path,
             active_seq: next,
             active_bytes: 0,
+            torn: false,
         })
     }
 
@@ -123,11 +131,37 @@ impl Spool {
             buffer.extend_from_slice(&crc.sum().to_le_bytes());
             buffer.extend_from_slice(&json);
         }
-        self.active.write_all(&buffer).map_err(io_error(&self.active_path))?;
+        self.cut_torn_record()?;
+        if let Err(e) = self.active.write_all(&buffer) {
+            self.torn = true;
+            // At once if the disk lets us (cutting a file frees space); else before the next append.
+            if let Err(cut) = self.cut_torn_record() {
+                tracing::warn!("{cut}");
+            }
+            return Err(io_error(&self.active_path)(e));
+        }
         self.active_bytes += buffer.len() as u64;
         if self.active_bytes >= SEGMENT_BYTES {
             self.seal()?;
         }
+        Ok(())
+    }
+
+    /// After a failed append, cuts the active segment back to its last whole record.
+    fn cut_torn_record(&mut self) -> Result<(), SpoolError> {
+        if !self.torn {
+            return Ok(());
+        }
+        self.active
+            .set_len(self.active_bytes)
+            .map_err(|source| SpoolError::Io {
+                path: self.active_path.clone(),
+                source: io::Error::new(
+                    source.kind(),
+                    format!("cutting off a partly written record failed: {source}"),
+                ),
+            })?;
+        self.torn = false;
         Ok(())
     }
 
@@ -144,6 +178,7 @@ impl Spool {
 
     /// Closes the active segment (if it holds anything) so it can be flushed.
     pub fn seal(&mut self) -> Result<(), SpoolError> {
+        self.cut_torn_record()?;
         if self.active_bytes == 0 {
             return Ok(());
         }
@@ -344,4 +379,71 @@ fn finish_segment(path: &Path, corrupt_bytes: u64) -> Result<(), SpoolError> {
     tracing::error!(segment = %path.display(), corrupt_bytes, kept = %kept.display(),
         "spool segment is corrupt after its readable records; kept for inspection");
     fs::rename(path, &kept).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SmallDisk;
+
+    fn record(i: u64) -> SpooledEvent {
+        let event = UsageEvent {
+            id: format!("full-disk-{i}"),
+            timestamp: goodhart_core::Micros(1_700_000_000_000_000 + i as i64),
+            attribution: goodhart_core::usage::Attribution {
+                user: "alice".into(),
+                ..Default::default()
+            },
+            provider: None,
+            model: "m".repeat(200),
+            tokens: Default::default(),
+            finish_reason: None,
+            fingerprints: Default::default(),
+            content: None,
+            source: goodhart_core::usage::Source::Gateway,
+            estimated: false,
+            call: None,
+        };
+        SpooledEvent {
+            event,
+            cost: None,
+            price_version: "v1".into(),
+        }
+    }
+
+    #[test]
+    fn an_append_that_fails_on_a_full_disk_leaves_no_partial_record_behind() {
+        let disk = match SmallDisk::mount(256 * 1024) {
+            Ok(disk) => disk,
+            Err(reason) => {
+                eprintln!("skipped: {reason}");
+                return;
+            }
+        };
+        let mut spool = Spool::open(&disk.path().join("spool")).unwrap();
+        // A page partly used before the disk fills: later appends go into the rest of it, until
+        // one fails part-way.
+        let mut appended = 3u64;
+        spool.append(&(0..appended).map(record).collect::<Vec<_>>()).unwrap();
+        disk.fill().unwrap();
+        let failed = loop {
+            assert!(appended < 10_000, "the disk never filled");
+            match spool.append(&[record(appended)]) {
+                Ok(()) => appended += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(failed.to_string().contains("No space left"), "{failed}");
+        let path = spool.active_path.clone();
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            spool.active_bytes,
+            "cut back to the last whole record"
+        );
+        disk.free().unwrap();
+        spool.append(&[record(appended)]).unwrap();
+        let contents = read_segment(&path).unwrap();
+        assert_eq!(contents.records.len() as u64, appended + 1);
+        assert_eq!((contents.corrupt_bytes, contents.torn_tail), (0, false));
+    }
 }

@@ -57,6 +57,7 @@ route_table! {
     /// deliveries (authenticated by their HMAC signature, not a token).
     PUBLIC_ROUTES, public_routes {
         "/healthz" => get(healthz),
+        "/readyz" => get(readyz),
         "/openapi.json" => get(openapi),
         "/dashboard/app.js" => get(dashboard::app_js),
         "/dashboard/app.css" => get(dashboard::app_css),
@@ -146,6 +147,23 @@ async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
     Json(
         serde_json::json!({ "status": "ok", "database": app.store().backend(), "price_version": app.prices().version() }),
     )
+}
+
+/// Whether this instance can do its job (see [`goodhart_gateway::readiness`]): 200 with the
+/// details when ready, 503 naming each problem when not. Without a gateway, only the store is
+/// probed (uncached: one cheap query per request).
+async fn readyz(State(state): State<ApiState>) -> Response {
+    use goodhart_gateway::readiness::{self, Readiness};
+    let readiness = match state.app.gateway() {
+        Some(gateway) => gateway.readiness().await,
+        None => Readiness::new(readiness::probe(state.app.store()).await, None),
+    };
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
 }
 
 /// The OpenAPI document of every route (`crates/server/openapi.json`; a test keeps it in step

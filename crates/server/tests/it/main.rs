@@ -20,6 +20,7 @@ mod gemini;
 mod hostile;
 mod http;
 mod otlp;
+mod outage;
 mod outcomes;
 mod provider_import;
 mod reconciliation;

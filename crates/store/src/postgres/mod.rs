@@ -5,6 +5,11 @@
 //! new even when two instances ingest the same events at once. Rollup deltas are upserted in
 //! key order with `unnest`, so concurrent writers never deadlock on them.
 //!
+//! The pool bounds every wait on the database (connecting, checking a connection, waiting for
+//! one): while the server is down or unreachable, each use fails within seconds instead of
+//! hanging its caller, and connections the server closed are replaced as soon as it is back,
+//! without a restart.
+//!
 //! This file holds the plumbing (the connection pool, migrations at open, the cache of name
 //! ids); each domain's trait is implemented in the file of its name.
 
@@ -24,7 +29,9 @@ mod viewers;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::clock::now_micros;
@@ -33,6 +40,10 @@ use crate::migrations;
 use crate::rollup::NameCache;
 
 const POOL_SIZE: usize = 16;
+/// Connecting (unless the URL sets `connect_timeout`), and checking a pooled connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waiting for a free connection when all are in use.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serialises migrations between instances starting at once (an arbitrary constant key).
 const MIGRATION_LOCK_KEY: i64 = 0x0600_d4a7;
 
@@ -57,7 +68,10 @@ impl PostgresStore {
     /// Connects to `url` and brings the schema up to date. Use the `options` URL parameter
     /// (e.g. `?options=-csearch_path%3Dgoodhart`) to place the tables in another schema.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)?;
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -67,6 +81,10 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         let store = PostgresStore {

@@ -16,6 +16,15 @@
 //! `synchronous = NORMAL` in WAL mode survives a crash of the process; a power loss may lose
 //! the last commits.
 //!
+//! On a full disk a write fails with "database or disk is full" and nothing of it is kept; the
+//! writer then checkpoints the WAL into the database and truncates it — before each later write
+//! until that succeeds (it needs room for the database to grow). The WAL, checkpointed only
+//! every 64 MiB, holds many copies of the same rollup and index pages, so this frees most of its
+//! size: without it, a WAL that had filled the disk took back the space freed at once. From
+//! then on the writer checkpoints every [`WAL_PAGES_AFTER_DISK_FULL`] pages (4 MiB) instead of
+//! every 64 MiB: on a disk that ran full, a WAL that may grow to 64 MiB would fill it again, and
+//! then could not even be checkpointed (the database must grow to take its new pages).
+//!
 //! This file holds the plumbing (connections, the writer, migrations at open); each domain's
 //! trait is implemented in the file of its name.
 
@@ -46,6 +55,8 @@ use crate::migrations::{self, Migration};
 use crate::rollup::NameCache;
 
 const READERS: usize = 4;
+/// The WAL checkpoint threshold (pages of 4 KiB) once the disk has run full: SQLite's default.
+const WAL_PAGES_AFTER_DISK_FULL: i64 = 1_000;
 
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -89,6 +100,8 @@ impl Drop for Inner {
 struct Writer {
     conn: Connection,
     names: NameCache,
+    /// A write found the disk full: checkpoint and truncate the WAL before the next one.
+    checkpoint_due: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,6 +157,62 @@ fn apply_migrations(conn: &mut Connection, list: &[Migration]) -> Result<(), Sto
     Ok(())
 }
 
+fn is_disk_full(error: &StoreError) -> bool {
+    matches!(error, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
+}
+
+/// Checkpoints often from now on, and keeps the WAL file small.
+fn smaller_wal(conn: &Connection) {
+    let current: i64 = conn
+        .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+        .unwrap_or(0);
+    if current == WAL_PAGES_AFTER_DISK_FULL {
+        return;
+    }
+    let set = conn
+        .pragma_update(None, "wal_autocheckpoint", WAL_PAGES_AFTER_DISK_FULL)
+        .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_PAGES_AFTER_DISK_FULL * 4096));
+    match set {
+        Ok(()) => tracing::warn!(
+            "SQLite: the disk ran full; the WAL is checkpointed every 4 MiB from now on (instead of 64 MiB)"
+        ),
+        Err(e) => {
+            tracing::warn!("SQLite: the disk ran full, and the WAL's checkpoint threshold could not be lowered: {e}")
+        }
+    }
+}
+
+/// Moves the WAL into the database and truncates it, to give back the space of its stale page
+/// copies after a write found the disk full; whether it did.
+fn checkpoint_after_disk_full(conn: &Connection) -> bool {
+    let wal = |conn: &Connection| {
+        conn.path()
+            .and_then(|p| std::fs::metadata(format!("{p}-wal")).ok())
+            .map_or(0, |m| m.len())
+    };
+    let before = wal(conn);
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {
+            tracing::warn!(
+                wal_bytes_before = before,
+                wal_bytes_after = wal(conn),
+                "SQLite: after a full disk, checkpointed and truncated the WAL"
+            );
+            true
+        }
+        Ok(_) => {
+            tracing::warn!("SQLite: after a full disk, the WAL could not be checkpointed yet (readers busy)");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                "SQLite: after a full disk, checkpointing the WAL failed (retried before the next write): {e}"
+            );
+            false
+        }
+    }
+}
+
 /// One lane of the writer: its jobs in the order they were sent, each holding the connection,
 /// until the store is dropped.
 fn run_lane(writer: &parking_lot::Mutex<Writer>, jobs: mpsc::Receiver<WriteJob>) {
@@ -187,6 +256,7 @@ impl SqliteStore {
             let writer = Arc::new(parking_lot::Mutex::new(Writer {
                 conn,
                 names: NameCache::default(),
+                checkpoint_due: false,
             }));
             let (urgent, urgent_thread) = start_lane(Lane::Urgent, &writer)?;
             let (bulk, bulk_thread) = start_lane(Lane::Bulk, &writer)?;
@@ -228,9 +298,16 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |writer| {
+            if writer.checkpoint_due {
+                writer.checkpoint_due = !checkpoint_after_disk_full(&writer.conn);
+            }
             let outcome = job(writer);
-            if outcome.is_err() {
+            if let Err(e) = &outcome {
                 writer.names.clear();
+                if is_disk_full(e) {
+                    smaller_wal(&writer.conn);
+                    writer.checkpoint_due = !checkpoint_after_disk_full(&writer.conn);
+                }
             }
             // The caller may have stopped waiting (its write is done all the same).
             let _ = done.send(outcome);
@@ -267,6 +344,55 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod full_disk {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_disk_filled_by_the_wal_is_given_back_by_a_checkpoint_and_writes_go_on() {
+        let disk = match crate::testing::SmallDisk::mount(4 * 1024 * 1024) {
+            Ok(disk) => disk,
+            Err(reason) => {
+                eprintln!("skipped: {reason}");
+                return;
+            }
+        };
+        let path = disk.path().join("g.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .write(|w| {
+                Ok(w.conn
+                    .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (NULL)")?)
+            })
+            .await
+            .unwrap();
+        // The same row rewritten: each version goes to the WAL, until the disk is full.
+        let rewrite = |i: u8| move |w: &mut Writer| Ok(w.conn.execute("UPDATE t SET x = ?1", [vec![i; 64 * 1024]])?);
+        for i in 0..8u8 {
+            store.write(rewrite(i)).await.unwrap();
+        }
+        disk.fill().unwrap();
+        let full = store.write(rewrite(8)).await.unwrap_err();
+        assert!(is_disk_full(&full), "{full}");
+        let wal = || std::fs::metadata(disk.path().join("g.db-wal")).map_or(0, |m| m.len());
+        let filled = wal();
+        // Space returns: the next write first moves the WAL into the database.
+        disk.free().unwrap();
+        store.write(rewrite(9)).await.unwrap();
+        assert!(wal() < filled / 2, "the WAL was truncated: {filled} -> {} bytes", wal());
+        let threshold: i64 = store
+            .write(|w| Ok(w.conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(threshold, WAL_PAGES_AFTER_DISK_FULL, "the WAL stays small from then on");
+        let integrity: String = store
+            .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(integrity, "ok");
     }
 }
 

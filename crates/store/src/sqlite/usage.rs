@@ -62,7 +62,7 @@ impl Writer {
     /// Stores batches in one transaction, each as if alone after the ones before it; their
     /// outcomes in order. Any failure rolls back all of them.
     fn insert_usage(&mut self, batches: &[Batch<'_>]) -> Result<Vec<InsertOutcome>, StoreError> {
-        let Writer { conn, names } = self;
+        let Writer { conn, names, .. } = self;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut superseded = Vec::new();
@@ -200,7 +200,7 @@ impl Writer {
     }
 
     fn reprice(&mut self, prices: &PriceTable, scope: RepriceScope) -> Result<RepriceOutcome, StoreError> {
-        let Writer { conn, names } = self;
+        let Writer { conn, names, .. } = self;
         let mut outcome = RepriceOutcome::default();
         let mut after_seq = 0i64;
         loop {
