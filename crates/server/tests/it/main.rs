@@ -18,6 +18,7 @@ mod findings;
 mod gateway;
 mod gemini;
 mod http;
+mod inputs;
 mod otlp;
 mod outcomes;
 mod provider_import;
