@@ -971,3 +971,122 @@ fn shorten(text: &str) -> String {
         None => text.to_owned(),
     }
 }
+
+/// The read API's query strings and path segments, one row per route: instants and spans out
+/// of range (year 0, year 10000, spans past `i64::MAX` micro-seconds), NaN, invalid UTF-8
+/// (percent-encoded), huge and repeated parameters. Never a 5xx; a 400 names the parameter.
+#[tokio::test]
+async fn query_parameters_out_of_range_are_named_never_a_server_error() {
+    let server = start_with(TestDatabase::sqlite(), CONFIG).await;
+    let routes: &[(&str, &str, &[&str])] = &[
+        ("GET", "/api/v1/usage/summary", &["from", "to", "group_by"]),
+        ("GET", "/api/v1/leaderboard", &["from", "to", "by", "metric"]),
+        ("GET", "/api/v1/findings", &["from", "to", "status", "user"]),
+        ("POST", "/api/v1/findings/detect", &["from", "to"]),
+        ("GET", "/api/v1/reports/roi", &["from", "to"]),
+        ("GET", "/api/v1/reports/reconciliation", &["from", "to"]),
+        ("GET", "/api/v1/reconciliation", &["from", "to"]),
+        ("GET", "/api/v1/alerts", &["from", "to"]),
+        ("GET", "/api/v1/subjects/user/alice", &["from", "to"]),
+    ];
+    let huge = "x".repeat(8_000);
+    let values = [
+        "0000-01-01",
+        "-0001-01-01",
+        "10000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "2026-02-30",
+        "99999999999999999999d",
+        "9223372036854775807d",
+        "106751991d",
+        "-1d",
+        "1e400d",
+        "NaN",
+        "Infinity",
+        "%FF%FE",
+        "%00",
+        huge.as_str(),
+        "",
+    ];
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (method, path, parameters) in routes {
+        for parameter in *parameters {
+            for value in values {
+                for query in [
+                    format!("{parameter}={value}"),
+                    format!("{parameter}=7d&{parameter}={value}"),
+                ] {
+                    tried += 1;
+                    let started = std::time::Instant::now();
+                    let reply = server.admin(method, &format!("{path}?{query}"), Bytes::new()).await;
+                    // A generous bound that only work proportional to the window breaks.
+                    if started.elapsed() > std::time::Duration::from_secs(5) {
+                        failures.push(format!(
+                            "{method} {path}?{}: took {:?}",
+                            shorten(&query),
+                            started.elapsed()
+                        ));
+                    }
+                    let what = format!("{method} {path}?{}", shorten(&query));
+                    if reply.status >= 500 {
+                        failures.push(format!("{what}: {} {}", reply.status, shorten(&reply.text)));
+                    } else if reply.status == 400 && !reply.text.contains(parameter) {
+                        failures.push(format!("{what}: 400 without `{parameter}`: {}", shorten(&reply.text)));
+                    }
+                }
+            }
+        }
+    }
+    for path in [
+        "/api/v1/subjects/user/%FF",
+        "/api/v1/subjects/galaxy/alice",
+        "/api/v1/budgets/%00",
+    ] {
+        tried += 1;
+        let reply = server.admin("GET", path, Bytes::new()).await;
+        if reply.status >= 500 || reply.status < 400 {
+            failures.push(format!("GET {path}: {} {}", reply.status, shorten(&reply.text)));
+        }
+    }
+    println!("{tried} queries, {} failures", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {tried} queries broke the contract:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A `max_tokens` past `u64::MAX`'s worth of dollars must not wrap a reservation into a small
+/// one: under a hard cap the call is refused before it reaches the provider.
+#[tokio::test]
+async fn huge_max_tokens_never_lift_a_hard_cap() {
+    let server = start_with(TestDatabase::sqlite(), CONFIG).await;
+    let budget = json!({"scope": "user", "name": "alice", "period": "month", "limit_usd": "1", "action": "block"});
+    let reply = server.admin("POST", "/api/v1/budgets", budget.to_string()).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    for max_tokens in [
+        "18446744073709551615",
+        "9223372036854775808",
+        "9223372036854775807",
+        "4294967296000",
+    ] {
+        for (path, model, field) in [
+            ("/v1/chat/completions", "gpt-4o-mini", "max_tokens"),
+            ("/v1/chat/completions", "gpt-4o-mini", "max_completion_tokens"),
+            ("/v1/responses", "gpt-4o-mini", "max_output_tokens"),
+            ("/v1/messages", "claude-sonnet-4-5", "max_tokens"),
+        ] {
+            let body = format!(
+                r#"{{"model": "{model}", "{field}": {max_tokens}, "messages": [{{"role": "user", "content": "hi"}}], "input": "hi"}}"#
+            );
+            let reply = server.send("POST", path, &headers, body).await;
+            assert_eq!(reply.status, 429, "{path} {field}={max_tokens}: {}", reply.text);
+        }
+    }
+    assert!(crate::common::recorded(&server).await.is_empty(), "no call went up");
+}
