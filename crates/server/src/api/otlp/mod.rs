@@ -83,6 +83,13 @@ impl Encoding {
                 T::decode(body).map_err(|e| ApiError::BadRequest(format!("body is not an OTLP protobuf message: {e}")))
             }
             Encoding::Json => {
+                // serde reads a message from a JSON array too (field by field, in order): `[]`
+                // would be an empty export answered with success.
+                if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                    return Err(ApiError::BadRequest(
+                        "body is not an OTLP JSON message: it must be a JSON object".into(),
+                    ));
+                }
                 let mut deserializer = serde_json::Deserializer::from_slice(body);
                 let message = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
                     let path = e.path().to_string();
