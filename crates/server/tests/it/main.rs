@@ -23,6 +23,7 @@ mod otlp;
 mod outcomes;
 mod provider_import;
 mod reconciliation;
+mod schemathesis;
 mod sockets;
 mod translation;
 mod vertex;
