@@ -636,6 +636,30 @@ fn protobuf(signal: Signal, json: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// An OTLP logs export whose one record's body is an `AnyValue` array holding an array holding
+/// … `depth` deep, written field by field (building it as messages would recurse as deep).
+fn deep_log_body(depth: usize) -> Vec<u8> {
+    fn field(tag: u8, inner: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag << 3 | 2];
+        let mut len = inner.len();
+        while len >= 0x80 {
+            out.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(inner);
+        out
+    }
+    let mut value = Vec::new();
+    for _ in 0..depth {
+        // AnyValue.array_value (5) = ArrayValue { values (1): [value] }
+        value = field(5, &field(1, &value));
+    }
+    // LogRecord.body (5) in ScopeLogs.log_records (2) in ResourceLogs.scope_logs (2) in the
+    // request's resource_logs (1).
+    field(1, &field(2, &field(2, &field(5, &value))))
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).unwrap();
@@ -741,6 +765,10 @@ fn attacks(endpoints: &[Endpoint]) -> Vec<Attack> {
                 [vec![0x08], vec![0xff; 10], vec![0x01]].concat(),
             ),
         ];
+        let mut whole = whole;
+        if endpoint.format == Format::Protobuf(Signal::Logs) {
+            whole.push(("a log body of AnyValue arrays 50,000 deep", deep_log_body(50_000)));
+        }
         for (what, body) in whole.into_iter().filter(|(what, _)| !endpoint.takes(what)) {
             add(what.into(), Some(body), None);
         }
