@@ -277,7 +277,7 @@ fn endpoints() -> Vec<Endpoint> {
         "/resourceMetrics/0/scopeMetrics/0/metrics/0/sum/dataPoints/0/timeUnixNano",
         "time",
     )];
-    let gateway = |name, path, valid: fn() -> Value, numbers| Endpoint {
+    let gateway = |name, path, valid: fn() -> Value, numbers, labels| Endpoint {
         name,
         path,
         caller: Caller::Key,
@@ -286,10 +286,11 @@ fn endpoints() -> Vec<Endpoint> {
         valid,
         numbers,
         timestamps: &[],
-        labels: &[field!("/model", "model")],
+        labels,
         specials: &[],
         strict_keys: false,
     };
+    const MODEL: &[Field] = &[field!("/model", "model")];
     vec![
         Endpoint {
             name: "usage as a JSON array",
@@ -491,25 +492,50 @@ fn endpoints() -> Vec<Endpoint> {
             "/v1/chat/completions",
             chat,
             &[field!("/max_tokens", "max_tokens")],
+            MODEL,
         ),
         gateway(
             "Responses",
             "/v1/responses",
             responses,
             &[field!("/max_output_tokens", "max_output_tokens")],
+            MODEL,
         ),
         gateway(
             "Messages",
             "/v1/messages",
             messages,
             &[field!("/max_tokens", "max_tokens")],
+            MODEL,
         ),
-        gateway("count_tokens", "/v1/messages/count_tokens", messages, &[]),
+        gateway("count_tokens", "/v1/messages/count_tokens", messages, &[], MODEL),
         gateway(
             "Embeddings",
             "/v1/embeddings",
             || json!({"model": "text-embedding-3-small", "input": "hi"}),
             &[],
+            MODEL,
+        ),
+        gateway(
+            "Azure OpenAI deployment",
+            "/openai/v1/chat/completions",
+            || json!({"model": "prod-4o", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
+            &[field!("/max_tokens", "max_tokens")],
+            MODEL,
+        ),
+        gateway(
+            "Gemini generateContent",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            || json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 16}}),
+            &[field!("/generationConfig/maxOutputTokens", "maxOutputTokens")],
+            &[field!("/contents/0/role", "role")],
+        ),
+        gateway(
+            "Bedrock Converse",
+            "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
+            || json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 16}}),
+            &[field!("/inferenceConfig/maxTokens", "maxTokens")],
+            &[field!("/messages/0/role", "role")],
         ),
     ]
 }
@@ -915,11 +941,12 @@ fn judge(endpoint: &Endpoint, attack: &Attack, status: u16, text: &str) -> Optio
         Answer::PerRecord if !names_field => Some(format!("{status} does not name `{field}`")),
         Answer::PerRecord => None,
         // The provider judges the body; when the gateway refuses it, it says so in the
-        // client's protocol: OpenAI's `{"error": {...}}` or Anthropic's `{"type": "error"}`.
+        // client's protocol: `{"error": {...}}` (OpenAI, Anthropic, Gemini) or Bedrock's
+        // `{"message": "..."}`.
         Answer::Forwarded => {
             let json: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-            ((400..500).contains(&status) && !json["error"].is_object())
-                .then(|| format!("a {status} not in the client's protocol"))
+            let shaped = json["error"].is_object() || json["message"].is_string();
+            ((400..500).contains(&status) && !shaped).then(|| format!("a {status} not in the client's protocol"))
         }
     }
 }
