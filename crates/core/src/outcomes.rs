@@ -192,8 +192,9 @@ impl OutcomeInput {
             )
         })?;
         let weight = self.weight.unwrap_or(1.0);
-        if !(weight > 0.0 && weight <= 100.0) {
-            return Err(FieldError::new("weight", "must be more than 0 and at most 100"));
+        // Kept in thousandths: a smaller weight would be stored as nothing.
+        if !(0.001..=100.0).contains(&weight) {
+            return Err(FieldError::new("weight", "must be at least 0.001 and at most 100"));
         }
         // Weights are a reporter's rough multiplier: thousandths are plenty of precision.
         let weight = (weight * 1_000.0).round() as Milli;

@@ -328,7 +328,11 @@ fn endpoints() -> Vec<Endpoint> {
             numbers: &[amount!("/1/weight", "weight")],
             timestamps: &[field!("/1/timestamp", "timestamp")],
             labels: OUTCOME_LABELS,
-            specials: &[],
+            // Weights are kept in thousandths: less was stored as a weight of nothing.
+            specials: &[
+                (amount!("/1/weight", "weight"), "5e-324"),
+                (amount!("/1/weight", "weight"), "0.0004"),
+            ],
             strict_keys: true,
         },
         Endpoint {
@@ -341,7 +345,11 @@ fn endpoints() -> Vec<Endpoint> {
             numbers: &[amount!("/1/weight", "weight")],
             timestamps: &[field!("/1/timestamp", "timestamp")],
             labels: OUTCOME_LABELS,
-            specials: &[],
+            // Weights are kept in thousandths: less was stored as a weight of nothing.
+            specials: &[
+                (amount!("/1/weight", "weight"), "5e-324"),
+                (amount!("/1/weight", "weight"), "0.0004"),
+            ],
             strict_keys: true,
         },
         otlp(
@@ -1170,4 +1178,35 @@ async fn huge_max_tokens_never_lift_a_hard_cap() {
         }
     }
     assert!(crate::common::recorded(&server).await.is_empty(), "no call went up");
+}
+
+/// A model the gateway cannot name a call by — empty, blank, past 256 characters, with a control
+/// character — is refused in the client's protocol; an empty one went to the default provider
+/// and was recorded as "" (found by schemathesis).
+#[tokio::test]
+async fn regression_the_gateway_refuses_a_model_it_cannot_record() {
+    let server = start_with(TestDatabase::sqlite(), CONFIG).await;
+    let (_, key) = server.create_key(r#"{"user": "alice"}"#).await;
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    for model in [String::new(), "   ".into(), "m".repeat(300), r"gpt-4o\u0000mini".into()] {
+        for path in [
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/responses",
+            "/v1/embeddings",
+        ] {
+            let body = format!(
+                r#"{{"model": "{model}", "max_tokens": 16, "messages": [{{"role": "user", "content": "hi"}}]}}"#
+            );
+            let reply = server.send("POST", path, &headers, body).await;
+            assert_eq!(reply.status, 400, "{path} {model:?}: {}", reply.text);
+            assert!(
+                reply.json["error"]["message"].as_str().unwrap().contains("model"),
+                "{}",
+                reply.text
+            );
+        }
+    }
+    assert!(crate::common::recorded(&server).await.is_empty(), "nothing recorded");
 }
