@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real clients Goodhart is tested with, once, under .cache/clients (or
 # $GOODHART_CLIENTS_DIR): the official openai, anthropic and google-genai Python SDKs, boto3 (its
-# bedrock-runtime client) and Selenium in a virtualenv; Claude Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
+# bedrock-runtime client) and Selenium in a virtualenv; schemathesis (which fuzzes the API from
+# its OpenAPI document) in a virtualenv of its own, so its pins never move the SDKs'; Claude
+# Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
 # dashboard's browser tests (never a browser Selenium downloads). Versions are pinned so a test
 # run means the same thing every time; re-running is a no-op when they are already there.
 set -euo pipefail
@@ -12,6 +14,7 @@ ANTHROPIC_SDK=anthropic==2.12.0
 GOOGLE_GENAI_SDK=google-genai==3.6.1
 BOTO3=boto3==1.44.8
 SELENIUM=selenium==4.51.0
+SCHEMATHESIS=schemathesis==4.32.5
 CLAUDE_CODE=@anthropic-ai/claude-code@2.1.197
 CODEX=@openai/codex@0.171.0
 GEMINI_CLI=@google/gemini-cli@0.61.0
@@ -28,6 +31,12 @@ if [ "$installed" != "${OPENAI_SDK#*==} ${ANTHROPIC_SDK#*==} ${GOOGLE_GENAI_SDK#
     echo "installing $OPENAI_SDK $ANTHROPIC_SDK $GOOGLE_GENAI_SDK $BOTO3 $SELENIUM into $dir/venv" >&2
     python3 -m venv "$dir/venv"
     "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "$OPENAI_SDK" "$ANTHROPIC_SDK" "$GOOGLE_GENAI_SDK" "$BOTO3" "$SELENIUM"
+fi
+
+if [ "$("$dir/schemathesis/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != "${SCHEMATHESIS#*==}" ]; then
+    echo "installing $SCHEMATHESIS into $dir/schemathesis" >&2
+    python3 -m venv "$dir/schemathesis"
+    "$dir/schemathesis/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS"
 fi
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

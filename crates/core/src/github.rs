@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::Micros;
 use crate::outcomes::{Approval, CommitLink, Credited, Deployment, Fact, PullRequest};
 use crate::time::parse_rfc3339;
+use crate::usage::required_label;
 
 /// What a delivery was.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,19 @@ fn number(value: &Value, path: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{path}` must be a non-negative integer"))
 }
 
+/// A count GitHub may leave out (then 0), but when it sends one, a non-negative integer.
+fn count(value: &Value, path: &str) -> Result<u64, String> {
+    match field(value, path) {
+        Ok(_) => number(value, path),
+        Err(_) => Ok(0),
+    }
+}
+
+/// A login, held to the rules of every name Goodhart credits.
+fn login(value: &Value, path: &str) -> Result<String, String> {
+    required_label("login", text(value, path)?.to_owned()).map_err(|e| format!("`{path}` {}", e.reason))
+}
+
 fn time(value: &Value, path: &str) -> Result<Micros, String> {
     parse_rfc3339(text(value, path)?).map_err(|e| format!("`{path}`: {e}"))
 }
@@ -68,12 +82,12 @@ fn pull_request(payload: &Value) -> Result<Reading, String> {
     }
     let repo = text(payload, "repository.full_name")?.to_owned();
     let pr_number = number(payload, "pull_request.number")?;
-    let author = text(payload, "pull_request.user.login")?.to_owned();
+    let author = login(payload, "pull_request.user.login")?;
     let title = text(payload, "pull_request.title").unwrap_or_default();
     let body = text(payload, "pull_request.body").unwrap_or_default();
     let branch = text(payload, "pull_request.head.ref").unwrap_or_default();
     let changed_lines =
-        number(payload, "pull_request.additions").unwrap_or(0) + number(payload, "pull_request.deletions").unwrap_or(0);
+        count(payload, "pull_request.additions")?.saturating_add(count(payload, "pull_request.deletions")?);
     let reverts = title.starts_with("Revert \"").then(|| reverted_number(body)).flatten();
     let fact = PullRequest {
         number: pr_number,
@@ -103,7 +117,7 @@ fn review(payload: &Value) -> Result<Reading, String> {
     let fact = Approval {
         repo: text(payload, "repository.full_name")?.to_owned(),
         number: number(payload, "pull_request.number")?,
-        reviewer: text(payload, "review.user.login")?.to_owned(),
+        reviewer: login(payload, "review.user.login")?,
         at: time(payload, "review.submitted_at")?,
     };
     let id = format!("gh:review:{}", number(payload, "review.id")?);
@@ -128,7 +142,7 @@ fn deployment_status(payload: &Value, production: &[String]) -> Result<Reading, 
         sha: text(payload, "deployment.sha")?.to_owned(),
         at: time(payload, "deployment_status.created_at")?,
         credited: Credited {
-            user: text(payload, "deployment.creator.login")?.to_owned(),
+            user: login(payload, "deployment.creator.login")?,
             ..Credited::default()
         },
         environment,
@@ -163,6 +177,17 @@ fn push(payload: &Value) -> Result<Reading, String> {
         ));
     }
     Ok(Reading::Facts(facts))
+}
+
+/// The payload field a fact's time was read from, for errors about it.
+pub fn time_field(fact: &Fact) -> &'static str {
+    match fact {
+        Fact::PullRequest(_) => "pull_request.merged_at",
+        Fact::Approval(_) => "review.submitted_at",
+        Fact::Deployment(_) => "deployment_status.created_at",
+        Fact::CommitLink(_) => "commits[].timestamp",
+        Fact::Reported(_) => "timestamp",
+    }
 }
 
 /// GitHub's revert button writes `Reverts owner/repo#123` in the body.
@@ -268,6 +293,43 @@ mod tests {
             Some("refactor-bot")
         );
         assert_eq!(reverted_number("Reverts acme/shop#42\n\nbecause"), Some(42));
+    }
+
+    fn merged_pr(additions: Value, login: &str) -> Value {
+        serde_json::json!({
+            "action": "closed",
+            "repository": {"full_name": "acme/shop"},
+            "pull_request": {"merged": true, "number": 7, "user": {"login": login}, "title": "t",
+                             "merged_at": "2026-11-02T09:14:03Z", "additions": additions, "deletions": 1}
+        })
+    }
+
+    /// A signed delivery with `additions` at `u64::MAX` panicked (overflow adding the
+    /// deletions) and dropped the connection; one with a negative or non-numeric count was
+    /// read as a change of no lines.
+    #[test]
+    fn regression_pull_request_line_counts_out_of_range() {
+        let read = |payload: &Value| read("pull_request", payload, &[]);
+        match read(&merged_pr(serde_json::json!(u64::MAX), "alice")) {
+            Ok(Reading::Facts(facts)) => match &facts[0].1 {
+                Fact::PullRequest(pr) => assert_eq!(pr.changed_lines, u64::MAX),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            serde_json::json!(-1),
+            serde_json::json!(0.5),
+            serde_json::json!("12"),
+            serde_json::json!(true),
+        ] {
+            let error = read(&merged_pr(bad, "alice")).unwrap_err();
+            assert!(error.contains("pull_request.additions"), "{error}");
+        }
+        let error = read(&merged_pr(serde_json::json!(1), "al\u{0}ice")).unwrap_err();
+        assert!(error.contains("pull_request.user.login"), "{error}");
+        let error = read(&merged_pr(serde_json::json!(1), &"a".repeat(300))).unwrap_err();
+        assert!(error.contains("pull_request.user.login"), "{error}");
     }
 
     proptest! {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Micros;
 use crate::time::{MICROS_PER_DAY, parse_rfc3339};
-use crate::usage::FieldError;
+use crate::usage::{FieldError, optional_label, required_label};
 
 /// Value in thousandths of a normalised deployment (integers: sums are exact and ranking is
 /// deterministic).
@@ -175,15 +175,15 @@ pub struct OutcomeInput {
 impl OutcomeInput {
     /// Checks every field and builds the fact, under the id `api:<id>`.
     pub fn validate(self) -> Result<(String, Fact), FieldError> {
-        let nonempty = |field: &'static str, value: &str| {
-            if value.trim().is_empty() || value.len() > 200 {
-                Err(FieldError::new(field, "must be 1 to 200 characters"))
-            } else {
-                Ok(())
-            }
-        };
-        nonempty("id", &self.id)?;
-        nonempty("user", &self.user)?;
+        // The same rules as usage's labels: outcomes are credited to the same names.
+        let id = required_label("id", self.id)?;
+        let user = required_label("user", self.user)?;
+        let (team, project, agent, task) = (
+            optional_label("team", self.team)?,
+            optional_label("project", self.project)?,
+            optional_label("agent", self.agent)?,
+            optional_label("task", self.task)?,
+        );
         let at = parse_rfc3339(&self.timestamp).map_err(|e| FieldError::new("timestamp", e))?;
         let kind = OutcomeKind::parse(&self.kind).ok_or_else(|| {
             FieldError::new(
@@ -192,20 +192,21 @@ impl OutcomeInput {
             )
         })?;
         let weight = self.weight.unwrap_or(1.0);
-        if !(weight > 0.0 && weight <= 100.0) {
-            return Err(FieldError::new("weight", "must be more than 0 and at most 100"));
+        // Kept in thousandths: a smaller weight would be stored as nothing.
+        if !(0.001..=100.0).contains(&weight) {
+            return Err(FieldError::new("weight", "must be at least 0.001 and at most 100"));
         }
         // Weights are a reporter's rough multiplier: thousandths are plenty of precision.
         let weight = (weight * 1_000.0).round() as Milli;
         let credited = Credited {
-            user: self.user,
-            team: self.team,
-            project: self.project,
-            agent: self.agent,
-            task: self.task,
+            user,
+            team,
+            project,
+            agent,
+            task,
         };
         Ok((
-            format!("api:{}", self.id),
+            format!("api:{id}"),
             Fact::Reported(Reported {
                 kind,
                 at,

@@ -335,7 +335,7 @@ pub fn derived_id(
     format!("auto:{}", hex::encode(&hasher.finalize()[..16]))
 }
 
-fn required_label(field: &'static str, value: String) -> Result<String, FieldError> {
+pub fn required_label(field: &'static str, value: String) -> Result<String, FieldError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
@@ -356,7 +356,7 @@ fn required_label(field: &'static str, value: String) -> Result<String, FieldErr
     })
 }
 
-pub(crate) fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<String>, FieldError> {
+pub fn optional_label(field: &'static str, value: Option<String>) -> Result<Option<String>, FieldError> {
     match value {
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => required_label(field, v).map(Some),

@@ -99,6 +99,10 @@ pub fn plan<'a>(
             "`model` is required and must be a string".into(),
         ));
     };
+    // The model is recorded with the call: held to the rules of every label (an empty one went
+    // to the default provider and was recorded as "").
+    let model = goodhart_core::usage::required_label("model", model)
+        .map_err(|e| GatewayError::BadRequest(format!("`model` {}", e.reason)))?;
     let labels = RequestLabels {
         project: header_text(headers, "x-goodhart-project"),
         agent: header_text(headers, "x-goodhart-agent"),

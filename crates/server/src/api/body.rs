@@ -1,6 +1,8 @@
 //! Reading request bodies: bounded (by `Content-Length` and while reading, compressed or not),
 //! gzip-decoded on request, and parsed item by item from a JSON array or NDJSON with the line
-//! and the field of the first error named. Every endpoint that takes a body reads it here.
+//! and the field of the first error named — a JSON syntax error too (`NaN`, a number out of
+//! range, a broken escape), not just a wrong type. Every endpoint that takes a body reads it
+//! here.
 
 use std::io::Read;
 
@@ -87,10 +89,17 @@ pub fn parse_items<T>(
             .filter(|(_, line)| !line.is_empty())
             .collect()
     } else {
-        let values: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| ApiError::InvalidEvent {
-            line: e.line(),
-            field: None,
-            message: format!("line {}: the body is not a JSON array of {what}: {e}", e.line()),
+        let values: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            // The path of the value being read, `[1].input_tokens`, less the item's index.
+            let field = error_path(text.as_bytes())
+                .and_then(|path| Some(path.split_once("].")?.1.to_owned()))
+                .filter(|field| !field.is_empty());
+            let line = e.line();
+            let message = match &field {
+                Some(f) => format!("line {line}: field `{f}`: the body is not a JSON array of {what}: {e}"),
+                None => format!("line {line}: the body is not a JSON array of {what}: {e}"),
+            };
+            ApiError::InvalidEvent { line, field, message }
         })?;
         values.into_iter().map(|v| (line_of(text, v.get()), v.get())).collect()
     };
@@ -113,6 +122,45 @@ pub fn deserialize_item<T: serde::de::DeserializeOwned>(line: usize, item: &str)
         };
         ApiError::InvalidEvent { line, field, message }
     })
+}
+
+/// A JSON body read into `T`, strictly: an error names the field (`thresholds[0]`) and why.
+pub fn deserialize_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let path = if path == "." {
+            // A syntax error stops the typed reader before it names a field; plain values go on
+            // to where the error is.
+            error_path(raw).unwrap_or(path)
+        } else {
+            path
+        };
+        match path.as_str() {
+            "." => ApiError::BadRequest(format!("request body: {inner}")),
+            _ => ApiError::BadRequest(format!("request body: field `{path}`: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    Ok(value)
+}
+
+/// Where in a JSON document that fails to parse the failure is: the path of the value being
+/// read (`[1].input_tokens`), or `None` at the top.
+pub fn error_path(raw: &[u8]) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    match serde_path_to_error::deserialize::<_, serde_json::Value>(&mut deserializer) {
+        // `?` stands for a key the error came before: the path stops short of it.
+        Err(e) => {
+            let path = e.path().to_string();
+            let known = path.split('?').next().unwrap_or_default().trim_end_matches('.');
+            Some(known.to_owned()).filter(|path| !path.is_empty())
+        }
+        Ok(_) => None,
+    }
 }
 
 /// Refuses timestamps before 1970 or more than a day ahead.
@@ -148,6 +196,23 @@ fn quoted_field(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_errors_name_the_field_they_are_in() {
+        assert_eq!(
+            error_path(br#"[{"a": 1}, {"user": "x", "input_tokens": NaN}]"#).as_deref(),
+            Some("[1].input_tokens")
+        );
+        assert_eq!(
+            error_path(br#"{"limits": {"rpm": 1e400}}"#).as_deref(),
+            Some("limits.rpm")
+        );
+        assert_eq!(error_path(b"{not json"), None);
+        let error = deserialize_body::<std::collections::BTreeMap<String, u64>>(br#"{"rpm": -1}"#).unwrap_err();
+        assert!(error.to_string().contains("field `rpm`"), "{error}");
+        let error = deserialize_body::<std::collections::BTreeMap<String, u64>>(br#"{"rpm": 1} {}"#).unwrap_err();
+        assert!(error.to_string().contains("trailing characters"), "{error}");
+    }
 
     #[test]
     fn format_is_sniffed_without_a_content_type() {

@@ -180,6 +180,7 @@ mod tests {
             ApiError::UnsupportedEncoding(String::new()),
             ApiError::UnsupportedMediaType(String::new()),
             ApiError::NotFound(String::new()),
+            ApiError::BadSignature(String::new()),
             ApiError::Store(goodhart_store::StoreError::Worker(String::new())),
         ]
         .iter()
@@ -208,6 +209,7 @@ mod tests {
                 (415, "unsupported_encoding"),
                 (415, "unsupported_media_type"),
                 (404, "not_found"),
+                (401, "bad_signature"),
                 (503, "storage_unavailable"),
             ]
         );

@@ -1,12 +1,14 @@
 //! Waste findings: `GET /api/v1/findings`, `POST /api/v1/findings/detect` and the admin's
 //! decisions, `POST /api/v1/findings/{id}/confirm|dismiss` with an optional `{"note": "…"}`.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use goodhart_core::waste::FindingStatus;
 use serde::Deserialize;
 
+use super::body::{deserialize_body, read_body};
 use super::error::ApiError;
 use super::params::{FindingsParams, Params, WindowParams};
 use super::state::ApiState;
@@ -50,7 +52,7 @@ async fn decide(
     let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
         Decision::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?
+        deserialize_body(body)?
     };
     Ok(Json(state.app.decide(id, status, decision.note.as_deref()).await?))
 }
@@ -59,8 +61,10 @@ async fn decide(
 pub async fn post_confirm(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
+    let body = read_body(body, &headers, state.max_body_bytes).await?;
     decide(&state, &id, FindingStatus::Confirmed, &body).await
 }
 
@@ -68,7 +72,9 @@ pub async fn post_confirm(
 pub async fn post_dismiss(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
+    let body = read_body(body, &headers, state.max_body_bytes).await?;
     decide(&state, &id, FindingStatus::Dismissed, &body).await
 }

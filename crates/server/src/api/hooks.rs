@@ -11,7 +11,7 @@ use goodhart_core::outcomes::{Fact, OutcomeInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::body::{check_timestamp, deserialize_item, is_ndjson, parse_items, read_body, text};
+use super::body::{check_timestamp, deserialize_item, error_path, is_ndjson, parse_items, read_body, text};
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
@@ -58,8 +58,10 @@ pub async fn post_github(
         .filter(|d| !d.is_empty() && d.len() <= 100)
         .ok_or_else(|| ApiError::BadRequest("X-GitHub-Delivery is missing or longer than 100 characters".into()))?
         .to_owned();
-    let payload: Value =
-        serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("the payload is not JSON: {e}")))?;
+    let payload: Value = serde_json::from_slice(&raw).map_err(|e| {
+        let at = error_path(&raw).map(|path| format!(" at `{path}`")).unwrap_or_default();
+        ApiError::BadRequest(format!("the payload is not JSON{at}: {e}"))
+    })?;
     Ok(Json(app.record_delivery(delivery, event, &payload).await?))
 }
 

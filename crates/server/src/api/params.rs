@@ -10,7 +10,9 @@ use goodhart_store::SummaryQuery;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::body::{deserialize_body, read_body};
 use super::error::ApiError;
+use super::state::ApiState;
 use crate::app::App;
 use crate::app::findings::FindingsQuery;
 use crate::app::query::{self, Window};
@@ -29,17 +31,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// A JSON body, refused with a 400 naming what is wrong.
+/// A JSON body, read like every other body (within `limits.max_body_bytes`, gzip-decoded on
+/// request) and refused with a 400 naming the field that is wrong.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
-        let axum::Json(body) = axum::Json::<T>::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(JsonBody(body))
+    async fn from_request(request: Request, state: &ApiState) -> Result<JsonBody<T>, ApiError> {
+        let (parts, body) = request.into_parts();
+        let raw = read_body(body, &parts.headers, state.max_body_bytes).await?;
+        Ok(JsonBody(deserialize_body(&raw)?))
     }
 }
 

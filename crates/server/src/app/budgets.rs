@@ -5,6 +5,7 @@
 use goodhart_core::Micros;
 use goodhart_core::budgets::{self, Action, Budget, BudgetScope, DEFAULT_THRESHOLDS, Period, WhenUnreachable};
 use goodhart_core::money::Nanos;
+use goodhart_core::usage::optional_label;
 use goodhart_store::Store;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,8 @@ pub struct BudgetView {
 
 /// Validates a request into a budget (not yet stored).
 fn validate(request: NewBudget, now: Micros) -> Result<Budget, AppError> {
-    let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    // A name is a key id or a user/team/project/agent label: held to the labels' rules.
+    let name = optional_label("name", request.name).map_err(|e| AppError::field("name", e.reason))?;
     let scope_kind = request.scope.trim().to_ascii_lowercase();
     let scope = match (scope_kind.as_str(), name) {
         ("org", Some(_)) => return Err(AppError::field("name", "an `org` budget takes no name")),
@@ -111,6 +113,10 @@ fn validate(request: NewBudget, now: Micros) -> Result<Budget, AppError> {
         Some(text) => Action::parse(text)
             .ok_or_else(|| AppError::field("action", format!("expected alert or block, got {text:?}")))?,
     };
+    // Stored as a signed 64-bit integer, like every count.
+    if request.limit_tokens.is_some_and(|n| i64::try_from(n).is_err()) {
+        return Err(AppError::field("limit_tokens", format!("must be at most {}", i64::MAX)));
+    }
     let mut thresholds = request.thresholds.unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
     if thresholds.iter().any(|&t| t == 0 || t > 1_000) {
         return Err(AppError::field(

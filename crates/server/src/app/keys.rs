@@ -130,10 +130,14 @@ async fn create(store: &dyn Store, request: NewKey, now: Micros) -> Result<(Virt
         ("requests_per_minute", request.requests_per_minute),
         ("tokens_per_minute", request.tokens_per_minute),
     ] {
-        if limit == Some(0) {
+        // Stored as a signed 64-bit integer, like every count.
+        if limit == Some(0) || limit.is_some_and(|n| i64::try_from(n).is_err()) {
             return Err(AppError::field(
                 field,
-                format!("`{field}` must be at least 1 (leave it out for no limit)"),
+                format!(
+                    "`{field}` must be at least 1 and at most {} (leave it out for no limit)",
+                    i64::MAX
+                ),
             ));
         }
     }

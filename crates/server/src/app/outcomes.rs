@@ -6,6 +6,7 @@ use goodhart_core::outcomes::Fact;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::usage::MAX_FUTURE_SKEW_MICROS;
 use super::{App, AppError};
 
 #[derive(Debug, Serialize)]
@@ -50,6 +51,18 @@ impl App {
             github::Reading::Facts(facts) => (facts, None),
             github::Reading::Ignored(why) => (Vec::new(), Some(why)),
         };
+        // The bounds every other source of outcomes and usage is held to.
+        let now = self.now();
+        if let Some((_, fact)) = facts
+            .iter()
+            .find(|(_, fact)| fact.at().0 < 0 || fact.at().0 > now.0 + MAX_FUTURE_SKEW_MICROS)
+        {
+            return Err(AppError::Rejected(format!(
+                "{event} payload: `{}` ({}) is before 1970 or more than a day in the future",
+                github::time_field(fact),
+                fact.at().rfc3339()
+            )));
+        }
         for (_, fact) in &mut facts {
             let credited = match fact {
                 Fact::PullRequest(pr) => &mut pr.credited,
@@ -83,8 +96,11 @@ impl App {
     /// Credits GitHub `login`'s outcomes to `user` from now on.
     pub async fn map_login(&self, login: &str, user: &str) -> Result<LoginMapping, AppError> {
         for (field, value) in [("login", login), ("user", user)] {
-            if value.trim().is_empty() || value.len() > 200 {
-                return Err(AppError::field(field, format!("`{field}` must be 1 to 200 characters")));
+            if value.trim() != value || value.is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
+                return Err(AppError::field(
+                    field,
+                    format!("`{field}` must be 1 to 200 characters, without surrounding spaces or control characters"),
+                ));
             }
         }
         self.store().map_github_login(login, user).await?;

@@ -22,6 +22,11 @@ use super::query::Window;
 use super::scope::{self, TeamView};
 use super::{App, AppError};
 
+/// The most days a subject page's daily series covers: ten years. Each day is a row of the
+/// answer, so the window is bounded (a `from` of year 0 was 740,000 rows and 11 s; of
+/// `106751991d`, a 408 after a minute of work and memory).
+pub const MAX_DAILY_DAYS: i64 = 3_660;
+
 /// `GET /api/v1/subjects/{by}/{name}`'s document.
 #[derive(Debug, Serialize)]
 pub struct SubjectDocument {
@@ -120,6 +125,12 @@ impl App {
             return Err(not_found());
         }
         let Window { from, to } = window;
+        if to.0.saturating_sub(from.0) / MICROS_PER_DAY > MAX_DAILY_DAYS {
+            return Err(AppError::InvalidParameter {
+                parameter: "from",
+                message: format!("a subject's page covers at most {MAX_DAILY_DAYS} days, one row each"),
+            });
+        }
         let subject = (by, name);
         let related = match by {
             By::User => Dimension::Agent,

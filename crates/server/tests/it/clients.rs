@@ -23,7 +23,7 @@ fn clients_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/clients"))
 }
 
-fn tool(relative: &str) -> PathBuf {
+pub fn tool(relative: &str) -> PathBuf {
     let path = clients_dir().join(relative);
     assert!(
         path.exists(),

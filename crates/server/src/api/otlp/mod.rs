@@ -82,8 +82,29 @@ impl Encoding {
             Encoding::Protobuf => {
                 T::decode(body).map_err(|e| ApiError::BadRequest(format!("body is not an OTLP protobuf message: {e}")))
             }
-            Encoding::Json => serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("body is not an OTLP JSON message: {e}"))),
+            Encoding::Json => {
+                // serde reads a message from a JSON array too (field by field, in order): `[]`
+                // would be an empty export answered with success.
+                if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                    return Err(ApiError::BadRequest(
+                        "body is not an OTLP JSON message: it must be a JSON object".into(),
+                    ));
+                }
+                let mut deserializer = serde_json::Deserializer::from_slice(body);
+                let message = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+                    let path = e.path().to_string();
+                    let at = if path == "." {
+                        String::new()
+                    } else {
+                        format!(" at `{path}`")
+                    };
+                    ApiError::BadRequest(format!("body is not an OTLP JSON message{at}: {}", e.into_inner()))
+                })?;
+                deserializer
+                    .end()
+                    .map_err(|e| ApiError::BadRequest(format!("body is not an OTLP JSON message: {e}")))?;
+                Ok(message)
+            }
         }
     }
 

@@ -28,7 +28,9 @@ use goodhart_core::Micros;
 use goodhart_core::money::Nanos;
 use goodhart_core::providers::{self, anthropic_counts, openai_counts};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
-use goodhart_core::usage::{IngestPolicy, Source, TokenCounts, UsageEvent, UsageEventInput, call_id, message_call_id};
+use goodhart_core::usage::{
+    IngestPolicy, MAX_TOKENS_PER_EVENT, Source, TokenCounts, UsageEvent, UsageEventInput, call_id, message_call_id,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -709,17 +711,23 @@ fn point_amount(kind: TelemetryKind, point: &NumberDataPoint) -> Result<u64, Str
     };
     if kind == TelemetryKind::CostNanos {
         if !(value.is_finite() && value >= 0.0) {
-            return Err(format!("cost {value} is not a non-negative amount"));
+            return Err(format!("value: cost {value} is not a non-negative amount"));
         }
         // The shortest decimal of the float, read exactly: no float arithmetic on money.
         let nanos = Nanos::from_usd(&format!("{value:.9}")).map_err(|e| format!("cost {value}: {e}"))?;
         return Ok(nanos.0.unsigned_abs());
     }
-    whole(value).ok_or_else(|| format!("{value} is not a whole number of tokens"))
+    match whole(value) {
+        Some(tokens) if tokens <= MAX_TOKENS_PER_EVENT => Ok(tokens),
+        Some(_) => Err(format!(
+            "value {value} exceeds the limit of {MAX_TOKENS_PER_EVENT} tokens per point"
+        )),
+        None => Err(format!("value {value} is not a whole number of tokens")),
+    }
 }
 
 /// Counter points from an export of metrics.
-pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults, _now: Micros) -> Extracted {
+pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults, now: Micros) -> Extracted {
     let mut extracted = Extracted::default();
     for resource_metrics in &request.resource_metrics {
         let resource = resource_metrics
@@ -727,14 +735,22 @@ pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults,
             .as_ref()
             .map_or(&[][..], |r| &r.attributes[..]);
         for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            let read = matches!(
+                metric.name.as_str(),
+                "claude_code.cost.usage" | "claude_code.token.usage"
+            );
             let sum = match &metric.data {
-                Some(Data::Sum(sum))
-                    if matches!(
-                        metric.name.as_str(),
-                        "claude_code.cost.usage" | "claude_code.token.usage"
-                    ) =>
-                {
-                    sum
+                Some(Data::Sum(sum)) if read => sum,
+                // OTLP/JSON decoding reads a `sum` with a malformed point as no data at all:
+                // say so rather than answer a silent success.
+                None if read => {
+                    extracted.reject(
+                        &metric.name,
+                        "no readable data points (a point whose `timeUnixNano`, `startTimeUnixNano` or value is \
+                         not a number reads as none)"
+                            .into(),
+                    );
+                    continue;
                 }
                 data => {
                     extracted
@@ -755,7 +771,7 @@ pub fn from_metrics(request: &ExportMetricsServiceRequest, _defaults: &Defaults,
             }
             for point in &sum.data_points {
                 let attributes = Attributes::new(&point.attributes, resource);
-                match telemetry_point(&metric.name, point, &attributes) {
+                match telemetry_point(&metric.name, point, &attributes, now) {
                     Ok(Some(point)) => extracted.points.push(point),
                     Ok(None) => extracted.ignored.add(&metric.name, 1),
                     Err(reason) => extracted.reject(&metric.name, reason),
@@ -782,10 +798,19 @@ fn telemetry_point(
     metric: &str,
     point: &NumberDataPoint,
     attributes: &Attributes<'_>,
+    now: Micros,
 ) -> Result<Option<TelemetryPoint>, String> {
     let Some(kind) = point_kind(metric, attributes)? else {
         return Ok(None);
     };
+    // The bounds usage is held to: a point of 2262 or of no time reconciles with nothing.
+    let at = nanos_to_micros(point.time_unix_nano);
+    if at.0 <= 0 || at.0 > now.0 + MAX_FUTURE_SKEW_MICROS {
+        return Err(format!(
+            "time {} is unset, before 1970 or more than a day ahead",
+            at.rfc3339()
+        ));
+    }
     let amount = point_amount(kind, point)?;
     let user = attributes.first_text(&USER_KEYS).ok_or("no user attribute")?;
     let session = attributes.text("session.id").map(Cow::into_owned);
@@ -806,7 +831,7 @@ fn telemetry_point(
     let id = digest(&parts);
     Ok(Some(TelemetryPoint {
         id,
-        timestamp: nanos_to_micros(point.time_unix_nano),
+        timestamp: at,
         user: user.into_owned(),
         session,
         agent: "claude-code".into(),
