@@ -252,7 +252,12 @@ fn chaos_idle_connections_memory_and_descriptors_are_bounded_and_returned() {
          4th round: {rss_during_4} KiB with 2,500 open -> {rss_after_4} KiB after",
         open_file_limit()
     );
-    assert!(fds_during >= fds_before + 2_500, "the connections were open at once");
+    // A few descriptors come and go on their own (the store's and the spool's files), as in
+    // the return check above.
+    assert!(
+        fds_during + 5 >= fds_before + 2_500,
+        "the connections were open at once ({fds_before} -> {fds_during})"
+    );
     assert!(
         per_connection < 64 * 1024,
         "an idle connection costs {per_connection} B"

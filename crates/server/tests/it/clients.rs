@@ -712,16 +712,6 @@ async fn assert_recorded_as_codex_reported(server: &TestServer, model: &str, usa
     assert_eq!(cost_nanos(row), cost);
 }
 
-/// A gateway metric's value (0 when it was never set).
-fn metric(server: &TestServer, name: &str) -> u64 {
-    server
-        .gateway
-        .metrics_text()
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Codex prefers the Responses API's WebSocket (issue 24, D2): both ways of pointing it at
 /// Goodhart that the README gives — the built-in provider's `openai_base_url`, and a custom
 /// provider with `supports_websockets` — open one socket, are metered exactly as Codex was
@@ -734,7 +724,7 @@ async fn codex_over_the_responses_websocket_is_metered_exactly_and_attributed() 
     let home = tempfile::tempdir().unwrap();
     let config = format!("model = \"gpt-5.1\"\nopenai_base_url = \"{}/v1\"\n", server.url());
     let (thread, usage) = codex_turn(home.path(), &config, "CODEX_API_KEY", &key).await;
-    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 1);
+    assert_eq!(server.metric("goodhart_gateway_sockets_opened_total"), 1);
     assert_recorded_as_codex_reported(&server, "gpt-5.1", &usage).await;
     assert_eq!(recorded_sessions(&server), [thread]);
 
@@ -746,11 +736,11 @@ async fn codex_over_the_responses_websocket_is_metered_exactly_and_attributed() 
         server.url()
     );
     let (_, usage) = codex_turn(home.path(), &config, "GOODHART_API_KEY", &key).await;
-    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 2);
+    assert_eq!(server.metric("goodhart_gateway_sockets_opened_total"), 2);
     assert_recorded_as_codex_reported(&server, "gpt-5.1-codex", &usage).await;
     let by_project = recorded(&server, "model,project").await;
     assert_eq!(row_for(&by_project, "gpt-5.1-codex")["project"], "checkout");
-    assert_eq!(metric(&server, "goodhart_gateway_errors_total"), 0);
+    assert_eq!(server.metric("goodhart_gateway_errors_total"), 0);
 }
 
 /// A provider without the WebSocket mode: the handshake is answered 426 once, and Codex goes
@@ -766,8 +756,8 @@ async fn codex_falls_back_to_http_at_once_when_the_provider_has_no_websocket() {
     let config = format!("model = \"gpt-5.1\"\nopenai_base_url = \"{}/v1\"\n", server.url());
     let (_, usage) = codex_turn(home.path(), &config, "CODEX_API_KEY", &key).await;
     let refused = "goodhart_gateway_errors_total{kind=\"socket_unavailable\"}";
-    assert_eq!(metric(&server, refused), 1, "one handshake, no retries");
-    assert_eq!(metric(&server, "goodhart_gateway_sockets_opened_total"), 0);
+    assert_eq!(server.metric(refused), 1, "one handshake, no retries");
+    assert_eq!(server.metric("goodhart_gateway_sockets_opened_total"), 0);
     assert_recorded_as_codex_reported(&server, "gpt-5.1", &usage).await;
 }
 

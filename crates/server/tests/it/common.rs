@@ -119,6 +119,11 @@ async fn launch(
 }
 
 impl TestServer {
+    /// A gateway metric's value now (0 when it was never set).
+    pub fn metric(&self, name: &str) -> i64 {
+        metric_in(&self.gateway.metrics_text(), name)
+    }
+
     /// Stops the server as SIGTERM stops `goodhart serve`: drains its connections (up to
     /// `[limits] drain_secs`), then stops the gateway (flushing its spool, giving back its
     /// budget slices).
@@ -190,6 +195,14 @@ impl TestServer {
 }
 
 /// Every recorded event: (model, status, stream, estimated, tokens as input/output/cache read/reasoning, cost).
+/// A metric's value (without labels) in a `/metrics` scrape; 0 when it was never set.
+pub fn metric_in(scrape: &str, name: &str) -> i64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub async fn recorded(server: &TestServer) -> Vec<(String, i64, bool, bool, [i64; 4], Option<i64>)> {
     server.flush().await;
     let path = server.db.url.strip_prefix("sqlite://").unwrap();

@@ -1254,7 +1254,7 @@ async fn hang_up_at(server: &TestServer, key: &str, path: &str, body: &str, term
     while !String::from_utf8_lossy(&seen).contains(terminal) {
         let n = tokio::time::timeout_at(deadline, socket.read(&mut buf))
             .await
-            .expect("the terminal event arrives")
+            .unwrap_or_else(|_| panic!("no {terminal} in {}", String::from_utf8_lossy(&seen)))
             .unwrap();
         assert!(n > 0, "closed before {terminal}: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
@@ -1315,10 +1315,20 @@ async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_wi
     let config = format!(
         "[[providers]]\nname = \"chat\"\nprotocol = \"openai\"\nbase_url = \"http://{chat_provider}/v1\"\nmodels = [\"gpt-4o\"]\n\
          [[providers]]\nname = \"responses\"\nprotocol = \"openai\"\nbase_url = \"http://{responses_provider}/v1\"\nmodels = [\"gpt-4o-mini\"]\n\
-         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{messages_provider}\"\n"
+         [[providers]]\nname = \"anthropic\"\nprotocol = \"anthropic\"\nbase_url = \"http://{messages_provider}\"\n\
+         [[prices.model]]\nprovider = \"anthropic\"\nmodel = \"claude-x\"\ninput = \"3\"\noutput = \"15\"\n"
     );
     let server = start_with(TestDatabase::sqlite(), &config).await;
     let key = key(&server).await;
+    // A hard cap, so that every call holds a reservation until it is settled.
+    let budget = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}).to_string(),
+        )
+        .await;
+    assert_eq!(budget.status, 201, "{}", budget.text);
     let chat_body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "hi"}]})
     .to_string();
@@ -1349,6 +1359,18 @@ async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_wi
         calls(&server).iter().all(|call| !call.2),
         "a client that had the whole answer did not abandon the call: {:?}",
         calls(&server)
+    );
+    assert_eq!(
+        server.metric("goodhart_gateway_admissions_in_flight"),
+        0,
+        "reservations settled"
+    );
+    let listed = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    assert_eq!(
+        listed.json["budgets"][0]["reserved_usd"].to_string(),
+        "0",
+        "{}",
+        listed.text
     );
 }
 

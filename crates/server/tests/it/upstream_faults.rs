@@ -11,7 +11,7 @@ use bytes::Bytes;
 use goodhart_store::testing::TestDatabase;
 use serde_json::json;
 
-use crate::common::{TestServer, start_configured};
+use crate::common::{TestServer, metric_in, start_configured};
 
 /// A fault and the model name that asks the mock for it.
 const FAULTS: [(&str, &str); 7] = [
@@ -53,12 +53,6 @@ fn calls(model: &str) -> [(&'static str, String); 3] {
                 .to_string(),
         ),
     ]
-}
-
-fn metric(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
 fn rss_mib() -> u64 {
@@ -115,7 +109,7 @@ async fn chaos_upstream_faults_end_every_call_cleanly_record_it_once_and_leak_no
     server.with_token(&key, "POST", warm[0].0, warm[0].1.clone()).await;
     server.flush().await;
     let before = server.send("GET", "/metrics", &[], Bytes::new()).await.text;
-    let (tasks_before, rss_before) = (metric(&before, "goodhart_gateway_runtime_alive_tasks"), rss_mib());
+    let (tasks_before, rss_before) = (metric_in(&before, "goodhart_gateway_runtime_alive_tasks"), rss_mib());
     let mut attempted = 0;
     let mut rows = Vec::new();
     for (fault, model) in FAULTS {
@@ -166,12 +160,12 @@ async fn chaos_upstream_faults_end_every_call_cleanly_record_it_once_and_leak_no
     let recorded = crate::common::recorded(&server).await;
     let after = server.send("GET", "/metrics", &[], Bytes::new()).await.text;
     assert_eq!(
-        metric(&after, "goodhart_gateway_admissions_in_flight"),
+        metric_in(&after, "goodhart_gateway_admissions_in_flight"),
         0,
         "reservations held"
     );
-    assert_eq!(metric(&after, "goodhart_gateway_open_streams"), 0, "streams open");
-    let tasks_after = metric(&after, "goodhart_gateway_runtime_alive_tasks");
+    assert_eq!(metric_in(&after, "goodhart_gateway_open_streams"), 0, "streams open");
+    let tasks_after = metric_in(&after, "goodhart_gateway_runtime_alive_tasks");
     assert!(
         tasks_after <= tasks_before + 4,
         "tasks alive: {tasks_before} before, {tasks_after} after"
