@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, start_configured, start_with};
+use crate::common::{TestServer, metric_in, start_configured, start_with};
 
 const PRICED: &str =
     "[[prices.model]]\nprovider = \"mock\"\nmodel = \"slow-mini\"\ninput = \"0.15\"\noutput = \"0.60\"\n";
@@ -575,11 +575,7 @@ async fn sqlite_full_disk(spool_on_full_disk: bool) {
         .expect_err("the store cannot take writes on a full disk")
         .to_string();
     assert!(error.contains("full"), "a clear error: {error}");
-    let flush_errors = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("goodhart_gateway_flush_errors_total "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let flush_errors = metric_in(&metrics, "goodhart_gateway_flush_errors_total");
     assert!(flush_errors > 0, "failed flushes are counted:\n{metrics}");
     assert!(readyz.text.contains("flush_failing_for_s"), "{}", readyz.text);
     let during: Vec<&Outcome> = seen.calls.iter().filter(|c| c.phase == Phase::During).collect();
@@ -593,11 +589,7 @@ async fn sqlite_full_disk(spool_on_full_disk: bool) {
             .map(|c| (c.status, &c.body))
     );
     if spool_on_full_disk {
-        let spooled = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("goodhart_gateway_spool_errors_total "))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
+        let spooled = metric_in(&metrics, "goodhart_gateway_spool_errors_total");
         assert!(spooled > 0, "records that could not be spooled are counted");
     } else {
         let free_refused = refused.iter().filter(|c| !c.capped).count();
