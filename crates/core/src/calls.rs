@@ -45,6 +45,9 @@ pub struct CallResult {
     /// The response ended as the protocol says a response ends.
     pub complete: bool,
     pub client_disconnected: bool,
+    /// The provider had the call but its answer never came (the client left first, or the
+    /// wait for its headers timed out): it may bill the call, so the input is estimated.
+    pub unanswered: bool,
 }
 
 /// The usage event of one gateway call. `count_tokens` estimates a text's tokens; it is called
@@ -59,7 +62,7 @@ pub fn gateway_event(facts: &CallFacts, result: CallResult, count_tokens: impl F
             (tokens, true)
         }
         Some(reported) => (reported.tokens, false),
-        None if success => {
+        None if success || result.unanswered => {
             let mut tokens = TokenCounts {
                 input: count_tokens(&facts.prompt.full),
                 ..Default::default()
@@ -207,6 +210,20 @@ mod tests {
         assert_eq!(event.model, "gpt-4o-mini", "the model sent upstream");
         let embedded = gateway_event(&facts(Endpoint::Embeddings), result, words);
         assert_eq!(embedded.tokens.output, 0, "embeddings have no output");
+    }
+
+    #[test]
+    fn a_call_the_provider_had_but_never_answered_is_billed_its_input() {
+        let result = CallResult {
+            status: 499,
+            client_disconnected: true,
+            unanswered: true,
+            ..Default::default()
+        };
+        let event = gateway_event(&facts(Endpoint::ChatCompletions), result, words);
+        assert!(event.estimated);
+        assert_eq!((event.tokens.input, event.tokens.output), (5, 0));
+        assert_eq!(event.call.unwrap().status, 499);
     }
 
     #[test]

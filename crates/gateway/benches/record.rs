@@ -130,6 +130,7 @@ fn record(c: &mut Criterion) {
                     upstream_request_id: Some("req_1".into()),
                     complete: true,
                     client_disconnected: false,
+                    unanswered: false,
                 });
             })
         },
@@ -157,6 +158,7 @@ fn record(c: &mut Criterion) {
                 upstream_request_id: None,
                 complete: true,
                 client_disconnected: false,
+                unanswered: false,
             });
         })
     });

@@ -1903,6 +1903,7 @@ impl Generator {
             upstream_request_id: Some(id),
             complete: true,
             client_disconnected: false,
+            unanswered: false,
         };
         gateway_event(&facts, result, |text| text.split_whitespace().count() as u64)
     }

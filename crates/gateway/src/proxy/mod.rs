@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use goodhart_core::requests::{Endpoint, Protocol};
@@ -31,7 +31,7 @@ use crate::metrics::{CallLabels, EndpointLabels, Metrics};
 use adapter::Adapter;
 pub use context::Proxy;
 use context::{admit, authenticate, new_request_id};
-use record::Recording;
+use record::{AwaitingAnswer, Recording};
 use respond::with_headers;
 use stream::MeteredStream;
 
@@ -154,7 +154,7 @@ async fn forward(
         &proxy.config,
         started,
     )?;
-    let mut plan = planned.plan;
+    let plan = planned.plan;
     if plan.translation.is_some() && !plan.metered {
         // Counting tokens for a model served by translation: the provider has no such
         // endpoint, so the gateway counts them itself.
@@ -192,7 +192,24 @@ async fn forward(
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
     }
     let sent = Instant::now();
-    let response = upstream::send(&proxy.client, planned.provider, request, timeout).await?;
+    let awaiting = AwaitingAnswer::new(Recording {
+        services: Arc::clone(&proxy.services),
+        plan,
+        admission,
+    });
+    let response = match upstream::send(&proxy.client, planned.provider, request, timeout).await {
+        Ok(response) => response,
+        Err(error) => {
+            let recording = awaiting.answered();
+            // Timed out waiting for the headers, the provider has the call; a connection that
+            // failed may never have delivered it, and is not billed.
+            if matches!(error, GatewayError::UpstreamTimeout(_)) {
+                recording.record_unanswered(StatusCode::GATEWAY_TIMEOUT.as_u16(), false);
+            }
+            return Err(error);
+        }
+    };
+    let mut recording = awaiting.answered();
     let metrics = &proxy.services.metrics;
     let endpoint_label = EndpointLabels {
         endpoint: endpoint.as_str(),
@@ -227,11 +244,11 @@ async fn forward(
             minted
         }
     };
-    plan.facts.id = request_call_id(&request_id);
-    if let Ok(id) = HeaderValue::from_str(&plan.facts.id) {
+    recording.plan.facts.id = request_call_id(&request_id);
+    if let Ok(id) = HeaderValue::from_str(&recording.plan.facts.id) {
         headers.insert("x-goodhart-call-id", id);
     }
-    if !plan.metered {
+    if !recording.plan.metered {
         return Ok(with_headers(status, headers, Body::new(upstream_body)));
     }
     let content_type = upstream_parts
@@ -240,11 +257,6 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let framing = upstream_adapter.stream_framing(upstream_endpoint, content_type);
-    let recording = Recording {
-        services: Arc::clone(&proxy.services),
-        plan,
-        admission,
-    };
     if let Some(framing) = framing {
         let body = MeteredStream::new(
             upstream_body,

@@ -9,11 +9,13 @@ use goodhart_core::calls::{self, CallResult};
 use goodhart_core::limits::Spent;
 use goodhart_core::money::Nanos;
 use goodhart_core::providers::ReportedUsage;
+use goodhart_core::usage::request_call_id;
 use goodhart_store::spool::SpooledEvent;
 
 use crate::estimate::count_tokens;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::proxy::context::new_request_id;
 use crate::proxy::plan::CallPlan;
 use crate::services::Services;
 
@@ -29,6 +31,8 @@ pub struct Outcome {
     /// The response ended as the protocol says a response ends.
     pub complete: bool,
     pub client_disconnected: bool,
+    /// The provider had the call but never answered it.
+    pub unanswered: bool,
 }
 
 /// A call on its way to its record: the plan, the services that record it, and its hold on
@@ -63,8 +67,13 @@ impl Recording {
             upstream_request_id: outcome.upstream_request_id,
             complete: outcome.complete,
             client_disconnected: outcome.client_disconnected,
+            unanswered: outcome.unanswered,
         };
-        let facts = plan.facts;
+        let mut facts = plan.facts;
+        if facts.id.is_empty() {
+            // Unanswered: no provider request id to name the call by.
+            facts.id = request_call_id(&new_request_id());
+        }
         let mut event = calls::gateway_event(&facts, result, count_tokens);
         if plan.pinned_model {
             event.model.clone_from(&facts.model);
@@ -91,5 +100,54 @@ impl Recording {
             price_version: services.prices.version().to_owned(),
         });
         Metrics::observe_since(&services.metrics.phases.record, recording);
+    }
+}
+
+/// A metered call sent to its provider, until the provider answers: if it never does — the
+/// client went away, or shutdown cut the connection, and the handler was dropped while it
+/// waited — the call is recorded as abandoned by the client (status 499), its input
+/// estimated, for the provider has it and may bill it. Without this, a client that hung up
+/// on a slow non-streamed call spent money nothing recorded, and its budgets' hold was
+/// released as if nothing had happened.
+pub struct AwaitingAnswer(Option<Recording>);
+
+/// nginx's "client closed request": what the client saw of a call it left before the answer.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+impl AwaitingAnswer {
+    pub fn new(recording: Recording) -> AwaitingAnswer {
+        AwaitingAnswer(Some(recording))
+    }
+
+    /// The provider answered (or the call failed before reaching it): the call goes on.
+    #[expect(
+        clippy::expect_used,
+        reason = "only this method and drop take the recording, and this one consumes the guard"
+    )]
+    pub fn answered(mut self) -> Recording {
+        self.0.take().expect("taken only here")
+    }
+}
+
+impl Drop for AwaitingAnswer {
+    fn drop(&mut self) {
+        if let Some(recording) = self.0.take() {
+            recording.record_unanswered(CLIENT_CLOSED_REQUEST, true);
+        }
+    }
+}
+
+impl Recording {
+    /// Records a call its provider had but did not answer (see [`AwaitingAnswer`]).
+    pub fn record_unanswered(self, status: u16, client_disconnected: bool) {
+        if !self.plan.metered {
+            return;
+        }
+        self.record(Outcome {
+            status,
+            client_disconnected,
+            unanswered: true,
+            ..Default::default()
+        });
     }
 }

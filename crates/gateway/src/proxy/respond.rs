@@ -62,6 +62,7 @@ pub async fn respond(
         upstream_request_id,
         complete: true,
         client_disconnected: false,
+        unanswered: false,
     });
     // A translated call's answer goes down in the client's protocol.
     let body = match (translation, &parsed) {

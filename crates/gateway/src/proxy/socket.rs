@@ -508,6 +508,7 @@ impl Session {
             upstream_request_id: None,
             complete,
             client_disconnected,
+            unanswered: false,
         });
     }
 

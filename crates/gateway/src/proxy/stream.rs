@@ -226,6 +226,7 @@ impl MeteredStream {
             upstream_request_id: self.upstream_request_id.take(),
             complete: ended,
             client_disconnected: client_disconnected && !ended,
+            unanswered: false,
         });
     }
 

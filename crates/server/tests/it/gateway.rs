@@ -511,6 +511,88 @@ async fn a_call_whose_answer_never_comes_is_recorded_and_counts_against_its_key(
     assert_eq!((rows[0].1[0], rows[0].1[5]), (1, 1), "one request, estimated: {rows:?}");
 }
 
+/// Regression: a client that hung up on a non-streamed call before the provider answered
+/// (an SDK's timeout, a cancelled agent, a connection shutdown cut) left nothing recorded and
+/// its hold on budgets released, though the provider had the call and bills it: a way to
+/// spend under a hard cap without being counted. The same went for a provider whose headers
+/// never came within the upstream timeout.
+#[tokio::test]
+async fn a_call_left_before_the_provider_answered_is_recorded_and_counts_against_its_budget() {
+    use tokio::io::AsyncWriteExt;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            axum::Json(json!({"id": "c1", "object": "chat.completion", "model": "gpt-4o",
+                "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}))
+        }),
+    );
+    let addr = serve_upstream(app).await;
+    let config = format!("[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"http://{addr}/v1\"\n");
+    let server = start_configured(TestDatabase::sqlite(), &config, |config| {
+        config.gateway.upstream_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let key = key(&server).await;
+    let budget = server
+        .admin(
+            "POST",
+            "/api/v1/budgets",
+            json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}).to_string(),
+        )
+        .await;
+    assert_eq!(budget.status, 201, "{}", budget.text);
+    let body = json!({"model": "gpt-4o", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "a question worth a few tokens"}]})
+    .to_string();
+
+    // The client leaves 300 ms in, long before the provider's answer.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: goodhart\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(socket);
+    wait_for_calls(&server, 1).await;
+
+    // This one waits, and the gateway gives up on the provider's headers first.
+    let timed_out = chat(&server, &key, serde_json::from_str(&body).unwrap(), &[]).await;
+    assert_eq!(timed_out.status, 504, "{}", timed_out.text);
+    wait_for_calls(&server, 2).await;
+
+    let statuses: Vec<_> = calls(&server).iter().map(|c| (c.0, c.2)).collect();
+    assert_eq!(
+        statuses,
+        [(499, true), (504, false)],
+        "left by the client, then timed out"
+    );
+    let rows = recorded(&server).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let [requests, input, output, _, _, estimated] = rows[0].1;
+    assert_eq!((requests, estimated), (2, 2), "both recorded, estimated: {rows:?}");
+    assert!(
+        input > 0 && output == 0,
+        "the prompt it was sent, no output seen: {rows:?}"
+    );
+    assert!(rows[0].2 > 0, "priced: {rows:?}");
+    assert_eq!(
+        server.metric("goodhart_gateway_admissions_in_flight"),
+        0,
+        "holds settled"
+    );
+    let listed = server.admin("GET", "/api/v1/budgets", Bytes::new()).await;
+    let spent = &listed.json["budgets"][0];
+    assert_eq!(spent["reserved_usd"].to_string(), "0", "{spent}");
+    assert_ne!(
+        spent["spent_usd"].to_string(),
+        "0",
+        "counted against the budget: {spent}"
+    );
+}
+
 #[tokio::test]
 async fn credentials_and_goodhart_headers_never_reach_the_provider_but_client_headers_do() {
     let (server, echo) = start_echo().await;
