@@ -287,28 +287,7 @@ mod tests {
     use super::*;
 
     fn record(i: u64) -> SpooledEvent {
-        let event = goodhart_core::usage::UsageEvent {
-            id: format!("corrupt-test-{i}"),
-            timestamp: goodhart_core::Micros(1_700_000_000_000_000 + i as i64),
-            attribution: goodhart_core::usage::Attribution {
-                user: "alice".into(),
-                ..Default::default()
-            },
-            provider: None,
-            model: "m".into(),
-            tokens: Default::default(),
-            finish_reason: None,
-            fingerprints: Default::default(),
-            content: None,
-            source: goodhart_core::usage::Source::Gateway,
-            estimated: false,
-            call: None,
-        };
-        SpooledEvent {
-            event,
-            cost: None,
-            price_version: "v1".into(),
-        }
+        goodhart_store::testing::spooled_event(format!("corrupt-test-{i}"), "m".into())
     }
 
     #[tokio::test]

@@ -387,28 +387,7 @@ mod tests {
     use crate::testing::SmallDisk;
 
     fn record(i: u64) -> SpooledEvent {
-        let event = UsageEvent {
-            id: format!("full-disk-{i}"),
-            timestamp: goodhart_core::Micros(1_700_000_000_000_000 + i as i64),
-            attribution: goodhart_core::usage::Attribution {
-                user: "alice".into(),
-                ..Default::default()
-            },
-            provider: None,
-            model: "m".repeat(200),
-            tokens: Default::default(),
-            finish_reason: None,
-            fingerprints: Default::default(),
-            content: None,
-            source: goodhart_core::usage::Source::Gateway,
-            estimated: false,
-            call: None,
-        };
-        SpooledEvent {
-            event,
-            cost: None,
-            price_version: "v1".into(),
-        }
+        crate::testing::spooled_event(format!("full-disk-{i}"), "m".repeat(200))
     }
 
     #[test]

@@ -16,6 +16,32 @@ use rand::Rng;
 
 use crate::{Store, StoreError};
 
+/// A bare usage record of alice's, named `id`, of `model` (its length sets the record's size).
+pub fn spooled_event(id: String, model: String) -> crate::spool::SpooledEvent {
+    let event = goodhart_core::usage::UsageEvent {
+        id,
+        timestamp: goodhart_core::Micros(1_700_000_000_000_000),
+        attribution: goodhart_core::usage::Attribution {
+            user: "alice".into(),
+            ..Default::default()
+        },
+        provider: None,
+        model,
+        tokens: Default::default(),
+        finish_reason: None,
+        fingerprints: Default::default(),
+        content: None,
+        source: goodhart_core::usage::Source::Gateway,
+        estimated: false,
+        call: None,
+    };
+    crate::spool::SpooledEvent {
+        event,
+        cost: None,
+        price_version: "v1".into(),
+    }
+}
+
 /// The PostgreSQL server tests use.
 pub fn postgres_base_url() -> String {
     std::env::var("GOODHART_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

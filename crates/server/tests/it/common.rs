@@ -178,6 +178,13 @@ impl TestServer {
             .await
     }
 
+    /// Creates a budget from the API's JSON body; returns the budget as the API shows it.
+    pub async fn create_budget(&self, body: Value) -> Value {
+        let reply = self.admin("POST", "/api/v1/budgets", body.to_string()).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.json
+    }
+
     /// Creates a virtual key from a JSON body; returns (id, secret).
     pub async fn create_key(&self, body: &str) -> (String, String) {
         let reply = self.admin("POST", "/api/v1/keys", body.to_owned()).await;

@@ -534,14 +534,9 @@ async fn a_call_left_before_the_provider_answered_is_recorded_and_counts_against
     })
     .await;
     let key = key(&server).await;
-    let budget = server
-        .admin(
-            "POST",
-            "/api/v1/budgets",
-            json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}).to_string(),
-        )
+    server
+        .create_budget(json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}))
         .await;
-    assert_eq!(budget.status, 201, "{}", budget.text);
     let body = json!({"model": "gpt-4o", "max_tokens": 10,
         "messages": [{"role": "user", "content": "a question worth a few tokens"}]})
     .to_string();
@@ -777,14 +772,7 @@ fn worst_case(body: &str, max_tokens: u64) -> i64 {
 /// A hard cap on team payments that fits exactly 50 calls of `body`.
 pub(crate) async fn cap_fitting_50(server: &TestServer, body: &str) -> goodhart_core::Nanos {
     let limit = goodhart_core::Nanos(50 * worst_case(body, 100));
-    let created = server
-        .admin(
-            "POST",
-            "/api/v1/budgets",
-            json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": limit.usd_string(), "action": "block"}).to_string(),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    server.create_budget(json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": limit.usd_string(), "action": "block"})).await;
     limit
 }
 
@@ -1399,14 +1387,9 @@ async fn a_client_that_hangs_up_at_the_terminal_event_is_recorded_as_complete_wi
     let server = start_with(TestDatabase::sqlite(), &config).await;
     let key = key(&server).await;
     // A hard cap, so that every call holds a reservation until it is settled.
-    let budget = server
-        .admin(
-            "POST",
-            "/api/v1/budgets",
-            json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}).to_string(),
-        )
+    server
+        .create_budget(json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}))
         .await;
-    assert_eq!(budget.status, 201, "{}", budget.text);
     let chat_body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "hi"}]})
     .to_string();

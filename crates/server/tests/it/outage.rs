@@ -319,14 +319,7 @@ async fn keys_and_cap(server: &TestServer) -> (String, String, i64) {
     let price = prices.resolve(None, "slow-mini").unwrap();
     let input = goodhart_core::budgets::estimate_input_tokens(body.len() as u64);
     let limit = goodhart_core::Nanos(60 * goodhart_core::budgets::worst_case_cost(price, input, 100).0);
-    let created = server
-        .admin(
-            "POST",
-            "/api/v1/budgets",
-            json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": limit.usd_string(), "action": "block"}).to_string(),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    server.create_budget(json!({"scope": "team", "name": "payments", "period": "month", "limit_usd": limit.usd_string(), "action": "block"})).await;
     (free, capped, limit.0)
 }
 

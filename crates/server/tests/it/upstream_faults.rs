@@ -96,14 +96,9 @@ async fn chaos_upstream_faults_end_every_call_cleanly_record_it_once_and_leak_no
     })
     .await;
     let key = server.create_key(r#"{"user": "alice", "team": "payments"}"#).await.1;
-    let budget = server
-        .admin(
-            "POST",
-            "/api/v1/budgets",
-            json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}).to_string(),
-        )
+    server
+        .create_budget(json!({"scope": "org", "period": "month", "limit_usd": "1000", "action": "block"}))
         .await;
-    assert_eq!(budget.status, 201, "{}", budget.text);
     // Warm up (the first call starts the recorder's and the pools' work), then take the baseline.
     let warm = calls("gpt-4o-mini");
     server.with_token(&key, "POST", warm[0].0, warm[0].1.clone()).await;
