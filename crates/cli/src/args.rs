@@ -339,16 +339,21 @@ pub(crate) struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokensAction {
-    /// Create a read-only viewer token (or, with --ingest, a send-only token for OTLP exports
-    /// and the ingest API); prints the secret once.
+    /// Create a token for a person (a read-only viewer by default, or a manager or finops) or,
+    /// with --ingest, a send-only token for OTLP exports and the ingest API; prints the secret
+    /// once.
     Create {
-        /// A viewer's one team it may see [default: every team]; an ingest token's team for
-        /// usage that names none.
+        /// A viewer's or manager's one team it may see [default: every team; a manager needs
+        /// one]; an ingest token's team for usage that names none.
         #[arg(long)]
         team: Option<String>,
         /// Who it is for, e.g. "payments leads" or "otel collector".
         #[arg(long)]
         name: Option<String>,
+        /// What it may do: `viewer` reads; `manager` reads --team and confirms or dismisses
+        /// its people's findings; `finops` reads everything and manages budgets and keys.
+        #[arg(long, value_parser = ["viewer", "manager", "finops"], conflicts_with = "ingest")]
+        role: Option<String>,
         /// An ingest token: may only send usage (/otlp/v1/* and POST /api/v1/usage).
         #[arg(long)]
         ingest: bool,

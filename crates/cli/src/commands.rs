@@ -8,6 +8,7 @@ use goodhart_core::Nanos;
 use goodhart_core::agent_analytics::Tool;
 use goodhart_core::value::{By, Metric};
 use goodhart_server::app::AppError;
+use goodhart_server::app::access::Access;
 use goodhart_server::app::alerts::AlertJson;
 use goodhart_server::app::budgets::{BudgetView, NewBudget};
 use goodhart_server::app::findings::FindingsQuery;
@@ -725,10 +726,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         TokensAction::Create {
             team,
             name,
+            role,
             ingest,
             format,
         } => {
-            let role = ingest.then(|| "ingest".to_owned());
+            let role = if ingest { Some("ingest".to_owned()) } else { role };
             let (token, secret) = app
                 .create_token(NewViewer { name, team, role })
                 .await
@@ -746,9 +748,15 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                         "Exporters send it as `OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer <token>`.",
                     )
                 } else {
+                    let may = match view.role {
+                        "manager" => "reads and decides findings",
+                        "finops" => "reads, manages budgets and keys",
+                        _ => "read-only",
+                    };
                     (
                         format!(
-                            "viewer token {} (read-only, {})",
+                            "{} token {} ({may}, {})",
+                            view.role,
                             view.id,
                             team.map_or("every team".to_owned(), |t| format!("team {t}"))
                         ),
@@ -1100,7 +1108,10 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         FindingsAction::Confirm { id, note } => (id, goodhart_core::waste::FindingStatus::Confirmed, note),
         FindingsAction::Dismiss { id, note } => (id, goodhart_core::waste::FindingStatus::Dismissed, note),
     };
-    let finding = app.decide(&id, status, note.as_deref()).await.map_err(app_error)?;
+    let finding = app
+        .decide(&Access::Admin, &id, status, note.as_deref())
+        .await
+        .map_err(app_error)?;
     println!(
         "{} {}: {} wasted {} ({})",
         status.as_str(),

@@ -7,7 +7,9 @@ const page = document.getElementById("page");
 const charts = [];
 // Who signed in (`GET /api/v1/me`): the admin, or a viewer limited to `team` when it has one.
 let me = { role: "viewer" };
-const isAdmin = () => me.role === "admin";
+// What the signed-in role may do (`/api/v1/me`): read, spend (budgets, keys, bills), decide
+// (findings), administer (tokens and the rest).
+const may = (duty) => (me.may || []).includes(duty);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -260,7 +262,7 @@ function findingsTable(list, afterDecision) {
     { title: "evidence", cell: (f) => [f.evidence, sampledCalls(f)] },
     { title: "status", cell: (f) => el("span", { class: `status-${f.status}`, "data-testid": `status-${f.id}` }, f.status, f.note ? ` — ${f.note}` : "") },
   ];
-  if (isAdmin()) {
+  if (may("decide")) {
     columns.push({
       title: "",
       cell: (f) => [
@@ -660,7 +662,8 @@ function secretShown(testid, what, id, secret) {
 
 // Virtual keys for clients of the gateway, and viewer tokens for people who only read.
 async function keys(created = {}) {
-  const [list, viewers] = await Promise.all([api("/api/v1/keys"), api("/api/v1/tokens")]);
+  const administer = may("administer");
+  const [list, viewers] = await Promise.all([api("/api/v1/keys"), administer ? api("/api/v1/tokens") : { tokens: [] }]);
   const revoke = (what, path) => async () => {
     if (!window.confirm(`Revoke ${what}? It is refused from now on.`)) return;
     await api(path, { method: "POST" });
@@ -682,8 +685,18 @@ async function keys(created = {}) {
   );
   const tokenForm = createForm(
     "new-token",
-    [el("input", { name: "name", placeholder: "for whom" }), el("input", { name: "team", placeholder: "team (empty: every team)" })],
-    "Create viewer token",
+    [
+      el("input", { name: "name", placeholder: "for whom" }),
+      el("input", { name: "team", placeholder: "team (empty: every team)" }),
+      el(
+        "select",
+        { name: "role", "aria-label": "role" },
+        el("option", { value: "viewer" }, "viewer: reads"),
+        el("option", { value: "manager" }, "manager: reads the team, decides its findings"),
+        el("option", { value: "finops" }, "finops: reads all, manages budgets and keys")
+      ),
+    ],
+    "Create token",
     async (fields) => {
       const token = await api("/api/v1/tokens", { method: "POST", body: JSON.stringify(fields) });
       await keys({ token: secretShown("created-token", "Viewer token", token.id, token.token) });
@@ -713,14 +726,23 @@ async function keys(created = {}) {
       list.keys,
       "No keys yet."
     ),
-    el("h2", {}, "Viewer tokens"),
-    el("p", {}, "Read-only sign-in for this dashboard and the read API; a token limited to a team sees only that team."),
+    ...(administer ? tokensSection(tokenForm, created, viewers, revoke) : [])
+  );
+}
+
+// Tokens for people: viewers read, managers also decide their team's findings, finops also
+// manage budgets and keys; a token limited to a team sees only that team.
+function tokensSection(tokenForm, created, viewers, revoke) {
+  return [
+    el("h2", {}, "Tokens for people"),
+    el("p", {}, "Sign-in for this dashboard and the API: a viewer reads, a manager also confirms and dismisses the findings of the team's people, finops also manage budgets and keys. A token limited to a team sees only that team."),
     tokenForm,
     created.token ?? "",
     table(
       [
         { title: "id", cell: (t) => t.id },
         { title: "for", cell: (t) => t.name ?? "" },
+        { title: "role", cell: (t) => t.role },
         { title: "team", cell: (t) => t.team ?? "every team" },
         { title: "status", cell: (t) => el("span", { "data-testid": `token-status-${t.id}` }, t.status) },
         {
@@ -733,19 +755,19 @@ async function keys(created = {}) {
       ],
       viewers.tokens,
       "No viewer tokens yet."
-    )
-  );
+    ),
+  ];
 }
 
 // ---- routing and sign-in ---------------------------------------------------------------------
 
 const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), subject };
-const adminOnly = new Set(["keys", "reconciliation"]);
+const spendOnly = new Set(["keys", "reconciliation"]);
 
 async function render() {
   while (charts.length) charts.pop().destroy();
   const [path, query] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
-  const show = (!adminOnly.has(path) || isAdmin()) && routes[path] ? routes[path] : overview;
+  const show = (!spendOnly.has(path) || may("spend")) && routes[path] ? routes[path] : overview;
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${path}`);
   }
@@ -775,10 +797,9 @@ async function signIn() {
   }
   document.getElementById("sign-in").hidden = true;
   document.getElementById("nav").hidden = false;
-  for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !isAdmin();
-  document.getElementById("who").textContent = isAdmin()
-    ? "admin"
-    : `viewer${me.name ? ` (${me.name})` : ""} · ${me.team ? `team ${me.team}` : "every team"}`;
+  for (const link of document.querySelectorAll("nav a[data-spend]")) link.hidden = !may("spend");
+  document.getElementById("who").textContent =
+    me.role === "admin" ? "admin" : `${me.role}${me.name ? ` (${me.name})` : ""} · ${me.team ? `team ${me.team}` : "every team"}`;
   render();
 }
 

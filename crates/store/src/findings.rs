@@ -24,6 +24,8 @@ goodhart_core::named_enum! {
     pub enum Decider {
         /// An admin, through the API or the CLI.
         Admin = "admin",
+        /// The manager of the finding's person's team.
+        Manager = "manager",
         /// A detection pass, because an admin had dismissed the same pattern earlier.
         Automatic = "automatic",
     }
@@ -79,17 +81,21 @@ pub trait FindingStore: Send + Sync {
     /// Findings that started in `[from, to)`, most wasteful first.
     async fn findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError>;
 
+    /// One finding by its id.
+    async fn finding(&self, id: &str) -> Result<Option<StoredFinding>, StoreError>;
+
     /// The decided (confirmed or dismissed) findings that started in `[from, to)`, oldest
     /// first: what a pass reviews its new findings against.
     async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError>;
 
-    /// Records an admin's decision (`confirmed` or `dismissed`, with an optional reason),
+    /// Records a person's decision (`confirmed` or `dismissed`, with an optional reason),
     /// replacing any earlier one; `None` when there is no such finding.
     async fn decide_finding(
         &self,
         id: &str,
         status: FindingStatus,
         note: Option<&str>,
+        by: Decider,
         at: Micros,
     ) -> Result<Option<StoredFinding>, StoreError>;
 }
@@ -173,7 +179,7 @@ pub(crate) fn select_one() -> String {
     format!("{COLUMNS} WHERE id = $1")
 }
 pub(crate) const DECIDE: &str =
-    "UPDATE waste_findings SET status = $1, decided_at = $2, note = $3, decided_by = 'admin' WHERE id = $4";
+    "UPDATE waste_findings SET status = $1, decided_at = $2, note = $3, decided_by = $4 WHERE id = $5";
 /// `$1` the pass's time, `$2` the note, `$3` the id.
 pub(crate) const AUTO_DISMISS: &str = "UPDATE waste_findings SET status = 'dismissed', decided_at = $1, note = $2, \
     decided_by = 'automatic' WHERE id = $3";

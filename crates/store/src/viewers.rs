@@ -16,6 +16,10 @@ goodhart_core::named_enum! {
         Viewer = "viewer",
         /// Send usage: OTLP exports and `POST /api/v1/usage`.
         Ingest = "ingest",
+        /// Read everything, and manage budgets and virtual keys.
+        Finops = "finops",
+        /// Read one team, and confirm or dismiss its people's findings.
+        Manager = "manager",
     }
 }
 

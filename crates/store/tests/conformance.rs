@@ -1679,7 +1679,13 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
     );
 
     let dismissed = store
-        .decide_finding("b", FindingStatus::Dismissed, Some("release crunch"), Micros(5))
+        .decide_finding(
+            "b",
+            FindingStatus::Dismissed,
+            Some("release crunch"),
+            Decider::Admin,
+            Micros(5),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1690,11 +1696,26 @@ async fn finding_passes_keep_decisions_and_withdraw_what_is_gone(db: &TestDataba
     assert_eq!(dismissed.decided_by, Some(Decider::Admin));
     assert_eq!(
         store
-            .decide_finding("nope", FindingStatus::Confirmed, None, Micros(5))
+            .decide_finding("nope", FindingStatus::Confirmed, None, Decider::Admin, Micros(5))
             .await
             .unwrap(),
         None
     );
+    assert_eq!(
+        store.finding("b").await.unwrap(),
+        Some(dismissed.clone()),
+        "read back by id"
+    );
+    assert_eq!(store.finding("nope").await.unwrap(), None);
+    // A manager's decision says so; the admin's, made again, takes it back.
+    for by in [Decider::Manager, Decider::Admin] {
+        let decided = store
+            .decide_finding("b", FindingStatus::Dismissed, Some("release crunch"), by, Micros(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(decided.decided_by, Some(by));
+    }
 
     // A later pass sees a grow, b again, and not c (nor b, were it undecided).
     let grown = finding("a", "2026-11-02T01:00:00Z", 900);
@@ -1757,7 +1778,13 @@ async fn passes_dismiss_only_new_findings_automatically_and_decisions_are_listed
         .await
         .unwrap();
     store
-        .decide_finding("monday", FindingStatus::Dismissed, Some("load test"), Micros(2))
+        .decide_finding(
+            "monday",
+            FindingStatus::Dismissed,
+            Some("load test"),
+            Decider::Admin,
+            Micros(2),
+        )
         .await
         .unwrap();
 
@@ -1864,7 +1891,7 @@ async fn passes_dismiss_only_new_findings_automatically_and_decisions_are_listed
 
     // An admin's word replaces the automatic one.
     let confirmed = store
-        .decide_finding("tuesday", FindingStatus::Confirmed, None, Micros(6))
+        .decide_finding("tuesday", FindingStatus::Confirmed, None, Decider::Admin, Micros(6))
         .await
         .unwrap()
         .unwrap();

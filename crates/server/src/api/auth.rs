@@ -1,6 +1,6 @@
 //! The token check in front of every route table but the public one: the request's token
-//! (`Authorization: Bearer …` or `x-api-key: …`) must be the admin's or a live token of the
-//! kind the table is for. Who it is goes to the handlers as an `Extension<Access>`.
+//! (`Authorization: Bearer …` or `x-api-key: …`) must be a live one whose role may do the
+//! table's [`Duty`]. Who it is goes to the handlers as an `Extension<Access>`.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -9,15 +9,7 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::state::ApiState;
-use crate::app::access::Access;
-
-/// Which route table a request reached, and so which tokens besides the admin's it accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Admin,
-    Viewer,
-    Ingest,
-}
+use crate::app::access::{Access, Duty};
 
 /// The token a request presents: `Authorization: Bearer …` or `x-api-key: …`.
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -31,30 +23,39 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-/// Lets a request through with the admin token or a live token of the table's kind; records
-/// who it is from.
+/// Lets a request through when its token's role may do the table's duty; records who it is
+/// from.
 pub async fn authenticate(
-    State((state, table)): State<(ApiState, Table)>,
+    State((state, duty)): State<(ApiState, Duty)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = presented_token(request.headers()).ok_or(ApiError::Unauthorized)?;
     let access = state.app.authenticate(token).await?;
-    match (&access, table) {
-        (Access::Admin, _) | (Access::Viewer { .. }, Table::Viewer) | (Access::Ingest { .. }, Table::Ingest) => {}
-        (Access::Viewer { .. }, _) => {
-            return Err(ApiError::Forbidden(
-                "a viewer token may only read; this needs the admin token".into(),
-            ));
-        }
-        (Access::Ingest { .. }, _) => {
-            return Err(ApiError::Forbidden(
-                "an ingest token may only send usage (/otlp/v1/* and POST /api/v1/usage)".into(),
-            ));
-        }
+    if !access.may(duty) {
+        return Err(ApiError::Forbidden(refusal(&access, duty)));
     }
     request.extensions_mut().insert(access);
     Ok(next.run(request).await)
+}
+
+/// Why `access` may not do `duty`, and who may.
+fn refusal(access: &Access, duty: Duty) -> String {
+    let who = match duty {
+        Duty::Read => "a viewer, manager, finops or admin token",
+        Duty::Ingest => "an ingest or admin token",
+        Duty::Spend => "a finops or admin token",
+        Duty::Decide => "a manager or admin token",
+        Duty::Administer => "the admin token",
+    };
+    let role = access.role();
+    match access {
+        Access::Ingest { .. } => {
+            format!("an ingest token may only send usage (/otlp/v1/* and POST /api/v1/usage); this needs {who}")
+        }
+        Access::Viewer { .. } => format!("a viewer token may only read; this needs {who}"),
+        _ => format!("a {role} token may not do this; it needs {who}"),
+    }
 }
 
 #[cfg(test)]

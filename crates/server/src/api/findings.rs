@@ -1,5 +1,5 @@
-//! Waste findings: `GET /api/v1/findings`, `POST /api/v1/findings/detect` and the admin's
-//! decisions, `POST /api/v1/findings/{id}/confirm|dismiss` with an optional `{"note": "…"}`.
+//! Waste findings: `GET /api/v1/findings`, `POST /api/v1/findings/detect` and people's
+//! decisions (the admin's, or a manager's for the team), `POST /api/v1/findings/{id}/confirm|dismiss` with an optional `{"note": "…"}`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -45,6 +45,7 @@ struct Decision {
 
 async fn decide(
     state: &ApiState,
+    access: &Access,
     id: &str,
     status: FindingStatus,
     body: &Bytes,
@@ -54,27 +55,31 @@ async fn decide(
     } else {
         deserialize_body(body)?
     };
-    Ok(Json(state.app.decide(id, status, decision.note.as_deref()).await?))
+    Ok(Json(
+        state.app.decide(access, id, status, decision.note.as_deref()).await?,
+    ))
 }
 
 /// `POST /api/v1/findings/{id}/confirm`.
 pub async fn post_confirm(
     State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes).await?;
-    decide(&state, &id, FindingStatus::Confirmed, &body).await
+    decide(&state, &access, &id, FindingStatus::Confirmed, &body).await
 }
 
 /// `POST /api/v1/findings/{id}/dismiss`: the finding stops counting as waste.
 pub async fn post_dismiss(
     State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes).await?;
-    decide(&state, &id, FindingStatus::Dismissed, &body).await
+    decide(&state, &access, &id, FindingStatus::Dismissed, &body).await
 }

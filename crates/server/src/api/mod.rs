@@ -3,10 +3,14 @@
 //! types, call [`App`](crate::app::App), encode the answer.
 //!
 //! Authentication is default-deny. Only [`PUBLIC_ROUTES`] skip the token check; each other
-//! table lets in the admin token plus the one kind of token it is for: viewer tokens reach the
-//! reads in [`VIEWER_ROUTES`], ingest tokens the senders of usage in [`INGEST_ROUTES`], and
-//! everything else is the admin's alone. The tables are the policy: adding a route to one is
-//! deciding who may call it.
+//! table serves one [`Duty`], and lets in the roles that may do it ([`Access::may`]): the
+//! reads in [`READ_ROUTES`] (every role but ingest, limited to a team where the role is), the
+//! senders of usage in [`INGEST_ROUTES`], budgets, keys and bills in [`SPEND_ROUTES`] (finops),
+//! finding decisions in [`DECISION_ROUTES`] (managers, for their team's findings), and
+//! everything else in [`ADMIN_ROUTES`], the admin's alone. The tables are the policy: adding a
+//! route to one is deciding who may call it.
+//!
+//! [`Access::may`]: crate::app::access::Access::may
 
 pub mod alerts;
 pub mod auth;
@@ -35,9 +39,10 @@ use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use auth::Table;
 use error::{ApiError, LoggedError};
 pub use state::ApiState;
+
+use crate::app::access::Duty;
 
 /// A route table: the paths it serves as a constant (documented and tested against the
 /// OpenAPI document) and a function building its router, from one list.
@@ -67,8 +72,8 @@ route_table! {
 }
 
 route_table! {
-    /// What a viewer token may GET (besides the admin): the read API the dashboard shows.
-    VIEWER_ROUTES, viewer_routes {
+    /// The read API the dashboard shows.
+    READ_ROUTES, read_routes {
         "/api/v1/me" => get(viewers::me),
         "/api/v1/usage/summary" => get(reports::get_summary),
         "/api/v1/reports/roi" => get(reports::get_roi),
@@ -82,7 +87,7 @@ route_table! {
 }
 
 route_table! {
-    /// What an ingest token may POST to (besides the admin): the OTLP receiver and the ingest API.
+    /// The OTLP receiver and the ingest API.
     INGEST_ROUTES, ingest_routes {
         "/otlp/v1/logs" => post(otlp::post_logs),
         "/otlp/v1/metrics" => post(otlp::post_metrics),
@@ -92,8 +97,8 @@ route_table! {
 }
 
 route_table! {
-    /// The admin's alone.
-    ADMIN_ROUTES, admin_routes {
+    /// Spend control: budgets, virtual keys and the providers' bills.
+    SPEND_ROUTES, spend_routes {
         "/api/v1/reconciliation" => get(reports::get_reconciliation),
         "/api/v1/reports/reconciliation" => get(reports::get_bill_reconciliation),
         "/api/v1/keys" => get(keys::list_keys).post(keys::post_key),
@@ -101,10 +106,22 @@ route_table! {
         "/api/v1/keys/{id}/rotate" => post(keys::rotate_key),
         "/api/v1/budgets" => post(budgets::post_budget),
         "/api/v1/budgets/{id}" => axum::routing::delete(budgets::delete_budget),
-        "/api/v1/outcomes" => post(hooks::post_outcomes),
-        "/api/v1/findings/detect" => post(findings::post_detect),
+    }
+}
+
+route_table! {
+    /// Decisions on findings (a manager's only for the findings of the team's people).
+    DECISION_ROUTES, decision_routes {
         "/api/v1/findings/{id}/confirm" => post(findings::post_confirm),
         "/api/v1/findings/{id}/dismiss" => post(findings::post_dismiss),
+    }
+}
+
+route_table! {
+    /// The admin's alone.
+    ADMIN_ROUTES, admin_routes {
+        "/api/v1/outcomes" => post(hooks::post_outcomes),
+        "/api/v1/findings/detect" => post(findings::post_detect),
         "/api/v1/github/logins" => get(hooks::list_logins).post(hooks::post_login),
         "/api/v1/tokens" => get(viewers::list).post(viewers::create),
         "/api/v1/tokens/{id}/revoke" => post(viewers::revoke),
@@ -113,16 +130,18 @@ route_table! {
 
 /// The whole HTTP surface: the API, the dashboard and (when the app has one) the gateway.
 pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
-    let guarded = |routes: Router<ApiState>, table: Table| {
+    let guarded = |routes: Router<ApiState>, duty: Duty| {
         routes.route_layer(middleware::from_fn_with_state(
-            (state.clone(), table),
+            (state.clone(), duty),
             auth::authenticate,
         ))
     };
     let api = public_routes()
-        .merge(guarded(viewer_routes(), Table::Viewer))
-        .merge(guarded(ingest_routes(), Table::Ingest))
-        .merge(guarded(admin_routes(), Table::Admin));
+        .merge(guarded(read_routes(), Duty::Read))
+        .merge(guarded(ingest_routes(), Duty::Ingest))
+        .merge(guarded(spend_routes(), Duty::Spend))
+        .merge(guarded(decision_routes(), Duty::Decide))
+        .merge(guarded(admin_routes(), Duty::Administer));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.
     let gateway = state.app.gateway().map(goodhart_gateway::Gateway::router);
@@ -206,11 +225,18 @@ mod tests {
             .map(String::as_str)
             .filter(|path| !path.starts_with("/v1/") && !["/", "/metrics"].contains(path))
             .collect();
-        let served: BTreeSet<&str> = [PUBLIC_ROUTES, VIEWER_ROUTES, INGEST_ROUTES, ADMIN_ROUTES]
-            .concat()
-            .into_iter()
-            .filter(|path| !path.starts_with("/dashboard/"))
-            .collect();
+        let served: BTreeSet<&str> = [
+            PUBLIC_ROUTES,
+            READ_ROUTES,
+            INGEST_ROUTES,
+            SPEND_ROUTES,
+            DECISION_ROUTES,
+            ADMIN_ROUTES,
+        ]
+        .concat()
+        .into_iter()
+        .filter(|path| !path.starts_with("/dashboard/"))
+        .collect();
         assert_eq!(documented, served);
     }
 }

@@ -37,13 +37,20 @@ pub async fn revoke(State(state): State<ApiState>, Path(id): Path<String>) -> Re
     Ok(Json(ViewerView::of(&token, None)))
 }
 
-/// `GET /api/v1/me`: `{"role": "admin"}` or `{"role": "viewer", "id", "name", "team"}`.
+/// `GET /api/v1/me`: the caller's role, what it may do, and (for a token) its id, name and team.
 pub async fn me(Extension(access): Extension<Access>) -> Json<serde_json::Value> {
-    Json(match access {
-        Access::Admin => serde_json::json!({ "role": "admin" }),
-        Access::Viewer { id, name, team } => {
-            serde_json::json!({ "role": "viewer", "id": id, "name": name, "team": team })
+    let mut me = serde_json::json!({ "role": access.role(), "may": access.duties() });
+    let (id, name) = match &access {
+        Access::Admin => (None, None),
+        Access::Ingest { id, .. } => (Some(id), None),
+        Access::Viewer { id, name, .. } | Access::Finops { id, name } | Access::Manager { id, name, .. } => {
+            (Some(id), name.as_ref())
         }
-        Access::Ingest { id, team } => serde_json::json!({ "role": "ingest", "id": id, "team": team }),
-    })
+    };
+    if let Some(id) = id {
+        me["id"] = id.as_str().into();
+        me["name"] = name.map(String::as_str).into();
+        me["team"] = access.team().into();
+    }
+    Json(me)
 }

@@ -1,6 +1,8 @@
-//! Who a request is from: the admin, a read-only viewer (optionally limited to one team) or a
-//! send-only ingest token. What each may reach is the API's route table
-//! ([`crate::api`]); this module only says who presented a token.
+//! Who a request is from, and so what it may do: the admin (everything), a finops token
+//! (reads everything; manages budgets and virtual keys), a team's manager (reads the team;
+//! decides its people's findings), a read-only viewer (optionally limited to one team) or a
+//! send-only ingest token. Which routes each role reaches is the API's route tables
+//! ([`crate::api`]), each naming the [`Duty`] it serves.
 
 use goodhart_store::viewers::TokenRole;
 
@@ -23,15 +25,82 @@ pub enum Access {
         /// The team of usage that names none.
         team: Option<String>,
     },
+    /// Finance and platform: every team's numbers, budgets and virtual keys; no finding
+    /// decisions, no tokens.
+    Finops {
+        id: String,
+        name: Option<String>,
+    },
+    /// A team's manager: the team's numbers, and decisions on its people's findings.
+    Manager {
+        id: String,
+        name: Option<String>,
+        team: String,
+    },
+}
+
+/// What a route does, and so who may call it: each route table of the API serves one duty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Read numbers, findings, budgets and alerts (limited to a team where the caller is).
+    Read,
+    /// Send usage.
+    Ingest,
+    /// Create and delete budgets; create, rotate and revoke virtual keys; read the bills.
+    Spend,
+    /// Confirm or dismiss findings.
+    Decide,
+    /// Everything else: tokens, outcomes, logins, detection passes.
+    Administer,
 }
 
 impl Access {
-    /// The team the request is limited to (a viewer's) or speaks for (an ingest token's).
+    /// The team the request is limited to (a viewer's or manager's) or speaks for (an ingest
+    /// token's).
     pub fn team(&self) -> Option<&str> {
         match self {
             Access::Viewer { team, .. } | Access::Ingest { team, .. } => team.as_deref(),
-            Access::Admin => None,
+            Access::Manager { team, .. } => Some(team),
+            Access::Admin | Access::Finops { .. } => None,
         }
+    }
+
+    /// The role's name, as `/api/v1/me` and the tokens API say it.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Access::Admin => "admin",
+            Access::Viewer { .. } => "viewer",
+            Access::Ingest { .. } => "ingest",
+            Access::Finops { .. } => "finops",
+            Access::Manager { .. } => "manager",
+        }
+    }
+
+    /// Whether the role may do `duty` at all (what it reaches within it may still be limited to
+    /// its team).
+    pub fn may(&self, duty: Duty) -> bool {
+        match self {
+            Access::Admin => true,
+            Access::Viewer { .. } => duty == Duty::Read,
+            Access::Ingest { .. } => duty == Duty::Ingest,
+            Access::Finops { .. } => matches!(duty, Duty::Read | Duty::Spend),
+            Access::Manager { .. } => matches!(duty, Duty::Read | Duty::Decide),
+        }
+    }
+
+    /// The duties the role may do, for `/api/v1/me` (the dashboard shows what they allow).
+    pub fn duties(&self) -> Vec<&'static str> {
+        [
+            (Duty::Read, "read"),
+            (Duty::Ingest, "ingest"),
+            (Duty::Spend, "spend"),
+            (Duty::Decide, "decide"),
+            (Duty::Administer, "administer"),
+        ]
+        .into_iter()
+        .filter(|(duty, _)| self.may(*duty))
+        .map(|(_, name)| name)
+        .collect()
     }
 }
 
@@ -57,6 +126,16 @@ impl App {
             TokenRole::Ingest => Access::Ingest {
                 id: token.id,
                 team: token.team,
+            },
+            TokenRole::Finops => Access::Finops {
+                id: token.id,
+                name: token.name,
+            },
+            // A manager token is created with its team; one stored without is refused.
+            TokenRole::Manager => Access::Manager {
+                id: token.id,
+                name: token.name,
+                team: token.team.ok_or(AppError::Unauthorized)?,
             },
         })
     }

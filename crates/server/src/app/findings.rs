@@ -37,6 +37,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::access::Access;
 use super::json::usd_number;
 use super::query::Window;
 use super::scope::TeamView;
@@ -342,11 +343,12 @@ async fn findings_document(
 /// Longest reason an admin can give.
 const MAX_NOTE_CHARS: usize = 2_000;
 
+/// A decision on finding `id` by `by`; where the decider is limited to a team (`view`), a
+/// finding about anyone else answers as if it did not exist.
 async fn decide(
     store: &dyn Store,
-    id: &str,
-    status: FindingStatus,
-    note: Option<&str>,
+    (id, status, note): (&str, FindingStatus, Option<&str>),
+    (by, view): (Decider, Option<&TeamView>),
     now: Micros,
 ) -> Result<FindingJson, AppError> {
     if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
@@ -355,10 +357,17 @@ async fn decide(
             format!("must be at most {MAX_NOTE_CHARS} characters"),
         ));
     }
+    let not_found = || AppError::not_found(format!("finding {id}"));
+    if let Some(view) = view {
+        let stored = store.finding(id).await?.ok_or_else(not_found)?;
+        if !view.sees_user(&stored.finding.user) {
+            return Err(not_found());
+        }
+    }
     let stored = store
-        .decide_finding(id, status, note.filter(|n| !n.trim().is_empty()), now)
+        .decide_finding(id, status, note.filter(|n| !n.trim().is_empty()), by, now)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("finding {id}")))?;
+        .ok_or_else(not_found)?;
     Ok(FindingJson::from(&stored))
 }
 
@@ -431,9 +440,21 @@ impl App {
         findings_document(self.store(), query, view).await
     }
 
-    /// Records an admin's decision on a finding, with an optional note.
-    pub async fn decide(&self, id: &str, status: FindingStatus, note: Option<&str>) -> Result<FindingJson, AppError> {
-        decide(self.store(), id, status, note, self.now()).await
+    /// Records a person's decision on a finding, with an optional note: the admin's on any
+    /// finding, a manager's on those of the team's people.
+    pub async fn decide(
+        &self,
+        access: &Access,
+        id: &str,
+        status: FindingStatus,
+        note: Option<&str>,
+    ) -> Result<FindingJson, AppError> {
+        let by = match access {
+            Access::Manager { .. } => Decider::Manager,
+            _ => Decider::Admin,
+        };
+        let view = self.view_for(access).await?;
+        decide(self.store(), (id, status, note), (by, view.as_ref()), self.now()).await
     }
 
     /// The findings that count as waste in a window (every one not dismissed), for the

@@ -20,7 +20,9 @@ pub struct NewViewer {
     /// The one team it may see; every team when absent. For an ingest token: the team of the
     /// usage it sends that names none.
     pub team: Option<String>,
-    /// `viewer` (the default: reads) or `ingest` (sends usage: OTLP and the ingest API).
+    /// `viewer` (the default: reads), `ingest` (sends usage: OTLP and the ingest API),
+    /// `finops` (reads everything; manages budgets and keys) or `manager` (reads `team`;
+    /// confirms and dismisses its people's findings).
     pub role: Option<String>,
 }
 
@@ -64,18 +66,40 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
     };
     let role = match request.role.as_deref() {
         None => TokenRole::Viewer,
-        Some(text) => TokenRole::parse(text)
-            .ok_or_else(|| AppError::field("role", format!("field `role`: {text:?} is not `viewer` or `ingest`")))?,
+        Some(text) => TokenRole::parse(text).ok_or_else(|| {
+            AppError::field(
+                "role",
+                format!("field `role`: {text:?} is not `viewer`, `ingest`, `finops` or `manager`"),
+            )
+        })?,
     };
+    let team = label("team", request.team, false)?;
+    match (role, &team) {
+        (TokenRole::Manager, None) => {
+            return Err(AppError::field(
+                "team",
+                "field `team`: a manager token needs the team it manages",
+            ));
+        }
+        (TokenRole::Finops, Some(_)) => {
+            return Err(AppError::field(
+                "team",
+                "field `team`: a finops token sees every team (use a viewer or manager token for one)",
+            ));
+        }
+        _ => {}
+    }
     let prefix = match role {
         TokenRole::Viewer => "gh_view_",
         TokenRole::Ingest => "gh_ingest_",
+        TokenRole::Finops => "gh_finops_",
+        TokenRole::Manager => "gh_manager_",
     };
     let secret = format!("{prefix}{}", hex::encode(secret_bytes));
     let token = ViewerToken {
         id: format!("vt_{}", hex::encode(id_bytes)),
         name: label("name", request.name, false)?,
-        team: label("team", request.team, false)?,
+        team,
         role,
         created_at: now,
         revoked_at: None,

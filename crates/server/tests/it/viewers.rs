@@ -94,11 +94,11 @@ async fn viewers_read_but_never_administer() {
     let me = get(&server, &token, "/api/v1/me").await;
     assert_eq!(
         me,
-        json!({"role": "viewer", "id": created["id"], "name": "finance", "team": null})
+        json!({"role": "viewer", "may": ["read"], "id": created["id"], "name": "finance", "team": null})
     );
     assert_eq!(
         get(&server, crate::common::ADMIN, "/api/v1/me").await,
-        json!({"role": "admin"})
+        json!({"role": "admin", "may": ["read", "ingest", "spend", "decide", "administer"]})
     );
 
     for path in [
@@ -187,6 +187,140 @@ async fn viewers_read_but_never_administer() {
         .admin("POST", "/api/v1/tokens", r#"{"team": "payments", "role": "admin"}"#)
         .await;
     assert_eq!(bad.status, 400, "unknown fields are refused: {}", bad.text);
+}
+
+/// Every route that is not a read, with a body each accepts or refuses only after the role
+/// check: `{finding}` and `{budget}` stand for a finding's and a budget's id.
+const WRITES: [(&str, &str, &str); 13] = [
+    ("GET", "/api/v1/keys", ""),
+    ("POST", "/api/v1/keys", r#"{"user": "mallory"}"#),
+    ("GET", "/api/v1/reconciliation", ""),
+    (
+        "POST",
+        "/api/v1/budgets",
+        r#"{"scope": "user", "name": "mallory", "period": "day", "limit_usd": "1"}"#,
+    ),
+    ("DELETE", "/api/v1/budgets/{budget}", ""),
+    ("POST", "/api/v1/findings/{finding}/dismiss", "{}"),
+    ("GET", "/api/v1/tokens", ""),
+    ("POST", "/api/v1/tokens", "{}"),
+    ("POST", "/api/v1/findings/detect", ""),
+    ("POST", "/api/v1/usage", "[]"),
+    ("POST", "/api/v1/outcomes", "[]"),
+    ("GET", "/api/v1/github/logins", ""),
+    ("POST", "/api/v1/github/logins", "{}"),
+];
+
+/// The statuses `token` gets on [`WRITES`], by path, after substituting ids.
+async fn writes_as(server: &TestServer, token: &str, finding: &str, budget: &str) -> Vec<(String, u16)> {
+    let mut statuses = Vec::new();
+    for (method, path, body) in WRITES {
+        let path = path.replace("{finding}", finding).replace("{budget}", budget);
+        let reply = server.with_token(token, method, &path, body.to_owned()).await;
+        statuses.push((
+            format!("{method} {}", path.replace(finding, "F").replace(budget, "B")),
+            reply.status,
+        ));
+    }
+    statuses
+}
+
+/// Finops manage spend and read everything; a manager reads the team and decides its people's
+/// findings, and nothing of another team's; each is refused the rest, and nothing refused
+/// changes anything.
+#[tokio::test]
+async fn roles_reach_what_their_duty_allows_and_no_more() {
+    let server = organisation().await;
+    let finops = create_viewer(&server, json!({"name": "finance", "role": "finops"})).await;
+    let search = create_viewer(
+        &server,
+        json!({"name": "search lead", "role": "manager", "team": "search"}),
+    )
+    .await;
+    let payments = create_viewer(&server, json!({"role": "manager", "team": "payments"})).await;
+    let token = |created: &Value| created["token"].as_str().unwrap().to_owned();
+    let (finops, search, payments) = (token(&finops), token(&search), token(&payments));
+    assert!(finops.starts_with("gh_finops_") && search.starts_with("gh_manager_"));
+    assert_eq!(
+        get(&server, &finops, "/api/v1/me").await["may"],
+        json!(["read", "spend"])
+    );
+    let me = get(&server, &search, "/api/v1/me").await;
+    assert_eq!(
+        (&me["role"], &me["team"], &me["may"]),
+        (&json!("manager"), &json!("search"), &json!(["read", "decide"]))
+    );
+
+    for (body, field) in [
+        (json!({"role": "manager"}), "team"),
+        (json!({"role": "finops", "team": "search"}), "team"),
+        (json!({"role": "owner"}), "role"),
+    ] {
+        let reply = server.admin("POST", "/api/v1/tokens", body.to_string()).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert!(reply.text.contains(field), "{body}: {}", reply.text);
+    }
+
+    let finding = get(&server, crate::common::ADMIN, "/api/v1/findings").await["findings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let budget = get(&server, crate::common::ADMIN, "/api/v1/budgets").await["budgets"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The manager of another team: the finding (cy's, in search) is not theirs to see or decide.
+    let listed = get(&server, &payments, "/api/v1/findings").await;
+    assert_eq!(listed["findings"], json!([]), "{listed}");
+    let statuses = writes_as(&server, &payments, &finding, "no-such-budget").await;
+    let allowed: Vec<_> = statuses.iter().filter(|(_, status)| *status != 403).collect();
+    assert_eq!(
+        allowed,
+        [&("POST /api/v1/findings/F/dismiss".to_owned(), 404)],
+        "another team's finding answers as if it did not exist"
+    );
+
+    // Finops: spend routes only (the key, the budget made and the one deleted are real).
+    let statuses = writes_as(&server, &finops, &finding, &budget).await;
+    let expected: Vec<(String, u16)> = [
+        ("GET /api/v1/keys", 200),
+        ("POST /api/v1/keys", 201),
+        ("GET /api/v1/reconciliation", 200),
+        ("POST /api/v1/budgets", 201),
+        ("DELETE /api/v1/budgets/B", 204),
+        ("POST /api/v1/findings/F/dismiss", 403),
+        ("GET /api/v1/tokens", 403),
+        ("POST /api/v1/tokens", 403),
+        ("POST /api/v1/findings/detect", 403),
+        ("POST /api/v1/usage", 403),
+        ("POST /api/v1/outcomes", 403),
+        ("GET /api/v1/github/logins", 403),
+        ("POST /api/v1/github/logins", 403),
+    ]
+    .into_iter()
+    .map(|(route, status)| (route.to_owned(), status))
+    .collect();
+    assert_eq!(statuses, expected);
+    let findings = get(&server, crate::common::ADMIN, "/api/v1/findings").await;
+    assert_eq!(findings["findings"][0]["status"], "open", "finops decide nothing");
+
+    // The search manager: decides cy's finding, and is refused the rest.
+    let statuses = writes_as(&server, &search, &finding, "no-such-budget").await;
+    let allowed: Vec<_> = statuses.iter().filter(|(_, status)| *status != 403).collect();
+    assert_eq!(allowed, [&("POST /api/v1/findings/F/dismiss".to_owned(), 200)]);
+    let decided = get(&server, crate::common::ADMIN, "/api/v1/findings").await["findings"][0].clone();
+    assert_eq!(
+        (&decided["status"], &decided["decided_by"]),
+        (&json!("dismissed"), &json!("manager")),
+        "{decided}"
+    );
+    let summary = get(&server, &search, "/api/v1/usage/summary?group_by=team").await;
+    assert_eq!(
+        subjects(&summary["rows"], "team"),
+        ["search"],
+        "a manager reads the team only"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use goodhart_core::Micros;
 use goodhart_core::waste::{Call, Finding, FindingStatus};
 
 use crate::error::StoreError;
-use crate::findings::{self, FindingStore, PassOutcome, StoredFinding};
+use crate::findings::{self, Decider, FindingStore, PassOutcome, StoredFinding};
 
 use super::PostgresStore;
 
@@ -130,6 +130,16 @@ impl FindingStore for PostgresStore {
             .collect()
     }
 
+    async fn finding(&self, id: &str) -> Result<Option<StoredFinding>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(&findings::select_one(), &[&id])
+            .await?
+            .as_ref()
+            .map(read_finding)
+            .transpose()
+    }
+
     async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
         let client = self.pool.get().await?;
         client
@@ -145,21 +155,18 @@ impl FindingStore for PostgresStore {
         id: &str,
         status: FindingStatus,
         note: Option<&str>,
+        by: Decider,
         at: Micros,
     ) -> Result<Option<StoredFinding>, StoreError> {
         let client = self.pool.get().await?;
         if client
-            .execute(findings::DECIDE, &[&status.as_str(), &at.0, &note, &id])
+            .execute(findings::DECIDE, &[&status.as_str(), &at.0, &note, &by.as_str(), &id])
             .await?
             == 0
         {
             return Ok(None);
         }
-        client
-            .query_opt(&findings::select_one(), &[&id])
-            .await?
-            .as_ref()
-            .map(read_finding)
-            .transpose()
+        drop(client);
+        self.finding(id).await
     }
 }

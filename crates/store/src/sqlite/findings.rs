@@ -8,7 +8,7 @@ use goodhart_core::waste::{Call, Finding, FindingStatus};
 use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
-use crate::findings::{self, FindingStore, PassOutcome, StoredFinding};
+use crate::findings::{self, Decider, FindingStore, PassOutcome, StoredFinding};
 
 use super::SqliteStore;
 
@@ -138,6 +138,12 @@ impl FindingStore for SqliteStore {
             .await
     }
 
+    async fn finding(&self, id: &str) -> Result<Option<StoredFinding>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| Ok(query_findings(conn, &findings::select_one(), params![id])?.pop()))
+            .await
+    }
+
     async fn decided_findings(&self, from: Micros, to: Micros) -> Result<Vec<StoredFinding>, StoreError> {
         self.read(move |conn| query_findings(conn, &findings::select_decided(), params![from.0, to.0]))
             .await
@@ -148,12 +154,13 @@ impl FindingStore for SqliteStore {
         id: &str,
         status: FindingStatus,
         note: Option<&str>,
+        by: Decider,
         at: Micros,
     ) -> Result<Option<StoredFinding>, StoreError> {
         let (id, note) = (id.to_owned(), note.map(str::to_owned));
         self.write(move |w| {
             if w.conn
-                .execute(findings::DECIDE, params![status.as_str(), at.0, note, id])?
+                .execute(findings::DECIDE, params![status.as_str(), at.0, note, by.as_str(), id])?
                 == 0
             {
                 return Ok(None);
