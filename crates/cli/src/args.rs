@@ -351,9 +351,13 @@ pub(crate) enum TokensAction {
         #[arg(long)]
         name: Option<String>,
         /// What it may do: `viewer` reads; `manager` reads --team and confirms or dismisses
-        /// its people's findings; `finops` reads everything and manages budgets and keys.
-        #[arg(long, value_parser = ["viewer", "manager", "finops"], conflicts_with = "ingest")]
+        /// its people's findings; `finops` reads everything and manages budgets and keys;
+        /// `engineer` reads --user's own usage, findings and budgets.
+        #[arg(long, value_parser = ["viewer", "manager", "finops", "engineer"], conflicts_with = "ingest")]
         role: Option<String>,
+        /// The person an engineer's token is for.
+        #[arg(long)]
+        user: Option<String>,
         /// An ingest token: may only send usage (/otlp/v1/* and POST /api/v1/usage).
         #[arg(long)]
         ingest: bool,

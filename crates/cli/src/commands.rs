@@ -727,12 +727,13 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             team,
             name,
             role,
+            user,
             ingest,
             format,
         } => {
             let role = if ingest { Some("ingest".to_owned()) } else { role };
             let (token, secret) = app
-                .create_token(NewViewer { name, team, role })
+                .create_token(NewViewer { name, team, role, user })
                 .await
                 .map_err(app_error)?;
             let view = ViewerView::of(&token, Some(secret));
@@ -751,6 +752,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                     let may = match view.role {
                         "manager" => "reads and decides findings",
                         "finops" => "reads, manages budgets and keys",
+                        "engineer" => "reads their own",
                         _ => "read-only",
                     };
                     (
@@ -758,7 +760,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                             "{} token {} ({may}, {})",
                             view.role,
                             view.id,
-                            team.map_or("every team".to_owned(), |t| format!("team {t}"))
+                            match (&view.user, team) {
+                                (Some(user), _) => format!("user {user}"),
+                                (None, Some(team)) => format!("team {team}"),
+                                (None, None) => "every team".to_owned(),
+                            }
                         ),
                         "Sign in to the dashboard with it, or send it as `Authorization: Bearer <token>`.",
                     )

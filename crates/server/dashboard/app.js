@@ -799,7 +799,9 @@ async function signIn() {
   document.getElementById("nav").hidden = false;
   for (const link of document.querySelectorAll("nav a[data-spend]")) link.hidden = !may("spend");
   document.getElementById("who").textContent =
-    me.role === "admin" ? "admin" : `${me.role}${me.name ? ` (${me.name})` : ""} · ${me.team ? `team ${me.team}` : "every team"}`;
+    me.role === "admin"
+      ? "admin"
+      : `${me.role}${me.name ? ` (${me.name})` : ""} · ${me.user ? `user ${me.user}` : me.team ? `team ${me.team}` : "every team"}`;
   render();
 }
 

@@ -20,6 +20,8 @@ goodhart_core::named_enum! {
         Finops = "finops",
         /// Read one team, and confirm or dismiss its people's findings.
         Manager = "manager",
+        /// Read one person's own usage, findings and budgets.
+        Engineer = "engineer",
     }
 }
 
@@ -31,6 +33,8 @@ pub struct ViewerToken {
     /// A viewer's one team it may see (every team when absent); an ingest token's team for
     /// usage that names none.
     pub team: Option<String>,
+    /// The one person an engineer's token speaks for.
+    pub user: Option<String>,
     pub role: TokenRole,
     pub created_at: Micros,
     pub revoked_at: Option<Micros>,
@@ -47,23 +51,31 @@ pub trait ViewerStore: Send + Sync {
     async fn revoke_viewer(&self, id: &str, at: Micros) -> Result<bool, StoreError>;
 }
 
-pub(crate) const INSERT: &str =
-    "INSERT INTO viewer_tokens (id, token_hash, name, team, created_at, role) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const INSERT: &str = "INSERT INTO viewer_tokens (id, token_hash, name, team, created_at, role, user_name) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const SELECT_ALL: &str =
-    "SELECT id, name, team, created_at, revoked_at, role FROM viewer_tokens ORDER BY created_at DESC, id";
+    "SELECT id, name, team, created_at, revoked_at, role, user_name FROM viewer_tokens ORDER BY created_at DESC, id";
 pub(crate) const SELECT_BY_HASH: &str =
-    "SELECT id, name, team, created_at, revoked_at, role FROM viewer_tokens WHERE token_hash = $1";
+    "SELECT id, name, team, created_at, revoked_at, role, user_name FROM viewer_tokens WHERE token_hash = $1";
 pub(crate) const REVOKE: &str = "UPDATE viewer_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
 
 /// A row's columns in the order of the selects above.
-pub(crate) type Row = (String, Option<String>, Option<String>, i64, Option<i64>, String);
+pub(crate) type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+);
 
-pub(crate) fn token((id, name, team, created_at, revoked_at, role): Row) -> ViewerToken {
+pub(crate) fn token((id, name, team, created_at, revoked_at, role, user): Row) -> ViewerToken {
     ViewerToken {
         id,
         name,
         team,
-        // Only this code writes the column, with one of the two roles.
+        user,
+        // Only this code writes the column, with one of the roles.
         role: TokenRole::parse(&role).unwrap_or_default(),
         created_at: Micros(created_at),
         revoked_at: revoked_at.map(Micros),

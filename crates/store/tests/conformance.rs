@@ -1914,6 +1914,7 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
         id: "vt_1".into(),
         name: Some("payments managers".into()),
         team: Some("payments".into()),
+        user: None,
         role: TokenRole::Viewer,
         created_at: t0,
         revoked_at: None,
@@ -1922,12 +1923,28 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
         id: "vt_2".into(),
         name: None,
         team: None,
+        user: None,
         role: TokenRole::Ingest,
         created_at: Micros(t0.0 + 1),
         revoked_at: None,
     };
+    let ana = ViewerToken {
+        id: "vt_0".into(),
+        name: None,
+        team: None,
+        user: Some("ana".into()),
+        role: TokenRole::Engineer,
+        created_at: Micros(t0.0 - 1),
+        revoked_at: None,
+    };
     store.create_viewer(&payments, &hash_secret("secret-1")).await.unwrap();
     store.create_viewer(&everyone, &hash_secret("secret-2")).await.unwrap();
+    store.create_viewer(&ana, &hash_secret("secret-0")).await.unwrap();
+    assert_eq!(
+        store.viewer_by_hash(&hash_secret("secret-0")).await.unwrap(),
+        Some(ana),
+        "an engineer's token keeps its person"
+    );
     assert!(
         store.create_viewer(&payments, &hash_secret("secret-3")).await.is_err(),
         "ids are unique"
@@ -1938,7 +1955,7 @@ async fn viewer_tokens_are_found_by_hash_and_revoked(db: &TestDatabase) {
     );
     assert_eq!(store.viewer_by_hash(&hash_secret("nope")).await.unwrap(), None);
     let listed: Vec<String> = store.viewers().await.unwrap().into_iter().map(|t| t.id).collect();
-    assert_eq!(listed, ["vt_2", "vt_1"], "newest first");
+    assert_eq!(listed, ["vt_2", "vt_1", "vt_0"], "newest first");
 
     let revoked_at = Micros(t0.0 + 60);
     assert!(store.revoke_viewer("vt_1", revoked_at).await.unwrap());

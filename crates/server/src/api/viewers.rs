@@ -43,14 +43,18 @@ pub async fn me(Extension(access): Extension<Access>) -> Json<serde_json::Value>
     let (id, name) = match &access {
         Access::Admin => (None, None),
         Access::Ingest { id, .. } => (Some(id), None),
-        Access::Viewer { id, name, .. } | Access::Finops { id, name } | Access::Manager { id, name, .. } => {
-            (Some(id), name.as_ref())
-        }
+        Access::Viewer { id, name, .. }
+        | Access::Finops { id, name }
+        | Access::Manager { id, name, .. }
+        | Access::Engineer { id, name, .. } => (Some(id), name.as_ref()),
     };
     if let Some(id) = id {
         me["id"] = id.as_str().into();
         me["name"] = name.map(String::as_str).into();
         me["team"] = access.team().into();
+    }
+    if let Some(user) = access.user() {
+        me["user"] = user.into();
     }
     Json(me)
 }

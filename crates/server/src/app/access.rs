@@ -1,7 +1,7 @@
 //! Who a request is from, and so what it may do: the admin (everything), a finops token
 //! (reads everything; manages budgets and virtual keys), a team's manager (reads the team;
-//! decides its people's findings), a read-only viewer (optionally limited to one team) or a
-//! send-only ingest token. Which routes each role reaches is the API's route tables
+//! decides its people's findings), a read-only viewer (optionally limited to one team), an
+//! engineer (their own numbers) or a send-only ingest token. Which routes each role reaches is the API's route tables
 //! ([`crate::api`]), each naming the [`Duty`] it serves.
 
 use goodhart_store::viewers::TokenRole;
@@ -37,6 +37,12 @@ pub enum Access {
         name: Option<String>,
         team: String,
     },
+    /// An engineer: their own usage, findings and budgets.
+    Engineer {
+        id: String,
+        name: Option<String>,
+        user: String,
+    },
 }
 
 /// What a route does, and so who may call it: each route table of the API serves one duty.
@@ -61,7 +67,15 @@ impl Access {
         match self {
             Access::Viewer { team, .. } | Access::Ingest { team, .. } => team.as_deref(),
             Access::Manager { team, .. } => Some(team),
-            Access::Admin | Access::Finops { .. } => None,
+            Access::Admin | Access::Finops { .. } | Access::Engineer { .. } => None,
+        }
+    }
+
+    /// The one person the request speaks for and is limited to (an engineer's).
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Access::Engineer { user, .. } => Some(user),
+            _ => None,
         }
     }
 
@@ -73,6 +87,7 @@ impl Access {
             Access::Ingest { .. } => "ingest",
             Access::Finops { .. } => "finops",
             Access::Manager { .. } => "manager",
+            Access::Engineer { .. } => "engineer",
         }
     }
 
@@ -81,7 +96,7 @@ impl Access {
     pub fn may(&self, duty: Duty) -> bool {
         match self {
             Access::Admin => true,
-            Access::Viewer { .. } => duty == Duty::Read,
+            Access::Viewer { .. } | Access::Engineer { .. } => duty == Duty::Read,
             Access::Ingest { .. } => duty == Duty::Ingest,
             Access::Finops { .. } => matches!(duty, Duty::Read | Duty::Spend),
             Access::Manager { .. } => matches!(duty, Duty::Read | Duty::Decide),
@@ -131,11 +146,17 @@ impl App {
                 id: token.id,
                 name: token.name,
             },
-            // A manager token is created with its team; one stored without is refused.
+            // A manager token is created with its team, an engineer's with its person; one
+            // stored without is refused.
             TokenRole::Manager => Access::Manager {
                 id: token.id,
                 name: token.name,
                 team: token.team.ok_or(AppError::Unauthorized)?,
+            },
+            TokenRole::Engineer => Access::Engineer {
+                id: token.id,
+                name: token.name,
+                user: token.user.ok_or(AppError::Unauthorized)?,
             },
         })
     }

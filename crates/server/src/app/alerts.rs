@@ -6,7 +6,7 @@ use goodhart_store::StoredAlert;
 use serde::Serialize;
 
 use super::query::Window;
-use super::scope::TeamView;
+use super::scope::View;
 use super::{App, AppError};
 
 /// An alert as the API and the CLI show it.
@@ -42,7 +42,7 @@ impl From<&StoredAlert> for AlertJson {
 
 impl App {
     /// The alerts raised in `window` that `view` sees, newest first.
-    pub async fn alerts(&self, window: Window, view: Option<&TeamView>) -> Result<Vec<StoredAlert>, AppError> {
+    pub async fn alerts(&self, window: Window, view: Option<&View>) -> Result<Vec<StoredAlert>, AppError> {
         let Window { from, to } = window;
         let store = self.store();
         let mut alerts = store.alerts(from, to).await?;

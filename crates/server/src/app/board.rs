@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::json::usd_number;
-use super::scope::TeamView;
+use super::scope::View;
 use super::{App, AppError};
 
 /// The leaderboard's JSON (the CLI prints the same document).
@@ -112,7 +112,7 @@ pub fn scoped_board(
     activity: &[Activity],
     credits: &[Credit],
     waste: &[goodhart_core::waste::Finding],
-    view: Option<&TeamView>,
+    view: Option<&View>,
 ) -> Vec<Row> {
     let mut rows = board(query, activity, credits, waste);
     if let Some(view) = view {
@@ -126,7 +126,7 @@ pub fn scoped_board(
 
 impl App {
     /// The board for `query`; with a team view, the board of that team's people alone.
-    pub async fn leaderboard(&self, query: &BoardQuery, view: Option<&TeamView>) -> Result<BoardDocument, AppError> {
+    pub async fn leaderboard(&self, query: &BoardQuery, view: Option<&View>) -> Result<BoardDocument, AppError> {
         let (mut activity, mut credits) = self.activity_and_credits(query.from, query.to).await?;
         let mut waste = self.counted_waste(query.from, query.to).await?;
         if let Some(view) = view {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::json::usd_number;
-use super::scope::TeamView;
+use super::scope::View;
 use super::{App, AppError};
 
 /// `POST /api/v1/budgets`.
@@ -249,7 +249,7 @@ impl App {
     }
 
     /// The live budgets a view may see (a team view: those about its team), with where they stand.
-    pub async fn budgets(&self, team: Option<&TeamView>) -> Result<Vec<BudgetView>, AppError> {
+    pub async fn budgets(&self, team: Option<&View>) -> Result<Vec<BudgetView>, AppError> {
         let now = self.now();
         let mut views = Vec::new();
         for budget in self.visible_budgets(team).await? {
@@ -258,7 +258,7 @@ impl App {
         Ok(views)
     }
 
-    pub async fn budget(&self, id: &str, team: Option<&TeamView>) -> Result<BudgetView, AppError> {
+    pub async fn budget(&self, id: &str, team: Option<&View>) -> Result<BudgetView, AppError> {
         let budget = self
             .visible_budgets(team)
             .await?
@@ -277,7 +277,7 @@ impl App {
         Ok(())
     }
 
-    async fn visible_budgets(&self, team: Option<&TeamView>) -> Result<Vec<Budget>, AppError> {
+    async fn visible_budgets(&self, team: Option<&View>) -> Result<Vec<Budget>, AppError> {
         let mut budgets = self.store().budgets().await?;
         if let Some(team) = team {
             budgets.retain(|b| team.sees_budget(&b.scope));

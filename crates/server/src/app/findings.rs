@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use super::access::Access;
 use super::json::usd_number;
 use super::query::Window;
-use super::scope::TeamView;
+use super::scope::View;
 use super::{App, AppError};
 use crate::settings::WasteSettings;
 
@@ -305,7 +305,7 @@ pub struct Totals {
 async fn findings_document(
     store: &dyn Store,
     query: &FindingsQuery,
-    view: Option<&TeamView>,
+    view: Option<&View>,
 ) -> Result<FindingsDocument, AppError> {
     let Window { from, to } = query.window;
     let findings: Vec<FindingJson> = store
@@ -348,7 +348,7 @@ const MAX_NOTE_CHARS: usize = 2_000;
 async fn decide(
     store: &dyn Store,
     (id, status, note): (&str, FindingStatus, Option<&str>),
-    (by, view): (Decider, Option<&TeamView>),
+    (by, view): (Decider, Option<&View>),
     now: Micros,
 ) -> Result<FindingJson, AppError> {
     if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
@@ -436,7 +436,7 @@ impl App {
     }
 
     /// The stored findings of `query` that `view` sees.
-    pub async fn findings(&self, query: &FindingsQuery, view: Option<&TeamView>) -> Result<FindingsDocument, AppError> {
+    pub async fn findings(&self, query: &FindingsQuery, view: Option<&View>) -> Result<FindingsDocument, AppError> {
         findings_document(self.store(), query, view).await
     }
 

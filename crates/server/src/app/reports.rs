@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::json::{TotalsJson, usd_number};
 use super::query::Window;
-use super::scope::{self, TeamView};
+use super::scope::{self, View};
 use super::{App, AppError};
 
 /// The public JSON of a usage summary.
@@ -160,13 +160,13 @@ pub struct ReconciliationDocument {
 
 impl App {
     /// A usage summary, limited with a team view to the usage attributed to the team.
-    pub async fn summary(&self, query: &SummaryQuery, view: Option<&TeamView>) -> Result<SummaryDocument, AppError> {
+    pub async fn summary(&self, query: &SummaryQuery, view: Option<&View>) -> Result<SummaryDocument, AppError> {
         let rows = scope::usage_summary(self.store(), query, view).await?;
         Ok(summary_document(query, &rows))
     }
 
     /// The ROI report for the window; with a team view, the report of that team's people alone.
-    pub async fn roi(&self, window: Window, view: Option<&TeamView>) -> Result<RoiDocument, AppError> {
+    pub async fn roi(&self, window: Window, view: Option<&View>) -> Result<RoiDocument, AppError> {
         let Window { from, to } = window;
         let rules = &self.settings().outcomes.rules;
         let (mut activity, mut credits) = self.activity_and_credits(from, to).await?;
@@ -178,7 +178,7 @@ impl App {
         if let Some(view) = view {
             report
                 .teams
-                .retain(|row| row.team.as_deref() == Some(view.team.as_str()));
+                .retain(|row| row.team.as_deref().is_some_and(|team| view.is_team(team)));
         }
         Ok(RoiDocument {
             hours_saved_per_outcome: OutcomeKind::ALL

@@ -1,10 +1,13 @@
-//! What a viewer token limited to one team may see, applied by every read use case.
+//! What a caller limited to one team (a team's viewer or manager) or to one person (an
+//! engineer) may see, applied by every read use case.
 //!
 //! A team's people are those whose home team (the team they spent most with over the last
-//! year) it is; its agents likewise. A team viewer sees usage attributed to the team, the
+//! year) it is; its agents likewise. A team's view holds usage attributed to the team, the
 //! team's people on the value board and in the ROI report (as if the organisation were just
 //! them), their findings, and the budgets and alerts about the team, its people, agents and
-//! keys. Anything else answers as if it did not exist.
+//! keys. A person's view holds the usage attributed to them, their own row on the board,
+//! their findings, and the budgets and alerts about them and their keys. Anything else answers
+//! as if it did not exist.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,20 +26,27 @@ use super::{App, AppError};
 /// Membership is judged over this long before now.
 pub const MEMBERSHIP_WINDOW_MICROS: i64 = 365 * MICROS_PER_DAY;
 
-/// One team's people, agents and keys.
+/// Whose view it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeamView {
-    pub team: String,
+pub enum Viewer {
+    Team(String),
+    Person(String),
+}
+
+/// One team's (or one person's) people, agents and keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub of: Viewer,
     members: HashSet<String>,
     agents: HashSet<String>,
     keys: HashSet<String>,
 }
 
-impl TeamView {
-    pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<TeamView, AppError> {
+impl View {
+    pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<View, AppError> {
         let from = Micros(now.0.saturating_sub(MEMBERSHIP_WINDOW_MICROS));
-        Ok(TeamView {
-            team: team.to_owned(),
+        Ok(View {
+            of: Viewer::Team(team.to_owned()),
             members: homed_in(store, Dimension::User, team, from, now).await?,
             agents: homed_in(store, Dimension::Agent, team, from, now).await?,
             keys: store
@@ -49,6 +59,28 @@ impl TeamView {
         })
     }
 
+    /// One person's view: themselves and the keys made for them (no agents: an agent's page
+    /// shows everyone's use of it).
+    pub async fn of_person(store: &dyn Store, user: &str) -> Result<View, AppError> {
+        Ok(View {
+            of: Viewer::Person(user.to_owned()),
+            members: HashSet::from([user.to_owned()]),
+            agents: HashSet::new(),
+            keys: store
+                .keys()
+                .await?
+                .into_iter()
+                .filter(|k| k.scope.user == user)
+                .map(|k| k.id)
+                .collect(),
+        })
+    }
+
+    /// Whether the view is `team`'s own.
+    pub fn is_team(&self, team: &str) -> bool {
+        matches!(&self.of, Viewer::Team(own) if own == team)
+    }
+
     pub fn sees_user(&self, user: &str) -> bool {
         self.members.contains(user)
     }
@@ -56,7 +88,7 @@ impl TeamView {
     pub fn sees_subject(&self, by: By, name: &str) -> bool {
         match by {
             By::User => self.members.contains(name),
-            By::Team => self.team == name,
+            By::Team => self.is_team(name),
             By::Agent => self.agents.contains(name),
         }
     }
@@ -65,7 +97,7 @@ impl TeamView {
         match scope {
             BudgetScope::Key(id) => self.keys.contains(id),
             BudgetScope::User(user) => self.members.contains(user),
-            BudgetScope::Team(team) => *team == self.team,
+            BudgetScope::Team(team) => self.is_team(team),
             BudgetScope::Agent(agent) => self.agents.contains(agent),
             BudgetScope::Project(_) | BudgetScope::Org => false,
         }
@@ -138,39 +170,47 @@ async fn homed_in(
 }
 
 impl App {
-    /// The team view a request is limited to: none for the admin and for viewers of every team.
-    pub async fn view_for(&self, access: &Access) -> Result<Option<TeamView>, AppError> {
+    /// The view a request is limited to: an engineer's own, a team's for its viewers and
+    /// manager, none for the admin, finops and viewers of every team.
+    pub async fn view_for(&self, access: &Access) -> Result<Option<View>, AppError> {
+        if let Some(user) = access.user() {
+            return Ok(Some(View::of_person(self.store(), user).await?));
+        }
         match access.team() {
             None => Ok(None),
-            Some(team) => Ok(Some(TeamView::of(self.store(), team, self.now()).await?)),
+            Some(team) => Ok(Some(View::of(self.store(), team, self.now()).await?)),
         }
     }
 }
 
-/// A usage summary, limited to the usage attributed to the view's team.
+/// A usage summary, limited to the usage attributed to the view's team or person.
 pub async fn usage_summary(
     store: &dyn Store,
     query: &SummaryQuery,
-    view: Option<&TeamView>,
+    view: Option<&View>,
 ) -> Result<Vec<SummaryRow>, AppError> {
     let Some(view) = view else {
         return Ok(store.usage_summary(query).await?);
     };
+    let (dimension, name) = match &view.of {
+        Viewer::Team(team) => (Dimension::Team, team),
+        Viewer::Person(user) => (Dimension::User, user),
+    };
     let mut scoped = query.clone();
-    let team_at = match query.group_by.iter().position(|d| *d == Dimension::Team) {
+    let at = match query.group_by.iter().position(|d| *d == dimension) {
         Some(at) => at,
         None => {
-            scoped.group_by.push(Dimension::Team);
+            scoped.group_by.push(dimension);
             scoped.group_by.len() - 1
         }
     };
     let added = scoped.group_by.len() > query.group_by.len();
     let mut rows = store.usage_summary(&scoped).await?;
-    rows.retain(|row| row.key[team_at].as_deref() == Some(view.team.as_str()));
+    rows.retain(|row| row.key[at].as_deref() == Some(name.as_str()));
     if added {
-        // One team is left, so the rows stay distinct without its key.
+        // One team (or person) is left, so the rows stay distinct without its key.
         for row in &mut rows {
-            row.key.truncate(team_at);
+            row.key.truncate(at);
         }
     }
     Ok(rows)
@@ -181,9 +221,9 @@ mod tests {
     use super::*;
     use goodhart_core::Nanos;
 
-    fn view() -> TeamView {
-        TeamView {
-            team: "payments".into(),
+    fn view() -> View {
+        View {
+            of: Viewer::Team("payments".into()),
             members: HashSet::from(["ana".to_owned()]),
             agents: HashSet::from(["reviewer".to_owned()]),
             keys: HashSet::from(["gk_1".to_owned()]),

@@ -19,7 +19,7 @@ use super::board::{RowJson, scoped_board};
 use super::findings::{FindingJson, FindingsQuery};
 use super::json::{TotalsJson, usd_number};
 use super::query::Window;
-use super::scope::{self, TeamView};
+use super::scope::{self, View};
 use super::{App, AppError};
 
 /// The most days a subject page's daily series covers: ten years. Each day is a row of the
@@ -81,7 +81,7 @@ fn dimension(by: By) -> Dimension {
 /// The summary of `name`'s usage grouped by `second`, keyed by that dimension's value.
 async fn usage_by(
     app: &App,
-    view: Option<&TeamView>,
+    view: Option<&View>,
     (by, name): (By, &str),
     second: Dimension,
     window: Window,
@@ -118,7 +118,7 @@ impl App {
         by: By,
         name: &str,
         window: Window,
-        view: Option<&TeamView>,
+        view: Option<&View>,
     ) -> Result<SubjectDocument, AppError> {
         let not_found = || AppError::not_found(format!("{} {name}", by.as_str()));
         if view.is_some_and(|v| !v.sees_subject(by, name)) {
@@ -169,7 +169,7 @@ impl App {
 
         let findings = {
             let subject_view = match by {
-                By::Team => Some(TeamView::of(self.store(), name, self.now()).await?),
+                By::Team => Some(View::of(self.store(), name, self.now()).await?),
                 By::User | By::Agent => None,
             };
             let query = FindingsQuery {

@@ -21,9 +21,11 @@ pub struct NewViewer {
     /// usage it sends that names none.
     pub team: Option<String>,
     /// `viewer` (the default: reads), `ingest` (sends usage: OTLP and the ingest API),
-    /// `finops` (reads everything; manages budgets and keys) or `manager` (reads `team`;
-    /// confirms and dismisses its people's findings).
+    /// `finops` (reads everything; manages budgets and keys), `manager` (reads `team`;
+    /// confirms and dismisses its people's findings) or `engineer` (reads `user`'s own).
     pub role: Option<String>,
+    /// The person an engineer's token speaks for.
+    pub user: Option<String>,
 }
 
 /// A viewer token as the API shows it; `token` (the secret) only in the response that creates it.
@@ -34,6 +36,8 @@ pub struct ViewerView {
     pub token: Option<String>,
     pub name: Option<String>,
     pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     pub role: &'static str,
     pub status: &'static str,
     pub created_at: String,
@@ -47,6 +51,7 @@ impl ViewerView {
             token: secret,
             name: token.name.clone(),
             team: token.team.clone(),
+            user: token.user.clone(),
             role: token.role.as_str(),
             status: if token.revoked_at.is_some() {
                 "revoked"
@@ -69,37 +74,58 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
         Some(text) => TokenRole::parse(text).ok_or_else(|| {
             AppError::field(
                 "role",
-                format!("field `role`: {text:?} is not `viewer`, `ingest`, `finops` or `manager`"),
+                format!("field `role`: {text:?} is not `viewer`, `ingest`, `finops`, `manager` or `engineer`"),
             )
         })?,
     };
     let team = label("team", request.team, false)?;
-    match (role, &team) {
-        (TokenRole::Manager, None) => {
+    let user = label("user", request.user, false)?;
+    match (role, &team, &user) {
+        (TokenRole::Manager, None, _) => {
             return Err(AppError::field(
                 "team",
                 "field `team`: a manager token needs the team it manages",
             ));
         }
-        (TokenRole::Finops, Some(_)) => {
+        (TokenRole::Finops, Some(_), _) => {
             return Err(AppError::field(
                 "team",
                 "field `team`: a finops token sees every team (use a viewer or manager token for one)",
             ));
         }
-        _ => {}
+        (TokenRole::Engineer, _, None) => {
+            return Err(AppError::field(
+                "user",
+                "field `user`: an engineer's token needs the person it is for",
+            ));
+        }
+        (TokenRole::Engineer, Some(_), _) => {
+            return Err(AppError::field(
+                "team",
+                "field `team`: an engineer's token sees its person only",
+            ));
+        }
+        (TokenRole::Engineer, _, _) | (_, _, None) => {}
+        (_, _, Some(_)) => {
+            return Err(AppError::field(
+                "user",
+                "field `user`: only an engineer's token is for one person",
+            ));
+        }
     }
     let prefix = match role {
         TokenRole::Viewer => "gh_view_",
         TokenRole::Ingest => "gh_ingest_",
         TokenRole::Finops => "gh_finops_",
         TokenRole::Manager => "gh_manager_",
+        TokenRole::Engineer => "gh_engineer_",
     };
     let secret = format!("{prefix}{}", hex::encode(secret_bytes));
     let token = ViewerToken {
         id: format!("vt_{}", hex::encode(id_bytes)),
         name: label("name", request.name, false)?,
         team,
+        user,
         role,
         created_at: now,
         revoked_at: None,

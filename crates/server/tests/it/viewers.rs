@@ -323,6 +323,75 @@ async fn roles_reach_what_their_duty_allows_and_no_more() {
     );
 }
 
+/// An engineer's token reads their own usage, findings and budgets, and nothing of anyone
+/// else's; it changes nothing.
+#[tokio::test]
+async fn an_engineer_reads_their_own_and_nothing_else() {
+    let server = organisation().await;
+    for (body, field) in [
+        (json!({"role": "engineer"}), "user"),
+        (json!({"role": "engineer", "user": "ana", "team": "payments"}), "team"),
+        (json!({"role": "viewer", "user": "ana"}), "user"),
+    ] {
+        let reply = server.admin("POST", "/api/v1/tokens", body.to_string()).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert!(reply.text.contains(field), "{body}: {}", reply.text);
+    }
+    for user in ["ana", "ben"] {
+        server
+            .create_budget(json!({"scope": "user", "name": user, "period": "month", "limit_usd": "10"}))
+            .await;
+    }
+    let created = create_viewer(&server, json!({"role": "engineer", "user": "ana"})).await;
+    assert_eq!(created["user"], "ana");
+    let ana = created["token"].as_str().unwrap().to_owned();
+    assert!(ana.starts_with("gh_engineer_"));
+    let me = get(&server, &ana, "/api/v1/me").await;
+    assert_eq!(
+        (&me["role"], &me["user"], &me["may"]),
+        (&json!("engineer"), &json!("ana"), &json!(["read"]))
+    );
+
+    let summary = get(&server, &ana, "/api/v1/usage/summary?group_by=user").await;
+    assert_eq!(subjects(&summary["rows"], "user"), ["ana"]);
+    let by_team = get(&server, &ana, "/api/v1/usage/summary?group_by=team").await;
+    let admin_ana = get(&server, crate::common::ADMIN, "/api/v1/usage/summary?group_by=user").await["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user"] == "ana")
+        .unwrap()["cost_usd"]
+        .clone();
+    assert_eq!(
+        by_team["rows"][0]["cost_usd"], admin_ana,
+        "only ana's spend, whatever the grouping"
+    );
+    assert_eq!(
+        get(&server, &ana, "/api/v1/findings").await["findings"],
+        json!([]),
+        "cy's loop is not hers"
+    );
+    let budgets = get(&server, &ana, "/api/v1/budgets").await;
+    assert_eq!(subjects(&budgets["budgets"], "name"), ["ana"], "{budgets}");
+    let board = get(&server, &ana, "/api/v1/leaderboard?by=user&metric=value").await;
+    assert_eq!(subjects(&board["rows"], "subject"), ["ana"]);
+    assert_eq!(get(&server, &ana, "/api/v1/subjects/user/ana").await["name"], "ana");
+    for path in [
+        "/api/v1/subjects/user/cy",
+        "/api/v1/subjects/team/payments",
+        "/api/v1/subjects/agent/claude-code",
+    ] {
+        let reply = server.with_token(&ana, "GET", path, Bytes::new()).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text);
+    }
+    let finding = get(&server, crate::common::ADMIN, "/api/v1/findings").await["findings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let statuses = writes_as(&server, &ana, &finding, "no-such-budget").await;
+    assert!(statuses.iter().all(|(_, status)| *status == 403), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn a_team_viewer_sees_only_its_team() {
     let server = organisation().await;

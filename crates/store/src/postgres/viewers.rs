@@ -23,6 +23,7 @@ impl ViewerStore for PostgresStore {
                     &token.team,
                     &token.created_at.0,
                     &token.role.as_str(),
+                    &token.user,
                 ],
             )
             .await?;
@@ -48,5 +49,5 @@ impl ViewerStore for PostgresStore {
 }
 
 fn read_viewer(r: &tokio_postgres::Row) -> viewers::Row {
-    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))
 }

@@ -16,7 +16,15 @@ impl ViewerStore for SqliteStore {
         self.write(move |w| {
             w.conn.execute(
                 viewers::INSERT,
-                params![t.id, token_hash, t.name, t.team, t.created_at.0, t.role.as_str()],
+                params![
+                    t.id,
+                    token_hash,
+                    t.name,
+                    t.team,
+                    t.created_at.0,
+                    t.role.as_str(),
+                    t.user
+                ],
             )?;
             Ok(())
         })
@@ -52,5 +60,13 @@ impl ViewerStore for SqliteStore {
 }
 
 fn read_viewer(r: &rusqlite::Row<'_>) -> rusqlite::Result<viewers::Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
