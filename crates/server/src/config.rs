@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::agent_import::{AnalyticsSource, GITHUB_API};
 use crate::alerts::{AlertsConfig, RawAlerts};
 use crate::provider_import::{ReportApi, ReportSource};
-use crate::settings::{OutcomeSettings, ReconciliationSettings, Settings, WasteSettings};
+use crate::settings::{OutcomeSettings, ReconciliationSettings, SelfServiceSettings, Settings, WasteSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://goodhart.db";
@@ -58,6 +58,19 @@ pub struct RawConfig {
     /// The providers' bills: their scheduled import and how they are held against the meter.
     #[serde(default)]
     pub reconciliation: RawReconciliation,
+    /// What engineers may do for themselves.
+    #[serde(default)]
+    pub self_service: RawSelfService,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelfService {
+    pub keys: Option<bool>,
+    pub max_keys: Option<u32>,
+    pub max_key_days: Option<u32>,
+    pub max_requests_per_minute: Option<u64>,
+    pub max_tokens_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +241,7 @@ pub struct Config {
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
     pub reconciliation: ReconciliationSettings,
+    pub self_service: SelfServiceSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +312,7 @@ impl Config {
             outcomes: self.outcomes.clone(),
             waste: self.waste.clone(),
             reconciliation: self.reconciliation.clone(),
+            self_service: self.self_service.clone(),
             store_content: self.store_content,
         }
     }
@@ -340,6 +355,7 @@ impl Config {
         let outcomes = resolve_outcomes(file.outcomes, env)?;
         let waste = resolve_waste(file.waste)?;
         let reconciliation = resolve_reconciliation(file.reconciliation, env)?;
+        let self_service = resolve_self_service(file.self_service)?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
@@ -347,6 +363,7 @@ impl Config {
             outcomes,
             waste,
             reconciliation,
+            self_service,
             listen,
             database_url,
             gateway,
@@ -450,6 +467,33 @@ fn resolve_outcomes(raw: RawOutcomes, env: impl Fn(&str) -> Option<String>) -> R
         }
     }
     Ok(settings)
+}
+
+fn resolve_self_service(raw: RawSelfService) -> Result<SelfServiceSettings, ConfigError> {
+    let defaults = SelfServiceSettings::default();
+    let max_keys = raw.max_keys.unwrap_or(defaults.max_keys);
+    if !(1..=1000).contains(&max_keys) {
+        return Err(invalid("self_service.max_keys", "must be between 1 and 1000"));
+    }
+    let max_key_days = raw.max_key_days.unwrap_or(defaults.max_key_days);
+    if !(1..=3650).contains(&max_key_days) {
+        return Err(invalid("self_service.max_key_days", "must be between 1 and 3650"));
+    }
+    for (key, cap) in [
+        ("self_service.max_requests_per_minute", raw.max_requests_per_minute),
+        ("self_service.max_tokens_per_minute", raw.max_tokens_per_minute),
+    ] {
+        if cap == Some(0) || cap.is_some_and(|n| i64::try_from(n).is_err()) {
+            return Err(invalid(key, "must be at least 1 (leave it out for no cap)"));
+        }
+    }
+    Ok(SelfServiceSettings {
+        keys: raw.keys.unwrap_or(defaults.keys),
+        max_keys,
+        max_key_days,
+        max_requests_per_minute: raw.max_requests_per_minute,
+        max_tokens_per_minute: raw.max_tokens_per_minute,
+    })
 }
 
 fn resolve_waste(raw: RawWaste) -> Result<WasteSettings, ConfigError> {
@@ -747,6 +791,32 @@ mod tests {
         );
         let unknown = RawConfig::from_toml("[outcomes.kinds.custom]\nhours = 1").unwrap_err();
         assert_eq!(unknown.key, "outcomes.kinds.custom.hours");
+    }
+
+    #[test]
+    fn self_service_is_bounded_by_default_and_each_bad_value_is_named() {
+        let resolve = |toml: &str| Config::resolve(RawConfig::from_toml(toml).unwrap(), Overrides::default());
+        let config = resolve("").unwrap();
+        assert_eq!(config.self_service, SelfServiceSettings::default());
+        let custom =
+            resolve("[self_service]\nkeys = false\nmax_keys = 2\nmax_key_days = 7\nmax_requests_per_minute = 60")
+                .unwrap();
+        assert_eq!(
+            (
+                custom.self_service.keys,
+                custom.self_service.max_keys,
+                custom.self_service.max_key_days
+            ),
+            (false, 2, 7)
+        );
+        assert_eq!(custom.self_service.max_requests_per_minute, Some(60));
+        for (text, key) in [
+            ("max_keys = 0", "self_service.max_keys"),
+            ("max_key_days = 0", "self_service.max_key_days"),
+            ("max_tokens_per_minute = 0", "self_service.max_tokens_per_minute"),
+        ] {
+            assert_eq!(resolve(&format!("[self_service]\n{text}")).unwrap_err().key, key);
+        }
     }
 
     #[test]

@@ -100,12 +100,42 @@ impl Default for ReconciliationSettings {
     }
 }
 
+/// What people may do for themselves (the `[self_service]` configuration section): an
+/// engineer's own virtual keys, within the bounds the admin sets here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfServiceSettings {
+    /// Engineers may create and revoke their own keys.
+    pub keys: bool,
+    /// Active keys a person may hold at once (those made for them by an admin count too).
+    pub max_keys: u32,
+    /// The longest a key a person makes may live, in days; also its life when they ask none.
+    pub max_key_days: u32,
+    /// The most calls per minute a person's own key may allow; the key's limit when they ask
+    /// none (absent: no cap).
+    pub max_requests_per_minute: Option<u64>,
+    /// Likewise for tokens per minute.
+    pub max_tokens_per_minute: Option<u64>,
+}
+
+impl Default for SelfServiceSettings {
+    fn default() -> Self {
+        SelfServiceSettings {
+            keys: true,
+            max_keys: 5,
+            max_key_days: 90,
+            max_requests_per_minute: None,
+            max_tokens_per_minute: None,
+        }
+    }
+}
+
 /// What the application layer is configured with.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
     pub reconciliation: ReconciliationSettings,
+    pub self_service: SelfServiceSettings,
     /// Keep prompt and completion text of ingested usage (off: fingerprints only).
     pub store_content: bool,
 }

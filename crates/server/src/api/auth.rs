@@ -46,6 +46,7 @@ fn refusal(access: &Access, duty: Duty) -> String {
         Duty::Ingest => "an ingest or admin token",
         Duty::Spend => "a finops or admin token",
         Duty::Decide => "a manager or admin token",
+        Duty::OwnKeys => "a person's own token (an engineer's)",
         Duty::Administer => "the admin token",
     };
     let role = access.role();

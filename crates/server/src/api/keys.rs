@@ -1,14 +1,17 @@
-//! Virtual key administration: `GET/POST /api/v1/keys`, `POST /api/v1/keys/{id}/revoke|rotate`.
+//! Virtual key administration: `GET/POST /api/v1/keys`, `POST /api/v1/keys/{id}/revoke|rotate`;
+//! and a person's own: `GET/POST /api/v1/me/keys`, `POST /api/v1/me/keys/{id}/revoke`.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
+use crate::app::access::Access;
 use crate::app::keys::{KeyView, NewKey};
+use crate::app::own_keys::NewOwnKey;
 
 #[derive(Debug, Serialize)]
 pub struct KeysDocument {
@@ -48,4 +51,55 @@ pub async fn rotate_key(
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),
     ))
+}
+
+/// The person a request for one's own keys speaks for, if self-service is on.
+fn person<'a>(state: &ApiState, access: &'a Access) -> Result<&'a str, ApiError> {
+    let user = access.user().ok_or_else(|| {
+        ApiError::Forbidden(format!(
+            "a {} token is no one person's: /api/v1/me/keys serves an engineer's own token",
+            access.role()
+        ))
+    })?;
+    if !state.app.settings().self_service.keys {
+        return Err(ApiError::Forbidden(
+            "people may not make their own keys here ([self_service] keys = false); ask an admin".into(),
+        ));
+    }
+    Ok(user)
+}
+
+pub async fn list_own_keys(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<KeysDocument>, ApiError> {
+    let user = person(&state, &access)?;
+    let now = state.app.now();
+    let keys = state.app.own_keys(user).await?;
+    Ok(Json(KeysDocument {
+        keys: keys.iter().map(|k| KeyView::of(k, None, now)).collect(),
+    }))
+}
+
+pub async fn post_own_key(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+    JsonBody(request): JsonBody<NewOwnKey>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let user = person(&state, &access)?;
+    let (key, secret) = state.app.create_own_key(user, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyView::of(&key, Some(secret), state.app.now())),
+    ))
+}
+
+pub async fn revoke_own_key(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let user = person(&state, &access)?;
+    let key = state.app.revoke_own_key(user, &id).await?;
+    Ok(Json(KeyView::of(&key, None, state.app.now())))
 }

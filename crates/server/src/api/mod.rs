@@ -6,7 +6,8 @@
 //! table serves one [`Duty`], and lets in the roles that may do it ([`Access::may`]): the
 //! reads in [`READ_ROUTES`] (every role but ingest, limited to a team where the role is), the
 //! senders of usage in [`INGEST_ROUTES`], budgets, keys and bills in [`SPEND_ROUTES`] (finops),
-//! finding decisions in [`DECISION_ROUTES`] (managers, for their team's findings), and
+//! finding decisions in [`DECISION_ROUTES`] (managers, for their team's findings), a person's
+//! own keys in [`OWN_KEY_ROUTES`] (engineers, within `[self_service]`), and
 //! everything else in [`ADMIN_ROUTES`], the admin's alone. The tables are the policy: adding a
 //! route to one is deciding who may call it.
 //!
@@ -118,6 +119,14 @@ route_table! {
 }
 
 route_table! {
+    /// A person's own virtual keys.
+    OWN_KEY_ROUTES, own_key_routes {
+        "/api/v1/me/keys" => get(keys::list_own_keys).post(keys::post_own_key),
+        "/api/v1/me/keys/{id}/revoke" => post(keys::revoke_own_key),
+    }
+}
+
+route_table! {
     /// The admin's alone.
     ADMIN_ROUTES, admin_routes {
         "/api/v1/outcomes" => post(hooks::post_outcomes),
@@ -141,6 +150,7 @@ pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
         .merge(guarded(ingest_routes(), Duty::Ingest))
         .merge(guarded(spend_routes(), Duty::Spend))
         .merge(guarded(decision_routes(), Duty::Decide))
+        .merge(guarded(own_key_routes(), Duty::OwnKeys))
         .merge(guarded(admin_routes(), Duty::Administer));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.
@@ -231,6 +241,7 @@ mod tests {
             INGEST_ROUTES,
             SPEND_ROUTES,
             DECISION_ROUTES,
+            OWN_KEY_ROUTES,
             ADMIN_ROUTES,
         ]
         .concat()

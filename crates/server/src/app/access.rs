@@ -56,6 +56,8 @@ pub enum Duty {
     Spend,
     /// Confirm or dismiss findings.
     Decide,
+    /// Make and revoke one's own virtual keys (a person's: an engineer's).
+    OwnKeys,
     /// Everything else: tokens, outcomes, logins, detection passes.
     Administer,
 }
@@ -96,7 +98,8 @@ impl Access {
     pub fn may(&self, duty: Duty) -> bool {
         match self {
             Access::Admin => true,
-            Access::Viewer { .. } | Access::Engineer { .. } => duty == Duty::Read,
+            Access::Viewer { .. } => duty == Duty::Read,
+            Access::Engineer { .. } => matches!(duty, Duty::Read | Duty::OwnKeys),
             Access::Ingest { .. } => duty == Duty::Ingest,
             Access::Finops { .. } => matches!(duty, Duty::Read | Duty::Spend),
             Access::Manager { .. } => matches!(duty, Duty::Read | Duty::Decide),
@@ -110,6 +113,7 @@ impl Access {
             (Duty::Ingest, "ingest"),
             (Duty::Spend, "spend"),
             (Duty::Decide, "decide"),
+            (Duty::OwnKeys, "own_keys"),
             (Duty::Administer, "administer"),
         ]
         .into_iter()

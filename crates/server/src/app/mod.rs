@@ -14,6 +14,7 @@ pub mod findings;
 pub mod json;
 pub mod keys;
 pub mod outcomes;
+pub mod own_keys;
 pub mod query;
 pub mod reports;
 pub mod scope;

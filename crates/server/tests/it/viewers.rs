@@ -98,7 +98,7 @@ async fn viewers_read_but_never_administer() {
     );
     assert_eq!(
         get(&server, crate::common::ADMIN, "/api/v1/me").await,
-        json!({"role": "admin", "may": ["read", "ingest", "spend", "decide", "administer"]})
+        json!({"role": "admin", "may": ["read", "ingest", "spend", "decide", "own_keys", "administer"]})
     );
 
     for path in [
@@ -349,7 +349,7 @@ async fn an_engineer_reads_their_own_and_nothing_else() {
     let me = get(&server, &ana, "/api/v1/me").await;
     assert_eq!(
         (&me["role"], &me["user"], &me["may"]),
-        (&json!("engineer"), &json!("ana"), &json!(["read"]))
+        (&json!("engineer"), &json!("ana"), &json!(["read", "own_keys"]))
     );
 
     let summary = get(&server, &ana, "/api/v1/usage/summary?group_by=user").await;
@@ -390,6 +390,116 @@ async fn an_engineer_reads_their_own_and_nothing_else() {
         .to_owned();
     let statuses = writes_as(&server, &ana, &finding, "no-such-budget").await;
     assert!(statuses.iter().all(|(_, status)| *status == 403), "{statuses:?}");
+}
+
+/// An engineer makes and revokes their own keys within `[self_service]`: always theirs,
+/// never past the admin's bounds, never anyone else's; and the gateway meters a call with one
+/// to them.
+#[tokio::test]
+async fn an_engineer_makes_their_own_keys_within_the_bounds_set() {
+    let server = start_with(
+        TestDatabase::sqlite(),
+        "[self_service]\nmax_keys = 2\nmax_key_days = 30\nmax_requests_per_minute = 60\n",
+    )
+    .await;
+    let ana = create_viewer(&server, json!({"role": "engineer", "user": "ana"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (bens_key, _) = server.create_key(r#"{"user": "ben"}"#).await;
+    let own = |method: &'static str, path: &str, body: Value| {
+        let (server, ana, path) = (&server, ana.clone(), path.to_owned());
+        async move { server.with_token(&ana, method, &path, body.to_string()).await }
+    };
+
+    let made = own(
+        "POST",
+        "/api/v1/me/keys",
+        json!({"name": "laptop", "agent": "claude-code"}),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!((&made.json["user"], &made.json["team"]), (&json!("ana"), &Value::Null));
+    assert_eq!(made.json["requests_per_minute"], 60, "the cap is the default");
+    let expires = made.json["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let days = (expires - jiff::Timestamp::now()).get_seconds() / 86_400;
+    assert!(
+        (29..=30).contains(&days),
+        "the longest life is the default: {days} days"
+    );
+
+    for (body, field) in [
+        (json!({"expires_in": "31d"}), "expires_in"),
+        (json!({"requests_per_minute": 61}), "requests_per_minute"),
+        (json!({"user": "ben"}), "user"),
+        (json!({"team": "payments"}), "team"),
+    ] {
+        let refused = own("POST", "/api/v1/me/keys", body.clone()).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.text);
+        assert!(refused.text.contains(field), "{body}: {}", refused.text);
+    }
+    assert_eq!(own("POST", "/api/v1/me/keys", json!({})).await.status, 201);
+    let third = own("POST", "/api/v1/me/keys", json!({})).await;
+    assert_eq!(third.status, 409, "two active keys at most: {}", third.text);
+
+    let listed = own("GET", "/api/v1/me/keys", Value::Null).await;
+    let ids = subjects(&listed.json["keys"], "id");
+    assert_eq!(ids.len(), 2, "hers only: {}", listed.text);
+    assert!(!ids.contains(&bens_key));
+    let theft = own("POST", &format!("/api/v1/me/keys/{bens_key}/revoke"), Value::Null).await;
+    assert_eq!(theft.status, 404, "ben's key is not hers to see: {}", theft.text);
+    let id = made.json["id"].as_str().unwrap();
+    let revoked = own("POST", &format!("/api/v1/me/keys/{id}/revoke"), Value::Null).await;
+    assert_eq!(revoked.json["status"], "revoked", "{}", revoked.text);
+    let again = own("POST", "/api/v1/me/keys", json!({})).await;
+    assert_eq!(again.status, 201, "room again: {}", again.text);
+    let listed = own("GET", "/api/v1/me/keys", Value::Null).await;
+    assert!(
+        listed.json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("key").is_none()),
+        "no secrets listed"
+    );
+
+    // Her key is hers at the gateway.
+    let key = again.json["key"].as_str().unwrap();
+    let call = server
+        .with_token(
+            key,
+            "POST",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(call.status, 200, "{}", call.text);
+    server.flush().await;
+    let by_user = get(&server, &ana, "/api/v1/usage/summary?group_by=user").await;
+    assert_eq!(subjects(&by_user["rows"], "user"), ["ana"], "{by_user}");
+    assert_eq!(by_user["rows"][0]["requests"], 1);
+
+    // Nobody else has own keys, and the admin can turn self-service off.
+    let viewer = create_viewer(&server, json!({})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [viewer.as_str(), crate::common::ADMIN] {
+        let reply = server.with_token(token, "POST", "/api/v1/me/keys", "{}").await;
+        assert_eq!(reply.status, 403, "{}", reply.text);
+    }
+    let off = start_with(TestDatabase::sqlite(), "[self_service]\nkeys = false\n").await;
+    let token = create_viewer(&off, json!({"role": "engineer", "user": "ana"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = off.with_token(&token, "POST", "/api/v1/me/keys", "{}").await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+    assert!(reply.text.contains("self_service"), "{}", reply.text);
 }
 
 #[tokio::test]
