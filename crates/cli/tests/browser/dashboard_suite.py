@@ -403,6 +403,54 @@ def as_team_viewer(suite, token, team, admin_summary):
     suite.driver.get_log("browser")  # the outsider's 404 is expected: drain it
 
 
+def as_each_role(suite, team, user):
+    """Finops, a team's manager and an engineer each see what their role may do, and no more."""
+    def token(body):
+        return api("/api/v1/tokens", method="POST", body=body)["token"]
+
+    nav = lambda href: suite.driver.find_element(By.CSS_SELECTOR, f"nav a[href='#/{href}']")
+    decisions = "[data-testid^=confirm-], [data-testid^=dismiss-]"
+
+    finops = token({"role": "finops", "name": "finance"})
+    suite.sign_in(finops)
+    assert suite.testid("who").text == "finops (finance) · every team", suite.testid("who").text
+    assert nav("keys").is_displayed() and nav("reconciliation").is_displayed(), "finops manage keys and read bills"
+    suite.visit("keys")
+    suite.heading("Virtual keys")
+    suite.testid("new-key")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=new-token]"), "tokens are the admin's"
+    suite.visit("findings")
+    suite.heading("Waste findings")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, decisions), "finops decide no findings"
+    suite.shot("finops-findings")
+    suite.no_errors_logged("finops")
+
+    manager = token({"role": "manager", "team": team})
+    suite.sign_in(manager)
+    assert suite.testid("who").text == f"manager · team {team}", suite.testid("who").text
+    assert not nav("keys").is_displayed() and not nav("reconciliation").is_displayed()
+    theirs = api("/api/v1/findings?from=30d", manager)["findings"]
+    suite.visit("findings")
+    suite.heading("Waste findings")
+    if theirs:
+        suite.wait.until(lambda d: len(suite.rows()) == len(theirs))
+    else:
+        suite.wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#page p.empty")))
+    confirm = suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid^=confirm-]")
+    assert len(confirm) == len(theirs), f"a decision per finding of the team: {len(confirm)} of {len(theirs)}"
+    suite.shot("manager-findings")
+    suite.no_errors_logged("manager")
+
+    engineer = token({"role": "engineer", "user": user})
+    suite.sign_in(engineer)
+    assert suite.testid("who").text == f"engineer · user {user}", suite.testid("who").text
+    assert not nav("keys").is_displayed()
+    mine = overview(suite, engineer, "engineer-overview")
+    everyone = api("/api/v1/usage/summary?from=30d&group_by=user")["rows"]
+    assert mine["cost_usd"] == next(r["cost_usd"] for r in everyone if r["user"] == user), "their own spend only"
+    suite.no_errors_logged("engineer")
+
+
 def phone(suite):
     suite.sign_in(ADMIN)
     suite.driver.set_window_size(390, 844)
@@ -436,6 +484,7 @@ def main():
         reconciliation(suite)
         token = keys_and_tokens(suite, team)
         as_team_viewer(suite, token, team, admin_summary)
+        as_each_role(suite, team, burner["subject"])
         phone(suite)
     except (AssertionError, TimeoutException):
         suite.shot("failure")
