@@ -58,6 +58,25 @@ pub struct RawConfig {
     /// The providers' bills: their scheduled import and how they are held against the meter.
     #[serde(default)]
     pub reconciliation: RawReconciliation,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The server is behind a proxy that appends the client's address to `X-Forwarded-For`:
+    /// record that address instead of the proxy's (default false: a client could write any
+    /// address there).
+    pub trust_forwarded_for: Option<bool>,
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +247,7 @@ pub struct Config {
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
     pub reconciliation: ReconciliationSettings,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +376,9 @@ impl Config {
             request_timeout: Duration::from_secs(timeout),
             connections,
             prices: Arc::new(prices),
+            audit: AuditConfig {
+                trust_forwarded_for: file.audit.trust_forwarded_for.unwrap_or(false),
+            },
         })
     }
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use super::audit::Caller;
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
@@ -17,9 +18,10 @@ pub struct KeysDocument {
 
 pub async fn post_key(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     JsonBody(request): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let (key, secret) = state.app.create_key(request).await?;
+    let (key, secret) = state.app.create_key(&origin, request).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),
@@ -34,16 +36,21 @@ pub async fn list_keys(State(state): State<ApiState>) -> Result<Json<KeysDocumen
     }))
 }
 
-pub async fn revoke_key(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
-    let key = state.app.revoke_key(&id).await?;
+pub async fn revoke_key(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = state.app.revoke_key(&origin, &id).await?;
     Ok(Json(KeyView::of(&key, None, state.app.now())))
 }
 
 pub async fn rotate_key(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let (key, secret) = state.app.rotate_key(&id).await?;
+    let (key, secret) = state.app.rotate_key(&origin, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),

@@ -37,6 +37,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::audit::{Event, Origin};
 use super::json::usd_number;
 use super::query::Window;
 use super::scope::TeamView;
@@ -365,7 +366,22 @@ async fn decide(
 impl App {
     /// A detection pass over the whole UTC days covering `window`, recorded; its new
     /// high-confidence findings raise alerts where this process dispatches them, if it does.
-    pub async fn detect(&self, window: Window) -> Result<PassReport, AppError> {
+    pub async fn detect(&self, origin: &Origin, window: Window) -> Result<PassReport, AppError> {
+        let report = self.detection_pass(window).await?;
+        let event = Event::new("finding.detect").with(serde_json::json!({
+            "from": report.from,
+            "to": report.to,
+            "findings": report.findings,
+            "new": report.new,
+            "auto_dismissed": report.auto_dismissed,
+            "withdrawn": report.withdrawn,
+        }));
+        self.audit(origin, event).await?;
+        Ok(report)
+    }
+
+    /// A pass, as [`App::detect`] but not on anyone's behalf (scheduled detection).
+    async fn detection_pass(&self, window: Window) -> Result<PassReport, AppError> {
         let now = self.now();
         let settings = self.settings();
         let report = run_pass(
@@ -407,7 +423,7 @@ impl App {
                     from: Micros(now.0 - days_back * MICROS_PER_DAY),
                     to: now,
                 };
-                match app.detect(window).await {
+                match app.detection_pass(window).await {
                     Ok(report) => {
                         days_back = 1;
                         tracing::debug!(
@@ -432,8 +448,29 @@ impl App {
     }
 
     /// Records an admin's decision on a finding, with an optional note.
-    pub async fn decide(&self, id: &str, status: FindingStatus, note: Option<&str>) -> Result<FindingJson, AppError> {
-        decide(self.store(), id, status, note, self.now()).await
+    pub async fn decide(
+        &self,
+        origin: &Origin,
+        id: &str,
+        status: FindingStatus,
+        note: Option<&str>,
+    ) -> Result<FindingJson, AppError> {
+        let finding = decide(self.store(), id, status, note, self.now()).await?;
+        let action = match status {
+            FindingStatus::Confirmed => "finding.confirm",
+            FindingStatus::Dismissed => "finding.dismiss",
+            FindingStatus::Open => "finding.reopen",
+        };
+        let event = Event::new(action)
+            .on("finding", finding.id.clone())
+            .with(serde_json::json!({
+                "subject": finding.subject,
+                "detector": finding.detector,
+                "wasted_usd": finding.wasted_usd,
+                "note": note,
+            }));
+        self.audit(origin, event).await?;
+        Ok(finding)
     }
 
     /// The findings that count as waste in a window (every one not dismissed), for the

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod activity;
 pub mod alerts;
+pub mod audit;
 pub mod bills;
 pub mod board;
 pub mod budgets;
@@ -101,6 +102,8 @@ pub struct App {
     /// The admin token's hash, where this process takes API requests.
     admin_token: Option<TokenHash>,
     clock: Clock,
+    /// How many refused requests the audit log took this minute (see [`audit`]).
+    failure_bound: audit::SharedBound,
 }
 
 impl App {
@@ -113,6 +116,7 @@ impl App {
             alert_sink: None,
             admin_token: None,
             clock: Clock::System,
+            failure_bound: audit::SharedBound::default(),
         }
     }
 

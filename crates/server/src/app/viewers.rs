@@ -7,6 +7,7 @@ use goodhart_store::viewers::{TokenRole, ViewerToken};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Event, Origin};
 use super::keys::label;
 use super::tokens::hash_token;
 use super::{App, AppError};
@@ -100,10 +101,29 @@ async fn revoke_token(store: &dyn Store, id: &str, now: Micros) -> Result<Viewer
     find().await
 }
 
+/// A token action's audit event (`viewer_token.*` or `ingest_token.*`; never its secret).
+fn token_event(verb: &'static str, token: &ViewerToken) -> Event {
+    let action = match (token.role, verb) {
+        (TokenRole::Viewer, "create") => "viewer_token.create",
+        (TokenRole::Viewer, _) => "viewer_token.revoke",
+        (TokenRole::Ingest, "create") => "ingest_token.create",
+        (TokenRole::Ingest, _) => "ingest_token.revoke",
+    };
+    let kind = match token.role {
+        TokenRole::Viewer => "viewer_token",
+        TokenRole::Ingest => "ingest_token",
+    };
+    Event::new(action)
+        .on(kind, token.id.clone())
+        .with(serde_json::json!({ "name": token.name, "team": token.team, "role": token.role.as_str() }))
+}
+
 impl App {
     /// Validates and stores a new token; returns it with its secret (shown once).
-    pub async fn create_token(&self, request: NewViewer) -> Result<(ViewerToken, String), AppError> {
-        create_token(self.store(), request, self.now()).await
+    pub async fn create_token(&self, origin: &Origin, request: NewViewer) -> Result<(ViewerToken, String), AppError> {
+        let (token, secret) = create_token(self.store(), request, self.now()).await?;
+        self.audit(origin, token_event("create", &token)).await?;
+        Ok((token, secret))
     }
 
     pub async fn tokens(&self) -> Result<Vec<ViewerToken>, AppError> {
@@ -111,7 +131,9 @@ impl App {
     }
 
     /// Revokes a token; revoking a revoked token is a conflict, an unknown one is not found.
-    pub async fn revoke_token(&self, id: &str) -> Result<ViewerToken, AppError> {
-        revoke_token(self.store(), id, self.now()).await
+    pub async fn revoke_token(&self, origin: &Origin, id: &str) -> Result<ViewerToken, AppError> {
+        let token = revoke_token(self.store(), id, self.now()).await?;
+        self.audit(origin, token_event("revoke", &token)).await?;
+        Ok(token)
     }
 }

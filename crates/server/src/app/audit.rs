@@ -1,0 +1,573 @@
+//! The audit log: every admin action (keys, tokens, budgets, finding decisions and passes,
+//! login mappings, outcomes, repricing), every authentication failure and every refusal,
+//! stored append-only with who ([`Actor`]), from where ([`Origin`]), when, what and to what.
+//!
+//! **Where the write goes.** A use case writes its entry itself, right after its action
+//! succeeded, and fails with the store's error if the entry cannot be written: the API answers
+//! 500 and the CLI exits non-zero, so nobody is told "done" for an unaudited action. The two
+//! writes are not one transaction (that would take every store method a transaction handle);
+//! the window is a store that fails between two writes milliseconds apart, and then the error
+//! log line carries the whole entry. Writing the entry first would record actions that then
+//! fail validation or conflict — worse for an audit log than an entry missing with a logged
+//! error. Since the use case writes it, the API and the CLI record an action alike and once.
+//!
+//! **The failure bound.** Authentication failures and refusals are written at most
+//! [`FAILURES_PER_ADDRESS`] per client address and [`FAILURES_PER_MINUTE`] in all per clock
+//! minute; the rest are counted, and one `audit.suppressed` entry per address (with `count`
+//! and the failures and denials it stands for) is written when the minute is over. So a flood
+//! of bad tokens adds at most 20 + 1 rows per address per minute, and at most 1,000 entries
+//! and 1,001 summaries per minute in all (addresses past the first [`ADDRESSES_TRACKED`] of a
+//! minute share one summary without an address).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use goodhart_core::Micros;
+use goodhart_store::audit::{AuditEntry, AuditQuery, NewAuditEntry};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::access::Access;
+use super::{App, AppError};
+
+/// Refusals written per client address per minute; the rest go into its summary.
+pub const FAILURES_PER_ADDRESS: u32 = 20;
+/// Refusals written per minute from every address together.
+pub const FAILURES_PER_MINUTE: u32 = 1_000;
+/// Addresses counted apart per minute; the rest share one summary without an address.
+pub const ADDRESSES_TRACKED: usize = 1_000;
+/// The longest User-Agent kept (longer ones are cut at a character boundary).
+pub const USER_AGENT_CHARS: usize = 256;
+/// The most entries one read returns.
+pub const MAX_LIMIT: u32 = 1_000;
+pub const DEFAULT_LIMIT: u32 = 100;
+const MINUTE: i64 = 60_000_000;
+
+goodhart_core::named_enum! {
+    /// What kind of credential acted.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ActorKind {
+        AdminToken = "admin_token",
+        ViewerToken = "viewer_token",
+        IngestToken = "ingest_token",
+        /// A signed-in person (single sign-on; not yet).
+        User = "user",
+        /// The `goodhart` command line, working on the database directly.
+        Cli = "cli",
+        /// Nobody known: a token that matched nothing.
+        Anonymous = "anonymous",
+    }
+}
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub kind: ActorKind,
+    /// The token's id, the person's id, the operating-system user of the CLI.
+    pub id: Option<String>,
+    /// A token's name, a person's name or email.
+    pub name: Option<String>,
+}
+
+impl Actor {
+    /// The one place a request's caller becomes an audit actor.
+    pub fn of(access: &Access) -> Actor {
+        match access {
+            Access::Admin => Actor {
+                kind: ActorKind::AdminToken,
+                id: None,
+                name: None,
+            },
+            Access::Viewer { id, name, .. } => Actor {
+                kind: ActorKind::ViewerToken,
+                id: Some(id.clone()),
+                name: name.clone(),
+            },
+            Access::Ingest { id, .. } => Actor {
+                kind: ActorKind::IngestToken,
+                id: Some(id.clone()),
+                name: None,
+            },
+        }
+    }
+
+    pub fn anonymous() -> Actor {
+        Actor {
+            kind: ActorKind::Anonymous,
+            id: None,
+            name: None,
+        }
+    }
+
+    /// The command line, as the operating-system user running it (`$USER`, if set).
+    pub fn cli() -> Actor {
+        Actor {
+            kind: ActorKind::Cli,
+            id: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(|u| bounded(&u, 100)),
+            name: None,
+        }
+    }
+}
+
+/// Who, from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub actor: Actor,
+    /// The client's address: the connection's peer (or the trusted proxy's `X-Forwarded-For`).
+    pub address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    pub fn new(actor: Actor, address: Option<IpAddr>, user_agent: Option<&str>) -> Origin {
+        Origin {
+            actor,
+            address,
+            user_agent: user_agent.map(|ua| bounded(ua, USER_AGENT_CHARS)),
+        }
+    }
+
+    /// The command line on this machine.
+    pub fn cli() -> Origin {
+        Origin::new(
+            Actor::cli(),
+            None,
+            Some(concat!("goodhart-cli/", env!("CARGO_PKG_VERSION"))),
+        )
+    }
+}
+
+fn bounded(text: &str, chars: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(chars).collect()
+}
+
+goodhart_core::named_enum! {
+    /// How an attempt ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Outcome {
+        Success = "success",
+        /// Authenticated, but not allowed (403).
+        Denied = "denied",
+        /// Not authenticated (401).
+        Failure = "failure",
+    }
+}
+
+/// What happened, to what: a stable dotted action name, its target and a small JSON of the
+/// details that matter (never a secret).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub action: &'static str,
+    pub target: Option<(&'static str, String)>,
+    pub details: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(action: &'static str) -> Event {
+        Event {
+            action,
+            target: None,
+            details: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    pub fn on(mut self, kind: &'static str, id: impl Into<String>) -> Event {
+        self.target = Some((kind, id.into()));
+        self
+    }
+
+    pub fn with(mut self, details: serde_json::Value) -> Event {
+        self.details = details;
+        self
+    }
+}
+
+fn entry(at: Micros, origin: &Origin, outcome: Outcome, event: Event) -> NewAuditEntry {
+    let (target_kind, target_id) = match event.target {
+        Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
+        None => (None, None),
+    };
+    NewAuditEntry {
+        at,
+        actor_kind: origin.actor.kind.as_str().to_owned(),
+        actor_id: origin.actor.id.clone(),
+        actor_name: origin.actor.name.clone(),
+        action: event.action.to_owned(),
+        outcome: outcome.as_str().to_owned(),
+        target_kind,
+        target_id,
+        address: origin.address.map(|a| a.to_string()),
+        user_agent: origin.user_agent.clone(),
+        details: event.details.to_string(),
+        count: 1,
+    }
+}
+
+/// Refusals of the current minute, per client address.
+#[derive(Debug, Default)]
+pub(crate) struct FailureBound {
+    minute: i64,
+    written: u32,
+    addresses: HashMap<Option<IpAddr>, Tally>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    written: u32,
+    failures: u64,
+    denials: u64,
+}
+
+impl Tally {
+    fn suppressed(&self) -> u64 {
+        self.failures + self.denials
+    }
+}
+
+impl FailureBound {
+    /// Counts one refusal from `address` at `now`: whether to write it, and the summaries of
+    /// a minute that is over (to write first).
+    fn admit(&mut self, now: Micros, address: Option<IpAddr>, outcome: Outcome) -> (bool, Vec<NewAuditEntry>) {
+        let summaries = self.roll(now);
+        let key = if self.addresses.len() >= ADDRESSES_TRACKED && !self.addresses.contains_key(&address) {
+            None
+        } else {
+            address
+        };
+        let overall = self.written < FAILURES_PER_MINUTE;
+        let tally = self.addresses.entry(key).or_default();
+        if overall && key == address && tally.written < FAILURES_PER_ADDRESS {
+            tally.written += 1;
+            self.written += 1;
+            return (true, summaries);
+        }
+        match outcome {
+            Outcome::Denied => tally.denials += 1,
+            _ => tally.failures += 1,
+        }
+        (false, summaries)
+    }
+
+    /// Starts the minute of `now` if the current one is over; the summaries of the one that
+    /// ended.
+    fn roll(&mut self, now: Micros) -> Vec<NewAuditEntry> {
+        let minute = now.0.div_euclid(MINUTE);
+        if minute == self.minute {
+            return Vec::new();
+        }
+        let from = Micros(self.minute * MINUTE);
+        let to = Micros((self.minute + 1) * MINUTE);
+        self.minute = minute;
+        self.written = 0;
+        let mut summaries: Vec<NewAuditEntry> = self
+            .addresses
+            .drain()
+            .filter(|(_, tally)| tally.suppressed() > 0)
+            .map(|(address, tally)| NewAuditEntry {
+                at: to,
+                actor_kind: ActorKind::Anonymous.as_str().to_owned(),
+                actor_id: None,
+                actor_name: None,
+                action: "audit.suppressed".to_owned(),
+                outcome: Outcome::Failure.as_str().to_owned(),
+                target_kind: None,
+                target_id: None,
+                address: address.map(|a| a.to_string()),
+                user_agent: None,
+                details: serde_json::json!({
+                    "from": from.rfc3339(),
+                    "to": to.rfc3339(),
+                    "failures": tally.failures,
+                    "denials": tally.denials,
+                })
+                .to_string(),
+                count: i64::try_from(tally.suppressed()).unwrap_or(i64::MAX),
+            })
+            .collect();
+        summaries.sort_by(|a, b| a.address.cmp(&b.address));
+        summaries
+    }
+}
+
+/// The refusal bound, shared by the clones of an [`App`].
+pub(crate) type SharedBound = Arc<Mutex<FailureBound>>;
+
+/// An entry as the API and the CLI show it.
+#[derive(Debug, Serialize)]
+pub struct AuditEntryJson {
+    pub seq: i64,
+    pub at: String,
+    pub actor: ActorJson,
+    pub action: String,
+    pub outcome: String,
+    pub target: Option<TargetJson>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActorJson {
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetJson {
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+impl From<AuditEntry> for AuditEntryJson {
+    fn from(AuditEntry { seq, entry: e }: AuditEntry) -> AuditEntryJson {
+        AuditEntryJson {
+            seq,
+            at: e.at.rfc3339(),
+            actor: ActorJson {
+                kind: e.actor_kind,
+                id: e.actor_id,
+                name: e.actor_name,
+            },
+            action: e.action,
+            outcome: e.outcome,
+            target: e.target_kind.map(|kind| TargetJson { kind, id: e.target_id }),
+            address: e.address,
+            user_agent: e.user_agent,
+            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+            count: e.count,
+        }
+    }
+}
+
+/// A page of the log, newest first; `next_cursor` reads the page after it.
+#[derive(Debug, Serialize)]
+pub struct AuditDocument {
+    pub entries: Vec<AuditEntryJson>,
+    pub next_cursor: Option<String>,
+}
+
+/// A read of the log as asked for (by the API's query string or the CLI's flags).
+#[derive(Debug, Default, Clone)]
+pub struct AuditRequest {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl AuditRequest {
+    fn query(self, now: Micros) -> Result<AuditQuery, AppError> {
+        let parameter = |parameter: &'static str, message: String| AppError::InvalidParameter { parameter, message };
+        let instant = |name: &'static str, text: Option<String>| {
+            text.map(|t| goodhart_core::time::parse_bound(&t, now).map_err(|message| parameter(name, message)))
+                .transpose()
+        };
+        let text = |name: &'static str, value: Option<String>, allowed: &dyn Fn(char) -> bool| {
+            value
+                .map(|v| {
+                    if v.is_empty() || v.len() > 200 || !v.chars().all(allowed) {
+                        Err(parameter(
+                            name,
+                            format!("`{name}` must be 1 to 200 characters of [A-Za-z0-9._@:-]"),
+                        ))
+                    } else {
+                        Ok(v)
+                    }
+                })
+                .transpose()
+        };
+        let outcome = self
+            .outcome
+            .map(|o| {
+                Outcome::parse(&o)
+                    .map(|o| o.as_str().to_owned())
+                    .ok_or_else(|| parameter("outcome", format!("`outcome`: {o:?} is not success, denied or failure")))
+            })
+            .transpose()?;
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(parameter("limit", format!("`limit` must be between 1 and {MAX_LIMIT}")));
+        }
+        let before = self
+            .cursor
+            .map(|c| {
+                c.parse::<i64>()
+                    .ok()
+                    .filter(|seq| *seq > 0)
+                    .ok_or_else(|| parameter("cursor", "`cursor` is not a cursor this API returned".to_owned()))
+            })
+            .transpose()?;
+        let name = |c: char| c.is_ascii_alphanumeric() || "._@:-+ ".contains(c);
+        let action = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c);
+        let (from, to) = (instant("from", self.from)?, instant("to", self.to)?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(parameter("from", "`from` is after `to`".to_owned()));
+        }
+        Ok(AuditQuery {
+            actor: text("actor", self.actor, &name)?,
+            action_prefix: text("action", self.action, &action)?,
+            outcome,
+            from,
+            to,
+            before,
+            limit,
+        })
+    }
+}
+
+impl App {
+    /// Records a successful action of `origin`'s; an error if the entry could not be written
+    /// (the caller fails rather than act unaudited: see the module's documentation).
+    pub async fn audit(&self, origin: &Origin, event: Event) -> Result<(), AppError> {
+        let entry = entry(self.now(), origin, Outcome::Success, event);
+        self.append(&entry).await
+    }
+
+    async fn append(&self, entry: &NewAuditEntry) -> Result<(), AppError> {
+        match self.store().append_audit(entry).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(?entry, "the audit log could not be written: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Records a refused request — `Failure` for a token that matched nothing (401), `Denied`
+    /// for one not allowed here (403) — within the failure bound. Never fails the request: it
+    /// is refused anyway.
+    pub async fn audit_refusal(&self, origin: &Origin, outcome: Outcome, event: Event) {
+        let now = self.now();
+        let (write, summaries) = {
+            let mut bound = self.failure_bound.lock().unwrap_or_else(|p| p.into_inner());
+            bound.admit(now, origin.address, outcome)
+        };
+        for summary in &summaries {
+            let _ = self.append(summary).await;
+        }
+        if write {
+            let _ = self.append(&entry(now, origin, outcome, event)).await;
+        }
+    }
+
+    /// Writes the summaries of refusals past the bound in a minute that is over.
+    pub async fn flush_audit_bound(&self) {
+        let summaries = {
+            let mut bound = self.failure_bound.lock().unwrap_or_else(|p| p.into_inner());
+            bound.roll(self.now())
+        };
+        for summary in &summaries {
+            let _ = self.append(summary).await;
+        }
+    }
+
+    /// Writes the refusal summaries every few seconds after their minute ends, until `cancel`.
+    pub fn spawn_audit_flush(&self, tracker: &TaskTracker, cancel: CancellationToken) {
+        let app = self.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => app.flush_audit_bound().await,
+                    () = cancel.cancelled() => break,
+                }
+            }
+            app.flush_audit_bound_now().await;
+        });
+    }
+
+    /// At shutdown: the summaries of the minute under way too.
+    async fn flush_audit_bound_now(&self) {
+        let summaries = {
+            let mut bound = self.failure_bound.lock().unwrap_or_else(|p| p.into_inner());
+            bound.roll(Micros(self.now().0 + MINUTE))
+        };
+        for summary in &summaries {
+            let _ = self.append(summary).await;
+        }
+    }
+
+    /// A page of the log, newest first.
+    pub async fn audit_log(&self, request: AuditRequest) -> Result<AuditDocument, AppError> {
+        let query = request.query(self.now())?;
+        let limit = query.limit as usize;
+        let entries = self.store().audit_entries(&query).await?;
+        let next_cursor = (entries.len() == limit)
+            .then(|| entries.last().map(|e| e.seq.to_string()))
+            .flatten();
+        Ok(AuditDocument {
+            entries: entries.into_iter().map(AuditEntryJson::from).collect(),
+            next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[test]
+    fn refusals_past_the_bound_are_counted_into_one_summary_per_address() {
+        let mut bound = FailureBound::default();
+        let t0 = Micros(1_800_000_000 * 1_000_000);
+        bound.roll(t0);
+        let written = (0..50)
+            .filter(|i| bound.admit(Micros(t0.0 + i), ip(1), Outcome::Failure).0)
+            .count();
+        assert_eq!(written, FAILURES_PER_ADDRESS as usize);
+        assert!(
+            bound.admit(Micros(t0.0 + 60), ip(2), Outcome::Denied).0,
+            "another address has its own share"
+        );
+        let (write, summaries) = bound.admit(Micros(t0.0 + MINUTE), ip(1), Outcome::Failure);
+        assert!(write, "a new minute");
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].count, 30);
+        assert_eq!(summaries[0].address.as_deref(), Some("192.0.2.1"));
+        assert_eq!(summaries[0].action, "audit.suppressed");
+    }
+
+    #[test]
+    fn the_whole_minute_is_bounded_across_addresses() {
+        let mut bound = FailureBound::default();
+        let t0 = Micros(1_800_000_000 * 1_000_000);
+        bound.roll(t0);
+        let mut written = 0;
+        for i in 0..20_000u32 {
+            let address = Some(IpAddr::from(i.to_be_bytes()));
+            written += usize::from(bound.admit(t0, address, Outcome::Failure).0);
+        }
+        assert_eq!(written, FAILURES_PER_MINUTE as usize);
+        assert!(bound.addresses.len() <= ADDRESSES_TRACKED + 1);
+        let summaries = bound.roll(Micros(t0.0 + MINUTE));
+        let total: i64 = summaries.iter().map(|s| s.count).sum();
+        assert_eq!(total, 19_000);
+        assert!(summaries.len() <= ADDRESSES_TRACKED + 1, "summaries are bounded too");
+        assert!(summaries.len() <= ADDRESSES_TRACKED + 1);
+    }
+
+    #[test]
+    fn user_agents_are_bounded_and_stripped_of_control_characters() {
+        let origin = Origin::new(Actor::anonymous(), None, Some(&format!("a\nb{}", "x".repeat(1000))));
+        let ua = origin.user_agent.unwrap();
+        assert_eq!(ua.chars().count(), USER_AGENT_CHARS);
+        assert!(ua.starts_with("abx"));
+    }
+}
