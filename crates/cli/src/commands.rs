@@ -592,7 +592,7 @@ async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
         "repriced": outcome.repriced,
         "still_unpriced": outcome.still_unpriced,
     }));
-    app.audit(&Origin::cli(), event).await.map_err(app_error)?;
+    app.audit(&cli_origin(), event).await.map_err(app_error)?;
     println!(
         "Examined {} events with price table {}: {} repriced, {} still without a price.",
         outcome.examined,
@@ -655,7 +655,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 requests_per_minute: rpm,
                 tokens_per_minute: tpm,
             };
-            let (key, secret) = app.create_key(&Origin::cli(), request).await.map_err(app_error)?;
+            let (key, secret) = app.create_key(&cli_origin(), request).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
         KeysAction::List { format } => {
@@ -663,12 +663,12 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             (keys.iter().map(|k| KeyView::of(k, None, now)).collect(), format, false)
         }
         KeysAction::Revoke { id } => {
-            let key = app.revoke_key(&Origin::cli(), &id).await.map_err(app_error)?;
+            let key = app.revoke_key(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Revoked key {} ({}).", key.id, key.scope.user);
             return Ok(());
         }
         KeysAction::Rotate { id, format } => {
-            let (key, secret) = app.rotate_key(&Origin::cli(), &id).await.map_err(app_error)?;
+            let (key, secret) = app.rotate_key(&cli_origin(), &id).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
     };
@@ -761,7 +761,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         } => {
             let role = ingest.then(|| "ingest".to_owned());
             let (token, secret) = app
-                .create_token(&Origin::cli(), NewViewer { name, team, role })
+                .create_token(&cli_origin(), NewViewer { name, team, role })
                 .await
                 .map_err(app_error)?;
             let view = ViewerView::of(&token, Some(secret));
@@ -798,7 +798,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             (tokens.iter().map(|t| ViewerView::of(t, None)).collect(), format)
         }
         TokensAction::Revoke { id } => {
-            let token = app.revoke_token(&Origin::cli(), &id).await.map_err(app_error)?;
+            let token = app.revoke_token(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Revoked {} token {}.", token.role.as_str(), token.id);
             return Ok(());
         }
@@ -883,14 +883,14 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
                 fail_open_percent,
             };
             (
-                vec![app.create_budget(&Origin::cli(), request).await.map_err(app_error)?],
+                vec![app.create_budget(&cli_origin(), request).await.map_err(app_error)?],
                 format,
             )
         }
         BudgetsAction::List { format } => (app.budgets(None).await.map_err(app_error)?, format),
         BudgetsAction::Show { id, format } => (vec![app.budget(&id, None).await.map_err(app_error)?], format),
         BudgetsAction::Delete { id } => {
-            app.delete_budget(&Origin::cli(), &id).await.map_err(app_error)?;
+            app.delete_budget(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Deleted budget {id}.");
             return Ok(());
         }
@@ -1025,7 +1025,7 @@ async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
     let app = open_app(config).await?;
     match action {
         GithubAction::Map { login, user } => {
-            app.map_login(&Origin::cli(), &login, &user).await.map_err(app_error)?;
+            app.map_login(&cli_origin(), &login, &user).await.map_err(app_error)?;
             println!("GitHub login {login} is credited to {user} from now on.");
             Ok(())
         }
@@ -1104,7 +1104,7 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
     let (id, status, note) = match action {
         FindingsAction::Detect { from, to, format } => {
             let window = WindowArgs { from, to }.window(&app)?;
-            let report = app.detect(&Origin::cli(), window).await.map_err(app_error)?;
+            let report = app.detect(&cli_origin(), window).await.map_err(app_error)?;
             let table = Tabular::new(
                 &[
                     "from",
@@ -1135,7 +1135,7 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         FindingsAction::Dismiss { id, note } => (id, goodhart_core::waste::FindingStatus::Dismissed, note),
     };
     let finding = app
-        .decide(&Origin::cli(), &id, status, note.as_deref())
+        .decide(&cli_origin(), &id, status, note.as_deref())
         .await
         .map_err(app_error)?;
     println!(
@@ -1190,6 +1190,16 @@ async fn audit(config: &Config, request: AuditRequest, format: Format) -> anyhow
         writeln!(out, "More: --cursor {cursor}")?;
     }
     Ok(())
+}
+
+/// Who the audit log records for this command's admin actions: the command line, as `$USER`.
+fn cli_origin() -> Origin {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the audit log's actor is the operating-system user running the command"
+    )]
+    let user = std::env::var("USER").ok();
+    Origin::cli(user.as_deref())
 }
 
 /// A table cell of an optional value: empty when absent.

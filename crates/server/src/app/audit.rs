@@ -101,14 +101,11 @@ impl Actor {
         }
     }
 
-    /// The command line, as the operating-system user running it (`$USER`, if set).
-    pub fn cli() -> Actor {
+    /// The command line, as the operating-system user running it (`$USER`, if known).
+    pub fn cli(user: Option<&str>) -> Actor {
         Actor {
             kind: ActorKind::Cli,
-            id: std::env::var("USER")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .map(|u| bounded(&u, 100)),
+            id: user.filter(|u| !u.is_empty()).map(|u| bounded(u, 100)),
             name: None,
         }
     }
@@ -132,10 +129,10 @@ impl Origin {
         }
     }
 
-    /// The command line on this machine.
-    pub fn cli() -> Origin {
+    /// The command line on this machine, run by `user`.
+    pub fn cli(user: Option<&str>) -> Origin {
         Origin::new(
-            Actor::cli(),
+            Actor::cli(user),
             None,
             Some(concat!("goodhart-cli/", env!("CARGO_PKG_VERSION"))),
         )
