@@ -11,17 +11,14 @@
 //! fail validation or conflict — worse for an audit log than an entry missing with a logged
 //! error. Since the use case writes it, the API and the CLI record an action alike and once.
 //!
-//! **The failure bound.** Authentication failures and refusals are written at most
-//! [`FAILURES_PER_ADDRESS`] per client address and [`FAILURES_PER_MINUTE`] in all per clock
-//! minute; the rest are counted, and one `audit.suppressed` entry per address (with `count`
-//! and the failures and denials it stands for) is written when the minute is over. So a flood
-//! of bad tokens adds at most 20 + 1 rows per address per minute, and at most 1,000 entries
-//! and 1,001 summaries per minute in all (addresses past the first [`ADDRESSES_TRACKED`] of a
-//! minute share one summary without an address).
+//! **The failure bound** ([`super::refusals`]). Authentication failures and refusals are
+//! written at most 20 per client address and 1,000 in all per clock minute; the rest are
+//! counted, and one `audit.suppressed` entry per address (with `count` and the failures and
+//! denials it stands for) is written when the minute is over. So a flood of bad tokens adds at
+//! most 20 + 1 rows per address per minute, and at most 1,000 entries and 1,001 summaries per
+//! minute in all (addresses past the first 1,000 of a minute share one summary).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 use goodhart_core::Micros;
 use goodhart_store::audit::{AuditEntry, AuditQuery, NewAuditEntry};
@@ -30,20 +27,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::access::Access;
+use super::refusals::{MINUTE, Suppressed};
 use super::{App, AppError};
 
-/// Refusals written per client address per minute; the rest go into its summary.
-pub const FAILURES_PER_ADDRESS: u32 = 20;
-/// Refusals written per minute from every address together.
-pub const FAILURES_PER_MINUTE: u32 = 1_000;
-/// Addresses counted apart per minute; the rest share one summary without an address.
-pub const ADDRESSES_TRACKED: usize = 1_000;
 /// The longest User-Agent kept (longer ones are cut at a character boundary).
 pub const USER_AGENT_CHARS: usize = 256;
 /// The most entries one read returns.
 pub const MAX_LIMIT: u32 = 1_000;
 pub const DEFAULT_LIMIT: u32 = 100;
-const MINUTE: i64 = 60_000_000;
 
 goodhart_core::named_enum! {
     /// What kind of credential acted.
@@ -205,94 +196,29 @@ fn entry(at: Micros, origin: &Origin, outcome: Outcome, event: Event) -> NewAudi
     }
 }
 
-/// Refusals of the current minute, per client address.
-#[derive(Debug, Default)]
-pub(crate) struct FailureBound {
-    minute: i64,
-    written: u32,
-    addresses: HashMap<Option<IpAddr>, Tally>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    written: u32,
-    failures: u64,
-    denials: u64,
-}
-
-impl Tally {
-    fn suppressed(&self) -> u64 {
-        self.failures + self.denials
+/// The entry standing for the refusals of one address past the bound in one minute.
+fn suppressed_entry(s: &Suppressed) -> NewAuditEntry {
+    NewAuditEntry {
+        at: s.to,
+        actor_kind: ActorKind::Anonymous.as_str().to_owned(),
+        actor_id: None,
+        actor_name: None,
+        action: "audit.suppressed".to_owned(),
+        outcome: Outcome::Failure.as_str().to_owned(),
+        target_kind: None,
+        target_id: None,
+        address: s.address.map(|a| a.to_string()),
+        user_agent: None,
+        details: serde_json::json!({
+            "from": s.from.rfc3339(),
+            "to": s.to.rfc3339(),
+            "failures": s.failures,
+            "denials": s.denials,
+        })
+        .to_string(),
+        count: i64::try_from(s.failures + s.denials).unwrap_or(i64::MAX),
     }
 }
-
-impl FailureBound {
-    /// Counts one refusal from `address` at `now`: whether to write it, and the summaries of
-    /// a minute that is over (to write first).
-    fn admit(&mut self, now: Micros, address: Option<IpAddr>, outcome: Outcome) -> (bool, Vec<NewAuditEntry>) {
-        let summaries = self.roll(now);
-        let key = if self.addresses.len() >= ADDRESSES_TRACKED && !self.addresses.contains_key(&address) {
-            None
-        } else {
-            address
-        };
-        let overall = self.written < FAILURES_PER_MINUTE;
-        let tally = self.addresses.entry(key).or_default();
-        if overall && key == address && tally.written < FAILURES_PER_ADDRESS {
-            tally.written += 1;
-            self.written += 1;
-            return (true, summaries);
-        }
-        match outcome {
-            Outcome::Denied => tally.denials += 1,
-            _ => tally.failures += 1,
-        }
-        (false, summaries)
-    }
-
-    /// Starts the minute of `now` if the current one is over; the summaries of the one that
-    /// ended.
-    fn roll(&mut self, now: Micros) -> Vec<NewAuditEntry> {
-        let minute = now.0.div_euclid(MINUTE);
-        if minute == self.minute {
-            return Vec::new();
-        }
-        let from = Micros(self.minute * MINUTE);
-        let to = Micros((self.minute + 1) * MINUTE);
-        self.minute = minute;
-        self.written = 0;
-        let mut summaries: Vec<NewAuditEntry> = self
-            .addresses
-            .drain()
-            .filter(|(_, tally)| tally.suppressed() > 0)
-            .map(|(address, tally)| NewAuditEntry {
-                at: to,
-                actor_kind: ActorKind::Anonymous.as_str().to_owned(),
-                actor_id: None,
-                actor_name: None,
-                action: "audit.suppressed".to_owned(),
-                outcome: Outcome::Failure.as_str().to_owned(),
-                target_kind: None,
-                target_id: None,
-                address: address.map(|a| a.to_string()),
-                user_agent: None,
-                details: serde_json::json!({
-                    "from": from.rfc3339(),
-                    "to": to.rfc3339(),
-                    "failures": tally.failures,
-                    "denials": tally.denials,
-                })
-                .to_string(),
-                count: i64::try_from(tally.suppressed()).unwrap_or(i64::MAX),
-            })
-            .collect();
-        summaries.sort_by(|a, b| a.address.cmp(&b.address));
-        summaries
-    }
-}
-
-/// The refusal bound, shared by the clones of an [`App`].
-pub(crate) type SharedBound = Arc<Mutex<FailureBound>>;
 
 /// An entry as the API and the CLI show it.
 #[derive(Debug, Serialize)]
@@ -449,10 +375,10 @@ impl App {
         let now = self.now();
         let (write, summaries) = {
             let mut bound = self.failure_bound.lock().unwrap_or_else(|p| p.into_inner());
-            bound.admit(now, origin.address, outcome)
+            bound.admit(now, origin.address, outcome == Outcome::Denied)
         };
         for summary in &summaries {
-            let _ = self.append(summary).await;
+            let _ = self.append(&suppressed_entry(summary)).await;
         }
         if write {
             let _ = self.append(&entry(now, origin, outcome, event)).await;
@@ -466,7 +392,7 @@ impl App {
             bound.roll(self.now())
         };
         for summary in &summaries {
-            let _ = self.append(summary).await;
+            let _ = self.append(&suppressed_entry(summary)).await;
         }
     }
 
@@ -493,7 +419,7 @@ impl App {
             bound.roll(Micros(self.now().0 + MINUTE))
         };
         for summary in &summaries {
-            let _ = self.append(summary).await;
+            let _ = self.append(&suppressed_entry(summary)).await;
         }
     }
 
@@ -515,50 +441,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ip(last: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([192, 0, 2, last]))
-    }
-
-    #[test]
-    fn refusals_past_the_bound_are_counted_into_one_summary_per_address() {
-        let mut bound = FailureBound::default();
-        let t0 = Micros(1_800_000_000 * 1_000_000);
-        bound.roll(t0);
-        let written = (0..50)
-            .filter(|i| bound.admit(Micros(t0.0 + i), ip(1), Outcome::Failure).0)
-            .count();
-        assert_eq!(written, FAILURES_PER_ADDRESS as usize);
-        assert!(
-            bound.admit(Micros(t0.0 + 60), ip(2), Outcome::Denied).0,
-            "another address has its own share"
-        );
-        let (write, summaries) = bound.admit(Micros(t0.0 + MINUTE), ip(1), Outcome::Failure);
-        assert!(write, "a new minute");
-        assert_eq!(summaries.len(), 1);
-        assert_eq!(summaries[0].count, 30);
-        assert_eq!(summaries[0].address.as_deref(), Some("192.0.2.1"));
-        assert_eq!(summaries[0].action, "audit.suppressed");
-    }
-
-    #[test]
-    fn the_whole_minute_is_bounded_across_addresses() {
-        let mut bound = FailureBound::default();
-        let t0 = Micros(1_800_000_000 * 1_000_000);
-        bound.roll(t0);
-        let mut written = 0;
-        for i in 0..20_000u32 {
-            let address = Some(IpAddr::from(i.to_be_bytes()));
-            written += usize::from(bound.admit(t0, address, Outcome::Failure).0);
-        }
-        assert_eq!(written, FAILURES_PER_MINUTE as usize);
-        assert!(bound.addresses.len() <= ADDRESSES_TRACKED + 1);
-        let summaries = bound.roll(Micros(t0.0 + MINUTE));
-        let total: i64 = summaries.iter().map(|s| s.count).sum();
-        assert_eq!(total, 19_000);
-        assert!(summaries.len() <= ADDRESSES_TRACKED + 1, "summaries are bounded too");
-        assert!(summaries.len() <= ADDRESSES_TRACKED + 1);
-    }
 
     #[test]
     fn user_agents_are_bounded_and_stripped_of_control_characters() {

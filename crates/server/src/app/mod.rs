@@ -16,6 +16,7 @@ pub mod json;
 pub mod keys;
 pub mod outcomes;
 pub mod query;
+pub mod refusals;
 pub mod reports;
 pub mod scope;
 pub mod subjects;
@@ -102,8 +103,8 @@ pub struct App {
     /// The admin token's hash, where this process takes API requests.
     admin_token: Option<TokenHash>,
     clock: Clock,
-    /// How many refused requests the audit log took this minute (see [`audit`]).
-    failure_bound: audit::SharedBound,
+    /// How many refused requests the audit log took this minute (see [`refusals`]).
+    failure_bound: refusals::SharedBound,
 }
 
 impl App {
@@ -116,7 +117,7 @@ impl App {
             alert_sink: None,
             admin_token: None,
             clock: Clock::System,
-            failure_bound: audit::SharedBound::default(),
+            failure_bound: refusals::SharedBound::default(),
         }
     }
 
