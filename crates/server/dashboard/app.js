@@ -767,7 +767,7 @@ async function audit(params) {
     ),
     table(
       [
-        { title: "when", cell: (e) => e.at },
+        { title: "when", cell: (e) => el("span", { title: e.at }, `${e.at.slice(0, 19).replace("T", " ")}Z`) },
         { title: "who", cell: (e) => actor(e.actor) },
         { title: "action", cell: (e) => el("span", { "data-testid": `audit-action-${e.seq}` }, e.action) },
         { title: "outcome", cell: (e) => e.outcome },

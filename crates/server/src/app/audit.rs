@@ -169,7 +169,11 @@ impl Event {
         self
     }
 
-    pub fn with(mut self, details: serde_json::Value) -> Event {
+    /// The details: a JSON object, whose null fields are left out.
+    pub fn with(mut self, mut details: serde_json::Value) -> Event {
+        if let Some(fields) = details.as_object_mut() {
+            fields.retain(|_, value| !value.is_null());
+        }
         self.details = details;
         self
     }

@@ -221,6 +221,10 @@ async fn every_admin_action_is_recorded_once(db: TestDatabase) {
     assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
     let by_action = |action: &str| log.iter().find(|e| e["action"] == action).unwrap().clone();
     assert_eq!(by_action("key.create")["details"]["user"], "alice");
+    assert!(
+        by_action("key.create")["details"].get("project").is_none(),
+        "unset fields are left out"
+    );
     assert_eq!(by_action("key.rotate")["details"]["replaced_by"], new_key.as_str());
     assert_eq!(by_action("budget.create")["details"]["limit_usd"].to_string(), "250");
     assert_eq!(by_action("viewer_token.create")["details"]["team"], "payments");
