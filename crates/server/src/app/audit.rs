@@ -299,14 +299,11 @@ impl AuditRequest {
             text.map(|t| goodhart_core::time::parse_bound(&t, now).map_err(|message| parameter(name, message)))
                 .transpose()
         };
-        let text = |name: &'static str, value: Option<String>, allowed: &dyn Fn(char) -> bool| {
+        let text = |name: &'static str, value: Option<String>, allowed: &dyn Fn(char) -> bool, what: &str| {
             value
                 .map(|v| {
                     if v.is_empty() || v.len() > 200 || !v.chars().all(allowed) {
-                        Err(parameter(
-                            name,
-                            format!("`{name}` must be 1 to 200 characters of [A-Za-z0-9._@:-]"),
-                        ))
+                        Err(parameter(name, format!("`{name}` must be 1 to 200 bytes of {what}")))
                     } else {
                         Ok(v)
                     }
@@ -334,7 +331,7 @@ impl AuditRequest {
                     .ok_or_else(|| parameter("cursor", "`cursor` is not a cursor this API returned".to_owned()))
             })
             .transpose()?;
-        let name = |c: char| c.is_ascii_alphanumeric() || "._@:-+ ".contains(c);
+        let name = |c: char| !c.is_control();
         let action = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c);
         let (from, to) = (instant("from", self.from)?, instant("to", self.to)?);
         if let (Some(from), Some(to)) = (from, to)
@@ -343,8 +340,8 @@ impl AuditRequest {
             return Err(parameter("from", "`from` is after `to`".to_owned()));
         }
         Ok(AuditQuery {
-            actor: text("actor", self.actor, &name)?,
-            action_prefix: text("action", self.action, &action)?,
+            actor: text("actor", self.actor, &name, "text without control characters")?,
+            action_prefix: text("action", self.action, &action, "[a-z0-9._]")?,
             outcome,
             from,
             to,

@@ -351,6 +351,7 @@ async fn the_log_refuses_bad_reads() {
         ("outcome=maybe", "outcome"),
         ("cursor=abc", "cursor"),
         ("action=KEY%25", "action"),
+        ("actor=a%0Ab", "actor"),
         ("from=yesterday-ish", "from"),
         ("from=2026-12-02&to=2026-12-01", "from"),
     ] {
