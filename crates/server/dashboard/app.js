@@ -761,8 +761,8 @@ async function audit(params) {
       "div",
       { class: "controls" },
       "show: ",
-      [["", "all"], ["key.", "keys"], ["viewer_token.", "viewer tokens"], ["budget.", "budgets"], ["finding.", "findings"], ["auth.", "sign-in failures"], ["access.", "refusals"]].map(([prefix, text]) =>
-        el("span", { class: (params.get("action") || "") === prefix ? "active" : "" }, link({ action: prefix }, text, `audit-filter-${text}`), " ")
+      [["", "all"], ["key.", "keys"], ["viewer_token.", "viewer tokens"], ["budget.", "budgets"], ["finding.", "findings"], ["auth.", "sign-in failures"], ["access.", "refusals"]].flatMap(([prefix, text]) =>
+        [Object.assign(link({ action: prefix }, text, `audit-filter-${text}`), { className: (params.get("action") || "") === prefix ? "active" : "" }), " "]
       )
     ),
     table(
