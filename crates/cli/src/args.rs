@@ -141,6 +141,35 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// The audit log: admin actions, authentication failures and refusals, newest first.
+    Audit {
+        /// Only this actor (a token id or name, or a kind such as admin_token or cli).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this, e.g. `key.` or `budget.create`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only `success`, `denied` or `failure`.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Start: RFC 3339, a date, or a span back such as 7d.
+        #[arg(long)]
+        from: Option<String>,
+        /// End.
+        #[arg(long)]
+        to: Option<String>,
+        /// Entries before this cursor (the `next_cursor` of an earlier page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// At most this many entries (1 – 1000) [default: 100].
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Same as `--format json`.
+        #[arg(long)]
+        json: bool,
+    },
     /// GitHub logins and the users they are credited to.
     Github {
         #[command(subcommand)]

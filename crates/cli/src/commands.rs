@@ -10,6 +10,7 @@ use goodhart_core::value::{By, Metric};
 use goodhart_server::app::AppError;
 use goodhart_server::app::access::Access;
 use goodhart_server::app::alerts::AlertJson;
+use goodhart_server::app::audit::{AuditRequest, Event, Origin};
 use goodhart_server::app::budgets::{BudgetView, NewBudget};
 use goodhart_server::app::findings::FindingsQuery;
 use goodhart_server::app::keys::{KeyView, NewKey};
@@ -169,6 +170,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             action: Some(action), ..
         } => findings_action(&config, action).await,
         Command::Github { action } => github(&config, action).await,
+        Command::Audit {
+            actor,
+            action,
+            outcome,
+            from,
+            to,
+            cursor,
+            limit,
+            format,
+            json,
+        } => {
+            let request = AuditRequest {
+                actor,
+                action,
+                outcome,
+                from,
+                to,
+                cursor,
+                limit,
+            };
+            audit(&config, request, if json { Format::Json } else { format }).await
+        }
         Command::Prices { action: None, format } => list_prices(&config, format),
         Command::Prices {
             action: Some(PricesAction::Reprice { all }),
@@ -560,9 +583,17 @@ fn list_prices(config: &Config, format: Format) -> anyhow::Result<()> {
 }
 
 async fn reprice(config: &Config, all: bool) -> anyhow::Result<()> {
-    let store = open_existing_store(config).await?;
+    let app = open_existing_app(config).await?;
     let scope = if all { RepriceScope::All } else { RepriceScope::Unpriced };
-    let outcome = store.reprice(&config.prices, scope).await?;
+    let outcome = app.store().reprice(&config.prices, scope).await?;
+    let event = Event::new("prices.reprice").with(serde_json::json!({
+        "scope": if all { "all" } else { "unpriced" },
+        "price_version": config.prices.version(),
+        "examined": outcome.examined,
+        "repriced": outcome.repriced,
+        "still_unpriced": outcome.still_unpriced,
+    }));
+    app.audit(&cli_origin(), event).await.map_err(app_error)?;
     println!(
         "Examined {} events with price table {}: {} repriced, {} still without a price.",
         outcome.examined,
@@ -625,7 +656,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 requests_per_minute: rpm,
                 tokens_per_minute: tpm,
             };
-            let (key, secret) = app.create_key(request).await.map_err(app_error)?;
+            let (key, secret) = app.create_key(&cli_origin(), request).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
         KeysAction::List { format } => {
@@ -633,12 +664,12 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             (keys.iter().map(|k| KeyView::of(k, None, now)).collect(), format, false)
         }
         KeysAction::Revoke { id } => {
-            let key = app.revoke_key(&id).await.map_err(app_error)?;
+            let key = app.revoke_key(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Revoked key {} ({}).", key.id, key.scope.user);
             return Ok(());
         }
         KeysAction::Rotate { id, format } => {
-            let (key, secret) = app.rotate_key(&id).await.map_err(app_error)?;
+            let (key, secret) = app.rotate_key(&cli_origin(), &id).await.map_err(app_error)?;
             (vec![KeyView::of(&key, Some(secret), now)], format, true)
         }
     };
@@ -733,7 +764,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         } => {
             let role = if ingest { Some("ingest".to_owned()) } else { role };
             let (token, secret) = app
-                .create_token(NewViewer { name, team, role, user })
+                .create_token(&cli_origin(), NewViewer { name, team, role, user })
                 .await
                 .map_err(app_error)?;
             let view = ViewerView::of(&token, Some(secret));
@@ -781,7 +812,7 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
             (tokens.iter().map(|t| ViewerView::of(t, None)).collect(), format)
         }
         TokensAction::Revoke { id } => {
-            let token = app.revoke_token(&id).await.map_err(app_error)?;
+            let token = app.revoke_token(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Revoked {} token {}.", token.role.as_str(), token.id);
             return Ok(());
         }
@@ -865,12 +896,15 @@ async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {
                 }),
                 fail_open_percent,
             };
-            (vec![app.create_budget(request).await.map_err(app_error)?], format)
+            (
+                vec![app.create_budget(&cli_origin(), request).await.map_err(app_error)?],
+                format,
+            )
         }
         BudgetsAction::List { format } => (app.budgets(None).await.map_err(app_error)?, format),
         BudgetsAction::Show { id, format } => (vec![app.budget(&id, None).await.map_err(app_error)?], format),
         BudgetsAction::Delete { id } => {
-            app.delete_budget(&id).await.map_err(app_error)?;
+            app.delete_budget(&cli_origin(), &id).await.map_err(app_error)?;
             println!("Deleted budget {id}.");
             return Ok(());
         }
@@ -1005,7 +1039,7 @@ async fn github(config: &Config, action: GithubAction) -> anyhow::Result<()> {
     let app = open_app(config).await?;
     match action {
         GithubAction::Map { login, user } => {
-            app.map_login(&login, &user).await.map_err(app_error)?;
+            app.map_login(&cli_origin(), &login, &user).await.map_err(app_error)?;
             println!("GitHub login {login} is credited to {user} from now on.");
             Ok(())
         }
@@ -1084,7 +1118,7 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
     let (id, status, note) = match action {
         FindingsAction::Detect { from, to, format } => {
             let window = WindowArgs { from, to }.window(&app)?;
-            let report = app.detect(window).await.map_err(app_error)?;
+            let report = app.detect(&cli_origin(), window).await.map_err(app_error)?;
             let table = Tabular::new(
                 &[
                     "from",
@@ -1115,7 +1149,7 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         FindingsAction::Dismiss { id, note } => (id, goodhart_core::waste::FindingStatus::Dismissed, note),
     };
     let finding = app
-        .decide(&Access::Admin, &id, status, note.as_deref())
+        .decide(&cli_origin(), &Access::Admin, &id, status, note.as_deref())
         .await
         .map_err(app_error)?;
     println!(
@@ -1127,6 +1161,59 @@ async fn findings_action(config: &Config, action: FindingsAction) -> anyhow::Res
         finding.detector
     );
     Ok(())
+}
+
+async fn audit(config: &Config, request: AuditRequest, format: Format) -> anyhow::Result<()> {
+    let app = open_existing_app(config).await?;
+    let document = app.audit_log(request).await.map_err(app_error)?;
+    let rows = document
+        .entries
+        .iter()
+        .map(|e| {
+            let actor = match (&e.actor.id, &e.actor.name) {
+                (Some(id), Some(name)) => format!("{} {id} ({name})", e.actor.kind),
+                (Some(id), None) => format!("{} {id}", e.actor.kind),
+                _ => e.actor.kind.clone(),
+            };
+            let target = e.target.as_ref().map_or_else(String::new, |t| {
+                format!("{} {}", t.kind, t.id.as_deref().unwrap_or_default())
+            });
+            vec![
+                e.at.clone(),
+                actor,
+                e.action.clone(),
+                e.outcome.clone(),
+                target,
+                e.address.clone().unwrap_or_default(),
+                e.count.to_string(),
+                e.details.to_string(),
+            ]
+        })
+        .collect();
+    let table = Tabular::new(
+        &[
+            "at", "actor", "action", "outcome", "target", "address", "count", "details",
+        ],
+        rows,
+    );
+    let mut out = std::io::stdout().lock();
+    output::print(format, &document, &table, &mut out)?;
+    if format == Format::Table
+        && let Some(cursor) = &document.next_cursor
+    {
+        writeln!(out, "More: --cursor {cursor}")?;
+    }
+    Ok(())
+}
+
+/// Who the audit log records for this command's admin actions: the command line, as `$USER`.
+fn cli_origin() -> Origin {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the audit log's actor is the operating-system user running the command"
+    )]
+    let user = std::env::var("USER").ok();
+    Origin::cli(user.as_deref())
 }
 
 /// A table cell of an optional value: empty when absent.

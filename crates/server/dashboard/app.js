@@ -759,15 +759,63 @@ function tokensSection(tokenForm, created, viewers, revoke) {
   ];
 }
 
+// The audit log (admin): who did what, to what, from where, newest first, a page at a time.
+async function audit(params) {
+  const query = new URLSearchParams({ limit: "50" });
+  for (const name of ["action", "outcome", "actor", "cursor"]) {
+    if (params.get(name)) query.set(name, params.get(name));
+  }
+  const doc = await api(`/api/v1/audit?${query}`);
+  const link = (changes, text, testid) => {
+    const next = new URLSearchParams(params);
+    next.delete("cursor");
+    for (const [name, value] of Object.entries(changes)) {
+      if (value) next.set(name, value);
+      else next.delete(name);
+    }
+    return el("a", { href: `#/audit?${next}`, "data-testid": testid }, text);
+  };
+  const actor = (a) => [a.kind, a.id, a.name ? `(${a.name})` : null].filter(Boolean).join(" ");
+  page.replaceChildren(
+    el("h1", {}, "Audit log"),
+    el("p", {}, "Every admin action, failed sign-in and refusal, newest first. Entries are never changed or deleted."),
+    el(
+      "div",
+      { class: "controls" },
+      "show: ",
+      [["", "all"], ["key.", "keys"], ["viewer_token.", "viewer tokens"], ["budget.", "budgets"], ["finding.", "findings"], ["auth.", "sign-in failures"], ["access.", "refusals"]].flatMap(([prefix, text]) =>
+        [Object.assign(link({ action: prefix }, text, `audit-filter-${text}`), { className: (params.get("action") || "") === prefix ? "active" : "" }), " "]
+      )
+    ),
+    table(
+      [
+        { title: "when", cell: (e) => el("span", { title: e.at }, `${e.at.slice(0, 19).replace("T", " ")}Z`) },
+        { title: "who", cell: (e) => actor(e.actor) },
+        { title: "action", cell: (e) => el("span", { "data-testid": `audit-action-${e.seq}` }, e.action) },
+        { title: "outcome", cell: (e) => e.outcome },
+        { title: "target", cell: (e) => (e.target ? `${e.target.kind} ${e.target.id ?? ""}` : "") },
+        { title: "from", cell: (e) => e.address ?? "" },
+        { title: "count", num: true, cell: (e) => count(e.count) },
+        { title: "details", cell: (e) => el("code", {}, JSON.stringify(e.details)) },
+      ],
+      doc.entries,
+      "No entries."
+    ),
+    doc.next_cursor ? el("p", {}, link({ cursor: doc.next_cursor }, "Older entries →", "audit-older")) : ""
+  );
+  for (const row of page.querySelectorAll("tbody tr")) row.setAttribute("data-testid", "audit-row");
+}
+
 // ---- routing and sign-in ---------------------------------------------------------------------
 
-const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), subject };
-const spendOnly = new Set(["keys", "reconciliation"]);
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), audit, subject };
+// Pages a role reaches only when it may do their duty.
+const needs = { keys: "spend", reconciliation: "spend", audit: "administer" };
 
 async function render() {
   while (charts.length) charts.pop().destroy();
   const [path, query] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
-  const show = (!spendOnly.has(path) || may("spend")) && routes[path] ? routes[path] : overview;
+  const show = (!needs[path] || may(needs[path])) && routes[path] ? routes[path] : overview;
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${path}`);
   }
@@ -798,6 +846,7 @@ async function signIn() {
   document.getElementById("sign-in").hidden = true;
   document.getElementById("nav").hidden = false;
   for (const link of document.querySelectorAll("nav a[data-spend]")) link.hidden = !may("spend");
+  for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !may("administer");
   document.getElementById("who").textContent =
     me.role === "admin"
       ? "admin"

@@ -61,6 +61,9 @@ pub struct RawConfig {
     /// What engineers may do for themselves.
     #[serde(default)]
     pub self_service: RawSelfService,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +74,22 @@ pub struct RawSelfService {
     pub max_key_days: Option<u32>,
     pub max_requests_per_minute: Option<u64>,
     pub max_tokens_per_minute: Option<u64>,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The server is behind a proxy that appends the client's address to `X-Forwarded-For`:
+    /// record that address instead of the proxy's (default false: a client could write any
+    /// address there).
+    pub trust_forwarded_for: Option<bool>,
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +261,7 @@ pub struct Config {
     pub waste: WasteSettings,
     pub reconciliation: ReconciliationSettings,
     pub self_service: SelfServiceSettings,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +393,9 @@ impl Config {
             request_timeout: Duration::from_secs(timeout),
             connections,
             prices: Arc::new(prices),
+            audit: AuditConfig {
+                trust_forwarded_for: file.audit.trust_forwarded_for.unwrap_or(false),
+            },
         })
     }
 }

@@ -107,6 +107,8 @@ pub struct Server {
     max_body_bytes: usize,
     request_timeout: Duration,
     limits: ConnectionLimits,
+    /// `audit.trust_forwarded_for`.
+    trust_forwarded_for: bool,
 }
 
 /// The server's own background work, stopped at shutdown.
@@ -167,6 +169,7 @@ impl Server {
         let background = Background::default();
         app.spawn_detection(&background.tracker, background.cancel.clone());
         app.spawn_bill_imports(&background.tracker, background.cancel.clone());
+        app.spawn_audit_flush(&background.tracker, background.cancel.clone());
         let server = Server {
             app,
             background,
@@ -174,6 +177,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             limits: config.connections.clone(),
+            trust_forwarded_for: config.audit.trust_forwarded_for,
         };
         Ok((server, generated))
     }
@@ -187,6 +191,7 @@ impl Server {
         let state = ApiState {
             app: self.app.clone(),
             max_body_bytes: self.max_body_bytes,
+            trust_forwarded_for: self.trust_forwarded_for,
         };
         api::router(state, self.request_timeout)
     }
@@ -275,14 +280,15 @@ pub async fn run(
         let tcp = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
                 }
             },
         };
-        tracker.spawn(serve_connection(Arc::clone(&shared), tcp));
+        let (tcp, peer) = tcp;
+        tracker.spawn(serve_connection(Arc::clone(&shared), tcp, peer));
     }
     drop(listener);
     let drain = shared.limits.drain;
@@ -487,7 +493,7 @@ impl Drop for Active {
 
 type ServiceResponse = hyper::Response<Tracked>;
 
-async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
+async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: std::net::SocketAddr) {
     // Small streamed writes must not wait for Nagle's algorithm (see DESIGN.md).
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::warn!("could not set TCP_NODELAY: {e}");
@@ -501,7 +507,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
     let service = {
         let (shared, connection) = (Arc::clone(&shared), connection.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            respond(&shared, connection.as_ref(), request)
+            respond(&shared, connection.as_ref(), peer, request)
         })
     };
     let io = TokioIo::new(StallBound::new(tcp, shared.limits.write_stall));
@@ -549,12 +555,15 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
 fn respond(
     shared: &Arc<Shared>,
     connection: Option<&Arc<Connection>>,
+    peer: std::net::SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> impl Future<Output = Result<ServiceResponse, Infallible>> + Send + use<> {
     let active = connection.map(|c| Active::start(shared, c));
     let over_cap = connection.is_none() && request.uri().path() != "/healthz";
     let body_timeout = shared.limits.body_timeout;
-    let request = request.map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout)));
+    let mut request = request.map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout)));
+    // Who is at the other end, for the audit log (`axum::extract::ConnectInfo`).
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
     let app = shared.app.clone();
     async move {
         let response = if over_cap {

@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 pub mod agent_activity;
 pub mod alerts;
+pub mod audit;
 pub mod budgets;
 mod clock;
 mod error;
@@ -38,6 +39,7 @@ pub mod viewers;
 
 pub use agent_activity::AgentActivityStore;
 pub use alerts::{AlertStore, StoredAlert};
+pub use audit::AuditStore;
 pub use budgets::{BudgetStore, Spend};
 pub use clock::now_micros;
 pub use error::StoreError;
@@ -65,6 +67,7 @@ pub trait Store:
     + TelemetryStore
     + ProviderReportStore
     + AgentActivityStore
+    + AuditStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

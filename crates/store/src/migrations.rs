@@ -59,7 +59,8 @@ migrations!(
     postgres "20261209000000_ingest_storage",
     each "20261209100000_events_by_message",
     shared "20261210000000_budget_unreachable",
-    shared "20261211000000_token_person",
+    each "20261211000000_audit_log",
+    shared "20261212000000_token_person",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

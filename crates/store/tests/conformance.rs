@@ -25,6 +25,7 @@ use goodhart_core::report::{Dimension, UsageTotals};
 use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Content, Source, TokenCounts, UsageEvent};
+use goodhart_store::audit::{AuditQuery, NewAuditEntry};
 use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
 use goodhart_store::testing::TestDatabase;
@@ -166,6 +167,7 @@ conformance!(
     provider_report_buckets_are_replaced_not_added_to,
     metered_usage_is_summed_per_day_model_and_source,
     agent_activity_days_are_replaced_not_added_to,
+    the_audit_log_is_read_newest_first_filtered_paged_and_append_only,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -2398,4 +2400,172 @@ async fn agent_activity_days_are_replaced_not_added_to(db: &TestDatabase) {
             .unwrap(),
         ["dev1"]
     );
+}
+
+fn audit_entry(at: Micros, actor: &str, action: &str, outcome: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        at,
+        actor_kind: if actor == "admin" {
+            "admin_token"
+        } else {
+            "viewer_token"
+        }
+        .into(),
+        actor_id: (actor != "admin").then(|| actor.to_owned()),
+        actor_name: None,
+        action: action.into(),
+        outcome: outcome.into(),
+        target_kind: Some("key".into()),
+        target_id: Some(format!("gk_{action}")),
+        address: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8".into()),
+        details: r#"{"user":"alice"}"#.into(),
+        count: 1,
+    }
+}
+
+/// Runs `sql` straight on the database, as an operator with a SQL shell would; the error, if any.
+async fn raw_sql(db: &TestDatabase, sql: &str) -> Option<String> {
+    match goodhart_store::sqlite_path(&db.url).unwrap() {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch(sql).err().map(|e| e.to_string())
+        }
+        None => {
+            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
+        }
+    }
+}
+
+async fn the_audit_log_is_read_newest_first_filtered_paged_and_append_only(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-12-01T09:00:00Z");
+    let written = [
+        audit_entry(t0, "admin", "key.create", "success"),
+        audit_entry(Micros(t0.0 + 10), "vt_1", "audit.read", "denied"),
+        audit_entry(Micros(t0.0 + 20), "admin", "key.revoke", "success"),
+        audit_entry(Micros(t0.0 + 30), "admin", "budget.create", "success"),
+        // Clocks of two instances disagree: the log's order is the order of insertion.
+        audit_entry(Micros(t0.0 + 25), "anonymous", "auth.failure", "failure"),
+    ];
+    let mut seqs = Vec::new();
+    for entry in &written {
+        seqs.push(store.append_audit(entry).await.unwrap());
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers increase: {seqs:?}"
+    );
+    let read = |query: AuditQuery| {
+        let store = Arc::clone(&store);
+        async move { store.audit_entries(&query).await.unwrap() }
+    };
+    let all = read(AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    let actions: Vec<&str> = all.iter().map(|e| e.entry.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "auth.failure",
+            "budget.create",
+            "key.revoke",
+            "audit.read",
+            "key.create"
+        ]
+    );
+    assert_eq!(all[4].entry, written[0], "stored as written");
+
+    let names = |entries: Vec<goodhart_store::audit::AuditEntry>| -> Vec<String> {
+        entries.into_iter().map(|e| e.entry.action).collect()
+    };
+    let prefix = read(AuditQuery {
+        action_prefix: Some("key.".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(names(prefix), ["key.revoke", "key.create"]);
+    // `_` is not a wildcard: `key_` matches nothing.
+    let literal = read(AuditQuery {
+        action_prefix: Some("key_".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert!(literal.is_empty());
+    let by_actor = read(AuditQuery {
+        actor: Some("vt_1".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(names(by_actor), ["audit.read"]);
+    let by_kind = read(AuditQuery {
+        actor: Some("admin_token".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(names(by_kind), ["budget.create", "key.revoke", "key.create"]);
+    let failures = read(AuditQuery {
+        outcome: Some("failure".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(names(failures), ["auth.failure"]);
+    let window = read(AuditQuery {
+        from: Some(Micros(t0.0 + 10)),
+        to: Some(Micros(t0.0 + 25)),
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(
+        names(window),
+        ["key.revoke", "audit.read"],
+        "from inclusive, to exclusive"
+    );
+
+    // Pages of two, each starting before the last one's cursor, cover the log once.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = read(AuditQuery {
+            before,
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await;
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        paged.extend(page.into_iter().map(|e| e.entry.action));
+    }
+    assert_eq!(paged, actions);
+
+    // Append-only: neither the store's own connection nor a SQL shell changes a row.
+    for sql in [
+        "UPDATE audit_log SET action = 'key.forged'",
+        "DELETE FROM audit_log",
+        "UPDATE audit_log SET outcome = 'success' WHERE outcome = 'failure'",
+    ] {
+        let error = raw_sql(db, sql).await.unwrap_or_else(|| panic!("{sql} was allowed"));
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    if goodhart_store::sqlite_path(&db.url).unwrap().is_none() {
+        let error = raw_sql(db, "TRUNCATE audit_log").await.expect("TRUNCATE refused");
+        assert!(error.contains("append-only"), "{error}");
+    }
+    let after = read(AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(after, all, "nothing changed");
 }

@@ -361,6 +361,26 @@ def keys_and_tokens(suite, team):
     return token
 
 
+def audit_log(suite):
+    suite.visit("audit")
+    suite.heading("Audit log")
+    entries = api("/api/v1/audit?limit=50")["entries"]
+    suite.wait.until(lambda d: len(suite.rows()) == len(entries))
+    newest = entries[0]
+    assert newest["action"] == "viewer_token.create", newest
+    shown = suite.testid(f"audit-action-{newest['seq']}").text
+    assert shown == newest["action"], shown
+    assert api("/api/v1/audit?action=auth.failure")["entries"], "the refused sign-in is recorded"
+
+    suite.testid("audit-filter-keys").click()
+    keys = api("/api/v1/audit?action=key.&limit=50")["entries"]
+    assert [e["action"] for e in keys[:2]] == ["key.revoke", "key.create"], keys[:2]
+    suite.wait.until(lambda d: len(suite.rows()) == len(keys))
+    suite.testid(f"audit-action-{keys[0]['seq']}")
+    suite.shot("audit-log")
+    suite.no_errors_logged("audit")
+
+
 def as_team_viewer(suite, token, team, admin_summary):
     suite.sign_in(token)
     who = suite.testid("who")
@@ -399,6 +419,9 @@ def as_team_viewer(suite, token, team, admin_summary):
     error = suite.wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#page .error")))
     assert outsider in error.text, error.text
     assert api_status("/api/v1/keys", token) == 403
+    assert api_status("/api/v1/audit", token) == 403
+    audit_link = suite.driver.find_element(By.CSS_SELECTOR, "nav a[href='#/audit']")
+    assert not audit_link.is_displayed(), "the audit log is the admin's"
     suite.shot("viewer-outsider-refused")
     suite.driver.get_log("browser")  # the outsider's 404 is expected: drain it
 
@@ -483,6 +506,7 @@ def main():
         budgets_and_alerts(suite)
         reconciliation(suite)
         token = keys_and_tokens(suite, team)
+        audit_log(suite)
         as_team_viewer(suite, token, team, admin_summary)
         as_each_role(suite, team, burner["subject"])
         phone(suite)

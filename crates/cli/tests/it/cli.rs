@@ -184,6 +184,36 @@ fn keys_create_list_rotate_revoke() {
 }
 
 #[test]
+fn the_cli_records_its_admin_actions_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| goodhart_ok(dir.path(), args);
+    run(&["keys", "create", "--user", "alice", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&run(&["keys", "list", "--format", "json"])).unwrap();
+    let id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
+    run(&["keys", "revoke", &id]);
+    assert!(!goodhart(dir.path(), &["keys", "revoke", &id]).status.success());
+    run(&["budgets", "create", "--org", "--monthly", "100"]);
+    let log: serde_json::Value = serde_json::from_str(&run(&["audit", "--json"])).unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["budget.create", "key.revoke", "key.create"],
+        "once each, the failed revoke not at all"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"]["kind"] == "cli" && e["outcome"] == "success")
+    );
+    assert_eq!(entries[1]["target"]["id"], id.as_str());
+    let table = run(&["audit", "--action", "key.", "--limit", "1"]);
+    assert!(table.lines().next().unwrap().contains("action"), "{table}");
+    assert!(table.contains("key.revoke") && !table.contains("key.create"), "{table}");
+    assert!(table.contains("More: --cursor"), "{table}");
+}
+
+#[test]
 fn viewer_tokens_create_list_revoke() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| goodhart_ok(dir.path(), args);

@@ -1,15 +1,20 @@
 //! The token check in front of every route table but the public one: the request's token
 //! (`Authorization: Bearer …` or `x-api-key: …`) must be a live one whose role may do the
-//! table's [`Duty`]. Who it is goes to the handlers as an `Extension<Access>`.
+//! table's [`Duty`]. Who it is goes to the handlers as an `Extension<Access>`. A token that
+//! matches nothing (401) and one refused here (403) are recorded in the audit log, within its
+//! failure bound ([`crate::app::audit`]); a request with no token at all is not.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::audit::origin_of;
 use super::error::ApiError;
 use super::state::ApiState;
+use crate::app::AppError;
 use crate::app::access::{Access, Duty};
+use crate::app::audit::{Event, Origin, Outcome};
 
 /// The token a request presents: `Authorization: Bearer …` or `x-api-key: …`.
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -31,8 +36,26 @@ pub async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = presented_token(request.headers()).ok_or(ApiError::Unauthorized)?;
-    let access = state.app.authenticate(token).await?;
+    let access = match state.app.authenticate(token).await {
+        Ok(access) => access,
+        Err(AppError::Unauthorized) => {
+            let (origin, event) = refused(&request, None, state.trust_forwarded_for);
+            let event = Event {
+                action: "auth.failure",
+                ..event
+            };
+            state.app.audit_refusal(&origin, Outcome::Failure, event).await;
+            return Err(ApiError::Unauthorized);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !access.may(duty) {
+        let (origin, event) = refused(&request, Some(&access), state.trust_forwarded_for);
+        let event = Event {
+            action: "access.denied",
+            ..event
+        };
+        state.app.audit_refusal(&origin, Outcome::Denied, event).await;
         return Err(ApiError::Forbidden(refusal(&access, duty)));
     }
     request.extensions_mut().insert(access);
@@ -57,6 +80,15 @@ fn refusal(access: &Access, duty: Duty) -> String {
         Access::Viewer { .. } => format!("a viewer token may only read; this needs {who}"),
         _ => format!("a {role} token may not do this; it needs {who}"),
     }
+}
+
+/// A refused request's origin and the event it is recorded as (its action still to be named).
+fn refused(request: &Request, access: Option<&Access>, trust_forwarded_for: bool) -> (Origin, Event) {
+    let origin = origin_of(request.headers(), request.extensions(), access, trust_forwarded_for);
+    let (method, path) = (request.method().as_str(), request.uri().path());
+    let details = serde_json::json!({ "method": method, "path": path });
+    let event = Event::new("").on("route", format!("{method} {path}")).with(details);
+    (origin, event)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
 
+use super::audit::Caller;
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
@@ -18,9 +19,13 @@ pub struct BudgetsDocument {
 
 pub async fn post_budget(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     JsonBody(request): JsonBody<NewBudget>,
 ) -> Result<(StatusCode, Json<BudgetView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.app.create_budget(request).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.app.create_budget(&origin, request).await?),
+    ))
 }
 
 pub async fn list_budgets(
@@ -42,7 +47,11 @@ pub async fn get_budget(
     Ok(Json(state.app.budget(&id, view.as_ref()).await?))
 }
 
-pub async fn delete_budget(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state.app.delete_budget(&id).await?;
+pub async fn delete_budget(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.app.delete_budget(&origin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,11 +8,13 @@ use axum::{Extension, Json};
 use goodhart_core::waste::FindingStatus;
 use serde::Deserialize;
 
+use super::audit::Caller;
 use super::body::{deserialize_body, read_body};
 use super::error::ApiError;
 use super::params::{FindingsParams, Params, WindowParams};
 use super::state::ApiState;
 use crate::app::access::Access;
+use crate::app::audit::Origin;
 use crate::app::findings::{FindingJson, FindingsDocument, PassReport};
 
 /// `GET /api/v1/findings?from=&to=&status=&user=`.
@@ -31,10 +33,11 @@ pub async fn get_findings(
 /// days); new high-confidence findings raise alerts as a scheduled pass's would.
 pub async fn post_detect(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     Params(params): Params<WindowParams>,
 ) -> Result<Json<PassReport>, ApiError> {
     let window = params.window(state.app.now())?;
-    Ok(Json(state.app.detect(window).await?))
+    Ok(Json(state.app.detect(&origin, window).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +49,7 @@ struct Decision {
 async fn decide(
     state: &ApiState,
     access: &Access,
+    origin: &Origin,
     id: &str,
     status: FindingStatus,
     body: &Bytes,
@@ -56,7 +60,10 @@ async fn decide(
         deserialize_body(body)?
     };
     Ok(Json(
-        state.app.decide(access, id, status, decision.note.as_deref()).await?,
+        state
+            .app
+            .decide(origin, access, id, status, decision.note.as_deref())
+            .await?,
     ))
 }
 
@@ -64,22 +71,24 @@ async fn decide(
 pub async fn post_confirm(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes).await?;
-    decide(&state, &access, &id, FindingStatus::Confirmed, &body).await
+    decide(&state, &access, &origin, &id, FindingStatus::Confirmed, &body).await
 }
 
 /// `POST /api/v1/findings/{id}/dismiss`: the finding stops counting as waste.
 pub async fn post_dismiss(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FindingJson>, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes).await?;
-    decide(&state, &access, &id, FindingStatus::Dismissed, &body).await
+    decide(&state, &access, &origin, &id, FindingStatus::Dismissed, &body).await
 }

@@ -11,6 +11,7 @@ use goodhart_core::outcomes::{Fact, OutcomeInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::audit::Caller;
 use super::body::{check_timestamp, deserialize_item, error_path, is_ndjson, parse_items, read_body, text};
 use super::error::ApiError;
 use super::params::JsonBody;
@@ -77,6 +78,7 @@ fn outcome_fact(line: usize, input: OutcomeInput, now: Micros) -> Result<(String
 
 pub async fn post_outcomes(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OutcomesResponse>, ApiError> {
@@ -89,7 +91,7 @@ pub async fn post_outcomes(
     if facts.is_empty() {
         return Err(ApiError::BadRequest("the body holds no outcomes".into()));
     }
-    Ok(Json(state.app.record_outcomes(facts).await?))
+    Ok(Json(state.app.record_outcomes(&origin, facts).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,9 +103,10 @@ pub struct LoginInput {
 
 pub async fn post_login(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     JsonBody(input): JsonBody<LoginInput>,
 ) -> Result<Json<LoginMapping>, ApiError> {
-    Ok(Json(state.app.map_login(&input.login, &input.user).await?))
+    Ok(Json(state.app.map_login(&origin, &input.login, &input.user).await?))
 }
 
 #[derive(Debug, Serialize)]

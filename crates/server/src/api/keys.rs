@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
 
+use super::audit::Caller;
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
@@ -20,9 +21,10 @@ pub struct KeysDocument {
 
 pub async fn post_key(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     JsonBody(request): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let (key, secret) = state.app.create_key(request).await?;
+    let (key, secret) = state.app.create_key(&origin, request).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),
@@ -37,16 +39,21 @@ pub async fn list_keys(State(state): State<ApiState>) -> Result<Json<KeysDocumen
     }))
 }
 
-pub async fn revoke_key(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
-    let key = state.app.revoke_key(&id).await?;
+pub async fn revoke_key(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = state.app.revoke_key(&origin, &id).await?;
     Ok(Json(KeyView::of(&key, None, state.app.now())))
 }
 
 pub async fn rotate_key(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let (key, secret) = state.app.rotate_key(&id).await?;
+    let (key, secret) = state.app.rotate_key(&origin, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),
@@ -84,10 +91,11 @@ pub async fn list_own_keys(
 pub async fn post_own_key(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
+    Caller(origin): Caller,
     JsonBody(request): JsonBody<NewOwnKey>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     let user = person(&state, &access)?;
-    let (key, secret) = state.app.create_own_key(user, request).await?;
+    let (key, secret) = state.app.create_own_key(&origin, user, request).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyView::of(&key, Some(secret), state.app.now())),
@@ -97,9 +105,10 @@ pub async fn post_own_key(
 pub async fn revoke_own_key(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let user = person(&state, &access)?;
-    let key = state.app.revoke_own_key(user, &id).await?;
+    let key = state.app.revoke_own_key(&origin, user, &id).await?;
     Ok(Json(KeyView::of(&key, None, state.app.now())))
 }

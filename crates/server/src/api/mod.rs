@@ -14,6 +14,7 @@
 //! [`Access::may`]: crate::app::access::Access::may
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod board;
 pub mod body;
@@ -134,6 +135,7 @@ route_table! {
         "/api/v1/github/logins" => get(hooks::list_logins).post(hooks::post_login),
         "/api/v1/tokens" => get(viewers::list).post(viewers::create),
         "/api/v1/tokens/{id}/revoke" => post(viewers::revoke),
+        "/api/v1/audit" => get(audit::get_audit),
     }
 }
 

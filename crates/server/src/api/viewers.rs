@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
 
+use super::audit::Caller;
 use super::error::ApiError;
 use super::params::JsonBody;
 use super::state::ApiState;
@@ -19,9 +20,10 @@ pub struct TokensDocument {
 
 pub async fn create(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     JsonBody(request): JsonBody<NewViewer>,
 ) -> Result<(StatusCode, Json<ViewerView>), ApiError> {
-    let (token, secret) = state.app.create_token(request).await?;
+    let (token, secret) = state.app.create_token(&origin, request).await?;
     Ok((StatusCode::CREATED, Json(ViewerView::of(&token, Some(secret)))))
 }
 
@@ -32,8 +34,12 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<TokensDocument>,
     }))
 }
 
-pub async fn revoke(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ViewerView>, ApiError> {
-    let token = state.app.revoke_token(&id).await?;
+pub async fn revoke(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ViewerView>, ApiError> {
+    let token = state.app.revoke_token(&origin, &id).await?;
     Ok(Json(ViewerView::of(&token, None)))
 }
 

@@ -11,6 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::audit::{Event, Origin};
 use super::json::usd_number;
 use super::scope::View;
 use super::{App, AppError};
@@ -240,12 +241,25 @@ async fn view(
 
 impl App {
     /// Validates and stores a budget, in force on this process's gateway at once.
-    pub async fn create_budget(&self, request: NewBudget) -> Result<BudgetView, AppError> {
+    pub async fn create_budget(&self, origin: &Origin, request: NewBudget) -> Result<BudgetView, AppError> {
         let now = self.now();
         let budget = validate(request, now)?;
         self.store().create_budget(&budget).await?;
         self.reload_budgets().await;
-        view(self.store(), &budget, self.reserved_on(&budget.id), now).await
+        let view = view(self.store(), &budget, self.reserved_on(&budget.id), now).await?;
+        let event = Event::new("budget.create")
+            .on("budget", view.id.clone())
+            .with(serde_json::json!({
+                "scope": view.scope,
+                "name": view.name,
+                "period": view.period,
+                "action": view.action,
+                "limit_usd": view.limit_usd,
+                "limit_tokens": view.limit_tokens,
+                "timezone": view.timezone,
+            }));
+        self.audit(origin, event).await?;
+        Ok(view)
     }
 
     /// The live budgets a view may see (a team view: those about its team), with where they stand.
@@ -269,12 +283,12 @@ impl App {
     }
 
     /// Deletes a budget; the gateway here stops enforcing it at once.
-    pub async fn delete_budget(&self, id: &str) -> Result<(), AppError> {
+    pub async fn delete_budget(&self, origin: &Origin, id: &str) -> Result<(), AppError> {
         if !self.store().delete_budget(id, self.now()).await? {
             return Err(AppError::not_found(format!("budget {id}")));
         }
         self.reload_budgets().await;
-        Ok(())
+        self.audit(origin, Event::new("budget.delete").on("budget", id)).await
     }
 
     async fn visible_budgets(&self, team: Option<&View>) -> Result<Vec<Budget>, AppError> {

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::access::Access;
+use super::audit::{Event, Origin};
 use super::json::usd_number;
 use super::query::Window;
 use super::scope::View;
@@ -374,7 +375,22 @@ async fn decide(
 impl App {
     /// A detection pass over the whole UTC days covering `window`, recorded; its new
     /// high-confidence findings raise alerts where this process dispatches them, if it does.
-    pub async fn detect(&self, window: Window) -> Result<PassReport, AppError> {
+    pub async fn detect(&self, origin: &Origin, window: Window) -> Result<PassReport, AppError> {
+        let report = self.detection_pass(window).await?;
+        let event = Event::new("finding.detect").with(serde_json::json!({
+            "from": report.from,
+            "to": report.to,
+            "findings": report.findings,
+            "new": report.new,
+            "auto_dismissed": report.auto_dismissed,
+            "withdrawn": report.withdrawn,
+        }));
+        self.audit(origin, event).await?;
+        Ok(report)
+    }
+
+    /// A pass, as [`App::detect`] but not on anyone's behalf (scheduled detection).
+    async fn detection_pass(&self, window: Window) -> Result<PassReport, AppError> {
         let now = self.now();
         let settings = self.settings();
         let report = run_pass(
@@ -416,7 +432,7 @@ impl App {
                     from: Micros(now.0 - days_back * MICROS_PER_DAY),
                     to: now,
                 };
-                match app.detect(window).await {
+                match app.detection_pass(window).await {
                     Ok(report) => {
                         days_back = 1;
                         tracing::debug!(
@@ -444,6 +460,7 @@ impl App {
     /// finding, a manager's on those of the team's people.
     pub async fn decide(
         &self,
+        origin: &Origin,
         access: &Access,
         id: &str,
         status: FindingStatus,
@@ -454,7 +471,22 @@ impl App {
             _ => Decider::Admin,
         };
         let view = self.view_for(access).await?;
-        decide(self.store(), (id, status, note), (by, view.as_ref()), self.now()).await
+        let finding = decide(self.store(), (id, status, note), (by, view.as_ref()), self.now()).await?;
+        let action = match status {
+            FindingStatus::Confirmed => "finding.confirm",
+            FindingStatus::Dismissed => "finding.dismiss",
+            FindingStatus::Open => "finding.reopen",
+        };
+        let event = Event::new(action)
+            .on("finding", finding.id.clone())
+            .with(serde_json::json!({
+                "subject": finding.subject,
+                "detector": finding.detector,
+                "wasted_usd": finding.wasted_usd,
+                "note": note,
+            }));
+        self.audit(origin, event).await?;
+        Ok(finding)
     }
 
     /// The findings that count as waste in a window (every one not dismissed), for the

@@ -10,6 +10,7 @@ use goodhart_store::Store;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Event, Origin};
 use super::{App, AppError};
 
 /// `POST /api/v1/keys`.
@@ -185,10 +186,26 @@ async fn find(store: &dyn Store, id: &str) -> Result<VirtualKey, AppError> {
         .ok_or_else(|| AppError::not_found(format!("key {id}")))
 }
 
+/// A key action's audit event: the key and what it is for (never its secret).
+fn key_event(action: &'static str, key: &VirtualKey) -> Event {
+    Event::new(action).on("key", key.id.clone()).with(serde_json::json!({
+        "name": key.name,
+        "user": key.scope.user,
+        "team": key.scope.team,
+        "project": key.scope.project,
+        "agent": key.scope.agent,
+        "expires_at": key.expires_at.map(Micros::rfc3339),
+        "requests_per_minute": key.limits.requests_per_minute,
+        "tokens_per_minute": key.limits.tokens_per_minute,
+    }))
+}
+
 impl App {
     /// Validates and stores a new key; returns it with its secret (shown once).
-    pub async fn create_key(&self, request: NewKey) -> Result<(VirtualKey, String), AppError> {
-        create(self.store(), request, self.now()).await
+    pub async fn create_key(&self, origin: &Origin, request: NewKey) -> Result<(VirtualKey, String), AppError> {
+        let (key, secret) = create(self.store(), request, self.now()).await?;
+        self.audit(origin, key_event("key.create", &key)).await?;
+        Ok((key, secret))
     }
 
     pub async fn keys(&self) -> Result<Vec<VirtualKey>, AppError> {
@@ -196,16 +213,20 @@ impl App {
     }
 
     /// Revokes a key; the gateway here refuses it from now on.
-    pub async fn revoke_key(&self, id: &str) -> Result<VirtualKey, AppError> {
+    pub async fn revoke_key(&self, origin: &Origin, id: &str) -> Result<VirtualKey, AppError> {
         let key = revoke(self.store(), id, self.now()).await?;
         self.forget_keys();
+        self.audit(origin, key_event("key.revoke", &key)).await?;
         Ok(key)
     }
 
     /// Replaces a key by a new one; the gateway here refuses the old one from now on.
-    pub async fn rotate_key(&self, id: &str) -> Result<(VirtualKey, String), AppError> {
+    pub async fn rotate_key(&self, origin: &Origin, id: &str) -> Result<(VirtualKey, String), AppError> {
         let rotated = rotate(self.store(), id, self.now()).await?;
         self.forget_keys();
+        let mut event = key_event("key.rotate", &rotated.0).on("key", id);
+        event.details["replaced_by"] = serde_json::Value::String(rotated.0.id.clone());
+        self.audit(origin, event).await?;
         Ok(rotated)
     }
 

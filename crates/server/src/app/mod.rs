@@ -7,6 +7,7 @@
 pub mod access;
 pub mod activity;
 pub mod alerts;
+pub mod audit;
 pub mod bills;
 pub mod board;
 pub mod budgets;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod outcomes;
 pub mod own_keys;
 pub mod query;
+pub mod refusals;
 pub mod reports;
 pub mod scope;
 pub mod subjects;
@@ -102,6 +104,8 @@ pub struct App {
     /// The admin token's hash, where this process takes API requests.
     admin_token: Option<TokenHash>,
     clock: Clock,
+    /// How many refused requests the audit log took this minute (see [`refusals`]).
+    failure_bound: refusals::SharedBound,
 }
 
 impl App {
@@ -114,6 +118,7 @@ impl App {
             alert_sink: None,
             admin_token: None,
             clock: Clock::System,
+            failure_bound: refusals::SharedBound::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use goodhart_core::outcomes::Fact;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::audit::{Event, Origin};
 use super::usage::MAX_FUTURE_SKEW_MICROS;
 use super::{App, AppError};
 
@@ -85,8 +86,17 @@ impl App {
     }
 
     /// Stores validated outcomes (idempotent by id).
-    pub async fn record_outcomes(&self, facts: Vec<(String, Fact)>) -> Result<OutcomesResponse, AppError> {
+    pub async fn record_outcomes(
+        &self,
+        origin: &Origin,
+        facts: Vec<(String, Fact)>,
+    ) -> Result<OutcomesResponse, AppError> {
         let stored = self.store().insert_facts(facts).await?;
+        let event = Event::new("outcome.record").with(serde_json::json!({
+            "accepted": stored.inserted,
+            "duplicates": stored.duplicates,
+        }));
+        self.audit(origin, event).await?;
         Ok(OutcomesResponse {
             accepted: stored.inserted,
             duplicates: stored.duplicates,
@@ -94,7 +104,7 @@ impl App {
     }
 
     /// Credits GitHub `login`'s outcomes to `user` from now on.
-    pub async fn map_login(&self, login: &str, user: &str) -> Result<LoginMapping, AppError> {
+    pub async fn map_login(&self, origin: &Origin, login: &str, user: &str) -> Result<LoginMapping, AppError> {
         for (field, value) in [("login", login), ("user", user)] {
             if value.trim() != value || value.is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
                 return Err(AppError::field(
@@ -104,6 +114,10 @@ impl App {
             }
         }
         self.store().map_github_login(login, user).await?;
+        let event = Event::new("login_mapping.set")
+            .on("github_login", login)
+            .with(serde_json::json!({ "user": user }));
+        self.audit(origin, event).await?;
         Ok(LoginMapping {
             login: login.to_owned(),
             user: user.to_owned(),

@@ -7,6 +7,7 @@ use goodhart_core::keys::{KeyStatus, VirtualKey};
 use goodhart_core::time::{MICROS_PER_DAY, parse_span};
 use serde::Deserialize;
 
+use super::audit::Origin;
 use super::keys::NewKey;
 use super::{App, AppError};
 
@@ -44,7 +45,12 @@ impl App {
     }
 
     /// A new key for `user`, made by them; returns it with its secret (shown once).
-    pub async fn create_own_key(&self, user: &str, request: NewOwnKey) -> Result<(VirtualKey, String), AppError> {
+    pub async fn create_own_key(
+        &self,
+        origin: &Origin,
+        user: &str,
+        request: NewOwnKey,
+    ) -> Result<(VirtualKey, String), AppError> {
         let rules = &self.settings().self_service;
         let now = self.now();
         let active = self
@@ -75,33 +81,36 @@ impl App {
                 _ => span.to_owned(),
             },
         };
-        self.create_key(NewKey {
-            user: user.to_owned(),
-            team: None,
-            project: request.project,
-            agent: request.agent,
-            name: request.name,
-            expires_in: Some(expires_in),
-            requests_per_minute: within_cap(
-                "requests_per_minute",
-                request.requests_per_minute,
-                rules.max_requests_per_minute,
-            )?,
-            tokens_per_minute: within_cap(
-                "tokens_per_minute",
-                request.tokens_per_minute,
-                rules.max_tokens_per_minute,
-            )?,
-        })
+        self.create_key(
+            origin,
+            NewKey {
+                user: user.to_owned(),
+                team: None,
+                project: request.project,
+                agent: request.agent,
+                name: request.name,
+                expires_in: Some(expires_in),
+                requests_per_minute: within_cap(
+                    "requests_per_minute",
+                    request.requests_per_minute,
+                    rules.max_requests_per_minute,
+                )?,
+                tokens_per_minute: within_cap(
+                    "tokens_per_minute",
+                    request.tokens_per_minute,
+                    rules.max_tokens_per_minute,
+                )?,
+            },
+        )
         .await
     }
 
     /// Revokes one of `user`'s keys; anyone else's answers as if it did not exist.
-    pub async fn revoke_own_key(&self, user: &str, id: &str) -> Result<VirtualKey, AppError> {
+    pub async fn revoke_own_key(&self, origin: &Origin, user: &str, id: &str) -> Result<VirtualKey, AppError> {
         if !self.own_keys(user).await?.iter().any(|k| k.id == id) {
             return Err(AppError::not_found(format!("key {id}")));
         }
-        self.revoke_key(id).await
+        self.revoke_key(origin, id).await
     }
 }
 

@@ -7,6 +7,7 @@ use goodhart_store::viewers::{TokenRole, ViewerToken};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Event, Origin};
 use super::keys::label;
 use super::tokens::hash_token;
 use super::{App, AppError};
@@ -150,10 +151,31 @@ async fn revoke_token(store: &dyn Store, id: &str, now: Micros) -> Result<Viewer
     find().await
 }
 
+/// A token action's audit event (`viewer_token.*`, `finops_token.*`, `manager_token.*`,
+/// `engineer_token.*` or `ingest_token.*`; never its secret).
+fn token_event(verb: &'static str, token: &ViewerToken) -> Event {
+    let (kind, created, revoked) = match token.role {
+        TokenRole::Viewer => ("viewer_token", "viewer_token.create", "viewer_token.revoke"),
+        TokenRole::Ingest => ("ingest_token", "ingest_token.create", "ingest_token.revoke"),
+        TokenRole::Finops => ("finops_token", "finops_token.create", "finops_token.revoke"),
+        TokenRole::Manager => ("manager_token", "manager_token.create", "manager_token.revoke"),
+        TokenRole::Engineer => ("engineer_token", "engineer_token.create", "engineer_token.revoke"),
+    };
+    let action = if verb == "create" { created } else { revoked };
+    Event::new(action).on(kind, token.id.clone()).with(serde_json::json!({
+        "name": token.name,
+        "team": token.team,
+        "user": token.user,
+        "role": token.role.as_str(),
+    }))
+}
+
 impl App {
     /// Validates and stores a new token; returns it with its secret (shown once).
-    pub async fn create_token(&self, request: NewViewer) -> Result<(ViewerToken, String), AppError> {
-        create_token(self.store(), request, self.now()).await
+    pub async fn create_token(&self, origin: &Origin, request: NewViewer) -> Result<(ViewerToken, String), AppError> {
+        let (token, secret) = create_token(self.store(), request, self.now()).await?;
+        self.audit(origin, token_event("create", &token)).await?;
+        Ok((token, secret))
     }
 
     pub async fn tokens(&self) -> Result<Vec<ViewerToken>, AppError> {
@@ -161,7 +183,9 @@ impl App {
     }
 
     /// Revokes a token; revoking a revoked token is a conflict, an unknown one is not found.
-    pub async fn revoke_token(&self, id: &str) -> Result<ViewerToken, AppError> {
-        revoke_token(self.store(), id, self.now()).await
+    pub async fn revoke_token(&self, origin: &Origin, id: &str) -> Result<ViewerToken, AppError> {
+        let token = revoke_token(self.store(), id, self.now()).await?;
+        self.audit(origin, token_event("revoke", &token)).await?;
+        Ok(token)
     }
 }

@@ -9,6 +9,7 @@
 )]
 
 mod agent_import;
+mod audit;
 mod azure;
 mod bedrock;
 mod clients;

@@ -15,6 +15,7 @@
 
 mod agent_activity;
 mod alerts;
+mod audit;
 mod budgets;
 mod findings;
 mod keys;

@@ -30,6 +30,7 @@
 
 mod agent_activity;
 mod alerts;
+mod audit;
 mod budgets;
 mod findings;
 mod insert_queue;
