@@ -58,6 +58,15 @@ pub struct RawConfig {
     /// The providers' bills: their scheduled import and how they are held against the meter.
     #[serde(default)]
     pub reconciliation: RawReconciliation,
+    /// How people sign in: `[auth.oidc]`, single sign-on through an OpenID Connect provider.
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub oidc: Option<crate::oidc::RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +237,8 @@ pub struct Config {
     pub outcomes: OutcomeSettings,
     pub waste: WasteSettings,
     pub reconciliation: ReconciliationSettings,
+    /// Single sign-on, when `[auth.oidc]` is configured.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,10 +351,17 @@ impl Config {
         let outcomes = resolve_outcomes(file.outcomes, env)?;
         let waste = resolve_waste(file.waste)?;
         let reconciliation = resolve_reconciliation(file.reconciliation, env)?;
+        let oidc = file
+            .auth
+            .oidc
+            .map(|raw| raw.resolve(env))
+            .transpose()
+            .map_err(|e| invalid(&format!("auth.oidc.{}", e.key), e.reason))?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
         Ok(Config {
+            oidc,
             outcomes,
             waste,
             reconciliation,

@@ -59,6 +59,7 @@ migrations!(
     postgres "20261209000000_ingest_storage",
     each "20261209100000_events_by_message",
     shared "20261210000000_budget_unreachable",
+    shared "20261213000000_sessions",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -1,6 +1,8 @@
 //! The token check in front of every route table but the public one: the request's token
 //! (`Authorization: Bearer …` or `x-api-key: …`) must be the admin's or a live token of the
-//! kind the table is for. Who it is goes to the handlers as an `Extension<Access>`.
+//! kind the table is for. Who it is goes to the handlers as an `Extension<Access>`. A request
+//! without a token may come with a single sign-on session cookie instead ([`super::oidc`]),
+//! which adds an `Extension<Identity>` (and its CSRF token) next to the `Access`.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -38,8 +40,16 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = presented_token(request.headers()).ok_or(ApiError::Unauthorized)?;
-    let access = state.app.authenticate(token).await?;
+    let access = match presented_token(request.headers()) {
+        Some(token) => state.app.authenticate(token).await?,
+        None => {
+            let (access, identity, csrf) =
+                super::oidc::cookie_access(&state, request.method(), request.headers()).await?;
+            request.extensions_mut().insert(identity);
+            request.extensions_mut().insert(csrf);
+            access
+        }
+    };
     match (&access, table) {
         (Access::Admin, _) | (Access::Viewer { .. }, Table::Viewer) | (Access::Ingest { .. }, Table::Ingest) => {}
         (Access::Viewer { .. }, _) => {

@@ -17,6 +17,7 @@ pub mod outcomes;
 pub mod query;
 pub mod reports;
 pub mod scope;
+pub mod sessions;
 pub mod subjects;
 pub mod tokens;
 pub mod usage;
