@@ -6,7 +6,10 @@ const TOKEN_KEY = "goodhart.token";
 const page = document.getElementById("page");
 const charts = [];
 // Who signed in (`GET /api/v1/me`): the admin, or a viewer limited to `team` when it has one.
+// Signed in through single sign-on, the page has no token: the session cookie goes with every
+// request, and `me.csrf_token` with every request that changes something.
 let me = { role: "viewer" };
+const token = () => sessionStorage.getItem(TOKEN_KEY);
 const isAdmin = () => me.role === "admin";
 
 function el(tag, attrs = {}, ...children) {
@@ -31,17 +34,23 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  const credentials = token()
+    ? { authorization: `Bearer ${token()}` }
+    : (options.method || "GET") !== "GET" && me.csrf_token
+      ? { "x-csrf-token": me.csrf_token }
+      : {};
   const response = await fetch(path, {
     ...options,
+    credentials: "same-origin",
     headers: {
-      authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`,
+      ...credentials,
       "content-type": "application/json",
       ...(options.headers || {}),
     },
   });
   const body = await response.json().catch(() => null);
   if (response.status === 401) {
-    signOut("Your token was refused: sign in again.");
+    signOut(token() ? "Your token was refused: sign in again." : "Your session ended: sign in again.");
     throw new ApiError(401, "unauthorized");
   }
   if (!response.ok) {
@@ -759,10 +768,31 @@ async function render() {
 
 function signOut(message = "") {
   sessionStorage.removeItem(TOKEN_KEY);
+  me = { role: "viewer" };
   document.getElementById("nav").hidden = true;
   page.replaceChildren();
   document.getElementById("sign-in").hidden = false;
   document.getElementById("sign-in-error").textContent = message;
+  showSingleSignOn();
+}
+
+// Offers "Sign in with …" when the server has single sign-on configured.
+async function showSingleSignOn() {
+  const sso = await fetch("/auth/sso").then((r) => r.json()).catch(() => null);
+  const link = document.getElementById("sso");
+  if (sso?.enabled) {
+    link.textContent = `Sign in with ${sso.name}`;
+    link.href = sso.login;
+    link.hidden = false;
+  }
+}
+
+// Ends a single sign-on session at the server (the token of a pasted one is just forgotten).
+async function logOut() {
+  if (!token() && me.csrf_token) {
+    await fetch("/auth/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": me.csrf_token } }).catch(() => null);
+  }
+  signOut();
 }
 
 // Asks the server who the stored token is, then shows what that role may see.
@@ -776,8 +806,9 @@ async function signIn() {
   document.getElementById("sign-in").hidden = true;
   document.getElementById("nav").hidden = false;
   for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !isAdmin();
+  const person = me.identity ? (me.identity.email || me.identity.name || me.identity.subject) : null;
   document.getElementById("who").textContent = isAdmin()
-    ? "admin"
+    ? `admin${person ? ` (${person})` : ""}`
     : `viewer${me.name ? ` (${me.name})` : ""} · ${me.team ? `team ${me.team}` : "every team"}`;
   render();
 }
@@ -787,7 +818,11 @@ document.getElementById("sign-in").addEventListener("submit", (event) => {
   sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
   signIn();
 });
-document.getElementById("sign-out").addEventListener("click", () => signOut());
+document.getElementById("sign-out").addEventListener("click", () => logOut());
 window.addEventListener("hashchange", render);
-if (sessionStorage.getItem(TOKEN_KEY)) signIn();
-else signOut();
+// A pasted token, else a single sign-on session's cookie, else the sign-in form.
+if (token()) signIn();
+else
+  fetch("/api/v1/me", { credentials: "same-origin" })
+    .then((r) => (r.ok ? signIn() : signOut()))
+    .catch(() => signOut());

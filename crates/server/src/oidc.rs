@@ -50,6 +50,8 @@ pub struct RawOidc {
     /// The provider's issuer URL; its discovery document is `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
     pub client_id: String,
+    /// What the dashboard's "Sign in with …" button calls the provider (default its host).
+    pub provider_name: Option<String>,
     /// The environment variable holding the client secret (none: a public client, PKCE only).
     pub client_secret_env: Option<String>,
     /// Where people reach Goodhart, e.g. `https://goodhart.example.com`: the redirect URL is
@@ -122,6 +124,7 @@ impl RoleMap {
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
     pub issuer: IssuerUrl,
+    pub provider_name: String,
     pub client_id: ClientId,
     pub client_secret: Option<ClientSecret>,
     pub redirect_url: RedirectUrl,
@@ -215,7 +218,13 @@ impl RawOidc {
         if skew > 300 {
             return Err(invalid("clock_skew_secs", "must be at most 300"));
         }
+        let provider_name = match self.provider_name {
+            Some(name) if name.trim().is_empty() => return Err(invalid("provider_name", "must not be empty")),
+            Some(name) => name,
+            None => issuer.url().host_str().unwrap_or("single sign-on").to_owned(),
+        };
         Ok(OidcSettings {
+            provider_name,
             issuer,
             client_id: ClientId::new(self.client_id),
             client_secret,

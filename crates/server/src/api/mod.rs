@@ -65,6 +65,7 @@ route_table! {
         "/dashboard/app.css" => get(dashboard::app_css),
         "/dashboard/vendor/chart.umd.min.js" => get(dashboard::chart_js),
         "/hooks/github" => post(hooks::post_github),
+        "/auth/sso" => get(oidc::status),
         "/auth/login" => get(oidc::login),
         "/auth/callback" => get(oidc::callback),
         "/auth/logout" => post(oidc::logout),

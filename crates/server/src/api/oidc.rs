@@ -1,4 +1,4 @@
-//! Single sign-on's routes — `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`,
+//! Single sign-on's routes — `GET /auth/sso`, `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`,
 //! and the admin's `GET /api/v1/sessions` and `POST /api/v1/sessions/{id}/revoke` — and the
 //! session cookie as a way to authenticate ([`cookie_access`]).
 //!
@@ -80,6 +80,19 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `GET /auth/sso`: whether single sign-on is configured, and what the sign-in button says.
+pub async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(match state.sso.as_deref() {
+        Some(sso) => serde_json::json!({
+            "enabled": true,
+            "name": sso.settings.provider_name,
+            "issuer": sso.settings.issuer.as_str(),
+            "login": "/auth/login",
+        }),
+        None => serde_json::json!({ "enabled": false }),
+    })
 }
 
 /// `GET /auth/login`: sends the browser to the identity provider.
