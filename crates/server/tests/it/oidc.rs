@@ -352,6 +352,44 @@ async fn people_sign_in_through_a_real_provider_and_their_groups_decide_what_the
     );
 }
 
+#[tokio::test]
+async fn an_admin_signs_in_with_a_real_browser_and_the_page_uses_the_session() {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    let driver = std::path::Path::new("/usr/bin/chromedriver");
+    assert!(
+        chromium.exists() && driver.exists(),
+        "Debian's chromium and chromium-driver are missing: run `bash scripts/setup-clients.sh`"
+    );
+    let python = crate::clients::tool("venv/bin/python");
+    let addr = free_addr();
+    let secret = "goodhart-browser-secret";
+    let provider = real_provider(&format!("http://{addr}/auth/callback"), secret).await;
+    let server = server_with(addr, &provider.issuer, Some(secret), "provider_name = \"Test IdP\"").await;
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sso-browser-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/sso_browser.py");
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(suite)
+        .arg(server.url())
+        .arg(&artifacts)
+        .env("SE_OFFLINE", "true")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the browser suite finished within 180 s")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "browser suite failed (screenshots and the page in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let keys = server.admin("GET", "/api/v1/keys", Bytes::new()).await;
+    assert_eq!(keys.json["keys"][0]["user"], "browser-user", "{}", keys.text);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A tiny provider of the test's own, for ID tokens a real one never issues.
 
@@ -634,8 +672,9 @@ async fn the_login_state_is_bound_to_the_browser_and_used_once() {
     // The real one completes once; its replay is refused.
     let reply = browser.request("GET", &callback, &[], "").await;
     assert_eq!(reply.status, 303, "{}", reply.text);
-    let mut replayer = Browser::default();
-    replayer.cookies = browser.cookies.clone();
+    let mut replayer = Browser {
+        cookies: browser.cookies.clone(),
+    };
     replayer.cookies.get_mut(&authority(&server.url())).unwrap().insert(
         "goodhart_login".into(),
         callback.split("&state=").nth(1).unwrap().to_owned(),
