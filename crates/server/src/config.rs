@@ -597,6 +597,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn single_sign_on_keys_are_named_in_full_when_unknown_or_bad() {
+        let error = RawConfig::from_toml("[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"g\"\nadmin_group = []")
+            .unwrap_err();
+        assert_eq!(error.key, "auth.oidc.admin_group", "{error}");
+        let file = RawConfig::from_toml(
+            "[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"g\"\npublic_url = \"https://g.example\"\n\
+             admin_groups = [\"a\"]\nclock_skew_secs = 900",
+        )
+        .unwrap();
+        let error = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert_eq!(error.key, "auth.oidc.clock_skew_secs", "{error}");
+    }
+
+    #[test]
     fn connection_limits_have_defaults_and_each_bad_value_names_its_key() {
         let limits = |text: &str| resolve_connection_limits(&RawConfig::from_toml(text).unwrap().limits);
         assert_eq!(limits("").unwrap(), ConnectionLimits::default());

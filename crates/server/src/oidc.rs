@@ -31,7 +31,6 @@ use openidconnect::{
 use serde::Deserialize;
 
 use crate::app::sessions::{Identity, SessionKey};
-use crate::config::ConfigError;
 
 /// How long a login started at `/auth/login` may take to come back to `/auth/callback`.
 pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -140,8 +139,15 @@ pub struct OidcSettings {
     pub clock_skew: Duration,
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
+/// A bad `[auth.oidc]` value: its key (relative to the section) and why.
+#[derive(Debug)]
+pub struct OidcConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> OidcConfigError {
+    OidcConfigError {
         key: key.to_owned(),
         reason: reason.into(),
     }
@@ -150,7 +156,7 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 impl RawOidc {
     /// Validates the section; `env` reads the client secret's variable. Keys in errors are
     /// relative to `auth.oidc`.
-    pub fn resolve(self, env: impl Fn(&str) -> Option<String>) -> Result<OidcSettings, ConfigError> {
+    pub fn resolve(self, env: impl Fn(&str) -> Option<String>) -> Result<OidcSettings, OidcConfigError> {
         let issuer = IssuerUrl::new(self.issuer.trim_end_matches('/').to_owned())
             .map_err(|e| invalid("issuer", format!("is not a URL ({e})")))?;
         if !["http", "https"].contains(&issuer.url().scheme()) {
@@ -568,12 +574,9 @@ mod tests {
     }
 
     fn raw(extra: &str) -> RawOidc {
-        crate::config::RawConfig::from_toml(&format!(
-            "[auth.oidc]\nissuer = \"https://idp.example/\"\nclient_id = \"goodhart\"\npublic_url = \"https://goodhart.example\"\nadmin_groups = [\"admins\"]\n{extra}"
+        toml::from_str(&format!(
+            "issuer = \"https://idp.example/\"\nclient_id = \"goodhart\"\npublic_url = \"https://goodhart.example\"\nadmin_groups = [\"admins\"]\n{extra}"
         ))
-        .unwrap()
-        .auth
-        .oidc
         .unwrap()
     }
 
@@ -600,9 +603,7 @@ mod tests {
             raw("session_hours = 0").resolve(|_| None).unwrap_err().key,
             "session_hours"
         );
-        let unknown =
-            crate::config::RawConfig::from_toml("[auth.oidc]\nissuer = \"x\"\nclient_id = \"y\"\nadmin_group = []")
-                .unwrap_err();
+        let unknown = toml::from_str::<RawOidc>("issuer = \"x\"\nclient_id = \"y\"\nadmin_group = []").unwrap_err();
         assert!(unknown.to_string().contains("admin_group"), "{unknown}");
     }
 }
