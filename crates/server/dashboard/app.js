@@ -820,9 +820,10 @@ document.getElementById("sign-in").addEventListener("submit", (event) => {
 });
 document.getElementById("sign-out").addEventListener("click", () => logOut());
 window.addEventListener("hashchange", render);
-// A pasted token, else a single sign-on session's cookie, else the sign-in form.
+// A pasted token, else a live single sign-on session (asked without a 401), else the form.
 if (token()) signIn();
 else
-  fetch("/api/v1/me", { credentials: "same-origin" })
-    .then((r) => (r.ok ? signIn() : signOut()))
+  fetch("/auth/sso", { credentials: "same-origin" })
+    .then((r) => r.json())
+    .then((sso) => (sso.signed_in ? signIn() : signOut()))
     .catch(() => signOut());

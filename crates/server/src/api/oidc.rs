@@ -82,17 +82,27 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// `GET /auth/sso`: whether single sign-on is configured, and what the sign-in button says.
-pub async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(match state.sso.as_deref() {
-        Some(sso) => serde_json::json!({
-            "enabled": true,
-            "name": sso.settings.provider_name,
-            "issuer": sso.settings.issuer.as_str(),
-            "login": "/auth/login",
-        }),
-        None => serde_json::json!({ "enabled": false }),
-    })
+/// `GET /auth/sso`: whether single sign-on is configured, what the sign-in button says, and
+/// whether the request's session cookie is live (so the page can tell without a 401).
+pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(sso) = state.sso.as_deref() else {
+        return Ok(Json(serde_json::json!({ "enabled": false, "signed_in": false })));
+    };
+    let signed_in = match cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
+        Some(secret) => match state.app.session(secret).await {
+            Ok(_) => true,
+            Err(crate::app::AppError::Unauthorized) => false,
+            Err(other) => return Err(other.into()),
+        },
+        None => false,
+    };
+    Ok(Json(serde_json::json!({
+        "enabled": true,
+        "signed_in": signed_in,
+        "name": sso.settings.provider_name,
+        "issuer": sso.settings.issuer.as_str(),
+        "login": "/auth/login",
+    })))
 }
 
 /// `GET /auth/login`: sends the browser to the identity provider.

@@ -150,13 +150,17 @@ fn free_addr() -> SocketAddr {
 
 /// A server with single sign-on through `issuer`, listening at `addr` (its public URL).
 async fn server_with(addr: SocketAddr, issuer: &str, secret: Option<&str>, extra: &str) -> TestServer {
+    server_on(TestDatabase::sqlite(), addr, issuer, secret, extra).await
+}
+
+async fn server_on(db: TestDatabase, addr: SocketAddr, issuer: &str, secret: Option<&str>, extra: &str) -> TestServer {
     let config = format!(
         "[auth.oidc]\nissuer = \"{issuer}\"\nclient_id = \"goodhart\"\npublic_url = \"http://{addr}\"\n\
          scopes = [\"email\", \"profile\", \"groups\"]\nadmin_groups = [\"goodhart-admins\"]\n\
          viewer_groups = [\"finance\"]\nteam_groups = {{ \"team-payments\" = \"payments\", \"team-search\" = \"search\" }}\n{extra}"
     );
     let secret = secret.map(|s| openidconnect::ClientSecret::new(s.to_owned()));
-    start_configured(TestDatabase::sqlite(), &config, move |config| {
+    start_configured(db, &config, move |config| {
         config.listen = addr;
         config.oidc.as_mut().unwrap().client_secret = secret;
     })
@@ -732,6 +736,15 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
         "the login cookie is cleared"
     );
 
+    let sso = with_session(&mut browser, &server, "GET", "/auth/sso", None, None, "").await;
+    assert_eq!(
+        (sso.json["enabled"].as_bool(), sso.json["signed_in"].as_bool()),
+        (Some(true), Some(true)),
+        "{}",
+        sso.text
+    );
+    let anonymous = server.send("GET", "/auth/sso", &[], Bytes::new()).await;
+    assert_eq!(anonymous.json["signed_in"], false, "{}", anonymous.text);
     let me = with_session(&mut browser, &server, "GET", "/api/v1/me", None, None, "").await;
     let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
     let session_id = me.json["identity"]["session_id"].as_str().unwrap().to_owned();
@@ -864,6 +877,50 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
         .insert("goodhart_session".into(), key.seal(&secret));
     assert_eq!(
         with_session(&mut late, &server, "GET", "/api/v1/me", None, None, "")
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn sessions_work_the_same_on_postgres_and_every_instance_accepts_them() {
+    let idp = TinyIdp::start().await;
+    let addr = free_addr();
+    let server = server_on(TestDatabase::postgres().await, addr, &idp.issuer, None, "").await;
+    let mut browser = Browser::default();
+    assert_eq!(browser.sign_in(&server.url(), "pat").await.status, 303);
+    let me = with_session(&mut browser, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(me.json["role"], "admin", "{}", me.text);
+
+    // A second instance on the same database shares the cookie key and the sessions.
+    let peer = crate::common::start_peer(
+        &server,
+        "peer",
+        &format!(
+            "[auth.oidc]\nissuer = \"{}\"\nclient_id = \"goodhart\"\npublic_url = \"http://{addr}\"\nadmin_groups = [\"goodhart-admins\"]\n",
+            idp.issuer
+        ),
+    )
+    .await;
+    let cookie = browser.cookie(&server.url(), "goodhart_session").unwrap();
+    let mut at_peer = Browser::default();
+    at_peer
+        .cookies
+        .entry(authority(&peer.url()))
+        .or_default()
+        .insert("goodhart_session".into(), cookie);
+    let me = with_session(&mut at_peer, &peer, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(me.json["role"], "admin", "{}", me.text);
+
+    // Revoked at one instance, refused at the other at once.
+    let id = me.json["identity"]["session_id"].as_str().unwrap().to_owned();
+    let revoked = server
+        .admin("POST", &format!("/api/v1/sessions/{id}/revoke"), Bytes::new())
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    assert_eq!(
+        with_session(&mut at_peer, &peer, "GET", "/api/v1/me", None, None, "")
             .await
             .status,
         401
