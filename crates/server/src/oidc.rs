@@ -9,11 +9,12 @@
 //! document lists (`none` and the HMAC ones are refused, so a public key can never serve as an
 //! HMAC secret); `iss`, `aud` (ours, and no other untrusted one), `azp` (ours when present,
 //! required with several audiences), `exp`, `iat` and `nbf` within [`OidcSettings::clock_skew`],
-//! and the `nonce` of the login it answers. A pending login (its `state`, `nonce` and PKCE
-//! verifier) is kept in this process for [`PENDING_LOGIN_TTL`] and used once.
+//! and the `nonce` of the login it answers. A login under way (its `state`, `nonce` and PKCE
+//! verifier) travels in a cookie encrypted and authenticated with the session key (so that any
+//! instance can complete it and `/auth/login` stores nothing), lasts [`PENDING_LOGIN_TTL`], and
+//! its `state` is recorded in the store when used, so a callback is used once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -28,14 +29,14 @@ use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JwsSigningAlgorithm,
     Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::app::App;
 use crate::app::sessions::{Identity, SessionKey};
+use crate::app::tokens::{constant_time_eq, hash_token};
 
 /// How long a login started at `/auth/login` may take to come back to `/auth/callback`.
 pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Logins pending at once at most (each costs a little memory until it expires).
-pub const MAX_PENDING_LOGINS: usize = 10_000;
 /// The provider's keys are refetched for an unknown `kid` at most this often.
 pub const JWKS_REFETCH_EVERY: Duration = Duration::from_secs(30);
 /// How long one request to the provider may take, and how large its answer may be.
@@ -255,8 +256,6 @@ pub enum SsoError {
     Refused(String),
     #[error("the identity provider: {0}")]
     Provider(String),
-    #[error("too many sign-ins are pending; retry in a few minutes")]
-    Busy,
 }
 
 /// A failed request to the provider.
@@ -294,11 +293,14 @@ struct Provider {
     refetched: Option<Instant>,
 }
 
-/// A login between `/auth/login` and `/auth/callback`.
+/// A login between `/auth/login` and `/auth/callback`, as its cookie carries it.
+#[derive(Serialize, Deserialize)]
 struct Pending {
-    nonce: Nonce,
-    verifier: PkceCodeVerifier,
-    started: Instant,
+    state: String,
+    nonce: String,
+    verifier: String,
+    /// Unix seconds.
+    started: i64,
 }
 
 /// Single sign-on: the settings, the session cookie's key, the provider (discovered at the
@@ -308,7 +310,6 @@ pub struct Sso {
     pub key: SessionKey,
     http: UpstreamClient,
     provider: tokio::sync::Mutex<Option<Provider>>,
-    pending: Mutex<HashMap<String, Pending>>,
 }
 
 impl Sso {
@@ -318,7 +319,6 @@ impl Sso {
             key,
             http,
             provider: tokio::sync::Mutex::new(None),
-            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -392,7 +392,9 @@ impl Sso {
         .set_redirect_uri(self.settings.redirect_url.clone())
     }
 
-    /// Starts a login: the provider's authorization URL to send the browser to, and its `state`.
+    /// Starts a login: the provider's authorization URL to send the browser to, and the value
+    /// of the cookie that carries the login (its `state`, `nonce`, PKCE verifier and start,
+    /// encrypted and authenticated with the session key) until the callback.
     pub async fn login(&self) -> Result<(String, String), SsoError> {
         let provider = self.provider().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -406,32 +408,53 @@ impl Sso {
             .add_scopes(self.settings.scopes.iter().cloned().map(Scope::new))
             .set_pkce_challenge(challenge)
             .url();
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.retain(|_, p| p.started.elapsed() < PENDING_LOGIN_TTL);
-        if pending.len() >= MAX_PENDING_LOGINS {
-            return Err(SsoError::Busy);
-        }
-        pending.insert(
-            state.secret().clone(),
-            Pending {
-                nonce,
-                verifier,
-                started: Instant::now(),
-            },
-        );
-        Ok((url.to_string(), state.secret().clone()))
+        let pending = Pending {
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+            started: chrono::Utc::now().timestamp(),
+        };
+        let cookie = serde_json::to_vec(&pending)
+            .ok()
+            .and_then(|plain| self.key.seal_login(&plain))
+            .ok_or_else(|| SsoError::Provider("could not seal the login cookie".into()))?;
+        Ok((url.to_string(), cookie))
     }
 
-    /// Completes the login `state` names (once: a second callback with it is refused):
-    /// exchanges `code` and verifies the ID token.
-    pub async fn callback(&self, state: &str, code: &str) -> Result<Identity, SsoError> {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(state)
-            .filter(|p| p.started.elapsed() < PENDING_LOGIN_TTL)
-            .ok_or_else(|| SsoError::Refused("unknown, used or expired sign-in state; sign in again".into()))?;
+    /// Completes the login the browser's login `cookie` carries, if the callback's `state` is
+    /// its own, it started less than [`PENDING_LOGIN_TTL`] ago and its state was never used
+    /// (in the store: once across every instance): exchanges `code` and verifies the ID token.
+    pub async fn callback(
+        &self,
+        app: &App,
+        cookie: Option<&str>,
+        state: &str,
+        code: &str,
+    ) -> Result<Identity, SsoError> {
+        let not_this_browser =
+            || SsoError::Refused("this sign-in was not started in this browser; sign in again".into());
+        let pending: Pending = cookie
+            .and_then(|c| self.key.open_login(c))
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .ok_or_else(not_this_browser)?;
+        if !constant_time_eq(&hash_token(&pending.state), &hash_token(state)) {
+            return Err(not_this_browser());
+        }
+        let age = chrono::Utc::now().timestamp().saturating_sub(pending.started);
+        if !(0..i64::try_from(PENDING_LOGIN_TTL.as_secs()).unwrap_or(i64::MAX)).contains(&age) {
+            return Err(SsoError::Refused(
+                "unknown, used or expired sign-in state; sign in again".into(),
+            ));
+        }
+        match app.use_login_state(state, PENDING_LOGIN_TTL * 2).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SsoError::Refused(
+                    "unknown, used or expired sign-in state; sign in again".into(),
+                ));
+            }
+            Err(e) => return Err(SsoError::Provider(format!("recording the sign-in: {e}"))),
+        }
         let provider = self.provider().await?;
         let client = self.client(&provider);
         let http_client = self.http.clone();
@@ -439,7 +462,7 @@ impl Sso {
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SsoError::Provider(e.to_string()))?
-            .set_pkce_verifier(pending.verifier)
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
             .request_async(&http)
             .await
             .map_err(|e| SsoError::Refused(format!("the code was not accepted: {}", error_chain(&e))))?;
@@ -447,10 +470,11 @@ impl Sso {
             .id_token()
             .ok_or_else(|| SsoError::Provider("its token response has no ID token".into()))?;
         let raw = id_token.to_string();
-        match self.verify(&provider, &raw, &pending.nonce) {
+        let nonce = Nonce::new(pending.nonce);
+        match self.verify(&provider, &raw, &nonce) {
             Err(SsoError::Refused(reason)) if reason.contains(NO_MATCHING_KEY) && self.refetch_keys().await? => {
                 let provider = self.provider().await?;
-                self.verify(&provider, &raw, &pending.nonce)
+                self.verify(&provider, &raw, &nonce)
             }
             other => other,
         }

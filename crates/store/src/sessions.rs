@@ -34,6 +34,10 @@ pub trait SessionStore: Send + Sync {
     async fn live_sessions(&self, now: Micros) -> Result<Vec<Session>, StoreError>;
     /// Revokes a session that is not revoked yet; returns whether it did.
     async fn revoke_session(&self, id: &str, at: Micros) -> Result<bool, StoreError>;
+    /// Marks a sign-in's state (its hash) used; false when it already was (a replay).
+    async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError>;
+    /// Forgets the states used before `before`.
+    async fn forget_login_states(&self, before: Micros) -> Result<(), StoreError>;
 }
 
 pub(crate) const INSERT: &str = "INSERT INTO sessions (id, secret_hash, issuer, subject, email, name, groups_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -44,6 +48,9 @@ pub(crate) fn select_by_hash() -> String {
 pub(crate) fn select_live() -> String {
     format!("SELECT {COLUMNS} FROM sessions WHERE revoked_at IS NULL AND expires_at > $1 ORDER BY created_at DESC, id")
 }
+pub(crate) const USE_LOGIN_STATE: &str =
+    "INSERT INTO used_login_states (state_hash, used_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING";
+pub(crate) const FORGET_LOGIN_STATES: &str = "DELETE FROM used_login_states WHERE used_at < $1";
 pub(crate) const REVOKE: &str = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
 
 /// A row's columns in the order of the selects above.

@@ -167,7 +167,7 @@ conformance!(
     provider_report_buckets_are_replaced_not_added_to,
     metered_usage_is_summed_per_day_model_and_source,
     agent_activity_days_are_replaced_not_added_to,
-    sessions_are_found_by_hash_listed_while_live_and_revoked,
+    sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -2358,7 +2358,7 @@ async fn agent_activity_days_are_replaced_not_added_to(db: &TestDatabase) {
     );
 }
 
-async fn sessions_are_found_by_hash_listed_while_live_and_revoked(db: &TestDatabase) {
+async fn sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once(db: &TestDatabase) {
     let store = db.open().await.unwrap();
     let t0 = at("2026-11-02T09:00:00Z");
     let hour = 3_600_000_000;
@@ -2423,5 +2423,18 @@ async fn sessions_are_found_by_hash_listed_while_live_and_revoked(db: &TestDatab
         found.revoked_at,
         Some(revoked_at),
         "a revoked session is still found, marked revoked"
+    );
+    // A sign-in's state is used once, until forgotten.
+    assert!(store.use_login_state("state-1", t0).await.unwrap());
+    assert!(
+        !store.use_login_state("state-1", Micros(t0.0 + 1)).await.unwrap(),
+        "a replay"
+    );
+    assert!(store.use_login_state("state-2", Micros(t0.0 + hour)).await.unwrap());
+    store.forget_login_states(Micros(t0.0 + 1)).await.unwrap();
+    assert!(store.use_login_state("state-1", t0).await.unwrap(), "forgotten");
+    assert!(
+        !store.use_login_state("state-2", t0).await.unwrap(),
+        "kept: used after the bound"
     );
 }

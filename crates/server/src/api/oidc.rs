@@ -112,7 +112,7 @@ pub async fn login(State(state): State<ApiState>) -> Response {
         Err(e) => return e.into_response(),
     };
     match sso.login().await {
-        Ok((url, login_state)) => {
+        Ok((url, login_cookie)) => {
             let mut response = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
             let headers = response.headers_mut();
             if let Ok(location) = HeaderValue::from_str(&url) {
@@ -120,7 +120,7 @@ pub async fn login(State(state): State<ApiState>) -> Response {
             }
             headers.insert(
                 header::SET_COOKIE,
-                set_cookie(sso, LOGIN_COOKIE, &login_state, "/auth", PENDING_LOGIN_TTL.as_secs()),
+                set_cookie(sso, LOGIN_COOKIE, &login_cookie, "/auth", PENDING_LOGIN_TTL.as_secs()),
             );
             response
         }
@@ -135,7 +135,6 @@ fn sso_failure(error: &SsoError) -> Response {
             tracing::warn!(error = %reason, "single sign-on: the identity provider failed");
             page(StatusCode::BAD_GATEWAY, "The identity provider failed", reason)
         }
-        SsoError::Busy => page(StatusCode::SERVICE_UNAVAILABLE, "Try again", &error.to_string()),
     }
 }
 
@@ -185,16 +184,8 @@ pub async fn callback(
             "the callback lacks its state or code",
         );
     };
-    let bound =
-        cookie(&headers, LOGIN_COOKIE).is_some_and(|c| constant_time_eq(&hash_token(c), &hash_token(&login_state)));
-    if !bound {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in refused",
-            "this sign-in was not started in this browser; sign in again",
-        );
-    }
-    let identity = match sso.callback(&login_state, &code).await {
+    let login_cookie = cookie(&headers, LOGIN_COOKIE);
+    let identity = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
         Ok(identity) => identity,
         Err(e) => return sso_failure(&e),
     };

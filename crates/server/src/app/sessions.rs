@@ -9,7 +9,7 @@ use std::time::Duration;
 use goodhart_core::Micros;
 use goodhart_store::sessions::Session;
 use rand::Rng;
-use ring::hmac;
+use ring::{aead, hmac};
 use serde::Serialize;
 
 use super::tokens::hash_token;
@@ -66,6 +66,42 @@ impl SessionKey {
         let signature = hex::decode(signature).ok()?;
         hmac::verify(&self.0, secret.as_bytes(), &signature).ok()?;
         Some(secret)
+    }
+
+    /// The AEAD key of the cookie that carries a login under way (derived from this key).
+    fn login_key(&self) -> Option<aead::LessSafeKey> {
+        let derived = hmac::sign(&self.0, b"goodhart login cookie");
+        let key = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, derived.as_ref().get(..32)?).ok()?;
+        Some(aead::LessSafeKey::new(key))
+    }
+
+    /// Encrypts and authenticates `plaintext` for a cookie (base64url of nonce, ciphertext, tag).
+    pub fn seal_login(&self, plaintext: &[u8]) -> Option<String> {
+        use base64::Engine as _;
+        let key = self.login_key()?;
+        let nonce: [u8; aead::NONCE_LEN] = rand::rng().random();
+        let mut sealed = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::empty(),
+            &mut sealed,
+        )
+        .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The plaintext of a cookie [`SessionKey::seal_login`] made, if it is intact.
+    pub fn open_login(&self, cookie: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let key = self.login_key()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cookie).ok()?;
+        let (nonce, sealed) = bytes.split_at_checked(aead::NONCE_LEN)?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = key.open_in_place(nonce, aead::Aad::empty(), &mut sealed).ok()?;
+        Some(plain.to_vec())
     }
 
     /// The CSRF token of a session: state-changing requests made with its cookie send it in
@@ -160,6 +196,17 @@ impl App {
         Ok(())
     }
 
+    /// Marks a sign-in's `state` used (in the store, so across instances); false when it already
+    /// was. States used more than `keep` ago are forgotten on the way.
+    pub async fn use_login_state(&self, state: &str, keep: Duration) -> Result<bool, AppError> {
+        let now = self.now();
+        let keep = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+        self.store
+            .forget_login_states(Micros(now.0.saturating_sub(keep)))
+            .await?;
+        Ok(self.store.use_login_state(&hex::encode(hash_token(state)), now).await?)
+    }
+
     /// Revokes the session of a secret (signing out); whether there was a live one.
     pub async fn end_session(&self, secret: &str) -> Result<bool, AppError> {
         match self.session(secret).await {
@@ -184,5 +231,20 @@ mod tests {
         let forged = format!("abd{}", &cookie[3..]);
         assert_eq!(key.open(&forged), None, "a changed secret");
         assert_ne!(key.csrf_token("abc"), key.csrf_token("abd"));
+    }
+
+    #[test]
+    fn login_cookies_are_sealed_and_open_only_intact_with_their_key() {
+        let key = SessionKey::new(b"key one");
+        let cookie = key.seal_login(b"state, nonce and verifier").unwrap();
+        assert!(!cookie.contains("verifier"), "encrypted");
+        assert_eq!(key.open_login(&cookie).unwrap(), b"state, nonce and verifier");
+        assert_ne!(key.seal_login(b"x"), key.seal_login(b"x"), "a fresh nonce each time");
+        assert_eq!(SessionKey::new(b"key two").open_login(&cookie), None);
+        let mut tampered = cookie.into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(key.open_login(&String::from_utf8(tampered).unwrap()), None);
+        assert_eq!(key.open_login("not base64!"), None);
     }
 }

@@ -663,10 +663,27 @@ async fn the_login_state_is_bound_to_the_browser_and_used_once() {
     );
     let authorize = browser.request("GET", location(&login), &[], "").await;
     let callback = location(&authorize).to_owned();
+    let login_cookie = browser.cookie(&server.url(), "goodhart_login").unwrap();
+    assert!(
+        !login_cookie.contains(callback.split("&state=").nth(1).unwrap()),
+        "the state travels encrypted"
+    );
 
     // Another browser (no login cookie) cannot complete it; nor a wrong state.
     let mut other = Browser::default();
     let reply = other.request("GET", &callback, &[], "").await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(reply.text.contains("not started in this browser"), "{}", reply.text);
+    // Nor a login cookie tampered with.
+    let mut tampered = Browser::default();
+    let mut forged = login_cookie.clone().into_bytes();
+    forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+    tampered
+        .cookies
+        .entry(authority(&server.url()))
+        .or_default()
+        .insert("goodhart_login".into(), String::from_utf8(forged).unwrap());
+    let reply = tampered.request("GET", &callback, &[], "").await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     let (without_state, _) = callback.split_once("&state=").unwrap();
     let wrong_state = format!("{without_state}&state=not-the-state");
@@ -679,10 +696,11 @@ async fn the_login_state_is_bound_to_the_browser_and_used_once() {
     let mut replayer = Browser {
         cookies: browser.cookies.clone(),
     };
-    replayer.cookies.get_mut(&authority(&server.url())).unwrap().insert(
-        "goodhart_login".into(),
-        callback.split("&state=").nth(1).unwrap().to_owned(),
-    );
+    replayer
+        .cookies
+        .get_mut(&authority(&server.url()))
+        .unwrap()
+        .insert("goodhart_login".into(), login_cookie.clone());
     let reply = replayer.request("GET", &callback, &[], "").await;
     assert_eq!(reply.status, 400, "a replayed state and code: {}", reply.text);
     assert!(reply.text.contains("unknown, used or expired"), "{}", reply.text);
@@ -884,7 +902,7 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
 }
 
 #[tokio::test]
-async fn sessions_work_the_same_on_postgres_and_every_instance_accepts_them() {
+async fn sessions_and_sign_ins_work_across_instances_on_postgres() {
     let idp = TinyIdp::start().await;
     let addr = free_addr();
     let server = server_on(TestDatabase::postgres().await, addr, &idp.issuer, None, "").await;
@@ -903,6 +921,27 @@ async fn sessions_work_the_same_on_postgres_and_every_instance_accepts_them() {
         ),
     )
     .await;
+    // A sign-in started at one instance completes at the other; its replay at the first is refused.
+    let mut roaming = Browser::default();
+    let login = roaming
+        .request("GET", &format!("{}/auth/login", server.url()), &[], "")
+        .await;
+    let authorize = roaming.request("GET", location(&login), &[], "").await;
+    let callback = location(&authorize).replace(&server.url(), &peer.url());
+    let login_cookie = roaming.cookie(&server.url(), "goodhart_login").unwrap();
+    roaming
+        .cookies
+        .entry(authority(&peer.url()))
+        .or_default()
+        .insert("goodhart_login".into(), login_cookie);
+    let completed = roaming.request("GET", &callback, &[], "").await;
+    assert_eq!(completed.status, 303, "{}", completed.text);
+    let replayed = roaming
+        .request("GET", &callback.replace(&peer.url(), &server.url()), &[], "")
+        .await;
+    assert_eq!(replayed.status, 400, "{}", replayed.text);
+    assert!(replayed.text.contains("unknown, used or expired"), "{}", replayed.text);
+
     let cookie = browser.cookie(&server.url(), "goodhart_session").unwrap();
     let mut at_peer = Browser::default();
     at_peer

@@ -14,3 +14,10 @@ CREATE TABLE sessions (
     revoked_at BIGINT
 );
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+-- The `state` of each completed sign-in (its SHA-256), so that a callback is used once across
+-- every instance; forgotten once its login would have expired anyway.
+CREATE TABLE used_login_states (
+    state_hash TEXT PRIMARY KEY,
+    used_at BIGINT NOT NULL
+);
+CREATE INDEX used_login_states_by_time ON used_login_states (used_at);

@@ -48,6 +48,17 @@ impl SessionStore for PostgresStore {
         let client = self.pool.get().await?;
         Ok(client.execute(sessions::REVOKE, &[&at.0, &id]).await? == 1)
     }
+
+    async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(sessions::USE_LOGIN_STATE, &[&state_hash, &at.0]).await? == 1)
+    }
+
+    async fn forget_login_states(&self, before: Micros) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.execute(sessions::FORGET_LOGIN_STATES, &[&before.0]).await?;
+        Ok(())
+    }
 }
 
 fn read_session(r: &tokio_postgres::Row) -> sessions::Row {

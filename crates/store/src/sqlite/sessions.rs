@@ -59,6 +59,20 @@ impl SessionStore for SqliteStore {
         self.write(move |w| Ok(w.conn.execute(sessions::REVOKE, params![at.0, id])? == 1))
             .await
     }
+
+    async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError> {
+        let state_hash = state_hash.to_owned();
+        self.write(move |w| Ok(w.conn.execute(sessions::USE_LOGIN_STATE, params![state_hash, at.0])? == 1))
+            .await
+    }
+
+    async fn forget_login_states(&self, before: Micros) -> Result<(), StoreError> {
+        self.write(move |w| {
+            w.conn.execute(sessions::FORGET_LOGIN_STATES, params![before.0])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 fn read_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<sessions::Row> {
