@@ -3,8 +3,9 @@
 # $GOODHART_CLIENTS_DIR): the official openai, anthropic and google-genai Python SDKs, boto3 (its
 # bedrock-runtime client) and Selenium in a virtualenv; schemathesis (which fuzzes the API from
 # its OpenAPI document) in a virtualenv of its own, so its pins never move the SDKs'; Claude
-# Code, Codex CLI, Gemini CLI and ccusage from npm; Debian's chromium and chromium-driver for the
-# dashboard's browser tests (never a browser Selenium downloads). Versions are pinned so a test
+# Code, Codex CLI, Gemini CLI, ccusage and oidc-provider (the single sign-on tests' identity
+# provider) from npm; Debian's chromium and chromium-driver for the dashboard's browser tests
+# (never a browser Selenium downloads). Versions are pinned so a test
 # run means the same thing every time; re-running is a no-op when they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ CODEX=@openai/codex@0.171.0
 GEMINI_CLI=@google/gemini-cli@0.61.0
 # The last ccusage in plain JavaScript: later versions need a native package per platform.
 CCUSAGE=ccusage@17.2.1
+# A certified OpenID Connect provider: the single sign-on tests start one on loopback.
+OIDC_PROVIDER=oidc-provider@9.13.3
 
 dir=${GOODHART_CLIENTS_DIR:-$PWD/.cache/clients}
 mkdir -p "$dir"
@@ -50,8 +53,9 @@ fi
 if [ "$("$dir/node_modules/.bin/claude" --version 2>/dev/null | awk '{print $1}')" != "${CLAUDE_CODE##*@}" ] ||
     [ "$("$dir/node_modules/.bin/codex" --version 2>/dev/null | awk '{print $2}')" != "${CODEX##*@}" ] ||
     [ "$("$dir/node_modules/.bin/gemini" --version 2>/dev/null)" != "${GEMINI_CLI##*@}" ] ||
-    [ "$("$dir/node_modules/.bin/ccusage" --version 2>/dev/null)" != "${CCUSAGE##*@}" ]; then
-    echo "installing $CLAUDE_CODE $CODEX $GEMINI_CLI $CCUSAGE into $dir" >&2
+    [ "$("$dir/node_modules/.bin/ccusage" --version 2>/dev/null)" != "${CCUSAGE##*@}" ] ||
+    [ "$(node -p 'require(process.argv[1]).version' "$dir/node_modules/oidc-provider/package.json" 2>/dev/null)" != "${OIDC_PROVIDER##*@}" ]; then
+    echo "installing $CLAUDE_CODE $CODEX $GEMINI_CLI $CCUSAGE $OIDC_PROVIDER into $dir" >&2
     # All in one command: an npm install without a package.json prunes what it was not given.
-    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CODEX" "$GEMINI_CLI" "$CCUSAGE")
+    (cd "$dir" && npm install --silent --no-fund --no-audit --no-save "$CLAUDE_CODE" "$CODEX" "$GEMINI_CLI" "$CCUSAGE" "$OIDC_PROVIDER")
 fi

@@ -6,7 +6,10 @@ const TOKEN_KEY = "goodhart.token";
 const page = document.getElementById("page");
 const charts = [];
 // Who signed in (`GET /api/v1/me`): the admin, or a viewer limited to `team` when it has one.
+// Signed in through single sign-on, the page has no token: the session cookie goes with every
+// request, and `me.csrf_token` with every request that changes something.
 let me = { role: "viewer" };
+const token = () => sessionStorage.getItem(TOKEN_KEY);
 // What the signed-in role may do (`/api/v1/me`): read, spend (budgets, keys, bills), decide
 // (findings), administer (tokens and the rest).
 const may = (duty) => (me.may || []).includes(duty);
@@ -33,17 +36,23 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  const credentials = token()
+    ? { authorization: `Bearer ${token()}` }
+    : (options.method || "GET") !== "GET" && me.csrf_token
+      ? { "x-csrf-token": me.csrf_token }
+      : {};
   const response = await fetch(path, {
     ...options,
+    credentials: "same-origin",
     headers: {
-      authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`,
+      ...credentials,
       "content-type": "application/json",
       ...(options.headers || {}),
     },
   });
   const body = await response.json().catch(() => null);
   if (response.status === 401) {
-    signOut("Your token was refused: sign in again.");
+    signOut(token() ? "Your token was refused: sign in again." : "Your session ended: sign in again.");
     throw new ApiError(401, "unauthorized");
   }
   if (!response.ok) {
@@ -829,10 +838,31 @@ async function render() {
 
 function signOut(message = "") {
   sessionStorage.removeItem(TOKEN_KEY);
+  me = { role: "viewer" };
   document.getElementById("nav").hidden = true;
   page.replaceChildren();
   document.getElementById("sign-in").hidden = false;
   document.getElementById("sign-in-error").textContent = message;
+  showSingleSignOn();
+}
+
+// Offers "Sign in with …" when the server has single sign-on configured.
+async function showSingleSignOn() {
+  const sso = await fetch("/auth/sso").then((r) => r.json()).catch(() => null);
+  const link = document.getElementById("sso");
+  if (sso?.enabled) {
+    link.textContent = `Sign in with ${sso.name}`;
+    link.href = sso.login;
+    link.hidden = false;
+  }
+}
+
+// Ends a single sign-on session at the server (the token of a pasted one is just forgotten).
+async function logOut() {
+  if (!token() && me.csrf_token) {
+    await fetch("/auth/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": me.csrf_token } }).catch(() => null);
+  }
+  signOut();
 }
 
 // Asks the server who the stored token is, then shows what that role may see.
@@ -847,10 +877,12 @@ async function signIn() {
   document.getElementById("nav").hidden = false;
   for (const link of document.querySelectorAll("nav a[data-spend]")) link.hidden = !may("spend");
   for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !may("administer");
+  const person = me.identity ? me.identity.email || me.identity.name || me.identity.subject : null;
+  const scope = me.user ? `user ${me.user}` : me.team ? `team ${me.team}` : "every team";
   document.getElementById("who").textContent =
     me.role === "admin"
-      ? "admin"
-      : `${me.role}${me.name ? ` (${me.name})` : ""} · ${me.user ? `user ${me.user}` : me.team ? `team ${me.team}` : "every team"}`;
+      ? `admin${person ? ` (${person})` : ""}`
+      : `${me.role}${person || me.name ? ` (${person || me.name})` : ""} · ${scope}`;
   render();
 }
 
@@ -859,7 +891,12 @@ document.getElementById("sign-in").addEventListener("submit", (event) => {
   sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
   signIn();
 });
-document.getElementById("sign-out").addEventListener("click", () => signOut());
+document.getElementById("sign-out").addEventListener("click", () => logOut());
 window.addEventListener("hashchange", render);
-if (sessionStorage.getItem(TOKEN_KEY)) signIn();
-else signOut();
+// A pasted token, else a live single sign-on session (asked without a 401), else the form.
+if (token()) signIn();
+else
+  fetch("/auth/sso", { credentials: "same-origin" })
+    .then((r) => r.json())
+    .then((sso) => (sso.signed_in ? signIn() : signOut()))
+    .catch(() => signOut());

@@ -64,6 +64,9 @@ pub struct RawConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: RawAudit,
+    /// How people sign in: `[auth.oidc]`, single sign-on through an OpenID Connect provider.
+    #[serde(default)]
+    pub auth: RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +93,12 @@ pub struct RawAudit {
 #[derive(Debug, Clone, Default)]
 pub struct AuditConfig {
     pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub oidc: Option<crate::oidc::RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +271,8 @@ pub struct Config {
     pub reconciliation: ReconciliationSettings,
     pub self_service: SelfServiceSettings,
     pub audit: AuditConfig,
+    /// Single sign-on, when `[auth.oidc]` is configured.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -376,10 +387,17 @@ impl Config {
         let waste = resolve_waste(file.waste)?;
         let reconciliation = resolve_reconciliation(file.reconciliation, env)?;
         let self_service = resolve_self_service(file.self_service)?;
+        let oidc = file
+            .auth
+            .oidc
+            .map(|raw| raw.resolve(env))
+            .transpose()
+            .map_err(|e| invalid(&format!("auth.oidc.{}", e.key), e.reason))?;
         let store_content = file.store_content.unwrap_or(false);
         gateway.max_body_bytes = max_body_bytes as usize;
         gateway.store_content = store_content;
         Ok(Config {
+            oidc,
             outcomes,
             waste,
             reconciliation,
@@ -644,6 +662,20 @@ fn default_spool_dir(database_url: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_sign_on_keys_are_named_in_full_when_unknown_or_bad() {
+        let error = RawConfig::from_toml("[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"g\"\nadmin_group = []")
+            .unwrap_err();
+        assert_eq!(error.key, "auth.oidc.admin_group", "{error}");
+        let file = RawConfig::from_toml(
+            "[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"g\"\npublic_url = \"https://g.example\"\n\
+             admin_groups = [\"a\"]\nclock_skew_secs = 900",
+        )
+        .unwrap();
+        let error = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert_eq!(error.key, "auth.oidc.clock_skew_secs", "{error}");
+    }
 
     #[test]
     fn connection_limits_have_defaults_and_each_bad_value_names_its_key() {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod background;
 pub mod config;
+pub mod oidc;
 pub mod provider_import;
 pub mod serve;
 pub mod settings;

@@ -43,8 +43,10 @@ use tower::ServiceExt;
 use crate::alerts::Dispatcher;
 use crate::api::{self, ApiState};
 use crate::app::App;
+use crate::app::sessions::{SESSION_KEY_SETTING, SessionKey};
 use crate::app::tokens::{self, ADMIN_TOKEN_SETTING, TokenHash};
 use crate::config::{Config, ConnectionLimits};
+use crate::oidc::Sso;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -63,6 +65,28 @@ pub enum ServeError {
         "the stored admin token hash is corrupt; delete the `{ADMIN_TOKEN_SETTING}` setting to generate a new token"
     )]
     CorruptAdminToken,
+    #[error(
+        "the stored session cookie key is corrupt; delete the `{}` setting (signs everyone out)",
+        crate::app::sessions::SESSION_KEY_SETTING
+    )]
+    CorruptSessionKey,
+}
+
+/// The key that signs session cookies: the stored one, else a new one stored (one for every
+/// instance sharing the store).
+pub async fn settle_session_key(store: &dyn Store) -> Result<SessionKey, ServeError> {
+    store
+        .set_setting_if_absent(SESSION_KEY_SETTING, &SessionKey::generate())
+        .await?;
+    let stored = store
+        .setting(SESSION_KEY_SETTING)
+        .await?
+        .ok_or(ServeError::CorruptSessionKey)?;
+    let bytes = hex::decode(stored).map_err(|_| ServeError::CorruptSessionKey)?;
+    if bytes.len() < 32 {
+        return Err(ServeError::CorruptSessionKey);
+    }
+    Ok(SessionKey::new(&bytes))
 }
 
 /// The admin token's hash: from `GOODHART_ADMIN_TOKEN` when set, else the stored one, else a
@@ -109,6 +133,7 @@ pub struct Server {
     limits: ConnectionLimits,
     /// `audit.trust_forwarded_for`.
     trust_forwarded_for: bool,
+    sso: Option<Arc<Sso>>,
 }
 
 /// The server's own background work, stopped at shutdown.
@@ -139,6 +164,14 @@ impl Server {
     ) -> Result<(Server, Option<String>), ServeError> {
         let store = goodhart_store::open(&config.database_url).await?;
         let (admin_token_hash, generated) = settle_admin_token(store.as_ref(), admin_token_env).await?;
+        let sso = match &config.oidc {
+            Some(settings) => Some(Arc::new(Sso::new(
+                settings.clone(),
+                settle_session_key(store.as_ref()).await?,
+                goodhart_gateway::upstream::client(),
+            ))),
+            None => None,
+        };
         let gateway_config = config.gateway_with_defaults(mock_base.unwrap_or(""));
         let (sink, queue) = AlertSink::channel();
         let gateway = Gateway::start(
@@ -178,6 +211,7 @@ impl Server {
             request_timeout: config.request_timeout,
             limits: config.connections.clone(),
             trust_forwarded_for: config.audit.trust_forwarded_for,
+            sso,
         };
         Ok((server, generated))
     }
@@ -192,6 +226,7 @@ impl Server {
             app: self.app.clone(),
             max_body_bytes: self.max_body_bytes,
             trust_forwarded_for: self.trust_forwarded_for,
+            sso: self.sso.clone(),
         };
         api::router(state, self.request_timeout)
     }

@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`], [`SessionStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -27,6 +27,7 @@ pub mod outcomes;
 pub mod postgres;
 pub mod provider_reports;
 mod rollup;
+pub mod sessions;
 pub mod settings;
 pub mod spool;
 pub mod sqlite;
@@ -48,6 +49,7 @@ pub use keys::KeyStore;
 pub use leases::LeaseStore;
 pub use outcomes::OutcomeStore;
 pub use provider_reports::ProviderReportStore;
+pub use sessions::SessionStore;
 pub use settings::SettingsStore;
 pub use telemetry::TelemetryStore;
 pub use usage::{InsertOutcome, PricedEvent, RepriceOutcome, RepriceScope, SummaryQuery, UnpricedModel, UsageStore};
@@ -68,6 +70,7 @@ pub trait Store:
     + ProviderReportStore
     + AgentActivityStore
     + AuditStore
+    + SessionStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

@@ -61,6 +61,7 @@ migrations!(
     shared "20261210000000_budget_unreachable",
     each "20261211000000_audit_log",
     shared "20261212000000_token_person",
+    shared "20261213000000_sessions",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -28,6 +28,7 @@ use goodhart_core::usage::{Attribution, CallMeta, Content, Source, TokenCounts, 
 use goodhart_store::audit::{AuditQuery, NewAuditEntry};
 use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
+use goodhart_store::sessions::Session;
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::viewers::{TokenRole, ViewerToken};
 use goodhart_store::{PricedEvent, RepriceScope, Store, SummaryQuery};
@@ -168,6 +169,7 @@ conformance!(
     metered_usage_is_summed_per_day_model_and_source,
     agent_activity_days_are_replaced_not_added_to,
     the_audit_log_is_read_newest_first_filtered_paged_and_append_only,
+    sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -2568,4 +2570,85 @@ async fn the_audit_log_is_read_newest_first_filtered_paged_and_append_only(db: &
     })
     .await;
     assert_eq!(after, all, "nothing changed");
+}
+
+async fn sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let hour = 3_600_000_000;
+    let alice = Session {
+        id: "ses_1".into(),
+        issuer: "https://idp.example".into(),
+        subject: "alice-sub".into(),
+        email: Some("alice@example.com".into()),
+        name: Some("Alice".into()),
+        groups: vec!["goodhart-admins".into(), "payments".into()],
+        created_at: t0,
+        expires_at: Micros(t0.0 + 8 * hour),
+        revoked_at: None,
+    };
+    let bob = Session {
+        id: "ses_2".into(),
+        subject: "bob-sub".into(),
+        email: None,
+        name: None,
+        groups: vec![],
+        created_at: Micros(t0.0 + 1),
+        expires_at: Micros(t0.0 + hour),
+        ..alice.clone()
+    };
+    store.create_session(&alice, &hash_secret("s-1")).await.unwrap();
+    store.create_session(&bob, &hash_secret("s-2")).await.unwrap();
+    assert!(
+        store.create_session(&alice, &hash_secret("s-3")).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        store.session_by_hash(&hash_secret("s-1")).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.session_by_hash(&hash_secret("nope")).await.unwrap(), None);
+    let live = |at: Micros| {
+        let store = &store;
+        async move {
+            store
+                .live_sessions(at)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(live(t0).await, ["ses_2", "ses_1"], "newest first");
+    assert_eq!(
+        live(Micros(t0.0 + 2 * hour)).await,
+        ["ses_1"],
+        "an expired session is not live"
+    );
+
+    let revoked_at = Micros(t0.0 + 60);
+    assert!(store.revoke_session("ses_1", revoked_at).await.unwrap());
+    assert!(!store.revoke_session("ses_1", revoked_at).await.unwrap(), "once");
+    assert!(!store.revoke_session("ses_missing", revoked_at).await.unwrap());
+    assert_eq!(live(t0).await, ["ses_2"], "a revoked session is not live");
+    let found = store.session_by_hash(&hash_secret("s-1")).await.unwrap().unwrap();
+    assert_eq!(
+        found.revoked_at,
+        Some(revoked_at),
+        "a revoked session is still found, marked revoked"
+    );
+    // A sign-in's state is used once, until forgotten.
+    assert!(store.use_login_state("state-1", t0).await.unwrap());
+    assert!(
+        !store.use_login_state("state-1", Micros(t0.0 + 1)).await.unwrap(),
+        "a replay"
+    );
+    assert!(store.use_login_state("state-2", Micros(t0.0 + hour)).await.unwrap());
+    store.forget_login_states(Micros(t0.0 + 1)).await.unwrap();
+    assert!(store.use_login_state("state-1", t0).await.unwrap(), "forgotten");
+    assert!(
+        !store.use_login_state("state-2", t0).await.unwrap(),
+        "kept: used after the bound"
+    );
 }

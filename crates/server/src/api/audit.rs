@@ -14,6 +14,7 @@ use super::params::Params;
 use super::state::ApiState;
 use crate::app::access::Access;
 use crate::app::audit::{Actor, AuditDocument, AuditRequest, Origin};
+use crate::app::sessions::Identity;
 
 /// The client's address: the connection's peer, or — only when `audit.trust_forwarded_for` says
 /// a proxy stands in front — the last address of `X-Forwarded-For` (the one the proxy added;
@@ -42,7 +43,11 @@ pub fn origin_of(
     access: Option<&Access>,
     trust_forwarded_for: bool,
 ) -> Origin {
-    let actor = access.map_or_else(Actor::anonymous, Actor::of);
+    // A signed-in person acts as themselves, whatever role their groups gave them.
+    let actor = match (extensions.get::<Identity>(), access) {
+        (Some(identity), _) => Actor::person(identity),
+        (None, access) => access.map_or_else(Actor::anonymous, Actor::of),
+    };
     let user_agent = headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok());

@@ -1,6 +1,8 @@
 //! The token check in front of every route table but the public one: the request's token
 //! (`Authorization: Bearer …` or `x-api-key: …`) must be a live one whose role may do the
-//! table's [`Duty`]. Who it is goes to the handlers as an `Extension<Access>`. A token that
+//! table's [`Duty`]. Who it is goes to the handlers as an `Extension<Access>`. A request
+//! without a token may come with a single sign-on session cookie instead ([`super::oidc`]),
+//! which adds an `Extension<Identity>` (and its CSRF token) next to the `Access`. A token that
 //! matches nothing (401) and one refused here (403) are recorded in the audit log, within its
 //! failure bound ([`crate::app::audit`]); a request with no token at all is not.
 
@@ -35,19 +37,27 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = presented_token(request.headers()).ok_or(ApiError::Unauthorized)?;
-    let access = match state.app.authenticate(token).await {
-        Ok(access) => access,
-        Err(AppError::Unauthorized) => {
-            let (origin, event) = refused(&request, None, state.trust_forwarded_for);
-            let event = Event {
-                action: "auth.failure",
-                ..event
-            };
-            state.app.audit_refusal(&origin, Outcome::Failure, event).await;
-            return Err(ApiError::Unauthorized);
+    let access = match presented_token(request.headers()) {
+        Some(token) => match state.app.authenticate(token).await {
+            Ok(access) => access,
+            Err(AppError::Unauthorized) => {
+                let (origin, event) = refused(&request, None, state.trust_forwarded_for);
+                let event = Event {
+                    action: "auth.failure",
+                    ..event
+                };
+                state.app.audit_refusal(&origin, Outcome::Failure, event).await;
+                return Err(ApiError::Unauthorized);
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => {
+            let (access, identity, csrf) =
+                super::oidc::cookie_access(&state, request.method(), request.headers()).await?;
+            request.extensions_mut().insert(identity);
+            request.extensions_mut().insert(csrf);
+            access
         }
-        Err(e) => return Err(e.into()),
     };
     if !access.may(duty) {
         let (origin, event) = refused(&request, Some(&access), state.trust_forwarded_for);

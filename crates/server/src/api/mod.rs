@@ -25,6 +25,7 @@ pub mod findings;
 pub mod hooks;
 pub mod ingest;
 pub mod keys;
+pub mod oidc;
 pub mod otlp;
 pub mod params;
 pub mod reports;
@@ -60,8 +61,9 @@ macro_rules! route_table {
 }
 
 route_table! {
-    /// Open to anyone: health, the API's document, the dashboard's assets, and GitHub's
-    /// deliveries (authenticated by their HMAC signature, not a token).
+    /// Open to anyone: health, the API's document, the dashboard's assets, GitHub's
+    /// deliveries (authenticated by their HMAC signature, not a token), and single sign-on
+    /// (its callback checks the provider's ID token; logout needs the session's CSRF token).
     PUBLIC_ROUTES, public_routes {
         "/healthz" => get(healthz),
         "/readyz" => get(readyz),
@@ -70,6 +72,10 @@ route_table! {
         "/dashboard/app.css" => get(dashboard::app_css),
         "/dashboard/vendor/chart.umd.min.js" => get(dashboard::chart_js),
         "/hooks/github" => post(hooks::post_github),
+        "/auth/sso" => get(oidc::status),
+        "/auth/login" => get(oidc::login),
+        "/auth/callback" => get(oidc::callback),
+        "/auth/logout" => post(oidc::logout),
     }
 }
 
@@ -136,6 +142,8 @@ route_table! {
         "/api/v1/tokens" => get(viewers::list).post(viewers::create),
         "/api/v1/tokens/{id}/revoke" => post(viewers::revoke),
         "/api/v1/audit" => get(audit::get_audit),
+        "/api/v1/sessions" => get(oidc::list_sessions),
+        "/api/v1/sessions/{id}/revoke" => post(oidc::revoke_session),
     }
 }
 

@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use super::audit::Caller;
 use super::error::ApiError;
+use super::oidc::SessionCsrf;
 use super::params::JsonBody;
 use super::state::ApiState;
 use crate::app::access::Access;
+use crate::app::sessions::Identity;
 use crate::app::viewers::{NewViewer, ViewerView};
 
 #[derive(Debug, Serialize)]
@@ -43,8 +45,14 @@ pub async fn revoke(
     Ok(Json(ViewerView::of(&token, None)))
 }
 
-/// `GET /api/v1/me`: the caller's role, what it may do, and (for a token) its id, name and team.
-pub async fn me(Extension(access): Extension<Access>) -> Json<serde_json::Value> {
+/// `GET /api/v1/me`: the caller's role, what it may do, and (for a token) its id, name and
+/// team; with a single sign-on session, also `identity` (issuer, subject, email, name, groups,
+/// session) and the `csrf_token` to send in `X-CSRF-Token` with requests that change something.
+pub async fn me(
+    Extension(access): Extension<Access>,
+    identity: Option<Extension<Identity>>,
+    csrf: Option<Extension<SessionCsrf>>,
+) -> Json<serde_json::Value> {
     let mut me = serde_json::json!({ "role": access.role(), "may": access.duties() });
     let (id, name) = match &access {
         Access::Admin => (None, None),
@@ -61,6 +69,10 @@ pub async fn me(Extension(access): Extension<Access>) -> Json<serde_json::Value>
     }
     if let Some(user) = access.user() {
         me["user"] = user.into();
+    }
+    if let (Some(Extension(identity)), Some(Extension(SessionCsrf(token)))) = (identity, csrf) {
+        me["identity"] = serde_json::json!(identity);
+        me["csrf_token"] = token.into();
     }
     Json(me)
 }

@@ -46,7 +46,7 @@ goodhart_core::named_enum! {
         FinopsToken = "finops_token",
         ManagerToken = "manager_token",
         EngineerToken = "engineer_token",
-        /// A signed-in person (single sign-on; not yet).
+        /// A person signed in through single sign-on.
         User = "user",
         /// The `goodhart` command line, working on the database directly.
         Cli = "cli",
@@ -99,6 +99,15 @@ impl Actor {
                 id: Some(id.clone()),
                 name: name.clone(),
             },
+        }
+    }
+
+    /// A person signed in through single sign-on: their subject, and their email or name.
+    pub fn person(identity: &super::sessions::Identity) -> Actor {
+        Actor {
+            kind: ActorKind::User,
+            id: Some(identity.subject.clone()),
+            name: Some(identity.label()),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod query;
 pub mod refusals;
 pub mod reports;
 pub mod scope;
+pub mod sessions;
 pub mod subjects;
 pub mod tokens;
 pub mod usage;

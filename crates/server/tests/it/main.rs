@@ -21,6 +21,7 @@ mod gemini;
 mod hostile;
 mod http;
 mod inputs;
+mod oidc;
 mod otlp;
 mod outage;
 mod outcomes;

@@ -22,6 +22,7 @@ mod keys;
 mod leases;
 mod outcomes;
 mod provider_reports;
+mod sessions;
 mod settings;
 mod telemetry;
 mod usage;

@@ -1,0 +1,346 @@
+//! Single sign-on's routes — `GET /auth/sso`, `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`,
+//! and the admin's `GET /api/v1/sessions` and `POST /api/v1/sessions/{id}/revoke` — and the
+//! session cookie as a way to authenticate ([`cookie_access`]).
+//!
+//! The cookie (`goodhart_session`) is `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` when the
+//! public URL is https, and lasts the session. Being ambient, it is not enough for a request
+//! that changes something: a POST, PUT, PATCH or DELETE made with it must send the session's
+//! CSRF token in `X-CSRF-Token` (the page reads it from `GET /api/v1/me`), and its `Origin`
+//! (else `Referer`), when sent, must be the public URL's. Requests with a token are unaffected.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::state::ApiState;
+use crate::app::access::Access;
+use crate::app::sessions::{Identity, SessionView};
+use crate::app::tokens::{constant_time_eq, hash_token};
+use crate::oidc::{PENDING_LOGIN_TTL, Role, Sso, SsoError};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "goodhart_session";
+/// The cookie binding a login under way to the browser that started it.
+pub const LOGIN_COOKIE: &str = "goodhart_login";
+/// The header carrying the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The CSRF token of the session a request came with (an extension next to its `Access`).
+#[derive(Debug, Clone)]
+pub struct SessionCsrf(pub String);
+
+fn sso(state: &ApiState) -> Result<&Sso, ApiError> {
+    state
+        .sso
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("single sign-on ([auth.oidc] is not configured)".into()))
+}
+
+/// The value of cookie `name`, if the request has it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn set_cookie(sso: &Sso, name: &str, value: &str, path: &str, max_age_secs: u64) -> HeaderValue {
+    let secure = if sso.settings.secure_cookie { "; Secure" } else { "" };
+    let text = format!("{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}");
+    // Names and values are ours: hex, and fixed words.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A small HTML page for the browser (sign-in happens in one, not in a script).
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title></head><body><h1>{0}</h1><p>{1}</p><p><a href=\"/\">Back to Goodhart</a></p></body></html>",
+        escape(title),
+        escape(message)
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /auth/sso`: whether single sign-on is configured, what the sign-in button says, and
+/// whether the request's session cookie is live (so the page can tell without a 401).
+pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(sso) = state.sso.as_deref() else {
+        return Ok(Json(serde_json::json!({ "enabled": false, "signed_in": false })));
+    };
+    let signed_in = match cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
+        Some(secret) => match state.app.session(secret).await {
+            Ok(_) => true,
+            Err(crate::app::AppError::Unauthorized) => false,
+            Err(other) => return Err(other.into()),
+        },
+        None => false,
+    };
+    Ok(Json(serde_json::json!({
+        "enabled": true,
+        "signed_in": signed_in,
+        "name": sso.settings.provider_name,
+        "issuer": sso.settings.issuer.as_str(),
+        "login": "/auth/login",
+    })))
+}
+
+/// `GET /auth/login`: sends the browser to the identity provider.
+pub async fn login(State(state): State<ApiState>) -> Response {
+    let sso = match sso(&state) {
+        Ok(sso) => sso,
+        Err(e) => return e.into_response(),
+    };
+    match sso.login().await {
+        Ok((url, login_cookie)) => {
+            let mut response = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+            let headers = response.headers_mut();
+            if let Ok(location) = HeaderValue::from_str(&url) {
+                headers.insert(header::LOCATION, location);
+            }
+            headers.insert(
+                header::SET_COOKIE,
+                set_cookie(sso, LOGIN_COOKIE, &login_cookie, "/auth", PENDING_LOGIN_TTL.as_secs()),
+            );
+            response
+        }
+        Err(e) => sso_failure(&e),
+    }
+}
+
+fn sso_failure(error: &SsoError) -> Response {
+    match error {
+        SsoError::Refused(reason) => page(StatusCode::BAD_REQUEST, "Sign-in refused", reason),
+        SsoError::Provider(reason) => {
+            tracing::warn!(error = %reason, "single sign-on: the identity provider failed");
+            page(StatusCode::BAD_GATEWAY, "The identity provider failed", reason)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// The provider's issuer, when it says (RFC 9207: a mix-up between providers shows here).
+    pub iss: Option<String>,
+}
+
+/// `GET /auth/callback`: completes a login and starts a session.
+pub async fn callback(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let sso = match sso(&state) {
+        Ok(sso) => sso,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(error) = query.error {
+        let detail = query.error_description.map(|d| format!(": {d}")).unwrap_or_default();
+        return page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            &format!("the identity provider said {error}{detail}"),
+        );
+    }
+    if query
+        .iss
+        .as_deref()
+        .is_some_and(|iss| iss.trim_end_matches('/') != sso.settings.issuer.as_str().trim_end_matches('/'))
+    {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused",
+            "the callback names another identity provider",
+        );
+    }
+    let (Some(login_state), Some(code)) = (query.state, query.code) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused",
+            "the callback lacks its state or code",
+        );
+    };
+    let login_cookie = cookie(&headers, LOGIN_COOKIE);
+    let identity = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
+        Ok(identity) => identity,
+        Err(e) => return sso_failure(&e),
+    };
+    if sso.settings.roles.role(&identity.groups).is_none() {
+        return page(
+            StatusCode::FORBIDDEN,
+            "No access",
+            &format!(
+                "{} is in no group that gives access to Goodhart; ask an administrator",
+                identity.label()
+            ),
+        );
+    }
+    let (secret, session) = match state.app.start_session(&identity, sso.settings.session_length).await {
+        Ok(started) => started,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    tracing::info!(session = %session.id, issuer = %identity.issuer, subject = %identity.subject, "signed in");
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, "/"), (header::CACHE_CONTROL, "no-store")],
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(
+            sso,
+            SESSION_COOKIE,
+            &sso.key.seal(&secret),
+            "/",
+            sso.settings.session_length.as_secs(),
+        ),
+    );
+    headers.append(header::SET_COOKIE, set_cookie(sso, LOGIN_COOKIE, "", "/auth", 0));
+    response
+}
+
+/// Whether a request changes something (and so needs more than an ambient cookie).
+fn changes_state(method: &Method) -> bool {
+    ![Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
+}
+
+/// A state-changing request made with the cookie of the session `secret`: its CSRF token and,
+/// when it says where it comes from, its origin.
+fn check_csrf(sso: &Sso, headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !constant_time_eq(&hash_token(sent), &hash_token(&sso.key.csrf_token(secret))) {
+        return Err(ApiError::Forbidden(
+            "a request that changes something with the session cookie must send X-CSRF-Token (its value is in GET /api/v1/me)".into(),
+        ));
+    }
+    let origin = &sso.settings.origin;
+    let same_origin = match (headers.get(header::ORIGIN), headers.get(header::REFERER)) {
+        (Some(sent), _) => sent.to_str().is_ok_and(|o| o == origin),
+        (None, Some(referer)) => referer
+            .to_str()
+            .is_ok_and(|r| r == origin || r.starts_with(&format!("{origin}/"))),
+        (None, None) => true,
+    };
+    if !same_origin {
+        return Err(ApiError::Forbidden(format!(
+            "a request that changes something with the session cookie must come from {origin}"
+        )));
+    }
+    Ok(())
+}
+
+/// Who a request without a token is, by its session cookie: its `Access` (from the
+/// person's groups), `Identity` and CSRF token. State-changing requests must pass
+/// [`check_csrf`].
+pub async fn cookie_access(
+    state: &ApiState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(Access, Identity, SessionCsrf), ApiError> {
+    let sso = state.sso.as_deref().ok_or(ApiError::Unauthorized)?;
+    let secret = cookie(headers, SESSION_COOKIE)
+        .and_then(|value| sso.key.open(value))
+        .ok_or(ApiError::Unauthorized)?;
+    let session = state.app.session(secret).await?;
+    if changes_state(method) {
+        check_csrf(sso, headers, secret)?;
+    }
+    let identity = Identity {
+        issuer: session.issuer,
+        subject: session.subject,
+        email: session.email,
+        name: session.name,
+        groups: session.groups,
+        session_id: Some(session.id.clone()),
+    };
+    let access = match sso.settings.roles.role(&identity.groups) {
+        Some(Role::Admin) => Access::Admin,
+        Some(Role::Viewer { team }) => Access::Viewer {
+            id: session.id,
+            name: Some(identity.label()),
+            team,
+        },
+        None => {
+            return Err(ApiError::Forbidden(
+                "your groups no longer give access to Goodhart; ask an administrator".into(),
+            ));
+        }
+    };
+    Ok((access, identity, SessionCsrf(sso.key.csrf_token(secret))))
+}
+
+/// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it.
+pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let sso = sso(&state)?;
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
+        check_csrf(sso, &headers, secret)?;
+        state.app.end_session(secret).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(sso, SESSION_COOKIE, "", "/", 0));
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionsDocument {
+    pub sessions: Vec<SessionView>,
+}
+
+/// `GET /api/v1/sessions`: the live sessions, newest first.
+pub async fn list_sessions(State(state): State<ApiState>) -> Result<Json<SessionsDocument>, ApiError> {
+    let sessions = state.app.live_sessions().await?;
+    Ok(Json(SessionsDocument {
+        sessions: sessions.iter().map(SessionView::of).collect(),
+    }))
+}
+
+/// `POST /api/v1/sessions/{id}/revoke`: the session's cookie stops working at once.
+pub async fn revoke_session(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.app.revoke_session(&id).await?;
+    Ok(Json(serde_json::json!({ "id": id, "status": "revoked" })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "a=1; goodhart_session=abc.def".parse().unwrap());
+        headers.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc.def"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "goodhart"), None);
+    }
+}
