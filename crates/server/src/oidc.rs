@@ -73,6 +73,18 @@ pub struct RawOidc {
     /// Group → team: members see that team only, read-only.
     #[serde(default)]
     pub team_groups: BTreeMap<String, String>,
+    /// Groups whose members are finops: every team's numbers, budgets, keys and bills.
+    #[serde(default)]
+    pub finops_groups: Vec<String>,
+    /// Group → team: members manage that team (read it, decide its people's findings).
+    #[serde(default)]
+    pub manager_groups: BTreeMap<String, String>,
+    /// Groups whose members are engineers: their own numbers and keys.
+    #[serde(default)]
+    pub engineer_groups: Vec<String>,
+    /// How a signed-in person is named in usage: their email without this domain (e.g.
+    /// `example.com` makes `ana@example.com` the user `ana`); default: the whole email.
+    pub user_domain: Option<String>,
     /// How long a session lasts (default 8).
     pub session_hours: Option<u64>,
     /// Whether the session cookie is `Secure` (default: when the public URL is https).
@@ -85,10 +97,16 @@ pub struct RawOidc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Admin,
+    Finops,
     /// Read-only; limited to one team when `team` is set.
     Viewer {
         team: Option<String>,
     },
+    Manager {
+        team: String,
+    },
+    /// Their own numbers and keys.
+    Engineer,
 }
 
 /// How the provider's groups map to roles.
@@ -97,26 +115,34 @@ pub struct RoleMap {
     pub admin_groups: BTreeSet<String>,
     pub viewer_groups: BTreeSet<String>,
     pub team_groups: BTreeMap<String, String>,
+    pub finops_groups: BTreeSet<String>,
+    pub manager_groups: BTreeMap<String, String>,
+    pub engineer_groups: BTreeSet<String>,
 }
 
 impl RoleMap {
-    /// The widest role the groups give: admin if one is an admin group; else a viewer of every
-    /// team if one is a viewer group; else a viewer of one team, the alphabetically first of the
-    /// teams the person's team groups map to; else none (the person is refused).
+    /// The widest role the groups give, in this order: admin; finops; a viewer of every team;
+    /// the manager of one team; a viewer of one team; an engineer; else none (the person is
+    /// refused). Where groups name several teams, the alphabetically first is the person's
+    /// home team, so a person counts in one team only.
     pub fn role(&self, groups: &[String]) -> Option<Role> {
-        if groups.iter().any(|g| self.admin_groups.contains(g)) {
-            return Some(Role::Admin);
+        let any = |set: &BTreeSet<String>| groups.iter().any(|g| set.contains(g));
+        let first_team = |map: &BTreeMap<String, String>| groups.iter().filter_map(|g| map.get(g)).min().cloned();
+        if any(&self.admin_groups) {
+            Some(Role::Admin)
+        } else if any(&self.finops_groups) {
+            Some(Role::Finops)
+        } else if any(&self.viewer_groups) {
+            Some(Role::Viewer { team: None })
+        } else if let Some(team) = first_team(&self.manager_groups) {
+            Some(Role::Manager { team })
+        } else if let Some(team) = first_team(&self.team_groups) {
+            Some(Role::Viewer { team: Some(team) })
+        } else if any(&self.engineer_groups) {
+            Some(Role::Engineer)
+        } else {
+            None
         }
-        if groups.iter().any(|g| self.viewer_groups.contains(g)) {
-            return Some(Role::Viewer { team: None });
-        }
-        groups
-            .iter()
-            .filter_map(|g| self.team_groups.get(g))
-            .min()
-            .map(|team| Role::Viewer {
-                team: Some(team.clone()),
-            })
     }
 }
 
@@ -135,9 +161,27 @@ pub struct OidcSettings {
     pub groups_claim: String,
     pub email_claim: String,
     pub roles: RoleMap,
+    /// Removed from the email to name an engineer in usage (`ana@example.com` → `ana`).
+    pub user_domain: Option<String>,
     pub session_length: Duration,
     pub secure_cookie: bool,
     pub clock_skew: Duration,
+}
+
+impl OidcSettings {
+    /// The usage `user` a signed-in person is: their email without `user_domain` (when it
+    /// ends so), else their email, else their subject.
+    pub fn usage_user(&self, email: Option<&str>, subject: &str) -> String {
+        let Some(email) = email else {
+            return subject.to_owned();
+        };
+        self.user_domain
+            .as_deref()
+            .and_then(|domain| email.strip_suffix(domain)?.strip_suffix('@'))
+            .filter(|local| !local.is_empty())
+            .unwrap_or(email)
+            .to_owned()
+    }
 }
 
 /// A bad `[auth.oidc]` value: its key (relative to the section) and why.
@@ -203,18 +247,32 @@ impl RawOidc {
         };
         let groups_claim = nonempty("groups_claim", self.groups_claim, "groups")?;
         let email_claim = nonempty("email_claim", self.email_claim, "email")?;
-        if let Some((group, _)) = self.team_groups.iter().find(|(_, team)| team.trim().is_empty()) {
-            return Err(invalid(&format!("team_groups.{group}"), "must name a team"));
+        for (key, map) in [
+            ("team_groups", &self.team_groups),
+            ("manager_groups", &self.manager_groups),
+        ] {
+            if let Some((group, _)) = map.iter().find(|(_, team)| team.trim().is_empty()) {
+                return Err(invalid(&format!("{key}.{group}"), "must name a team"));
+            }
         }
+        let user_domain = match self.user_domain {
+            Some(domain) if domain.trim().is_empty() || domain.contains('@') => {
+                return Err(invalid("user_domain", "must be a domain such as example.com"));
+            }
+            domain => domain,
+        };
         let roles = RoleMap {
             admin_groups: self.admin_groups.into_iter().collect(),
             viewer_groups: self.viewer_groups.into_iter().collect(),
             team_groups: self.team_groups,
+            finops_groups: self.finops_groups.into_iter().collect(),
+            manager_groups: self.manager_groups,
+            engineer_groups: self.engineer_groups.into_iter().collect(),
         };
-        if roles.admin_groups.is_empty() && roles.viewer_groups.is_empty() && roles.team_groups.is_empty() {
+        if roles == RoleMap::default() {
             return Err(invalid(
                 "admin_groups",
-                "map at least one group to a role (admin_groups, viewer_groups or team_groups)",
+                "map at least one group to a role (admin_groups, finops_groups, viewer_groups, manager_groups, team_groups or engineer_groups)",
             ));
         }
         let hours = self.session_hours.unwrap_or(8);
@@ -241,6 +299,7 @@ impl RawOidc {
             groups_claim,
             email_claim,
             roles,
+            user_domain,
             session_length: Duration::from_secs(hours * 3_600),
             secure_cookie: self.secure_cookie.unwrap_or(scheme == "https"),
             clock_skew: Duration::from_secs(skew),
@@ -581,6 +640,7 @@ mod tests {
             team_groups: [("grp-search", "search"), ("grp-payments", "payments")]
                 .map(|(g, t)| (g.to_owned(), t.to_owned()))
                 .into(),
+            ..RoleMap::default()
         };
         assert_eq!(roles.role(&groups(&["finance", "admins"])), Some(Role::Admin));
         assert_eq!(
@@ -595,6 +655,51 @@ mod tests {
         );
         assert_eq!(roles.role(&groups(&["someone-else"])), None);
         assert_eq!(roles.role(&[]), None);
+
+        let roles = RoleMap {
+            finops_groups: ["money".to_owned()].into(),
+            manager_groups: [("leads-search", "search"), ("leads-payments", "payments")]
+                .map(|(g, t)| (g.to_owned(), t.to_owned()))
+                .into(),
+            engineer_groups: ["eng".to_owned()].into(),
+            ..roles
+        };
+        assert_eq!(roles.role(&groups(&["eng", "money", "finance"])), Some(Role::Finops));
+        assert_eq!(
+            roles.role(&groups(&["eng", "finance"])),
+            Some(Role::Viewer { team: None })
+        );
+        assert_eq!(
+            roles.role(&groups(&["eng", "grp-search", "leads-search", "leads-payments"])),
+            Some(Role::Manager {
+                team: "payments".into()
+            }),
+            "a manager of two teams manages the first"
+        );
+        assert_eq!(
+            roles.role(&groups(&["eng", "grp-search"])),
+            Some(Role::Viewer {
+                team: Some("search".into())
+            })
+        );
+        assert_eq!(roles.role(&groups(&["eng"])), Some(Role::Engineer));
+    }
+
+    #[test]
+    fn a_signed_in_engineer_is_the_usage_user_their_email_names() {
+        let mut settings = raw("engineer_groups = [\"eng\"]\nuser_domain = \"example.com\"")
+            .resolve(|_| None)
+            .unwrap();
+        assert_eq!(settings.usage_user(Some("ana@example.com"), "sub-1"), "ana");
+        assert_eq!(settings.usage_user(Some("ana@other.org"), "sub-1"), "ana@other.org");
+        assert_eq!(
+            settings.usage_user(Some("ana@notexample.com"), "sub-1"),
+            "ana@notexample.com"
+        );
+        assert_eq!(settings.usage_user(None, "sub-1"), "sub-1");
+        settings.user_domain = None;
+        assert_eq!(settings.usage_user(Some("ana@example.com"), "sub-1"), "ana@example.com");
+        assert!(raw("user_domain = \"@example.com\"").resolve(|_| None).is_err());
     }
 
     fn raw(extra: &str) -> RawOidc {

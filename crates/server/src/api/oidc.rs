@@ -278,12 +278,16 @@ pub async fn cookie_access(
         groups: session.groups,
         session_id: Some(session.id.clone()),
     };
+    let (id, name) = (session.id, Some(identity.label()));
     let access = match sso.settings.roles.role(&identity.groups) {
         Some(Role::Admin) => Access::Admin,
-        Some(Role::Viewer { team }) => Access::Viewer {
-            id: session.id,
-            name: Some(identity.label()),
-            team,
+        Some(Role::Finops) => Access::Finops { id, name },
+        Some(Role::Viewer { team }) => Access::Viewer { id, name, team },
+        Some(Role::Manager { team }) => Access::Manager { id, name, team },
+        Some(Role::Engineer) => Access::Engineer {
+            id,
+            name,
+            user: sso.settings.usage_user(identity.email.as_deref(), &identity.subject),
         },
         None => {
             return Err(ApiError::Forbidden(
