@@ -109,6 +109,28 @@ pub enum Role {
     Engineer,
 }
 
+impl Role {
+    /// The role's name, as `/api/v1/me` says it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Finops => "finops",
+            Role::Viewer { .. } => "viewer",
+            Role::Manager { .. } => "manager",
+            Role::Engineer => "engineer",
+        }
+    }
+
+    /// The one team the role is limited to, if any.
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            Role::Viewer { team } => team.as_deref(),
+            Role::Manager { team } => Some(team),
+            Role::Admin | Role::Finops | Role::Engineer => None,
+        }
+    }
+}
+
 /// How the provider's groups map to roles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleMap {

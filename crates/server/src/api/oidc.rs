@@ -10,13 +10,15 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Caller, client_address};
 use super::error::ApiError;
 use super::state::ApiState;
 use crate::app::access::Access;
+use crate::app::audit::{Actor, Event, Origin, Outcome};
 use crate::app::sessions::{Identity, SessionView};
 use crate::app::tokens::{constant_time_eq, hash_token};
 use crate::oidc::{PENDING_LOGIN_TTL, Role, Sso, SsoError};
@@ -148,10 +150,24 @@ pub struct CallbackQuery {
     pub iss: Option<String>,
 }
 
-/// `GET /auth/callback`: completes a login and starts a session.
+/// Who, from where, for a sign-in's audit entry.
+fn sign_in_origin(state: &ApiState, headers: &HeaderMap, extensions: &Extensions, actor: Actor) -> Origin {
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    Origin::new(
+        actor,
+        client_address(headers, extensions, state.trust_forwarded_for),
+        user_agent,
+    )
+}
+
+/// `GET /auth/callback`: completes a login and starts a session. The audit log records the
+/// session started (`session.create`, as the person), a person no group admits
+/// (`sign_in.denied`) and a callback refused (`sign_in.failure`), the last two within the
+/// log's failure bound.
 pub async fn callback(
     State(state): State<ApiState>,
     headers: HeaderMap,
+    extensions: Extensions,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let sso = match sso(&state) {
@@ -187,9 +203,19 @@ pub async fn callback(
     let login_cookie = cookie(&headers, LOGIN_COOKIE);
     let identity = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
         Ok(identity) => identity,
-        Err(e) => return sso_failure(&e),
+        Err(e) => {
+            if let SsoError::Refused(reason) = &e {
+                let origin = sign_in_origin(&state, &headers, &extensions, Actor::anonymous());
+                let event = Event::new("sign_in.failure").with(serde_json::json!({ "reason": reason }));
+                state.app.audit_refusal(&origin, Outcome::Failure, event).await;
+            }
+            return sso_failure(&e);
+        }
     };
-    if sso.settings.roles.role(&identity.groups).is_none() {
+    let person = sign_in_origin(&state, &headers, &extensions, Actor::person(&identity));
+    let Some(role) = sso.settings.roles.role(&identity.groups) else {
+        let event = Event::new("sign_in.denied").with(serde_json::json!({ "groups": identity.groups }));
+        state.app.audit_refusal(&person, Outcome::Denied, event).await;
         return page(
             StatusCode::FORBIDDEN,
             "No access",
@@ -198,11 +224,17 @@ pub async fn callback(
                 identity.label()
             ),
         );
-    }
+    };
     let (secret, session) = match state.app.start_session(&identity, sso.settings.session_length).await {
         Ok(started) => started,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let event = Event::new("session.create")
+        .on("session", session.id.clone())
+        .with(serde_json::json!({ "issuer": identity.issuer, "groups": identity.groups, "role": role.name(), "team": role.team() }));
+    if let Err(e) = state.app.audit(&person, event).await {
+        return ApiError::from(e).into_response();
+    }
     tracing::info!(session = %session.id, issuer = %identity.issuer, subject = %identity.subject, "signed in");
     let mut response = (
         StatusCode::SEE_OTHER,
@@ -299,11 +331,31 @@ pub async fn cookie_access(
 }
 
 /// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it.
-pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Result<Response, ApiError> {
     let sso = sso(&state)?;
     if let Some(secret) = cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
         check_csrf(sso, &headers, secret)?;
+        let live = state.app.session(secret).await.ok();
         state.app.end_session(secret).await?;
+        if let Some(session) = live {
+            let identity = Identity {
+                issuer: session.issuer,
+                subject: session.subject,
+                email: session.email,
+                name: session.name,
+                groups: session.groups,
+                session_id: Some(session.id.clone()),
+            };
+            let person = sign_in_origin(&state, &headers, &extensions, Actor::person(&identity));
+            state
+                .app
+                .audit(&person, Event::new("session.end").on("session", session.id))
+                .await?;
+        }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -328,9 +380,14 @@ pub async fn list_sessions(State(state): State<ApiState>) -> Result<Json<Session
 /// `POST /api/v1/sessions/{id}/revoke`: the session's cookie stops working at once.
 pub async fn revoke_session(
     State(state): State<ApiState>,
+    Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.app.revoke_session(&id).await?;
+    state
+        .app
+        .audit(&origin, Event::new("session.revoke").on("session", id.clone()))
+        .await?;
     Ok(Json(serde_json::json!({ "id": id, "status": "revoked" })))
 }
 

@@ -22,7 +22,7 @@ async fn admin(server: &TestServer, method: &str, path: &str, body: impl Into<By
 }
 
 /// Every entry of the log matching `query`, newest first, read a page at a time.
-async fn audit_log(server: &TestServer, query: &str) -> Vec<Value> {
+pub(crate) async fn audit_log(server: &TestServer, query: &str) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut cursor = String::new();
     loop {

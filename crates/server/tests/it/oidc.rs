@@ -354,6 +354,25 @@ async fn people_sign_in_through_a_real_provider_and_their_groups_decide_what_the
         "{}",
         sessions.text
     );
+
+    // Each sign-in is in the audit log once, as the person; the refused one as refused.
+    let created = crate::audit::audit_log(&server, "action=session.create").await;
+    let people: Vec<&str> = created.iter().map(|e| e["actor"]["name"].as_str().unwrap()).collect();
+    assert_eq!(people.len(), 3, "{created:?}");
+    assert!(
+        created
+            .iter()
+            .all(|e| e["actor"]["kind"] == "user" && e["outcome"] == "success"),
+        "{created:?}"
+    );
+    let denied = crate::audit::audit_log(&server, "action=sign_in.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["actor"]["name"], "mallory@example.com");
+    assert_eq!(denied[0]["outcome"], "denied");
+    // What the admin did with the session is the admin's.
+    let keys = crate::audit::audit_log(&server, "action=key.create").await;
+    assert_eq!(keys.len(), 1, "one key made with the CSRF token: {keys:?}");
+    assert_eq!(keys[0]["actor"]["kind"], "user");
 }
 
 #[tokio::test]
@@ -854,6 +873,14 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
     .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert!(set_cookie_of(&reply, "goodhart_session").contains("Max-Age=0"));
+    // The revocation is the admin's in the audit log, the sign-out the person's; once each.
+    let revocations = crate::audit::audit_log(&server, "action=session.revoke").await;
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
+    assert_eq!(revocations[0]["actor"]["kind"], "admin_token");
+    assert_eq!(revocations[0]["target"]["id"], session_id.as_str());
+    let ended = crate::audit::audit_log(&server, "action=session.end").await;
+    assert_eq!(ended.len(), 1, "the refused logout is not one: {ended:?}");
+    assert_eq!(ended[0]["actor"]["name"], "pat@example.com");
     let mut replay = Browser::default();
     replay
         .cookies
