@@ -190,17 +190,30 @@ mod tests {
         }
     }
 
+    /// A dispatcher with the default configuration on `store`, not started yet.
+    fn dispatcher(
+        store: &Arc<dyn Store>,
+    ) -> (
+        Dispatcher,
+        AlertSink,
+        tokio::sync::mpsc::UnboundedReceiver<goodhart_core::budgets::Alert>,
+        TaskTracker,
+        CancellationToken,
+    ) {
+        let (sink, queue) = AlertSink::channel();
+        let dispatcher = Dispatcher {
+            store: Arc::clone(store),
+            client: goodhart_gateway::upstream::client(),
+            config: AlertsConfig::default(),
+        };
+        (dispatcher, sink, queue, TaskTracker::new(), CancellationToken::new())
+    }
+
     #[tokio::test]
     async fn alerts_queued_when_the_dispatcher_is_stopped_are_stored_once() {
         let db = TestDatabase::sqlite();
         let store = db.open().await.unwrap();
-        let (sink, queue) = AlertSink::channel();
-        let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let dispatcher = Dispatcher {
-            store: Arc::clone(&store),
-            client: goodhart_gateway::upstream::client(),
-            config: AlertsConfig::default(),
-        };
+        let (dispatcher, sink, queue, tracker, cancel) = dispatcher(&store);
         dispatcher.start(queue, sink.clone(), Vec::new, &tracker, cancel.clone());
         for id in ["waste:a", "waste:b", "waste:a"] {
             sink.raise(alert(id));
@@ -224,13 +237,7 @@ mod tests {
     async fn alerts_raised_while_the_database_is_unreachable_are_stored_once_it_is_back() {
         let db = TestDatabase::sqlite();
         let store = db.open().await.unwrap();
-        let (sink, queue) = AlertSink::channel();
-        let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let dispatcher = Dispatcher {
-            store: Arc::clone(&store),
-            client: goodhart_gateway::upstream::client(),
-            config: AlertsConfig::default(),
-        };
+        let (dispatcher, sink, queue, tracker, cancel) = dispatcher(&store);
         db.execute_batch("ALTER TABLE alerts RENAME TO alerts_away")
             .await
             .unwrap();
