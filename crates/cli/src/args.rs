@@ -361,7 +361,8 @@ pub(crate) struct ImportArgs {
     /// local database.
     #[arg(long, requires = "token")]
     pub(crate) server: Option<String>,
-    /// The server's admin token.
+    /// The server's admin token, or an ingest token (a personal one attributes everything to
+    /// its person, whatever --user says).
     #[arg(long, env = "GOODHART_TOKEN", requires = "server")]
     pub(crate) token: Option<String>,
 }
@@ -384,7 +385,8 @@ pub(crate) enum TokensAction {
         /// `engineer` reads --user's own usage, findings and budgets.
         #[arg(long, value_parser = ["viewer", "manager", "finops", "engineer"], conflicts_with = "ingest")]
         role: Option<String>,
-        /// The person an engineer's token is for.
+        /// The person an engineer's token is for; with --ingest, a personal ingest token: all
+        /// the usage it sends is this person's.
         #[arg(long)]
         user: Option<String>,
         /// An ingest token: may only send usage (/otlp/v1/* and POST /api/v1/usage).

@@ -773,8 +773,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                 let (what, next) = if ingest {
                     (
                         format!(
-                            "ingest token {} (send-only{})",
+                            "ingest token {} (send-only{}{})",
                             view.id,
+                            view.user
+                                .as_ref()
+                                .map_or(String::new(), |u| format!(", all of it {u}'s")),
                             team.map_or(String::new(), |t| format!(", team {t} by default"))
                         ),
                         "Exporters send it as `OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer <token>`.",

@@ -319,11 +319,16 @@ async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>)
             }
             Ok(body)
         });
+        let mut attributed_to = None;
         while let Some(body) = bodies.next().await? {
             let reply = api
                 .admin("POST", "/api/v1/usage", "application/x-ndjson", Bytes::from(body))
                 .await?;
             let count = |field: &str| reply[field].as_u64().unwrap_or(0);
+            if let Some(person) = reply["attributed_to"].as_str().filter(|_| attributed_to.is_none()) {
+                println!("The server attributes all of it to {person} (the token is theirs).");
+                attributed_to = Some(person.to_owned());
+            }
             total.inserted += count("accepted");
             total.duplicates += count("duplicates");
             total.unpriced += count("unpriced");
@@ -331,11 +336,19 @@ async fn write(config: &Config, options: &ImportOptions, calls: Vec<LoggedCall>)
         return Ok(total);
     }
     let store = crate::database::open_store(config).await?;
+    let mut options = options.clone();
+    if options.team.is_none() {
+        // Usage that names no team is its person's home team's, where the directory has one.
+        options.team = store
+            .teams_of(std::slice::from_ref(&options.user))
+            .await?
+            .remove(&options.user);
+    }
     let policy = IngestPolicy {
         store_content: false,
         source: Source::Import,
     };
-    let (options, prices) = (options.clone(), std::sync::Arc::clone(&config.prices));
+    let prices = std::sync::Arc::clone(&config.prices);
     let mut priced = batches(calls, LOCAL_BATCH, move |batch| {
         batch
             .iter()

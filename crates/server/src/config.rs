@@ -77,6 +77,8 @@ pub struct RawSelfService {
     pub max_key_days: Option<u32>,
     pub max_requests_per_minute: Option<u64>,
     pub max_tokens_per_minute: Option<u64>,
+    pub ingest_tokens: Option<bool>,
+    pub max_ingest_tokens: Option<u32>,
 }
 
 /// The `[audit]` section.
@@ -520,6 +522,10 @@ fn resolve_self_service(raw: RawSelfService) -> Result<SelfServiceSettings, Conf
     if !(1..=3650).contains(&max_key_days) {
         return Err(invalid("self_service.max_key_days", "must be between 1 and 3650"));
     }
+    let max_ingest_tokens = raw.max_ingest_tokens.unwrap_or(defaults.max_ingest_tokens);
+    if !(1..=100).contains(&max_ingest_tokens) {
+        return Err(invalid("self_service.max_ingest_tokens", "must be between 1 and 100"));
+    }
     for (key, cap) in [
         ("self_service.max_requests_per_minute", raw.max_requests_per_minute),
         ("self_service.max_tokens_per_minute", raw.max_tokens_per_minute),
@@ -534,6 +540,8 @@ fn resolve_self_service(raw: RawSelfService) -> Result<SelfServiceSettings, Conf
         max_key_days,
         max_requests_per_minute: raw.max_requests_per_minute,
         max_tokens_per_minute: raw.max_tokens_per_minute,
+        ingest_tokens: raw.ingest_tokens.unwrap_or(defaults.ingest_tokens),
+        max_ingest_tokens,
     })
 }
 

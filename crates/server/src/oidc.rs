@@ -82,6 +82,10 @@ pub struct RawOidc {
     /// Groups whose members are engineers: their own numbers and keys.
     #[serde(default)]
     pub engineer_groups: Vec<String>,
+    /// Group → team: the team its members belong to, for attribution only (no role): usage of
+    /// theirs that names no team is the team's.
+    #[serde(default)]
+    pub member_groups: BTreeMap<String, String>,
     /// How a signed-in person is named in usage: their email without this domain (e.g.
     /// `example.com` makes `ana@example.com` the user `ana`); default: the whole email.
     pub user_domain: Option<String>,
@@ -183,6 +187,8 @@ pub struct OidcSettings {
     pub groups_claim: String,
     pub email_claim: String,
     pub roles: RoleMap,
+    /// Group → team for attribution only (see [`OidcSettings::home_team`]).
+    pub member_groups: BTreeMap<String, String>,
     /// Removed from the email to name an engineer in usage (`ana@example.com` → `ana`).
     pub user_domain: Option<String>,
     pub session_length: Duration,
@@ -191,6 +197,19 @@ pub struct OidcSettings {
 }
 
 impl OidcSettings {
+    /// The person's home team, where usage of theirs that names no team is attributed: of
+    /// the teams their groups name (`manager_groups`, `team_groups`, `member_groups`), the
+    /// alphabetically first — the same rule that picks the team a manager or viewer sees, so a
+    /// person is counted in one team only.
+    pub fn home_team(&self, groups: &[String]) -> Option<String> {
+        let maps = [&self.roles.manager_groups, &self.roles.team_groups, &self.member_groups];
+        groups
+            .iter()
+            .flat_map(|group| maps.iter().filter_map(move |map| map.get(group)))
+            .min()
+            .cloned()
+    }
+
     /// The usage `user` a signed-in person is: their email without `user_domain` (when it
     /// ends so), else their email, else their subject.
     pub fn usage_user(&self, email: Option<&str>, subject: &str) -> String {
@@ -272,6 +291,7 @@ impl RawOidc {
         for (key, map) in [
             ("team_groups", &self.team_groups),
             ("manager_groups", &self.manager_groups),
+            ("member_groups", &self.member_groups),
         ] {
             if let Some((group, _)) = map.iter().find(|(_, team)| team.trim().is_empty()) {
                 return Err(invalid(&format!("{key}.{group}"), "must name a team"));
@@ -321,6 +341,7 @@ impl RawOidc {
             groups_claim,
             email_claim,
             roles,
+            member_groups: self.member_groups,
             user_domain,
             session_length: Duration::from_secs(hours * 3_600),
             secure_cookie: self.secure_cookie.unwrap_or(scheme == "https"),
@@ -705,6 +726,32 @@ mod tests {
             })
         );
         assert_eq!(roles.role(&groups(&["eng"])), Some(Role::Engineer));
+    }
+
+    #[test]
+    fn the_home_team_is_the_first_team_any_group_names_role_or_not() {
+        let settings = raw(
+            "engineer_groups = [\"eng\"]\nmanager_groups = { \"leads-search\" = \"search\" }\n\
+             team_groups = { \"grp-payments\" = \"payments\" }\n\
+             member_groups = { \"org-ads\" = \"ads\", \"org-web\" = \"web\" }",
+        )
+        .resolve(|_| None)
+        .unwrap();
+        let home = |names: &[&str]| settings.home_team(&groups(names));
+        assert_eq!(home(&["eng"]), None);
+        assert_eq!(home(&["eng", "org-web"]), Some("web".into()));
+        assert_eq!(home(&["org-web", "leads-search"]), Some("search".into()));
+        assert_eq!(home(&["grp-payments", "leads-search", "org-ads"]), Some("ads".into()));
+        assert_eq!(
+            settings.roles.role(&groups(&["org-ads"])),
+            None,
+            "a member group gives a team, not a role"
+        );
+        assert!(
+            raw("engineer_groups = [\"eng\"]\nmember_groups = { \"org-x\" = \" \" }")
+                .resolve(|_| None)
+                .is_err()
+        );
     }
 
     #[test]

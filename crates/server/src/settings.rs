@@ -115,6 +115,11 @@ pub struct SelfServiceSettings {
     pub max_requests_per_minute: Option<u64>,
     /// Likewise for tokens per minute.
     pub max_tokens_per_minute: Option<u64>,
+    /// Engineers may create and revoke their own (personal) ingest tokens, to send their local
+    /// agents' logs to the server attributed to themselves.
+    pub ingest_tokens: bool,
+    /// Active personal ingest tokens a person may hold at once.
+    pub max_ingest_tokens: u32,
 }
 
 impl Default for SelfServiceSettings {
@@ -125,6 +130,8 @@ impl Default for SelfServiceSettings {
             max_key_days: 90,
             max_requests_per_minute: None,
             max_tokens_per_minute: None,
+            ingest_tokens: true,
+            max_ingest_tokens: 3,
         }
     }
 }

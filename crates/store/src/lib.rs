@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`], [`SessionStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`], [`SessionStore`], [`DirectoryStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod audit;
 pub mod budgets;
 mod clock;
+pub mod directory;
 mod error;
 pub mod findings;
 pub mod keys;
@@ -43,6 +44,7 @@ pub use alerts::{AlertStore, StoredAlert};
 pub use audit::AuditStore;
 pub use budgets::{BudgetStore, Spend};
 pub use clock::now_micros;
+pub use directory::DirectoryStore;
 pub use error::StoreError;
 pub use findings::FindingStore;
 pub use keys::KeyStore;
@@ -71,6 +73,7 @@ pub trait Store:
     + AgentActivityStore
     + AuditStore
     + SessionStore
+    + DirectoryStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

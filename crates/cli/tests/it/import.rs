@@ -138,6 +138,55 @@ fn an_imported_session_costs_what_claude_code_reported() {
     );
 }
 
+/// With a personal ingest token, what is imported is the token's person's, whatever `--user`
+/// (by default the machine's `$USER`) says, and the command says so.
+#[test]
+fn a_personal_ingest_token_imports_as_its_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let admin = served.token.clone().unwrap();
+    let (status, body) = http(
+        &served.addr,
+        "POST",
+        "/api/v1/tokens",
+        &admin,
+        r#"{"role": "ingest", "user": "ben", "name": "ben's laptop"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let personal = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs = projects(dir.path());
+    let server = format!("http://{}", served.addr);
+    let args = [
+        "import",
+        "claude-code",
+        logs.to_str().unwrap(),
+        "--user",
+        "ubuntu",
+        "--server",
+        &server,
+        "--token",
+        &personal,
+    ];
+    let output = goodhart(dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("The server attributes all of it to ben"), "{stdout}");
+    assert!(stdout.contains("6 new"), "{stdout}");
+    let (status, body) = http(
+        &served.addr,
+        "GET",
+        "/api/v1/usage/summary?from=2026-11-01&group_by=user",
+        &admin,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""user":"ben","requests":6"#), "{body}");
+    assert!(!body.contains("ubuntu"), "{body}");
+}
+
 #[test]
 fn claude_code_logs_can_go_to_a_server() {
     let dir = tempfile::tempdir().unwrap();

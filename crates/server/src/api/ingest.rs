@@ -3,22 +3,25 @@
 //! The body is a JSON array or NDJSON (by `Content-Type`, or by its first character), optionally
 //! gzip-compressed. Every event is parsed and validated before anything is stored: one bad event
 //! rejects the request with its line and field, and nothing of it is kept. Events are idempotent
-//! by `id`; the response says how many were new and how many were duplicates.
+//! by `id`; the response says how many were new and how many were duplicates. A personal
+//! ingest token's usage is all its person's ([`crate::app::usage::attribute_to_sender`]).
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use goodhart_core::Micros;
 use goodhart_core::usage::{IngestPolicy, Source, UsageEvent, UsageEventInput};
 
 use super::body::{check_timestamp, deserialize_item, is_ndjson, parse_items, read_body, text};
 use super::error::ApiError;
 use super::state::ApiState;
+use crate::app::access::Access;
 use crate::app::usage::IngestResponse;
 
 pub async fn post_usage(
     State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
@@ -34,7 +37,7 @@ pub async fn post_usage(
     if events.is_empty() {
         return Err(ApiError::BadRequest("the body holds no events".into()));
     }
-    Ok(Json(app.ingest_usage(events).await?))
+    Ok(Json(app.ingest_usage(&access, events).await?))
 }
 
 /// Parses and validates every event; the first failure names its line and field.

@@ -60,18 +60,34 @@ pub async fn rotate_key(
     ))
 }
 
-/// The person a request for one's own keys speaks for, if self-service is on.
-fn person<'a>(state: &ApiState, access: &'a Access) -> Result<&'a str, ApiError> {
+/// What a person may make for themselves (each turned on or off in `[self_service]`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OwnCredential {
+    Keys,
+    IngestTokens,
+}
+
+/// The person a request for one's own credentials speaks for, if self-service allows them.
+pub(super) fn person<'a>(state: &ApiState, access: &'a Access, what: OwnCredential) -> Result<&'a str, ApiError> {
+    let (path, allowed, setting) = match what {
+        OwnCredential::Keys => ("keys", state.app.settings().self_service.keys, "keys"),
+        OwnCredential::IngestTokens => (
+            "ingest-tokens",
+            state.app.settings().self_service.ingest_tokens,
+            "ingest_tokens",
+        ),
+    };
     let user = access.user().ok_or_else(|| {
         ApiError::Forbidden(format!(
-            "a {} token is no one person's: /api/v1/me/keys serves an engineer's own token",
+            "a {} token is no one person's: /api/v1/me/{path} serves an engineer's own token",
             access.role()
         ))
     })?;
-    if !state.app.settings().self_service.keys {
-        return Err(ApiError::Forbidden(
-            "people may not make their own keys here ([self_service] keys = false); ask an admin".into(),
-        ));
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "people may not make their own {} here ([self_service] {setting} = false); ask an admin",
+            path.replace('-', " ")
+        )));
     }
     Ok(user)
 }
@@ -80,7 +96,7 @@ pub async fn list_own_keys(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
 ) -> Result<Json<KeysDocument>, ApiError> {
-    let user = person(&state, &access)?;
+    let user = person(&state, &access, OwnCredential::Keys)?;
     let now = state.app.now();
     let keys = state.app.own_keys(user).await?;
     Ok(Json(KeysDocument {
@@ -94,7 +110,7 @@ pub async fn post_own_key(
     Caller(origin): Caller,
     JsonBody(request): JsonBody<NewOwnKey>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let user = person(&state, &access)?;
+    let user = person(&state, &access, OwnCredential::Keys)?;
     let (key, secret) = state.app.create_own_key(&origin, user, request).await?;
     Ok((
         StatusCode::CREATED,
@@ -108,7 +124,7 @@ pub async fn revoke_own_key(
     Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    let user = person(&state, &access)?;
+    let user = person(&state, &access, OwnCredential::Keys)?;
     let key = state.app.revoke_own_key(&origin, user, &id).await?;
     Ok(Json(KeyView::of(&key, None, state.app.now())))
 }

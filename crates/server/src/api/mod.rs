@@ -126,10 +126,12 @@ route_table! {
 }
 
 route_table! {
-    /// A person's own virtual keys.
+    /// A person's own virtual keys and ingest tokens.
     OWN_KEY_ROUTES, own_key_routes {
         "/api/v1/me/keys" => get(keys::list_own_keys).post(keys::post_own_key),
         "/api/v1/me/keys/{id}/revoke" => post(keys::revoke_own_key),
+        "/api/v1/me/ingest-tokens" => get(viewers::list_own).post(viewers::create_own),
+        "/api/v1/me/ingest-tokens/{id}/revoke" => post(viewers::revoke_own),
     }
 }
 
@@ -144,6 +146,7 @@ route_table! {
         "/api/v1/audit" => get(audit::get_audit),
         "/api/v1/sessions" => get(oidc::list_sessions),
         "/api/v1/sessions/{id}/revoke" => post(oidc::revoke_session),
+        "/api/v1/people" => get(viewers::list_people),
     }
 }
 

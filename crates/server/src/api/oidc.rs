@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use goodhart_store::directory::Member;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Caller, client_address};
@@ -229,9 +230,20 @@ pub async fn callback(
         Ok(started) => started,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let member = Member {
+        user: sso.settings.usage_user(identity.email.as_deref(), &identity.subject),
+        team: sso.settings.home_team(&identity.groups),
+        email: identity.email.clone(),
+        issuer: identity.issuer.clone(),
+        subject: identity.subject.clone(),
+        updated_at: state.app.now(),
+    };
+    if let Err(e) = state.app.record_member(&member).await {
+        return ApiError::from(e).into_response();
+    }
     let event = Event::new("session.create")
         .on("session", session.id.clone())
-        .with(serde_json::json!({ "issuer": identity.issuer, "groups": identity.groups, "role": role.name(), "team": role.team() }));
+        .with(serde_json::json!({ "issuer": identity.issuer, "groups": identity.groups, "role": role.name(), "team": role.team(), "user": member.user, "home_team": member.team }));
     if let Err(e) = state.app.audit(&person, event).await {
         return ApiError::from(e).into_response();
     }

@@ -1,4 +1,6 @@
-//! Viewer and ingest tokens: `GET/POST /api/v1/tokens`, `POST /api/v1/tokens/{id}/revoke`; and
+//! Viewer and ingest tokens: `GET/POST /api/v1/tokens`, `POST /api/v1/tokens/{id}/revoke`; a
+//! person's own ingest tokens: `GET/POST /api/v1/me/ingest-tokens`,
+//! `POST /api/v1/me/ingest-tokens/{id}/revoke`; the people directory (`GET /api/v1/people`); and
 //! `GET /api/v1/me`, which tells a signed-in page who it is.
 
 use axum::extract::{Path, State};
@@ -8,10 +10,13 @@ use serde::Serialize;
 
 use super::audit::Caller;
 use super::error::ApiError;
+use super::keys::{OwnCredential, person};
 use super::oidc::SessionCsrf;
 use super::params::JsonBody;
 use super::state::ApiState;
 use crate::app::access::Access;
+use crate::app::directory::MemberView;
+use crate::app::own_keys::NewOwnIngestToken;
 use crate::app::sessions::Identity;
 use crate::app::viewers::{NewViewer, ViewerView};
 
@@ -45,6 +50,39 @@ pub async fn revoke(
     Ok(Json(ViewerView::of(&token, None)))
 }
 
+pub async fn list_own(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<TokensDocument>, ApiError> {
+    let user = person(&state, &access, OwnCredential::IngestTokens)?;
+    let tokens = state.app.own_ingest_tokens(user).await?;
+    Ok(Json(TokensDocument {
+        tokens: tokens.iter().map(|t| ViewerView::of(t, None)).collect(),
+    }))
+}
+
+pub async fn create_own(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+    Caller(origin): Caller,
+    JsonBody(request): JsonBody<NewOwnIngestToken>,
+) -> Result<(StatusCode, Json<ViewerView>), ApiError> {
+    let user = person(&state, &access, OwnCredential::IngestTokens)?;
+    let (token, secret) = state.app.create_own_ingest_token(&origin, user, request).await?;
+    Ok((StatusCode::CREATED, Json(ViewerView::of(&token, Some(secret)))))
+}
+
+pub async fn revoke_own(
+    State(state): State<ApiState>,
+    Extension(access): Extension<Access>,
+    Caller(origin): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ViewerView>, ApiError> {
+    let user = person(&state, &access, OwnCredential::IngestTokens)?;
+    let token = state.app.revoke_own_ingest_token(&origin, user, &id).await?;
+    Ok(Json(ViewerView::of(&token, None)))
+}
+
 /// `GET /api/v1/me`: the caller's role, what it may do, and (for a token) its id, name and
 /// team; with a single sign-on session, also `identity` (issuer, subject, email, name, groups,
 /// session) and the `csrf_token` to send in `X-CSRF-Token` with requests that change something.
@@ -75,4 +113,17 @@ pub async fn me(
         me["csrf_token"] = token.into();
     }
     Json(me)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeopleDocument {
+    pub people: Vec<MemberView>,
+}
+
+/// `GET /api/v1/people`: the people directory, as sign-ins recorded it.
+pub async fn list_people(State(state): State<ApiState>) -> Result<Json<PeopleDocument>, ApiError> {
+    let people = state.app.directory().await?;
+    Ok(Json(PeopleDocument {
+        people: people.iter().map(MemberView::of).collect(),
+    }))
 }

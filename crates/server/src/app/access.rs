@@ -24,6 +24,8 @@ pub enum Access {
         id: String,
         /// The team of usage that names none.
         team: Option<String>,
+        /// A personal ingest token's person: everything it sends is theirs.
+        user: Option<String>,
     },
     /// Finance and platform: every team's numbers, budgets and virtual keys; no finding
     /// decisions, no tokens.
@@ -73,10 +75,12 @@ impl Access {
         }
     }
 
-    /// The one person the request speaks for and is limited to (an engineer's).
+    /// The one person the request speaks for and is limited to (an engineer's, a personal
+    /// ingest token's).
     pub fn user(&self) -> Option<&str> {
         match self {
             Access::Engineer { user, .. } => Some(user),
+            Access::Ingest { user, .. } => user.as_deref(),
             _ => None,
         }
     }
@@ -145,6 +149,7 @@ impl App {
             TokenRole::Ingest => Access::Ingest {
                 id: token.id,
                 team: token.team,
+                user: token.user,
             },
             TokenRole::Finops => Access::Finops {
                 id: token.id,

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bills;
 pub mod board;
 pub mod budgets;
+pub mod directory;
 pub mod findings;
 pub mod json;
 pub mod keys;

@@ -1,15 +1,27 @@
-//! An engineer's own virtual keys: listed, created and revoked by the person they are for,
-//! within the bounds of `[self_service]` (how many active keys at once, how long a key lives,
-//! the most calls and tokens per minute it may allow). A key made so is the person's in every
-//! respect an admin's would be: attributed to them, metered, capped by their budgets.
+//! An engineer's own credentials, listed, created and revoked by the person they are for
+//! within the bounds of `[self_service]`: virtual keys (how many active at once, how long a key
+//! lives, the most calls and tokens per minute it may allow) — a key made so is the person's in
+//! every respect an admin's would be: attributed to them, metered, capped by their budgets —
+//! and personal ingest tokens, with which they send their local agents' logs to the server
+//! (`goodhart import … --server`), all of it attributed to themselves.
 
 use goodhart_core::keys::{KeyStatus, VirtualKey};
 use goodhart_core::time::{MICROS_PER_DAY, parse_span};
+use goodhart_store::viewers::{TokenRole, ViewerToken};
 use serde::Deserialize;
 
 use super::audit::Origin;
 use super::keys::NewKey;
+use super::viewers::NewViewer;
 use super::{App, AppError};
+
+/// `POST /api/v1/me/ingest-tokens`: what a person chooses of their ingest token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwnIngestToken {
+    /// What it is for, e.g. `laptop`.
+    pub name: Option<String>,
+}
 
 /// `POST /api/v1/me/keys`: what a person chooses of their own key (never whose it is).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,6 +115,56 @@ impl App {
             },
         )
         .await
+    }
+
+    /// The ingest tokens made for `user`, by anyone, newest first.
+    pub async fn own_ingest_tokens(&self, user: &str) -> Result<Vec<ViewerToken>, AppError> {
+        let mut tokens = self.tokens().await?;
+        tokens.retain(|t| t.role == TokenRole::Ingest && t.user.as_deref() == Some(user));
+        Ok(tokens)
+    }
+
+    /// A new personal ingest token for `user`, made by them; returns it with its secret
+    /// (shown once). Its team is none: what it sends is the person's home team's
+    /// ([`crate::app::directory`]).
+    pub async fn create_own_ingest_token(
+        &self,
+        origin: &Origin,
+        user: &str,
+        request: NewOwnIngestToken,
+    ) -> Result<(ViewerToken, String), AppError> {
+        let most = self.settings().self_service.max_ingest_tokens;
+        let active = self
+            .own_ingest_tokens(user)
+            .await?
+            .iter()
+            .filter(|t| t.revoked_at.is_none())
+            .count();
+        if active >= most as usize {
+            return Err(AppError::Conflict(format!(
+                "{user} already holds {active} active ingest tokens, the most a person may ([self_service] max_ingest_tokens); revoke one first"
+            )));
+        }
+        let request = NewViewer {
+            name: request.name,
+            team: None,
+            role: Some(TokenRole::Ingest.as_str().to_owned()),
+            user: Some(user.to_owned()),
+        };
+        self.create_token(origin, request).await
+    }
+
+    /// Revokes one of `user`'s ingest tokens; anyone else's answers as if it did not exist.
+    pub async fn revoke_own_ingest_token(
+        &self,
+        origin: &Origin,
+        user: &str,
+        id: &str,
+    ) -> Result<ViewerToken, AppError> {
+        if !self.own_ingest_tokens(user).await?.iter().any(|t| t.id == id) {
+            return Err(AppError::not_found(format!("ingest token {id}")));
+        }
+        self.revoke_token(origin, id).await
     }
 
     /// Revokes one of `user`'s keys; anyone else's answers as if it did not exist.

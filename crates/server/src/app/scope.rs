@@ -1,8 +1,9 @@
 //! What a caller limited to one team (a team's viewer or manager) or to one person (an
 //! engineer) may see, applied by every read use case.
 //!
-//! A team's people are those whose home team (the team they spent most with over the last
-//! year) it is; its agents likewise. A team's view holds usage attributed to the team, the
+//! A team's people are those whose home team it is: the team the people directory (their
+//! identity provider's groups) gives them, else the team they spent most with over the last
+//! year; its agents are those that spent most with it. A team's view holds usage attributed to the team, the
 //! team's people on the value board and in the ROI report (as if the organisation were just
 //! them), their findings, and the budgets and alerts about the team, its people, agents and
 //! keys. A person's view holds the usage attributed to them, their own row on the board,
@@ -45,9 +46,24 @@ pub struct View {
 impl View {
     pub async fn of(store: &dyn Store, team: &str, now: Micros) -> Result<View, AppError> {
         let from = Micros(now.0.saturating_sub(MEMBERSHIP_WINDOW_MICROS));
+        // The directory (the identity provider's teams) decides for the people it knows;
+        // where they spent most decides for the rest.
+        let directory: HashMap<String, Option<String>> =
+            store.members().await?.into_iter().map(|m| (m.user, m.team)).collect();
+        let mut members = homed_in(store, Dimension::User, team, from, now).await?;
+        members.retain(|user| match directory.get(user) {
+            Some(Some(home)) => home == team,
+            _ => true,
+        });
+        members.extend(
+            directory
+                .iter()
+                .filter(|(_, home)| home.as_deref() == Some(team))
+                .map(|(user, _)| user.clone()),
+        );
         Ok(View {
             of: Viewer::Team(team.to_owned()),
-            members: homed_in(store, Dimension::User, team, from, now).await?,
+            members,
             agents: homed_in(store, Dimension::Agent, team, from, now).await?,
             keys: store
                 .keys()

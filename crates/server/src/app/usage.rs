@@ -8,6 +8,7 @@ use goodhart_core::usage::{IngestPolicy, Source, UsageEvent};
 use goodhart_store::{InsertOutcome, PricedEvent};
 use serde::Serialize;
 
+use super::access::Access;
 use super::{App, AppError};
 
 /// Events may be stamped at most this far in the future (clock skew), never more.
@@ -20,6 +21,36 @@ pub struct IngestResponse {
     /// Accepted events whose model has no price yet (stored, flagged, priced on `goodhart prices reprice`).
     pub unpriced: u64,
     pub price_version: String,
+    /// A personal ingest token's person: every accepted event is theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributed_to: Option<String>,
+    /// Events that named another user, attributed to `attributed_to` instead.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reattributed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Attributes usage as its sender's token says: all of it to a personal ingest token's
+/// person (whatever user an event names: they may only send their own), and what names no
+/// team to an ingest token's team. Returns how many events named another user.
+pub fn attribute_to_sender(access: &Access, events: &mut [UsageEvent]) -> u64 {
+    let mut reattributed = 0;
+    for event in events {
+        let attribution = &mut event.attribution;
+        if let Some(person) = access.user()
+            && attribution.user != person
+        {
+            attribution.user = person.to_owned();
+            reattributed += 1;
+        }
+        if attribution.team.is_none() {
+            attribution.team = access.team().map(str::to_owned);
+        }
+    }
+    reattributed
 }
 
 impl App {
@@ -31,19 +62,25 @@ impl App {
         }
     }
 
-    /// Prices and stores validated events; duplicates by id are skipped and counted.
-    pub async fn ingest_usage(&self, events: Vec<UsageEvent>) -> Result<IngestResponse, AppError> {
+    /// Attributes validated events as the sender's token says ([`attribute_to_sender`]),
+    /// prices and stores them; duplicates by id are skipped and counted.
+    pub async fn ingest_usage(&self, sender: &Access, mut events: Vec<UsageEvent>) -> Result<IngestResponse, AppError> {
+        let reattributed = attribute_to_sender(sender, &mut events);
         let outcome = self.store_usage(events).await?;
         Ok(IngestResponse {
             accepted: outcome.inserted,
             duplicates: outcome.duplicates,
             unpriced: outcome.unpriced,
             price_version: self.prices().version().to_owned(),
+            attributed_to: sender.user().map(str::to_owned),
+            reattributed,
         })
     }
 
-    /// Prices events with the current table and stores them (duplicates by id are skipped).
-    pub async fn store_usage(&self, events: Vec<UsageEvent>) -> Result<InsertOutcome, AppError> {
+    /// Prices events with the current table and stores them (duplicates by id are skipped);
+    /// those naming no team are their person's home team's, where the directory has one.
+    pub async fn store_usage(&self, mut events: Vec<UsageEvent>) -> Result<InsertOutcome, AppError> {
+        self.attribute_to_home_teams(&mut events).await?;
         let prices = self.prices();
         let priced: Vec<PricedEvent> = events
             .into_iter()

@@ -25,7 +25,8 @@ pub struct NewViewer {
     /// `finops` (reads everything; manages budgets and keys), `manager` (reads `team`;
     /// confirms and dismisses its people's findings) or `engineer` (reads `user`'s own).
     pub role: Option<String>,
-    /// The person an engineer's token speaks for.
+    /// The person an engineer's token speaks for; for an ingest token, the person all the
+    /// usage it sends is attributed to (a personal ingest token).
     pub user: Option<String>,
 }
 
@@ -106,11 +107,11 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
                 "field `team`: an engineer's token sees its person only",
             ));
         }
-        (TokenRole::Engineer, _, _) | (_, _, None) => {}
+        (TokenRole::Engineer | TokenRole::Ingest, _, _) | (_, _, None) => {}
         (_, _, Some(_)) => {
             return Err(AppError::field(
                 "user",
-                "field `user`: only an engineer's token is for one person",
+                "field `user`: only an engineer's token or a personal ingest token is for one person",
             ));
         }
     }

@@ -15,6 +15,7 @@ mod bedrock;
 mod clients;
 mod common;
 mod dashboard;
+mod directory;
 mod findings;
 mod gateway;
 mod gemini;

@@ -35,7 +35,7 @@ use crate::common::{Reply, TestServer, serve_upstream, start_configured};
 // A browser: one request at a time, no redirect followed, cookies kept per host.
 
 #[derive(Default)]
-struct Browser {
+pub(crate) struct Browser {
     cookies: HashMap<String, HashMap<String, String>>,
 }
 
@@ -50,7 +50,7 @@ fn authority(url: &str) -> String {
 }
 
 impl Browser {
-    async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    pub(crate) async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
         let host = authority(url);
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let mut request = hyper::Request::builder().method(method).uri(url);
@@ -92,13 +92,13 @@ impl Browser {
         }
     }
 
-    fn cookie(&self, host_url: &str, name: &str) -> Option<String> {
+    pub(crate) fn cookie(&self, host_url: &str, name: &str) -> Option<String> {
         self.cookies.get(&authority(host_url))?.get(name).cloned()
     }
 
     /// Signs in at `server` as `login` (for the real provider's login form): follows redirects,
     /// fills and posts the provider's forms; returns the answer to Goodhart's callback.
-    async fn sign_in(&mut self, server: &str, login: &str) -> Reply {
+    pub(crate) async fn sign_in(&mut self, server: &str, login: &str) -> Reply {
         let mut next = (format!("{server}/auth/login"), "GET", String::new());
         for _ in 0..20 {
             let (url, method, body) = next.clone();
@@ -141,7 +141,7 @@ fn absolute(base: &str, target: &str) -> String {
     }
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -149,7 +149,7 @@ fn free_addr() -> SocketAddr {
 }
 
 /// A server with single sign-on through `issuer`, listening at `addr` (its public URL).
-async fn server_with(addr: SocketAddr, issuer: &str, secret: Option<&str>, extra: &str) -> TestServer {
+pub(crate) async fn server_with(addr: SocketAddr, issuer: &str, secret: Option<&str>, extra: &str) -> TestServer {
     server_on(TestDatabase::sqlite(), addr, issuer, secret, extra).await
 }
 
@@ -438,21 +438,21 @@ struct Grant {
     challenge: String,
 }
 
-struct TinyState {
+pub(crate) struct TinyState {
     issuer: String,
     /// Published keys; the last one signs.
     keys: Vec<(String, EcdsaKeyPair)>,
     grants: HashMap<String, Grant>,
     next_token: Token,
-    groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     jwks_fetches: usize,
     codes_redeemed: usize,
 }
 
 #[derive(Clone)]
-struct TinyIdp {
-    state: Arc<Mutex<TinyState>>,
-    issuer: String,
+pub(crate) struct TinyIdp {
+    pub(crate) state: Arc<Mutex<TinyState>>,
+    pub(crate) issuer: String,
 }
 
 fn key_pair() -> EcdsaKeyPair {
@@ -472,7 +472,7 @@ fn b64(value: &Value) -> String {
 }
 
 impl TinyIdp {
-    async fn start() -> TinyIdp {
+    pub(crate) async fn start() -> TinyIdp {
         let state = Arc::new(Mutex::new(TinyState {
             issuer: String::new(),
             keys: vec![("key-1".into(), key_pair())],

@@ -246,6 +246,33 @@ async fn attribution_comes_from_resource_attributes_and_the_tokens_team() {
     assert!(keys.contains(&("ana@example.com".into(), "platform".into(), "checkout".into())));
 }
 
+/// A personal ingest token's records are its person's, whoever they name — or if they name
+/// nobody.
+#[tokio::test]
+async fn a_personal_ingest_tokens_records_are_its_persons() {
+    let server = start_with(TestDatabase::sqlite(), "").await;
+    let reply = server
+        .admin(
+            "POST",
+            "/api/v1/tokens",
+            json!({"role": "ingest", "user": "ana"}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let personal = reply.json["token"].as_str().unwrap().to_owned();
+    let someone_else = vec![attribute("user.email", json!({ "stringValue": "bob@example.com" }))];
+    let body = api_request(someone_else, claude_attributes("req_p1", json!({ "intValue": 100 })));
+    let reply = export(&server, &personal, "logs", "application/json", body.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+    let nobody = api_request(Vec::new(), claude_attributes("req_p2", json!({ "intValue": 100 })));
+    let reply = export(&server, &personal, "logs", "application/json", nobody.to_string()).await;
+    assert_eq!((reply.status, &reply.json), (200, &json!({})), "{}", reply.text);
+
+    let rows = totals(&server, "user").await["rows"].clone();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!((&rows[0]["user"], &rows[0]["requests"]), (&json!("ana"), &json!(2)));
+}
+
 #[tokio::test]
 async fn unreadable_records_are_rejected_by_name_and_the_rest_is_kept() {
     let server = start_with(TestDatabase::sqlite(), "").await;

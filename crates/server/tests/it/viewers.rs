@@ -19,19 +19,19 @@ fn calls(user: &str, team: &str, count: i64, start: jiff::Timestamp) -> Vec<Valu
         .collect()
 }
 
-async fn create_viewer(server: &TestServer, body: Value) -> Value {
+pub(crate) async fn create_viewer(server: &TestServer, body: Value) -> Value {
     let reply = server.admin("POST", "/api/v1/tokens", body.to_string()).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.json
 }
 
-async fn get(server: &TestServer, token: &str, path: &str) -> Value {
+pub(crate) async fn get(server: &TestServer, token: &str, path: &str) -> Value {
     let reply = server.with_token(token, "GET", path, Bytes::new()).await;
     assert_eq!(reply.status, 200, "{path}: {}", reply.text);
     reply.json
 }
 
-fn subjects(rows: &Value, field: &str) -> Vec<String> {
+pub(crate) fn subjects(rows: &Value, field: &str) -> Vec<String> {
     let mut names: Vec<String> = rows
         .as_array()
         .unwrap()

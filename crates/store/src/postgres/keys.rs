@@ -78,8 +78,11 @@ impl KeyStore for PostgresStore {
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", keys::COLUMNS);
-        Ok(client.query_opt(&sql, &[&key_hash]).await?.as_ref().map(read_key))
+        Ok(client
+            .query_opt(keys::SELECT_FOR_CALL, &[&key_hash])
+            .await?
+            .as_ref()
+            .map(read_key))
     }
 
     async fn revoke_key(&self, id: &str, at: Micros) -> Result<bool, StoreError> {

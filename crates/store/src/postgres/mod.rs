@@ -17,6 +17,7 @@ mod agent_activity;
 mod alerts;
 mod audit;
 mod budgets;
+mod directory;
 mod findings;
 mod keys;
 mod leases;

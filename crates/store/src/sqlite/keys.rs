@@ -72,8 +72,10 @@ impl KeyStore for SqliteStore {
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>, StoreError> {
         let key_hash = key_hash.to_owned();
         self.read(move |conn| {
-            let sql = format!("SELECT {} FROM virtual_keys WHERE key_hash = $1", keys::COLUMNS);
-            Ok(conn.prepare_cached(&sql)?.query_row([key_hash], read_key).optional()?)
+            Ok(conn
+                .prepare_cached(keys::SELECT_FOR_CALL)?
+                .query_row([key_hash], read_key)
+                .optional()?)
         })
         .await
     }

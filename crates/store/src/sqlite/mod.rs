@@ -32,6 +32,7 @@ mod agent_activity;
 mod alerts;
 mod audit;
 mod budgets;
+mod directory;
 mod findings;
 mod insert_queue;
 mod keys;

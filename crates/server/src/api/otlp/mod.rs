@@ -308,6 +308,7 @@ async fn store_export<S: Signal>(
     let app = &state.app;
     let defaults = Defaults {
         team: access.team().map(str::to_owned),
+        user: access.user().map(str::to_owned),
         store_content: app.settings().store_content,
     };
     let extracted = S::read(encoding, &raw, &defaults, app.now())?;

@@ -50,6 +50,8 @@ use crate::app::usage::MAX_FUTURE_SKEW_MICROS;
 pub struct Defaults {
     /// The team of the ingest token, for records that name none.
     pub team: Option<String>,
+    /// A personal ingest token's person: the user of every record, whatever it names.
+    pub user: Option<String>,
     pub store_content: bool,
 }
 
@@ -245,9 +247,12 @@ impl Call<'_> {
                 self.at.rfc3339()
             ));
         }
-        let user = attributes
-            .first_text(&USER_KEYS)
-            .ok_or("no user: set `user.email` (OTEL_RESOURCE_ATTRIBUTES=user.email=…)")?;
+        let user = match &defaults.user {
+            Some(person) => Cow::Borrowed(person.as_str()),
+            None => attributes
+                .first_text(&USER_KEYS)
+                .ok_or("no user: set `user.email` (OTEL_RESOURCE_ATTRIBUTES=user.email=…)")?,
+        };
         let input = UsageEventInput {
             id: self.id,
             timestamp: self.at.rfc3339(),
