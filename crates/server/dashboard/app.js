@@ -11,8 +11,10 @@ const charts = [];
 let me = { role: "viewer" };
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 // What the signed-in role may do (`/api/v1/me`): read, spend (budgets, keys, bills), decide
-// (findings), administer (tokens and the rest).
+// (findings), own_keys (an engineer's own keys), administer (tokens and the rest).
 const may = (duty) => (me.may || []).includes(duty);
+// Whether the caller is one person with their own page: the admin may every duty but is no one.
+const onePerson = () => may("own_keys") && Boolean(me.user);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -29,9 +31,11 @@ function el(tag, attrs = {}, ...children) {
 }
 
 class ApiError extends Error {
-  constructor(status, message) {
+  // `field`: the request field the API named as wrong, if any.
+  constructor(status, message, field = null) {
     super(message);
     this.status = status;
+    this.field = field;
   }
 }
 
@@ -56,7 +60,7 @@ async function api(path, options = {}) {
     throw new ApiError(401, "unauthorized");
   }
   if (!response.ok) {
-    throw new ApiError(response.status, body?.error?.message || `HTTP ${response.status}`);
+    throw new ApiError(response.status, body?.error?.message || `HTTP ${response.status}`, body?.error?.field ?? null);
   }
   return body;
 }
@@ -768,6 +772,291 @@ function tokensSection(tokenForm, created, viewers, revoke) {
   ];
 }
 
+// ---- the signed-in person's own page ------------------------------------------------------
+
+// Their own things, a section each; each section is an async function of what was just created
+// (a secret to show once) that returns its element.
+const mineSections = [ownKeysSection, ownIngestTokensSection];
+
+async function mine(created = {}) {
+  const sections = await Promise.all(mineSections.map((section) => section(created)));
+  page.replaceChildren(
+    el("h1", {}, "My keys"),
+    el("p", {}, `What you use the gateway with, as user ${me.user}: every call with these is metered to you and counts against your budgets.`),
+    ...sections
+  );
+}
+
+// A labelled form field with room beside it for what the API says is wrong with it.
+function field(label, input, hint = "") {
+  return el(
+    "label",
+    { class: "field" },
+    el("span", { class: "field-label" }, label),
+    input,
+    hint ? el("span", { class: "muted" }, hint) : "",
+    el("span", { class: "error field-error", role: "alert", "data-testid": `error-${input.name}` })
+  );
+}
+
+// Shows the API's refusal next to the field it names, or under the form when it names none.
+function formError(form, error) {
+  for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
+  const slot = (error.field && form.querySelector(`[data-testid='error-${error.field}']`)) || form.querySelector("[data-testid=form-error]");
+  slot.textContent = error.message;
+}
+
+function copyButton(text, testid) {
+  const button = el("button", { type: "button", "data-testid": testid }, "Copy");
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch {
+      // Without the clipboard API (a page not served over HTTPS), select it for Ctrl-C.
+      const range = document.createRange();
+      range.selectNodeContents(button.previousElementSibling);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
+      button.textContent = "Selected: press Ctrl-C";
+    }
+  });
+  return button;
+}
+
+// A key just made: its secret (only now), and how to point a client at the gateway with it.
+function ownKeyCreated(key) {
+  const origin = window.location.origin;
+  return el(
+    "div",
+    { class: "panel created", "data-testid": "created-own-key" },
+    el("p", {}, el("strong", {}, `Key ${key.id} created. `), "Copy its secret now: it is shown only this once."),
+    el("div", { class: "copyable" }, el("code", { class: "secret" }, key.key), copyButton(key.key, "copy-secret")),
+    el("p", {}, "OpenAI SDKs and tools: base URL ", el("code", { "data-testid": "openai-base-url" }, `${origin}/v1`), " with this key as the API key."),
+    el(
+      "p",
+      {},
+      "Claude Code and Anthropic SDKs: ",
+      el("code", { "data-testid": "anthropic-base-url" }, `ANTHROPIC_BASE_URL=${origin}`),
+      " and ",
+      el("code", {}, "ANTHROPIC_API_KEY="),
+      " this key."
+    )
+  );
+}
+
+const perMinute = (n) => (n == null ? "no limit" : `${count(n)}/min`);
+
+// What [self_service] allows, stated before anyone runs into it.
+function ownKeyLimits(limits) {
+  return el(
+    "ul",
+    { class: "muted limits", "data-testid": "own-key-limits" },
+    el("li", {}, `At most ${count(limits.max_keys)} active keys at once (keys an admin made for you count too).`),
+    el("li", {}, `A key lives at most ${count(limits.max_key_days)} days; that is also how long when you leave "expires in" empty.`),
+    el(
+      "li",
+      {},
+      limits.max_requests_per_minute == null
+        ? "Requests per minute: no cap (empty: no limit)."
+        : `At most ${count(limits.max_requests_per_minute)} requests per minute per key (also the limit when you leave it empty).`
+    ),
+    el(
+      "li",
+      {},
+      limits.max_tokens_per_minute == null
+        ? "Tokens per minute: no cap (empty: no limit)."
+        : `At most ${count(limits.max_tokens_per_minute)} tokens per minute per key (also the limit when you leave it empty).`
+    )
+  );
+}
+
+// The person's virtual keys: make one within [self_service] (the secret shown once), revoke.
+async function ownKeysSection(created) {
+  let doc;
+  try {
+    doc = await api("/api/v1/me/keys");
+  } catch (error) {
+    // Self-service turned off ([self_service] keys = false): the API says so, and who to ask.
+    if (error.status !== 403) throw error;
+    return el(
+      "section",
+      { "data-testid": "own-keys" },
+      el("h2", {}, "Virtual keys"),
+      el("p", { class: "notice", "data-testid": "own-keys-off" }, el("strong", {}, "You cannot make your own keys on this server. "), error.message)
+    );
+  }
+  const limits = doc.limits;
+  const counts = ["requests_per_minute", "tokens_per_minute"];
+  const input = (name, attrs = {}) => el("input", { name, ...attrs });
+  const form = el(
+    "form",
+    { class: "fields", "data-testid": "new-own-key" },
+    field("Name", input("name", { placeholder: "laptop" })),
+    field("Project", input("project", { placeholder: "optional" })),
+    field("Agent", input("agent", { placeholder: "claude-code" })),
+    field("Expires in", input("expires_in", { placeholder: `${limits.max_key_days}d` }), `e.g. 30d, 12h, 2w; at most ${limits.max_key_days}d`),
+    field(
+      "Requests per minute",
+      input("requests_per_minute", { type: "number", min: 1, step: 1, placeholder: limits.max_requests_per_minute ?? "no limit" }),
+      limits.max_requests_per_minute == null ? "" : `at most ${count(limits.max_requests_per_minute)}`
+    ),
+    field(
+      "Tokens per minute",
+      input("tokens_per_minute", { type: "number", min: 1, step: 1, placeholder: limits.max_tokens_per_minute ?? "no limit" }),
+      limits.max_tokens_per_minute == null ? "" : `at most ${count(limits.max_tokens_per_minute)}`
+    ),
+    el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Create key")),
+    el("p", { class: "error", role: "alert", "data-testid": "form-error" })
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = Object.fromEntries(
+      [...new FormData(form)].filter(([, v]) => v.trim() !== "").map(([k, v]) => [k, counts.includes(k) ? Number(v) : v.trim()])
+    );
+    let key;
+    try {
+      key = await api("/api/v1/me/keys", { method: "POST", body: JSON.stringify(fields) });
+    } catch (error) {
+      if (error.status !== 401) formError(form, error);
+      return;
+    }
+    await mine({ ownKey: ownKeyCreated(key) });
+  });
+  const revoke = (key) => async (event) => {
+    if (!window.confirm(`Revoke key ${key.id}${key.name ? ` (${key.name})` : ""}? Anything using it is refused from now on.`)) return;
+    try {
+      await api(`/api/v1/me/keys/${encodeURIComponent(key.id)}/revoke`, { method: "POST" });
+    } catch (error) {
+      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
+      return;
+    }
+    await mine();
+  };
+  return el(
+    "section",
+    { "data-testid": "own-keys" },
+    el("h2", {}, "Virtual keys"),
+    el("p", {}, "Clients of the gateway authenticate with these. Make one per machine or tool, revoke it when you stop using it."),
+    ownKeyLimits(limits),
+    form,
+    created.ownKey ?? "",
+    table(
+      [
+        { title: "name", cell: (k) => k.name ?? "" },
+        { title: "project", cell: (k) => k.project ?? "" },
+        { title: "agent", cell: (k) => k.agent ?? "" },
+        { title: "prefix", cell: (k) => el("code", {}, `gk-${k.id}-…`) },
+        { title: "status", cell: (k) => el("span", { "data-testid": `own-key-status-${k.id}` }, k.status) },
+        { title: "expires", cell: (k) => (k.expires_at ? day(k.expires_at) : "never") },
+        { title: "limits", cell: (k) => `requests ${perMinute(k.requests_per_minute)}, tokens ${perMinute(k.tokens_per_minute)}` },
+        { title: "created", cell: (k) => day(k.created_at) },
+        {
+          title: "",
+          cell: (k) =>
+            k.status === "active" ? el("button", { type: "button", onclick: revoke(k), "data-testid": `revoke-own-${k.id}` }, "Revoke") : "",
+        },
+      ],
+      doc.keys,
+      "No keys yet: make one above."
+    )
+  );
+}
+
+// An ingest token just made: its secret (only now), and how to send one's local usage with it.
+function ownTokenCreated(token) {
+  const origin = window.location.origin;
+  return el(
+    "div",
+    { class: "panel created", "data-testid": "created-own-token" },
+    el("p", {}, el("strong", {}, `Ingest token ${token.id} created. `), "Copy its secret now: it is shown only this once."),
+    el("div", { class: "copyable" }, el("code", { class: "secret" }, token.token), copyButton(token.token, "copy-token-secret")),
+    el("p", {}, "Agents' local logs: ", el("code", { "data-testid": "import-command" }, `goodhart import claude-code --server ${origin} --token <this token>`), " (or codex)."),
+    el(
+      "p",
+      {},
+      "OpenTelemetry exporters: ",
+      el("code", { "data-testid": "otlp-endpoint" }, `OTEL_EXPORTER_OTLP_ENDPOINT=${origin}/otlp`),
+      " and ",
+      el("code", {}, "OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer <this token>"),
+      "."
+    )
+  );
+}
+
+// The person's ingest tokens: what they send with one is theirs, whatever user it names.
+async function ownIngestTokensSection(created) {
+  let doc;
+  try {
+    doc = await api("/api/v1/me/ingest-tokens");
+  } catch (error) {
+    if (error.status !== 403) throw error;
+    return el(
+      "section",
+      { "data-testid": "own-tokens" },
+      el("h2", {}, "Ingest tokens"),
+      el("p", { class: "notice", "data-testid": "own-tokens-off" }, el("strong", {}, "You cannot make your own ingest tokens on this server. "), error.message)
+    );
+  }
+  const form = el(
+    "form",
+    { class: "fields", "data-testid": "new-own-token" },
+    field("Name", el("input", { name: "name", placeholder: "laptop" })),
+    el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Create ingest token")),
+    el("p", { class: "error", role: "alert", "data-testid": "form-error" })
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = new FormData(form).get("name").trim();
+    let token;
+    try {
+      token = await api("/api/v1/me/ingest-tokens", { method: "POST", body: JSON.stringify(name ? { name } : {}) });
+    } catch (error) {
+      if (error.status !== 401) formError(form, error);
+      return;
+    }
+    await mine({ ownToken: ownTokenCreated(token) });
+  });
+  const revoke = (token) => async (event) => {
+    if (!window.confirm(`Revoke ingest token ${token.id}${token.name ? ` (${token.name})` : ""}? What sends with it is refused from now on.`)) return;
+    try {
+      await api(`/api/v1/me/ingest-tokens/${encodeURIComponent(token.id)}/revoke`, { method: "POST" });
+    } catch (error) {
+      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
+      return;
+    }
+    await mine();
+  };
+  return el(
+    "section",
+    { "data-testid": "own-tokens" },
+    el("h2", {}, "Ingest tokens"),
+    el(
+      "p",
+      {},
+      `Send the usage your agents logged on your own machine (calls that never passed the gateway). Everything sent with these is yours, as user ${me.user}, whatever user it names; it may only send. `,
+      `At most ${count(doc.limits.max_ingest_tokens)} active at once.`
+    ),
+    form,
+    created.ownToken ?? "",
+    table(
+      [
+        { title: "name", cell: (t) => t.name ?? "" },
+        { title: "id", cell: (t) => el("code", {}, t.id) },
+        { title: "status", cell: (t) => el("span", { "data-testid": `own-token-status-${t.id}` }, t.status) },
+        { title: "created", cell: (t) => day(t.created_at) },
+        {
+          title: "",
+          cell: (t) =>
+            t.status === "active" ? el("button", { type: "button", onclick: revoke(t), "data-testid": `revoke-own-token-${t.id}` }, "Revoke") : "",
+        },
+      ],
+      doc.tokens,
+      "No ingest tokens yet."
+    )
+  );
+}
+
 // The audit log (admin): who did what, to what, from where, newest first, a page at a time.
 async function audit(params) {
   const query = new URLSearchParams({ limit: "50" });
@@ -817,14 +1106,19 @@ async function audit(params) {
 
 // ---- routing and sign-in ---------------------------------------------------------------------
 
-const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), audit, subject };
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), mine: () => mine(), audit, subject };
 // Pages a role reaches only when it may do their duty.
 const needs = { keys: "spend", reconciliation: "spend", audit: "administer" };
+// Pages for one person only (not the admin, who may every duty but is no one).
+const personal = new Set(["mine"]);
+const reaches = (path) => Boolean(routes[path]) && (!needs[path] || may(needs[path])) && (!personal.has(path) || onePerson());
 
 async function render() {
   while (charts.length) charts.pop().destroy();
-  const [path, query] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
-  const show = (!needs[path] || may(needs[path])) && routes[path] ? routes[path] : overview;
+  // A person (an engineer) lands on their own page; everyone else on the overview.
+  const home = onePerson() ? "mine" : "overview";
+  const [path, query] = (location.hash.replace(/^#\/?/, "") || home).split("?");
+  const show = reaches(path) ? routes[path] : routes[home];
   for (const link of document.querySelectorAll("nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === `#/${path}`);
   }
@@ -877,6 +1171,7 @@ async function signIn() {
   document.getElementById("nav").hidden = false;
   for (const link of document.querySelectorAll("nav a[data-spend]")) link.hidden = !may("spend");
   for (const link of document.querySelectorAll("nav a[data-admin]")) link.hidden = !may("administer");
+  for (const link of document.querySelectorAll("nav a[data-person]")) link.hidden = !onePerson();
   const person = me.identity ? me.identity.email || me.identity.name || me.identity.subject : null;
   const scope = me.user ? `user ${me.user}` : me.team ? `team ${me.team}` : "every team";
   document.getElementById("who").textContent =

@@ -3,19 +3,22 @@
 Run by `crates/cli/tests/browser.rs` against `goodhart demo` (simulated organisation, live
 traffic): signs in, visits every page (the providers' bills against the meter too), checks what
 the page shows against the JSON API, clicks confirm, dismiss and revoke, signs in again with a
-team's viewer token, checks a phone-sized window, and saves a screenshot of each step in the
-artifacts directory.
+team's viewer token and each role's, has an engineer make, use and revoke their own key and
+ingest token, checks
+a phone-sized window, and saves a screenshot of each step in the artifacts directory.
 
     python dashboard_suite.py URL ADMIN_TOKEN ARTIFACTS_DIR
 """
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import openai
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -443,6 +446,7 @@ def as_each_role(suite, team, user):
     suite.sign_in(finops)
     assert suite.testid("who").text == "finops (finance) · every team", suite.testid("who").text
     assert nav("keys").is_displayed() and nav("reconciliation").is_displayed(), "finops manage keys and read bills"
+    assert not nav("mine").is_displayed(), "finops are no one person: no own keys"
     suite.visit("keys")
     suite.heading("Virtual keys")
     suite.testid("new-key")
@@ -456,7 +460,7 @@ def as_each_role(suite, team, user):
     manager = token({"role": "manager", "team": team})
     suite.sign_in(manager)
     assert suite.testid("who").text == f"manager · team {team}", suite.testid("who").text
-    assert not nav("keys").is_displayed() and not nav("reconciliation").is_displayed()
+    assert not nav("keys").is_displayed() and not nav("reconciliation").is_displayed() and not nav("mine").is_displayed()
     theirs = api("/api/v1/findings?from=30d", manager)["findings"]
     suite.visit("findings")
     suite.heading("Waste findings")
@@ -473,10 +477,189 @@ def as_each_role(suite, team, user):
     suite.sign_in(engineer)
     assert suite.testid("who").text == f"engineer · user {user}", suite.testid("who").text
     assert not nav("keys").is_displayed()
+    suite.heading("My keys")  # an engineer lands on their own page
     mine = overview(suite, engineer, "engineer-overview")
     everyone = api("/api/v1/usage/summary?from=30d&group_by=user")["rows"]
     assert mine["cost_usd"] == next(r["cost_usd"] for r in everyone if r["user"] == user), "their own spend only"
     suite.no_errors_logged("engineer")
+
+
+def chat(base_url, key):
+    """One call through the gateway with the OpenAI SDK, as the person would make it."""
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+
+
+def requests_metered(token):
+    return int(api("/api/v1/usage/summary?from=1d", token)["totals"]["requests"])
+
+
+def my_keys(suite):
+    """An engineer makes a key on their own page, sees its secret once, calls the gateway with it
+    (metered to them), revokes it; another engineer never sees it; past [self_service] max_keys
+    the page shows the API's refusal; the page fits a phone."""
+    def token(user):
+        return api("/api/v1/tokens", method="POST", body={"role": "engineer", "user": user})["token"]
+
+    nav = lambda testid: suite.driver.find_element(By.CSS_SELECTOR, f"[data-testid={testid}]")
+    assert not nav("nav-mine").is_displayed(), "the admin is no one person: no own keys page"
+    kim, lee = token("kim-browser"), token("lee-browser")
+
+    # An engineer lands on their own page.
+    suite.sign_in(kim)
+    suite.heading("My keys")
+    assert nav("nav-mine").is_displayed() and "active" in nav("nav-mine").get_attribute("class")
+    limits = api("/api/v1/me/keys", kim)["limits"]
+    stated = suite.testid("own-key-limits").text
+    assert f"At most {limits['max_keys']} active keys" in stated, stated
+    assert f"at most {limits['max_key_days']} days" in stated, stated
+    assert suite.testid("own-keys").find_element(By.CSS_SELECTOR, "p.empty").text.startswith("No keys yet")
+
+    # The API's complaint shows next to the field it names, and nothing is made.
+    form = suite.testid("new-own-key")
+    form.find_element(By.NAME, "expires_in").send_keys(f"{limits['max_key_days'] + 1}d")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = suite.testid("error-expires_in")
+    assert f"at most {limits['max_key_days']}d" in error.text, error.text
+    assert not api("/api/v1/me/keys", kim)["keys"]
+    suite.shot("my-keys-field-error")
+    suite.driver.get_log("browser")  # the refused request's 400 is expected: drain it
+
+    form.find_element(By.NAME, "expires_in").clear()
+    form.find_element(By.NAME, "expires_in").send_keys("30d")
+    form.find_element(By.NAME, "name").send_keys("laptop")
+    form.find_element(By.NAME, "agent").send_keys("claude-code")
+    form.find_element(By.NAME, "requests_per_minute").send_keys("30")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    created = suite.testid("created-own-key")
+    secret = created.find_element(By.CLASS_NAME, "secret").text
+    [key] = api("/api/v1/me/keys", kim)["keys"]
+    assert secret.startswith(f"gk-{key['id']}-"), (secret, key)
+    assert (key["user"], key["name"], key["agent"], key["requests_per_minute"]) == ("kim-browser", "laptop", "claude-code", 30), key
+    base_url = suite.testid("openai-base-url").text
+    assert base_url == f"{URL}/v1", base_url
+    assert suite.testid("anthropic-base-url").text == f"ANTHROPIC_BASE_URL={URL}"
+    assert suite.testid(f"own-key-status-{key['id']}").text == "active"
+    row = suite.testid(f"own-key-status-{key['id']}").find_element(By.XPATH, "ancestor::tr").text
+    assert "laptop" in row and f"gk-{key['id']}-…" in row and "requests 30/min" in row and key["expires_at"][:10] in row, row
+    suite.testid("copy-secret").click()
+    suite.wait.until(lambda d: suite.testid("copy-secret").text in ("Copied", "Selected: press Ctrl-C"))
+    suite.shot("my-keys-created")
+
+    # Shown once: the page again has the key but never its secret.
+    suite.visit("mine")
+    suite.testid(f"own-key-status-{key['id']}")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=created-own-key]")
+    assert secret not in suite.driver.page_source
+
+    # The key works at the gateway, through the base URL the page gave, metered to its person.
+    before = requests_metered(kim)
+    reply = chat(base_url, secret)
+    assert reply.choices and reply.usage.total_tokens > 0, reply
+    deadline = time.monotonic() + WAIT_SECS
+    while requests_metered(kim) != before + 1 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert requests_metered(kim) == before + 1, "the call is metered to the engineer"
+    everyone = api("/api/v1/usage/summary?from=1d&group_by=user")["rows"]
+    assert next(r for r in everyone if r["user"] == "kim-browser")["requests"] == before + 1, everyone
+
+    # Revoked on the page, the key is refused at the gateway.
+    suite.testid(f"revoke-own-{key['id']}").click()
+    suite.accept_dialog()
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='own-key-status-{key['id']}']"), "revoked"))
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, f"[data-testid='revoke-own-{key['id']}']")
+    assert api("/api/v1/me/keys", kim)["keys"][0]["status"] == "revoked"
+    try:
+        chat(base_url, secret)
+        raise AssertionError("a revoked key still calls the gateway")
+    except openai.AuthenticationError:
+        pass
+    suite.shot("my-keys-revoked")
+    suite.no_errors_logged("my keys")
+
+    # Another engineer sees only their own keys: none of kim's. On a phone, the page still fits.
+    suite.sign_in(lee)
+    suite.heading("My keys")
+    suite.driver.set_window_size(390, 844)
+    try:
+        form = suite.testid("new-own-key")
+        form.find_element(By.NAME, "name").send_keys("phone")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        suite.testid("created-own-key")
+        shown = suite.testid("own-keys").text
+        assert key["id"] not in shown and "laptop" not in shown, shown
+        assert key["id"] not in {k["id"] for k in api("/api/v1/me/keys", lee)["keys"]}
+        overflow = suite.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"my keys scrolls sideways on a phone by {overflow}px"
+        suite.shot("phone-my-keys")
+    finally:
+        suite.driver.set_window_size(1366, 900)
+
+    # Past [self_service] max_keys, the page shows the API's refusal.
+    while len([k for k in api("/api/v1/me/keys", lee)["keys"] if k["status"] == "active"]) < limits["max_keys"]:
+        api("/api/v1/me/keys", lee, method="POST", body={})
+    suite.visit("mine")
+    form = suite.testid("new-own-key")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    refusal = suite.testid("form-error")
+    assert f"already holds {limits['max_keys']} active keys" in refusal.text, refusal.text
+    assert len(api("/api/v1/me/keys", lee)["keys"]) == limits["max_keys"]
+    suite.shot("my-keys-at-most")
+    suite.driver.get_log("browser")  # the refused request's 409 is expected: drain it
+
+
+def my_ingest_tokens(suite):
+    """An engineer makes a personal ingest token on their own page (secret shown once, with the
+    import command), sends usage naming someone else with it (attributed to them), revokes it on
+    the page (refused from then on); another engineer never sees it."""
+    kim = api("/api/v1/tokens", method="POST", body={"role": "engineer", "user": "kim-tokens"})["token"]
+    suite.sign_in(kim)
+    suite.heading("My keys")
+    section = suite.testid("own-tokens")
+    assert "No ingest tokens yet" in section.text, section.text
+    limit = api("/api/v1/me/ingest-tokens", kim)["limits"]["max_ingest_tokens"]
+    assert f"At most {limit} active at once" in section.text, section.text
+
+    form = suite.testid("new-own-token")
+    form.find_element(By.NAME, "name").send_keys("laptop")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    created = suite.testid("created-own-token")
+    secret = created.find_element(By.CLASS_NAME, "secret").text
+    [token] = api("/api/v1/me/ingest-tokens", kim)["tokens"]
+    assert secret.startswith("gh_ingest_") and (token["name"], token["user"], token["role"]) == ("laptop", "kim-tokens", "ingest"), token
+    command = suite.testid("import-command").text
+    assert command == f"goodhart import claude-code --server {URL} --token <this token>", command
+    assert suite.testid("otlp-endpoint").text == f"OTEL_EXPORTER_OTLP_ENDPOINT={URL}/otlp"
+    suite.shot("my-ingest-token-created")
+    suite.visit("mine")
+    suite.testid(f"own-token-status-{token['id']}")
+    assert secret not in suite.driver.page_source, "the secret is shown once"
+
+    # What it sends is the engineer's, whoever the event names.
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
+    event = {"id": f"laptop-{token['id']}", "timestamp": at, "user": "root", "model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 10}
+    sent = api("/api/v1/usage", secret, method="POST", body=[event])
+    assert (sent["accepted"], sent["attributed_to"], sent["reattributed"]) == (1, "kim-tokens", 1), sent
+    assert requests_metered(kim) == 1
+
+    suite.testid(f"revoke-own-token-{token['id']}").click()
+    suite.accept_dialog()
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='own-token-status-{token['id']}']"), "revoked"))
+    status = None
+    try:
+        api("/api/v1/usage", secret, method="POST", body=[dict(event, id="after")])
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == 401, f"a revoked ingest token still sends: {status}"
+    suite.no_errors_logged("my ingest tokens")
+
+    lee = api("/api/v1/tokens", method="POST", body={"role": "engineer", "user": "lee-tokens"})["token"]
+    suite.sign_in(lee)
+    suite.heading("My keys")
+    assert token["id"] not in suite.testid("own-tokens").text
+    suite.shot("my-ingest-tokens-other-person")
 
 
 def phone(suite):
@@ -514,6 +697,9 @@ def main():
         audit_log(suite)
         as_team_viewer(suite, token, team, admin_summary)
         as_each_role(suite, team, burner["subject"])
+        suite.sign_in(ADMIN)
+        my_keys(suite)
+        my_ingest_tokens(suite)
         phone(suite)
     except (AssertionError, TimeoutException):
         suite.shot("failure")

@@ -92,15 +92,38 @@ pub(super) fn person<'a>(state: &ApiState, access: &'a Access, what: OwnCredenti
     Ok(user)
 }
 
+/// `GET /api/v1/me/keys`: the person's keys, and the bounds `[self_service]` sets on those they
+/// make (so a page can state them before anyone runs into one).
+#[derive(Debug, Serialize)]
+pub struct OwnKeysDocument {
+    pub keys: Vec<KeyView>,
+    pub limits: OwnKeyLimits,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OwnKeyLimits {
+    pub max_keys: u32,
+    pub max_key_days: u32,
+    pub max_requests_per_minute: Option<u64>,
+    pub max_tokens_per_minute: Option<u64>,
+}
+
 pub async fn list_own_keys(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
-) -> Result<Json<KeysDocument>, ApiError> {
+) -> Result<Json<OwnKeysDocument>, ApiError> {
     let user = person(&state, &access, OwnCredential::Keys)?;
     let now = state.app.now();
     let keys = state.app.own_keys(user).await?;
-    Ok(Json(KeysDocument {
+    let rules = &state.app.settings().self_service;
+    Ok(Json(OwnKeysDocument {
         keys: keys.iter().map(|k| KeyView::of(k, None, now)).collect(),
+        limits: OwnKeyLimits {
+            max_keys: rules.max_keys,
+            max_key_days: rules.max_key_days,
+            max_requests_per_minute: rules.max_requests_per_minute,
+            max_tokens_per_minute: rules.max_tokens_per_minute,
+        },
     }))
 }
 

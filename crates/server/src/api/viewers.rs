@@ -50,14 +50,29 @@ pub async fn revoke(
     Ok(Json(ViewerView::of(&token, None)))
 }
 
+/// `GET /api/v1/me/ingest-tokens`: the person's ingest tokens, and how many they may hold.
+#[derive(Debug, Serialize)]
+pub struct OwnTokensDocument {
+    pub tokens: Vec<ViewerView>,
+    pub limits: OwnTokenLimits,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OwnTokenLimits {
+    pub max_ingest_tokens: u32,
+}
+
 pub async fn list_own(
     State(state): State<ApiState>,
     Extension(access): Extension<Access>,
-) -> Result<Json<TokensDocument>, ApiError> {
+) -> Result<Json<OwnTokensDocument>, ApiError> {
     let user = person(&state, &access, OwnCredential::IngestTokens)?;
     let tokens = state.app.own_ingest_tokens(user).await?;
-    Ok(Json(TokensDocument {
+    Ok(Json(OwnTokensDocument {
         tokens: tokens.iter().map(|t| ViewerView::of(t, None)).collect(),
+        limits: OwnTokenLimits {
+            max_ingest_tokens: state.app.settings().self_service.max_ingest_tokens,
+        },
     }))
 }
 

@@ -450,6 +450,11 @@ async fn an_engineer_makes_their_own_keys_within_the_bounds_set() {
     let ids = subjects(&listed.json["keys"], "id");
     assert_eq!(ids.len(), 2, "hers only: {}", listed.text);
     assert!(!ids.contains(&bens_key));
+    assert_eq!(
+        listed.json["limits"],
+        json!({"max_keys": 2, "max_key_days": 30, "max_requests_per_minute": 60, "max_tokens_per_minute": null}),
+        "the bounds are stated beside the keys"
+    );
     let theft = own("POST", &format!("/api/v1/me/keys/{bens_key}/revoke"), Value::Null).await;
     assert_eq!(theft.status, 404, "ben's key is not hers to see: {}", theft.text);
     let id = made.json["id"].as_str().unwrap();
