@@ -87,6 +87,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: TokensAction,
     },
+    /// People who sign in: the directory (each one's home team from their identity provider's
+    /// groups) and the roles given to them in place of their groups'.
+    People {
+        #[command(subcommand)]
+        action: PeopleAction,
+    },
     /// Budgets: limits on spend per key, user, team, project, agent or the whole organisation.
     Budgets {
         #[command(subcommand)]
@@ -402,6 +408,28 @@ pub(crate) enum TokensAction {
     },
     /// Revoke a token by its id: it opens nothing from now on.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeopleAction {
+    /// Everyone who signed in, with their home team, and every role given to someone.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Give a person (the usage user a sign-in names, e.g. `ana`) a role in place of the one
+    /// their groups give, from their next request on.
+    Grant {
+        user: String,
+        /// `admin`, `finops`, `viewer`, `manager` or `engineer`.
+        #[arg(long, value_parser = ["admin", "finops", "viewer", "manager", "engineer"])]
+        role: String,
+        /// A manager's team (required); a viewer's (optional: every team without).
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Take a person's given role away: their groups decide again.
+    Ungrant { user: String },
 }
 
 #[derive(Debug, Subcommand)]

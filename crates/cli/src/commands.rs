@@ -21,8 +21,8 @@ use goodhart_server::provider_import::ReportApi;
 use goodhart_store::RepriceScope;
 
 use crate::args::{
-    BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
-    ReportKind, TokensAction, Unreachable,
+    BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PeopleAction,
+    PricesAction, ReportKind, TokensAction, Unreachable,
 };
 use crate::database::{open_app, open_existing_app, open_existing_store};
 use crate::output::{self, Format, Tabular, grouped};
@@ -105,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
+        Command::People { action } => people(&config, action).await,
         Command::Import { source } => {
             let (agent, args) = match source {
                 ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
@@ -838,6 +839,89 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         .collect();
     let json = serde_json::json!({ "tokens": views });
     print_with_secrets(format, &header, ("token", rows), &json)
+}
+
+async fn people(config: &Config, action: PeopleAction) -> anyhow::Result<()> {
+    use goodhart_server::app::directory::{GrantView, MemberView, NewGrant};
+    let app = open_app(config).await?;
+    match action {
+        PeopleAction::List { format } => {
+            let (people, grants) = (
+                app.directory().await.map_err(app_error)?,
+                app.role_grants().await.map_err(app_error)?,
+            );
+            let given: std::collections::HashMap<&str, &goodhart_store::directory::RoleGrant> =
+                grants.iter().map(|g| (g.user.as_str(), g)).collect();
+            let role_of = |user: &str| {
+                given.get(user).map_or_else(
+                    || "from groups".to_owned(),
+                    |g| {
+                        g.team
+                            .as_ref()
+                            .map_or(g.role.clone(), |team| format!("{} of {team}", g.role))
+                    },
+                )
+            };
+            let signed_in: Vec<&str> = people.iter().map(|p| p.user.as_str()).collect();
+            let mut rows: Vec<Vec<String>> = people
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.user.clone(),
+                        cell(&p.team),
+                        cell(&p.email),
+                        role_of(&p.user),
+                        p.updated_at.rfc3339(),
+                    ]
+                })
+                .collect();
+            rows.extend(
+                grants
+                    .iter()
+                    .filter(|g| !signed_in.contains(&g.user.as_str()))
+                    .map(|g| {
+                        vec![
+                            g.user.clone(),
+                            String::new(),
+                            String::new(),
+                            role_of(&g.user),
+                            "never".to_owned(),
+                        ]
+                    }),
+            );
+            let json = serde_json::json!({
+                "people": people.iter().map(MemberView::of).collect::<Vec<_>>(),
+                "grants": grants.iter().map(GrantView::of).collect::<Vec<_>>(),
+            });
+            let header = ["user", "home team", "email", "role", "last sign-in"];
+            output::print(
+                format,
+                &json,
+                &Tabular::new(&header, rows),
+                &mut std::io::stdout().lock(),
+            )
+        }
+        PeopleAction::Grant { user, role, team } => {
+            let grant = app
+                .grant_role(&cli_origin(), &user, NewGrant { role, team })
+                .await
+                .map_err(app_error)?;
+            let team = grant.team.as_ref().map_or(String::new(), |t| format!(" of {t}"));
+            println!(
+                "{} is {}{team} from their next request on, whatever their groups say.",
+                grant.user, grant.role
+            );
+            Ok(())
+        }
+        PeopleAction::Ungrant { user } => {
+            let grant = app.revoke_role_grant(&cli_origin(), &user).await.map_err(app_error)?;
+            println!(
+                "{} no longer has the role {}: their groups decide again.",
+                grant.user, grant.role
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {

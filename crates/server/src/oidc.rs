@@ -125,6 +125,29 @@ impl Role {
         }
     }
 
+    /// A role by name with the team it needs (a manager's) or may have (a viewer's); the error
+    /// names the field at fault (`role` or `team`) and why.
+    pub fn parse(name: &str, team: Option<String>) -> Result<Role, (&'static str, String)> {
+        let no_team = |role: Role| match team.is_some() {
+            true => Err(("team", format!("{} role has no team", role.name()))),
+            false => Ok(role),
+        };
+        match name {
+            "admin" => no_team(Role::Admin),
+            "finops" => no_team(Role::Finops),
+            "engineer" => no_team(Role::Engineer),
+            "viewer" => Ok(Role::Viewer { team }),
+            "manager" => match team {
+                Some(team) => Ok(Role::Manager { team }),
+                None => Err(("team", "a manager role needs the team they manage".into())),
+            },
+            other => Err((
+                "role",
+                format!("{other:?} is not `admin`, `finops`, `viewer`, `manager` or `engineer`"),
+            )),
+        }
+    }
+
     /// The one team the role is limited to, if any.
     pub fn team(&self) -> Option<&str> {
         match self {

@@ -1,8 +1,9 @@
 //! The people directory: who each person is at their identity provider and the home team it
 //! gives them, recorded at every sign-in. It is what attributes usage that names no team (a
 //! call through a key made without one, a log an engineer imports) to the team the org chart
-//! says, rather than to the team a person happened to spend most with. The SQL is shared by
-//! both backends but for the batch lookup ([`DirectoryStore::teams_of`]).
+//! says, rather than to the team a person happened to spend most with. Beside it, the roles an
+//! admin gave people ([`RoleGrant`]), which replace what their groups give. The SQL is shared
+//! by both backends but for the batch lookup ([`DirectoryStore::teams_of`]).
 
 use std::collections::HashMap;
 
@@ -24,6 +25,17 @@ pub struct Member {
     pub updated_at: Micros,
 }
 
+/// A role an admin gave a person (by the usage `user` they are), in place of their groups'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGrant {
+    pub user: String,
+    /// `admin`, `finops`, `viewer`, `manager` or `engineer`.
+    pub role: String,
+    /// A manager's team, a team viewer's.
+    pub team: Option<String>,
+    pub granted_at: Micros,
+}
+
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     /// Records a person (replacing what was known of the same `user`).
@@ -32,6 +44,31 @@ pub trait DirectoryStore: Send + Sync {
     async fn members(&self) -> Result<Vec<Member>, StoreError>;
     /// The home teams of those of `users` who have one.
     async fn teams_of(&self, users: &[String]) -> Result<HashMap<String, String>, StoreError>;
+    /// Gives `grant.user` the role (replacing a grant they had).
+    async fn grant_role(&self, grant: &RoleGrant) -> Result<(), StoreError>;
+    /// Takes a person's grant away; returns whether they had one.
+    async fn revoke_role_grant(&self, user: &str) -> Result<bool, StoreError>;
+    /// Every grant, by user.
+    async fn role_grants(&self) -> Result<Vec<RoleGrant>, StoreError>;
+    async fn role_grant(&self, user: &str) -> Result<Option<RoleGrant>, StoreError>;
+}
+
+pub(crate) const UPSERT_GRANT: &str = "INSERT INTO role_grants (user_name, role, team, granted_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (user_name) DO UPDATE SET role = excluded.role, team = excluded.team, \
+    granted_at = excluded.granted_at";
+pub(crate) const DELETE_GRANT: &str = "DELETE FROM role_grants WHERE user_name = $1";
+pub(crate) const SELECT_GRANTS: &str = "SELECT user_name, role, team, granted_at FROM role_grants ORDER BY user_name";
+pub(crate) const SELECT_GRANT: &str = "SELECT user_name, role, team, granted_at FROM role_grants WHERE user_name = $1";
+
+pub(crate) type GrantRow = (String, String, Option<String>, i64);
+
+pub(crate) fn grant((user, role, team, granted_at): GrantRow) -> RoleGrant {
+    RoleGrant {
+        user,
+        role,
+        team,
+        granted_at: Micros(granted_at),
+    }
 }
 
 pub(crate) const UPSERT: &str = "INSERT INTO directory (user_name, team, email, issuer, subject, updated_at) \

@@ -63,6 +63,7 @@ migrations!(
     shared "20261212000000_token_person",
     shared "20261213000000_sessions",
     shared "20261214000000_directory",
+    shared "20261215000000_role_grants",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -239,6 +239,40 @@ fn viewer_tokens_create_list_revoke() {
 }
 
 #[test]
+fn roles_are_given_to_people_and_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| goodhart_ok(dir.path(), args);
+    let granted = run(&["people", "grant", "ana", "--role", "manager", "--team", "payments"]);
+    assert!(granted.contains("ana is manager of payments"), "{granted}");
+    let refused = goodhart(dir.path(), &["people", "grant", "ben", "--role", "manager"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("needs the team"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let table = run(&["people", "list"]);
+    assert!(
+        table.contains("manager of payments") && table.contains("never"),
+        "{table}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&run(&["people", "list", "--format", "json"])).unwrap();
+    assert_eq!(listed["grants"][0]["user"], "ana", "{listed}");
+    assert_eq!(listed["people"], serde_json::json!([]), "nobody signed in yet");
+    assert!(run(&["people", "ungrant", "ana"]).contains("their groups decide again"));
+    let again = goodhart(dir.path(), &["people", "ungrant", "ana"]);
+    assert!(!again.status.success());
+    let audit: serde_json::Value = serde_json::from_str(&run(&["audit", "--action", "role.", "--json"])).unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["role.revoke", "role.grant"], "{audit}");
+}
+
+#[test]
 fn budgets_are_created_listed_and_deleted_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {

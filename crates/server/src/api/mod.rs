@@ -147,6 +147,7 @@ route_table! {
         "/api/v1/sessions" => get(oidc::list_sessions),
         "/api/v1/sessions/{id}/revoke" => post(oidc::revoke_session),
         "/api/v1/people" => get(viewers::list_people),
+        "/api/v1/people/{user}/role" => axum::routing::put(viewers::put_role).delete(viewers::delete_role),
     }
 }
 

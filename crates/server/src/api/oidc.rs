@@ -214,7 +214,11 @@ pub async fn callback(
         }
     };
     let person = sign_in_origin(&state, &headers, &extensions, Actor::person(&identity));
-    let Some(role) = sso.settings.roles.role(&identity.groups) else {
+    let role = match state.app.person_role(&sso.settings, &identity).await {
+        Ok(role) => role,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(role) = role else {
         let event = Event::new("sign_in.denied").with(serde_json::json!({ "groups": identity.groups }));
         state.app.audit_refusal(&person, Outcome::Denied, event).await;
         return page(
@@ -323,7 +327,7 @@ pub async fn cookie_access(
         session_id: Some(session.id.clone()),
     };
     let (id, name) = (session.id, Some(identity.label()));
-    let access = match sso.settings.roles.role(&identity.groups) {
+    let access = match state.app.person_role(&sso.settings, &identity).await? {
         Some(Role::Admin) => Access::Admin,
         Some(Role::Finops) => Access::Finops { id, name },
         Some(Role::Viewer { team }) => Access::Viewer { id, name, team },

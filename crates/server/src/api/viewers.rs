@@ -1,6 +1,7 @@
 //! Viewer and ingest tokens: `GET/POST /api/v1/tokens`, `POST /api/v1/tokens/{id}/revoke`; a
 //! person's own ingest tokens: `GET/POST /api/v1/me/ingest-tokens`,
-//! `POST /api/v1/me/ingest-tokens/{id}/revoke`; the people directory (`GET /api/v1/people`); and
+//! `POST /api/v1/me/ingest-tokens/{id}/revoke`; the people directory and the roles given to people (`GET /api/v1/people`,
+//! `PUT/DELETE /api/v1/people/{user}/role`); and
 //! `GET /api/v1/me`, which tells a signed-in page who it is.
 
 use axum::extract::{Path, State};
@@ -15,7 +16,7 @@ use super::oidc::SessionCsrf;
 use super::params::JsonBody;
 use super::state::ApiState;
 use crate::app::access::Access;
-use crate::app::directory::MemberView;
+use crate::app::directory::{GrantView, MemberView, NewGrant};
 use crate::app::own_keys::NewOwnIngestToken;
 use crate::app::sessions::Identity;
 use crate::app::viewers::{NewViewer, ViewerView};
@@ -133,12 +134,36 @@ pub async fn me(
 #[derive(Debug, Serialize)]
 pub struct PeopleDocument {
     pub people: Vec<MemberView>,
+    pub grants: Vec<GrantView>,
 }
 
-/// `GET /api/v1/people`: the people directory, as sign-ins recorded it.
+/// `GET /api/v1/people`: the people directory, as sign-ins recorded it, and the roles the admin
+/// gave people.
 pub async fn list_people(State(state): State<ApiState>) -> Result<Json<PeopleDocument>, ApiError> {
-    let people = state.app.directory().await?;
+    let (people, grants) = (state.app.directory().await?, state.app.role_grants().await?);
     Ok(Json(PeopleDocument {
         people: people.iter().map(MemberView::of).collect(),
+        grants: grants.iter().map(GrantView::of).collect(),
     }))
+}
+
+/// `PUT /api/v1/people/{user}/role`: gives a person a role in place of their groups'.
+pub async fn put_role(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(user): Path<String>,
+    JsonBody(request): JsonBody<NewGrant>,
+) -> Result<Json<GrantView>, ApiError> {
+    let grant = state.app.grant_role(&origin, &user, request).await?;
+    Ok(Json(GrantView::of(&grant)))
+}
+
+/// `DELETE /api/v1/people/{user}/role`: their groups decide again.
+pub async fn delete_role(
+    State(state): State<ApiState>,
+    Caller(origin): Caller,
+    Path(user): Path<String>,
+) -> Result<Json<GrantView>, ApiError> {
+    let grant = state.app.revoke_role_grant(&origin, &user).await?;
+    Ok(Json(GrantView::of(&grant)))
 }

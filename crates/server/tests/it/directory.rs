@@ -338,3 +338,124 @@ async fn the_identity_providers_teams_attribute_usage_that_names_none() {
         (&json!("pat"), &json!("search"))
     );
 }
+
+#[tokio::test]
+async fn an_admin_gives_a_person_a_role_in_place_of_their_groups() {
+    let idp = TinyIdp::start().await;
+    idp.state.lock().unwrap().groups = vec!["engineering".to_owned()];
+    let extra = "engineer_groups = [\"engineering\"]\nuser_domain = \"example.com\"\n";
+    let server = server_with(free_addr(), &idp.issuer, None, extra).await;
+    let mut browser = Browser::default();
+    signed_in(&mut browser, &server).await;
+    let me = |browser: &mut Browser| {
+        let url = format!("{}/api/v1/me", server.url());
+        let mut browser = std::mem::take(browser);
+        async move {
+            let reply = browser.request("GET", &url, &[], "").await;
+            (browser, reply)
+        }
+    };
+    let (back, reply) = me(&mut browser).await;
+    browser = back;
+    assert_eq!(
+        (&reply.json["role"], &reply.json["user"]),
+        (&json!("engineer"), &json!("pat"))
+    );
+
+    for (body, field) in [
+        (json!({"role": "manager"}), "team"),
+        (json!({"role": "engineer", "team": "payments"}), "team"),
+        (json!({"role": "boss"}), "role"),
+        (json!({"role": "viewer", "scope": "all"}), "scope"),
+    ] {
+        let reply = server.admin("PUT", "/api/v1/people/pat/role", body.to_string()).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert!(reply.text.contains(field), "{body}: {}", reply.text);
+    }
+    let viewer = create_viewer(&server, json!({})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = server
+        .with_token(
+            &viewer,
+            "PUT",
+            "/api/v1/people/pat/role",
+            json!({"role": "admin"}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+
+    // Raised to manager of payments: at once, in the session she has.
+    let granted = server
+        .admin(
+            "PUT",
+            "/api/v1/people/pat/role",
+            json!({"role": "manager", "team": "payments"}).to_string(),
+        )
+        .await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    assert_eq!(
+        (&granted.json["role"], &granted.json["team"]),
+        (&json!("manager"), &json!("payments"))
+    );
+    let (back, reply) = me(&mut browser).await;
+    browser = back;
+    assert_eq!(
+        (&reply.json["role"], &reply.json["team"]),
+        (&json!("manager"), &json!("payments"))
+    );
+    let people = get(&server, ADMIN, "/api/v1/people").await;
+    assert_eq!(people["grants"][0]["user"], "pat", "{people}");
+
+    // Taken away: her groups decide again.
+    let revoked = server.admin("DELETE", "/api/v1/people/pat/role", "").await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    let (_, reply) = me(&mut browser).await;
+    assert_eq!(reply.json["role"], "engineer");
+    let again = server.admin("DELETE", "/api/v1/people/pat/role", "").await;
+    assert_eq!(again.status, 404, "{}", again.text);
+
+    // A person no group lets in is let in by a grant, and out again without it.
+    idp.state.lock().unwrap().groups = vec!["contractors".to_owned()];
+    let refused = Browser::default().sign_in(&server.url(), "pat").await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let reply = server
+        .admin(
+            "PUT",
+            "/api/v1/people/pat/role",
+            json!({"role": "viewer", "team": "search"}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let mut contractor = Browser::default();
+    signed_in(&mut contractor, &server).await;
+    let (mut contractor, reply) = me(&mut contractor).await;
+    assert_eq!(
+        (&reply.json["role"], &reply.json["team"]),
+        (&json!("viewer"), &json!("search"))
+    );
+    server.admin("DELETE", "/api/v1/people/pat/role", "").await;
+    let (_, reply) = me(&mut contractor).await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+
+    // Each change recorded once, as the admin's.
+    let changes: Vec<(String, String)> = audit_log(&server, "action=role.")
+        .await
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["details"]["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("role.grant", "manager"),
+        ("role.revoke", "manager"),
+        ("role.grant", "viewer"),
+        ("role.revoke", "viewer"),
+    ];
+    assert_eq!(changes, expected.map(|(a, r)| (a.to_owned(), r.to_owned())));
+}

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
-use crate::directory::{self, DirectoryStore, Member};
+use crate::directory::{self, DirectoryStore, Member, RoleGrant};
 use crate::error::StoreError;
 
 use super::SqliteStore;
@@ -50,4 +50,45 @@ impl DirectoryStore for SqliteStore {
         })
         .await
     }
+
+    async fn grant_role(&self, grant: &RoleGrant) -> Result<(), StoreError> {
+        let g = grant.clone();
+        self.write(move |w| {
+            w.conn
+                .execute(directory::UPSERT_GRANT, params![g.user, g.role, g.team, g.granted_at.0])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_role_grant(&self, user: &str) -> Result<bool, StoreError> {
+        let user = user.to_owned();
+        self.write(move |w| Ok(w.conn.execute(directory::DELETE_GRANT, [user])? == 1))
+            .await
+    }
+
+    async fn role_grants(&self) -> Result<Vec<RoleGrant>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(directory::SELECT_GRANTS)?;
+            let rows = statement.query_map([], read_grant)?;
+            Ok(rows.map(|r| r.map(directory::grant)).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn role_grant(&self, user: &str) -> Result<Option<RoleGrant>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(directory::SELECT_GRANT)?
+                .query_row([user], read_grant)
+                .optional()?;
+            Ok(row.map(directory::grant))
+        })
+        .await
+    }
+}
+
+fn read_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<directory::GrantRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
