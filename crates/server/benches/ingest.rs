@@ -1,7 +1,12 @@
 //! Ingestion throughput over HTTP and summary latency, on SQLite and PostgreSQL.
 //!
 //! `cargo bench -p goodhart-server --bench ingest -- [--backend sqlite|postgres|both]
-//!  [--events N] [--batch N] [--connections N] [--summary-sizes 1000000,10000000]`
+//!  [--events N] [--batch N] [--connections N] [--summary-sizes 1000000,10000000]
+//!  [--teams named|none|directory]`
+//!
+//! `--teams` says what the throughput load's events say of their team: `named` (the default,
+//! as generated), `none` (no team: stored without one), or `directory` (no team, and every
+//! person in the people directory with a home team, so each request looks their teams up).
 //!
 //! The server runs in this process on its own 2-thread runtime, bound to a random loopback
 //! port; the load generator is a 1-thread runtime posting pre-generated NDJSON bodies over
@@ -38,6 +43,7 @@ struct Options {
     batch: usize,
     connections: usize,
     summary_sizes: Vec<usize>,
+    teams: String,
 }
 
 fn options() -> Options {
@@ -47,6 +53,7 @@ fn options() -> Options {
         batch: 5_000,
         connections: 4,
         summary_sizes: vec![1_000_000, 10_000_000],
+        teams: "named".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut i = 0;
@@ -57,6 +64,13 @@ fn options() -> Options {
             "--events" => o.events = value.parse().expect("--events N"),
             "--batch" => o.batch = value.parse().expect("--batch N"),
             "--connections" => o.connections = value.parse().expect("--connections N"),
+            "--teams" => {
+                assert!(
+                    ["named", "none", "directory"].contains(&value.as_str()),
+                    "--teams named|none|directory"
+                );
+                o.teams = value;
+            }
             "--summary-sizes" => {
                 o.summary_sizes = value
                     .split(',')
@@ -104,7 +118,15 @@ fn main() {
         };
 
         // Throughput: a fresh database, `events` new events.
-        let batches = bodies(&mut generator(42, o.events), o.events, o.batch);
+        let mut batches = bodies(&mut generator(42, o.events), o.events, o.batch);
+        if o.teams != "named" {
+            let homes;
+            (batches, homes) = without_teams(&batches);
+            if o.teams == "directory" {
+                server_rt.block_on(record_homes(&url, homes));
+            }
+        }
+        println!("teams: {}", o.teams);
         let elapsed = client_rt.block_on(post_all(addr, &batches, o.connections));
         let mut loaded = o.events;
         let rate = o.events as f64 / elapsed.as_secs_f64();
@@ -176,6 +198,46 @@ async fn start(url: &str) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(server.serve(listener, std::future::pending()));
     addr
+}
+
+/// The bodies with every event's team removed, and the first team each person named.
+fn without_teams(bodies: &[Bytes]) -> (Vec<Bytes>, std::collections::BTreeMap<String, String>) {
+    let mut homes = std::collections::BTreeMap::new();
+    let stripped = bodies
+        .iter()
+        .map(|body| {
+            let mut out = String::with_capacity(body.len());
+            for line in std::str::from_utf8(body).unwrap().lines() {
+                let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+                let object = event.as_object_mut().unwrap();
+                if let Some(serde_json::Value::String(team)) = object.remove("team") {
+                    let user = object["user"].as_str().unwrap().to_owned();
+                    homes.entry(user).or_insert(team);
+                }
+                out.push_str(&event.to_string());
+                out.push('\n');
+            }
+            Bytes::from(out)
+        })
+        .collect();
+    (stripped, homes)
+}
+
+async fn record_homes(url: &str, homes: std::collections::BTreeMap<String, String>) {
+    let store = goodhart_store::open(url).await.unwrap();
+    let people = homes.len();
+    for (user, team) in homes {
+        let member = goodhart_store::directory::Member {
+            subject: user.clone(),
+            email: None,
+            issuer: "bench".into(),
+            user,
+            team: Some(team),
+            updated_at: Micros(0),
+        };
+        store.record_member(&member).await.unwrap();
+    }
+    println!("directory: {people} people with a home team");
 }
 
 fn bodies(generator: &mut UsageGenerator, events: usize, batch: usize) -> Vec<Bytes> {

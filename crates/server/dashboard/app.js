@@ -871,20 +871,25 @@ function ownKeyLimits(limits) {
   );
 }
 
+// A section of the person's own things whose self-service is turned off ([self_service]):
+// the API's refusal says so, and who to ask.
+function ownSectionOff(testid, title, what, error) {
+  return el(
+    "section",
+    { "data-testid": testid },
+    el("h2", {}, title),
+    el("p", { class: "notice", "data-testid": `${testid}-off` }, el("strong", {}, `You cannot make your own ${what} on this server. `), error.message)
+  );
+}
+
 // The person's virtual keys: make one within [self_service] (the secret shown once), revoke.
 async function ownKeysSection(created) {
   let doc;
   try {
     doc = await api("/api/v1/me/keys");
   } catch (error) {
-    // Self-service turned off ([self_service] keys = false): the API says so, and who to ask.
     if (error.status !== 403) throw error;
-    return el(
-      "section",
-      { "data-testid": "own-keys" },
-      el("h2", {}, "Virtual keys"),
-      el("p", { class: "notice", "data-testid": "own-keys-off" }, el("strong", {}, "You cannot make your own keys on this server. "), error.message)
-    );
+    return ownSectionOff("own-keys", "Virtual keys", "keys", error);
   }
   const limits = doc.limits;
   const counts = ["requests_per_minute", "tokens_per_minute"];
@@ -991,12 +996,7 @@ async function ownIngestTokensSection(created) {
     doc = await api("/api/v1/me/ingest-tokens");
   } catch (error) {
     if (error.status !== 403) throw error;
-    return el(
-      "section",
-      { "data-testid": "own-tokens" },
-      el("h2", {}, "Ingest tokens"),
-      el("p", { class: "notice", "data-testid": "own-tokens-off" }, el("strong", {}, "You cannot make your own ingest tokens on this server. "), error.message)
-    );
+    return ownSectionOff("own-tokens", "Ingest tokens", "ingest tokens", error);
   }
   const form = el(
     "form",

@@ -339,6 +339,12 @@ async fn the_identity_providers_teams_attribute_usage_that_names_none() {
     );
 }
 
+/// The admin gives `user` a role (`body`); returns the answer.
+async fn grant(server: &TestServer, token: &str, user: &str, body: Value) -> crate::common::Reply {
+    let path = format!("/api/v1/people/{user}/role");
+    server.with_token(token, "PUT", &path, body.to_string()).await
+}
+
 #[tokio::test]
 async fn an_admin_gives_a_person_a_role_in_place_of_their_groups() {
     let idp = TinyIdp::start().await;
@@ -368,7 +374,7 @@ async fn an_admin_gives_a_person_a_role_in_place_of_their_groups() {
         (json!({"role": "boss"}), "role"),
         (json!({"role": "viewer", "scope": "all"}), "scope"),
     ] {
-        let reply = server.admin("PUT", "/api/v1/people/pat/role", body.to_string()).await;
+        let reply = grant(&server, ADMIN, "pat", body.clone()).await;
         assert_eq!(reply.status, 400, "{body}: {}", reply.text);
         assert!(reply.text.contains(field), "{body}: {}", reply.text);
     }
@@ -376,24 +382,11 @@ async fn an_admin_gives_a_person_a_role_in_place_of_their_groups() {
         .as_str()
         .unwrap()
         .to_owned();
-    let reply = server
-        .with_token(
-            &viewer,
-            "PUT",
-            "/api/v1/people/pat/role",
-            json!({"role": "admin"}).to_string(),
-        )
-        .await;
+    let reply = grant(&server, &viewer, "pat", json!({"role": "admin"})).await;
     assert_eq!(reply.status, 403, "{}", reply.text);
 
     // Raised to manager of payments: at once, in the session she has.
-    let granted = server
-        .admin(
-            "PUT",
-            "/api/v1/people/pat/role",
-            json!({"role": "manager", "team": "payments"}).to_string(),
-        )
-        .await;
+    let granted = grant(&server, ADMIN, "pat", json!({"role": "manager", "team": "payments"})).await;
     assert_eq!(granted.status, 200, "{}", granted.text);
     assert_eq!(
         (&granted.json["role"], &granted.json["team"]),
@@ -420,13 +413,7 @@ async fn an_admin_gives_a_person_a_role_in_place_of_their_groups() {
     idp.state.lock().unwrap().groups = vec!["contractors".to_owned()];
     let refused = Browser::default().sign_in(&server.url(), "pat").await;
     assert_eq!(refused.status, 403, "{}", refused.text);
-    let reply = server
-        .admin(
-            "PUT",
-            "/api/v1/people/pat/role",
-            json!({"role": "viewer", "team": "search"}).to_string(),
-        )
-        .await;
+    let reply = grant(&server, ADMIN, "pat", json!({"role": "viewer", "team": "search"})).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let mut contractor = Browser::default();
     signed_in(&mut contractor, &server).await;
