@@ -26,6 +26,7 @@ use goodhart_core::telemetry::{TelemetryKind, TelemetryPoint};
 use goodhart_core::time::{MICROS_PER_DAY, MICROS_PER_HOUR, parse_rfc3339};
 use goodhart_core::usage::{Attribution, CallMeta, Content, Source, TokenCounts, UsageEvent};
 use goodhart_store::audit::{AuditQuery, NewAuditEntry};
+use goodhart_store::directory::{Member, RoleGrant};
 use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
 use goodhart_store::sessions::Session;
@@ -170,6 +171,7 @@ conformance!(
     agent_activity_days_are_replaced_not_added_to,
     the_audit_log_is_read_newest_first_filtered_paged_and_append_only,
     sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once,
+    the_directory_gives_keys_and_usage_their_persons_team_and_grants_replace,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -2651,4 +2653,97 @@ async fn sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_stat
         !store.use_login_state("state-2", t0).await.unwrap(),
         "kept: used after the bound"
     );
+}
+
+async fn the_directory_gives_keys_and_usage_their_persons_team_and_grants_replace(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let member = |user: &str, team: Option<&str>, at: Micros| Member {
+        user: user.into(),
+        team: team.map(Into::into),
+        email: Some(format!("{user}@example.com")),
+        issuer: "https://idp.example".into(),
+        subject: format!("sub-{user}"),
+        updated_at: at,
+    };
+    store.record_member(&member("ana", Some("search"), t0)).await.unwrap();
+    store.record_member(&member("ben", None, t0)).await.unwrap();
+    let moved = member("ana", Some("payments"), Micros(t0.0 + 1));
+    store.record_member(&moved).await.unwrap();
+    assert_eq!(
+        store.members().await.unwrap(),
+        [moved.clone(), member("ben", None, t0)],
+        "one row per person, the last sign-in's"
+    );
+    let users = ["ana", "ben", "cy", "ana"].map(String::from);
+    assert_eq!(
+        store.teams_of(&users).await.unwrap(),
+        HashMap::from([("ana".to_owned(), "payments".to_owned())]),
+        "only people with a home team"
+    );
+    assert!(store.teams_of(&[]).await.unwrap().is_empty());
+
+    // A key without a team takes its person's; a key with one keeps it.
+    let key = |seed: u8, user: &str, team: Option<&str>| {
+        let (id, secret) = new_secret([seed; 6], [seed; 32]);
+        let key = VirtualKey {
+            id,
+            name: None,
+            scope: KeyScope {
+                user: user.into(),
+                team: team.map(Into::into),
+                project: None,
+                agent: None,
+            },
+            created_at: t0,
+            expires_at: None,
+            revoked_at: None,
+            replaced_by: None,
+            limits: Default::default(),
+        };
+        (key, secret)
+    };
+    for (seed, user, team, seen) in [
+        (7, "ana", None, Some("payments")),
+        (8, "ana", Some("platform"), Some("platform")),
+        (9, "ben", None, None),
+        (10, "dee", None, None),
+    ] {
+        let (made, secret) = key(seed, user, team);
+        store.create_key(&made, &hash_secret(&secret)).await.unwrap();
+        let found = store.key_by_hash(&hash_secret(&secret)).await.unwrap().unwrap();
+        assert_eq!(found.scope.team.as_deref(), seen, "{user}'s key with team {team:?}");
+        let listed = store
+            .keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.id == made.id)
+            .unwrap();
+        assert_eq!(listed, made, "the listing shows the key as made");
+    }
+
+    let grant = |user: &str, role: &str, team: Option<&str>| RoleGrant {
+        user: user.into(),
+        role: role.into(),
+        team: team.map(Into::into),
+        granted_at: t0,
+    };
+    store.grant_role(&grant("ana", "viewer", None)).await.unwrap();
+    store
+        .grant_role(&grant("ana", "manager", Some("payments")))
+        .await
+        .unwrap();
+    store.grant_role(&grant("zed", "finops", None)).await.unwrap();
+    assert_eq!(
+        store.role_grants().await.unwrap(),
+        [grant("ana", "manager", Some("payments")), grant("zed", "finops", None)]
+    );
+    assert_eq!(
+        store.role_grant("zed").await.unwrap(),
+        Some(grant("zed", "finops", None))
+    );
+    assert!(store.revoke_role_grant("zed").await.unwrap());
+    assert!(!store.revoke_role_grant("zed").await.unwrap());
+    assert_eq!(store.role_grant("zed").await.unwrap(), None);
 }
