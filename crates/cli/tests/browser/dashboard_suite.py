@@ -748,6 +748,12 @@ def people(suite, team):
     assert [e["action"] for e in audited] == ["role.revoke", "role.grant"], audited
     for entry in audited:
         assert entry["target"] == {"kind": "person", "id": person} and entry["details"] == {"role": "manager", "team": team}, entry
+    suite.visit("audit")
+    suite.heading("Audit log")
+    suite.testid("audit-filter-roles").click()
+    suite.wait.until(lambda d: len(suite.rows()) == 2)
+    assert [suite.testid(f"audit-action-{e['seq']}").text for e in audited] == ["role.revoke", "role.grant"]
+    suite.shot("audit-log-roles")
     suite.no_errors_logged("people")
 
 
