@@ -1081,7 +1081,7 @@ async function audit(params) {
       "div",
       { class: "controls" },
       "show: ",
-      [["", "all"], ["key.", "keys"], ["viewer_token.", "viewer tokens"], ["budget.", "budgets"], ["finding.", "findings"], ["auth.", "sign-in failures"], ["access.", "refusals"]].flatMap(([prefix, text]) =>
+      [["", "all"], ["key.", "keys"], ["viewer_token.", "viewer tokens"], ["budget.", "budgets"], ["finding.", "findings"], ["role.", "roles"], ["auth.", "sign-in failures"], ["access.", "refusals"]].flatMap(([prefix, text]) =>
         [Object.assign(link({ action: prefix }, text, `audit-filter-${text}`), { className: (params.get("action") || "") === prefix ? "active" : "" }), " "]
       )
     ),
@@ -1104,11 +1104,124 @@ async function audit(params) {
   for (const row of page.querySelectorAll("tbody tr")) row.setAttribute("data-testid", "audit-row");
 }
 
+// ---- people and the roles the admin gives them --------------------------------------------
+
+const ROLES = ["engineer", "viewer", "manager", "finops", "admin"];
+
+// A grant as one says it: "manager of payments", "viewer of every team", "finops".
+function roleGiven(grant) {
+  if (grant.team) return `${grant.role} of ${grant.team}`;
+  return grant.role === "viewer" ? "viewer of every team" : grant.role;
+}
+
+const minute = (rfc3339) => `${rfc3339.slice(0, 16).replace("T", " ")}Z`;
+
+// Everyone the server knows (admin): the people single sign-on recorded, with their home team,
+// merged with the roles the admin gave (to them, or to people yet to sign in); a form to give a
+// role, and "Take back" per grant.
+async function people() {
+  const doc = await api("/api/v1/people");
+  const byUser = new Map();
+  for (const person of doc.people) byUser.set(person.user, { user: person.user, person, grant: null });
+  for (const grant of doc.grants) byUser.set(grant.user, { user: grant.user, person: byUser.get(grant.user)?.person ?? null, grant });
+  const rows = [...byUser.values()].sort((a, b) => a.user.localeCompare(b.user));
+
+  const form = el(
+    "form",
+    { class: "fields", "data-testid": "new-grant" },
+    field("Person", el("input", { name: "user", placeholder: "ana", required: true, list: "people-known" }), "the usage user their sign-in names"),
+    field(
+      "Role",
+      el("select", { name: "role" }, ROLES.map((role) => el("option", { value: role }, role))),
+      "an engineer has their own usage and keys; a viewer reads; a manager also decides the team's findings; finops also manage budgets and keys; an admin everything"
+    ),
+    field("Team", el("input", { name: "team", placeholder: "payments" }), "a manager's (required), a viewer's (empty: every team); no other role has one"),
+    el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Give role")),
+    el("p", { class: "error", role: "alert", "data-testid": "form-error" })
+  );
+  const known = el("datalist", { id: "people-known" }, rows.map((r) => el("option", { value: r.user })));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const values = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, v.trim()]));
+    const body = { role: values.role, ...(values.team ? { team: values.team } : {}) };
+    try {
+      await api(`/api/v1/people/${encodeURIComponent(values.user)}/role`, { method: "PUT", body: JSON.stringify(body) });
+    } catch (error) {
+      if (error.status !== 401) formError(form, error);
+      return;
+    }
+    await people();
+  });
+  const takeBack = (grant) => async (event) => {
+    const question = `Take back ${roleGiven(grant)} from ${grant.user}? Their groups decide their role again from their next request.`;
+    if (!window.confirm(question)) return;
+    try {
+      await api(`/api/v1/people/${encodeURIComponent(grant.user)}/role`, { method: "DELETE" });
+    } catch (error) {
+      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
+      return;
+    }
+    await people();
+  };
+
+  page.replaceChildren(
+    el("h1", {}, "People"),
+    el(
+      "ul",
+      { class: "muted limits", "data-testid": "people-explained" },
+      el(
+        "li",
+        {},
+        "A person's role comes from their identity provider's groups. A role given here replaces it — raising or lowering it — from their next request on, an open session included; it can be given before their first sign-in. Taking it back lets their groups decide again."
+      ),
+      el(
+        "li",
+        {},
+        "A person's home team is the team their groups name, recorded at each single sign-on sign-in: usage of theirs that names no team (keys made without one, the ingest API, OTLP, imports) is attributed to it as it is stored."
+      )
+    ),
+    doc.people.length === 0
+      ? el(
+          "div",
+          { class: "notice", "data-testid": "people-empty" },
+          el("strong", {}, "No one has signed in through single sign-on yet. "),
+          "People appear here after their first single sign-on sign-in, with the home team their groups give. You can give a role to someone before then, by the usage user their sign-in will name."
+        )
+      : "",
+    el("h2", {}, "Give a role"),
+    form,
+    known,
+    el("h2", {}, "Everyone"),
+    table(
+      [
+        { title: "user", cell: (r) => (r.person ? subjectLink("user", r.user) : r.user) },
+        { title: "home team", cell: (r) => (r.person?.team ? subjectLink("team", r.person.team) : r.person ? "(none)" : "") },
+        { title: "email", cell: (r) => r.person?.email ?? "" },
+        { title: "last sign-in", cell: (r) => (r.person ? el("span", { title: r.person.updated_at }, minute(r.person.updated_at)) : "never") },
+        {
+          title: "role",
+          cell: (r) =>
+            r.grant
+              ? el("span", { "data-testid": `role-${r.user}`, title: `given ${minute(r.grant.granted_at)}` }, roleGiven(r.grant))
+              : el("span", { class: "muted", "data-testid": `role-${r.user}` }, "from groups"),
+        },
+        {
+          title: "",
+          cell: (r) => (r.grant ? el("button", { type: "button", onclick: takeBack(r.grant), "data-testid": `take-back-${r.user}` }, "Take back") : ""),
+        },
+      ],
+      rows,
+      "No people and no roles given yet."
+    )
+  );
+  for (const row of page.querySelectorAll("tbody tr")) row.setAttribute("data-testid", "person-row");
+}
+
 // ---- routing and sign-in ---------------------------------------------------------------------
 
-const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), mine: () => mine(), audit, subject };
+const routes = { overview, leaderboard, findings, budgets: budgetsAndAlerts, reconciliation, keys: () => keys(), mine: () => mine(), people: () => people(), audit, subject };
 // Pages a role reaches only when it may do their duty.
-const needs = { keys: "spend", reconciliation: "spend", audit: "administer" };
+const needs = { keys: "spend", reconciliation: "spend", people: "administer", audit: "administer" };
 // Pages for one person only (not the admin, who may every duty but is no one).
 const personal = new Set(["mine"]);
 const reaches = (path) => Boolean(routes[path]) && (!needs[path] || may(needs[path])) && (!personal.has(path) || onePerson());

@@ -4,13 +4,18 @@ Run by `crates/cli/tests/browser.rs` against `goodhart demo` (simulated organisa
 traffic): signs in, visits every page (the providers' bills against the meter too), checks what
 the page shows against the JSON API, clicks confirm, dismiss and revoke, signs in again with a
 team's viewer token and each role's, has an engineer make, use and revoke their own key and
-ingest token, checks
+ingest token, has the admin give and take back a person's role on the People page, checks
 a phone-sized window, and saves a screenshot of each step in the artifacts directory.
 
-    python dashboard_suite.py URL ADMIN_TOKEN ARTIFACTS_DIR
+    GOODHART_DEMO_DB=DEMO_DATABASE python dashboard_suite.py URL ADMIN_TOKEN ARTIFACTS_DIR
+
+The demo's SQLite database is written once: to record a person in the people directory as a
+single sign-on sign-in would (the demo has no identity provider).
 """
 
 import json
+import os
+import sqlite3
 import sys
 import time
 import urllib.error
@@ -24,7 +29,7 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -32,6 +37,7 @@ WAIT_SECS = 20
 
 URL, ADMIN, ARTIFACTS = sys.argv[1].rstrip("/"), sys.argv[2], Path(sys.argv[3])
 ARTIFACTS.mkdir(parents=True, exist_ok=True)
+DEMO_DB = os.environ["GOODHART_DEMO_DB"]
 
 
 def api(path, token=ADMIN, method="GET", body=None):
@@ -430,6 +436,7 @@ def as_team_viewer(suite, token, team, admin_summary):
     assert api_status("/api/v1/audit", token) == 403
     audit_link = suite.driver.find_element(By.CSS_SELECTOR, "nav a[href='#/audit']")
     assert not audit_link.is_displayed(), "the audit log is the admin's"
+    assert not suite.driver.find_element(By.CSS_SELECTOR, "nav a[href='#/people']").is_displayed(), "so are people's roles"
     suite.shot("viewer-outsider-refused")
     suite.driver.get_log("browser")  # the outsider's 404 is expected: drain it
 
@@ -447,6 +454,7 @@ def as_each_role(suite, team, user):
     assert suite.testid("who").text == "finops (finance) · every team", suite.testid("who").text
     assert nav("keys").is_displayed() and nav("reconciliation").is_displayed(), "finops manage keys and read bills"
     assert not nav("mine").is_displayed(), "finops are no one person: no own keys"
+    assert not nav("people").is_displayed(), "people's roles are the admin's"
     suite.visit("keys")
     suite.heading("Virtual keys")
     suite.testid("new-key")
@@ -461,6 +469,7 @@ def as_each_role(suite, team, user):
     suite.sign_in(manager)
     assert suite.testid("who").text == f"manager · team {team}", suite.testid("who").text
     assert not nav("keys").is_displayed() and not nav("reconciliation").is_displayed() and not nav("mine").is_displayed()
+    assert not nav("people").is_displayed()
     theirs = api("/api/v1/findings?from=30d", manager)["findings"]
     suite.visit("findings")
     suite.heading("Waste findings")
@@ -476,8 +485,13 @@ def as_each_role(suite, team, user):
     engineer = token({"role": "engineer", "user": user})
     suite.sign_in(engineer)
     assert suite.testid("who").text == f"engineer · user {user}", suite.testid("who").text
-    assert not nav("keys").is_displayed()
+    assert not nav("keys").is_displayed() and not nav("people").is_displayed()
     suite.heading("My keys")  # an engineer lands on their own page
+    assert api_status("/api/v1/people", engineer) == 403
+    suite.visit("overview")
+    suite.heading("Overview")
+    suite.visit("people")
+    suite.heading("My keys")  # the People page is the admin's: they land on their own
     mine = overview(suite, engineer, "engineer-overview")
     everyone = api("/api/v1/usage/summary?from=30d&group_by=user")["rows"]
     assert mine["cost_usd"] == next(r["cost_usd"] for r in everyone if r["user"] == user), "their own spend only"
@@ -662,6 +676,87 @@ def my_ingest_tokens(suite):
     suite.shot("my-ingest-tokens-other-person")
 
 
+def people(suite, team):
+    """The admin gives pat-browser the manager role of a team on the People page (a manager
+    without a team is refused under the team field), sees it in the table and the API, sees the
+    row join the directory once a sign-in recorded pat-browser, takes the role back; the audit log
+    has the grant and its removal once each."""
+    person = "pat-browser"
+    suite.visit("people")
+    suite.heading("People")
+    assert suite.testid("nav-people").is_displayed() and "active" in suite.testid("nav-people").get_attribute("class")
+    explained = suite.testid("people-explained").text
+    assert "replaces it" in explained and "from their next request on" in explained, explained
+    assert "usage of theirs that names no team" in explained, explained
+    # The demo has no single sign-on: no one is in the directory, and no role is given yet.
+    assert api("/api/v1/people") == {"people": [], "grants": []}
+    assert "after their first single sign-on sign-in" in suite.testid("people-empty").text
+    assert suite.driver.find_element(By.CSS_SELECTOR, "#page p.empty").text == "No people and no roles given yet."
+    suite.shot("people-empty")
+
+    # A manager needs a team: the API's refusal shows under the team field, and nothing is given.
+    form = suite.testid("new-grant")
+    form.find_element(By.NAME, "user").send_keys(person)
+    Select(form.find_element(By.NAME, "role")).select_by_value("manager")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = suite.testid("error-team")
+    assert error.text == "a manager role needs the team they manage", error.text
+    assert suite.driver.find_element(By.CSS_SELECTOR, "[data-testid=new-grant] [data-testid=form-error]").get_attribute("textContent") == ""
+    assert api("/api/v1/people")["grants"] == []
+    suite.shot("people-field-error")
+    suite.driver.get_log("browser")  # the refused request's 400 is expected: drain it
+
+    form.find_element(By.NAME, "team").send_keys(team)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='role-{person}']"), f"manager of {team}"))
+    [grant] = api("/api/v1/people")["grants"]
+    assert (grant["user"], grant["role"], grant["team"]) == (person, "manager", team), grant
+    [row] = suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=person-row]")
+    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+    assert cells[0] == person and cells[3] == "never" and cells[4] == f"manager of {team}", cells
+    suite.shot("people-granted")
+
+    # A sign-in records pat-browser in the directory (written here as single sign-on would: the
+    # demo has none); their row joins home team, email and last sign-in to the role given.
+    signed_in = time.time() - 3600
+    with sqlite3.connect(DEMO_DB, timeout=30) as db:
+        db.execute(
+            "INSERT INTO directory (user_name, team, email, issuer, subject, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (person, team, f"{person}@example.com", "https://idp.example.com", "sub-pat", int(signed_in * 1_000_000)),
+        )
+    [member] = api("/api/v1/people")["people"]
+    suite.driver.refresh()
+    suite.heading("People")
+    suite.testid(f"subject-team-{team}")
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=people-empty]"), "someone signed in"
+    [row] = suite.driver.find_elements(By.CSS_SELECTOR, "[data-testid=person-row]")
+    cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+    last = time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(signed_in))
+    assert cells[:5] == [person, team, f"{person}@example.com", last, f"manager of {team}"], (cells, member)
+    assert suite.testid(f"subject-user-{person}").get_attribute("href").endswith(f"#/subject?by=user&name={person}")
+    suite.shot("people-directory")
+
+    # Taken back on the page: their groups decide again.
+    suite.testid(f"take-back-{person}").click()
+    suite.accept_dialog()
+    suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='role-{person}']"), "from groups"))
+    assert not suite.driver.find_elements(By.CSS_SELECTOR, f"[data-testid='take-back-{person}']")
+    assert api("/api/v1/people")["grants"] == []
+    suite.shot("people-taken-back")
+
+    audited = api("/api/v1/audit?action=role.&limit=50")["entries"]
+    assert [e["action"] for e in audited] == ["role.revoke", "role.grant"], audited
+    for entry in audited:
+        assert entry["target"] == {"kind": "person", "id": person} and entry["details"] == {"role": "manager", "team": team}, entry
+    suite.visit("audit")
+    suite.heading("Audit log")
+    suite.testid("audit-filter-roles").click()
+    suite.wait.until(lambda d: len(suite.rows()) == 2)
+    assert [suite.testid(f"audit-action-{e['seq']}").text for e in audited] == ["role.revoke", "role.grant"]
+    suite.shot("audit-log-roles")
+    suite.no_errors_logged("people")
+
+
 def phone(suite):
     suite.sign_in(ADMIN)
     suite.driver.set_window_size(390, 844)
@@ -670,6 +765,7 @@ def phone(suite):
         ("leaderboard", "Leaderboard"),
         ("findings", "Waste findings"),
         ("reconciliation", "Bills against the meter"),
+        ("people", "People"),
     ):
         suite.visit(route)
         suite.heading(title)
@@ -698,6 +794,7 @@ def main():
         as_team_viewer(suite, token, team, admin_summary)
         as_each_role(suite, team, burner["subject"])
         suite.sign_in(ADMIN)
+        people(suite, team)
         my_keys(suite)
         my_ingest_tokens(suite)
         phone(suite)

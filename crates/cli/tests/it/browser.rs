@@ -1,6 +1,7 @@
 //! The dashboard in headless Chromium against `goodhart demo`: the Selenium suite in
 //! `tests/browser/dashboard_suite.py` signs in, visits every page, checks the numbers against
-//! the API, clicks confirm, dismiss and revoke, and reads as a team's viewer and on a phone.
+//! the API, clicks confirm, dismiss and revoke, gives and takes back a person's role, and reads
+//! as a team's viewer and on a phone.
 //! Coding-agent activity is imported first (from the analytics mock), so a person's page shows
 //! its labelled section.
 //! Debian's `chromium` and `chromium-driver` and Selenium are installed by
@@ -142,6 +143,7 @@ fn the_dashboard_works_in_a_real_browser() {
         .args([&format!("http://{}", served.addr), served.token.as_deref().unwrap()])
         .arg(&artifacts)
         .env("SE_OFFLINE", "true")
+        .env("GOODHART_DEMO_DB", dir.path().join("demo.db"))
         .output()
         .expect("run the browser suite");
     assert!(
