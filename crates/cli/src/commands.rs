@@ -22,7 +22,7 @@ use goodhart_store::RepriceScope;
 
 use crate::args::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PricesAction,
-    ReportKind, TokensAction, Unreachable,
+    ReportKind, SessionsAction, TokensAction, Unreachable,
 };
 use crate::database::{open_app, open_existing_app, open_existing_store};
 use crate::output::{self, Format, Tabular, grouped};
@@ -105,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
+        Command::Sessions { action } => sessions(&config, action).await,
         Command::Import { source } => {
             let (agent, args) = match source {
                 ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
@@ -835,6 +836,39 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
         .collect();
     let json = serde_json::json!({ "tokens": views });
     print_with_secrets(format, &header, ("token", rows), &json)
+}
+
+async fn sessions(config: &Config, action: SessionsAction) -> anyhow::Result<()> {
+    use goodhart_server::app::sessions::SessionView;
+    let app = open_existing_app(config).await?;
+    match action {
+        SessionsAction::List { format, json } => {
+            let sessions = app.live_sessions().await.map_err(app_error)?;
+            let views: Vec<SessionView> = sessions.iter().map(SessionView::of).collect();
+            let rows = views
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.id.clone(),
+                        cell(&v.email),
+                        cell(&v.name),
+                        v.groups.join(","),
+                        v.created_at.clone(),
+                        v.expires_at.clone(),
+                    ]
+                })
+                .collect();
+            let table = Tabular::new(&["id", "email", "name", "groups", "created_at", "expires_at"], rows);
+            let format = if json { Format::Json } else { format };
+            let document = serde_json::json!({ "sessions": views });
+            output::print(format, &document, &table, &mut std::io::stdout().lock())
+        }
+        SessionsAction::Revoke { id } => {
+            app.revoke_session(&cli_origin(), &id).await.map_err(app_error)?;
+            println!("Revoked session {id}: its cookie opens nothing from now on.");
+            Ok(())
+        }
+    }
 }
 
 async fn budgets(config: &Config, action: BudgetsAction) -> anyhow::Result<()> {

@@ -383,11 +383,7 @@ pub async fn revoke_session(
     Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.app.revoke_session(&id).await?;
-    state
-        .app
-        .audit(&origin, Event::new("session.revoke").on("session", id.clone()))
-        .await?;
+    state.app.revoke_session(&origin, &id).await?;
     Ok(Json(serde_json::json!({ "id": id, "status": "revoked" })))
 }
 

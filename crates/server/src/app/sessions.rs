@@ -12,6 +12,7 @@ use rand::Rng;
 use ring::{aead, hmac};
 use serde::Serialize;
 
+use super::audit::{Event, Origin};
 use super::tokens::hash_token;
 use super::{App, AppError};
 
@@ -188,12 +189,14 @@ impl App {
         Ok(self.store.live_sessions(self.now()).await?)
     }
 
-    /// Revokes a live session: its cookie stops working at once.
-    pub async fn revoke_session(&self, id: &str) -> Result<(), AppError> {
+    /// Revokes a live session for `origin` (the admin, over the API or the command line): its
+    /// cookie stops working at once. Audited as `session.revoke`.
+    pub async fn revoke_session(&self, origin: &Origin, id: &str) -> Result<(), AppError> {
         if !self.store.revoke_session(id, self.now()).await? {
             return Err(AppError::not_found(format!("live session {id}")));
         }
-        Ok(())
+        self.audit(origin, Event::new("session.revoke").on("session", id.to_owned()))
+            .await
     }
 
     /// Marks a sign-in's `state` used (in the store, so across instances); false when it already

@@ -804,7 +804,7 @@ async fn a_manager_and_an_engineer_signed_in_through_a_real_provider_reach_their
         }
     }
     // Nothing refused changed anything.
-    let quentins = admin_get(format!("/api/v1/findings?user=quentin")).await;
+    let quentins = admin_get("/api/v1/findings?user=quentin".into()).await;
     assert_eq!(quentins.json["findings"][0]["status"], "open", "{}", quentins.text);
     let keys = admin_get("/api/v1/keys".into()).await;
     assert_eq!(keys.json["keys"].as_array().unwrap().len(), 1, "{}", keys.text);
