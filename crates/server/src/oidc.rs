@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::app::sessions::{Identity, SessionKey};
+use crate::app::sign_in_limit::{SignInLimit, SignInStep};
 use crate::app::tokens::{constant_time_eq, hash_token};
 
 /// How long a login started at `/auth/login` may take to come back to `/auth/callback`.
@@ -91,6 +92,9 @@ pub struct RawOidc {
     pub secure_cookie: Option<bool>,
     /// Tolerated clock difference with the provider for `exp`, `iat` and `nbf` (default 60, at most 300).
     pub clock_skew_secs: Option<u64>,
+    /// How many times a minute one client address may start a sign-in (`/auth/login`) and,
+    /// apart, complete one (`/auth/callback`) at one instance (default 30, 1 – 10000).
+    pub max_sign_ins_per_minute: Option<u32>,
 }
 
 /// What a signed-in person may do, from their groups (see [`RoleMap::role`]).
@@ -188,6 +192,7 @@ pub struct OidcSettings {
     pub session_length: Duration,
     pub secure_cookie: bool,
     pub clock_skew: Duration,
+    pub max_sign_ins_per_minute: u32,
 }
 
 impl OidcSettings {
@@ -305,6 +310,10 @@ impl RawOidc {
         if skew > 300 {
             return Err(invalid("clock_skew_secs", "must be at most 300"));
         }
+        let max_sign_ins_per_minute = self.max_sign_ins_per_minute.unwrap_or(30);
+        if !(1..=10_000).contains(&max_sign_ins_per_minute) {
+            return Err(invalid("max_sign_ins_per_minute", "must be between 1 and 10000"));
+        }
         let provider_name = match self.provider_name {
             Some(name) if name.trim().is_empty() => return Err(invalid("provider_name", "must not be empty")),
             Some(name) => name,
@@ -325,6 +334,7 @@ impl RawOidc {
             session_length: Duration::from_secs(hours * 3_600),
             secure_cookie: self.secure_cookie.unwrap_or(scheme == "https"),
             clock_skew: Duration::from_secs(skew),
+            max_sign_ins_per_minute,
         })
     }
 }
@@ -385,22 +395,34 @@ struct Pending {
 }
 
 /// Single sign-on: the settings, the session cookie's key, the provider (discovered at the
-/// first sign-in) and the logins under way.
+/// first sign-in) and the bound on sign-in attempts.
 pub struct Sso {
     pub settings: OidcSettings,
     pub key: SessionKey,
     http: UpstreamClient,
     provider: tokio::sync::Mutex<Option<Provider>>,
+    limit: std::sync::Mutex<SignInLimit>,
 }
 
 impl Sso {
     pub fn new(settings: OidcSettings, key: SessionKey, http: UpstreamClient) -> Sso {
+        let limit = SignInLimit::new(settings.max_sign_ins_per_minute);
         Sso {
             settings,
             key,
             http,
             provider: tokio::sync::Mutex::new(None),
+            limit: std::sync::Mutex::new(limit),
         }
+    }
+
+    /// Counts a sign-in attempt at `step` from `address` (see [`SignInLimit`]): `Err` with
+    /// how long to wait when it is past `max_sign_ins_per_minute`.
+    pub fn admit(&self, step: SignInStep, address: Option<std::net::IpAddr>) -> Result<(), Duration> {
+        self.limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(step, address, Instant::now())
     }
 
     /// The provider, discovered now if not yet.
@@ -753,6 +775,11 @@ mod tests {
         assert_eq!(
             raw("session_hours = 0").resolve(|_| None).unwrap_err().key,
             "session_hours"
+        );
+        assert_eq!(settings.max_sign_ins_per_minute, 30);
+        assert_eq!(
+            raw("max_sign_ins_per_minute = 0").resolve(|_| None).unwrap_err().key,
+            "max_sign_ins_per_minute"
         );
         let unknown = toml::from_str::<RawOidc>("issuer = \"x\"\nclient_id = \"y\"\nadmin_group = []").unwrap_err();
         assert!(unknown.to_string().contains("admin_group"), "{unknown}");

@@ -7,6 +7,9 @@
 //! that changes something: a POST, PUT, PATCH or DELETE made with it must send the session's
 //! CSRF token in `X-CSRF-Token` (the page reads it from `GET /api/v1/me`), and its `Origin`
 //! (else `Referer`), when sent, must be the public URL's. Requests with a token are unaffected.
+//!
+//! `/auth/login` and `/auth/callback` are bounded per client address
+//! ([`crate::app::sign_in_limit`]): past `max_sign_ins_per_minute`, 429 with `Retry-After`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -20,6 +23,7 @@ use super::state::ApiState;
 use crate::app::access::Access;
 use crate::app::audit::{Actor, Event, Origin, Outcome};
 use crate::app::sessions::{Identity, SessionView};
+use crate::app::sign_in_limit::SignInStep;
 use crate::app::tokens::{constant_time_eq, hash_token};
 use crate::oidc::{PENDING_LOGIN_TTL, Role, Sso, SsoError};
 
@@ -107,12 +111,40 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result
     })))
 }
 
+/// A sign-in attempt past `max_sign_ins_per_minute` from the request's client address (the
+/// audit log's rule: `[audit] trust_forwarded_for`): the 429 page, with `Retry-After`.
+fn too_many(
+    state: &ApiState,
+    sso: &Sso,
+    step: SignInStep,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Option<Response> {
+    let address = client_address(headers, extensions, state.trust_forwarded_for);
+    let wait = sso.admit(step, address).err()?;
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins",
+        &format!(
+            "too many sign-in attempts from this address; try again in {} s",
+            wait.as_secs()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    Some(response)
+}
+
 /// `GET /auth/login`: sends the browser to the identity provider.
-pub async fn login(State(state): State<ApiState>) -> Response {
+pub async fn login(State(state): State<ApiState>, headers: HeaderMap, extensions: Extensions) -> Response {
     let sso = match sso(&state) {
         Ok(sso) => sso,
         Err(e) => return e.into_response(),
     };
+    if let Some(refused) = too_many(&state, sso, SignInStep::Login, &headers, &extensions) {
+        return refused;
+    }
     match sso.login().await {
         Ok((url, login_cookie)) => {
             let mut response = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
@@ -174,6 +206,9 @@ pub async fn callback(
         Ok(sso) => sso,
         Err(e) => return e.into_response(),
     };
+    if let Some(refused) = too_many(&state, sso, SignInStep::Callback, &headers, &extensions) {
+        return refused;
+    }
     if let Some(error) = query.error {
         let detail = query.error_description.map(|d| format!(": {d}")).unwrap_or_default();
         return page(

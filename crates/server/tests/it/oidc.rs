@@ -1586,3 +1586,60 @@ async fn sessions_and_sign_ins_work_across_instances_on_postgres() {
         401
     );
 }
+
+/// `/auth/login` and `/auth/callback` take at most `max_sign_ins_per_minute` attempts a minute
+/// from one client address each (the audit log's address: behind a trusted proxy, the last
+/// `X-Forwarded-For`); past it, 429 with `Retry-After`, and other addresses and routes are
+/// unaffected.
+#[tokio::test]
+async fn sign_ins_are_bounded_per_client_address() {
+    let idp = TinyIdp::start().await;
+    let server = server_with(
+        free_addr(),
+        &idp.issuer,
+        None,
+        "max_sign_ins_per_minute = 3\n[audit]\ntrust_forwarded_for = true\n",
+    )
+    .await;
+    let mut browser = Browser::default();
+    let from = |address: &'static str| [("x-forwarded-for", address)];
+    let login = format!("{}/auth/login", server.url());
+    for _ in 0..3 {
+        let reply = browser.request("GET", &login, &from("203.0.113.7"), "").await;
+        assert_eq!(reply.status, 303, "{}", reply.text);
+    }
+    let refused = browser.request("GET", &login, &from("203.0.113.7"), "").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "one attempt back every 20 s: {wait}");
+    assert!(refused.text.contains("Too many sign-ins"), "{}", refused.text);
+    assert!(browser.cookie(&server.url(), "goodhart_login").is_some());
+
+    // Another address signs in all the way; the callback is counted apart from the login.
+    let mut other = Browser::default();
+    let login_other = other.request("GET", &login, &from("198.51.100.1"), "").await;
+    assert_eq!(login_other.status, 303, "{}", login_other.text);
+    let authorize = other.request("GET", location(&login_other), &[], "").await;
+    let callback = location(&authorize).to_owned();
+    let done = other.request("GET", &callback, &from("198.51.100.1"), "").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+
+    // Callbacks from the first address: refused past the bound before anything is checked.
+    let bogus = format!("{}/auth/callback?state=s&code=c", server.url());
+    for _ in 0..3 {
+        let reply = browser.request("GET", &bogus, &from("203.0.113.7"), "").await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+    }
+    let refused = browser.request("GET", &bogus, &from("203.0.113.7"), "").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(
+        crate::audit::audit_log(&server, "action=sign_in.failure").await.len(),
+        3,
+        "the refused callbacks reached nothing"
+    );
+    let status = browser
+        .request("GET", &format!("{}/auth/sso", server.url()), &from("203.0.113.7"), "")
+        .await;
+    assert_eq!(status.status, 200, "other routes are not bounded: {}", status.text);
+}
