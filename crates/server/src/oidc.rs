@@ -23,11 +23,11 @@ use goodhart_gateway::upstream::UpstreamClient;
 use http_body_util::{BodyExt, Full, Limited};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JwsSigningAlgorithm,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,9 @@ pub struct RawOidc {
     /// `<public_url>/auth/callback` unless `redirect_url` says otherwise.
     pub public_url: Option<String>,
     pub redirect_url: Option<String>,
+    /// Where the provider sends the browser back after signing out at its end-session
+    /// endpoint (default `<public_url>/`; register it at the provider).
+    pub post_logout_redirect_url: Option<String>,
     /// Scopes asked for (default `openid`, `email`, `profile`; `openid` is always asked for).
     pub scopes: Option<Vec<String>>,
     /// The ID token claim listing the person's groups (default `groups`).
@@ -180,6 +183,7 @@ pub struct OidcSettings {
     pub client_id: ClientId,
     pub client_secret: Option<ClientSecret>,
     pub redirect_url: RedirectUrl,
+    pub post_logout_redirect_url: PostLogoutRedirectUrl,
     /// The public URL's origin (`scheme://host[:port]`): state-changing requests made with the
     /// session cookie must come from it when they say where they come from.
     pub origin: String,
@@ -248,9 +252,10 @@ impl RawOidc {
             )?)),
             None => None,
         };
-        let redirect = match (self.redirect_url, self.public_url) {
+        let public = self.public_url.as_deref().map(|p| p.trim_end_matches('/').to_owned());
+        let redirect = match (self.redirect_url, &public) {
             (Some(url), _) => ("redirect_url", url),
-            (None, Some(public)) => ("public_url", format!("{}/auth/callback", public.trim_end_matches('/'))),
+            (None, Some(public)) => ("public_url", format!("{public}/auth/callback")),
             (None, None) => return Err(invalid("public_url", "set public_url (or redirect_url)")),
         };
         let redirect_url =
@@ -260,6 +265,16 @@ impl RawOidc {
             return Err(invalid(redirect.0, "must be an http(s) URL"));
         }
         let origin = redirect_url.url().origin().ascii_serialization();
+        let post_logout = match (self.post_logout_redirect_url, &public) {
+            (Some(url), _) => ("post_logout_redirect_url", url),
+            (None, Some(public)) => ("public_url", format!("{public}/")),
+            (None, None) => ("redirect_url", format!("{origin}/")),
+        };
+        let post_logout_redirect_url = PostLogoutRedirectUrl::new(post_logout.1)
+            .map_err(|e| invalid(post_logout.0, format!("is not a URL ({e})")))?;
+        if !["http", "https"].contains(&post_logout_redirect_url.url().scheme()) {
+            return Err(invalid(post_logout.0, "must be an http(s) URL"));
+        }
         let mut scopes = self
             .scopes
             .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
@@ -325,6 +340,7 @@ impl RawOidc {
             client_id: ClientId::new(self.client_id),
             client_secret,
             redirect_url,
+            post_logout_redirect_url,
             origin,
             scopes,
             groups_claim,
@@ -377,7 +393,7 @@ async fn send(
 /// What discovery found, and the provider's keys.
 #[derive(Clone)]
 struct Provider {
-    metadata: CoreProviderMetadata,
+    metadata: ProviderMetadataWithLogout,
     /// The asymmetric algorithms of the discovery document: the only ones an ID token may use.
     algs: Vec<CoreJwsSigningAlgorithm>,
     /// When an unknown `kid` last refetched the keys.
@@ -433,7 +449,7 @@ impl Sso {
         }
         let client = self.http.clone();
         let http = move |request| send(client.clone(), request);
-        let metadata = CoreProviderMetadata::discover_async(self.settings.issuer.clone(), &http)
+        let metadata = ProviderMetadataWithLogout::discover_async(self.settings.issuer.clone(), &http)
             .await
             .map_err(|e| SsoError::Provider(format!("discovery: {}", error_chain(&e))))?;
         let algs: Vec<CoreJwsSigningAlgorithm> = metadata
@@ -493,6 +509,26 @@ impl Sso {
             self.settings.client_secret.clone(),
         )
         .set_redirect_uri(self.settings.redirect_url.clone())
+    }
+
+    /// Where to send the browser after signing out here, to sign out at the provider too
+    /// (OpenID Connect RP-Initiated Logout): its `end_session_endpoint` with our `client_id`,
+    /// the `post_logout_redirect_uri` and a fresh `state`; `None` when its discovery document
+    /// lists none (or it cannot be reached: signing out here must not wait on it).
+    pub async fn end_session_url(&self) -> Option<String> {
+        let provider = match self.provider().await {
+            Ok(provider) => provider,
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on: signing out here only; the provider's discovery failed");
+                return None;
+            }
+        };
+        let endpoint = provider.metadata.additional_metadata().end_session_endpoint.clone()?;
+        let request = LogoutRequest::from(endpoint)
+            .set_client_id(self.settings.client_id.clone())
+            .set_post_logout_redirect_uri(self.settings.post_logout_redirect_url.clone())
+            .set_state(CsrfToken::new_random());
+        Some(request.http_get_url().to_string())
     }
 
     /// Starts a login: the provider's authorization URL to send the browser to, and the value
@@ -777,6 +813,21 @@ mod tests {
             "session_hours"
         );
         assert_eq!(settings.max_sign_ins_per_minute, 30);
+        assert_eq!(settings.post_logout_redirect_url.as_str(), "https://goodhart.example/");
+        let chosen = raw("post_logout_redirect_url = \"https://goodhart.example/signed-out\"")
+            .resolve(|_| None)
+            .unwrap();
+        assert_eq!(
+            chosen.post_logout_redirect_url.as_str(),
+            "https://goodhart.example/signed-out"
+        );
+        assert_eq!(
+            raw("post_logout_redirect_url = \"ftp://x\"")
+                .resolve(|_| None)
+                .unwrap_err()
+                .key,
+            "post_logout_redirect_url"
+        );
         assert_eq!(
             raw("max_sign_ins_per_minute = 0").resolve(|_| None).unwrap_err().key,
             "max_sign_ins_per_minute"

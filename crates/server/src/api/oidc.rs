@@ -296,10 +296,15 @@ fn changes_state(method: &Method) -> bool {
     ![Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
 }
 
-/// A state-changing request made with the cookie of the session `secret`: its CSRF token and,
-/// when it says where it comes from, its origin.
-fn check_csrf(sso: &Sso, headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
-    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+/// A state-changing request made with the cookie of the session `secret`: its CSRF token (in
+/// `X-CSRF-Token`, else `form_token`: the sign-out form's field) and, when it says where it
+/// comes from, its origin.
+fn check_csrf(sso: &Sso, headers: &HeaderMap, secret: &str, form_token: Option<&str>) -> Result<(), ApiError> {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(form_token)
+        .unwrap_or("");
     if !constant_time_eq(&hash_token(sent), &hash_token(&sso.key.csrf_token(secret))) {
         return Err(ApiError::Forbidden(
             "a request that changes something with the session cookie must send X-CSRF-Token (its value is in GET /api/v1/me)".into(),
@@ -335,7 +340,7 @@ pub async fn cookie_access(
         .ok_or(ApiError::Unauthorized)?;
     let session = state.app.session(secret).await?;
     if changes_state(method) {
-        check_csrf(sso, headers, secret)?;
+        check_csrf(sso, headers, secret, None)?;
     }
     let identity = Identity {
         issuer: session.issuer,
@@ -365,15 +370,50 @@ pub async fn cookie_access(
     Ok((access, identity, SessionCsrf(sso.key.csrf_token(secret))))
 }
 
-/// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it.
+/// The sign-out form's body: its CSRF token (a form cannot send `X-CSRF-Token`).
+const LOGOUT_FORM_BYTES: usize = 4_096;
+
+/// Whether a request is a browser's form post (a navigation), not a script's call.
+fn is_form_post(headers: &HeaderMap) -> bool {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let navigation = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes() == b"navigate");
+    form || navigation
+}
+
+/// The header of a script's sign-out naming where to send the browser to sign out at the
+/// provider too (the dashboard follows it).
+pub const END_SESSION_HEADER: &str = "x-end-session-url";
+
+/// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it,
+/// then signs the person out at the provider too when its discovery lists an
+/// `end_session_endpoint` (RP-initiated logout; the provider sends the browser back to
+/// `post_logout_redirect_url`). A script's call (the token in `X-CSRF-Token`, as the
+/// dashboard's `fetch`) gets 204, with that endpoint's URL in `X-End-Session-URL` when there
+/// is one; a browser's form post (the token in the `csrf_token` field) is sent on with 303:
+/// to that URL, else to the dashboard.
 pub async fn logout(
     State(state): State<ApiState>,
     headers: HeaderMap,
     extensions: Extensions,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let sso = sso(&state)?;
+    let form_post = is_form_post(&headers);
+    let form = if form_post {
+        super::body::read_body(body, &headers, LOGOUT_FORM_BYTES).await?
+    } else {
+        bytes::Bytes::new()
+    };
+    let form_token = openidconnect::url::form_urlencoded::parse(&form)
+        .find(|(key, _)| key == "csrf_token")
+        .map(|(_, value)| value.into_owned());
     if let Some(secret) = cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
-        check_csrf(sso, &headers, secret)?;
+        check_csrf(sso, &headers, secret, form_token.as_deref())?;
         let live = state.app.session(secret).await.ok();
         state.app.end_session(secret).await?;
         if let Some(session) = live {
@@ -392,7 +432,27 @@ pub async fn logout(
                 .await?;
         }
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let end_session = sso
+        .end_session_url()
+        .await
+        .and_then(|url| HeaderValue::from_str(&url).ok());
+    let mut response = if form_post {
+        let next = end_session.unwrap_or_else(|| HeaderValue::from_static("/"));
+        (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, next),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response()
+    } else {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(url) = end_session {
+            response.headers_mut().insert(END_SESSION_HEADER, url);
+        }
+        response
+    };
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(sso, SESSION_COOKIE, "", "/", 0));

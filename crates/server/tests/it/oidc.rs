@@ -969,6 +969,140 @@ async fn a_manager_and_an_engineer_signed_in_through_a_real_provider_reach_their
     assert_eq!(routes.len(), denied.len(), "no refusal twice: {denied:?}");
 }
 
+/// Follows redirects from `url` (GETs, cookies kept): the last URL and its answer.
+async fn follow(browser: &mut Browser, url: &str) -> (String, Reply) {
+    let mut url = url.to_owned();
+    for _ in 0..20 {
+        let reply = browser.request("GET", &url, &[], "").await;
+        if !matches!(reply.status, 302 | 303) {
+            return (url, reply);
+        }
+        url = absolute(&url, location(&reply));
+    }
+    panic!("more than 20 redirects from {url}");
+}
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    openidconnect::url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Signing out from a browser (the dashboard's form post) ends the session here and sends the
+/// browser to the provider's end-session endpoint, which signs the person out there too and
+/// sends them back: the next sign-in asks for the provider's login form again. A script's
+/// sign-out keeps its 204.
+#[tokio::test]
+async fn signing_out_in_a_browser_signs_out_at_the_provider_too() {
+    let addr = free_addr();
+    let secret = "goodhart-test-client-secret";
+    let provider = real_provider(&format!("http://{addr}/auth/callback"), secret).await;
+    let server = server_with(addr, &provider.issuer, Some(secret), "").await;
+    let origin = server.url();
+    let home = format!("{}/", server.url());
+    let login = format!("{}/auth/login", server.url());
+
+    let mut alice = Browser::default();
+    assert_eq!(alice.sign_in(&server.url(), "alice").await.status, 303);
+    // Signed in at the provider: signing in again passes through without a form.
+    let (landed, _) = follow(&mut alice, &login).await;
+    assert_eq!(landed, home, "a silent sign-in while the provider's session lives");
+    let me = with_session(&mut alice, &server, "GET", "/api/v1/me", None, None, "").await;
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+
+    // A browser's form post, with the CSRF token as a field: sent on to the provider.
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", origin.as_str()),
+    ];
+    let logout = format!("{}/auth/logout", server.url());
+    let refused = alice.request("POST", &logout, &form, "csrf_token=0000").await;
+    assert_eq!(refused.status, 403, "a wrong CSRF token: {}", refused.text);
+    let body = format!("csrf_token={csrf}");
+    let elsewhere = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", "http://evil.example"),
+    ];
+    let refused = alice.request("POST", &logout, &elsewhere, &body).await;
+    assert_eq!(refused.status, 403, "from another origin: {}", refused.text);
+    let signed_out = alice.request("POST", &logout, &form, &body).await;
+    assert_eq!(signed_out.status, 303, "{}", signed_out.text);
+    assert!(set_cookie_of(&signed_out, "goodhart_session").contains("Max-Age=0"));
+    let end_session = location(&signed_out).to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/session/end?", provider.issuer)),
+        "to the provider's end_session_endpoint: {end_session}"
+    );
+    let sent = query_of(&end_session);
+    assert_eq!(sent.get("client_id").map(String::as_str), Some("goodhart"));
+    assert_eq!(sent.get("post_logout_redirect_uri"), Some(&home));
+    let state = sent.get("state").cloned().unwrap_or_default();
+    assert!(state.len() >= 16, "a fresh state: {end_session}");
+    let me = with_session(&mut alice, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(me.status, 401, "the session is over here");
+
+    // The provider asks to confirm, signs out, and sends the browser back with the state.
+    let (_, confirm) = follow(&mut alice, &end_session).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    let action = confirm
+        .text
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let xsrf = confirm
+        .text
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let confirmed = alice
+        .request(
+            "POST",
+            &absolute(&end_session, action),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("xsrf={xsrf}&logout=yes"),
+        )
+        .await;
+    assert_eq!(confirmed.status, 303, "{}", confirmed.text);
+    assert_eq!(location(&confirmed), format!("{home}?state={state}"));
+
+    // Signed out there too: signing in again shows the provider's login form.
+    let (_, again) = follow(&mut alice, &login).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert!(again.text.contains("name=\"login\""), "the login form: {}", again.text);
+    assert_eq!(alice.cookie(&server.url(), "goodhart_session"), None);
+
+    // A script (and the dashboard's fetch) signs out with the header, as before: 204, no
+    // redirect; the provider's end-session URL is in X-End-Session-URL for the page to follow.
+    let mut victor = Browser::default();
+    assert_eq!(victor.sign_in(&server.url(), "victor").await.status, 303);
+    let me = with_session(&mut victor, &server, "GET", "/api/v1/me", None, None, "").await;
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let reply = with_session(
+        &mut victor,
+        &server,
+        "POST",
+        "/auth/logout",
+        Some(&csrf),
+        Some(&origin),
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert!(reply.headers.get("location").is_none());
+    let url = reply.headers["x-end-session-url"].to_str().unwrap();
+    assert!(url.starts_with(&format!("{}/session/end?", provider.issuer)), "{url}");
+    assert_eq!(query_of(url).get("post_logout_redirect_uri"), Some(&home));
+    let ended = crate::audit::audit_log(&server, "action=session.end").await;
+    assert_eq!(ended.len(), 2, "one sign-out each: {ended:?}");
+}
+
 #[tokio::test]
 async fn an_admin_signs_in_with_a_real_browser_and_the_page_uses_the_session() {
     let chromium = std::path::Path::new("/usr/bin/chromium");
@@ -1467,14 +1601,37 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
     .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert!(set_cookie_of(&reply, "goodhart_session").contains("Max-Age=0"));
+    // From a browser's form, without an end-session endpoint at the provider: to the dashboard.
+    let mut from_form = Browser::default();
+    from_form.sign_in(&server.url(), "pat").await;
+    let me = with_session(&mut from_form, &server, "GET", "/api/v1/me", None, None, "").await;
+    let form_csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let form_out = from_form
+        .request(
+            "POST",
+            &format!("{}/auth/logout", server.url()),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("csrf_token={form_csrf}"),
+        )
+        .await;
+    assert_eq!(form_out.status, 303, "{}", form_out.text);
+    assert_eq!(location(&form_out), "/");
+    assert!(
+        reply.headers.get("x-end-session-url").is_none(),
+        "no end-session endpoint, none to follow"
+    );
+    assert!(set_cookie_of(&form_out, "goodhart_session").contains("Max-Age=0"));
     // The revocation is the admin's in the audit log, the sign-out the person's; once each.
     let revocations = crate::audit::audit_log(&server, "action=session.revoke").await;
     assert_eq!(revocations.len(), 1, "{revocations:?}");
     assert_eq!(revocations[0]["actor"]["kind"], "admin_token");
     assert_eq!(revocations[0]["target"]["id"], session_id.as_str());
     let ended = crate::audit::audit_log(&server, "action=session.end").await;
-    assert_eq!(ended.len(), 1, "the refused logout is not one: {ended:?}");
-    assert_eq!(ended[0]["actor"]["name"], "pat@example.com");
+    assert_eq!(ended.len(), 2, "the refused logout is not one: {ended:?}");
+    assert!(
+        ended.iter().all(|e| e["actor"]["name"] == "pat@example.com"),
+        "{ended:?}"
+    );
     let mut replay = Browser::default();
     replay
         .cookies

@@ -34,6 +34,8 @@ server.listen(0, '127.0.0.1', () => {
       client_id: 'goodhart',
       client_secret: clientSecret,
       redirect_uris: [redirectUrl],
+      // RP-initiated logout returns to Goodhart's public URL (its default post_logout_redirect_url).
+      post_logout_redirect_uris: [new URL('/', redirectUrl).href],
       grant_types: ['authorization_code'],
       response_types: ['code'],
     }],
