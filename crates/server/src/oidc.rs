@@ -355,6 +355,17 @@ impl RawOidc {
     }
 }
 
+/// The ID token of a sign-in, kept with its session to send back as `id_token_hint` when the
+/// person signs out. Never printed: its `Debug` says only that it is there.
+#[derive(Clone)]
+pub struct IdTokenHint(pub String);
+
+impl std::fmt::Debug for IdTokenHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdTokenHint(…)")
+    }
+}
+
 /// Why a sign-in failed. `Refused` is the person's or the request's doing (4xx); `Provider`
 /// is the provider's or the network's (502).
 #[derive(Debug, thiserror::Error)]
@@ -512,10 +523,11 @@ impl Sso {
     }
 
     /// Where to send the browser after signing out here, to sign out at the provider too
-    /// (OpenID Connect RP-Initiated Logout): its `end_session_endpoint` with our `client_id`,
-    /// the `post_logout_redirect_uri` and a fresh `state`; `None` when its discovery document
+    /// (OpenID Connect RP-Initiated Logout): its `end_session_endpoint` with the sign-in's ID
+    /// token as `id_token_hint` (when kept), our `client_id`, the `post_logout_redirect_uri` and
+    /// a fresh `state`; `None` when its discovery document
     /// lists none (or it cannot be reached: signing out here must not wait on it).
-    pub async fn end_session_url(&self) -> Option<String> {
+    pub async fn end_session_url(&self, hint: Option<&IdTokenHint>) -> Option<String> {
         let provider = match self.provider().await {
             Ok(provider) => provider,
             Err(e) => {
@@ -524,7 +536,11 @@ impl Sso {
             }
         };
         let endpoint = provider.metadata.additional_metadata().end_session_endpoint.clone()?;
-        let request = LogoutRequest::from(endpoint)
+        let mut request = LogoutRequest::from(endpoint);
+        if let Some(token) = hint.and_then(|h| h.0.parse::<CoreIdToken>().ok()) {
+            request = request.set_id_token_hint(&token);
+        }
+        let request = request
             .set_client_id(self.settings.client_id.clone())
             .set_post_logout_redirect_uri(self.settings.post_logout_redirect_url.clone())
             .set_state(CsrfToken::new_random());
@@ -569,7 +585,7 @@ impl Sso {
         cookie: Option<&str>,
         state: &str,
         code: &str,
-    ) -> Result<Identity, SsoError> {
+    ) -> Result<(Identity, IdTokenHint), SsoError> {
         let not_this_browser =
             || SsoError::Refused("this sign-in was not started in this browser; sign in again".into());
         let pending: Pending = cookie
@@ -610,13 +626,14 @@ impl Sso {
             .ok_or_else(|| SsoError::Provider("its token response has no ID token".into()))?;
         let raw = id_token.to_string();
         let nonce = Nonce::new(pending.nonce);
-        match self.verify(&provider, &raw, &nonce) {
+        let identity = match self.verify(&provider, &raw, &nonce) {
             Err(SsoError::Refused(reason)) if reason.contains(NO_MATCHING_KEY) && self.refetch_keys().await? => {
                 let provider = self.provider().await?;
                 self.verify(&provider, &raw, &nonce)
             }
             other => other,
-        }
+        }?;
+        Ok((identity, IdTokenHint(raw)))
     }
 
     /// Verifies an ID token (see the module's documentation) and reads who it is about.

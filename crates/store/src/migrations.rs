@@ -62,6 +62,7 @@ migrations!(
     each "20261211000000_audit_log",
     shared "20261212000000_token_person",
     shared "20261213000000_sessions",
+    shared "20261214000000_session_id_tokens",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

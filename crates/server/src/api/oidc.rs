@@ -236,8 +236,8 @@ pub async fn callback(
         );
     };
     let login_cookie = cookie(&headers, LOGIN_COOKIE);
-    let identity = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
-        Ok(identity) => identity,
+    let (identity, id_token) = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
+        Ok(signed_in) => signed_in,
         Err(e) => {
             if let SsoError::Refused(reason) = &e {
                 let origin = sign_in_origin(&state, &headers, &extensions, Actor::anonymous());
@@ -260,7 +260,11 @@ pub async fn callback(
             ),
         );
     };
-    let (secret, session) = match state.app.start_session(&identity, sso.settings.session_length).await {
+    let (secret, session) = match state
+        .app
+        .start_session(&identity, Some(&id_token), sso.settings.session_length)
+        .await
+    {
         Ok(started) => started,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -412,8 +416,10 @@ pub async fn logout(
     let form_token = openidconnect::url::form_urlencoded::parse(&form)
         .find(|(key, _)| key == "csrf_token")
         .map(|(_, value)| value.into_owned());
+    let mut id_token = None;
     if let Some(secret) = cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
         check_csrf(sso, &headers, secret, form_token.as_deref())?;
+        id_token = state.app.session_id_token(secret).await?;
         let live = state.app.session(secret).await.ok();
         state.app.end_session(secret).await?;
         if let Some(session) = live {
@@ -433,7 +439,7 @@ pub async fn logout(
         }
     }
     let end_session = sso
-        .end_session_url()
+        .end_session_url(id_token.as_ref())
         .await
         .and_then(|url| HeaderValue::from_str(&url).ok());
     let mut response = if form_post {

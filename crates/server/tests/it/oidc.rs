@@ -1039,6 +1039,22 @@ async fn signing_out_in_a_browser_signs_out_at_the_provider_too() {
     assert_eq!(sent.get("post_logout_redirect_uri"), Some(&home));
     let state = sent.get("state").cloned().unwrap_or_default();
     assert!(state.len() >= 16, "a fresh state: {end_session}");
+    // The sign-in's ID token as the hint (the provider checks it is its own, for this client).
+    let hint = sent.get("id_token_hint").cloned().unwrap_or_default();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(hint.split('.').nth(1).unwrap_or_default())
+            .unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    assert_eq!(
+        (&claims["sub"], &claims["aud"]),
+        (&json!("alice"), &json!("goodhart")),
+        "{end_session}"
+    );
+    assert!(!me.text.contains(&hint), "the ID token is never shown: {}", me.text);
+    let sessions = server.admin("GET", "/api/v1/sessions", Bytes::new()).await;
+    assert!(!sessions.text.contains(&hint[..40]), "{}", sessions.text);
     let me = with_session(&mut alice, &server, "GET", "/api/v1/me", None, None, "").await;
     assert_eq!(me.status, 401, "the session is over here");
 
@@ -1099,6 +1115,7 @@ async fn signing_out_in_a_browser_signs_out_at_the_provider_too() {
     let url = reply.headers["x-end-session-url"].to_str().unwrap();
     assert!(url.starts_with(&format!("{}/session/end?", provider.issuer)), "{url}");
     assert_eq!(query_of(url).get("post_logout_redirect_uri"), Some(&home));
+    assert!(query_of(url).contains_key("id_token_hint"), "{url}");
     let ended = crate::audit::audit_log(&server, "action=session.end").await;
     assert_eq!(ended.len(), 2, "one sign-out each: {ended:?}");
 }
