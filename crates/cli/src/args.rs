@@ -93,6 +93,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: PeopleAction,
     },
+    /// Single sign-on sessions: list the live ones, revoke one (its cookie stops working at
+    /// once, at every instance on the database).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
     /// Budgets: limits on spend per key, user, team, project, agent or the whole organisation.
     Budgets {
         #[command(subcommand)]
@@ -430,6 +436,21 @@ pub(crate) enum PeopleAction {
     },
     /// Take a person's given role away: their groups decide again.
     Ungrant { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsAction {
+    /// The live sessions (neither expired nor revoked), newest first: who, their groups, when
+    /// they signed in and when the session ends (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Same as `--format json`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a live session by its id (`ses_…`): its cookie opens nothing from now on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

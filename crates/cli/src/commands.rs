@@ -22,7 +22,7 @@ use goodhart_store::RepriceScope;
 
 use crate::args::{
     BudgetsAction, Cli, Command, CreateBudget, FindingsAction, GithubAction, ImportSource, KeysAction, PeopleAction,
-    PricesAction, ReportKind, TokensAction, Unreachable,
+    PricesAction, ReportKind, SessionsAction, TokensAction, Unreachable,
 };
 use crate::database::{open_app, open_existing_app, open_existing_store};
 use crate::output::{self, Format, Tabular, grouped};
@@ -106,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { action } => keys(&config, action).await,
         Command::Tokens { action } => tokens(&config, action).await,
         Command::People { action } => people(&config, action).await,
+        Command::Sessions { action } => sessions(&config, action).await,
         Command::Import { source } => {
             let (agent, args) = match source {
                 ImportSource::ClaudeCode(args) => (crate::import::Agent::ClaudeCode, args),
@@ -919,6 +920,39 @@ async fn people(config: &Config, action: PeopleAction) -> anyhow::Result<()> {
                 "{} no longer has the role {}: their groups decide again.",
                 grant.user, grant.role
             );
+            Ok(())
+        }
+    }
+}
+
+async fn sessions(config: &Config, action: SessionsAction) -> anyhow::Result<()> {
+    use goodhart_server::app::sessions::SessionView;
+    let app = open_existing_app(config).await?;
+    match action {
+        SessionsAction::List { format, json } => {
+            let sessions = app.live_sessions().await.map_err(app_error)?;
+            let views: Vec<SessionView> = sessions.iter().map(SessionView::of).collect();
+            let rows = views
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.id.clone(),
+                        cell(&v.email),
+                        cell(&v.name),
+                        v.groups.join(","),
+                        v.created_at.clone(),
+                        v.expires_at.clone(),
+                    ]
+                })
+                .collect();
+            let table = Tabular::new(&["id", "email", "name", "groups", "created_at", "expires_at"], rows);
+            let format = if json { Format::Json } else { format };
+            let document = serde_json::json!({ "sessions": views });
+            output::print(format, &document, &table, &mut std::io::stdout().lock())
+        }
+        SessionsAction::Revoke { id } => {
+            app.revoke_session(&cli_origin(), &id).await.map_err(app_error)?;
+            println!("Revoked session {id}: its cookie opens nothing from now on.");
             Ok(())
         }
     }

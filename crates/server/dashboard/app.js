@@ -1264,10 +1264,17 @@ async function showSingleSignOn() {
   }
 }
 
-// Ends a single sign-on session at the server (the token of a pasted one is just forgotten).
+// Ends a single sign-on session at the server (the token of a pasted one is just forgotten),
+// then at the identity provider when the server names its end-session URL: the provider signs
+// the person out there too and sends the browser back here.
 async function logOut() {
   if (!token() && me.csrf_token) {
-    await fetch("/auth/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": me.csrf_token } }).catch(() => null);
+    const response = await fetch("/auth/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": me.csrf_token } }).catch(() => null);
+    const endSession = response?.ok ? response.headers.get("x-end-session-url") : null;
+    if (endSession) {
+      window.location.assign(endSession);
+      return;
+    }
   }
   signOut();
 }

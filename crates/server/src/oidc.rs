@@ -23,16 +23,17 @@ use goodhart_gateway::upstream::UpstreamClient;
 use http_body_util::{BodyExt, Full, Limited};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JwsSigningAlgorithm,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::app::sessions::{Identity, SessionKey};
+use crate::app::sign_in_limit::{SignInLimit, SignInStep};
 use crate::app::tokens::{constant_time_eq, hash_token};
 
 /// How long a login started at `/auth/login` may take to come back to `/auth/callback`.
@@ -58,6 +59,9 @@ pub struct RawOidc {
     /// `<public_url>/auth/callback` unless `redirect_url` says otherwise.
     pub public_url: Option<String>,
     pub redirect_url: Option<String>,
+    /// Where the provider sends the browser back after signing out at its end-session
+    /// endpoint (default `<public_url>/`; register it at the provider).
+    pub post_logout_redirect_url: Option<String>,
     /// Scopes asked for (default `openid`, `email`, `profile`; `openid` is always asked for).
     pub scopes: Option<Vec<String>>,
     /// The ID token claim listing the person's groups (default `groups`).
@@ -95,6 +99,9 @@ pub struct RawOidc {
     pub secure_cookie: Option<bool>,
     /// Tolerated clock difference with the provider for `exp`, `iat` and `nbf` (default 60, at most 300).
     pub clock_skew_secs: Option<u64>,
+    /// How many times a minute one client address may start a sign-in (`/auth/login`) and,
+    /// apart, complete one (`/auth/callback`) at one instance (default 30, 1 – 10000).
+    pub max_sign_ins_per_minute: Option<u32>,
 }
 
 /// What a signed-in person may do, from their groups (see [`RoleMap::role`]).
@@ -203,6 +210,7 @@ pub struct OidcSettings {
     pub client_id: ClientId,
     pub client_secret: Option<ClientSecret>,
     pub redirect_url: RedirectUrl,
+    pub post_logout_redirect_url: PostLogoutRedirectUrl,
     /// The public URL's origin (`scheme://host[:port]`): state-changing requests made with the
     /// session cookie must come from it when they say where they come from.
     pub origin: String,
@@ -217,6 +225,7 @@ pub struct OidcSettings {
     pub session_length: Duration,
     pub secure_cookie: bool,
     pub clock_skew: Duration,
+    pub max_sign_ins_per_minute: u32,
 }
 
 impl OidcSettings {
@@ -285,9 +294,10 @@ impl RawOidc {
             )?)),
             None => None,
         };
-        let redirect = match (self.redirect_url, self.public_url) {
+        let public = self.public_url.as_deref().map(|p| p.trim_end_matches('/').to_owned());
+        let redirect = match (self.redirect_url, &public) {
             (Some(url), _) => ("redirect_url", url),
-            (None, Some(public)) => ("public_url", format!("{}/auth/callback", public.trim_end_matches('/'))),
+            (None, Some(public)) => ("public_url", format!("{public}/auth/callback")),
             (None, None) => return Err(invalid("public_url", "set public_url (or redirect_url)")),
         };
         let redirect_url =
@@ -297,6 +307,16 @@ impl RawOidc {
             return Err(invalid(redirect.0, "must be an http(s) URL"));
         }
         let origin = redirect_url.url().origin().ascii_serialization();
+        let post_logout = match (self.post_logout_redirect_url, &public) {
+            (Some(url), _) => ("post_logout_redirect_url", url),
+            (None, Some(public)) => ("public_url", format!("{public}/")),
+            (None, None) => ("redirect_url", format!("{origin}/")),
+        };
+        let post_logout_redirect_url = PostLogoutRedirectUrl::new(post_logout.1)
+            .map_err(|e| invalid(post_logout.0, format!("is not a URL ({e})")))?;
+        if !["http", "https"].contains(&post_logout_redirect_url.url().scheme()) {
+            return Err(invalid(post_logout.0, "must be an http(s) URL"));
+        }
         let mut scopes = self
             .scopes
             .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
@@ -348,6 +368,10 @@ impl RawOidc {
         if skew > 300 {
             return Err(invalid("clock_skew_secs", "must be at most 300"));
         }
+        let max_sign_ins_per_minute = self.max_sign_ins_per_minute.unwrap_or(30);
+        if !(1..=10_000).contains(&max_sign_ins_per_minute) {
+            return Err(invalid("max_sign_ins_per_minute", "must be between 1 and 10000"));
+        }
         let provider_name = match self.provider_name {
             Some(name) if name.trim().is_empty() => return Err(invalid("provider_name", "must not be empty")),
             Some(name) => name,
@@ -359,6 +383,7 @@ impl RawOidc {
             client_id: ClientId::new(self.client_id),
             client_secret,
             redirect_url,
+            post_logout_redirect_url,
             origin,
             scopes,
             groups_claim,
@@ -369,7 +394,19 @@ impl RawOidc {
             session_length: Duration::from_secs(hours * 3_600),
             secure_cookie: self.secure_cookie.unwrap_or(scheme == "https"),
             clock_skew: Duration::from_secs(skew),
+            max_sign_ins_per_minute,
         })
+    }
+}
+
+/// The ID token of a sign-in, kept with its session to send back as `id_token_hint` when the
+/// person signs out. Never printed: its `Debug` says only that it is there.
+#[derive(Clone)]
+pub struct IdTokenHint(pub String);
+
+impl std::fmt::Debug for IdTokenHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdTokenHint(…)")
     }
 }
 
@@ -411,7 +448,7 @@ async fn send(
 /// What discovery found, and the provider's keys.
 #[derive(Clone)]
 struct Provider {
-    metadata: CoreProviderMetadata,
+    metadata: ProviderMetadataWithLogout,
     /// The asymmetric algorithms of the discovery document: the only ones an ID token may use.
     algs: Vec<CoreJwsSigningAlgorithm>,
     /// When an unknown `kid` last refetched the keys.
@@ -429,22 +466,34 @@ struct Pending {
 }
 
 /// Single sign-on: the settings, the session cookie's key, the provider (discovered at the
-/// first sign-in) and the logins under way.
+/// first sign-in) and the bound on sign-in attempts.
 pub struct Sso {
     pub settings: OidcSettings,
     pub key: SessionKey,
     http: UpstreamClient,
     provider: tokio::sync::Mutex<Option<Provider>>,
+    limit: std::sync::Mutex<SignInLimit>,
 }
 
 impl Sso {
     pub fn new(settings: OidcSettings, key: SessionKey, http: UpstreamClient) -> Sso {
+        let limit = SignInLimit::new(settings.max_sign_ins_per_minute);
         Sso {
             settings,
             key,
             http,
             provider: tokio::sync::Mutex::new(None),
+            limit: std::sync::Mutex::new(limit),
         }
+    }
+
+    /// Counts a sign-in attempt at `step` from `address` (see [`SignInLimit`]): `Err` with
+    /// how long to wait when it is past `max_sign_ins_per_minute`.
+    pub fn admit(&self, step: SignInStep, address: Option<std::net::IpAddr>) -> Result<(), Duration> {
+        self.limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(step, address, Instant::now())
     }
 
     /// The provider, discovered now if not yet.
@@ -455,7 +504,7 @@ impl Sso {
         }
         let client = self.http.clone();
         let http = move |request| send(client.clone(), request);
-        let metadata = CoreProviderMetadata::discover_async(self.settings.issuer.clone(), &http)
+        let metadata = ProviderMetadataWithLogout::discover_async(self.settings.issuer.clone(), &http)
             .await
             .map_err(|e| SsoError::Provider(format!("discovery: {}", error_chain(&e))))?;
         let algs: Vec<CoreJwsSigningAlgorithm> = metadata
@@ -517,6 +566,31 @@ impl Sso {
         .set_redirect_uri(self.settings.redirect_url.clone())
     }
 
+    /// Where to send the browser after signing out here, to sign out at the provider too
+    /// (OpenID Connect RP-Initiated Logout): its `end_session_endpoint` with the sign-in's ID
+    /// token as `id_token_hint` (when kept), our `client_id`, the `post_logout_redirect_uri` and
+    /// a fresh `state`; `None` when its discovery document
+    /// lists none (or it cannot be reached: signing out here must not wait on it).
+    pub async fn end_session_url(&self, hint: Option<&IdTokenHint>) -> Option<String> {
+        let provider = match self.provider().await {
+            Ok(provider) => provider,
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on: signing out here only; the provider's discovery failed");
+                return None;
+            }
+        };
+        let endpoint = provider.metadata.additional_metadata().end_session_endpoint.clone()?;
+        let mut request = LogoutRequest::from(endpoint);
+        if let Some(token) = hint.and_then(|h| h.0.parse::<CoreIdToken>().ok()) {
+            request = request.set_id_token_hint(&token);
+        }
+        let request = request
+            .set_client_id(self.settings.client_id.clone())
+            .set_post_logout_redirect_uri(self.settings.post_logout_redirect_url.clone())
+            .set_state(CsrfToken::new_random());
+        Some(request.http_get_url().to_string())
+    }
+
     /// Starts a login: the provider's authorization URL to send the browser to, and the value
     /// of the cookie that carries the login (its `state`, `nonce`, PKCE verifier and start,
     /// encrypted and authenticated with the session key) until the callback.
@@ -555,7 +629,7 @@ impl Sso {
         cookie: Option<&str>,
         state: &str,
         code: &str,
-    ) -> Result<Identity, SsoError> {
+    ) -> Result<(Identity, IdTokenHint), SsoError> {
         let not_this_browser =
             || SsoError::Refused("this sign-in was not started in this browser; sign in again".into());
         let pending: Pending = cookie
@@ -596,13 +670,14 @@ impl Sso {
             .ok_or_else(|| SsoError::Provider("its token response has no ID token".into()))?;
         let raw = id_token.to_string();
         let nonce = Nonce::new(pending.nonce);
-        match self.verify(&provider, &raw, &nonce) {
+        let identity = match self.verify(&provider, &raw, &nonce) {
             Err(SsoError::Refused(reason)) if reason.contains(NO_MATCHING_KEY) && self.refetch_keys().await? => {
                 let provider = self.provider().await?;
                 self.verify(&provider, &raw, &nonce)
             }
             other => other,
-        }
+        }?;
+        Ok((identity, IdTokenHint(raw)))
     }
 
     /// Verifies an ID token (see the module's documentation) and reads who it is about.
@@ -823,6 +898,26 @@ mod tests {
         assert_eq!(
             raw("session_hours = 0").resolve(|_| None).unwrap_err().key,
             "session_hours"
+        );
+        assert_eq!(settings.max_sign_ins_per_minute, 30);
+        assert_eq!(settings.post_logout_redirect_url.as_str(), "https://goodhart.example/");
+        let chosen = raw("post_logout_redirect_url = \"https://goodhart.example/signed-out\"")
+            .resolve(|_| None)
+            .unwrap();
+        assert_eq!(
+            chosen.post_logout_redirect_url.as_str(),
+            "https://goodhart.example/signed-out"
+        );
+        assert_eq!(
+            raw("post_logout_redirect_url = \"ftp://x\"")
+                .resolve(|_| None)
+                .unwrap_err()
+                .key,
+            "post_logout_redirect_url"
+        );
+        assert_eq!(
+            raw("max_sign_ins_per_minute = 0").resolve(|_| None).unwrap_err().key,
+            "max_sign_ins_per_minute"
         );
         let unknown = toml::from_str::<RawOidc>("issuer = \"x\"\nclient_id = \"y\"\nadmin_group = []").unwrap_err();
         assert!(unknown.to_string().contains("admin_group"), "{unknown}");

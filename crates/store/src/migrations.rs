@@ -64,6 +64,7 @@ migrations!(
     shared "20261213000000_sessions",
     shared "20261214000000_directory",
     shared "20261215000000_role_grants",
+    shared "20261216000000_session_id_tokens",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

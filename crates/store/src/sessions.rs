@@ -32,8 +32,12 @@ pub trait SessionStore: Send + Sync {
     async fn session_by_hash(&self, secret_hash: &str) -> Result<Option<Session>, StoreError>;
     /// The sessions neither revoked nor expired at `now`, newest first.
     async fn live_sessions(&self, now: Micros) -> Result<Vec<Session>, StoreError>;
-    /// Revokes a session that is not revoked yet; returns whether it did.
+    /// Revokes a session that is not revoked yet (forgetting its ID token); returns whether it did.
     async fn revoke_session(&self, id: &str, at: Micros) -> Result<bool, StoreError>;
+    /// Keeps the ID token of a session's sign-in (for `id_token_hint` at sign-out).
+    async fn keep_session_id_token(&self, id: &str, id_token: &str) -> Result<(), StoreError>;
+    /// The ID token kept for the session of a secret's hash, while it is not revoked.
+    async fn session_id_token(&self, secret_hash: &str) -> Result<Option<String>, StoreError>;
     /// Marks a sign-in's state (its hash) used; false when it already was (a replay).
     async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError>;
     /// Forgets the states used before `before`.
@@ -51,7 +55,11 @@ pub(crate) fn select_live() -> String {
 pub(crate) const USE_LOGIN_STATE: &str =
     "INSERT INTO used_login_states (state_hash, used_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING";
 pub(crate) const FORGET_LOGIN_STATES: &str = "DELETE FROM used_login_states WHERE used_at < $1";
-pub(crate) const REVOKE: &str = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+pub(crate) const REVOKE: &str =
+    "UPDATE sessions SET revoked_at = $1, id_token = NULL WHERE id = $2 AND revoked_at IS NULL";
+pub(crate) const KEEP_ID_TOKEN: &str = "UPDATE sessions SET id_token = $1 WHERE id = $2";
+pub(crate) const SELECT_ID_TOKEN: &str =
+    "SELECT id_token FROM sessions WHERE secret_hash = $1 AND revoked_at IS NULL AND id_token IS NOT NULL";
 
 /// A row's columns in the order of the selects above.
 pub(crate) type Row = (

@@ -2629,8 +2629,21 @@ async fn sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_stat
         "an expired session is not live"
     );
 
+    // The sign-in's ID token is kept for the sign-out's `id_token_hint`, until revocation.
+    store.keep_session_id_token("ses_1", "eyJ.alice.sig").await.unwrap();
+    assert_eq!(
+        store.session_id_token(&hash_secret("s-1")).await.unwrap().as_deref(),
+        Some("eyJ.alice.sig")
+    );
+    assert_eq!(store.session_id_token(&hash_secret("s-2")).await.unwrap(), None);
+
     let revoked_at = Micros(t0.0 + 60);
     assert!(store.revoke_session("ses_1", revoked_at).await.unwrap());
+    assert_eq!(
+        store.session_id_token(&hash_secret("s-1")).await.unwrap(),
+        None,
+        "forgotten at revocation"
+    );
     assert!(!store.revoke_session("ses_1", revoked_at).await.unwrap(), "once");
     assert!(!store.revoke_session("ses_missing", revoked_at).await.unwrap());
     assert_eq!(live(t0).await, ["ses_2"], "a revoked session is not live");

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Served, goodhart, goodhart_ok, http, serve};
+use crate::common::{BIN, Served, goodhart, goodhart_ok, http, serve, serve_with};
 
 fn terminate(served: Served) {
     let mut served = served;
@@ -790,4 +790,124 @@ fn coding_agent_analytics_are_imported_with_keys_from_the_environment_only() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("2 days, 4 requests, 2 lines."));
     let missing = run(&copilot, "GITHUB_TOKEN", None);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("set GITHUB_TOKEN"));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `goodhart sessions list` shows the live single sign-on sessions; `goodhart sessions revoke`
+/// ends one: its cookie stops working at the running server at once, the revocation is in the
+/// audit log as the command line's, and a second revocation fails.
+#[test]
+fn sessions_are_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // The provider is never reached: a session cookie is checked against the database only.
+    std::fs::write(
+        dir.path().join("goodhart.toml"),
+        "[auth.oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"goodhart\"\n\
+         public_url = \"http://127.0.0.1:9\"\nadmin_groups = [\"admins\"]\nviewer_groups = [\"finance\"]\n",
+    )
+    .unwrap();
+    let served = serve_with(dir.path(), &[("GOODHART_CONFIG", "goodhart.toml")]);
+
+    // Two people signed in (stored as the server stores a sign-in), with the cookie key the
+    // server made at its first start.
+    let db = rusqlite::Connection::open(dir.path().join("goodhart.db")).unwrap();
+    let key: String = db
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'session_cookie_key'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let key: Vec<u8> = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).unwrap())
+        .collect();
+    let key = goodhart_server::app::sessions::SessionKey::new(&key);
+    let now = jiff::Timestamp::now().as_microsecond();
+    let hour = 3_600_000_000_i64;
+    let mut cookies = Vec::new();
+    for (i, (id, email, groups)) in [
+        ("ses_0000000000000001", "ana@example.com", r#"["admins"]"#),
+        ("ses_0000000000000002", "victor@example.com", r#"["finance"]"#),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let secret = format!("{i}").repeat(64);
+        db.execute(
+            "INSERT INTO sessions (id, secret_hash, issuer, subject, email, name, groups_json, created_at, expires_at) \
+             VALUES (?1, ?2, 'http://127.0.0.1:9', ?3, ?4, NULL, ?5, ?6, ?7)",
+            rusqlite::params![
+                id,
+                hex(&goodhart_server::app::tokens::hash_token(&secret)),
+                format!("sub-{i}"),
+                email,
+                groups,
+                now - hour + i64::try_from(i).unwrap(),
+                now + 7 * hour,
+            ],
+        )
+        .unwrap();
+        cookies.push(format!("goodhart_session={}", key.seal(&secret)));
+    }
+    let me = |cookie: &str| {
+        let response = crate::common::exchange(&served.addr, "GET", "/api/v1/me", &[("Cookie", cookie)], "").unwrap();
+        response[9..12].parse::<u16>().unwrap()
+    };
+    assert_eq!(me(&cookies[0]), 200);
+    assert_eq!(me(&cookies[1]), 200);
+
+    let run = |args: &[&str]| goodhart_ok(dir.path(), args);
+    let listed: serde_json::Value = serde_json::from_str(&run(&["sessions", "list", "--json"])).unwrap();
+    let ids: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["ses_0000000000000002", "ses_0000000000000001"],
+        "newest first: {listed}"
+    );
+    assert_eq!(listed["sessions"][0]["email"], "victor@example.com");
+    assert_eq!(listed["sessions"][0]["groups"], serde_json::json!(["finance"]));
+    assert!(!listed.to_string().contains(&"0".repeat(64)), "never a secret");
+    let table = run(&["sessions", "list"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        ["id", "email", "groups", "created_at", "expires_at"]
+            .iter()
+            .all(|c| header.contains(c)),
+        "{table}"
+    );
+    assert!(
+        table.contains("ses_0000000000000001") && table.contains("ana@example.com"),
+        "{table}"
+    );
+
+    let revoked = run(&["sessions", "revoke", "ses_0000000000000001"]);
+    assert!(revoked.contains("Revoked session ses_0000000000000001"), "{revoked}");
+    assert_eq!(me(&cookies[0]), 401, "the revoked session's cookie opens nothing");
+    assert_eq!(me(&cookies[1]), 200, "the other session lives on");
+    let listed: serde_json::Value = serde_json::from_str(&run(&["sessions", "list", "--format", "json"])).unwrap();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+    let again = goodhart(dir.path(), &["sessions", "revoke", "ses_0000000000000001"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("live session ses_0000000000000001"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let log: serde_json::Value = serde_json::from_str(&run(&["audit", "--action", "session.", "--json"])).unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "once, the failed revocation not at all: {log}");
+    assert_eq!(entries[0]["action"], "session.revoke");
+    assert_eq!(entries[0]["actor"]["kind"], "cli");
+    assert_eq!(entries[0]["target"]["id"], "ses_0000000000000001");
+    drop(served);
 }

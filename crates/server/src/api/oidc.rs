@@ -7,6 +7,9 @@
 //! that changes something: a POST, PUT, PATCH or DELETE made with it must send the session's
 //! CSRF token in `X-CSRF-Token` (the page reads it from `GET /api/v1/me`), and its `Origin`
 //! (else `Referer`), when sent, must be the public URL's. Requests with a token are unaffected.
+//!
+//! `/auth/login` and `/auth/callback` are bounded per client address
+//! ([`crate::app::sign_in_limit`]): past `max_sign_ins_per_minute`, 429 with `Retry-After`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -21,6 +24,7 @@ use super::state::ApiState;
 use crate::app::access::Access;
 use crate::app::audit::{Actor, Event, Origin, Outcome};
 use crate::app::sessions::{Identity, SessionView};
+use crate::app::sign_in_limit::SignInStep;
 use crate::app::tokens::{constant_time_eq, hash_token};
 use crate::oidc::{PENDING_LOGIN_TTL, Role, Sso, SsoError};
 
@@ -108,12 +112,40 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result
     })))
 }
 
+/// A sign-in attempt past `max_sign_ins_per_minute` from the request's client address (the
+/// audit log's rule: `[audit] trust_forwarded_for`): the 429 page, with `Retry-After`.
+fn too_many(
+    state: &ApiState,
+    sso: &Sso,
+    step: SignInStep,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Option<Response> {
+    let address = client_address(headers, extensions, state.trust_forwarded_for);
+    let wait = sso.admit(step, address).err()?;
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins",
+        &format!(
+            "too many sign-in attempts from this address; try again in {} s",
+            wait.as_secs()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    Some(response)
+}
+
 /// `GET /auth/login`: sends the browser to the identity provider.
-pub async fn login(State(state): State<ApiState>) -> Response {
+pub async fn login(State(state): State<ApiState>, headers: HeaderMap, extensions: Extensions) -> Response {
     let sso = match sso(&state) {
         Ok(sso) => sso,
         Err(e) => return e.into_response(),
     };
+    if let Some(refused) = too_many(&state, sso, SignInStep::Login, &headers, &extensions) {
+        return refused;
+    }
     match sso.login().await {
         Ok((url, login_cookie)) => {
             let mut response = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
@@ -175,6 +207,9 @@ pub async fn callback(
         Ok(sso) => sso,
         Err(e) => return e.into_response(),
     };
+    if let Some(refused) = too_many(&state, sso, SignInStep::Callback, &headers, &extensions) {
+        return refused;
+    }
     if let Some(error) = query.error {
         let detail = query.error_description.map(|d| format!(": {d}")).unwrap_or_default();
         return page(
@@ -202,8 +237,8 @@ pub async fn callback(
         );
     };
     let login_cookie = cookie(&headers, LOGIN_COOKIE);
-    let identity = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
-        Ok(identity) => identity,
+    let (identity, id_token) = match sso.callback(&state.app, login_cookie, &login_state, &code).await {
+        Ok(signed_in) => signed_in,
         Err(e) => {
             if let SsoError::Refused(reason) = &e {
                 let origin = sign_in_origin(&state, &headers, &extensions, Actor::anonymous());
@@ -230,7 +265,11 @@ pub async fn callback(
             ),
         );
     };
-    let (secret, session) = match state.app.start_session(&identity, sso.settings.session_length).await {
+    let (secret, session) = match state
+        .app
+        .start_session(&identity, Some(&id_token), sso.settings.session_length)
+        .await
+    {
         Ok(started) => started,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -277,10 +316,15 @@ fn changes_state(method: &Method) -> bool {
     ![Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
 }
 
-/// A state-changing request made with the cookie of the session `secret`: its CSRF token and,
-/// when it says where it comes from, its origin.
-fn check_csrf(sso: &Sso, headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
-    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+/// A state-changing request made with the cookie of the session `secret`: its CSRF token (in
+/// `X-CSRF-Token`, else `form_token`: the sign-out form's field) and, when it says where it
+/// comes from, its origin.
+fn check_csrf(sso: &Sso, headers: &HeaderMap, secret: &str, form_token: Option<&str>) -> Result<(), ApiError> {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(form_token)
+        .unwrap_or("");
     if !constant_time_eq(&hash_token(sent), &hash_token(&sso.key.csrf_token(secret))) {
         return Err(ApiError::Forbidden(
             "a request that changes something with the session cookie must send X-CSRF-Token (its value is in GET /api/v1/me)".into(),
@@ -316,7 +360,7 @@ pub async fn cookie_access(
         .ok_or(ApiError::Unauthorized)?;
     let session = state.app.session(secret).await?;
     if changes_state(method) {
-        check_csrf(sso, headers, secret)?;
+        check_csrf(sso, headers, secret, None)?;
     }
     let identity = Identity {
         issuer: session.issuer,
@@ -346,15 +390,52 @@ pub async fn cookie_access(
     Ok((access, identity, SessionCsrf(sso.key.csrf_token(secret))))
 }
 
-/// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it.
+/// The sign-out form's body: its CSRF token (a form cannot send `X-CSRF-Token`).
+const LOGOUT_FORM_BYTES: usize = 4_096;
+
+/// Whether a request is a browser's form post (a navigation), not a script's call.
+fn is_form_post(headers: &HeaderMap) -> bool {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let navigation = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes() == b"navigate");
+    form || navigation
+}
+
+/// The header of a script's sign-out naming where to send the browser to sign out at the
+/// provider too (the dashboard follows it).
+pub const END_SESSION_HEADER: &str = "x-end-session-url";
+
+/// `POST /auth/logout`: ends the session of the cookie (with its CSRF token) and clears it,
+/// then signs the person out at the provider too when its discovery lists an
+/// `end_session_endpoint` (RP-initiated logout; the provider sends the browser back to
+/// `post_logout_redirect_url`). A script's call (the token in `X-CSRF-Token`, as the
+/// dashboard's `fetch`) gets 204, with that endpoint's URL in `X-End-Session-URL` when there
+/// is one; a browser's form post (the token in the `csrf_token` field) is sent on with 303:
+/// to that URL, else to the dashboard.
 pub async fn logout(
     State(state): State<ApiState>,
     headers: HeaderMap,
     extensions: Extensions,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let sso = sso(&state)?;
+    let form_post = is_form_post(&headers);
+    let form = if form_post {
+        super::body::read_body(body, &headers, LOGOUT_FORM_BYTES).await?
+    } else {
+        bytes::Bytes::new()
+    };
+    let form_token = openidconnect::url::form_urlencoded::parse(&form)
+        .find(|(key, _)| key == "csrf_token")
+        .map(|(_, value)| value.into_owned());
+    let mut id_token = None;
     if let Some(secret) = cookie(&headers, SESSION_COOKIE).and_then(|value| sso.key.open(value)) {
-        check_csrf(sso, &headers, secret)?;
+        check_csrf(sso, &headers, secret, form_token.as_deref())?;
+        id_token = state.app.session_id_token(secret).await?;
         let live = state.app.session(secret).await.ok();
         state.app.end_session(secret).await?;
         if let Some(session) = live {
@@ -373,7 +454,27 @@ pub async fn logout(
                 .await?;
         }
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let end_session = sso
+        .end_session_url(id_token.as_ref())
+        .await
+        .and_then(|url| HeaderValue::from_str(&url).ok());
+    let mut response = if form_post {
+        let next = end_session.unwrap_or_else(|| HeaderValue::from_static("/"));
+        (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, next),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response()
+    } else {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(url) = end_session {
+            response.headers_mut().insert(END_SESSION_HEADER, url);
+        }
+        response
+    };
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(sso, SESSION_COOKIE, "", "/", 0));
@@ -399,11 +500,7 @@ pub async fn revoke_session(
     Caller(origin): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.app.revoke_session(&id).await?;
-    state
-        .app
-        .audit(&origin, Event::new("session.revoke").on("session", id.clone()))
-        .await?;
+    state.app.revoke_session(&origin, &id).await?;
     Ok(Json(serde_json::json!({ "id": id, "status": "revoked" })))
 }
 

@@ -22,6 +22,7 @@ pub mod refusals;
 pub mod reports;
 pub mod scope;
 pub mod sessions;
+pub mod sign_in_limit;
 pub mod subjects;
 pub mod tokens;
 pub mod usage;

@@ -12,8 +12,10 @@ use rand::Rng;
 use ring::{aead, hmac};
 use serde::Serialize;
 
+use super::audit::{Event, Origin};
 use super::tokens::hash_token;
 use super::{App, AppError};
+use crate::oidc::IdTokenHint;
 
 /// The settings key of the key that signs session cookies (hex, 256 bits).
 pub const SESSION_KEY_SETTING: &str = "session_cookie_key";
@@ -146,9 +148,14 @@ impl SessionView {
 }
 
 impl App {
-    /// Starts a session for `identity` lasting `length`; returns its secret (for the cookie)
-    /// and the session.
-    pub async fn start_session(&self, identity: &Identity, length: Duration) -> Result<(String, Session), AppError> {
+    /// Starts a session for `identity` lasting `length`, keeping the sign-in's ID token (for
+    /// the sign-out's `id_token_hint`); returns its secret (for the cookie) and the session.
+    pub async fn start_session(
+        &self,
+        identity: &Identity,
+        id_token: Option<&IdTokenHint>,
+        length: Duration,
+    ) -> Result<(String, Session), AppError> {
         let now = self.now();
         let bytes: [u8; 32] = rand::rng().random();
         let secret = hex::encode(bytes);
@@ -170,6 +177,9 @@ impl App {
         self.store
             .create_session(&session, &hex::encode(hash_token(&secret)))
             .await?;
+        if let Some(IdTokenHint(token)) = id_token {
+            self.store.keep_session_id_token(&session.id, token).await?;
+        }
         Ok((secret, session))
     }
 
@@ -188,12 +198,14 @@ impl App {
         Ok(self.store.live_sessions(self.now()).await?)
     }
 
-    /// Revokes a live session: its cookie stops working at once.
-    pub async fn revoke_session(&self, id: &str) -> Result<(), AppError> {
+    /// Revokes a live session for `origin` (the admin, over the API or the command line): its
+    /// cookie stops working at once. Audited as `session.revoke`.
+    pub async fn revoke_session(&self, origin: &Origin, id: &str) -> Result<(), AppError> {
         if !self.store.revoke_session(id, self.now()).await? {
             return Err(AppError::not_found(format!("live session {id}")));
         }
-        Ok(())
+        self.audit(origin, Event::new("session.revoke").on("session", id.to_owned()))
+            .await
     }
 
     /// Marks a sign-in's `state` used (in the store, so across instances); false when it already
@@ -205,6 +217,15 @@ impl App {
             .forget_login_states(Micros(now.0.saturating_sub(keep)))
             .await?;
         Ok(self.store.use_login_state(&hex::encode(hash_token(state)), now).await?)
+    }
+
+    /// The ID token kept for the live session of a secret (the sign-out's `id_token_hint`).
+    pub async fn session_id_token(&self, secret: &str) -> Result<Option<IdTokenHint>, AppError> {
+        if self.session(secret).await.is_err() {
+            return Ok(None);
+        }
+        let token = self.store.session_id_token(&hex::encode(hash_token(secret))).await?;
+        Ok(token.map(IdTokenHint))
     }
 
     /// Revokes the session of a secret (signing out); whether there was a live one.

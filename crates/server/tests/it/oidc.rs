@@ -375,6 +375,782 @@ async fn people_sign_in_through_a_real_provider_and_their_groups_decide_what_the
     assert_eq!(keys[0]["actor"]["kind"], "user");
 }
 
+/// What a manager signed in through the real provider gets on one request of another team's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// 200, naming nothing of the other team's (which the admin's answer does name).
+    Hidden,
+    /// 404, as if it did not exist (the admin's answer is 200).
+    Missing,
+    /// 403: the role may not do the route's duty at all.
+    Forbidden,
+}
+
+/// Every operation of the route tables a manager's session must be checked on, as
+/// `METHOD path`: the operations the OpenAPI document lists for each table's paths (in a path
+/// two tables share, the ones the table's role marker names).
+fn guarded_operations() -> std::collections::BTreeSet<String> {
+    use goodhart_server::api::{
+        ADMIN_ROUTES, DECISION_ROUTES, OPENAPI_JSON, OWN_KEY_ROUTES, READ_ROUTES, SPEND_ROUTES,
+    };
+    let document: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    let markers = [
+        "Viewer tokens may read",
+        "Finops tokens may call",
+        "Manager tokens may call",
+        "Engineer tokens call this",
+    ];
+    let mut operations = std::collections::BTreeSet::new();
+    for (table, marker) in [
+        (READ_ROUTES, Some(markers[0])),
+        (SPEND_ROUTES, Some(markers[1])),
+        (DECISION_ROUTES, Some(markers[2])),
+        (OWN_KEY_ROUTES, Some(markers[3])),
+        (ADMIN_ROUTES, None),
+    ] {
+        for path in table {
+            let listed = document["paths"][*path]
+                .as_object()
+                .unwrap_or_else(|| panic!("{path} is documented"));
+            for (method, operation) in listed {
+                let description = operation["description"].as_str().unwrap_or("");
+                let ours = match marker {
+                    Some(marker) => description.contains(marker),
+                    None => !markers.iter().any(|m| description.contains(m)),
+                };
+                if ours {
+                    operations.insert(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+    }
+    operations
+}
+
+/// Two teams' people with usage, a loop each (so a finding each, and its alert), budgets of
+/// both teams and of a search person, a key and a viewer token: another team's things for a
+/// manager to be refused.
+async fn two_teams_with_findings(server: &TestServer) {
+    let day = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30);
+    let calls = |user: &str, team: &str, count: i64| -> Vec<Value> {
+        (0..count)
+            .map(|i| {
+                json!({"id": format!("{user}-{i}"), "timestamp": (day + jiff::SignedDuration::from_mins(7 * i)).to_string(),
+                       "user": user, "team": team, "agent": format!("{team}-agent"),
+                       "model": "claude-sonnet-4-5", "input_tokens": 1000, "output_tokens": 200})
+            })
+            .collect()
+    };
+    let hours_ago = |h: i64| jiff::Timestamp::now() - jiff::SignedDuration::from_hours(h);
+    for events in [
+        calls("ana", "payments", 10),
+        calls("ben", "payments", 5),
+        calls("quentin", "search", 8),
+        crate::common::loop_calls("ana", "payments", hours_ago(4), 130),
+        crate::common::loop_calls("quentin", "search", hours_ago(2), 130),
+    ] {
+        let reply = server
+            .admin("POST", "/api/v1/usage", serde_json::to_string(&events).unwrap())
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let pass = server.admin("POST", "/api/v1/findings/detect", Bytes::new()).await;
+    assert_eq!(pass.json["new"], 2, "{}", pass.text);
+    for (scope, name) in [
+        ("team", Some("payments")),
+        ("team", Some("search")),
+        ("user", Some("quentin")),
+        ("org", None),
+    ] {
+        server
+            .create_budget(json!({"scope": scope, "name": name, "period": "month", "limit_usd": "100"}))
+            .await;
+    }
+    // The waste alerts are delivered in the background.
+    for _ in 0..100 {
+        let alerts = server.admin("GET", "/api/v1/alerts", Bytes::new()).await;
+        if alerts.text.contains("quentin") && alerts.text.contains("ana") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no waste alert about both loops");
+}
+
+fn id_where(list: &Value, field: &str, value: &str) -> String {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item[field] == value)
+        .unwrap_or_else(|| panic!("no {field} = {value} in {list}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A manager and an engineer sign in through the real provider's forms. The manager reads the
+/// team and decides its people's findings, and gets nothing of another team's on any route of
+/// the tables (each operation of READ, DECISION, SPEND, OWN_KEY and ADMIN routes is walked, and
+/// the test fails if one is not); the engineer makes, uses and revokes an own key. The audit
+/// log has each of their actions once, as the person.
+#[tokio::test]
+async fn a_manager_and_an_engineer_signed_in_through_a_real_provider_reach_their_own_only() {
+    let addr = free_addr();
+    let secret = "goodhart-test-client-secret";
+    let provider = real_provider(&format!("http://{addr}/auth/callback"), secret).await;
+    let server = server_with(
+        addr,
+        &provider.issuer,
+        Some(secret),
+        "manager_groups = { \"leads-payments\" = \"payments\" }\nengineer_groups = [\"engineers\"]\n\
+         user_domain = \"example.com\"\n[waste]\ndetect_every_secs = 0\n[outcomes]\nmin_team_members = 1\n",
+    )
+    .await;
+    two_teams_with_findings(&server).await;
+    let origin = server.url();
+    let admin_get = |path: String| {
+        let server = &server;
+        async move { server.admin("GET", &path, Bytes::new()).await }
+    };
+    let findings = admin_get("/api/v1/findings".into()).await.json["findings"].clone();
+    let (anas_finding, quentins_finding) = (
+        id_where(&findings, "user", "ana"),
+        id_where(&findings, "user", "quentin"),
+    );
+    let budgets = admin_get("/api/v1/budgets".into()).await.json["budgets"].clone();
+    let search_budget = id_where(&budgets, "name", "search");
+    let quentins_budget = id_where(&budgets, "name", "quentin");
+    let (quentins_key, _) = server.create_key(r#"{"user": "quentin", "team": "search"}"#).await;
+    let token = server
+        .admin(
+            "POST",
+            "/api/v1/tokens",
+            r#"{"name": "search board", "team": "search"}"#,
+        )
+        .await;
+    assert_eq!(token.status, 201, "{}", token.text);
+    let token_id = token.json["id"].as_str().unwrap().to_owned();
+
+    // The manager: payments' manager, by the provider's group.
+    let mut mona = Browser::default();
+    let signed_in = mona.sign_in(&server.url(), "mona").await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text);
+    let me = with_session(&mut mona, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(
+        (&me.json["role"], &me.json["team"], &me.json["may"]),
+        (&json!("manager"), &json!("payments"), &json!(["read", "decide"])),
+        "{}",
+        me.text
+    );
+    assert_eq!(me.json["identity"]["email"], "mona@example.com");
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let session_id = me.json["identity"]["session_id"].as_str().unwrap().to_owned();
+    let summary = with_session(
+        &mut mona,
+        &server,
+        "GET",
+        "/api/v1/usage/summary?group_by=team",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(teams_seen(&summary.json), ["payments"], "{}", summary.text);
+
+    // Every operation of the guarded tables, with search's people, budgets, findings and keys.
+    let needles = [
+        "quentin",
+        "\"search\"",
+        "search-agent",
+        search_budget.as_str(),
+        quentins_budget.as_str(),
+    ];
+    let cases: Vec<(&str, String, &str, Expect)> = vec![
+        (
+            "GET /api/v1/usage/summary",
+            "/api/v1/usage/summary?group_by=team".into(),
+            "",
+            Expect::Hidden,
+        ),
+        (
+            "GET /api/v1/usage/summary",
+            "/api/v1/usage/summary?group_by=user".into(),
+            "",
+            Expect::Hidden,
+        ),
+        (
+            "GET /api/v1/usage/summary",
+            "/api/v1/usage/summary?group_by=agent".into(),
+            "",
+            Expect::Hidden,
+        ),
+        (
+            "GET /api/v1/reports/roi",
+            "/api/v1/reports/roi".into(),
+            "",
+            Expect::Hidden,
+        ),
+        (
+            "GET /api/v1/leaderboard",
+            "/api/v1/leaderboard?by=team".into(),
+            "",
+            Expect::Hidden,
+        ),
+        (
+            "GET /api/v1/leaderboard",
+            "/api/v1/leaderboard?by=user".into(),
+            "",
+            Expect::Hidden,
+        ),
+        ("GET /api/v1/findings", "/api/v1/findings".into(), "", Expect::Hidden),
+        (
+            "GET /api/v1/findings",
+            "/api/v1/findings?user=quentin".into(),
+            "",
+            Expect::Hidden,
+        ),
+        ("GET /api/v1/budgets", "/api/v1/budgets".into(), "", Expect::Hidden),
+        ("GET /api/v1/alerts", "/api/v1/alerts".into(), "", Expect::Hidden),
+        (
+            "GET /api/v1/budgets/{id}",
+            format!("/api/v1/budgets/{search_budget}"),
+            "",
+            Expect::Missing,
+        ),
+        (
+            "GET /api/v1/budgets/{id}",
+            format!("/api/v1/budgets/{quentins_budget}"),
+            "",
+            Expect::Missing,
+        ),
+        (
+            "GET /api/v1/subjects/{by}/{name}",
+            "/api/v1/subjects/team/search".into(),
+            "",
+            Expect::Missing,
+        ),
+        (
+            "GET /api/v1/subjects/{by}/{name}",
+            "/api/v1/subjects/user/quentin".into(),
+            "",
+            Expect::Missing,
+        ),
+        (
+            "GET /api/v1/subjects/{by}/{name}",
+            "/api/v1/subjects/agent/search-agent".into(),
+            "",
+            Expect::Missing,
+        ),
+        (
+            "POST /api/v1/findings/{id}/confirm",
+            format!("/api/v1/findings/{quentins_finding}/confirm"),
+            "{}",
+            Expect::Missing,
+        ),
+        (
+            "POST /api/v1/findings/{id}/dismiss",
+            format!("/api/v1/findings/{quentins_finding}/dismiss"),
+            "{}",
+            Expect::Missing,
+        ),
+        (
+            "GET /api/v1/reconciliation",
+            "/api/v1/reconciliation".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "GET /api/v1/reports/reconciliation",
+            "/api/v1/reports/reconciliation".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        ("GET /api/v1/keys", "/api/v1/keys".into(), "", Expect::Forbidden),
+        (
+            "POST /api/v1/keys",
+            "/api/v1/keys".into(),
+            r#"{"user": "quentin", "team": "search"}"#,
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/keys/{id}/revoke",
+            format!("/api/v1/keys/{quentins_key}/revoke"),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/keys/{id}/rotate",
+            format!("/api/v1/keys/{quentins_key}/rotate"),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/budgets",
+            "/api/v1/budgets".into(),
+            r#"{"scope": "team", "name": "search", "period": "day", "limit_usd": "1"}"#,
+            Expect::Forbidden,
+        ),
+        (
+            "DELETE /api/v1/budgets/{id}",
+            format!("/api/v1/budgets/{search_budget}"),
+            "",
+            Expect::Forbidden,
+        ),
+        ("GET /api/v1/me/keys", "/api/v1/me/keys".into(), "", Expect::Forbidden),
+        (
+            "POST /api/v1/me/keys",
+            "/api/v1/me/keys".into(),
+            "{}",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/me/keys/{id}/revoke",
+            format!("/api/v1/me/keys/{quentins_key}/revoke"),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "GET /api/v1/me/ingest-tokens",
+            "/api/v1/me/ingest-tokens".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/me/ingest-tokens",
+            "/api/v1/me/ingest-tokens".into(),
+            "{}",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/me/ingest-tokens/{id}/revoke",
+            format!("/api/v1/me/ingest-tokens/{token_id}/revoke"),
+            "",
+            Expect::Forbidden,
+        ),
+        ("GET /api/v1/people", "/api/v1/people".into(), "", Expect::Forbidden),
+        (
+            "PUT /api/v1/people/{user}/role",
+            "/api/v1/people/mona/role".into(),
+            r#"{"role": "admin"}"#,
+            Expect::Forbidden,
+        ),
+        (
+            "DELETE /api/v1/people/{user}/role",
+            "/api/v1/people/quentin/role".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/outcomes",
+            "/api/v1/outcomes".into(),
+            "[]",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/findings/detect",
+            "/api/v1/findings/detect".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "GET /api/v1/github/logins",
+            "/api/v1/github/logins".into(),
+            "",
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/github/logins",
+            "/api/v1/github/logins".into(),
+            r#"{"login": "quentin-gh", "user": "quentin"}"#,
+            Expect::Forbidden,
+        ),
+        ("GET /api/v1/tokens", "/api/v1/tokens".into(), "", Expect::Forbidden),
+        (
+            "POST /api/v1/tokens",
+            "/api/v1/tokens".into(),
+            r#"{"team": "search"}"#,
+            Expect::Forbidden,
+        ),
+        (
+            "POST /api/v1/tokens/{id}/revoke",
+            format!("/api/v1/tokens/{token_id}/revoke"),
+            "",
+            Expect::Forbidden,
+        ),
+        ("GET /api/v1/audit", "/api/v1/audit".into(), "", Expect::Forbidden),
+        ("GET /api/v1/sessions", "/api/v1/sessions".into(), "", Expect::Forbidden),
+        (
+            "POST /api/v1/sessions/{id}/revoke",
+            format!("/api/v1/sessions/{session_id}/revoke"),
+            "",
+            Expect::Forbidden,
+        ),
+    ];
+    let mut covered: std::collections::BTreeSet<String> = cases.iter().map(|(op, ..)| (*op).to_owned()).collect();
+    // `/api/v1/me` is the manager's own, read above.
+    covered.insert("GET /api/v1/me".into());
+    assert_eq!(
+        covered,
+        guarded_operations(),
+        "every operation of the route tables is walked (add a case for a new route)"
+    );
+    let mut forbidden = 0;
+    for (operation, path, body, expect) in &cases {
+        let method = operation.split(' ').next().unwrap();
+        let reply = with_session(&mut mona, &server, method, path, Some(&csrf), Some(&origin), body).await;
+        // What the admin reads there (never a write: that would change what is checked).
+        let admin = if method == "GET" && *expect != Expect::Forbidden {
+            Some(server.admin(method, path, Bytes::new()).await)
+        } else {
+            None
+        };
+        match expect {
+            Expect::Hidden => {
+                assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text);
+                let admin = admin.unwrap();
+                assert!(
+                    needles.iter().any(|n| admin.text.contains(n)),
+                    "the admin's answer names search's things: {method} {path}: {}",
+                    admin.text
+                );
+                for needle in needles {
+                    assert!(
+                        !reply.text.contains(needle),
+                        "{method} {path} shows {needle} to payments' manager: {}",
+                        reply.text
+                    );
+                }
+            }
+            Expect::Missing => {
+                assert_eq!(reply.status, 404, "{method} {path}: {}", reply.text);
+                if let Some(admin) = admin {
+                    assert_eq!(admin.status, 200, "it exists: {method} {path}: {}", admin.text);
+                }
+            }
+            Expect::Forbidden => {
+                forbidden += 1;
+                assert_eq!(reply.status, 403, "{method} {path}: {}", reply.text);
+                assert_eq!(reply.json["error"]["code"], "forbidden", "{method} {path}");
+            }
+        }
+    }
+    // Nothing refused changed anything.
+    let quentins = admin_get("/api/v1/findings?user=quentin".into()).await;
+    assert_eq!(quentins.json["findings"][0]["status"], "open", "{}", quentins.text);
+    let keys = admin_get("/api/v1/keys".into()).await;
+    assert_eq!(keys.json["keys"].as_array().unwrap().len(), 1, "{}", keys.text);
+    assert_eq!(keys.json["keys"][0]["status"], "active", "{}", keys.text);
+    let budgets = admin_get("/api/v1/budgets".into()).await;
+    assert_eq!(budgets.json["budgets"].as_array().unwrap().len(), 4, "{}", budgets.text);
+    let tokens = admin_get("/api/v1/tokens".into()).await;
+    assert_eq!(tokens.json["tokens"].as_array().unwrap().len(), 1, "{}", tokens.text);
+    assert_eq!(tokens.json["tokens"][0]["status"], "active", "{}", tokens.text);
+    let me = with_session(&mut mona, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(me.status, 200, "her session was not revoked: {}", me.text);
+
+    // A payments person's finding is hers to decide, with the CSRF token only.
+    let path = format!("/api/v1/findings/{anas_finding}/confirm");
+    let body = r#"{"note": "a retry loop"}"#;
+    let refused = with_session(&mut mona, &server, "POST", &path, None, Some(&origin), body).await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
+    let confirmed = with_session(&mut mona, &server, "POST", &path, Some(&csrf), Some(&origin), body).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+    let stored = admin_get("/api/v1/findings?user=ana".into()).await.json["findings"][0].clone();
+    assert_eq!(
+        (&stored["status"], &stored["decided_by"], &stored["note"]),
+        (&json!("confirmed"), &json!("manager"), &json!("a retry loop")),
+        "{stored}"
+    );
+
+    // The engineer: the usage user `eddie`, by the email without user_domain.
+    let mut eddie = Browser::default();
+    assert_eq!(eddie.sign_in(&server.url(), "eddie").await.status, 303);
+    let me = with_session(&mut eddie, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(
+        (&me.json["role"], &me.json["user"], &me.json["may"]),
+        (&json!("engineer"), &json!("eddie"), &json!(["read", "own_keys"])),
+        "{}",
+        me.text
+    );
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let refused = with_session(
+        &mut eddie,
+        &server,
+        "POST",
+        "/api/v1/me/keys",
+        None,
+        Some(&origin),
+        r#"{"name": "laptop"}"#,
+    )
+    .await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
+    let made = with_session(
+        &mut eddie,
+        &server,
+        "POST",
+        "/api/v1/me/keys",
+        Some(&csrf),
+        Some(&origin),
+        r#"{"name": "laptop"}"#,
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!(made.json["user"], "eddie", "{}", made.text);
+    let listed = with_session(&mut eddie, &server, "GET", "/api/v1/me/keys", None, None, "").await;
+    assert_eq!(
+        listed.json["keys"].as_array().unwrap().len(),
+        1,
+        "only the one made: {}",
+        listed.text
+    );
+    let key = made.json["key"].as_str().unwrap().to_owned();
+    let key_id = made.json["id"].as_str().unwrap().to_owned();
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let call = server
+        .with_token(&key, "POST", "/v1/chat/completions", chat.clone())
+        .await;
+    assert_eq!(call.status, 200, "{}", call.text);
+    server.flush().await;
+    let own = with_session(
+        &mut eddie,
+        &server,
+        "GET",
+        "/api/v1/usage/summary?group_by=user",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(
+        (&own.json["rows"][0]["user"], &own.json["rows"][0]["requests"]),
+        (&json!("eddie"), &json!(1)),
+        "{}",
+        own.text
+    );
+    let everyone = admin_get("/api/v1/usage/summary?group_by=user".into()).await;
+    let eddies: Vec<&Value> = everyone.json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["user"] == "eddie")
+        .collect();
+    assert_eq!(eddies.len(), 1, "metered to eddie: {}", everyone.text);
+    assert_eq!(eddies[0]["requests"], 1);
+    for other in ["/api/v1/subjects/user/ana", "/api/v1/subjects/user/quentin"] {
+        let reply = with_session(&mut eddie, &server, "GET", other, None, None, "").await;
+        assert_eq!(reply.status, 404, "{other}: {}", reply.text);
+    }
+    let mine = with_session(
+        &mut eddie,
+        &server,
+        "GET",
+        "/api/v1/subjects/user/eddie",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let revoke = format!("/api/v1/me/keys/{key_id}/revoke");
+    let refused = with_session(&mut eddie, &server, "POST", &revoke, None, Some(&origin), "").await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.text);
+    let revoked = with_session(&mut eddie, &server, "POST", &revoke, Some(&csrf), Some(&origin), "").await;
+    assert_eq!(revoked.json["status"], "revoked", "{}", revoked.text);
+    let call = server.with_token(&key, "POST", "/v1/chat/completions", chat).await;
+    assert_eq!(call.status, 401, "a revoked key opens nothing: {}", call.text);
+
+    // The audit log: each action once, as the person who did it.
+    let as_person = |entries: &[Value], email: &str| {
+        entries
+            .iter()
+            .all(|e| e["actor"]["kind"] == "user" && e["actor"]["name"] == email)
+    };
+    let signed_in = crate::audit::audit_log(&server, "action=session.create").await;
+    let mut people: Vec<&str> = signed_in.iter().map(|e| e["actor"]["name"].as_str().unwrap()).collect();
+    people.sort_unstable();
+    assert_eq!(people, ["eddie@example.com", "mona@example.com"], "{signed_in:?}");
+    assert!(signed_in.iter().all(|e| e["actor"]["kind"] == "user"), "{signed_in:?}");
+    let decided = crate::audit::audit_log(&server, "action=finding.confirm").await;
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert!(as_person(&decided, "mona@example.com"), "{decided:?}");
+    assert_eq!(decided[0]["target"]["id"], anas_finding.as_str());
+    assert!(
+        crate::audit::audit_log(&server, "action=finding.dismiss")
+            .await
+            .is_empty()
+    );
+    for action in ["key.create", "key.revoke"] {
+        let mut entries = crate::audit::audit_log(&server, &format!("action={action}")).await;
+        // The admin's key for quentin, made before anyone signed in.
+        entries.retain(|e| e["actor"]["kind"] != "admin_token");
+        assert_eq!(entries.len(), 1, "{action}: {entries:?}");
+        assert!(as_person(&entries, "eddie@example.com"), "{action}: {entries:?}");
+        assert_eq!(entries[0]["target"]["id"], key_id.as_str(), "{action}");
+    }
+    // Refusals are audited within the failure bound of one address: each route once at most.
+    let denied = crate::audit::audit_log(&server, "action=access.denied").await;
+    let bound = goodhart_server::app::refusals::FAILURES_PER_ADDRESS as usize;
+    assert!(
+        (forbidden.min(bound)..=forbidden).contains(&denied.len()),
+        "{} denials audited of {forbidden}: {denied:?}",
+        denied.len()
+    );
+    assert!(as_person(&denied, "mona@example.com"), "{denied:?}");
+    let routes: std::collections::BTreeSet<&str> = denied.iter().map(|e| e["target"]["id"].as_str().unwrap()).collect();
+    assert_eq!(routes.len(), denied.len(), "no refusal twice: {denied:?}");
+}
+
+/// Follows redirects from `url` (GETs, cookies kept): the last URL and its answer.
+async fn follow(browser: &mut Browser, url: &str) -> (String, Reply) {
+    let mut url = url.to_owned();
+    for _ in 0..20 {
+        let reply = browser.request("GET", &url, &[], "").await;
+        if !matches!(reply.status, 302 | 303) {
+            return (url, reply);
+        }
+        url = absolute(&url, location(&reply));
+    }
+    panic!("more than 20 redirects from {url}");
+}
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    openidconnect::url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Signing out from a browser (the dashboard's form post) ends the session here and sends the
+/// browser to the provider's end-session endpoint, which signs the person out there too and
+/// sends them back: the next sign-in asks for the provider's login form again. A script's
+/// sign-out keeps its 204.
+#[tokio::test]
+async fn signing_out_in_a_browser_signs_out_at_the_provider_too() {
+    let addr = free_addr();
+    let secret = "goodhart-test-client-secret";
+    let provider = real_provider(&format!("http://{addr}/auth/callback"), secret).await;
+    let server = server_with(addr, &provider.issuer, Some(secret), "").await;
+    let origin = server.url();
+    let home = format!("{}/", server.url());
+    let login = format!("{}/auth/login", server.url());
+
+    let mut alice = Browser::default();
+    assert_eq!(alice.sign_in(&server.url(), "alice").await.status, 303);
+    // Signed in at the provider: signing in again passes through without a form.
+    let (landed, _) = follow(&mut alice, &login).await;
+    assert_eq!(landed, home, "a silent sign-in while the provider's session lives");
+    let me = with_session(&mut alice, &server, "GET", "/api/v1/me", None, None, "").await;
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+
+    // A browser's form post, with the CSRF token as a field: sent on to the provider.
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", origin.as_str()),
+    ];
+    let logout = format!("{}/auth/logout", server.url());
+    let refused = alice.request("POST", &logout, &form, "csrf_token=0000").await;
+    assert_eq!(refused.status, 403, "a wrong CSRF token: {}", refused.text);
+    let body = format!("csrf_token={csrf}");
+    let elsewhere = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", "http://evil.example"),
+    ];
+    let refused = alice.request("POST", &logout, &elsewhere, &body).await;
+    assert_eq!(refused.status, 403, "from another origin: {}", refused.text);
+    let signed_out = alice.request("POST", &logout, &form, &body).await;
+    assert_eq!(signed_out.status, 303, "{}", signed_out.text);
+    assert!(set_cookie_of(&signed_out, "goodhart_session").contains("Max-Age=0"));
+    let end_session = location(&signed_out).to_owned();
+    assert!(
+        end_session.starts_with(&format!("{}/session/end?", provider.issuer)),
+        "to the provider's end_session_endpoint: {end_session}"
+    );
+    let sent = query_of(&end_session);
+    assert_eq!(sent.get("client_id").map(String::as_str), Some("goodhart"));
+    assert_eq!(sent.get("post_logout_redirect_uri"), Some(&home));
+    let state = sent.get("state").cloned().unwrap_or_default();
+    assert!(state.len() >= 16, "a fresh state: {end_session}");
+    // The sign-in's ID token as the hint (the provider checks it is its own, for this client).
+    let hint = sent.get("id_token_hint").cloned().unwrap_or_default();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(hint.split('.').nth(1).unwrap_or_default())
+            .unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    assert_eq!(
+        (&claims["sub"], &claims["aud"]),
+        (&json!("alice"), &json!("goodhart")),
+        "{end_session}"
+    );
+    assert!(!me.text.contains(&hint), "the ID token is never shown: {}", me.text);
+    let sessions = server.admin("GET", "/api/v1/sessions", Bytes::new()).await;
+    assert!(!sessions.text.contains(&hint[..40]), "{}", sessions.text);
+    let me = with_session(&mut alice, &server, "GET", "/api/v1/me", None, None, "").await;
+    assert_eq!(me.status, 401, "the session is over here");
+
+    // The provider asks to confirm, signs out, and sends the browser back with the state.
+    let (_, confirm) = follow(&mut alice, &end_session).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    let action = confirm
+        .text
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let xsrf = confirm
+        .text
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let confirmed = alice
+        .request(
+            "POST",
+            &absolute(&end_session, action),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("xsrf={xsrf}&logout=yes"),
+        )
+        .await;
+    assert_eq!(confirmed.status, 303, "{}", confirmed.text);
+    assert_eq!(location(&confirmed), format!("{home}?state={state}"));
+
+    // Signed out there too: signing in again shows the provider's login form.
+    let (_, again) = follow(&mut alice, &login).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert!(again.text.contains("name=\"login\""), "the login form: {}", again.text);
+    assert_eq!(alice.cookie(&server.url(), "goodhart_session"), None);
+
+    // A script (and the dashboard's fetch) signs out with the header, as before: 204, no
+    // redirect; the provider's end-session URL is in X-End-Session-URL for the page to follow.
+    let mut victor = Browser::default();
+    assert_eq!(victor.sign_in(&server.url(), "victor").await.status, 303);
+    let me = with_session(&mut victor, &server, "GET", "/api/v1/me", None, None, "").await;
+    let csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let reply = with_session(
+        &mut victor,
+        &server,
+        "POST",
+        "/auth/logout",
+        Some(&csrf),
+        Some(&origin),
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert!(reply.headers.get("location").is_none());
+    let url = reply.headers["x-end-session-url"].to_str().unwrap();
+    assert!(url.starts_with(&format!("{}/session/end?", provider.issuer)), "{url}");
+    assert_eq!(query_of(url).get("post_logout_redirect_uri"), Some(&home));
+    assert!(query_of(url).contains_key("id_token_hint"), "{url}");
+    let ended = crate::audit::audit_log(&server, "action=session.end").await;
+    assert_eq!(ended.len(), 2, "one sign-out each: {ended:?}");
+}
+
 #[tokio::test]
 async fn an_admin_signs_in_with_a_real_browser_and_the_page_uses_the_session() {
     let chromium = std::path::Path::new("/usr/bin/chromium");
@@ -873,14 +1649,37 @@ async fn session_cookies_are_flagged_need_csrf_and_stop_at_logout_revocation_and
     .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert!(set_cookie_of(&reply, "goodhart_session").contains("Max-Age=0"));
+    // From a browser's form, without an end-session endpoint at the provider: to the dashboard.
+    let mut from_form = Browser::default();
+    from_form.sign_in(&server.url(), "pat").await;
+    let me = with_session(&mut from_form, &server, "GET", "/api/v1/me", None, None, "").await;
+    let form_csrf = me.json["csrf_token"].as_str().unwrap().to_owned();
+    let form_out = from_form
+        .request(
+            "POST",
+            &format!("{}/auth/logout", server.url()),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("csrf_token={form_csrf}"),
+        )
+        .await;
+    assert_eq!(form_out.status, 303, "{}", form_out.text);
+    assert_eq!(location(&form_out), "/");
+    assert!(
+        reply.headers.get("x-end-session-url").is_none(),
+        "no end-session endpoint, none to follow"
+    );
+    assert!(set_cookie_of(&form_out, "goodhart_session").contains("Max-Age=0"));
     // The revocation is the admin's in the audit log, the sign-out the person's; once each.
     let revocations = crate::audit::audit_log(&server, "action=session.revoke").await;
     assert_eq!(revocations.len(), 1, "{revocations:?}");
     assert_eq!(revocations[0]["actor"]["kind"], "admin_token");
     assert_eq!(revocations[0]["target"]["id"], session_id.as_str());
     let ended = crate::audit::audit_log(&server, "action=session.end").await;
-    assert_eq!(ended.len(), 1, "the refused logout is not one: {ended:?}");
-    assert_eq!(ended[0]["actor"]["name"], "pat@example.com");
+    assert_eq!(ended.len(), 2, "the refused logout is not one: {ended:?}");
+    assert!(
+        ended.iter().all(|e| e["actor"]["name"] == "pat@example.com"),
+        "{ended:?}"
+    );
     let mut replay = Browser::default();
     replay
         .cookies
@@ -991,4 +1790,61 @@ async fn sessions_and_sign_ins_work_across_instances_on_postgres() {
             .status,
         401
     );
+}
+
+/// `/auth/login` and `/auth/callback` take at most `max_sign_ins_per_minute` attempts a minute
+/// from one client address each (the audit log's address: behind a trusted proxy, the last
+/// `X-Forwarded-For`); past it, 429 with `Retry-After`, and other addresses and routes are
+/// unaffected.
+#[tokio::test]
+async fn sign_ins_are_bounded_per_client_address() {
+    let idp = TinyIdp::start().await;
+    let server = server_with(
+        free_addr(),
+        &idp.issuer,
+        None,
+        "max_sign_ins_per_minute = 3\n[audit]\ntrust_forwarded_for = true\n",
+    )
+    .await;
+    let mut browser = Browser::default();
+    let from = |address: &'static str| [("x-forwarded-for", address)];
+    let login = format!("{}/auth/login", server.url());
+    for _ in 0..3 {
+        let reply = browser.request("GET", &login, &from("203.0.113.7"), "").await;
+        assert_eq!(reply.status, 303, "{}", reply.text);
+    }
+    let refused = browser.request("GET", &login, &from("203.0.113.7"), "").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "one attempt back every 20 s: {wait}");
+    assert!(refused.text.contains("Too many sign-ins"), "{}", refused.text);
+    assert!(browser.cookie(&server.url(), "goodhart_login").is_some());
+
+    // Another address signs in all the way; the callback is counted apart from the login.
+    let mut other = Browser::default();
+    let login_other = other.request("GET", &login, &from("198.51.100.1"), "").await;
+    assert_eq!(login_other.status, 303, "{}", login_other.text);
+    let authorize = other.request("GET", location(&login_other), &[], "").await;
+    let callback = location(&authorize).to_owned();
+    let done = other.request("GET", &callback, &from("198.51.100.1"), "").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+
+    // Callbacks from the first address: refused past the bound before anything is checked.
+    let bogus = format!("{}/auth/callback?state=s&code=c", server.url());
+    for _ in 0..3 {
+        let reply = browser.request("GET", &bogus, &from("203.0.113.7"), "").await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+    }
+    let refused = browser.request("GET", &bogus, &from("203.0.113.7"), "").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(
+        crate::audit::audit_log(&server, "action=sign_in.failure").await.len(),
+        3,
+        "the refused callbacks reached nothing"
+    );
+    let status = browser
+        .request("GET", &format!("{}/auth/sso", server.url()), &from("203.0.113.7"), "")
+        .await;
+    assert_eq!(status.status, 200, "other routes are not bounded: {}", status.text);
 }

@@ -1,6 +1,6 @@
 // A real, certified OpenID Connect provider (npm's `oidc-provider`, pinned and installed by
 // scripts/setup-clients.sh) for Goodhart's single sign-on tests: it listens on a random loopback
-// port, registers one confidential client for the redirect URL given, and knows four people
+// port, registers one confidential client for the redirect URL given, and knows six people
 // whose `groups` claim the tests map to roles. Its development interactions give a login form
 // (any password) and a consent form.
 //
@@ -22,6 +22,8 @@ const people = {
   victor: { email: 'victor@example.com', name: 'Victor Viewer', groups: ['finance'] },
   tess: { email: 'tess@example.com', name: 'Tess Team', groups: ['team-search', 'team-payments'] },
   mallory: { email: 'mallory@example.com', name: 'Mallory', groups: ['contractors'] },
+  mona: { email: 'mona@example.com', name: 'Mona Manager', groups: ['leads-payments'] },
+  eddie: { email: 'eddie@example.com', name: 'Eddie Engineer', groups: ['engineers'] },
 };
 
 const server = http.createServer();
@@ -32,6 +34,8 @@ server.listen(0, '127.0.0.1', () => {
       client_id: 'goodhart',
       client_secret: clientSecret,
       redirect_uris: [redirectUrl],
+      // RP-initiated logout returns to Goodhart's public URL (its default post_logout_redirect_url).
+      post_logout_redirect_uris: [new URL('/', redirectUrl).href],
       grant_types: ['authorization_code'],
       response_types: ['code'],
     }],

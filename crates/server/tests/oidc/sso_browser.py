@@ -5,7 +5,8 @@ Run by `crates/server/tests/it/oidc.rs` against a Goodhart whose `[auth.oidc]` i
 page, fills the provider's login and consent forms as alice (an admin), lands back on the
 dashboard signed in, creates a key through the page's form (the page sends the CSRF token),
 checks that a write without the token is refused and that scripts cannot read the cookie, then
-signs out and checks that the session is over.
+signs out (here, then at the provider's confirmation page) and checks that the session is over
+at both: signing in again asks for the provider's login form.
 
     python sso_browser.py GOODHART_URL ARTIFACTS_DIR
 """
@@ -82,13 +83,22 @@ try:
     assert fetch_status("POST", "/api/v1/keys") == 403, "a write without the CSRF token"
     assert fetch_status("GET", "/api/v1/me") == 200
 
-    # Signing out ends the session at the server.
+    # Signing out ends the session at the server, then at the provider (its confirmation
+    # page), which sends the browser back to the dashboard's sign-in page.
     driver.find_element(By.ID, "sign-out").click()
+    confirm = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[name=logout][value=yes]")))
+    shot("provider-logout")
+    confirm.click()
+    wait.until(lambda d: d.current_url.startswith(URL))
     wait.until(ec.visibility_of_element_located((By.ID, "sign-in")))
     wait.until(lambda d: fetch_status("GET", "/api/v1/me") == 401)
     driver.get(URL + "/")
-    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=sso]")))
+    sso = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=sso]")))
     shot("signed-out")
+    # Signed out at the provider too: signing in again asks for the login form.
+    sso.click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=login]")))
+    shot("provider-login-again")
     print("single sign-on browser suite: ok")
 except Exception:
     shot("failure")

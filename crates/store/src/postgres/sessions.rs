@@ -49,6 +49,18 @@ impl SessionStore for PostgresStore {
         Ok(client.execute(sessions::REVOKE, &[&at.0, &id]).await? == 1)
     }
 
+    async fn keep_session_id_token(&self, id: &str, id_token: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.execute(sessions::KEEP_ID_TOKEN, &[&id_token, &id]).await?;
+        Ok(())
+    }
+
+    async fn session_id_token(&self, secret_hash: &str) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt(sessions::SELECT_ID_TOKEN, &[&secret_hash]).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         Ok(client.execute(sessions::USE_LOGIN_STATE, &[&state_hash, &at.0]).await? == 1)

@@ -60,6 +60,26 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn keep_session_id_token(&self, id: &str, id_token: &str) -> Result<(), StoreError> {
+        let (id, id_token) = (id.to_owned(), id_token.to_owned());
+        self.write(move |w| {
+            w.conn.execute(sessions::KEEP_ID_TOKEN, params![id_token, id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_id_token(&self, secret_hash: &str) -> Result<Option<String>, StoreError> {
+        let secret_hash = secret_hash.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(sessions::SELECT_ID_TOKEN)?
+                .query_row([secret_hash], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn use_login_state(&self, state_hash: &str, at: Micros) -> Result<bool, StoreError> {
         let state_hash = state_hash.to_owned();
         self.write(move |w| Ok(w.conn.execute(sessions::USE_LOGIN_STATE, params![state_hash, at.0])? == 1))
