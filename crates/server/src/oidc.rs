@@ -32,7 +32,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::app::sessions::{Identity, SessionKey};
+use crate::app::sessions::{IdTokenHint, Identity, SessionKey};
 use crate::app::sign_in_limit::{SignInLimit, SignInStep};
 use crate::app::tokens::{constant_time_eq, hash_token};
 
@@ -396,17 +396,6 @@ impl RawOidc {
             clock_skew: Duration::from_secs(skew),
             max_sign_ins_per_minute,
         })
-    }
-}
-
-/// The ID token of a sign-in, kept with its session to send back as `id_token_hint` when the
-/// person signs out. Never printed: its `Debug` says only that it is there.
-#[derive(Clone)]
-pub struct IdTokenHint(pub String);
-
-impl std::fmt::Debug for IdTokenHint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdTokenHint(…)")
     }
 }
 

@@ -15,7 +15,6 @@ use serde::Serialize;
 use super::audit::{Event, Origin};
 use super::tokens::hash_token;
 use super::{App, AppError};
-use crate::oidc::IdTokenHint;
 
 /// The settings key of the key that signs session cookies (hex, 256 bits).
 pub const SESSION_KEY_SETTING: &str = "session_cookie_key";
@@ -31,6 +30,17 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// The session the request came with.
     pub session_id: Option<String>,
+}
+
+/// The ID token of a sign-in, kept with its session to send back as `id_token_hint` when the
+/// person signs out. Never printed: its `Debug` says only that it is there.
+#[derive(Clone)]
+pub struct IdTokenHint(pub String);
+
+impl std::fmt::Debug for IdTokenHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdTokenHint(…)")
+    }
 }
 
 impl Identity {
