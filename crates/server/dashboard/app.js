@@ -871,6 +871,21 @@ function ownKeyLimits(limits) {
   );
 }
 
+// A revoke button's handler for one of the person's own things: confirm, revoke, show the page
+// again (or the API's refusal in the button's place).
+function revokeOwn(what, name, users, path) {
+  return async (event) => {
+    if (!window.confirm(`Revoke ${what}${name ? ` (${name})` : ""}? ${users} is refused from now on.`)) return;
+    try {
+      await api(path, { method: "POST" });
+    } catch (error) {
+      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
+      return;
+    }
+    await mine();
+  };
+}
+
 // A section of the person's own things whose self-service is turned off ([self_service]):
 // the API's refusal says so, and who to ask.
 function ownSectionOff(testid, title, what, error) {
@@ -928,16 +943,7 @@ async function ownKeysSection(created) {
     }
     await mine({ ownKey: ownKeyCreated(key) });
   });
-  const revoke = (key) => async (event) => {
-    if (!window.confirm(`Revoke key ${key.id}${key.name ? ` (${key.name})` : ""}? Anything using it is refused from now on.`)) return;
-    try {
-      await api(`/api/v1/me/keys/${encodeURIComponent(key.id)}/revoke`, { method: "POST" });
-    } catch (error) {
-      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
-      return;
-    }
-    await mine();
-  };
+  const revoke = (key) => revokeOwn(`key ${key.id}`, key.name, "Anything using it", `/api/v1/me/keys/${encodeURIComponent(key.id)}/revoke`);
   return el(
     "section",
     { "data-testid": "own-keys" },
@@ -1017,16 +1023,8 @@ async function ownIngestTokensSection(created) {
     }
     await mine({ ownToken: ownTokenCreated(token) });
   });
-  const revoke = (token) => async (event) => {
-    if (!window.confirm(`Revoke ingest token ${token.id}${token.name ? ` (${token.name})` : ""}? What sends with it is refused from now on.`)) return;
-    try {
-      await api(`/api/v1/me/ingest-tokens/${encodeURIComponent(token.id)}/revoke`, { method: "POST" });
-    } catch (error) {
-      if (error.status !== 401) event.target.replaceWith(el("span", { class: "error", role: "alert" }, error.message));
-      return;
-    }
-    await mine();
-  };
+  const revoke = (token) =>
+    revokeOwn(`ingest token ${token.id}`, token.name, "What sends with it", `/api/v1/me/ingest-tokens/${encodeURIComponent(token.id)}/revoke`);
   return el(
     "section",
     { "data-testid": "own-tokens" },

@@ -45,7 +45,7 @@ pub fn origin_of(
 ) -> Origin {
     // A signed-in person acts as themselves, whatever role their groups gave them.
     let actor = match (extensions.get::<Identity>(), access) {
-        (Some(identity), _) => Actor::person(identity),
+        (Some(identity), _) => identity.actor(),
         (None, access) => access.map_or_else(Actor::anonymous, Actor::of),
     };
     let user_agent = headers

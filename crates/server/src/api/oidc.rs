@@ -248,7 +248,7 @@ pub async fn callback(
             return sso_failure(&e);
         }
     };
-    let person = sign_in_origin(&state, &headers, &extensions, Actor::person(&identity));
+    let person = sign_in_origin(&state, &headers, &extensions, identity.actor());
     let role = match state.app.person_role(&sso.settings, &identity).await {
         Ok(role) => role,
         Err(e) => return ApiError::from(e).into_response(),
@@ -447,7 +447,7 @@ pub async fn logout(
                 groups: session.groups,
                 session_id: Some(session.id.clone()),
             };
-            let person = sign_in_origin(&state, &headers, &extensions, Actor::person(&identity));
+            let person = sign_in_origin(&state, &headers, &extensions, identity.actor());
             state
                 .app
                 .audit(&person, Event::new("session.end").on("session", session.id))

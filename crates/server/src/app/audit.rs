@@ -102,15 +102,6 @@ impl Actor {
         }
     }
 
-    /// A person signed in through single sign-on: their subject, and their email or name.
-    pub fn person(identity: &super::sessions::Identity) -> Actor {
-        Actor {
-            kind: ActorKind::User,
-            id: Some(identity.subject.clone()),
-            name: Some(identity.label()),
-        }
-    }
-
     pub fn anonymous() -> Actor {
         Actor {
             kind: ActorKind::Anonymous,

@@ -12,7 +12,7 @@ use rand::Rng;
 use ring::{aead, hmac};
 use serde::Serialize;
 
-use super::audit::{Event, Origin};
+use super::audit::{Actor, ActorKind, Event, Origin};
 use super::tokens::hash_token;
 use super::{App, AppError};
 
@@ -44,6 +44,15 @@ impl std::fmt::Debug for IdTokenHint {
 }
 
 impl Identity {
+    /// The person as an audit actor: their subject, and their email or name.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            kind: ActorKind::User,
+            id: Some(self.subject.clone()),
+            name: Some(self.label()),
+        }
+    }
+
     /// What to call the person: their email, else their name, else their subject.
     pub fn label(&self) -> String {
         self.email

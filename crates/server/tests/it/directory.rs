@@ -83,14 +83,15 @@ async fn a_personal_ingest_token_sends_only_its_persons_usage() {
         event("laptop-2", "ubuntu", None),
         event("laptop-3", "ben", Some("search")),
     ];
-    let sent = server
-        .with_token(
+    let send = |events: &[Value]| {
+        server.with_token(
             &personal,
             "POST",
             "/api/v1/usage",
-            serde_json::to_string(&events).unwrap(),
+            serde_json::to_string(events).unwrap(),
         )
-        .await;
+    };
+    let sent = send(&events).await;
     assert_eq!(sent.status, 200, "{}", sent.text);
     assert_eq!(
         (
@@ -147,14 +148,7 @@ async fn a_personal_ingest_token_sends_only_its_persons_usage() {
         .with_token(&ana, "POST", &format!("/api/v1/me/ingest-tokens/{id}/revoke"), "")
         .await;
     assert_eq!(revoked.json["status"], "revoked", "{}", revoked.text);
-    let after = server
-        .with_token(
-            &personal,
-            "POST",
-            "/api/v1/usage",
-            serde_json::to_string(&events).unwrap(),
-        )
-        .await;
+    let after = send(&events).await;
     assert_eq!(after.status, 401, "revoked at once: {}", after.text);
 
     // Recorded once each, as the engineer who did it.
