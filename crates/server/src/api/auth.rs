@@ -80,6 +80,7 @@ fn refusal(access: &Access, duty: Duty) -> String {
         Duty::Spend => "a finops or admin token",
         Duty::Decide => "a manager or admin token",
         Duty::OwnKeys => "a person's own token (an engineer's)",
+        Duty::Provision => "a SCIM token (`goodhart tokens create --role scim`)",
         Duty::Administer => "the admin token",
     };
     let role = access.role();

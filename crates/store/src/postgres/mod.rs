@@ -18,6 +18,7 @@ mod alerts;
 mod audit;
 mod budgets;
 mod directory;
+mod scim;
 mod findings;
 mod keys;
 mod leases;

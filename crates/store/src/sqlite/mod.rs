@@ -33,6 +33,7 @@ mod alerts;
 mod audit;
 mod budgets;
 mod directory;
+mod scim;
 mod findings;
 mod insert_queue;
 mod keys;
