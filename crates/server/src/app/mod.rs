@@ -20,6 +20,7 @@ pub mod own_keys;
 pub mod query;
 pub mod refusals;
 pub mod reports;
+pub mod scim;
 pub mod scope;
 pub mod sessions;
 pub mod sign_in_limit;
