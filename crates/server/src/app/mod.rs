@@ -110,6 +110,9 @@ pub struct App {
     clock: Clock,
     /// How many refused requests the audit log took this minute (see [`refusals`]).
     failure_bound: refusals::SharedBound,
+    /// Taken by each SCIM write (see [`scim`]): a provider's concurrent changes to one group
+    /// or person are applied one after the other, none lost.
+    scim_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -123,6 +126,7 @@ impl App {
             admin_token: None,
             clock: Clock::System,
             failure_bound: refusals::SharedBound::default(),
+            scim_writes: Arc::default(),
         }
     }
 

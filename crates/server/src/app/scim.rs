@@ -271,7 +271,11 @@ fn set_user_attribute(user: &mut ScimUser, path: &str, value: &Value) -> Result<
             }
         },
         "emails" => user.email = email_of(value)?,
-        p if p.starts_with("emails[") && p.ends_with("].value") => user.email = string(value, "emails.value")?,
+        p if p.starts_with("emails[") => {
+            if sets_work_email(p)? {
+                user.email = string(value, "emails.value")?;
+            }
+        }
         // Attributes Goodhart does not keep (title, locale, phone numbers, …) are accepted and
         // ignored; `schemas`, `id` and `meta` are not the client's to set.
         _ => {}
@@ -349,16 +353,34 @@ fn plain_path(path: &str, schema: &str) -> String {
         .to_owned()
 }
 
-const USER_PATHS: &[&str] = &[
-    "active",
-    "username",
-    "displayname",
-    "externalid",
-    "name",
-    "name.givenname",
-    "name.familyname",
-    "emails",
-];
+/// Whether a PATCH path names what only Goodhart sets (`id`, `meta`, a user's `groups`).
+fn read_only(path: &str) -> bool {
+    ["id", "meta", "groups"]
+        .iter()
+        .any(|name| path == *name || path.starts_with(&format!("{name}.")) || path.starts_with(&format!("{name}[")))
+}
+
+fn mutability(path: &str) -> ScimError {
+    ScimError::new(400, Some("mutability"), format!("{path:?} is read-only"))
+}
+
+/// The email a `emails[type eq "…"].value` path sets: the work one is kept (the others are
+/// not); a filter that does not parse is `invalidPath`.
+fn sets_work_email(path: &str) -> Result<bool, ScimError> {
+    let invalid = || {
+        ScimError::new(
+            400,
+            Some("invalidPath"),
+            format!("{path:?}: expected emails[type eq \"work\"].value"),
+        )
+    };
+    let inner = path
+        .strip_prefix("emails[")
+        .and_then(|rest| rest.strip_suffix("].value"))
+        .ok_or_else(invalid)?;
+    let filter = Filter::parse(inner, &["type"]).map_err(|_| invalid())?;
+    Ok(filter.value.eq_ignore_ascii_case("work"))
+}
 
 /// Applies a PATCH body to a user.
 fn patch_user(user: &mut ScimUser, body: &Value) -> Result<(), ScimError> {
@@ -377,13 +399,8 @@ fn patch_user(user: &mut ScimUser, body: &Value) -> Result<(), ScimError> {
             }
             Some(path) => {
                 let path = plain_path(&path, USER_SCHEMA);
-                let email_filter = path.starts_with("emails[") && path.ends_with("].value");
-                if !USER_PATHS.contains(&path.as_str()) && !email_filter {
-                    return Err(ScimError::new(
-                        400,
-                        Some("invalidPath"),
-                        format!("the path {path:?} is not supported for users"),
-                    ));
+                if read_only(&path) {
+                    return Err(mutability(&path));
                 }
                 let value = if op == "remove" { Value::Null } else { value };
                 set_user_attribute(user, &path, &value)?;
@@ -481,6 +498,7 @@ fn patch_group(group: &mut ScimGroup, body: &Value) -> Result<(), ScimError> {
                     format!("the path {path:?} cannot be removed"),
                 ));
             }
+            (_, Some(path)) if read_only(path) => return Err(mutability(path)),
             (_, Some(path)) => set_group_attribute(group, &op, path, &value)?,
         }
     }
@@ -502,14 +520,9 @@ fn set_group_attribute(group: &mut ScimGroup, op: &str, path: &str, value: &Valu
             }
         }
         "members" => group.members = member_ids(value)?,
-        "id" | "schemas" | "meta" => {}
-        other => {
-            return Err(ScimError::new(
-                400,
-                Some("invalidPath"),
-                format!("the path {other:?} is not supported for groups"),
-            ));
-        }
+        // `id`, `schemas` and `meta` (sent back with a resource) and attributes Goodhart does
+        // not keep are ignored.
+        _ => {}
     }
     Ok(())
 }
@@ -599,6 +612,7 @@ impl App {
         sso: &OidcSettings,
         body: &Value,
     ) -> Result<ScimUser, ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let now = self.now();
         let base = ScimUser {
             id: new_id(),
@@ -630,6 +644,7 @@ impl App {
         body: &Value,
         patch: bool,
     ) -> Result<ScimUser, ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let before = self.scim_user(id).await?;
         let mut user = if patch {
             let mut user = before.clone();
@@ -653,6 +668,7 @@ impl App {
 
     /// `DELETE /scim/v2/Users/{id}`: the person is offboarded.
     pub async fn delete_scim_user(&self, origin: &Origin, sso: &OidcSettings, id: &str) -> Result<(), ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let before = self.scim_user(id).await?;
         if !self.store().delete_scim_user(id).await? {
             return Err(ScimError::not_found("user", id));
@@ -670,6 +686,7 @@ impl App {
         sso: &OidcSettings,
         body: &Value,
     ) -> Result<ScimGroup, ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let now = self.now();
         let base = ScimGroup {
             id: new_id(),
@@ -692,6 +709,7 @@ impl App {
         body: &Value,
         patch: bool,
     ) -> Result<ScimGroup, ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let before = self.scim_group(id).await?;
         let mut group = if patch {
             let mut group = before.clone();
@@ -707,6 +725,7 @@ impl App {
 
     /// `DELETE /scim/v2/Groups/{id}`: its members' home teams are recomputed without it.
     pub async fn delete_scim_group(&self, origin: &Origin, sso: &OidcSettings, id: &str) -> Result<(), ScimError> {
+        let _one_at_a_time = self.scim_writes.lock().await;
         let before = self.scim_group(id).await?;
         if !self.store().delete_scim_group(id).await? {
             return Err(ScimError::not_found("group", id));
@@ -951,7 +970,27 @@ mod tests {
         assert_eq!(user.email.as_deref(), Some("ana@corp.example"));
         assert_eq!(user.display_name.as_deref(), Some("Ana"));
         assert_eq!(user.family_name.as_deref(), Some("Lopez"));
-        let bad = json!({"Operations": [{"op": "replace", "path": "password", "value": "x"}]});
-        assert_eq!(patch_user(&mut user, &bad).unwrap_err().scim_type, Some("invalidPath"));
+        let ignored = json!({"Operations": [
+            {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "R&D"},
+            {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555"},
+            {"op": "Add", "path": "emails[type eq \"home\"].value", "value": "ana@home.example"},
+            {"op": "replace", "path": "title", "value": "Engineer"},
+        ]});
+        patch_user(&mut user, &ignored).unwrap();
+        assert_eq!(
+            user.email.as_deref(),
+            Some("ana@corp.example"),
+            "the work email is kept"
+        );
+        let read_only = json!({"Operations": [{"op": "replace", "path": "id", "value": "x"}]});
+        assert_eq!(
+            patch_user(&mut user, &read_only).unwrap_err().scim_type,
+            Some("mutability")
+        );
+        let broken = json!({"Operations": [{"op": "add", "path": "emails[type co \"w\"].value", "value": "x"}]});
+        assert_eq!(
+            patch_user(&mut user, &broken).unwrap_err().scim_type,
+            Some("invalidPath")
+        );
     }
 }

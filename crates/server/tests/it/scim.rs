@@ -532,12 +532,27 @@ async fn scim_answers_its_errors_in_its_own_schema() {
     )
     .await;
     let path = format!("/Users/{}", made.json["id"].as_str().unwrap());
-    let password = json!({"Operations": [{"op": "replace", "path": "password", "value": "x"}]});
+    let groups = json!({"Operations": [{"op": "add", "path": "groups", "value": [{"value": "g"}]}]});
     error_of(
-        &scim(&server, &token, "PATCH", &path, password).await,
+        &scim(&server, &token, "PATCH", &path, groups).await,
+        400,
+        Some("mutability"),
+    );
+    let filter_path = json!({"Operations": [{"op": "add", "path": "emails[type sw \"w\"].value", "value": "x"}]});
+    error_of(
+        &scim(&server, &token, "PATCH", &path, filter_path).await,
         400,
         Some("invalidPath"),
     );
+    let not_kept = json!({"Operations": [{"op": "replace", "path": "password", "value": "x"},
+        {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "R&D"}]});
+    let accepted = scim(&server, &token, "PATCH", &path, not_kept).await;
+    assert_eq!(
+        accepted.status, 200,
+        "attributes not kept are accepted: {}",
+        accepted.text
+    );
+    assert!(!accepted.text.contains("R&D"), "{}", accepted.text);
     let huge = json!({"userName": "e".repeat(2_000_000)});
     assert_eq!(scim(&server, &token, "POST", "/Users", huge).await.status, 413);
 
@@ -566,5 +581,41 @@ async fn without_single_sign_on_scim_says_what_it_needs() {
         reply.json["detail"].as_str().unwrap().contains("[auth.oidc]"),
         "{}",
         reply.text
+    );
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_one_group_are_all_kept() {
+    let idp = TinyIdp::start().await;
+    let server = scim_server(&idp).await;
+    let token = scim_token(&server).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let made = scim(
+            &server,
+            &token,
+            "POST",
+            "/Users",
+            json!({"userName": format!("p{n}@example.com")}),
+        )
+        .await;
+        ids.push(made.json["id"].as_str().unwrap().to_owned());
+    }
+    let group = scim(&server, &token, "POST", "/Groups", json!({"displayName": "org-search"})).await;
+    let path = format!("/Groups/{}", group.json["id"].as_str().unwrap());
+    let adds = ids.iter().map(|id| {
+        let add = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+        scim(&server, &token, "PATCH", &path, add)
+    });
+    for reply in futures_util::future::join_all(adds).await {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let members = scim(&server, &token, "GET", &path, Value::Null).await.json["members"].clone();
+    assert_eq!(members.as_array().unwrap().len(), 8, "{members}");
+    assert!(
+        people(&server)
+            .await
+            .iter()
+            .all(|(_, team, _)| team.as_deref() == Some("search"))
     );
 }
