@@ -271,11 +271,8 @@ fn set_user_attribute(user: &mut ScimUser, path: &str, value: &Value) -> Result<
             }
         },
         "emails" => user.email = email_of(value)?,
-        p if p.starts_with("emails[") => {
-            if sets_work_email(p)? {
-                user.email = string(value, "emails.value")?;
-            }
-        }
+        // Other emails than the work one are not kept.
+        p if p.starts_with("emails[") && sets_work_email(p)? => user.email = string(value, "emails.value")?,
         // Attributes Goodhart does not keep (title, locale, phone numbers, …) are accepted and
         // ignored; `schemas`, `id` and `meta` are not the client's to set.
         _ => {}
