@@ -394,8 +394,9 @@ pub(crate) enum TokensAction {
         name: Option<String>,
         /// What it may do: `viewer` reads; `manager` reads --team and confirms or dismisses
         /// its people's findings; `finops` reads everything and manages budgets and keys;
-        /// `engineer` reads --user's own usage, findings and budgets.
-        #[arg(long, value_parser = ["viewer", "manager", "finops", "engineer"], conflicts_with = "ingest")]
+        /// `engineer` reads --user's own usage, findings and budgets; `scim` lets an identity
+        /// provider provision people and groups at /scim/v2 (and nothing else).
+        #[arg(long, value_parser = ["viewer", "manager", "finops", "engineer", "scim"], conflicts_with = "ingest")]
         role: Option<String>,
         /// The person an engineer's token is for; with --ingest, a personal ingest token: all
         /// the usage it sends is this person's.

@@ -784,6 +784,11 @@ async fn tokens(config: &Config, action: TokensAction) -> anyhow::Result<()> {
                         ),
                         "Exporters send it as `OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer <token>`.",
                     )
+                } else if view.role == "scim" {
+                    (
+                        format!("scim token {} (provisions people and groups over SCIM)", view.id),
+                        "Give it to your identity provider as the Bearer token of `<public_url>/scim/v2`.",
+                    )
                 } else {
                     let may = match view.role {
                         "manager" => "reads and decides findings",

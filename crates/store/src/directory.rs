@@ -40,6 +40,8 @@ pub struct RoleGrant {
 pub trait DirectoryStore: Send + Sync {
     /// Records a person (replacing what was known of the same `user`).
     async fn record_member(&self, member: &Member) -> Result<(), StoreError>;
+    /// Takes a person out of the directory (offboarded); returns whether they were in it.
+    async fn forget_member(&self, user: &str) -> Result<bool, StoreError>;
     /// Everyone, by user.
     async fn members(&self) -> Result<Vec<Member>, StoreError>;
     /// The home teams of those of `users` who have one.
@@ -74,6 +76,7 @@ pub(crate) fn grant((user, role, team, granted_at): GrantRow) -> RoleGrant {
 pub(crate) const UPSERT: &str = "INSERT INTO directory (user_name, team, email, issuer, subject, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_name) DO UPDATE SET team = excluded.team, \
     email = excluded.email, issuer = excluded.issuer, subject = excluded.subject, updated_at = excluded.updated_at";
+pub(crate) const DELETE: &str = "DELETE FROM directory WHERE user_name = $1";
 pub(crate) const SELECT_ALL: &str =
     "SELECT user_name, team, email, issuer, subject, updated_at FROM directory ORDER BY user_name";
 

@@ -2,7 +2,7 @@
 //!
 //! Per-domain traits ([`UsageStore`], [`KeyStore`], [`BudgetStore`], [`AlertStore`],
 //! [`LeaseStore`], [`OutcomeStore`], [`FindingStore`], [`ViewerStore`], [`TelemetryStore`],
-//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`], [`SessionStore`], [`DirectoryStore`]), each in its domain's module with its row types and the SQL both dialects
+//! [`ProviderReportStore`], [`AgentActivityStore`], [`SettingsStore`], [`AuditStore`], [`SessionStore`], [`DirectoryStore`], [`ScimStore`]), each in its domain's module with its row types and the SQL both dialects
 //! share, implemented by two sibling backends: [`sqlite`] (the embedded default: one file, WAL)
 //! and [`postgres`] (for several instances), one file per domain in each. Both apply
 //! timestamped SQL migrations at open and keep hourly and daily rollups in the same
@@ -28,6 +28,7 @@ pub mod outcomes;
 pub mod postgres;
 pub mod provider_reports;
 mod rollup;
+pub mod scim;
 pub mod sessions;
 pub mod settings;
 pub mod spool;
@@ -51,6 +52,7 @@ pub use keys::KeyStore;
 pub use leases::LeaseStore;
 pub use outcomes::OutcomeStore;
 pub use provider_reports::ProviderReportStore;
+pub use scim::ScimStore;
 pub use sessions::SessionStore;
 pub use settings::SettingsStore;
 pub use telemetry::TelemetryStore;
@@ -74,6 +76,7 @@ pub trait Store:
     + AuditStore
     + SessionStore
     + DirectoryStore
+    + ScimStore
 {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;

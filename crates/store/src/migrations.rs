@@ -65,6 +65,7 @@ migrations!(
     shared "20261214000000_directory",
     shared "20261215000000_role_grants",
     shared "20261216000000_session_id_tokens",
+    shared "20261217000000_scim",
 );
 
 /// The table that records applied migrations (same SQL on both backends).

@@ -22,6 +22,8 @@ goodhart_core::named_enum! {
         Manager = "manager",
         /// Read one person's own usage, findings and budgets.
         Engineer = "engineer",
+        /// Provision people and groups over SCIM (an identity provider's).
+        Scim = "scim",
     }
 }
 

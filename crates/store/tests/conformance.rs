@@ -29,6 +29,7 @@ use goodhart_store::audit::{AuditQuery, NewAuditEntry};
 use goodhart_store::directory::{Member, RoleGrant};
 use goodhart_store::findings::Decider;
 use goodhart_store::leases::{LeaseRequest, Lent, PoolStore, RateBucket};
+use goodhart_store::scim::{ScimGroup, ScimUser};
 use goodhart_store::sessions::Session;
 use goodhart_store::testing::TestDatabase;
 use goodhart_store::viewers::{TokenRole, ViewerToken};
@@ -172,6 +173,7 @@ conformance!(
     the_audit_log_is_read_newest_first_filtered_paged_and_append_only,
     sessions_are_found_by_hash_listed_while_live_and_revoked_and_login_states_used_once,
     the_directory_gives_keys_and_usage_their_persons_team_and_grants_replace,
+    provisioned_users_and_groups_are_replaced_whole_and_deleted_with_their_memberships,
 );
 
 async fn duplicates_are_counted_once(db: &TestDatabase) {
@@ -2759,4 +2761,91 @@ async fn the_directory_gives_keys_and_usage_their_persons_team_and_grants_replac
     assert!(store.revoke_role_grant("zed").await.unwrap());
     assert!(!store.revoke_role_grant("zed").await.unwrap());
     assert_eq!(store.role_grant("zed").await.unwrap(), None);
+}
+
+async fn provisioned_users_and_groups_are_replaced_whole_and_deleted_with_their_memberships(db: &TestDatabase) {
+    let store = db.open().await.unwrap();
+    let t0 = at("2026-11-02T09:00:00Z");
+    let user = |id: &str, name: &str, active: bool| ScimUser {
+        id: id.into(),
+        user_name: name.into(),
+        external_id: Some(format!("ext-{id}")),
+        display_name: None,
+        given_name: Some("Ana".into()),
+        family_name: None,
+        email: Some(format!("{id}@example.com")),
+        active,
+        created_at: t0,
+        updated_at: t0,
+    };
+    store.put_scim_user(&user("u2", "ben@example.com", true)).await.unwrap();
+    store.put_scim_user(&user("u1", "ana@example.com", true)).await.unwrap();
+    let mut ana = user("u1", "ana@example.com", false);
+    ana.updated_at = Micros(t0.0 + 1);
+    ana.created_at = Micros(t0.0 + 1);
+    store.put_scim_user(&ana).await.unwrap();
+    ana.created_at = t0;
+    assert_eq!(
+        store.scim_users().await.unwrap(),
+        [ana.clone(), user("u2", "ben@example.com", true)],
+        "replaced whole, by id; its creation kept"
+    );
+    let clash = user("u3", "ANA@example.com", true);
+    assert!(
+        store.put_scim_user(&clash).await.is_err(),
+        "userName is unique ignoring case"
+    );
+
+    let group = |id: &str, name: &str, members: &[&str]| ScimGroup {
+        id: id.into(),
+        display_name: name.into(),
+        external_id: None,
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        created_at: t0,
+        updated_at: t0,
+    };
+    store
+        .put_scim_group(&group("g1", "org-search", &["u1", "u2"]))
+        .await
+        .unwrap();
+    store
+        .put_scim_group(&group("g2", "org-payments", &["u2"]))
+        .await
+        .unwrap();
+    store.put_scim_group(&group("g1", "org-search", &["u2"])).await.unwrap();
+    assert_eq!(
+        store.scim_groups().await.unwrap(),
+        [group("g1", "org-search", &["u2"]), group("g2", "org-payments", &["u2"])],
+        "members replaced with the group"
+    );
+    assert!(store.put_scim_group(&group("g3", "ORG-SEARCH", &[])).await.is_err());
+    assert!(store.delete_scim_user("u2").await.unwrap());
+    assert!(!store.delete_scim_user("u2").await.unwrap());
+    assert_eq!(
+        store.scim_groups().await.unwrap(),
+        [group("g1", "org-search", &[]), group("g2", "org-payments", &[])],
+        "a deleted user leaves their groups"
+    );
+    store
+        .put_scim_group(&group("g2", "org-payments", &["u1"]))
+        .await
+        .unwrap();
+    assert!(store.delete_scim_group("g2").await.unwrap());
+    assert!(!store.delete_scim_group("g2").await.unwrap());
+    assert_eq!(store.scim_groups().await.unwrap(), [group("g1", "org-search", &[])]);
+    assert_eq!(store.scim_users().await.unwrap(), [ana]);
+
+    // Offboarding takes a person out of the directory.
+    let member = Member {
+        user: "ana".into(),
+        team: Some("search".into()),
+        email: None,
+        issuer: "scim".into(),
+        subject: "u1".into(),
+        updated_at: t0,
+    };
+    store.record_member(&member).await.unwrap();
+    assert!(store.forget_member("ana").await.unwrap());
+    assert!(!store.forget_member("ana").await.unwrap());
+    assert!(store.members().await.unwrap().is_empty());
 }

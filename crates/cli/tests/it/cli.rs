@@ -239,6 +239,27 @@ fn viewer_tokens_create_list_revoke() {
 }
 
 #[test]
+fn an_identity_provider_gets_a_scim_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = goodhart_ok(dir.path(), &["tokens", "create", "--role", "scim", "--name", "okta"]);
+    assert!(created.contains("provisions people and groups over SCIM"), "{created}");
+    assert!(
+        created.contains("gh_scim_") && created.contains("/scim/v2"),
+        "{created}"
+    );
+    let refused = goodhart(
+        dir.path(),
+        &["tokens", "create", "--role", "scim", "--team", "payments"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("every team's people"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
 fn roles_are_given_to_people_and_taken_back() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| goodhart_ok(dir.path(), args);

@@ -9,7 +9,7 @@
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::audit::origin_of;
 use super::error::ApiError;
@@ -32,11 +32,16 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Lets a request through when its token's role may do the table's duty; records who it is
 /// from.
-pub async fn authenticate(
-    State((state, duty)): State<(ApiState, Duty)>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn authenticate(State((state, duty)): State<(ApiState, Duty)>, request: Request, next: Next) -> Response {
+    match let_through(&state, duty, request, next).await {
+        Ok(response) => response,
+        // An identity provider reads SCIM's error schema.
+        Err(error) if duty == Duty::Provision => super::scim::scim_error(error).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn let_through(state: &ApiState, duty: Duty, mut request: Request, next: Next) -> Result<Response, ApiError> {
     let access = match presented_token(request.headers()) {
         Some(token) => match state.app.authenticate(token).await {
             Ok(access) => access,
@@ -53,7 +58,7 @@ pub async fn authenticate(
         },
         None => {
             let (access, identity, csrf) =
-                super::oidc::cookie_access(&state, request.method(), request.headers()).await?;
+                super::oidc::cookie_access(state, request.method(), request.headers()).await?;
             request.extensions_mut().insert(identity);
             request.extensions_mut().insert(csrf);
             access
@@ -80,6 +85,7 @@ fn refusal(access: &Access, duty: Duty) -> String {
         Duty::Spend => "a finops or admin token",
         Duty::Decide => "a manager or admin token",
         Duty::OwnKeys => "a person's own token (an engineer's)",
+        Duty::Provision => "a SCIM token (`goodhart tokens create --role scim`)",
         Duty::Administer => "the admin token",
     };
     let role = access.role();

@@ -7,7 +7,8 @@
 //! reads in [`READ_ROUTES`] (every role but ingest, limited to a team where the role is), the
 //! senders of usage in [`INGEST_ROUTES`], budgets, keys and bills in [`SPEND_ROUTES`] (finops),
 //! finding decisions in [`DECISION_ROUTES`] (managers, for their team's findings), a person's
-//! own keys in [`OWN_KEY_ROUTES`] (engineers, within `[self_service]`), and
+//! own keys in [`OWN_KEY_ROUTES`] (engineers, within `[self_service]`), SCIM provisioning
+//! in [`SCIM_ROUTES`] (an identity provider's SCIM token), and
 //! everything else in [`ADMIN_ROUTES`], the admin's alone. The tables are the policy: adding a
 //! route to one is deciding who may call it.
 //!
@@ -29,6 +30,7 @@ pub mod oidc;
 pub mod otlp;
 pub mod params;
 pub mod reports;
+pub mod scim;
 pub mod state;
 pub mod subjects;
 pub mod viewers;
@@ -136,6 +138,19 @@ route_table! {
 }
 
 route_table! {
+    /// SCIM 2.0 provisioning, for an identity provider's SCIM token.
+    SCIM_ROUTES, scim_routes {
+        "/scim/v2/ServiceProviderConfig" => get(scim::service_provider_config),
+        "/scim/v2/ResourceTypes" => get(scim::resource_types),
+        "/scim/v2/Schemas" => get(scim::schemas),
+        "/scim/v2/Users" => get(scim::list_users).post(scim::post_user),
+        "/scim/v2/Users/{id}" => get(scim::get_user).put(scim::put_user).patch(scim::patch_user).delete(scim::delete_user),
+        "/scim/v2/Groups" => get(scim::list_groups).post(scim::post_group),
+        "/scim/v2/Groups/{id}" => get(scim::get_group).put(scim::put_group).patch(scim::patch_group).delete(scim::delete_group),
+    }
+}
+
+route_table! {
     /// The admin's alone.
     ADMIN_ROUTES, admin_routes {
         "/api/v1/outcomes" => post(hooks::post_outcomes),
@@ -165,6 +180,7 @@ pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
         .merge(guarded(spend_routes(), Duty::Spend))
         .merge(guarded(decision_routes(), Duty::Decide))
         .merge(guarded(own_key_routes(), Duty::OwnKeys))
+        .merge(guarded(scim_routes(), Duty::Provision))
         .merge(guarded(admin_routes(), Duty::Administer));
     // The gateway's routes keep their own upstream timeouts (LLM calls outlive API requests)
     // and their own metrics instead of per-request trace spans on the hot path.
@@ -256,6 +272,7 @@ mod tests {
             SPEND_ROUTES,
             DECISION_ROUTES,
             OWN_KEY_ROUTES,
+            SCIM_ROUTES,
             ADMIN_ROUTES,
         ]
         .concat()

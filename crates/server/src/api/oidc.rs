@@ -249,6 +249,22 @@ pub async fn callback(
         }
     };
     let person = sign_in_origin(&state, &headers, &extensions, identity.actor());
+    match state.app.deactivated_by_scim(&sso.settings, &identity).await {
+        Ok(false) => {}
+        Ok(true) => {
+            let event = Event::new("sign_in.denied").with(serde_json::json!({ "reason": "deactivated over SCIM" }));
+            state.app.audit_refusal(&person, Outcome::Denied, event).await;
+            return page(
+                StatusCode::FORBIDDEN,
+                "No access",
+                &format!(
+                    "{} was deactivated by the identity provider's provisioning; ask an administrator",
+                    identity.label()
+                ),
+            );
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
     let role = match state.app.person_role(&sso.settings, &identity).await {
         Ok(role) => role,
         Err(e) => return ApiError::from(e).into_response(),

@@ -114,7 +114,8 @@ pub async fn me(
         Access::Viewer { id, name, .. }
         | Access::Finops { id, name }
         | Access::Manager { id, name, .. }
-        | Access::Engineer { id, name, .. } => (Some(id), name.as_ref()),
+        | Access::Engineer { id, name, .. }
+        | Access::Scim { id, name } => (Some(id), name.as_ref()),
     };
     if let Some(id) = id {
         me["id"] = id.as_str().into();

@@ -1,7 +1,8 @@
 //! Who a request is from, and so what it may do: the admin (everything), a finops token
 //! (reads everything; manages budgets and virtual keys), a team's manager (reads the team;
 //! decides its people's findings), a read-only viewer (optionally limited to one team), an
-//! engineer (their own numbers) or a send-only ingest token. Which routes each role reaches is the API's route tables
+//! engineer (their own numbers), a send-only ingest token or an identity provider's SCIM
+//! token (provisioning people and groups, nothing else). Which routes each role reaches is the API's route tables
 //! ([`crate::api`]), each naming the [`Duty`] it serves.
 
 use goodhart_store::viewers::TokenRole;
@@ -45,6 +46,11 @@ pub enum Access {
         name: Option<String>,
         user: String,
     },
+    /// An identity provider provisioning people and groups over SCIM: nothing else.
+    Scim {
+        id: String,
+        name: Option<String>,
+    },
 }
 
 /// What a route does, and so who may call it: each route table of the API serves one duty.
@@ -60,6 +66,8 @@ pub enum Duty {
     Decide,
     /// Make and revoke one's own virtual keys (a person's: an engineer's).
     OwnKeys,
+    /// Provision people and groups over SCIM.
+    Provision,
     /// Everything else: tokens, outcomes, logins, detection passes.
     Administer,
 }
@@ -71,7 +79,7 @@ impl Access {
         match self {
             Access::Viewer { team, .. } | Access::Ingest { team, .. } => team.as_deref(),
             Access::Manager { team, .. } => Some(team),
-            Access::Admin | Access::Finops { .. } | Access::Engineer { .. } => None,
+            Access::Admin | Access::Finops { .. } | Access::Engineer { .. } | Access::Scim { .. } => None,
         }
     }
 
@@ -94,6 +102,7 @@ impl Access {
             Access::Finops { .. } => "finops",
             Access::Manager { .. } => "manager",
             Access::Engineer { .. } => "engineer",
+            Access::Scim { .. } => "scim",
         }
     }
 
@@ -107,6 +116,7 @@ impl Access {
             Access::Ingest { .. } => duty == Duty::Ingest,
             Access::Finops { .. } => matches!(duty, Duty::Read | Duty::Spend),
             Access::Manager { .. } => matches!(duty, Duty::Read | Duty::Decide),
+            Access::Scim { .. } => duty == Duty::Provision,
         }
     }
 
@@ -118,6 +128,7 @@ impl Access {
             (Duty::Spend, "spend"),
             (Duty::Decide, "decide"),
             (Duty::OwnKeys, "own_keys"),
+            (Duty::Provision, "provision"),
             (Duty::Administer, "administer"),
         ]
         .into_iter()
@@ -166,6 +177,10 @@ impl App {
                 id: token.id,
                 name: token.name,
                 user: token.user.ok_or(AppError::Unauthorized)?,
+            },
+            TokenRole::Scim => Access::Scim {
+                id: token.id,
+                name: token.name,
             },
         })
     }

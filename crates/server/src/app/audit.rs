@@ -46,6 +46,8 @@ goodhart_core::named_enum! {
         FinopsToken = "finops_token",
         ManagerToken = "manager_token",
         EngineerToken = "engineer_token",
+        /// An identity provider's SCIM token.
+        ScimToken = "scim_token",
         /// A person signed in through single sign-on.
         User = "user",
         /// The `goodhart` command line, working on the database directly.
@@ -96,6 +98,11 @@ impl Actor {
             },
             Access::Engineer { id, name, .. } => Actor {
                 kind: ActorKind::EngineerToken,
+                id: Some(id.clone()),
+                name: name.clone(),
+            },
+            Access::Scim { id, name } => Actor {
+                kind: ActorKind::ScimToken,
                 id: Some(id.clone()),
                 name: name.clone(),
             },

@@ -230,7 +230,7 @@ impl App {
         Ok(rotated)
     }
 
-    fn forget_keys(&self) {
+    pub(crate) fn forget_keys(&self) {
         if let Some(gateway) = self.gateway() {
             gateway.invalidate_keys();
         }

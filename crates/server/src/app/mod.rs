@@ -20,6 +20,7 @@ pub mod own_keys;
 pub mod query;
 pub mod refusals;
 pub mod reports;
+pub mod scim;
 pub mod scope;
 pub mod sessions;
 pub mod sign_in_limit;
@@ -109,6 +110,9 @@ pub struct App {
     clock: Clock,
     /// How many refused requests the audit log took this minute (see [`refusals`]).
     failure_bound: refusals::SharedBound,
+    /// Taken by each SCIM write (see [`scim`]): a provider's concurrent changes to one group
+    /// or person are applied one after the other, none lost.
+    scim_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -122,6 +126,7 @@ impl App {
             admin_token: None,
             clock: Clock::System,
             failure_bound: refusals::SharedBound::default(),
+            scim_writes: Arc::default(),
         }
     }
 

@@ -76,7 +76,7 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
         Some(text) => TokenRole::parse(text).ok_or_else(|| {
             AppError::field(
                 "role",
-                format!("field `role`: {text:?} is not `viewer`, `ingest`, `finops`, `manager` or `engineer`"),
+                format!("field `role`: {text:?} is not `viewer`, `ingest`, `finops`, `manager`, `engineer` or `scim`"),
             )
         })?,
     };
@@ -87,6 +87,12 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
             return Err(AppError::field(
                 "team",
                 "field `team`: a manager token needs the team it manages",
+            ));
+        }
+        (TokenRole::Scim, Some(_), _) => {
+            return Err(AppError::field(
+                "team",
+                "field `team`: a SCIM token provisions every team's people",
             ));
         }
         (TokenRole::Finops, Some(_), _) => {
@@ -121,6 +127,7 @@ async fn create_token(store: &dyn Store, request: NewViewer, now: Micros) -> Res
         TokenRole::Finops => "gh_finops_",
         TokenRole::Manager => "gh_manager_",
         TokenRole::Engineer => "gh_engineer_",
+        TokenRole::Scim => "gh_scim_",
     };
     let secret = format!("{prefix}{}", hex::encode(secret_bytes));
     let token = ViewerToken {
@@ -153,7 +160,7 @@ async fn revoke_token(store: &dyn Store, id: &str, now: Micros) -> Result<Viewer
 }
 
 /// A token action's audit event (`viewer_token.*`, `finops_token.*`, `manager_token.*`,
-/// `engineer_token.*` or `ingest_token.*`; never its secret).
+/// `engineer_token.*`, `ingest_token.*` or `scim_token.*`; never its secret).
 fn token_event(verb: &'static str, token: &ViewerToken) -> Event {
     let (kind, created, revoked) = match token.role {
         TokenRole::Viewer => ("viewer_token", "viewer_token.create", "viewer_token.revoke"),
@@ -161,6 +168,7 @@ fn token_event(verb: &'static str, token: &ViewerToken) -> Event {
         TokenRole::Finops => ("finops_token", "finops_token.create", "finops_token.revoke"),
         TokenRole::Manager => ("manager_token", "manager_token.create", "manager_token.revoke"),
         TokenRole::Engineer => ("engineer_token", "engineer_token.create", "engineer_token.revoke"),
+        TokenRole::Scim => ("scim_token", "scim_token.create", "scim_token.revoke"),
     };
     let action = if verb == "create" { created } else { revoked };
     Event::new(action).on(kind, token.id.clone()).with(serde_json::json!({

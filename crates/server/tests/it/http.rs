@@ -264,7 +264,7 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
     let reply = server.send("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     let paths = reply.json["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 50);
+    assert_eq!(paths.len(), 57);
     // The document says which roles besides the admin may call each operation.
     let documented = |marker: &str| {
         let mut documented: Vec<&str> = paths
@@ -286,11 +286,12 @@ async fn every_documented_route_exists_and_protected_ones_need_the_token() {
         routes.sort_unstable();
         routes
     };
-    use goodhart_server::api::{DECISION_ROUTES, OWN_KEY_ROUTES, READ_ROUTES, SPEND_ROUTES};
+    use goodhart_server::api::{DECISION_ROUTES, OWN_KEY_ROUTES, READ_ROUTES, SCIM_ROUTES, SPEND_ROUTES};
     assert_eq!(documented("Viewer tokens may read"), table(READ_ROUTES));
     assert_eq!(documented("Finops tokens may call"), table(SPEND_ROUTES));
     assert_eq!(documented("Manager tokens may call"), table(DECISION_ROUTES));
     assert_eq!(documented("Engineer tokens call this"), table(OWN_KEY_ROUTES));
+    assert_eq!(documented("SCIM tokens call this"), table(SCIM_ROUTES));
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let public = operation["security"].as_array().is_some_and(|s| s.is_empty());

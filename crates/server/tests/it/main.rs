@@ -29,6 +29,7 @@ mod outcomes;
 mod provider_import;
 mod reconciliation;
 mod schemathesis;
+mod scim;
 mod sockets;
 mod translation;
 mod upstream_faults;

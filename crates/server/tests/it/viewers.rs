@@ -98,7 +98,7 @@ async fn viewers_read_but_never_administer() {
     );
     assert_eq!(
         get(&server, crate::common::ADMIN, "/api/v1/me").await,
-        json!({"role": "admin", "may": ["read", "ingest", "spend", "decide", "own_keys", "administer"]})
+        json!({"role": "admin", "may": ["read", "ingest", "spend", "decide", "own_keys", "provision", "administer"]})
     );
 
     for path in [

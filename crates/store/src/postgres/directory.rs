@@ -30,6 +30,11 @@ impl DirectoryStore for PostgresStore {
         Ok(())
     }
 
+    async fn forget_member(&self, user: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(directory::DELETE, &[&user]).await? == 1)
+    }
+
     async fn members(&self) -> Result<Vec<Member>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client.query(directory::SELECT_ALL, &[]).await?;

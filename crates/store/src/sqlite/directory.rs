@@ -24,6 +24,12 @@ impl DirectoryStore for SqliteStore {
         .await
     }
 
+    async fn forget_member(&self, user: &str) -> Result<bool, StoreError> {
+        let user = user.to_owned();
+        self.write(move |w| Ok(w.conn.execute(directory::DELETE, [user])? == 1))
+            .await
+    }
+
     async fn members(&self) -> Result<Vec<Member>, StoreError> {
         self.read(|conn| {
             let mut statement = conn.prepare_cached(directory::SELECT_ALL)?;

@@ -39,6 +39,7 @@ mod keys;
 mod leases;
 mod outcomes;
 mod provider_reports;
+mod scim;
 mod sessions;
 mod settings;
 mod telemetry;
