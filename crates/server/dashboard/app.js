@@ -653,13 +653,21 @@ function unmeteredCallout(doc) {
   );
 }
 
-// A create form: its fields become the JSON body; `shown` receives the created secret.
+// A create form: its fields become the JSON body; `shown` receives the created secret. The
+// API's refusal (which names the field at fault) shows under the form.
 function createForm(testid, inputs, label, create) {
-  const form = el("form", { class: "controls", "data-testid": testid }, inputs, el("button", { type: "submit", class: "primary" }, label));
+  const refusal = el("p", { class: "error", role: "alert", "data-testid": "form-error" });
+  const form = el("form", { class: "controls", "data-testid": testid }, inputs, el("button", { type: "submit", class: "primary" }, label), refusal);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const fields = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
-    await create(fields);
+    refusal.textContent = "";
+    try {
+      await create(fields);
+    } catch (error) {
+      if (error.status === 401) return;
+      refusal.textContent = error.message;
+    }
   });
   return form;
 }

@@ -364,7 +364,17 @@ def keys_and_tokens(suite, team):
     suite.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, f"[data-testid='key-status-{key['id']}']"), "revoked"))
     assert next(k for k in api("/api/v1/keys")["keys"] if k["id"] == key["id"])["status"] == "revoked"
 
+    # A refused create says why under the form, and makes nothing.
     form = suite.testid("new-token")
+    tokens_before = len(api("/api/v1/tokens")["tokens"])
+    Select(form.find_element(By.NAME, "role")).select_by_value("manager")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    refusal = form.find_element(By.CSS_SELECTOR, "[data-testid=form-error]")
+    suite.wait.until(lambda d: "needs the team it manages" in refusal.text)
+    assert len(api("/api/v1/tokens")["tokens"]) == tokens_before
+    suite.driver.get_log("browser")  # the refused request's 400 is expected: drain it
+    Select(form.find_element(By.NAME, "role")).select_by_value("viewer")
+
     form.find_element(By.NAME, "name").send_keys(f"{team} leads")
     form.find_element(By.NAME, "team").send_keys(team)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
