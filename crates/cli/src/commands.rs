@@ -868,7 +868,7 @@ async fn people(config: &Config, action: PeopleAction) -> anyhow::Result<()> {
                     },
                 )
             };
-            let signed_in: Vec<&str> = people.iter().map(|p| p.user.as_str()).collect();
+            let signed_in: std::collections::HashSet<&str> = people.iter().map(|p| p.user.as_str()).collect();
             let mut rows: Vec<Vec<String>> = people
                 .iter()
                 .map(|p| {

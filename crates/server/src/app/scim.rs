@@ -626,7 +626,9 @@ impl App {
         let user = user_from(body, base)?;
         self.unique_user_name(&user).await?;
         self.store().put_scim_user(&user).await?;
-        let offboarded = self.sync_person(sso, None, Some(&user)).await?;
+        let offboarded = self
+            .sync_person(sso, None, Some(&user), &self.scim_groups().await?)
+            .await?;
         self.audit_user(origin, sso, "scim.user.create", &user, &offboarded)
             .await?;
         Ok(user)
@@ -653,7 +655,9 @@ impl App {
         user.updated_at = self.now();
         self.unique_user_name(&user).await?;
         self.store().put_scim_user(&user).await?;
-        let offboarded = self.sync_person(sso, Some(&before), Some(&user)).await?;
+        let offboarded = self
+            .sync_person(sso, Some(&before), Some(&user), &self.scim_groups().await?)
+            .await?;
         let action = if before.active && !user.active {
             "scim.user.deactivate"
         } else {
@@ -670,7 +674,7 @@ impl App {
         if !self.store().delete_scim_user(id).await? {
             return Err(ScimError::not_found("user", id));
         }
-        let offboarded = self.sync_person(sso, Some(&before), None).await?;
+        let offboarded = self.sync_person(sso, Some(&before), None, &[]).await?;
         self.audit_user(origin, sso, "scim.user.delete", &before, &offboarded)
             .await?;
         Ok(())
@@ -812,11 +816,11 @@ impl App {
         Ok(self.audit(origin, event).await?)
     }
 
-    /// Recomputes the directory rows of the users `ids`.
+    /// Recomputes the directory rows of the users `ids` (the users and groups read once).
     async fn sync_members(&self, sso: &OidcSettings, ids: &[String]) -> Result<(), ScimError> {
-        let users = self.scim_users().await?;
+        let (users, groups) = (self.scim_users().await?, self.scim_groups().await?);
         for user in users.iter().filter(|u| ids.contains(&u.id)) {
-            self.sync_person(sso, Some(user), Some(user)).await?;
+            self.sync_person(sso, Some(user), Some(user), &groups).await?;
         }
         Ok(())
     }
@@ -828,6 +832,7 @@ impl App {
         sso: &OidcSettings,
         before: Option<&ScimUser>,
         after: Option<&ScimUser>,
+        groups: &[ScimGroup],
     ) -> Result<Offboarded, ScimError> {
         let old = before.map(|u| Self::scim_person(sso, u));
         let new = after.filter(|u| u.active).map(|u| Self::scim_person(sso, u));
@@ -837,11 +842,10 @@ impl App {
             self.store().forget_member(old).await?;
         }
         if let (Some(user), Some(person)) = (after, &new) {
-            let groups = self.scim_groups().await?;
             let names: Vec<String> = groups
-                .into_iter()
+                .iter()
                 .filter(|g| g.members.contains(&user.id))
-                .map(|g| g.display_name)
+                .map(|g| g.display_name.clone())
                 .collect();
             let member = Member {
                 user: person.clone(),

@@ -20,7 +20,7 @@ fn event(id: &str, user: &str, team: Option<&str>) -> Value {
 }
 
 /// Requests per (team, user) over everything stored, as the admin sees it.
-async fn requests_by_team_and_user(server: &TestServer) -> Vec<(String, String, i64)> {
+pub(crate) async fn requests_by_team_and_user(server: &TestServer) -> Vec<(String, String, i64)> {
     let summary = get(
         server,
         ADMIN,

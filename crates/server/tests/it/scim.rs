@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::audit::audit_log;
 use crate::common::{ADMIN, Reply, TestServer, start_with};
+use crate::directory::requests_by_team_and_user;
 use crate::oidc::{Browser, TinyIdp, free_addr, server_with};
 use crate::viewers::{create_viewer, get};
 
@@ -96,29 +97,6 @@ async fn chat(server: &TestServer, key: &str) -> u16 {
         .await;
     server.flush().await;
     call.status
-}
-
-async fn requests_by_team_and_user(server: &TestServer) -> Vec<(String, String, i64)> {
-    let summary = get(
-        server,
-        ADMIN,
-        "/api/v1/usage/summary?group_by=team,user&from=2026-01-01",
-    )
-    .await;
-    let mut rows: Vec<(String, String, i64)> = summary["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["team"].as_str().unwrap_or("-").to_owned(),
-                r["user"].as_str().unwrap().to_owned(),
-                r["requests"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    rows.sort();
-    rows
 }
 
 #[tokio::test]
