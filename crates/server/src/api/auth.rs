@@ -46,11 +46,7 @@ async fn let_through(state: &ApiState, duty: Duty, mut request: Request, next: N
         Some(token) => match state.app.authenticate(token).await {
             Ok(access) => access,
             Err(AppError::Unauthorized) => {
-                let (origin, event) = refused(&request, None, state.trust_forwarded_for);
-                let event = Event {
-                    action: "auth.failure",
-                    ..event
-                };
+                let (origin, event) = refused("auth.failure", &request, None, state.trust_forwarded_for);
                 state.app.audit_refusal(&origin, Outcome::Failure, event).await;
                 return Err(ApiError::Unauthorized);
             }
@@ -65,11 +61,7 @@ async fn let_through(state: &ApiState, duty: Duty, mut request: Request, next: N
         }
     };
     if !access.may(duty) {
-        let (origin, event) = refused(&request, Some(&access), state.trust_forwarded_for);
-        let event = Event {
-            action: "access.denied",
-            ..event
-        };
+        let (origin, event) = refused("access.denied", &request, Some(&access), state.trust_forwarded_for);
         state.app.audit_refusal(&origin, Outcome::Denied, event).await;
         return Err(ApiError::Forbidden(refusal(&access, duty)));
     }
@@ -98,12 +90,17 @@ fn refusal(access: &Access, duty: Duty) -> String {
     }
 }
 
-/// A refused request's origin and the event it is recorded as (its action still to be named).
-fn refused(request: &Request, access: Option<&Access>, trust_forwarded_for: bool) -> (Origin, Event) {
+/// A refused request's origin and the event (`action`) it is recorded as.
+fn refused(
+    action: &'static str,
+    request: &Request,
+    access: Option<&Access>,
+    trust_forwarded_for: bool,
+) -> (Origin, Event) {
     let origin = origin_of(request.headers(), request.extensions(), access, trust_forwarded_for);
     let (method, path) = (request.method().as_str(), request.uri().path());
     let details = serde_json::json!({ "method": method, "path": path });
-    let event = Event::new("").on("route", format!("{method} {path}")).with(details);
+    let event = Event::new(action).on("route", format!("{method} {path}")).with(details);
     (origin, event)
 }
 
